@@ -1,0 +1,1 @@
+//! CKA, ECE, k-NN and fits (issue 4).

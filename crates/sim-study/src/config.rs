@@ -1,0 +1,709 @@
+//! The study config: one TOML file that describes a whole study.
+//!
+//! Every default from SPEC is a field here, so the resolved config written into
+//! the study directory says exactly what ran. Unknown or misspelled fields are
+//! rejected with their dotted path (`datasets.medical.crop_ration`).
+//! Relative data and checkpoint paths resolve against `SIM_DATA_DIR`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A whole study: what data, which backbones, how to train, what to measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyConfig {
+    pub study: StudySection,
+    pub datasets: Datasets,
+    #[serde(default)]
+    pub backbones: Vec<BackboneConfig>,
+    #[serde(default)]
+    pub training: TrainingConfig,
+    #[serde(default)]
+    pub evaluation: EvaluationConfig,
+    #[serde(default)]
+    pub dump: DumpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySection {
+    /// Names the study; also the default output folder `studies/<name>`.
+    pub name: String,
+    /// Where the study directory goes (relative to the working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_dir: Option<PathBuf>,
+    /// Seeds the train/test split: the same split for every run of the study.
+    #[serde(default)]
+    pub split_seed: u64,
+    /// One fine-tuning run per backbone and seed (SPEC: seeds 0–19).
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+}
+
+/// The two data sets of the study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Datasets {
+    /// The medical target task (fine-tuning, test metrics, medical probe set).
+    pub medical: DatasetConfig,
+    /// Natural images: the k-NN bank and queries, the natural probe set.
+    pub natural: DatasetConfig,
+}
+
+/// Which role a data set plays; some defaults differ by role (SPEC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetRole {
+    Medical,
+    Natural,
+}
+
+impl DatasetRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetRole::Medical => "medical",
+            DatasetRole::Natural => "natural",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// `HAM10000_metadata.csv` (lesion_id, image_id, dx, …) + an image folder.
+    Ham10000,
+    /// ISIC 2018 Task 3: one-hot ground-truth CSV + image folder
+    /// (+ optional lesion-groupings CSV for grouped splits).
+    Isic2018,
+    /// `<split>/<class>/*.jpg|png|bmp`, or `<class>/*` to be split by us.
+    ImageFolder,
+    /// A MedMNIST `.npz` (`train_images`, `train_labels`, `val_…`, `test_…`).
+    Medmnist,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub kind: DatasetKind,
+    /// Folder of the data set (the `.npz` file for MedMNIST); relative paths
+    /// resolve against `SIM_DATA_DIR`.
+    pub root: PathBuf,
+    /// Label CSV inside `root` (ham10000: `HAM10000_metadata.csv`;
+    /// isic2018: `ISIC2018_Task3_Training_GroundTruth.csv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PathBuf>,
+    /// Image folder inside `root` (ham10000: `images`;
+    /// isic2018: `ISIC2018_Task3_Training_Input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
+    /// isic2018 only: `ISIC2018_Task3_Training_LesionGroupings.csv` inside
+    /// `root`; without it every image is its own group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<PathBuf>,
+    /// Name of the training split (natural: the k-NN memory bank).
+    #[serde(default = "default_train_split")]
+    pub train_split: String,
+    /// Name of the evaluation split (medical: `test`; natural: `val`, the k-NN queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_split: Option<String>,
+    /// Share of images (by group, stratified by label) held out for testing when
+    /// the data set comes without splits (SPEC: 80/20).
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Evaluation transform: resize the shorter side to size / crop_ratio, then
+    /// centre-crop (SPEC: 1.0 medical, 0.875 natural as in DINO's eval_knn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Detected from the checkpoint's keys.
+    #[default]
+    Auto,
+    /// Supervised ViT (timm or Hugging Face `ViTModel` names).
+    Vit,
+    /// DINOv2 (Meta/timm or Hugging Face `Dinov2Model` names).
+    Dinov2,
+    /// OpenCLIP image tower.
+    OpenClip,
+}
+
+/// ImageNet mean/std (ViT, DINOv2).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// OpenAI CLIP mean/std (OpenCLIP).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+impl Family {
+    /// The family's own normalisation (SPEC), or `None` for `auto`.
+    pub fn normalisation(self) -> Option<([f32; 3], [f32; 3])> {
+        match self {
+            Family::Auto => None,
+            Family::Vit | Family::Dinov2 => Some((IMAGENET_MEAN, IMAGENET_STD)),
+            Family::OpenClip => Some((CLIP_MEAN, CLIP_STD)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// Short name: the run folder `runs/<name>/seed-NN` and the figures' legend.
+    pub name: String,
+    /// safetensors checkpoint; relative paths resolve against `SIM_DATA_DIR`.
+    pub checkpoint: PathBuf,
+    #[serde(default)]
+    pub family: Family,
+    /// Key prefix to strip (`visual.`, `backbone.`, `vit.`); detected when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Input side in pixels (SPEC: 224 on GPU; smaller at CPU scale).
+    #[serde(default = "default_input_size")]
+    pub input_size: u32,
+    /// Per-channel mean/std; default: the family's own (SPEC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<[f32; 3]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<[f32; 3]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassBalance {
+    /// Plain cross-entropy, plain shuffling (SPEC default).
+    #[default]
+    None,
+    /// Cross-entropy weighted by inverse class frequency.
+    LossWeights,
+    /// Batches drawn with probability inverse to class frequency.
+    Sampling,
+}
+
+/// Fine-tuning hyper-parameters (SPEC, "Fine-tuning protocol").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    pub epochs: u32,
+    pub batch_size: usize,
+    pub lr_backbone: f64,
+    pub lr_head: f64,
+    pub weight_decay: f64,
+    /// Linear warm-up before the cosine schedule, in epochs.
+    pub warmup_epochs: u32,
+    /// RandomResizedCrop area range.
+    pub rrc_scale: [f64; 2],
+    pub hflip: bool,
+    pub vflip: bool,
+    pub class_balance: ClassBalance,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            epochs: 20,
+            batch_size: 32,
+            lr_backbone: 1e-5,
+            lr_head: 1e-3,
+            weight_decay: 0.05,
+            warmup_epochs: 1,
+            rrc_scale: [0.8, 1.0],
+            hflip: true,
+            vflip: true,
+            class_balance: ClassBalance::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceModel {
+    /// θ*: the run of the same backbone with the best test accuracy (SPEC).
+    #[default]
+    BestAccuracy,
+}
+
+/// What to measure after each epoch (SPEC, "Representation quality").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// Batch size of inference passes.
+    pub batch_size: usize,
+    /// Equal-width ECE bins.
+    pub ece_bins: usize,
+    /// k-NN neighbourhood sizes reported.
+    pub knn_k: Vec<usize>,
+    /// The k of the headline k-NN number.
+    pub knn_report_k: usize,
+    /// Temperature of the exp(sim / T) neighbour votes.
+    pub knn_temperature: f64,
+    /// Natural images in the natural probe set (a fixed subset of the
+    /// evaluation split, the same for every run).
+    pub natural_probe_size: usize,
+    /// Natural images whose attention maps are stored (Figure 3).
+    pub attention_images: usize,
+    /// Similarity levels of the discretised fit (Figure 5).
+    pub fit_levels: usize,
+    /// θ* of the accuracy divergence A_X.
+    pub reference: ReferenceModel,
+    /// η of T_X(η, ε). SPEC gives no value; this default is the project's.
+    pub similarity_threshold: f64,
+    /// ε of T_X(η, ε). SPEC gives no value; this default is the project's.
+    pub accuracy_tolerance: f64,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        EvaluationConfig {
+            batch_size: 64,
+            ece_bins: 15,
+            knn_k: vec![10, 20, 100, 200],
+            knn_report_k: 20,
+            knn_temperature: 0.07,
+            natural_probe_size: 1000,
+            attention_images: 8,
+            fit_levels: 10,
+            reference: ReferenceModel::BestAccuracy,
+            similarity_threshold: 0.5,
+            accuracy_tolerance: 0.02,
+        }
+    }
+}
+
+/// Which activations are written per epoch (disk use grows with both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DumpConfig {
+    /// Layer indices (0 = embedding, 1..=L blocks); absent = all layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
+    /// Epochs (0 = pre-trained); absent = every epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<Vec<u32>>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    (0..20).collect()
+}
+fn default_train_split() -> String {
+    "train".into()
+}
+fn default_test_fraction() -> f64 {
+    0.2
+}
+fn default_input_size() -> u32 {
+    224
+}
+
+/// A config that could not be read, parsed or accepted. Names the file and
+/// the dotted field path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: field `{field}`: {message}")]
+    Field { file: PathBuf, field: String, message: String },
+}
+
+impl StudyConfig {
+    /// Reads, parses, fills role defaults and validates a study config.
+    pub fn from_file(path: &Path) -> Result<StudyConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// As [`StudyConfig::from_file`], from text; `file` only names it in errors.
+    pub fn from_toml_str(text: &str, file: &Path) -> Result<StudyConfig, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let mut config: StudyConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.into_inner().message().trim().to_string();
+            ConfigError::Field { file: file.to_owned(), field, message }
+        })?;
+        config.fill_defaults();
+        config.validate().map_err(|(field, message)| ConfigError::Field {
+            file: file.to_owned(),
+            field,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Fills the defaults that depend on a data set's role or a backbone's family,
+    /// so the resolved config states every value used.
+    fn fill_defaults(&mut self) {
+        if self.study.output_dir.is_none() {
+            self.study.output_dir = Some(Path::new("studies").join(&self.study.name));
+        }
+        for (role, ds) in self.datasets_mut() {
+            let (test_split, crop_ratio) = match role {
+                DatasetRole::Medical => ("test", 1.0),
+                DatasetRole::Natural => ("val", 0.875),
+            };
+            ds.test_split.get_or_insert_with(|| test_split.into());
+            ds.crop_ratio.get_or_insert(crop_ratio);
+            ds.metadata = ds.metadata_file();
+            ds.images = ds.images_dir();
+        }
+        for b in &mut self.backbones {
+            if let Some((mean, std)) = b.family.normalisation() {
+                b.mean.get_or_insert(mean);
+                b.std.get_or_insert(std);
+            }
+        }
+    }
+
+    fn datasets_mut(&mut self) -> [(DatasetRole, &mut DatasetConfig); 2] {
+        [
+            (DatasetRole::Medical, &mut self.datasets.medical),
+            (DatasetRole::Natural, &mut self.datasets.natural),
+        ]
+    }
+
+    /// The data sets with their roles, medical first.
+    pub fn datasets(&self) -> [(DatasetRole, &DatasetConfig); 2] {
+        [(DatasetRole::Medical, &self.datasets.medical), (DatasetRole::Natural, &self.datasets.natural)]
+    }
+
+    /// Where the study directory goes.
+    pub fn output_dir(&self) -> PathBuf {
+        self.study.output_dir.clone().unwrap_or_else(|| Path::new("studies").join(&self.study.name))
+    }
+
+    /// The config with defaults filled in, as TOML.
+    pub fn to_resolved_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a study config always serialises to TOML")
+    }
+
+    /// SHA-256 (hex) of the resolved config: two studies with the same hash
+    /// ran with the same settings.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.to_resolved_toml().as_bytes()))
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |field: &str, message: String| Err((field.to_string(), message));
+        check_name("study.name", &self.study.name)?;
+        if self.study.seeds.is_empty() {
+            return err("study.seeds", "needs at least one seed".into());
+        }
+        let mut seeds = self.study.seeds.clone();
+        seeds.sort_unstable();
+        if let Some(w) = seeds.windows(2).find(|w| w[0] == w[1]) {
+            return err("study.seeds", format!("seed {} appears twice", w[0]));
+        }
+        for (role, ds) in self.datasets() {
+            ds.validate(&format!("datasets.{}", role.name()))?;
+        }
+        let mut names = Vec::new();
+        for (i, b) in self.backbones.iter().enumerate() {
+            let at = |f: &str| format!("backbones[{i}].{f}");
+            check_name(&at("name"), &b.name)?;
+            if names.contains(&&b.name) {
+                return err(&at("name"), format!("backbone name `{}` is used twice", b.name));
+            }
+            names.push(&b.name);
+            if !(8..=4096).contains(&b.input_size) {
+                return err(&at("input_size"), format!("{} is not in 8..=4096", b.input_size));
+            }
+            if let Some(std) = b.std
+                && std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            {
+                return err(&at("std"), format!("{std:?}: every value must be positive"));
+            }
+            if let Some(mean) = b.mean
+                && mean.iter().any(|m| !m.is_finite())
+            {
+                return err(&at("mean"), format!("{mean:?}: every value must be finite"));
+            }
+        }
+        self.training.validate()?;
+        self.evaluation.validate()?;
+        Ok(())
+    }
+}
+
+impl DatasetKind {
+    /// The label table a layout of this kind names by default.
+    fn default_metadata(self) -> Option<&'static str> {
+        match self {
+            DatasetKind::Ham10000 => Some("HAM10000_metadata.csv"),
+            DatasetKind::Isic2018 => Some("ISIC2018_Task3_Training_GroundTruth.csv"),
+            DatasetKind::ImageFolder | DatasetKind::Medmnist => None,
+        }
+    }
+
+    /// The image folder a layout of this kind names by default.
+    fn default_images(self) -> Option<&'static str> {
+        match self {
+            DatasetKind::Ham10000 => Some("images"),
+            DatasetKind::Isic2018 => Some("ISIC2018_Task3_Training_Input"),
+            DatasetKind::ImageFolder | DatasetKind::Medmnist => None,
+        }
+    }
+}
+
+impl DatasetConfig {
+    /// A config of `kind` at `root` with every other field at its default.
+    pub fn new(kind: DatasetKind, root: impl Into<PathBuf>) -> DatasetConfig {
+        DatasetConfig {
+            kind,
+            root: root.into(),
+            metadata: None,
+            images: None,
+            groups: None,
+            train_split: default_train_split(),
+            test_split: None,
+            test_fraction: default_test_fraction(),
+            crop_ratio: None,
+        }
+    }
+
+    /// The label table inside `root`: the configured one or the kind's default.
+    pub fn metadata_file(&self) -> Option<PathBuf> {
+        self.metadata.clone().or_else(|| self.kind.default_metadata().map(PathBuf::from))
+    }
+
+    /// The image folder inside `root`: the configured one or the kind's default.
+    pub fn images_dir(&self) -> Option<PathBuf> {
+        self.images.clone().or_else(|| self.kind.default_images().map(PathBuf::from))
+    }
+
+    /// The data set's root with relative paths resolved against `SIM_DATA_DIR`.
+    pub fn resolved_root(&self) -> PathBuf {
+        resolve_data_path(&self.root)
+    }
+
+    /// Evaluation crop ratio (filled in by the loader, so never absent after it).
+    pub fn crop_ratio(&self) -> f64 {
+        self.crop_ratio.unwrap_or(1.0)
+    }
+
+    /// Name of the evaluation split.
+    pub fn test_split(&self) -> &str {
+        self.test_split.as_deref().unwrap_or("test")
+    }
+
+    fn validate(&self, at: &str) -> Result<(), (String, String)> {
+        let field = |f: &str| format!("{at}.{f}");
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err((field("test_fraction"), format!("{} is not in (0, 1)", self.test_fraction)));
+        }
+        let crop = self.crop_ratio();
+        if !(crop > 0.0 && crop <= 1.0) {
+            return Err((field("crop_ratio"), format!("{crop} is not in (0, 1]")));
+        }
+        if self.train_split == self.test_split() {
+            return Err((field("test_split"), format!("same as train_split (`{}`)", self.train_split)));
+        }
+        let kind = self.kind;
+        let only = |name: &str, present: bool, allowed: bool| -> Result<(), (String, String)> {
+            if present && !allowed {
+                Err((field(name), format!("not used by kind {kind:?}; remove it")))
+            } else {
+                Ok(())
+            }
+        };
+        let table = matches!(kind, DatasetKind::Ham10000 | DatasetKind::Isic2018);
+        only("metadata", self.metadata.is_some(), table)?;
+        only("images", self.images.is_some(), table)?;
+        only("groups", self.groups.is_some(), kind == DatasetKind::Isic2018)?;
+        Ok(())
+    }
+}
+
+impl TrainingConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((format!("training.{f}"), m));
+        if self.epochs == 0 {
+            return err("epochs", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return err("batch_size", "must be at least 1".into());
+        }
+        for (name, v) in [("lr_backbone", self.lr_backbone), ("lr_head", self.lr_head)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return err(name, format!("{v} is not a non-negative number"));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return err("weight_decay", format!("{} is not a non-negative number", self.weight_decay));
+        }
+        if self.warmup_epochs > self.epochs {
+            return err("warmup_epochs", format!("{} exceeds epochs ({})", self.warmup_epochs, self.epochs));
+        }
+        let [lo, hi] = self.rrc_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return err("rrc_scale", format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"));
+        }
+        Ok(())
+    }
+}
+
+impl EvaluationConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((format!("evaluation.{f}"), m));
+        if self.batch_size == 0 {
+            return err("batch_size", "must be at least 1".into());
+        }
+        if self.ece_bins == 0 {
+            return err("ece_bins", "must be at least 1".into());
+        }
+        if self.knn_k.is_empty() || self.knn_k.contains(&0) {
+            return err("knn_k", format!("{:?}: needs values of at least 1", self.knn_k));
+        }
+        if !self.knn_k.contains(&self.knn_report_k) {
+            return err("knn_report_k", format!("{} is not one of knn_k {:?}", self.knn_report_k, self.knn_k));
+        }
+        if !(self.knn_temperature.is_finite() && self.knn_temperature > 0.0) {
+            return err("knn_temperature", format!("{} is not positive", self.knn_temperature));
+        }
+        if self.fit_levels < 2 {
+            return err("fit_levels", "a line needs at least 2 levels".into());
+        }
+        for (name, v) in [
+            ("similarity_threshold", self.similarity_threshold),
+            ("accuracy_tolerance", self.accuracy_tolerance),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return err(name, format!("{v} is not in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names become folder names: keep them to letters, digits, `-`, `_`, `.`.
+fn check_name(field: &str, name: &str) -> Result<(), (String, String)> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err((field.into(), format!("`{name}`: use letters, digits, `-`, `_` or `.` (not first)")))
+    }
+}
+
+/// Resolves a relative data or checkpoint path against `SIM_DATA_DIR`.
+pub fn resolve_data_path(path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_owned() } else { crate::data_dir().join(path) }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DatasetKind::Ham10000 => "ham10000",
+            DatasetKind::Isic2018 => "isic2018",
+            DatasetKind::ImageFolder => "image-folder",
+            DatasetKind::Medmnist => "medmnist",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[study]
+name = "t"
+[datasets.medical]
+kind = "ham10000"
+root = "ham10000"
+[datasets.natural]
+kind = "image-folder"
+root = "imagenette"
+[[backbones]]
+name = "vit"
+checkpoint = "checkpoints/vit.safetensors"
+family = "vit"
+"#;
+
+    fn parse(text: &str) -> Result<StudyConfig, ConfigError> {
+        StudyConfig::from_toml_str(text, Path::new("study.toml"))
+    }
+
+    #[test]
+    fn spec_defaults_are_filled_in() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.study.seeds, (0..20).collect::<Vec<_>>());
+        assert_eq!(c.training, TrainingConfig::default());
+        assert_eq!(c.training.lr_backbone, 1e-5);
+        assert_eq!(c.evaluation.ece_bins, 15);
+        assert_eq!(c.evaluation.knn_temperature, 0.07);
+        assert_eq!(c.datasets.medical.crop_ratio, Some(1.0));
+        assert_eq!(c.datasets.natural.crop_ratio, Some(0.875));
+        assert_eq!(c.datasets.medical.test_split(), "test");
+        assert_eq!(c.datasets.natural.test_split(), "val");
+        assert_eq!(c.datasets.medical.metadata.as_deref(), Some(Path::new("HAM10000_metadata.csv")));
+        assert_eq!(c.backbones[0].mean, Some(IMAGENET_MEAN));
+        assert_eq!(c.backbones[0].input_size, 224);
+        assert_eq!(c.output_dir(), Path::new("studies/t"));
+    }
+
+    #[test]
+    fn resolved_config_round_trips_with_the_same_hash() {
+        let c = parse(MINIMAL).unwrap();
+        let again = parse(&c.to_resolved_toml()).unwrap();
+        assert_eq!(c, again);
+        assert_eq!(c.hash(), again.hash());
+        let mut other = c.clone();
+        other.training.epochs = 3;
+        assert_ne!(c.hash(), other.hash());
+    }
+
+    #[test]
+    fn misspelled_field_is_rejected_with_its_path() {
+        let text = MINIMAL.replace("root = \"ham10000\"", "root = \"ham10000\"\ncrop_ration = 0.9");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains("study.toml"), "{msg}");
+        assert!(msg.contains("datasets.medical"), "{msg}");
+        assert!(msg.contains("crop_ration"), "{msg}");
+    }
+
+    #[test]
+    fn misspelled_top_level_section_is_rejected() {
+        let msg = parse(&format!("{MINIMAL}\n[trainig]\nepochs = 2\n")).unwrap_err().to_string();
+        assert!(msg.contains("trainig"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let msg = parse(&format!("{MINIMAL}\n[training]\nepochs = \"two\"\n")).unwrap_err().to_string();
+        assert!(msg.contains("training.epochs"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_dataset_kind_is_rejected() {
+        let msg = parse(&MINIMAL.replace("kind = \"ham10000\"", "kind = \"ham1000\"")).unwrap_err().to_string();
+        assert!(msg.contains("datasets.medical.kind"), "{msg}");
+        assert!(msg.contains("ham1000"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected_with_their_field() {
+        for (extra, field) in [
+            ("[training]\nwarmup_epochs = 30\n", "training.warmup_epochs"),
+            ("[training]\nrrc_scale = [0.9, 0.5]\n", "training.rrc_scale"),
+            ("[evaluation]\nknn_report_k = 7\n", "evaluation.knn_report_k"),
+        ] {
+            let msg = parse(&format!("{MINIMAL}\n{extra}")).unwrap_err().to_string();
+            assert!(msg.contains(field), "{field}: {msg}");
+        }
+        let msg = parse(&MINIMAL.replace("root = \"imagenette\"", "root = \"imagenette\"\ncrop_ratio = 1.5"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("datasets.natural.crop_ratio"), "{msg}");
+        let msg = parse(&MINIMAL.replace("root = \"imagenette\"", "root = \"imagenette\"\ngroups = \"g.csv\""))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("datasets.natural.groups"), "{msg}");
+        let msg = parse(&MINIMAL.replace("name = \"vit\"", "name = \"../vit\"")).unwrap_err().to_string();
+        assert!(msg.contains("backbones[0].name"), "{msg}");
+    }
+}

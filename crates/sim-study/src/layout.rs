@@ -1,0 +1,98 @@
+//! The files a study leaves (SPEC, "Files a study leaves"), in one place so
+//! every stage and every binary agrees on them:
+//!
+//! ```text
+//! <study>/
+//!   study.toml            resolved config (defaults filled in)
+//!   study.sha256          its hash
+//!   splits/<role>.csv     the split every run uses: id, label, class, group, split
+//!   cache/<role>-<S>px.u8img  decoded images, shorter side S, as u8 RGB
+//! ```
+
+use crate::config::{DatasetRole, StudyConfig};
+use crate::write_atomic;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct StudyDir {
+    root: PathBuf,
+}
+
+impl StudyDir {
+    pub fn new(root: impl Into<PathBuf>) -> StudyDir {
+        StudyDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn resolved_config(&self) -> PathBuf {
+        self.root.join("study.toml")
+    }
+
+    pub fn config_hash(&self) -> PathBuf {
+        self.root.join("study.sha256")
+    }
+
+    /// The split of a data set, as written by the first stage that needed it.
+    pub fn split_csv(&self, role: DatasetRole) -> PathBuf {
+        self.root.join("splits").join(format!("{}.csv", role.name()))
+    }
+
+    /// Decoded, resized images of a data set at shorter side `side` pixels.
+    pub fn image_cache(&self, role: DatasetRole, side: u32) -> PathBuf {
+        self.root.join("cache").join(format!("{}-{side}px.u8img", role.name()))
+    }
+
+    /// Writes the resolved config and its hash. A study directory made with a
+    /// different config is refused: its runs would mix two protocols.
+    pub fn write_resolved_config(&self, config: &StudyConfig) -> io::Result<()> {
+        let resolved = config.to_resolved_toml();
+        let hash = config.hash();
+        if let Ok(old_hash) = std::fs::read_to_string(self.config_hash())
+            && old_hash.trim() != hash
+        {
+            let old = std::fs::read_to_string(self.resolved_config()).unwrap_or_default();
+            let first_diff = old
+                .lines()
+                .zip(resolved.lines())
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("\n  was: {a}\n  now: {b}"))
+                .unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "study directory {} was made with another config (hash {} there, {} now); \
+                 use a new study.output_dir or remove the directory{first_diff}",
+                self.root.display(),
+                &old_hash.trim()[..old_hash.trim().len().min(12)],
+                &hash[..12],
+            )));
+        }
+        write_atomic(&self.resolved_config(), resolved.as_bytes())?;
+        write_atomic(&self.config_hash(), format!("{hash}\n").as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_config_is_refused_in_the_same_study_dir() {
+        let text = "[study]\nname = \"t\"\nseeds = [0]\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
+                    [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n";
+        let config = StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let study = StudyDir::new(dir.path());
+        study.write_resolved_config(&config).unwrap();
+        study.write_resolved_config(&config).unwrap();
+        let mut changed = config.clone();
+        changed.training.epochs = 2;
+        let msg = study.write_resolved_config(&changed).unwrap_err().to_string();
+        assert!(msg.contains("another config"), "{msg}");
+        assert!(msg.contains("epochs"), "{msg}");
+        let on_disk = StudyConfig::from_file(&study.resolved_config()).unwrap();
+        assert_eq!(on_disk, config);
+    }
+}

@@ -1,0 +1,26 @@
+//! What every part of a study shares: the study config (one TOML file, every
+//! SPEC default a field), where relative data paths resolve (`SIM_DATA_DIR`),
+//! the layout of a study directory, and the write-then-rename helper that keeps
+//! half-written files out of it.
+
+pub mod atomic;
+pub mod config;
+pub mod layout;
+pub mod real_data;
+
+pub use atomic::{write_atomic, write_atomic_with};
+pub use config::{ConfigError, StudyConfig};
+pub use layout::StudyDir;
+
+/// The environment variable relative data and checkpoint paths resolve against.
+pub const DATA_DIR_VAR: &str = "SIM_DATA_DIR";
+/// Where data lives when `SIM_DATA_DIR` is unset (the project's `data/` folder).
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+/// The data directory: `$SIM_DATA_DIR`, or `data/` when unset or empty.
+pub fn data_dir() -> std::path::PathBuf {
+    match std::env::var_os(DATA_DIR_VAR) {
+        Some(v) if !v.is_empty() => v.into(),
+        _ => DEFAULT_DATA_DIR.into(),
+    }
+}

@@ -1,0 +1,174 @@
+//! The data stage of a study: read both data sets, split them (or reuse the
+//! study's split files), fill the image caches each backbone's input size
+//! needs, and summarise what came out (`sim-train data`, `cargo xtask reproduce`).
+
+use super::image_cache::{CacheState, ImageCache};
+use super::split::{Split, SplitParams};
+use super::transform::cache_side;
+use super::{DataError, Dataset};
+use sim_study::config::{DatasetConfig, DatasetRole, StudyConfig};
+use sim_study::StudyDir;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// One data set of a study, read and split.
+pub struct PreparedDataset {
+    pub role: DatasetRole,
+    pub config: DatasetConfig,
+    pub dataset: Dataset,
+    pub split: Split,
+    pub read_time: Duration,
+    pub split_file: PathBuf,
+    pub split_reused: bool,
+    pub caches: Vec<CacheReport>,
+}
+
+/// What filling one image cache took.
+pub struct CacheReport {
+    pub side: u32,
+    pub path: PathBuf,
+    pub state: CacheState,
+    pub bytes: u64,
+    pub time: Duration,
+}
+
+impl PreparedDataset {
+    /// Reads and splits the data set of `role`; the split file is made on the
+    /// first call and read back on every later one.
+    pub fn load(config: &StudyConfig, study: &StudyDir, role: DatasetRole) -> Result<PreparedDataset, DataError> {
+        let ds_config = config.datasets().into_iter().find(|(r, _)| *r == role).map(|(_, c)| c.clone()).expect("both roles exist");
+        let start = Instant::now();
+        let dataset = Dataset::load(&ds_config)?;
+        let read_time = start.elapsed();
+        let params = SplitParams {
+            seed: config.study.split_seed,
+            test_fraction: ds_config.test_fraction,
+            train: ds_config.train_split.clone(),
+            test: ds_config.test_split().to_owned(),
+        };
+        let split_file = study.split_csv(role);
+        let split_reused = split_file.exists();
+        let split = Split::load_or_make(&dataset, &params, &split_file, role.name())?;
+        Ok(PreparedDataset { role, config: ds_config, dataset, split, read_time, split_file, split_reused, caches: Vec::new() })
+    }
+
+    /// The image cache for inputs of `size` pixels (shorter side size / crop_ratio).
+    pub fn image_cache(&mut self, study: &StudyDir, size: u32) -> Result<ImageCache, DataError> {
+        let side = cache_side(size, self.config.crop_ratio());
+        let path = study.image_cache(self.role, side);
+        let start = Instant::now();
+        let (cache, state) = ImageCache::load_or_build(&path, &self.dataset.samples, side)?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.caches.push(CacheReport { side, path, state, bytes, time: start.elapsed() });
+        Ok(cache)
+    }
+
+    /// Sample indices of the training split.
+    pub fn train_indices(&self) -> Vec<usize> {
+        self.split.indices(&self.config.train_split)
+    }
+
+    /// Sample indices of the evaluation split.
+    pub fn test_indices(&self) -> Vec<usize> {
+        self.split.indices(self.config.test_split())
+    }
+
+    /// Groups found in more than one split (0 for a grouped split).
+    pub fn groups_across_splits(&self) -> usize {
+        let mut sides: HashMap<&str, usize> = HashMap::new();
+        let mut crossing = BTreeSet::new();
+        for (s, &a) in self.dataset.samples.iter().zip(&self.split.assign) {
+            if *sides.entry(&s.group).or_insert(a) != a {
+                crossing.insert(&s.group);
+            }
+        }
+        crossing.len()
+    }
+}
+
+/// Runs the data stage for a whole study: records the resolved config in the
+/// study directory, reads and splits both data sets, and fills an image cache
+/// for every input size among the study's backbones.
+pub fn data_stage(config: &StudyConfig) -> Result<Vec<PreparedDataset>, DataError> {
+    let study = StudyDir::new(config.output_dir());
+    study.write_resolved_config(config).map_err(|e| DataError::io(study.resolved_config(), e))?;
+    let sizes: BTreeSet<u32> = config.backbones.iter().map(|b| b.input_size).collect();
+    let mut prepared = Vec::new();
+    for role in [DatasetRole::Medical, DatasetRole::Natural] {
+        let mut p = PreparedDataset::load(config, &study, role)?;
+        for &size in &sizes {
+            p.image_cache(&study, size)?;
+        }
+        prepared.push(p);
+    }
+    Ok(prepared)
+}
+
+impl fmt::Display for PreparedDataset {
+    /// Class counts per split, group counts, and what each step took.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ds = &self.dataset;
+        let groups: BTreeSet<&str> = ds.samples.iter().map(|s| s.group.as_str()).collect();
+        writeln!(
+            f,
+            "{} ({}, {}): {} images, {} classes, {} groups; read in {:.2} s",
+            self.role.name(),
+            self.config.kind,
+            self.config.resolved_root().display(),
+            ds.samples.len(),
+            ds.classes.len(),
+            groups.len(),
+            self.read_time.as_secs_f64()
+        )?;
+        let width = ds.classes.iter().map(|c| c.len()).max().unwrap_or(0).max(6);
+        write!(f, "  {:<width$}", "class")?;
+        for name in &self.split.names {
+            write!(f, " {name:>8}")?;
+        }
+        writeln!(f)?;
+        let n_splits = self.split.names.len();
+        let mut counts = vec![vec![0usize; n_splits]; ds.classes.len()];
+        let mut split_groups = vec![BTreeSet::new(); n_splits];
+        for (s, &a) in ds.samples.iter().zip(&self.split.assign) {
+            counts[s.label][a] += 1;
+            split_groups[a].insert(s.group.as_str());
+        }
+        for (class, row) in ds.classes.iter().zip(&counts) {
+            write!(f, "  {class:<width$}")?;
+            for n in row {
+                write!(f, " {n:>8}")?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "  {:<width$}", "images")?;
+        for k in 0..n_splits {
+            write!(f, " {:>8}", counts.iter().map(|r| r[k]).sum::<usize>())?;
+        }
+        writeln!(f)?;
+        write!(f, "  {:<width$}", "groups")?;
+        for g in &split_groups {
+            write!(f, " {:>8}", g.len())?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  groups in more than one split: {}", self.groups_across_splits())?;
+        let verb = if self.split_reused { "reused" } else { "written" };
+        writeln!(f, "  split {verb}: {}", self.split_file.display())?;
+        for c in &self.caches {
+            let state = match c.state {
+                CacheState::Built => "built",
+                CacheState::Reused => "reused",
+            };
+            writeln!(
+                f,
+                "  image cache, shorter side {} px: {state} in {:.2} s ({}, {:.1} MB)",
+                c.side,
+                c.time.as_secs_f64(),
+                c.path.display(),
+                c.bytes as f64 / 1e6
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! sim-train: backbones in burn, the data they read, and fine-tuning runs.
+//!
+//! - [`data`]: data set readers, splits, the image cache, transforms, batches.
+//! - [`backend`]: which burn backend the binaries run on.
+
+pub mod backend;
+pub mod data;
+
+pub use backend::CpuBackend;

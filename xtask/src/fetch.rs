@@ -1,0 +1,272 @@
+//! `cargo xtask fetch-data`: download the study's data sets from their official
+//! sources, verify them, unpack, and lay them out as the readers expect:
+//!
+//! - `ham10000/`: `images/ISIC_*.jpg` + `HAM10000_metadata.csv`, built from the
+//!   ISIC 2018 Task 3 training files (the HAM10000 images, one-hot ground
+//!   truth, lesion groupings) on the ISIC challenge bucket;
+//! - `imagenette/`: `train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`, from fast.ai's
+//!   `imagenette2-320.tgz`.
+//!
+//! Archives go to `<dest>/.downloads/` (a finished, verified download is not
+//! fetched again); a data set folder appears only once complete (assembled in
+//! a temporary folder, then renamed), and is then loaded by the project's own
+//! reader to check its contents.
+
+use anyhow::{Context, bail, ensure};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use sim_study::config::{DatasetConfig, DatasetKind};
+use sim_train::data::{Dataset, HAM10000_CLASSES};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// How a download is checked.
+#[derive(Debug, Clone)]
+pub enum Checksum {
+    /// The digest the publisher (or torchvision, for Imagenette) lists.
+    Md5(String),
+    Sha256(String),
+    /// No published digest (the ISIC bucket lists none): the SHA-256 is printed
+    /// for the record, and the unpacked contents are checked instead.
+    Unpublished,
+}
+
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub url: String,
+    pub checksum: Checksum,
+}
+
+impl Download {
+    fn file_name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
+}
+
+/// How the unpacked downloads become the data set folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// ISIC 2018 Task 3 input zip, ground-truth zip, lesion-groupings CSV → HAM10000 layout.
+    Ham10000FromIsic,
+    /// An ImageFolder archive with `train/` and `val/` one folder down.
+    ImagenetteFolder,
+}
+
+/// One data set to fetch.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Folder name under the data directory (`ham10000`, `imagenette`).
+    pub name: String,
+    pub downloads: Vec<Download>,
+    pub layout: Layout,
+    /// Images the finished folder must hold (checked by loading it).
+    pub expected_images: usize,
+}
+
+/// The official sources.
+pub fn official_sources() -> Vec<Source> {
+    let isic = "https://isic-challenge-data.s3.amazonaws.com/2018";
+    vec![
+        Source {
+            name: "ham10000".into(),
+            downloads: ["ISIC2018_Task3_Training_Input.zip", "ISIC2018_Task3_Training_GroundTruth.zip", "ISIC2018_Task3_Training_LesionGroupings.csv"]
+                .iter()
+                .map(|f| Download { url: format!("{isic}/{f}"), checksum: Checksum::Unpublished })
+                .collect(),
+            layout: Layout::Ham10000FromIsic,
+            expected_images: 10_015,
+        },
+        Source {
+            name: "imagenette".into(),
+            downloads: vec![Download {
+                url: "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz".into(),
+                checksum: Checksum::Md5("3df6f0d01a2c9592104656642f5e78a3".into()),
+            }],
+            layout: Layout::ImagenetteFolder,
+            expected_images: 9_469 + 3_925,
+        },
+    ]
+}
+
+/// Replaces every download's host and folder by `mirror` (same file names).
+pub fn with_mirror(sources: Vec<Source>, mirror: &str) -> Vec<Source> {
+    sources
+        .into_iter()
+        .map(|mut s| {
+            for d in &mut s.downloads {
+                d.url = format!("{}/{}", mirror.trim_end_matches('/'), d.file_name());
+            }
+            s
+        })
+        .collect()
+}
+
+/// Fetches every source whose folder under `dest` is missing; returns the
+/// names fetched. A present folder is left alone.
+pub fn fetch_missing(sources: &[Source], dest: &Path) -> anyhow::Result<Vec<String>> {
+    let mut fetched = Vec::new();
+    for source in sources {
+        let target = dest.join(&source.name);
+        if target.exists() {
+            println!("{}: present at {}, skipped", source.name, target.display());
+            continue;
+        }
+        fetch_one(source, dest).with_context(|| format!("fetching {}", source.name))?;
+        fetched.push(source.name.clone());
+    }
+    Ok(fetched)
+}
+
+fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
+    let downloads = dest.join(".downloads");
+    fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
+    let mut files = Vec::new();
+    for d in &source.downloads {
+        files.push(download_verified(d, &downloads)?);
+    }
+    let work = dest.join(format!(".{}.partial", source.name));
+    if work.exists() {
+        fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+    }
+    let unpacked = work.join("unpacked");
+    let assembled = work.join(&source.name);
+    for file in &files {
+        unpack(file, &unpacked)?;
+    }
+    match source.layout {
+        Layout::Ham10000FromIsic => assemble_ham10000(&unpacked, &assembled)?,
+        Layout::ImagenetteFolder => assemble_image_folder(&unpacked, &assembled)?,
+    }
+    let found = count_images(source, &assembled)?;
+    ensure!(
+        found == source.expected_images,
+        "{} holds {found} labelled images, expected {}; the download is incomplete or changed",
+        source.name,
+        source.expected_images
+    );
+    let target = dest.join(&source.name);
+    fs::rename(&assembled, &target).with_context(|| format!("moving into {}", target.display()))?;
+    fs::remove_dir_all(&work).ok();
+    println!("{}: {found} images in {}", source.name, target.display());
+    Ok(())
+}
+
+/// Downloads to `<dir>/<file>.part`, checks the digest, renames to `<dir>/<file>`.
+/// A file already there that passes the check is used as it is.
+fn download_verified(d: &Download, dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(d.file_name());
+    if path.exists() {
+        let mut f = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        if verify(d, &path, &mut f).is_ok() {
+            println!("{}: already downloaded", path.display());
+            return Ok(path);
+        }
+    }
+    let part = dir.join(format!("{}.part", d.file_name()));
+    println!("downloading {}", d.url);
+    let result = (|| {
+        let response = ureq::get(&d.url).call().with_context(|| format!("GET {}", d.url))?;
+        let mut body = response.into_body().into_reader();
+        let mut out = fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+        std::io::copy(&mut body, &mut out).with_context(|| format!("downloading {}", d.url))?;
+        out.sync_all()?;
+        drop(out);
+        verify(d, &part, &mut fs::File::open(&part)?)?;
+        fs::rename(&part, &path)?;
+        anyhow::Ok(())
+    })();
+    if result.is_err() {
+        fs::remove_file(&part).ok();
+    }
+    result.map(|()| path)
+}
+
+fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> {
+    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
+    }
+    let (md5, sha) = (hex::encode(md5.finalize()), hex::encode(sha.finalize()));
+    let (kind, want, got) = match &d.checksum {
+        Checksum::Md5(want) => ("MD5", want, &md5),
+        Checksum::Sha256(want) => ("SHA-256", want, &sha),
+        Checksum::Unpublished => {
+            println!("{}: SHA-256 {sha} (no published checksum; contents are checked after unpacking)", d.file_name());
+            return Ok(());
+        }
+    };
+    if !want.eq_ignore_ascii_case(got) {
+        bail!("{}: {kind} is {got}, expected {want} (from {})", path.display(), d.url);
+    }
+    Ok(())
+}
+
+fn unpack(file: &Path, into: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(into)?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let open = || fs::File::open(file).with_context(|| format!("opening {}", file.display()));
+    if name.ends_with(".zip") {
+        let mut zip = zip::ZipArchive::new(open()?).with_context(|| format!("{} is not a zip archive", file.display()))?;
+        zip.extract(into).with_context(|| format!("unpacking {}", file.display()))?;
+    } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
+        tar::Archive::new(flate2::read::GzDecoder::new(open()?))
+            .unpack(into)
+            .with_context(|| format!("unpacking {}", file.display()))?;
+    } else {
+        fs::copy(file, into.join(&name)).with_context(|| format!("copying {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// ISIC 2018 Task 3 → `images/` + `HAM10000_metadata.csv`. ISIC's files carry
+/// lesion, image and diagnosis; the metadata columns they lack (dx_type, age,
+/// sex, localization) are left empty.
+fn assemble_ham10000(unpacked: &Path, out: &Path) -> anyhow::Result<()> {
+    let input = unpacked.join("ISIC2018_Task3_Training_Input");
+    let ground_truth = unpacked.join("ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv");
+    let groups = unpacked.join("ISIC2018_Task3_Training_LesionGroupings.csv");
+    let isic = sim_train::data::isic2018::read(&ground_truth, &input, Some(&groups))?;
+    let images = out.join("images");
+    fs::create_dir_all(&images)?;
+    let mut csv = String::from("lesion_id,image_id,dx,dx_type,age,sex,localization\n");
+    for s in &isic.samples {
+        let sim_train::data::ImageSource::File(src) = &s.source else { unreachable!("the ISIC reader lists files") };
+        let file_name = src.file_name().context("image without a file name")?;
+        fs::rename(src, images.join(file_name)).with_context(|| format!("moving {}", src.display()))?;
+        csv.push_str(&format!("{},{},{},,,,\n", s.group, s.id, HAM10000_CLASSES[s.label]));
+    }
+    fs::File::create(out.join("HAM10000_metadata.csv"))?.write_all(csv.as_bytes())?;
+    Ok(())
+}
+
+/// An archive holding one folder with `train/` and `val/` → those two folders.
+fn assemble_image_folder(unpacked: &Path, out: &Path) -> anyhow::Result<()> {
+    let top = fs::read_dir(unpacked)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.join("train").is_dir())
+        .with_context(|| format!("no folder with train/ in {}", unpacked.display()))?;
+    fs::create_dir_all(out)?;
+    for split in ["train", "val"] {
+        fs::rename(top.join(split), out.join(split)).with_context(|| format!("no {split}/ in {}", top.display()))?;
+    }
+    Ok(())
+}
+
+/// Loads the assembled folder with the project's own reader.
+fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
+    let kind = match source.layout {
+        Layout::Ham10000FromIsic => DatasetKind::Ham10000,
+        Layout::ImagenetteFolder => DatasetKind::ImageFolder,
+    };
+    Ok(Dataset::load(&DatasetConfig::new(kind, folder))?.samples.len())
+}
+
+#[cfg(test)]
+mod tests;

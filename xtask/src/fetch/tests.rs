@@ -1,0 +1,183 @@
+//! fetch-data against archives served from a loopback HTTP server made here.
+
+use super::*;
+use sim_train::data::Dataset;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// Serves `files` by path on 127.0.0.1 for at most `max_requests` requests.
+fn serve(files: HashMap<String, Vec<u8>>, max_requests: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max_requests) {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).ok();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+                    break;
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+            let reply = match files.get(&path) {
+                Some(body) => {
+                    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            };
+            stream.write_all(&reply).ok();
+        }
+    });
+    base
+}
+
+fn jpeg(shade: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(8, 6, image::Rgb([shade, 100, 50]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Jpeg).unwrap();
+    out
+}
+
+fn zip_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in entries {
+        w.start_file(name.as_str(), zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn tgz_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// 14 ISIC images (two per class, lesions shared in pairs) and a 2-class
+/// Imagenette with 4 train and 2 val images.
+fn archives() -> HashMap<String, Vec<u8>> {
+    let columns = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"];
+    let mut inputs = vec![("ISIC2018_Task3_Training_Input/LICENSE.txt".to_string(), b"CC-BY-NC".to_vec())];
+    let mut truth = format!("image,{}\n", columns.join(","));
+    let mut groups = String::from("image,lesion_id,diagnosis_confirm_type\n");
+    for i in 0..14 {
+        let id = format!("ISIC_{:07}", 24306 + i);
+        inputs.push((format!("ISIC2018_Task3_Training_Input/{id}.jpg"), jpeg(i as u8 * 10)));
+        let hot: Vec<&str> = (0..7).map(|c| if c == i % 7 { "1.0" } else { "0.0" }).collect();
+        truth.push_str(&format!("{id},{}\n", hot.join(",")));
+        groups.push_str(&format!("{id},HAM_{:07},histopathology\n", i % 7));
+    }
+    let truth_zip = zip_of(&[("ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv".into(), truth.into_bytes())]);
+    let mut nette = Vec::new();
+    for (split, n) in [("train", 2), ("val", 1)] {
+        for class in ["n01440764", "n02102040"] {
+            for k in 0..n {
+                nette.push((format!("imagenette2-320/{split}/{class}/{k}.JPEG"), jpeg(k as u8)));
+            }
+        }
+    }
+    nette.push(("imagenette2-320/noisy_imagenette.csv".into(), b"path\n".to_vec()));
+    HashMap::from([
+        ("ISIC2018_Task3_Training_Input.zip".into(), zip_of(&inputs)),
+        ("ISIC2018_Task3_Training_GroundTruth.zip".into(), truth_zip),
+        ("ISIC2018_Task3_Training_LesionGroupings.csv".into(), groups.into_bytes()),
+        ("imagenette2-320.tgz".into(), tgz_of(&nette)),
+    ])
+}
+
+/// The official sources, served from `base`, with digests of the test archives.
+fn sources(base: &str, files: &HashMap<String, Vec<u8>>) -> Vec<Source> {
+    let mut sources = with_mirror(official_sources(), base);
+    for s in &mut sources {
+        s.expected_images = if s.name == "ham10000" { 14 } else { 6 };
+        for d in &mut s.downloads {
+            let bytes = &files[d.file_name()];
+            if d.file_name().ends_with(".zip") {
+                d.checksum = Checksum::Sha256(hex::encode(Sha256::digest(bytes)));
+            } else if matches!(d.checksum, Checksum::Md5(_)) {
+                d.checksum = Checksum::Md5(hex::encode(Md5::digest(bytes)));
+            }
+        }
+    }
+    sources
+}
+
+#[test]
+fn fetches_verifies_and_lays_out_both_data_sets() {
+    let files = archives();
+    let base = serve(files.clone(), 16);
+    let dest = tempfile::tempdir().unwrap();
+    let sources = sources(&base, &files);
+    let fetched = fetch_missing(&sources, dest.path()).unwrap();
+    assert_eq!(fetched, vec!["ham10000".to_string(), "imagenette".to_string()]);
+
+    let ham = Dataset::load(&DatasetConfig::new(DatasetKind::Ham10000, dest.path().join("ham10000"))).unwrap();
+    assert_eq!(ham.samples.len(), 14);
+    // ISIC column order MEL, NV, BCC, … maps onto HAM10000's dx names.
+    assert_eq!(ham.classes[ham.samples[0].label], "mel");
+    assert_eq!(ham.classes[ham.samples[1].label], "nv");
+    assert_eq!(ham.samples[0].group, ham.samples[7].group);
+    assert_ne!(ham.samples[0].group, ham.samples[1].group);
+    let nette = Dataset::load(&DatasetConfig::new(DatasetKind::ImageFolder, dest.path().join("imagenette"))).unwrap();
+    assert_eq!(nette.samples.len(), 6);
+    assert_eq!(nette.classes, vec!["n01440764", "n02102040"]);
+    assert!(!dest.path().join(".ham10000.partial").exists());
+
+    // Present folders are left alone: nothing is downloaded again.
+    assert!(fetch_missing(&sources, dest.path()).unwrap().is_empty());
+}
+
+#[test]
+fn checksum_mismatch_stops_and_leaves_no_data_set_or_partial_file() {
+    let files = archives();
+    let base = serve(files.clone(), 8);
+    let dest = tempfile::tempdir().unwrap();
+    let mut sources = sources(&base, &files);
+    sources.retain(|s| s.name == "imagenette");
+    sources[0].downloads[0].checksum = Checksum::Md5("00000000000000000000000000000000".into());
+    let msg = format!("{:#}", fetch_missing(&sources, dest.path()).unwrap_err());
+    assert!(msg.contains("MD5"), "{msg}");
+    assert!(msg.contains("imagenette2-320.tgz"), "{msg}");
+    assert!(!dest.path().join("imagenette").exists());
+    let left: Vec<_> = fs::read_dir(dest.path().join(".downloads")).unwrap().collect();
+    assert!(left.is_empty(), "nothing half-downloaded is kept: {left:?}");
+}
+
+#[test]
+fn incomplete_contents_stop_before_the_folder_appears() {
+    let files = archives();
+    let base = serve(files.clone(), 8);
+    let dest = tempfile::tempdir().unwrap();
+    let mut sources = sources(&base, &files);
+    sources.retain(|s| s.name == "imagenette");
+    sources[0].expected_images = 7;
+    let msg = format!("{:#}", fetch_missing(&sources, dest.path()).unwrap_err());
+    assert!(msg.contains("holds 6 labelled images, expected 7"), "{msg}");
+    assert!(!dest.path().join("imagenette").exists());
+}
+
+#[test]
+fn missing_file_on_the_server_is_an_error_naming_the_url() {
+    let base = serve(HashMap::new(), 4);
+    let dest = tempfile::tempdir().unwrap();
+    let mut sources = with_mirror(official_sources(), &base);
+    sources.retain(|s| s.name == "imagenette");
+    let msg = format!("{:#}", fetch_missing(&sources, dest.path()).unwrap_err());
+    assert!(msg.contains("imagenette2-320.tgz"), "{msg}");
+    assert!(msg.contains("404"), "{msg}");
+}

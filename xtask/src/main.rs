@@ -1,0 +1,70 @@
+//! `cargo xtask`: the project's own commands.
+//!
+//! - `cargo xtask reproduce [--config FILE]`: runs a whole study from a config.
+//! - `cargo xtask fetch-data [--dest DIR]`: downloads the data sets.
+
+mod fetch;
+mod reproduce;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The project's own commands (run as `cargo xtask <command>`).
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole study from a config: every stage that exists, resuming
+    /// what an earlier call finished. Stages now: record the resolved config,
+    /// read and split the data, fill the image caches, print the data summary.
+    ///
+    /// Data paths resolve against SIM_DATA_DIR (default: data/). Missing data
+    /// stops the run with the command that fetches it, or is fetched with
+    /// --fetch-missing.
+    Reproduce {
+        /// Study config (TOML).
+        #[arg(long, default_value = reproduce::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Download data sets the config needs and the data folder lacks.
+        #[arg(long)]
+        fetch_missing: bool,
+    },
+    /// Download HAM10000 (via the ISIC 2018 Task 3 files) and Imagenette
+    /// (320 px) from their official sources, verify, unpack, and lay them out
+    /// under DEST as `ham10000/` and `imagenette/`. Present folders are skipped.
+    FetchData {
+        /// Data folder (default: $SIM_DATA_DIR, else data/).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+        /// Fetch only this data set (`ham10000` or `imagenette`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Base URL of a mirror holding the same file names.
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Reproduce { config, fetch_missing } => reproduce::run(&config, fetch_missing),
+        Command::FetchData { dest, only, mirror } => {
+            let dest = dest.unwrap_or_else(sim_study::data_dir);
+            let mut sources = fetch::official_sources();
+            if let Some(name) = only {
+                sources.retain(|s| s.name == name);
+                anyhow::ensure!(!sources.is_empty(), "--only {name}: known data sets are ham10000 and imagenette");
+            }
+            if let Some(mirror) = mirror {
+                sources = fetch::with_mirror(sources, &mirror);
+            }
+            fetch::fetch_missing(&sources, &dest)?;
+            Ok(())
+        }
+    }
+}
