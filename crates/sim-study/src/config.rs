@@ -302,8 +302,8 @@ fn default_input_size() -> u32 {
 /// the dotted field path.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    #[error("cannot read config {file}: {error}")]
+    Read { file: PathBuf, error: std::io::Error },
     #[error("{file}: field `{field}`: {message}")]
     Field { file: PathBuf, field: String, message: String },
 }
@@ -312,7 +312,7 @@ impl StudyConfig {
     /// Reads, parses, fills role defaults and validates a study config.
     pub fn from_file(path: &Path) -> Result<StudyConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
+            .map_err(|error| ConfigError::Read { file: path.to_owned(), error })?;
         Self::from_toml_str(&text, path)
     }
 
@@ -705,5 +705,13 @@ family = "vit"
         assert!(msg.contains("datasets.natural.groups"), "{msg}");
         let msg = parse(&MINIMAL.replace("name = \"vit\"", "name = \"../vit\"")).unwrap_err().to_string();
         assert!(msg.contains("backbones[0].name"), "{msg}");
+    }
+
+    #[test]
+    fn unreadable_or_malformed_config_names_the_file() {
+        let msg = StudyConfig::from_file(Path::new("/nonexistent/study.toml")).unwrap_err().to_string();
+        assert!(msg.contains("cannot read config /nonexistent/study.toml"), "{msg}");
+        let msg = parse("[study\nname = 1").unwrap_err().to_string();
+        assert!(msg.starts_with("study.toml"), "{msg}");
     }
 }

@@ -22,9 +22,9 @@ enum Command {
     /// and how long each step took.
     ///
     /// The split is written to <study>/splits/<role>.csv the first time and
-    /// reused afterwards. Example: sim-train data --config configs/ci-small.toml
+    /// reused afterwards. Example: sim-train data --config configs/ci.toml
     Data {
-        /// Study config (TOML), e.g. configs/ham10000-vit.toml.
+        /// Study config (TOML), e.g. configs/paper.toml.
         #[arg(long)]
         config: PathBuf,
     },

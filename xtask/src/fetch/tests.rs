@@ -107,9 +107,7 @@ fn sources(base: &str, files: &HashMap<String, Vec<u8>>) -> Vec<Source> {
         s.expected_images = if s.name == "ham10000" { 14 } else { 6 };
         for d in &mut s.downloads {
             let bytes = &files[d.file_name()];
-            if d.file_name().ends_with(".zip") {
-                d.checksum = Checksum::Sha256(hex::encode(Sha256::digest(bytes)));
-            } else if matches!(d.checksum, Checksum::Md5(_)) {
+            if matches!(d.checksum, Checksum::Md5(_)) {
                 d.checksum = Checksum::Md5(hex::encode(Md5::digest(bytes)));
             }
         }

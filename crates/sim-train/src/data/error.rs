@@ -6,8 +6,8 @@ use std::path::PathBuf;
 pub enum DataError {
     #[error("data set folder {path} does not exist (set SIM_DATA_DIR, or run `cargo xtask fetch-data`)")]
     MissingRoot { path: PathBuf },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}, row {row}: {message}")]
     Row { path: PathBuf, row: usize, message: String },
     #[error("{path}: {message}")]
@@ -19,8 +19,8 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DataError {
-        DataError::Io { path: path.into(), source }
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> DataError {
+        DataError::Io { path: path.into(), error }
     }
 
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> DataError {
