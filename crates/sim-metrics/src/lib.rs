@@ -1,1 +1,40 @@
-//! CKA, ECE, k-NN and fits (issue 4).
+//! sim-metrics: the measures of a study, usable on their own on features from
+//! any framework (see the `sim-metrics` binary).
+//!
+//! - [`cka`]: linear (feature and Gram form), debiased, RBF and minibatch CKA,
+//!   and a reference side computed once for many comparisons;
+//! - [`calibration`]: ECE, MCE, adaptive ECE, reliability-diagram bins;
+//! - [`knn`]: DINO-style weighted k-NN accuracy;
+//! - [`classification`]: accuracy, balanced accuracy, macro F1;
+//! - [`fit`]: the discretised linear fit of Figure 5, Pearson, Spearman;
+//! - [`space`]: the similarity space T_X(η, ε);
+//! - [`tables`]: a study's Parquet tables from its evaluation files.
+//!
+//! Inputs are row-major matrices ([`MatRef`]) of f16, f32 or f64; every
+//! measure accumulates in f64. Bad input is a [`MetricError`] naming the array.
+
+pub mod arrays;
+pub mod calibration;
+pub mod cka;
+pub mod classification;
+pub mod fit;
+pub mod knn;
+mod linalg;
+pub mod space;
+pub mod tables;
+
+pub use linalg::{MatRef, Scalar};
+
+/// Input a measure cannot be computed from; `name` says which array.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct MetricError {
+    pub name: String,
+    pub message: String,
+}
+
+impl MetricError {
+    pub fn input(name: &str, message: impl Into<String>) -> MetricError {
+        MetricError { name: name.to_owned(), message: message.into() }
+    }
+}

@@ -7,7 +7,13 @@
 //!   study.sha256          its hash
 //!   splits/<role>.csv     the split every run uses: id, label, class, group, split
 //!   cache/<role>-<S>px.u8img  decoded images, shorter side S, as u8 RGB
+//!   runs/<backbone>/pretrained.safetensors      epoch 0 (θ₀), shared by every seed
+//!   runs/<backbone>/seed-<NN>/run.toml          the run's status and last finished epoch
+//!   runs/<backbone>/seed-<NN>/epoch-<EEE>.safetensors  evaluation after epoch EEE
+//!   tables/*.parquet                            written by `sim-metrics study`
 //! ```
+//!
+//! The tensors inside an evaluation file are named by [`crate::eval_file`].
 
 use crate::config::{DatasetRole, StudyConfig};
 use crate::write_atomic;
@@ -44,6 +50,31 @@ impl StudyDir {
     /// Decoded, resized images of a data set at shorter side `side` pixels.
     pub fn image_cache(&self, role: DatasetRole, side: u32) -> PathBuf {
         self.root.join("cache").join(format!("{}-{side}px.u8img", role.name()))
+    }
+
+    /// The folder of one backbone's runs.
+    pub fn backbone_dir(&self, backbone: &str) -> PathBuf {
+        self.root.join("runs").join(backbone)
+    }
+
+    /// The evaluation of the pre-trained backbone (epoch 0), shared by its seeds.
+    pub fn pretrained_eval(&self, backbone: &str) -> PathBuf {
+        self.backbone_dir(backbone).join("pretrained.safetensors")
+    }
+
+    /// The folder of one run (backbone × seed).
+    pub fn run_dir(&self, backbone: &str, seed: u64) -> PathBuf {
+        self.backbone_dir(backbone).join(format!("seed-{seed:02}"))
+    }
+
+    /// The evaluation after `epoch` (≥ 1) of a run.
+    pub fn epoch_eval(&self, backbone: &str, seed: u64, epoch: u32) -> PathBuf {
+        self.run_dir(backbone, seed).join(format!("epoch-{epoch:03}.safetensors"))
+    }
+
+    /// Where `sim-metrics study` writes the Parquet tables.
+    pub fn tables_dir(&self) -> PathBuf {
+        self.root.join("tables")
     }
 
     /// Writes the resolved config and its hash. A study directory made with a

@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod config;
+pub mod eval_file;
 pub mod layout;
 pub mod real_data;
 

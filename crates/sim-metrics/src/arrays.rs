@@ -1,0 +1,124 @@
+//! Arrays from other frameworks: `.npy` files (f16, f32, f64 features; integer
+//! labels) and tensors inside `.safetensors` files, named `FILE:tensor_name`.
+
+use crate::MetricError;
+use std::path::Path;
+
+/// A 2-D float array as f64, row-major, with the name it was loaded under.
+#[derive(Debug, Clone)]
+pub struct FloatArray {
+    pub name: String,
+    pub data: Vec<f64>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl FloatArray {
+    pub fn view(&self) -> crate::MatRef<'_, f64> {
+        crate::MatRef { data: &self.data, rows: self.rows, cols: self.cols, name: &self.name }
+    }
+}
+
+/// Loads a matrix (samples × features); a 1-D array is one feature per sample.
+pub fn load_matrix(spec: &str) -> Result<FloatArray, MetricError> {
+    let (shape, values) = load(spec)?;
+    to_matrix(spec, shape, values)
+}
+
+pub(crate) fn to_matrix(spec: &str, shape: Vec<usize>, values: Values) -> Result<FloatArray, MetricError> {
+    let data = match values {
+        Values::Float(v) => v,
+        Values::Int(_) => return Err(MetricError::input(spec, "holds integers; features must be floating point")),
+    };
+    let (rows, cols) = match shape[..] {
+        [n] => (n, 1),
+        [n, d] => (n, d),
+        _ => return Err(MetricError::input(spec, format!("shape {shape:?}: expected samples × features"))),
+    };
+    Ok(FloatArray { name: spec.to_owned(), data, rows, cols })
+}
+
+/// Loads integer class labels (a 1-D array, or N × 1).
+pub fn load_labels(spec: &str) -> Result<Vec<i64>, MetricError> {
+    let (shape, values) = load(spec)?;
+    to_labels(spec, shape, values)
+}
+
+pub(crate) fn to_labels(spec: &str, shape: Vec<usize>, values: Values) -> Result<Vec<i64>, MetricError> {
+    if !(shape.len() == 1 || (shape.len() == 2 && shape[1] == 1)) {
+        return Err(MetricError::input(spec, format!("shape {shape:?}: labels must be 1-D")));
+    }
+    match values {
+        Values::Int(v) => Ok(v),
+        Values::Float(_) => Err(MetricError::input(spec, "holds floats; labels must be integers")),
+    }
+}
+
+pub(crate) enum Values {
+    Float(Vec<f64>),
+    Int(Vec<i64>),
+}
+
+fn load(spec: &str) -> Result<(Vec<usize>, Values), MetricError> {
+    match spec.rsplit_once(':') {
+        Some((file, tensor)) if file.ends_with(".safetensors") => load_safetensors(spec, Path::new(file), tensor),
+        _ => load_npy(spec, Path::new(spec)),
+    }
+}
+
+fn load_npy(spec: &str, path: &Path) -> Result<(Vec<usize>, Values), MetricError> {
+    let bytes = std::fs::read(path).map_err(|e| MetricError::input(spec, e.to_string()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| MetricError::input(spec, format!("not a .npy file: {e}")))?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(MetricError::input(spec, "Fortran-ordered array; save it C-contiguous (np.ascontiguousarray)"));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let dtype = npy.dtype().descr();
+    let bad = |e: std::io::Error| MetricError::input(spec, e.to_string());
+    macro_rules! try_as {
+        ($npy:expr, $t:ty, $wrap:expr) => {
+            match $npy.try_data::<$t>() {
+                Ok(d) => return Ok((shape, $wrap(d.collect::<Result<Vec<$t>, _>>().map_err(bad)?))),
+                Err(npy) => npy,
+            }
+        };
+    }
+    let npy = try_as!(npy, f64, Values::Float);
+    let npy = try_as!(npy, f32, |v: Vec<f32>| Values::Float(v.into_iter().map(f64::from).collect()));
+    let npy = try_as!(npy, half::f16, |v: Vec<half::f16>| Values::Float(v.into_iter().map(f64::from).collect()));
+    let npy = try_as!(npy, i64, Values::Int);
+    let npy = try_as!(npy, i32, |v: Vec<i32>| Values::Int(v.into_iter().map(i64::from).collect()));
+    let npy = try_as!(npy, u8, |v: Vec<u8>| Values::Int(v.into_iter().map(i64::from).collect()));
+    let _ = npy;
+    Err(MetricError::input(spec, format!("dtype {dtype} is not one of f16, f32, f64, i64, i32, u8")))
+}
+
+fn load_safetensors(spec: &str, path: &Path, tensor: &str) -> Result<(Vec<usize>, Values), MetricError> {
+    let bytes = std::fs::read(path).map_err(|e| MetricError::input(spec, e.to_string()))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| MetricError::input(spec, format!("not a safetensors file: {e}")))?;
+    let view = file.tensor(tensor).map_err(|_| {
+        let mut names: Vec<_> = file.names().into_iter().map(String::from).collect();
+        names.sort();
+        MetricError::input(spec, format!("no tensor `{tensor}` (tensors: {})", names.join(", ")))
+    })?;
+    decode_tensor(spec, &view)
+}
+
+/// A safetensors tensor's shape and values (floats as f64, integers as i64).
+pub(crate) fn decode_tensor(spec: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<(Vec<usize>, Values), MetricError> {
+    use safetensors::Dtype;
+    let raw = view.data();
+    let shape = view.shape().to_vec();
+    let chunks = |w: usize| raw.chunks_exact(w);
+    let values = match view.dtype() {
+        Dtype::F64 => Values::Float(chunks(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()),
+        Dtype::F32 => Values::Float(chunks(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).collect()),
+        Dtype::F16 => Values::Float(chunks(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()).collect()),
+        Dtype::BF16 => Values::Float(chunks(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f64()).collect()),
+        Dtype::I64 => Values::Int(chunks(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()),
+        Dtype::I32 => Values::Int(chunks(4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64).collect()),
+        other => return Err(MetricError::input(spec, format!("dtype {other:?} is not a float or integer type we read"))),
+    };
+    Ok((shape, values))
+}

@@ -1,0 +1,311 @@
+//! Centred Kernel Alignment (SPEC, "Similarity measures").
+//!
+//! - Linear CKA, feature form ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on column-centred
+//!   features, or Gram form ⟨HKH, HLH⟩ / (‖HKH‖ ‖HLH‖) with K = XXᵀ; [`cka`]
+//!   picks whichever costs fewer multiply-adds (they agree to 1e-6).
+//! - Debiased: the unbiased HSIC estimator (Song et al. 2012) in place of the
+//!   biased one — in feature form as in Kornblith et al.'s reference code, in
+//!   Gram form by U-centring (zero diagonal, means over n − 2).
+//! - RBF: Gaussian kernel with σ² = frac² × median squared distance
+//!   (Kornblith et al.'s `gram_rbf`, where `threshold` is `frac`).
+//! - [`CkaReference`]: many comparisons against one fixed side (the
+//!   pre-trained model's layer) compute that side once.
+//! - [`MinibatchCka`]: Nguyen et al. (2021), streaming over batches.
+//!
+//! Everything runs in f64 whatever the input type.
+
+use crate::MetricError;
+use crate::linalg::{MatRef, Scalar, a_bt, centred, cross_norm2, self_norm2};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Estimator {
+    /// HSIC's plug-in estimator (Kornblith et al. 2019's CKA).
+    #[default]
+    Biased,
+    /// The unbiased HSIC estimator: near 0 for independent data at small n.
+    Debiased,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Kernel {
+    #[default]
+    Linear,
+    /// Gaussian kernel, σ = `sigma_frac` × the median pairwise distance.
+    Rbf { sigma_frac: f64 },
+}
+
+impl Kernel {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Linear => "linear",
+            Kernel::Rbf { .. } => "rbf",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CkaOptions {
+    pub estimator: Estimator,
+    pub kernel: Kernel,
+}
+
+/// Which side of the computation CKA runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// d × d products of the features (cheap when n ≥ d).
+    Feature,
+    /// n × n Gram matrices (cheap when n < d; the only form for RBF).
+    Gram,
+}
+
+/// CKA between two representations of the same n samples.
+pub fn cka<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, opts: CkaOptions) -> Result<f64, MetricError> {
+    CkaReference::new(a, opts)?.compare(b)
+}
+
+/// CKA in a chosen form (tests and benchmarks; [`cka`] chooses by cost).
+pub fn cka_in_form<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<f64, MetricError> {
+    CkaReference::with_form(a, opts, form)?.compare(b)
+}
+
+/// One side of CKA, prepared once and compared with many others: the
+/// centred features (or centred Gram matrix) and their self-similarity.
+pub struct CkaReference {
+    opts: CkaOptions,
+    form: Form,
+    n: usize,
+    d: usize,
+    side: Side,
+}
+
+/// What CKA keeps of one representation.
+struct Side {
+    /// Centred features (feature form) or centred Gram matrix (Gram form).
+    values: Vec<f64>,
+    /// Squared row norms of the centred features (debiased feature form).
+    row_norms2: Vec<f64>,
+    /// The self term: HSIC(X, X) in the chosen estimator (unnormalised).
+    self_hsic: f64,
+}
+
+impl CkaReference {
+    /// Prepares `a`, choosing the form for comparisons with data of `a`'s width.
+    pub fn new<T: Scalar>(a: MatRef<'_, T>, opts: CkaOptions) -> Result<CkaReference, MetricError> {
+        let form = match opts.kernel {
+            Kernel::Rbf { .. } => Form::Gram,
+            // Feature form: ~n·d² per product; Gram form: ~n²·d.
+            Kernel::Linear if a.rows >= a.cols => Form::Feature,
+            Kernel::Linear => Form::Gram,
+        };
+        Self::with_form(a, opts, form)
+    }
+
+    pub fn with_form<T: Scalar>(a: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<CkaReference, MetricError> {
+        if let (Kernel::Rbf { .. }, Form::Feature) = (opts.kernel, form) {
+            return Err(MetricError::input(a.name, "the RBF kernel has no feature form"));
+        }
+        let side = prepare(a, opts, form)?;
+        Ok(CkaReference { opts, form, n: a.rows, d: a.cols, side })
+    }
+
+    /// Number of samples the reference was made from.
+    pub fn samples(&self) -> usize {
+        self.n
+    }
+
+    /// CKA between the reference and `b` (same samples, in the same order).
+    pub fn compare<T: Scalar>(&self, b: MatRef<'_, T>) -> Result<f64, MetricError> {
+        if b.rows != self.n {
+            return Err(MetricError::input(b.name, format!("{} samples, the other side has {}", b.rows, self.n)));
+        }
+        let other = prepare(b, self.opts, self.form)?;
+        let cross = match self.form {
+            Form::Feature => {
+                let xty = cross_norm2(&self.side.values, &other.values, self.n, self.d, b.cols);
+                match self.opts.estimator {
+                    Estimator::Biased => xty,
+                    Estimator::Debiased => debiased_feature_term(xty, &self.side, &other, self.n),
+                }
+            }
+            Form::Gram => dot(&self.side.values, &other.values),
+        };
+        let value = cross / (self.side.self_hsic * other.self_hsic).sqrt();
+        if !value.is_finite() {
+            return Err(MetricError::input(b.name, "CKA is undefined for these features"));
+        }
+        Ok(value)
+    }
+}
+
+fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<Side, MetricError> {
+    m.check_finite()?;
+    let n = m.rows;
+    let needed = match opts.estimator {
+        Estimator::Biased => 2,
+        Estimator::Debiased => 4,
+    };
+    if n < needed {
+        return Err(MetricError::input(m.name, format!("{n} samples; the {:?} estimator needs at least {needed}", opts.estimator)));
+    }
+    let x = centred(m);
+    let side = match form {
+        Form::Feature => {
+            let row_norms2: Vec<f64> = x.chunks_exact(m.cols).map(|r| r.iter().map(|v| v * v).sum()).collect();
+            let xtx = self_norm2(&x, n, m.cols);
+            let self_hsic = match opts.estimator {
+                Estimator::Biased => xtx,
+                Estimator::Debiased => {
+                    let s = Side { values: Vec::new(), row_norms2: row_norms2.clone(), self_hsic: 0.0 };
+                    debiased_feature_term(xtx, &s, &s, n)
+                }
+            };
+            Side { values: x, row_norms2, self_hsic }
+        }
+        Form::Gram => {
+            let mut gram = a_bt(&x, &x, n, n, m.cols);
+            if let Kernel::Rbf { sigma_frac } = opts.kernel {
+                rbf_in_place(&mut gram, n, sigma_frac, m.name)?;
+            }
+            match opts.estimator {
+                Estimator::Biased => centre_gram(&mut gram, n),
+                Estimator::Debiased => u_centre_gram(&mut gram, n),
+            }
+            let self_hsic = dot(&gram, &gram);
+            Side { values: gram, row_norms2: Vec::new(), self_hsic }
+        }
+    };
+    if !(side.self_hsic > 0.0) {
+        return Err(MetricError::input(
+            m.name,
+            "features have zero variance (or no positive self-similarity): CKA is undefined",
+        ));
+    }
+    Ok(side)
+}
+
+/// Kornblith et al.'s `_debiased_dot_product_similarity_helper`: the unbiased
+/// HSIC (times n(n − 3)) from ‖YᵀX‖²_F and the centred rows' squared norms.
+fn debiased_feature_term(xty: f64, x: &Side, y: &Side, n: usize) -> f64 {
+    let n = n as f64;
+    let sx: f64 = x.row_norms2.iter().sum();
+    let sy: f64 = y.row_norms2.iter().sum();
+    let rows: f64 = x.row_norms2.iter().zip(&y.row_norms2).map(|(a, b)| a * b).sum();
+    xty - n / (n - 2.0) * rows + sx * sy / ((n - 1.0) * (n - 2.0))
+}
+
+/// Squared distances from a linear Gram matrix, then exp(−d² / (2 frac² median d²)).
+fn rbf_in_place(gram: &mut [f64], n: usize, sigma_frac: f64, name: &str) -> Result<(), MetricError> {
+    let diag: Vec<f64> = (0..n).map(|i| gram[i * n + i]).collect();
+    for i in 0..n {
+        for j in 0..n {
+            gram[i * n + j] = (diag[i] + diag[j] - 2.0 * gram[i * n + j]).max(0.0);
+        }
+    }
+    let mut sorted = gram.to_vec();
+    let mid = sorted.len() / 2;
+    // np.median over all n² entries (diagonal zeros included), as the reference.
+    let median = if sorted.len() % 2 == 1 {
+        *sorted.select_nth_unstable_by(mid, f64::total_cmp).1
+    } else {
+        let hi = *sorted.select_nth_unstable_by(mid, f64::total_cmp).1;
+        let lo = sorted[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    };
+    if !(median > 0.0) || !(sigma_frac > 0.0) {
+        return Err(MetricError::input(name, "median pairwise distance is 0 (or sigma fraction ≤ 0): RBF bandwidth undefined"));
+    }
+    let scale = 1.0 / (2.0 * sigma_frac * sigma_frac * median);
+    gram.iter_mut().for_each(|v| *v = (-*v * scale).exp());
+    Ok(())
+}
+
+/// H K H with H = I − 11ᵀ/n.
+fn centre_gram(gram: &mut [f64], n: usize) {
+    let means: Vec<f64> = gram.chunks_exact(n).map(|r| r.iter().sum::<f64>() / n as f64).collect();
+    let total = means.iter().sum::<f64>() / n as f64;
+    for i in 0..n {
+        for j in 0..n {
+            gram[i * n + j] += total - means[i] - means[j];
+        }
+    }
+}
+
+/// U-centring (Kornblith et al.'s `center_gram(unbiased=True)`): ⟨K̃, L̃⟩ is
+/// n(n − 3) times the unbiased HSIC of Song et al. (2012).
+fn u_centre_gram(gram: &mut [f64], n: usize) {
+    for i in 0..n {
+        gram[i * n + i] = 0.0;
+    }
+    let mut means: Vec<f64> = gram.chunks_exact(n).map(|r| r.iter().sum::<f64>() / (n as f64 - 2.0)).collect();
+    let shift = means.iter().sum::<f64>() / (2.0 * (n as f64 - 1.0));
+    means.iter_mut().for_each(|m| *m -= shift);
+    for i in 0..n {
+        for j in 0..n {
+            gram[i * n + j] -= means[i] + means[j];
+        }
+        gram[i * n + i] = 0.0;
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Minibatch CKA (Nguyen et al. 2021): the mean over batches of the unbiased
+/// HSIC of the two sides, over the square root of the product of the batch
+/// means of the self-HSICs. Linear kernel; batches arrive one at a time.
+#[derive(Debug, Clone, Default)]
+pub struct MinibatchCka {
+    sum_xy: f64,
+    sum_xx: f64,
+    sum_yy: f64,
+    batches: usize,
+}
+
+impl MinibatchCka {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one batch: the same samples seen by both sides (at least 4).
+    pub fn update<T: Scalar>(&mut self, x: MatRef<'_, T>, y: MatRef<'_, T>) -> Result<(), MetricError> {
+        if x.rows != y.rows {
+            return Err(MetricError::input(y.name, format!("batch of {} samples, the other side has {}", y.rows, x.rows)));
+        }
+        let n = x.rows;
+        if n < 4 {
+            return Err(MetricError::input(x.name, format!("batch of {n} samples; the unbiased HSIC needs at least 4")));
+        }
+        let gram = |m: MatRef<'_, T>| -> Result<Vec<f64>, MetricError> {
+            m.check_finite()?;
+            let v: Vec<f64> = m.data.iter().map(|v| v.to_f64()).collect();
+            let mut k = a_bt(&v, &v, n, n, m.cols);
+            u_centre_gram(&mut k, n);
+            Ok(k)
+        };
+        let (k, l) = (gram(x)?, gram(y)?);
+        let scale = 1.0 / (n as f64 * (n as f64 - 3.0));
+        self.sum_xy += dot(&k, &l) * scale;
+        self.sum_xx += dot(&k, &k) * scale;
+        self.sum_yy += dot(&l, &l) * scale;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// The CKA so far; an error naming `layer` when it is undefined (no batch,
+    /// or a non-positive self-HSIC mean) — never NaN.
+    pub fn value(&self, layer: &str) -> Result<f64, MetricError> {
+        if self.batches == 0 {
+            return Err(MetricError::input(layer, "minibatch CKA over no batches"));
+        }
+        let denominator = self.sum_xx * self.sum_yy;
+        if !(self.sum_xx > 0.0 && self.sum_yy > 0.0 && denominator.is_finite()) {
+            return Err(MetricError::input(
+                layer,
+                format!("minibatch CKA undefined: mean self-HSIC {:.3e} and {:.3e} must be positive", self.sum_xx, self.sum_yy),
+            ));
+        }
+        Ok(self.sum_xy / denominator.sqrt())
+    }
+}

@@ -1,0 +1,117 @@
+//! Weighted k-NN classification as DINO's `eval_knn` (SPEC): L2-normalised
+//! features, cosine similarity to a memory bank, the top-k neighbours each
+//! vote exp(sim / T) for their label, the class with the largest vote wins
+//! (the lowest class index on an exact tie).
+//!
+//! Queries are processed in chunks: memory is chunk × bank, never queries × bank.
+
+use crate::MetricError;
+use crate::linalg::{MatRef, Scalar, a_bt};
+use rayon::prelude::*;
+
+/// Queries per similarity block.
+const CHUNK: usize = 512;
+
+/// Top-1 accuracy for each k asked for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KnnResult {
+    pub k: usize,
+    pub top1: f64,
+}
+
+/// Top-1 accuracy of the weighted k-NN vote for every k in `ks`, computed
+/// from one pass that keeps the max(ks) nearest neighbours.
+pub fn knn_accuracy<T: Scalar>(
+    bank: MatRef<'_, T>,
+    bank_labels: &[i64],
+    queries: MatRef<'_, T>,
+    query_labels: &[i64],
+    ks: &[usize],
+    temperature: f64,
+) -> Result<Vec<KnnResult>, MetricError> {
+    if bank.cols != queries.cols {
+        return Err(MetricError::input(queries.name, format!("{} features, the bank has {}", queries.cols, bank.cols)));
+    }
+    for (m, labels, what) in [(&bank, bank_labels, "bank labels"), (&queries, query_labels, "query labels")] {
+        if labels.len() != m.rows {
+            return Err(MetricError::input(what, format!("{} labels for {} rows of {}", labels.len(), m.rows, m.name)));
+        }
+        if let Some(l) = labels.iter().find(|&&l| l < 0) {
+            return Err(MetricError::input(what, format!("negative label {l}")));
+        }
+    }
+    let k_max = *ks.iter().max().ok_or_else(|| MetricError::input("k", "no k given"))?;
+    if ks.contains(&0) || k_max > bank.rows {
+        return Err(MetricError::input("k", format!("k must be in 1..={} (the bank's size), got {ks:?}", bank.rows)));
+    }
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(MetricError::input("temperature", format!("{temperature} is not positive")));
+    }
+    if queries.rows == 0 {
+        return Err(MetricError::input(queries.name, "no queries"));
+    }
+    let bank_n = normalised_rows(bank)?;
+    let query_n = normalised_rows(queries)?;
+    let classes = 1 + *bank_labels.iter().chain(query_labels).max().expect("non-empty") as usize;
+    let d = bank.cols;
+    let mut correct = vec![0usize; ks.len()];
+    for (c, chunk) in query_n.chunks(CHUNK * d).enumerate() {
+        let rows = chunk.len() / d;
+        let sims = a_bt(chunk, &bank_n, rows, bank.rows, d);
+        let hits: Vec<Vec<bool>> = sims
+            .par_chunks_exact(bank.rows)
+            .enumerate()
+            .map(|(r, row)| {
+                let neighbours = top_k(row, k_max);
+                let truth = query_labels[c * CHUNK + r] as usize;
+                ks.iter().map(|&k| vote(&neighbours[..k], bank_labels, classes, temperature) == truth).collect()
+            })
+            .collect();
+        for h in hits {
+            for (total, hit) in correct.iter_mut().zip(h) {
+                *total += usize::from(hit);
+            }
+        }
+    }
+    Ok(ks.iter().zip(correct).map(|(&k, c)| KnnResult { k, top1: c as f64 / queries.rows as f64 }).collect())
+}
+
+/// Rows scaled to unit L2 norm, in f32 (the precision DINO's eval uses).
+fn normalised_rows<T: Scalar>(m: MatRef<'_, T>) -> Result<Vec<f32>, MetricError> {
+    m.check_finite()?;
+    let mut out = Vec::with_capacity(m.data.len());
+    for (i, row) in m.data.chunks_exact(m.cols).enumerate() {
+        let norm = row.iter().map(|v| v.to_f64().powi(2)).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return Err(MetricError::input(m.name, format!("row {i} is all zeros: no direction for cosine similarity")));
+        }
+        out.extend(row.iter().map(|v| (v.to_f64() / norm) as f32));
+    }
+    Ok(out)
+}
+
+/// Indices of the k largest similarities, largest first (lower index on ties).
+fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    let by_sim = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, by_sim);
+        idx.truncate(k);
+    }
+    idx.sort_by(by_sim);
+    idx.into_iter().map(|i| (i, row[i])).collect()
+}
+
+fn vote(neighbours: &[(usize, f32)], labels: &[i64], classes: usize, temperature: f64) -> usize {
+    let mut votes = vec![0f64; classes];
+    for &(i, sim) in neighbours {
+        votes[labels[i] as usize] += (sim as f64 / temperature).exp();
+    }
+    let mut best = 0;
+    for (c, &v) in votes.iter().enumerate() {
+        if v > votes[best] {
+            best = c;
+        }
+    }
+    best
+}

@@ -1,0 +1,172 @@
+//! `sim-metrics`: the study's measures on arrays from any framework, and the
+//! study tables. Each measure prints one JSON object on stdout.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use sim_metrics::arrays::{load_labels, load_matrix};
+use sim_metrics::calibration::{Binning, calibration};
+use sim_metrics::cka::{CkaOptions, Estimator, Kernel, MinibatchCka, cka};
+use sim_metrics::knn::knn_accuracy;
+use std::path::PathBuf;
+
+/// Representation similarity (CKA), calibration (ECE) and k-NN accuracy.
+///
+/// Arrays are `.npy` files (f16/f32/f64 features, integer labels) or tensors
+/// in a safetensors file, written `FILE.safetensors:tensor_name`. Features are
+/// samples × features, rows in the same sample order on both sides.
+#[derive(Parser)]
+#[command(name = "sim-metrics", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// CKA between two representations of the same samples.
+    ///
+    /// Example: sim-metrics cka --a pre.npy --b tuned.npy --estimator debiased
+    Cka {
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        #[arg(long, value_enum, default_value = "biased")]
+        estimator: EstimatorArg,
+        #[arg(long, value_enum, default_value = "linear")]
+        kernel: KernelArg,
+        /// RBF bandwidth as a fraction of the median pairwise distance.
+        #[arg(long, default_value_t = 1.0)]
+        sigma_frac: f64,
+        /// Minibatch CKA (Nguyen et al. 2021) over consecutive batches of N
+        /// samples (linear kernel, unbiased HSIC).
+        #[arg(long)]
+        batch: Option<usize>,
+    },
+    /// Expected and maximum calibration error of softmax(logits).
+    ///
+    /// Example: sim-metrics ece --logits logits.npy --labels labels.npy
+    Ece {
+        #[arg(long)]
+        logits: String,
+        #[arg(long)]
+        labels: String,
+        #[arg(long, default_value_t = 15)]
+        bins: usize,
+        /// uniform: equal-width bins; quantile: equal-mass bins (adaptive ECE).
+        #[arg(long, value_enum, default_value = "uniform")]
+        binning: BinningArg,
+    },
+    /// Weighted k-NN accuracy (DINO's eval_knn): cosine top-k, exp(sim/T) votes.
+    ///
+    /// Example: sim-metrics knn --bank-feats train.npy --bank-labels ytrain.npy
+    ///          --query-feats val.npy --query-labels yval.npy --k 20
+    Knn {
+        #[arg(long)]
+        bank_feats: String,
+        #[arg(long)]
+        bank_labels: String,
+        #[arg(long)]
+        query_feats: String,
+        #[arg(long)]
+        query_labels: String,
+        /// Neighbours; several (--k 10,20,100,200) report each, the first as knn_top1.
+        #[arg(long, value_delimiter = ',', default_value = "20")]
+        k: Vec<usize>,
+        #[arg(long, default_value_t = 0.07)]
+        temperature: f64,
+    },
+    /// Reads a study's per-epoch dumps and writes its tables as Parquet into
+    /// <study>/tables/ (column meanings: README, "Study tables").
+    Study {
+        #[arg(long)]
+        study: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EstimatorArg {
+    Biased,
+    Debiased,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KernelArg {
+    Linear,
+    Rbf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BinningArg {
+    Uniform,
+    Quantile,
+}
+
+fn main() -> anyhow::Result<()> {
+    let output = match Cli::parse().command {
+        Command::Cka { a, b, estimator, kernel, sigma_frac, batch } => {
+            let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
+            let estimator = match estimator {
+                EstimatorArg::Biased => Estimator::Biased,
+                EstimatorArg::Debiased => Estimator::Debiased,
+            };
+            let kernel = match kernel {
+                KernelArg::Linear => Kernel::Linear,
+                KernelArg::Rbf => Kernel::Rbf { sigma_frac },
+            };
+            match batch {
+                Some(size) => {
+                    anyhow::ensure!(
+                        matches!(kernel, Kernel::Linear) && estimator == Estimator::Debiased,
+                        "--batch computes minibatch CKA with the linear kernel and the unbiased HSIC: \
+                         pass --estimator debiased (and no --kernel rbf)"
+                    );
+                    anyhow::ensure!(a.rows == b.rows, "{}: {} samples, {} has {}", b.name, b.rows, a.name, a.rows);
+                    anyhow::ensure!(size >= 4, "--batch {size}: minibatch CKA needs batches of at least 4");
+                    let mut acc = MinibatchCka::new();
+                    for start in (0..a.rows).step_by(size) {
+                        let end = (start + size).min(a.rows);
+                        if end - start < 4 {
+                            break; // a remainder too small for the unbiased HSIC is left out
+                        }
+                        acc.update(a.view().rows_range(start, end), b.view().rows_range(start, end))?;
+                    }
+                    json!({"cka": acc.value(&a.name)?, "estimator": "debiased", "kernel": "linear", "n": a.rows, "batch": size})
+                }
+                None => {
+                    let value = cka(a.view(), b.view(), CkaOptions { estimator, kernel })?;
+                    let mut out = json!({"cka": value, "estimator": estimator, "kernel": kernel.name(), "n": a.rows});
+                    if let Kernel::Rbf { sigma_frac } = kernel {
+                        out["sigma_frac"] = json!(sigma_frac);
+                    }
+                    out
+                }
+            }
+        }
+        Command::Ece { logits, labels, bins, binning } => {
+            let logits = load_matrix(&logits)?;
+            let labels = load_labels(&labels)?;
+            let binning = match binning {
+                BinningArg::Uniform => Binning::Uniform,
+                BinningArg::Quantile => Binning::Quantile,
+            };
+            let c = calibration(logits.view(), &labels, bins, binning)?;
+            json!({"ece": c.ece, "mce": c.mce, "bins": bins, "binning": binning, "n": labels.len(), "reliability": c.bins})
+        }
+        Command::Knn { bank_feats, bank_labels, query_feats, query_labels, k, temperature } => {
+            let (bank, queries) = (load_matrix(&bank_feats)?, load_matrix(&query_feats)?);
+            let (bank_y, query_y) = (load_labels(&bank_labels)?, load_labels(&query_labels)?);
+            let results = knn_accuracy(bank.view(), &bank_y, queries.view(), &query_y, &k, temperature)?;
+            let per_k: serde_json::Map<String, serde_json::Value> =
+                results.iter().map(|r| (r.k.to_string(), json!(r.top1))).collect();
+            json!({"knn_top1": results[0].top1, "k": k[0], "temperature": temperature,
+                   "bank": bank.rows, "queries": queries.rows, "top1_per_k": per_k})
+        }
+        Command::Study { study } => {
+            let written = sim_metrics::tables::write_study_tables(&study)?;
+            json!({"tables": written})
+        }
+    };
+    println!("{output}");
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! `sim-metrics study`: from a study's evaluation files to its Parquet tables.
+//!
+//! For every backbone of the study's resolved config, the pre-trained
+//! evaluation (epoch 0) is the CKA reference of every probe tensor, prepared
+//! once ([`CkaReference`]) and compared with every run's every epoch. Runs
+//! contribute the epochs finished so far (files `epoch-001`, `epoch-002`, … up
+//! to the first missing one), so the tables can be made while a study runs.
+//! Columns and units: README, "Study tables".
+
+use crate::arrays::{FloatArray, decode_tensor, to_labels, to_matrix};
+use crate::calibration::{Binning, calibration};
+use crate::cka::{CkaOptions, CkaReference, Estimator, Kernel};
+use crate::classification::classification_scores;
+use crate::fit::{level_fit, pearson, spearman};
+use crate::knn::knn_accuracy;
+use crate::space::{RunPoint, similarity_space};
+use crate::MetricError;
+use polars::prelude::*;
+use sim_study::eval_file::{self, Layer, Probe, Token};
+use sim_study::{StudyConfig, StudyDir};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, and in which file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct TableError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+fn err(path: &Path, message: impl ToString) -> TableError {
+    TableError { path: path.to_owned(), message: message.to_string() }
+}
+
+/// One evaluation file, read once.
+struct EvalFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl EvalFile {
+    fn open(path: &Path) -> Result<EvalFile, TableError> {
+        let bytes = std::fs::read(path).map_err(|e| err(path, e))?;
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
+        Ok(EvalFile { path: path.to_owned(), bytes })
+    }
+
+    fn tensors(&self) -> safetensors::SafeTensors<'_> {
+        safetensors::SafeTensors::deserialize(&self.bytes).expect("checked when opened")
+    }
+
+    fn decoded(&self, name: &str) -> Result<(Vec<usize>, crate::arrays::Values), TableError> {
+        let view = self.tensors().tensor(name).map_err(|_| err(&self.path, format!("no tensor `{name}`")))?;
+        decode_tensor(name, &view).map_err(|e| err(&self.path, e))
+    }
+
+    fn matrix(&self, name: &str) -> Result<FloatArray, TableError> {
+        let (shape, values) = self.decoded(name)?;
+        to_matrix(name, shape, values).map_err(|e| err(&self.path, e))
+    }
+
+    fn labels(&self, name: &str) -> Result<Vec<i64>, TableError> {
+        let (shape, values) = self.decoded(name)?;
+        to_labels(name, shape, values).map_err(|e| err(&self.path, e))
+    }
+
+    /// The probe tensors the file holds, in (probe, layer, token) order.
+    fn probes(&self) -> Vec<(Probe, Layer, Token)> {
+        let mut found: Vec<_> = self.tensors().names().into_iter().filter_map(|n| eval_file::parse_probe_tensor(n)).collect();
+        found.sort();
+        found
+    }
+}
+
+/// The per-epoch numbers of one evaluation file.
+struct EpochMetrics {
+    accuracy: f64,
+    balanced_accuracy: f64,
+    macro_f1: f64,
+    ece: f64,
+    mce: f64,
+    adaptive_ece: f64,
+    /// Top-1 per k of the study's knn_k.
+    knn: Vec<f64>,
+    /// (probe, layer, token) → (biased, debiased) linear CKA to epoch 0.
+    cka: BTreeMap<(Probe, Layer, Token), (f64, f64)>,
+}
+
+/// The CKA references of one backbone: its epoch-0 probe features.
+struct References {
+    by_probe: BTreeMap<(Probe, Layer, Token), (CkaReference, CkaReference)>,
+}
+
+impl References {
+    fn new(pretrained: &EvalFile) -> Result<References, TableError> {
+        let mut by_probe = BTreeMap::new();
+        for key @ (probe, layer, token) in pretrained.probes() {
+            let x = pretrained.matrix(&eval_file::probe_tensor(probe, layer, token))?;
+            let make = |estimator| {
+                CkaReference::new(x.view(), CkaOptions { estimator, kernel: Kernel::Linear }).map_err(|e| err(&pretrained.path, e))
+            };
+            by_probe.insert(key, (make(Estimator::Biased)?, make(Estimator::Debiased)?));
+        }
+        let headline = eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls);
+        if !by_probe.contains_key(&(Probe::Medical, Layer::Final, Token::Cls)) {
+            return Err(err(&pretrained.path, format!("no `{headline}`: the study's similarity is measured on it")));
+        }
+        Ok(References { by_probe })
+    }
+}
+
+fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Result<EpochMetrics, TableError> {
+    let e = &config.evaluation;
+    let logits = file.matrix(eval_file::TEST_LOGITS)?;
+    let labels = file.labels(eval_file::TEST_LABELS)?;
+    let at = |m: MetricError| err(&file.path, m);
+    let uniform = calibration(logits.view(), &labels, e.ece_bins, Binning::Uniform).map_err(at)?;
+    let adaptive = calibration(logits.view(), &labels, e.ece_bins, Binning::Quantile).map_err(at)?;
+    let (_, predicted) = crate::calibration::confidences(logits.view()).map_err(at)?;
+    let truth: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    let scores = classification_scores(&predicted, &truth).map_err(at)?;
+    let (bank, query) = (file.matrix(eval_file::KNN_BANK)?, file.matrix(eval_file::KNN_QUERY)?);
+    let (bank_y, query_y) = (file.labels(eval_file::KNN_BANK_LABELS)?, file.labels(eval_file::KNN_QUERY_LABELS)?);
+    let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &e.knn_k, e.knn_temperature).map_err(at)?;
+    let mut cka = BTreeMap::new();
+    for (&(probe, layer, token), (biased, debiased)) in &refs.by_probe {
+        let y = file.matrix(&eval_file::probe_tensor(probe, layer, token))?;
+        cka.insert((probe, layer, token), (biased.compare(y.view()).map_err(at)?, debiased.compare(y.view()).map_err(at)?));
+    }
+    Ok(EpochMetrics {
+        accuracy: scores.accuracy,
+        balanced_accuracy: scores.balanced_accuracy,
+        macro_f1: scores.macro_f1,
+        ece: uniform.ece,
+        mce: uniform.mce,
+        adaptive_ece: adaptive.ece,
+        knn: knn.iter().map(|r| r.top1).collect(),
+        cka,
+    })
+}
+
+/// A run's evaluations, epoch 0 first.
+struct Run<'a> {
+    backbone: &'a str,
+    seed: u64,
+    epochs: Vec<(u32, std::rc::Rc<EpochMetrics>)>,
+}
+
+impl Run<'_> {
+    fn last(&self) -> &EpochMetrics {
+        &self.epochs.last().expect("epoch 0 is always there").1
+    }
+
+    /// "The" similarity of SPEC: final-norm CLS CKA on the medical probe.
+    fn similarity(m: &EpochMetrics) -> f64 {
+        m.cka[&(Probe::Medical, Layer::Final, Token::Cls)].0
+    }
+}
+
+/// Reads every finished evaluation of the study and writes its tables;
+/// returns the files written.
+pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
+    let study = StudyDir::new(study_dir);
+    let config_path = study.resolved_config();
+    if !config_path.exists() {
+        return Err(err(study_dir, "not a study directory (no study.toml); run `cargo xtask reproduce` first"));
+    }
+    let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
+    let mut runs = Vec::new();
+    for backbone in &config.backbones {
+        let pretrained_path = study.pretrained_eval(&backbone.name);
+        if !pretrained_path.exists() {
+            eprintln!("{}: no evaluation yet, skipped", pretrained_path.display());
+            continue;
+        }
+        let pretrained = EvalFile::open(&pretrained_path)?;
+        let refs = References::new(&pretrained)?;
+        let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, &config)?);
+        for &seed in &config.study.seeds {
+            let mut epochs = vec![(0, epoch0.clone())];
+            for epoch in 1.. {
+                let path = study.epoch_eval(&backbone.name, seed, epoch);
+                if !path.exists() {
+                    break;
+                }
+                let file = EvalFile::open(&path)?;
+                epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));
+            }
+            if epochs.len() > 1 {
+                runs.push(Run { backbone: &backbone.name, seed, epochs });
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Err(err(study_dir, "no finished epoch in any run yet"));
+    }
+    let tables = [
+        ("epochs", epochs_table(&runs, &config)),
+        ("layers", layers_table(&runs)),
+        ("backbones", backbones_table(&runs, &config)),
+        ("fits", fits_table(&runs, &config)),
+        ("space", space_table(&runs, &config)),
+    ];
+    let mut written = Vec::new();
+    for (name, frame) in tables {
+        let path = study.tables_dir().join(format!("{name}.parquet"));
+        let mut frame = frame.map_err(|e| err(&path, e))?;
+        sim_study::write_atomic_with(&path, |w| {
+            ParquetWriter::new(w).finish(&mut frame).map(|_| ()).map_err(std::io::Error::other)
+        })
+        .map_err(|e| err(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn col<T, P: ?Sized>(name: &str, values: T) -> Column
+where
+    Series: NamedFrom<T, P>,
+{
+    Column::from(Series::new(name.into(), values))
+}
+
+fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let rows: Vec<(&Run<'_>, u32, &EpochMetrics)> =
+        runs.iter().flat_map(|r| r.epochs.iter().map(move |(e, m)| (r, *e, &**m))).collect();
+    let f = |get: fn(&EpochMetrics) -> f64| rows.iter().map(|(_, _, m)| get(m)).collect::<Vec<f64>>();
+    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
+    let mut columns = vec![
+        col("backbone", rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
+        col("seed", rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
+        col("epoch", rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
+        col("accuracy", f(|m| m.accuracy)),
+        col("balanced_accuracy", f(|m| m.balanced_accuracy)),
+        col("macro_f1", f(|m| m.macro_f1)),
+        col("ece", f(|m| m.ece)),
+        col("mce", f(|m| m.mce)),
+        col("adaptive_ece", f(|m| m.adaptive_ece)),
+        col("similarity", f(Run::similarity)),
+        col("knn_top1", rows.iter().map(|(_, _, m)| m.knn[report]).collect::<Vec<f64>>()),
+    ];
+    for (i, k) in config.evaluation.knn_k.iter().enumerate() {
+        columns.push(col(&format!("knn_top1_k{k}"), rows.iter().map(|(_, _, m)| m.knn[i]).collect::<Vec<f64>>()));
+    }
+    DataFrame::new_infer_height(columns)
+}
+
+fn layers_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
+    let (mut backbone, mut seed, mut epoch, mut layer, mut is_final) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut token, mut probe, mut cka, mut cka_debiased) = (vec![], vec![], vec![], vec![]);
+    for r in runs {
+        // The final norm is numbered after the last block.
+        let blocks = r.epochs[0].1.cka.keys().filter_map(|(_, l, _)| match l {
+            Layer::Index(i) => Some(*i as u32),
+            Layer::Final => None,
+        });
+        let final_index = blocks.max().map_or(0, |m| m + 1);
+        for (e, m) in &r.epochs {
+            for (&(p, l, t), &(biased, debiased)) in &m.cka {
+                backbone.push(r.backbone);
+                seed.push(r.seed);
+                epoch.push(*e);
+                layer.push(match l {
+                    Layer::Index(i) => i as u32,
+                    Layer::Final => final_index,
+                });
+                is_final.push(l == Layer::Final);
+                token.push(t.name());
+                probe.push(p.name());
+                cka.push(biased);
+                cka_debiased.push(debiased);
+            }
+        }
+    }
+    DataFrame::new_infer_height(vec![
+        col("backbone", backbone),
+        col("seed", seed),
+        col("epoch", epoch),
+        col("layer", layer),
+        col("is_final", is_final),
+        col("token", token),
+        col("probe", probe),
+        col("cka", cka),
+        col("cka_debiased", cka_debiased),
+    ])
+}
+
+/// Mean and sample standard deviation (0 for a single run).
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+fn backbones_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
+    let names: Vec<&str> = config.backbones.iter().map(|b| b.name.as_str()).filter(|n| runs.iter().any(|r| r.backbone == *n)).collect();
+    let metrics: [(&str, fn(&Run<'_>, usize) -> f64); 7] = [
+        ("accuracy", |r, _| r.last().accuracy),
+        ("balanced_accuracy", |r, _| r.last().balanced_accuracy),
+        ("macro_f1", |r, _| r.last().macro_f1),
+        ("ece", |r, _| r.last().ece),
+        ("similarity", |r, _| Run::similarity(r.last())),
+        ("knn_before", |r, k| r.epochs[0].1.knn[k]),
+        ("knn_after", |r, k| r.last().knn[k]),
+    ];
+    let mut columns = vec![
+        col("backbone", names.clone()),
+        col("runs", names.iter().map(|n| runs.iter().filter(|r| r.backbone == *n).count() as u32).collect::<Vec<_>>()),
+    ];
+    for (metric, get) in metrics {
+        let stats: Vec<(f64, f64)> = names
+            .iter()
+            .map(|n| mean_std(&runs.iter().filter(|r| r.backbone == *n).map(|r| get(r, report)).collect::<Vec<_>>()))
+            .collect();
+        columns.push(col(&format!("{metric}_mean"), stats.iter().map(|s| s.0).collect::<Vec<_>>()));
+        columns.push(col(&format!("{metric}_std"), stats.iter().map(|s| s.1).collect::<Vec<_>>()));
+    }
+    DataFrame::new_infer_height(columns)
+}
+
+/// Figure 5 / Table 2: every (run, epoch, layer) point's medical CLS CKA
+/// against that epoch's calibration, per backbone and metric.
+fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let metrics: [(&str, fn(&EpochMetrics) -> f64); 3] =
+        [("ece", |m| m.ece), ("mce", |m| m.mce), ("adaptive_ece", |m| m.adaptive_ece)];
+    let (mut backbone, mut metric, mut status) = (vec![], vec![], vec![]);
+    let mut values: [Vec<Option<f64>>; 8] = Default::default();
+    let (mut n_points, mut n_levels) = (vec![], vec![]);
+    for b in &config.backbones {
+        for (name, get) in metrics {
+            let (mut sim, mut y) = (vec![], vec![]);
+            for r in runs.iter().filter(|r| r.backbone == b.name) {
+                for (_, m) in &r.epochs {
+                    for (&(p, _, t), &(biased, _)) in &m.cka {
+                        if p == Probe::Medical && t == Token::Cls {
+                            sim.push(biased);
+                            y.push(get(m));
+                        }
+                    }
+                }
+            }
+            if sim.is_empty() {
+                continue;
+            }
+            backbone.push(b.name.as_str());
+            metric.push(name);
+            n_points.push(sim.len() as u32);
+            // A fit that cannot be made (too few levels, no spread) is a row
+            // that says why, with empty numbers, not a NaN.
+            let fit = level_fit(&sim, &y, config.evaluation.fit_levels);
+            let raw = (pearson(&sim, &y), spearman(&sim, &y));
+            n_levels.push(fit.as_ref().map_or(0, |f| f.levels.len() as u32));
+            let row = match &fit {
+                Ok(f) => [Some(f.slope), Some(f.intercept), Some(f.r), Some(f.r2), Some(f.slope_ci_low), Some(f.slope_ci_high)],
+                Err(_) => [None; 6],
+            };
+            for (v, x) in values.iter_mut().zip(row.into_iter().chain([raw.0.clone().ok(), raw.1.clone().ok()])) {
+                v.push(x);
+            }
+            status.push(fit.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_string()));
+        }
+    }
+    let [slope, intercept, r, r2, lo, hi, pr, sr] = values;
+    DataFrame::new_infer_height(vec![
+        col("backbone", backbone),
+        col("metric", metric),
+        col("slope", slope),
+        col("intercept", intercept),
+        col("r", r),
+        col("r2", r2),
+        col("slope_ci_low", lo),
+        col("slope_ci_high", hi),
+        col("pearson_raw", pr),
+        col("spearman_raw", sr),
+        col("n_points", n_points),
+        col("n_levels", n_levels),
+        col("status", status),
+    ])
+}
+
+fn space_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let points: Vec<RunPoint> = runs
+        .iter()
+        .map(|r| RunPoint { backbone: r.backbone.to_owned(), seed: r.seed, similarity: Run::similarity(r.last()), accuracy: r.last().accuracy })
+        .collect();
+    let e = &config.evaluation;
+    let space = similarity_space(&points, e.similarity_threshold, e.accuracy_tolerance)
+        .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
+    DataFrame::new_infer_height(vec![
+        col("backbone", space.iter().map(|p| p.backbone.as_str()).collect::<Vec<_>>()),
+        col("seed", space.iter().map(|p| p.seed).collect::<Vec<_>>()),
+        col("similarity", space.iter().map(|p| p.similarity).collect::<Vec<_>>()),
+        col("accuracy", space.iter().map(|p| p.accuracy).collect::<Vec<_>>()),
+        col("divergence", space.iter().map(|p| p.divergence).collect::<Vec<_>>()),
+        col("reference_seed", space.iter().map(|p| p.reference_seed).collect::<Vec<_>>()),
+        col("in_space", space.iter().map(|p| p.in_space).collect::<Vec<_>>()),
+    ])
+}

@@ -1,0 +1,150 @@
+//! Properties SPEC asks of the measures, on generated data.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sim_metrics::MatRef;
+use sim_metrics::calibration::{Binning, calibration};
+use sim_metrics::cka::{CkaOptions, Estimator, Form, Kernel, MinibatchCka, cka, cka_in_form};
+
+fn normal(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
+    // Box–Muller: enough for test data.
+    (0..len)
+        .map(|_| {
+            let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        })
+        .collect()
+}
+
+fn m<'a>(data: &'a [f64], cols: usize, name: &'a str) -> MatRef<'a, f64> {
+    MatRef::new(data, data.len() / cols, cols, name).unwrap()
+}
+
+/// A random orthogonal d × d matrix (Gram–Schmidt on Gaussian columns).
+fn orthogonal(rng: &mut ChaCha8Rng, d: usize) -> Vec<f64> {
+    let mut q: Vec<Vec<f64>> = Vec::new();
+    while q.len() < d {
+        let mut v = normal(rng, d);
+        for u in &q {
+            let p: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(u).for_each(|(a, b)| *a -= p * b);
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        q.push(v.into_iter().map(|a| a / norm).collect());
+    }
+    q.concat()
+}
+
+fn times(x: &[f64], n: usize, d: usize, q: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; n * d];
+    for i in 0..n {
+        for k in 0..d {
+            let a = x[i * d + k];
+            for j in 0..d {
+                out[i * d + j] += a * q[k * d + j];
+            }
+        }
+    }
+    out
+}
+
+const ALL: [CkaOptions; 4] = [
+    CkaOptions { estimator: Estimator::Biased, kernel: Kernel::Linear },
+    CkaOptions { estimator: Estimator::Debiased, kernel: Kernel::Linear },
+    CkaOptions { estimator: Estimator::Biased, kernel: Kernel::Rbf { sigma_frac: 1.0 } },
+    CkaOptions { estimator: Estimator::Debiased, kernel: Kernel::Rbf { sigma_frac: 0.8 } },
+];
+
+#[test]
+fn self_similarity_is_one() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (n, d) in [(50, 8), (12, 40)] {
+        let x = normal(&mut rng, n * d);
+        for opts in ALL {
+            let v = cka(m(&x, d, "X"), m(&x, d, "X"), opts).unwrap();
+            assert!((v - 1.0).abs() < 1e-12, "{opts:?} n={n} d={d}: {v}");
+        }
+    }
+}
+
+#[test]
+fn invariant_to_orthogonal_transforms_and_isotropic_scaling() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (n, d) = (60, 12);
+    let x = normal(&mut rng, n * d);
+    let y: Vec<f64> = x.iter().zip(normal(&mut rng, n * d)).map(|(a, b)| a + 0.8 * b).collect();
+    let q = orthogonal(&mut rng, d);
+    let rotated_scaled: Vec<f64> = times(&y, n, d, &q).into_iter().map(|v| v * 7.5).collect();
+    for opts in ALL {
+        let plain = cka(m(&x, d, "X"), m(&y, d, "Y"), opts).unwrap();
+        let moved = cka(m(&x, d, "X"), m(&rotated_scaled, d, "QY"), opts).unwrap();
+        assert!((plain - moved).abs() < 1e-10, "{opts:?}: {plain} vs {moved}");
+    }
+}
+
+#[test]
+fn debiased_is_near_zero_for_independent_data_where_biased_is_not() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (n, d) = (30, 100);
+    let (mut biased, mut debiased) = (0.0, 0.0);
+    for _ in 0..10 {
+        let (x, y) = (normal(&mut rng, n * d), normal(&mut rng, n * d));
+        biased += cka(m(&x, d, "X"), m(&y, d, "Y"), ALL[0]).unwrap() / 10.0;
+        debiased += cka(m(&x, d, "X"), m(&y, d, "Y"), ALL[1]).unwrap() / 10.0;
+    }
+    assert!(biased > 0.5, "biased CKA of independent data at n=30, d=100: {biased}");
+    assert!(debiased.abs() < 0.05, "debiased: {debiased}");
+}
+
+#[test]
+fn feature_and_gram_forms_agree_on_wide_and_tall_data() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for (n, d1, d2) in [(300, 20, 35), (25, 300, 200)] {
+        let (x, y) = (normal(&mut rng, n * d1), normal(&mut rng, n * d2));
+        for opts in &ALL[..2] {
+            let f = cka_in_form(m(&x, d1, "X"), m(&y, d2, "Y"), *opts, Form::Feature).unwrap();
+            let g = cka_in_form(m(&x, d1, "X"), m(&y, d2, "Y"), *opts, Form::Gram).unwrap();
+            assert!((f - g).abs() < 1e-6, "{opts:?} n={n}: {f} vs {g}");
+        }
+    }
+}
+
+#[test]
+fn undefined_cka_is_an_error_not_nan() {
+    let constant = vec![3.0; 40];
+    let x: Vec<f64> = (0..40).map(|v| v as f64).collect();
+    let err = cka(m(&constant, 4, "layer 7"), m(&x, 4, "other"), ALL[0]).unwrap_err().to_string();
+    assert!(err.contains("layer 7") && err.contains("zero variance"), "{err}");
+    let err = cka(m(&x[..12], 4, "X"), m(&x[..12], 4, "Y"), ALL[1]).unwrap_err().to_string();
+    assert!(err.contains("3 samples"), "{err}");
+    let err = cka(m(&x, 4, "X"), m(&x[..20], 4, "Y"), ALL[0]).unwrap_err().to_string();
+    assert!(err.contains("Y: 5 samples, the other side has 10"), "{err}");
+    let mut nan = x.clone();
+    nan[5] = f64::NAN;
+    let err = cka(m(&x, 4, "X"), m(&nan, 4, "Y"), ALL[0]).unwrap_err().to_string();
+    assert!(err.contains("Y: non-finite"), "{err}");
+    let mut mb = MinibatchCka::new();
+    mb.update(m(&constant, 4, "a"), m(&x, 4, "b")).unwrap();
+    let err = mb.value("block 3").unwrap_err().to_string();
+    assert!(err.starts_with("block 3:"), "{err}");
+}
+
+#[test]
+fn ece_of_a_calibrated_predictor_is_near_zero() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let n = 200_000;
+    let mut logits = Vec::with_capacity(n * 2);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Class 0 with probability p; the logits say exactly p.
+        let p: f64 = rng.random_range(0.5..0.999);
+        logits.extend([(p / (1.0 - p)).ln(), 0.0]);
+        labels.push(if rng.random_bool(p) { 0 } else { 1 });
+    }
+    let view = MatRef::new(&logits, n, 2, "logits").unwrap();
+    let c = calibration(view, &labels, 15, Binning::Uniform).unwrap();
+    assert!(c.ece < 0.005, "ECE {}", c.ece);
+    let over: Vec<f64> = logits.iter().map(|v| v * 3.0).collect();
+    let c = calibration(MatRef::new(&over, n, 2, "logits").unwrap(), &labels, 15, Binning::Uniform).unwrap();
+    assert!(c.ece > 0.05, "over-confident ECE {}", c.ece);
+}

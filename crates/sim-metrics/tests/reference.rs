@@ -1,0 +1,147 @@
+//! Every measure against the independent numpy implementation in
+//! scripts/metrics_reference.py (fixtures committed in tests/fixtures).
+
+use sim_metrics::arrays::{FloatArray, load_labels, load_matrix};
+use sim_metrics::calibration::{Binning, calibration};
+use sim_metrics::cka::{CkaOptions, CkaReference, Estimator, Form, Kernel, MinibatchCka, cka_in_form};
+use sim_metrics::classification::classification_scores;
+use sim_metrics::fit::{level_fit, pearson, spearman};
+use sim_metrics::knn::knn_accuracy;
+
+/// CKA values against numpy's f64 on the same f32 inputs.
+const CKA_TOL: f64 = 1e-9;
+/// Feature and Gram forms of the same estimator (SPEC: agree to 1e-6).
+const FORM_TOL: f64 = 1e-6;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}.npy", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn matrix(name: &str) -> FloatArray {
+    load_matrix(&fixture(name)).unwrap()
+}
+
+fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{}/tests/fixtures/expected.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn close(got: f64, want: &serde_json::Value, tol: f64, what: &str) {
+    let want = want.as_f64().unwrap_or_else(|| panic!("{what}: no expected value"));
+    assert!((got - want).abs() <= tol, "{what}: {got} vs numpy {want} (tolerance {tol})");
+}
+
+#[test]
+fn cka_variants_match_numpy_in_both_forms() {
+    let exp = expected();
+    for case in ["random_n_gt_d", "random_n_lt_d", "low_rank"] {
+        let (x, y) = (matrix(&format!("cka_{case}_x")), matrix(&format!("cka_{case}_y")));
+        let want = &exp["cka"][case];
+        for (key, estimator) in [("linear_biased", Estimator::Biased), ("linear_debiased", Estimator::Debiased)] {
+            let opts = CkaOptions { estimator, kernel: Kernel::Linear };
+            let feature = cka_in_form(x.view(), y.view(), opts, Form::Feature).unwrap();
+            let gram = cka_in_form(x.view(), y.view(), opts, Form::Gram).unwrap();
+            close(feature, &want[key], CKA_TOL, &format!("{case} {key} feature form"));
+            close(gram, &want[key], CKA_TOL, &format!("{case} {key} Gram form"));
+            assert!((feature - gram).abs() < FORM_TOL);
+        }
+        for (key, estimator, frac) in [
+            ("rbf_biased_1.0", Estimator::Biased, 1.0),
+            ("rbf_biased_0.5", Estimator::Biased, 0.5),
+            ("rbf_debiased_1.0", Estimator::Debiased, 1.0),
+        ] {
+            let opts = CkaOptions { estimator, kernel: Kernel::Rbf { sigma_frac: frac } };
+            let v = sim_metrics::cka::cka(x.view(), y.view(), opts).unwrap();
+            close(v, &want[key], CKA_TOL, &format!("{case} {key}"));
+        }
+        let mut mb = MinibatchCka::new();
+        for start in (0..x.rows).step_by(20) {
+            let end = (start + 20).min(x.rows);
+            mb.update(x.view().rows_range(start, end), y.view().rows_range(start, end)).unwrap();
+        }
+        close(mb.value(case).unwrap(), &want["minibatch_20"], CKA_TOL, &format!("{case} minibatch"));
+    }
+}
+
+#[test]
+fn reference_side_gives_the_same_values_as_pairwise_calls() {
+    let (x, y) = (matrix("cka_low_rank_x"), matrix("cka_low_rank_y"));
+    for estimator in [Estimator::Biased, Estimator::Debiased] {
+        let opts = CkaOptions { estimator, kernel: Kernel::Linear };
+        let reference = CkaReference::new(x.view(), opts).unwrap();
+        let pairwise = sim_metrics::cka::cka(x.view(), y.view(), opts).unwrap();
+        assert_eq!(reference.compare(y.view()).unwrap(), pairwise);
+    }
+}
+
+#[test]
+fn ece_mce_and_bin_counts_match_numpy() {
+    let exp = expected();
+    let logits = matrix("ece_logits");
+    let labels = load_labels(&fixture("ece_labels")).unwrap();
+    for (key, binning) in [("uniform_15", Binning::Uniform), ("quantile_15", Binning::Quantile)] {
+        let c = calibration(logits.view(), &labels, 15, binning).unwrap();
+        let want = &exp["ece"][key];
+        close(c.ece, &want["ece"], 1e-12, &format!("{key} ECE"));
+        close(c.mce, &want["mce"], 1e-12, &format!("{key} MCE"));
+        let counts: Vec<u64> = c.bins.iter().map(|b| b.count as u64).collect();
+        let want_counts: Vec<u64> = want["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(counts, want_counts, "{key} bin counts");
+    }
+}
+
+#[test]
+fn knn_accuracy_matches_numpy() {
+    let exp = expected();
+    let (bank, queries) = (matrix("knn_bank"), matrix("knn_queries"));
+    let (bank_labels, query_labels) = (load_labels(&fixture("knn_bank_labels")).unwrap(), load_labels(&fixture("knn_query_labels")).unwrap());
+    let got = knn_accuracy(bank.view(), &bank_labels, queries.view(), &query_labels, &[1, 5, 20], 0.07).unwrap();
+    for r in got {
+        close(r.top1, &exp["knn"][r.k.to_string()], 1e-12, &format!("k = {}", r.k));
+    }
+}
+
+#[test]
+fn knn_with_k_1_is_the_nearest_neighbours_label() {
+    let (bank, queries) = (matrix("knn_bank"), matrix("knn_queries"));
+    let bank_labels = load_labels(&fixture("knn_bank_labels")).unwrap();
+    let nearest = load_labels(&fixture("knn_nearest_label")).unwrap();
+    // With the nearest neighbour's label as the truth, k = 1 scores 100 %.
+    let got = knn_accuracy(bank.view(), &bank_labels, queries.view(), &nearest, &[1], 0.07).unwrap();
+    assert_eq!(got[0].top1, 1.0);
+}
+
+#[test]
+fn classification_scores_match_numpy() {
+    let exp = expected();
+    let as_usize = |v: Vec<i64>| v.into_iter().map(|x| x as usize).collect::<Vec<_>>();
+    let truth = as_usize(load_labels(&fixture("cls_truth")).unwrap());
+    let predicted = as_usize(load_labels(&fixture("cls_predicted")).unwrap());
+    let s = classification_scores(&predicted, &truth).unwrap();
+    let want = &exp["classification"];
+    close(s.accuracy, &want["accuracy"], 1e-12, "accuracy");
+    close(s.balanced_accuracy, &want["balanced_accuracy"], 1e-12, "balanced accuracy");
+    close(s.macro_f1, &want["macro_f1"], 1e-12, "macro F1");
+}
+
+#[test]
+fn level_fit_and_correlations_match_scipy() {
+    let exp = expected();
+    let sim = matrix("fit_similarity").data;
+    let metric = matrix("fit_metric").data;
+    let fit = level_fit(&sim, &metric, 10).unwrap();
+    let want = &exp["fit"];
+    for (got, key) in [
+        (fit.slope, "slope"),
+        (fit.intercept, "intercept"),
+        (fit.r, "r"),
+        (fit.r2, "r2"),
+        (fit.slope_ci_low, "slope_ci_low"),
+        (fit.slope_ci_high, "slope_ci_high"),
+    ] {
+        close(got, &want[key], 1e-9, key);
+    }
+    assert_eq!(fit.levels.len() as u64, want["levels"].as_u64().unwrap());
+    close(pearson(&sim, &metric).unwrap(), &want["pearson_raw"], 1e-12, "Pearson");
+    close(spearman(&sim, &metric).unwrap(), &want["spearman_raw"], 1e-12, "Spearman");
+}

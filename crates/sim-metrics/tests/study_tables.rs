@@ -1,0 +1,210 @@
+//! `sim-metrics study` on a study whose evaluation files the test writes (the
+//! layout of sim_study::eval_file), read back with polars: every table's
+//! schema, row count, and values that can be checked by hand.
+
+use polars::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use sim_metrics::classification::classification_scores;
+use sim_metrics::tables::write_study_tables;
+use sim_study::eval_file::{self, Layer, Probe, Token};
+use sim_study::{StudyConfig, StudyDir};
+use std::collections::HashMap;
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[study]
+name = "synthetic"
+seeds = [0, 1]
+[datasets.medical]
+kind = "ham10000"
+root = "ham10000"
+[datasets.natural]
+kind = "image-folder"
+root = "imagenette"
+[[backbones]]
+name = "tiny"
+checkpoint = "tiny.safetensors"
+family = "vit"
+input_size = 32
+[evaluation]
+knn_k = [1, 3]
+knn_report_k = 3
+fit_levels = 4
+ece_bins = 5
+"#;
+
+struct Tensors(Vec<(String, Dtype, Vec<usize>, Vec<u8>)>);
+
+impl Tensors {
+    fn f16(&mut self, name: &str, rows: usize, cols: usize, v: &[f64]) {
+        let bytes = v.iter().flat_map(|x| half::f16::from_f64(*x).to_le_bytes()).collect();
+        self.0.push((name.into(), Dtype::F16, vec![rows, cols], bytes));
+    }
+    fn f32(&mut self, name: &str, rows: usize, cols: usize, v: &[f64]) {
+        let bytes = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+        self.0.push((name.into(), Dtype::F32, vec![rows, cols], bytes));
+    }
+    fn i64(&mut self, name: &str, v: &[i64]) {
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.0.push((name.into(), Dtype::I64, vec![v.len()], bytes));
+    }
+    fn write(&self, path: &Path) {
+        let views: Vec<(String, TensorView<'_>)> =
+            self.0.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        safetensors::serialize_to_file(views, None, path).unwrap();
+    }
+}
+
+/// The pre-trained features, and an epoch's as those plus `drift` noise.
+fn eval_file(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mut ChaCha8Rng) -> Vec<i64> {
+    let mut t = Tensors(Vec::new());
+    let mut noisy = |v: &Vec<f64>| v.iter().map(|x| x + drift * (rng.random::<f64>() - 0.5)).collect::<Vec<f64>>();
+    for probe in Probe::ALL {
+        let n = if probe == Probe::Medical { 40 } else { 30 };
+        for layer in [Layer::Index(0), Layer::Index(1), Layer::Index(2), Layer::Final] {
+            for token in Token::ALL {
+                let name = eval_file::probe_tensor(probe, layer, token);
+                t.f16(&name, n, 6, &noisy(&base[&name]));
+            }
+        }
+    }
+    let logits = noisy(&base["logits"]);
+    t.f32(eval_file::TEST_LOGITS, 40, 3, &logits);
+    let labels: Vec<i64> = (0..40).map(|i| (i % 3) as i64).collect();
+    t.i64(eval_file::TEST_LABELS, &labels);
+    t.f16(eval_file::KNN_BANK, 50, 6, &noisy(&base["bank"]));
+    t.i64(eval_file::KNN_BANK_LABELS, &(0..50).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+    t.f16(eval_file::KNN_QUERY, 20, 6, &noisy(&base["query"]));
+    t.i64(eval_file::KNN_QUERY_LABELS, &(0..20).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+    t.write(path);
+    // The predictions, for checking accuracy by hand.
+    let stored: Vec<f64> = logits.iter().map(|x| *x as f32 as f64).collect();
+    stored.chunks(3).map(|r| (0..3).fold(0, |b, k| if r[k] > r[b] { k } else { b }) as i64).collect()
+}
+
+fn read(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
+}
+
+fn schema_of(df: &DataFrame) -> Vec<(String, DataType)> {
+    df.schema().iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
+}
+
+fn f64_col(df: &DataFrame, name: &str) -> Vec<f64> {
+    df.column(name).unwrap().f64().unwrap().into_no_null_iter().collect()
+}
+
+#[test]
+fn study_tables_have_their_schema_and_hand_checkable_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(CONFIG, Path::new("synthetic.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut base = HashMap::new();
+    for probe in Probe::ALL {
+        let n = if probe == Probe::Medical { 40 } else { 30 };
+        for layer in [Layer::Index(0), Layer::Index(1), Layer::Index(2), Layer::Final] {
+            for token in Token::ALL {
+                base.insert(eval_file::probe_tensor(probe, layer, token), (0..n * 6).map(|_| rng.random::<f64>() * 4.0).collect());
+            }
+        }
+    }
+    base.insert("logits".into(), (0..120).map(|i| if i % 4 == 0 { 3.0 } else { rng.random::<f64>() }).collect());
+    base.insert("bank".into(), (0..300).map(|_| rng.random::<f64>() - 0.5).collect());
+    base.insert("query".into(), (0..120).map(|_| rng.random::<f64>() - 0.5).collect());
+
+    eval_file(&study.pretrained_eval("tiny"), &base, 0.0, &mut rng);
+    let seed0_epoch2 = {
+        eval_file(&study.epoch_eval("tiny", 0, 1), &base, 1.0, &mut rng);
+        eval_file(&study.epoch_eval("tiny", 0, 2), &base, 3.0, &mut rng)
+    };
+    eval_file(&study.epoch_eval("tiny", 1, 1), &base, 2.0, &mut rng);
+    // An epoch after a gap is not part of the run yet.
+    eval_file(&study.epoch_eval("tiny", 1, 3), &base, 2.0, &mut rng);
+
+    let written = write_study_tables(dir.path()).unwrap();
+    assert_eq!(written.len(), 5);
+
+    let epochs = read(&study.tables_dir().join("epochs.parquet"));
+    let names: Vec<String> = schema_of(&epochs).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["backbone", "seed", "epoch", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
+    );
+    assert_eq!(epochs.column("backbone").unwrap().dtype(), &DataType::String);
+    assert_eq!(epochs.column("seed").unwrap().dtype(), &DataType::UInt64);
+    assert_eq!(epochs.column("epoch").unwrap().dtype(), &DataType::UInt32);
+    assert_eq!(epochs.height(), 5, "seed 0: epochs 0–2; seed 1: epochs 0–1");
+    let epoch: Vec<u32> = epochs.column("epoch").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(epoch, [0, 1, 2, 0, 1]);
+    let similarity = f64_col(&epochs, "similarity");
+    assert!((similarity[0] - 1.0).abs() < 1e-12 && (similarity[3] - 1.0).abs() < 1e-12, "epoch 0 is θ₀ itself");
+    assert!(similarity[2] < similarity[1] && similarity[1] < 1.0, "more drift, less similarity: {similarity:?}");
+    let truth: Vec<usize> = (0..40).map(|i| i % 3).collect();
+    let predicted: Vec<usize> = seed0_epoch2.iter().map(|&p| p as usize).collect();
+    let want = classification_scores(&predicted, &truth).unwrap();
+    assert!((f64_col(&epochs, "accuracy")[2] - want.accuracy).abs() < 1e-12);
+    assert!((f64_col(&epochs, "balanced_accuracy")[2] - want.balanced_accuracy).abs() < 1e-12);
+    assert_eq!(f64_col(&epochs, "knn_top1"), f64_col(&epochs, "knn_top1_k3"));
+
+    let layers = read(&study.tables_dir().join("layers.parquet"));
+    assert_eq!(
+        schema_of(&layers),
+        [
+            ("backbone".to_string(), DataType::String),
+            ("seed".into(), DataType::UInt64),
+            ("epoch".into(), DataType::UInt32),
+            ("layer".into(), DataType::UInt32),
+            ("is_final".into(), DataType::Boolean),
+            ("token".into(), DataType::String),
+            ("probe".into(), DataType::String),
+            ("cka".into(), DataType::Float64),
+            ("cka_debiased".into(), DataType::Float64),
+        ]
+    );
+    assert_eq!(layers.height(), 5 * 2 * 4 * 2);
+    let final_layers: Vec<u32> = layers
+        .column("layer").unwrap().u32().unwrap().into_no_null_iter()
+        .zip({
+            let flags = layers.column("is_final").unwrap().bool().unwrap().clone();
+            (0..flags.len()).map(move |i| flags.get(i).unwrap())
+        })
+        .filter_map(|(l, f)| f.then_some(l))
+        .collect();
+    assert!(final_layers.iter().all(|&l| l == 3), "final norm numbered after block 2");
+
+    let backbones = read(&study.tables_dir().join("backbones.parquet"));
+    assert_eq!(backbones.height(), 1);
+    assert_eq!(backbones.column("runs").unwrap().u32().unwrap().get(0), Some(2));
+    let mean = f64_col(&backbones, "similarity_mean")[0];
+    assert!((mean - (similarity[2] + similarity[4]) / 2.0).abs() < 1e-12, "mean over the runs' last epochs");
+    for name in ["accuracy_std", "knn_before_mean", "knn_after_mean", "ece_mean"] {
+        assert!(f64_col(&backbones, name)[0].is_finite(), "{name}");
+    }
+
+    let fits = read(&study.tables_dir().join("fits.parquet"));
+    assert_eq!(fits.height(), 3);
+    let metric = fits.column("metric").unwrap().str().unwrap();
+    let metrics: Vec<&str> = (0..metric.len()).map(|i| metric.get(i).unwrap()).collect();
+    assert_eq!(metrics, ["ece", "mce", "adaptive_ece"]);
+    let points: Vec<u32> = fits.column("n_points").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(points, [20, 20, 20], "5 epochs × 4 layers, medical CLS");
+
+    let space = read(&study.tables_dir().join("space.parquet"));
+    assert_eq!(space.height(), 2);
+    assert_eq!(space.column("in_space").unwrap().dtype(), &DataType::Boolean);
+}
+
+#[test]
+fn a_directory_without_a_study_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = write_study_tables(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("not a study directory"), "{msg}");
+}

@@ -1,0 +1,193 @@
+"""Independent numpy implementations of sim-metrics' measures, written from the
+formulas in SPEC (not from the Rust code), and the fixtures the Rust tests
+compare against.
+
+    python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-metrics.txt
+    .venv/bin/python scripts/metrics_reference.py crates/sim-metrics/tests/fixtures
+
+Writes <name>.npy inputs and expected.json. Formulas differ from the Rust
+side on purpose where they can: biased HSIC through an explicit centring
+matrix H, unbiased HSIC through Song et al.'s (2012) closed form on the raw
+(uncentred) Gram matrix, so agreement also checks the centring.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(20260501)
+expected = {}
+
+
+def save(name, array):
+    np.save(out / f"{name}.npy", array)
+
+
+def hsic_biased(k, l):
+    n = k.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    return np.trace(k @ h @ l @ h)
+
+
+def hsic_unbiased(k, l):
+    n = k.shape[0]
+    kt, lt = k.copy(), l.copy()
+    np.fill_diagonal(kt, 0.0)
+    np.fill_diagonal(lt, 0.0)
+    one = np.ones(n)
+    term = np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (one @ kt @ lt @ one)
+    return term / (n * (n - 3))
+
+
+def rbf_gram(x, frac):
+    sq = np.sum(x**2, axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+    return np.exp(-d2 / (2 * frac**2 * np.median(d2)))
+
+
+def cka_from(k, l, hsic):
+    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def minibatch_cka(x, y, batch):
+    xy = xx = yy = 0.0
+    for s in range(0, x.shape[0], batch):
+        k, l = x[s : s + batch] @ x[s : s + batch].T, y[s : s + batch] @ y[s : s + batch].T
+        xy += hsic_unbiased(k, l)
+        xx += hsic_unbiased(k, k)
+        yy += hsic_unbiased(l, l)
+    return xy / np.sqrt(xx * yy)
+
+
+cka_cases = {
+    "random_n_gt_d": (rng.normal(size=(60, 20)), rng.normal(size=(60, 30))),
+    "random_n_lt_d": (rng.normal(size=(40, 100)), rng.normal(size=(40, 80))),
+}
+# Real-looking: shared low-rank structure plus noise, shifted away from zero.
+basis = rng.normal(size=(200, 5))
+x_lr = basis @ rng.normal(size=(5, 50)) + 0.3 * rng.normal(size=(200, 50)) + 3.0
+y_lr = basis @ rng.normal(size=(5, 40)) + 1.0 * rng.normal(size=(200, 40)) - 1.0
+cka_cases["low_rank"] = (x_lr, y_lr)
+
+expected["cka"] = {}
+for name, (x, y) in cka_cases.items():
+    x = x.astype(np.float32).astype(np.float64)  # the Rust side reads the f32 file
+    y = y.astype(np.float32).astype(np.float64)
+    save(f"cka_{name}_x", x.astype(np.float32))
+    save(f"cka_{name}_y", y.astype(np.float32))
+    kx, ky = x @ x.T, y @ y.T
+    expected["cka"][name] = {
+        "linear_biased": cka_from(kx, ky, hsic_biased),
+        "linear_debiased": cka_from(kx, ky, hsic_unbiased),
+        "rbf_biased_1.0": cka_from(rbf_gram(x, 1.0), rbf_gram(y, 1.0), hsic_biased),
+        "rbf_biased_0.5": cka_from(rbf_gram(x, 0.5), rbf_gram(y, 0.5), hsic_biased),
+        "rbf_debiased_1.0": cka_from(rbf_gram(x, 1.0), rbf_gram(y, 1.0), hsic_unbiased),
+        "minibatch_20": minibatch_cka(x, y, 20),
+    }
+
+# Calibration: 7-class logits; labels drawn from a sharpened softmax so the
+# model is over-confident.
+logits = rng.normal(size=(500, 7)) * 2.5
+p_true = np.exp(logits / 1.6)
+p_true /= p_true.sum(1, keepdims=True)
+labels = np.array([rng.choice(7, p=p) for p in p_true])
+save("ece_logits", logits.astype(np.float32))
+save("ece_labels", labels.astype(np.int64))
+lg = logits.astype(np.float32).astype(np.float64)
+probs = np.exp(lg - lg.max(1, keepdims=True))
+probs /= probs.sum(1, keepdims=True)
+conf, pred = probs.max(1), probs.argmax(1)
+correct = (pred == labels).astype(np.float64)
+
+
+def ece_of(groups):
+    n, ece, mce, counts = len(conf), 0.0, 0.0, []
+    for g in groups:
+        counts.append(int(len(g)))
+        if len(g):
+            gap = abs(correct[g].mean() - conf[g].mean())
+            ece += len(g) / n * gap
+            mce = max(mce, gap)
+    return {"ece": ece, "mce": mce, "counts": counts}
+
+
+edges = np.linspace(0, 1, 16)
+uniform = [np.where((conf > lo) & (conf <= hi))[0] for lo, hi in zip(edges[:-1], edges[1:])]
+quantile = np.array_split(np.argsort(conf, kind="stable"), 15)
+expected["ece"] = {"uniform_15": ece_of(uniform), "quantile_15": ece_of(quantile)}
+
+# k-NN: five noisy clusters; queries from the same clusters.
+centres = rng.normal(size=(5, 16))
+bank_labels = rng.integers(0, 5, 300)
+bank = centres[bank_labels] + 0.9 * rng.normal(size=(300, 16))
+query_labels = rng.integers(0, 5, 100)
+queries = centres[query_labels] + 0.9 * rng.normal(size=(100, 16))
+save("knn_bank", bank.astype(np.float32))
+save("knn_bank_labels", bank_labels.astype(np.int64))
+save("knn_queries", queries.astype(np.float32))
+save("knn_query_labels", query_labels.astype(np.int64))
+b = bank.astype(np.float32).astype(np.float64)
+q = queries.astype(np.float32).astype(np.float64)
+b /= np.linalg.norm(b, axis=1, keepdims=True)
+q /= np.linalg.norm(q, axis=1, keepdims=True)
+sims = q @ b.T
+expected["knn"] = {}
+for k in [1, 5, 20]:
+    hits = 0
+    for i in range(len(q)):
+        nn = np.argsort(-sims[i], kind="stable")[:k]
+        votes = np.zeros(5)
+        np.add.at(votes, bank_labels[nn], np.exp(sims[i, nn] / 0.07))
+        hits += int(votes.argmax() == query_labels[i])
+    expected["knn"][str(k)] = hits / len(q)
+nearest = sims.argmax(1)
+save("knn_nearest_label", bank_labels[nearest].astype(np.int64))
+
+# Classification scores (scikit-learn's definitions).
+truth = rng.integers(0, 6, 400)
+predicted = np.where(rng.random(400) < 0.6, truth, rng.integers(0, 7, 400))
+save("cls_truth", truth.astype(np.int64))
+save("cls_predicted", predicted.astype(np.int64))
+classes = np.union1d(truth, predicted)
+recall = [np.mean(predicted[truth == c] == c) for c in np.unique(truth)]
+f1 = []
+for c in classes:
+    tp = np.sum((predicted == c) & (truth == c))
+    fp = np.sum((predicted == c) & (truth != c))
+    fn = np.sum((predicted != c) & (truth == c))
+    f1.append(2 * tp / (2 * tp + fp + fn))
+expected["classification"] = {
+    "accuracy": float(np.mean(predicted == truth)),
+    "balanced_accuracy": float(np.mean(recall)),
+    "macro_f1": float(np.mean(f1)),
+}
+
+# Figure 5's fit: ECE falling with similarity, plus noise.
+sim = rng.uniform(0.2, 0.95, 300)
+ece = 0.25 - 0.2 * sim + 0.03 * rng.normal(size=300)
+save("fit_similarity", sim)
+save("fit_metric", ece)
+levels = np.linspace(sim.min(), sim.max(), 10)
+assign = np.abs(sim[:, None] - levels[None, :]).argmin(1)
+lx = np.array([levels[i] for i in range(10) if np.any(assign == i)])
+ly = np.array([ece[assign == i].mean() for i in range(10) if np.any(assign == i)])
+fit = stats.linregress(lx, ly)
+t = stats.t.ppf(0.975, len(lx) - 2)
+expected["fit"] = {
+    "slope": fit.slope,
+    "intercept": fit.intercept,
+    "r": fit.rvalue,
+    "r2": fit.rvalue**2,
+    "slope_ci_low": fit.slope - t * fit.stderr,
+    "slope_ci_high": fit.slope + t * fit.stderr,
+    "levels": int(len(lx)),
+    "pearson_raw": stats.pearsonr(sim, ece).statistic,
+    "spearman_raw": stats.spearmanr(sim, ece).statistic,
+}
+
+(out / "expected.json").write_text(json.dumps(expected, indent=1, default=float) + "\n")
+print(json.dumps(expected["cka"], indent=1))
