@@ -109,33 +109,60 @@ impl CkaReference {
         Ok(CkaReference { opts, form, n: a.rows, d: a.cols, side })
     }
 
-    /// Number of samples the reference was made from.
-    pub fn samples(&self) -> usize {
-        self.n
-    }
-
     /// CKA between the reference and `b` (same samples, in the same order).
     pub fn compare<T: Scalar>(&self, b: MatRef<'_, T>) -> Result<f64, MetricError> {
         if b.rows != self.n {
             return Err(MetricError::input(b.name, format!("{} samples, the other side has {}", b.rows, self.n)));
         }
-        let other = prepare(b, self.opts, self.form)?;
+        let other = CkaReference { opts: self.opts, form: self.form, n: b.rows, d: b.cols, side: prepare(b, self.opts, self.form)? };
+        self.compare_prepared(&other, b.name)
+    }
+
+    /// CKA between two prepared sides (same samples, options and form): what
+    /// a layer-by-layer matrix needs, each side prepared once.
+    pub fn compare_prepared(&self, other: &CkaReference, name: &str) -> Result<f64, MetricError> {
+        if other.n != self.n || other.opts != self.opts || other.form != self.form {
+            return Err(MetricError::input(name, "prepared with other samples, options or form"));
+        }
         let cross = match self.form {
             Form::Feature => {
-                let xty = cross_norm2(&self.side.values, &other.values, self.n, self.d, b.cols);
+                let xty = cross_norm2(&self.side.values, &other.side.values, self.n, self.d, other.d);
                 match self.opts.estimator {
                     Estimator::Biased => xty,
-                    Estimator::Debiased => debiased_feature_term(xty, &self.side, &other, self.n),
+                    Estimator::Debiased => debiased_feature_term(xty, &self.side, &other.side, self.n),
                 }
             }
-            Form::Gram => dot(&self.side.values, &other.values),
+            Form::Gram => dot(&self.side.values, &other.side.values),
         };
-        let value = cross / (self.side.self_hsic * other.self_hsic).sqrt();
+        let value = cross / (self.side.self_hsic * other.side.self_hsic).sqrt();
         if !value.is_finite() {
-            return Err(MetricError::input(b.name, "CKA is undefined for these features"));
+            return Err(MetricError::input(name, "CKA is undefined for these features"));
         }
         Ok(value)
     }
+}
+
+/// CKA of every layer of one model against every layer of another (rows: `a`,
+/// columns: `b`), each layer prepared once. The form is chosen for the whole
+/// matrix: Gram matrices cost n²·d once per layer, then n² per pair, which
+/// wins over d₁·d₂·n per pair as soon as layers are compared many times.
+pub fn cka_matrix<T: Scalar>(a: &[MatRef<'_, T>], b: &[MatRef<'_, T>], opts: CkaOptions) -> Result<Vec<Vec<f64>>, MetricError> {
+    let Some(first) = a.first().or(b.first()) else { return Ok(Vec::new()) };
+    let n = first.rows as f64;
+    let form = match opts.kernel {
+        Kernel::Rbf { .. } => Form::Gram,
+        Kernel::Linear => {
+            let width = |m: &[MatRef<'_, T>]| m.iter().map(|x| x.cols as f64).sum::<f64>();
+            let (wa, wb) = (width(a), width(b));
+            let self_terms: f64 = a.iter().chain(b).map(|x| (x.cols as f64).powi(2)).sum();
+            let feature = n * (wa * wb + self_terms / 2.0);
+            let gram = n * n * (wa + wb) / 2.0 + n * n * (a.len() * b.len()) as f64;
+            if feature <= gram { Form::Feature } else { Form::Gram }
+        }
+    };
+    let prepare_all = |ms: &[MatRef<'_, T>]| ms.iter().map(|m| CkaReference::with_form(*m, opts, form)).collect::<Result<Vec<_>, _>>();
+    let (ra, rb) = (prepare_all(a)?, prepare_all(b)?);
+    ra.iter().map(|x| b.iter().zip(&rb).map(|(m, y)| x.compare_prepared(y, m.name)).collect()).collect()
 }
 
 fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<Side, MetricError> {

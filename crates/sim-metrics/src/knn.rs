@@ -90,16 +90,21 @@ fn normalised_rows<T: Scalar>(m: MatRef<'_, T>) -> Result<Vec<f32>, MetricError>
     Ok(out)
 }
 
-/// Indices of the k largest similarities, largest first (lower index on ties).
+/// Indices of the k largest similarities, largest first (lower index on
+/// ties): one pass that keeps a sorted buffer of the best k seen so far.
 fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    let by_sim = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, by_sim);
-        idx.truncate(k);
+    // Better = larger similarity, then lower index.
+    let better = |a: (usize, f32), b: (usize, f32)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+    for (i, &s) in row.iter().enumerate() {
+        if best.len() == k && !better((i, s), best[k - 1]) {
+            continue;
+        }
+        let at = best.partition_point(|&b| better(b, (i, s)));
+        best.insert(at, (i, s));
+        best.truncate(k);
     }
-    idx.sort_by(by_sim);
-    idx.into_iter().map(|i| (i, row[i])).collect()
+    best
 }
 
 fn vote(neighbours: &[(usize, f32)], labels: &[i64], classes: usize, temperature: f64) -> usize {

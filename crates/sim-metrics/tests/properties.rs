@@ -4,7 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sim_metrics::MatRef;
 use sim_metrics::calibration::{Binning, calibration};
-use sim_metrics::cka::{CkaOptions, Estimator, Form, Kernel, MinibatchCka, cka, cka_in_form};
+use sim_metrics::cka::{CkaOptions, Estimator, Form, Kernel, MinibatchCka, cka, cka_in_form, cka_matrix};
 
 fn normal(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
     // Box–Muller: enough for test data.
@@ -147,4 +147,25 @@ fn ece_of_a_calibrated_predictor_is_near_zero() {
     let over: Vec<f64> = logits.iter().map(|v| v * 3.0).collect();
     let c = calibration(MatRef::new(&over, n, 2, "logits").unwrap(), &labels, 15, Binning::Uniform).unwrap();
     assert!(c.ece > 0.05, "over-confident ECE {}", c.ece);
+}
+
+#[test]
+fn layer_matrix_equals_pairwise_cka_whichever_form_it_picks() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    // Few layers of tall data (feature form) and many of wide data (Gram form).
+    for (n, d, layers) in [(200, 8, 2), (40, 60, 5)] {
+        let a: Vec<Vec<f64>> = (0..layers).map(|_| normal(&mut rng, n * d)).collect();
+        let b: Vec<Vec<f64>> = (0..layers).map(|_| normal(&mut rng, n * d)).collect();
+        let va: Vec<_> = a.iter().map(|x| m(x, d, "a")).collect();
+        let vb: Vec<_> = b.iter().map(|x| m(x, d, "b")).collect();
+        for opts in &ALL[..2] {
+            let matrix = cka_matrix(&va, &vb, *opts).unwrap();
+            for i in 0..layers {
+                for j in 0..layers {
+                    let pair = cka(va[i], vb[j], *opts).unwrap();
+                    assert!((matrix[i][j] - pair).abs() < 1e-9, "{opts:?} ({i}, {j}): {} vs {pair}", matrix[i][j]);
+                }
+            }
+        }
+    }
 }

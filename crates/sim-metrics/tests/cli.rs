@@ -1,0 +1,75 @@
+//! The `sim-metrics` binary: JSON on stdout for good input, an error naming
+//! the array for bad input (never a NaN printed as a result).
+
+use std::process::Command;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}.npy", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-metrics")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn cka_prints_one_json_object() {
+    let (ok, json, err) = run(&["cka", "--a", &fixture("cka_low_rank_x"), "--b", &fixture("cka_low_rank_y"), "--estimator", "debiased"]);
+    assert!(ok, "{err}");
+    assert_eq!(json["estimator"], "debiased");
+    assert_eq!(json["kernel"], "linear");
+    assert_eq!(json["n"], 200);
+    assert!((json["cka"].as_f64().unwrap() - 0.9302727232927954).abs() < 1e-9);
+    let (ok, json, err) = run(&["cka", "--a", &fixture("cka_low_rank_x"), "--b", &fixture("cka_low_rank_y"), "--estimator", "debiased", "--batch", "20"]);
+    assert!(ok, "{err}");
+    assert!((json["cka"].as_f64().unwrap() - 0.9358634944252057).abs() < 1e-9);
+}
+
+#[test]
+fn ece_and_knn_print_their_measures() {
+    let (ok, json, err) = run(&["ece", "--logits", &fixture("ece_logits"), "--labels", &fixture("ece_labels")]);
+    assert!(ok, "{err}");
+    assert!(json["ece"].as_f64().unwrap() > 0.0 && json["mce"].as_f64().unwrap() >= json["ece"].as_f64().unwrap());
+    assert_eq!(json["reliability"].as_array().unwrap().len(), 15);
+    let (ok, json, err) = run(&[
+        "knn", "--bank-feats", &fixture("knn_bank"), "--bank-labels", &fixture("knn_bank_labels"),
+        "--query-feats", &fixture("knn_queries"), "--query-labels", &fixture("knn_query_labels"), "--k", "5,20",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(json["k"], 5);
+    assert_eq!(json["knn_top1"], json["top1_per_k"]["5"]);
+}
+
+#[test]
+fn bad_input_is_an_error_naming_the_array() {
+    // Shapes that do not match: 200 samples against 60.
+    let (ok, _, err) = run(&["cka", "--a", &fixture("cka_low_rank_x"), "--b", &fixture("cka_random_n_gt_d_y")]);
+    assert!(!ok);
+    assert!(err.contains("cka_random_n_gt_d_y.npy") && err.contains("60 samples"), "{err}");
+    // Integer labels given as features.
+    let (ok, _, err) = run(&["cka", "--a", &fixture("ece_labels"), "--b", &fixture("ece_labels")]);
+    assert!(!ok && err.contains("ece_labels.npy") && err.contains("integers"), "{err}");
+    // Too few labels.
+    let (ok, _, err) = run(&["ece", "--logits", &fixture("ece_logits"), "--labels", &fixture("knn_query_labels")]);
+    assert!(!ok && err.contains("100 labels for 500 rows"), "{err}");
+    // A missing file and a missing safetensors tensor.
+    let (ok, _, err) = run(&["cka", "--a", "/nonexistent.npy", "--b", "/nonexistent.npy"]);
+    assert!(!ok && err.contains("/nonexistent.npy"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("feats.safetensors");
+    let bytes: Vec<u8> = (0..24).flat_map(|v| (v as f32).to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![6, 4], &bytes).unwrap();
+    safetensors::serialize_to_file([("layer_1.cls", view)], None, &st).unwrap();
+    let spec = format!("{}:layer_2.cls", st.display());
+    let (ok, _, err) = run(&["cka", "--a", &spec, "--b", &spec]);
+    assert!(!ok && err.contains("no tensor `layer_2.cls`") && err.contains("layer_1.cls"), "{err}");
+    // Zero-variance features: CKA undefined, said so, no NaN printed.
+    let zeros = dir.path().join("zeros.safetensors");
+    let z = vec![0u8; 24 * 4];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![6, 4], &z).unwrap();
+    safetensors::serialize_to_file([("x", view)], None, &zeros).unwrap();
+    let (ok, out, err) = run(&["cka", "--a", &format!("{}:x", zeros.display()), "--b", &format!("{}:layer_1.cls", st.display())]);
+    assert!(!ok && out.is_null() && err.contains("zero variance"), "{err}");
+}
