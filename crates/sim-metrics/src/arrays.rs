@@ -2,6 +2,7 @@
 //! labels) and tensors inside `.safetensors` files, named `FILE:tensor_name`.
 
 use crate::MetricError;
+pub(crate) use sim_study::tensors::Values;
 use std::path::Path;
 
 /// A 2-D float array as f64, row-major, with the name it was loaded under.
@@ -54,11 +55,6 @@ pub(crate) fn to_labels(spec: &str, shape: Vec<usize>, values: Values) -> Result
     }
 }
 
-pub(crate) enum Values {
-    Float(Vec<f64>),
-    Int(Vec<i64>),
-}
-
 fn load(spec: &str) -> Result<(Vec<usize>, Values), MetricError> {
     match spec.rsplit_once(':') {
         Some((file, tensor)) if file.ends_with(".safetensors") => load_safetensors(spec, Path::new(file), tensor),
@@ -102,23 +98,5 @@ fn load_safetensors(spec: &str, path: &Path, tensor: &str) -> Result<(Vec<usize>
         names.sort();
         MetricError::input(spec, format!("no tensor `{tensor}` (tensors: {})", names.join(", ")))
     })?;
-    decode_tensor(spec, &view)
-}
-
-/// A safetensors tensor's shape and values (floats as f64, integers as i64).
-pub(crate) fn decode_tensor(spec: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<(Vec<usize>, Values), MetricError> {
-    use safetensors::Dtype;
-    let raw = view.data();
-    let shape = view.shape().to_vec();
-    let chunks = |w: usize| raw.chunks_exact(w);
-    let values = match view.dtype() {
-        Dtype::F64 => Values::Float(chunks(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()),
-        Dtype::F32 => Values::Float(chunks(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).collect()),
-        Dtype::F16 => Values::Float(chunks(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f64()).collect()),
-        Dtype::BF16 => Values::Float(chunks(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f64()).collect()),
-        Dtype::I64 => Values::Int(chunks(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()),
-        Dtype::I32 => Values::Int(chunks(4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64).collect()),
-        other => return Err(MetricError::input(spec, format!("dtype {other:?} is not a float or integer type we read"))),
-    };
-    Ok((shape, values))
+    sim_study::tensors::decode(&view).map_err(|m| MetricError::input(spec, m))
 }

@@ -7,7 +7,7 @@
 //! to the first missing one), so the tables can be made while a study runs.
 //! Columns and units: README, "Study tables".
 
-use crate::arrays::{FloatArray, decode_tensor, to_labels, to_matrix};
+use crate::arrays::{FloatArray, to_labels, to_matrix};
 use crate::calibration::{Binning, calibration};
 use crate::cka::{CkaOptions, CkaReference, Estimator, Kernel};
 use crate::classification::classification_scores;
@@ -52,7 +52,7 @@ impl EvalFile {
 
     fn decoded(&self, name: &str) -> Result<(Vec<usize>, crate::arrays::Values), TableError> {
         let view = self.tensors().tensor(name).map_err(|_| err(&self.path, format!("no tensor `{name}`")))?;
-        decode_tensor(name, &view).map_err(|e| err(&self.path, e))
+        sim_study::tensors::decode(&view).map_err(|m| err(&self.path, format!("{name}: {m}")))
     }
 
     fn matrix(&self, name: &str) -> Result<FloatArray, TableError> {

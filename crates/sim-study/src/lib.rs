@@ -8,6 +8,7 @@ pub mod config;
 pub mod eval_file;
 pub mod layout;
 pub mod real_data;
+pub mod tensors;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use config::{ConfigError, StudyConfig};

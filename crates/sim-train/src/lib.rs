@@ -5,5 +5,6 @@
 
 pub mod backend;
 pub mod data;
+pub mod model;
 
 pub use backend::CpuBackend;
