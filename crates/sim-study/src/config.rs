@@ -169,6 +169,28 @@ pub struct BackboneConfig {
     pub mean: Option<[f32; 3]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub std: Option<[f32; 3]>,
+    /// Attention heads, which no checkpoint stores; default width / 64 (ViT-S/B/L).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+    /// QuickGELU instead of GELU: OpenAI-trained CLIP weights need it.
+    #[serde(default)]
+    pub quick_gelu: bool,
+    /// Position-embedding resizing; default: the rule of the checkpoint's naming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_resize: Option<PosResize>,
+}
+
+/// How position embeddings are resized to another patch grid (SPEC,
+/// "Reference behaviours"); each checkpoint naming has its reference's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PosResize {
+    /// PyTorch bicubic to the target size, no antialias (transformers ViT / DINOv2).
+    Bicubic,
+    /// PyTorch bicubic with antialias (timm, open_clip, transformers DINOv2 with registers).
+    BicubicAntialias,
+    /// Meta's DINOv2 code: bicubic with scale factor (n + 0.1) / m, no antialias.
+    MetaOffset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,10 +1,13 @@
 //! sim-train: backbones in burn, the data they read, and fine-tuning runs.
 //!
 //! - [`data`]: data set readers, splits, the image cache, transforms, batches.
+//! - [`model`]: the ViT backbones and their checkpoints.
+//! - [`extract`]: every layer's features of a folder of images.
 //! - [`backend`]: which burn backend the binaries run on.
 
 pub mod backend;
 pub mod data;
+pub mod extract;
 pub mod model;
 
 pub use backend::CpuBackend;

@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use sim_study::StudyConfig;
+use sim_study::config::{Family, PosResize};
+use sim_train::CpuBackend;
+use sim_train::model::{Activation, LoadOptions};
 use std::path::PathBuf;
 
 /// Fine-tune pre-trained vision backbones and record what changes.
@@ -28,11 +31,86 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Every layer's CLS and patch-mean features of a folder of images (sorted
+    /// by file name), to check a checkpoint against your own PyTorch code.
+    ///
+    /// Writes f32 tensors `layer_<i>.cls`, `layer_<i>.patch_mean` (i = 0 is the
+    /// embedding, 1..L the blocks), `final.cls`, `final.patch_mean`, `logits` or
+    /// `embedding` where the model has them; the image names are in the file's
+    /// metadata (`images`). Images at the input size pass untouched; others are
+    /// resized (shorter side) and centre-cropped. The family's mean/std apply.
+    ///
+    /// Example: sim-train extract --checkpoint data/checkpoints/dinov2-base/model.safetensors
+    ///          --images my_images/ --size 224 --out feats.safetensors
+    Extract {
+        /// safetensors checkpoint (timm, Meta/HF DINOv2, HF ViT, OpenCLIP names).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        family: FamilyArg,
+        /// Key prefix of the image backbone (`visual.`, `backbone.`); detected when absent.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Folder of images (.jpg, .jpeg, .png, .bmp).
+        #[arg(long)]
+        images: PathBuf,
+        /// Input side in pixels.
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Attention heads (no checkpoint stores them); default width / 64.
+        #[arg(long)]
+        heads: Option<usize>,
+        /// QuickGELU, for OpenAI-trained CLIP weights.
+        #[arg(long)]
+        quick_gelu: bool,
+        /// Position-embedding resizing; default: the checkpoint naming's reference rule.
+        #[arg(long, value_enum)]
+        pos_resize: Option<PosResizeArg>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FamilyArg {
+    Auto,
+    Vit,
+    Dinov2,
+    OpenClip,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PosResizeArg {
+    Bicubic,
+    BicubicAntialias,
+    MetaOffset,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Data { config } => data(&config),
+        Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {
+            let opts = LoadOptions {
+                family: match family {
+                    FamilyArg::Auto => Family::Auto,
+                    FamilyArg::Vit => Family::Vit,
+                    FamilyArg::Dinov2 => Family::Dinov2,
+                    FamilyArg::OpenClip => Family::OpenClip,
+                },
+                prefix,
+                input_size: size,
+                heads,
+                activation: if quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
+                resize: pos_resize.map(|r| match r {
+                    PosResizeArg::Bicubic => PosResize::Bicubic,
+                    PosResizeArg::BicubicAntialias => PosResize::BicubicAntialias,
+                    PosResizeArg::MetaOffset => PosResize::MetaOffset,
+                }),
+            };
+            let n = sim_train::extract::extract::<CpuBackend>(&checkpoint, &opts, &images, &out, &Default::default())?;
+            println!("{n} images: features written to {}", out.display());
+            Ok(())
+        }
     }
 }
 

@@ -108,3 +108,21 @@ impl Checkpoint {
         Ok(ignored)
     }
 }
+
+/// Writes f32 tensors (and string metadata) as a safetensors file, atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (String, HostTensor)>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), ModelError> {
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.into_iter().map(|(k, t)| (k, t.shape, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+    let fail = |e: &dyn std::fmt::Display| ModelError::file(path, e.to_string());
+    let views = raw
+        .iter()
+        .map(|(k, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(&e))?;
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| fail(&e))?;
+    sim_study::write_atomic(path, &bytes).map_err(|e| fail(&e))
+}

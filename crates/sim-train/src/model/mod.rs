@@ -19,7 +19,7 @@ pub mod vit;
 pub use vit::{Activation, Vit, VitOutput};
 
 use burn::prelude::*;
-use checkpoint::{Checkpoint, HostTensor, KNOWN_PREFIXES};
+use checkpoint::{Checkpoint, KNOWN_PREFIXES};
 use naming::{KeyMap, Naming};
 use pos_embed::Resize;
 use sim_study::config::Family;
@@ -118,17 +118,6 @@ impl<B: Backend> Backbone<B> {
     /// Writes the model as safetensors in the names it was loaded from
     /// (written to a temporary file, then renamed).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        let tensors = naming::from_canonical(&self.model.to_canonical(), &self.keys);
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-            .into_iter()
-            .map(|(k, HostTensor { shape, data })| (k, data.iter().flat_map(|v| v.to_le_bytes()).collect(), shape))
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(k, b, s)| Ok((k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
-            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(|e| ModelError::file(path, e.to_string()))?;
-        let serialised = safetensors::serialize(views, None).map_err(|e| ModelError::file(path, e.to_string()))?;
-        sim_study::write_atomic(path, &serialised).map_err(|e| ModelError::file(path, e.to_string()))
+        checkpoint::write_safetensors(path, naming::from_canonical(&self.model.to_canonical(), &self.keys), None)
     }
 }

@@ -14,12 +14,7 @@
 //!
 //! Grids are row-major `h × w × dim`.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resize {
-    Bicubic,
-    BicubicAntialias,
-    MetaOffset,
-}
+pub use sim_study::config::PosResize as Resize;
 
 /// Resizes a `(h, w)` grid of `dim`-vectors to `(new_h, new_w)`.
 pub fn resize_grid(grid: &[f64], (h, w): (usize, usize), (new_h, new_w): (usize, usize), dim: usize, mode: Resize) -> Vec<f64> {
