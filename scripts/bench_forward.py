@@ -1,0 +1,49 @@
+"""Forward throughput (images/s) of sim-train's ViT on burn's CPU backend
+against timm on PyTorch (CPU), same weights, batch and threads, one run.
+
+    .venv/bin/pip install -r scripts/requirements-backbones.txt
+    .venv/bin/python scripts/bench_forward.py
+
+Configs: ViT-S/16 at 224 px (timm vit_small_patch16_224, random init) and a
+small ViT (width 192, 6 blocks, 3 heads, patch 8) at 64 px. Inference only
+(no autograd), batch 32, best of 3 after a warm-up, 2 threads.
+"""
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import save_file
+
+THREADS, BATCH, REPEATS = 2, 32, 3
+torch.set_num_threads(THREADS)
+ROOT = Path(__file__).resolve().parent.parent
+configs = [
+    ("ViT-S/16, 224 px", dict(model_name="vit_small_patch16_224"), 224, 6),
+    ("ViT width 192, 6 blocks, patch 8, 64 px", dict(model_name="vit_small_patch16_224", img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3), 64, 3),
+]
+build = subprocess.run(["cargo", "build", "-p", "sim-train", "--bench", "forward", "--message-format=json"],
+                       cwd=ROOT, check=True, capture_output=True, text=True)
+exe = [a["executable"] for a in map(json.loads, build.stdout.splitlines())
+       if a.get("target", {}).get("name") == "forward" and a.get("executable")][-1]
+tmp = Path(tempfile.mkdtemp())
+print("| model | burn Flex (images/s) | PyTorch (images/s) | burn / PyTorch |")
+print("|---|---|---|---|")
+for label, kw, size, heads in configs:
+    model = timm.create_model(pretrained=False, num_classes=0, **kw).eval()
+    path = tmp / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    x = torch.randn(BATCH, 3, size, size)
+    with torch.no_grad():
+        model(x)
+        best = min((lambda s: (model(x), time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(REPEATS))
+    torch_ips = BATCH / best
+    env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
+    out = subprocess.run([exe, str(path), str(size), str(heads), str(BATCH), str(REPEATS)], check=True, capture_output=True, text=True, env=env)
+    burn_ips = json.loads(out.stdout)["images_per_s"]
+    print(f"| {label} | {burn_ips:.1f} | {torch_ips:.1f} | {burn_ips / torch_ips:.2f}x |")
+print(f"\ntorch {torch.__version__}, timm {timm.__version__}, threads {THREADS}, batch {BATCH}")
