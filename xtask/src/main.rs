@@ -19,9 +19,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a whole study from a config: every stage that exists, resuming
-    /// what an earlier call finished. Stages now: record the resolved config,
-    /// read and split the data, fill the image caches, print the data summary.
+    /// Run a whole study from a config, resuming what an earlier call
+    /// finished. Stages: data (resolved config, split, image caches, summary),
+    /// fine-tuning (every backbone × seed, with per-epoch evaluations), and
+    /// the Parquet tables in <study>/tables/.
     ///
     /// Data paths resolve against SIM_DATA_DIR (default: data/). Missing data
     /// stops the run with the command that fetches it, or is fetched with

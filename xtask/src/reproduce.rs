@@ -1,26 +1,52 @@
 //! `cargo xtask reproduce`: a whole study from one config, stage by stage.
 //! Every stage skips what an earlier call already finished (split files and
-//! image caches are reused), so running it again resumes.
+//! image caches are reused, finished runs are no-ops, a killed run resumes
+//! from its last finished epoch), so running it again resumes.
 
 use crate::fetch;
 use anyhow::bail;
 use sim_study::StudyConfig;
-use std::path::Path;
+use sim_train::backend::TrainBackend;
+use sim_train::finetune::{self, Outcome};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The study `cargo xtask reproduce` runs without `--config`.
 pub const DEFAULT_CONFIG: &str = "configs/paper.toml";
 
 pub fn run(config_path: &Path, fetch_missing: bool) -> anyhow::Result<()> {
-    let start = Instant::now();
     let config = StudyConfig::from_file(config_path)?;
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
     ensure_data(&config, fetch_missing)?;
+    run_study(&config, config_dir)?;
+    Ok(())
+}
+
+/// Stages: data (split, image caches), every backbone × seed fine-tuning run,
+/// then the study tables. Returns the tables written.
+pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let start = Instant::now();
     println!("study {} (config hash {}) in {}", config.study.name, &config.hash()[..12], config.output_dir().display());
-    for prepared in sim_train::data::prepare::data_stage(&config)? {
+    for prepared in sim_train::data::prepare::data_stage(config)? {
         print!("{prepared}");
     }
-    println!("stages run: data; finished in {:.1} s", start.elapsed().as_secs_f64());
-    Ok(())
+    for backbone in &config.backbones {
+        for &seed in &config.study.seeds {
+            let outcome = finetune::run::<TrainBackend>(config, config_dir, &backbone.name, seed, &Default::default())?;
+            let what = match outcome {
+                Outcome::AlreadyFinished => "finished before".to_string(),
+                Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
+                Outcome::Finished { resumed_at } => format!("resumed after epoch {resumed_at} and finished"),
+            };
+            println!("run {} seed {seed}: {what}", backbone.name);
+        }
+    }
+    let tables = sim_metrics::tables::write_study_tables(&config.output_dir())?;
+    for t in &tables {
+        println!("table {}", t.display());
+    }
+    println!("stages run: data, fine-tuning, tables; finished in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(tables)
 }
 
 /// Every data set folder the config names must exist; the ones
@@ -58,3 +84,6 @@ fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,6 +97,12 @@ impl References {
         let mut by_probe = BTreeMap::new();
         for key @ (probe, layer, token) in pretrained.probes() {
             let x = pretrained.matrix(&eval_file::probe_tensor(probe, layer, token))?;
+            // The embedding layer's CLS token is the same for every image (the
+            // class token plus its position): CKA is undefined there, so
+            // that (layer, token) has no rows.
+            if x.data.chunks_exact(x.cols).all(|row| row == &x.data[..x.cols]) {
+                continue;
+            }
             let make = |estimator| {
                 CkaReference::new(x.view(), CkaOptions { estimator, kernel: Kernel::Linear }).map_err(|e| err(&pretrained.path, e))
             };

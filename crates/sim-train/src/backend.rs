@@ -9,6 +9,9 @@ pub type CpuBackend = burn::backend::Flex;
 #[cfg(feature = "ndarray")]
 pub type CpuBackend = burn::backend::NdArray;
 
+/// The training backend: automatic differentiation over the CPU backend.
+pub type TrainBackend = burn::backend::Autodiff<CpuBackend>;
+
 /// The GPU backend, with `--features cuda`.
 #[cfg(feature = "cuda")]
 pub type GpuBackend = burn::backend::Cuda;

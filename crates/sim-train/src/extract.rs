@@ -13,7 +13,7 @@
 use crate::data::image_cache::{ImageView, decode, resize_shorter_side};
 use crate::data::transform::{Normalisation, centre_crop, render};
 use crate::data::{ImageSource, list_images};
-use crate::model::checkpoint::{HostTensor, write_safetensors};
+use crate::model::checkpoint::{RawTensor, write_safetensors};
 use crate::model::{LoadOptions, load};
 use burn::prelude::*;
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ pub fn extract<B: Backend>(checkpoint: &Path, opts: &LoadOptions, images: &Path,
     }
     let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
     let metadata = HashMap::from([("images".to_string(), serde_json::to_string(&names)?)]);
-    let tensors = columns.into_iter().map(|(n, s, v)| (n, HostTensor::new(s, v)));
+    let tensors = columns.into_iter().map(|(n, s, v)| RawTensor::f32(n, s, &v)).collect();
     write_safetensors(out, tensors, Some(metadata))?;
     Ok(names.len())
 }

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod data;
 pub mod extract;
+pub mod finetune;
 pub mod model;
 
 pub use backend::CpuBackend;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use sim_study::StudyConfig;
 use sim_study::config::{Family, PosResize};
 use sim_train::CpuBackend;
+use sim_train::backend::TrainBackend;
 use sim_train::model::{Activation, LoadOptions};
 use std::path::PathBuf;
 
@@ -30,6 +31,23 @@ enum Command {
         /// Study config (TOML), e.g. configs/paper.toml.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Fine-tune one backbone with one seed: the run `runs/<backbone>/seed-<NN>/`
+    /// of the study. Evaluates the pre-trained backbone once (epoch 0, shared by
+    /// its seeds) and after every epoch, checkpoints every epoch, and resumes
+    /// from the last finished epoch when run again (a finished run is a no-op).
+    ///
+    /// Logs go to stderr and <run>/train.log at the level RUST_LOG asks (default info).
+    /// Example: sim-train finetune --config configs/ci.toml --backbone vit-tiny --seed 0
+    Finetune {
+        #[arg(long)]
+        config: PathBuf,
+        /// A backbone `name` of the config.
+        #[arg(long)]
+        backbone: String,
+        /// One of the study's seeds.
+        #[arg(long)]
+        seed: u64,
     },
     /// Every layer's CLS and patch-mean features of a folder of images (sorted
     /// by file name), to check a checkpoint against your own PyTorch code.
@@ -89,6 +107,13 @@ enum PosResizeArg {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Data { config } => data(&config),
+        Command::Finetune { config: path, backbone, seed } => {
+            let config = StudyConfig::from_file(&path)?;
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &backbone, seed, &Default::default())?;
+            println!("{backbone} seed {seed}: {outcome:?}");
+            Ok(())
+        }
         Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {
             let opts = LoadOptions {
                 family: match family {

@@ -109,18 +109,42 @@ impl Checkpoint {
     }
 }
 
-/// Writes f32 tensors (and string metadata) as a safetensors file, atomically.
+/// A tensor ready to be written: name, dtype, shape, little-endian bytes.
+pub struct RawTensor {
+    pub name: String,
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl RawTensor {
+    pub fn f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> RawTensor {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        RawTensor { name: name.into(), dtype: safetensors::Dtype::F32, shape, bytes }
+    }
+
+    /// Stored as f16 (features: half the disk, ample precision for CKA).
+    pub fn f16(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> RawTensor {
+        let bytes = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        RawTensor { name: name.into(), dtype: safetensors::Dtype::F16, shape, bytes }
+    }
+
+    pub fn i64(name: impl Into<String>, values: &[i64]) -> RawTensor {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        RawTensor { name: name.into(), dtype: safetensors::Dtype::I64, shape: vec![values.len()], bytes }
+    }
+}
+
+/// Writes tensors (and string metadata) as a safetensors file, atomically.
 pub fn write_safetensors(
     path: &Path,
-    tensors: impl IntoIterator<Item = (String, HostTensor)>,
+    tensors: Vec<RawTensor>,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<(), ModelError> {
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.into_iter().map(|(k, t)| (k, t.shape, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
     let fail = |e: &dyn std::fmt::Display| ModelError::file(path, e.to_string());
-    let views = raw
+    let views = tensors
         .iter()
-        .map(|(k, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
+        .map(|t| safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.bytes).map(|v| (t.name.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(&e))?;
     let bytes = safetensors::serialize(views, metadata).map_err(|e| fail(&e))?;

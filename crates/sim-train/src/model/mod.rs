@@ -118,6 +118,8 @@ impl<B: Backend> Backbone<B> {
     /// Writes the model as safetensors in the names it was loaded from
     /// (written to a temporary file, then renamed).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        checkpoint::write_safetensors(path, naming::from_canonical(&self.model.to_canonical(), &self.keys), None)
+        let tensors = naming::from_canonical(&self.model.to_canonical(), &self.keys);
+        let raw = tensors.into_iter().map(|(k, t)| checkpoint::RawTensor::f32(k, t.shape, &t.data)).collect();
+        checkpoint::write_safetensors(path, raw, None)
     }
 }

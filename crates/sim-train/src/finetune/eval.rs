@@ -1,0 +1,112 @@
+//! One evaluation (epoch 0, or after an epoch): the model in inference mode,
+//! no augmentation, over the sets of SPEC, written as one safetensors file in
+//! the layout of `sim_study::eval_file` (features f16, logits f32).
+
+use super::classifier::Classifier;
+use crate::data::batch::Batcher;
+use crate::model::checkpoint::RawTensor;
+use burn::prelude::*;
+use sim_study::eval_file::{self, Layer, Probe, Token};
+use std::collections::BTreeMap;
+
+/// The images an evaluation looks at (indices into each data set's cache).
+pub struct EvalSets<'a> {
+    pub medical: Batcher<'a>,
+    pub natural: Batcher<'a>,
+    /// Medical test split: logits, labels, the medical probe.
+    pub medical_test: Vec<usize>,
+    /// The fixed natural-image probe subset.
+    pub natural_probe: Vec<usize>,
+    /// k-NN memory bank (natural train split) and queries (natural val split).
+    pub knn_bank: Vec<usize>,
+    pub knn_query: Vec<usize>,
+    /// Natural images whose last-block attention is kept.
+    pub attention: Vec<usize>,
+    pub batch_size: usize,
+    /// Layers dumped (0 = embedding … L); `None` = all. `final` always is.
+    pub layers: Option<Vec<usize>>,
+}
+
+/// What one pass over a set collects.
+#[derive(Default)]
+struct Collected {
+    /// Per layer: (CLS, patch mean), each rows × width, row-major.
+    layers: BTreeMap<Layer, (Vec<f32>, Vec<f32>)>,
+    logits: Vec<f32>,
+    attention: Vec<f32>,
+    rows: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Want {
+    all_layers: bool,
+    logits: bool,
+    attention: bool,
+}
+
+fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], sets: &EvalSets<'_>, want: Want, device: &B::Device) -> Collected {
+    let mut c = Collected::default();
+    let values = |t: Tensor<B, 2>| t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
+    for chunk in indices.chunks(sets.batch_size) {
+        let batch = batcher.eval::<B>(chunk, device);
+        let out = model.backbone.forward(batch.images);
+        let mut layers: Vec<(Layer, &Tensor<B, 3>)> = vec![(Layer::Final, &out.final_tokens)];
+        if want.all_layers {
+            for (i, h) in out.hidden.iter().enumerate() {
+                if sets.layers.as_ref().is_none_or(|l| l.contains(&i)) {
+                    layers.push((Layer::Index(i), h));
+                }
+            }
+        }
+        for (layer, tokens) in layers {
+            let (cls, patch) = out.cls_and_patch_mean(tokens);
+            let entry = c.layers.entry(layer).or_default();
+            entry.0.extend(values(cls));
+            entry.1.extend(values(patch));
+        }
+        if want.logits {
+            let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
+            c.logits.extend(values(model.head.forward(cls)));
+        }
+        if want.attention {
+            c.attention.extend(values(out.attention.clone()));
+        }
+        c.rows += chunk.len();
+    }
+    c
+}
+
+/// Runs every pass of an evaluation; returns the tensors of its file.
+pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
+    let width = model.backbone.width();
+    let mut out = Vec::new();
+    let features = |out: &mut Vec<RawTensor>, probe: Probe, c: &Collected| {
+        for (&layer, (cls, patch)) in &c.layers {
+            out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::Cls), vec![c.rows, width], cls));
+            out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::PatchMean), vec![c.rows, width], patch));
+        }
+    };
+    let all = Want { all_layers: true, logits: false, attention: false };
+    let medical = pass(model, &sets.medical, &sets.medical_test, sets, Want { logits: true, ..all }, device);
+    let classes = medical.logits.len() / medical.rows.max(1);
+    out.push(RawTensor::f32(eval_file::TEST_LOGITS, vec![medical.rows, classes], &medical.logits));
+    let labels: Vec<i64> = sets.medical_test.iter().map(|&i| sets.medical.labels[i] as i64).collect();
+    out.push(RawTensor::i64(eval_file::TEST_LABELS, &labels));
+    features(&mut out, Probe::Medical, &medical);
+    let natural = pass(model, &sets.natural, &sets.natural_probe, sets, all, device);
+    features(&mut out, Probe::Natural, &natural);
+    let final_only = Want { all_layers: false, logits: false, attention: false };
+    for (indices, feats, labels) in [
+        (&sets.knn_bank, eval_file::KNN_BANK, eval_file::KNN_BANK_LABELS),
+        (&sets.knn_query, eval_file::KNN_QUERY, eval_file::KNN_QUERY_LABELS),
+    ] {
+        let c = pass(model, &sets.natural, indices, sets, final_only, device);
+        out.push(RawTensor::f16(feats, vec![c.rows, width], &c.layers[&Layer::Final].0));
+        let y: Vec<i64> = indices.iter().map(|&i| sets.natural.labels[i] as i64).collect();
+        out.push(RawTensor::i64(labels, &y));
+    }
+    let attn = pass(model, &sets.natural, &sets.attention, sets, Want { attention: true, ..final_only }, device);
+    let patches = attn.attention.len() / attn.rows.max(1);
+    out.push(RawTensor::f32(eval_file::ATTENTION, vec![attn.rows, patches], &attn.attention));
+    out
+}

@@ -1,0 +1,308 @@
+//! `sim-train finetune`: one run = one backbone × one seed (SPEC,
+//! "Fine-tuning protocol"). Full fine-tuning with a new linear head on the
+//! final-norm CLS token, cross-entropy, AdamW with separate backbone and head
+//! learning rates, cosine schedule with warm-up. An evaluation before training
+//! (epoch 0, shared by every seed of a backbone) and after every epoch; a
+//! checkpoint after every epoch, so rerunning the command resumes.
+//!
+//! The seed fixes the head's initialisation, the data order and the
+//! augmentation, all drawn from (seed, epoch): a resumed run draws exactly
+//! what an uninterrupted one would.
+
+pub mod classifier;
+pub mod eval;
+pub mod schedule;
+pub mod state;
+
+use crate::data::batch::Batcher;
+use crate::data::prepare::PreparedDataset;
+use crate::data::transform::{Normalisation, TrainAugment};
+use crate::model::checkpoint::write_safetensors;
+use crate::model::{Activation, LoadOptions};
+use anyhow::{Context, bail};
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use classifier::Classifier;
+use eval::{EvalSets, evaluate};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use sim_study::config::{BackboneConfig, ClassBalance, DatasetRole, StudyConfig};
+use sim_study::StudyDir;
+use state::{RunState, Status, checkpoint_dir, prune_checkpoints};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The run had finished before: nothing was done.
+    AlreadyFinished,
+    /// The run finished now (possibly resumed from `resumed_at`).
+    Finished { resumed_at: u32 },
+}
+
+/// Where a backbone's checkpoint is: `./…` and `../…` are relative to the
+/// study config's folder, other relative paths to `SIM_DATA_DIR`.
+pub fn checkpoint_path(backbone: &BackboneConfig, config_dir: &Path) -> PathBuf {
+    let p = &backbone.checkpoint;
+    if p.starts_with(".") || p.starts_with("..") {
+        config_dir.join(p)
+    } else {
+        sim_study::config::resolve_data_path(p)
+    }
+}
+
+/// Fine-tunes `backbone` with `seed`, resuming from the last finished epoch.
+pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone: &str, seed: u64, device: &B::Device) -> anyhow::Result<Outcome> {
+    let bcfg = config.backbones.iter().find(|b| b.name == backbone).with_context(|| {
+        let names: Vec<&str> = config.backbones.iter().map(|b| b.name.as_str()).collect();
+        format!("no backbone `{backbone}` in the study (backbones: {})", names.join(", "))
+    })?;
+    anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
+    let study = StudyDir::new(config.output_dir());
+    study.write_resolved_config(config)?;
+    let run_dir = study.run_dir(backbone, seed);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let _log = logging(&run_dir)?;
+    let hash = config.hash();
+    let state = RunState::read(&run_dir)?;
+    if let Some(s) = &state {
+        anyhow::ensure!(s.config_hash == hash, "{}: made with another config (hash {})", RunState::path(&run_dir).display(), s.config_hash);
+        if s.status == Status::Finished {
+            tracing::info!("{backbone} seed {seed}: finished before ({} epochs); nothing to do", s.last_finished_epoch);
+            return Ok(Outcome::AlreadyFinished);
+        }
+    }
+    let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
+
+    // Data: the study's split and image caches.
+    let size = bcfg.input_size;
+    let mut medical = PreparedDataset::load(config, &study, DatasetRole::Medical)?;
+    let mut natural = PreparedDataset::load(config, &study, DatasetRole::Natural)?;
+    let (medical_cache, natural_cache) = (medical.image_cache(&study, size)?, natural.image_cache(&study, size)?);
+    let medical_labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
+    let natural_labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
+    let classes = medical.dataset.classes.len();
+
+    // The backbone, and its normalisation (configured, or the family's).
+    let opts = LoadOptions {
+        family: bcfg.family,
+        prefix: bcfg.prefix.clone(),
+        input_size: size as usize,
+        heads: bcfg.heads,
+        activation: if bcfg.quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
+        resize: bcfg.pos_resize,
+    };
+    let loaded = crate::model::load::<B>(&checkpoint_path(bcfg, config_dir), &opts, device)?;
+    let (family_mean, family_std) = loaded.naming.family().normalisation().expect("a naming has a family");
+    let norm = Normalisation { mean: bcfg.mean.unwrap_or(family_mean), std: bcfg.std.unwrap_or(family_std) };
+    let batcher = |cache, labels| Batcher { cache, labels, size, norm };
+    let (medical_batcher, natural_batcher) = (batcher(&medical_cache, &medical_labels), batcher(&natural_cache, &natural_labels));
+
+    // The evaluation sets: fixed for the whole study (split_seed), not per run.
+    let mut probe = natural.test_indices();
+    probe.shuffle(&mut ChaCha8Rng::seed_from_u64(config.study.split_seed));
+    probe.truncate(config.evaluation.natural_probe_size);
+    let sets = EvalSets {
+        medical: medical_batcher,
+        natural: natural_batcher,
+        medical_test: medical.test_indices(),
+        attention: probe.iter().copied().take(config.evaluation.attention_images).collect(),
+        natural_probe: probe,
+        knn_bank: natural.train_indices(),
+        knn_query: natural.test_indices(),
+        batch_size: config.evaluation.batch_size,
+        layers: config.dump.layers.clone(),
+    };
+    let meta = |epoch: u32| HashMap::from([
+        ("backbone".to_string(), backbone.to_string()),
+        ("seed".to_string(), seed.to_string()),
+        ("epoch".to_string(), epoch.to_string()),
+    ]);
+
+    // Epoch 0, once per backbone: its head is drawn from the split seed.
+    let pretrained = study.pretrained_eval(backbone);
+    let start = Instant::now();
+    if !pretrained.exists() {
+        let model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
+        let tensors = evaluate(&model, &sets, device);
+        write_safetensors(&pretrained, tensors, Some(HashMap::from([("backbone".to_string(), backbone.to_string()), ("epoch".to_string(), "0".to_string())])))?;
+        tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+    }
+
+    let t = &config.training;
+    let mut model = Classifier::new(loaded.model, classes, seed, device);
+    let adamw = || AdamWConfig::new().with_weight_decay(t.weight_decay as f32).with_epsilon(1e-8).init::<B, Classifier<B>>();
+    let (mut opt_backbone, mut opt_head) = (adamw(), adamw());
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    if resumed_at > 0 {
+        let dir = checkpoint_dir(&run_dir, resumed_at);
+        model = model.load_file(dir.join("model"), &recorder, device).with_context(|| format!("loading {}", dir.display()))?;
+        opt_backbone = opt_backbone.load_record(recorder.load(dir.join("optim-backbone"), device)?);
+        opt_head = opt_head.load_record(recorder.load(dir.join("optim-head"), device)?);
+        tracing::info!("resuming {backbone} seed {seed} after epoch {resumed_at}");
+    }
+    let mut state = state.unwrap_or(RunState {
+        backbone: backbone.into(),
+        seed,
+        config_hash: hash,
+        status: Status::Running,
+        epochs: t.epochs,
+        last_finished_epoch: 0,
+        message: None,
+    });
+
+    let train = medical.train_indices();
+    let steps = train.len().div_ceil(t.batch_size);
+    let loss_weights = class_weights(&medical_labels, &train, classes);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_weights((t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()))
+        .init(device);
+    let augment = TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip };
+    let step_time = {
+        // One forward and backward pass, not applied: the cost of a step.
+        let probe: Vec<usize> = train.iter().copied().take(t.batch_size).collect();
+        let start = Instant::now();
+        let batch = sets.medical.train::<B>(&probe, &augment, &mut ChaCha8Rng::seed_from_u64(seed), device);
+        let _ = loss_fn.forward(model.logits(batch.images), batch.labels).backward();
+        start.elapsed().as_secs_f64()
+    };
+    announce(config, bcfg, &model, &sets, train.len(), &pretrained, step_time * steps as f64);
+
+    for epoch in resumed_at + 1..=t.epochs {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(epoch as u64);
+        let order = epoch_order(&train, &medical_labels, &loss_weights, t.class_balance, &mut rng);
+        let epoch_start = Instant::now();
+        for (step, batch_idx) in order.chunks(t.batch_size).enumerate() {
+            let factor = schedule::lr_factor((epoch as usize - 1) * steps + step, steps, t.warmup_epochs, t.epochs);
+            let batch = sets.medical.train::<B>(batch_idx, &augment, &mut rng, device);
+            let loss = loss_fn.forward(model.logits(batch.images), batch.labels);
+            let value: f64 = loss.clone().into_scalar().elem();
+            if !value.is_finite() {
+                state.status = Status::Failed;
+                state.message = Some(format!("loss {value} at epoch {epoch}, step {}", step + 1));
+                state.write(&run_dir)?;
+                bail!("{backbone} seed {seed}: loss is {value} at epoch {epoch}, step {}; run marked failed in {}", step + 1, RunState::path(&run_dir).display());
+            }
+            let mut grads = loss.backward();
+            let head_grads = GradientsParams::from_module(&mut grads, &model.head);
+            let backbone_grads = GradientsParams::from_module(&mut grads, &model.backbone);
+            model = opt_backbone.step(t.lr_backbone * factor, model, backbone_grads);
+            model = opt_head.step(t.lr_head * factor, model, head_grads);
+            progress(epoch, t.epochs, step + 1, steps, value, (step * t.batch_size + batch_idx.len()) as f64 / epoch_start.elapsed().as_secs_f64());
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!();
+        }
+        let train_time = epoch_start.elapsed().as_secs_f64();
+        if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
+            let tensors = evaluate(&model.valid(), &sets, device);
+            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(meta(epoch)))?;
+        }
+        let dir = checkpoint_dir(&run_dir, epoch);
+        let partial = dir.with_extension("partial");
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial)?;
+        }
+        std::fs::create_dir_all(&partial)?;
+        model.clone().save_file(partial.join("model"), &recorder)?;
+        recorder.record(opt_backbone.to_record(), partial.join("optim-backbone"))?;
+        recorder.record(opt_head.to_record(), partial.join("optim-head"))?;
+        std::fs::rename(&partial, &dir)?;
+        state.last_finished_epoch = epoch;
+        state.status = if epoch == t.epochs { Status::Finished } else { Status::Running };
+        state.write(&run_dir)?;
+        prune_checkpoints(&run_dir, epoch)?;
+        tracing::info!("epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s", t.epochs, epoch_start.elapsed().as_secs_f64() - train_time);
+    }
+    Ok(Outcome::Finished { resumed_at })
+}
+
+/// Inverse class frequencies over the training split, normalised to mean 1.
+fn class_weights(labels: &[usize], train: &[usize], classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; classes];
+    for &i in train {
+        counts[labels[i]] += 1;
+    }
+    let inv: Vec<f64> = counts.iter().map(|&c| if c > 0 { 1.0 / c as f64 } else { 0.0 }).collect();
+    let mean = inv.iter().sum::<f64>() / classes as f64;
+    inv.iter().map(|w| (w / mean) as f32).collect()
+}
+
+/// The epoch's sample order: a shuffle, or (class-balanced sampling) as many
+/// draws with replacement, each class equally likely.
+fn epoch_order(train: &[usize], labels: &[usize], weights: &[f32], balance: ClassBalance, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    match balance {
+        ClassBalance::Sampling => {
+            let w: Vec<f64> = train.iter().map(|&i| weights[labels[i]] as f64).collect();
+            let dist = rand::distr::weighted::WeightedIndex::new(&w).expect("positive weights");
+            use rand::distr::Distribution;
+            (0..train.len()).map(|_| train[dist.sample(rng)]).collect()
+        }
+        ClassBalance::None | ClassBalance::LossWeights => {
+            let mut order = train.to_vec();
+            order.shuffle(rng);
+            order
+        }
+    }
+}
+
+/// A one-line progress bar on a terminal; nothing when stderr is a file
+/// (the per-epoch log line says it all there).
+fn progress(epoch: u32, epochs: u32, step: usize, steps: usize, loss: f64, images_per_s: f64) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let left = (steps - step) as f64 * (step as f64 / images_per_s.max(1e-9)) / step as f64;
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} images/s  ETA {left:.0} s   ");
+    let _ = err.flush();
+}
+
+/// Before training: the run's disk use and the time per epoch to expect.
+fn announce<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, model: &Classifier<B>, sets: &EvalSets<'_>, train: usize, pretrained: &Path, train_seconds: f64) {
+    let width = model.backbone.width();
+    let layers = sets.layers.as_ref().map_or(model.backbone.depth() + 1, |l| l.len()) + 1;
+    let probe_rows = sets.medical_test.len() + sets.natural_probe.len();
+    let eval_bytes = probe_rows * width * 2 * 2 * layers + (sets.knn_bank.len() + sets.knn_query.len()) * width * 2;
+    let epochs_dumped = config.dump.epochs.as_ref().map_or(config.training.epochs as usize, |e| e.len());
+    let params = model.num_params();
+    let checkpoint_bytes = params * 4 * 5; // weights + two Adam moments per optimiser, roughly
+    let pretrained_bytes = std::fs::metadata(pretrained).map(|m| m.len() as usize).unwrap_or(eval_bytes);
+    // Evaluation is forward only over these images: about a third of a training image's cost.
+    let eval_images = sets.medical_test.len() + sets.natural_probe.len() + sets.knn_bank.len() + sets.knn_query.len();
+    let eval_seconds = train_seconds / train.max(1) as f64 * eval_images as f64 / 3.0;
+    tracing::info!(
+        "{}: {params} parameters, {train} training images at {} px; expect about {:.0} s per epoch ({:.0} s training, {:.0} s evaluation) \
+         and {:.1} MB on disk ({epochs_dumped} evaluations of {:.1} MB, one checkpoint of {:.1} MB)",
+        bcfg.name,
+        bcfg.input_size,
+        train_seconds + eval_seconds,
+        train_seconds,
+        eval_seconds,
+        (epochs_dumped * pretrained_bytes + checkpoint_bytes) as f64 / 1e6,
+        pretrained_bytes as f64 / 1e6,
+        checkpoint_bytes as f64 / 1e6,
+    );
+}
+
+/// Logs to `<run>/train.log` and stderr, at the level `RUST_LOG` asks (default info).
+fn logging(run_dir: &Path) -> anyhow::Result<tracing::subscriber::DefaultGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("train.log"))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(file)))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    Ok(tracing::subscriber::set_default(subscriber))
+}

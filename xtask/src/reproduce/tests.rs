@@ -1,0 +1,65 @@
+//! The CI study end to end on the real data (`SIM_DATA_DIR`): data, two
+//! fine-tuning runs, tables; skipped, with a printed line, without the data.
+
+use super::*;
+use sim_study::StudyDir;
+use polars::prelude::*;
+use sim_study::real_data::real_data_dir;
+use sim_study::tensors::{Values, decode};
+use sim_train::CpuBackend;
+use sim_train::data::batch::Batcher;
+use sim_train::data::prepare::PreparedDataset;
+use sim_train::data::transform::Normalisation;
+use sim_train::model::{LoadOptions, load};
+
+#[test]
+fn ci_study_runs_end_to_end_on_the_real_data() {
+    let Some(_) = real_data_dir("ham10000", "ci_study_runs_end_to_end_on_the_real_data") else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config_path = root.join("configs/ci.toml");
+    let mut config = StudyConfig::from_file(&config_path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    config.study.output_dir = Some(out.path().join("ci"));
+    let tables = run_study(&config, &root.join("configs")).unwrap();
+    assert_eq!(tables.len(), 5);
+
+    let epochs = ParquetReader::new(std::fs::File::open(out.path().join("ci/tables/epochs.parquet")).unwrap()).finish().unwrap();
+    let col = |name: &str| -> Vec<f64> { epochs.column(name).unwrap().f64().unwrap().into_no_null_iter().collect() };
+    let epoch: Vec<u32> = epochs.column("epoch").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(epoch, [0, 1, 2, 0, 1, 2], "two seeds, epoch 0 and two epochs each");
+    let (balanced, similarity) = (col("balanced_accuracy"), col("similarity"));
+    for (i, e) in epoch.iter().enumerate() {
+        if *e == 0 {
+            assert!((similarity[i] - 1.0).abs() < 1e-9, "epoch 0 is the backbone itself");
+        } else {
+            assert!(similarity[i] < 1.0);
+        }
+        if *e == 2 {
+            // Chance is 1/7 ≈ 0.14 over the seven classes.
+            assert!(balanced[i] > 0.25, "balanced accuracy {} after 2 epochs", balanced[i]);
+        }
+    }
+
+    // Epoch 0's features are the pre-trained backbone's: recompute a few.
+    let study = StudyDir::new(out.path().join("ci"));
+    let bytes = std::fs::read(study.pretrained_eval("vit-tiny")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (shape, Values::Float(stored)) = decode(&file.tensor("probe.medical.final.cls").unwrap()).unwrap() else { panic!() };
+    let device = Default::default();
+    let backbone = &config.backbones[0];
+    let opts = LoadOptions { heads: backbone.heads, ..LoadOptions::new(32) };
+    let model = load::<CpuBackend>(&finetune::checkpoint_path(backbone, &root.join("configs")), &opts, &device).unwrap().model;
+    let mut medical = PreparedDataset::load(&config, &study, sim_study::config::DatasetRole::Medical).unwrap();
+    let cache = medical.image_cache(&study, 32).unwrap();
+    let labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
+    let (mean, std) = sim_study::config::Family::Vit.normalisation().unwrap();
+    let batcher = Batcher { cache: &cache, labels: &labels, size: 32, norm: Normalisation { mean, std } };
+    let first: Vec<usize> = medical.test_indices().into_iter().take(4).collect();
+    let out = model.forward(batcher.eval::<CpuBackend>(&first, &device).images);
+    let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
+    let ours: Vec<f32> = cls.into_data().to_vec().unwrap();
+    let width = shape[1];
+    for (a, b) in ours.iter().zip(&stored[..4 * width]) {
+        assert!((*a as f64 - b).abs() <= 2e-3 * b.abs().max(1.0), "{a} vs stored f16 {b}");
+    }
+}
