@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use sim_study::StudyConfig;
 use sim_study::config::{Family, PosResize};
-use sim_train::CpuBackend;
+use sim_train::backend::DeviceBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::model::{Activation, LoadOptions};
 use std::path::PathBuf;
@@ -132,7 +132,7 @@ fn main() -> anyhow::Result<()> {
                     PosResizeArg::MetaOffset => PosResize::MetaOffset,
                 }),
             };
-            let n = sim_train::extract::extract::<CpuBackend>(&checkpoint, &opts, &images, &out, &Default::default())?;
+            let n = sim_train::extract::extract::<DeviceBackend>(&checkpoint, &opts, &images, &out, &Default::default())?;
             println!("{n} images: features written to {}", out.display());
             Ok(())
         }
