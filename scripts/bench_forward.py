@@ -17,19 +17,16 @@ from pathlib import Path
 
 import timm
 import torch
+from rust_bench import bench_executable
 from safetensors.torch import save_file
 
 THREADS, BATCH, REPEATS = 2, 32, 3
 torch.set_num_threads(THREADS)
-ROOT = Path(__file__).resolve().parent.parent
 configs = [
     ("ViT-S/16, 224 px", dict(model_name="vit_small_patch16_224"), 224, 6),
     ("ViT width 192, 6 blocks, patch 8, 64 px", dict(model_name="vit_small_patch16_224", img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3), 64, 3),
 ]
-build = subprocess.run(["cargo", "build", "-p", "sim-train", "--bench", "forward", "--message-format=json"],
-                       cwd=ROOT, check=True, capture_output=True, text=True)
-exe = [a["executable"] for a in map(json.loads, build.stdout.splitlines())
-       if a.get("target", {}).get("name") == "forward" and a.get("executable")][-1]
+exe = bench_executable("sim-train", "forward")
 tmp = Path(tempfile.mkdtemp())
 print("| model | burn Flex (images/s) | PyTorch (images/s) | burn / PyTorch |")
 print("|---|---|---|---|")

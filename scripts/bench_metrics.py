@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rust_bench import bench_executable
 
 THREADS = 2
 torch.set_num_threads(THREADS)
-ROOT = Path(__file__).resolve().parent.parent
 rng = np.random.default_rng(7)
 
 
@@ -149,12 +149,7 @@ def main():
         t["knn_10000x768_4000"] = best_of(2, lambda: knn(A["knn_bank"], A["knn_bank_labels"], A["knn_queries"], A["knn_query_labels"]))
         print(lib, json.dumps(t), file=sys.stderr)
 
-    build = subprocess.run(
-        ["cargo", "build", "-p", "sim-metrics", "--bench", "measures", "--message-format=json"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    )
-    artifacts = [json.loads(l) for l in build.stdout.splitlines()]
-    exe = [a["executable"] for a in artifacts if a.get("target", {}).get("name") == "measures" and a.get("executable")][-1]
+    exe = bench_executable("sim-metrics", "measures")
     env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
     rust = json.loads(subprocess.run([exe, str(inputs)], check=True, capture_output=True, text=True, env=env).stdout)
 

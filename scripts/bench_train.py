@@ -19,19 +19,16 @@ from pathlib import Path
 
 import timm
 import torch
+from rust_bench import bench_executable
 from safetensors.torch import save_file
 
 THREADS, STEPS = 2, 5
 torch.set_num_threads(THREADS)
-ROOT = Path(__file__).resolve().parent.parent
 configs = [
     ("width 192, 12 blocks, 64 tokens", dict(img_size=64, patch_size=8, embed_dim=192, depth=12, num_heads=3), 64, 3, 32),
     ("width 64, 4 blocks, 49 tokens", dict(img_size=56, patch_size=8, embed_dim=64, depth=4, num_heads=2), 56, 2, 64),
 ]
-build = subprocess.run(["cargo", "build", "-p", "sim-train", "--bench", "train_step", "--message-format=json"],
-                       cwd=ROOT, check=True, capture_output=True, text=True)
-exe = [a["executable"] for a in map(json.loads, build.stdout.splitlines())
-       if a.get("target", {}).get("name") == "train_step" and a.get("executable")][-1]
+exe = bench_executable("sim-train", "train_step")
 tmp = Path(tempfile.mkdtemp())
 print("| ViT (batch) | burn Flex train (images/s) | PyTorch train (images/s) | burn / PyTorch | burn data pipeline (images/s) |")
 print("|---|---|---|---|---|")

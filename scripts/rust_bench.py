@@ -1,0 +1,14 @@
+"""Builds a Rust bench binary of this workspace (dev profile: every crate the
+measures touch is compiled at opt-level 3, see Cargo.toml) and says where it is."""
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_executable(package: str, bench: str) -> str:
+    build = subprocess.run(["cargo", "build", "-p", package, "--bench", bench, "--message-format=json"],
+                           cwd=ROOT, check=True, capture_output=True, text=True)
+    artifacts = [json.loads(line) for line in build.stdout.splitlines()]
+    return [a["executable"] for a in artifacts if a.get("target", {}).get("name") == bench and a.get("executable")][-1]
