@@ -30,6 +30,7 @@ pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<
     for prepared in sim_train::data::prepare::data_stage(config)? {
         print!("{prepared}");
     }
+    ensure_checkpoints(config, config_dir)?;
     for backbone in &config.backbones {
         for &seed in &config.study.seeds {
             let outcome = finetune::run::<TrainBackend>(config, config_dir, &backbone.name, seed, &Default::default())?;
@@ -47,6 +48,25 @@ pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<
     }
     println!("stages run: data, fine-tuning, tables; finished in {:.1} s", start.elapsed().as_secs_f64());
     Ok(tables)
+}
+
+/// Every backbone's checkpoint must be there before hours of training start;
+/// none is downloaded (README, "Checkpoints", says from where).
+fn ensure_checkpoints(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<()> {
+    let missing: Vec<String> = config
+        .backbones
+        .iter()
+        .map(|b| (b, finetune::checkpoint_path(b, config_dir)))
+        .filter(|(_, p)| !p.exists())
+        .map(|(b, p)| format!("  backbones `{}`: {}", b.name, p.display()))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "checkpoints not found (download them as README \"Checkpoints\" says, or set SIM_DATA_DIR):\n{}",
+            missing.join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// Every data set folder the config names must exist; the ones
