@@ -3,8 +3,8 @@
 //! For every backbone of the study's resolved config, the pre-trained
 //! evaluation (epoch 0) is the CKA reference of every probe tensor, prepared
 //! once ([`CkaReference`]) and compared with every run's every epoch. Runs
-//! contribute the epochs finished so far (files `epoch-001`, `epoch-002`, … up
-//! to the first missing one), so the tables can be made while a study runs.
+//! contribute the evaluation files there are (epochs finished so far, and only
+//! those `dump.epochs` asks for), so the tables can be made while a study runs.
 //! Columns and units: README, "Study tables".
 
 use crate::arrays::{FloatArray, to_labels, to_matrix};
@@ -185,10 +185,11 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, &config)?);
         for &seed in &config.study.seeds {
             let mut epochs = vec![(0, epoch0.clone())];
-            for epoch in 1.. {
+            // Epochs not dumped (`dump.epochs`) or not finished yet have no file.
+            for epoch in 1..=config.training.epochs {
                 let path = study.epoch_eval(&backbone.name, seed, epoch);
                 if !path.exists() {
-                    break;
+                    continue;
                 }
                 let file = EvalFile::open(&path)?;
                 epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));

@@ -306,3 +306,25 @@ fn logging(run_dir: &Path) -> anyhow::Result<tracing::subscriber::DefaultGuard> 
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
     Ok(tracing::subscriber::set_default(subscriber))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_balanced_sampling_draws_classes_evenly() {
+        // 90 % class 0, 10 % class 1.
+        let labels: Vec<usize> = (0..1000).map(|i| usize::from(i % 10 == 0)).collect();
+        let train: Vec<usize> = (0..1000).collect();
+        let weights = class_weights(&labels, &train, 2);
+        assert!((weights[1] / weights[0] - 9.0).abs() < 1e-4);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let order = epoch_order(&train, &labels, &weights, ClassBalance::Sampling, &mut rng);
+        assert_eq!(order.len(), 1000);
+        let minority = order.iter().filter(|&&i| labels[i] == 1).count();
+        assert!((420..580).contains(&minority), "{minority} of 1000 draws from the 10 % class");
+        let mut shuffled = epoch_order(&train, &labels, &weights, ClassBalance::None, &mut rng);
+        shuffled.sort_unstable();
+        assert_eq!(shuffled, train, "a plain epoch sees every image once");
+    }
+}
