@@ -154,7 +154,8 @@ impl Family {
 pub struct BackboneConfig {
     /// Short name: the run folder `runs/<name>/seed-NN` and the figures' legend.
     pub name: String,
-    /// safetensors checkpoint; relative paths resolve against `SIM_DATA_DIR`.
+    /// safetensors checkpoint; a path starting with `./` or `../` is relative
+    /// to the config file, other relative paths to `SIM_DATA_DIR`.
     pub checkpoint: PathBuf,
     #[serde(default)]
     pub family: Family,
