@@ -14,8 +14,10 @@
 //!
 //! `<probe>` is `medical` (the medical test set) or `natural` (the fixed
 //! natural-image subset); `<token>` is `cls` or `patch_mean` (registers
-//! excluded). The file's metadata holds `backbone`, `seed` and `epoch`.
+//! excluded). The file's metadata has one entry, [`METADATA_KEY`]: a JSON
+//! object `{"backbone", "epoch", "seed"}` (seed null for the shared epoch 0).
 
+pub const METADATA_KEY: &str = "run";
 pub const TEST_LOGITS: &str = "test.logits";
 pub const TEST_LABELS: &str = "test.labels";
 pub const KNN_BANK: &str = "knn.bank";

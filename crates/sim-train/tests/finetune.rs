@@ -16,6 +16,18 @@ use std::time::{Duration, Instant};
 
 const EPOCHS: u32 = 4;
 
+/// Same seed, same numbers: burn's CPU backend sums in parallel, and its
+/// reductions can split differently when other work competes for the
+/// threads, so reruns agree to rounding, not always to the bit.
+const REPEAT_TOLERANCE: f64 = 1e-5;
+
+fn assert_close(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale;
+    assert!(diff <= REPEAT_TOLERANCE, "{what}: relative difference {diff:.2e} > {REPEAT_TOLERANCE:e}");
+}
+
 /// Writes the data sets once per test and returns the config text.
 fn study(dir: &Path, extra: &str) -> (StudyConfig, PathBuf) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -104,9 +116,11 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
     }
     let (fa, fb) = (epoch_file(a.path(), 0, EPOCHS), epoch_file(b.path(), 0, EPOCHS));
     let (la, lb) = (tensor(&fa, "test.logits"), tensor(&fb, "test.logits"));
-    // Bit-identical on the CPU backend: the same seed gives the same bytes.
-    assert_eq!(la, lb);
-    assert_eq!(std::fs::read(&fa).unwrap(), std::fs::read(&fb).unwrap());
+    assert_close(&la, &lb, "same seed, two studies");
+    // Seen so far: bit-identical files, with 1 or 2 threads alike.
+    if std::fs::read(&fa).unwrap() != std::fs::read(&fb).unwrap() {
+        eprintln!("note: same-seed runs agree to {REPEAT_TOLERANCE:e} but are not bit-identical this time");
+    }
     let state = RunState::read(&a.path().join("study/runs/tiny-vit/seed-00")).unwrap().unwrap();
     assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS));
 
@@ -154,10 +168,10 @@ fn killed_run_resumes_to_the_same_numbers() {
     let state = RunState::read(&run_dir).unwrap().unwrap();
     assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS));
     for epoch in 1..=EPOCHS {
-        assert_eq!(
-            tensor(&epoch_file(killed.path(), 0, epoch), "test.logits"),
-            tensor(&epoch_file(whole.path(), 0, epoch), "test.logits"),
-            "epoch {epoch} after the kill equals the uninterrupted run"
+        assert_close(
+            &tensor(&epoch_file(killed.path(), 0, epoch), "test.logits"),
+            &tensor(&epoch_file(whole.path(), 0, epoch), "test.logits"),
+            &format!("epoch {epoch} after the kill against the uninterrupted run"),
         );
     }
     let leftovers: Vec<_> = std::fs::read_dir(&run_dir).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -33,6 +33,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sim_study::config::{BackboneConfig, ClassBalance, DatasetRole, StudyConfig};
 use sim_study::StudyDir;
+use sim_study::eval_file;
 use state::{RunState, Status, checkpoint_dir, prune_checkpoints};
 use std::collections::HashMap;
 use std::io::Write;
@@ -121,11 +122,12 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         batch_size: config.evaluation.batch_size,
         layers: config.dump.layers.clone(),
     };
-    let meta = |epoch: u32| HashMap::from([
-        ("backbone".to_string(), backbone.to_string()),
-        ("seed".to_string(), seed.to_string()),
-        ("epoch".to_string(), epoch.to_string()),
-    ]);
+    // One metadata entry (a JSON object with sorted keys): several would be
+    // written in HashMap order, and the same run would not give the same bytes.
+    let meta = |seed: Option<u64>, epoch: u32| {
+        let run = serde_json::json!({"backbone": backbone, "seed": seed, "epoch": epoch});
+        HashMap::from([(eval_file::METADATA_KEY.to_string(), run.to_string())])
+    };
 
     // Epoch 0, once per backbone: its head is drawn from the split seed.
     let pretrained = study.pretrained_eval(backbone);
@@ -133,7 +135,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
     if !pretrained.exists() {
         let model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
         let tensors = evaluate(&model, &sets, device);
-        write_safetensors(&pretrained, tensors, Some(HashMap::from([("backbone".to_string(), backbone.to_string()), ("epoch".to_string(), "0".to_string())])))?;
+        write_safetensors(&pretrained, tensors, Some(meta(None, 0)))?;
         tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
     }
 
@@ -205,7 +207,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
             let tensors = evaluate(&model.valid(), &sets, device);
-            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(meta(epoch)))?;
+            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(meta(Some(seed), epoch)))?;
         }
         let dir = checkpoint_dir(&run_dir, epoch);
         let partial = dir.with_extension("partial");
