@@ -189,6 +189,18 @@ fn missing_misshaped_and_unknown_tensors_are_errors_naming_the_key() {
     let msg = load_err(&p, "timm_dinov2", 28);
     assert!(msg.contains("tensors the model does not use: blocks.0.attn.extra_scale"), "{msg}");
 
+    let p = edited("hf_dinov2", dir.path(), |t| {
+        *t.get_mut("encoder.layer.0.attention.attention.key.weight").unwrap() = (vec![], vec![1.0]);
+    });
+    let msg = load_err(&p, "hf_dinov2", 28);
+    assert!(msg.contains("encoder.layer.0.attention.attention.key.weight") && msg.contains("shape []"), "{msg}");
+
+    let p = edited("timm_vit", dir.path(), |t| {
+        *t.get_mut("patch_embed.proj.weight").unwrap() = (vec![], vec![1.0]);
+    });
+    let msg = load_err(&p, "timm_vit", 32);
+    assert!(msg.contains("`patch_embed.proj.weight` has shape []"), "{msg}");
+
     let p = edited("open_clip", dir.path(), |t| {
         t.get_mut("visual.class_embedding").unwrap().1.truncate(40);
         t.get_mut("visual.class_embedding").unwrap().0 = vec![40];

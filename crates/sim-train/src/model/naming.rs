@@ -214,9 +214,9 @@ impl Naming {
                         continue;
                     }
                     let taken = parts.iter().map(|p| ckpt.take(p)).collect::<Result<Vec<_>, _>>()?;
-                    let rest = &taken[0].shape[1..];
+                    let first = &taken[0].shape;
                     for (t, p) in taken.iter().zip(&parts) {
-                        if t.shape[1..] != *rest || t.shape[0] != taken[0].shape[0] {
+                        if first.is_empty() || t.shape != *first {
                             return Err(ModelError::Shape { file: ckpt.path.clone(), key: ckpt.full(p), expected: taken[0].shape.clone(), found: t.shape.clone() });
                         }
                     }

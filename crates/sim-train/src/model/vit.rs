@@ -205,7 +205,7 @@ impl<B: Backend> Vit<B> {
         let mut t = Taker { tensors, keys, spec };
         // The width comes from the patch embedding; everything else is checked against it.
         let patch_w = t.required("patch_embed.proj.weight")?;
-        let (d, p) = (patch_w.shape[0], patch_w.shape.get(2).copied().unwrap_or(0));
+        let (d, p) = (patch_w.shape.first().copied().unwrap_or(0), patch_w.shape.get(2).copied().unwrap_or(0));
         if patch_w.shape != [d, 3, p, p] {
             return Err(t.shape_error("patch_embed.proj.weight", vec![d, 3, p, p], patch_w.shape));
         }
