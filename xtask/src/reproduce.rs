@@ -4,10 +4,12 @@
 //! from its last finished epoch), so running it again resumes.
 
 use crate::fetch;
-use anyhow::bail;
+use anyhow::{Context, bail};
 use sim_study::StudyConfig;
+use sim_train::CpuBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::finetune::{self, Outcome};
+use sim_train::model::LoadOptions;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,14 +25,22 @@ pub fn run(config_path: &Path, fetch_missing: bool) -> anyhow::Result<()> {
 }
 
 /// Stages: data (split, image caches), every backbone × seed fine-tuning run,
-/// then the study tables. Returns the tables written.
+/// then the study tables. Returns the tables written. The backbone files
+/// there are load before any stage writes, so a bad one (a NaN, an input
+/// size the patch does not divide) stops the study before it starts.
 pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let start = Instant::now();
     println!("study {} (config hash {}) in {}", config.study.name, &config.hash()[..12], config.output_dir().display());
+    let missing = check_backbone_files(config, config_dir)?;
     for prepared in sim_train::data::prepare::data_stage(config)? {
         print!("{prepared}");
     }
-    ensure_checkpoints(config, config_dir)?;
+    if !missing.is_empty() {
+        bail!(
+            "checkpoints not found (download them as README \"Checkpoints\" says, or set SIM_DATA_DIR):\n{}",
+            missing.join("\n")
+        );
+    }
     for backbone in &config.backbones {
         for &seed in &config.study.seeds {
             let outcome = finetune::run::<TrainBackend>(config, config_dir, &backbone.name, seed, &Default::default())?;
@@ -50,23 +60,22 @@ pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<
     Ok(tables)
 }
 
-/// Every backbone's checkpoint must be there before hours of training start;
-/// none is downloaded (README, "Checkpoints", says from where).
-fn ensure_checkpoints(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<()> {
-    let missing: Vec<String> = config
-        .backbones
-        .iter()
-        .map(|b| (b, finetune::checkpoint_path(b, config_dir)))
-        .filter(|(_, p)| !p.exists())
-        .map(|(b, p)| format!("  backbones `{}`: {}", b.name, p.display()))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "checkpoints not found (download them as README \"Checkpoints\" says, or set SIM_DATA_DIR):\n{}",
-            missing.join("\n")
-        );
+/// Loads every backbone file that is there, as its run will (every tensor
+/// finite, every shape right, the input size a multiple of the patch), and
+/// lists those that are not there; none is downloaded (README,
+/// "Checkpoints", says from where).
+fn check_backbone_files(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for b in &config.backbones {
+        let path = b.checkpoint_path(config_dir);
+        if !path.exists() {
+            missing.push(format!("  backbones `{}`: {}", b.name, path.display()));
+            continue;
+        }
+        sim_train::model::load::<CpuBackend>(&path, &LoadOptions::for_backbone(b), &Default::default())
+            .with_context(|| format!("backbones `{}`", b.name))?;
     }
-    Ok(())
+    Ok(missing)
 }
 
 /// Every data set folder the config names must exist; the ones

@@ -175,7 +175,17 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
     if n < needed {
         return Err(MetricError::input(m.name, format!("{n} samples; the {:?} estimator needs at least {needed}", opts.estimator)));
     }
-    let x = centred(m);
+    if m.cols == 0 {
+        return Err(MetricError::input(m.name, format!("{n} × 0: no features")));
+    }
+    // CKA is invariant to scaling either side; scaling the centred features to
+    // a largest magnitude of 1 keeps the fourth powers in the self terms inside
+    // f64's range for any finite input (features of 1e75 or 1e-100 alike).
+    let mut x = centred(m);
+    let largest = x.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    if largest > 0.0 {
+        x.iter_mut().for_each(|v| *v /= largest);
+    }
     let side = match form {
         Form::Feature => {
             let row_norms2: Vec<f64> = x.chunks_exact(m.cols).map(|r| r.iter().map(|v| v * v).sum()).collect();

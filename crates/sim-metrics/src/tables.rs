@@ -3,8 +3,10 @@
 //! For every backbone of the study's resolved config, the pre-trained
 //! evaluation (epoch 0) is the CKA reference of every probe tensor, prepared
 //! once ([`CkaReference`]) and compared with every run's every epoch. Runs
-//! contribute the evaluation files there are (epochs finished so far, and only
-//! those `dump.epochs` asks for), so the tables can be made while a study runs.
+//! contribute the evaluation files of the epochs their `run.toml` commits (and
+//! only those `dump.epochs` asks for), so the tables can be made while a study
+//! runs: the per-epoch tables hold every run with its status, the summaries
+//! (backbones, fits, space) finished runs only, saying which were left out.
 //! Columns and units: README, "Study tables".
 
 use crate::arrays::{FloatArray, to_labels, to_matrix};
@@ -17,7 +19,9 @@ use crate::space::{RunPoint, similarity_space};
 use crate::MetricError;
 use polars::prelude::*;
 use sim_study::eval_file::{self, Layer, Probe, Token};
-use sim_study::{StudyConfig, StudyDir};
+use sim_study::lock::DirLock;
+use sim_study::run_state::{RunState, Status};
+use sim_study::{StudyConfig, StudyDir, remove_leftovers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -146,10 +150,12 @@ fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Re
     })
 }
 
-/// A run's evaluations, epoch 0 first.
+/// A run's evaluations, epoch 0 first, up to the last epoch its `run.toml`
+/// commits (a later file is a leftover of an interrupted attempt).
 struct Run<'a> {
     backbone: &'a str,
     seed: u64,
+    status: Status,
     epochs: Vec<(u32, std::rc::Rc<EpochMetrics>)>,
 }
 
@@ -158,13 +164,26 @@ impl Run<'_> {
         &self.epochs.last().expect("epoch 0 is always there").1
     }
 
+    /// Summaries (means over runs, fits, the similarity space) take finished
+    /// runs only: a failed or unfinished run's last epoch is not a final one.
+    fn finished(&self) -> bool {
+        self.status == Status::Finished
+    }
+
     /// "The" similarity of SPEC: final-norm CLS CKA on the medical probe.
     fn similarity(m: &EpochMetrics) -> f64 {
         m.cka[&(Probe::Medical, Layer::Final, Token::Cls)].0
     }
 }
 
-/// Reads every finished evaluation of the study and writes its tables;
+/// A run of the config that no summary includes, and why.
+struct LeftOut<'a> {
+    backbone: &'a str,
+    seed: u64,
+    why: String,
+}
+
+/// Reads every committed evaluation of the study and writes its tables;
 /// returns the files written.
 pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
     let study = StudyDir::new(study_dir);
@@ -174,19 +193,28 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     }
     let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
     let mut runs = Vec::new();
+    let mut left_out = Vec::new();
     for backbone in &config.backbones {
         let pretrained_path = study.pretrained_eval(&backbone.name);
         if !pretrained_path.exists() {
             eprintln!("{}: no evaluation yet, skipped", pretrained_path.display());
+            for &seed in &config.study.seeds {
+                left_out.push(LeftOut { backbone: &backbone.name, seed, why: "not started".into() });
+            }
             continue;
         }
         let pretrained = EvalFile::open(&pretrained_path)?;
         let refs = References::new(&pretrained)?;
         let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, &config)?);
         for &seed in &config.study.seeds {
+            let run_dir = study.run_dir(&backbone.name, seed);
+            let Some(state) = RunState::read(&run_dir).map_err(|m| err(&RunState::path(&run_dir), m))? else {
+                left_out.push(LeftOut { backbone: &backbone.name, seed, why: "not started".into() });
+                continue;
+            };
             let mut epochs = vec![(0, epoch0.clone())];
-            // Epochs not dumped (`dump.epochs`) or not finished yet have no file.
-            for epoch in 1..=config.training.epochs {
+            // Epochs not dumped (`dump.epochs`) have no file.
+            for epoch in 1..=state.last_finished_epoch {
                 let path = study.epoch_eval(&backbone.name, seed, epoch);
                 if !path.exists() {
                     continue;
@@ -194,8 +222,11 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
                 let file = EvalFile::open(&path)?;
                 epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));
             }
+            if state.status != Status::Finished {
+                left_out.push(LeftOut { backbone: &backbone.name, seed, why: state.to_string() });
+            }
             if epochs.len() > 1 {
-                runs.push(Run { backbone: &backbone.name, seed, epochs });
+                runs.push(Run { backbone: &backbone.name, seed, status: state.status, epochs });
             }
         }
     }
@@ -205,13 +236,16 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     let tables = [
         ("epochs", epochs_table(&runs, &config)),
         ("layers", layers_table(&runs)),
-        ("backbones", backbones_table(&runs, &config)),
+        ("backbones", backbones_table(&runs, &left_out, &config)),
         ("fits", fits_table(&runs, &config)),
         ("space", space_table(&runs, &config)),
     ];
+    let tables_dir = study.tables_dir();
+    let _lock = DirLock::wait(&tables_dir).map_err(|e| err(&tables_dir, e))?;
+    remove_leftovers(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     let mut written = Vec::new();
     for (name, frame) in tables {
-        let path = study.tables_dir().join(format!("{name}.parquet"));
+        let path = tables_dir.join(format!("{name}.parquet"));
         let mut frame = frame.map_err(|e| err(&path, e))?;
         sim_study::write_atomic_with(&path, |w| {
             ParquetWriter::new(w).finish(&mut frame).map(|_| ()).map_err(std::io::Error::other)
@@ -238,6 +272,7 @@ fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFram
         col("backbone", rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
         col("seed", rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
         col("epoch", rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
+        col("status", rows.iter().map(|(r, _, _)| status_name(r.status)).collect::<Vec<_>>()),
         col("accuracy", f(|m| m.accuracy)),
         col("balanced_accuracy", f(|m| m.balanced_accuracy)),
         col("macro_f1", f(|m| m.macro_f1)),
@@ -293,17 +328,38 @@ fn layers_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
     ])
 }
 
-/// Mean and sample standard deviation (0 for a single run).
-fn mean_std(v: &[f64]) -> (f64, f64) {
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Running => "unfinished",
+        Status::Finished => "finished",
+        Status::Failed => "failed",
+    }
+}
+
+/// Mean and sample standard deviation (0 for a single run); none without runs.
+fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
+    (Some(mean), Some(var.sqrt()))
 }
 
-fn backbones_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+/// Per backbone, over its finished runs (`runs`), with the runs left out
+/// counted (`runs_left_out`) and explained (`left_out`: "seed 3: failed after
+/// epoch 1: …; seed 4: not started").
+fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
     let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
-    let names: Vec<&str> = config.backbones.iter().map(|b| b.name.as_str()).filter(|n| runs.iter().any(|r| r.backbone == *n)).collect();
+    let runs: Vec<&Run<'_>> = runs.iter().filter(|r| r.finished()).collect();
+    let names: Vec<&str> = config
+        .backbones
+        .iter()
+        .map(|b| b.name.as_str())
+        .filter(|n| runs.iter().any(|r| r.backbone == *n) || left_out.iter().any(|l| l.backbone == *n))
+        .collect();
+    let left: Vec<Vec<&LeftOut<'_>>> = names.iter().map(|n| left_out.iter().filter(|l| l.backbone == *n).collect()).collect();
     let metrics: [(&str, fn(&Run<'_>, usize) -> f64); 7] = [
         ("accuracy", |r, _| r.last().accuracy),
         ("balanced_accuracy", |r, _| r.last().balanced_accuracy),
@@ -316,9 +372,16 @@ fn backbones_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataF
     let mut columns = vec![
         col("backbone", names.clone()),
         col("runs", names.iter().map(|n| runs.iter().filter(|r| r.backbone == *n).count() as u32).collect::<Vec<_>>()),
+        col("runs_left_out", left.iter().map(|l| l.len() as u32).collect::<Vec<_>>()),
+        col(
+            "left_out",
+            left.iter()
+                .map(|l| l.iter().map(|l| format!("seed {}: {}", l.seed, l.why)).collect::<Vec<_>>().join("; "))
+                .collect::<Vec<_>>(),
+        ),
     ];
     for (metric, get) in metrics {
-        let stats: Vec<(f64, f64)> = names
+        let stats: Vec<(Option<f64>, Option<f64>)> = names
             .iter()
             .map(|n| mean_std(&runs.iter().filter(|r| r.backbone == *n).map(|r| get(r, report)).collect::<Vec<_>>()))
             .collect();
@@ -339,7 +402,7 @@ fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame>
     for b in &config.backbones {
         for (name, get) in metrics {
             let (mut sim, mut y) = (vec![], vec![]);
-            for r in runs.iter().filter(|r| r.backbone == b.name) {
+            for r in runs.iter().filter(|r| r.backbone == b.name && r.finished()) {
                 for (_, m) in &r.epochs {
                     for (&(p, _, t), &(biased, _)) in &m.cka {
                         if p == Probe::Medical && t == Token::Cls {
@@ -391,6 +454,7 @@ fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame>
 fn space_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
     let points: Vec<RunPoint> = runs
         .iter()
+        .filter(|r| r.finished())
         .map(|r| RunPoint { backbone: r.backbone.to_owned(), seed: r.seed, similarity: Run::similarity(r.last()), accuracy: r.last().accuracy })
         .collect();
     let e = &config.evaluation;

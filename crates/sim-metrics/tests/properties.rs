@@ -82,6 +82,40 @@ fn invariant_to_orthogonal_transforms_and_isotropic_scaling() {
     }
 }
 
+/// Scaling is done before squaring: features far outside 1 (activations of
+/// 1e75, or 1e-100) give the CKA of the same features at unit scale.
+#[test]
+fn extreme_feature_scales_give_the_unit_scale_value() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (n, d) = (40, 6);
+    let x = normal(&mut rng, n * d);
+    let y: Vec<f64> = x.iter().zip(normal(&mut rng, n * d)).map(|(a, b)| a + b).collect();
+    for opts in ALL {
+        let unit = cka(m(&x, d, "X"), m(&y, d, "Y"), opts).unwrap();
+        assert!(unit > 0.2, "{opts:?}: {unit}");
+        for scale in [1e75, 1e-100, 1e150] {
+            let (xs, ys): (Vec<f64>, Vec<f64>) = (x.iter().map(|v| v * scale).collect(), y.iter().map(|v| v * scale).collect());
+            let scaled = cka(m(&xs, d, "X"), m(&ys, d, "Y"), opts).unwrap();
+            assert!((scaled - unit).abs() < 1e-9, "{opts:?} at {scale:e}: {scaled} vs {unit}");
+            let mixed = cka(m(&xs, d, "X"), m(&y, d, "Y"), opts).unwrap();
+            assert!((mixed - unit).abs() < 1e-9, "{opts:?}, one side at {scale:e}: {mixed} vs {unit}");
+        }
+    }
+}
+
+#[test]
+fn features_of_width_zero_are_an_error_not_a_panic() {
+    let empty: Vec<f64> = Vec::new();
+    let x: Vec<f64> = (0..40).map(|v| v as f64).collect();
+    let a = MatRef::new(&empty, 10, 0, "A").unwrap();
+    for opts in ALL {
+        let err = cka(a, m(&x, 4, "B"), opts).unwrap_err().to_string();
+        assert!(err.contains("A: 10 × 0"), "{opts:?}: {err}");
+        let err = cka(m(&x, 4, "B"), a, opts).unwrap_err().to_string();
+        assert!(err.contains("A: 10 × 0"), "{opts:?}: {err}");
+    }
+}
+
 #[test]
 fn debiased_is_near_zero_for_independent_data_where_biased_is_not() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);

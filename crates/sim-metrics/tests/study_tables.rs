@@ -10,6 +10,7 @@ use safetensors::tensor::TensorView;
 use sim_metrics::classification::classification_scores;
 use sim_metrics::tables::write_study_tables;
 use sim_study::eval_file::{self, Layer, Probe, Token};
+use sim_study::run_state::{RunState, Status};
 use sim_study::{StudyConfig, StudyDir};
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +18,7 @@ use std::path::Path;
 const CONFIG: &str = r#"
 [study]
 name = "synthetic"
-seeds = [0, 1]
+seeds = [0, 1, 2, 3]
 [datasets.medical]
 kind = "ham10000"
 root = "ham10000"
@@ -126,8 +127,25 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         eval_file(&study.epoch_eval("tiny", 0, 2), &base, 3.0, &mut rng)
     };
     eval_file(&study.epoch_eval("tiny", 1, 1), &base, 2.0, &mut rng);
-    // Epochs without a file (not dumped, or not run yet) are simply absent.
+    // Epochs without a file (not dumped) are simply absent.
     eval_file(&study.epoch_eval("tiny", 1, 3), &base, 2.5, &mut rng);
+    // A file of an epoch run.toml does not commit (a killed attempt's) is not read.
+    eval_file(&study.epoch_eval("tiny", 0, 3), &base, 9.0, &mut rng);
+    // Seed 2 failed in epoch 2; seed 3 never started.
+    eval_file(&study.epoch_eval("tiny", 2, 1), &base, 0.5, &mut rng);
+    let state = |seed, status, last, message: Option<&str>| RunState {
+        backbone: "tiny".into(),
+        seed,
+        config_hash: config.hash(),
+        backbone_sha256: "0".repeat(64),
+        status,
+        epochs: 3,
+        last_finished_epoch: last,
+        message: message.map(String::from),
+    };
+    state(0, Status::Finished, 2, None).write(&study.run_dir("tiny", 0)).unwrap();
+    state(1, Status::Finished, 3, None).write(&study.run_dir("tiny", 1)).unwrap();
+    state(2, Status::Failed, 1, Some("loss NaN at epoch 2, step 3")).write(&study.run_dir("tiny", 2)).unwrap();
 
     let written = write_study_tables(dir.path()).unwrap();
     assert_eq!(written.len(), 5);
@@ -136,14 +154,17 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let names: Vec<String> = schema_of(&epochs).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["backbone", "seed", "epoch", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
+        ["backbone", "seed", "epoch", "status", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
     );
     assert_eq!(epochs.column("backbone").unwrap().dtype(), &DataType::String);
     assert_eq!(epochs.column("seed").unwrap().dtype(), &DataType::UInt64);
     assert_eq!(epochs.column("epoch").unwrap().dtype(), &DataType::UInt32);
-    assert_eq!(epochs.height(), 6, "seed 0: epochs 0–2; seed 1: epochs 0, 1 and 3");
+    assert_eq!(epochs.height(), 8, "seed 0: epochs 0–2; seed 1: epochs 0, 1 and 3; seed 2: epochs 0 and 1");
     let epoch: Vec<u32> = epochs.column("epoch").unwrap().u32().unwrap().into_no_null_iter().collect();
-    assert_eq!(epoch, [0, 1, 2, 0, 1, 3]);
+    assert_eq!(epoch, [0, 1, 2, 0, 1, 3, 0, 1]);
+    let status = epochs.column("status").unwrap().str().unwrap();
+    let status: Vec<&str> = (0..status.len()).map(|i| status.get(i).unwrap()).collect();
+    assert_eq!(status, ["finished", "finished", "finished", "finished", "finished", "finished", "failed", "failed"]);
     let similarity = f64_col(&epochs, "similarity");
     assert!((similarity[0] - 1.0).abs() < 1e-12 && (similarity[3] - 1.0).abs() < 1e-12, "epoch 0 is θ₀ itself");
     assert!(similarity[2] < similarity[1] && similarity[1] < 1.0, "more drift, less similarity: {similarity:?}");
@@ -169,7 +190,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
             ("cka_debiased".into(), DataType::Float64),
         ]
     );
-    assert_eq!(layers.height(), 6 * 2 * 4 * 2);
+    assert_eq!(layers.height(), 8 * 2 * 4 * 2);
     let final_layers: Vec<u32> = layers
         .column("layer").unwrap().u32().unwrap().into_no_null_iter()
         .zip({
@@ -182,7 +203,12 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
 
     let backbones = read(&study.tables_dir().join("backbones.parquet"));
     assert_eq!(backbones.height(), 1);
-    assert_eq!(backbones.column("runs").unwrap().u32().unwrap().get(0), Some(2));
+    assert_eq!(backbones.column("runs").unwrap().u32().unwrap().get(0), Some(2), "finished runs only");
+    assert_eq!(backbones.column("runs_left_out").unwrap().u32().unwrap().get(0), Some(2));
+    assert_eq!(
+        backbones.column("left_out").unwrap().str().unwrap().get(0),
+        Some("seed 2: failed after epoch 1: loss NaN at epoch 2, step 3; seed 3: not started")
+    );
     let mean = f64_col(&backbones, "similarity_mean")[0];
     assert!((mean - (similarity[2] + similarity[5]) / 2.0).abs() < 1e-12, "mean over the runs' last epochs");
     for name in ["accuracy_std", "knn_before_mean", "knn_after_mean", "ece_mean"] {
@@ -195,7 +221,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let metrics: Vec<&str> = (0..metric.len()).map(|i| metric.get(i).unwrap()).collect();
     assert_eq!(metrics, ["ece", "mce", "adaptive_ece"]);
     let points: Vec<u32> = fits.column("n_points").unwrap().u32().unwrap().into_no_null_iter().collect();
-    assert_eq!(points, [24, 24, 24], "6 epochs × 4 layers, medical CLS");
+    assert_eq!(points, [24, 24, 24], "6 epochs of finished runs × 4 layers, medical CLS");
 
     let space = read(&study.tables_dir().join("space.parquet"));
     assert_eq!(space.height(), 2);

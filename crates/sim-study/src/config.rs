@@ -32,6 +32,7 @@ pub struct StudySection {
     /// Names the study; also the default output folder `studies/<name>`.
     pub name: String,
     /// Where the study directory goes (relative to the working directory).
+    /// Not part of the study's identity: a study folder can be moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_dir: Option<PathBuf>,
     /// Seeds the train/test split: the same split for every run of the study.
@@ -146,6 +147,16 @@ impl Family {
             Family::Vit | Family::Dinov2 => Some((IMAGENET_MEAN, IMAGENET_STD)),
             Family::OpenClip => Some((CLIP_MEAN, CLIP_STD)),
         }
+    }
+}
+
+impl BackboneConfig {
+    /// Where the backbone file is: `./…` and `../…` are relative to the
+    /// folder of the study config (`config_dir`), other relative paths to
+    /// `SIM_DATA_DIR`, absolute paths are themselves.
+    pub fn checkpoint_path(&self, config_dir: &Path) -> PathBuf {
+        let p = &self.checkpoint;
+        if p.starts_with(".") || p.starts_with("..") { config_dir.join(p) } else { resolve_data_path(p) }
     }
 }
 
@@ -397,13 +408,16 @@ impl StudyConfig {
         self.study.output_dir.clone().unwrap_or_else(|| Path::new("studies").join(&self.study.name))
     }
 
-    /// The config with defaults filled in, as TOML.
+    /// The config with defaults filled in, as TOML: what `study.toml` holds.
+    /// The output folder is left out: the study is wherever its folder is.
     pub fn to_resolved_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a study config always serialises to TOML")
+        let mut identity = self.clone();
+        identity.study.output_dir = None;
+        toml::to_string_pretty(&identity).expect("a study config always serialises to TOML")
     }
 
     /// SHA-256 (hex) of the resolved config: two studies with the same hash
-    /// ran with the same settings.
+    /// ran with the same settings, wherever their folders are.
     pub fn hash(&self) -> String {
         hex::encode(Sha256::digest(self.to_resolved_toml().as_bytes()))
     }
@@ -678,6 +692,26 @@ family = "vit"
         let mut other = c.clone();
         other.training.epochs = 3;
         assert_ne!(c.hash(), other.hash());
+        // A study folder can be moved: where it is is not what it is.
+        let mut moved = c.clone();
+        moved.study.output_dir = Some("elsewhere/t".into());
+        assert_eq!(c.hash(), moved.hash());
+        assert!(!c.to_resolved_toml().contains("output_dir"));
+    }
+
+    #[test]
+    fn checkpoint_paths_resolve_against_the_config_or_the_data_folder() {
+        let c = parse(MINIMAL).unwrap();
+        let mut b = c.backbones[0].clone();
+        let dir = Path::new("/studies/configs");
+        b.checkpoint = "./ckpt/a.safetensors".into();
+        assert_eq!(b.checkpoint_path(dir), Path::new("/studies/configs/./ckpt/a.safetensors"));
+        b.checkpoint = "../a.safetensors".into();
+        assert_eq!(b.checkpoint_path(dir), Path::new("/studies/configs/../a.safetensors"));
+        b.checkpoint = "/abs/a.safetensors".into();
+        assert_eq!(b.checkpoint_path(dir), Path::new("/abs/a.safetensors"));
+        b.checkpoint = "checkpoints/a.safetensors".into();
+        assert_eq!(b.checkpoint_path(dir), crate::data_dir().join("checkpoints/a.safetensors"));
     }
 
     #[test]

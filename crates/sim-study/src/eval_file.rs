@@ -15,7 +15,8 @@
 //! `<probe>` is `medical` (the medical test set) or `natural` (the fixed
 //! natural-image subset); `<token>` is `cls` or `patch_mean` (registers
 //! excluded). The file's metadata has one entry, [`METADATA_KEY`]: a JSON
-//! object `{"backbone", "epoch", "seed"}` (seed null for the shared epoch 0).
+//! object `{"backbone", "backbone_sha256", "epoch", "seed"}` (seed null for
+//! the shared epoch 0; the hash of the backbone file the model came from).
 
 pub const METADATA_KEY: &str = "run";
 pub const TEST_LOGITS: &str = "test.logits";

@@ -3,17 +3,23 @@
 //!
 //! ```text
 //! <study>/
-//!   study.toml            resolved config (defaults filled in)
-//!   study.sha256          its hash
+//!   study.toml            resolved config (defaults filled in; no output_dir)
+//!   study.sha256          its hash: the study's identity
 //!   splits/<role>.csv     the split every run uses: id, label, class, group, split
 //!   cache/<role>-<S>px.u8img  decoded images, shorter side S, as u8 RGB
+//!   runs/<backbone>/backbone.toml               fingerprint (SHA-256) of the backbone file
 //!   runs/<backbone>/pretrained.safetensors      epoch 0 (θ₀), shared by every seed
 //!   runs/<backbone>/seed-<NN>/run.toml          the run's status and last finished epoch
 //!   runs/<backbone>/seed-<NN>/epoch-<EEE>.safetensors  evaluation after epoch EEE
+//!   runs/<backbone>/seed-<NN>/checkpoint-<EEE>/ model and optimiser state, with a manifest
+//!   runs/<backbone>/seed-<NN>/train.log         the run's log
 //!   tables/*.parquet                            written by `sim-metrics study`
 //! ```
 //!
-//! The tensors inside an evaluation file are named by [`crate::eval_file`].
+//! Three kinds of folder are locked while written ([`crate::lock`]): the
+//! study folder itself (study.toml, splits, caches), a backbone's folder (its
+//! fingerprint and epoch 0) and a run's folder. The tensors inside an
+//! evaluation file are named by [`crate::eval_file`].
 
 use crate::config::{DatasetRole, StudyConfig};
 use crate::write_atomic;
@@ -57,6 +63,11 @@ impl StudyDir {
         self.root.join("runs").join(backbone)
     }
 
+    /// The fingerprint of the backbone file every run of `backbone` starts from.
+    pub fn backbone_record(&self, backbone: &str) -> PathBuf {
+        self.backbone_dir(backbone).join("backbone.toml")
+    }
+
     /// The evaluation of the pre-trained backbone (epoch 0), shared by its seeds.
     pub fn pretrained_eval(&self, backbone: &str) -> PathBuf {
         self.backbone_dir(backbone).join("pretrained.safetensors")
@@ -77,12 +88,25 @@ impl StudyDir {
         self.root.join("tables")
     }
 
-    /// Writes the resolved config and its hash. A study directory made with a
-    /// different config is refused: its runs would mix two protocols.
+    /// Folders whose leftovers (temporary files of a killed writer) the data
+    /// stage removes, holding the study folder's lock.
+    pub fn data_folders(&self) -> [PathBuf; 3] {
+        [self.root.clone(), self.root.join("splits"), self.root.join("cache")]
+    }
+
+    /// Writes the resolved config and its hash, unless the same ones are
+    /// there already (a finished study on a read-only mount stays readable).
+    /// A study directory made with a different config is refused: its runs
+    /// would mix two protocols.
     pub fn write_resolved_config(&self, config: &StudyConfig) -> io::Result<()> {
         let resolved = config.to_resolved_toml();
         let hash = config.hash();
-        if let Ok(old_hash) = std::fs::read_to_string(self.config_hash())
+        let old_hash = std::fs::read_to_string(self.config_hash()).ok();
+        let old_resolved = std::fs::read_to_string(self.resolved_config()).ok();
+        if old_hash.as_deref().map(str::trim) == Some(hash.as_str()) && old_resolved.as_deref() == Some(resolved.as_str()) {
+            return Ok(());
+        }
+        if let Some(old_hash) = old_hash
             && old_hash.trim() != hash
         {
             let old = std::fs::read_to_string(self.resolved_config()).unwrap_or_default();
@@ -125,5 +149,25 @@ mod tests {
         assert!(msg.contains("epochs"), "{msg}");
         let on_disk = StudyConfig::from_file(&study.resolved_config()).unwrap();
         assert_eq!(on_disk, config);
+    }
+
+    #[test]
+    fn an_unchanged_config_is_not_rewritten_so_a_read_only_study_stays_usable() {
+        let text = "[study]\nname = \"t\"\nseeds = [0]\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
+                    [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n";
+        let config = StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let study = StudyDir::new(dir.path().join("s"));
+        study.write_resolved_config(&config).unwrap();
+        let modified = || std::fs::metadata(study.resolved_config()).unwrap().modified().unwrap();
+        let before = modified();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        study.write_resolved_config(&config).unwrap();
+        assert_eq!(modified(), before, "rewritten although unchanged");
+        // Moved elsewhere: the same study.
+        let mut moved = config.clone();
+        moved.study.output_dir = Some(dir.path().join("moved"));
+        study.write_resolved_config(&moved).unwrap();
+        assert_eq!(modified(), before, "moving the study changed its identity");
     }
 }

@@ -1,16 +1,22 @@
 //! What every part of a study shares: the study config (one TOML file, every
 //! SPEC default a field), where relative data paths resolve (`SIM_DATA_DIR`),
-//! the layout of a study directory, and the write-then-rename helper that keeps
-//! half-written files out of it.
+//! the layout of a study directory, the write-then-rename helper that keeps
+//! half-written files out of it, the folder locks that keep two processes
+//! from writing the same files, and a run's committed state (`run.toml`).
 
 pub mod atomic;
 pub mod config;
+pub mod crash;
 pub mod eval_file;
+pub mod fingerprint;
 pub mod layout;
+pub mod lock;
 pub mod real_data;
+pub mod run_state;
 pub mod tensors;
+pub mod test_mount;
 
-pub use atomic::{write_atomic, write_atomic_with};
+pub use atomic::{remove_leftovers, write_atomic, write_atomic_with};
 pub use config::{ConfigError, StudyConfig};
 pub use layout::StudyDir;
 

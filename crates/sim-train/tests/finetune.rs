@@ -1,17 +1,20 @@
 //! Fine-tuning runs on a small study the test writes (7-class "lesions" in
 //! the HAM10000 layout, a 2-class natural folder, the tiny timm ViT fixture):
-//! determinism, resume after `kill -9`, a finished run as a no-op, and a
-//! diverging loss marking the run failed without touching earlier files.
+//! determinism, resume after `kill -9` (at a random moment, and at each step
+//! between two writes), a finished run as a no-op, a diverging loss marking
+//! the run failed without touching earlier files, the run folder's lock, and
+//! the backbone file's identity.
 
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use sim_study::StudyConfig;
 use sim_study::tensors::{Values, decode};
 use sim_train::backend::TrainBackend;
-use sim_train::finetune::state::{RunState, Status};
+use sim_study::run_state::{RunState, Status};
 use sim_train::finetune::{Outcome, run};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const EPOCHS: u32 = 4;
@@ -54,7 +57,11 @@ fn study(dir: &Path, extra: &str) -> (StudyConfig, PathBuf) {
             }
         }
     }
-    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/timm_vit/model.safetensors");
+    // A copy, so a test can replace it.
+    let checkpoint = dir.join("backbone.safetensors");
+    if !checkpoint.exists() {
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/timm_vit/model.safetensors"), &checkpoint).unwrap();
+    }
     let text = format!(
         r#"
 [study]
@@ -141,14 +148,7 @@ fn killed_run_resumes_to_the_same_numbers() {
     run::<TrainBackend>(&config, whole.path(), "tiny-vit", 0, &Default::default()).unwrap();
 
     let (_, path) = study(killed.path(), "");
-    let finetune = || {
-        Command::new(env!("CARGO_BIN_EXE_sim-train"))
-            .args(["finetune", "--backbone", "tiny-vit", "--seed", "0", "--config"])
-            .arg(&path)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let finetune = || finetune_command(&path, 0).stderr(Stdio::null()).spawn().unwrap();
     let run_dir = killed.path().join("study/runs/tiny-vit/seed-00");
     let mut child = finetune();
     let start = Instant::now();
@@ -191,4 +191,154 @@ fn a_diverging_loss_marks_the_run_failed_and_keeps_earlier_files() {
     assert!(state.message.unwrap().contains("epoch 1"));
     let pretrained = dir.path().join("study/runs/tiny-vit/pretrained.safetensors");
     assert!(tensor(&pretrained, "test.logits").iter().all(|v| v.is_finite()), "epoch 0 intact");
+}
+
+/// The binary, as a user (or a Slurm task) runs it.
+fn finetune_command(config: &Path, seed: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sim-train"));
+    command.args(["finetune", "--backbone", "tiny-vit", "--seed", &seed.to_string(), "--config"]).arg(config);
+    command
+}
+
+/// Files under `dir` whose names say a writer was interrupted.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".tmp-") || name.ends_with(".partial") {
+            found.push(path.clone());
+        }
+        if path.is_dir() {
+            found.extend(leftovers(&path));
+        }
+    }
+    found
+}
+
+/// `kill -9` at each step between two writes (the test hook `SIM_CRASH_AT`
+/// sends the process SIGKILL there), then a rerun: the run ends with the
+/// numbers of an uninterrupted one, with one checkpoint folder and nothing
+/// half-written left anywhere in the study.
+#[test]
+fn a_kill_between_any_two_writes_resumes_to_the_same_numbers() {
+    let whole = tempfile::tempdir().unwrap();
+    let (config, _) = study(whole.path(), "");
+    run::<TrainBackend>(&config, whole.path(), "tiny-vit", 0, &Default::default()).unwrap();
+    let points = [
+        // Inside an atomic write, before the rename: in the data stage, then in epoch 1.
+        "temp-written@2",
+        "temp-written@10",
+        "evaluation-written@2",
+        "checkpoint-written",
+        // The case that used to leave a run that never resumed.
+        "checkpoint-renamed",
+        "run-state-written@3",
+    ];
+    for point in points {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, path) = study(dir.path(), "");
+        let status = finetune_command(&path, 0).env(sim_study::crash::CRASH_VAR, point).stderr(Stdio::null()).status().unwrap();
+        assert_eq!(status.signal(), Some(9), "{point}: not killed there ({status})");
+        let rerun = finetune_command(&path, 0).output().unwrap();
+        assert!(rerun.status.success(), "{point}: the rerun failed:\n{}", String::from_utf8_lossy(&rerun.stderr));
+        let run_dir = dir.path().join("study/runs/tiny-vit/seed-00");
+        let state = RunState::read(&run_dir).unwrap().unwrap();
+        assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS), "{point}");
+        for epoch in 1..=EPOCHS {
+            assert_close(
+                &tensor(&epoch_file(dir.path(), 0, epoch), "test.logits"),
+                &tensor(&epoch_file(whole.path(), 0, epoch), "test.logits"),
+                &format!("{point}: epoch {epoch} against the uninterrupted run"),
+            );
+        }
+        assert_eq!(leftovers(&dir.path().join("study")), Vec::<PathBuf>::new(), "{point}");
+        let checkpoints: Vec<_> = std::fs::read_dir(&run_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("checkpoint-"))
+            .collect();
+        assert_eq!(checkpoints, [format!("checkpoint-{EPOCHS:03}")], "{point}");
+    }
+}
+
+#[test]
+fn a_second_process_on_the_same_run_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = study(dir.path(), "");
+    let mut first = finetune_command(&path, 0).stderr(Stdio::null()).spawn().unwrap();
+    let lock = dir.path().join("study/runs/tiny-vit/seed-00/.lock");
+    let holder = format!("process {} on host", first.id());
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&holder)) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the first run never took its lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = finetune_command(&path, 0).output().unwrap();
+    let first_still_running = first.try_wait().unwrap().is_none();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&format!("{} is in use by {holder}", dir.path().join("study/runs/tiny-vit/seed-00").display())), "{stderr}");
+    assert!(first_still_running, "the first run ended before the second was refused: the lock was not tested");
+    assert!(first.wait().unwrap().success(), "the first run was disturbed");
+    let log = std::fs::read_to_string(dir.path().join("study/runs/tiny-vit/seed-00/train.log")).unwrap();
+    assert_eq!(log.matches("epoch 0 evaluation written").count(), 1, "one process wrote the log:\n{log}");
+}
+
+/// The study's identity: a moved study folder is the same study; a replaced
+/// backbone file is refused, naming the file and both hashes; a backbone
+/// file with a NaN is refused at load, naming the tensor.
+#[test]
+fn a_study_knows_its_backbone_file_and_not_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = study(dir.path(), "");
+    let device = Default::default();
+    run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &device).unwrap();
+    std::fs::rename(dir.path().join("study"), dir.path().join("moved")).unwrap();
+    config.study.output_dir = Some(dir.path().join("moved"));
+    assert_eq!(run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &device).unwrap(), Outcome::AlreadyFinished);
+
+    let file = dir.path().join("backbone.safetensors");
+    let sha = |p: &Path| sim_study::fingerprint::sha256_file(p).unwrap();
+    let before = sha(&file);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&0.25f32.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let msg = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 1, &device).unwrap_err().to_string();
+    for part in [file.display().to_string(), before, sha(&file)] {
+        assert!(msg.contains(&part), "{part} not in: {msg}");
+    }
+    assert!(!dir.path().join("moved/runs/tiny-vit/seed-01/run.toml").exists());
+
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let msg = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 1, &device).unwrap_err().to_string();
+    assert!(msg.contains(&file.display().to_string()) && msg.contains("non-finite"), "{msg}");
+}
+
+#[test]
+fn an_input_size_the_patch_does_not_divide_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = study(dir.path(), "");
+    config.backbones[0].input_size = 36;
+    let msg = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap_err().to_string();
+    assert!(msg.contains("input size 36 is not a multiple of the patch size 8"), "{msg}");
+    assert!(!dir.path().join("study").exists(), "written before the check");
+}
+
+#[test]
+fn a_finished_study_on_a_read_only_mount_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = study(dir.path(), "");
+    config.training.epochs = 1;
+    run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap();
+    let ro = dir.path().join("read-only");
+    std::fs::create_dir(&ro).unwrap();
+    let test = "a_finished_study_on_a_read_only_mount_can_be_read";
+    let Some(_mount) = sim_study::test_mount::Mount::read_only(&dir.path().join("study"), &ro, test) else { return };
+    config.study.output_dir = Some(ro.clone());
+    let summary: String = sim_train::data::prepare::data_stage(&config).unwrap().iter().map(|p| p.to_string()).collect();
+    assert!(summary.contains("split reused") && !summary.contains("built"), "{summary}");
+    assert_eq!(run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap(), Outcome::AlreadyFinished);
 }

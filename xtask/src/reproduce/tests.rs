@@ -21,6 +21,12 @@ fn ci_study_runs_end_to_end_on_the_real_data() {
     let out = tempfile::tempdir().unwrap();
     config.study.output_dir = Some(out.path().join("ci"));
     let tables = run_study(&config, &root.join("configs")).unwrap();
+    let study = StudyDir::new(out.path().join("ci"));
+    // A second call finds everything done and changes nothing.
+    let epochs_file = study.tables_dir().join("epochs.parquet");
+    let before = std::fs::read(&epochs_file).unwrap();
+    run_study(&config, &root.join("configs")).unwrap();
+    assert_eq!(std::fs::read(&epochs_file).unwrap(), before);
     assert_eq!(tables.len(), 5);
 
     let epochs = ParquetReader::new(std::fs::File::open(out.path().join("ci/tables/epochs.parquet")).unwrap()).finish().unwrap();
@@ -41,14 +47,12 @@ fn ci_study_runs_end_to_end_on_the_real_data() {
     }
 
     // Epoch 0's features are the pre-trained backbone's: recompute a few.
-    let study = StudyDir::new(out.path().join("ci"));
     let bytes = std::fs::read(study.pretrained_eval("vit-tiny")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (shape, Values::Float(stored)) = decode(&file.tensor("probe.medical.final.cls").unwrap()).unwrap() else { panic!() };
     let device = Default::default();
     let backbone = &config.backbones[0];
-    let opts = LoadOptions { heads: backbone.heads, ..LoadOptions::new(32) };
-    let model = load::<CpuBackend>(&finetune::checkpoint_path(backbone, &root.join("configs")), &opts, &device).unwrap().model;
+    let model = load::<CpuBackend>(&backbone.checkpoint_path(&root.join("configs")), &LoadOptions::for_backbone(backbone), &device).unwrap().model;
     let mut medical = PreparedDataset::load(&config, &study, sim_study::config::DatasetRole::Medical).unwrap();
     let cache = medical.image_cache(&study, 32).unwrap();
     let labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
@@ -62,4 +66,16 @@ fn ci_study_runs_end_to_end_on_the_real_data() {
     for (a, b) in ours.iter().zip(&stored[..4 * width]) {
         assert!((*a as f64 - b).abs() <= 2e-3 * b.abs().max(1.0), "{a} vs stored f16 {b}");
     }
+}
+
+#[test]
+fn a_bad_input_size_stops_the_study_before_anything_is_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut config = StudyConfig::from_file(&root.join("configs/ci.toml")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    config.study.output_dir = Some(out.path().join("ci"));
+    config.backbones[0].input_size = 36; // the tiny ViT's patch is 8
+    let msg = format!("{:#}", run_study(&config, &root.join("configs")).unwrap_err());
+    assert!(msg.contains("backbones `vit-tiny`") && msg.contains("not a multiple of the patch size 8"), "{msg}");
+    assert!(!out.path().join("ci").exists(), "the study folder was written before the check");
 }

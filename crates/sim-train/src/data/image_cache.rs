@@ -164,17 +164,41 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
     }
 }
 
-/// Decodes an image file (format from its content) or copies in-memory pixels, as RGB.
+/// Decodes an image file (format from its content) or copies in-memory pixels,
+/// as RGB. A file that decodes only in part (truncated, damaged) is an error
+/// naming it, never an image with the missing part filled in.
 pub fn decode(source: &ImageSource) -> Result<RgbImage, DataError> {
     match source {
         ImageSource::Memory(img) => Ok((**img).clone()),
         ImageSource::File(path) => {
             let bad = |e: &dyn std::fmt::Display| DataError::Decode { path: path.clone(), message: e.to_string() };
-            let reader = image::ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
+            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+                return decode_jpeg_strictly(&bytes).map_err(|e| bad(&e));
+            }
+            let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
             let img = reader.with_guessed_format().map_err(|e| bad(&e))?.decode().map_err(|e| bad(&e))?;
             Ok(img.to_rgb8())
         }
     }
+}
+
+/// JPEG through zune-jpeg (the image crate's decoder) in strict mode, which
+/// reports a premature end of data where the image crate's lenient call
+/// paints the missing rows grey. Same decoder, same pixels otherwise.
+fn decode_jpeg_strictly(bytes: &[u8]) -> Result<RgbImage, String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder.decode().map_err(|e| format!("{e:?} (truncated or damaged JPEG)"))?;
+    let (w, h) = decoder.dimensions().ok_or("no JPEG header")?;
+    RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(|| format!("decoded pixels do not fill {w} × {h} RGB"))
 }
 
 /// Resizes so the shorter side is `side` (the longer one scaled and floored,
@@ -296,6 +320,51 @@ mod tests {
         assert!(err.to_string().contains("bad.jpg"), "{err}");
         assert!(!cache_path.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+    }
+
+    /// A photo-like JPEG: smooth shading plus noise, so every part of the
+    /// file carries image data.
+    fn photo_jpeg(w: u32, h: u32) -> Vec<u8> {
+        let mut state = 12345u32;
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let noise = (state >> 24) as u8 / 4;
+            Rgb([(x as u8).wrapping_add(noise), (y as u8).wrapping_add(noise), ((x + y) as u8) / 2])
+        });
+        let mut jpeg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        jpeg
+    }
+
+    #[test]
+    fn a_jpeg_truncated_anywhere_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let jpeg = photo_jpeg(256, 192);
+        // Whole, it decodes to the image crate's pixels exactly.
+        let whole = dir.path().join("whole.jpg");
+        std::fs::write(&whole, &jpeg).unwrap();
+        assert_eq!(decode(&ImageSource::File(whole.clone())).unwrap(), image::open(&whole).unwrap().to_rgb8());
+        for percent in [30, 50, 70, 90, 99] {
+            let path = dir.path().join(format!("cut-{percent}.jpg"));
+            std::fs::write(&path, &jpeg[..jpeg.len() * percent / 100]).unwrap();
+            let err = decode(&ImageSource::File(path.clone())).err().unwrap_or_else(|| panic!("{percent} % of the file decoded"));
+            assert!(err.to_string().contains(&format!("cut-{percent}.jpg")), "{err}");
+            let cache = dir.path().join(format!("c{percent}.u8img"));
+            let err = ImageCache::load_or_build(&cache, &[sample(&whole), sample(&path)], 64).err().unwrap();
+            assert!(err.to_string().contains(&format!("cut-{percent}.jpg")), "{err}");
+            assert!(!cache.exists());
+        }
+    }
+
+    #[test]
+    fn a_truncated_png_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.png");
+        write_png(&path, 64, 64, 5);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = decode(&ImageSource::File(path)).unwrap_err();
+        assert!(err.to_string().contains("cut.png"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::split::{Split, SplitParams};
 use super::transform::cache_side;
 use super::{DataError, Dataset};
 use sim_study::config::{DatasetConfig, DatasetRole, StudyConfig};
-use sim_study::StudyDir;
+use sim_study::lock::DirLock;
+use sim_study::{StudyDir, remove_leftovers};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
@@ -88,11 +89,23 @@ impl PreparedDataset {
     }
 }
 
+/// Locks the study folder's shared files (study.toml, splits, image caches),
+/// waiting for another process that is writing them, and removes what a
+/// killed writer left there.
+pub fn lock_study(study: &StudyDir) -> Result<DirLock, DataError> {
+    let lock = DirLock::wait(study.root()).map_err(|e| DataError::io(study.root(), e))?;
+    for dir in study.data_folders() {
+        remove_leftovers(&dir).map_err(|e| DataError::io(&dir, e))?;
+    }
+    Ok(lock)
+}
+
 /// Runs the data stage for a whole study: records the resolved config in the
 /// study directory, reads and splits both data sets, and fills an image cache
 /// for every input size among the study's backbones.
 pub fn data_stage(config: &StudyConfig) -> Result<Vec<PreparedDataset>, DataError> {
     let study = StudyDir::new(config.output_dir());
+    let _lock = lock_study(&study)?;
     study.write_resolved_config(config).map_err(|e| DataError::io(study.resolved_config(), e))?;
     let sizes: BTreeSet<u32> = config.backbones.iter().map(|b| b.input_size).collect();
     let mut prepared = Vec::new();

@@ -15,16 +15,16 @@ pub mod schedule;
 pub mod state;
 
 use crate::data::batch::Batcher;
-use crate::data::prepare::PreparedDataset;
+use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
+use crate::model::LoadOptions;
 use crate::model::checkpoint::write_safetensors;
-use crate::model::{Activation, LoadOptions};
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use classifier::Classifier;
 use eval::{EvalSets, evaluate};
@@ -32,12 +32,13 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sim_study::config::{BackboneConfig, ClassBalance, DatasetRole, StudyConfig};
-use sim_study::StudyDir;
-use sim_study::eval_file;
-use state::{RunState, Status, checkpoint_dir, prune_checkpoints};
+use sim_study::fingerprint::Fingerprint;
+use sim_study::lock::DirLock;
+use sim_study::{StudyDir, crash, eval_file, remove_leftovers};
+use state::{RunState, Status, load_checkpoint, prune_checkpoints, save_checkpoint};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// How a call ended.
@@ -49,59 +50,60 @@ pub enum Outcome {
     Finished { resumed_at: u32 },
 }
 
-/// Where a backbone's checkpoint is: `./…` and `../…` are relative to the
-/// study config's folder, other relative paths to `SIM_DATA_DIR`.
-pub fn checkpoint_path(backbone: &BackboneConfig, config_dir: &Path) -> PathBuf {
-    let p = &backbone.checkpoint;
-    if p.starts_with(".") || p.starts_with("..") {
-        config_dir.join(p)
-    } else {
-        sim_study::config::resolve_data_path(p)
-    }
-}
+/// The files of a checkpoint folder.
+const MODEL_FILE: &str = "model.mpk";
+const OPTIM_BACKBONE_FILE: &str = "optim-backbone.mpk";
+const OPTIM_HEAD_FILE: &str = "optim-head.mpk";
 
 /// Fine-tunes `backbone` with `seed`, resuming from the last finished epoch.
+///
+/// Order matters for what a kill or a bad input leaves: the config and the
+/// backbone file are checked before anything is written; the run's folder is
+/// locked before its log opens; shared files (study.toml, splits, caches; the
+/// backbone's fingerprint and epoch 0) are written under their folder's lock.
 pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone: &str, seed: u64, device: &B::Device) -> anyhow::Result<Outcome> {
     let bcfg = config.backbones.iter().find(|b| b.name == backbone).with_context(|| {
         let names: Vec<&str> = config.backbones.iter().map(|b| b.name.as_str()).collect();
         format!("no backbone `{backbone}` in the study (backbones: {})", names.join(", "))
     })?;
     anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
+    let backbone_path = bcfg.checkpoint_path(config_dir);
+    let loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
+
     let study = StudyDir::new(config.output_dir());
-    study.write_resolved_config(config)?;
     let run_dir = study.run_dir(backbone, seed);
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let _log = logging(&run_dir)?;
+    let _run_lock = DirLock::try_acquire(&run_dir)?;
     let hash = config.hash();
-    let state = RunState::read(&run_dir)?;
+    let state = RunState::read(&run_dir).map_err(anyhow::Error::msg)?;
     if let Some(s) = &state {
         anyhow::ensure!(s.config_hash == hash, "{}: made with another config (hash {})", RunState::path(&run_dir).display(), s.config_hash);
         if s.status == Status::Finished {
-            tracing::info!("{backbone} seed {seed}: finished before ({} epochs); nothing to do", s.last_finished_epoch);
+            // Nothing is written, so a finished study may be read-only.
             return Ok(Outcome::AlreadyFinished);
         }
+    }
+    let removed = remove_leftovers(&run_dir)?;
+    let _log = logging(&run_dir)?;
+    for path in removed {
+        tracing::info!("removed {}, left by an interrupted attempt", path.display());
     }
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
 
     // Data: the study's split and image caches.
     let size = bcfg.input_size;
-    let mut medical = PreparedDataset::load(config, &study, DatasetRole::Medical)?;
-    let mut natural = PreparedDataset::load(config, &study, DatasetRole::Natural)?;
-    let (medical_cache, natural_cache) = (medical.image_cache(&study, size)?, natural.image_cache(&study, size)?);
+    let (medical, natural, medical_cache, natural_cache) = {
+        let _study_lock = lock_study(&study)?;
+        study.write_resolved_config(config)?;
+        let mut medical = PreparedDataset::load(config, &study, DatasetRole::Medical)?;
+        let mut natural = PreparedDataset::load(config, &study, DatasetRole::Natural)?;
+        let caches = (medical.image_cache(&study, size)?, natural.image_cache(&study, size)?);
+        (medical, natural, caches.0, caches.1)
+    };
     let medical_labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
     let natural_labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
     let classes = medical.dataset.classes.len();
 
-    // The backbone, and its normalisation (configured, or the family's).
-    let opts = LoadOptions {
-        family: bcfg.family,
-        prefix: bcfg.prefix.clone(),
-        input_size: size as usize,
-        heads: bcfg.heads,
-        activation: if bcfg.quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
-        resize: bcfg.pos_resize,
-    };
-    let loaded = crate::model::load::<B>(&checkpoint_path(bcfg, config_dir), &opts, device)?;
+    // The normalisation: configured, or the family's.
     let (family_mean, family_std) = loaded.naming.family().normalisation().expect("a naming has a family");
     let norm = Normalisation { mean: bcfg.mean.unwrap_or(family_mean), std: bcfg.std.unwrap_or(family_std) };
     let batcher = |cache, labels| Batcher { cache, labels, size, norm };
@@ -122,39 +124,57 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         batch_size: config.evaluation.batch_size,
         layers: config.dump.layers.clone(),
     };
-    // One metadata entry (a JSON object with sorted keys): several would be
-    // written in HashMap order, and the same run would not give the same bytes.
-    let meta = |seed: Option<u64>, epoch: u32| {
-        let run = serde_json::json!({"backbone": backbone, "seed": seed, "epoch": epoch});
-        HashMap::from([(eval_file::METADATA_KEY.to_string(), run.to_string())])
-    };
 
-    // Epoch 0, once per backbone: its head is drawn from the split seed.
+    // The backbone file every run of this backbone starts from, and epoch 0
+    // (its head drawn from the split seed), once per backbone.
     let pretrained = study.pretrained_eval(backbone);
-    let start = Instant::now();
-    if !pretrained.exists() {
-        let model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
-        let tensors = evaluate(&model, &sets, device);
-        write_safetensors(&pretrained, tensors, Some(meta(None, 0)))?;
-        tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+    let backbone_sha256 = {
+        let _backbone_lock = DirLock::wait(&study.backbone_dir(backbone))?;
+        remove_leftovers(&study.backbone_dir(backbone))?;
+        let fingerprint = check_backbone_file(&study, bcfg, &backbone_path)?;
+        if !pretrained.exists() {
+            let start = Instant::now();
+            let model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
+            let tensors = evaluate(&model, &sets, device);
+            write_safetensors(&pretrained, tensors, Some(eval_metadata(backbone, None, 0, &fingerprint.sha256)))?;
+            tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+        }
+        fingerprint.sha256
+    };
+    if let Some(s) = &state
+        && s.backbone_sha256 != backbone_sha256
+    {
+        bail!(
+            "{}: the run started from backbone file {} with SHA-256 {}, which now has SHA-256 {backbone_sha256}; \
+             restore that file, or remove {} to start the run over",
+            RunState::path(&run_dir).display(),
+            backbone_path.display(),
+            s.backbone_sha256,
+            run_dir.display()
+        );
     }
 
     let t = &config.training;
     let mut model = Classifier::new(loaded.model, classes, seed, device);
     let adamw = || AdamWConfig::new().with_weight_decay(t.weight_decay as f32).with_epsilon(1e-8).init::<B, Classifier<B>>();
     let (mut opt_backbone, mut opt_head) = (adamw(), adamw());
-    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
     if resumed_at > 0 {
-        let dir = checkpoint_dir(&run_dir, resumed_at);
-        model = model.load_file(dir.join("model"), &recorder, device).with_context(|| format!("loading {}", dir.display()))?;
-        opt_backbone = opt_backbone.load_record(recorder.load(dir.join("optim-backbone"), device)?);
-        opt_head = opt_head.load_record(recorder.load(dir.join("optim-head"), device)?);
+        // Checkpoints of other epochs: older ones a kill kept from being
+        // pruned, later ones a kill kept from being committed.
+        prune_checkpoints(&run_dir, resumed_at)?;
+        let mut files = load_checkpoint(&run_dir, resumed_at)?;
+        let dir = state::checkpoint_dir(&run_dir, resumed_at);
+        model = model.load_record(decode_record(&recorder, &mut files, &dir, MODEL_FILE, device)?);
+        opt_backbone = opt_backbone.load_record(decode_record(&recorder, &mut files, &dir, OPTIM_BACKBONE_FILE, device)?);
+        opt_head = opt_head.load_record(decode_record(&recorder, &mut files, &dir, OPTIM_HEAD_FILE, device)?);
         tracing::info!("resuming {backbone} seed {seed} after epoch {resumed_at}");
     }
     let mut state = state.unwrap_or(RunState {
         backbone: backbone.into(),
         seed,
         config_hash: hash,
+        backbone_sha256: backbone_sha256.clone(),
         status: Status::Running,
         epochs: t.epochs,
         last_finished_epoch: 0,
@@ -207,25 +227,76 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
             let tensors = evaluate(&model.valid(), &sets, device);
-            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(meta(Some(seed), epoch)))?;
+            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(eval_metadata(backbone, Some(seed), epoch, &backbone_sha256)))?;
+            crash::point("evaluation-written");
         }
-        let dir = checkpoint_dir(&run_dir, epoch);
-        let partial = dir.with_extension("partial");
-        if partial.exists() {
-            std::fs::remove_dir_all(&partial)?;
-        }
-        std::fs::create_dir_all(&partial)?;
-        model.clone().save_file(partial.join("model"), &recorder)?;
-        recorder.record(opt_backbone.to_record(), partial.join("optim-backbone"))?;
-        recorder.record(opt_head.to_record(), partial.join("optim-head"))?;
-        std::fs::rename(&partial, &dir)?;
+        let record = |bytes: Result<Vec<u8>, burn::record::RecorderError>, name: &str| {
+            bytes.with_context(|| format!("encoding {name} of epoch {epoch}"))
+        };
+        save_checkpoint(
+            &run_dir,
+            epoch,
+            &[
+                (MODEL_FILE, record(recorder.record(model.clone().into_record(), ()), MODEL_FILE)?),
+                (OPTIM_BACKBONE_FILE, record(recorder.record(opt_backbone.to_record(), ()), OPTIM_BACKBONE_FILE)?),
+                (OPTIM_HEAD_FILE, record(recorder.record(opt_head.to_record(), ()), OPTIM_HEAD_FILE)?),
+            ],
+        )?;
         state.last_finished_epoch = epoch;
         state.status = if epoch == t.epochs { Status::Finished } else { Status::Running };
         state.write(&run_dir)?;
+        crash::point("run-state-written");
         prune_checkpoints(&run_dir, epoch)?;
         tracing::info!("epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s", t.epochs, epoch_start.elapsed().as_secs_f64() - train_time);
     }
     Ok(Outcome::Finished { resumed_at })
+}
+
+/// The backbone file's fingerprint, checked against the one the study
+/// recorded when its first run of this backbone started (recorded now if
+/// none was). Call it holding the backbone folder's lock.
+fn check_backbone_file(study: &StudyDir, bcfg: &BackboneConfig, path: &Path) -> anyhow::Result<Fingerprint> {
+    let record = study.backbone_record(&bcfg.name);
+    let recorded = Fingerprint::read(&record).map_err(anyhow::Error::msg)?;
+    let now = Fingerprint::of(path, recorded.as_ref())?;
+    if let Some(r) = &recorded
+        && r.sha256 != now.sha256
+    {
+        bail!(
+            "backbone file {} changed since this study started using it: SHA-256 {} recorded in {}, {} now; \
+             runs of `{}` would mix two models. Restore the file, or remove {} to start this backbone over",
+            path.display(),
+            r.sha256,
+            record.display(),
+            now.sha256,
+            bcfg.name,
+            study.backbone_dir(&bcfg.name).display()
+        );
+    }
+    if recorded.as_ref() != Some(&now) {
+        now.write(&record)?;
+    }
+    Ok(now)
+}
+
+/// Decodes one file of a checkpoint folder (already checked against its
+/// manifest) into a burn record.
+fn decode_record<B: Backend, R: burn::record::Record<B>>(
+    recorder: &NamedMpkBytesRecorder<FullPrecisionSettings>,
+    files: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+    name: &str,
+    device: &B::Device,
+) -> anyhow::Result<R> {
+    let bytes = files.remove(name).with_context(|| format!("{}: no {name} in the manifest", dir.display()))?;
+    recorder.load(bytes, device).map_err(|e| anyhow::anyhow!("{}: cannot be decoded by this version: {e}", dir.join(name).display()))
+}
+
+/// One metadata entry (a JSON object with sorted keys): several would be
+/// written in HashMap order, and the same run would not give the same bytes.
+fn eval_metadata(backbone: &str, seed: Option<u64>, epoch: u32, backbone_sha256: &str) -> HashMap<String, String> {
+    let run = serde_json::json!({"backbone": backbone, "seed": seed, "epoch": epoch, "backbone_sha256": backbone_sha256});
+    HashMap::from([(eval_file::METADATA_KEY.to_string(), run.to_string())])
 }
 
 /// Inverse class frequencies over the training split, normalised to mean 1.

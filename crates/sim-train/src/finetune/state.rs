@@ -1,55 +1,59 @@
-//! What a run keeps on disk to be resumed: `run.toml` (status and last
-//! finished epoch) and, per finished epoch, a checkpoint folder with the
-//! model, both optimisers' state and nothing else (data order and
-//! augmentation are drawn from (seed, epoch), so no RNG state is needed).
-//! Both are replaced atomically: a folder is renamed into place once
-//! complete, `run.toml` is written and renamed after it.
+//! What a run keeps on disk to be resumed, and the order it is written in.
+//!
+//! Per finished epoch: the evaluation file, then a checkpoint folder (the
+//! model, both optimisers' state and a manifest of their sizes and hashes,
+//! written into `checkpoint-<EEE>.partial` and renamed), then `run.toml`
+//! ([`RunState`]), the commit point: until it names the epoch, the epoch did
+//! not happen, and the next attempt redoes it, replacing whatever the killed
+//! one left (an evaluation, a checkpoint folder of the same epoch). Older
+//! checkpoints are pruned after the commit. Data order and augmentation are
+//! drawn from (seed, epoch), so no RNG state is needed.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sim_study::crash;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Running,
-    Finished,
-    Failed,
-}
+pub use sim_study::run_state::{RunState, Status};
 
-/// `runs/<backbone>/seed-NN/run.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The manifest of a checkpoint folder: what a whole one holds.
+const MANIFEST: &str = "manifest.toml";
+
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunState {
-    pub backbone: String,
-    pub seed: u64,
-    /// Hash of the study's resolved config (`study.sha256`).
-    pub config_hash: String,
-    pub status: Status,
-    pub epochs: u32,
-    pub last_finished_epoch: u32,
-    /// Why the run failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+struct Manifest {
+    files: BTreeMap<String, ManifestEntry>,
 }
 
-impl RunState {
-    pub fn path(run_dir: &Path) -> PathBuf {
-        run_dir.join("run.toml")
-    }
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestEntry {
+    bytes: u64,
+    sha256: String,
+}
 
-    pub fn read(run_dir: &Path) -> anyhow::Result<Option<RunState>> {
-        let path = Self::path(run_dir);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
-        }
-    }
+/// A checkpoint that cannot be written or read back; names the file and,
+/// where it can tell, why (no space left, missing, truncated, damaged).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {cause}")]
+pub struct CheckpointError {
+    pub path: PathBuf,
+    pub cause: String,
+}
 
-    pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
-        let text = toml::to_string_pretty(self)?;
-        sim_study::write_atomic(&Self::path(run_dir), text.as_bytes())?;
-        Ok(())
+fn fail(path: &Path, cause: impl Into<String>) -> CheckpointError {
+    CheckpointError { path: path.to_owned(), cause: cause.into() }
+}
+
+/// What an I/O error means for a checkpoint file.
+fn io_cause(doing: &str, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::StorageFull => format!("cannot {doing}: no space left on the device ({e})"),
+        io::ErrorKind::QuotaExceeded => format!("cannot {doing}: disk quota exceeded ({e})"),
+        io::ErrorKind::NotFound => format!("cannot {doing}: missing"),
+        _ => format!("cannot {doing}: {e}"),
     }
 }
 
@@ -58,15 +62,133 @@ pub fn checkpoint_dir(run_dir: &Path, epoch: u32) -> PathBuf {
     run_dir.join(format!("checkpoint-{epoch:03}"))
 }
 
-/// Removes checkpoint folders (and half-written ones) other than `keep`'s.
-pub fn prune_checkpoints(run_dir: &Path, keep: u32) -> std::io::Result<()> {
+/// Writes the checkpoint of `epoch` (named files), complete or not at all:
+/// into a `.partial` folder, the manifest last, then renamed into place,
+/// replacing a folder of the same epoch that a killed attempt left.
+pub fn save_checkpoint(run_dir: &Path, epoch: u32, files: &[(&str, Vec<u8>)]) -> Result<(), CheckpointError> {
+    let dir = checkpoint_dir(run_dir, epoch);
+    let partial = dir.with_extension(&sim_study::atomic::PARTIAL_SUFFIX[1..]);
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| fail(&partial, io_cause("remove", &e)))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(|e| fail(&partial, io_cause("create", &e)))?;
+    let mut manifest = Manifest { files: BTreeMap::new() };
+    for (name, bytes) in files {
+        let path = partial.join(name);
+        write_synced(&path, bytes).map_err(|e| fail(&path, io_cause("write", &e)))?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        manifest.files.insert(name.to_string(), ManifestEntry { bytes: bytes.len() as u64, sha256 });
+    }
+    let path = partial.join(MANIFEST);
+    let text = toml::to_string_pretty(&manifest).expect("a manifest serialises");
+    write_synced(&path, text.as_bytes()).map_err(|e| fail(&path, io_cause("write", &e)))?;
+    crash::point("checkpoint-written");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| fail(&dir, io_cause("replace", &e)))?;
+    }
+    std::fs::rename(&partial, &dir).map_err(|e| fail(&dir, io_cause(&format!("rename {} to it", partial.display()), &e)))?;
+    sync_dir(run_dir).map_err(|e| fail(run_dir, io_cause("sync", &e)))?;
+    crash::point("checkpoint-renamed");
+    Ok(())
+}
+
+/// Reads the checkpoint of `epoch`, every file checked against the manifest.
+pub fn load_checkpoint(run_dir: &Path, epoch: u32) -> Result<BTreeMap<String, Vec<u8>>, CheckpointError> {
+    let dir = checkpoint_dir(run_dir, epoch);
+    let start_over = format!("run.toml says epoch {epoch} finished, so the run cannot resume without it; remove {} to start the run over", run_dir.display());
+    let manifest_path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| fail(&manifest_path, format!("{}; {start_over}", io_cause("read", &e))))?;
+    let manifest: Manifest = toml::from_str(&text).map_err(|e| fail(&manifest_path, format!("damaged ({}); {start_over}", e.message().trim())))?;
+    let mut out = BTreeMap::new();
+    for (name, entry) in manifest.files {
+        let path = dir.join(&name);
+        let bytes = std::fs::read(&path).map_err(|e| fail(&path, format!("{}; {start_over}", io_cause("read", &e))))?;
+        if (bytes.len() as u64) < entry.bytes {
+            return Err(fail(&path, format!("truncated: {} of {} bytes; {start_over}", bytes.len(), entry.bytes)));
+        }
+        if bytes.len() as u64 != entry.bytes || hex::encode(Sha256::digest(&bytes)) != entry.sha256 {
+            return Err(fail(&path, format!("damaged: its {} bytes are not the ones the manifest records; {start_over}", bytes.len())));
+        }
+        out.insert(name, bytes);
+    }
+    Ok(out)
+}
+
+/// Removes checkpoint folders other than `keep`'s: older ones once a later
+/// epoch is committed, and later ones a killed attempt left uncommitted.
+pub fn prune_checkpoints(run_dir: &Path, keep: u32) -> io::Result<()> {
     let keep = checkpoint_dir(run_dir, keep);
     for entry in std::fs::read_dir(run_dir)? {
         let path = entry?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.starts_with("checkpoint-") && path != keep {
-            std::fs::remove_dir_all(&path)?;
+            std::fs::remove_dir_all(&path).map_err(|e| io::Error::new(e.kind(), format!("removing {}: {e}", path.display())))?;
         }
     }
     Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> Vec<(&'static str, Vec<u8>)> {
+        vec![("model.mpk", vec![1u8; 4000]), ("optim-backbone.mpk", vec![2u8; 3000]), ("optim-head.mpk", vec![3u8; 100])]
+    }
+
+    #[test]
+    fn a_saved_checkpoint_reads_back_and_replaces_an_uncommitted_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(checkpoint_dir(dir.path(), 2).join("model.mpk")).unwrap(); // a killed attempt's
+        save_checkpoint(dir.path(), 2, &files()).unwrap();
+        let back = load_checkpoint(dir.path(), 2).unwrap();
+        assert_eq!(back.into_iter().collect::<Vec<_>>(), files().into_iter().map(|(n, b)| (n.to_string(), b)).collect::<Vec<_>>());
+        assert!(!dir.path().join("checkpoint-002.partial").exists());
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_names_the_file_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = checkpoint_dir(dir.path(), 1);
+        let cases: [(&str, fn(&Path), &str); 4] = [
+            ("optim-backbone.mpk", |p| std::fs::write(p, vec![2u8; 1500]).unwrap(), "truncated: 1500 of 3000 bytes"),
+            ("optim-head.mpk", |p| std::fs::remove_file(p).unwrap(), "missing"),
+            ("model.mpk", |p| std::fs::write(p, vec![9u8; 4000]).unwrap(), "damaged"),
+            ("manifest.toml", |p| std::fs::remove_file(p).unwrap(), "missing"),
+        ];
+        for (name, damage, cause) in cases {
+            save_checkpoint(dir.path(), 1, &files()).unwrap();
+            damage(&ckpt.join(name));
+            let msg = load_checkpoint(dir.path(), 1).unwrap_err().to_string();
+            assert!(msg.contains(&ckpt.join(name).display().to_string()), "{name}: {msg}");
+            assert!(msg.contains(cause), "{name}: {msg}");
+            assert!(msg.contains("start the run over"), "{name}: {msg}");
+        }
+    }
+
+    /// A real full disk: a 256 KiB tmpfs.
+    #[test]
+    fn a_full_disk_names_the_file_and_says_no_space_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(_disk) = sim_study::test_mount::Mount::small_disk(dir.path(), 256, "a_full_disk_names_the_file_and_says_no_space_is_left")
+        else {
+            return;
+        };
+        let big = vec![("model.mpk", vec![1u8; 100_000]), ("optim-backbone.mpk", vec![2u8; 400_000])];
+        let msg = save_checkpoint(dir.path(), 1, &big).unwrap_err().to_string();
+        assert!(msg.contains("checkpoint-001.partial/optim-backbone.mpk"), "{msg}");
+        assert!(msg.contains("no space left"), "{msg}");
+        assert!(!checkpoint_dir(dir.path(), 1).exists(), "no checkpoint folder that looks whole");
+    }
 }

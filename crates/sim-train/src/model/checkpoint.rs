@@ -46,6 +46,10 @@ impl Checkpoint {
             let sim_study::tensors::Values::Float(v) = values else {
                 return Err(ModelError::file(path, format!("{name}: integer tensor in a checkpoint")));
             };
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                let count = v.iter().filter(|x| !x.is_finite()).count();
+                return Err(ModelError::file(path, format!("tensor `{name}` has {count} non-finite values (the first, {}, at flat index {i})", v[i])));
+            }
             tensors.insert(name, HostTensor::new(shape, v.into_iter().map(|x| x as f32).collect()));
         }
         Ok(tensors)

@@ -22,7 +22,7 @@ use burn::prelude::*;
 use checkpoint::{Checkpoint, KNOWN_PREFIXES};
 use naming::{KeyMap, Naming};
 use pos_embed::Resize;
-use sim_study::config::Family;
+use sim_study::config::{BackboneConfig, Family};
 use std::path::{Path, PathBuf};
 
 /// A checkpoint that cannot become a model; names the file and key.
@@ -65,6 +65,18 @@ pub struct LoadOptions {
 impl LoadOptions {
     pub fn new(input_size: usize) -> LoadOptions {
         LoadOptions { family: Family::Auto, prefix: None, input_size, heads: None, activation: Activation::Gelu, resize: None }
+    }
+
+    /// What a study's backbone entry asks for.
+    pub fn for_backbone(b: &BackboneConfig) -> LoadOptions {
+        LoadOptions {
+            family: b.family,
+            prefix: b.prefix.clone(),
+            input_size: b.input_size as usize,
+            heads: b.heads,
+            activation: if b.quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
+            resize: b.pos_resize,
+        }
     }
 }
 

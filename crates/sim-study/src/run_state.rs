@@ -1,0 +1,108 @@
+//! `runs/<backbone>/seed-<NN>/run.toml`: a run's status and its last finished
+//! epoch. It is the run's commit point: an epoch counts as done once this
+//! file says so, and every file of a later epoch (an evaluation, a checkpoint
+//! folder) is a leftover of an interrupted attempt that the next attempt
+//! rewrites. `sim-train finetune` writes it; `sim-metrics study` reads it to
+//! tell finished runs from failed and unfinished ones.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Finished,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunState {
+    pub backbone: String,
+    pub seed: u64,
+    /// Hash of the study's resolved config (`study.sha256`).
+    pub config_hash: String,
+    /// SHA-256 of the backbone file the run started from.
+    pub backbone_sha256: String,
+    pub status: Status,
+    pub epochs: u32,
+    pub last_finished_epoch: u32,
+    /// Why the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl RunState {
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("run.toml")
+    }
+
+    /// The run's state, or `None` before its first epoch finished.
+    pub fn read(run_dir: &Path) -> Result<Option<RunState>, String> {
+        let path = Self::path(run_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| {
+                format!(
+                    "{}: {} (a run.toml from an older version, or damaged: remove {} to start the run over)",
+                    path.display(),
+                    e.message().trim(),
+                    run_dir.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Replaces `run.toml` atomically.
+    pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
+        let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
+        crate::write_atomic(&Self::path(run_dir), text.as_bytes())
+    }
+}
+
+impl fmt::Display for RunState {
+    /// `finished`, `failed after epoch 2: …`, `running, 1 of 4 epochs done`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Status::Finished => write!(f, "finished ({} epochs)", self.last_finished_epoch),
+            Status::Failed => {
+                write!(f, "failed after epoch {}", self.last_finished_epoch)?;
+                match &self.message {
+                    Some(m) => write!(f, ": {m}"),
+                    None => Ok(()),
+                }
+            }
+            Status::Running => write!(f, "unfinished, {} of {} epochs done", self.last_finished_epoch, self.epochs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_a_damaged_file_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(RunState::read(dir.path()).unwrap(), None);
+        let state = RunState {
+            backbone: "b".into(),
+            seed: 3,
+            config_hash: "c".into(),
+            backbone_sha256: "s".into(),
+            status: Status::Failed,
+            epochs: 4,
+            last_finished_epoch: 2,
+            message: Some("loss NaN at epoch 3, step 1".into()),
+        };
+        state.write(dir.path()).unwrap();
+        assert_eq!(RunState::read(dir.path()).unwrap(), Some(state.clone()));
+        assert_eq!(state.to_string(), "failed after epoch 2: loss NaN at epoch 3, step 1");
+        std::fs::write(RunState::path(dir.path()), "backbone = 1").unwrap();
+        let msg = RunState::read(dir.path()).unwrap_err();
+        assert!(msg.contains("run.toml") && msg.contains("start the run over"), "{msg}");
+    }
+}
