@@ -78,3 +78,28 @@ fn extract_writes_every_layer_in_file_name_order() {
         assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
     }
 }
+
+#[test]
+fn a_truncated_image_stops_extract_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    image(1, 32, 32).save(images.join("a.png")).unwrap();
+    let mut jpeg = Vec::new();
+    image(2, 200, 160).write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    std::fs::write(images.join("b.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let out = dir.path().join("feats.safetensors");
+    let output = Command::new(env!("CARGO_BIN_EXE_sim-train"))
+        .args(["extract", "--checkpoint"])
+        .arg(checkpoint())
+        .args(["--heads", "3", "--size", "32", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&images.join("b.jpg").display().to_string()), "{stderr}");
+    assert!(!out.exists());
+}

@@ -374,5 +374,9 @@ mod tests {
         image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 10])).save(&path).unwrap();
         let img = decode(&ImageSource::File(path)).unwrap();
         assert_eq!(img.get_pixel(3, 0), &Rgb([30, 30, 30]));
+        // A greyscale JPEG (strict decoder) gives the image crate's pixels.
+        let path = dir.path().join("grey.jpg");
+        image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8])).save(&path).unwrap();
+        assert_eq!(decode(&ImageSource::File(path.clone())).unwrap(), image::open(&path).unwrap().to_rgb8());
     }
 }
