@@ -25,7 +25,8 @@ pub fn run(config_path: &Path, fetch_missing: bool) -> anyhow::Result<()> {
 }
 
 /// Stages: data (split, image caches), every backbone × seed fine-tuning run,
-/// then the study tables. Returns the tables written. The backbone files
+/// the study tables, then the figures, paper tables and report (skipped when
+/// the report is newer than every table). Returns the tables written. The backbone files
 /// there are load before any stage writes, so a bad one (a NaN, an input
 /// size the patch does not divide) stops the study before it starts.
 pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -52,11 +53,28 @@ pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<
             println!("run {} seed {seed}: {what}", backbone.name);
         }
     }
-    let tables = sim_metrics::tables::write_study_tables(&config.output_dir())?;
-    for t in &tables {
-        println!("table {}", t.display());
+    let study_dir = config.output_dir();
+    let tables = if sim_metrics::tables::up_to_date(&study_dir) {
+        println!("tables: newer than every evaluation, kept");
+        let dir = sim_study::StudyDir::new(&study_dir).tables_dir();
+        sim_study::tables::file::ALL.iter().map(|t| dir.join(t)).collect()
+    } else {
+        let tables = sim_metrics::tables::write_study_tables(&study_dir)?;
+        for t in &tables {
+            println!("table {}", t.display());
+        }
+        tables
+    };
+    if sim_plot::up_to_date(&study_dir) {
+        println!("figures and report: newer than the tables, kept ({})", sim_plot::report_path(&study_dir).display());
+    } else {
+        let rendered = sim_plot::render_study(&study_dir, &sim_plot::Options::default())?;
+        println!("figures and report: {} files, report {}", rendered.files.len(), sim_plot::report_path(&study_dir).display());
+        for (name, why) in &rendered.left_out {
+            println!("  left out {name}: {why}");
+        }
     }
-    println!("stages run: data, fine-tuning, tables; finished in {:.1} s", start.elapsed().as_secs_f64());
+    println!("stages run: data, fine-tuning, tables, figures; finished in {:.1} s", start.elapsed().as_secs_f64());
     Ok(tables)
 }
 

@@ -18,63 +18,31 @@ use crate::knn::knn_accuracy;
 use crate::space::{RunPoint, similarity_space};
 use crate::MetricError;
 use polars::prelude::*;
-use sim_study::eval_file::{self, Layer, Probe, Token};
+use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
+use sim_study::tables::{col, file as table_file};
 use sim_study::lock::DirLock;
 use sim_study::run_state::{RunState, Status};
 use sim_study::{StudyConfig, StudyDir, remove_leftovers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// What went wrong, and in which file.
+/// What went wrong, naming the file.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct TableError {
-    pub path: PathBuf,
-    pub message: String,
+#[error("{0}")]
+pub struct TableError(String);
+
+fn err(path: &Path, message: impl std::fmt::Display) -> TableError {
+    TableError(format!("{}: {message}", path.display()))
 }
 
-fn err(path: &Path, message: impl ToString) -> TableError {
-    TableError { path: path.to_owned(), message: message.to_string() }
+fn matrix(file: &EvalFile, name: &str) -> Result<FloatArray, TableError> {
+    let (shape, values) = file.decoded(name).map_err(TableError)?;
+    to_matrix(name, shape, values).map_err(|e| err(&file.path, e))
 }
 
-/// One evaluation file, read once.
-struct EvalFile {
-    path: PathBuf,
-    bytes: Vec<u8>,
-}
-
-impl EvalFile {
-    fn open(path: &Path) -> Result<EvalFile, TableError> {
-        let bytes = std::fs::read(path).map_err(|e| err(path, e))?;
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
-        Ok(EvalFile { path: path.to_owned(), bytes })
-    }
-
-    fn tensors(&self) -> safetensors::SafeTensors<'_> {
-        safetensors::SafeTensors::deserialize(&self.bytes).expect("checked when opened")
-    }
-
-    fn decoded(&self, name: &str) -> Result<(Vec<usize>, crate::arrays::Values), TableError> {
-        let view = self.tensors().tensor(name).map_err(|_| err(&self.path, format!("no tensor `{name}`")))?;
-        sim_study::tensors::decode(&view).map_err(|m| err(&self.path, format!("{name}: {m}")))
-    }
-
-    fn matrix(&self, name: &str) -> Result<FloatArray, TableError> {
-        let (shape, values) = self.decoded(name)?;
-        to_matrix(name, shape, values).map_err(|e| err(&self.path, e))
-    }
-
-    fn labels(&self, name: &str) -> Result<Vec<i64>, TableError> {
-        let (shape, values) = self.decoded(name)?;
-        to_labels(name, shape, values).map_err(|e| err(&self.path, e))
-    }
-
-    /// The probe tensors the file holds, in (probe, layer, token) order.
-    fn probes(&self) -> Vec<(Probe, Layer, Token)> {
-        let mut found: Vec<_> = self.tensors().names().into_iter().filter_map(|n| eval_file::parse_probe_tensor(n)).collect();
-        found.sort();
-        found
-    }
+fn labels(file: &EvalFile, name: &str) -> Result<Vec<i64>, TableError> {
+    let (shape, values) = file.decoded(name).map_err(TableError)?;
+    to_labels(name, shape, values).map_err(|e| err(&file.path, e))
 }
 
 /// The per-epoch numbers of one evaluation file.
@@ -85,10 +53,37 @@ struct EpochMetrics {
     ece: f64,
     mce: f64,
     adaptive_ece: f64,
+    /// The equal-width bins of `ece`.
+    reliability: Vec<crate::calibration::Bin>,
+    /// Last-block CLS attention and patch-token norms of the attention
+    /// images (images × patches, row-major), where the file has them.
+    attention: Option<AttentionMaps>,
     /// Top-1 per k of the study's knn_k.
     knn: Vec<f64>,
     /// (probe, layer, token) → (biased, debiased) linear CKA to epoch 0.
     cka: BTreeMap<(Probe, Layer, Token), (f64, f64)>,
+}
+
+/// Figure 3's maps of one evaluation.
+struct AttentionMaps {
+    images: usize,
+    patches: usize,
+    attention: Vec<f64>,
+    patch_norm: Vec<f64>,
+}
+
+impl AttentionMaps {
+    fn read(file: &EvalFile) -> Result<Option<AttentionMaps>, TableError> {
+        if !file.has(eval_file::ATTENTION_PATCH_NORM) {
+            return Ok(None); // written before patch norms were kept
+        }
+        let attention = matrix(file, eval_file::ATTENTION)?;
+        let norms = matrix(file, eval_file::ATTENTION_PATCH_NORM)?;
+        if (norms.rows, norms.cols) != (attention.rows, attention.cols) {
+            return Err(err(&file.path, "attention and attention.patch_norm differ in shape"));
+        }
+        Ok(Some(AttentionMaps { images: attention.rows, patches: attention.cols, attention: attention.data, patch_norm: norms.data }))
+    }
 }
 
 /// The CKA references of one backbone: its epoch-0 probe features.
@@ -100,7 +95,7 @@ impl References {
     fn new(pretrained: &EvalFile) -> Result<References, TableError> {
         let mut by_probe = BTreeMap::new();
         for key @ (probe, layer, token) in pretrained.probes() {
-            let x = pretrained.matrix(&eval_file::probe_tensor(probe, layer, token))?;
+            let x = matrix(pretrained, &eval_file::probe_tensor(probe, layer, token))?;
             // The embedding layer's CLS token is the same for every image (the
             // class token plus its position): CKA is undefined there, so
             // that (layer, token) has no rows.
@@ -121,21 +116,22 @@ impl References {
 }
 
 fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Result<EpochMetrics, TableError> {
+    let (matrix, read_labels) = (|name: &str| matrix(file, name), |name: &str| labels(file, name));
     let e = &config.evaluation;
-    let logits = file.matrix(eval_file::TEST_LOGITS)?;
-    let labels = file.labels(eval_file::TEST_LABELS)?;
+    let logits = matrix(eval_file::TEST_LOGITS)?;
+    let labels = read_labels(eval_file::TEST_LABELS)?;
     let at = |m: MetricError| err(&file.path, m);
     let uniform = calibration(logits.view(), &labels, e.ece_bins, Binning::Uniform).map_err(at)?;
     let adaptive = calibration(logits.view(), &labels, e.ece_bins, Binning::Quantile).map_err(at)?;
     let (_, predicted) = crate::calibration::confidences(logits.view()).map_err(at)?;
     let truth: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
     let scores = classification_scores(&predicted, &truth).map_err(at)?;
-    let (bank, query) = (file.matrix(eval_file::KNN_BANK)?, file.matrix(eval_file::KNN_QUERY)?);
-    let (bank_y, query_y) = (file.labels(eval_file::KNN_BANK_LABELS)?, file.labels(eval_file::KNN_QUERY_LABELS)?);
+    let (bank, query) = (matrix(eval_file::KNN_BANK)?, matrix(eval_file::KNN_QUERY)?);
+    let (bank_y, query_y) = (read_labels(eval_file::KNN_BANK_LABELS)?, read_labels(eval_file::KNN_QUERY_LABELS)?);
     let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &e.knn_k, e.knn_temperature).map_err(at)?;
     let mut cka = BTreeMap::new();
     for (&(probe, layer, token), (biased, debiased)) in &refs.by_probe {
-        let y = file.matrix(&eval_file::probe_tensor(probe, layer, token))?;
+        let y = matrix(&eval_file::probe_tensor(probe, layer, token))?;
         cka.insert((probe, layer, token), (biased.compare(y.view()).map_err(at)?, debiased.compare(y.view()).map_err(at)?));
     }
     Ok(EpochMetrics {
@@ -144,7 +140,9 @@ fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Re
         macro_f1: scores.macro_f1,
         ece: uniform.ece,
         mce: uniform.mce,
+        reliability: uniform.bins,
         adaptive_ece: adaptive.ece,
+        attention: AttentionMaps::read(file)?,
         knn: knn.iter().map(|r| r.top1).collect(),
         cka,
     })
@@ -183,6 +181,25 @@ struct LeftOut<'a> {
     why: String,
 }
 
+/// Whether every table is newer than every evaluation file and `run.toml` of
+/// the study: then writing them again would give the same tables.
+pub fn up_to_date(study_dir: &Path) -> bool {
+    let study = StudyDir::new(study_dir);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let oldest_table = table_file::ALL.iter().map(|t| modified(&study.tables_dir().join(t))).min().flatten();
+    let Some(oldest_table) = oldest_table else { return false };
+    fn newest(dir: &Path, modified: &dyn Fn(&Path) -> Option<std::time::SystemTime>) -> Option<std::time::SystemTime> {
+        let mut latest = modified(dir);
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let t = if path.is_dir() { newest(&path, modified) } else if path.extension().is_some_and(|e| e == "safetensors" || e == "toml") { modified(&path) } else { None };
+            latest = latest.max(t);
+        }
+        latest
+    }
+    newest(&study_dir.join("runs"), &modified).is_some_and(|inputs| inputs <= oldest_table) && modified(&study.resolved_config()).is_some_and(|c| c <= oldest_table)
+}
+
 /// Reads every committed evaluation of the study and writes its tables;
 /// returns the files written.
 pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
@@ -194,6 +211,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
+    let mut images = Vec::new();
     for backbone in &config.backbones {
         let pretrained_path = study.pretrained_eval(&backbone.name);
         if !pretrained_path.exists() {
@@ -203,7 +221,8 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             }
             continue;
         }
-        let pretrained = EvalFile::open(&pretrained_path)?;
+        let pretrained = EvalFile::open(&pretrained_path).map_err(TableError)?;
+        images.extend(attention_images(&backbone.name, &pretrained)?);
         let refs = References::new(&pretrained)?;
         let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, &config)?);
         for &seed in &config.study.seeds {
@@ -219,7 +238,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
                 if !path.exists() {
                     continue;
                 }
-                let file = EvalFile::open(&path)?;
+                let file = EvalFile::open(&path).map_err(TableError)?;
                 epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));
             }
             if state.status != Status::Finished {
@@ -234,18 +253,21 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         return Err(err(study_dir, "no finished epoch in any run yet"));
     }
     let tables = [
-        ("epochs", epochs_table(&runs, &config)),
-        ("layers", layers_table(&runs)),
-        ("backbones", backbones_table(&runs, &left_out, &config)),
-        ("fits", fits_table(&runs, &config)),
-        ("space", space_table(&runs, &config)),
+        (table_file::EPOCHS, epochs_table(&runs, &config)),
+        (table_file::LAYERS, layers_table(&runs)),
+        (table_file::BACKBONES, backbones_table(&runs, &left_out, &config)),
+        (table_file::FITS, fits_table(&runs, &config)),
+        (table_file::SPACE, space_table(&runs, &config)),
+        (table_file::RELIABILITY, reliability_table(&runs)),
+        (table_file::ATTENTION, attention_table(&runs, &images)),
+        (table_file::ATTENTION_IMAGES, attention_images_table(&images)),
     ];
     let tables_dir = study.tables_dir();
     let _lock = DirLock::wait(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     remove_leftovers(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     let mut written = Vec::new();
     for (name, frame) in tables {
-        let path = tables_dir.join(format!("{name}.parquet"));
+        let path = tables_dir.join(name);
         let mut frame = frame.map_err(|e| err(&path, e))?;
         sim_study::write_atomic_with(&path, |w| {
             ParquetWriter::new(w).finish(&mut frame).map(|_| ()).map_err(std::io::Error::other)
@@ -269,21 +291,21 @@ fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFram
     let f = |get: fn(&EpochMetrics) -> f64| rows.iter().map(|(_, _, m)| get(m)).collect::<Vec<f64>>();
     let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
     let mut columns = vec![
-        col("backbone", rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
-        col("seed", rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
-        col("epoch", rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
-        col("status", rows.iter().map(|(r, _, _)| status_name(r.status)).collect::<Vec<_>>()),
-        col("accuracy", f(|m| m.accuracy)),
-        col("balanced_accuracy", f(|m| m.balanced_accuracy)),
-        col("macro_f1", f(|m| m.macro_f1)),
-        col("ece", f(|m| m.ece)),
-        col("mce", f(|m| m.mce)),
-        col("adaptive_ece", f(|m| m.adaptive_ece)),
-        col("similarity", f(Run::similarity)),
-        col("knn_top1", rows.iter().map(|(_, _, m)| m.knn[report]).collect::<Vec<f64>>()),
+        col(col::BACKBONE, rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
+        col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
+        col(col::EPOCH, rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
+        col(col::STATUS, rows.iter().map(|(r, _, _)| status_name(r.status)).collect::<Vec<_>>()),
+        col(col::ACCURACY, f(|m| m.accuracy)),
+        col(col::BALANCED_ACCURACY, f(|m| m.balanced_accuracy)),
+        col(col::MACRO_F1, f(|m| m.macro_f1)),
+        col(col::ECE, f(|m| m.ece)),
+        col(col::MCE, f(|m| m.mce)),
+        col(col::ADAPTIVE_ECE, f(|m| m.adaptive_ece)),
+        col(col::SIMILARITY, f(Run::similarity)),
+        col(col::KNN_TOP1, rows.iter().map(|(_, _, m)| m.knn[report]).collect::<Vec<f64>>()),
     ];
-    for (i, k) in config.evaluation.knn_k.iter().enumerate() {
-        columns.push(col(&format!("knn_top1_k{k}"), rows.iter().map(|(_, _, m)| m.knn[i]).collect::<Vec<f64>>()));
+    for (i, &k) in config.evaluation.knn_k.iter().enumerate() {
+        columns.push(col(&col::knn_top1_at(k), rows.iter().map(|(_, _, m)| m.knn[i]).collect::<Vec<f64>>()));
     }
     DataFrame::new_infer_height(columns)
 }
@@ -316,23 +338,23 @@ fn layers_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
         }
     }
     DataFrame::new_infer_height(vec![
-        col("backbone", backbone),
-        col("seed", seed),
-        col("epoch", epoch),
-        col("layer", layer),
-        col("is_final", is_final),
-        col("token", token),
-        col("probe", probe),
-        col("cka", cka),
-        col("cka_debiased", cka_debiased),
+        col(col::BACKBONE, backbone),
+        col(col::SEED, seed),
+        col(col::EPOCH, epoch),
+        col(col::LAYER, layer),
+        col(col::IS_FINAL, is_final),
+        col(col::TOKEN, token),
+        col(col::PROBE, probe),
+        col(col::CKA, cka),
+        col(col::CKA_DEBIASED, cka_debiased),
     ])
 }
 
 fn status_name(status: Status) -> &'static str {
     match status {
-        Status::Running => "unfinished",
-        Status::Finished => "finished",
-        Status::Failed => "failed",
+        Status::Running => col::STATUS_UNFINISHED,
+        Status::Finished => col::STATUS_FINISHED,
+        Status::Failed => col::STATUS_FAILED,
     }
 }
 
@@ -361,20 +383,20 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
         .collect();
     let left: Vec<Vec<&LeftOut<'_>>> = names.iter().map(|n| left_out.iter().filter(|l| l.backbone == *n).collect()).collect();
     let metrics: [(&str, fn(&Run<'_>, usize) -> f64); 7] = [
-        ("accuracy", |r, _| r.last().accuracy),
-        ("balanced_accuracy", |r, _| r.last().balanced_accuracy),
-        ("macro_f1", |r, _| r.last().macro_f1),
-        ("ece", |r, _| r.last().ece),
-        ("similarity", |r, _| Run::similarity(r.last())),
-        ("knn_before", |r, k| r.epochs[0].1.knn[k]),
-        ("knn_after", |r, k| r.last().knn[k]),
+        (col::ACCURACY, |r, _| r.last().accuracy),
+        (col::BALANCED_ACCURACY, |r, _| r.last().balanced_accuracy),
+        (col::MACRO_F1, |r, _| r.last().macro_f1),
+        (col::ECE, |r, _| r.last().ece),
+        (col::SIMILARITY, |r, _| Run::similarity(r.last())),
+        (col::KNN_BEFORE, |r, k| r.epochs[0].1.knn[k]),
+        (col::KNN_AFTER, |r, k| r.last().knn[k]),
     ];
     let mut columns = vec![
-        col("backbone", names.clone()),
-        col("runs", names.iter().map(|n| runs.iter().filter(|r| r.backbone == *n).count() as u32).collect::<Vec<_>>()),
-        col("runs_left_out", left.iter().map(|l| l.len() as u32).collect::<Vec<_>>()),
+        col(col::BACKBONE, names.clone()),
+        col(col::RUNS, names.iter().map(|n| runs.iter().filter(|r| r.backbone == *n).count() as u32).collect::<Vec<_>>()),
+        col(col::RUNS_LEFT_OUT, left.iter().map(|l| l.len() as u32).collect::<Vec<_>>()),
         col(
-            "left_out",
+            col::LEFT_OUT,
             left.iter()
                 .map(|l| l.iter().map(|l| format!("seed {}: {}", l.seed, l.why)).collect::<Vec<_>>().join("; "))
                 .collect::<Vec<_>>(),
@@ -385,8 +407,8 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
             .iter()
             .map(|n| mean_std(&runs.iter().filter(|r| r.backbone == *n).map(|r| get(r, report)).collect::<Vec<_>>()))
             .collect();
-        columns.push(col(&format!("{metric}_mean"), stats.iter().map(|s| s.0).collect::<Vec<_>>()));
-        columns.push(col(&format!("{metric}_std"), stats.iter().map(|s| s.1).collect::<Vec<_>>()));
+        columns.push(col(&col::mean(metric), stats.iter().map(|s| s.0).collect::<Vec<_>>()));
+        columns.push(col(&col::std(metric), stats.iter().map(|s| s.1).collect::<Vec<_>>()));
     }
     DataFrame::new_infer_height(columns)
 }
@@ -395,7 +417,7 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
 /// against that epoch's calibration, per backbone and metric.
 fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
     let metrics: [(&str, fn(&EpochMetrics) -> f64); 3] =
-        [("ece", |m| m.ece), ("mce", |m| m.mce), ("adaptive_ece", |m| m.adaptive_ece)];
+        [(col::ECE, |m| m.ece), (col::MCE, |m| m.mce), (col::ADAPTIVE_ECE, |m| m.adaptive_ece)];
     let (mut backbone, mut metric, mut status) = (vec![], vec![], vec![]);
     let mut values: [Vec<Option<f64>>; 8] = Default::default();
     let (mut n_points, mut n_levels) = (vec![], vec![]);
@@ -435,19 +457,19 @@ fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame>
     }
     let [slope, intercept, r, r2, lo, hi, pr, sr] = values;
     DataFrame::new_infer_height(vec![
-        col("backbone", backbone),
-        col("metric", metric),
-        col("slope", slope),
-        col("intercept", intercept),
-        col("r", r),
-        col("r2", r2),
-        col("slope_ci_low", lo),
-        col("slope_ci_high", hi),
-        col("pearson_raw", pr),
-        col("spearman_raw", sr),
-        col("n_points", n_points),
-        col("n_levels", n_levels),
-        col("status", status),
+        col(col::BACKBONE, backbone),
+        col(col::METRIC, metric),
+        col(col::SLOPE, slope),
+        col(col::INTERCEPT, intercept),
+        col(col::R, r),
+        col(col::R2, r2),
+        col(col::SLOPE_CI_LOW, lo),
+        col(col::SLOPE_CI_HIGH, hi),
+        col(col::PEARSON_RAW, pr),
+        col(col::SPEARMAN_RAW, sr),
+        col(col::N_POINTS, n_points),
+        col(col::N_LEVELS, n_levels),
+        col(col::FIT_STATUS, status),
     ])
 }
 
@@ -461,12 +483,145 @@ fn space_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame
     let space = similarity_space(&points, e.similarity_threshold, e.accuracy_tolerance)
         .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
     DataFrame::new_infer_height(vec![
-        col("backbone", space.iter().map(|p| p.backbone.as_str()).collect::<Vec<_>>()),
-        col("seed", space.iter().map(|p| p.seed).collect::<Vec<_>>()),
-        col("similarity", space.iter().map(|p| p.similarity).collect::<Vec<_>>()),
-        col("accuracy", space.iter().map(|p| p.accuracy).collect::<Vec<_>>()),
-        col("divergence", space.iter().map(|p| p.divergence).collect::<Vec<_>>()),
-        col("reference_seed", space.iter().map(|p| p.reference_seed).collect::<Vec<_>>()),
-        col("in_space", space.iter().map(|p| p.in_space).collect::<Vec<_>>()),
+        col(col::BACKBONE, space.iter().map(|p| p.backbone.as_str()).collect::<Vec<_>>()),
+        col(col::SEED, space.iter().map(|p| p.seed).collect::<Vec<_>>()),
+        col(col::SIMILARITY, space.iter().map(|p| p.similarity).collect::<Vec<_>>()),
+        col(col::ACCURACY, space.iter().map(|p| p.accuracy).collect::<Vec<_>>()),
+        col(col::DIVERGENCE, space.iter().map(|p| p.divergence).collect::<Vec<_>>()),
+        col(col::REFERENCE_SEED, space.iter().map(|p| p.reference_seed).collect::<Vec<_>>()),
+        col(col::IN_SPACE, space.iter().map(|p| p.in_space).collect::<Vec<_>>()),
+    ])
+}
+
+/// The models Figures 3 and the reliability diagram compare: each backbone's
+/// pre-trained model (epoch 0, seed null) and every finished run's final one.
+fn compared_models<'r, 'a>(runs: &'r [Run<'a>]) -> Vec<(&'a str, Option<u64>, u32, &'r EpochMetrics)> {
+    let mut models = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in runs.iter().filter(|r| r.finished()) {
+        if seen.insert(r.backbone) {
+            models.push((r.backbone, None, 0, &*r.epochs[0].1));
+        }
+        let (epoch, last) = r.epochs.last().expect("epoch 0 is always there");
+        models.push((r.backbone, Some(r.seed), *epoch, &**last));
+    }
+    models
+}
+
+/// The reliability diagram's bins (equal-width, `evaluation.ece_bins`).
+fn reliability_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
+    let (mut backbone, mut seed, mut epoch, mut bin) = (vec![], vec![], vec![], vec![]);
+    let (mut low, mut high, mut count, mut accuracy, mut confidence) = (vec![], vec![], vec![], vec![], vec![]);
+    for (b, s, e, m) in compared_models(runs) {
+        for (i, bin_stats) in m.reliability.iter().enumerate() {
+            backbone.push(b);
+            seed.push(s);
+            epoch.push(e);
+            bin.push(i as u32);
+            low.push(bin_stats.lower);
+            high.push(bin_stats.upper);
+            count.push(bin_stats.count as u32);
+            let filled = bin_stats.count > 0;
+            accuracy.push(filled.then_some(bin_stats.accuracy));
+            confidence.push(filled.then_some(bin_stats.confidence));
+        }
+    }
+    DataFrame::new_infer_height(vec![
+        col(col::BACKBONE, backbone),
+        col(col::SEED, seed),
+        col(col::EPOCH, epoch),
+        col(col::BIN, bin),
+        col(col::BIN_LOW, low),
+        col(col::BIN_HIGH, high),
+        col(col::COUNT, count),
+        col(col::ACCURACY, accuracy),
+        col(col::CONFIDENCE, confidence),
+    ])
+}
+
+/// One backbone's attention images, from its epoch-0 evaluation.
+struct AttentionImage {
+    backbone: String,
+    id: String,
+    size: u32,
+    pixels: Vec<u8>,
+}
+
+fn attention_images(backbone: &str, pretrained: &EvalFile) -> Result<Vec<AttentionImage>, TableError> {
+    if !pretrained.has(eval_file::ATTENTION_IMAGES) {
+        return Ok(Vec::new());
+    }
+    let ids = pretrained.metadata().map_err(TableError)?.attention_ids;
+    let (shape, values) = pretrained.decoded(eval_file::ATTENTION_IMAGES).map_err(TableError)?;
+    let crate::arrays::Values::Int(values) = values else {
+        return Err(err(&pretrained.path, format!("{}: not u8 pixels", eval_file::ATTENTION_IMAGES)));
+    };
+    let [n, h, w, 3] = shape[..] else {
+        return Err(err(&pretrained.path, format!("{}: shape {shape:?}, expected [n, size, size, 3]", eval_file::ATTENTION_IMAGES)));
+    };
+    if h != w || ids.len() != n {
+        return Err(err(&pretrained.path, format!("{}: {n} images of {h} × {w} for {} ids", eval_file::ATTENTION_IMAGES, ids.len())));
+    }
+    let per_image = h * w * 3;
+    Ok(ids
+        .into_iter()
+        .zip(values.chunks_exact(per_image))
+        .map(|(id, px)| AttentionImage { backbone: backbone.to_owned(), id, size: h as u32, pixels: px.iter().map(|&v| v as u8).collect() })
+        .collect())
+}
+
+/// Figure 3's maps: per model, image and patch (row, column of the grid).
+fn attention_table(runs: &[Run<'_>], images: &[AttentionImage]) -> PolarsResult<DataFrame> {
+    let (mut backbone, mut seed, mut epoch, mut image, mut image_id) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut row, mut column, mut attention, mut patch_norm) = (vec![], vec![], vec![], vec![]);
+    for (b, s, e, m) in compared_models(runs) {
+        let Some(maps) = &m.attention else { continue };
+        let grid = (maps.patches as f64).sqrt().round() as usize;
+        let ids: Vec<&str> = images.iter().filter(|i| i.backbone == b).map(|i| i.id.as_str()).collect();
+        if grid * grid != maps.patches {
+            continue; // not a square grid: no map to draw
+        }
+        for i in 0..maps.images {
+            for p in 0..maps.patches {
+                backbone.push(b);
+                seed.push(s);
+                epoch.push(e);
+                image.push(i as u32);
+                image_id.push(ids.get(i).copied().unwrap_or(""));
+                row.push((p / grid) as u32);
+                column.push((p % grid) as u32);
+                attention.push(maps.attention[i * maps.patches + p]);
+                patch_norm.push(maps.patch_norm[i * maps.patches + p]);
+            }
+        }
+    }
+    DataFrame::new_infer_height(vec![
+        col(col::BACKBONE, backbone),
+        col(col::SEED, seed),
+        col(col::EPOCH, epoch),
+        col(col::IMAGE, image),
+        col(col::IMAGE_ID, image_id),
+        col(col::ROW, row),
+        col(col::COLUMN, column),
+        col(col::ATTENTION, attention),
+        col(col::PATCH_NORM, patch_norm),
+    ])
+}
+
+/// Figure 3's images: u8 RGB, row-major, `size × size × 3` bytes each.
+fn attention_images_table(images: &[AttentionImage]) -> PolarsResult<DataFrame> {
+    let mut image = Vec::new();
+    let mut index = std::collections::BTreeMap::<&str, u32>::new();
+    for i in images {
+        let next = index.entry(&i.backbone).or_insert(0);
+        image.push(*next);
+        *next += 1;
+    }
+    DataFrame::new_infer_height(vec![
+        col(col::BACKBONE, images.iter().map(|i| i.backbone.as_str()).collect::<Vec<_>>()),
+        col(col::IMAGE, image),
+        col(col::IMAGE_ID, images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>()),
+        col(col::SIZE, images.iter().map(|i| i.size).collect::<Vec<_>>()),
+        col(col::PIXELS, images.iter().map(|i| i.pixels.as_slice()).collect::<Vec<&[u8]>>()),
     ])
 }

@@ -116,6 +116,10 @@ pub struct DatasetConfig {
     /// centre-crop (SPEC: 1.0 medical, 0.875 natural as in DINO's eval_knn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop_ratio: Option<f64>,
+    /// Keep only this many samples (smoke tests, quick looks): the ones whose
+    /// ids have the smallest SHA-256, a fixed pseudo-random subset; absent = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -497,6 +501,7 @@ impl DatasetConfig {
             test_split: None,
             test_fraction: default_test_fraction(),
             crop_ratio: None,
+            max_samples: None,
         }
     }
 
@@ -533,6 +538,9 @@ impl DatasetConfig {
         let crop = self.crop_ratio();
         if !(crop > 0.0 && crop <= 1.0) {
             return Err((field("crop_ratio"), format!("{crop} is not in (0, 1]")));
+        }
+        if self.max_samples == Some(0) {
+            return Err((field("max_samples"), "must be at least 1 (or absent for all samples)".into()));
         }
         if self.train_split == self.test_split() {
             return Err((field("test_split"), format!("same as train_split (`{}`)", self.train_split)));

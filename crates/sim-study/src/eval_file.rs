@@ -11,12 +11,14 @@
 //! | `knn.bank`, `knn.query` | f16 [n, d] | final-norm CLS of the natural train / val split |
 //! | `knn.bank_labels`, `knn.query_labels` | i64 [n] | their labels |
 //! | `attention` | f32 [n_images, patches] | last block's CLS→patch attention, mean over heads |
+//! | `attention.patch_norm` | f32 [n_images, patches] | L2 norm of each patch token after the final norm |
+//! | `attention.images` | u8 [n_images, size, size, 3] | those images as the model saw them (epoch 0 only) |
 //!
 //! `<probe>` is `medical` (the medical test set) or `natural` (the fixed
 //! natural-image subset); `<token>` is `cls` or `patch_mean` (registers
-//! excluded). The file's metadata has one entry, [`METADATA_KEY`]: a JSON
-//! object `{"backbone", "backbone_sha256", "epoch", "seed"}` (seed null for
-//! the shared epoch 0; the hash of the backbone file the model came from).
+//! excluded); patches are in row-major order of the patch grid. The file's
+//! metadata has one entry, [`METADATA_KEY`]: the JSON object of
+//! [`EvalMetadata`]. [`EvalFile`] reads a file back.
 
 pub const METADATA_KEY: &str = "run";
 pub const TEST_LOGITS: &str = "test.logits";
@@ -26,6 +28,72 @@ pub const KNN_BANK_LABELS: &str = "knn.bank_labels";
 pub const KNN_QUERY: &str = "knn.query";
 pub const KNN_QUERY_LABELS: &str = "knn.query_labels";
 pub const ATTENTION: &str = "attention";
+pub const ATTENTION_PATCH_NORM: &str = "attention.patch_norm";
+pub const ATTENTION_IMAGES: &str = "attention.images";
+
+/// What an evaluation file says about itself (its one metadata entry).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalMetadata {
+    pub backbone: String,
+    /// SHA-256 of the backbone file the model came from.
+    pub backbone_sha256: String,
+    pub epoch: u32,
+    /// The run's seed; none for the shared epoch 0.
+    pub seed: Option<u64>,
+    /// Ids (in the natural data set) of the images whose attention is kept.
+    pub attention_ids: Vec<String>,
+}
+
+impl EvalMetadata {
+    /// The file's metadata map: one entry, so the same run gives the same
+    /// bytes (several entries would be written in HashMap order).
+    pub fn to_map(&self) -> std::collections::HashMap<String, String> {
+        let json = serde_json::to_string(self).expect("metadata serialises");
+        std::collections::HashMap::from([(METADATA_KEY.to_string(), json)])
+    }
+}
+
+/// An evaluation file, read once; errors name the file.
+pub struct EvalFile {
+    pub path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl EvalFile {
+    pub fn open(path: &std::path::Path) -> Result<EvalFile, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
+        Ok(EvalFile { path: path.to_owned(), bytes })
+    }
+
+    fn tensors(&self) -> safetensors::SafeTensors<'_> {
+        safetensors::SafeTensors::deserialize(&self.bytes).expect("checked when opened")
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors().tensor(name).is_ok()
+    }
+
+    /// A tensor's shape and values.
+    pub fn decoded(&self, name: &str) -> Result<(Vec<usize>, crate::tensors::Values), String> {
+        let view = self.tensors().tensor(name).map_err(|_| format!("{}: no tensor `{name}`", self.path.display()))?;
+        crate::tensors::decode(&view).map_err(|m| format!("{}: {name}: {m}", self.path.display()))
+    }
+
+    /// The probe tensors the file holds, in (probe, layer, token) order.
+    pub fn probes(&self) -> Vec<(Probe, Layer, Token)> {
+        let mut found: Vec<_> = self.tensors().names().into_iter().filter_map(|n| parse_probe_tensor(n)).collect();
+        found.sort();
+        found
+    }
+
+    pub fn metadata(&self) -> Result<EvalMetadata, String> {
+        let bad = |m: String| format!("{}: metadata `{METADATA_KEY}`: {m}", self.path.display());
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&self.bytes).map_err(|e| bad(e.to_string()))?;
+        let json = meta.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)).ok_or_else(|| bad("missing".into()))?;
+        serde_json::from_str(json).map_err(|e| bad(e.to_string()))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Probe {

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod lock;
 pub mod real_data;
 pub mod run_state;
+pub mod tables;
 pub mod tensors;
 pub mod test_mount;
 

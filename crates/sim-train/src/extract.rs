@@ -13,7 +13,7 @@
 use crate::data::image_cache::{ImageView, decode, resize_shorter_side};
 use crate::data::transform::{Normalisation, centre_crop, render};
 use crate::data::{ImageSource, list_images};
-use crate::model::checkpoint::{RawTensor, write_safetensors};
+use sim_study::tensors::{RawTensor, write_safetensors};
 use crate::model::{LoadOptions, load};
 use burn::prelude::*;
 use std::collections::HashMap;

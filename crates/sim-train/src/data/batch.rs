@@ -36,6 +36,23 @@ impl Batcher<'_> {
         self.render(indices, &plans, device)
     }
 
+    /// The evaluation view of `indices` as the pixels a person sees: u8 RGB,
+    /// `[n, size, size, 3]` (the same crop, not normalised).
+    pub fn eval_pixels(&self, indices: &[usize]) -> Vec<u8> {
+        let s = self.size as usize;
+        let identity = Normalisation { mean: [0.0; 3], std: [1.0 / 255.0; 3] };
+        let mut planes = vec![0f32; 3 * s * s];
+        let mut out = Vec::with_capacity(indices.len() * 3 * s * s);
+        for &i in indices {
+            let v = self.cache.get(i);
+            render(v, &centre_crop(v.width, v.height, self.size), self.size, &identity, &mut planes);
+            for p in 0..s * s {
+                out.extend((0..3).map(|c| planes[c * s * s + p].round().clamp(0.0, 255.0) as u8));
+            }
+        }
+        out
+    }
+
     /// The training view of `indices`: crops and flips drawn from `rng` in
     /// index order (so a seed fixes them), rendered in parallel.
     pub fn train<B: Backend>(

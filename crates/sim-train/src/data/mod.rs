@@ -72,7 +72,7 @@ impl Dataset {
             return Err(DataError::MissingRoot { path: root });
         }
         let in_root = |p: Option<PathBuf>| root.join(p.unwrap_or_default());
-        match config.kind {
+        let mut dataset = match config.kind {
             DatasetKind::Ham10000 => ham10000::read(&in_root(config.metadata_file()), &in_root(config.images_dir())),
             DatasetKind::Isic2018 => {
                 let groups = config.groups.as_ref().map(|g| root.join(g));
@@ -80,7 +80,28 @@ impl Dataset {
             }
             DatasetKind::ImageFolder => image_folder::read(&root),
             DatasetKind::Medmnist => medmnist::read(&root),
+        }?;
+        if let Some(n) = config.max_samples {
+            dataset.keep_subset(n);
         }
+        Ok(dataset)
+    }
+
+    /// Keeps the `n` samples whose ids have the smallest SHA-256 (in their
+    /// order): the same subset on every machine, whatever the file order.
+    fn keep_subset(&mut self, n: usize) {
+        use sha2::{Digest, Sha256};
+        if n >= self.samples.len() {
+            return;
+        }
+        let mut ranked: Vec<([u8; 32], usize)> = self.samples.iter().enumerate().map(|(i, s)| (Sha256::digest(s.id.as_bytes()).into(), i)).collect();
+        ranked.sort_unstable();
+        let mut keep = vec![false; self.samples.len()];
+        for &(_, i) in &ranked[..n] {
+            keep[i] = true;
+        }
+        let samples = std::mem::take(&mut self.samples);
+        self.samples = samples.into_iter().zip(keep).filter_map(|(s, k)| k.then_some(s)).collect();
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::classifier::Classifier;
 use crate::data::batch::Batcher;
-use crate::model::checkpoint::RawTensor;
+use sim_study::tensors::RawTensor;
 use burn::prelude::*;
 use sim_study::eval_file::{self, Layer, Probe, Token};
 use std::collections::BTreeMap;
@@ -34,6 +34,7 @@ struct Collected {
     layers: BTreeMap<Layer, (Vec<f32>, Vec<f32>)>,
     logits: Vec<f32>,
     attention: Vec<f32>,
+    patch_norms: Vec<f32>,
     rows: usize,
 }
 
@@ -70,14 +71,17 @@ fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usi
         }
         if want.attention {
             c.attention.extend(values(out.attention.clone()));
+            c.patch_norms.extend(values(out.patch_norms()));
         }
         c.rows += chunk.len();
     }
     c
 }
 
-/// Runs every pass of an evaluation; returns the tensors of its file.
-pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
+/// Runs every pass of an evaluation; returns the tensors of its file. The
+/// attention images themselves are kept when `with_images` (epoch 0: they are
+/// the same for every epoch).
+pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, with_images: bool, device: &B::Device) -> Vec<RawTensor> {
     let width = model.backbone.width();
     let mut out = Vec::new();
     let features = |out: &mut Vec<RawTensor>, probe: Probe, c: &Collected| {
@@ -108,5 +112,10 @@ pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: 
     let attn = pass(model, &sets.natural, &sets.attention, sets, Want { attention: true, ..final_only }, device);
     let patches = attn.attention.len() / attn.rows.max(1);
     out.push(RawTensor::f32(eval_file::ATTENTION, vec![attn.rows, patches], &attn.attention));
+    out.push(RawTensor::f32(eval_file::ATTENTION_PATCH_NORM, vec![attn.rows, patches], &attn.patch_norms));
+    if with_images {
+        let s = sets.natural.size as usize;
+        out.push(RawTensor::u8(eval_file::ATTENTION_IMAGES, vec![attn.rows, s, s, 3], sets.natural.eval_pixels(&sets.attention)));
+    }
     out
 }

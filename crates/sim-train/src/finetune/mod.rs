@@ -18,7 +18,6 @@ use crate::data::batch::Batcher;
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
-use crate::model::checkpoint::write_safetensors;
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -32,11 +31,12 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sim_study::config::{BackboneConfig, ClassBalance, DatasetRole, StudyConfig};
+use sim_study::eval_file::EvalMetadata;
 use sim_study::fingerprint::Fingerprint;
 use sim_study::lock::DirLock;
-use sim_study::{StudyDir, crash, eval_file, remove_leftovers};
+use sim_study::tensors::write_safetensors;
+use sim_study::{StudyDir, crash, remove_leftovers};
 use state::{RunState, Status, load_checkpoint, prune_checkpoints, save_checkpoint};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -127,6 +127,14 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
 
     // The backbone file every run of this backbone starts from, and epoch 0
     // (its head drawn from the split seed), once per backbone.
+    let attention_ids: Vec<String> = sets.attention.iter().map(|&i| natural.dataset.samples[i].id.clone()).collect();
+    let metadata = |seed, epoch, backbone_sha256: &str| EvalMetadata {
+        backbone: backbone.to_string(),
+        backbone_sha256: backbone_sha256.to_string(),
+        epoch,
+        seed,
+        attention_ids: attention_ids.clone(),
+    };
     let pretrained = study.pretrained_eval(backbone);
     let backbone_sha256 = {
         let _backbone_lock = DirLock::wait(&study.backbone_dir(backbone))?;
@@ -135,8 +143,8 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         if !pretrained.exists() {
             let start = Instant::now();
             let model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
-            let tensors = evaluate(&model, &sets, device);
-            write_safetensors(&pretrained, tensors, Some(eval_metadata(backbone, None, 0, &fingerprint.sha256)))?;
+            let tensors = evaluate(&model, &sets, true, device);
+            write_safetensors(&pretrained, tensors, Some(metadata(None, 0, &fingerprint.sha256).to_map()))?;
             tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
         }
         fingerprint.sha256
@@ -226,8 +234,8 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         }
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
-            let tensors = evaluate(&model.valid(), &sets, device);
-            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(eval_metadata(backbone, Some(seed), epoch, &backbone_sha256)))?;
+            let tensors = evaluate(&model.valid(), &sets, false, device);
+            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(metadata(Some(seed), epoch, &backbone_sha256).to_map()))?;
             crash::point("evaluation-written");
         }
         let record = |bytes: Result<Vec<u8>, burn::record::RecorderError>, name: &str| {
@@ -290,13 +298,6 @@ fn decode_record<B: Backend, R: burn::record::Record<B>>(
 ) -> anyhow::Result<R> {
     let bytes = files.remove(name).with_context(|| format!("{}: no {name} in the manifest", dir.display()))?;
     recorder.load(bytes, device).map_err(|e| anyhow::anyhow!("{}: cannot be decoded by this version: {e}", dir.join(name).display()))
-}
-
-/// One metadata entry (a JSON object with sorted keys): several would be
-/// written in HashMap order, and the same run would not give the same bytes.
-fn eval_metadata(backbone: &str, seed: Option<u64>, epoch: u32, backbone_sha256: &str) -> HashMap<String, String> {
-    let run = serde_json::json!({"backbone": backbone, "seed": seed, "epoch": epoch, "backbone_sha256": backbone_sha256});
-    HashMap::from([(eval_file::METADATA_KEY.to_string(), run.to_string())])
 }
 
 /// Inverse class frequencies over the training split, normalised to mean 1.

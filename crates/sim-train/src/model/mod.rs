@@ -23,6 +23,7 @@ use checkpoint::{Checkpoint, KNOWN_PREFIXES};
 use naming::{KeyMap, Naming};
 use pos_embed::Resize;
 use sim_study::config::{BackboneConfig, Family};
+use sim_study::tensors::{RawTensor, write_safetensors};
 use std::path::{Path, PathBuf};
 
 /// A checkpoint that cannot become a model; names the file and key.
@@ -131,7 +132,7 @@ impl<B: Backend> Backbone<B> {
     /// (written to a temporary file, then renamed).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         let tensors = naming::from_canonical(&self.model.to_canonical(), &self.keys);
-        let raw = tensors.into_iter().map(|(k, t)| checkpoint::RawTensor::f32(k, t.shape, &t.data)).collect();
-        checkpoint::write_safetensors(path, raw, None)
+        let raw = tensors.into_iter().map(|(k, t)| RawTensor::f32(k, t.shape, &t.data)).collect();
+        write_safetensors(path, raw, None).map_err(|e| ModelError::file(path, e.to_string()))
     }
 }

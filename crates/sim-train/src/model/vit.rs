@@ -104,6 +104,14 @@ impl<B: Backend> VitOutput<B> {
         let patches = tokens.clone().narrow(1, self.prefix, t - self.prefix).mean_dim(1).reshape([b, d]);
         (cls, patches)
     }
+
+    /// The L2 norm of every patch token after the final norm, `[B, patches]`
+    /// (registers excluded), in the patch grid's row-major order.
+    pub fn patch_norms(&self) -> Tensor<B, 2> {
+        let [b, t, _] = self.final_tokens.dims();
+        let patches = self.final_tokens.clone().narrow(1, self.prefix, t - self.prefix);
+        patches.powi_scalar(2).sum_dim(2).sqrt().reshape([b, t - self.prefix])
+    }
 }
 
 impl<B: Backend> Block<B> {

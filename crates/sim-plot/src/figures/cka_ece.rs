@@ -1,0 +1,120 @@
+//! Figure 5: similarity against calibration. Every (finished run, epoch,
+//! layer) point — medical test set, CLS token, CKA to the pre-trained model —
+//! against that epoch's ECE; the points grouped to the nearest of K evenly
+//! spaced similarity levels (`evaluation.fit_levels`) and the mean ECE per
+//! level; the least-squares line through the level means, from `fits.parquet`,
+//! with r, R² and the slope's 95 % interval in the legend. One panel per backbone.
+
+use super::{Captioned, no_finished_run};
+use crate::study::{FitRow, Study};
+use crate::style::*;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use sim_study::tables::col;
+
+struct Panel {
+    backbone: String,
+    /// (CKA, ECE) per (run, epoch, layer).
+    points: Vec<(f64, f64)>,
+    /// (level, mean ECE, points at the level), or why there are none.
+    levels: Result<Vec<(f64, f64, usize)>, String>,
+    fit: Option<FitRow>,
+}
+
+pub struct CkaEce {
+    backbones: Vec<String>,
+    panels: Vec<Panel>,
+}
+
+impl CkaEce {
+    pub fn prepare(study: &Study) -> Result<CkaEce, String> {
+        let mut panels = Vec::new();
+        for b in study.backbones_with_runs() {
+            let finished: Vec<u64> = study.final_epochs(b).iter().map(|r| r.seed).collect();
+            let points: Vec<(f64, f64)> = study
+                .layers
+                .iter()
+                .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
+                .filter_map(|l| {
+                    let e = study.epochs.iter().find(|e| e.backbone == b && e.seed == l.seed && e.epoch == l.epoch)?;
+                    Some((l.cka, e.ece))
+                })
+                .collect();
+            let (sim, ece): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+            let levels = sim_metrics::fit::level_fit(&sim, &ece, study.config.evaluation.fit_levels)
+                .map(|f| f.levels.iter().map(|l| (l.similarity, l.mean, l.count)).collect())
+                .map_err(|e| e.to_string());
+            let fit = study.fits.iter().find(|f| f.backbone == b && f.metric == col::ECE).cloned();
+            panels.push(Panel { backbone: b.to_string(), points, levels, fit });
+        }
+        if panels.is_empty() {
+            return Err(no_finished_run());
+        }
+        Ok(CkaEce { backbones: study.backbones.clone(), panels })
+    }
+}
+
+/// "r = −0.82, R² = 0.67, slope 95 % CI [−0.91, −0.42]", or why there is no fit.
+pub fn describe_fit(fit: Option<&FitRow>) -> String {
+    match fit {
+        Some(FitRow { r: Some(r), r2: Some(r2), slope: Some(slope), slope_ci: Some((lo, hi)), .. }) => {
+            format!("slope {slope:.3}, 95 % CI [{lo:.3}, {hi:.3}], r = {r:.2}, R² = {r2:.2}")
+        }
+        Some(f) => format!("no fit: {}", f.status),
+        None => "no fit in fits.parquet".to_string(),
+    }
+}
+
+impl Captioned for CkaEce {
+    fn caption(&self) -> String {
+        let parts: Vec<String> = self
+            .panels
+            .iter()
+            .map(|p| format!("{} ({} points): ECE on CKA {}", p.backbone, p.points.len(), describe_fit(p.fit.as_ref())))
+            .collect();
+        format!("Similarity against ECE, per (run, epoch, layer): {}.", parts.join("; "))
+    }
+}
+
+impl Figure for CkaEce {
+    fn name(&self) -> String {
+        "fig5_cka_ece".into()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        inches(FULL_WIDTH, 2.7)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, self.panels.len().max(2)));
+        for (area, p) in areas.iter().zip(&self.panels) {
+            let color = backbone_color(&self.backbones, &p.backbone);
+            let x = padded_range(p.points.iter().map(|q| q.0), 0.0..1.0, 0.02);
+            let y = padded_range(p.points.iter().map(|q| q.1), 0.0..0.3, 0.01);
+            let (x, y) = (x.start.max(-0.05)..x.end.min(1.05), y.start.max(0.0)..y.end);
+            let entries = [
+                (Mark::Dot(rgba(color, 0.5)), "one (run, epoch, layer)".to_string()),
+                (Mark::Outline(BLACK), "mean ECE of a similarity level".to_string()),
+                (Mark::Line(BLACK, false), describe_fit(p.fit.as_ref())),
+            ];
+            let area = with_legend(area, &entries)?;
+            let mut chart = chart(&area, &p.backbone, x.clone(), y.clone())?;
+            axes(&mut chart, "similarity (CKA to pre-trained, CLS)", "ECE (equal-width bins)", Ticks::Numbers(5))?;
+            chart.draw_series(p.points.iter().map(|&q| Circle::new(q, pt(1.8), color.mix(0.5).filled())))?;
+            if let Ok(levels) = &p.levels {
+                let half_x = (x.end - x.start) * 0.012;
+                let half_y = (y.end - y.start) * 0.018;
+                chart.draw_series(levels.iter().map(|l| Rectangle::new([(l.0 - half_x, l.1 - half_y), (l.0 + half_x, l.1 + half_y)], BLACK.stroke_width(pt(1.0)))))?;
+            }
+            if let Some(FitRow { slope: Some(slope), intercept: Some(b), .. }) = &p.fit {
+                let line = [(x.start, b + slope * x.start), (x.end, b + slope * x.end)];
+                chart.draw_series(LineSeries::new(line, BLACK.stroke_width(pt(1.0))))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Figure 4a: the mean training trajectory. Per epoch, over a backbone's
+//! finished runs, the mean balanced accuracy and the mean similarity, each
+//! with a band of ± one standard deviation; one colour per backbone.
+
+use super::{Captioned, mean_std, no_finished_run};
+use crate::study::{EpochRow, Study};
+use crate::style::*;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Per epoch: (epoch, mean, std).
+type Curve = Vec<(f64, f64, f64)>;
+
+pub struct Trajectory {
+    backbones: Vec<String>,
+    /// Per backbone with runs: name, runs, balanced accuracy (%) and similarity curves.
+    curves: Vec<(String, usize, Curve, Curve)>,
+}
+
+fn curve(rows: &[&EpochRow], get: fn(&EpochRow) -> f64) -> Curve {
+    let mut epochs: Vec<u32> = rows.iter().map(|r| r.epoch).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    epochs
+        .into_iter()
+        .map(|e| {
+            let values: Vec<f64> = rows.iter().filter(|r| r.epoch == e).map(|r| get(r)).collect();
+            let (m, s) = mean_std(&values);
+            (e as f64, m, s)
+        })
+        .collect()
+}
+
+impl Trajectory {
+    pub fn prepare(study: &Study) -> Result<Trajectory, String> {
+        let curves: Vec<_> = study
+            .backbones_with_runs()
+            .into_iter()
+            .map(|b| {
+                let rows: Vec<&EpochRow> = study.epochs.iter().filter(|r| r.backbone == b && r.finished).collect();
+                let runs = study.final_epochs(b).len();
+                (b.to_string(), runs, curve(&rows, |r| r.balanced_accuracy * 100.0), curve(&rows, |r| r.similarity))
+            })
+            .collect();
+        if curves.is_empty() {
+            return Err(no_finished_run());
+        }
+        Ok(Trajectory { backbones: study.backbones.clone(), curves })
+    }
+}
+
+impl Captioned for Trajectory {
+    fn caption(&self) -> String {
+        let parts: Vec<String> = self
+            .curves
+            .iter()
+            .map(|(b, runs, acc, sim)| {
+                let (a0, a1) = (acc.first().expect("epoch 0"), acc.last().expect("an epoch"));
+                let s1 = sim.last().expect("an epoch");
+                format!(
+                    "{b}: balanced accuracy {:.1} → {:.1} ± {:.1} %, similarity 1 → {:.3} ± {:.3} after {} epochs ({runs} runs)",
+                    a0.1, a1.1, a1.2, s1.1, s1.2, a1.0
+                )
+            })
+            .collect();
+        format!("Mean trajectory: {}.", parts.join("; "))
+    }
+}
+
+impl Figure for Trajectory {
+    fn name(&self) -> String {
+        "fig4a_trajectory".into()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        inches(FULL_WIDTH, 2.5)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let entries: Vec<(Mark, String)> = self
+            .curves
+            .iter()
+            .map(|c| (Mark::Line(backbone_color(&self.backbones, &c.0), false), format!("{}: mean ± sd over {} runs", c.0, c.1)))
+            .collect();
+        let area = with_legend(root, &entries)?;
+        let panels = area.split_evenly((1, 2));
+        let last_epoch = self.curves.iter().flat_map(|c| c.2.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+        type Pick = fn(&(String, usize, Curve, Curve)) -> &Curve;
+        let sides: [(Pick, &str, std::ops::Range<f64>); 2] = [
+            (|c| &c.2, "balanced accuracy, medical test set (%)", 0.0..100.0),
+            (|c| &c.3, "similarity (linear CKA to pre-trained)", 0.0..1.0),
+        ];
+        for (panel, (pick, y_desc, fallback)) in panels.iter().zip(sides) {
+            let y = padded_range(self.curves.iter().flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])), fallback.clone(), fallback.end * 0.02);
+            let y = y.start.max(fallback.start)..y.end.min(fallback.end * 1.001);
+            let mut chart = chart(panel, "", -0.2..last_epoch + 0.2, y)?;
+            axes(&mut chart, "epoch (0 = pre-trained)", y_desc, Ticks::Integers(last_epoch as usize + 1))?;
+            for c in &self.curves {
+                let color = backbone_color(&self.backbones, &c.0);
+                let points = pick(c);
+                let band: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1 + p.2)).chain(points.iter().rev().map(|p| (p.0, p.1 - p.2))).collect();
+                chart.draw_series([Polygon::new(band, color.mix(0.18).filled())])?;
+                chart.draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), color.stroke_width(pt(1.2))).point_size(pt(1.5)))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! `sim-plot`: a study's figures, tables and report.
+
+use clap::Parser;
+use sim_plot::style::Format;
+use std::path::PathBuf;
+
+/// The paper's figures, its two tables and a report, from a study's tables.
+///
+/// Reads <study>/tables/*.parquet (written by `sim-metrics study`) and
+/// <study>/study.toml; writes <study>/figures/<name>.png and .svg,
+/// <study>/tables/table1.{md,csv}, table2.{md,csv} and <study>/report.md.
+/// A figure whose data is missing is left out, and the report says why.
+///
+/// Example: sim-plot --study studies/ci --only fig2_similarity_space,fig5_cka_ece --format png
+#[derive(Parser)]
+#[command(name = "sim-plot", version)]
+struct Cli {
+    /// The study folder (holding study.toml and tables/).
+    #[arg(long)]
+    study: PathBuf,
+    /// Only these figures (comma-separated): fig1a_knn, fig1b_similarity_density,
+    /// fig2_similarity_space, fig3_attention, fig4a_trajectory, fig4b_final,
+    /// fig5_cka_ece, layers_cka, layers_epochs_cka, reliability.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// File formats (comma-separated): png, svg.
+    #[arg(long, value_delimiter = ',', default_value = "png,svg")]
+    format: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let formats = cli
+        .format
+        .iter()
+        .map(|f| Format::parse(f).ok_or_else(|| anyhow::anyhow!("--format {f}: use png or svg")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rendered = sim_plot::render_study(&cli.study, &sim_plot::Options { only: cli.only, formats })?;
+    for f in &rendered.files {
+        println!("wrote {}", f.display());
+    }
+    for (name, why) in &rendered.left_out {
+        println!("left out {name}: {why}");
+    }
+    Ok(())
+}

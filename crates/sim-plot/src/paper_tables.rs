@@ -1,0 +1,79 @@
+//! The paper's two tables, as Markdown (to read, and paste) and CSV (to load).
+//! Table 1, per backbone over its finished runs: accuracy, balanced accuracy,
+//! macro F1, ECE, k-NN top-1 before and after fine-tuning, final similarity,
+//! as mean ± sd, and n. Table 2, per backbone and calibration metric: the
+//! discretised linear fit of Figure 5.
+
+use crate::study::{SUMMARY_METRICS, Study};
+use sim_study::tables::col;
+use std::path::{Path, PathBuf};
+
+/// Column headers of Table 1's metrics, in `SUMMARY_METRICS` order.
+const TABLE1_HEADERS: [&str; 7] = ["accuracy", "balanced accuracy", "macro F1", "ECE", "k-NN before", "k-NN after", "final similarity"];
+
+/// `0.812 ± 0.010`, or `–` without runs.
+pub fn mean_sd(mean: Option<f64>, std: Option<f64>) -> String {
+    match (mean, std) {
+        (Some(m), Some(s)) => format!("{m:.3} ± {s:.3}"),
+        _ => "–".into(),
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+/// Writes `tables/table1.{md,csv}` and `tables/table2.{md,csv}`; returns them.
+pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut md1 = format!("| backbone | n | {} |\n|---|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
+    let mut csv1 = format!("{},{}", col::BACKBONE, col::RUNS);
+    for m in SUMMARY_METRICS {
+        csv1.push_str(&format!(",{},{}", col::mean(m), col::std(m)));
+    }
+    csv1.push('\n');
+    for row in &study.summaries {
+        let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| { let (a, b) = row.stat(m); mean_sd(a, b) }).collect();
+        md1.push_str(&format!("| {} | {} | {} |\n", row.backbone, row.runs, cells.join(" | ")));
+        csv1.push_str(&format!("{},{}", row.backbone, row.runs));
+        for m in SUMMARY_METRICS {
+            let (a, b) = row.stat(m);
+            csv1.push_str(&format!(",{},{}", opt(a), opt(b)));
+        }
+        csv1.push('\n');
+    }
+    let left: Vec<String> = study.summaries.iter().filter(|r| r.runs_left_out > 0).map(|r| format!("{}: {}", r.backbone, r.left_out)).collect();
+    md1.push_str(&format!(
+        "\nMean ± sample standard deviation over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
+        study.config.evaluation.knn_report_k
+    ));
+    if !left.is_empty() {
+        md1.push_str(&format!("Runs left out: {}.\n", left.join("; ")));
+    }
+
+    let mut md2 = String::from("| backbone | metric | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut csv2 = [col::BACKBONE, col::METRIC, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
+    let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    for f in &study.fits {
+        let ci = f.slope_ci.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
+        md2.push_str(&format!(
+            "| {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
+            f.backbone, f.metric, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
+        ));
+        let (lo, hi) = (f.slope_ci.map(|c| c.0), f.slope_ci.map(|c| c.1));
+        csv2.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            f.backbone, f.metric, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
+        ));
+    }
+    md2.push_str(&format!(
+        "\nThe metric on similarity (medical test set, CLS CKA to the pre-trained model) over every (finished run, epoch, layer), discretised into {} evenly spaced similarity levels; least squares through the level means.\n",
+        study.config.evaluation.fit_levels
+    ));
+    let mut written = Vec::new();
+    for (name, text) in [("table1.md", md1), ("table1.csv", csv1), ("table2.md", md2), ("table2.csv", csv2)] {
+        let path = dir.join(name);
+        sim_study::write_atomic(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}

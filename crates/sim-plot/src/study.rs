@@ -1,0 +1,374 @@
+//! A study as the figures see it: its tables (`<study>/tables/*.parquet`, in
+//! the names of `sim_study::tables`) read into typed rows, and its resolved
+//! config (`study.toml`: the backbones' order and families, η, ε, the fit's
+//! levels). Nothing of the training state is read.
+
+use anyhow::{Context, bail};
+use polars::prelude::{Column, DataFrame, DataType, ParquetReader, SerReader};
+use sim_study::config::StudyConfig;
+use sim_study::tables::{col, file};
+use sim_study::StudyDir;
+use std::path::{Path, PathBuf};
+
+/// `epochs.parquet`: one row per run × epoch.
+#[derive(Debug, Clone)]
+pub struct EpochRow {
+    pub backbone: String,
+    pub seed: u64,
+    pub epoch: u32,
+    pub finished: bool,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub ece: f64,
+    pub similarity: f64,
+    pub knn_top1: f64,
+}
+
+/// `layers.parquet` (medical probe only): one row per run × epoch × layer × token.
+#[derive(Debug, Clone)]
+pub struct LayerRow {
+    pub backbone: String,
+    pub seed: u64,
+    pub epoch: u32,
+    pub layer: u32,
+    pub is_final: bool,
+    pub cls: bool,
+    pub cka: f64,
+}
+
+/// `backbones.parquet`.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub backbone: String,
+    pub runs: u32,
+    pub runs_left_out: u32,
+    pub left_out: String,
+    /// (metric, mean, std) for the metrics of Table 1.
+    pub stats: Vec<(&'static str, Option<f64>, Option<f64>)>,
+}
+
+/// The metrics of Table 1, as `backbones.parquet` names them.
+pub const SUMMARY_METRICS: [&str; 7] =
+    [col::ACCURACY, col::BALANCED_ACCURACY, col::MACRO_F1, col::ECE, col::KNN_BEFORE, col::KNN_AFTER, col::SIMILARITY];
+
+impl SummaryRow {
+    pub fn stat(&self, metric: &str) -> (Option<f64>, Option<f64>) {
+        self.stats.iter().find(|s| s.0 == metric).map_or((None, None), |s| (s.1, s.2))
+    }
+}
+
+/// `fits.parquet`.
+#[derive(Debug, Clone)]
+pub struct FitRow {
+    pub backbone: String,
+    pub metric: String,
+    pub slope: Option<f64>,
+    pub intercept: Option<f64>,
+    pub r: Option<f64>,
+    pub r2: Option<f64>,
+    pub slope_ci: Option<(f64, f64)>,
+    pub n_points: u32,
+    pub n_levels: u32,
+    pub status: String,
+}
+
+/// `space.parquet`: one row per finished run.
+#[derive(Debug, Clone)]
+pub struct SpaceRow {
+    pub backbone: String,
+    pub seed: u64,
+    pub similarity: f64,
+    pub accuracy: f64,
+    pub reference_seed: u64,
+    pub in_space: bool,
+}
+
+/// `reliability.parquet`: one row per model × bin (seed none: pre-trained).
+#[derive(Debug, Clone)]
+pub struct BinRow {
+    pub backbone: String,
+    pub seed: Option<u64>,
+    pub low: f64,
+    pub high: f64,
+    pub count: u32,
+    pub accuracy: Option<f64>,
+    pub confidence: Option<f64>,
+}
+
+/// `attention.parquet`: one row per model × image × patch.
+#[derive(Debug, Clone)]
+pub struct PatchRow {
+    pub backbone: String,
+    pub seed: Option<u64>,
+    pub image: u32,
+    pub row: u32,
+    pub column: u32,
+    pub attention: f64,
+    pub patch_norm: f64,
+}
+
+/// `attention_images.parquet`.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub backbone: String,
+    pub image: u32,
+    pub image_id: String,
+    pub size: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// Everything the figures, tables and report read.
+pub struct Study {
+    pub dir: PathBuf,
+    pub config: StudyConfig,
+    /// Backbone names in the config's order: the order of legends and colours.
+    pub backbones: Vec<String>,
+    pub epochs: Vec<EpochRow>,
+    pub layers: Vec<LayerRow>,
+    pub summaries: Vec<SummaryRow>,
+    pub fits: Vec<FitRow>,
+    pub space: Vec<SpaceRow>,
+    /// `None` where the table is absent (a study made before it existed).
+    pub reliability: Option<Vec<BinRow>>,
+    pub attention: Option<Vec<PatchRow>>,
+    pub images: Option<Vec<ImageRow>>,
+}
+
+impl Study {
+    pub fn read(dir: &Path) -> anyhow::Result<Study> {
+        let study = StudyDir::new(dir);
+        let config_path = study.resolved_config();
+        if !config_path.exists() {
+            bail!("{}: not a study directory (no study.toml); run `cargo xtask reproduce` first", dir.display());
+        }
+        let config = StudyConfig::from_file(&config_path)?;
+        let tables = study.tables_dir();
+        if !tables.join(file::EPOCHS).exists() {
+            bail!("{}: no tables yet; run `sim-metrics study --study {}` first", tables.display(), dir.display());
+        }
+        let table = |name: &str| Table::read(&tables.join(name));
+        let optional = |name: &str| -> anyhow::Result<Option<Table>> {
+            let path = tables.join(name);
+            if path.exists() { Table::read(&path).map(Some) } else { Ok(None) }
+        };
+        Ok(Study {
+            dir: dir.to_owned(),
+            backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
+            config,
+            epochs: epoch_rows(&table(file::EPOCHS)?)?,
+            layers: layer_rows(&table(file::LAYERS)?)?,
+            summaries: summary_rows(&table(file::BACKBONES)?)?,
+            fits: fit_rows(&table(file::FITS)?)?,
+            space: space_rows(&table(file::SPACE)?)?,
+            reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
+            attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
+            images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
+        })
+    }
+
+    /// The backbones that have at least one finished run, in order.
+    pub fn backbones_with_runs(&self) -> Vec<&str> {
+        self.backbones.iter().map(String::as_str).filter(|b| !self.final_epochs(b).is_empty()).collect()
+    }
+
+    /// Each finished run's last epoch.
+    pub fn final_epochs(&self, backbone: &str) -> Vec<&EpochRow> {
+        let mut last: Vec<&EpochRow> = Vec::new();
+        for row in self.epochs.iter().filter(|r| r.backbone == backbone && r.finished) {
+            match last.iter_mut().find(|l| l.seed == row.seed) {
+                Some(l) if l.epoch < row.epoch => *l = row,
+                Some(_) => {}
+                None => last.push(row),
+            }
+        }
+        last
+    }
+
+    /// The pre-trained model's row (epoch 0) of a backbone.
+    pub fn pretrained(&self, backbone: &str) -> Option<&EpochRow> {
+        self.epochs.iter().find(|r| r.backbone == backbone && r.epoch == 0)
+    }
+}
+
+/// A Parquet table, read once, named in errors.
+struct Table {
+    path: PathBuf,
+    frame: DataFrame,
+}
+
+impl Table {
+    fn read(path: &Path) -> anyhow::Result<Table> {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let frame = ParquetReader::new(f).finish().with_context(|| format!("reading {}", path.display()))?;
+        Ok(Table { path: path.to_owned(), frame })
+    }
+
+    fn column(&self, name: &str) -> anyhow::Result<&Column> {
+        self.frame.column(name).with_context(|| format!("{}: no column `{name}`", self.path.display()))
+    }
+
+    fn f64s(&self, name: &str) -> anyhow::Result<Vec<Option<f64>>> {
+        let c = self.column(name)?.f64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len()).map(|i| c.get(i)).collect())
+    }
+
+    /// A column that has no nulls.
+    fn values(&self, name: &str) -> anyhow::Result<Vec<f64>> {
+        self.f64s(name)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| v.with_context(|| format!("{}: column `{name}` is null at row {i}", self.path.display())))
+            .collect()
+    }
+
+    fn strs(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let c = self.column(name)?.str().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default().to_string()).collect())
+    }
+
+    fn u32s(&self, name: &str) -> anyhow::Result<Vec<u32>> {
+        let c = self.column(name)?.u32().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default()).collect())
+    }
+
+    fn u64s(&self, name: &str) -> anyhow::Result<Vec<Option<u64>>> {
+        // A column of nulls only (the pre-trained rows) may be stored untyped.
+        let column = self.column(name)?;
+        if column.dtype() == &DataType::Null {
+            return Ok(vec![None; column.len()]);
+        }
+        let c = column.u64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len()).map(|i| c.get(i)).collect())
+    }
+
+    fn bools(&self, name: &str) -> anyhow::Result<Vec<bool>> {
+        let c = self.column(name)?.bool().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default()).collect())
+    }
+}
+
+fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
+    let (backbone, seed, epoch, status) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.strs(col::STATUS)?);
+    let (acc, bal, ece) = (t.values(col::ACCURACY)?, t.values(col::BALANCED_ACCURACY)?, t.values(col::ECE)?);
+    let (sim, knn) = (t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
+    Ok((0..backbone.len())
+        .map(|i| EpochRow {
+            backbone: backbone[i].clone(),
+            seed: seed[i].unwrap_or_default(),
+            epoch: epoch[i],
+            finished: status[i] == col::STATUS_FINISHED,
+            accuracy: acc[i],
+            balanced_accuracy: bal[i],
+            ece: ece[i],
+            similarity: sim[i],
+            knn_top1: knn[i],
+        })
+        .collect())
+}
+
+fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
+    let (backbone, seed, epoch, layer) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.u32s(col::LAYER)?);
+    let (is_final, token, probe, cka) = (t.bools(col::IS_FINAL)?, t.strs(col::TOKEN)?, t.strs(col::PROBE)?, t.values(col::CKA)?);
+    Ok((0..backbone.len())
+        .filter(|&i| probe[i] == sim_study::eval_file::Probe::Medical.name())
+        .map(|i| LayerRow {
+            backbone: backbone[i].clone(),
+            seed: seed[i].unwrap_or_default(),
+            epoch: epoch[i],
+            layer: layer[i],
+            is_final: is_final[i],
+            cls: token[i] == sim_study::eval_file::Token::Cls.name(),
+            cka: cka[i],
+        })
+        .collect())
+}
+
+fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
+    let (backbone, runs, left, why) = (t.strs(col::BACKBONE)?, t.u32s(col::RUNS)?, t.u32s(col::RUNS_LEFT_OUT)?, t.strs(col::LEFT_OUT)?);
+    let mut stats = Vec::new();
+    for metric in SUMMARY_METRICS {
+        stats.push((metric, t.f64s(&col::mean(metric))?, t.f64s(&col::std(metric))?));
+    }
+    Ok((0..backbone.len())
+        .map(|i| SummaryRow {
+            backbone: backbone[i].clone(),
+            runs: runs[i],
+            runs_left_out: left[i],
+            left_out: why[i].clone(),
+            stats: stats.iter().map(|(m, mean, std)| (*m, mean[i], std[i])).collect(),
+        })
+        .collect())
+}
+
+fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
+    let (backbone, metric, status) = (t.strs(col::BACKBONE)?, t.strs(col::METRIC)?, t.strs(col::FIT_STATUS)?);
+    let (slope, intercept, r, r2) = (t.f64s(col::SLOPE)?, t.f64s(col::INTERCEPT)?, t.f64s(col::R)?, t.f64s(col::R2)?);
+    let (lo, hi) = (t.f64s(col::SLOPE_CI_LOW)?, t.f64s(col::SLOPE_CI_HIGH)?);
+    let (points, levels) = (t.u32s(col::N_POINTS)?, t.u32s(col::N_LEVELS)?);
+    Ok((0..backbone.len())
+        .map(|i| FitRow {
+            backbone: backbone[i].clone(),
+            metric: metric[i].clone(),
+            slope: slope[i],
+            intercept: intercept[i],
+            r: r[i],
+            r2: r2[i],
+            slope_ci: lo[i].zip(hi[i]),
+            n_points: points[i],
+            n_levels: levels[i],
+            status: status[i].clone(),
+        })
+        .collect())
+}
+
+fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
+    let (backbone, seed, sim, acc) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::SIMILARITY)?, t.values(col::ACCURACY)?);
+    let (reference, inside) = (t.u64s(col::REFERENCE_SEED)?, t.bools(col::IN_SPACE)?);
+    Ok((0..backbone.len())
+        .map(|i| SpaceRow {
+            backbone: backbone[i].clone(),
+            seed: seed[i].unwrap_or_default(),
+            similarity: sim[i],
+            accuracy: acc[i],
+            reference_seed: reference[i].unwrap_or_default(),
+            in_space: inside[i],
+        })
+        .collect())
+}
+
+fn bin_rows(t: &Table) -> anyhow::Result<Vec<BinRow>> {
+    let (backbone, seed, low, high) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::BIN_LOW)?, t.values(col::BIN_HIGH)?);
+    let (count, acc, conf) = (t.u32s(col::COUNT)?, t.f64s(col::ACCURACY)?, t.f64s(col::CONFIDENCE)?);
+    Ok((0..backbone.len())
+        .map(|i| BinRow { backbone: backbone[i].clone(), seed: seed[i], low: low[i], high: high[i], count: count[i], accuracy: acc[i], confidence: conf[i] })
+        .collect())
+}
+
+fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
+    let (backbone, seed, image) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::IMAGE)?);
+    let (row, column, attention, norm) = (t.u32s(col::ROW)?, t.u32s(col::COLUMN)?, t.values(col::ATTENTION)?, t.values(col::PATCH_NORM)?);
+    Ok((0..backbone.len())
+        .map(|i| PatchRow {
+            backbone: backbone[i].clone(),
+            seed: seed[i],
+            image: image[i],
+            row: row[i],
+            column: column[i],
+            attention: attention[i],
+            patch_norm: norm[i],
+        })
+        .collect())
+}
+
+fn image_rows(t: &Table) -> anyhow::Result<Vec<ImageRow>> {
+    let (backbone, image, id, size) = (t.strs(col::BACKBONE)?, t.u32s(col::IMAGE)?, t.strs(col::IMAGE_ID)?, t.u32s(col::SIZE)?);
+    let pixels = t.column(col::PIXELS)?.binary().with_context(|| format!("{}: column `{}`", t.path.display(), col::PIXELS))?;
+    let pixels: Vec<Vec<u8>> = (0..pixels.len()).map(|i| pixels.get(i).unwrap_or_default().to_vec()).collect();
+    let rows: Vec<ImageRow> = (0..backbone.len())
+        .map(|i| ImageRow { backbone: backbone[i].clone(), image: image[i], image_id: id[i].clone(), size: size[i], pixels: pixels[i].clone() })
+        .collect();
+    if let Some(bad) = rows.iter().find(|r| r.pixels.len() != (r.size * r.size * 3) as usize) {
+        bail!("{}: image {} of {} has {} bytes for {} × {} RGB", t.path.display(), bad.image, bad.backbone, bad.pixels.len(), bad.size, bad.size);
+    }
+    Ok(rows)
+}

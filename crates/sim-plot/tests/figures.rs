@@ -1,0 +1,312 @@
+//! Every figure, table and the report from small tables the test writes (in
+//! the schema `sim-metrics study` writes), on a full study and on edge cases:
+//! one run of one epoch, a failed run, a constant metric, no finished run.
+//! Checked: the files, the PNG sizes, and in the SVG the axis labels and one
+//! series per backbone.
+
+use polars::prelude::*;
+use sim_plot::figures::NAMES;
+use sim_plot::style::{FULL_WIDTH, SINGLE_COLUMN, inches};
+use sim_plot::{Options, render_study};
+use sim_study::tables::{col, file};
+use sim_study::{StudyConfig, StudyDir};
+use std::path::Path;
+
+fn config(backbones: &[(&str, &str)], seeds: &[u64]) -> StudyConfig {
+    let mut text = format!(
+        "[study]\nname = \"synthetic\"\nseeds = {seeds:?}\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
+         [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n"
+    );
+    for (name, family) in backbones {
+        text.push_str(&format!("[[backbones]]\nname = \"{name}\"\ncheckpoint = \"x.safetensors\"\nfamily = \"{family}\"\ninput_size = 32\n"));
+    }
+    StudyConfig::from_toml_str(&text, Path::new("synthetic.toml")).unwrap()
+}
+
+fn c<T, P: ?Sized>(name: &str, values: T) -> Column
+where
+    Series: NamedFrom<T, P>,
+{
+    Column::from(Series::new(name.into(), values))
+}
+
+fn write(dir: &Path, name: &str, columns: Vec<Column>) {
+    let mut frame = DataFrame::new_infer_height(columns).unwrap();
+    let path = StudyDir::new(dir).tables_dir().join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(&mut frame).unwrap();
+}
+
+/// A run: backbone, seed, status, last epoch, and how it learns.
+struct Run {
+    backbone: &'static str,
+    seed: u64,
+    status: &'static str,
+    epochs: u32,
+    /// Accuracy gained per epoch (0: a constant metric).
+    gain: f64,
+}
+
+/// Writes every table of a study with `runs` (each backbone's epoch 0 first).
+fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
+    let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let config = config(backbones, if seeds.is_empty() { &[0] } else { &seeds });
+    StudyDir::new(dir).write_resolved_config(&config).unwrap();
+
+    let (mut b, mut s, mut e, mut st) = (vec![], vec![], vec![], vec![]);
+    let (mut acc, mut ece, mut sim, mut knn) = (vec![], vec![], vec![], vec![]);
+    let (mut lb, mut ls, mut le, mut ll, mut lf, mut lt, mut lp, mut lc) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in runs {
+        for epoch in 0..=r.epochs {
+            let t = epoch as f64;
+            let noise = (r.seed as f64 * 0.37 + t * 0.11).sin() * 0.01;
+            b.push(r.backbone);
+            s.push(r.seed);
+            e.push(epoch);
+            st.push(r.status);
+            acc.push(0.5 + r.gain * t + if r.gain == 0.0 { 0.0 } else { noise });
+            ece.push(0.05 + 0.04 * t + noise.abs());
+            sim.push(1.0 - 0.15 * t - noise.abs());
+            knn.push(0.8 - 0.05 * t + noise);
+            for layer in 0..=3u32 {
+                for cls in [true, false] {
+                    if layer == 0 && cls {
+                        continue; // the embedding's CLS token: constant, no CKA
+                    }
+                    lb.push(r.backbone);
+                    ls.push(r.seed);
+                    le.push(epoch);
+                    ll.push(layer);
+                    lf.push(layer == 3);
+                    lt.push(if cls { "cls" } else { "patch_mean" });
+                    lp.push("medical");
+                    lc.push(1.0 - 0.04 * t * (layer as f64 + 1.0) - noise.abs());
+                }
+            }
+        }
+    }
+    write(dir, file::EPOCHS, vec![
+        c(col::BACKBONE, b.clone()), c(col::SEED, s.clone()), c(col::EPOCH, e.clone()), c(col::STATUS, st.clone()),
+        c(col::ACCURACY, acc.clone()), c(col::BALANCED_ACCURACY, acc.clone()), c(col::MACRO_F1, acc.clone()),
+        c(col::ECE, ece.clone()), c(col::MCE, ece.clone()), c(col::ADAPTIVE_ECE, ece.clone()),
+        c(col::SIMILARITY, sim.clone()), c(col::KNN_TOP1, knn.clone()), c(&col::knn_top1_at(20), knn.clone()),
+    ]);
+    write(dir, file::LAYERS, vec![
+        c(col::BACKBONE, lb), c(col::SEED, ls), c(col::EPOCH, le), c(col::LAYER, ll), c(col::IS_FINAL, lf),
+        c(col::TOKEN, lt), c(col::PROBE, lp), c(col::CKA, lc.clone()), c(col::CKA_DEBIASED, lc),
+    ]);
+
+    // Summaries: finished runs only, as sim-metrics writes them.
+    let finished: Vec<&Run> = runs.iter().filter(|r| r.status == col::STATUS_FINISHED).collect();
+    let last = |r: &Run, v: &[f64]| v[runs.iter().take_while(|x| !std::ptr::eq(*x, r)).map(|x| x.epochs as usize + 1).sum::<usize>() + r.epochs as usize];
+    let names: Vec<&str> = backbones.iter().map(|b| b.0).collect();
+    let mut summary = vec![
+        c(col::BACKBONE, names.clone()),
+        c(col::RUNS, names.iter().map(|n| finished.iter().filter(|r| r.backbone == *n).count() as u32).collect::<Vec<_>>()),
+        c(col::RUNS_LEFT_OUT, names.iter().map(|n| runs.iter().filter(|r| r.backbone == *n && r.status != col::STATUS_FINISHED).count() as u32).collect::<Vec<_>>()),
+        c(col::LEFT_OUT, names.iter().map(|n| if runs.iter().any(|r| r.backbone == *n && r.status == col::STATUS_FAILED) { "seed 9: failed after epoch 1: loss NaN" } else { "" }).collect::<Vec<_>>()),
+    ];
+    for metric in sim_plot::study::SUMMARY_METRICS {
+        let values = |n: &str| -> Vec<f64> {
+            finished.iter().filter(|r| r.backbone == n).map(|r| match metric {
+                m if m == col::KNN_BEFORE => 0.8,
+                m if m == col::KNN_AFTER => last(r, &knn),
+                m if m == col::ECE => last(r, &ece),
+                m if m == col::SIMILARITY => last(r, &sim),
+                _ => last(r, &acc),
+            }).collect()
+        };
+        let stat = |n: &&str, sd: bool| {
+            let v = values(n);
+            if v.is_empty() { return None }
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            Some(if sd { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt() } else { m })
+        };
+        summary.push(c(&col::mean(metric), names.iter().map(|n| stat(n, false)).collect::<Vec<_>>()));
+        summary.push(c(&col::std(metric), names.iter().map(|n| stat(n, true)).collect::<Vec<_>>()));
+    }
+    write(dir, file::BACKBONES, summary);
+
+    let fitted: Vec<&str> = names.iter().copied().filter(|n| finished.iter().filter(|r| r.backbone == *n).map(|r| r.epochs).sum::<u32>() >= 2).collect();
+    let fit_names: Vec<&str> = names.iter().copied().filter(|n| finished.iter().any(|r| r.backbone == *n)).collect();
+    let ok = |n: &&str| fitted.contains(n);
+    write(dir, file::FITS, vec![
+        c(col::BACKBONE, fit_names.clone()),
+        c(col::METRIC, vec![col::ECE; fit_names.len()]),
+        c(col::SLOPE, fit_names.iter().map(|n| ok(n).then_some(-0.3)).collect::<Vec<_>>()),
+        c(col::INTERCEPT, fit_names.iter().map(|n| ok(n).then_some(0.35)).collect::<Vec<_>>()),
+        c(col::R, fit_names.iter().map(|n| ok(n).then_some(-0.9)).collect::<Vec<_>>()),
+        c(col::R2, fit_names.iter().map(|n| ok(n).then_some(0.81)).collect::<Vec<_>>()),
+        c(col::SLOPE_CI_LOW, fit_names.iter().map(|n| ok(n).then_some(-0.4)).collect::<Vec<_>>()),
+        c(col::SLOPE_CI_HIGH, fit_names.iter().map(|n| ok(n).then_some(-0.2)).collect::<Vec<_>>()),
+        c(col::PEARSON_RAW, fit_names.iter().map(|n| ok(n).then_some(-0.8)).collect::<Vec<_>>()),
+        c(col::SPEARMAN_RAW, fit_names.iter().map(|n| ok(n).then_some(-0.8)).collect::<Vec<_>>()),
+        c(col::N_POINTS, fit_names.iter().map(|_| 14u32).collect::<Vec<_>>()),
+        c(col::N_LEVELS, fit_names.iter().map(|n| if ok(n) { 4u32 } else { 0 }).collect::<Vec<_>>()),
+        c(col::FIT_STATUS, fit_names.iter().map(|n| if ok(n) { "ok" } else { "similarity: 2 non-empty levels; a slope interval needs at least 3" }).collect::<Vec<_>>()),
+    ]);
+    let best = |n: &str| finished.iter().filter(|r| r.backbone == n).max_by(|a, b| last(a, &acc).total_cmp(&last(b, &acc))).map(|r| r.seed);
+    write(dir, file::SPACE, vec![
+        c(col::BACKBONE, finished.iter().map(|r| r.backbone).collect::<Vec<_>>()),
+        c(col::SEED, finished.iter().map(|r| r.seed).collect::<Vec<_>>()),
+        c(col::SIMILARITY, finished.iter().map(|r| last(r, &sim)).collect::<Vec<_>>()),
+        c(col::ACCURACY, finished.iter().map(|r| last(r, &acc)).collect::<Vec<_>>()),
+        c(col::DIVERGENCE, finished.iter().map(|_| 0.0).collect::<Vec<_>>()),
+        c(col::REFERENCE_SEED, finished.iter().map(|r| best(r.backbone).unwrap()).collect::<Vec<_>>()),
+        c(col::IN_SPACE, finished.iter().map(|r| last(r, &sim) > 0.6).collect::<Vec<_>>()),
+    ]);
+
+    // The pre-trained model (seed null) and each finished run's final one.
+    let models: Vec<(&str, Option<u64>)> = names
+        .iter()
+        .filter(|n| finished.iter().any(|r| r.backbone == **n))
+        .flat_map(|n| std::iter::once((*n, None)).chain(finished.iter().filter(|r| r.backbone == *n).map(|r| (r.backbone, Some(r.seed)))))
+        .collect();
+    let bins = 5u32;
+    let per_model = |k: usize| models.iter().flat_map(move |m| std::iter::repeat_n(*m, k));
+    write(dir, file::RELIABILITY, vec![
+        c(col::BACKBONE, per_model(bins as usize).map(|m| m.0).collect::<Vec<_>>()),
+        c(col::SEED, per_model(bins as usize).map(|m| m.1).collect::<Vec<_>>()),
+        c(col::EPOCH, per_model(bins as usize).map(|m| if m.1.is_some() { 2u32 } else { 0 }).collect::<Vec<_>>()),
+        c(col::BIN, per_model(bins as usize).enumerate().map(|(i, _)| i as u32 % bins).collect::<Vec<_>>()),
+        c(col::BIN_LOW, per_model(bins as usize).enumerate().map(|(i, _)| (i as u32 % bins) as f64 / bins as f64).collect::<Vec<_>>()),
+        c(col::BIN_HIGH, per_model(bins as usize).enumerate().map(|(i, _)| (i as u32 % bins + 1) as f64 / bins as f64).collect::<Vec<_>>()),
+        c(col::COUNT, per_model(bins as usize).enumerate().map(|(i, _)| if i as u32 % bins == 0 { 0u32 } else { 10 + i as u32 % bins }).collect::<Vec<_>>()),
+        c(col::ACCURACY, per_model(bins as usize).enumerate().map(|(i, _)| (i as u32 % bins != 0).then_some(0.1 + 0.2 * (i as u32 % bins) as f64)).collect::<Vec<_>>()),
+        c(col::CONFIDENCE, per_model(bins as usize).enumerate().map(|(i, _)| (i as u32 % bins != 0).then_some(0.1 + 0.2 * (i as u32 % bins) as f64)).collect::<Vec<_>>()),
+    ]);
+    let (grid, images, size) = (4u32, 2u32, 16u32);
+    let cells = (grid * grid * images) as usize;
+    write(dir, file::ATTENTION, vec![
+        c(col::BACKBONE, per_model(cells).map(|m| m.0).collect::<Vec<_>>()),
+        c(col::SEED, per_model(cells).map(|m| m.1).collect::<Vec<_>>()),
+        c(col::EPOCH, per_model(cells).map(|m| if m.1.is_some() { 2u32 } else { 0 }).collect::<Vec<_>>()),
+        c(col::IMAGE, per_model(cells).enumerate().map(|(i, _)| (i % cells) as u32 / (grid * grid)).collect::<Vec<_>>()),
+        c(col::IMAGE_ID, per_model(cells).map(|_| "train/n01/img.JPEG").collect::<Vec<_>>()),
+        c(col::ROW, per_model(cells).enumerate().map(|(i, _)| (i as u32 % (grid * grid)) / grid).collect::<Vec<_>>()),
+        c(col::COLUMN, per_model(cells).enumerate().map(|(i, _)| i as u32 % grid).collect::<Vec<_>>()),
+        c(col::ATTENTION, per_model(cells).enumerate().map(|(i, m)| ((i % 16) as f64 + m.1.map_or(0.0, |s| s as f64)) / 20.0).collect::<Vec<_>>()),
+        c(col::PATCH_NORM, per_model(cells).enumerate().map(|(i, _)| 1.0 + (i % 5) as f64).collect::<Vec<_>>()),
+    ]);
+    let image_rows: Vec<(&str, u32)> = names.iter().filter(|n| finished.iter().any(|r| r.backbone == **n)).flat_map(|n| (0..images).map(move |i| (*n, i))).collect();
+    let pixels: Vec<Vec<u8>> = image_rows.iter().map(|(_, i)| (0..size * size * 3).map(|p| (p * 7 + i * 50) as u8).collect()).collect();
+    write(dir, file::ATTENTION_IMAGES, vec![
+        c(col::BACKBONE, image_rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        c(col::IMAGE, image_rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+        c(col::IMAGE_ID, image_rows.iter().map(|_| "train/n01/img.JPEG").collect::<Vec<_>>()),
+        c(col::SIZE, image_rows.iter().map(|_| size).collect::<Vec<_>>()),
+        c(col::PIXELS, pixels.iter().map(|p| p.as_slice()).collect::<Vec<&[u8]>>()),
+    ]);
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    image::image_dimensions(path).unwrap()
+}
+
+fn svg(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("figures/{name}.svg"))).unwrap()
+}
+
+/// The stroke colour of series drawn in a backbone's colour (Okabe–Ito order).
+const FIRST: &str = "#0072B2";
+const SECOND: &str = "#E69F00";
+
+#[test]
+fn a_full_study_gives_every_figure_table_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs = [
+        Run { backbone: "vit", seed: 0, status: "finished", epochs: 2, gain: 0.05 },
+        Run { backbone: "vit", seed: 1, status: "finished", epochs: 2, gain: 0.04 },
+        Run { backbone: "vit", seed: 2, status: "finished", epochs: 2, gain: 0.06 },
+        Run { backbone: "dino", seed: 0, status: "finished", epochs: 2, gain: 0.03 },
+        Run { backbone: "dino", seed: 1, status: "finished", epochs: 2, gain: 0.02 },
+        Run { backbone: "dino", seed: 9, status: "failed", epochs: 1, gain: 0.02 },
+    ];
+    study(d, &[("vit", "vit"), ("dino", "dinov2")], &runs);
+    let rendered = render_study(d, &Options::default()).unwrap();
+    assert!(rendered.left_out.is_empty(), "{:?}", rendered.left_out);
+    for name in NAMES.iter().filter(|n| **n != "fig3_attention") {
+        for ext in ["png", "svg"] {
+            assert!(d.join(format!("figures/{name}.{ext}")).exists(), "{name}.{ext}");
+        }
+    }
+    for b in ["vit", "dino"] {
+        assert_eq!(png_size(&d.join(format!("figures/fig3_attention_{b}.png"))), inches(FULL_WIDTH, 0.35 + 1.3 * 2.0));
+        assert!(!d.join(format!("figures/fig3_attention_{b}.svg")).exists(), "a raster figure has no SVG");
+    }
+    assert_eq!(png_size(&d.join("figures/fig2_similarity_space.png")), inches(SINGLE_COLUMN, 2.9));
+    assert_eq!(png_size(&d.join("figures/fig4a_trajectory.png")), inches(FULL_WIDTH, 2.5));
+    for name in ["table1.md", "table1.csv", "table2.md", "table2.csv"] {
+        assert!(StudyDir::new(d).tables_dir().join(name).exists(), "{name}");
+    }
+
+    // Axis labels, and each backbone's series in its colour.
+    let traj = svg(d, "fig4a_trajectory");
+    for label in ["epoch (0 = pre-trained)", "balanced accuracy, medical test set (%)", "similarity (linear CKA to pre-trained)"] {
+        assert!(traj.contains(label), "{label}");
+    }
+    // Two panels, one line per backbone each (the legend's marks are lines too).
+    for color in [FIRST, SECOND] {
+        let lines = traj.split("<polyline").skip(1).filter(|p| p.split("/>").next().unwrap().contains(&format!("stroke=\"{color}\""))).count();
+        assert_eq!(lines, 2 + 1, "{color}: two panels and the legend");
+    }
+    let space = svg(d, "fig2_similarity_space");
+    assert!(space.contains("final similarity (linear CKA to pre-trained)") && space.contains("accuracy, medical test set (%)"));
+    assert!(space.contains("vit: 3 of 3 runs in T_X") && space.contains("dino: 2 of 2 runs in T_X"), "the failed run is not a point");
+    let layers = svg(d, "layers_cka");
+    assert!(layers.contains("vit, CLS (3 runs)") && layers.contains("dino, patch mean"));
+
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    for name in NAMES.iter().filter(|n| **n != "fig3_attention") {
+        assert!(report.contains(&format!("![{name}.png](figures/{name}.png)")), "{name}");
+    }
+    assert!(report.contains("1 left out (seed 9: failed after epoch 1: loss NaN)"), "{report}");
+    assert!(report.contains("1. **Runs that keep both accuracy and similarity exist.** Holds here"), "{report}");
+    assert!(report.contains("2. **Similarity and calibration are linearly related.** Holds here for every backbone"), "{report}");
+    assert!(report.contains("`vit` (supervised) drops") && report.contains("`dino` (self-supervised) drops"), "{report}");
+    let table1 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table1.md")).unwrap();
+    assert!(table1.contains("| vit | 3 |") && table1.contains("| dino | 2 |"), "{table1}");
+}
+
+#[test]
+fn one_run_of_one_epoch_with_a_constant_metric_still_gives_every_figure_or_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    study(d, &[("vit", "vit")], &[Run { backbone: "vit", seed: 0, status: "finished", epochs: 1, gain: 0.0 }]);
+    let rendered = render_study(d, &Options::default()).unwrap();
+    assert!(rendered.left_out.is_empty(), "{:?}", rendered.left_out);
+    for name in ["fig1a_knn", "fig1b_similarity_density", "fig4a_trajectory", "fig5_cka_ece", "reliability"] {
+        assert!(d.join(format!("figures/{name}.png")).exists(), "{name}");
+    }
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(report.contains("no spread, no curve"), "one run: no density curve, said so");
+    assert!(report.contains("no fit: similarity: 2 non-empty levels"), "{report}");
+    assert!(report.contains("3. **Supervised pre-training forgets less than self-supervised pre-training.** Cannot say"), "{report}");
+}
+
+#[test]
+fn a_study_without_a_finished_run_leaves_every_figure_out_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    study(d, &[("vit", "vit")], &[Run { backbone: "vit", seed: 9, status: "failed", epochs: 1, gain: 0.01 }]);
+    let rendered = render_study(d, &Options::default()).unwrap();
+    assert_eq!(rendered.left_out.len(), NAMES.len(), "{:?}", rendered.left_out);
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(report.contains("Left out: no finished run in the tables."), "{report}");
+    assert!(report.contains("Cannot say: no run finished."), "{report}");
+}
+
+#[test]
+fn only_and_format_choose_what_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    study(d, &[("vit", "vit")], &[Run { backbone: "vit", seed: 0, status: "finished", epochs: 2, gain: 0.02 }]);
+    let options = Options { only: Some(vec!["fig2_similarity_space".into()]), formats: vec![sim_plot::style::Format::Svg] };
+    render_study(d, &options).unwrap();
+    let figures: Vec<String> = std::fs::read_dir(d.join("figures")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(figures, ["fig2_similarity_space.svg"]);
+    let bad = Options { only: Some(vec!["fig9".into()]), ..Options::default() };
+    let msg = render_study(d, &bad).err().unwrap().to_string();
+    assert!(msg.contains("--only fig9") && msg.contains("fig1a_knn"), "{msg}");
+}

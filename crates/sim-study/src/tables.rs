@@ -1,0 +1,102 @@
+//! The study tables (`<study>/tables/*.parquet`): their file names and column
+//! names, in one place for the writer (`sim-metrics study`) and the readers
+//! (`sim-plot`, and anyone's own scripts). What each column means, and its
+//! unit: README, "Study tables".
+
+/// File names, in `<study>/tables/`.
+pub mod file {
+    /// One row per run × epoch.
+    pub const EPOCHS: &str = "epochs.parquet";
+    /// One row per run × epoch × layer × token × probe.
+    pub const LAYERS: &str = "layers.parquet";
+    /// One row per backbone: means over its finished runs.
+    pub const BACKBONES: &str = "backbones.parquet";
+    /// One row per backbone × calibration metric: Figure 5's fit.
+    pub const FITS: &str = "fits.parquet";
+    /// One row per finished run: the similarity space T_X(η, ε).
+    pub const SPACE: &str = "space.parquet";
+    /// One row per (pre-trained or finished run's final model) × confidence bin.
+    pub const RELIABILITY: &str = "reliability.parquet";
+    /// One row per model × attention image × patch: Figure 3's maps.
+    pub const ATTENTION: &str = "attention.parquet";
+    /// One row per backbone × attention image: the pixels, u8 RGB rows.
+    pub const ATTENTION_IMAGES: &str = "attention_images.parquet";
+    /// Every table, in the order `sim-metrics study` writes them.
+    pub const ALL: [&str; 8] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, RELIABILITY, ATTENTION, ATTENTION_IMAGES];
+}
+
+/// Column names.
+pub mod col {
+    pub const BACKBONE: &str = "backbone";
+    pub const SEED: &str = "seed";
+    pub const EPOCH: &str = "epoch";
+    /// A run's status: [`STATUS_FINISHED`], [`STATUS_FAILED`] or [`STATUS_UNFINISHED`].
+    pub const STATUS: &str = "status";
+    pub const ACCURACY: &str = "accuracy";
+    pub const BALANCED_ACCURACY: &str = "balanced_accuracy";
+    pub const MACRO_F1: &str = "macro_f1";
+    pub const ECE: &str = "ece";
+    pub const MCE: &str = "mce";
+    pub const ADAPTIVE_ECE: &str = "adaptive_ece";
+    pub const SIMILARITY: &str = "similarity";
+    pub const KNN_TOP1: &str = "knn_top1";
+    pub const LAYER: &str = "layer";
+    pub const IS_FINAL: &str = "is_final";
+    pub const TOKEN: &str = "token";
+    pub const PROBE: &str = "probe";
+    pub const CKA: &str = "cka";
+    pub const CKA_DEBIASED: &str = "cka_debiased";
+    pub const RUNS: &str = "runs";
+    pub const RUNS_LEFT_OUT: &str = "runs_left_out";
+    pub const LEFT_OUT: &str = "left_out";
+    pub const KNN_BEFORE: &str = "knn_before";
+    pub const KNN_AFTER: &str = "knn_after";
+    pub const METRIC: &str = "metric";
+    pub const SLOPE: &str = "slope";
+    pub const INTERCEPT: &str = "intercept";
+    pub const R: &str = "r";
+    pub const R2: &str = "r2";
+    pub const SLOPE_CI_LOW: &str = "slope_ci_low";
+    pub const SLOPE_CI_HIGH: &str = "slope_ci_high";
+    pub const PEARSON_RAW: &str = "pearson_raw";
+    pub const SPEARMAN_RAW: &str = "spearman_raw";
+    pub const N_POINTS: &str = "n_points";
+    pub const N_LEVELS: &str = "n_levels";
+    /// A fit's status: `ok`, or why no fit could be made.
+    pub const FIT_STATUS: &str = "status";
+    pub const DIVERGENCE: &str = "divergence";
+    pub const REFERENCE_SEED: &str = "reference_seed";
+    pub const IN_SPACE: &str = "in_space";
+    pub const BIN: &str = "bin";
+    pub const BIN_LOW: &str = "bin_low";
+    pub const BIN_HIGH: &str = "bin_high";
+    pub const COUNT: &str = "count";
+    pub const CONFIDENCE: &str = "confidence";
+    pub const IMAGE: &str = "image";
+    pub const IMAGE_ID: &str = "image_id";
+    pub const ROW: &str = "row";
+    pub const COLUMN: &str = "column";
+    pub const ATTENTION: &str = "attention";
+    pub const PATCH_NORM: &str = "patch_norm";
+    pub const SIZE: &str = "size";
+    pub const PIXELS: &str = "pixels";
+
+    pub const STATUS_FINISHED: &str = "finished";
+    pub const STATUS_FAILED: &str = "failed";
+    pub const STATUS_UNFINISHED: &str = "unfinished";
+
+    /// `knn_top1_k<k>`: k-NN top-1 with k neighbours.
+    pub fn knn_top1_at(k: usize) -> String {
+        format!("{KNN_TOP1}_k{k}")
+    }
+
+    /// `<metric>_mean`, a mean over finished runs in the backbones table.
+    pub fn mean(metric: &str) -> String {
+        format!("{metric}_mean")
+    }
+
+    /// `<metric>_std`, the sample standard deviation beside it.
+    pub fn std(metric: &str) -> String {
+        format!("{metric}_std")
+    }
+}
