@@ -131,7 +131,9 @@ fn finding_forgetting(study: &Study) -> String {
         let (Some(before), (Some(after), Some(sd))) = (s.stat(col::KNN_BEFORE).0, s.stat(col::KNN_AFTER)) else { continue };
         let drop = (before - after) * 100.0;
         let kind = paradigm(family);
-        parts.push(format!("`{}` ({}) drops {drop:.1} ± {:.1} points of k-NN top-1 ({} runs)", s.backbone, kind.unwrap_or("family not given"), sd * 100.0, s.runs));
+        let family_name = family.name();
+        let kind = kind.map_or("family not given".to_string(), |k| format!("family `{family_name}`: {k}"));
+        parts.push(format!("`{}` ({kind}) loses {drop:.1} ± {:.1} points of k-NN top-1 ({} runs; negative: gains)", s.backbone, sd * 100.0, s.runs));
         match family {
             Family::Vit => supervised.push((s.backbone.clone(), drop, sd * 100.0)),
             Family::Dinov2 | Family::OpenClip => other.push((s.backbone.clone(), drop, sd * 100.0)),

@@ -22,6 +22,12 @@ pub fn inches(width: f64, height: f64) -> (u32, u32) {
     ((width * DPI).round() as u32, (height * DPI).round() as u32)
 }
 
+/// The width of a figure of `panels` side by side: a column each, up to the
+/// full text width.
+pub fn panels_width(panels: usize) -> f64 {
+    (SINGLE_COLUMN * panels.max(1) as f64).min(FULL_WIDTH)
+}
+
 /// A length in points (1/72 inch) in pixels.
 pub fn pt(points: f64) -> u32 {
     (points / 72.0 * DPI).round() as u32

@@ -264,7 +264,7 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
     assert!(report.contains("1 left out (seed 9: failed after epoch 1: loss NaN)"), "{report}");
     assert!(report.contains("1. **Runs that keep both accuracy and similarity exist.** Holds here"), "{report}");
     assert!(report.contains("2. **Similarity and calibration are linearly related.** Holds here for every backbone"), "{report}");
-    assert!(report.contains("`vit` (supervised) drops") && report.contains("`dino` (self-supervised) drops"), "{report}");
+    assert!(report.contains("`vit` (family `vit`: supervised) loses") && report.contains("`dino` (family `dinov2`: self-supervised) loses"), "{report}");
     let table1 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table1.md")).unwrap();
     assert!(table1.contains("| vit | 3 |") && table1.contains("| dino | 2 |"), "{table1}");
 }

@@ -144,6 +144,16 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl Family {
+    /// The name the config uses (`vit`, `dinov2`, `open-clip`, `auto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Auto => "auto",
+            Family::Vit => "vit",
+            Family::Dinov2 => "dinov2",
+            Family::OpenClip => "open-clip",
+        }
+    }
+
     /// The family's own normalisation (SPEC), or `None` for `auto`.
     pub fn normalisation(self) -> Option<([f32; 3], [f32; 3])> {
         match self {

@@ -14,6 +14,19 @@ fn checkpoint() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/timm_vit/model.safetensors")
 }
 
+/// `sim-train extract` of the tiny ViT at 32 px, as a user runs it.
+fn extract(images: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sim-train"))
+        .args(["extract", "--checkpoint"])
+        .arg(checkpoint())
+        .args(["--heads", "3", "--size", "32", "--images"])
+        .arg(images)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 fn image(seed: u32, w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
         let v = (x * 7 + y * 13 + seed * 31) % 256;
@@ -30,15 +43,7 @@ fn extract_writes_every_layer_in_file_name_order() {
     image(1, 32, 32).save(images.join("a.png")).unwrap();
     image(3, 48, 40).save(images.join("c.png")).unwrap(); // resized, then centre-cropped
     let out = dir.path().join("feats.safetensors");
-    let status = Command::new(env!("CARGO_BIN_EXE_sim-train"))
-        .args(["extract", "--checkpoint"])
-        .arg(checkpoint())
-        .args(["--heads", "3", "--size", "32", "--images"])
-        .arg(&images)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let status = extract(&images, &out);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
     let bytes = std::fs::read(&out).unwrap();
@@ -89,15 +94,7 @@ fn a_truncated_image_stops_extract_naming_the_file() {
     image(2, 200, 160).write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
     std::fs::write(images.join("b.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     let out = dir.path().join("feats.safetensors");
-    let output = Command::new(env!("CARGO_BIN_EXE_sim-train"))
-        .args(["extract", "--checkpoint"])
-        .arg(checkpoint())
-        .args(["--heads", "3", "--size", "32", "--images"])
-        .arg(&images)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = extract(&images, &out);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&images.join("b.jpg").display().to_string()), "{stderr}");

@@ -161,7 +161,6 @@ impl Figure for AttentionGrid {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let (header, body) = root.split_vertically(pt(0.35 * 72.0));
         let (title_area, column_titles) = header.split_vertically(pt(12.0));
         let label_width = pt(58.0);

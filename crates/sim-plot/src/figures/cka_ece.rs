@@ -82,15 +82,14 @@ impl Figure for CkaEce {
     }
 
     fn size(&self) -> (u32, u32) {
-        inches(FULL_WIDTH, 2.7)
+        inches(panels_width(self.panels.len()), 2.7)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
-        let areas = root.split_evenly((1, self.panels.len().max(2)));
+        let areas = root.split_evenly((1, self.panels.len()));
         for (area, p) in areas.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
             let x = padded_range(p.points.iter().map(|q| q.0), 0.0..1.0, 0.02);

@@ -81,7 +81,6 @@ impl Figure for SimilarityDensity {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let x = self.x_range();
         let grid: Vec<f64> = (0..=200).map(|i| x.start + (x.end - x.start) * i as f64 / 200.0).collect();
         let curves: Vec<(String, Option<Vec<(f64, f64)>>)> = self

@@ -39,7 +39,7 @@ impl Captioned for KnnBars {
             .iter()
             .map(|(b, before, after)| {
                 let (m, s) = mean_std(after);
-                format!("{b} {before:.1} % → {m:.1} ± {s:.1} % (drop {:.1} points, {} runs)", before - m, after.len())
+                format!("{b} {before:.1} % → {m:.1} ± {s:.1} % ({:+.1} points, {} runs)", m - before, after.len())
             })
             .collect();
         format!("k-NN top-1 on the natural images, pre-trained → fine-tuned: {}.", parts.join("; "))
@@ -59,7 +59,6 @@ impl Figure for KnnBars {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let top = self.bars.iter().flat_map(|(_, b, a)| a.iter().copied().chain([*b])).fold(0.0f64, f64::max);
         let y_max = ((top * 1.25 / 10.0).ceil() * 10.0).clamp(10.0, 100.0);
         let n = self.bars.len() as f64;

@@ -89,7 +89,6 @@ impl Figure for LayerCurves {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let last = self.curves.iter().flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.0)).fold(1.0f64, f64::max);
         let low = self.curves.iter().flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.1 - p.2)).fold(1.0f64, f64::min);
         let mut entries = Vec::new();
@@ -177,16 +176,15 @@ impl Figure for LayerEpochMap {
     }
 
     fn size(&self) -> (u32, u32) {
-        inches(FULL_WIDTH, 2.6)
+        inches(panels_width(self.panels.len()), 2.6)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let (maps, scale) = root.split_horizontally(root.dim_in_pixel().0 - pt(56.0));
-        let areas = maps.split_evenly((1, self.panels.len().max(2)));
+        let areas = maps.split_evenly((1, self.panels.len()));
         let lowest = self.panels.iter().flat_map(|p| p.1.iter().map(|c| c.2)).fold(1.0f64, f64::min);
         let floor = ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9);
         let colour = |v: f64| ViridisRGB.get_color(((v - floor) / (1.0 - floor)).clamp(0.0, 1.0) as f32);

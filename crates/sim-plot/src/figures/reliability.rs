@@ -79,14 +79,13 @@ impl Figure for Reliability {
     }
 
     fn size(&self) -> (u32, u32) {
-        inches(FULL_WIDTH, 3.4)
+        inches(panels_width(self.panels.len()), 3.4)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let mut entries: Vec<(Mark, String)> = self
             .panels
             .iter()
@@ -95,7 +94,7 @@ impl Figure for Reliability {
         entries.push((Mark::Outline(BLACK), "pre-trained".into()));
         entries.push((Mark::Line(GREY, true), "perfect calibration".into()));
         let area = with_legend(root, &entries)?;
-        let columns = area.split_evenly((1, self.panels.len().max(2)));
+        let columns = area.split_evenly((1, self.panels.len()));
         for (area, p) in columns.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
             let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 70 / 100);

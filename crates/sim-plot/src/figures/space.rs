@@ -59,7 +59,6 @@ impl Figure for SimilaritySpace {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let x = padded_range(self.points.iter().map(|p| p.similarity).chain([self.eta]), 0.0..1.0, 0.05);
         let x = x.start.max(0.0)..x.end.min(1.0);
         let eps = self.epsilon * 100.0;
@@ -135,7 +134,6 @@ impl Figure for FinalPoints {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let x = padded_range(self.points.iter().map(|p| p.similarity), 0.0..1.0, 0.05);
         let y = padded_range(self.points.iter().map(|p| p.accuracy * 100.0), 0.0..100.0, 2.0);
         let present: Vec<(&String, Vec<&SpaceRow>)> =

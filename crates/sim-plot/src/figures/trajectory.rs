@@ -80,7 +80,6 @@ impl Figure for Trajectory {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
         let entries: Vec<(Mark, String)> = self
             .curves
             .iter()
