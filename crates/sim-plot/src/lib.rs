@@ -22,7 +22,8 @@ use style::Format;
 /// What to make.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Figure names (all of [`figures::NAMES`] when `None`).
+    /// Figures whose names start with one of these (`fig2`, `fig1`,
+    /// `layers_cka`); all of [`figures::NAMES`] when `None`.
     pub only: Option<Vec<String>>,
     pub formats: Vec<Format>,
 }
@@ -51,11 +52,12 @@ pub fn report_path(study: &Path) -> PathBuf {
     study.join("report.md")
 }
 
-/// Makes the figures, `tables/table{1,2}.{md,csv}` and `report.md` of the study at `dir`.
+/// Makes the figures, `tables/table{1,2}.{md,csv}` and `report.md` (unless
+/// only some figures are asked for) of the study at `dir`.
 pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     let study = study::Study::read(dir)?;
     if let Some(only) = &options.only
-        && let Some(bad) = only.iter().find(|n| !figures::NAMES.contains(&n.as_str()))
+        && let Some(bad) = only.iter().find(|o| !figures::NAMES.iter().any(|n| n.starts_with(o.as_str())))
     {
         anyhow::bail!("--only {bad}: no such figure (figures: {})", figures::NAMES.join(", "));
     }
@@ -64,7 +66,7 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     let mut files = Vec::new();
     let mut outcomes = Vec::new();
     for name in figures::NAMES {
-        if options.only.as_ref().is_some_and(|o| !o.iter().any(|n| n == name)) {
+        if options.only.as_ref().is_some_and(|o| !o.iter().any(|prefix| name.starts_with(prefix.as_str()))) {
             continue;
         }
         let outcome = figures::render(&study, name, &out, &options.formats)?;
@@ -74,12 +76,14 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
         outcomes.push((name.to_string(), outcome));
     }
     let tables_dir = sim_study::StudyDir::new(dir).tables_dir();
-    let table_files = paper_tables::write(&study, &tables_dir)?;
-    let md = |name: &str| std::fs::read_to_string(tables_dir.join(name)).unwrap_or_default();
-    let text = report::report(&study, &outcomes, [&md("table1.md"), &md("table2.md")]);
-    sim_study::write_atomic(&report_path(dir), text.as_bytes())?;
-    files.extend(table_files);
-    files.push(report_path(dir));
+    files.extend(paper_tables::write(&study, &tables_dir)?);
+    // The report shows every figure: a partial rendering (--only) keeps it.
+    if options.only.is_none() {
+        let md = |name: &str| std::fs::read_to_string(tables_dir.join(name)).unwrap_or_default();
+        let text = report::report(&study, &outcomes, [&md("table1.md"), &md("table2.md")]);
+        sim_study::write_atomic(&report_path(dir), text.as_bytes())?;
+        files.push(report_path(dir));
+    }
     let left_out = outcomes.into_iter().filter_map(|(n, o)| match o { Outcome::LeftOut(why) => Some((n, why)), _ => None }).collect();
     Ok(Rendered { files, left_out })
 }

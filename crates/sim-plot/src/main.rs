@@ -11,14 +11,15 @@ use std::path::PathBuf;
 /// <study>/tables/table1.{md,csv}, table2.{md,csv} and <study>/report.md.
 /// A figure whose data is missing is left out, and the report says why.
 ///
-/// Example: sim-plot --study studies/ci --only fig2_similarity_space,fig5_cka_ece --format png
+/// Example: sim-plot --study studies/ci --only fig2,fig5 --format png
 #[derive(Parser)]
 #[command(name = "sim-plot", version)]
 struct Cli {
     /// The study folder (holding study.toml and tables/).
     #[arg(long)]
     study: PathBuf,
-    /// Only these figures (comma-separated): fig1a_knn, fig1b_similarity_density,
+    /// Only these figures (comma-separated names or their beginnings, e.g.
+    /// fig2,fig5 or layers): fig1a_knn, fig1b_similarity_density,
     /// fig2_similarity_space, fig3_attention, fig4a_trajectory, fig4b_final,
     /// fig5_cka_ece, layers_cka, layers_epochs_cka, reliability.
     #[arg(long, value_delimiter = ',')]

@@ -302,10 +302,12 @@ fn only_and_format_choose_what_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     study(d, &[("vit", "vit")], &[Run { backbone: "vit", seed: 0, status: "finished", epochs: 2, gain: 0.02 }]);
-    let options = Options { only: Some(vec!["fig2_similarity_space".into()]), formats: vec![sim_plot::style::Format::Svg] };
+    let options = Options { only: Some(vec!["fig2".into(), "layers_cka".into()]), formats: vec![sim_plot::style::Format::Svg] };
     render_study(d, &options).unwrap();
-    let figures: Vec<String> = std::fs::read_dir(d.join("figures")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(figures, ["fig2_similarity_space.svg"]);
+    let mut figures: Vec<String> = std::fs::read_dir(d.join("figures")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    figures.sort();
+    assert_eq!(figures, ["fig2_similarity_space.svg", "layers_cka.svg"]);
+    assert!(!d.join("report.md").exists(), "a partial rendering writes no report");
     let bad = Options { only: Some(vec!["fig9".into()]), ..Options::default() };
     let msg = render_study(d, &bad).err().unwrap().to_string();
     assert!(msg.contains("--only fig9") && msg.contains("fig1a_knn"), "{msg}");
