@@ -4,6 +4,7 @@
 //! from its last finished epoch), so running it again resumes.
 
 use crate::fetch;
+use crate::sweep::{Failure, SweepOptions, sweep};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
 use sim_train::CpuBackend;
@@ -16,21 +17,49 @@ use std::time::Instant;
 /// The study `cargo xtask reproduce` runs without `--config`.
 pub const DEFAULT_CONFIG: &str = "configs/paper.toml";
 
-pub fn run(config_path: &Path, fetch_missing: bool) -> anyhow::Result<()> {
-    let config = StudyConfig::from_file(config_path)?;
-    let config_dir = config_path.parent().unwrap_or(Path::new("."));
+pub fn run(config_path: &Path, fetch_missing: bool, options: &SweepOptions) -> anyhow::Result<()> {
+    let config = load_config(config_path, options.output.as_deref())?;
     ensure_data(&config, fetch_missing)?;
-    run_study(&config, config_dir)?;
+    let failures = run_study(config_path, &config, options)?;
+    if !failures.is_empty() {
+        let list: Vec<String> = failures.iter().map(|f| format!("  {} seed {}: {} (log: {})", f.run.backbone, f.run.seed, f.error, f.log.display())).collect();
+        bail!("{} run(s) failed; the tables, figures and report hold the runs that finished:\n{}", list.len(), list.join("\n"));
+    }
     Ok(())
 }
 
-/// Stages: data (split, image caches), every backbone × seed fine-tuning run,
-/// the study tables, then the figures, paper tables and report (skipped when
-/// the report is newer than every table). Returns the tables written. The backbone files
-/// there are load before any stage writes, so a bad one (a NaN, an input
-/// size the patch does not divide) stops the study before it starts.
-pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The config, with the study folder moved to `output` when given.
+fn load_config(config_path: &Path, output: Option<&Path>) -> anyhow::Result<StudyConfig> {
+    let mut config = StudyConfig::from_file(config_path)?;
+    if let Some(out) = output {
+        config.study.output_dir = Some(out.to_owned());
+    }
+    Ok(config)
+}
+
+/// One fine-tuning run, in this process (`xtask run-one`, started by the sweep).
+pub fn run_one(config_path: &Path, output: Option<PathBuf>, backbone: &str, seed: u64) -> anyhow::Result<()> {
+    let config = load_config(config_path, output.as_deref())?;
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
+    let outcome = finetune::run::<TrainBackend>(&config, config_dir, backbone, seed, &Default::default())?;
+    let what = match outcome {
+        Outcome::AlreadyFinished => "finished before".to_string(),
+        Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
+        Outcome::Finished { resumed_at } => format!("resumed after epoch {resumed_at} and finished"),
+    };
+    println!("run {backbone} seed {seed}: {what}");
+    Ok(())
+}
+
+/// Stages: data (split, image caches), every backbone × seed fine-tuning run
+/// (a sweep of processes), the study tables, then the figures, paper tables
+/// and report (each kept when newer than what it is made from). The backbone
+/// files there are load before any stage writes, so a bad one (a NaN, an
+/// input size the patch does not divide) stops the study before it starts.
+/// Returns the runs that failed.
+pub fn run_study(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -> anyhow::Result<Vec<Failure>> {
     let start = Instant::now();
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
     println!("study {} (config hash {}) in {}", config.study.name, &config.hash()[..12], config.output_dir().display());
     let missing = check_backbone_files(config, config_dir)?;
     for prepared in sim_train::data::prepare::data_stage(config)? {
@@ -42,29 +71,21 @@ pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<
             missing.join("\n")
         );
     }
-    for backbone in &config.backbones {
-        for &seed in &config.study.seeds {
-            let outcome = finetune::run::<TrainBackend>(config, config_dir, &backbone.name, seed, &Default::default())?;
-            let what = match outcome {
-                Outcome::AlreadyFinished => "finished before".to_string(),
-                Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
-                Outcome::Finished { resumed_at } => format!("resumed after epoch {resumed_at} and finished"),
-            };
-            println!("run {} seed {seed}: {what}", backbone.name);
-        }
-    }
+    let report = sweep(config_path, config, options)?;
+    println!(
+        "runs: {} finished before, {} finished now, {} failed",
+        report.finished_before,
+        report.finished_now,
+        report.failures.len()
+    );
     let study_dir = config.output_dir();
-    let tables = if sim_metrics::tables::up_to_date(&study_dir) {
+    if sim_metrics::tables::up_to_date(&study_dir) {
         println!("tables: newer than every evaluation, kept");
-        let dir = sim_study::StudyDir::new(&study_dir).tables_dir();
-        sim_study::tables::file::ALL.iter().map(|t| dir.join(t)).collect()
     } else {
-        let tables = sim_metrics::tables::write_study_tables(&study_dir)?;
-        for t in &tables {
+        for t in sim_metrics::tables::write_study_tables(&study_dir)? {
             println!("table {}", t.display());
         }
-        tables
-    };
+    }
     if sim_plot::up_to_date(&study_dir) {
         println!("figures and report: newer than the tables, kept ({})", sim_plot::report_path(&study_dir).display());
     } else {
@@ -75,7 +96,7 @@ pub fn run_study(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<
         }
     }
     println!("stages run: data, fine-tuning, tables, figures; finished in {:.1} s", start.elapsed().as_secs_f64());
-    Ok(tables)
+    Ok(report.failures)
 }
 
 /// Loads every backbone file that is there, as its run will (every tensor
@@ -131,6 +152,3 @@ fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> 
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

@@ -174,6 +174,14 @@ impl Run<'_> {
     }
 }
 
+/// A backbone's epoch-0 evaluation, its CKA references and its metrics.
+fn read_pretrained(path: &Path, config: &StudyConfig) -> Result<(EvalFile, References, std::rc::Rc<EpochMetrics>), TableError> {
+    let pretrained = EvalFile::open(path).map_err(TableError)?;
+    let refs = References::new(&pretrained)?;
+    let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, config)?);
+    Ok((pretrained, refs, epoch0))
+}
+
 /// A run of the config that no summary includes, and why.
 struct LeftOut<'a> {
     backbone: &'a str,
@@ -213,41 +221,66 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     let mut left_out = Vec::new();
     let mut images = Vec::new();
     for backbone in &config.backbones {
-        let pretrained_path = study.pretrained_eval(&backbone.name);
+        let name = backbone.name.as_str();
+        let pretrained_path = study.pretrained_eval(name);
         if !pretrained_path.exists() {
-            eprintln!("{}: no evaluation yet, skipped", pretrained_path.display());
-            for &seed in &config.study.seeds {
-                left_out.push(LeftOut { backbone: &backbone.name, seed, why: "not started".into() });
-            }
+            left_out.extend(config.study.seeds.iter().map(|&seed| LeftOut { backbone: name, seed, why: "not started".into() }));
             continue;
         }
-        let pretrained = EvalFile::open(&pretrained_path).map_err(TableError)?;
-        images.extend(attention_images(&backbone.name, &pretrained)?);
-        let refs = References::new(&pretrained)?;
-        let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, &config)?);
-        for &seed in &config.study.seeds {
-            let run_dir = study.run_dir(&backbone.name, seed);
-            let Some(state) = RunState::read(&run_dir).map_err(|m| err(&RunState::path(&run_dir), m))? else {
-                left_out.push(LeftOut { backbone: &backbone.name, seed, why: "not started".into() });
+        // An epoch 0 that cannot be used (a damaged file, the NaN features of
+        // a diverging backbone) leaves that backbone's runs out, said why,
+        // rather than every table of the study.
+        let (pretrained, refs, epoch0) = match read_pretrained(&pretrained_path, &config) {
+            Ok(read) => read,
+            Err(e) => {
+                for &seed in &config.study.seeds {
+                    let run = match RunState::read(&study.run_dir(name, seed)) {
+                        Ok(Some(state)) => state.to_string(),
+                        Ok(None) => "not started".into(),
+                        Err(why) => why,
+                    };
+                    left_out.push(LeftOut { backbone: name, seed, why: format!("{run}; epoch 0 unusable: {e}") });
+                }
                 continue;
+            }
+        };
+        images.extend(attention_images(name, &pretrained)?);
+        for &seed in &config.study.seeds {
+            let state = match RunState::read(&study.run_dir(name, seed)) {
+                Ok(Some(state)) => state,
+                Ok(None) => {
+                    left_out.push(LeftOut { backbone: name, seed, why: "not started".into() });
+                    continue;
+                }
+                Err(why) => {
+                    left_out.push(LeftOut { backbone: name, seed, why });
+                    continue;
+                }
             };
             let mut epochs = vec![(0, epoch0.clone())];
             // Epochs not dumped (`dump.epochs`) have no file.
-            for epoch in 1..=state.last_finished_epoch {
-                let path = study.epoch_eval(&backbone.name, seed, epoch);
-                if !path.exists() {
-                    continue;
+            let read: Result<(), TableError> = (1..=state.last_finished_epoch).try_for_each(|epoch| {
+                let path = study.epoch_eval(name, seed, epoch);
+                if path.exists() {
+                    let file = EvalFile::open(&path).map_err(TableError)?;
+                    epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));
                 }
-                let file = EvalFile::open(&path).map_err(TableError)?;
-                epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));
+                Ok(())
+            });
+            if let Err(e) = read {
+                left_out.push(LeftOut { backbone: name, seed, why: format!("unreadable evaluation: {e}") });
+                continue;
             }
             if state.status != Status::Finished {
-                left_out.push(LeftOut { backbone: &backbone.name, seed, why: state.to_string() });
+                left_out.push(LeftOut { backbone: name, seed, why: state.to_string() });
             }
             if epochs.len() > 1 {
-                runs.push(Run { backbone: &backbone.name, seed, status: state.status, epochs });
+                runs.push(Run { backbone: name, seed, status: state.status, epochs });
             }
         }
+    }
+    for l in &left_out {
+        eprintln!("{} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
     }
     if runs.is_empty() {
         return Err(err(study_dir, "no finished epoch in any run yet"));

@@ -1,0 +1,183 @@
+//! The fine-tuning runs of a study as a sweep of separate processes, `jobs` at
+//! a time (`cargo xtask reproduce --jobs N`). Each run is this program again
+//! (`xtask run-one`), writing only its own run folder under that folder's lock,
+//! with its output appended to `<run>/sweep.log`. On a multi-GPU machine each
+//! job gets one GPU (`CUDA_VISIBLE_DEVICES`). A failed run does not stop the
+//! others; the sweep ends with the list of failures. A run process dies with
+//! the sweep (a `kill -9` of `reproduce` leaves no run behind holding a lock),
+//! and rerunning the sweep resumes every run from its last committed epoch.
+
+use sim_study::StudyDir;
+use sim_study::config::StudyConfig;
+use sim_study::run_state::{RunState, Status};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to run the sweep.
+#[derive(Debug, Clone, Default)]
+pub struct SweepOptions {
+    /// Runs at a time (at least 1).
+    pub jobs: usize,
+    /// GPU ids, one per job at a time; empty: leave `CUDA_VISIBLE_DEVICES` alone.
+    pub gpus: Vec<String>,
+    /// The study folder, when not the config's `study.output_dir`.
+    pub output: Option<PathBuf>,
+}
+
+/// One backbone × seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunId {
+    pub backbone: String,
+    pub seed: u64,
+}
+
+/// A run that ended in an error.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub run: RunId,
+    pub log: PathBuf,
+    /// The last line the run wrote that says what went wrong.
+    pub error: String,
+}
+
+/// How the sweep ended.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    /// Finished before the sweep started.
+    pub finished_before: usize,
+    /// Finished during the sweep.
+    pub finished_now: usize,
+    pub failures: Vec<Failure>,
+}
+
+struct Running {
+    run: RunId,
+    child: Child,
+    gpu: Option<String>,
+    started: Instant,
+}
+
+/// Runs every backbone × seed of the study that has not finished.
+pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -> anyhow::Result<SweepReport> {
+    let study = StudyDir::new(config.output_dir());
+    let mut report = SweepReport::default();
+    let mut queue: Vec<RunId> = Vec::new();
+    for b in &config.backbones {
+        for &seed in &config.study.seeds {
+            let finished = RunState::read(&study.run_dir(&b.name, seed)).ok().flatten().is_some_and(|s| s.status == Status::Finished);
+            if finished {
+                report.finished_before += 1;
+            } else {
+                queue.push(RunId { backbone: b.name.clone(), seed });
+            }
+        }
+    }
+    queue.reverse(); // popped from the back: config order
+    let jobs = options.jobs.max(1).min(if options.gpus.is_empty() { usize::MAX } else { options.gpus.len() });
+    // Each run gets its share of the cores, unless the user set it.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(jobs).max(1);
+    let total = queue.len();
+    let mut running: Vec<Running> = Vec::new();
+    let mut durations: Vec<Duration> = Vec::new();
+    let mut last_status = String::new();
+    while !queue.is_empty() || !running.is_empty() {
+        while running.len() < jobs
+            && let Some(run) = queue.pop()
+        {
+            let gpu = options.gpus.iter().find(|g| !running.iter().any(|r| r.gpu.as_ref() == Some(g))).cloned();
+            let child = spawn(config_path, options, &study, &run, gpu.as_deref(), threads)?;
+            running.push(Running { run, child, gpu, started: Instant::now() });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut still = Vec::new();
+        for mut r in running.drain(..) {
+            match r.child.try_wait()? {
+                None => still.push(r),
+                Some(status) => {
+                    durations.push(r.started.elapsed());
+                    if status.success() {
+                        report.finished_now += 1;
+                    } else {
+                        let log = sweep_log(&study, &r.run);
+                        let error = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
+                        eprintln!("run {} seed {} failed: {error} (log: {})", r.run.backbone, r.run.seed, log.display());
+                        report.failures.push(Failure { run: r.run, log, error });
+                    }
+                }
+            }
+        }
+        running = still;
+        let status = status_line(&report, running.len(), queue.len(), total, &durations, jobs);
+        if status != last_status {
+            eprintln!("{status}");
+            last_status = status;
+        }
+    }
+    Ok(report)
+}
+
+/// `runs: 3 done, 2 running, 1 failed, 10 left; about 12 min to go`.
+fn status_line(report: &SweepReport, running: usize, left: usize, total: usize, durations: &[Duration], jobs: usize) -> String {
+    let done = report.finished_before + report.finished_now;
+    let mut line = format!("runs: {done} done, {running} running, {} failed, {left} left", report.failures.len());
+    if !durations.is_empty() && total > 0 {
+        let mean = durations.iter().map(Duration::as_secs_f64).sum::<f64>() / durations.len() as f64;
+        let to_go = mean * (left + running) as f64 / jobs as f64;
+        line.push_str(&format!("; about {} to go", human(to_go)));
+    }
+    line
+}
+
+fn human(seconds: f64) -> String {
+    if seconds < 90.0 { format!("{seconds:.0} s") } else if seconds < 5400.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
+}
+
+/// Where a run's process output goes (appended, one block per attempt).
+pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
+    study.run_dir(&run.backbone, run.seed).join("sweep.log")
+}
+
+fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &RunId, gpu: Option<&str>, threads: usize) -> anyhow::Result<Child> {
+    let log_path = sweep_log(study, run);
+    std::fs::create_dir_all(log_path.parent().expect("a run folder"))?;
+    let mut log = OpenOptions::new().create(true).append(true).open(&log_path)?;
+    writeln!(log, "--- sweep process {} starts this run", std::process::id())?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["run-one", "--backbone", &run.backbone, "--seed", &run.seed.to_string(), "--config"]).arg(config_path);
+    if let Some(out) = &options.output {
+        command.arg("--output").arg(out);
+    }
+    if let Some(gpu) = gpu {
+        command.env("CUDA_VISIBLE_DEVICES", gpu);
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        command.env("RAYON_NUM_THREADS", threads.to_string());
+    }
+    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    die_with_parent(&mut command);
+    Ok(command.spawn()?)
+}
+
+/// The run process is killed when the sweep process dies, however it dies.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // Safety: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The last line of a run's log that reports an error (`Error: …`), or its last line.
+fn last_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Stack backtrace")).collect();
+    lines.iter().rev().find(|l| l.starts_with("Error")).or(lines.last()).map(|l| l.to_string())
+}

@@ -1,0 +1,254 @@
+//! `cargo xtask reproduce` as users run it, on the real data (`SIM_DATA_DIR`;
+//! each test prints a SKIPPED line without it): the CI study with 1 and 2
+//! jobs, the smoke study from data to report, a sweep killed at any moment, a
+//! run killed alone, and a failing run among good ones.
+
+use polars::prelude::*;
+use sim_study::real_data::real_data_dir;
+use sim_study::run_state::RunState;
+use sim_study::tensors::{Values, decode};
+use sim_study::{StudyConfig, StudyDir};
+use sim_train::CpuBackend;
+use sim_train::data::batch::Batcher;
+use sim_train::data::prepare::PreparedDataset;
+use sim_train::data::transform::Normalisation;
+use sim_train::model::{LoadOptions, load};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config_path(name: &str) -> PathBuf {
+    root().join("configs").join(name)
+}
+
+fn reproduce(config: &Path, output: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(["reproduce", "--config"]).arg(config).arg("--output").arg(output).args(extra);
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "reproduce failed:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn epochs(study: &Path) -> DataFrame {
+    let path = StudyDir::new(study).tables_dir().join(sim_study::tables::file::EPOCHS);
+    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
+}
+
+fn f64s(frame: &DataFrame, name: &str) -> Vec<f64> {
+    frame.column(name).unwrap().f64().unwrap().into_no_null_iter().collect()
+}
+
+/// Same runs, same numbers: the per-epoch tables of two studies agree to
+/// 1e-5 (burn's CPU reductions can split differently under load).
+fn assert_same_tables(a: &Path, b: &Path) {
+    let (ta, tb) = (epochs(a), epochs(b));
+    assert_eq!(ta.height(), tb.height());
+    assert_eq!(ta.column("seed").unwrap(), tb.column("seed").unwrap());
+    assert_eq!(ta.column("epoch").unwrap(), tb.column("epoch").unwrap());
+    for name in ["accuracy", "balanced_accuracy", "ece", "similarity", "knn_top1"] {
+        for (x, y) in f64s(&ta, name).iter().zip(f64s(&tb, name)) {
+            assert!((x - y).abs() <= 1e-5, "{name}: {x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
+    let Some(_) = real_data_dir("ham10000", "ci_study_gives_the_same_tables_with_one_and_two_jobs") else { return };
+    let out = tempfile::tempdir().unwrap();
+    let (one, two) = (out.path().join("one"), out.path().join("two"));
+    run(reproduce(&config_path("ci.toml"), &one, &["--jobs", "1"]));
+    run(reproduce(&config_path("ci.toml"), &two, &["--jobs", "2"]));
+    assert_same_tables(&one, &two);
+
+    let table = epochs(&one);
+    let epoch: Vec<u32> = table.column("epoch").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(epoch, [0, 1, 2, 0, 1, 2], "two seeds, epoch 0 and two epochs each");
+    let (balanced, similarity) = (f64s(&table, "balanced_accuracy"), f64s(&table, "similarity"));
+    for (i, e) in epoch.iter().enumerate() {
+        if *e == 0 {
+            assert!((similarity[i] - 1.0).abs() < 1e-9, "epoch 0 is the backbone itself");
+        } else {
+            assert!(similarity[i] < 1.0);
+        }
+        if *e == 2 {
+            // Chance is 1/7 ≈ 0.14 over the seven classes.
+            assert!(balanced[i] > 0.25, "balanced accuracy {} after 2 epochs", balanced[i]);
+        }
+    }
+
+    // A second call finds everything done and changes nothing.
+    let epochs_file = StudyDir::new(&one).tables_dir().join(sim_study::tables::file::EPOCHS);
+    let before = std::fs::read(&epochs_file).unwrap();
+    let again = run(reproduce(&config_path("ci.toml"), &one, &[]));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("runs: 2 finished before, 0 finished now, 0 failed"));
+    assert_eq!(std::fs::read(&epochs_file).unwrap(), before);
+
+    // Epoch 0's features are the pre-trained backbone's: recompute a few.
+    let mut config = StudyConfig::from_file(&config_path("ci.toml")).unwrap();
+    config.study.output_dir = Some(one.clone());
+    let study = StudyDir::new(&one);
+    let bytes = std::fs::read(study.pretrained_eval("vit-tiny")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (shape, Values::Float(stored)) = decode(&file.tensor("probe.medical.final.cls").unwrap()).unwrap() else { panic!() };
+    let device = Default::default();
+    let backbone = &config.backbones[0];
+    let model = load::<CpuBackend>(&backbone.checkpoint_path(&root().join("configs")), &LoadOptions::for_backbone(backbone), &device).unwrap().model;
+    let mut medical = PreparedDataset::load(&config, &study, sim_study::config::DatasetRole::Medical).unwrap();
+    let cache = medical.image_cache(&study, 32).unwrap();
+    let labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
+    let (mean, std) = sim_study::config::Family::Vit.normalisation().unwrap();
+    let batcher = Batcher { cache: &cache, labels: &labels, size: 32, norm: Normalisation { mean, std } };
+    let first: Vec<usize> = medical.test_indices().into_iter().take(4).collect();
+    let out = model.forward(batcher.eval::<CpuBackend>(&first, &device).images);
+    let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
+    let ours: Vec<f32> = cls.into_data().to_vec().unwrap();
+    let width = shape[1];
+    for (a, b) in ours.iter().zip(&stored[..4 * width]) {
+        assert!((*a as f64 - b).abs() <= 2e-3 * b.abs().max(1.0), "{a} vs stored f16 {b}");
+    }
+}
+
+#[test]
+fn a_bad_input_size_stops_the_study_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["ham", "nette"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let text = std::fs::read_to_string(config_path("ci.toml"))
+        .unwrap()
+        .replace("input_size = 32", "input_size = 36") // the tiny ViT's patch is 8
+        .replace("root = \"ham10000\"", &format!("root = \"{}\"", dir.path().join("ham").display()))
+        .replace("root = \"imagenette\"", &format!("root = \"{}\"", dir.path().join("nette").display()))
+        .replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()));
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, text).unwrap();
+    let output = reproduce(&config, &dir.path().join("study"), &[]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("backbones `vit-tiny`") && stderr.contains("not a multiple of the patch size 8"), "{stderr}");
+    assert!(!dir.path().join("study").exists(), "the study folder was written before the check");
+}
+
+/// The smoke study from nothing to its report: every figure, table and the
+/// report are written; a second call keeps them.
+#[test]
+fn smoke_study_runs_from_data_to_report() {
+    let Some(_) = real_data_dir("ham10000", "smoke_study_runs_from_data_to_report") else { return };
+    let out = tempfile::tempdir().unwrap();
+    let study = out.path().join("smoke");
+    run(reproduce(&config_path("smoke.toml"), &study, &["--jobs", "2"]));
+    let figures = sim_plot::figures_dir(&study);
+    for name in sim_plot::figures::NAMES.iter().filter(|n| **n != "fig3_attention") {
+        for ext in ["png", "svg"] {
+            assert!(figures.join(format!("{name}.{ext}")).exists(), "{name}.{ext}");
+        }
+    }
+    for backbone in ["vit-tiny", "dinov2-tiny"] {
+        assert!(figures.join(format!("fig3_attention_{backbone}.png")).exists(), "fig3 of {backbone}");
+    }
+    for table in ["table1.md", "table1.csv", "table2.md", "table2.csv"] {
+        assert!(StudyDir::new(&study).tables_dir().join(table).exists(), "{table}");
+    }
+    let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
+    assert!(!report.contains("Left out"), "every figure has its data:\n{report}");
+    assert!(report.contains("## The paper's three findings"));
+    let before = std::fs::metadata(sim_plot::report_path(&study)).unwrap().modified().unwrap();
+    run(reproduce(&config_path("smoke.toml"), &study, &[]));
+    assert_eq!(std::fs::metadata(sim_plot::report_path(&study)).unwrap().modified().unwrap(), before);
+}
+
+/// The pid that holds a run folder's lock, from its lock file.
+fn holder(run_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(run_dir.join(".lock")).ok()?;
+    text.strip_prefix("process ")?.split_whitespace().next()?.parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for this purpose: its `stat` state is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(120), "{what} never happened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `kill -9` of the sweep in the middle of its runs, then of one run alone:
+/// each time the same command resumes, and the study ends with the tables
+/// of an uninterrupted sweep.
+#[test]
+fn a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one() {
+    let Some(_) = real_data_dir("ham10000", "a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one") else { return };
+    let out = tempfile::tempdir().unwrap();
+    let (whole, killed) = (out.path().join("whole"), out.path().join("killed"));
+    run(reproduce(&config_path("smoke.toml"), &whole, &[]));
+
+    let runs = |seed: u64| StudyDir::new(&killed).run_dir("vit-tiny", seed);
+    let mut sweep = reproduce(&config_path("smoke.toml"), &killed, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("an epoch of seed 0", || RunState::read(&runs(0)).ok().flatten().is_some_and(|s| s.last_finished_epoch >= 1));
+    let workers: Vec<i32> = [0, 1].iter().filter_map(|&s| holder(&runs(s))).collect();
+    sweep.kill().unwrap(); // SIGKILL
+    sweep.wait().unwrap();
+    wait_for("the runs dying with their sweep", || workers.iter().all(|&p| !alive(p)));
+
+    // Now one run alone: its sweep reports it failed and the others finish.
+    let sweep = reproduce(&config_path("smoke.toml"), &killed, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let dino = StudyDir::new(&killed).run_dir("dinov2-tiny", 0);
+    wait_for("a dinov2-tiny run process", || holder(&dino).is_some_and(|p| p != sweep.id() as i32 && alive(p)));
+    let pid = holder(&dino).unwrap();
+    // Safety: kill(2) of a process this test's sweep started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let output = sweep.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        assert!(stderr.contains("dinov2-tiny seed 0") && stderr.contains("sweep.log"), "{stderr}");
+    } // (the run may have finished before the kill reached it)
+
+    run(reproduce(&config_path("smoke.toml"), &killed, &[]));
+    assert_same_tables(&whole, &killed);
+}
+
+/// A run that fails (its loss turns NaN) does not stop the others; the sweep
+/// ends with an error naming it, its log and its error, and the tables and
+/// report are made from the runs that finished.
+#[test]
+fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
+    let Some(_) = real_data_dir("ham10000", "a_failing_run_leaves_the_others_to_finish_and_is_named") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A third backbone whose inputs overflow f32: a mean of 1e38 makes every
+    // pixel about −4e38, −∞ in f32, and the loss NaN at the first step.
+    let text = std::fs::read_to_string(config_path("smoke.toml")).unwrap().replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()))
+        + &format!(
+            "\n[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = 3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n",
+            root().join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors").display()
+        );
+    // The [[backbones]] entry must come before [training]: TOML tables end at the next header.
+    let (head, tail) = text.split_once("[training]").unwrap();
+    let (tail, extra) = tail.split_once("\n[[backbones]]\nname = \"overflow\"").unwrap();
+    let text = format!("{head}[[backbones]]\nname = \"overflow\"{extra}\n[training]{tail}");
+    let config = dir.path().join("with-overflow.toml");
+    std::fs::write(&config, text).unwrap();
+    let study = dir.path().join("study");
+    let output = reproduce(&config, &study, &["--jobs", "2"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 run(s) failed"), "{stderr}");
+    assert!(stderr.contains("overflow seed 0: Error: overflow seed 0: loss is NaN"), "{stderr}");
+    assert!(stderr.contains(&StudyDir::new(&study).run_dir("overflow", 0).join("sweep.log").display().to_string()), "{stderr}");
+    let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
+    assert!(report.contains("`vit-tiny`: 2 finished run(s)") && report.contains("`dinov2-tiny`: 2 finished run(s)"), "{report}");
+    assert!(report.contains("`overflow`: 0 finished run(s) in the summaries; 2 left out (seed 0: failed after epoch 0: loss NaN"), "{report}");
+    assert!(report.contains("epoch 0 unusable") && report.contains("non-finite"), "{report}");
+}
