@@ -11,6 +11,11 @@
 //! fetched again); a data set folder appears only once complete (assembled in
 //! a temporary folder, then renamed), and is then loaded by the project's own
 //! reader to check its contents.
+//!
+//! `cargo xtask fetch-checkpoints`: the backbone files a config names with a
+//! `source` (`hf:<owner>/<repo>/<file>`), downloaded from the Hugging Face Hub
+//! to where the config expects them, checked against the SHA-256 the Hub
+//! publishes for the file. A download broken off resumes where it stopped.
 
 use anyhow::{Context, bail, ensure};
 use md5::Md5;
@@ -26,6 +31,8 @@ use std::path::{Path, PathBuf};
 pub enum Checksum {
     /// The digest the publisher (or torchvision, for Imagenette) lists.
     Md5(String),
+    /// The SHA-256 the publisher lists (the Hugging Face Hub, for LFS files).
+    Sha256(String),
     /// No published digest (the ISIC bucket lists none): the SHA-256 is printed
     /// for the record, and the unpacked contents are checked instead.
     Unpublished,
@@ -122,7 +129,7 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
     let mut files = Vec::new();
     for d in &source.downloads {
-        files.push(download_verified(d, &downloads)?);
+        files.push(download_verified(d, &downloads.join(d.file_name()))?);
     }
     let work = dest.join(format!(".{}.partial", source.name));
     if work.exists() {
@@ -151,34 +158,44 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Downloads to `<dir>/<file>.part`, checks the digest, renames to `<dir>/<file>`.
-/// A file already there that passes the check is used as it is.
-fn download_verified(d: &Download, dir: &Path) -> anyhow::Result<PathBuf> {
-    let path = dir.join(d.file_name());
+/// Downloads to `<path>.part`, checks the digest, renames to `<path>`. A
+/// file already there that passes the check is used as it is; a `.part` left
+/// by a broken-off download is continued (an HTTP range request), and removed
+/// when the whole fails its check.
+fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
     if path.exists() {
-        let mut f = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        if verify(d, &path, &mut f).is_ok() {
+        let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        if verify(d, path, &mut f).is_ok() {
             println!("{}: already downloaded", path.display());
-            return Ok(path);
+            return Ok(path.to_owned());
         }
     }
-    let part = dir.join(format!("{}.part", d.file_name()));
-    println!("downloading {}", d.url);
-    let result = (|| {
-        let response = ureq::get(&d.url).call().with_context(|| format!("GET {}", d.url))?;
-        let mut body = response.into_body().into_reader();
-        let mut out = fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
-        std::io::copy(&mut body, &mut out).with_context(|| format!("downloading {}", d.url))?;
-        out.sync_all()?;
-        drop(out);
-        verify(d, &part, &mut fs::File::open(&part)?)?;
-        fs::rename(&part, &path)?;
-        anyhow::Ok(())
-    })();
-    if result.is_err() {
-        fs::remove_file(&part).ok();
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    result.map(|()| path)
+    let part = path.with_file_name(format!("{}.part", path.file_name().unwrap_or_default().to_string_lossy()));
+    let have = fs::metadata(&part).map_or(0, |m| m.len());
+    let mut request = ureq::get(&d.url);
+    if have > 0 {
+        println!("downloading {} (continuing after {have} bytes)", d.url);
+        request = request.header("Range", &format!("bytes={have}-"));
+    } else {
+        println!("downloading {}", d.url);
+    }
+    let response = request.call().with_context(|| format!("GET {}", d.url))?;
+    // 206: the rest of the file; 200: the whole file (the server ignored the range).
+    let resumed = response.status().as_u16() == 206;
+    let mut body = response.into_body().into_reader();
+    let mut out = fs::OpenOptions::new().create(true).write(true).append(resumed).truncate(!resumed).open(&part).with_context(|| format!("creating {}", part.display()))?;
+    std::io::copy(&mut body, &mut out).with_context(|| format!("downloading {} (the part so far stays in {}; run again to continue)", d.url, part.display()))?;
+    out.sync_all()?;
+    drop(out);
+    if let Err(e) = verify(d, &part, &mut fs::File::open(&part)?) {
+        fs::remove_file(&part).ok();
+        return Err(e);
+    }
+    fs::rename(&part, path)?;
+    Ok(path.to_owned())
 }
 
 fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> {
@@ -198,6 +215,10 @@ fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> 
             bail!("{}: MD5 is {md5}, expected {want} (from {})", path.display(), d.url)
         }
         Checksum::Md5(_) => {}
+        Checksum::Sha256(want) if !want.eq_ignore_ascii_case(&sha) => {
+            bail!("{}: SHA-256 is {sha}, expected {want} (published for {})", path.display(), d.url)
+        }
+        Checksum::Sha256(_) => {}
         Checksum::Unpublished => {
             println!("{}: SHA-256 {sha} (no published checksum; contents are checked after unpacking)", d.file_name())
         }
@@ -267,3 +288,57 @@ fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
 
 #[cfg(test)]
 mod tests;
+
+/// The Hugging Face Hub.
+pub const HUB: &str = "https://huggingface.co";
+
+/// A backbone file on the Hub: `hf:<owner>/<repo>/<file>`.
+struct HubFile {
+    repo: String,
+    file: String,
+}
+
+fn parse_source(source: &str) -> anyhow::Result<HubFile> {
+    let rest = source.strip_prefix("hf:").with_context(|| format!("source `{source}`: only `hf:<owner>/<repo>/<file>` is known"))?;
+    let mut parts = rest.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(owner), Some(repo), Some(file)) if !owner.is_empty() && !repo.is_empty() && !file.is_empty() => {
+            Ok(HubFile { repo: format!("{owner}/{repo}"), file: file.to_string() })
+        }
+        _ => bail!("source `{source}`: expected `hf:<owner>/<repo>/<file>`"),
+    }
+}
+
+/// The SHA-256 the Hub lists for a file (its LFS object id).
+fn hub_sha256(hub: &str, f: &HubFile) -> anyhow::Result<String> {
+    let url = format!("{hub}/api/models/{}/tree/main?recursive=true", f.repo);
+    let text = ureq::get(&url).call().with_context(|| format!("GET {url}"))?.into_body().read_to_string().with_context(|| format!("reading {url}"))?;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).with_context(|| format!("{url}: not a file listing"))?;
+    let entry = entries.iter().find(|e| e["path"] == f.file.as_str()).with_context(|| format!("{}: no file `{}` on the Hub", f.repo, f.file))?;
+    entry["lfs"]["oid"].as_str().map(str::to_owned).with_context(|| format!("{}/{}: the Hub lists no SHA-256 for it (not an LFS file)", f.repo, f.file))
+}
+
+/// Downloads every backbone file of `config` that has a `source` and is not
+/// there yet; returns the files fetched. `hub` is the Hub's address (a mirror,
+/// or a test's server).
+pub fn fetch_checkpoints(config: &sim_study::StudyConfig, config_dir: &Path, hub: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut fetched = Vec::new();
+    for b in &config.backbones {
+        let path = b.checkpoint_path(config_dir);
+        let Some(source) = &b.source else {
+            if !path.exists() {
+                println!("backbones `{}`: {} is missing and has no `source` to fetch it from", b.name, path.display());
+            }
+            continue;
+        };
+        if path.exists() {
+            println!("backbones `{}`: present at {}, skipped", b.name, path.display());
+            continue;
+        }
+        let file = parse_source(source).with_context(|| format!("backbones `{}`", b.name))?;
+        let sha256 = hub_sha256(hub, &file)?;
+        let download = Download { url: format!("{hub}/{}/resolve/main/{}", file.repo, file.file), checksum: Checksum::Sha256(sha256) };
+        fetched.push(download_verified(&download, &path).with_context(|| format!("backbones `{}`", b.name))?);
+    }
+    Ok(fetched)
+}

@@ -5,6 +5,7 @@
 
 mod fetch;
 mod reproduce;
+mod slurm;
 mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +38,8 @@ enum Command {
         /// Study config (TOML).
         #[arg(long, default_value = reproduce::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Download data sets the config needs and the data folder lacks.
+        /// Download the data sets and backbone files (those with a `source`)
+        /// the config needs and the data folder lacks.
         #[arg(long)]
         fetch_missing: bool,
         /// Fine-tuning runs at a time.
@@ -50,18 +52,52 @@ enum Command {
         /// The study folder (default: the config's study.output_dir).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Where the fine-tuning runs execute: local processes, or a Slurm
+        /// job array (resources from the config's [slurm] section).
+        #[arg(long, value_enum, default_value = "local")]
+        executor: reproduce::Executor,
+        /// With --executor slurm: write the sbatch scripts, submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Show where every run of the study is (from its run folders) and stop.
+        #[arg(long)]
+        status: bool,
     },
-    /// One fine-tuning run of a study (what `reproduce` starts per run).
+    /// Make the tables, figures and report of a study from the runs that
+    /// finished (what `reproduce` does after its runs; the Slurm job after the array).
+    Finish {
+        #[arg(long, default_value = reproduce::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The study folder (default: the config's study.output_dir).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// One fine-tuning run of a study (what `reproduce` starts per run, and
+    /// each Slurm array task), by backbone and seed or by index.
     #[command(hide = true)]
     RunOne {
         #[arg(long)]
         config: PathBuf,
+        #[arg(long, requires = "seed")]
+        backbone: Option<String>,
         #[arg(long)]
-        backbone: String,
-        #[arg(long)]
-        seed: u64,
+        seed: Option<u64>,
+        /// backbone × seed in config order, backbone-major (Slurm's array index).
+        #[arg(long, conflicts_with = "backbone")]
+        index: Option<usize>,
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Download the backbone files a config names with a `source`
+    /// (`hf:<owner>/<repo>/<file>`) from the Hugging Face Hub to where the
+    /// config expects them, checked against the SHA-256 the Hub publishes;
+    /// a broken-off download continues where it stopped.
+    FetchCheckpoints {
+        #[arg(long, default_value = reproduce::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The Hub's address (a mirror).
+        #[arg(long, default_value = fetch::HUB)]
+        hub: String,
     },
     /// Download HAM10000 (via the ISIC 2018 Task 3 files) and Imagenette
     /// (320 px) from their official sources, verify, unpack, and lay them out
@@ -81,10 +117,28 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Reproduce { config, fetch_missing, jobs, gpus, output } => {
-            reproduce::run(&config, fetch_missing, &sweep::SweepOptions { jobs, gpus, output })
+        Command::Reproduce { config, fetch_missing, jobs, gpus, output, executor, dry_run, status } => {
+            if status {
+                return reproduce::status(&reproduce::load_config(&config, output.as_deref())?);
+            }
+            reproduce::run(&config, fetch_missing, executor, dry_run, &sweep::SweepOptions { jobs, gpus, output })
         }
-        Command::RunOne { config, backbone, seed, output } => reproduce::run_one(&config, output, &backbone, seed),
+        Command::FetchCheckpoints { config: path, hub } => {
+            let config = sim_study::StudyConfig::from_file(&path)?;
+            let fetched = fetch::fetch_checkpoints(&config, path.parent().unwrap_or(std::path::Path::new(".")), &hub)?;
+            println!("{} backbone file(s) fetched", fetched.len());
+            Ok(())
+        }
+        Command::Finish { config, output } => reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?),
+        Command::RunOne { config: path, backbone, seed, index, output } => {
+            let config = reproduce::load_config(&path, output.as_deref())?;
+            let (backbone, seed) = match (backbone, seed, index) {
+                (Some(b), Some(s), None) => (b, s),
+                (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
+                _ => anyhow::bail!("run-one takes --backbone and --seed, or --index"),
+            };
+            reproduce::run_one(&config, &path, &backbone, seed)
+        }
         Command::FetchData { dest, only, mirror } => {
             let dest = dest.unwrap_or_else(sim_study::data_dir);
             let mut sources = fetch::official_sources();

@@ -4,32 +4,70 @@
 //! from its last finished epoch), so running it again resumes.
 
 use crate::fetch;
-use crate::sweep::{Failure, SweepOptions, sweep};
+use crate::slurm;
+use crate::sweep::{SweepOptions, sweep};
+use sim_study::run_state::{RunState, Status};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
 use sim_train::CpuBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::finetune::{self, Outcome};
 use sim_train::model::LoadOptions;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// The study `cargo xtask reproduce` runs without `--config`.
 pub const DEFAULT_CONFIG: &str = "configs/paper.toml";
 
-pub fn run(config_path: &Path, fetch_missing: bool, options: &SweepOptions) -> anyhow::Result<()> {
+/// Where the fine-tuning runs execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    /// Processes on this machine, `--jobs` at a time.
+    Local,
+    /// A Slurm job array, and a job for tables and figures after it.
+    Slurm,
+}
+
+pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run: bool, options: &SweepOptions) -> anyhow::Result<()> {
     let config = load_config(config_path, options.output.as_deref())?;
     ensure_data(&config, fetch_missing)?;
-    let failures = run_study(config_path, &config, options)?;
-    if !failures.is_empty() {
-        let list: Vec<String> = failures.iter().map(|f| format!("  {} seed {}: {} (log: {})", f.run.backbone, f.run.seed, f.error, f.log.display())).collect();
-        bail!("{} run(s) failed; the tables, figures and report hold the runs that finished:\n{}", list.len(), list.join("\n"));
+    if fetch_missing {
+        fetch::fetch_checkpoints(&config, config_path.parent().unwrap_or(Path::new(".")), fetch::HUB)?;
+    }
+    prepare_study(config_path, &config)?;
+    match executor {
+        Executor::Local => {
+            let report = sweep(config_path, &config, options)?;
+            println!("runs: {} finished before, {} finished now, {} failed", report.finished_before, report.finished_now, report.failures.len());
+            finish_study(&config)?;
+            if !report.failures.is_empty() {
+                let list: Vec<String> =
+                    report.failures.iter().map(|f| format!("  {} seed {}: {} (log: {})", f.run.backbone, f.run.seed, f.error, f.log.display())).collect();
+                bail!("{} run(s) failed; the tables, figures and report hold the runs that finished:\n{}", list.len(), list.join("\n"));
+            }
+        }
+        Executor::Slurm => {
+            let scripts = slurm::write_scripts(config_path, &config)?;
+            if dry_run {
+                println!("written, not submitted (--dry-run):\n  {}\n  {}", scripts.array.display(), scripts.finish.display());
+            } else {
+                let (array, finish) = slurm::submit(&scripts)?;
+                let record = format!("array = \"{array}\"\nfinish = \"{finish}\"\n");
+                sim_study::write_atomic(&slurm::slurm_dir(&config.output_dir()).join("jobs.toml"), record.as_bytes())?;
+                println!(
+                    "submitted: job array {array} ({} runs), then job {finish} for the tables, figures and report; \
+                     `cargo xtask reproduce --status --config {}` shows where the runs are",
+                    config.backbones.len() * config.study.seeds.len(),
+                    config_path.display()
+                );
+            }
+        }
     }
     Ok(())
 }
 
 /// The config, with the study folder moved to `output` when given.
-fn load_config(config_path: &Path, output: Option<&Path>) -> anyhow::Result<StudyConfig> {
+pub fn load_config(config_path: &Path, output: Option<&Path>) -> anyhow::Result<StudyConfig> {
     let mut config = StudyConfig::from_file(config_path)?;
     if let Some(out) = output {
         config.study.output_dir = Some(out.to_owned());
@@ -37,11 +75,11 @@ fn load_config(config_path: &Path, output: Option<&Path>) -> anyhow::Result<Stud
     Ok(config)
 }
 
-/// One fine-tuning run, in this process (`xtask run-one`, started by the sweep).
-pub fn run_one(config_path: &Path, output: Option<PathBuf>, backbone: &str, seed: u64) -> anyhow::Result<()> {
-    let config = load_config(config_path, output.as_deref())?;
+/// One fine-tuning run, in this process (`xtask run-one`: what the sweep
+/// starts per run, and what each Slurm array task runs).
+pub fn run_one(config: &StudyConfig, config_path: &Path, backbone: &str, seed: u64) -> anyhow::Result<()> {
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
-    let outcome = finetune::run::<TrainBackend>(&config, config_dir, backbone, seed, &Default::default())?;
+    let outcome = finetune::run::<TrainBackend>(config, config_dir, backbone, seed, &Default::default())?;
     let what = match outcome {
         Outcome::AlreadyFinished => "finished before".to_string(),
         Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
@@ -51,14 +89,10 @@ pub fn run_one(config_path: &Path, output: Option<PathBuf>, backbone: &str, seed
     Ok(())
 }
 
-/// Stages: data (split, image caches), every backbone × seed fine-tuning run
-/// (a sweep of processes), the study tables, then the figures, paper tables
-/// and report (each kept when newer than what it is made from). The backbone
-/// files there are load before any stage writes, so a bad one (a NaN, an
-/// input size the patch does not divide) stops the study before it starts.
-/// Returns the runs that failed.
-pub fn run_study(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -> anyhow::Result<Vec<Failure>> {
-    let start = Instant::now();
+/// Before any run: the backbone files there are loaded (a bad one — a NaN,
+/// an input size the patch does not divide — stops the study before anything
+/// is written), the data stage runs, and missing backbone files are listed.
+fn prepare_study(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()> {
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     println!("study {} (config hash {}) in {}", config.study.name, &config.hash()[..12], config.output_dir().display());
     let missing = check_backbone_files(config, config_dir)?;
@@ -67,17 +101,20 @@ pub fn run_study(config_path: &Path, config: &StudyConfig, options: &SweepOption
     }
     if !missing.is_empty() {
         bail!(
-            "checkpoints not found (download them as README \"Checkpoints\" says, or set SIM_DATA_DIR):\n{}",
+            "checkpoints not found (`cargo xtask fetch-checkpoints --config {}` downloads those with a `source`; \
+             README \"Checkpoints\" says from where; or set SIM_DATA_DIR):\n{}",
+            config_path.display(),
             missing.join("\n")
         );
     }
-    let report = sweep(config_path, config, options)?;
-    println!(
-        "runs: {} finished before, {} finished now, {} failed",
-        report.finished_before,
-        report.finished_now,
-        report.failures.len()
-    );
+    Ok(())
+}
+
+/// After the runs (`xtask finish`, or the sweep's end): the study tables, then
+/// the figures, paper tables and report, each kept when newer than what it
+/// is made from; made from the runs that finished.
+pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
+    let start = Instant::now();
     let study_dir = config.output_dir();
     if sim_metrics::tables::up_to_date(&study_dir) {
         println!("tables: newer than every evaluation, kept");
@@ -95,8 +132,36 @@ pub fn run_study(config_path: &Path, config: &StudyConfig, options: &SweepOption
             println!("  left out {name}: {why}");
         }
     }
-    println!("stages run: data, fine-tuning, tables, figures; finished in {:.1} s", start.elapsed().as_secs_f64());
-    Ok(report.failures)
+    println!("tables and figures in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Where every run of a study is, from its run folders.
+pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
+    let study = sim_study::StudyDir::new(config.output_dir());
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for b in &config.backbones {
+        for &seed in &config.study.seeds {
+            let dir = study.run_dir(&b.name, seed);
+            let (kind, line) = match RunState::read(&dir) {
+                Ok(Some(s)) if s.status == Status::Finished => ("finished", s.to_string()),
+                Ok(Some(s)) if s.status == Status::Failed => ("failed", s.to_string()),
+                Ok(Some(s)) => ("unfinished", s.to_string()),
+                Ok(None) if dir.exists() => ("started", "started, no epoch finished yet".to_string()),
+                Ok(None) => ("not started", "not started".to_string()),
+                Err(e) => ("unreadable", e),
+            };
+            *counts.entry(kind).or_default() += 1;
+            println!("{} seed {seed}: {line}", b.name);
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("{}", summary.join(", "));
+    let jobs = slurm::slurm_dir(&config.output_dir()).join("jobs.toml");
+    if let Ok(text) = std::fs::read_to_string(&jobs) {
+        println!("Slurm jobs ({}):\n{}", jobs.display(), text.trim_end());
+    }
+    Ok(())
 }
 
 /// Loads every backbone file that is there, as its run will (every tensor

@@ -220,6 +220,17 @@ fn a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one() {
     assert_same_tables(&whole, &killed);
 }
 
+/// The smoke config, written into `dir` with absolute backbone paths, a
+/// backbone entry and sections added.
+fn smoke_elsewhere(dir: &Path, backbone: &str, sections: &str) -> PathBuf {
+    let text = std::fs::read_to_string(config_path("smoke.toml")).unwrap().replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()));
+    // A [[backbones]] entry goes before [training]: a TOML table ends at the next header.
+    let (head, tail) = text.split_once("[training]").unwrap();
+    let path = dir.join("smoke.toml");
+    std::fs::write(&path, format!("{head}{backbone}\n[training]{tail}\n{sections}")).unwrap();
+    path
+}
+
 /// A run that fails (its loss turns NaN) does not stop the others; the sweep
 /// ends with an error naming it, its log and its error, and the tables and
 /// report are made from the runs that finished.
@@ -229,17 +240,11 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
     // A third backbone whose inputs overflow f32: a mean of 1e38 makes every
     // pixel about −4e38, −∞ in f32, and the loss NaN at the first step.
-    let text = std::fs::read_to_string(config_path("smoke.toml")).unwrap().replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()))
-        + &format!(
-            "\n[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = 3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n",
-            root().join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors").display()
-        );
-    // The [[backbones]] entry must come before [training]: TOML tables end at the next header.
-    let (head, tail) = text.split_once("[training]").unwrap();
-    let (tail, extra) = tail.split_once("\n[[backbones]]\nname = \"overflow\"").unwrap();
-    let text = format!("{head}[[backbones]]\nname = \"overflow\"{extra}\n[training]{tail}");
-    let config = dir.path().join("with-overflow.toml");
-    std::fs::write(&config, text).unwrap();
+    let overflow = format!(
+        "[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = 3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n",
+        root().join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors").display()
+    );
+    let config = smoke_elsewhere(dir.path(), &overflow, "");
     let study = dir.path().join("study");
     let output = reproduce(&config, &study, &["--jobs", "2"]).output().unwrap();
     assert!(!output.status.success());
@@ -251,4 +256,127 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
     assert!(report.contains("`vit-tiny`: 2 finished run(s)") && report.contains("`dinov2-tiny`: 2 finished run(s)"), "{report}");
     assert!(report.contains("`overflow`: 0 finished run(s) in the summaries; 2 left out (seed 0: failed after epoch 0: loss NaN"), "{report}");
     assert!(report.contains("epoch 0 unusable") && report.contains("non-finite"), "{report}");
+}
+
+/// A single-node Slurm cluster in a folder of its own (the recipe of
+/// `../shared/notes/slurm-single-node.md`): munged, slurmctld and slurmd,
+/// stopped when dropped.
+struct Cluster {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Cluster {
+    /// Starts the daemons, or says why they could not be started.
+    fn start(dir: &Path) -> Result<Cluster, String> {
+        use std::os::unix::fs::PermissionsExt;
+        for tool in ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo"] {
+            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+            if !found {
+                return Err(format!("`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; .ci/run does)"));
+            }
+        }
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("the daemons are started as root, and this is not root".into());
+        }
+        let t = dir.join("slurm");
+        for sub in ["state", "spool"] {
+            std::fs::create_dir_all(t.join(sub)).map_err(|e| e.to_string())?;
+        }
+        // munged refuses a socket folder others cannot enter, and a key others can read.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o711)).map_err(|e| e.to_string())?;
+        std::fs::copy("/etc/munge/munge.key", t.join("munge.key")).map_err(|e| format!("/etc/munge/munge.key: {e}"))?;
+        let sh = |script: &str| -> Result<(), String> {
+            let out = Command::new("sh").args(["-c", script]).output().map_err(|e| e.to_string())?;
+            if out.status.success() { Ok(()) } else { Err(format!("`{script}`: {}", String::from_utf8_lossy(&out.stderr).trim())) }
+        };
+        let t_s = t.display();
+        sh(&format!("chown munge:munge {t_s}/munge.key && chmod 0400 {t_s}/munge.key && touch {t_s}/munged.log && chown munge {t_s} {t_s}/munged.log"))?;
+        sh(&format!(
+            "runuser -u munge -- munged -S {t_s}/munge.socket.2 --key-file={t_s}/munge.key --pid-file={t_s}/munged.pid --log-file={t_s}/munged.log --seed-file={t_s}/munged.seed"
+        ))?;
+        let conf = t.join("slurm.conf");
+        let text = format!(
+            "ClusterName=simlab\nSlurmctldHost=localhost\nSlurmUser=root\nSlurmdUser=root\nAuthType=auth/munge\nCredType=cred/munge\n\
+             AuthInfo=socket={t_s}/munge.socket.2\nStateSaveLocation={t_s}/state\nSlurmdSpoolDir={t_s}/spool\n\
+             SlurmctldPidFile={t_s}/slurmctld.pid\nSlurmdPidFile={t_s}/slurmd.pid\nSlurmctldLogFile={t_s}/slurmctld.log\nSlurmdLogFile={t_s}/slurmd.log\n\
+             SlurmctldPort=16817\nSlurmdPort=16818\nProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
+             AccountingStorageType=accounting_storage/none\nSelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nReturnToService=2\nMailProg=/bin/true\n\
+             NodeName=localhost CPUs=2 RealMemory=16000 State=UNKNOWN\nPartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n"
+        );
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        let cluster = Cluster { dir: t.clone(), conf: conf.clone() };
+        sh(&format!("SLURM_CONF={} slurmctld -f {}", conf.display(), conf.display()))?;
+        sh(&format!("SLURM_CONF={} slurmd -f {} -N localhost", conf.display(), conf.display()))?;
+        let start = Instant::now();
+        loop {
+            let state = cluster.command("sinfo").args(["-h", "-o", "%T"]).output().map_err(|e| e.to_string())?;
+            if String::from_utf8_lossy(&state.stdout).trim() == "idle" {
+                return Ok(cluster);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(t.join("slurmctld.log")).unwrap_or_default();
+                return Err(format!("the node never became idle; slurmctld.log ends: {}", log.lines().last().unwrap_or("")));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A Slurm client command talking to this cluster.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for daemon in ["slurmd", "slurmctld", "munged"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The smoke study through a real Slurm: one job array of its four runs and
+/// the job after it, from submission to report.
+#[test]
+fn slurm_runs_a_job_array_and_the_job_after_it_to_the_report() {
+    let test = "slurm_runs_a_job_array_and_the_job_after_it_to_the_report";
+    let Some(_) = real_data_dir("ham10000", test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = match Cluster::start(dir.path()) {
+        Ok(c) => c,
+        Err(why) => {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(format!("SKIPPED {test}: no Slurm cluster here: {why}\n").as_bytes());
+            return;
+        }
+    };
+    let config = smoke_elsewhere(dir.path(), "", "[slurm]\ntime = \"00:15:00\"\ncpus_per_task = 1\nmem = \"2G\"\ngpus = 0\n");
+    let study = dir.path().join("study");
+    let mut submit = reproduce(&config, &study, &["--executor", "slurm", "--dry-run"]);
+    submit.env("SLURM_CONF", &cluster.conf);
+    run(submit);
+    let array = std::fs::read_to_string(study.join("slurm/array.sbatch")).unwrap();
+    assert!(array.contains("#SBATCH --array=0-3") && array.contains("--cpus-per-task=1") && !array.contains("--gres"), "{array}");
+    assert!(!study.join("slurm/jobs.toml").exists(), "--dry-run submits nothing");
+
+    let mut submit = reproduce(&config, &study, &["--executor", "slurm"]);
+    submit.env("SLURM_CONF", &cluster.conf);
+    let out = run(submit);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("submitted: job array"));
+    wait_for("the Slurm jobs to end", || {
+        let q = cluster.command("squeue").args(["-h"]).output().unwrap();
+        q.status.success() && String::from_utf8_lossy(&q.stdout).trim().is_empty()
+    });
+    let report = sim_plot::report_path(&study);
+    assert!(report.exists(), "no report; finish.out:\n{}", std::fs::read_to_string(study.join("slurm/finish.out")).unwrap_or_default());
+    let status = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["reproduce", "--status", "--config"]).arg(&config).arg("--output").arg(&study).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("4 finished") && status.contains("Slurm jobs"), "{status}");
 }

@@ -24,6 +24,36 @@ pub struct StudyConfig {
     pub evaluation: EvaluationConfig,
     #[serde(default)]
     pub dump: DumpConfig,
+    /// Resources of the Slurm jobs (`reproduce --executor slurm`); not part of
+    /// the study's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConfig>,
+}
+
+/// What each Slurm job asks for (`sbatch` options).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmConfig {
+    /// `--partition`; the cluster's default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `--account`; none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `--time` of one run (and of the job that makes tables and figures).
+    pub time: String,
+    /// `--cpus-per-task`.
+    pub cpus_per_task: u32,
+    /// `--mem`, e.g. `16G`.
+    pub mem: String,
+    /// GPUs per run (`--gres=gpu:N`); 0 for none.
+    pub gpus: u32,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig { partition: None, account: None, time: "12:00:00".into(), cpus_per_task: 4, mem: "16G".into(), gpus: 1 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +209,11 @@ impl BackboneConfig {
 pub struct BackboneConfig {
     /// Short name: the run folder `runs/<name>/seed-NN` and the figures' legend.
     pub name: String,
+    /// Where `cargo xtask fetch-checkpoints` downloads the file from:
+    /// `hf:<owner>/<repo>/<file>` (Hugging Face Hub). Not part of the
+    /// study's identity (the file's SHA-256 is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// safetensors checkpoint; a path starting with `./` or `../` is relative
     /// to the config file, other relative paths to `SIM_DATA_DIR`.
     pub checkpoint: PathBuf,
@@ -423,10 +458,13 @@ impl StudyConfig {
     }
 
     /// The config with defaults filled in, as TOML: what `study.toml` holds.
-    /// The output folder is left out: the study is wherever its folder is.
+    /// The output folder, the Slurm resources and the download sources are
+    /// left out: the study is wherever its folder is, however it was run.
     pub fn to_resolved_toml(&self) -> String {
         let mut identity = self.clone();
         identity.study.output_dir = None;
+        identity.slurm = None;
+        identity.backbones.iter_mut().for_each(|b| b.source = None);
         toml::to_string_pretty(&identity).expect("a study config always serialises to TOML")
     }
 

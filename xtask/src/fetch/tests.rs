@@ -18,14 +18,24 @@ fn serve(files: HashMap<String, Vec<u8>>, max_requests: usize) -> String {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
             reader.read_line(&mut request).ok();
+            let mut from = None; // `Range: bytes=N-`
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
                     break;
                 }
+                if let Some(range) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    from = range.trim().trim_end_matches('-').parse::<usize>().ok();
+                }
             }
             let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
             let reply = match files.get(&path) {
+                Some(body) if from.is_some_and(|f| f < body.len()) => {
+                    let rest = &body[from.unwrap_or(0)..];
+                    let mut r = format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", rest.len()).into_bytes();
+                    r.extend_from_slice(rest);
+                    r
+                }
                 Some(body) => {
                     let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
                     r.extend_from_slice(body);
@@ -178,4 +188,55 @@ fn missing_file_on_the_server_is_an_error_naming_the_url() {
     let msg = format!("{:#}", fetch_missing(&sources, dest.path()).unwrap_err());
     assert!(msg.contains("imagenette2-320.tgz"), "{msg}");
     assert!(msg.contains("404"), "{msg}");
+}
+
+/// A config with two backbone files on a Hub served here: one fetched whole,
+/// one continued from a broken-off `.part`, both checked against the SHA-256
+/// the Hub lists; a wrong one is refused.
+#[test]
+fn fetch_checkpoints_downloads_resumes_and_verifies() {
+    let model: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let other: Vec<u8> = (0..30_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    let listing = |file: &str, bytes: &[u8]| {
+        format!("[{{\"type\":\"file\",\"path\":\"{file}\",\"lfs\":{{\"oid\":\"{}\",\"size\":{}}}}}]", hex::encode(Sha256::digest(bytes)), bytes.len()).into_bytes()
+    };
+    // The server's copy of the second file differs in its first third, which
+    // the broken-off `.part` holds right: only a continued download is whole.
+    let mut served = other.clone();
+    served[..10_000].fill(0);
+    let files = HashMap::from([
+        ("api/models/acme/vit/tree/main?recursive=true".to_string(), listing("model.safetensors", &model)),
+        ("acme/vit/resolve/main/model.safetensors".to_string(), model.clone()),
+        ("api/models/acme/dino/tree/main?recursive=true".to_string(), listing("weights/m.safetensors", &other)),
+        ("acme/dino/resolve/main/weights/m.safetensors".to_string(), served),
+    ]);
+    let hub = serve(files, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[study]\nname = \"t\"\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n[datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n\
+         [[backbones]]\nname = \"vit\"\ncheckpoint = \"./ckpt/vit/model.safetensors\"\nsource = \"hf:acme/vit/model.safetensors\"\n\
+         [[backbones]]\nname = \"dino\"\ncheckpoint = \"./ckpt/dino.safetensors\"\nsource = \"hf:acme/dino/weights/m.safetensors\"\n"
+    );
+    let config = sim_study::StudyConfig::from_toml_str(&text, Path::new("t.toml")).unwrap();
+    // A broken-off download of the second file: its first third.
+    std::fs::create_dir_all(dir.path().join("ckpt")).unwrap();
+    std::fs::write(dir.path().join("ckpt/dino.safetensors.part"), &other[..10_000]).unwrap();
+    let fetched = fetch_checkpoints(&config, dir.path(), &hub).unwrap();
+    assert_eq!(fetched.len(), 2);
+    assert_eq!(std::fs::read(dir.path().join("ckpt/vit/model.safetensors")).unwrap(), model);
+    assert_eq!(std::fs::read(dir.path().join("ckpt/dino.safetensors")).unwrap(), other);
+    assert!(!dir.path().join("ckpt/dino.safetensors.part").exists());
+    // Present files are left alone: nothing is asked of the Hub.
+    assert!(fetch_checkpoints(&config, dir.path(), "http://127.0.0.1:9").unwrap().is_empty());
+
+    // A file whose bytes are not the ones the Hub lists is refused and not kept.
+    let files = HashMap::from([
+        ("api/models/acme/vit/tree/main?recursive=true".to_string(), listing("model.safetensors", &other)),
+        ("acme/vit/resolve/main/model.safetensors".to_string(), model.clone()),
+    ]);
+    let hub = serve(files, 5);
+    let bad = tempfile::tempdir().unwrap();
+    let msg = format!("{:#}", fetch_checkpoints(&config, bad.path(), &hub).unwrap_err());
+    assert!(msg.contains("backbones `vit`") && msg.contains("SHA-256 is") && msg.contains(&hex::encode(Sha256::digest(&other))), "{msg}");
+    assert!(!bad.path().join("ckpt/vit/model.safetensors").exists() && !bad.path().join("ckpt/vit/model.safetensors.part").exists());
 }

@@ -1,0 +1,121 @@
+//! `cargo xtask reproduce --executor slurm`: the study's fine-tuning runs as
+//! one Slurm job array (one task per backbone × seed, resources from the
+//! config's `[slurm]` section), and a job that makes the tables, figures and
+//! report once every task has ended, whatever their exit (`afterany`, with
+//! `--kill-on-invalid-dep=yes` so it never waits forever). The scripts are
+//! written to `<study>/slurm/` and submitted with `sbatch` (only written with
+//! `--dry-run`). A task whose run finished before does nothing, so submitting
+//! again resumes a study.
+
+use anyhow::{Context, bail};
+use sim_study::config::{SlurmConfig, StudyConfig};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The scripts of a study, and how to call this program from them.
+pub struct Scripts {
+    pub array: PathBuf,
+    pub finish: PathBuf,
+}
+
+/// `<study>/slurm/`.
+pub fn slurm_dir(study: &Path) -> PathBuf {
+    study.join("slurm")
+}
+
+/// Writes the array and the finishing script; every path in them is absolute.
+pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result<Scripts> {
+    let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
+    let study = absolute(&config.output_dir())?;
+    let dir = slurm_dir(&study);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let exe = std::env::current_exe()?;
+    let config_path = absolute(config_path)?;
+    let data = absolute(&sim_study::data_dir())?;
+    let resources = config.slurm.clone().unwrap_or_default();
+    let runs = config.backbones.len() * config.study.seeds.len();
+    let common = format!(
+        "--config '{}' --output '{}'",
+        config_path.display(),
+        study.display()
+    );
+    let array = script(
+        &resources,
+        &format!("{}-runs", config.study.name),
+        &[format!("--array=0-{}", runs.saturating_sub(1)), format!("--output={}/run-%a.out", dir.display())],
+        true,
+        &data,
+        &format!("'{}' run-one {common} --index \"$SLURM_ARRAY_TASK_ID\"", exe.display()),
+    );
+    let finish = script(
+        &resources,
+        &format!("{}-finish", config.study.name),
+        &[format!("--output={}/finish.out", dir.display())],
+        false,
+        &data,
+        &format!("'{}' finish {common}", exe.display()),
+    );
+    let scripts = Scripts { array: dir.join("array.sbatch"), finish: dir.join("finish.sbatch") };
+    sim_study::write_atomic(&scripts.array, array.as_bytes())?;
+    sim_study::write_atomic(&scripts.finish, finish.as_bytes())?;
+    Ok(scripts)
+}
+
+fn script(r: &SlurmConfig, name: &str, extra: &[String], gpus: bool, data: &Path, command: &str) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    let mut option = |o: String| writeln!(s, "#SBATCH {o}").expect("a String takes writes");
+    option(format!("--job-name={name}"));
+    for e in extra {
+        option(e.clone());
+    }
+    option(format!("--time={}", r.time));
+    option(format!("--cpus-per-task={}", r.cpus_per_task));
+    option(format!("--mem={}", r.mem));
+    if let Some(p) = &r.partition {
+        option(format!("--partition={p}"));
+    }
+    if let Some(a) = &r.account {
+        option(format!("--account={a}"));
+    }
+    if gpus && r.gpus > 0 {
+        option(format!("--gres=gpu:{}", r.gpus));
+    }
+    let _ = writeln!(s, "set -euo pipefail\nexport SIM_DATA_DIR='{}'\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {command}", data.display());
+    s
+}
+
+/// Submits the array, then the finishing job after it; returns both job ids.
+pub fn submit(scripts: &Scripts) -> anyhow::Result<(String, String)> {
+    let array = sbatch(&[], &scripts.array)?;
+    let finish = sbatch(&[format!("--dependency=afterany:{array}"), "--kill-on-invalid-dep=yes".into()], &scripts.finish)?;
+    Ok((array, finish))
+}
+
+fn sbatch(options: &[String], script: &Path) -> anyhow::Result<String> {
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .args(options)
+        .arg(script)
+        .output()
+        .context("running sbatch (is this a Slurm login node? --dry-run writes the scripts only)")?;
+    if !output.status.success() {
+        bail!("sbatch {}: {}", script.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    // `--parsable` prints `<id>` or `<id>;<cluster>`.
+    let id = String::from_utf8_lossy(&output.stdout).trim().split(';').next().unwrap_or_default().to_string();
+    if id.is_empty() {
+        bail!("sbatch {}: no job id in its output", script.display());
+    }
+    Ok(id)
+}
+
+/// The backbone and seed of array task `index` (backbone-major, config order).
+pub fn run_of_index(config: &StudyConfig, index: usize) -> anyhow::Result<(String, u64)> {
+    let seeds = config.study.seeds.len();
+    let backbone = config.backbones.get(index / seeds.max(1));
+    match backbone {
+        Some(b) => Ok((b.name.clone(), config.study.seeds[index % seeds])),
+        None => bail!("array index {index}: the study has {} runs", config.backbones.len() * seeds),
+    }
+}
