@@ -62,6 +62,10 @@ enum Command {
         /// Show where every run of the study is (from its run folders) and stop.
         #[arg(long)]
         status: bool,
+        /// Print what the study will take (runs, evaluations, disk, time from
+        /// a training step measured here, on this build's backend) and stop.
+        #[arg(long)]
+        plan: bool,
     },
     /// Make the tables, figures and report of a study from the runs that
     /// finished (what `reproduce` does after its runs; the Slurm job after the array).
@@ -117,9 +121,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Reproduce { config, fetch_missing, jobs, gpus, output, executor, dry_run, status } => {
+        Command::Reproduce { config, fetch_missing, jobs, gpus, output, executor, dry_run, status, plan } => {
             if status {
                 return reproduce::status(&reproduce::load_config(&config, output.as_deref())?);
+            }
+            if plan {
+                return reproduce::plan(&config, &reproduce::load_config(&config, output.as_deref())?, jobs.max(1));
             }
             reproduce::run(&config, fetch_missing, executor, dry_run, &sweep::SweepOptions { jobs, gpus, output })
         }

@@ -5,7 +5,7 @@
 
 use crate::fetch;
 use crate::slurm;
-use crate::sweep::{SweepOptions, sweep};
+use crate::sweep::{SweepOptions, human_seconds, sweep};
 use sim_study::run_state::{RunState, Status};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
@@ -134,6 +134,71 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
     }
     println!("tables and figures in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What the study will take: per backbone, a training step measured here on
+/// this build's backend (CPU, or the GPU with `--features cuda`), and from it
+/// the time per epoch; the evaluations and the disk they and the checkpoints
+/// take. Reads the data sets (and writes the split, as the data stage would);
+/// builds no image cache and trains nothing.
+pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Result<()> {
+    use sim_study::config::DatasetRole;
+    use sim_train::finetune::classifier::Classifier;
+    use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
+    let config_dir = config_path.parent().unwrap_or(Path::new("."));
+    let study = sim_study::StudyDir::new(config.output_dir());
+    let medical = sim_train::data::prepare::PreparedDataset::load(config, &study, DatasetRole::Medical)?;
+    let natural = sim_train::data::prepare::PreparedDataset::load(config, &study, DatasetRole::Natural)?;
+    let images = EvalImages {
+        medical_test: medical.test_indices().len(),
+        natural_probe: natural.test_indices().len().min(config.evaluation.natural_probe_size),
+        knn_bank: natural.train_indices().len(),
+        knn_query: natural.test_indices().len(),
+    };
+    let classes = medical.dataset.classes.len();
+    let seeds = config.study.seeds.len();
+    let device = Default::default();
+    println!("{:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk");
+    let (mut seconds, mut bytes, mut evaluations) = (0.0, 0u64, 0usize);
+    for b in &config.backbones {
+        let path = b.checkpoint_path(config_dir);
+        if !path.exists() {
+            println!("{:<16} backbone file missing: {}", b.name, path.display());
+            continue;
+        }
+        let loaded = sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?;
+        let model = Classifier::new(loaded.model, classes, 0, &device);
+        let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &device);
+        let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
+        // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per backbone.
+        let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;
+        let all = run_seconds * seeds as f64 + cost.eval_seconds;
+        let disk = cost.disk_bytes() * seeds as u64 + cost.eval_bytes;
+        println!(
+            "{:<16} {seeds:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
+            b.name,
+            config.training.epochs,
+            cost.evaluations * seeds + 1,
+            cost.epoch_seconds(),
+            human_seconds(all),
+            human_bytes(disk)
+        );
+        seconds += all;
+        bytes += disk;
+        evaluations += cost.evaluations * seeds + 1;
+    }
+    println!(
+        "total: {} runs, {evaluations} evaluations, {} on disk; about {} of compute, {} with --jobs {jobs} on one device each",
+        config.backbones.len() * seeds,
+        human_bytes(bytes),
+        human_seconds(seconds),
+        human_seconds(seconds / jobs as f64)
+    );
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    if b < 10_000_000 { format!("{:.1} MB", b as f64 / 1e6) } else if b < 10_000_000_000 { format!("{:.0} MB", b as f64 / 1e6) } else { format!("{:.1} GB", b as f64 / 1e9) }
 }
 
 /// Where every run of a study is, from its run folders.

@@ -126,13 +126,14 @@ fn status_line(report: &SweepReport, running: usize, left: usize, total: usize, 
     if !durations.is_empty() && total > 0 {
         let mean = durations.iter().map(Duration::as_secs_f64).sum::<f64>() / durations.len() as f64;
         let to_go = mean * (left + running) as f64 / jobs as f64;
-        line.push_str(&format!("; about {} to go", human(to_go)));
+        line.push_str(&format!("; about {} to go", human_seconds(to_go)));
     }
     line
 }
 
-fn human(seconds: f64) -> String {
-    if seconds < 90.0 { format!("{seconds:.0} s") } else if seconds < 5400.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
+/// `45 s`, `12 min`, `3.5 h`.
+pub fn human_seconds(seconds: f64) -> String {
+    if seconds < 120.0 { format!("{seconds:.0} s") } else if seconds < 7200.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
 }
 
 /// Where a run's process output goes (appended, one block per attempt).

@@ -118,6 +118,17 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
 }
 
 #[test]
+fn plan_says_what_the_study_will_take_and_runs_nothing() {
+    let Some(_) = real_data_dir("ham10000", "plan_says_what_the_study_will_take_and_runs_nothing") else { return };
+    let out = tempfile::tempdir().unwrap();
+    let study = out.path().join("ci");
+    let output = run(reproduce(&config_path("ci.toml"), &study, &["--plan"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("vit-tiny") && text.contains("total: 2 runs, 5 evaluations"), "{text}");
+    assert!(!study.join("runs").exists() && !study.join("cache").exists(), "a plan trains nothing and builds no cache");
+}
+
+#[test]
 fn a_bad_input_size_stops_the_study_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     for d in ["ham", "nette"] {

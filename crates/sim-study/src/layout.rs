@@ -13,7 +13,10 @@
 //!   runs/<backbone>/seed-<NN>/epoch-<EEE>.safetensors  evaluation after epoch EEE
 //!   runs/<backbone>/seed-<NN>/checkpoint-<EEE>/ model and optimiser state, with a manifest
 //!   runs/<backbone>/seed-<NN>/train.log         the run's log
-//!   tables/*.parquet                            written by `sim-metrics study`
+//!   runs/<backbone>/seed-<NN>/sweep.log         the run process's output, when a sweep started it
+//!   tables/*.parquet                            written by `sim-metrics study` (names: `crate::tables`)
+//!   tables/table{1,2}.{md,csv}, figures/, report.md   written by `sim-plot`
+//!   slurm/                                      sbatch scripts, their output, the job ids
 //! ```
 //!
 //! Three kinds of folder are locked while written ([`crate::lock`]): the

@@ -11,6 +11,7 @@
 
 pub mod classifier;
 pub mod eval;
+pub mod plan;
 pub mod schedule;
 pub mod state;
 
@@ -196,15 +197,28 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         .with_weights((t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()))
         .init(device);
     let augment = TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip };
-    let step_time = {
-        // One forward and backward pass, not applied: the cost of a step.
-        let probe: Vec<usize> = train.iter().copied().take(t.batch_size).collect();
-        let start = Instant::now();
-        let batch = sets.medical.train::<B>(&probe, &augment, &mut ChaCha8Rng::seed_from_u64(seed), device);
-        let _ = loss_fn.forward(model.logits(batch.images), batch.labels).backward();
-        start.elapsed().as_secs_f64()
+    let images = plan::EvalImages {
+        medical_test: sets.medical_test.len(),
+        natural_probe: sets.natural_probe.len(),
+        knn_bank: sets.knn_bank.len(),
+        knn_query: sets.knn_query.len(),
     };
-    announce(config, bcfg, &model, &sets, train.len(), &pretrained, step_time * steps as f64);
+    let step_seconds = plan::time_step(&model, t.batch_size, size as usize, classes, device);
+    let cost = plan::RunCost::new(config, &model, images, train.len(), step_seconds);
+    tracing::info!(
+        "{}: {} parameters, {} training images at {size} px; expect about {:.0} s per epoch ({:.0} s training, {:.0} s evaluation) \
+         and {:.1} MB on disk ({} evaluations of {:.1} MB, one checkpoint of {:.1} MB)",
+        bcfg.name,
+        cost.params,
+        cost.train_images,
+        cost.epoch_seconds(),
+        cost.train_seconds,
+        cost.eval_seconds,
+        cost.disk_bytes() as f64 / 1e6,
+        cost.evaluations,
+        cost.eval_bytes as f64 / 1e6,
+        cost.checkpoint_bytes as f64 / 1e6,
+    );
 
     for epoch in resumed_at + 1..=t.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -340,33 +354,6 @@ fn progress(epoch: u32, epochs: u32, step: usize, steps: usize, loss: f64, image
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} images/s  ETA {left:.0} s   ");
     let _ = err.flush();
-}
-
-/// Before training: the run's disk use and the time per epoch to expect.
-fn announce<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, model: &Classifier<B>, sets: &EvalSets<'_>, train: usize, pretrained: &Path, train_seconds: f64) {
-    let width = model.backbone.width();
-    let layers = sets.layers.as_ref().map_or(model.backbone.depth() + 1, |l| l.len()) + 1;
-    let probe_rows = sets.medical_test.len() + sets.natural_probe.len();
-    let eval_bytes = probe_rows * width * 2 * 2 * layers + (sets.knn_bank.len() + sets.knn_query.len()) * width * 2;
-    let epochs_dumped = config.dump.epochs.as_ref().map_or(config.training.epochs as usize, |e| e.len());
-    let params = model.num_params();
-    let checkpoint_bytes = params * 4 * 5; // weights + two Adam moments per optimiser, roughly
-    let pretrained_bytes = std::fs::metadata(pretrained).map(|m| m.len() as usize).unwrap_or(eval_bytes);
-    // Evaluation is forward only over these images: about a third of a training image's cost.
-    let eval_images = sets.medical_test.len() + sets.natural_probe.len() + sets.knn_bank.len() + sets.knn_query.len();
-    let eval_seconds = train_seconds / train.max(1) as f64 * eval_images as f64 / 3.0;
-    tracing::info!(
-        "{}: {params} parameters, {train} training images at {} px; expect about {:.0} s per epoch ({:.0} s training, {:.0} s evaluation) \
-         and {:.1} MB on disk ({epochs_dumped} evaluations of {:.1} MB, one checkpoint of {:.1} MB)",
-        bcfg.name,
-        bcfg.input_size,
-        train_seconds + eval_seconds,
-        train_seconds,
-        eval_seconds,
-        (epochs_dumped * pretrained_bytes + checkpoint_bytes) as f64 / 1e6,
-        pretrained_bytes as f64 / 1e6,
-        checkpoint_bytes as f64 / 1e6,
-    );
 }
 
 /// Logs to `<run>/train.log` and stderr, at the level `RUST_LOG` asks (default info).
