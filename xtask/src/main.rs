@@ -1,7 +1,11 @@
 //! `cargo xtask`: the project's own commands.
 //!
-//! - `cargo xtask reproduce [--config FILE]`: runs a whole study from a config.
+//! - `cargo xtask reproduce [--config FILE]`: runs a whole study from a config
+//!   (locally, `--jobs` runs at a time, or as a Slurm job array); `--plan`,
+//!   `--status`.
+//! - `cargo xtask finish`: the tables, figures and report of what finished.
 //! - `cargo xtask fetch-data [--dest DIR]`: downloads the data sets.
+//! - `cargo xtask fetch-checkpoints [--config FILE]`: downloads the backbone files.
 
 mod fetch;
 mod reproduce;
@@ -23,8 +27,9 @@ struct Cli {
 enum Command {
     /// Run a whole study from a config, resuming what an earlier call
     /// finished. Stages: data (resolved config, split, image caches, summary),
-    /// fine-tuning (every backbone × seed, with per-epoch evaluations), and
-    /// the Parquet tables in <study>/tables/.
+    /// fine-tuning (every backbone × seed, with per-epoch evaluations), the
+    /// Parquet tables in <study>/tables/, then the figures, Table 1 and 2 and
+    /// <study>/report.md.
     ///
     /// Data paths resolve against SIM_DATA_DIR (default: data/). Missing data
     /// stops the run with the command that fetches it, or is fetched with
@@ -46,7 +51,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         jobs: usize,
         /// GPU ids to give the runs, one each (e.g. 0,1,2,3); with --jobs above
-        /// their number, the number of GPUs limits the jobs.
+        /// their number, the number of GPUs limits the jobs. Default in a
+        /// `--features cuda` build: CUDA_VISIBLE_DEVICES, else every GPU
+        /// `nvidia-smi` lists.
         #[arg(long, value_delimiter = ',')]
         gpus: Vec<String>,
         /// The study folder (default: the config's study.output_dir).
@@ -128,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             if plan {
                 return reproduce::plan(&config, &reproduce::load_config(&config, output.as_deref())?, jobs.max(1));
             }
+            let gpus = if gpus.is_empty() && cfg!(feature = "cuda") { sweep::detect_gpus() } else { gpus };
             reproduce::run(&config, fetch_missing, executor, dry_run, &sweep::SweepOptions { jobs, gpus, output })
         }
         Command::FetchCheckpoints { config: path, hub } => {

@@ -136,6 +136,19 @@ pub fn human_seconds(seconds: f64) -> String {
     if seconds < 120.0 { format!("{seconds:.0} s") } else if seconds < 7200.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
 }
 
+/// The GPUs this process may use: `CUDA_VISIBLE_DEVICES` when set, else the
+/// indices `nvidia-smi` lists; none where neither says.
+pub fn detect_gpus() -> Vec<String> {
+    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return visible.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    }
+    let Ok(out) = Command::new("nvidia-smi").args(["--query-gpu=index", "--format=csv,noheader"]).output() else { return Vec::new() };
+    if !out.status.success() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
 /// Where a run's process output goes (appended, one block per attempt).
 pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
     study.run_dir(&run.backbone, run.seed).join("sweep.log")
