@@ -123,7 +123,7 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
 fn status_line(report: &SweepReport, running: usize, left: usize, total: usize, durations: &[Duration], jobs: usize) -> String {
     let done = report.finished_before + report.finished_now;
     let mut line = format!("runs: {done} done, {running} running, {} failed, {left} left", report.failures.len());
-    if !durations.is_empty() && total > 0 {
+    if !durations.is_empty() && total > 0 && left + running > 0 {
         let mean = durations.iter().map(Duration::as_secs_f64).sum::<f64>() / durations.len() as f64;
         let to_go = mean * (left + running) as f64 / jobs as f64;
         line.push_str(&format!("; about {} to go", human_seconds(to_go)));
