@@ -285,8 +285,3 @@ pub fn padded_range(values: impl IntoIterator<Item = f64>, fallback: Range<f64>,
     let half = ((hi - lo) / 2.0 * 1.12).max(min_half_width);
     centre - half..centre + half
 }
-
-/// A colour as the legend's RGBA.
-pub fn rgba(color: RGBColor, alpha: f64) -> RGBAColor {
-    color.mix(alpha)
-}

@@ -96,7 +96,7 @@ impl Figure for CkaEce {
             let y = padded_range(p.points.iter().map(|q| q.1), 0.0..0.3, 0.01);
             let (x, y) = (x.start.max(-0.05)..x.end.min(1.05), y.start.max(0.0)..y.end);
             let entries = [
-                (Mark::Dot(rgba(color, 0.5)), "one (run, epoch, layer)".to_string()),
+                (Mark::Dot(color.mix(0.5)), "one (run, epoch, layer)".to_string()),
                 (Mark::Outline(BLACK), "mean ECE of a similarity level".to_string()),
                 (Mark::Line(BLACK, false), describe_fit(p.fit.as_ref())),
             ];

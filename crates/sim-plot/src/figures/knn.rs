@@ -65,8 +65,8 @@ impl Figure for KnnBars {
         let area = with_legend(
             root,
             &[
-                (Mark::Square(rgba(GREY, 0.3)), "pre-trained".into()),
-                (Mark::Square(rgba(GREY, 1.0)), "fine-tuned: mean ± sd".into()),
+                (Mark::Square(GREY.mix(0.3)), "pre-trained".into()),
+                (Mark::Square(GREY.mix(1.0)), "fine-tuned: mean ± sd".into()),
                 (Mark::Ring(BLACK), "each run".into()),
             ],
         )?;

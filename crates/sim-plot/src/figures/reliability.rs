@@ -89,7 +89,7 @@ impl Figure for Reliability {
         let mut entries: Vec<(Mark, String)> = self
             .panels
             .iter()
-            .map(|p| (Mark::Square(rgba(backbone_color(&self.backbones, &p.backbone), 0.55)), format!("{}: fine-tuned, {} runs pooled", p.backbone, p.runs)))
+            .map(|p| (Mark::Square(backbone_color(&self.backbones, &p.backbone).mix(0.55)), format!("{}: fine-tuned, {} runs pooled", p.backbone, p.runs)))
             .collect();
         entries.push((Mark::Outline(BLACK), "pre-trained".into()));
         entries.push((Mark::Line(GREY, true), "perfect calibration".into()));

@@ -68,11 +68,11 @@ impl Figure for SimilaritySpace {
             .into_iter()
             .map(|b| {
                 let (inside, total) = (self.of(b).filter(|p| p.in_space).count(), self.of(b).count());
-                (Mark::Dot(rgba(backbone_color(&self.backbones, b), 1.0)), format!("{b}: {inside} of {total} runs in T_X"))
+                (Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)), format!("{b}: {inside} of {total} runs in T_X"))
             })
             .collect();
         entries.push((Mark::Ring(BLACK), "θ*: best accuracy".into()));
-        entries.push((Mark::Square(rgba(GREY, 0.25)), format!("T_X: similarity ≥ η = {}, |Δ acc.| ≤ ε = {} (filled dots: inside)", self.eta, self.epsilon)));
+        entries.push((Mark::Square(GREY.mix(0.25)), format!("T_X: similarity ≥ η = {}, |Δ acc.| ≤ ε = {} (filled dots: inside)", self.eta, self.epsilon)));
         let area = with_legend(root, &entries)?;
         let mut chart = chart(&area, "", x.clone(), y.clone())?;
         axes(&mut chart, "final similarity (linear CKA to pre-trained)", "accuracy, medical test set (%)", Ticks::Numbers(6))?;
@@ -139,7 +139,7 @@ impl Figure for FinalPoints {
         let present: Vec<(&String, Vec<&SpaceRow>)> =
             self.backbones.iter().map(|b| (b, self.points.iter().filter(|p| &p.backbone == b).collect::<Vec<_>>())).filter(|(_, r)| !r.is_empty()).collect();
         let entries: Vec<(Mark, String)> =
-            present.iter().map(|(b, runs)| (Mark::Dot(rgba(backbone_color(&self.backbones, b), 1.0)), format!("{b} ({} runs)", runs.len()))).collect();
+            present.iter().map(|(b, runs)| (Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)), format!("{b} ({} runs)", runs.len()))).collect();
         let area = with_legend(root, &entries)?;
         let mut chart = chart(&area, "", x.start.max(0.0)..x.end.min(1.0), y)?;
         axes(&mut chart, "final similarity (linear CKA to pre-trained)", "final accuracy (%)", Ticks::Numbers(6))?;
