@@ -4,7 +4,7 @@
 //! levels). Nothing of the training state is read.
 
 use anyhow::{Context, bail};
-use polars::prelude::{Column, DataFrame, DataType, ParquetReader, SerReader};
+use polars::prelude::{Column, DataFrame, ParquetReader, SerReader};
 use sim_study::config::StudyConfig;
 use sim_study::tables::{col, file};
 use sim_study::StudyDir;
@@ -232,12 +232,7 @@ impl Table {
     }
 
     fn u64s(&self, name: &str) -> anyhow::Result<Vec<Option<u64>>> {
-        // A column of nulls only (the pre-trained rows) may be stored untyped.
-        let column = self.column(name)?;
-        if column.dtype() == &DataType::Null {
-            return Ok(vec![None; column.len()]);
-        }
-        let c = column.u64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        let c = self.column(name)?.u64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
         Ok((0..c.len()).map(|i| c.get(i)).collect())
     }
 
