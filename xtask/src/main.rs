@@ -26,8 +26,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a whole study from a config, resuming what an earlier call
-    /// finished. Stages: data (resolved config, split, image caches, summary),
-    /// fine-tuning (every backbone × seed, with per-epoch evaluations), the
+    /// finished. Stages: data (resolved config, splits, image caches, summary),
+    /// fine-tuning (every medical data set × backbone × seed, with per-epoch
+    /// evaluations), the
     /// Parquet tables in <study>/tables/, then the figures, Table 1 and 2 and
     /// <study>/report.md.
     ///
@@ -84,17 +85,20 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// One fine-tuning run of a study (what `reproduce` starts per run, and
-    /// each Slurm array task), by backbone and seed or by index.
+    /// each Slurm array task), by data set, backbone and seed or by index.
     #[command(hide = true)]
     RunOne {
         #[arg(long)]
         config: PathBuf,
+        /// Needed when the study has several medical data sets.
+        #[arg(long)]
+        dataset: Option<String>,
         #[arg(long, requires = "seed")]
         backbone: Option<String>,
         #[arg(long)]
         seed: Option<u64>,
-        /// backbone × seed in config order, backbone-major (Slurm's array index).
-        #[arg(long, conflicts_with = "backbone")]
+        /// data set × backbone × seed in config order (Slurm's array index).
+        #[arg(long, conflicts_with_all = ["backbone", "dataset"])]
         index: Option<usize>,
         #[arg(long)]
         output: Option<PathBuf>,
@@ -145,14 +149,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Finish { config, output } => reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?),
-        Command::RunOne { config: path, backbone, seed, index, output } => {
+        Command::RunOne { config: path, dataset, backbone, seed, index, output } => {
             let config = reproduce::load_config(&path, output.as_deref())?;
-            let (backbone, seed) = match (backbone, seed, index) {
-                (Some(b), Some(s), None) => (b, s),
+            let run = match (backbone, seed, index) {
+                (Some(backbone), Some(seed), None) => {
+                    sim_study::config::RunId { dataset: config.only_dataset(dataset).map_err(anyhow::Error::msg)?, backbone, seed }
+                }
                 (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
-                _ => anyhow::bail!("run-one takes --backbone and --seed, or --index"),
+                _ => anyhow::bail!("run-one takes [--dataset] --backbone and --seed, or --index"),
             };
-            reproduce::run_one(&config, &path, &backbone, seed)
+            reproduce::run_one(&config, &path, &run)
         }
         Command::FetchData { dest, only, mirror } => {
             let dest = dest.unwrap_or_else(sim_study::data_dir);

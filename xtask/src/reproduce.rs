@@ -9,6 +9,7 @@ use crate::sweep::{SweepOptions, human_seconds, sweep};
 use sim_study::run_state::{RunState, Status};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
+use sim_study::config::{DatasetId, RunId};
 use sim_train::CpuBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::finetune::{self, Outcome};
@@ -42,7 +43,7 @@ pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run:
             finish_study(&config)?;
             if !report.failures.is_empty() {
                 let list: Vec<String> =
-                    report.failures.iter().map(|f| format!("  {} seed {}: {} (log: {})", f.run.backbone, f.run.seed, f.error, f.log.display())).collect();
+                    report.failures.iter().map(|f| format!("  {}: {} (log: {})", f.run, f.error, f.log.display())).collect();
                 bail!("{} run(s) failed; the tables, figures and report hold the runs that finished:\n{}", list.len(), list.join("\n"));
             }
         }
@@ -57,7 +58,7 @@ pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run:
                 println!(
                     "submitted: job array {array} ({} runs), then job {finish} for the tables, figures and report; \
                      `cargo xtask reproduce --status --config {}` shows where the runs are",
-                    config.backbones.len() * config.study.seeds.len(),
+                    config.runs().len(),
                     config_path.display()
                 );
             }
@@ -77,15 +78,15 @@ pub fn load_config(config_path: &Path, output: Option<&Path>) -> anyhow::Result<
 
 /// One fine-tuning run, in this process (`xtask run-one`: what the sweep
 /// starts per run, and what each Slurm array task runs).
-pub fn run_one(config: &StudyConfig, config_path: &Path, backbone: &str, seed: u64) -> anyhow::Result<()> {
+pub fn run_one(config: &StudyConfig, config_path: &Path, run: &RunId) -> anyhow::Result<()> {
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
-    let outcome = finetune::run::<TrainBackend>(config, config_dir, backbone, seed, &Default::default())?;
+    let outcome = finetune::run::<TrainBackend>(config, config_dir, run, &Default::default())?;
     let what = match outcome {
         Outcome::AlreadyFinished => "finished before".to_string(),
         Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
         Outcome::Finished { resumed_at } => format!("resumed after epoch {resumed_at} and finished"),
     };
-    println!("run {backbone} seed {seed}: {what}");
+    println!("run {run}: {what}");
     Ok(())
 }
 
@@ -136,60 +137,65 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the study will take: per backbone, a training step measured here on
-/// this build's backend (CPU, or the GPU with `--features cuda`), and from it
-/// the time per epoch; the evaluations and the disk they and the checkpoints
-/// take. Reads the data sets (and writes the split, as the data stage would);
-/// builds no image cache and trains nothing.
+/// What the study will take: per data set and backbone, a training step
+/// measured here on this build's backend (CPU, or the GPU with `--features
+/// cuda`), and from it the time per epoch; the evaluations and the disk they
+/// and the checkpoints take. Reads the data sets (and writes the splits, as
+/// the data stage would); builds no image cache and trains nothing.
 pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Result<()> {
-    use sim_study::config::DatasetRole;
+    use sim_train::data::prepare::PreparedDataset;
     use sim_train::finetune::classifier::Classifier;
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     let study = sim_study::StudyDir::new(config.output_dir());
-    let medical = sim_train::data::prepare::PreparedDataset::load(config, &study, DatasetRole::Medical)?;
-    let natural = sim_train::data::prepare::PreparedDataset::load(config, &study, DatasetRole::Natural)?;
-    let images = EvalImages {
-        medical_test: medical.test_indices().len(),
-        natural_probe: natural.test_indices().len().min(config.evaluation.natural_probe_size),
-        knn_bank: natural.train_indices().len(),
-        knn_query: natural.test_indices().len(),
-    };
-    let classes = medical.dataset.classes.len();
+    let natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
     let seeds = config.study.seeds.len();
     let device = Default::default();
-    println!("{:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk");
+    println!(
+        "{:<16} {:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}",
+        "dataset", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk"
+    );
     let (mut seconds, mut bytes, mut evaluations) = (0.0, 0u64, 0usize);
-    for b in &config.backbones {
-        let path = b.checkpoint_path(config_dir);
-        if !path.exists() {
-            println!("{:<16} backbone file missing: {}", b.name, path.display());
-            continue;
+    for dataset in config.medical_names() {
+        let medical = PreparedDataset::load(config, &study, &DatasetId::Medical(dataset.to_owned()))?;
+        let images = EvalImages {
+            medical_test: medical.test_indices().len(),
+            natural_probe: natural.test_indices().len().min(config.evaluation.natural_probe_size),
+            knn_bank: natural.train_indices().len(),
+            knn_query: natural.test_indices().len(),
+        };
+        let classes = medical.dataset.classes.len();
+        for b in &config.backbones {
+            let path = b.checkpoint_path(config_dir);
+            if !path.exists() {
+                println!("{dataset:<16} {:<16} backbone file missing: {}", b.name, path.display());
+                continue;
+            }
+            let loaded = sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?;
+            let model = Classifier::new(loaded.model, classes, 0, &device);
+            let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &device);
+            let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
+            // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.
+            let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;
+            let all = run_seconds * seeds as f64 + cost.eval_seconds;
+            let disk = cost.disk_bytes() * seeds as u64 + cost.eval_bytes;
+            println!(
+                "{dataset:<16} {:<16} {seeds:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
+                b.name,
+                config.training.epochs,
+                cost.evaluations * seeds + 1,
+                cost.epoch_seconds(),
+                human_seconds(all),
+                human_bytes(disk)
+            );
+            seconds += all;
+            bytes += disk;
+            evaluations += cost.evaluations * seeds + 1;
         }
-        let loaded = sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?;
-        let model = Classifier::new(loaded.model, classes, 0, &device);
-        let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &device);
-        let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
-        // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per backbone.
-        let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;
-        let all = run_seconds * seeds as f64 + cost.eval_seconds;
-        let disk = cost.disk_bytes() * seeds as u64 + cost.eval_bytes;
-        println!(
-            "{:<16} {seeds:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
-            b.name,
-            config.training.epochs,
-            cost.evaluations * seeds + 1,
-            cost.epoch_seconds(),
-            human_seconds(all),
-            human_bytes(disk)
-        );
-        seconds += all;
-        bytes += disk;
-        evaluations += cost.evaluations * seeds + 1;
     }
     println!(
         "total: {} runs, {evaluations} evaluations, {} on disk; about {} of compute, {} with --jobs {jobs} on one device each",
-        config.backbones.len() * seeds,
+        config.runs().len(),
         human_bytes(bytes),
         human_seconds(seconds),
         human_seconds(seconds / jobs as f64)
@@ -204,21 +210,20 @@ fn human_bytes(b: u64) -> String {
 /// Where every run of a study is, from its run folders.
 pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
     let study = sim_study::StudyDir::new(config.output_dir());
+    study.check_layout()?;
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
-    for b in &config.backbones {
-        for &seed in &config.study.seeds {
-            let dir = study.run_dir(&b.name, seed);
-            let (kind, line) = match RunState::read(&dir) {
-                Ok(Some(s)) if s.status == Status::Finished => ("finished", s.to_string()),
-                Ok(Some(s)) if s.status == Status::Failed => ("failed", s.to_string()),
-                Ok(Some(s)) => ("unfinished", s.to_string()),
-                Ok(None) if dir.exists() => ("started", "started, no epoch finished yet".to_string()),
-                Ok(None) => ("not started", "not started".to_string()),
-                Err(e) => ("unreadable", e),
-            };
-            *counts.entry(kind).or_default() += 1;
-            println!("{} seed {seed}: {line}", b.name);
-        }
+    for run in config.runs() {
+        let dir = study.run_dir(&run);
+        let (kind, line) = match RunState::read(&dir) {
+            Ok(Some(s)) if s.status == Status::Finished => ("finished", s.to_string()),
+            Ok(Some(s)) if s.status == Status::Failed => ("failed", s.to_string()),
+            Ok(Some(s)) => ("unfinished", s.to_string()),
+            Ok(None) if dir.exists() => ("started", "started, no epoch finished yet".to_string()),
+            Ok(None) => ("not started", "not started".to_string()),
+            Err(e) => ("unreadable", e),
+        };
+        *counts.entry(kind).or_default() += 1;
+        println!("{run}: {line}");
     }
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!("{}", summary.join(", "));
@@ -252,7 +257,7 @@ fn check_backbone_files(config: &StudyConfig, config_dir: &Path) -> anyhow::Resu
 /// otherwise the error gives the exact command.
 fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> {
     let data_dir = sim_study::data_dir();
-    for (role, ds) in config.datasets() {
+    for (id, ds) in config.datasets() {
         let root = ds.resolved_root();
         if root.exists() {
             continue;
@@ -263,19 +268,16 @@ fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> 
                 fetch::fetch_missing(std::slice::from_ref(&source), &data_dir)?;
             }
             Some(source) => bail!(
-                "{} data set not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} --only {}\n\
+                "{id} not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} --only {}\n\
                  or rerun with --fetch-missing (or set SIM_DATA_DIR to where the data is)",
-                role.name(),
                 root.display(),
                 data_dir.display(),
                 source.name
             ),
             None => bail!(
-                "{} data set not found at {} (datasets.{}.root, relative to SIM_DATA_DIR={}); \
+                "{id} not found at {} (its `root`, relative to SIM_DATA_DIR={}); \
                  `cargo xtask fetch-data` only knows ham10000/ and imagenette/",
-                role.name(),
                 root.display(),
-                role.name(),
                 data_dir.display()
             ),
         }

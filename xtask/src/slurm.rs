@@ -1,5 +1,5 @@
 //! `cargo xtask reproduce --executor slurm`: the study's fine-tuning runs as
-//! one Slurm job array (one task per backbone × seed, resources from the
+//! one Slurm job array (one task per data set × backbone × seed, resources from the
 //! config's `[slurm]` section), and a job that makes the tables, figures and
 //! report once every task has ended, whatever their exit (`afterany`, with
 //! `--kill-on-invalid-dep=yes` so it never waits forever). The scripts are
@@ -8,7 +8,7 @@
 //! again resumes a study.
 
 use anyhow::{Context, bail};
-use sim_study::config::{SlurmConfig, StudyConfig};
+use sim_study::config::{RunId, SlurmConfig, StudyConfig};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,7 +34,7 @@ pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result
     let config_path = absolute(config_path)?;
     let data = absolute(&sim_study::data_dir())?;
     let resources = config.slurm.clone().unwrap_or_default();
-    let runs = config.backbones.len() * config.study.seeds.len();
+    let runs = config.runs().len();
     let common = format!(
         "--config '{}' --output '{}'",
         config_path.display(),
@@ -110,12 +110,11 @@ fn sbatch(options: &[String], script: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// The backbone and seed of array task `index` (backbone-major, config order).
-pub fn run_of_index(config: &StudyConfig, index: usize) -> anyhow::Result<(String, u64)> {
-    let seeds = config.study.seeds.len();
-    let backbone = config.backbones.get(index / seeds.max(1));
-    match backbone {
-        Some(b) => Ok((b.name.clone(), config.study.seeds[index % seeds])),
-        None => bail!("array index {index}: the study has {} runs", config.backbones.len() * seeds),
+/// The run of array task `index` ([`StudyConfig::runs`]'s order).
+pub fn run_of_index(config: &StudyConfig, index: usize) -> anyhow::Result<RunId> {
+    let runs = config.runs();
+    match runs.get(index) {
+        Some(run) => Ok(run.clone()),
+        None => bail!("array index {index}: the study has {} runs", runs.len()),
     }
 }

@@ -8,7 +8,7 @@
 //! and rerunning the sweep resumes every run from its last committed epoch.
 
 use sim_study::StudyDir;
-use sim_study::config::StudyConfig;
+use sim_study::config::{RunId, StudyConfig};
 use sim_study::run_state::{RunState, Status};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -25,13 +25,6 @@ pub struct SweepOptions {
     pub gpus: Vec<String>,
     /// The study folder, when not the config's `study.output_dir`.
     pub output: Option<PathBuf>,
-}
-
-/// One backbone × seed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunId {
-    pub backbone: String,
-    pub seed: u64,
 }
 
 /// A run that ended in an error.
@@ -60,19 +53,17 @@ struct Running {
     started: Instant,
 }
 
-/// Runs every backbone × seed of the study that has not finished.
+/// Runs every data set × backbone × seed of the study that has not finished.
 pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -> anyhow::Result<SweepReport> {
     let study = StudyDir::new(config.output_dir());
     let mut report = SweepReport::default();
     let mut queue: Vec<RunId> = Vec::new();
-    for b in &config.backbones {
-        for &seed in &config.study.seeds {
-            let finished = RunState::read(&study.run_dir(&b.name, seed)).ok().flatten().is_some_and(|s| s.status == Status::Finished);
-            if finished {
-                report.finished_before += 1;
-            } else {
-                queue.push(RunId { backbone: b.name.clone(), seed });
-            }
+    for run in config.runs() {
+        let finished = RunState::read(&study.run_dir(&run)).ok().flatten().is_some_and(|s| s.status == Status::Finished);
+        if finished {
+            report.finished_before += 1;
+        } else {
+            queue.push(run);
         }
     }
     queue.reverse(); // popped from the back: config order
@@ -103,7 +94,7 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
                     } else {
                         let log = sweep_log(&study, &r.run);
                         let error = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
-                        eprintln!("run {} seed {} failed: {error} (log: {})", r.run.backbone, r.run.seed, log.display());
+                        eprintln!("run {} failed: {error} (log: {})", r.run, log.display());
                         report.failures.push(Failure { run: r.run, log, error });
                     }
                 }
@@ -151,7 +142,7 @@ pub fn detect_gpus() -> Vec<String> {
 
 /// Where a run's process output goes (appended, one block per attempt).
 pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
-    study.run_dir(&run.backbone, run.seed).join("sweep.log")
+    study.run_dir(run).join("sweep.log")
 }
 
 fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &RunId, gpu: Option<&str>, threads: usize) -> anyhow::Result<Child> {
@@ -160,7 +151,7 @@ fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &Run
     let mut log = OpenOptions::new().create(true).append(true).open(&log_path)?;
     writeln!(log, "--- sweep process {} starts this run", std::process::id())?;
     let mut command = Command::new(std::env::current_exe()?);
-    command.args(["run-one", "--backbone", &run.backbone, "--seed", &run.seed.to_string(), "--config"]).arg(config_path);
+    command.args(["run-one", "--dataset", &run.dataset, "--backbone", &run.backbone, "--seed", &run.seed.to_string(), "--config"]).arg(config_path);
     if let Some(out) = &options.output {
         command.arg("--output").arg(out);
     }

@@ -4,6 +4,7 @@
 //! run killed alone, and a failing run among good ones.
 
 use polars::prelude::*;
+use sim_study::config::{DatasetId, RunId};
 use sim_study::real_data::real_data_dir;
 use sim_study::run_state::RunState;
 use sim_study::tensors::{Values, decode};
@@ -96,13 +97,13 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     let mut config = StudyConfig::from_file(&config_path("ci.toml")).unwrap();
     config.study.output_dir = Some(one.clone());
     let study = StudyDir::new(&one);
-    let bytes = std::fs::read(study.pretrained_eval("vit-tiny")).unwrap();
+    let bytes = std::fs::read(study.pretrained_eval("ham10000", "vit-tiny")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (shape, Values::Float(stored)) = decode(&file.tensor("probe.medical.final.cls").unwrap()).unwrap() else { panic!() };
     let device = Default::default();
     let backbone = &config.backbones[0];
     let model = load::<CpuBackend>(&backbone.checkpoint_path(&root().join("configs")), &LoadOptions::for_backbone(backbone), &device).unwrap().model;
-    let mut medical = PreparedDataset::load(&config, &study, sim_study::config::DatasetRole::Medical).unwrap();
+    let mut medical = PreparedDataset::load(&config, &study, &DatasetId::Medical("ham10000".into())).unwrap();
     let cache = medical.image_cache(&study, 32).unwrap();
     let labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
     let (mean, std) = sim_study::config::Family::Vit.normalisation().unwrap();
@@ -206,7 +207,8 @@ fn a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one() {
     let (whole, killed) = (out.path().join("whole"), out.path().join("killed"));
     run(reproduce(&config_path("smoke.toml"), &whole, &[]));
 
-    let runs = |seed: u64| StudyDir::new(&killed).run_dir("vit-tiny", seed);
+    let run_dir = |backbone: &str, seed| StudyDir::new(&killed).run_dir(&RunId { dataset: "ham10000".into(), backbone: backbone.into(), seed });
+    let runs = |seed: u64| run_dir("vit-tiny", seed);
     let mut sweep = reproduce(&config_path("smoke.toml"), &killed, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for("an epoch of seed 0", || RunState::read(&runs(0)).ok().flatten().is_some_and(|s| s.last_finished_epoch >= 1));
     let workers: Vec<i32> = [0, 1].iter().filter_map(|&s| holder(&runs(s))).collect();
@@ -216,7 +218,7 @@ fn a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one() {
 
     // Now one run alone: its sweep reports it failed and the others finish.
     let sweep = reproduce(&config_path("smoke.toml"), &killed, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let dino = StudyDir::new(&killed).run_dir("dinov2-tiny", 0);
+    let dino = run_dir("dinov2-tiny", 0);
     wait_for("a dinov2-tiny run process", || holder(&dino).is_some_and(|p| p != sweep.id() as i32 && alive(p)));
     let pid = holder(&dino).unwrap();
     // Safety: kill(2) of a process this test's sweep started.
@@ -242,6 +244,75 @@ fn smoke_elsewhere(dir: &Path, backbone: &str, sections: &str) -> PathBuf {
     path
 }
 
+/// The smoke study with a second medical data set, PneumoniaMNIST (400 of
+/// its chest X-rays, 28 px greyscale): every run of each data set reads only
+/// its own split and cache, epoch 0 on the natural images is made once per
+/// backbone, and tables and report carry both data sets.
+#[test]
+fn two_medical_data_sets_run_in_one_study_and_keep_apart() {
+    let test = "two_medical_data_sets_run_in_one_study_and_keep_apart";
+    let Some(_) = real_data_dir("ham10000", test) else { return };
+    let Some(_) = real_data_dir("medmnist/pneumoniamnist.npz", test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let second = "[[datasets.medical]]\nkind = \"medmnist\"\nroot = \"medmnist/pneumoniamnist.npz\"\nmax_samples = 400\n\n[datasets.natural]";
+    let text = std::fs::read_to_string(config_path("smoke.toml"))
+        .unwrap()
+        .replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()))
+        .replace("[datasets.medical]", "[[datasets.medical]]")
+        .replace("[datasets.natural]", second);
+    let config_file = dir.path().join("two.toml");
+    std::fs::write(&config_file, text).unwrap();
+    let study_dir = dir.path().join("study");
+    run(reproduce(&config_file, &study_dir, &["--jobs", "2"]));
+    let study = StudyDir::new(&study_dir);
+    let mut config = StudyConfig::from_file(&config_file).unwrap();
+    config.study.output_dir = Some(study_dir.clone());
+    assert_eq!(config.medical_names(), ["ham10000", "pneumoniamnist"]);
+
+    // Each data set's split holds its own images only, and its runs used them.
+    let ham = PreparedDataset::load(&config, &study, &DatasetId::Medical("ham10000".into())).unwrap();
+    let xray = PreparedDataset::load(&config, &study, &DatasetId::Medical("pneumoniamnist".into())).unwrap();
+    assert!(ham.split_reused && xray.split_reused && ham.split_file != xray.split_file);
+    assert!(ham.dataset.samples.iter().all(|s| s.id.starts_with("ISIC_")));
+    assert!(xray.dataset.samples.iter().all(|s| s.id.starts_with("train/") || s.id.starts_with("val/") || s.id.starts_with("test/")));
+    for (dataset, prepared, classes) in [("ham10000", &ham, 7), ("pneumoniamnist", &xray, 2)] {
+        for backbone in ["vit-tiny", "dinov2-tiny"] {
+            let file = sim_study::eval_file::EvalFile::open(&study.pretrained_eval(dataset, backbone)).unwrap();
+            let (shape, _) = file.decoded(sim_study::eval_file::TEST_LOGITS).unwrap();
+            assert_eq!(shape, [prepared.test_indices().len(), classes], "{dataset}/{backbone}");
+            assert_eq!(file.metadata().unwrap().dataset.as_deref(), Some(dataset));
+            let state = RunState::read(&study.run_dir(&RunId { dataset: dataset.into(), backbone: backbone.into(), seed: 1 })).unwrap().unwrap();
+            assert_eq!(state.dataset, dataset);
+        }
+    }
+    let caches: Vec<String> = std::fs::read_dir(study_dir.join("cache")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for stem in ["medical-ham10000-", "medical-pneumoniamnist-", "natural-"] {
+        assert_eq!(caches.iter().filter(|c| c.starts_with(stem)).count(), 2, "{stem}: one cache per input size: {caches:?}");
+    }
+    // The natural images' epoch 0: made once per backbone, the same in both data sets' files.
+    for backbone in ["vit-tiny", "dinov2-tiny"] {
+        assert!(study.natural_eval(backbone).exists());
+        let bank = |dataset| {
+            let file = sim_study::eval_file::EvalFile::open(&study.pretrained_eval(dataset, backbone)).unwrap();
+            file.raw_tensors().into_iter().find(|t| t.name == sim_study::eval_file::KNN_BANK).unwrap().bytes
+        };
+        assert_eq!(bank("ham10000"), bank("pneumoniamnist"), "{backbone}");
+    }
+
+    let table = epochs(&study_dir);
+    let datasets = table.column("dataset").unwrap().str().unwrap().clone();
+    for name in ["ham10000", "pneumoniamnist"] {
+        let rows = (0..datasets.len()).filter(|&i| datasets.get(i) == Some(name)).count();
+        assert_eq!(rows, 2 * 2 * 3, "{name}: 2 backbones × 2 seeds × epochs 0–2");
+    }
+    let report = std::fs::read_to_string(sim_plot::report_path(&study_dir)).unwrap();
+    let findings = report.split("## The paper's three findings").nth(1).unwrap();
+    for per_dataset in ["   - `ham10000`: ", "   - `pneumoniamnist`: ", "The data sets "] {
+        assert_eq!(findings.matches(per_dataset).count(), 3, "{per_dataset}: {findings}");
+    }
+    assert!(sim_plot::figures_dir(&study_dir).join("fig3_attention_pneumoniamnist_vit-tiny.png").exists());
+}
+
 /// A run that fails (its loss turns NaN) does not stop the others; the sweep
 /// ends with an error naming it, its log and its error, and the tables and
 /// report are made from the runs that finished.
@@ -261,8 +332,9 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("2 run(s) failed"), "{stderr}");
-    assert!(stderr.contains("overflow seed 0: Error: overflow seed 0: loss is NaN"), "{stderr}");
-    assert!(stderr.contains(&StudyDir::new(&study).run_dir("overflow", 0).join("sweep.log").display().to_string()), "{stderr}");
+    assert!(stderr.contains("ham10000/overflow seed 0: Error: ham10000/overflow seed 0: loss is NaN"), "{stderr}");
+    let failed = RunId { dataset: "ham10000".into(), backbone: "overflow".into(), seed: 0 };
+    assert!(stderr.contains(&StudyDir::new(&study).run_dir(&failed).join("sweep.log").display().to_string()), "{stderr}");
     let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
     assert!(report.contains("`vit-tiny`: 2 finished run(s)") && report.contains("`dinov2-tiny`: 2 finished run(s)"), "{report}");
     assert!(report.contains("`overflow`: 0 finished run(s) in the summaries; 2 left out (seed 0: failed after epoch 0: loss NaN"), "{report}");

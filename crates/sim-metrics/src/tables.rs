@@ -1,12 +1,14 @@
 //! `sim-metrics study`: from a study's evaluation files to its Parquet tables.
 //!
-//! For every backbone of the study's resolved config, the pre-trained
-//! evaluation (epoch 0) is the CKA reference of every probe tensor, prepared
+//! For every medical data set and backbone of the study's resolved config,
+//! the pre-trained evaluation (epoch 0) is the CKA reference of every probe tensor, prepared
 //! once ([`CkaReference`]) and compared with every run's every epoch. Runs
 //! contribute the evaluation files of the epochs their `run.toml` commits (and
 //! only those `dump.epochs` asks for), so the tables can be made while a study
 //! runs: the per-epoch tables hold every run with its status, the summaries
 //! (backbones, fits, space) finished runs only, saying which were left out.
+//! Each data set's tables are made alone (θ*, the fits and the means are per
+//! data set) and stacked, with a `dataset` column first.
 //! Columns and units: README, "Study tables".
 
 use crate::arrays::{FloatArray, to_labels, to_matrix};
@@ -22,6 +24,7 @@ use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
 use sim_study::tables::{col, file as table_file};
 use sim_study::lock::DirLock;
 use sim_study::run_state::{RunState, Status};
+use sim_study::config::RunId;
 use sim_study::{StudyConfig, StudyDir, remove_leftovers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -208,21 +211,22 @@ pub fn up_to_date(study_dir: &Path) -> bool {
     newest(&study_dir.join("runs"), &modified).is_some_and(|inputs| inputs <= oldest_table) && modified(&study.resolved_config()).is_some_and(|c| c <= oldest_table)
 }
 
-/// Reads every committed evaluation of the study and writes its tables;
-/// returns the files written.
-pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
-    let study = StudyDir::new(study_dir);
-    let config_path = study.resolved_config();
-    if !config_path.exists() {
-        return Err(err(study_dir, "not a study directory (no study.toml); run `cargo xtask reproduce` first"));
-    }
-    let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
+/// The runs of one medical data set: those with a committed epoch, those
+/// left out of the summaries (and why), and the backbones' attention images.
+struct DatasetRuns<'a> {
+    runs: Vec<Run<'a>>,
+    left_out: Vec<LeftOut<'a>>,
+    images: Vec<AttentionImage>,
+}
+
+fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str) -> Result<DatasetRuns<'a>, TableError> {
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
     let mut images = Vec::new();
     for backbone in &config.backbones {
         let name = backbone.name.as_str();
-        let pretrained_path = study.pretrained_eval(name);
+        let run_id = |seed| RunId { dataset: dataset.to_owned(), backbone: name.to_owned(), seed };
+        let pretrained_path = study.pretrained_eval(dataset, name);
         if !pretrained_path.exists() {
             left_out.extend(config.study.seeds.iter().map(|&seed| LeftOut { backbone: name, seed, why: "not started".into() }));
             continue;
@@ -230,11 +234,11 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         // An epoch 0 that cannot be used (a damaged file, the NaN features of
         // a diverging backbone) leaves that backbone's runs out, said why,
         // rather than every table of the study.
-        let (pretrained, refs, epoch0) = match read_pretrained(&pretrained_path, &config) {
+        let (pretrained, refs, epoch0) = match read_pretrained(&pretrained_path, config) {
             Ok(read) => read,
             Err(e) => {
                 for &seed in &config.study.seeds {
-                    let run = match RunState::read(&study.run_dir(name, seed)) {
+                    let run = match RunState::read(&study.run_dir(&run_id(seed))) {
                         Ok(Some(state)) => state.to_string(),
                         Ok(None) => "not started".into(),
                         Err(why) => why,
@@ -246,7 +250,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         };
         images.extend(attention_images(name, &pretrained)?);
         for &seed in &config.study.seeds {
-            let state = match RunState::read(&study.run_dir(name, seed)) {
+            let state = match RunState::read(&study.run_dir(&run_id(seed))) {
                 Ok(Some(state)) => state,
                 Ok(None) => {
                     left_out.push(LeftOut { backbone: name, seed, why: "not started".into() });
@@ -260,10 +264,10 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             let mut epochs = vec![(0, epoch0.clone())];
             // Epochs not dumped (`dump.epochs`) have no file.
             let read: Result<(), TableError> = (1..=state.last_finished_epoch).try_for_each(|epoch| {
-                let path = study.epoch_eval(name, seed, epoch);
+                let path = study.epoch_eval(&run_id(seed), epoch);
                 if path.exists() {
                     let file = EvalFile::open(&path).map_err(TableError)?;
-                    epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, &config)?)));
+                    epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, config)?)));
                 }
                 Ok(())
             });
@@ -279,29 +283,61 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             }
         }
     }
-    for l in &left_out {
-        eprintln!("{} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
+    Ok(DatasetRuns { runs, left_out, images })
+}
+
+/// Reads every committed evaluation of the study and writes its tables,
+/// each the rows of every medical data set with a `dataset` column first;
+/// returns the files written.
+pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
+    let study = StudyDir::new(study_dir);
+    let config_path = study.resolved_config();
+    if !config_path.exists() {
+        return Err(err(study_dir, "not a study directory (no study.toml); run `cargo xtask reproduce` first"));
     }
-    if runs.is_empty() {
+    study.check_layout().map_err(|e| err(study_dir, e))?;
+    let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
+    let mut tables: Vec<(&str, DataFrame)> = Vec::new();
+    for dataset in config.medical_names() {
+        let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset)?;
+        for l in &left_out {
+            eprintln!("{dataset}/{} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        let frames = [
+            (table_file::EPOCHS, epochs_table(&runs, &config)),
+            (table_file::LAYERS, layers_table(&runs)),
+            (table_file::BACKBONES, backbones_table(&runs, &left_out, &config)),
+            (table_file::FITS, fits_table(&runs, &config)),
+            (table_file::SPACE, space_table(&runs, &config)),
+            (table_file::RELIABILITY, reliability_table(&runs)),
+            (table_file::ATTENTION, attention_table(&runs, &images)),
+            (table_file::ATTENTION_IMAGES, attention_images_table(&images)),
+        ];
+        for (i, (name, frame)) in frames.into_iter().enumerate() {
+            let at = |e: PolarsError| err(&study.tables_dir().join(name), e);
+            let mut frame = frame.map_err(at)?;
+            frame.insert_column(0, col(col::DATASET, vec![dataset; frame.height()])).map_err(at)?;
+            match tables.get_mut(i) {
+                Some((_, all)) => {
+                    all.vstack_mut(&frame).map_err(at)?;
+                }
+                None => tables.push((name, frame)),
+            }
+        }
+    }
+    if tables.is_empty() {
         return Err(err(study_dir, "no finished epoch in any run yet"));
     }
-    let tables = [
-        (table_file::EPOCHS, epochs_table(&runs, &config)),
-        (table_file::LAYERS, layers_table(&runs)),
-        (table_file::BACKBONES, backbones_table(&runs, &left_out, &config)),
-        (table_file::FITS, fits_table(&runs, &config)),
-        (table_file::SPACE, space_table(&runs, &config)),
-        (table_file::RELIABILITY, reliability_table(&runs)),
-        (table_file::ATTENTION, attention_table(&runs, &images)),
-        (table_file::ATTENTION_IMAGES, attention_images_table(&images)),
-    ];
     let tables_dir = study.tables_dir();
     let _lock = DirLock::wait(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     remove_leftovers(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     let mut written = Vec::new();
-    for (name, frame) in tables {
+    for (name, mut frame) in tables {
         let path = tables_dir.join(name);
-        let mut frame = frame.map_err(|e| err(&path, e))?;
+        frame.rechunk_mut();
         sim_study::write_atomic_with(&path, |w| {
             ParquetWriter::new(w).finish(&mut frame).map(|_| ()).map_err(std::io::Error::other)
         })

@@ -11,6 +11,7 @@ use sim_metrics::classification::classification_scores;
 use sim_metrics::tables::write_study_tables;
 use sim_study::eval_file::{self, Layer, Probe, Token};
 use sim_study::run_state::{RunState, Status};
+use sim_study::config::RunId;
 use sim_study::{StudyConfig, StudyDir};
 use std::collections::HashMap;
 use std::path::Path;
@@ -87,27 +88,8 @@ fn eval_file(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mu
     stored.chunks(3).map(|r| (0..3).fold(0, |b, k| if r[k] > r[b] { k } else { b }) as i64).collect()
 }
 
-fn read(path: &Path) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
-}
-
-fn schema_of(df: &DataFrame) -> Vec<(String, DataType)> {
-    df.schema().iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
-}
-
-fn f64_col(df: &DataFrame, name: &str) -> Vec<f64> {
-    df.column(name).unwrap().f64().unwrap().into_no_null_iter().collect()
-}
-
-#[test]
-fn study_tables_have_their_schema_and_hand_checkable_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StudyConfig::from_toml_str(CONFIG, Path::new("synthetic.toml")).unwrap();
-    config.study.output_dir = Some(dir.path().to_owned());
-    let study = StudyDir::new(dir.path());
-    study.write_resolved_config(&config).unwrap();
-
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
+/// Random pre-trained features, logits and k-NN arrays.
+fn base_features(rng: &mut ChaCha8Rng) -> HashMap<String, Vec<f64>> {
     let mut base = HashMap::new();
     for probe in Probe::ALL {
         let n = if probe == Probe::Medical { 40 } else { 30 };
@@ -120,20 +102,51 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     base.insert("logits".into(), (0..120).map(|i| if i % 4 == 0 { 3.0 } else { rng.random::<f64>() }).collect());
     base.insert("bank".into(), (0..300).map(|_| rng.random::<f64>() - 0.5).collect());
     base.insert("query".into(), (0..120).map(|_| rng.random::<f64>() - 0.5).collect());
+    base
+}
 
-    eval_file(&study.pretrained_eval("tiny"), &base, 0.0, &mut rng);
+fn read(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
+}
+
+fn schema_of(df: &DataFrame) -> Vec<(String, DataType)> {
+    df.schema().iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
+}
+
+fn f64_col(df: &DataFrame, name: &str) -> Vec<f64> {
+    df.column(name).unwrap().f64().unwrap().into_no_null_iter().collect()
+}
+
+fn str_col(df: &DataFrame, name: &str) -> Vec<String> {
+    let c = df.column(name).unwrap().str().unwrap();
+    (0..c.len()).map(|i| c.get(i).unwrap().to_string()).collect()
+}
+
+#[test]
+fn study_tables_have_their_schema_and_hand_checkable_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(CONFIG, Path::new("synthetic.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let base = base_features(&mut rng);
+    let run = |seed| RunId { dataset: "ham10000".into(), backbone: "tiny".into(), seed };
+    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
     let seed0_epoch2 = {
-        eval_file(&study.epoch_eval("tiny", 0, 1), &base, 1.0, &mut rng);
-        eval_file(&study.epoch_eval("tiny", 0, 2), &base, 3.0, &mut rng)
+        eval_file(&study.epoch_eval(&run(0), 1), &base, 1.0, &mut rng);
+        eval_file(&study.epoch_eval(&run(0), 2), &base, 3.0, &mut rng)
     };
-    eval_file(&study.epoch_eval("tiny", 1, 1), &base, 2.0, &mut rng);
+    eval_file(&study.epoch_eval(&run(1), 1), &base, 2.0, &mut rng);
     // Epochs without a file (not dumped) are simply absent.
-    eval_file(&study.epoch_eval("tiny", 1, 3), &base, 2.5, &mut rng);
+    eval_file(&study.epoch_eval(&run(1), 3), &base, 2.5, &mut rng);
     // A file of an epoch run.toml does not commit (a killed attempt's) is not read.
-    eval_file(&study.epoch_eval("tiny", 0, 3), &base, 9.0, &mut rng);
+    eval_file(&study.epoch_eval(&run(0), 3), &base, 9.0, &mut rng);
     // Seed 2 failed in epoch 2; seed 3 never started.
-    eval_file(&study.epoch_eval("tiny", 2, 1), &base, 0.5, &mut rng);
+    eval_file(&study.epoch_eval(&run(2), 1), &base, 0.5, &mut rng);
     let state = |seed, status, last, message: Option<&str>| RunState {
+        dataset: "ham10000".into(),
         backbone: "tiny".into(),
         seed,
         config_hash: config.hash(),
@@ -143,9 +156,9 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         last_finished_epoch: last,
         message: message.map(String::from),
     };
-    state(0, Status::Finished, 2, None).write(&study.run_dir("tiny", 0)).unwrap();
-    state(1, Status::Finished, 3, None).write(&study.run_dir("tiny", 1)).unwrap();
-    state(2, Status::Failed, 1, Some("loss NaN at epoch 2, step 3")).write(&study.run_dir("tiny", 2)).unwrap();
+    state(0, Status::Finished, 2, None).write(&study.run_dir(&run(0))).unwrap();
+    state(1, Status::Finished, 3, None).write(&study.run_dir(&run(1))).unwrap();
+    state(2, Status::Failed, 1, Some("loss NaN at epoch 2, step 3")).write(&study.run_dir(&run(2))).unwrap();
 
     let written = write_study_tables(dir.path()).unwrap();
     assert_eq!(written.len(), sim_study::tables::file::ALL.len());
@@ -154,7 +167,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let names: Vec<String> = schema_of(&epochs).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["backbone", "seed", "epoch", "status", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
+        ["dataset", "backbone", "seed", "epoch", "status", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
     );
     assert_eq!(epochs.column("backbone").unwrap().dtype(), &DataType::String);
     assert_eq!(epochs.column("seed").unwrap().dtype(), &DataType::UInt64);
@@ -179,7 +192,8 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     assert_eq!(
         schema_of(&layers),
         [
-            ("backbone".to_string(), DataType::String),
+            ("dataset".to_string(), DataType::String),
+            ("backbone".into(), DataType::String),
             ("seed".into(), DataType::UInt64),
             ("epoch".into(), DataType::UInt32),
             ("layer".into(), DataType::UInt32),
@@ -233,4 +247,64 @@ fn a_directory_without_a_study_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let msg = write_study_tables(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("not a study directory"), "{msg}");
+}
+
+#[test]
+fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
+    let text = CONFIG.replace(
+        "[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"",
+        "[[datasets.medical]]\nkind = \"ham10000\"\nroot = \"ham10000\"\n[[datasets.medical]]\nname = \"xray\"\nkind = \"medmnist\"\nroot = \"x.npz\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(&text, Path::new("two.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    // xray drifts further from θ₀ than ham10000; seeds 0 and 1 of each finish, 2 and 3 never start.
+    for (dataset, drift) in [("ham10000", 1.0), ("xray", 3.0)] {
+        let base = base_features(&mut rng);
+        eval_file(&study.pretrained_eval(dataset, "tiny"), &base, 0.0, &mut rng);
+        for seed in [0, 1] {
+            let run = RunId { dataset: dataset.into(), backbone: "tiny".into(), seed };
+            eval_file(&study.epoch_eval(&run, 1), &base, drift, &mut rng);
+            let state = RunState {
+                dataset: dataset.into(),
+                backbone: "tiny".into(),
+                seed,
+                config_hash: config.hash(),
+                backbone_sha256: "0".repeat(64),
+                status: Status::Finished,
+                epochs: 1,
+                last_finished_epoch: 1,
+                message: None,
+            };
+            state.write(&study.run_dir(&run)).unwrap();
+        }
+    }
+    write_study_tables(dir.path()).unwrap();
+    for name in sim_study::tables::file::ALL {
+        let table = read(&study.tables_dir().join(name));
+        assert_eq!(table.get_column_names()[0].as_str(), "dataset", "{name}");
+    }
+    let epochs = read(&study.tables_dir().join("epochs.parquet"));
+    assert_eq!(str_col(&epochs, "dataset"), ["ham10000", "ham10000", "ham10000", "ham10000", "xray", "xray", "xray", "xray"]);
+    let backbones = read(&study.tables_dir().join("backbones.parquet"));
+    assert_eq!(str_col(&backbones, "dataset"), ["ham10000", "xray"]);
+    assert_eq!(str_col(&backbones, "left_out"), ["seed 2: not started; seed 3: not started"; 2]);
+    let similarity = f64_col(&backbones, "similarity_mean");
+    assert!(similarity[1] < similarity[0], "each data set's own runs: {similarity:?}");
+    let epoch_similarity = f64_col(&epochs, "similarity");
+    assert!((similarity[1] - (epoch_similarity[5] + epoch_similarity[7]) / 2.0).abs() < 1e-12);
+    // θ* is the best run of the same backbone on the same data set.
+    let space = read(&study.tables_dir().join("space.parquet"));
+    assert_eq!(str_col(&space, "dataset"), ["ham10000", "ham10000", "xray", "xray"]);
+    let accuracy = f64_col(&space, "accuracy");
+    let reference: Vec<u64> = space.column("reference_seed").unwrap().u64().unwrap().into_no_null_iter().collect();
+    for pair in [0, 2] {
+        let best = if accuracy[pair + 1] > accuracy[pair] { 1 } else { 0 };
+        assert_eq!(reference[pair..pair + 2], [best, best], "{accuracy:?}");
+    }
+    let fits = read(&study.tables_dir().join("fits.parquet"));
+    assert_eq!(str_col(&fits, "dataset"), ["ham10000", "ham10000", "ham10000", "xray", "xray", "xray"]);
 }

@@ -2,7 +2,9 @@
 //! Table 1, per backbone over its finished runs: accuracy, balanced accuracy,
 //! macro F1, ECE, k-NN top-1 before and after fine-tuning, final similarity,
 //! as mean ± sd, and n. Table 2, per backbone and calibration metric: the
-//! discretised linear fit of Figure 5.
+//! discretised linear fit of Figure 5. With several medical data sets, a
+//! row per data set and backbone (Markdown: a `data set` column first); the
+//! CSV files always have the `dataset` column.
 
 use crate::study::{SUMMARY_METRICS, Study};
 use sim_study::tables::col;
@@ -25,23 +27,33 @@ fn opt(v: Option<f64>) -> String {
 
 /// Writes `tables/table1.{md,csv}` and `tables/table2.{md,csv}`; returns them.
 pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut md1 = format!("| backbone | n | {} |\n|---|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
-    let mut csv1 = format!("{},{}", col::BACKBONE, col::RUNS);
+    let several = study.several_datasets();
+    // The Markdown's first cells: the data set (when several) and the backbone.
+    let key = |dataset: &str, backbone: &str| if several { format!("{dataset} | {backbone}") } else { backbone.to_string() };
+    let key_header = if several { "| data set | backbone " } else { "| backbone " };
+    let key_rule = if several { "|---|---" } else { "|---" };
+    let mut md1 = format!("{key_header}| n | {} |\n{key_rule}|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
+    let mut csv1 = format!("{},{},{}", col::DATASET, col::BACKBONE, col::RUNS);
     for m in SUMMARY_METRICS {
         csv1.push_str(&format!(",{},{}", col::mean(m), col::std(m)));
     }
     csv1.push('\n');
     for row in &study.summaries {
         let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| { let (a, b) = row.stat(m); mean_sd(a, b) }).collect();
-        md1.push_str(&format!("| {} | {} | {} |\n", row.backbone, row.runs, cells.join(" | ")));
-        csv1.push_str(&format!("{},{}", row.backbone, row.runs));
+        md1.push_str(&format!("| {} | {} | {} |\n", key(&row.dataset, &row.backbone), row.runs, cells.join(" | ")));
+        csv1.push_str(&format!("{},{},{}", row.dataset, row.backbone, row.runs));
         for m in SUMMARY_METRICS {
             let (a, b) = row.stat(m);
             csv1.push_str(&format!(",{},{}", opt(a), opt(b)));
         }
         csv1.push('\n');
     }
-    let left: Vec<String> = study.summaries.iter().filter(|r| r.runs_left_out > 0).map(|r| format!("{}: {}", r.backbone, r.left_out)).collect();
+    let left: Vec<String> = study
+        .summaries
+        .iter()
+        .filter(|r| r.runs_left_out > 0)
+        .map(|r| if several { format!("{}/{}: {}", r.dataset, r.backbone, r.left_out) } else { format!("{}: {}", r.backbone, r.left_out) })
+        .collect();
     md1.push_str(&format!(
         "\nMean ± sample standard deviation over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
         study.config.evaluation.knn_report_k
@@ -50,19 +62,19 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         md1.push_str(&format!("Runs left out: {}.\n", left.join("; ")));
     }
 
-    let mut md2 = String::from("| backbone | metric | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv2 = [col::BACKBONE, col::METRIC, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
+    let mut md2 = format!("{key_header}| metric | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|\n");
+    let mut csv2 = [col::DATASET, col::BACKBONE, col::METRIC, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
     let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     for f in &study.fits {
         let ci = f.slope_ci.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
         md2.push_str(&format!(
             "| {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
-            f.backbone, f.metric, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
+            key(&f.dataset, &f.backbone), f.metric, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
         ));
         let (lo, hi) = (f.slope_ci.map(|c| c.0), f.slope_ci.map(|c| c.1));
         csv2.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
-            f.backbone, f.metric, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
+            "{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            f.dataset, f.backbone, f.metric, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
         ));
     }
     md2.push_str(&format!(

@@ -1,7 +1,8 @@
 //! `report.md`: every figure and table in order, each with one sentence
 //! computed from the data, then "The paper's three findings", each stated
 //! with this study's numbers: whether it holds here, does not, or cannot be
-//! told from this study (and why).
+//! told from this study (and why). With several medical data sets, each
+//! finding is stated per data set, then whether the data sets agree.
 
 use crate::figures::Outcome;
 use crate::study::Study;
@@ -33,7 +34,8 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     );
     let _ = writeln!(r, "## Runs\n");
     for s in &study.summaries {
-        let _ = write!(r, "- `{}`: {} finished run(s) in the summaries", s.backbone, s.runs);
+        let dataset = if study.several_datasets() { format!("`{}` / ", s.dataset) } else { String::new() };
+        let _ = write!(r, "- {dataset}`{}`: {} finished run(s) in the summaries", s.backbone, s.runs);
         if s.runs_left_out > 0 {
             let _ = write!(r, "; {} left out ({})", s.runs_left_out, s.left_out);
         }
@@ -55,18 +57,77 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
             }
         }
     }
-    let _ = writeln!(r, "## Table 1: per backbone\n\n{}\n", tables[0].trim_end());
+    let per = if study.several_datasets() { "per data set and backbone" } else { "per backbone" };
+    let _ = writeln!(r, "## Table 1: {per}\n\n{}\n", tables[0].trim_end());
     let _ = writeln!(r, "## Table 2: the fits of Figure 5\n\n{}\n", tables[1].trim_end());
     let _ = writeln!(r, "## The paper's three findings\n");
-    let _ = writeln!(r, "1. **Runs that keep both accuracy and similarity exist.** {}\n", finding_space(study));
-    let _ = writeln!(r, "2. **Similarity and calibration are linearly related.** {}\n", finding_fit(study));
-    let _ = writeln!(r, "3. **Supervised pre-training forgets less than self-supervised pre-training.** {}", finding_forgetting(study));
+    let findings: [(&str, fn(&Study) -> Finding); 3] = [
+        ("Runs that keep both accuracy and similarity exist.", finding_space),
+        ("Similarity and calibration are linearly related.", finding_fit),
+        ("Supervised pre-training forgets less than self-supervised pre-training.", finding_forgetting),
+    ];
+    for (i, (claim, finding)) in findings.into_iter().enumerate() {
+        if !study.several_datasets() {
+            let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, finding(study).text);
+            continue;
+        }
+        let per_dataset: Vec<(&String, Finding)> = study.datasets.iter().map(|d| (d, finding(&study.for_dataset(d)))).collect();
+        let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, agreement(&per_dataset));
+        for (dataset, f) in &per_dataset {
+            let _ = writeln!(r, "   - `{dataset}`: {}", f.text);
+        }
+        let _ = writeln!(r);
+    }
     r
 }
 
-fn finding_space(study: &Study) -> String {
+/// Whether a finding holds in a study (or a data set of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Holds,
+    /// For some backbones, not all.
+    Partly,
+    DoesNotHold,
+    CannotSay,
+}
+
+impl Verdict {
+    fn words(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::Partly => "holds in part",
+            Verdict::DoesNotHold => "does not hold",
+            Verdict::CannotSay => "cannot be told",
+        }
+    }
+}
+
+/// A finding's verdict and the sentence that states it with the numbers.
+struct Finding {
+    verdict: Verdict,
+    text: String,
+}
+
+/// Where the data sets agree on a finding and where they do not.
+fn agreement(per_dataset: &[(&String, Finding)]) -> String {
+    let first = per_dataset[0].1.verdict;
+    if per_dataset.iter().all(|(_, f)| f.verdict == first) {
+        return format!("The data sets agree: it {} on every one.", first.words());
+    }
+    let mut groups: Vec<(Verdict, Vec<String>)> = Vec::new();
+    for (dataset, f) in per_dataset {
+        match groups.iter_mut().find(|(v, _)| *v == f.verdict) {
+            Some((_, names)) => names.push(format!("`{dataset}`")),
+            None => groups.push((f.verdict, vec![format!("`{dataset}`")])),
+        }
+    }
+    let parts: Vec<String> = groups.iter().map(|(v, names)| format!("it {} on {}", v.words(), names.join(", "))).collect();
+    format!("The data sets disagree: {}.", parts.join("; "))
+}
+
+fn finding_space(study: &Study) -> Finding {
     if study.space.is_empty() {
-        return "Cannot say: no run finished.".into();
+        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
     }
     let e = &study.config.evaluation;
     let mut parts = Vec::new();
@@ -78,20 +139,21 @@ fn finding_space(study: &Study) -> String {
         beside_best += runs.iter().filter(|p| p.in_space && p.seed != p.reference_seed).count();
         parts.push(format!("`{b}` {inside} of {} runs", runs.len()));
     }
-    let verdict = if beside_best > 0 {
-        format!("Holds here: {beside_best} run(s) besides the θ*s are inside")
+    let (verdict, words) = if beside_best > 0 {
+        (Verdict::Holds, format!("Holds here: {beside_best} run(s) besides the θ*s are inside"))
     } else if inside_total > 0 {
-        "Only the θ*s themselves are inside: too few runs, or too strict a region, to tell".to_string()
+        (Verdict::CannotSay, "Only the θ*s themselves are inside: too few runs, or too strict a region, to tell".to_string())
     } else {
-        "Does not hold here: no run is inside".to_string()
+        (Verdict::DoesNotHold, "Does not hold here: no run is inside".to_string())
     };
-    format!("{verdict} T_X(η = {}, ε = {}): {}.", e.similarity_threshold, e.accuracy_tolerance, parts.join(", "))
+    let text = format!("{words} T_X(η = {}, ε = {}): {}.", e.similarity_threshold, e.accuracy_tolerance, parts.join(", "));
+    Finding { verdict, text }
 }
 
-fn finding_fit(study: &Study) -> String {
+fn finding_fit(study: &Study) -> Finding {
     let fits: Vec<_> = study.fits.iter().filter(|f| f.metric == col::ECE).collect();
     if fits.is_empty() {
-        return "Cannot say: no fit (no finished run).".into();
+        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no fit (no finished run).".into() };
     }
     let mut parts = Vec::new();
     let (mut holds, mut fitted) = (0, 0);
@@ -113,16 +175,16 @@ fn finding_fit(study: &Study) -> String {
             _ => parts.push(format!("`{}`: no fit ({})", f.backbone, f.status)),
         }
     }
-    let verdict = match (fitted, holds) {
-        (0, _) => "Cannot say: no backbone's points allow a fit".to_string(),
-        (n, h) if h == n => "Holds here for every backbone".to_string(),
-        (_, 0) => "Does not hold here".to_string(),
-        (n, h) => format!("Holds here for {h} of {n} backbones"),
+    let (verdict, words) = match (fitted, holds) {
+        (0, _) => (Verdict::CannotSay, "Cannot say: no backbone's points allow a fit".to_string()),
+        (n, h) if h == n => (Verdict::Holds, "Holds here for every backbone".to_string()),
+        (_, 0) => (Verdict::DoesNotHold, "Does not hold here".to_string()),
+        (n, h) => (Verdict::Partly, format!("Holds here for {h} of {n} backbones")),
     };
-    format!("{verdict}. {}.", parts.join("; "))
+    Finding { verdict, text: format!("{words}. {}.", parts.join("; ")) }
 }
 
-fn finding_forgetting(study: &Study) -> String {
+fn finding_forgetting(study: &Study) -> Finding {
     let mut supervised = Vec::new();
     let mut other = Vec::new();
     let mut parts = Vec::new();
@@ -141,22 +203,23 @@ fn finding_forgetting(study: &Study) -> String {
         }
     }
     if parts.is_empty() {
-        return "Cannot say: no run finished.".into();
+        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
     }
-    let verdict = if supervised.is_empty() || other.is_empty() {
-        "Cannot say: the study needs a supervised backbone (family `vit`) and a self-supervised one (`dinov2`, or `open-clip`) with finished runs".to_string()
+    let (verdict, words) = if supervised.is_empty() || other.is_empty() {
+        (Verdict::CannotSay, "Cannot say: the study needs a supervised backbone (family `vit`) and a self-supervised one (`dinov2`, or `open-clip`) with finished runs".to_string())
     } else {
         let worst_supervised = supervised.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
         let least_other = other.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
         if worst_supervised < least_other {
             let clear = supervised.iter().all(|s| other.iter().all(|o| o.1 - s.1 > o.2 + s.2));
-            format!(
+            let words = format!(
                 "Holds here: every supervised backbone drops less than every other one{}",
                 if clear { ", by more than the runs' spread" } else { ", though within the runs' spread" }
-            )
+            );
+            (Verdict::Holds, words)
         } else {
-            "Does not hold here: a supervised backbone drops at least as much as another".to_string()
+            (Verdict::DoesNotHold, "Does not hold here: a supervised backbone drops at least as much as another".to_string())
         }
     };
-    format!("{verdict}. {}.", parts.join("; "))
+    Finding { verdict, text: format!("{words}. {}.", parts.join("; ")) }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// `epochs.parquet`: one row per run × epoch.
 #[derive(Debug, Clone)]
 pub struct EpochRow {
+    pub dataset: String,
     pub backbone: String,
     pub seed: u64,
     pub epoch: u32,
@@ -27,6 +28,7 @@ pub struct EpochRow {
 /// `layers.parquet` (medical probe only): one row per run × epoch × layer × token.
 #[derive(Debug, Clone)]
 pub struct LayerRow {
+    pub dataset: String,
     pub backbone: String,
     pub seed: u64,
     pub epoch: u32,
@@ -39,6 +41,7 @@ pub struct LayerRow {
 /// `backbones.parquet`.
 #[derive(Debug, Clone)]
 pub struct SummaryRow {
+    pub dataset: String,
     pub backbone: String,
     pub runs: u32,
     pub runs_left_out: u32,
@@ -60,6 +63,7 @@ impl SummaryRow {
 /// `fits.parquet`.
 #[derive(Debug, Clone)]
 pub struct FitRow {
+    pub dataset: String,
     pub backbone: String,
     pub metric: String,
     pub slope: Option<f64>,
@@ -75,6 +79,7 @@ pub struct FitRow {
 /// `space.parquet`: one row per finished run.
 #[derive(Debug, Clone)]
 pub struct SpaceRow {
+    pub dataset: String,
     pub backbone: String,
     pub seed: u64,
     pub similarity: f64,
@@ -86,6 +91,7 @@ pub struct SpaceRow {
 /// `reliability.parquet`: one row per model × bin (seed none: pre-trained).
 #[derive(Debug, Clone)]
 pub struct BinRow {
+    pub dataset: String,
     pub backbone: String,
     pub seed: Option<u64>,
     pub low: f64,
@@ -98,6 +104,7 @@ pub struct BinRow {
 /// `attention.parquet`: one row per model × image × patch.
 #[derive(Debug, Clone)]
 pub struct PatchRow {
+    pub dataset: String,
     pub backbone: String,
     pub seed: Option<u64>,
     pub image: u32,
@@ -110,6 +117,7 @@ pub struct PatchRow {
 /// `attention_images.parquet`.
 #[derive(Debug, Clone)]
 pub struct ImageRow {
+    pub dataset: String,
     pub backbone: String,
     pub image: u32,
     pub image_id: String,
@@ -118,9 +126,12 @@ pub struct ImageRow {
 }
 
 /// Everything the figures, tables and report read.
+#[derive(Clone)]
 pub struct Study {
     pub dir: PathBuf,
     pub config: StudyConfig,
+    /// The medical data sets in the config's order: the order of facets.
+    pub datasets: Vec<String>,
     /// Backbone names in the config's order: the order of legends and colours.
     pub backbones: Vec<String>,
     pub epochs: Vec<EpochRow>,
@@ -153,6 +164,7 @@ impl Study {
         };
         Ok(Study {
             dir: dir.to_owned(),
+            datasets: config.medical_names().into_iter().map(String::from).collect(),
             backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
             config,
             epochs: epoch_rows(&table(file::EPOCHS)?)?,
@@ -164,6 +176,34 @@ impl Study {
             attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
             images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
         })
+    }
+
+    /// The study's rows of one medical data set (every figure but Figure 3
+    /// and every finding are made per data set).
+    pub fn for_dataset(&self, dataset: &str) -> Study {
+        fn keep<R: Clone>(rows: &[R], dataset: &str, of: fn(&R) -> &str) -> Vec<R> {
+            rows.iter().filter(|r| of(r) == dataset).cloned().collect()
+        }
+        Study {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            datasets: vec![dataset.to_owned()],
+            backbones: self.backbones.clone(),
+            epochs: keep(&self.epochs, dataset, |r| &r.dataset),
+            layers: keep(&self.layers, dataset, |r| &r.dataset),
+            summaries: keep(&self.summaries, dataset, |r| &r.dataset),
+            fits: keep(&self.fits, dataset, |r| &r.dataset),
+            space: keep(&self.space, dataset, |r| &r.dataset),
+            reliability: self.reliability.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
+            attention: self.attention.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
+            images: self.images.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
+        }
+    }
+
+    /// Whether the study has several medical data sets (then figures, tables
+    /// and findings show them side by side).
+    pub fn several_datasets(&self) -> bool {
+        self.datasets.len() > 1
     }
 
     /// The backbones that have at least one finished run, in order.
@@ -243,11 +283,13 @@ impl Table {
 }
 
 fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, seed, epoch, status) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.strs(col::STATUS)?);
     let (acc, bal, ece) = (t.values(col::ACCURACY)?, t.values(col::BALANCED_ACCURACY)?, t.values(col::ECE)?);
     let (sim, knn) = (t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
     Ok((0..backbone.len())
         .map(|i| EpochRow {
+            dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
@@ -262,11 +304,13 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
 }
 
 fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, seed, epoch, layer) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.u32s(col::LAYER)?);
     let (is_final, token, probe, cka) = (t.bools(col::IS_FINAL)?, t.strs(col::TOKEN)?, t.strs(col::PROBE)?, t.values(col::CKA)?);
     Ok((0..backbone.len())
         .filter(|&i| probe[i] == sim_study::eval_file::Probe::Medical.name())
         .map(|i| LayerRow {
+            dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
@@ -279,6 +323,7 @@ fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
 }
 
 fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, runs, left, why) = (t.strs(col::BACKBONE)?, t.u32s(col::RUNS)?, t.u32s(col::RUNS_LEFT_OUT)?, t.strs(col::LEFT_OUT)?);
     let mut stats = Vec::new();
     for metric in SUMMARY_METRICS {
@@ -286,6 +331,7 @@ fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
     }
     Ok((0..backbone.len())
         .map(|i| SummaryRow {
+            dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             runs: runs[i],
             runs_left_out: left[i],
@@ -296,12 +342,14 @@ fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
 }
 
 fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, metric, status) = (t.strs(col::BACKBONE)?, t.strs(col::METRIC)?, t.strs(col::FIT_STATUS)?);
     let (slope, intercept, r, r2) = (t.f64s(col::SLOPE)?, t.f64s(col::INTERCEPT)?, t.f64s(col::R)?, t.f64s(col::R2)?);
     let (lo, hi) = (t.f64s(col::SLOPE_CI_LOW)?, t.f64s(col::SLOPE_CI_HIGH)?);
     let (points, levels) = (t.u32s(col::N_POINTS)?, t.u32s(col::N_LEVELS)?);
     Ok((0..backbone.len())
         .map(|i| FitRow {
+            dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             metric: metric[i].clone(),
             slope: slope[i],
@@ -317,10 +365,12 @@ fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
 }
 
 fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, seed, sim, acc) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::SIMILARITY)?, t.values(col::ACCURACY)?);
     let (reference, inside) = (t.u64s(col::REFERENCE_SEED)?, t.bools(col::IN_SPACE)?);
     Ok((0..backbone.len())
         .map(|i| SpaceRow {
+            dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             similarity: sim[i],
@@ -332,18 +382,21 @@ fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
 }
 
 fn bin_rows(t: &Table) -> anyhow::Result<Vec<BinRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, seed, low, high) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::BIN_LOW)?, t.values(col::BIN_HIGH)?);
     let (count, acc, conf) = (t.u32s(col::COUNT)?, t.f64s(col::ACCURACY)?, t.f64s(col::CONFIDENCE)?);
     Ok((0..backbone.len())
-        .map(|i| BinRow { backbone: backbone[i].clone(), seed: seed[i], low: low[i], high: high[i], count: count[i], accuracy: acc[i], confidence: conf[i] })
+        .map(|i| BinRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), seed: seed[i], low: low[i], high: high[i], count: count[i], accuracy: acc[i], confidence: conf[i] })
         .collect())
 }
 
 fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, seed, image) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::IMAGE)?);
     let (row, column, attention, norm) = (t.u32s(col::ROW)?, t.u32s(col::COLUMN)?, t.values(col::ATTENTION)?, t.values(col::PATCH_NORM)?);
     Ok((0..backbone.len())
         .map(|i| PatchRow {
+            dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i],
             image: image[i],
@@ -356,11 +409,12 @@ fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
 }
 
 fn image_rows(t: &Table) -> anyhow::Result<Vec<ImageRow>> {
+    let dataset = t.strs(col::DATASET)?;
     let (backbone, image, id, size) = (t.strs(col::BACKBONE)?, t.u32s(col::IMAGE)?, t.strs(col::IMAGE_ID)?, t.u32s(col::SIZE)?);
     let pixels = t.column(col::PIXELS)?.binary().with_context(|| format!("{}: column `{}`", t.path.display(), col::PIXELS))?;
     let pixels: Vec<Vec<u8>> = (0..pixels.len()).map(|i| pixels.get(i).unwrap_or_default().to_vec()).collect();
     let rows: Vec<ImageRow> = (0..backbone.len())
-        .map(|i| ImageRow { backbone: backbone[i].clone(), image: image[i], image_id: id[i].clone(), size: size[i], pixels: pixels[i].clone() })
+        .map(|i| ImageRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), image: image[i], image_id: id[i].clone(), size: size[i], pixels: pixels[i].clone() })
         .collect();
     if let Some(bad) = rows.iter().find(|r| r.pixels.len() != (r.size * r.size * 3) as usize) {
         bail!("{}: image {} of {} has {} bytes for {} × {} RGB", t.path.display(), bad.image, bad.backbone, bad.pixels.len(), bad.size, bad.size);

@@ -30,11 +30,21 @@ where
     Column::from(Series::new(name.into(), values))
 }
 
+/// Writes a table of the study's one medical data set, `h`.
 fn write(dir: &Path, name: &str, columns: Vec<Column>) {
     let mut frame = DataFrame::new_infer_height(columns).unwrap();
+    frame.insert_column(0, c(col::DATASET, vec!["h"; frame.height()])).unwrap();
+    write_frame(dir, name, &mut frame);
+}
+
+fn write_frame(dir: &Path, name: &str, frame: &mut DataFrame) {
     let path = StudyDir::new(dir).tables_dir().join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(&mut frame).unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(frame).unwrap();
+}
+
+fn read_frame(dir: &Path, name: &str) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(StudyDir::new(dir).tables_dir().join(name)).unwrap()).finish().unwrap()
 }
 
 /// A run: backbone, seed, status, last epoch, and how it learns.
@@ -311,4 +321,67 @@ fn only_and_format_choose_what_is_written() {
     let bad = Options { only: Some(vec!["fig9".into()]), ..Options::default() };
     let msg = render_study(d, &bad).err().unwrap().to_string();
     assert!(msg.contains("--only fig9") && msg.contains("fig1a_knn"), "{msg}");
+}
+
+/// Two medical data sets: each figure has a facet per data set, Figure 3 a
+/// file per data set and backbone, the tables a data set column, and the
+/// report states each finding per data set and whether they agree.
+#[test]
+fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let (skin, xray, d) = (dir.path().join("skin"), dir.path().join("xray"), dir.path().join("both"));
+    let backbones = [("vit", "vit"), ("dino", "dinov2")];
+    let run = |backbone, seed, gain| Run { backbone, seed, status: "finished", epochs: 2, gain };
+    study(&skin, &backbones, &[run("vit", 0, 0.05), run("vit", 1, 0.04), run("dino", 0, 0.03), run("dino", 1, 0.02)]);
+    // On the second data set only one backbone has runs.
+    study(&xray, &backbones[..1], &[run("vit", 0, 0.01), run("vit", 1, 0.02)]);
+    let text = format!(
+        "[study]\nname = \"two\"\nseeds = [0, 1]\n[[datasets.medical]]\nname = \"skin\"\nkind = \"ham10000\"\nroot = \"h\"\n\
+         [[datasets.medical]]\nname = \"xray\"\nkind = \"medmnist\"\nroot = \"x.npz\"\n\
+         [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
+         [[backbones]]\nname = \"vit\"\ncheckpoint = \"x\"\nfamily = \"vit\"\n[[backbones]]\nname = \"dino\"\ncheckpoint = \"y\"\nfamily = \"dinov2\"\n"
+    );
+    let config = StudyConfig::from_toml_str(&text, Path::new("two.toml")).unwrap();
+    StudyDir::new(&d).write_resolved_config(&config).unwrap();
+    for name in file::ALL {
+        let mut both: Option<DataFrame> = None;
+        for (part, dataset) in [(&skin, "skin"), (&xray, "xray")] {
+            let mut frame = read_frame(part, name);
+            frame.with_column(c(col::DATASET, vec![dataset; frame.height()])).unwrap();
+            both = Some(match both {
+                Some(b) => b.vstack(&frame).unwrap(),
+                None => frame,
+            });
+        }
+        write_frame(&d, name, &mut both.unwrap());
+    }
+    let rendered = render_study(&d, &Options::default()).unwrap();
+    assert!(rendered.left_out.is_empty(), "{:?}", rendered.left_out);
+    // A column-wide figure gets its facets side by side, a wider one stacked.
+    let (w, h) = inches(SINGLE_COLUMN, 2.9);
+    assert_eq!(png_size(&d.join("figures/fig2_similarity_space.png")), (2 * w, h + sim_plot::style::pt(12.0)));
+    let (w, h) = inches(FULL_WIDTH, 2.5);
+    assert_eq!(png_size(&d.join("figures/fig4a_trajectory.png")), (w, 2 * (h + sim_plot::style::pt(12.0))));
+    let space = svg(&d, "fig2_similarity_space");
+    assert!(space.contains("medical data set: skin") && space.contains("medical data set: xray"));
+    for b in ["skin_vit", "skin_dino", "xray_vit"] {
+        assert!(d.join(format!("figures/fig3_attention_{b}.png")).exists(), "{b}");
+    }
+    assert!(!d.join("figures/fig3_attention_xray_dino.png").exists());
+
+    let table1 = std::fs::read_to_string(StudyDir::new(&d).tables_dir().join("table1.md")).unwrap();
+    assert!(table1.starts_with("| data set | backbone | n |"), "{table1}");
+    assert!(table1.contains("| skin | vit | 2 |") && table1.contains("| xray | vit | 2 |"), "{table1}");
+    let csv = std::fs::read_to_string(StudyDir::new(&d).tables_dir().join("table2.csv")).unwrap();
+    assert!(csv.starts_with("dataset,backbone,metric,") && csv.contains("\nxray,vit,ece,"), "{csv}");
+
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(report.contains("- `skin` / `vit`: 2 finished run(s)"), "{report}");
+    // Finding 3 needs both paradigms: told on skin (where both lose alike), not on xray.
+    let third = report.split("3. **Supervised pre-training").nth(1).unwrap();
+    assert!(third.contains("The data sets disagree: it does not hold on `skin`; it cannot be told on `xray`"), "{third}");
+    assert!(third.contains("   - `xray`: Cannot say: the study needs a supervised backbone"), "{third}");
+    let second = report.split("2. **Similarity and calibration").nth(1).unwrap().split("3. **").next().unwrap();
+    assert!(second.contains("The data sets agree: it holds on every one."), "{second}");
+    assert!(report.contains("**skin**: k-NN top-1") && report.contains("**xray**: k-NN top-1"), "fig1a caption per data set");
 }

@@ -73,14 +73,38 @@ pub struct StudySection {
     pub seeds: Vec<u64>,
 }
 
-/// The two data sets of the study.
+/// The data sets of the study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Datasets {
-    /// The medical target task (fine-tuning, test metrics, medical probe set).
-    pub medical: DatasetConfig,
-    /// Natural images: the k-NN bank and queries, the natural probe set.
+    /// The medical target tasks (fine-tuning, test metrics, medical probe
+    /// set), each a study axis: every backbone × seed runs on each. Written
+    /// `[[datasets.medical]]` (a list) or `[datasets.medical]` (one).
+    #[serde(deserialize_with = "one_or_many")]
+    pub medical: Vec<DatasetConfig>,
+    /// Natural images: the k-NN bank and queries, the natural probe set;
+    /// the same for every medical data set.
     pub natural: DatasetConfig,
+}
+
+/// `[datasets.medical]` (one table) or `[[datasets.medical]]` (a list), with
+/// the field paths of errors kept (`datasets.medical[1].kind`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DatasetConfig>, D::Error> {
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<DatasetConfig>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a table [datasets.medical] or a list [[datasets.medical]]")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            DatasetConfig::deserialize(MapAccessDeserializer::new(map)).map(|one| vec![one])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(OneOrMany)
 }
 
 /// Which role a data set plays; some defaults differ by role (SPEC).
@@ -96,6 +120,54 @@ impl DatasetRole {
             DatasetRole::Medical => "medical",
             DatasetRole::Natural => "natural",
         }
+    }
+}
+
+/// One data set of a study: a medical one by its name, or the natural images.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DatasetId {
+    Medical(String),
+    Natural,
+}
+
+impl DatasetId {
+    pub fn role(&self) -> DatasetRole {
+        match self {
+            DatasetId::Medical(_) => DatasetRole::Medical,
+            DatasetId::Natural => DatasetRole::Natural,
+        }
+    }
+
+    /// The stem of its split and cache files: `medical-<name>` or `natural`.
+    pub fn file_stem(&self) -> String {
+        match self {
+            DatasetId::Medical(name) => format!("medical-{name}"),
+            DatasetId::Natural => "natural".into(),
+        }
+    }
+}
+
+impl fmt::Display for DatasetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatasetId::Medical(name) => write!(f, "medical data set `{name}`"),
+            DatasetId::Natural => f.write_str("natural data set"),
+        }
+    }
+}
+
+/// One fine-tuning run: a medical data set × a backbone × a seed. Its folder
+/// is `runs/<dataset>/<backbone>/seed-<NN>/` ([`crate::StudyDir::run_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId {
+    pub dataset: String,
+    pub backbone: String,
+    pub seed: u64,
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} seed {}", self.dataset, self.backbone, self.seed)
     }
 }
 
@@ -116,6 +188,11 @@ pub enum DatasetKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
+    /// Medical data sets: the name of its runs' folder `runs/<name>/`, its
+    /// tables' `dataset` column and the figures' facets; default the stem of
+    /// `root` (`ham10000`, `pneumoniamnist`). Not used by the natural set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub kind: DatasetKind,
     /// Folder of the data set (the `.npz` file for MedMNIST); relative paths
     /// resolve against `SIM_DATA_DIR`.
@@ -422,6 +499,11 @@ impl StudyConfig {
         if self.study.output_dir.is_none() {
             self.study.output_dir = Some(Path::new("studies").join(&self.study.name));
         }
+        for ds in &mut self.datasets.medical {
+            if ds.name.is_none() {
+                ds.name = ds.root.file_stem().map(|s| s.to_string_lossy().into_owned());
+            }
+        }
         for (role, ds) in self.datasets_mut() {
             let (test_split, crop_ratio) = match role {
                 DatasetRole::Medical => ("test", 1.0),
@@ -440,16 +522,54 @@ impl StudyConfig {
         }
     }
 
-    fn datasets_mut(&mut self) -> [(DatasetRole, &mut DatasetConfig); 2] {
-        [
-            (DatasetRole::Medical, &mut self.datasets.medical),
-            (DatasetRole::Natural, &mut self.datasets.natural),
-        ]
+    fn datasets_mut(&mut self) -> impl Iterator<Item = (DatasetRole, &mut DatasetConfig)> {
+        let medical = self.datasets.medical.iter_mut().map(|d| (DatasetRole::Medical, d));
+        medical.chain([(DatasetRole::Natural, &mut self.datasets.natural)])
     }
 
-    /// The data sets with their roles, medical first.
-    pub fn datasets(&self) -> [(DatasetRole, &DatasetConfig); 2] {
-        [(DatasetRole::Medical, &self.datasets.medical), (DatasetRole::Natural, &self.datasets.natural)]
+    /// Every data set of the study, the medical ones first, in config order.
+    pub fn datasets(&self) -> Vec<(DatasetId, &DatasetConfig)> {
+        let medical = self.datasets.medical.iter().map(|d| (DatasetId::Medical(d.name().to_owned()), d));
+        medical.chain([(DatasetId::Natural, &self.datasets.natural)]).collect()
+    }
+
+    /// The config of a data set, or an error listing the medical ones.
+    pub fn dataset(&self, id: &DatasetId) -> Result<&DatasetConfig, String> {
+        match id {
+            DatasetId::Natural => Ok(&self.datasets.natural),
+            DatasetId::Medical(name) => self.datasets.medical.iter().find(|d| d.name() == name).ok_or_else(|| {
+                format!("no medical data set `{name}` in the study (data sets: {})", self.medical_names().join(", "))
+            }),
+        }
+    }
+
+    /// The medical data sets' names, in config order.
+    pub fn medical_names(&self) -> Vec<&str> {
+        self.datasets.medical.iter().map(DatasetConfig::name).collect()
+    }
+
+    /// The medical data set a command names, or the study's only one when it
+    /// names none.
+    pub fn only_dataset(&self, named: Option<String>) -> Result<String, String> {
+        match (named, self.medical_names().as_slice()) {
+            (Some(name), _) => Ok(name),
+            (None, [only]) => Ok(only.to_string()),
+            (None, names) => Err(format!("the study has {} medical data sets ({}): say which with --dataset", names.len(), names.join(", "))),
+        }
+    }
+
+    /// Every run of the study: data set × backbone × seed, in that order of
+    /// nesting and in config order (the index of a Slurm array task).
+    pub fn runs(&self) -> Vec<RunId> {
+        let mut runs = Vec::new();
+        for dataset in self.medical_names() {
+            for b in &self.backbones {
+                for &seed in &self.study.seeds {
+                    runs.push(RunId { dataset: dataset.to_owned(), backbone: b.name.clone(), seed });
+                }
+            }
+        }
+        runs
     }
 
     /// Where the study directory goes.
@@ -485,9 +605,26 @@ impl StudyConfig {
         if let Some(w) = seeds.windows(2).find(|w| w[0] == w[1]) {
             return err("study.seeds", format!("seed {} appears twice", w[0]));
         }
-        for (role, ds) in self.datasets() {
-            ds.validate(&format!("datasets.{}", role.name()))?;
+        if self.datasets.medical.is_empty() {
+            return err("datasets.medical", "needs at least one medical data set".into());
         }
+        let mut dataset_names = Vec::new();
+        for (i, ds) in self.datasets.medical.iter().enumerate() {
+            let at = if self.datasets.medical.len() == 1 { "datasets.medical".to_string() } else { format!("datasets.medical[{i}]") };
+            let Some(name) = &ds.name else {
+                return err(&format!("{at}.name"), format!("no name, and none can be made from root `{}`", ds.root.display()));
+            };
+            check_name(&format!("{at}.name"), name)?;
+            if dataset_names.contains(&name) {
+                return err(&format!("{at}.name"), format!("data set name `{name}` is used twice; give each entry its own `name`"));
+            }
+            dataset_names.push(name);
+            ds.validate(&at)?;
+        }
+        if self.datasets.natural.name.is_some() {
+            return err("datasets.natural.name", "the natural data set has no name (it is the same for every medical one); remove it".into());
+        }
+        self.datasets.natural.validate("datasets.natural")?;
         let mut names = Vec::new();
         for (i, b) in self.backbones.iter().enumerate() {
             let at = |f: &str| format!("backbones[{i}].{f}");
@@ -540,6 +677,7 @@ impl DatasetConfig {
     /// A config of `kind` at `root` with every other field at its default.
     pub fn new(kind: DatasetKind, root: impl Into<PathBuf>) -> DatasetConfig {
         DatasetConfig {
+            name: None,
             kind,
             root: root.into(),
             metadata: None,
@@ -551,6 +689,12 @@ impl DatasetConfig {
             crop_ratio: None,
             max_samples: None,
         }
+    }
+
+    /// Its name (filled in by the loader for medical data sets; the natural
+    /// set's is `natural`).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("natural")
     }
 
     /// The label table inside `root`: the configured one or the kind's default.
@@ -729,11 +873,12 @@ family = "vit"
         assert_eq!(c.training.lr_backbone, 1e-5);
         assert_eq!(c.evaluation.ece_bins, 15);
         assert_eq!(c.evaluation.knn_temperature, 0.07);
-        assert_eq!(c.datasets.medical.crop_ratio, Some(1.0));
+        assert_eq!(c.datasets.medical[0].crop_ratio, Some(1.0));
+        assert_eq!(c.datasets.medical[0].name.as_deref(), Some("ham10000"));
         assert_eq!(c.datasets.natural.crop_ratio, Some(0.875));
-        assert_eq!(c.datasets.medical.test_split(), "test");
+        assert_eq!(c.datasets.medical[0].test_split(), "test");
         assert_eq!(c.datasets.natural.test_split(), "val");
-        assert_eq!(c.datasets.medical.metadata.as_deref(), Some(Path::new("HAM10000_metadata.csv")));
+        assert_eq!(c.datasets.medical[0].metadata.as_deref(), Some(Path::new("HAM10000_metadata.csv")));
         assert_eq!(c.backbones[0].mean, Some(IMAGENET_MEAN));
         assert_eq!(c.backbones[0].input_size, 224);
         assert_eq!(c.output_dir(), Path::new("studies/t"));
@@ -818,6 +963,76 @@ family = "vit"
         assert!(msg.contains("datasets.natural.groups"), "{msg}");
         let msg = parse(&MINIMAL.replace("name = \"vit\"", "name = \"../vit\"")).unwrap_err().to_string();
         assert!(msg.contains("backbones[0].name"), "{msg}");
+    }
+
+    const TWO_MEDICAL: &str = r#"
+[study]
+name = "t"
+seeds = [0, 1]
+[[datasets.medical]]
+kind = "ham10000"
+root = "ham10000"
+[[datasets.medical]]
+name = "pneumonia"
+kind = "medmnist"
+root = "medmnist/pneumoniamnist.npz"
+[datasets.natural]
+kind = "image-folder"
+root = "imagenette"
+[[backbones]]
+name = "a"
+checkpoint = "a.safetensors"
+[[backbones]]
+name = "b"
+checkpoint = "b.safetensors"
+"#;
+
+    #[test]
+    fn medical_data_sets_are_a_list_or_one_table_with_the_same_meaning() {
+        let one = parse(MINIMAL).unwrap();
+        let as_list = parse(&MINIMAL.replace("[datasets.medical]", "[[datasets.medical]]")).unwrap();
+        assert_eq!(one, as_list);
+        assert_eq!(one.hash(), as_list.hash());
+        assert_eq!(one.medical_names(), ["ham10000"]);
+        let two = parse(TWO_MEDICAL).unwrap();
+        assert_eq!(two.medical_names(), ["ham10000", "pneumonia"]);
+        assert_eq!(two.datasets.medical[1].test_split(), "test");
+        assert_eq!(two.datasets.medical[1].crop_ratio, Some(1.0));
+        assert_eq!(parse(&two.to_resolved_toml()).unwrap(), two);
+        let ids: Vec<DatasetId> = two.datasets().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [DatasetId::Medical("ham10000".into()), DatasetId::Medical("pneumonia".into()), DatasetId::Natural]);
+        assert_eq!(ids[1].file_stem(), "medical-pneumonia");
+        assert_eq!(two.dataset(&ids[1]).unwrap().kind, DatasetKind::Medmnist);
+        let msg = two.dataset(&DatasetId::Medical("isic".into())).unwrap_err();
+        assert!(msg.contains("`isic`") && msg.contains("ham10000, pneumonia"), "{msg}");
+    }
+
+    #[test]
+    fn runs_nest_data_set_then_backbone_then_seed() {
+        let runs: Vec<String> = parse(TWO_MEDICAL).unwrap().runs().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            runs,
+            [
+                "ham10000/a seed 0", "ham10000/a seed 1", "ham10000/b seed 0", "ham10000/b seed 1",
+                "pneumonia/a seed 0", "pneumonia/a seed 1", "pneumonia/b seed 0", "pneumonia/b seed 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn data_set_names_are_checked() {
+        let twice = TWO_MEDICAL.replace("name = \"pneumonia\"", "name = \"ham10000\"");
+        let msg = parse(&twice).unwrap_err().to_string();
+        assert!(msg.contains("datasets.medical[1].name") && msg.contains("used twice"), "{msg}");
+        let bad = TWO_MEDICAL.replace("name = \"pneumonia\"", "name = \"x/y\"");
+        assert!(parse(&bad).unwrap_err().to_string().contains("datasets.medical[1].name"));
+        let natural = MINIMAL.replace("root = \"imagenette\"", "root = \"imagenette\"\nname = \"inet\"");
+        assert!(parse(&natural).unwrap_err().to_string().contains("datasets.natural.name"));
+        let misspelled = TWO_MEDICAL.replace("kind = \"medmnist\"", "kind = \"medmnist\"\ntest_splt = \"val\"");
+        let msg = parse(&misspelled).unwrap_err().to_string();
+        assert!(msg.contains("datasets.medical[1].test_splt"), "{msg}");
+        let none = MINIMAL.replace("[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"\n", "");
+        assert!(parse(&none).unwrap_err().to_string().contains("datasets"));
     }
 
     #[test]

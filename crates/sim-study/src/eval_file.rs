@@ -34,6 +34,9 @@ pub const ATTENTION_IMAGES: &str = "attention.images";
 /// What an evaluation file says about itself (its one metadata entry).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalMetadata {
+    /// The medical data set; none in a backbone's natural-image epoch 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     pub backbone: String,
     /// SHA-256 of the backbone file the model came from.
     pub backbone_sha256: String,
@@ -78,6 +81,18 @@ impl EvalFile {
     pub fn decoded(&self, name: &str) -> Result<(Vec<usize>, crate::tensors::Values), String> {
         let view = self.tensors().tensor(name).map_err(|_| format!("{}: no tensor `{name}`", self.path.display()))?;
         crate::tensors::decode(&view).map_err(|m| format!("{}: {name}: {m}", self.path.display()))
+    }
+
+    /// Every tensor as stored (dtype, shape, bytes), to be written again.
+    pub fn raw_tensors(&self) -> Vec<crate::tensors::RawTensor> {
+        let mut tensors: Vec<_> = self
+            .tensors()
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| crate::tensors::RawTensor { name, dtype: view.dtype(), shape: view.shape().to_vec(), bytes: view.data().to_vec() })
+            .collect();
+        tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        tensors
     }
 
     /// The probe tensors the file holds, in (probe, layer, token) order.

@@ -1,6 +1,6 @@
 //! A file's identity: its SHA-256, computed once and reused while the file's
 //! size and modification time stay the same. A study records the fingerprint
-//! of each backbone file it fine-tunes (`runs/<backbone>/backbone.toml`), and
+//! of each backbone file it fine-tunes (`backbones/<backbone>/backbone.toml`), and
 //! each run the hash it started from, so a backbone file replaced halfway
 //! through a study is refused instead of mixed into it.
 

@@ -1,30 +1,34 @@
 //! The files a study leaves (SPEC, "Files a study leaves"), in one place so
-//! every stage and every binary agrees on them:
+//! every stage and every binary agrees on them. A run is a medical data set
+//! × a backbone × a seed ([`RunId`]):
 //!
 //! ```text
 //! <study>/
 //!   study.toml            resolved config (defaults filled in; no output_dir)
 //!   study.sha256          its hash: the study's identity
-//!   splits/<role>.csv     the split every run uses: id, label, class, group, split
-//!   cache/<role>-<S>px.u8img  decoded images, shorter side S, as u8 RGB
-//!   runs/<backbone>/backbone.toml               fingerprint (SHA-256) of the backbone file
-//!   runs/<backbone>/pretrained.safetensors      epoch 0 (θ₀), shared by every seed
-//!   runs/<backbone>/seed-<NN>/run.toml          the run's status and last finished epoch
-//!   runs/<backbone>/seed-<NN>/epoch-<EEE>.safetensors  evaluation after epoch EEE
-//!   runs/<backbone>/seed-<NN>/checkpoint-<EEE>/ model and optimiser state, with a manifest
-//!   runs/<backbone>/seed-<NN>/train.log         the run's log
-//!   runs/<backbone>/seed-<NN>/sweep.log         the run process's output, when a sweep started it
+//!   splits/<data set>.csv the split every run uses: id, label, class, group, split
+//!                         (<data set>: `medical-<name>` or `natural`)
+//!   cache/<data set>-<S>px.u8img                 decoded images, shorter side S, as u8 RGB
+//!   backbones/<backbone>/backbone.toml           fingerprint (SHA-256) of the backbone file
+//!   backbones/<backbone>/natural.safetensors     epoch 0 on the natural images, shared by every data set
+//!   runs/<dataset>/<backbone>/pretrained.safetensors     epoch 0 (θ₀), shared by every seed
+//!   runs/<dataset>/<backbone>/seed-<NN>/run.toml         the run's status and last finished epoch
+//!   runs/<dataset>/<backbone>/seed-<NN>/epoch-<EEE>.safetensors  evaluation after epoch EEE
+//!   runs/<dataset>/<backbone>/seed-<NN>/checkpoint-<EEE>/ model and optimiser state, with a manifest
+//!   runs/<dataset>/<backbone>/seed-<NN>/train.log         the run's log
+//!   runs/<dataset>/<backbone>/seed-<NN>/sweep.log         the run process's output, when a sweep started it
 //!   tables/*.parquet                            written by `sim-metrics study` (names: `crate::tables`)
 //!   tables/table{1,2}.{md,csv}, figures/, report.md   written by `sim-plot`
 //!   slurm/                                      sbatch scripts, their output, the job ids
 //! ```
 //!
-//! Three kinds of folder are locked while written ([`crate::lock`]): the
+//! Four kinds of folder are locked while written ([`crate::lock`]): the
 //! study folder itself (study.toml, splits, caches), a backbone's folder (its
-//! fingerprint and epoch 0) and a run's folder. The tensors inside an
+//! fingerprint and natural-image epoch 0), a (data set, backbone) folder (its
+//! epoch 0) and a run's folder. The tensors inside an
 //! evaluation file are named by [`crate::eval_file`].
 
-use crate::config::{DatasetRole, StudyConfig};
+use crate::config::{DatasetId, RunId, StudyConfig};
 use crate::write_atomic;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -52,18 +56,18 @@ impl StudyDir {
     }
 
     /// The split of a data set, as written by the first stage that needed it.
-    pub fn split_csv(&self, role: DatasetRole) -> PathBuf {
-        self.root.join("splits").join(format!("{}.csv", role.name()))
+    pub fn split_csv(&self, dataset: &DatasetId) -> PathBuf {
+        self.root.join("splits").join(format!("{}.csv", dataset.file_stem()))
     }
 
     /// Decoded, resized images of a data set at shorter side `side` pixels.
-    pub fn image_cache(&self, role: DatasetRole, side: u32) -> PathBuf {
-        self.root.join("cache").join(format!("{}-{side}px.u8img", role.name()))
+    pub fn image_cache(&self, dataset: &DatasetId, side: u32) -> PathBuf {
+        self.root.join("cache").join(format!("{}-{side}px.u8img", dataset.file_stem()))
     }
 
-    /// The folder of one backbone's runs.
+    /// What the study keeps of a backbone whatever the data set.
     pub fn backbone_dir(&self, backbone: &str) -> PathBuf {
-        self.root.join("runs").join(backbone)
+        self.root.join("backbones").join(backbone)
     }
 
     /// The fingerprint of the backbone file every run of `backbone` starts from.
@@ -71,19 +75,56 @@ impl StudyDir {
         self.backbone_dir(backbone).join("backbone.toml")
     }
 
-    /// The evaluation of the pre-trained backbone (epoch 0), shared by its seeds.
-    pub fn pretrained_eval(&self, backbone: &str) -> PathBuf {
-        self.backbone_dir(backbone).join("pretrained.safetensors")
+    /// The pre-trained backbone's natural-image evaluation (k-NN bank and
+    /// queries, natural probe, attention), made once and copied into each
+    /// data set's epoch 0.
+    pub fn natural_eval(&self, backbone: &str) -> PathBuf {
+        self.backbone_dir(backbone).join("natural.safetensors")
     }
 
-    /// The folder of one run (backbone × seed).
-    pub fn run_dir(&self, backbone: &str, seed: u64) -> PathBuf {
-        self.backbone_dir(backbone).join(format!("seed-{seed:02}"))
+    /// The folder of one backbone's runs on one medical data set.
+    pub fn model_dir(&self, dataset: &str, backbone: &str) -> PathBuf {
+        self.root.join("runs").join(dataset).join(backbone)
+    }
+
+    /// The evaluation of the pre-trained backbone (epoch 0) on a medical data
+    /// set, shared by its seeds.
+    pub fn pretrained_eval(&self, dataset: &str, backbone: &str) -> PathBuf {
+        self.model_dir(dataset, backbone).join("pretrained.safetensors")
+    }
+
+    /// The folder of one run.
+    pub fn run_dir(&self, run: &RunId) -> PathBuf {
+        self.model_dir(&run.dataset, &run.backbone).join(format!("seed-{:02}", run.seed))
     }
 
     /// The evaluation after `epoch` (≥ 1) of a run.
-    pub fn epoch_eval(&self, backbone: &str, seed: u64, epoch: u32) -> PathBuf {
-        self.run_dir(backbone, seed).join(format!("epoch-{epoch:03}.safetensors"))
+    pub fn epoch_eval(&self, run: &RunId, epoch: u32) -> PathBuf {
+        self.run_dir(run).join(format!("epoch-{epoch:03}.safetensors"))
+    }
+
+    /// Refuses a study folder laid out before data sets were an axis
+    /// (`runs/<backbone>/seed-<NN>/`): its runs would be neither read nor
+    /// resumed, and new ones would start beside them.
+    pub fn check_layout(&self) -> io::Result<()> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("runs")) else { return Ok(()) };
+        for entry in entries.flatten() {
+            let old = entry.path();
+            let is_old = |name: &str| old.join(name).exists();
+            // A run folder right below: `runs/<backbone>/seed-<NN>/train.log`.
+            let has_seed = std::fs::read_dir(&old)
+                .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("seed-") && e.path().join("train.log").exists()))
+                .unwrap_or(false);
+            if has_seed || is_old("pretrained.safetensors") || is_old("backbone.toml") {
+                return Err(io::Error::other(format!(
+                    "{}: a study folder of an earlier version (runs/<backbone>/seed-<NN>/); runs now live in \
+                     runs/<dataset>/<backbone>/seed-<NN>/. Run this study into a new study.output_dir, or remove {}",
+                    old.display(),
+                    self.root.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Where `sim-metrics study` writes the Parquet tables.
@@ -102,6 +143,7 @@ impl StudyDir {
     /// A study directory made with a different config is refused: its runs
     /// would mix two protocols.
     pub fn write_resolved_config(&self, config: &StudyConfig) -> io::Result<()> {
+        self.check_layout()?;
         let resolved = config.to_resolved_toml();
         let hash = config.hash();
         let old_hash = std::fs::read_to_string(self.config_hash()).ok();
@@ -136,11 +178,16 @@ impl StudyDir {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_changed_config_is_refused_in_the_same_study_dir() {
+    /// One medical data set (`h`), one seed, no backbone.
+    fn minimal_config() -> StudyConfig {
         let text = "[study]\nname = \"t\"\nseeds = [0]\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
                     [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n";
-        let config = StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap();
+        StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_changed_config_is_refused_in_the_same_study_dir() {
+        let config = minimal_config();
         let dir = tempfile::tempdir().unwrap();
         let study = StudyDir::new(dir.path());
         study.write_resolved_config(&config).unwrap();
@@ -155,10 +202,22 @@ mod tests {
     }
 
     #[test]
+    fn a_study_folder_of_the_layout_before_data_sets_is_refused() {
+        let config = minimal_config();
+        let dir = tempfile::tempdir().unwrap();
+        let study = StudyDir::new(dir.path());
+        let run = RunId { dataset: "h".into(), backbone: "vit".into(), seed: 0 };
+        std::fs::create_dir_all(study.run_dir(&run)).unwrap();
+        study.write_resolved_config(&config).unwrap();
+        std::fs::create_dir_all(dir.path().join("runs/vit/seed-00")).unwrap();
+        std::fs::write(dir.path().join("runs/vit/seed-00/train.log"), "").unwrap();
+        let msg = study.write_resolved_config(&config).unwrap_err().to_string();
+        assert!(msg.contains("earlier version") && msg.contains("runs/vit"), "{msg}");
+    }
+
+    #[test]
     fn an_unchanged_config_is_not_rewritten_so_a_read_only_study_stays_usable() {
-        let text = "[study]\nname = \"t\"\nseeds = [0]\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
-                    [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n";
-        let config = StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap();
+        let config = minimal_config();
         let dir = tempfile::tempdir().unwrap();
         let study = StudyDir::new(dir.path().join("s"));
         study.write_resolved_config(&config).unwrap();

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 pub fn real_data_dir(name: &str, test: &str) -> Option<PathBuf> {
     let dir = crate::data_dir();
     let dir = if dir.is_absolute() { dir } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir) };
-    if dir.join(name).is_dir() {
+    if dir.join(name).exists() {
         return Some(dir);
     }
     // Written to the stderr handle, not through eprintln!, so the test
     // harness's output capture does not swallow it.
     let line = format!(
-        "SKIPPED {test}: no {name}/ in {} (set {} to the folder with the real data)\n",
+        "SKIPPED {test}: no {name} in {} (set {} to the folder with the real data)\n",
         dir.display(),
         crate::DATA_DIR_VAR
     );

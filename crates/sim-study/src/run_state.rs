@@ -1,4 +1,4 @@
-//! `runs/<backbone>/seed-<NN>/run.toml`: a run's status and its last finished
+//! `runs/<dataset>/<backbone>/seed-<NN>/run.toml`: a run's status and its last finished
 //! epoch. It is the run's commit point: an epoch counts as done once this
 //! file says so, and every file of a later epoch (an evaluation, a checkpoint
 //! folder) is a leftover of an interrupted attempt that the next attempt
@@ -20,6 +20,8 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
+    /// The medical data set the run fine-tunes on.
+    pub dataset: String,
     pub backbone: String,
     pub seed: u64,
     /// Hash of the study's resolved config (`study.sha256`).
@@ -89,6 +91,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(RunState::read(dir.path()).unwrap(), None);
         let state = RunState {
+            dataset: "d".into(),
             backbone: "b".into(),
             seed: 3,
             config_hash: "c".into(),

@@ -9,9 +9,9 @@ pub mod file {
     pub const EPOCHS: &str = "epochs.parquet";
     /// One row per run × epoch × layer × token × probe.
     pub const LAYERS: &str = "layers.parquet";
-    /// One row per backbone: means over its finished runs.
+    /// One row per data set × backbone: means over its finished runs.
     pub const BACKBONES: &str = "backbones.parquet";
-    /// One row per backbone × calibration metric: Figure 5's fit.
+    /// One row per data set × backbone × calibration metric: Figure 5's fit.
     pub const FITS: &str = "fits.parquet";
     /// One row per finished run: the similarity space T_X(η, ε).
     pub const SPACE: &str = "space.parquet";
@@ -19,7 +19,7 @@ pub mod file {
     pub const RELIABILITY: &str = "reliability.parquet";
     /// One row per model × attention image × patch: Figure 3's maps.
     pub const ATTENTION: &str = "attention.parquet";
-    /// One row per backbone × attention image: the pixels, u8 RGB rows.
+    /// One row per data set × backbone × attention image: the pixels, u8 RGB rows.
     pub const ATTENTION_IMAGES: &str = "attention_images.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
     pub const ALL: [&str; 8] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, RELIABILITY, ATTENTION, ATTENTION_IMAGES];
@@ -27,6 +27,8 @@ pub mod file {
 
 /// Column names.
 pub mod col {
+    /// The medical data set: the first column of every table.
+    pub const DATASET: &str = "dataset";
     pub const BACKBONE: &str = "backbone";
     pub const SEED: &str = "seed";
     pub const EPOCH: &str = "epoch";

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use sim_study::StudyConfig;
-use sim_study::config::{Family, PosResize};
+use sim_study::config::{Family, PosResize, RunId};
 use sim_train::backend::DeviceBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::model::{Activation, LoadOptions};
@@ -25,23 +25,28 @@ enum Command {
     /// per data set and split the class counts, the number of groups (lesions)
     /// and how long each step took.
     ///
-    /// The split is written to <study>/splits/<role>.csv the first time and
+    /// The splits are written to <study>/splits/<data set>.csv the first time and
     /// reused afterwards. Example: sim-train data --config configs/ci.toml
     Data {
         /// Study config (TOML), e.g. configs/paper.toml.
         #[arg(long)]
         config: PathBuf,
     },
-    /// Fine-tune one backbone with one seed: the run `runs/<backbone>/seed-<NN>/`
-    /// of the study. Evaluates the pre-trained backbone once (epoch 0, shared by
-    /// its seeds) and after every epoch, checkpoints every epoch, and resumes
-    /// from the last finished epoch when run again (a finished run is a no-op).
+    /// Fine-tune one backbone with one seed on one medical data set: the run
+    /// `runs/<dataset>/<backbone>/seed-<NN>/` of the study. Evaluates the
+    /// pre-trained backbone once (epoch 0, shared by its seeds) and after every
+    /// epoch, checkpoints every epoch, and resumes from the last finished epoch
+    /// when run again (a finished run is a no-op).
     ///
     /// Logs go to stderr and <run>/train.log at the level RUST_LOG asks (default info).
     /// Example: sim-train finetune --config configs/ci.toml --backbone vit-tiny --seed 0
     Finetune {
         #[arg(long)]
         config: PathBuf,
+        /// A medical data set `name` of the config; may be left out when the
+        /// study has one.
+        #[arg(long)]
+        dataset: Option<String>,
         /// A backbone `name` of the config.
         #[arg(long)]
         backbone: String,
@@ -107,11 +112,12 @@ enum PosResizeArg {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Data { config } => data(&config),
-        Command::Finetune { config: path, backbone, seed } => {
+        Command::Finetune { config: path, dataset, backbone, seed } => {
             let config = StudyConfig::from_file(&path)?;
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &backbone, seed, &Default::default())?;
-            println!("{backbone} seed {seed}: {outcome:?}");
+            let run = RunId { dataset: config.only_dataset(dataset).map_err(anyhow::Error::msg)?, backbone, seed };
+            let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
+            println!("{run}: {outcome:?}");
             Ok(())
         }
         Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {

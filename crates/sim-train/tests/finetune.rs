@@ -8,6 +8,7 @@
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use sim_study::StudyConfig;
+use sim_study::config::RunId;
 use sim_study::tensors::{Values, decode};
 use sim_train::backend::TrainBackend;
 use sim_study::run_state::{RunState, Status};
@@ -109,8 +110,13 @@ fn tensor(path: &Path, name: &str) -> Vec<f64> {
     v
 }
 
+/// The run of the tiny study with `seed`.
+fn tiny(seed: u64) -> RunId {
+    RunId { dataset: "ham10000".into(), backbone: "tiny-vit".into(), seed }
+}
+
 fn epoch_file(dir: &Path, seed: u64, epoch: u32) -> PathBuf {
-    dir.join(format!("study/runs/tiny-vit/seed-{seed:02}/epoch-{epoch:03}.safetensors"))
+    dir.join(format!("study/runs/ham10000/tiny-vit/seed-{seed:02}/epoch-{epoch:03}.safetensors"))
 }
 
 #[test]
@@ -119,7 +125,7 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
     let device = Default::default();
     for dir in [a.path(), b.path()] {
         let (config, _) = study(dir, "");
-        assert_eq!(run::<TrainBackend>(&config, dir, "tiny-vit", 0, &device).unwrap(), Outcome::Finished { resumed_at: 0 });
+        assert_eq!(run::<TrainBackend>(&config, dir, &tiny(0), &device).unwrap(), Outcome::Finished { resumed_at: 0 });
     }
     let (fa, fb) = (epoch_file(a.path(), 0, EPOCHS), epoch_file(b.path(), 0, EPOCHS));
     let (la, lb) = (tensor(&fa, "test.logits"), tensor(&fb, "test.logits"));
@@ -128,28 +134,28 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
     if std::fs::read(&fa).unwrap() != std::fs::read(&fb).unwrap() {
         eprintln!("note: same-seed runs agree to {REPEAT_TOLERANCE:e} but are not bit-identical this time");
     }
-    let state = RunState::read(&a.path().join("study/runs/tiny-vit/seed-00")).unwrap().unwrap();
+    let state = RunState::read(&a.path().join("study/runs/ham10000/tiny-vit/seed-00")).unwrap().unwrap();
     assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS));
 
     // Another seed: another head and order, the same shared epoch 0.
     let (config, _) = study(a.path(), "");
-    let pretrained = a.path().join("study/runs/tiny-vit/pretrained.safetensors");
+    let pretrained = a.path().join("study/runs/ham10000/tiny-vit/pretrained.safetensors");
     let before = std::fs::read(&pretrained).unwrap();
-    run::<TrainBackend>(&config, a.path(), "tiny-vit", 1, &device).unwrap();
+    run::<TrainBackend>(&config, a.path(), &tiny(1), &device).unwrap();
     assert_eq!(std::fs::read(&pretrained).unwrap(), before, "epoch 0 is computed once per backbone");
     assert_ne!(tensor(&epoch_file(a.path(), 1, EPOCHS), "test.logits"), la);
-    assert_eq!(run::<TrainBackend>(&config, a.path(), "tiny-vit", 0, &device).unwrap(), Outcome::AlreadyFinished);
+    assert_eq!(run::<TrainBackend>(&config, a.path(), &tiny(0), &device).unwrap(), Outcome::AlreadyFinished);
 }
 
 #[test]
 fn killed_run_resumes_to_the_same_numbers() {
     let (whole, killed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (config, _) = study(whole.path(), "");
-    run::<TrainBackend>(&config, whole.path(), "tiny-vit", 0, &Default::default()).unwrap();
+    run::<TrainBackend>(&config, whole.path(), &tiny(0), &Default::default()).unwrap();
 
     let (_, path) = study(killed.path(), "");
     let finetune = || finetune_command(&path, 0).stderr(Stdio::null()).spawn().unwrap();
-    let run_dir = killed.path().join("study/runs/tiny-vit/seed-00");
+    let run_dir = killed.path().join("study/runs/ham10000/tiny-vit/seed-00");
     let mut child = finetune();
     let start = Instant::now();
     loop {
@@ -184,12 +190,12 @@ fn a_diverging_loss_marks_the_run_failed_and_keeps_earlier_files() {
     let (mut config, _) = study(dir.path(), "");
     config.training.lr_head = 1e30;
     config.training.warmup_epochs = 0;
-    let err = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap_err().to_string();
+    let err = run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap_err().to_string();
     assert!(err.contains("at epoch 1, step"), "{err}");
-    let state = RunState::read(&dir.path().join("study/runs/tiny-vit/seed-00")).unwrap().unwrap();
+    let state = RunState::read(&dir.path().join("study/runs/ham10000/tiny-vit/seed-00")).unwrap().unwrap();
     assert_eq!(state.status, Status::Failed);
     assert!(state.message.unwrap().contains("epoch 1"));
-    let pretrained = dir.path().join("study/runs/tiny-vit/pretrained.safetensors");
+    let pretrained = dir.path().join("study/runs/ham10000/tiny-vit/pretrained.safetensors");
     assert!(tensor(&pretrained, "test.logits").iter().all(|v| v.is_finite()), "epoch 0 intact");
 }
 
@@ -224,7 +230,7 @@ fn leftovers(dir: &Path) -> Vec<PathBuf> {
 fn a_kill_between_any_two_writes_resumes_to_the_same_numbers() {
     let whole = tempfile::tempdir().unwrap();
     let (config, _) = study(whole.path(), "");
-    run::<TrainBackend>(&config, whole.path(), "tiny-vit", 0, &Default::default()).unwrap();
+    run::<TrainBackend>(&config, whole.path(), &tiny(0), &Default::default()).unwrap();
     let points = [
         // Inside an atomic write, before the rename: in the data stage, then in epoch 1.
         "temp-written@2",
@@ -242,7 +248,7 @@ fn a_kill_between_any_two_writes_resumes_to_the_same_numbers() {
         assert_eq!(status.signal(), Some(9), "{point}: not killed there ({status})");
         let rerun = finetune_command(&path, 0).output().unwrap();
         assert!(rerun.status.success(), "{point}: the rerun failed:\n{}", String::from_utf8_lossy(&rerun.stderr));
-        let run_dir = dir.path().join("study/runs/tiny-vit/seed-00");
+        let run_dir = dir.path().join("study/runs/ham10000/tiny-vit/seed-00");
         let state = RunState::read(&run_dir).unwrap().unwrap();
         assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS), "{point}");
         for epoch in 1..=EPOCHS {
@@ -267,7 +273,7 @@ fn a_second_process_on_the_same_run_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let (_, path) = study(dir.path(), "");
     let mut first = finetune_command(&path, 0).stderr(Stdio::null()).spawn().unwrap();
-    let lock = dir.path().join("study/runs/tiny-vit/seed-00/.lock");
+    let lock = dir.path().join("study/runs/ham10000/tiny-vit/seed-00/.lock");
     let holder = format!("process {} on host", first.id());
     let start = Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&holder)) {
@@ -278,10 +284,10 @@ fn a_second_process_on_the_same_run_is_refused_naming_the_first() {
     let first_still_running = first.try_wait().unwrap().is_none();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains(&format!("{} is in use by {holder}", dir.path().join("study/runs/tiny-vit/seed-00").display())), "{stderr}");
+    assert!(stderr.contains(&format!("{} is in use by {holder}", dir.path().join("study/runs/ham10000/tiny-vit/seed-00").display())), "{stderr}");
     assert!(first_still_running, "the first run ended before the second was refused: the lock was not tested");
     assert!(first.wait().unwrap().success(), "the first run was disturbed");
-    let log = std::fs::read_to_string(dir.path().join("study/runs/tiny-vit/seed-00/train.log")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("study/runs/ham10000/tiny-vit/seed-00/train.log")).unwrap();
     assert_eq!(log.matches("epoch 0 evaluation written").count(), 1, "one process wrote the log:\n{log}");
 }
 
@@ -293,10 +299,10 @@ fn a_study_knows_its_backbone_file_and_not_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = study(dir.path(), "");
     let device = Default::default();
-    run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &device).unwrap();
+    run::<TrainBackend>(&config, dir.path(), &tiny(0), &device).unwrap();
     std::fs::rename(dir.path().join("study"), dir.path().join("moved")).unwrap();
     config.study.output_dir = Some(dir.path().join("moved"));
-    assert_eq!(run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &device).unwrap(), Outcome::AlreadyFinished);
+    assert_eq!(run::<TrainBackend>(&config, dir.path(), &tiny(0), &device).unwrap(), Outcome::AlreadyFinished);
 
     let file = dir.path().join("backbone.safetensors");
     let sha = |p: &Path| sim_study::fingerprint::sha256_file(p).unwrap();
@@ -305,15 +311,15 @@ fn a_study_knows_its_backbone_file_and_not_its_folder() {
     let n = bytes.len();
     bytes[n - 4..].copy_from_slice(&0.25f32.to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();
-    let msg = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 1, &device).unwrap_err().to_string();
+    let msg = run::<TrainBackend>(&config, dir.path(), &tiny(1), &device).unwrap_err().to_string();
     for part in [file.display().to_string(), before, sha(&file)] {
         assert!(msg.contains(&part), "{part} not in: {msg}");
     }
-    assert!(!dir.path().join("moved/runs/tiny-vit/seed-01/run.toml").exists());
+    assert!(!dir.path().join("moved/runs/ham10000/tiny-vit/seed-01/run.toml").exists());
 
     bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();
-    let msg = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 1, &device).unwrap_err().to_string();
+    let msg = run::<TrainBackend>(&config, dir.path(), &tiny(1), &device).unwrap_err().to_string();
     assert!(msg.contains(&file.display().to_string()) && msg.contains("non-finite"), "{msg}");
 }
 
@@ -322,7 +328,7 @@ fn an_input_size_the_patch_does_not_divide_is_refused_before_anything_is_written
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = study(dir.path(), "");
     config.backbones[0].input_size = 36;
-    let msg = run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap_err().to_string();
+    let msg = run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap_err().to_string();
     assert!(msg.contains("input size 36 is not a multiple of the patch size 8"), "{msg}");
     assert!(!dir.path().join("study").exists(), "written before the check");
 }
@@ -332,7 +338,7 @@ fn a_finished_study_on_a_read_only_mount_can_be_read() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = study(dir.path(), "");
     config.training.epochs = 1;
-    run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap();
+    run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap();
     let ro = dir.path().join("read-only");
     std::fs::create_dir(&ro).unwrap();
     let test = "a_finished_study_on_a_read_only_mount_can_be_read";
@@ -340,5 +346,5 @@ fn a_finished_study_on_a_read_only_mount_can_be_read() {
     config.study.output_dir = Some(ro.clone());
     let summary: String = sim_train::data::prepare::data_stage(&config).unwrap().iter().map(|p| p.to_string()).collect();
     assert!(summary.contains("split reused") && !summary.contains("built"), "{summary}");
-    assert_eq!(run::<TrainBackend>(&config, dir.path(), "tiny-vit", 0, &Default::default()).unwrap(), Outcome::AlreadyFinished);
+    assert_eq!(run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap(), Outcome::AlreadyFinished);
 }

@@ -31,6 +31,8 @@ struct GridRow {
 }
 
 pub struct AttentionGrid {
+    /// The medical data set, named in the file when the study has several.
+    dataset: Option<String>,
     backbone: String,
     seed: u64,
     rows: Vec<GridRow>,
@@ -72,13 +74,20 @@ impl AttentionGrid {
                 })
                 .collect();
             if !rows.is_empty() {
-                grids.push(AttentionGrid { backbone: b.to_string(), seed, rows });
+                grids.push(AttentionGrid { dataset: None, backbone: b.to_string(), seed, rows });
             }
         }
         if grids.is_empty() {
             return Err("no backbone has attention maps of both its pre-trained and its fine-tuned model (evaluation.attention_images = 0?)".into());
         }
         Ok(grids)
+    }
+}
+
+impl AttentionGrid {
+    /// The grid, its file named after its data set too.
+    pub fn in_dataset(self, dataset: &str) -> AttentionGrid {
+        AttentionGrid { dataset: Some(dataset.to_owned()), ..self }
     }
 }
 
@@ -146,7 +155,10 @@ fn panel_pixels(image: &ImageRow, side: usize, overlay: Option<&Map>) -> Vec<u8>
 
 impl Figure for AttentionGrid {
     fn name(&self) -> String {
-        format!("fig3_attention_{}", self.backbone)
+        match &self.dataset {
+            Some(dataset) => format!("fig3_attention_{dataset}_{}", self.backbone),
+            None => format!("fig3_attention_{}", self.backbone),
+        }
     }
 
     fn size(&self) -> (u32, u32) {
@@ -164,7 +176,8 @@ impl Figure for AttentionGrid {
         let (header, body) = root.split_vertically(pt(0.35 * 72.0));
         let (title_area, column_titles) = header.split_vertically(pt(12.0));
         let label_width = pt(58.0);
-        let title = format!("{}: pre-trained vs fine-tuned (θ*, seed {}); each map scaled to its own range, viridis", self.backbone, self.seed);
+        let on = self.dataset.as_ref().map_or(String::new(), |d| format!(" on {d}"));
+        let title = format!("{}: pre-trained vs fine-tuned{on} (θ*, seed {}); each map scaled to its own range, viridis", self.backbone, self.seed);
         title_area.draw(&Text::new(title, (pt(3.0) as i32, pt(2.0) as i32), font(7.5)))?;
         let (_, header_cells) = column_titles.split_horizontally(label_width);
         for (cell, title) in header_cells.split_evenly((1, COLUMNS.len())).iter().zip(COLUMNS) {

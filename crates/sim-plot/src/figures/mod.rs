@@ -1,11 +1,14 @@
 //! The figures of SPEC, "Figures", one module each. Every figure is built in
 //! two steps: `prepare` takes what it needs from the [`Study`] (or says why
 //! it cannot be drawn: no finished run, no attention maps, …), and the
-//! [`Figure`] it returns draws itself on any backend.
+//! [`Figure`] it returns draws itself on any backend. A study with several
+//! medical data sets gets each figure once per data set, as facets of one
+//! file ([`facets`]); Figure 3, a grid per backbone, gets a file per data set.
 
 mod attention;
 mod cka_ece;
 mod density;
+mod facets;
 mod knn;
 mod layers;
 mod reliability;
@@ -14,6 +17,7 @@ mod trajectory;
 
 use crate::study::Study;
 use crate::style::{Figure, Format, save};
+use facets::Faceted;
 use std::path::{Path, PathBuf};
 
 /// Every figure, in the order of the report.
@@ -41,29 +45,45 @@ pub enum Outcome {
 /// Draws figure `name` of `study` into `dir`.
 pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyhow::Result<Outcome> {
     match name {
-        "fig1a_knn" => write(knn::KnnBars::prepare(study), dir, formats),
-        "fig1b_similarity_density" => write(density::SimilarityDensity::prepare(study), dir, formats),
-        "fig2_similarity_space" => write(space::SimilaritySpace::prepare(study), dir, formats),
-        "fig3_attention" => {
-            // One grid per backbone: fig3_attention_<backbone>.png.
-            let grids = match attention::AttentionGrid::prepare_all(study) {
-                Ok(grids) => grids,
-                Err(why) => return Ok(Outcome::LeftOut(why)),
-            };
-            let mut files = Vec::new();
-            for grid in &grids {
-                files.extend(save(grid, dir, formats)?);
-            }
-            Ok(Outcome::Written { files, caption: attention::caption(&grids) })
-        }
-        "fig4a_trajectory" => write(trajectory::Trajectory::prepare(study), dir, formats),
-        "fig4b_final" => write(space::FinalPoints::prepare(study), dir, formats),
-        "fig5_cka_ece" => write(cka_ece::CkaEce::prepare(study), dir, formats),
-        "layers_cka" => write(layers::LayerCurves::prepare(study), dir, formats),
-        "layers_epochs_cka" => write(layers::LayerEpochMap::prepare(study), dir, formats),
-        "reliability" => write(reliability::Reliability::prepare(study), dir, formats),
+        "fig1a_knn" => write(Faceted::prepare(study, knn::KnnBars::prepare), dir, formats),
+        "fig1b_similarity_density" => write(Faceted::prepare(study, density::SimilarityDensity::prepare), dir, formats),
+        "fig2_similarity_space" => write(Faceted::prepare(study, space::SimilaritySpace::prepare), dir, formats),
+        "fig3_attention" => attention_grids(study, dir, formats),
+        "fig4a_trajectory" => write(Faceted::prepare(study, trajectory::Trajectory::prepare), dir, formats),
+        "fig4b_final" => write(Faceted::prepare(study, space::FinalPoints::prepare), dir, formats),
+        "fig5_cka_ece" => write(Faceted::prepare(study, cka_ece::CkaEce::prepare), dir, formats),
+        "layers_cka" => write(Faceted::prepare(study, layers::LayerCurves::prepare), dir, formats),
+        "layers_epochs_cka" => write(Faceted::prepare(study, layers::LayerEpochMap::prepare), dir, formats),
+        "reliability" => write(Faceted::prepare(study, reliability::Reliability::prepare), dir, formats),
         other => anyhow::bail!("no figure `{other}` (figures: {})", NAMES.join(", ")),
     }
+}
+
+/// Figure 3: one grid per backbone, `fig3_attention_<backbone>.png`; with
+/// several medical data sets one per data set and backbone,
+/// `fig3_attention_<dataset>_<backbone>.png`.
+fn attention_grids(study: &Study, dir: &Path, formats: &[Format]) -> anyhow::Result<Outcome> {
+    let (mut files, mut captions, mut left_out) = (Vec::new(), Vec::new(), Vec::new());
+    for dataset in &study.datasets {
+        let grids = match attention::AttentionGrid::prepare_all(&study.for_dataset(dataset)) {
+            Ok(grids) => grids,
+            Err(why) => {
+                left_out.push(format!("{dataset}: {why}"));
+                continue;
+            }
+        };
+        let grids: Vec<_> = if study.several_datasets() { grids.into_iter().map(|g| g.in_dataset(dataset)).collect() } else { grids };
+        for grid in &grids {
+            files.extend(save(grid, dir, formats)?);
+        }
+        let caption = attention::caption(&grids);
+        captions.push(if study.several_datasets() { format!("**{dataset}**: {caption}") } else { caption });
+    }
+    if files.is_empty() {
+        return Ok(Outcome::LeftOut(left_out.join("; ")));
+    }
+    captions.extend(left_out.iter().map(|why| format!("Not drawn: {why}.")));
+    Ok(Outcome::Written { files, caption: captions.join(" ") })
 }
 
 /// A figure that can tell the report, in one sentence, what it shows.

@@ -4,7 +4,7 @@
 //! 1. a reader ([`ham10000`], [`isic2018`], [`image_folder`], [`medmnist`])
 //!    lists the samples: id, where the pixels are, label, group (lesion);
 //! 2. [`split`] assigns each sample to a split (stratified, grouped, seeded),
-//!    persisted as `splits/<role>.csv` and reused by every run;
+//!    persisted as `splits/<data set>.csv` and reused by every run;
 //! 3. [`image_cache`] decodes every image once, resized to the needed shorter
 //!    side, into one file beside the study;
 //! 4. [`transform`] crops (centre, or RandomResizedCrop + flips when training)

@@ -1,4 +1,4 @@
-//! The data stage of a study: read both data sets, split them (or reuse the
+//! The data stage of a study: read every data set, split them (or reuse the
 //! study's split files), fill the image caches each backbone's input size
 //! needs, and summarise what came out (`sim-train data`, `cargo xtask reproduce`).
 
@@ -6,7 +6,7 @@ use super::image_cache::{CacheState, ImageCache};
 use super::split::{Split, SplitParams};
 use super::transform::cache_side;
 use super::{DataError, Dataset};
-use sim_study::config::{DatasetConfig, DatasetRole, StudyConfig};
+use sim_study::config::{DatasetConfig, DatasetId, StudyConfig};
 use sim_study::lock::DirLock;
 use sim_study::{StudyDir, remove_leftovers};
 use std::collections::{BTreeSet, HashMap};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// One data set of a study, read and split.
 pub struct PreparedDataset {
-    pub role: DatasetRole,
+    pub id: DatasetId,
     pub config: DatasetConfig,
     pub dataset: Dataset,
     pub split: Split,
@@ -36,10 +36,10 @@ pub struct CacheReport {
 }
 
 impl PreparedDataset {
-    /// Reads and splits the data set of `role`; the split file is made on the
+    /// Reads and splits the data set `id`; the split file is made on the
     /// first call and read back on every later one.
-    pub fn load(config: &StudyConfig, study: &StudyDir, role: DatasetRole) -> Result<PreparedDataset, DataError> {
-        let ds_config = config.datasets().into_iter().find(|(r, _)| *r == role).map(|(_, c)| c.clone()).expect("both roles exist");
+    pub fn load(config: &StudyConfig, study: &StudyDir, id: &DatasetId) -> Result<PreparedDataset, DataError> {
+        let ds_config = config.dataset(id).map_err(|m| DataError::file(&study.resolved_config(), m))?.clone();
         let start = Instant::now();
         let dataset = Dataset::load(&ds_config)?;
         let read_time = start.elapsed();
@@ -49,16 +49,16 @@ impl PreparedDataset {
             train: ds_config.train_split.clone(),
             test: ds_config.test_split().to_owned(),
         };
-        let split_file = study.split_csv(role);
+        let split_file = study.split_csv(id);
         let split_reused = split_file.exists();
-        let split = Split::load_or_make(&dataset, &params, &split_file, role.name())?;
-        Ok(PreparedDataset { role, config: ds_config, dataset, split, read_time, split_file, split_reused, caches: Vec::new() })
+        let split = Split::load_or_make(&dataset, &params, &split_file, &id.file_stem())?;
+        Ok(PreparedDataset { id: id.clone(), config: ds_config, dataset, split, read_time, split_file, split_reused, caches: Vec::new() })
     }
 
     /// The image cache for inputs of `size` pixels (shorter side size / crop_ratio).
     pub fn image_cache(&mut self, study: &StudyDir, size: u32) -> Result<ImageCache, DataError> {
         let side = cache_side(size, self.config.crop_ratio());
-        let path = study.image_cache(self.role, side);
+        let path = study.image_cache(&self.id, side);
         let start = Instant::now();
         let (cache, state) = ImageCache::load_or_build(&path, &self.dataset.samples, side)?;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -101,7 +101,7 @@ pub fn lock_study(study: &StudyDir) -> Result<DirLock, DataError> {
 }
 
 /// Runs the data stage for a whole study: records the resolved config in the
-/// study directory, reads and splits both data sets, and fills an image cache
+/// study directory, reads and splits every data set, and fills an image cache
 /// for every input size among the study's backbones.
 pub fn data_stage(config: &StudyConfig) -> Result<Vec<PreparedDataset>, DataError> {
     let study = StudyDir::new(config.output_dir());
@@ -109,8 +109,8 @@ pub fn data_stage(config: &StudyConfig) -> Result<Vec<PreparedDataset>, DataErro
     study.write_resolved_config(config).map_err(|e| DataError::io(study.resolved_config(), e))?;
     let sizes: BTreeSet<u32> = config.backbones.iter().map(|b| b.input_size).collect();
     let mut prepared = Vec::new();
-    for role in [DatasetRole::Medical, DatasetRole::Natural] {
-        let mut p = PreparedDataset::load(config, &study, role)?;
+    for (id, _) in config.datasets() {
+        let mut p = PreparedDataset::load(config, &study, &id)?;
         for &size in &sizes {
             p.image_cache(&study, size)?;
         }
@@ -127,7 +127,7 @@ impl fmt::Display for PreparedDataset {
         writeln!(
             f,
             "{} ({}, {}): {} images, {} classes, {} groups; read in {:.2} s",
-            self.role.name(),
+            self.id,
             self.config.kind,
             self.config.resolved_root().display(),
             ds.samples.len(),

@@ -78,38 +78,55 @@ fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usi
     c
 }
 
-/// Runs every pass of an evaluation; returns the tensors of its file. The
-/// attention images themselves are kept when `with_images` (epoch 0: they are
-/// the same for every epoch).
-pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, with_images: bool, device: &B::Device) -> Vec<RawTensor> {
-    let width = model.backbone.width();
+/// Runs every pass of an evaluation (medical, then natural); returns the
+/// tensors of its file.
+pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
+    let mut out = evaluate_medical(model, sets, device);
+    out.extend(evaluate_natural(model, sets, false, device));
+    out
+}
+
+fn features(out: &mut Vec<RawTensor>, probe: Probe, c: &Collected, width: usize) {
+    for (&layer, (cls, patch)) in &c.layers {
+        out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::Cls), vec![c.rows, width], cls));
+        out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::PatchMean), vec![c.rows, width], patch));
+    }
+}
+
+const ALL_LAYERS: Want = Want { all_layers: true, logits: false, attention: false };
+const FINAL_ONLY: Want = Want { all_layers: false, logits: false, attention: false };
+
+/// The medical test set: logits, labels and the medical probe's features.
+pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
     let mut out = Vec::new();
-    let features = |out: &mut Vec<RawTensor>, probe: Probe, c: &Collected| {
-        for (&layer, (cls, patch)) in &c.layers {
-            out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::Cls), vec![c.rows, width], cls));
-            out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::PatchMean), vec![c.rows, width], patch));
-        }
-    };
-    let all = Want { all_layers: true, logits: false, attention: false };
-    let medical = pass(model, &sets.medical, &sets.medical_test, sets, Want { logits: true, ..all }, device);
+    let medical = pass(model, &sets.medical, &sets.medical_test, sets, Want { logits: true, ..ALL_LAYERS }, device);
     let classes = medical.logits.len() / medical.rows.max(1);
     out.push(RawTensor::f32(eval_file::TEST_LOGITS, vec![medical.rows, classes], &medical.logits));
     let labels: Vec<i64> = sets.medical_test.iter().map(|&i| sets.medical.labels[i] as i64).collect();
     out.push(RawTensor::i64(eval_file::TEST_LABELS, &labels));
-    features(&mut out, Probe::Medical, &medical);
-    let natural = pass(model, &sets.natural, &sets.natural_probe, sets, all, device);
-    features(&mut out, Probe::Natural, &natural);
-    let final_only = Want { all_layers: false, logits: false, attention: false };
+    features(&mut out, Probe::Medical, &medical, model.backbone.width());
+    out
+}
+
+/// The natural images: the natural probe, the k-NN bank and queries, the
+/// attention maps; the attention images themselves too when `with_images`
+/// (epoch 0: they are the same for every epoch). The head is not used, so
+/// the pre-trained model's part is the same for every medical data set.
+pub fn evaluate_natural<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, with_images: bool, device: &B::Device) -> Vec<RawTensor> {
+    let width = model.backbone.width();
+    let mut out = Vec::new();
+    let natural = pass(model, &sets.natural, &sets.natural_probe, sets, ALL_LAYERS, device);
+    features(&mut out, Probe::Natural, &natural, width);
     for (indices, feats, labels) in [
         (&sets.knn_bank, eval_file::KNN_BANK, eval_file::KNN_BANK_LABELS),
         (&sets.knn_query, eval_file::KNN_QUERY, eval_file::KNN_QUERY_LABELS),
     ] {
-        let c = pass(model, &sets.natural, indices, sets, final_only, device);
+        let c = pass(model, &sets.natural, indices, sets, FINAL_ONLY, device);
         out.push(RawTensor::f16(feats, vec![c.rows, width], &c.layers[&Layer::Final].0));
         let y: Vec<i64> = indices.iter().map(|&i| sets.natural.labels[i] as i64).collect();
         out.push(RawTensor::i64(labels, &y));
     }
-    let attn = pass(model, &sets.natural, &sets.attention, sets, Want { attention: true, ..final_only }, device);
+    let attn = pass(model, &sets.natural, &sets.attention, sets, Want { attention: true, ..FINAL_ONLY }, device);
     let patches = attn.attention.len() / attn.rows.max(1);
     out.push(RawTensor::f32(eval_file::ATTENTION, vec![attn.rows, patches], &attn.attention));
     out.push(RawTensor::f32(eval_file::ATTENTION_PATCH_NORM, vec![attn.rows, patches], &attn.patch_norms));

@@ -1,8 +1,9 @@
-//! `sim-train finetune`: one run = one backbone × one seed (SPEC,
-//! "Fine-tuning protocol"). Full fine-tuning with a new linear head on the
+//! `sim-train finetune`: one run = one medical data set × one backbone × one
+//! seed (SPEC, "Fine-tuning protocol"). Full fine-tuning with a new linear head on the
 //! final-norm CLS token, cross-entropy, AdamW with separate backbone and head
 //! learning rates, cosine schedule with warm-up. An evaluation before training
-//! (epoch 0, shared by every seed of a backbone) and after every epoch; a
+//! (epoch 0, shared by every seed of a data set and backbone; its natural-image
+//! part shared by every data set too) and after every epoch; a
 //! checkpoint after every epoch, so rerunning the command resumes.
 //!
 //! The seed fixes the head's initialisation, the data order and the
@@ -27,12 +28,12 @@ use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use classifier::Classifier;
-use eval::{EvalSets, evaluate};
+use eval::{EvalSets, evaluate, evaluate_medical, evaluate_natural};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sim_study::config::{BackboneConfig, ClassBalance, DatasetRole, StudyConfig};
-use sim_study::eval_file::EvalMetadata;
+use sim_study::config::{BackboneConfig, ClassBalance, DatasetId, RunId, StudyConfig};
+use sim_study::eval_file::{EvalFile, EvalMetadata};
 use sim_study::fingerprint::Fingerprint;
 use sim_study::lock::DirLock;
 use sim_study::tensors::write_safetensors;
@@ -56,23 +57,28 @@ const MODEL_FILE: &str = "model.mpk";
 const OPTIM_BACKBONE_FILE: &str = "optim-backbone.mpk";
 const OPTIM_HEAD_FILE: &str = "optim-head.mpk";
 
-/// Fine-tunes `backbone` with `seed`, resuming from the last finished epoch.
+/// Fine-tunes `run.backbone` on `run.dataset` with `run.seed`, resuming from
+/// the last finished epoch.
 ///
 /// Order matters for what a kill or a bad input leaves: the config and the
 /// backbone file are checked before anything is written; the run's folder is
 /// locked before its log opens; shared files (study.toml, splits, caches; the
-/// backbone's fingerprint and epoch 0) are written under their folder's lock.
-pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone: &str, seed: u64, device: &B::Device) -> anyhow::Result<Outcome> {
+/// backbone's fingerprint and natural-image epoch 0; the data set's epoch 0)
+/// are written under their folder's lock.
+pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &RunId, device: &B::Device) -> anyhow::Result<Outcome> {
+    let (backbone, seed) = (run.backbone.as_str(), run.seed);
     let bcfg = config.backbones.iter().find(|b| b.name == backbone).with_context(|| {
         let names: Vec<&str> = config.backbones.iter().map(|b| b.name.as_str()).collect();
         format!("no backbone `{backbone}` in the study (backbones: {})", names.join(", "))
     })?;
+    let medical_id = DatasetId::Medical(run.dataset.clone());
+    config.dataset(&medical_id).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
     let backbone_path = bcfg.checkpoint_path(config_dir);
     let loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
 
     let study = StudyDir::new(config.output_dir());
-    let run_dir = study.run_dir(backbone, seed);
+    let run_dir = study.run_dir(run);
     let _run_lock = DirLock::try_acquire(&run_dir)?;
     let hash = config.hash();
     let state = RunState::read(&run_dir).map_err(anyhow::Error::msg)?;
@@ -95,8 +101,8 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
     let (medical, natural, medical_cache, natural_cache) = {
         let _study_lock = lock_study(&study)?;
         study.write_resolved_config(config)?;
-        let mut medical = PreparedDataset::load(config, &study, DatasetRole::Medical)?;
-        let mut natural = PreparedDataset::load(config, &study, DatasetRole::Natural)?;
+        let mut medical = PreparedDataset::load(config, &study, &medical_id)?;
+        let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
         let caches = (medical.image_cache(&study, size)?, natural.image_cache(&study, size)?);
         (medical, natural, caches.0, caches.1)
     };
@@ -127,29 +133,44 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
     };
 
     // The backbone file every run of this backbone starts from, and epoch 0
-    // (its head drawn from the split seed), once per backbone.
+    // (its head drawn from the split seed): the natural images once per
+    // backbone, the medical data set once per data set and backbone.
     let attention_ids: Vec<String> = sets.attention.iter().map(|&i| natural.dataset.samples[i].id.clone()).collect();
-    let metadata = |seed, epoch, backbone_sha256: &str| EvalMetadata {
+    let metadata = |dataset: Option<&str>, seed, epoch, backbone_sha256: &str| EvalMetadata {
+        dataset: dataset.map(str::to_owned),
         backbone: backbone.to_string(),
         backbone_sha256: backbone_sha256.to_string(),
         epoch,
         seed,
         attention_ids: attention_ids.clone(),
     };
-    let pretrained = study.pretrained_eval(backbone);
+    let epoch0_model = || Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
+    let natural_eval = study.natural_eval(backbone);
     let backbone_sha256 = {
         let _backbone_lock = DirLock::wait(&study.backbone_dir(backbone))?;
         remove_leftovers(&study.backbone_dir(backbone))?;
         let fingerprint = check_backbone_file(&study, bcfg, &backbone_path)?;
-        if !pretrained.exists() {
+        if !natural_eval.exists() {
             let start = Instant::now();
-            let model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
-            let tensors = evaluate(&model, &sets, true, device);
-            write_safetensors(&pretrained, tensors, Some(metadata(None, 0, &fingerprint.sha256).to_map()))?;
-            tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+            let tensors = evaluate_natural(&epoch0_model(), &sets, true, device);
+            write_safetensors(&natural_eval, tensors, Some(metadata(None, None, 0, &fingerprint.sha256).to_map()))?;
+            tracing::info!("epoch 0 on the natural images written to {} in {:.1} s", natural_eval.display(), start.elapsed().as_secs_f64());
         }
         fingerprint.sha256
     };
+    let pretrained = study.pretrained_eval(&run.dataset, backbone);
+    {
+        let model_dir = study.model_dir(&run.dataset, backbone);
+        let _lock = DirLock::wait(&model_dir)?;
+        remove_leftovers(&model_dir)?;
+        if !pretrained.exists() {
+            let start = Instant::now();
+            let mut tensors = evaluate_medical(&epoch0_model(), &sets, device);
+            tensors.extend(EvalFile::open(&natural_eval).map_err(anyhow::Error::msg)?.raw_tensors());
+            write_safetensors(&pretrained, tensors, Some(metadata(Some(&run.dataset), None, 0, &backbone_sha256).to_map()))?;
+            tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+        }
+    }
     if let Some(s) = &state
         && s.backbone_sha256 != backbone_sha256
     {
@@ -177,9 +198,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         model = model.load_record(decode_record(&recorder, &mut files, &dir, MODEL_FILE, device)?);
         opt_backbone = opt_backbone.load_record(decode_record(&recorder, &mut files, &dir, OPTIM_BACKBONE_FILE, device)?);
         opt_head = opt_head.load_record(decode_record(&recorder, &mut files, &dir, OPTIM_HEAD_FILE, device)?);
-        tracing::info!("resuming {backbone} seed {seed} after epoch {resumed_at}");
+        tracing::info!("resuming {run} after epoch {resumed_at}");
     }
     let mut state = state.unwrap_or(RunState {
+        dataset: run.dataset.clone(),
         backbone: backbone.into(),
         seed,
         config_hash: hash,
@@ -234,7 +256,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
                 state.status = Status::Failed;
                 state.message = Some(format!("loss {value} at epoch {epoch}, step {}", step + 1));
                 state.write(&run_dir)?;
-                bail!("{backbone} seed {seed}: loss is {value} at epoch {epoch}, step {}; run marked failed in {}", step + 1, RunState::path(&run_dir).display());
+                bail!("{run}: loss is {value} at epoch {epoch}, step {}; run marked failed in {}", step + 1, RunState::path(&run_dir).display());
             }
             let mut grads = loss.backward();
             let head_grads = GradientsParams::from_module(&mut grads, &model.head);
@@ -248,8 +270,8 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, backbone
         }
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
-            let tensors = evaluate(&model.valid(), &sets, false, device);
-            write_safetensors(&study.epoch_eval(backbone, seed, epoch), tensors, Some(metadata(Some(seed), epoch, &backbone_sha256).to_map()))?;
+            let tensors = evaluate(&model.valid(), &sets, device);
+            write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata(Some(&run.dataset), Some(seed), epoch, &backbone_sha256).to_map()))?;
             crash::point("evaluation-written");
         }
         let record = |bytes: Result<Vec<u8>, burn::record::RecorderError>, name: &str| {
