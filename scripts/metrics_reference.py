@@ -189,5 +189,49 @@ expected["fit"] = {
     "spearman_raw": stats.spearmanr(sim, ece).statistic,
 }
 
+# Uncertainty. Bootstrap intervals on resamples drawn here (the Rust side
+# takes the same index arrays), percentile by numpy's default (linear).
+run_values = rng.normal(0.6, 0.05, 7)
+run_resamples = rng.integers(0, 7, size=(500, 7))
+save("boot_run_values", run_values)
+save("boot_run_resamples", run_resamples.astype(np.int64).ravel())  # 500 draws of 7, flattened
+boot_means = run_values[run_resamples].mean(1)
+expected["bootstrap_mean"] = {"low": np.percentile(boot_means, 2.5), "high": np.percentile(boot_means, 97.5)}
+# A run's similarity over its test images: CKA recomputed on each resample of
+# the rows, through the explicit centring matrix.
+img_basis = rng.normal(size=(60, 4))
+img_x = img_basis @ rng.normal(size=(4, 12)) + 0.5 * rng.normal(size=(60, 12)) + 2.0
+img_y = img_basis @ rng.normal(size=(4, 9)) + 1.5 * rng.normal(size=(60, 9))
+img_resamples = rng.integers(0, 60, size=(200, 60))
+save("boot_images_x", img_x)
+save("boot_images_y", img_y)
+save("boot_images_resamples", img_resamples.astype(np.int64).ravel())  # 200 draws of 60, flattened
+boot_cka = [cka_from(img_x[r] @ img_x[r].T, img_y[r] @ img_y[r].T, hsic_biased) for r in img_resamples]
+expected["bootstrap_cka"] = {
+    "full": cka_from(img_x @ img_x.T, img_y @ img_y.T, hsic_biased),
+    "first": boot_cka[0],
+    "low": np.percentile(boot_cka, 2.5),
+    "high": np.percentile(boot_cka, 97.5),
+}
+# Permutation tests of mean(a) > mean(b), exact (scipy enumerates every split
+# when n_resamples exceeds their number).
+perm_cases = {
+    "separated": (rng.normal(0.58, 0.03, 5), rng.normal(0.50, 0.03, 4)),
+    "overlapping": (rng.normal(0.52, 0.05, 6), rng.normal(0.50, 0.05, 6)),
+}
+expected["permutation"] = {}
+for name, (a, b) in perm_cases.items():
+    save(f"perm_{name}_a", a)
+    save(f"perm_{name}_b", b)
+    res = stats.permutation_test(
+        (a, b),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        permutation_type="independent",
+        alternative="greater",
+        n_resamples=100_000,
+        vectorized=True,
+    )
+    expected["permutation"][name] = {"difference": res.statistic, "p_value": res.pvalue}
+
 (out / "expected.json").write_text(json.dumps(expected, indent=1, default=float) + "\n")
 print(json.dumps(expected["cka"], indent=1))

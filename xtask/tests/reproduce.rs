@@ -173,6 +173,7 @@ fn smoke_study_runs_from_data_to_report() {
     let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
     assert!(!report.contains("Left out"), "every figure has its data:\n{report}");
     assert!(report.contains("## The paper's three findings"));
+    assert!(report.contains("one-sided permutation test p = ") && report.contains("over its test images"), "{report}");
     let before = std::fs::metadata(sim_plot::report_path(&study)).unwrap().modified().unwrap();
     run(reproduce(&config_path("smoke.toml"), &study, &[]));
     assert_eq!(std::fs::metadata(sim_plot::report_path(&study)).unwrap().modified().unwrap(), before);

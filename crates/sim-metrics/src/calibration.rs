@@ -9,7 +9,7 @@
 use crate::MetricError;
 use crate::linalg::{MatRef, Scalar};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Binning {
     /// Equal-width bins on (0, 1].

@@ -17,7 +17,7 @@
 use crate::MetricError;
 use crate::linalg::{MatRef, Scalar, a_bt, centred, cross_norm2, self_norm2};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Estimator {
     /// HSIC's plug-in estimator (Kornblith et al. 2019's CKA).

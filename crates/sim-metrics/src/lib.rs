@@ -8,6 +8,7 @@
 //! - [`classification`]: accuracy, balanced accuracy, macro F1;
 //! - [`fit`]: the discretised linear fit of Figure 5, Pearson, Spearman;
 //! - [`space`]: the similarity space T_X(η, ε);
+//! - [`stats`]: bootstrap intervals and permutation tests;
 //! - [`tables`]: a study's Parquet tables from its evaluation files.
 //!
 //! Inputs are row-major matrices ([`MatRef`]) of f16, f32 or f64; every
@@ -21,6 +22,7 @@ pub mod fit;
 pub mod knn;
 mod linalg;
 pub mod space;
+pub mod stats;
 pub mod tables;
 
 pub use linalg::{MatRef, Scalar};

@@ -32,7 +32,7 @@ enum Command {
         #[arg(long)]
         b: String,
         #[arg(long, value_enum, default_value = "biased")]
-        estimator: EstimatorArg,
+        estimator: Estimator,
         #[arg(long, value_enum, default_value = "linear")]
         kernel: KernelArg,
         /// RBF bandwidth as a fraction of the median pairwise distance.
@@ -55,7 +55,7 @@ enum Command {
         bins: usize,
         /// uniform: equal-width bins; quantile: equal-mass bins (adaptive ECE).
         #[arg(long, value_enum, default_value = "uniform")]
-        binning: BinningArg,
+        binning: Binning,
     },
     /// Weighted k-NN accuracy (DINO's eval_knn): cosine top-k, exp(sim/T) votes.
     ///
@@ -84,32 +84,17 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum EstimatorArg {
-    Biased,
-    Debiased,
-}
-
+/// The kernel's name on the command line (the RBF one takes `--sigma-frac`).
 #[derive(Clone, Copy, ValueEnum)]
 enum KernelArg {
     Linear,
     Rbf,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum BinningArg {
-    Uniform,
-    Quantile,
-}
-
 fn main() -> anyhow::Result<()> {
     let output = match Cli::parse().command {
         Command::Cka { a, b, estimator, kernel, sigma_frac, batch } => {
             let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
-            let estimator = match estimator {
-                EstimatorArg::Biased => Estimator::Biased,
-                EstimatorArg::Debiased => Estimator::Debiased,
-            };
             let kernel = match kernel {
                 KernelArg::Linear => Kernel::Linear,
                 KernelArg::Rbf => Kernel::Rbf { sigma_frac },
@@ -146,10 +131,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ece { logits, labels, bins, binning } => {
             let logits = load_matrix(&logits)?;
             let labels = load_labels(&labels)?;
-            let binning = match binning {
-                BinningArg::Uniform => Binning::Uniform,
-                BinningArg::Quantile => Binning::Quantile,
-            };
             let c = calibration(logits.view(), &labels, bins, binning)?;
             json!({"ece": c.ece, "mce": c.mce, "bins": bins, "binning": binning, "n": labels.len(), "reliability": c.bins})
         }

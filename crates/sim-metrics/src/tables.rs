@@ -18,6 +18,7 @@ use crate::classification::classification_scores;
 use crate::fit::{level_fit, pearson, spearman};
 use crate::knn::knn_accuracy;
 use crate::space::{RunPoint, similarity_space};
+use crate::stats::{CkaBootstrap, LEVEL, draw_resamples, mean_interval, permutation_test};
 use crate::MetricError;
 use polars::prelude::*;
 use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
@@ -158,6 +159,8 @@ struct Run<'a> {
     seed: u64,
     status: Status,
     epochs: Vec<(u32, std::rc::Rc<EpochMetrics>)>,
+    /// A finished run's final similarity, bootstrapped over its test images.
+    similarity_interval: Option<(f64, f64)>,
 }
 
 impl Run<'_> {
@@ -175,6 +178,17 @@ impl Run<'_> {
     fn similarity(m: &EpochMetrics) -> f64 {
         m.cka[&(Probe::Medical, Layer::Final, Token::Cls)].0
     }
+}
+
+/// The 95 % bootstrap interval of a run's final similarity (the medical
+/// probe's final-norm CLS CKA to epoch 0) over resamples of its test images.
+fn similarity_interval(pretrained: &EvalFile, last: &Path, config: &StudyConfig) -> Result<(f64, f64), TableError> {
+    let name = eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls);
+    let x = matrix(pretrained, &name)?;
+    let y = matrix(&EvalFile::open(last).map_err(TableError)?, &name)?;
+    let boot = CkaBootstrap::new(x.view(), y.view()).map_err(|e| err(last, e))?;
+    let e = &config.evaluation;
+    Ok(boot.interval(&draw_resamples(x.rows, e.bootstrap_resamples, e.bootstrap_seed), LEVEL))
 }
 
 /// A backbone's epoch-0 evaluation, its CKA references and its metrics.
@@ -278,8 +292,15 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str) -> Re
             if state.status != Status::Finished {
                 left_out.push(LeftOut { backbone: name, seed, why: state.to_string() });
             }
+            let last_epoch = epochs.last().map_or(0, |e| e.0);
+            let similarity_interval = match state.status {
+                Status::Finished if last_epoch > 0 => {
+                    Some(similarity_interval(&pretrained, &study.epoch_eval(&run_id(seed), last_epoch), config)?)
+                }
+                _ => None,
+            };
             if epochs.len() > 1 {
-                runs.push(Run { backbone: name, seed, status: state.status, epochs });
+                runs.push(Run { backbone: name, seed, status: state.status, epochs, similarity_interval });
             }
         }
     }
@@ -312,6 +333,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             (table_file::BACKBONES, backbones_table(&runs, &left_out, &config)),
             (table_file::FITS, fits_table(&runs, &config)),
             (table_file::SPACE, space_table(&runs, &config)),
+            (table_file::COMPARISONS, comparisons_table(&runs, &config)),
             (table_file::RELIABILITY, reliability_table(&runs)),
             (table_file::ATTENTION, attention_table(&runs, &images)),
             (table_file::ATTENTION_IMAGES, attention_images_table(&images)),
@@ -478,6 +500,17 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
             .collect();
         columns.push(col(&col::mean(metric), stats.iter().map(|s| s.0).collect::<Vec<_>>()));
         columns.push(col(&col::std(metric), stats.iter().map(|s| s.1).collect::<Vec<_>>()));
+        let intervals: Vec<Option<(f64, f64)>> = names
+            .iter()
+            .map(|n| {
+                let values: Vec<f64> = runs.iter().filter(|r| r.backbone == *n).map(|r| get(r, report)).collect();
+                let e = &config.evaluation;
+                (!values.is_empty()).then(|| mean_interval(&values, &draw_resamples(values.len(), e.bootstrap_resamples, e.bootstrap_seed), LEVEL))
+            })
+            .collect();
+        let [low, high] = col::ci(metric);
+        columns.push(col(&low, intervals.iter().map(|i| i.map(|i| i.0)).collect::<Vec<_>>()));
+        columns.push(col(&high, intervals.iter().map(|i| i.map(|i| i.1)).collect::<Vec<_>>()));
     }
     DataFrame::new_infer_height(columns)
 }
@@ -551,14 +584,49 @@ fn space_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame
     let e = &config.evaluation;
     let space = similarity_space(&points, e.similarity_threshold, e.accuracy_tolerance)
         .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
+    let intervals: Vec<Option<(f64, f64)>> = runs.iter().filter(|r| r.finished()).map(|r| r.similarity_interval).collect();
     DataFrame::new_infer_height(vec![
         col(col::BACKBONE, space.iter().map(|p| p.backbone.as_str()).collect::<Vec<_>>()),
         col(col::SEED, space.iter().map(|p| p.seed).collect::<Vec<_>>()),
         col(col::SIMILARITY, space.iter().map(|p| p.similarity).collect::<Vec<_>>()),
+        col(col::SIMILARITY_CI_LOW, intervals.iter().map(|i| i.map(|i| i.0)).collect::<Vec<_>>()),
+        col(col::SIMILARITY_CI_HIGH, intervals.iter().map(|i| i.map(|i| i.1)).collect::<Vec<_>>()),
         col(col::ACCURACY, space.iter().map(|p| p.accuracy).collect::<Vec<_>>()),
         col(col::DIVERGENCE, space.iter().map(|p| p.divergence).collect::<Vec<_>>()),
         col(col::REFERENCE_SEED, space.iter().map(|p| p.reference_seed).collect::<Vec<_>>()),
         col(col::IN_SPACE, space.iter().map(|p| p.in_space).collect::<Vec<_>>()),
+    ])
+}
+
+/// Per pair of backbones with finished runs (`backbone_a` the one whose mean
+/// final similarity is higher): the one-sided permutation test of "a keeps
+/// more similarity than b" over their runs' final similarities.
+fn comparisons_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let finals = |b: &str| -> Vec<f64> { runs.iter().filter(|r| r.finished() && r.backbone == b).map(|r| Run::similarity(r.last())).collect() };
+    let present: Vec<(&str, Vec<f64>)> =
+        config.backbones.iter().map(|b| (b.name.as_str(), finals(&b.name))).filter(|(_, v)| !v.is_empty()).collect();
+    let mut rows = Vec::new();
+    for (i, first) in present.iter().enumerate() {
+        for second in &present[i + 1..] {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (a, b) = if mean(&second.1) > mean(&first.1) { (second, first) } else { (first, second) };
+            let e = &config.evaluation;
+            let test = permutation_test(&a.1, &b.1, e.permutation_resamples, e.bootstrap_seed)
+                .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
+            rows.push((a.0, b.0, a.1.len() as u32, b.1.len() as u32, mean(&a.1), mean(&b.1), test));
+        }
+    }
+    DataFrame::new_infer_height(vec![
+        col(col::BACKBONE_A, rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        col(col::BACKBONE_B, rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+        col(col::RUNS_A, rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+        col(col::RUNS_B, rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+        col(col::SIMILARITY_A, rows.iter().map(|r| r.4).collect::<Vec<_>>()),
+        col(col::SIMILARITY_B, rows.iter().map(|r| r.5).collect::<Vec<_>>()),
+        col(col::DIFFERENCE, rows.iter().map(|r| r.6.difference).collect::<Vec<_>>()),
+        col(col::P_VALUE, rows.iter().map(|r| r.6.p_value).collect::<Vec<_>>()),
+        col(col::EXACT, rows.iter().map(|r| r.6.exact).collect::<Vec<_>>()),
+        col(col::PERMUTATIONS, rows.iter().map(|r| r.6.permutations as u64).collect::<Vec<_>>()),
     ])
 }
 

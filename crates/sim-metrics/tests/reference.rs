@@ -145,3 +145,37 @@ fn level_fit_and_correlations_match_scipy() {
     close(pearson(&sim, &metric).unwrap(), &want["pearson_raw"], 1e-12, "Pearson");
     close(spearman(&sim, &metric).unwrap(), &want["spearman_raw"], 1e-12, "Spearman");
 }
+
+/// Bootstrap intervals and permutation tests against numpy / scipy, on the
+/// resamples the reference script drew (percentiles as numpy's default).
+#[test]
+fn intervals_and_permutation_tests_match_numpy_and_scipy() {
+    use sim_metrics::stats::{CkaBootstrap, LEVEL, mean_interval, permutation_test};
+    let exp = expected();
+    let draws = |name: &str, n: usize| -> Vec<Vec<usize>> {
+        load_labels(&fixture(name)).unwrap().chunks(n).map(|c| c.iter().map(|&i| i as usize).collect()).collect()
+    };
+    let values = matrix("boot_run_values").data;
+    let (low, high) = mean_interval(&values, &draws("boot_run_resamples", 7), LEVEL);
+    close(low, &exp["bootstrap_mean"]["low"], 1e-12, "mean interval, low");
+    close(high, &exp["bootstrap_mean"]["high"], 1e-12, "mean interval, high");
+
+    let (x, y) = (matrix("boot_images_x"), matrix("boot_images_y"));
+    let boot = CkaBootstrap::new(x.view(), y.view()).unwrap();
+    let resamples = draws("boot_images_resamples", 60);
+    close(boot.cka(&[1.0; 60]), &exp["bootstrap_cka"]["full"], CKA_TOL, "CKA, every image once");
+    let mut counts = [0.0; 60];
+    resamples[0].iter().for_each(|&i| counts[i] += 1.0);
+    close(boot.cka(&counts), &exp["bootstrap_cka"]["first"], CKA_TOL, "CKA of the first resample");
+    let (low, high) = boot.interval(&resamples, LEVEL);
+    close(low, &exp["bootstrap_cka"]["low"], CKA_TOL, "CKA interval, low");
+    close(high, &exp["bootstrap_cka"]["high"], CKA_TOL, "CKA interval, high");
+
+    for case in ["separated", "overlapping"] {
+        let (a, b) = (matrix(&format!("perm_{case}_a")).data, matrix(&format!("perm_{case}_b")).data);
+        let test = permutation_test(&a, &b, 100_000, 0).unwrap();
+        assert!(test.exact, "{case}");
+        close(test.difference, &exp["permutation"][case]["difference"], 1e-12, &format!("{case}: difference"));
+        close(test.p_value, &exp["permutation"][case]["p_value"], 1e-12, &format!("{case}: p-value"));
+    }
+}

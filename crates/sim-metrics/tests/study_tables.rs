@@ -240,6 +240,20 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let space = read(&study.tables_dir().join("space.parquet"));
     assert_eq!(space.height(), 2);
     assert_eq!(space.column("in_space").unwrap().dtype(), &DataType::Boolean);
+
+    // Intervals: the mean's over the two finished runs lies between them;
+    // each run's over its test images brackets its similarity.
+    let finals = [similarity[2], similarity[5]];
+    let (low, high) = (f64_col(&backbones, "similarity_ci_low")[0], f64_col(&backbones, "similarity_ci_high")[0]);
+    assert!(finals.iter().cloned().fold(f64::INFINITY, f64::min) <= low + 1e-12 && high <= finals.iter().cloned().fold(0.0, f64::max) + 1e-12);
+    assert!(low <= mean && mean <= high, "[{low}, {high}] around {mean}");
+    let (run_low, run_high, run_sim) = (f64_col(&space, "similarity_ci_low"), f64_col(&space, "similarity_ci_high"), f64_col(&space, "similarity"));
+    for i in 0..2 {
+        assert!(run_low[i] < run_sim[i] && run_sim[i] < run_high[i], "run {i}: [{}, {}] around {}", run_low[i], run_high[i], run_sim[i]);
+    }
+    let comparisons = read(&study.tables_dir().join("comparisons.parquet"));
+    assert_eq!(comparisons.height(), 0, "one backbone: nothing to compare");
+    assert_eq!(comparisons.get_column_names()[..3].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "backbone_a", "backbone_b"]);
 }
 
 #[test]

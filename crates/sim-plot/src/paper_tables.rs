@@ -6,17 +6,19 @@
 //! row per data set and backbone (Markdown: a `data set` column first); the
 //! CSV files always have the `dataset` column.
 
-use crate::study::{SUMMARY_METRICS, Study};
+use crate::study::{SUMMARY_METRICS, Study, Summary};
 use sim_study::tables::col;
 use std::path::{Path, PathBuf};
 
 /// Column headers of Table 1's metrics, in `SUMMARY_METRICS` order.
 const TABLE1_HEADERS: [&str; 7] = ["accuracy", "balanced accuracy", "macro F1", "ECE", "k-NN before", "k-NN after", "final similarity"];
 
-/// `0.812 ± 0.010`, or `–` without runs.
-pub fn mean_sd(mean: Option<f64>, std: Option<f64>) -> String {
-    match (mean, std) {
-        (Some(m), Some(s)) => format!("{m:.3} ± {s:.3}"),
+/// `0.812 ± 0.010 [0.801, 0.822]` (mean ± sd [95 % bootstrap interval of
+/// the mean]), or `–` without runs.
+fn cell(s: Summary) -> String {
+    match (s.mean, s.std, s.ci) {
+        (Some(m), Some(sd), Some((lo, hi))) => format!("{m:.3} ± {sd:.3} [{lo:.3}, {hi:.3}]"),
+        (Some(m), Some(sd), None) => format!("{m:.3} ± {sd:.3}"),
         _ => "–".into(),
     }
 }
@@ -35,16 +37,17 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut md1 = format!("{key_header}| n | {} |\n{key_rule}|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
     let mut csv1 = format!("{},{},{}", col::DATASET, col::BACKBONE, col::RUNS);
     for m in SUMMARY_METRICS {
-        csv1.push_str(&format!(",{},{}", col::mean(m), col::std(m)));
+        let [low, high] = col::ci(m);
+        csv1.push_str(&format!(",{},{},{low},{high}", col::mean(m), col::std(m)));
     }
     csv1.push('\n');
     for row in &study.summaries {
-        let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| { let (a, b) = row.stat(m); mean_sd(a, b) }).collect();
+        let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| cell(row.stat(m))).collect();
         md1.push_str(&format!("| {} | {} | {} |\n", key(&row.dataset, &row.backbone), row.runs, cells.join(" | ")));
         csv1.push_str(&format!("{},{},{}", row.dataset, row.backbone, row.runs));
         for m in SUMMARY_METRICS {
-            let (a, b) = row.stat(m);
-            csv1.push_str(&format!(",{},{}", opt(a), opt(b)));
+            let s = row.stat(m);
+            csv1.push_str(&format!(",{},{},{},{}", opt(s.mean), opt(s.std), opt(s.ci.map(|c| c.0)), opt(s.ci.map(|c| c.1))));
         }
         csv1.push('\n');
     }
@@ -55,7 +58,7 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .map(|r| if several { format!("{}/{}: {}", r.dataset, r.backbone, r.left_out) } else { format!("{}: {}", r.backbone, r.left_out) })
         .collect();
     md1.push_str(&format!(
-        "\nMean ± sample standard deviation over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
+        "\nMean ± sample standard deviation [95 % bootstrap interval of the mean, resampling runs] over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
         study.config.evaluation.knn_report_k
     ));
     if !left.is_empty() {

@@ -60,6 +60,7 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     let per = if study.several_datasets() { "per data set and backbone" } else { "per backbone" };
     let _ = writeln!(r, "## Table 1: {per}\n\n{}\n", tables[0].trim_end());
     let _ = writeln!(r, "## Table 2: the fits of Figure 5\n\n{}\n", tables[1].trim_end());
+    let _ = writeln!(r, "## Does one backbone keep more similarity than another?\n\n{}\n", comparisons(study));
     let _ = writeln!(r, "## The paper's three findings\n");
     let findings: [(&str, fn(&Study) -> Finding); 3] = [
         ("Runs that keep both accuracy and similarity exist.", finding_space),
@@ -79,6 +80,49 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         let _ = writeln!(r);
     }
     r
+}
+
+/// The permutation tests of `comparisons.parquet`, a sentence each, and how
+/// precisely one run's final similarity is known (its interval over the test
+/// images), so a difference can be set against the probe set's noise.
+fn comparisons(study: &Study) -> String {
+    let mut lines = Vec::new();
+    let half_widths: Vec<f64> = study.space.iter().filter_map(|p| p.similarity_ci.map(|(lo, hi)| (hi - lo) / 2.0)).collect();
+    if !half_widths.is_empty() {
+        let mut sorted = half_widths.clone();
+        sorted.sort_by(f64::total_cmp);
+        lines.push(format!(
+            "One run's final similarity is known to ± {:.3} over its test images (median half-width of the runs' 95 % bootstrap intervals, {} runs; widest ± {:.3}).",
+            sorted[sorted.len() / 2],
+            sorted.len(),
+            sorted[sorted.len() - 1]
+        ));
+    }
+    let Some(rows) = &study.comparisons else {
+        lines.push("No comparisons table (tables made before it existed: run `sim-metrics study` again).".into());
+        return lines.join("\n\n");
+    };
+    if rows.is_empty() {
+        lines.push("No two backbones with finished runs on the same data set: nothing to compare.".into());
+    }
+    let mut tests = Vec::new();
+    for c in rows {
+        let on = if study.several_datasets() { format!(" on `{}`", c.dataset) } else { String::new() };
+        let how = if c.exact {
+            format!("exact, all {} splits of the runs; the smallest p they allow is {:.3}", c.permutations, 1.0 / c.permutations as f64)
+        } else {
+            format!("{} random permutations", c.permutations)
+        };
+        let verdict = if c.p_value < 0.05 { "keeps more similarity than" } else { "is not shown to keep more similarity than" };
+        tests.push(format!(
+            "- `{}` {verdict} `{}`{on}: mean final similarity {:.3} ({} runs) vs {:.3} ({} runs); one-sided permutation test p = {:.3} ({how}).",
+            c.backbone_a, c.backbone_b, c.similarity_a, c.runs_a, c.similarity_b, c.runs_b, c.p_value
+        ));
+    }
+    if !tests.is_empty() {
+        lines.push(tests.join("\n"));
+    }
+    lines.join("\n\n")
 }
 
 /// Whether a finding holds in a study (or a data set of it).
@@ -190,7 +234,8 @@ fn finding_forgetting(study: &Study) -> Finding {
     let mut parts = Vec::new();
     for s in study.summaries.iter().filter(|s| s.runs > 0) {
         let family = study.config.backbones.iter().find(|b| b.name == s.backbone).map_or(Family::Auto, |b| b.family);
-        let (Some(before), (Some(after), Some(sd))) = (s.stat(col::KNN_BEFORE).0, s.stat(col::KNN_AFTER)) else { continue };
+        let after = s.stat(col::KNN_AFTER);
+        let (Some(before), Some(after), Some(sd)) = (s.stat(col::KNN_BEFORE).mean, after.mean, after.std) else { continue };
         let drop = (before - after) * 100.0;
         let kind = paradigm(family);
         let family_name = family.name();

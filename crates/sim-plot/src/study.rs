@@ -46,8 +46,18 @@ pub struct SummaryRow {
     pub runs: u32,
     pub runs_left_out: u32,
     pub left_out: String,
-    /// (metric, mean, std) for the metrics of Table 1.
-    pub stats: Vec<(&'static str, Option<f64>, Option<f64>)>,
+    /// The metrics of Table 1 over the finished runs.
+    pub stats: Vec<Summary>,
+}
+
+/// One metric of a summary row: mean, sample sd and the mean's 95 %
+/// bootstrap interval over seeds (none without a finished run).
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub metric: &'static str,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub ci: Option<(f64, f64)>,
 }
 
 /// The metrics of Table 1, as `backbones.parquet` names them.
@@ -55,8 +65,8 @@ pub const SUMMARY_METRICS: [&str; 7] =
     [col::ACCURACY, col::BALANCED_ACCURACY, col::MACRO_F1, col::ECE, col::KNN_BEFORE, col::KNN_AFTER, col::SIMILARITY];
 
 impl SummaryRow {
-    pub fn stat(&self, metric: &str) -> (Option<f64>, Option<f64>) {
-        self.stats.iter().find(|s| s.0 == metric).map_or((None, None), |s| (s.1, s.2))
+    pub fn stat(&self, metric: &str) -> Summary {
+        self.stats.iter().find(|s| s.metric == metric).copied().unwrap_or(Summary { metric: "", mean: None, std: None, ci: None })
     }
 }
 
@@ -83,9 +93,27 @@ pub struct SpaceRow {
     pub backbone: String,
     pub seed: u64,
     pub similarity: f64,
+    /// Its 95 % bootstrap interval over the test images.
+    pub similarity_ci: Option<(f64, f64)>,
     pub accuracy: f64,
     pub reference_seed: u64,
     pub in_space: bool,
+}
+
+/// `comparisons.parquet`: does backbone a keep more similarity than b?
+#[derive(Debug, Clone)]
+pub struct ComparisonRow {
+    pub dataset: String,
+    pub backbone_a: String,
+    pub backbone_b: String,
+    pub runs_a: u32,
+    pub runs_b: u32,
+    pub similarity_a: f64,
+    pub similarity_b: f64,
+    /// One-sided permutation test of mean(a) > mean(b).
+    pub p_value: f64,
+    pub exact: bool,
+    pub permutations: u64,
 }
 
 /// `reliability.parquet`: one row per model × bin (seed none: pre-trained).
@@ -140,6 +168,7 @@ pub struct Study {
     pub fits: Vec<FitRow>,
     pub space: Vec<SpaceRow>,
     /// `None` where the table is absent (a study made before it existed).
+    pub comparisons: Option<Vec<ComparisonRow>>,
     pub reliability: Option<Vec<BinRow>>,
     pub attention: Option<Vec<PatchRow>>,
     pub images: Option<Vec<ImageRow>>,
@@ -172,6 +201,7 @@ impl Study {
             summaries: summary_rows(&table(file::BACKBONES)?)?,
             fits: fit_rows(&table(file::FITS)?)?,
             space: space_rows(&table(file::SPACE)?)?,
+            comparisons: optional(file::COMPARISONS)?.map(|t| comparison_rows(&t)).transpose()?,
             reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
             attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
             images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
@@ -194,6 +224,7 @@ impl Study {
             summaries: keep(&self.summaries, dataset, |r| &r.dataset),
             fits: keep(&self.fits, dataset, |r| &r.dataset),
             space: keep(&self.space, dataset, |r| &r.dataset),
+            comparisons: self.comparisons.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
             reliability: self.reliability.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
             attention: self.attention.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
             images: self.images.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
@@ -327,7 +358,8 @@ fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
     let (backbone, runs, left, why) = (t.strs(col::BACKBONE)?, t.u32s(col::RUNS)?, t.u32s(col::RUNS_LEFT_OUT)?, t.strs(col::LEFT_OUT)?);
     let mut stats = Vec::new();
     for metric in SUMMARY_METRICS {
-        stats.push((metric, t.f64s(&col::mean(metric))?, t.f64s(&col::std(metric))?));
+        let [low, high] = col::ci(metric);
+        stats.push((metric, t.f64s(&col::mean(metric))?, t.f64s(&col::std(metric))?, t.f64s(&low)?, t.f64s(&high)?));
     }
     Ok((0..backbone.len())
         .map(|i| SummaryRow {
@@ -336,7 +368,7 @@ fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
             runs: runs[i],
             runs_left_out: left[i],
             left_out: why[i].clone(),
-            stats: stats.iter().map(|(m, mean, std)| (*m, mean[i], std[i])).collect(),
+            stats: stats.iter().map(|(m, mean, std, low, high)| Summary { metric: m, mean: mean[i], std: std[i], ci: low[i].zip(high[i]) }).collect(),
         })
         .collect())
 }
@@ -368,15 +400,37 @@ fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
     let dataset = t.strs(col::DATASET)?;
     let (backbone, seed, sim, acc) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::SIMILARITY)?, t.values(col::ACCURACY)?);
     let (reference, inside) = (t.u64s(col::REFERENCE_SEED)?, t.bools(col::IN_SPACE)?);
+    let (low, high) = (t.f64s(col::SIMILARITY_CI_LOW)?, t.f64s(col::SIMILARITY_CI_HIGH)?);
     Ok((0..backbone.len())
         .map(|i| SpaceRow {
             dataset: dataset[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             similarity: sim[i],
+            similarity_ci: low[i].zip(high[i]),
             accuracy: acc[i],
             reference_seed: reference[i].unwrap_or_default(),
             in_space: inside[i],
+        })
+        .collect())
+}
+
+fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
+    let dataset = t.strs(col::DATASET)?;
+    let (a, b, runs_a, runs_b) = (t.strs(col::BACKBONE_A)?, t.strs(col::BACKBONE_B)?, t.u32s(col::RUNS_A)?, t.u32s(col::RUNS_B)?);
+    let (sim_a, sim_b, p, exact, n) = (t.values(col::SIMILARITY_A)?, t.values(col::SIMILARITY_B)?, t.values(col::P_VALUE)?, t.bools(col::EXACT)?, t.u64s(col::PERMUTATIONS)?);
+    Ok((0..dataset.len())
+        .map(|i| ComparisonRow {
+            dataset: dataset[i].clone(),
+            backbone_a: a[i].clone(),
+            backbone_b: b[i].clone(),
+            runs_a: runs_a[i],
+            runs_b: runs_b[i],
+            similarity_a: sim_a[i],
+            similarity_b: sim_b[i],
+            p_value: p[i],
+            exact: exact[i],
+            permutations: n[i].unwrap_or_default(),
         })
         .collect())
 }

@@ -134,6 +134,9 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         };
         summary.push(c(&col::mean(metric), names.iter().map(|n| stat(n, false)).collect::<Vec<_>>()));
         summary.push(c(&col::std(metric), names.iter().map(|n| stat(n, true)).collect::<Vec<_>>()));
+        let [low, high] = col::ci(metric);
+        summary.push(c(&low, names.iter().map(|n| stat(n, false).map(|m| m - 0.01)).collect::<Vec<_>>()));
+        summary.push(c(&high, names.iter().map(|n| stat(n, false).map(|m| m + 0.01)).collect::<Vec<_>>()));
     }
     write(dir, file::BACKBONES, summary);
 
@@ -160,10 +163,28 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         c(col::BACKBONE, finished.iter().map(|r| r.backbone).collect::<Vec<_>>()),
         c(col::SEED, finished.iter().map(|r| r.seed).collect::<Vec<_>>()),
         c(col::SIMILARITY, finished.iter().map(|r| last(r, &sim)).collect::<Vec<_>>()),
+        c(col::SIMILARITY_CI_LOW, finished.iter().map(|r| Some(last(r, &sim) - 0.02)).collect::<Vec<_>>()),
+        c(col::SIMILARITY_CI_HIGH, finished.iter().map(|r| Some(last(r, &sim) + 0.03)).collect::<Vec<_>>()),
         c(col::ACCURACY, finished.iter().map(|r| last(r, &acc)).collect::<Vec<_>>()),
         c(col::DIVERGENCE, finished.iter().map(|_| 0.0).collect::<Vec<_>>()),
         c(col::REFERENCE_SEED, finished.iter().map(|r| best(r.backbone).unwrap()).collect::<Vec<_>>()),
         c(col::IN_SPACE, finished.iter().map(|r| last(r, &sim) > 0.6).collect::<Vec<_>>()),
+    ]);
+
+    // The first two backbones with finished runs, compared.
+    let compared: Vec<&str> = names.iter().copied().filter(|n| finished.iter().any(|r| r.backbone == *n)).take(2).collect();
+    let pairs = usize::from(compared.len() == 2);
+    write(dir, file::COMPARISONS, vec![
+        c(col::BACKBONE_A, compared.iter().take(pairs).copied().collect::<Vec<_>>()),
+        c(col::BACKBONE_B, compared.iter().skip(1).take(pairs).copied().collect::<Vec<_>>()),
+        c(col::RUNS_A, vec![3u32; pairs]),
+        c(col::RUNS_B, vec![2u32; pairs]),
+        c(col::SIMILARITY_A, vec![0.7; pairs]),
+        c(col::SIMILARITY_B, vec![0.6; pairs]),
+        c(col::DIFFERENCE, vec![0.1; pairs]),
+        c(col::P_VALUE, vec![0.1; pairs]),
+        c(col::EXACT, vec![true; pairs]),
+        c(col::PERMUTATIONS, vec![10u64; pairs]),
     ]);
 
     // The pre-trained model (seed null) and each finished run's final one.
@@ -277,6 +298,9 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
     assert!(report.contains("`vit` (family `vit`: supervised) loses") && report.contains("`dino` (family `dinov2`: self-supervised) loses"), "{report}");
     let table1 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table1.md")).unwrap();
     assert!(table1.contains("| vit | 3 |") && table1.contains("| dino | 2 |"), "{table1}");
+    assert!(table1.contains(" ± ") && table1.contains("bootstrap interval"), "{table1}");
+    assert!(report.contains("- `vit` is not shown to keep more similarity than `dino`: mean final similarity 0.700 (3 runs) vs 0.600 (2 runs); one-sided permutation test p = 0.100 (exact, all 10 splits of the runs; the smallest p they allow is 0.100)."), "{report}");
+    assert!(report.contains("known to ± 0.025 over its test images"), "{report}");
 }
 
 #[test]

@@ -229,7 +229,8 @@ pub struct DatasetConfig {
     pub max_samples: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Also a command-line value (`sim-train extract --family`), same spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     /// Detected from the checkpoint's keys.
@@ -272,6 +273,15 @@ impl Family {
 }
 
 impl BackboneConfig {
+    /// The per-channel mean and std its images are normalised with: the
+    /// configured ones, else those of its family (`detected`, the family the
+    /// checkpoint's keys show, where the config says `auto`).
+    pub fn normalisation(&self, detected: Family) -> ([f32; 3], [f32; 3]) {
+        let family = if self.family == Family::Auto { detected } else { self.family };
+        let (mean, std) = family.normalisation().unwrap_or((IMAGENET_MEAN, IMAGENET_STD));
+        (self.mean.unwrap_or(mean), self.std.unwrap_or(std))
+    }
+
     /// Where the backbone file is: `./…` and `../…` are relative to the
     /// folder of the study config (`config_dir`), other relative paths to
     /// `SIM_DATA_DIR`, absolute paths are themselves.
@@ -320,7 +330,8 @@ pub struct BackboneConfig {
 
 /// How position embeddings are resized to another patch grid (SPEC,
 /// "Reference behaviours"); each checkpoint naming has its reference's rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Also a command-line value (`sim-train extract --pos-resize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum PosResize {
     /// PyTorch bicubic to the target size, no antialias (transformers ViT / DINOv2).
@@ -378,14 +389,6 @@ impl Default for TrainingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReferenceModel {
-    /// θ*: the run of the same backbone with the best test accuracy (SPEC).
-    #[default]
-    BestAccuracy,
-}
-
 /// What to measure after each epoch (SPEC, "Representation quality").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -407,12 +410,19 @@ pub struct EvaluationConfig {
     pub attention_images: usize,
     /// Similarity levels of the discretised fit (Figure 5).
     pub fit_levels: usize,
-    /// θ* of the accuracy divergence A_X.
-    pub reference: ReferenceModel,
     /// η of T_X(η, ε). SPEC gives no value; this default is the project's.
     pub similarity_threshold: f64,
     /// ε of T_X(η, ε). SPEC gives no value; this default is the project's.
     pub accuracy_tolerance: f64,
+    /// Resamples of every bootstrap interval: of a mean over runs (over
+    /// seeds) and of a run's final similarity (over its test images).
+    pub bootstrap_resamples: usize,
+    /// Seeds the bootstrap's resamples and a permutation test's random
+    /// permutations (the same numbers every time the tables are made).
+    pub bootstrap_seed: u64,
+    /// Random permutations of a permutation test whose splits are too many
+    /// to count them all (then exact).
+    pub permutation_resamples: usize,
 }
 
 impl Default for EvaluationConfig {
@@ -426,9 +436,11 @@ impl Default for EvaluationConfig {
             natural_probe_size: 1000,
             attention_images: 8,
             fit_levels: 10,
-            reference: ReferenceModel::BestAccuracy,
             similarity_threshold: 0.5,
             accuracy_tolerance: 0.02,
+            bootstrap_resamples: 1000,
+            bootstrap_seed: 0,
+            permutation_resamples: 10_000,
         }
     }
 }
@@ -514,10 +526,12 @@ impl StudyConfig {
             ds.metadata = ds.metadata_file();
             ds.images = ds.images_dir();
         }
+        // With the family known, the resolved config states the mean/std
+        // used; with `auto`, the checkpoint decides at load time.
         for b in &mut self.backbones {
-            if let Some((mean, std)) = b.family.normalisation() {
-                b.mean.get_or_insert(mean);
-                b.std.get_or_insert(std);
+            if b.family != Family::Auto {
+                let (mean, std) = b.normalisation(b.family);
+                (b.mean, b.std) = (Some(mean), Some(std));
             }
         }
     }
@@ -801,6 +815,11 @@ impl EvaluationConfig {
         }
         if self.fit_levels < 2 {
             return err("fit_levels", "a line needs at least 2 levels".into());
+        }
+        for (name, v) in [("bootstrap_resamples", self.bootstrap_resamples), ("permutation_resamples", self.permutation_resamples)] {
+            if v == 0 {
+                return err(name, "must be at least 1".into());
+            }
         }
         for (name, v) in [
             ("similarity_threshold", self.similarity_threshold),

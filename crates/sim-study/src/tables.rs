@@ -21,8 +21,11 @@ pub mod file {
     pub const ATTENTION: &str = "attention.parquet";
     /// One row per data set × backbone × attention image: the pixels, u8 RGB rows.
     pub const ATTENTION_IMAGES: &str = "attention_images.parquet";
+    /// One row per data set × pair of backbones: does one keep more
+    /// similarity than the other (a permutation test over their runs)?
+    pub const COMPARISONS: &str = "comparisons.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 8] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, RELIABILITY, ATTENTION, ATTENTION_IMAGES];
+    pub const ALL: [&str; 9] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, RELIABILITY, ATTENTION, ATTENTION_IMAGES];
 }
 
 /// Column names.
@@ -83,6 +86,19 @@ pub mod col {
     pub const SIZE: &str = "size";
     pub const PIXELS: &str = "pixels";
 
+    pub const SIMILARITY_CI_LOW: &str = "similarity_ci_low";
+    pub const SIMILARITY_CI_HIGH: &str = "similarity_ci_high";
+    pub const BACKBONE_A: &str = "backbone_a";
+    pub const BACKBONE_B: &str = "backbone_b";
+    pub const RUNS_A: &str = "runs_a";
+    pub const RUNS_B: &str = "runs_b";
+    pub const SIMILARITY_A: &str = "similarity_a";
+    pub const SIMILARITY_B: &str = "similarity_b";
+    pub const DIFFERENCE: &str = "difference";
+    pub const P_VALUE: &str = "p_value";
+    pub const EXACT: &str = "exact";
+    pub const PERMUTATIONS: &str = "permutations";
+
     pub const STATUS_FINISHED: &str = "finished";
     pub const STATUS_FAILED: &str = "failed";
     pub const STATUS_UNFINISHED: &str = "unfinished";
@@ -100,5 +116,11 @@ pub mod col {
     /// `<metric>_std`, the sample standard deviation beside it.
     pub fn std(metric: &str) -> String {
         format!("{metric}_std")
+    }
+
+    /// `<metric>_ci_low` and `<metric>_ci_high`: the mean's 95 % bootstrap
+    /// interval over the runs (resampling seeds).
+    pub fn ci(metric: &str) -> [String; 2] {
+        [format!("{metric}_ci_low"), format!("{metric}_ci_high")]
     }
 }

@@ -70,7 +70,7 @@ enum Command {
         #[arg(long)]
         checkpoint: PathBuf,
         #[arg(long, value_enum, default_value = "auto")]
-        family: FamilyArg,
+        family: Family,
         /// Key prefix of the image backbone (`visual.`, `backbone.`); detected when absent.
         #[arg(long)]
         prefix: Option<String>,
@@ -88,25 +88,10 @@ enum Command {
         quick_gelu: bool,
         /// Position-embedding resizing; default: the checkpoint naming's reference rule.
         #[arg(long, value_enum)]
-        pos_resize: Option<PosResizeArg>,
+        pos_resize: Option<PosResize>,
         #[arg(long)]
         out: PathBuf,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FamilyArg {
-    Auto,
-    Vit,
-    Dinov2,
-    OpenClip,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PosResizeArg {
-    Bicubic,
-    BicubicAntialias,
-    MetaOffset,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,21 +107,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {
             let opts = LoadOptions {
-                family: match family {
-                    FamilyArg::Auto => Family::Auto,
-                    FamilyArg::Vit => Family::Vit,
-                    FamilyArg::Dinov2 => Family::Dinov2,
-                    FamilyArg::OpenClip => Family::OpenClip,
-                },
+                family,
                 prefix,
                 input_size: size,
                 heads,
                 activation: if quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
-                resize: pos_resize.map(|r| match r {
-                    PosResizeArg::Bicubic => PosResize::Bicubic,
-                    PosResizeArg::BicubicAntialias => PosResize::BicubicAntialias,
-                    PosResizeArg::MetaOffset => PosResize::MetaOffset,
-                }),
+                resize: pos_resize,
             };
             let n = sim_train::extract::extract::<DeviceBackend>(&checkpoint, &opts, &images, &out, &Default::default())?;
             println!("{n} images: features written to {}", out.display());

@@ -1,8 +1,9 @@
 //! Figure 2, the similarity space: every finished run's final similarity
 //! against its accuracy, with each backbone's region
 //! T_X(η, ε) = { similarity ≥ η, |accuracy − accuracy(θ*)| ≤ ε } shaded and
-//! its θ* (the run of best accuracy) marked. Figure 4b: the same points,
-//! without the region.
+//! its θ* (the run of best accuracy) marked, and each run's 95 % bootstrap
+//! interval of its similarity over the test images as a horizontal bar.
+//! Figure 4b: the same points, without the region.
 
 use super::{Captioned, no_finished_run};
 use crate::study::{SpaceRow, Study};
@@ -59,7 +60,8 @@ impl Figure for SimilaritySpace {
     where
         DB::ErrorType: 'static,
     {
-        let x = padded_range(self.points.iter().map(|p| p.similarity).chain([self.eta]), 0.0..1.0, 0.05);
+        let interval_ends = self.points.iter().filter_map(|p| p.similarity_ci).flat_map(|(lo, hi)| [lo, hi]);
+        let x = padded_range(self.points.iter().map(|p| p.similarity).chain(interval_ends).chain([self.eta]), 0.0..1.0, 0.05);
         let x = x.start.max(0.0)..x.end.min(1.0);
         let eps = self.epsilon * 100.0;
         let y = padded_range(self.points.iter().flat_map(|p| [p.accuracy * 100.0 - eps, p.accuracy * 100.0 + eps]), 0.0..100.0, 2.0);
@@ -72,6 +74,9 @@ impl Figure for SimilaritySpace {
             })
             .collect();
         entries.push((Mark::Ring(BLACK), "θ*: best accuracy".into()));
+        if self.points.iter().any(|p| p.similarity_ci.is_some()) {
+            entries.push((Mark::Line(GREY, false), "95 % interval over the test images".into()));
+        }
         entries.push((Mark::Square(GREY.mix(0.25)), format!("T_X: similarity ≥ η = {}, |Δ acc.| ≤ ε = {} (filled dots: inside)", self.eta, self.epsilon)));
         let area = with_legend(root, &entries)?;
         let mut chart = chart(&area, "", x.clone(), y.clone())?;
@@ -84,6 +89,10 @@ impl Figure for SimilaritySpace {
         chart.draw_series(DashedLineSeries::new([(self.eta, y.start), (self.eta, y.end)], pt(3.0), pt(2.0), BLACK.mix(0.6).stroke_width(pt(0.7))))?;
         for b in self.present() {
             let color = backbone_color(&self.backbones, b);
+            chart.draw_series(self.of(b).filter_map(|p| {
+                let (lo, hi) = p.similarity_ci?;
+                Some(PathElement::new(vec![(lo, p.accuracy * 100.0), (hi, p.accuracy * 100.0)], color.mix(0.7).stroke_width(pt(0.9))))
+            }))?;
             chart.draw_series(self.of(b).map(|p| {
                 let style = if p.in_space { color.filled() } else { color.stroke_width(pt(1.0)) };
                 Circle::new((p.similarity, p.accuracy * 100.0), pt(2.6), style)

@@ -4,6 +4,11 @@
 
 use super::classifier::Classifier;
 use crate::data::batch::Batcher;
+use crate::data::prepare::PreparedDataset;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use sim_study::StudyConfig;
 use sim_study::tensors::RawTensor;
 use burn::prelude::*;
 use sim_study::eval_file::{self, Layer, Probe, Token};
@@ -25,6 +30,29 @@ pub struct EvalSets<'a> {
     pub batch_size: usize,
     /// Layers dumped (0 = embedding … L); `None` = all. `final` always is.
     pub layers: Option<Vec<usize>>,
+}
+
+impl<'a> EvalSets<'a> {
+    /// The sets of a run on `medical` (its test split) and `natural` (the
+    /// probe subset, the k-NN bank and queries, the attention images): fixed
+    /// for the whole study by `study.split_seed`, not per run.
+    pub fn new(config: &StudyConfig, medical: (&PreparedDataset, Batcher<'a>), natural: (&PreparedDataset, Batcher<'a>)) -> EvalSets<'a> {
+        let e = &config.evaluation;
+        let mut probe = natural.0.test_indices();
+        probe.shuffle(&mut ChaCha8Rng::seed_from_u64(config.study.split_seed));
+        probe.truncate(e.natural_probe_size);
+        EvalSets {
+            medical: medical.1,
+            natural: natural.1,
+            medical_test: medical.0.test_indices(),
+            attention: probe.iter().copied().take(e.attention_images).collect(),
+            natural_probe: probe,
+            knn_bank: natural.0.train_indices(),
+            knn_query: natural.0.test_indices(),
+            batch_size: e.batch_size,
+            layers: config.dump.layers.clone(),
+        }
+    }
 }
 
 /// What one pass over a set collects.

@@ -22,23 +22,22 @@ use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use classifier::Classifier;
 use eval::{EvalSets, evaluate, evaluate_medical, evaluate_natural};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sim_study::config::{BackboneConfig, ClassBalance, DatasetId, RunId, StudyConfig};
+use sim_study::config::{BackboneConfig, ClassBalance, DatasetId, RunId, StudyConfig, TrainingConfig};
 use sim_study::eval_file::{EvalFile, EvalMetadata};
 use sim_study::fingerprint::Fingerprint;
 use sim_study::lock::DirLock;
 use sim_study::tensors::write_safetensors;
 use sim_study::{StudyDir, crash, remove_leftovers};
-use state::{RunState, Status, load_checkpoint, prune_checkpoints, save_checkpoint};
+use state::{RunState, Status, Training, prune_checkpoints};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -51,11 +50,6 @@ pub enum Outcome {
     /// The run finished now (possibly resumed from `resumed_at`).
     Finished { resumed_at: u32 },
 }
-
-/// The files of a checkpoint folder.
-const MODEL_FILE: &str = "model.mpk";
-const OPTIM_BACKBONE_FILE: &str = "optim-backbone.mpk";
-const OPTIM_HEAD_FILE: &str = "optim-head.mpk";
 
 /// Fine-tunes `run.backbone` on `run.dataset` with `run.seed`, resuming from
 /// the last finished epoch.
@@ -110,67 +104,20 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let natural_labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
     let classes = medical.dataset.classes.len();
 
-    // The normalisation: configured, or the family's.
-    let (family_mean, family_std) = loaded.naming.family().normalisation().expect("a naming has a family");
-    let norm = Normalisation { mean: bcfg.mean.unwrap_or(family_mean), std: bcfg.std.unwrap_or(family_std) };
+    let (mean, std) = bcfg.normalisation(loaded.naming.family());
+    let norm = Normalisation { mean, std };
     let batcher = |cache, labels| Batcher { cache, labels, size, norm };
     let (medical_batcher, natural_batcher) = (batcher(&medical_cache, &medical_labels), batcher(&natural_cache, &natural_labels));
 
-    // The evaluation sets: fixed for the whole study (split_seed), not per run.
-    let mut probe = natural.test_indices();
-    probe.shuffle(&mut ChaCha8Rng::seed_from_u64(config.study.split_seed));
-    probe.truncate(config.evaluation.natural_probe_size);
-    let sets = EvalSets {
-        medical: medical_batcher,
-        natural: natural_batcher,
-        medical_test: medical.test_indices(),
-        attention: probe.iter().copied().take(config.evaluation.attention_images).collect(),
-        natural_probe: probe,
-        knn_bank: natural.train_indices(),
-        knn_query: natural.test_indices(),
-        batch_size: config.evaluation.batch_size,
-        layers: config.dump.layers.clone(),
-    };
+    let sets = EvalSets::new(config, (&medical, medical_batcher), (&natural, natural_batcher));
 
-    // The backbone file every run of this backbone starts from, and epoch 0
-    // (its head drawn from the split seed): the natural images once per
-    // backbone, the medical data set once per data set and backbone.
-    let attention_ids: Vec<String> = sets.attention.iter().map(|&i| natural.dataset.samples[i].id.clone()).collect();
-    let metadata = |dataset: Option<&str>, seed, epoch, backbone_sha256: &str| EvalMetadata {
-        dataset: dataset.map(str::to_owned),
+    let provenance = Provenance {
         backbone: backbone.to_string(),
-        backbone_sha256: backbone_sha256.to_string(),
-        epoch,
-        seed,
-        attention_ids: attention_ids.clone(),
+        attention_ids: sets.attention.iter().map(|&i| natural.dataset.samples[i].id.clone()).collect(),
     };
-    let epoch0_model = || Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
-    let natural_eval = study.natural_eval(backbone);
-    let backbone_sha256 = {
-        let _backbone_lock = DirLock::wait(&study.backbone_dir(backbone))?;
-        remove_leftovers(&study.backbone_dir(backbone))?;
-        let fingerprint = check_backbone_file(&study, bcfg, &backbone_path)?;
-        if !natural_eval.exists() {
-            let start = Instant::now();
-            let tensors = evaluate_natural(&epoch0_model(), &sets, true, device);
-            write_safetensors(&natural_eval, tensors, Some(metadata(None, None, 0, &fingerprint.sha256).to_map()))?;
-            tracing::info!("epoch 0 on the natural images written to {} in {:.1} s", natural_eval.display(), start.elapsed().as_secs_f64());
-        }
-        fingerprint.sha256
-    };
-    let pretrained = study.pretrained_eval(&run.dataset, backbone);
-    {
-        let model_dir = study.model_dir(&run.dataset, backbone);
-        let _lock = DirLock::wait(&model_dir)?;
-        remove_leftovers(&model_dir)?;
-        if !pretrained.exists() {
-            let start = Instant::now();
-            let mut tensors = evaluate_medical(&epoch0_model(), &sets, device);
-            tensors.extend(EvalFile::open(&natural_eval).map_err(anyhow::Error::msg)?.raw_tensors());
-            write_safetensors(&pretrained, tensors, Some(metadata(Some(&run.dataset), None, 0, &backbone_sha256).to_map()))?;
-            tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
-        }
-    }
+    // Its head drawn from the split seed: the same epoch 0 for every seed.
+    let epoch0_model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
+    let backbone_sha256 = evaluate_pretrained(&study, run, bcfg, &backbone_path, &epoch0_model, &sets, &provenance, device)?;
     if let Some(s) = &state
         && s.backbone_sha256 != backbone_sha256
     {
@@ -185,19 +132,12 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     }
 
     let t = &config.training;
-    let mut model = Classifier::new(loaded.model, classes, seed, device);
-    let adamw = || AdamWConfig::new().with_weight_decay(t.weight_decay as f32).with_epsilon(1e-8).init::<B, Classifier<B>>();
-    let (mut opt_backbone, mut opt_head) = (adamw(), adamw());
-    let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+    let mut training = Training::new(Classifier::new(loaded.model, classes, seed, device), t.weight_decay);
     if resumed_at > 0 {
         // Checkpoints of other epochs: older ones a kill kept from being
         // pruned, later ones a kill kept from being committed.
         prune_checkpoints(&run_dir, resumed_at)?;
-        let mut files = load_checkpoint(&run_dir, resumed_at)?;
-        let dir = state::checkpoint_dir(&run_dir, resumed_at);
-        model = model.load_record(decode_record(&recorder, &mut files, &dir, MODEL_FILE, device)?);
-        opt_backbone = opt_backbone.load_record(decode_record(&recorder, &mut files, &dir, OPTIM_BACKBONE_FILE, device)?);
-        opt_head = opt_head.load_record(decode_record(&recorder, &mut files, &dir, OPTIM_HEAD_FILE, device)?);
+        training = training.restore(&run_dir, resumed_at, device)?;
         tracing::info!("resuming {run} after epoch {resumed_at}");
     }
     let mut state = state.unwrap_or(RunState {
@@ -213,79 +153,49 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     });
 
     let train = medical.train_indices();
-    let steps = train.len().div_ceil(t.batch_size);
     let loss_weights = class_weights(&medical_labels, &train, classes);
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_weights((t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()))
-        .init(device);
-    let augment = TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip };
+    let steps = StepInputs {
+        batcher: &sets.medical,
+        augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip },
+        loss: CrossEntropyLossConfig::new()
+            .with_weights((t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()))
+            .init(device),
+        training: t,
+        per_epoch: train.len().div_ceil(t.batch_size),
+        device,
+    };
     let images = plan::EvalImages {
         medical_test: sets.medical_test.len(),
         natural_probe: sets.natural_probe.len(),
         knn_bank: sets.knn_bank.len(),
         knn_query: sets.knn_query.len(),
     };
-    let step_seconds = plan::time_step(&model, t.batch_size, size as usize, classes, device);
-    let cost = plan::RunCost::new(config, &model, images, train.len(), step_seconds);
-    tracing::info!(
-        "{}: {} parameters, {} training images at {size} px; expect about {:.0} s per epoch ({:.0} s training, {:.0} s evaluation) \
-         and {:.1} MB on disk ({} evaluations of {:.1} MB, one checkpoint of {:.1} MB)",
-        bcfg.name,
-        cost.params,
-        cost.train_images,
-        cost.epoch_seconds(),
-        cost.train_seconds,
-        cost.eval_seconds,
-        cost.disk_bytes() as f64 / 1e6,
-        cost.evaluations,
-        cost.eval_bytes as f64 / 1e6,
-        cost.checkpoint_bytes as f64 / 1e6,
-    );
+    let step_seconds = plan::time_step(&training.model, t.batch_size, size as usize, classes, device);
+    let cost = plan::RunCost::new(config, &training.model, images, train.len(), step_seconds);
+    tracing::info!("{}", cost.describe(&bcfg.name, size));
 
     for epoch in resumed_at + 1..=t.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(epoch as u64);
         let order = epoch_order(&train, &medical_labels, &loss_weights, t.class_balance, &mut rng);
         let epoch_start = Instant::now();
-        for (step, batch_idx) in order.chunks(t.batch_size).enumerate() {
-            let factor = schedule::lr_factor((epoch as usize - 1) * steps + step, steps, t.warmup_epochs, t.epochs);
-            let batch = sets.medical.train::<B>(batch_idx, &augment, &mut rng, device);
-            let loss = loss_fn.forward(model.logits(batch.images), batch.labels);
-            let value: f64 = loss.clone().into_scalar().elem();
-            if !value.is_finite() {
+        training = match train_epoch(training, epoch, &order, &mut rng, &steps) {
+            Ok(training) => training,
+            Err(NonFiniteLoss { step, value }) => {
                 state.status = Status::Failed;
-                state.message = Some(format!("loss {value} at epoch {epoch}, step {}", step + 1));
+                state.message = Some(format!("loss {value} at epoch {epoch}, step {step}"));
                 state.write(&run_dir)?;
-                bail!("{run}: loss is {value} at epoch {epoch}, step {}; run marked failed in {}", step + 1, RunState::path(&run_dir).display());
+                bail!("{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}", RunState::path(&run_dir).display());
             }
-            let mut grads = loss.backward();
-            let head_grads = GradientsParams::from_module(&mut grads, &model.head);
-            let backbone_grads = GradientsParams::from_module(&mut grads, &model.backbone);
-            model = opt_backbone.step(t.lr_backbone * factor, model, backbone_grads);
-            model = opt_head.step(t.lr_head * factor, model, head_grads);
-            progress(epoch, t.epochs, step + 1, steps, value, (step * t.batch_size + batch_idx.len()) as f64 / epoch_start.elapsed().as_secs_f64());
-        }
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!();
-        }
+        };
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
-            let tensors = evaluate(&model.valid(), &sets, device);
-            write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata(Some(&run.dataset), Some(seed), epoch, &backbone_sha256).to_map()))?;
+            let tensors = evaluate(&training.model.valid(), &sets, device);
+            let metadata = provenance.metadata(Some(&run.dataset), Some(seed), epoch, &backbone_sha256);
+            write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata))?;
             crash::point("evaluation-written");
         }
-        let record = |bytes: Result<Vec<u8>, burn::record::RecorderError>, name: &str| {
-            bytes.with_context(|| format!("encoding {name} of epoch {epoch}"))
-        };
-        save_checkpoint(
-            &run_dir,
-            epoch,
-            &[
-                (MODEL_FILE, record(recorder.record(model.clone().into_record(), ()), MODEL_FILE)?),
-                (OPTIM_BACKBONE_FILE, record(recorder.record(opt_backbone.to_record(), ()), OPTIM_BACKBONE_FILE)?),
-                (OPTIM_HEAD_FILE, record(recorder.record(opt_head.to_record(), ()), OPTIM_HEAD_FILE)?),
-            ],
-        )?;
+        training.save(&run_dir, epoch)?;
         state.last_finished_epoch = epoch;
         state.status = if epoch == t.epochs { Status::Finished } else { Status::Running };
         state.write(&run_dir)?;
@@ -294,6 +204,70 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         tracing::info!("epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s", t.epochs, epoch_start.elapsed().as_secs_f64() - train_time);
     }
     Ok(Outcome::Finished { resumed_at })
+}
+
+/// Where every evaluation file of a run comes from (its metadata).
+struct Provenance {
+    backbone: String,
+    /// Ids of the natural images whose attention is kept.
+    attention_ids: Vec<String>,
+}
+
+impl Provenance {
+    fn metadata(&self, dataset: Option<&str>, seed: Option<u64>, epoch: u32, backbone_sha256: &str) -> std::collections::HashMap<String, String> {
+        EvalMetadata {
+            dataset: dataset.map(str::to_owned),
+            backbone: self.backbone.clone(),
+            backbone_sha256: backbone_sha256.to_owned(),
+            epoch,
+            seed,
+            attention_ids: self.attention_ids.clone(),
+        }
+        .to_map()
+    }
+}
+
+/// Epoch 0, made by the first run that needs it while the others wait: the
+/// backbone file's fingerprint and its natural-image evaluation once per
+/// backbone, then the medical data set's evaluation (with the natural
+/// tensors copied in) once per data set and backbone. Returns the backbone
+/// file's SHA-256.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_pretrained<B: Backend>(
+    study: &StudyDir,
+    run: &RunId,
+    bcfg: &BackboneConfig,
+    backbone_path: &Path,
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    provenance: &Provenance,
+    device: &B::Device,
+) -> anyhow::Result<String> {
+    let natural_eval = study.natural_eval(&run.backbone);
+    let backbone_sha256 = {
+        let _backbone_lock = DirLock::wait(&study.backbone_dir(&run.backbone))?;
+        remove_leftovers(&study.backbone_dir(&run.backbone))?;
+        let fingerprint = check_backbone_file(study, bcfg, backbone_path)?;
+        if !natural_eval.exists() {
+            let start = Instant::now();
+            let tensors = evaluate_natural(model, sets, true, device);
+            write_safetensors(&natural_eval, tensors, Some(provenance.metadata(None, None, 0, &fingerprint.sha256)))?;
+            tracing::info!("epoch 0 on the natural images written to {} in {:.1} s", natural_eval.display(), start.elapsed().as_secs_f64());
+        }
+        fingerprint.sha256
+    };
+    let pretrained = study.pretrained_eval(&run.dataset, &run.backbone);
+    let model_dir = study.model_dir(&run.dataset, &run.backbone);
+    let _lock = DirLock::wait(&model_dir)?;
+    remove_leftovers(&model_dir)?;
+    if !pretrained.exists() {
+        let start = Instant::now();
+        let mut tensors = evaluate_medical(model, sets, device);
+        tensors.extend(EvalFile::open(&natural_eval).map_err(anyhow::Error::msg)?.raw_tensors());
+        write_safetensors(&pretrained, tensors, Some(provenance.metadata(Some(&run.dataset), None, 0, &backbone_sha256)))?;
+        tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+    }
+    Ok(backbone_sha256)
 }
 
 /// The backbone file's fingerprint, checked against the one the study
@@ -323,17 +297,55 @@ fn check_backbone_file(study: &StudyDir, bcfg: &BackboneConfig, path: &Path) -> 
     Ok(now)
 }
 
-/// Decodes one file of a checkpoint folder (already checked against its
-/// manifest) into a burn record.
-fn decode_record<B: Backend, R: burn::record::Record<B>>(
-    recorder: &NamedMpkBytesRecorder<FullPrecisionSettings>,
-    files: &mut std::collections::BTreeMap<String, Vec<u8>>,
-    dir: &Path,
-    name: &str,
-    device: &B::Device,
-) -> anyhow::Result<R> {
-    let bytes = files.remove(name).with_context(|| format!("{}: no {name} in the manifest", dir.display()))?;
-    recorder.load(bytes, device).map_err(|e| anyhow::anyhow!("{}: cannot be decoded by this version: {e}", dir.join(name).display()))
+/// What every training step of a run uses.
+struct StepInputs<'a, B: AutodiffBackend> {
+    batcher: &'a Batcher<'a>,
+    augment: TrainAugment,
+    loss: CrossEntropyLoss<B>,
+    training: &'a TrainingConfig,
+    /// Steps per epoch: the schedule's unit.
+    per_epoch: usize,
+    device: &'a B::Device,
+}
+
+/// A step whose loss was NaN or infinite (1-based), and that loss.
+struct NonFiniteLoss {
+    step: usize,
+    value: f64,
+}
+
+/// One epoch: a step per batch of `order`, the backbone's and the head's
+/// learning rates each scaled by the schedule, augmentation drawn from `rng`.
+/// Stops at the first non-finite loss.
+fn train_epoch<B: AutodiffBackend>(
+    mut tr: Training<B>,
+    epoch: u32,
+    order: &[usize],
+    rng: &mut ChaCha8Rng,
+    inputs: &StepInputs<'_, B>,
+) -> Result<Training<B>, NonFiniteLoss> {
+    let t = inputs.training;
+    let start = Instant::now();
+    for (step, batch_idx) in order.chunks(t.batch_size).enumerate() {
+        let factor = schedule::lr_factor((epoch as usize - 1) * inputs.per_epoch + step, inputs.per_epoch, t.warmup_epochs, t.epochs);
+        let batch = inputs.batcher.train::<B>(batch_idx, &inputs.augment, rng, inputs.device);
+        let loss = inputs.loss.forward(tr.model.logits(batch.images), batch.labels);
+        let value: f64 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return Err(NonFiniteLoss { step: step + 1, value });
+        }
+        let mut grads = loss.backward();
+        let head_grads = GradientsParams::from_module(&mut grads, &tr.model.head);
+        let backbone_grads = GradientsParams::from_module(&mut grads, &tr.model.backbone);
+        tr.model = tr.opt_backbone.step(t.lr_backbone * factor, tr.model, backbone_grads);
+        tr.model = tr.opt_head.step(t.lr_head * factor, tr.model, head_grads);
+        let images_per_s = (step * t.batch_size + batch_idx.len()) as f64 / start.elapsed().as_secs_f64();
+        progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, images_per_s);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
+    Ok(tr)
 }
 
 /// Inverse class frequencies over the training split, normalised to mean 1.

@@ -88,3 +88,23 @@ pub fn time_step<B: AutodiffBackend>(model: &Classifier<B>, batch: usize, size: 
     step();
     start.elapsed().as_secs_f64()
 }
+
+impl RunCost {
+    /// The line a run logs before training: size, expected time and disk.
+    pub fn describe(&self, backbone: &str, input_size: u32) -> String {
+        format!(
+            "{backbone}: {} parameters, {} training images at {input_size} px; expect about {:.0} s per epoch ({:.0} s training, {:.0} s evaluation) \
+             and {:.1} MB on disk ({} evaluations of {:.1} MB, one checkpoint of {:.1} MB)",
+            self.params,
+            self.train_images,
+            self.epoch_seconds(),
+            self.train_seconds,
+            self.eval_seconds,
+            self.disk_bytes() as f64 / 1e6,
+            self.evaluations,
+            self.eval_bytes as f64 / 1e6,
+            self.checkpoint_bytes as f64 / 1e6,
+        )
+    }
+}
+

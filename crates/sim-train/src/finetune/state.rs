@@ -8,7 +8,17 @@
 //! one left (an evaluation, a checkpoint folder of the same epoch). Older
 //! checkpoints are pruned after the commit. Data order and augmentation are
 //! drawn from (seed, epoch), so no RNG state is needed.
+//!
+//! [`Training`] is what a checkpoint holds (the model and both optimisers),
+//! saved and restored here.
 
+use super::classifier::Classifier;
+use anyhow::Context;
+use burn::module::Module;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sim_study::crash;
@@ -17,6 +27,62 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use sim_study::run_state::{RunState, Status};
+
+/// An optimiser of the classifier: AdamW (SPEC).
+pub type AdamWOf<B> = OptimizerAdaptor<AdamW, Classifier<B>, B>;
+
+/// The state training changes: the model and the two optimisers (backbone
+/// and head have their own learning rates, so their own AdamW state).
+pub struct Training<B: AutodiffBackend> {
+    pub model: Classifier<B>,
+    pub opt_backbone: AdamWOf<B>,
+    pub opt_head: AdamWOf<B>,
+}
+
+/// The files of a checkpoint folder.
+const MODEL_FILE: &str = "model.mpk";
+const OPTIM_BACKBONE_FILE: &str = "optim-backbone.mpk";
+const OPTIM_HEAD_FILE: &str = "optim-head.mpk";
+
+impl<B: AutodiffBackend> Training<B> {
+    /// Fresh optimisers for `model` (AdamW, ε 1e-8, the config's weight decay).
+    pub fn new(model: Classifier<B>, weight_decay: f64) -> Training<B> {
+        let adamw = || AdamWConfig::new().with_weight_decay(weight_decay as f32).with_epsilon(1e-8).init::<B, Classifier<B>>();
+        Training { model, opt_backbone: adamw(), opt_head: adamw() }
+    }
+
+    /// Writes the checkpoint of `epoch` ([`save_checkpoint`]).
+    pub fn save(&self, run_dir: &Path, epoch: u32) -> anyhow::Result<()> {
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+        let encoded = |bytes: Result<Vec<u8>, burn::record::RecorderError>, name: &str| {
+            bytes.with_context(|| format!("encoding {name} of epoch {epoch}"))
+        };
+        let files = [
+            (MODEL_FILE, encoded(recorder.record(self.model.clone().into_record(), ()), MODEL_FILE)?),
+            (OPTIM_BACKBONE_FILE, encoded(recorder.record(self.opt_backbone.to_record(), ()), OPTIM_BACKBONE_FILE)?),
+            (OPTIM_HEAD_FILE, encoded(recorder.record(self.opt_head.to_record(), ()), OPTIM_HEAD_FILE)?),
+        ];
+        Ok(save_checkpoint(run_dir, epoch, &files)?)
+    }
+
+    /// The state after `epoch`, from its checkpoint (every file checked
+    /// against the manifest first).
+    pub fn restore(self, run_dir: &Path, epoch: u32, device: &B::Device) -> anyhow::Result<Training<B>> {
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+        let mut files = load_checkpoint(run_dir, epoch)?;
+        let dir = checkpoint_dir(run_dir, epoch);
+        let mut decode = |name: &str| -> anyhow::Result<Vec<u8>> {
+            files.remove(name).with_context(|| format!("{}: no {name} in the manifest", dir.display()))
+        };
+        let undecodable = |name: &str, e: burn::record::RecorderError| anyhow::anyhow!("{}: cannot be decoded by this version: {e}", dir.join(name).display());
+        let (model, backbone, head) = (decode(MODEL_FILE)?, decode(OPTIM_BACKBONE_FILE)?, decode(OPTIM_HEAD_FILE)?);
+        Ok(Training {
+            model: self.model.load_record(recorder.load(model, device).map_err(|e| undecodable(MODEL_FILE, e))?),
+            opt_backbone: self.opt_backbone.load_record(recorder.load(backbone, device).map_err(|e| undecodable(OPTIM_BACKBONE_FILE, e))?),
+            opt_head: self.opt_head.load_record(recorder.load(head, device).map_err(|e| undecodable(OPTIM_HEAD_FILE, e))?),
+        })
+    }
+}
 
 /// The manifest of a checkpoint folder: what a whole one holds.
 const MANIFEST: &str = "manifest.toml";

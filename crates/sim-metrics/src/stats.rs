@@ -1,0 +1,252 @@
+//! Uncertainty on a study's numbers: percentile bootstrap intervals (of a
+//! mean over runs, and of a run's similarity over its test images) and a
+//! permutation test of a difference in means.
+//!
+//! Resamples are drawn from a seeded ChaCha8 stream ([`draw_resamples`]), so
+//! a study's intervals are the same every time its tables are made. The
+//! statistics take their resamples explicitly, so they can be checked against
+//! numpy on the very same draws (scripts/metrics_reference.py).
+
+use crate::linalg::{a_bt, centred};
+use crate::{MatRef, MetricError, Scalar};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// The coverage of every interval the tables report.
+pub const LEVEL: f64 = 0.95;
+
+/// The `q`-th percentile (0–100) of sorted values, interpolating linearly
+/// between order statistics (numpy's default).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let h = (sorted.len() - 1) as f64 * q / 100.0;
+    let below = h.floor() as usize;
+    match sorted.get(below + 1) {
+        Some(next) => sorted[below] + (h - below as f64) * (next - sorted[below]),
+        None => sorted[below],
+    }
+}
+
+/// The central `level` interval of a statistic's values over resamples.
+pub fn percentile_interval(mut values: Vec<f64>, level: f64) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0 * 100.0;
+    (percentile(&values, tail), percentile(&values, 100.0 - tail))
+}
+
+/// `resamples` draws of `n` indices in 0..n with replacement.
+pub fn draw_resamples(n: usize, resamples: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..resamples).map(|_| (0..n).map(|_| rng.random_range(0..n)).collect()).collect()
+}
+
+/// The bootstrap interval of the mean of `values` (one per run) over the
+/// given resamples of their indices.
+pub fn mean_interval(values: &[f64], resamples: &[Vec<usize>], level: f64) -> (f64, f64) {
+    let means = resamples.iter().map(|r| r.iter().map(|&i| values[i]).sum::<f64>() / r.len() as f64).collect();
+    percentile_interval(means, level)
+}
+
+/// Biased linear CKA between two representations of the same images,
+/// recomputed on resamples of the images. Kept as the two Gram matrices: a
+/// resample is a count per image, and centring with counts costs n² per
+/// resample, without copying a matrix.
+pub struct CkaBootstrap {
+    n: usize,
+    /// X Xᵀ and Y Yᵀ of the column-centred features (centring first changes
+    /// no CKA and keeps the sums small).
+    k: Vec<f64>,
+    l: Vec<f64>,
+}
+
+impl CkaBootstrap {
+    pub fn new<T: Scalar>(x: MatRef<'_, T>, y: MatRef<'_, T>) -> Result<CkaBootstrap, MetricError> {
+        if x.rows != y.rows {
+            return Err(MetricError::input(y.name, format!("{} images, {} has {}", y.rows, x.name, x.rows)));
+        }
+        x.check_finite()?;
+        y.check_finite()?;
+        let n = x.rows;
+        let (cx, cy) = (centred(x), centred(y));
+        Ok(CkaBootstrap { n, k: a_bt(&cx, &cx, n, n, x.cols), l: a_bt(&cy, &cy, n, n, y.cols) })
+    }
+
+    /// CKA with image i counted `counts[i]` times (all ones: the plain CKA).
+    /// HSIC of the replicated sample, tr(K H L H), is
+    /// Σᵢⱼ wᵢwⱼKᵢⱼLᵢⱼ − (2/m) Σᵢ wᵢaᵢbᵢ + (1/m²)(Σᵢ wᵢaᵢ)(Σᵢ wᵢbᵢ)
+    /// with a = K w, b = L w and m = Σ w.
+    pub fn cka(&self, counts: &[f64]) -> f64 {
+        let used: Vec<usize> = (0..self.n).filter(|&i| counts[i] > 0.0).collect();
+        let m: f64 = used.iter().map(|&i| counts[i]).sum();
+        // Per row: Σⱼ wⱼKᵢⱼ, Σⱼ wⱼLᵢⱼ, Σⱼ wⱼKᵢⱼLᵢⱼ, Σⱼ wⱼKᵢⱼ², Σⱼ wⱼLᵢⱼ².
+        let (mut a, mut b) = (vec![0.0; self.n], vec![0.0; self.n]);
+        let (mut kl, mut kk, mut ll) = (0.0, 0.0, 0.0);
+        for &i in &used {
+            let (krow, lrow) = (&self.k[i * self.n..(i + 1) * self.n], &self.l[i * self.n..(i + 1) * self.n]);
+            let mut s = [0.0f64; 5];
+            for &j in &used {
+                let (w, kv, lv) = (counts[j], krow[j], lrow[j]);
+                s[0] += w * kv;
+                s[1] += w * lv;
+                s[2] += w * kv * lv;
+                s[3] += w * kv * kv;
+                s[4] += w * lv * lv;
+            }
+            let wi = counts[i];
+            (a[i], b[i]) = (s[0], s[1]);
+            kl += wi * s[2];
+            kk += wi * s[3];
+            ll += wi * s[4];
+        }
+        let centre = |s: f64, p: &[f64], q: &[f64]| {
+            let (mut cross, mut sp, mut sq) = (0.0, 0.0, 0.0);
+            for &i in &used {
+                let w = counts[i];
+                cross += w * p[i] * q[i];
+                sp += w * p[i];
+                sq += w * q[i];
+            }
+            s - 2.0 / m * cross + sp * sq / (m * m)
+        };
+        let (hkl, hkk, hll) = (centre(kl, &a, &b), centre(kk, &a, &a), centre(ll, &b, &b));
+        hkl / (hkk * hll).sqrt()
+    }
+
+    /// The bootstrap interval of the CKA over the given resamples of the images.
+    pub fn interval(&self, resamples: &[Vec<usize>], level: f64) -> (f64, f64) {
+        let values = resamples
+            .par_iter()
+            .map(|r| {
+                let mut counts = vec![0.0; self.n];
+                for &i in r {
+                    counts[i] += 1.0;
+                }
+                self.cka(&counts)
+            })
+            .collect();
+        percentile_interval(values, level)
+    }
+}
+
+/// A one-sided permutation test of "group a's mean is greater than group b's".
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermutationTest {
+    /// mean(a) − mean(b).
+    pub difference: f64,
+    pub p_value: f64,
+    /// Every split of the pooled values into groups of a's and b's sizes was
+    /// counted (otherwise `permutations` random ones).
+    pub exact: bool,
+    pub permutations: usize,
+}
+
+/// Splits of n values into groups of k and n − k: C(n, k), saturating.
+fn splits(n: usize, k: usize) -> usize {
+    (0..k.min(n - k)).fold(1usize, |c, i| c.saturating_mul(n - i) / (i + 1))
+}
+
+/// The test of mean(a) − mean(b): exact (every split counted, p = share of
+/// splits at least as large) when there are at most `resamples` splits,
+/// otherwise on `resamples` random permutations drawn from `seed`, with
+/// p = (1 + count) / (1 + resamples). A split "at least as large" allows for
+/// rounding: it counts when within 100 ε of the observed difference (as
+/// scipy.stats.permutation_test does).
+pub fn permutation_test(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Result<PermutationTest, MetricError> {
+    if a.is_empty() || b.is_empty() {
+        return Err(MetricError::input(if a.is_empty() { "a" } else { "b" }, "a permutation test needs a value in each group"));
+    }
+    if let Some(v) = a.iter().chain(b).find(|v| !v.is_finite()) {
+        return Err(MetricError::input("values", format!("{v} is not finite")));
+    }
+    let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    let (n, k) = (pooled.len(), a.len());
+    let total: f64 = pooled.iter().sum();
+    // mean(group) − mean(rest) from the group's sum.
+    let difference_of = |sum_a: f64| sum_a / k as f64 - (total - sum_a) / (n - k) as f64;
+    let observed = difference_of(a.iter().sum());
+    let tolerance = 100.0 * f64::EPSILON * observed.abs();
+    let at_least = |d: f64| d >= observed - tolerance;
+    let count = splits(n, k);
+    if count <= resamples {
+        let mut hits = 0usize;
+        let mut chosen: Vec<usize> = (0..k).collect();
+        loop {
+            hits += usize::from(at_least(difference_of(chosen.iter().map(|&i| pooled[i]).sum())));
+            // The next k-combination in lexicographic order.
+            let Some(i) = (0..k).rev().find(|&i| chosen[i] < n - k + i) else { break };
+            chosen[i] += 1;
+            for j in i + 1..k {
+                chosen[j] = chosen[j - 1] + 1;
+            }
+        }
+        return Ok(PermutationTest { difference: observed, p_value: hits as f64 / count as f64, exact: true, permutations: count });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut hits = 0usize;
+    for _ in 0..resamples {
+        order.shuffle(&mut rng);
+        hits += usize::from(at_least(difference_of(order[..k].iter().map(|&i| pooled[i]).sum())));
+    }
+    let p_value = (1 + hits) as f64 / (1 + resamples) as f64;
+    Ok(PermutationTest { difference: observed, p_value, exact: false, permutations: resamples })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let v = [1.0, 2.0, 4.0, 8.0];
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 100.0), 8.0);
+        assert!((percentile(&v, 50.0) - 3.0).abs() < 1e-12);
+        assert!((percentile(&v, 2.5) - 1.075).abs() < 1e-12);
+        assert_eq!(percentile(&[5.0], 97.5), 5.0);
+    }
+
+    #[test]
+    fn cka_with_all_counts_one_is_the_plain_cka() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let x: Vec<f64> = (0..40 * 6).map(|_| rng.random::<f64>()).collect();
+        let y: Vec<f64> = x.iter().map(|v| v * 2.0 + rng.random::<f64>()).collect();
+        let (xm, ym) = (MatRef::new(&x, 40, 6, "x").unwrap(), MatRef::new(&y, 40, 6, "y").unwrap());
+        let boot = CkaBootstrap::new(xm, ym).unwrap();
+        let plain = crate::cka::cka(xm, ym, crate::cka::CkaOptions::default()).unwrap();
+        assert!((boot.cka(&[1.0; 40]) - plain).abs() < 1e-12);
+        // Counting an image twice is the same as having it twice.
+        let mut counts = vec![1.0; 40];
+        counts[3] = 2.0;
+        counts[7] = 0.0;
+        let rows: Vec<usize> = (0..40).filter(|&i| i != 7).chain([3]).collect();
+        let pick = |m: &[f64]| rows.iter().flat_map(|&i| m[i * 6..(i + 1) * 6].to_vec()).collect::<Vec<f64>>();
+        let (xr, yr) = (pick(&x), pick(&y));
+        let replicated = crate::cka::cka(MatRef::new(&xr, 40, 6, "x").unwrap(), MatRef::new(&yr, 40, 6, "y").unwrap(), Default::default()).unwrap();
+        assert!((boot.cka(&counts) - replicated).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_exact_test_counts_every_split() {
+        // a = {3, 4} against b = {1, 2}: of the 6 splits only a itself reaches 2.
+        let t = permutation_test(&[3.0, 4.0], &[1.0, 2.0], 100, 0).unwrap();
+        assert!(t.exact && t.permutations == 6);
+        assert!((t.p_value - 1.0 / 6.0).abs() < 1e-12 && (t.difference - 2.0).abs() < 1e-12);
+        // Equal values: every split ties, p = 1.
+        assert_eq!(permutation_test(&[0.5, 0.5], &[0.5], 100, 0).unwrap().p_value, 1.0);
+        let random = permutation_test(&[3.0, 4.0, 5.0, 6.0], &[1.0, 2.0, 0.0, 1.5], 10, 7).unwrap();
+        assert!(!random.exact && random.permutations == 10 && random.p_value >= 1.0 / 11.0);
+        assert!(permutation_test(&[], &[1.0], 10, 0).is_err());
+    }
+
+    #[test]
+    fn a_mean_interval_holds_the_mean_and_narrows_with_more_runs() {
+        let few = [0.5, 0.6, 0.55];
+        let many: Vec<f64> = (0..30).map(|i| [0.5, 0.6, 0.55][i % 3]).collect();
+        let (lo, hi) = mean_interval(&few, &draw_resamples(3, 2000, 0), LEVEL);
+        let (lo2, hi2) = mean_interval(&many, &draw_resamples(30, 2000, 0), LEVEL);
+        assert!(lo < 0.55 && 0.55 < hi && hi2 - lo2 < hi - lo, "[{lo}, {hi}] vs [{lo2}, {hi2}]");
+        assert_eq!(draw_resamples(5, 3, 9), draw_resamples(5, 3, 9), "seeded");
+    }
+}
