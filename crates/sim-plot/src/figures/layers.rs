@@ -3,7 +3,7 @@
 //! 0 the embedding, the last the final norm), mean ± sd over runs, one colour
 //! per backbone, CLS token solid and patch mean dashed. `layers_epochs_cka`:
 //! a layer × epoch heat map of the mean CLS CKA, one panel per backbone, on
-//! one colour scale (viridis, from the lowest cell rounded down to a tenth,
+//! one colour scale, shared by every data set's facet (viridis, from the lowest cell rounded down to a tenth,
 //! to 1). Medical test set. The embedding layer's CLS token is the same for
 //! every image, so it has no CKA and no cell.
 
@@ -128,10 +128,26 @@ impl Figure for LayerCurves {
 pub struct LayerEpochMap {
     /// Per backbone with runs: name, (epoch, layer, mean CLS CKA) cells.
     panels: Vec<(String, Vec<(u32, u32, f64)>)>,
+    /// The CKA at the bottom of the colour scale.
+    floor: f64,
+}
+
+/// The colour scale's bottom: the lowest mean CKA rounded down to 0.1.
+fn scale_floor(panels: &[(String, Vec<(u32, u32, f64)>)]) -> f64 {
+    let lowest = panels.iter().flat_map(|p| p.1.iter().map(|c| c.2)).fold(1.0f64, f64::min);
+    ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9)
 }
 
 impl LayerEpochMap {
-    pub fn prepare(study: &Study) -> Result<LayerEpochMap, String> {
+    /// The maps of `study`'s rows, on a colour scale that spans every data
+    /// set of `whole` (so facets share one scale).
+    pub fn prepare(study: &Study, whole: &Study) -> Result<LayerEpochMap, String> {
+        let panels = Self::panels(study)?;
+        let floor = whole.datasets.iter().filter_map(|d| Self::panels(&whole.for_dataset(d)).ok()).map(|p| scale_floor(&p)).fold(scale_floor(&panels), f64::min);
+        Ok(LayerEpochMap { panels, floor })
+    }
+
+    fn panels(study: &Study) -> Result<Vec<(String, Vec<(u32, u32, f64)>)>, String> {
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
             let finished: Vec<u64> = study.final_epochs(b).iter().map(|r| r.seed).collect();
@@ -151,7 +167,7 @@ impl LayerEpochMap {
         if panels.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(LayerEpochMap { panels })
+        Ok(panels)
     }
 }
 
@@ -185,8 +201,7 @@ impl Figure for LayerEpochMap {
     {
         let (maps, scale) = root.split_horizontally(root.dim_in_pixel().0 - pt(56.0));
         let areas = maps.split_evenly((1, self.panels.len()));
-        let lowest = self.panels.iter().flat_map(|p| p.1.iter().map(|c| c.2)).fold(1.0f64, f64::min);
-        let floor = ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9);
+        let floor = self.floor;
         let colour = |v: f64| ViridisRGB.get_color(((v - floor) / (1.0 - floor)).clamp(0.0, 1.0) as f32);
         for (area, (name, cells)) in areas.iter().zip(&self.panels) {
             let epochs = cells.iter().map(|c| c.0).max().unwrap_or(0) as f64;

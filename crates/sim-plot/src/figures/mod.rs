@@ -53,7 +53,7 @@ pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyh
         "fig4b_final" => write(Faceted::prepare(study, space::FinalPoints::prepare), dir, formats),
         "fig5_cka_ece" => write(Faceted::prepare(study, cka_ece::CkaEce::prepare), dir, formats),
         "layers_cka" => write(Faceted::prepare(study, layers::LayerCurves::prepare), dir, formats),
-        "layers_epochs_cka" => write(Faceted::prepare(study, layers::LayerEpochMap::prepare), dir, formats),
+        "layers_epochs_cka" => write(Faceted::prepare(study, |rows| layers::LayerEpochMap::prepare(rows, study)), dir, formats),
         "reliability" => write(Faceted::prepare(study, reliability::Reliability::prepare), dir, formats),
         other => anyhow::bail!("no figure `{other}` (figures: {})", NAMES.join(", ")),
     }
