@@ -41,6 +41,7 @@ enum Command {
     /// Logs go to stderr and <run>/train.log at the level RUST_LOG asks (default info).
     /// Example: sim-train finetune --config configs/ci.toml --backbone vit-tiny --seed 0
     Finetune {
+        /// Study config (TOML), e.g. configs/ci.toml.
         #[arg(long)]
         config: PathBuf,
         /// A medical data set `name` of the config; may be left out when the
