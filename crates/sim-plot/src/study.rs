@@ -187,6 +187,11 @@ impl Study {
             bail!("{}: no tables yet; run `sim-metrics study --study {}` first", tables.display(), dir.display());
         }
         let table = |name: &str| Table::read(&tables.join(name));
+        // Tables of a version before data sets were an axis lack `dataset`.
+        let epochs = table(file::EPOCHS)?;
+        if epochs.frame.column(col::DATASET).is_err() {
+            bail!("{}: tables written by an earlier version (no `dataset` column); run `sim-metrics study --study {}` again", tables.display(), dir.display());
+        }
         let optional = |name: &str| -> anyhow::Result<Option<Table>> {
             let path = tables.join(name);
             if path.exists() { Table::read(&path).map(Some) } else { Ok(None) }
@@ -196,7 +201,7 @@ impl Study {
             datasets: config.medical_names().into_iter().map(String::from).collect(),
             backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
             config,
-            epochs: epoch_rows(&table(file::EPOCHS)?)?,
+            epochs: epoch_rows(&epochs)?,
             layers: layer_rows(&table(file::LAYERS)?)?,
             summaries: summary_rows(&table(file::BACKBONES)?)?,
             fits: fit_rows(&table(file::FITS)?)?,

@@ -342,6 +342,15 @@ fn only_and_format_choose_what_is_written() {
     figures.sort();
     assert_eq!(figures, ["fig2_similarity_space.svg", "layers_cka.svg"]);
     assert!(!d.join("report.md").exists(), "a partial rendering writes no report");
+    // Tables from before data sets were an axis: said so, not a missing column.
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(StudyDir::new(&old).tables_dir()).unwrap();
+    std::fs::copy(d.join("study.toml"), old.join("study.toml")).unwrap();
+    let mut epochs = read_frame(d, file::EPOCHS);
+    let _ = epochs.drop_in_place(col::DATASET).unwrap();
+    write_frame(&old, file::EPOCHS, &mut epochs);
+    let msg = render_study(&old, &Options::default()).err().unwrap().to_string();
+    assert!(msg.contains("earlier version") && msg.contains("sim-metrics study"), "{msg}");
     let bad = Options { only: Some(vec!["fig9".into()]), ..Options::default() };
     let msg = render_study(d, &bad).err().unwrap().to_string();
     assert!(msg.contains("--only fig9") && msg.contains("fig1a_knn"), "{msg}");
