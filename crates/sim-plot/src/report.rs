@@ -62,7 +62,7 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     let _ = writeln!(r, "## Table 2: the fits of Figure 5\n\n{}\n", tables[1].trim_end());
     let _ = writeln!(r, "## Does one backbone keep more similarity than another?\n\n{}\n", comparisons(study));
     let _ = writeln!(r, "## The paper's three findings\n");
-    let findings: [(&str, fn(&Study) -> Finding); 3] = [
+    let findings: [(&str, FindingOf); 3] = [
         ("Runs that keep both accuracy and similarity exist.", finding_space),
         ("Similarity and calibration are linearly related.", finding_fit),
         ("Supervised pre-training forgets less than self-supervised pre-training.", finding_forgetting),
@@ -145,6 +145,9 @@ impl Verdict {
         }
     }
 }
+
+/// How a finding is told from a study (or one data set of it).
+type FindingOf = fn(&Study) -> Finding;
 
 /// A finding's verdict and the sentence that states it with the numbers.
 struct Finding {

@@ -368,13 +368,11 @@ fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
     study(&skin, &backbones, &[run("vit", 0, 0.05), run("vit", 1, 0.04), run("dino", 0, 0.03), run("dino", 1, 0.02)]);
     // On the second data set only one backbone has runs.
     study(&xray, &backbones[..1], &[run("vit", 0, 0.01), run("vit", 1, 0.02)]);
-    let text = format!(
-        "[study]\nname = \"two\"\nseeds = [0, 1]\n[[datasets.medical]]\nname = \"skin\"\nkind = \"ham10000\"\nroot = \"h\"\n\
+    let text = "[study]\nname = \"two\"\nseeds = [0, 1]\n[[datasets.medical]]\nname = \"skin\"\nkind = \"ham10000\"\nroot = \"h\"\n\
          [[datasets.medical]]\nname = \"xray\"\nkind = \"medmnist\"\nroot = \"x.npz\"\n\
          [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
-         [[backbones]]\nname = \"vit\"\ncheckpoint = \"x\"\nfamily = \"vit\"\n[[backbones]]\nname = \"dino\"\ncheckpoint = \"y\"\nfamily = \"dinov2\"\n"
-    );
-    let config = StudyConfig::from_toml_str(&text, Path::new("two.toml")).unwrap();
+         [[backbones]]\nname = \"vit\"\ncheckpoint = \"x\"\nfamily = \"vit\"\n[[backbones]]\nname = \"dino\"\ncheckpoint = \"y\"\nfamily = \"dinov2\"\n";
+    let config = StudyConfig::from_toml_str(text, Path::new("two.toml")).unwrap();
     StudyDir::new(&d).write_resolved_config(&config).unwrap();
     for name in file::ALL {
         let mut both: Option<DataFrame> = None;

@@ -125,15 +125,18 @@ impl Figure for LayerCurves {
     }
 }
 
+/// A backbone's map: its name and (epoch, layer, mean CLS CKA) cells.
+type Panel = (String, Vec<(u32, u32, f64)>);
+
 pub struct LayerEpochMap {
-    /// Per backbone with runs: name, (epoch, layer, mean CLS CKA) cells.
-    panels: Vec<(String, Vec<(u32, u32, f64)>)>,
+    /// One per backbone with runs.
+    panels: Vec<Panel>,
     /// The CKA at the bottom of the colour scale.
     floor: f64,
 }
 
 /// The colour scale's bottom: the lowest mean CKA rounded down to 0.1.
-fn scale_floor(panels: &[(String, Vec<(u32, u32, f64)>)]) -> f64 {
+fn scale_floor(panels: &[Panel]) -> f64 {
     let lowest = panels.iter().flat_map(|p| p.1.iter().map(|c| c.2)).fold(1.0f64, f64::min);
     ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9)
 }
@@ -147,7 +150,7 @@ impl LayerEpochMap {
         Ok(LayerEpochMap { panels, floor })
     }
 
-    fn panels(study: &Study) -> Result<Vec<(String, Vec<(u32, u32, f64)>)>, String> {
+    fn panels(study: &Study) -> Result<Vec<Panel>, String> {
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
             let finished: Vec<u64> = study.final_epochs(b).iter().map(|r| r.seed).collect();

@@ -39,7 +39,7 @@ impl PreparedDataset {
     /// Reads and splits the data set `id`; the split file is made on the
     /// first call and read back on every later one.
     pub fn load(config: &StudyConfig, study: &StudyDir, id: &DatasetId) -> Result<PreparedDataset, DataError> {
-        let ds_config = config.dataset(id).map_err(|m| DataError::file(&study.resolved_config(), m))?.clone();
+        let ds_config = config.dataset(id).map_err(|m| DataError::file(study.resolved_config(), m))?.clone();
         let start = Instant::now();
         let dataset = Dataset::load(&ds_config)?;
         let read_time = start.elapsed();
