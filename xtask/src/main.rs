@@ -27,8 +27,8 @@ struct Cli {
 enum Command {
     /// Run a whole study from a config, resuming what an earlier call
     /// finished. Stages: data (resolved config, splits, image caches, summary),
-    /// fine-tuning (every medical data set × backbone × seed, with per-epoch
-    /// evaluations), the
+    /// fine-tuning (every medical data set × backbone × method × seed, with
+    /// per-epoch evaluations), the
     /// Parquet tables in <study>/tables/, then the figures, Table 1 and 2 and
     /// <study>/report.md.
     ///
@@ -93,12 +93,15 @@ enum Command {
         /// Needed when the study has several medical data sets.
         #[arg(long)]
         dataset: Option<String>,
+        /// Needed when the study has several methods.
+        #[arg(long)]
+        method: Option<String>,
         #[arg(long, requires = "seed")]
         backbone: Option<String>,
         #[arg(long)]
         seed: Option<u64>,
-        /// data set × backbone × seed in config order (Slurm's array index).
-        #[arg(long, conflicts_with_all = ["backbone", "dataset"])]
+        /// data set × backbone × method × seed in config order (Slurm's array index).
+        #[arg(long, conflicts_with_all = ["backbone", "dataset", "method"])]
         index: Option<usize>,
         #[arg(long)]
         output: Option<PathBuf>,
@@ -149,11 +152,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Finish { config, output } => reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?),
-        Command::RunOne { config: path, dataset, backbone, seed, index, output } => {
+        Command::RunOne { config: path, dataset, method, backbone, seed, index, output } => {
             let config = reproduce::load_config(&path, output.as_deref())?;
             let run = match (backbone, seed, index) {
                 (Some(backbone), Some(seed), None) => {
-                    sim_study::config::RunId { dataset: config.only_dataset(dataset).map_err(anyhow::Error::msg)?, backbone, seed }
+                    let dataset = config.only_dataset(dataset).map_err(anyhow::Error::msg)?;
+                    let method = config.only_method(method).map_err(anyhow::Error::msg)?;
+                    sim_study::config::RunId { dataset, backbone, method, seed }
                 }
                 (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
                 _ => anyhow::bail!("run-one takes [--dataset] --backbone and --seed, or --index"),

@@ -149,7 +149,8 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     let study = sim_study::StudyDir::new(config.output_dir());
     let natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
-    let seeds = config.study.seeds.len();
+    // Runs per data set and backbone: every method × seed.
+    let runs = config.study.seeds.len() * config.methods.len();
     let device = Default::default();
     println!(
         "{:<16} {:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}",
@@ -177,20 +178,20 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
             let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
             // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.
             let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;
-            let all = run_seconds * seeds as f64 + cost.eval_seconds;
-            let disk = cost.disk_bytes() * seeds as u64 + cost.eval_bytes;
+            let all = run_seconds * runs as f64 + cost.eval_seconds;
+            let disk = cost.disk_bytes() * runs as u64 + cost.eval_bytes;
             println!(
-                "{dataset:<16} {:<16} {seeds:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
+                "{dataset:<16} {:<16} {runs:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
                 b.name,
                 config.training.epochs,
-                cost.evaluations * seeds + 1,
+                cost.evaluations * runs + 1,
                 cost.epoch_seconds(),
                 human_seconds(all),
                 human_bytes(disk)
             );
             seconds += all;
             bytes += disk;
-            evaluations += cost.evaluations * seeds + 1;
+            evaluations += cost.evaluations * runs + 1;
         }
     }
     println!(

@@ -1,5 +1,5 @@
 //! `cargo xtask reproduce --executor slurm`: the study's fine-tuning runs as
-//! one Slurm job array (one task per data set × backbone × seed, resources from the
+//! one Slurm job array (one task per data set × backbone × method × seed, resources from the
 //! config's `[slurm]` section), and a job that makes the tables, figures and
 //! report once every task has ended, whatever their exit (`afterany`, with
 //! `--kill-on-invalid-dep=yes` so it never waits forever). The scripts are

@@ -53,7 +53,7 @@ struct Running {
     started: Instant,
 }
 
-/// Runs every data set × backbone × seed of the study that has not finished.
+/// Runs every data set × backbone × method × seed of the study that has not finished.
 pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -> anyhow::Result<SweepReport> {
     let study = StudyDir::new(config.output_dir());
     let mut report = SweepReport::default();
@@ -151,7 +151,8 @@ fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &Run
     let mut log = OpenOptions::new().create(true).append(true).open(&log_path)?;
     writeln!(log, "--- sweep process {} starts this run", std::process::id())?;
     let mut command = Command::new(std::env::current_exe()?);
-    command.args(["run-one", "--dataset", &run.dataset, "--backbone", &run.backbone, "--seed", &run.seed.to_string(), "--config"]).arg(config_path);
+    command.args(["run-one", "--dataset", &run.dataset, "--backbone", &run.backbone, "--method", &run.method, "--seed", &run.seed.to_string()]);
+    command.arg("--config").arg(config_path);
     if let Some(out) = &options.output {
         command.arg("--output").arg(out);
     }

@@ -208,7 +208,7 @@ fn a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one() {
     let (whole, killed) = (out.path().join("whole"), out.path().join("killed"));
     run(reproduce(&config_path("smoke.toml"), &whole, &[]));
 
-    let run_dir = |backbone: &str, seed| StudyDir::new(&killed).run_dir(&RunId { dataset: "ham10000".into(), backbone: backbone.into(), seed });
+    let run_dir = |backbone: &str, seed| StudyDir::new(&killed).run_dir(&RunId { dataset: "ham10000".into(), backbone: backbone.into(), method: "full".into(), seed });
     let runs = |seed: u64| run_dir("vit-tiny", seed);
     let mut sweep = reproduce(&config_path("smoke.toml"), &killed, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for("an epoch of seed 0", || RunState::read(&runs(0)).ok().flatten().is_some_and(|s| s.last_finished_epoch >= 1));
@@ -227,7 +227,7 @@ fn a_killed_sweep_or_run_resumes_to_the_tables_of_an_uninterrupted_one() {
     let output = sweep.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        assert!(stderr.contains("dinov2-tiny seed 0") && stderr.contains("sweep.log"), "{stderr}");
+        assert!(stderr.contains("ham10000/dinov2-tiny/full seed 0") && stderr.contains("sweep.log"), "{stderr}");
     } // (the run may have finished before the kill reached it)
 
     run(reproduce(&config_path("smoke.toml"), &killed, &[]));
@@ -282,7 +282,7 @@ fn two_medical_data_sets_run_in_one_study_and_keep_apart() {
             let (shape, _) = file.decoded(sim_study::eval_file::TEST_LOGITS).unwrap();
             assert_eq!(shape, [prepared.test_indices().len(), classes], "{dataset}/{backbone}");
             assert_eq!(file.metadata().unwrap().dataset.as_deref(), Some(dataset));
-            let state = RunState::read(&study.run_dir(&RunId { dataset: dataset.into(), backbone: backbone.into(), seed: 1 })).unwrap().unwrap();
+            let state = RunState::read(&study.run_dir(&RunId { dataset: dataset.into(), backbone: backbone.into(), method: "full".into(), seed: 1 })).unwrap().unwrap();
             assert_eq!(state.dataset, dataset);
         }
     }
@@ -314,6 +314,40 @@ fn two_medical_data_sets_run_in_one_study_and_keep_apart() {
     assert!(sim_plot::figures_dir(&study_dir).join("fig3_attention_pneumoniamnist_vit-tiny.png").exists());
 }
 
+/// The smoke study with two fine-tuning methods, full and LP-FT (one epoch
+/// of linear probing of two): each method's runs in their own folders, a
+/// `method` column, an LP-FT backbone that does not move in its probe epoch
+/// (similarity 1 after epoch 1) and does after it, and the report's method
+/// section.
+#[test]
+fn methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe() {
+    let Some(_) = real_data_dir("ham10000", "methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let methods = "[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"lp-ft\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n";
+    let config = smoke_elsewhere(dir.path(), "", methods);
+    let study_dir = dir.path().join("study");
+    run(reproduce(&config, &study_dir, &["--jobs", "2"]));
+    let study = StudyDir::new(&study_dir);
+    let lp = RunId { dataset: "ham10000".into(), backbone: "vit-tiny".into(), method: "lp-ft".into(), seed: 0 };
+    let state = RunState::read(&study.run_dir(&lp)).unwrap().unwrap();
+    assert_eq!((state.method.as_str(), state.last_finished_epoch), ("lp-ft", 2));
+
+    let table = epochs(&study_dir);
+    let (method, epoch) = (table.column("method").unwrap().str().unwrap().clone(), table.column("epoch").unwrap().u32().unwrap().clone());
+    let similarity = f64s(&table, "similarity");
+    let rows = |m: &str, e: u32| (0..table.height()).filter(|&i| method.get(i) == Some(m) && epoch.get(i) == Some(e)).collect::<Vec<_>>();
+    assert_eq!(rows("full", 0).len() + rows("lp-ft", 0).len(), 2 * 2 * 2, "2 backbones × 2 seeds per method");
+    for i in rows("lp-ft", 1) {
+        assert!((similarity[i] - 1.0).abs() < 1e-6, "the probe epoch moved the backbone: similarity {}", similarity[i]);
+    }
+    for i in rows("lp-ft", 2).into_iter().chain(rows("full", 1)) {
+        assert!(similarity[i] < 0.999, "a training epoch left the backbone: similarity {}", similarity[i]);
+    }
+    let report = std::fs::read_to_string(sim_plot::report_path(&study_dir)).unwrap();
+    assert!(report.contains("## Which method keeps similarity?") && report.contains("- `vit-tiny`: `"), "{report}");
+    assert!(sim_plot::figures_dir(&study_dir).join("fig3_attention_lp-ft_vit-tiny.png").exists());
+}
+
 /// A run that fails (its loss turns NaN) does not stop the others; the sweep
 /// ends with an error naming it, its log and its error, and the tables and
 /// report are made from the runs that finished.
@@ -333,8 +367,8 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("2 run(s) failed"), "{stderr}");
-    assert!(stderr.contains("ham10000/overflow seed 0: Error: ham10000/overflow seed 0: loss is NaN"), "{stderr}");
-    let failed = RunId { dataset: "ham10000".into(), backbone: "overflow".into(), seed: 0 };
+    assert!(stderr.contains("ham10000/overflow/full seed 0: Error: ham10000/overflow/full seed 0: loss is NaN"), "{stderr}");
+    let failed = RunId { dataset: "ham10000".into(), backbone: "overflow".into(), method: "full".into(), seed: 0 };
     assert!(stderr.contains(&StudyDir::new(&study).run_dir(&failed).join("sweep.log").display().to_string()), "{stderr}");
     let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
     assert!(report.contains("`vit-tiny`: 2 finished run(s)") && report.contains("`dinov2-tiny`: 2 finished run(s)"), "{report}");

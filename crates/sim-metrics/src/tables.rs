@@ -7,8 +7,9 @@
 //! only those `dump.epochs` asks for), so the tables can be made while a study
 //! runs: the per-epoch tables hold every run with its status, the summaries
 //! (backbones, fits, space) finished runs only, saying which were left out.
-//! Each data set's tables are made alone (θ*, the fits and the means are per
-//! data set) and stacked, with a `dataset` column first.
+//! Each (data set, method)'s tables are made alone (θ*, the fits and the
+//! means are per data set and method) and stacked, with `dataset` and
+//! `method` columns first.
 //! Columns and units: README, "Study tables".
 
 use crate::arrays::{FloatArray, to_labels, to_matrix};
@@ -225,21 +226,22 @@ pub fn up_to_date(study_dir: &Path) -> bool {
     newest(&study_dir.join("runs"), &modified).is_some_and(|inputs| inputs <= oldest_table) && modified(&study.resolved_config()).is_some_and(|c| c <= oldest_table)
 }
 
-/// The runs of one medical data set: those with a committed epoch, those
-/// left out of the summaries (and why), and the backbones' attention images.
+/// The runs of one medical data set and method: those with a committed
+/// epoch, those left out of the summaries (and why), and the backbones'
+/// attention images.
 struct DatasetRuns<'a> {
     runs: Vec<Run<'a>>,
     left_out: Vec<LeftOut<'a>>,
     images: Vec<AttentionImage>,
 }
 
-fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str) -> Result<DatasetRuns<'a>, TableError> {
+fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, method: &str) -> Result<DatasetRuns<'a>, TableError> {
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
     let mut images = Vec::new();
     for backbone in &config.backbones {
         let name = backbone.name.as_str();
-        let run_id = |seed| RunId { dataset: dataset.to_owned(), backbone: name.to_owned(), seed };
+        let run_id = |seed| RunId { dataset: dataset.to_owned(), backbone: name.to_owned(), method: method.to_owned(), seed };
         let pretrained_path = study.pretrained_eval(dataset, name);
         if !pretrained_path.exists() {
             left_out.extend(config.study.seeds.iter().map(|&seed| LeftOut { backbone: name, seed, why: "not started".into() }));
@@ -307,9 +309,9 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str) -> Re
     Ok(DatasetRuns { runs, left_out, images })
 }
 
-/// Reads every committed evaluation of the study and writes its tables,
-/// each the rows of every medical data set with a `dataset` column first;
-/// returns the files written.
+/// Reads every committed evaluation of the study and writes its tables, each
+/// the rows of every medical data set and method with `dataset` and `method`
+/// columns first; returns the files written.
 pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
     let study = StudyDir::new(study_dir);
     let config_path = study.resolved_config();
@@ -319,10 +321,11 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     study.check_layout().map_err(|e| err(study_dir, e))?;
     let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
     let mut tables: Vec<(&str, DataFrame)> = Vec::new();
-    for dataset in config.medical_names() {
-        let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset)?;
+    let facets = config.medical_names().into_iter().flat_map(|d| config.methods.iter().map(move |m| (d, m.name.as_str())));
+    for (dataset, method) in facets {
+        let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset, method)?;
         for l in &left_out {
-            eprintln!("{dataset}/{} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
+            eprintln!("{dataset}/{}/{method} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
         }
         if runs.is_empty() {
             continue;
@@ -342,6 +345,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             let at = |e: PolarsError| err(&study.tables_dir().join(name), e);
             let mut frame = frame.map_err(at)?;
             frame.insert_column(0, col(col::DATASET, vec![dataset; frame.height()])).map_err(at)?;
+            frame.insert_column(1, col(col::METHOD, vec![method; frame.height()])).map_err(at)?;
             match tables.get_mut(i) {
                 Some((_, all)) => {
                     all.vstack_mut(&frame).map_err(at)?;

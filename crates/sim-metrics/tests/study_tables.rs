@@ -132,7 +132,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
 
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let base = base_features(&mut rng);
-    let run = |seed| RunId { dataset: "ham10000".into(), backbone: "tiny".into(), seed };
+    let run = |seed| RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: "full".into(), seed };
     eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
     let seed0_epoch2 = {
         eval_file(&study.epoch_eval(&run(0), 1), &base, 1.0, &mut rng);
@@ -148,6 +148,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let state = |seed, status, last, message: Option<&str>| RunState {
         dataset: "ham10000".into(),
         backbone: "tiny".into(),
+        method: "full".into(),
         seed,
         config_hash: config.hash(),
         backbone_sha256: "0".repeat(64),
@@ -167,7 +168,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let names: Vec<String> = schema_of(&epochs).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["dataset", "backbone", "seed", "epoch", "status", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
+        ["dataset", "method", "backbone", "seed", "epoch", "status", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
     );
     assert_eq!(epochs.column("backbone").unwrap().dtype(), &DataType::String);
     assert_eq!(epochs.column("seed").unwrap().dtype(), &DataType::UInt64);
@@ -193,6 +194,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         schema_of(&layers),
         [
             ("dataset".to_string(), DataType::String),
+            ("method".into(), DataType::String),
             ("backbone".into(), DataType::String),
             ("seed".into(), DataType::UInt64),
             ("epoch".into(), DataType::UInt32),
@@ -253,7 +255,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     }
     let comparisons = read(&study.tables_dir().join("comparisons.parquet"));
     assert_eq!(comparisons.height(), 0, "one backbone: nothing to compare");
-    assert_eq!(comparisons.get_column_names()[..3].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "backbone_a", "backbone_b"]);
+    assert_eq!(comparisons.get_column_names()[..4].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "method", "backbone_a", "backbone_b"]);
 }
 
 #[test]
@@ -280,11 +282,12 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
         let base = base_features(&mut rng);
         eval_file(&study.pretrained_eval(dataset, "tiny"), &base, 0.0, &mut rng);
         for seed in [0, 1] {
-            let run = RunId { dataset: dataset.into(), backbone: "tiny".into(), seed };
+            let run = RunId { dataset: dataset.into(), backbone: "tiny".into(), method: "full".into(), seed };
             eval_file(&study.epoch_eval(&run, 1), &base, drift, &mut rng);
             let state = RunState {
                 dataset: dataset.into(),
                 backbone: "tiny".into(),
+                method: "full".into(),
                 seed,
                 config_hash: config.hash(),
                 backbone_sha256: "0".repeat(64),
@@ -299,7 +302,7 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     write_study_tables(dir.path()).unwrap();
     for name in sim_study::tables::file::ALL {
         let table = read(&study.tables_dir().join(name));
-        assert_eq!(table.get_column_names()[0].as_str(), "dataset", "{name}");
+        assert_eq!(table.get_column_names()[..2].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "method"], "{name}");
     }
     let epochs = read(&study.tables_dir().join("epochs.parquet"));
     assert_eq!(str_col(&epochs, "dataset"), ["ham10000", "ham10000", "ham10000", "ham10000", "xray", "xray", "xray", "xray"]);

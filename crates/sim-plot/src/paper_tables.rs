@@ -2,9 +2,10 @@
 //! Table 1, per backbone over its finished runs: accuracy, balanced accuracy,
 //! macro F1, ECE, k-NN top-1 before and after fine-tuning, final similarity,
 //! as mean ± sd, and n. Table 2, per backbone and calibration metric: the
-//! discretised linear fit of Figure 5. With several medical data sets, a
-//! row per data set and backbone (Markdown: a `data set` column first); the
-//! CSV files always have the `dataset` column.
+//! discretised linear fit of Figure 5. With several medical data sets or
+//! methods, a row per data set, method and backbone (Markdown: `data set`
+//! and `method` columns first where there are several); the CSV files
+//! always have both columns.
 
 use crate::study::{SUMMARY_METRICS, Study, Summary};
 use sim_study::tables::col;
@@ -29,13 +30,24 @@ fn opt(v: Option<f64>) -> String {
 
 /// Writes `tables/table1.{md,csv}` and `tables/table2.{md,csv}`; returns them.
 pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let several = study.several_datasets();
-    // The Markdown's first cells: the data set (when several) and the backbone.
-    let key = |dataset: &str, backbone: &str| if several { format!("{dataset} | {backbone}") } else { backbone.to_string() };
-    let key_header = if several { "| data set | backbone " } else { "| backbone " };
-    let key_rule = if several { "|---|---" } else { "|---" };
-    let mut md1 = format!("{key_header}| n | {} |\n{key_rule}|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
-    let mut csv1 = format!("{},{},{}", col::DATASET, col::BACKBONE, col::RUNS);
+    let (datasets, methods) = (study.several_datasets(), study.methods.len() > 1);
+    // The Markdown's first cells: the data set and the method (where there
+    // are several) and the backbone.
+    let key = |dataset: &str, method: &str, backbone: &str| {
+        let mut cells = Vec::new();
+        if datasets {
+            cells.push(dataset);
+        }
+        if methods {
+            cells.push(method);
+        }
+        cells.push(backbone);
+        cells.join(" | ")
+    };
+    let key_header = format!("| {}", key("data set", "method", "backbone"));
+    let key_rule = "|---".repeat(1 + usize::from(datasets) + usize::from(methods));
+    let mut md1 = format!("{key_header} | n | {} |\n{key_rule}|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
+    let mut csv1 = format!("{},{},{},{}", col::DATASET, col::METHOD, col::BACKBONE, col::RUNS);
     for m in SUMMARY_METRICS {
         let [low, high] = col::ci(m);
         csv1.push_str(&format!(",{},{},{low},{high}", col::mean(m), col::std(m)));
@@ -43,8 +55,8 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     csv1.push('\n');
     for row in &study.summaries {
         let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| cell(row.stat(m))).collect();
-        md1.push_str(&format!("| {} | {} | {} |\n", key(&row.dataset, &row.backbone), row.runs, cells.join(" | ")));
-        csv1.push_str(&format!("{},{},{}", row.dataset, row.backbone, row.runs));
+        md1.push_str(&format!("| {} | {} | {} |\n", key(&row.dataset, &row.method, &row.backbone), row.runs, cells.join(" | ")));
+        csv1.push_str(&format!("{},{},{},{}", row.dataset, row.method, row.backbone, row.runs));
         for m in SUMMARY_METRICS {
             let s = row.stat(m);
             csv1.push_str(&format!(",{},{},{},{}", opt(s.mean), opt(s.std), opt(s.ci.map(|c| c.0)), opt(s.ci.map(|c| c.1))));
@@ -55,7 +67,7 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .summaries
         .iter()
         .filter(|r| r.runs_left_out > 0)
-        .map(|r| if several { format!("{}/{}: {}", r.dataset, r.backbone, r.left_out) } else { format!("{}: {}", r.backbone, r.left_out) })
+        .map(|r| format!("{}: {}", key(&r.dataset, &r.method, &r.backbone).replace(" | ", "/"), r.left_out))
         .collect();
     md1.push_str(&format!(
         "\nMean ± sample standard deviation [95 % bootstrap interval of the mean, resampling runs] over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
@@ -65,19 +77,19 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         md1.push_str(&format!("Runs left out: {}.\n", left.join("; ")));
     }
 
-    let mut md2 = format!("{key_header}| metric | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv2 = [col::DATASET, col::BACKBONE, col::METRIC, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
+    let mut md2 = format!("{key_header} | metric | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|\n");
+    let mut csv2 = [col::DATASET, col::METHOD, col::BACKBONE, col::METRIC, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
     let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     for f in &study.fits {
         let ci = f.slope_ci.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
         md2.push_str(&format!(
             "| {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
-            key(&f.dataset, &f.backbone), f.metric, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
+            key(&f.dataset, &f.method, &f.backbone), f.metric, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
         ));
         let (lo, hi) = (f.slope_ci.map(|c| c.0), f.slope_ci.map(|c| c.1));
         csv2.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
-            f.dataset, f.backbone, f.metric, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
+            "{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            f.dataset, f.method, f.backbone, f.metric, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
         ));
     }
     md2.push_str(&format!(

@@ -1,8 +1,10 @@
 //! `report.md`: every figure and table in order, each with one sentence
 //! computed from the data, then "The paper's three findings", each stated
 //! with this study's numbers: whether it holds here, does not, or cannot be
-//! told from this study (and why). With several medical data sets, each
-//! finding is stated per data set, then whether the data sets agree.
+//! told from this study (and why). With several medical data sets or
+//! methods, each finding is stated per facet (data set × method), then
+//! whether the facets agree; with several methods, which method keeps the
+//! most runs inside T_X(η, ε) for each backbone, and at what accuracy cost.
 
 use crate::figures::Outcome;
 use crate::study::Study;
@@ -34,8 +36,8 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     );
     let _ = writeln!(r, "## Runs\n");
     for s in &study.summaries {
-        let dataset = if study.several_datasets() { format!("`{}` / ", s.dataset) } else { String::new() };
-        let _ = write!(r, "- {dataset}`{}`: {} finished run(s) in the summaries", s.backbone, s.runs);
+        let facet = study.facet_label(&s.dataset, &s.method).map_or(String::new(), |l| format!("`{l}` / "));
+        let _ = write!(r, "- {facet}`{}`: {} finished run(s) in the summaries", s.backbone, s.runs);
         if s.runs_left_out > 0 {
             let _ = write!(r, "; {} left out ({})", s.runs_left_out, s.left_out);
         }
@@ -57,10 +59,18 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
             }
         }
     }
-    let per = if study.several_datasets() { "per data set and backbone" } else { "per backbone" };
+    let per = match (study.several_datasets(), study.methods.len() > 1) {
+        (true, true) => "per data set, method and backbone",
+        (true, false) => "per data set and backbone",
+        (false, true) => "per method and backbone",
+        (false, false) => "per backbone",
+    };
     let _ = writeln!(r, "## Table 1: {per}\n\n{}\n", tables[0].trim_end());
     let _ = writeln!(r, "## Table 2: the fits of Figure 5\n\n{}\n", tables[1].trim_end());
     let _ = writeln!(r, "## Does one backbone keep more similarity than another?\n\n{}\n", comparisons(study));
+    if study.methods.len() > 1 {
+        let _ = writeln!(r, "## Which method keeps similarity?\n\n{}\n", methods(study));
+    }
     let _ = writeln!(r, "## The paper's three findings\n");
     let findings: [(&str, FindingOf); 3] = [
         ("Runs that keep both accuracy and similarity exist.", finding_space),
@@ -68,14 +78,14 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         ("Supervised pre-training forgets less than self-supervised pre-training.", finding_forgetting),
     ];
     for (i, (claim, finding)) in findings.into_iter().enumerate() {
-        if !study.several_datasets() {
+        if !study.several_facets() {
             let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, finding(study).text);
             continue;
         }
-        let per_dataset: Vec<(&String, Finding)> = study.datasets.iter().map(|d| (d, finding(&study.for_dataset(d)))).collect();
-        let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, agreement(&per_dataset));
-        for (dataset, f) in &per_dataset {
-            let _ = writeln!(r, "   - `{dataset}`: {}", f.text);
+        let per_facet: Vec<(String, Finding)> = study.facets().iter().map(|f| (f.label(), finding(&study.facet(f)))).collect();
+        let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, agreement(&per_facet, facets_noun(study)));
+        for (label, f) in &per_facet {
+            let _ = writeln!(r, "   - `{label}`: {}", f.text);
         }
         let _ = writeln!(r);
     }
@@ -107,7 +117,7 @@ fn comparisons(study: &Study) -> String {
     }
     let mut tests = Vec::new();
     for c in rows {
-        let on = if study.several_datasets() { format!(" on `{}`", c.dataset) } else { String::new() };
+        let on = study.facet_label(&c.dataset, &c.method).map_or(String::new(), |l| format!(" (`{l}`)"));
         let how = if c.exact {
             format!("exact, all {} splits of the runs; the smallest p they allow is {:.3}", c.permutations, 1.0 / c.permutations as f64)
         } else {
@@ -123,6 +133,47 @@ fn comparisons(study: &Study) -> String {
         lines.push(tests.join("\n"));
     }
     lines.join("\n\n")
+}
+
+/// Per data set and backbone: the method with the most runs inside
+/// T_X(η, ε) (more mean similarity on a tie), and its accuracy cost: the best
+/// method's mean final accuracy minus its own.
+fn methods(study: &Study) -> String {
+    let mut lines = Vec::new();
+    for dataset in &study.datasets {
+        for backbone in &study.backbones {
+            // (method, runs inside, runs, mean similarity, mean accuracy)
+            let per_method: Vec<(&String, usize, usize, f64, f64)> = study
+                .methods
+                .iter()
+                .filter_map(|m| {
+                    let runs: Vec<_> = study.space.iter().filter(|p| &p.dataset == dataset && &p.method == m && &p.backbone == backbone).collect();
+                    let n = runs.len();
+                    let mean = |f: fn(&&crate::study::SpaceRow) -> f64| runs.iter().map(f).sum::<f64>() / n as f64;
+                    (n > 0).then(|| (m, runs.iter().filter(|p| p.in_space).count(), n, mean(|p| p.similarity), mean(|p| p.accuracy)))
+                })
+                .collect();
+            let Some(best) = per_method.iter().max_by(|a, b| a.1.cmp(&b.1).then(a.3.total_cmp(&b.3))) else { continue };
+            let top_accuracy = per_method.iter().map(|m| m.4).fold(f64::NEG_INFINITY, f64::max);
+            let on = if study.several_datasets() { format!(" on `{dataset}`") } else { String::new() };
+            let all: Vec<String> = per_method.iter().map(|m| format!("`{}` {} of {} (similarity {:.3}, accuracy {:.3})", m.0, m.1, m.2, m.3, m.4)).collect();
+            lines.push(format!(
+                "- `{backbone}`{on}: `{}` keeps the most runs inside T_X ({} of {}), at an accuracy cost of {:.3} against the most accurate method. Runs inside per method: {}.",
+                best.0,
+                best.1,
+                best.2,
+                top_accuracy - best.4,
+                all.join("; ")
+            ));
+        }
+    }
+    let e = &study.config.evaluation;
+    format!(
+        "T_X(η = {}, ε = {}) per method: θ* is the method's own best run. Mean final similarity and accuracy over the method's finished runs.\n\n{}",
+        e.similarity_threshold,
+        e.accuracy_tolerance,
+        lines.join("\n")
+    )
 }
 
 /// Whether a finding holds in a study (or a data set of it).
@@ -155,21 +206,30 @@ struct Finding {
     text: String,
 }
 
-/// Where the data sets agree on a finding and where they do not.
-fn agreement(per_dataset: &[(&String, Finding)]) -> String {
-    let first = per_dataset[0].1.verdict;
-    if per_dataset.iter().all(|(_, f)| f.verdict == first) {
-        return format!("The data sets agree: it {} on every one.", first.words());
+/// What a study's facets are: its data sets, its methods, or both.
+fn facets_noun(study: &Study) -> &'static str {
+    match (study.several_datasets(), study.methods.len() > 1) {
+        (true, true) => "data sets and methods",
+        (false, true) => "methods",
+        _ => "data sets",
+    }
+}
+
+/// Where the facets (data sets, methods) agree on a finding and where not.
+fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
+    let first = per_facet[0].1.verdict;
+    if per_facet.iter().all(|(_, f)| f.verdict == first) {
+        return format!("The {noun} agree: it {} on every one.", first.words());
     }
     let mut groups: Vec<(Verdict, Vec<String>)> = Vec::new();
-    for (dataset, f) in per_dataset {
+    for (dataset, f) in per_facet {
         match groups.iter_mut().find(|(v, _)| *v == f.verdict) {
             Some((_, names)) => names.push(format!("`{dataset}`")),
             None => groups.push((f.verdict, vec![format!("`{dataset}`")])),
         }
     }
     let parts: Vec<String> = groups.iter().map(|(v, names)| format!("it {} on {}", v.words(), names.join(", "))).collect();
-    format!("The data sets disagree: {}.", parts.join("; "))
+    format!("The {noun} disagree: {}.", parts.join("; "))
 }
 
 fn finding_space(study: &Study) -> Finding {

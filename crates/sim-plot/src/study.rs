@@ -10,10 +10,46 @@ use sim_study::tables::{col, file};
 use sim_study::StudyDir;
 use std::path::{Path, PathBuf};
 
+/// One (medical data set, method) of a study, and which of the two its
+/// names show (those the study has several of).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facet {
+    pub dataset: String,
+    pub method: String,
+    pub show_dataset: bool,
+    pub show_method: bool,
+}
+
+impl Facet {
+    /// How text names it: `ham10000`, `lp-ft` or `ham10000 / lp-ft`.
+    pub fn label(&self) -> String {
+        match (self.show_dataset, self.show_method) {
+            (true, true) => format!("{} / {}", self.dataset, self.method),
+            (false, true) => self.method.clone(),
+            _ => self.dataset.clone(),
+        }
+    }
+
+    /// A figure panel's title.
+    pub fn title(&self) -> String {
+        match (self.show_dataset, self.show_method) {
+            (true, true) => format!("medical data set: {} · method: {}", self.dataset, self.method),
+            (false, true) => format!("method: {}", self.method),
+            _ => format!("medical data set: {}", self.dataset),
+        }
+    }
+
+    /// Its part of a file name: `ham10000`, `lp-ft`, `ham10000_lp-ft`.
+    pub fn file_tag(&self) -> String {
+        self.label().replace(" / ", "_")
+    }
+}
+
 /// `epochs.parquet`: one row per run × epoch.
 #[derive(Debug, Clone)]
 pub struct EpochRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub seed: u64,
     pub epoch: u32,
@@ -29,6 +65,7 @@ pub struct EpochRow {
 #[derive(Debug, Clone)]
 pub struct LayerRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub seed: u64,
     pub epoch: u32,
@@ -42,6 +79,7 @@ pub struct LayerRow {
 #[derive(Debug, Clone)]
 pub struct SummaryRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub runs: u32,
     pub runs_left_out: u32,
@@ -74,6 +112,7 @@ impl SummaryRow {
 #[derive(Debug, Clone)]
 pub struct FitRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub metric: String,
     pub slope: Option<f64>,
@@ -90,6 +129,7 @@ pub struct FitRow {
 #[derive(Debug, Clone)]
 pub struct SpaceRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub seed: u64,
     pub similarity: f64,
@@ -104,6 +144,7 @@ pub struct SpaceRow {
 #[derive(Debug, Clone)]
 pub struct ComparisonRow {
     pub dataset: String,
+    pub method: String,
     pub backbone_a: String,
     pub backbone_b: String,
     pub runs_a: u32,
@@ -120,6 +161,7 @@ pub struct ComparisonRow {
 #[derive(Debug, Clone)]
 pub struct BinRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub seed: Option<u64>,
     pub low: f64,
@@ -133,6 +175,7 @@ pub struct BinRow {
 #[derive(Debug, Clone)]
 pub struct PatchRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub seed: Option<u64>,
     pub image: u32,
@@ -146,6 +189,7 @@ pub struct PatchRow {
 #[derive(Debug, Clone)]
 pub struct ImageRow {
     pub dataset: String,
+    pub method: String,
     pub backbone: String,
     pub image: u32,
     pub image_id: String,
@@ -158,8 +202,10 @@ pub struct ImageRow {
 pub struct Study {
     pub dir: PathBuf,
     pub config: StudyConfig,
-    /// The medical data sets in the config's order: the order of facets.
+    /// The medical data sets and the methods in the config's order: the
+    /// order of facets.
     pub datasets: Vec<String>,
+    pub methods: Vec<String>,
     /// Backbone names in the config's order: the order of legends and colours.
     pub backbones: Vec<String>,
     pub epochs: Vec<EpochRow>,
@@ -199,6 +245,7 @@ impl Study {
         Ok(Study {
             dir: dir.to_owned(),
             datasets: config.medical_names().into_iter().map(String::from).collect(),
+            methods: config.methods.iter().map(|m| m.name.clone()).collect(),
             backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
             config,
             epochs: epoch_rows(&epochs)?,
@@ -213,33 +260,59 @@ impl Study {
         })
     }
 
-    /// The study's rows of one medical data set (every figure but Figure 3
-    /// and every finding are made per data set).
-    pub fn for_dataset(&self, dataset: &str) -> Study {
-        fn keep<R: Clone>(rows: &[R], dataset: &str, of: fn(&R) -> &str) -> Vec<R> {
-            rows.iter().filter(|r| of(r) == dataset).cloned().collect()
+    /// Every (medical data set, method) of the study, in config order: what
+    /// figures, findings and tests are made per.
+    pub fn facets(&self) -> Vec<Facet> {
+        let (show_dataset, show_method) = (self.several_datasets(), self.methods.len() > 1);
+        let facet = |d: &String, m: &String| Facet { dataset: d.clone(), method: m.clone(), show_dataset, show_method };
+        self.datasets.iter().flat_map(|d| self.methods.iter().map(move |m| facet(d, m))).collect()
+    }
+
+    /// The study's rows of one facet.
+    pub fn facet(&self, facet: &Facet) -> Study {
+        let (d, m) = (facet.dataset.as_str(), facet.method.as_str());
+        fn keep<R: Clone>(rows: &[R], of: impl Fn(&R) -> (&str, &str), key: (&str, &str)) -> Vec<R> {
+            rows.iter().filter(|r| of(r) == key).cloned().collect()
+        }
+        macro_rules! rows {
+            ($rows:expr) => {
+                keep(&$rows, |r| (r.dataset.as_str(), r.method.as_str()), (d, m))
+            };
         }
         Study {
             dir: self.dir.clone(),
             config: self.config.clone(),
-            datasets: vec![dataset.to_owned()],
+            datasets: vec![d.to_owned()],
+            methods: vec![m.to_owned()],
             backbones: self.backbones.clone(),
-            epochs: keep(&self.epochs, dataset, |r| &r.dataset),
-            layers: keep(&self.layers, dataset, |r| &r.dataset),
-            summaries: keep(&self.summaries, dataset, |r| &r.dataset),
-            fits: keep(&self.fits, dataset, |r| &r.dataset),
-            space: keep(&self.space, dataset, |r| &r.dataset),
-            comparisons: self.comparisons.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
-            reliability: self.reliability.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
-            attention: self.attention.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
-            images: self.images.as_ref().map(|rows| keep(rows, dataset, |r| &r.dataset)),
+            epochs: rows!(self.epochs),
+            layers: rows!(self.layers),
+            summaries: rows!(self.summaries),
+            fits: rows!(self.fits),
+            space: rows!(self.space),
+            comparisons: self.comparisons.as_ref().map(|r| rows!(r)),
+            reliability: self.reliability.as_ref().map(|r| rows!(r)),
+            attention: self.attention.as_ref().map(|r| rows!(r)),
+            images: self.images.as_ref().map(|r| rows!(r)),
         }
     }
 
-    /// Whether the study has several medical data sets (then figures, tables
-    /// and findings show them side by side).
+    /// Whether the study has several medical data sets.
     pub fn several_datasets(&self) -> bool {
         self.datasets.len() > 1
+    }
+
+    /// How text names the facet of a row (`ham10000 / lp-ft`), or `None`
+    /// where the study has one facet.
+    pub fn facet_label(&self, dataset: &str, method: &str) -> Option<String> {
+        let facet = Facet { dataset: dataset.into(), method: method.into(), show_dataset: self.several_datasets(), show_method: self.methods.len() > 1 };
+        self.several_facets().then(|| facet.label())
+    }
+
+    /// Whether the study has several facets (data sets or methods): then
+    /// figures, tables and findings show them side by side.
+    pub fn several_facets(&self) -> bool {
+        self.facets().len() > 1
     }
 
     /// The backbones that have at least one finished run, in order.
@@ -319,13 +392,13 @@ impl Table {
 }
 
 fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, epoch, status) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.strs(col::STATUS)?);
     let (acc, bal, ece) = (t.values(col::ACCURACY)?, t.values(col::BALANCED_ACCURACY)?, t.values(col::ECE)?);
     let (sim, knn) = (t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
     Ok((0..backbone.len())
         .map(|i| EpochRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
@@ -340,13 +413,13 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
 }
 
 fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, epoch, layer) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.u32s(col::LAYER)?);
     let (is_final, token, probe, cka) = (t.bools(col::IS_FINAL)?, t.strs(col::TOKEN)?, t.strs(col::PROBE)?, t.values(col::CKA)?);
     Ok((0..backbone.len())
         .filter(|&i| probe[i] == sim_study::eval_file::Probe::Medical.name())
         .map(|i| LayerRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
@@ -359,7 +432,7 @@ fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
 }
 
 fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, runs, left, why) = (t.strs(col::BACKBONE)?, t.u32s(col::RUNS)?, t.u32s(col::RUNS_LEFT_OUT)?, t.strs(col::LEFT_OUT)?);
     let mut stats = Vec::new();
     for metric in SUMMARY_METRICS {
@@ -368,7 +441,7 @@ fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
     }
     Ok((0..backbone.len())
         .map(|i| SummaryRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             runs: runs[i],
             runs_left_out: left[i],
@@ -379,14 +452,14 @@ fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
 }
 
 fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, metric, status) = (t.strs(col::BACKBONE)?, t.strs(col::METRIC)?, t.strs(col::FIT_STATUS)?);
     let (slope, intercept, r, r2) = (t.f64s(col::SLOPE)?, t.f64s(col::INTERCEPT)?, t.f64s(col::R)?, t.f64s(col::R2)?);
     let (lo, hi) = (t.f64s(col::SLOPE_CI_LOW)?, t.f64s(col::SLOPE_CI_HIGH)?);
     let (points, levels) = (t.u32s(col::N_POINTS)?, t.u32s(col::N_LEVELS)?);
     Ok((0..backbone.len())
         .map(|i| FitRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             metric: metric[i].clone(),
             slope: slope[i],
@@ -402,13 +475,13 @@ fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
 }
 
 fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, sim, acc) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::SIMILARITY)?, t.values(col::ACCURACY)?);
     let (reference, inside) = (t.u64s(col::REFERENCE_SEED)?, t.bools(col::IN_SPACE)?);
     let (low, high) = (t.f64s(col::SIMILARITY_CI_LOW)?, t.f64s(col::SIMILARITY_CI_HIGH)?);
     Ok((0..backbone.len())
         .map(|i| SpaceRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             similarity: sim[i],
@@ -421,12 +494,12 @@ fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
 }
 
 fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (a, b, runs_a, runs_b) = (t.strs(col::BACKBONE_A)?, t.strs(col::BACKBONE_B)?, t.u32s(col::RUNS_A)?, t.u32s(col::RUNS_B)?);
     let (sim_a, sim_b, p, exact, n) = (t.values(col::SIMILARITY_A)?, t.values(col::SIMILARITY_B)?, t.values(col::P_VALUE)?, t.bools(col::EXACT)?, t.u64s(col::PERMUTATIONS)?);
     Ok((0..dataset.len())
         .map(|i| ComparisonRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone_a: a[i].clone(),
             backbone_b: b[i].clone(),
             runs_a: runs_a[i],
@@ -441,21 +514,21 @@ fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
 }
 
 fn bin_rows(t: &Table) -> anyhow::Result<Vec<BinRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, low, high) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::BIN_LOW)?, t.values(col::BIN_HIGH)?);
     let (count, acc, conf) = (t.u32s(col::COUNT)?, t.f64s(col::ACCURACY)?, t.f64s(col::CONFIDENCE)?);
     Ok((0..backbone.len())
-        .map(|i| BinRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), seed: seed[i], low: low[i], high: high[i], count: count[i], accuracy: acc[i], confidence: conf[i] })
+        .map(|i| BinRow { dataset: dataset[i].clone(), method: method[i].clone(), backbone: backbone[i].clone(), seed: seed[i], low: low[i], high: high[i], count: count[i], accuracy: acc[i], confidence: conf[i] })
         .collect())
 }
 
 fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, image) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::IMAGE)?);
     let (row, column, attention, norm) = (t.u32s(col::ROW)?, t.u32s(col::COLUMN)?, t.values(col::ATTENTION)?, t.values(col::PATCH_NORM)?);
     Ok((0..backbone.len())
         .map(|i| PatchRow {
-            dataset: dataset[i].clone(),
+            dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i],
             image: image[i],
@@ -468,12 +541,12 @@ fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
 }
 
 fn image_rows(t: &Table) -> anyhow::Result<Vec<ImageRow>> {
-    let dataset = t.strs(col::DATASET)?;
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, image, id, size) = (t.strs(col::BACKBONE)?, t.u32s(col::IMAGE)?, t.strs(col::IMAGE_ID)?, t.u32s(col::SIZE)?);
     let pixels = t.column(col::PIXELS)?.binary().with_context(|| format!("{}: column `{}`", t.path.display(), col::PIXELS))?;
     let pixels: Vec<Vec<u8>> = (0..pixels.len()).map(|i| pixels.get(i).unwrap_or_default().to_vec()).collect();
     let rows: Vec<ImageRow> = (0..backbone.len())
-        .map(|i| ImageRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), image: image[i], image_id: id[i].clone(), size: size[i], pixels: pixels[i].clone() })
+        .map(|i| ImageRow { dataset: dataset[i].clone(), method: method[i].clone(), backbone: backbone[i].clone(), image: image[i], image_id: id[i].clone(), size: size[i], pixels: pixels[i].clone() })
         .collect();
     if let Some(bad) = rows.iter().find(|r| r.pixels.len() != (r.size * r.size * 3) as usize) {
         bail!("{}: image {} of {} has {} bytes for {} × {} RGB", t.path.display(), bad.image, bad.backbone, bad.pixels.len(), bad.size, bad.size);

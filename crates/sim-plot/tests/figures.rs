@@ -30,10 +30,11 @@ where
     Column::from(Series::new(name.into(), values))
 }
 
-/// Writes a table of the study's one medical data set, `h`.
+/// Writes a table of the study's one medical data set, `h`, and its one method, `full`.
 fn write(dir: &Path, name: &str, columns: Vec<Column>) {
     let mut frame = DataFrame::new_infer_height(columns).unwrap();
     frame.insert_column(0, c(col::DATASET, vec!["h"; frame.height()])).unwrap();
+    frame.insert_column(1, c(col::METHOD, vec!["full"; frame.height()])).unwrap();
     write_frame(dir, name, &mut frame);
 }
 
@@ -404,7 +405,7 @@ fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
     assert!(table1.starts_with("| data set | backbone | n |"), "{table1}");
     assert!(table1.contains("| skin | vit | 2 |") && table1.contains("| xray | vit | 2 |"), "{table1}");
     let csv = std::fs::read_to_string(StudyDir::new(&d).tables_dir().join("table2.csv")).unwrap();
-    assert!(csv.starts_with("dataset,backbone,metric,") && csv.contains("\nxray,vit,ece,"), "{csv}");
+    assert!(csv.starts_with("dataset,method,backbone,metric,") && csv.contains("\nxray,full,vit,ece,"), "{csv}");
 
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
     assert!(report.contains("- `skin` / `vit`: 2 finished run(s)"), "{report}");

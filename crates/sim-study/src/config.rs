@@ -18,6 +18,10 @@ pub struct StudyConfig {
     pub datasets: Datasets,
     #[serde(default)]
     pub backbones: Vec<BackboneConfig>,
+    /// How each backbone is fine-tuned: a study axis (every data set ×
+    /// backbone × method × seed runs); default one method, `full`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<MethodConfig>,
     #[serde(default)]
     pub training: TrainingConfig,
     #[serde(default)]
@@ -156,18 +160,20 @@ impl fmt::Display for DatasetId {
     }
 }
 
-/// One fine-tuning run: a medical data set × a backbone × a seed. Its folder
-/// is `runs/<dataset>/<backbone>/seed-<NN>/` ([`crate::StudyDir::run_dir`]).
+/// One fine-tuning run: a medical data set × a backbone × a method × a
+/// seed. Its folder is `runs/<dataset>/<backbone>/<method>/seed-<NN>/`
+/// ([`crate::StudyDir::run_dir`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunId {
     pub dataset: String,
     pub backbone: String,
+    pub method: String,
     pub seed: u64,
 }
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} seed {}", self.dataset, self.backbone, self.seed)
+        write!(f, "{}/{}/{} seed {}", self.dataset, self.backbone, self.method, self.seed)
     }
 }
 
@@ -342,6 +348,86 @@ pub enum PosResize {
     MetaOffset,
 }
 
+/// A fine-tuning method: its kind, the kind's parameters, and layer-wise
+/// learning-rate decay (combinable with any kind). README, "Choosing a
+/// fine-tuning method".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodConfig {
+    /// The runs' folder `runs/<dataset>/<backbone>/<name>/`, the tables'
+    /// `method` column, the figures' facets.
+    pub name: String,
+    pub kind: MethodKind,
+    /// lp-ft: epochs of the linear-probe phase (backbone frozen) before
+    /// full fine-tuning from the probed head; at least 1, fewer than
+    /// `training.epochs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_epochs: Option<u32>,
+    /// l2-sp: α of α/2‖w − w₀‖² on the backbone (w₀ the pre-trained weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// l2-sp: β of β/2‖w_head‖² on the head's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// Layer-wise learning-rate decay (timm's `layer_decay`): block i of L
+    /// (1-based) at decay^(L + 1 − i) times the backbone rate, the
+    /// embedding at decay^(L + 1), the final norm at 1; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_decay: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodKind {
+    /// Every weight trained from the start (SPEC's protocol).
+    Full,
+    /// Kumar et al. (2022): a linear probe, then full fine-tuning.
+    LpFt,
+    /// Li et al. (2018): full fine-tuning pulled towards the pre-trained weights.
+    L2Sp,
+}
+
+impl MethodConfig {
+    /// Plain full fine-tuning under `name`.
+    pub fn full(name: &str) -> MethodConfig {
+        MethodConfig { name: name.into(), kind: MethodKind::Full, probe_epochs: None, alpha: None, beta: None, layer_decay: None }
+    }
+
+    fn validate(&self, at: &str, epochs: u32) -> Result<(), (String, String)> {
+        let field = |f: &str| format!("{at}.{f}");
+        check_name(&field("name"), &self.name)?;
+        let kind = self.kind;
+        let only = |name: &str, present: bool, wanted: MethodKind| -> Result<(), (String, String)> {
+            match (present, kind == wanted) {
+                (true, false) => Err((field(name), format!("not used by kind {kind:?}; remove it"))),
+                (false, true) => Err((field(name), format!("kind {kind:?} needs it"))),
+                _ => Ok(()),
+            }
+        };
+        only("probe_epochs", self.probe_epochs.is_some(), MethodKind::LpFt)?;
+        only("alpha", self.alpha.is_some(), MethodKind::L2Sp)?;
+        only("beta", self.beta.is_some(), MethodKind::L2Sp)?;
+        if let Some(p) = self.probe_epochs
+            && !(1..epochs).contains(&p)
+        {
+            return Err((field("probe_epochs"), format!("{p} is not in 1..{epochs} (training.epochs): both phases need an epoch")));
+        }
+        for (name, v) in [("alpha", self.alpha), ("beta", self.beta)] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err((field(name), format!("{v} is not a non-negative number")));
+            }
+        }
+        if let Some(d) = self.layer_decay
+            && !(d > 0.0 && d <= 1.0)
+        {
+            return Err((field("layer_decay"), format!("{d} is not in (0, 1]")));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClassBalance {
@@ -457,6 +543,10 @@ pub struct DumpConfig {
     pub epochs: Option<Vec<u32>>,
 }
 
+fn default_methods() -> Vec<MethodConfig> {
+    vec![MethodConfig::full("full")]
+}
+
 fn default_seeds() -> Vec<u64> {
     (0..20).collect()
 }
@@ -565,21 +655,33 @@ impl StudyConfig {
     /// The medical data set a command names, or the study's only one when it
     /// names none.
     pub fn only_dataset(&self, named: Option<String>) -> Result<String, String> {
-        match (named, self.medical_names().as_slice()) {
-            (Some(name), _) => Ok(name),
-            (None, [only]) => Ok(only.to_string()),
-            (None, names) => Err(format!("the study has {} medical data sets ({}): say which with --dataset", names.len(), names.join(", "))),
-        }
+        only_one(named, &self.medical_names(), "medical data sets", "--dataset")
     }
 
-    /// Every run of the study: data set × backbone × seed, in that order of
-    /// nesting and in config order (the index of a Slurm array task).
+    /// The method a command names, or the study's only one when it names none.
+    pub fn only_method(&self, named: Option<String>) -> Result<String, String> {
+        let names: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
+        only_one(named, &names, "methods", "--method")
+    }
+
+    /// The method called `name`.
+    pub fn method(&self, name: &str) -> Result<&MethodConfig, String> {
+        self.methods.iter().find(|m| m.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
+            format!("no method `{name}` in the study (methods: {})", names.join(", "))
+        })
+    }
+
+    /// Every run of the study: data set × backbone × method × seed, in that
+    /// order of nesting and in config order (the index of a Slurm array task).
     pub fn runs(&self) -> Vec<RunId> {
         let mut runs = Vec::new();
         for dataset in self.medical_names() {
             for b in &self.backbones {
-                for &seed in &self.study.seeds {
-                    runs.push(RunId { dataset: dataset.to_owned(), backbone: b.name.clone(), seed });
+                for m in &self.methods {
+                    for &seed in &self.study.seeds {
+                        runs.push(RunId { dataset: dataset.to_owned(), backbone: b.name.clone(), method: m.name.clone(), seed });
+                    }
                 }
             }
         }
@@ -660,6 +762,17 @@ impl StudyConfig {
             {
                 return err(&at("mean"), format!("{mean:?}: every value must be finite"));
             }
+        }
+        if self.methods.is_empty() {
+            return err("methods", "needs at least one method (or none given: `full`)".into());
+        }
+        let mut method_names = Vec::new();
+        for (i, m) in self.methods.iter().enumerate() {
+            m.validate(&format!("methods[{i}]"), self.training.epochs)?;
+            if method_names.contains(&&m.name) {
+                return err(&format!("methods[{i}].name"), format!("method name `{}` is used twice", m.name));
+            }
+            method_names.push(&m.name);
         }
         self.training.validate()?;
         self.evaluation.validate()?;
@@ -830,6 +943,15 @@ impl EvaluationConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The value a command names, or the only one there is.
+fn only_one(named: Option<String>, names: &[&str], what: &str, flag: &str) -> Result<String, String> {
+    match (named, names) {
+        (Some(name), _) => Ok(name),
+        (None, [only]) => Ok(only.to_string()),
+        (None, names) => Err(format!("the study has {} {what} ({}): say which with {flag}", names.len(), names.join(", "))),
     }
 }
 
@@ -1027,15 +1149,19 @@ checkpoint = "b.safetensors"
     }
 
     #[test]
-    fn runs_nest_data_set_then_backbone_then_seed() {
+    fn runs_nest_data_set_then_backbone_then_method_then_seed() {
         let runs: Vec<String> = parse(TWO_MEDICAL).unwrap().runs().iter().map(|r| r.to_string()).collect();
         assert_eq!(
             runs,
             [
-                "ham10000/a seed 0", "ham10000/a seed 1", "ham10000/b seed 0", "ham10000/b seed 1",
-                "pneumonia/a seed 0", "pneumonia/a seed 1", "pneumonia/b seed 0", "pneumonia/b seed 1",
+                "ham10000/a/full seed 0", "ham10000/a/full seed 1", "ham10000/b/full seed 0", "ham10000/b/full seed 1",
+                "pneumonia/a/full seed 0", "pneumonia/a/full seed 1", "pneumonia/b/full seed 0", "pneumonia/b/full seed 1",
             ]
         );
+        let two_methods = format!("{TWO_MEDICAL}[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"probe\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n");
+        let runs = parse(&two_methods).unwrap().runs();
+        assert_eq!(runs.len(), 16);
+        assert_eq!(runs[2].to_string(), "ham10000/a/probe seed 0", "method nests inside backbone, outside seed");
     }
 
     #[test]
@@ -1052,6 +1178,29 @@ checkpoint = "b.safetensors"
         assert!(msg.contains("datasets.medical[1].test_splt"), "{msg}");
         let none = MINIMAL.replace("[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"\n", "");
         assert!(parse(&none).unwrap_err().to_string().contains("datasets"));
+    }
+
+    #[test]
+    fn methods_default_to_full_and_their_fields_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.methods, [MethodConfig::full("full")]);
+        assert_eq!(parse(&c.to_resolved_toml()).unwrap(), c);
+        let with = |m: &str| parse(&format!("{MINIMAL}\n[training]\nepochs = 3\n[[methods]]\nname = \"m\"\n{m}"));
+        let ok = with("kind = \"l2-sp\"\nalpha = 0.01\nbeta = 0.01\nlayer_decay = 0.75\n").unwrap();
+        assert_eq!(ok.methods[0].kind, MethodKind::L2Sp);
+        for (body, field, says) in [
+            ("kind = \"lp-ft\"\n", "methods[0].probe_epochs", "needs it"),
+            ("kind = \"lp-ft\"\nprobe_epochs = 3\n", "methods[0].probe_epochs", "not in 1..3"),
+            ("kind = \"full\"\nalpha = 0.1\n", "methods[0].alpha", "not used"),
+            ("kind = \"l2-sp\"\nalpha = -1.0\nbeta = 0.0\n", "methods[0].alpha", "non-negative"),
+            ("kind = \"full\"\nlayer_decay = 1.5\n", "methods[0].layer_decay", "(0, 1]"),
+            ("kind = \"full-ft\"\n", "methods[0].kind", "full-ft"),
+        ] {
+            let msg = with(body).unwrap_err().to_string();
+            assert!(msg.contains(field) && msg.contains(says), "{body}: {msg}");
+        }
+        let twice = parse(&format!("{MINIMAL}[[methods]]\nname = \"m\"\nkind = \"full\"\n[[methods]]\nname = \"m\"\nkind = \"full\"\n"));
+        assert!(twice.unwrap_err().to_string().contains("methods[1].name"));
     }
 
     #[test]

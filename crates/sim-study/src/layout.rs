@@ -1,6 +1,6 @@
 //! The files a study leaves (SPEC, "Files a study leaves"), in one place so
 //! every stage and every binary agrees on them. A run is a medical data set
-//! × a backbone × a seed ([`RunId`]):
+//! × a backbone × a fine-tuning method × a seed ([`RunId`]):
 //!
 //! ```text
 //! <study>/
@@ -95,7 +95,7 @@ impl StudyDir {
 
     /// The folder of one run.
     pub fn run_dir(&self, run: &RunId) -> PathBuf {
-        self.model_dir(&run.dataset, &run.backbone).join(format!("seed-{:02}", run.seed))
+        self.model_dir(&run.dataset, &run.backbone).join(&run.method).join(format!("seed-{:02}", run.seed))
     }
 
     /// The evaluation after `epoch` (≥ 1) of a run.
@@ -103,25 +103,32 @@ impl StudyDir {
         self.run_dir(run).join(format!("epoch-{epoch:03}.safetensors"))
     }
 
-    /// Refuses a study folder laid out before data sets were an axis
-    /// (`runs/<backbone>/seed-<NN>/`): its runs would be neither read nor
-    /// resumed, and new ones would start beside them.
+    /// Refuses a study folder of an earlier layout (`runs/<backbone>/seed-<NN>/`
+    /// before data sets were an axis, `runs/<dataset>/<backbone>/seed-<NN>/`
+    /// before methods were): its runs would be neither read nor resumed, and
+    /// new ones would start beside them.
     pub fn check_layout(&self) -> io::Result<()> {
-        let Ok(entries) = std::fs::read_dir(self.root.join("runs")) else { return Ok(()) };
-        for entry in entries.flatten() {
-            let old = entry.path();
-            let is_old = |name: &str| old.join(name).exists();
-            // A run folder right below: `runs/<backbone>/seed-<NN>/train.log`.
-            let has_seed = std::fs::read_dir(&old)
-                .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("seed-") && e.path().join("train.log").exists()))
-                .unwrap_or(false);
-            if has_seed || is_old("pretrained.safetensors") || is_old("backbone.toml") {
-                return Err(io::Error::other(format!(
-                    "{}: a study folder of an earlier version (runs/<backbone>/seed-<NN>/); runs now live in \
-                     runs/<dataset>/<backbone>/seed-<NN>/. Run this study into a new study.output_dir, or remove {}",
-                    old.display(),
-                    self.root.display()
-                )));
+        let subfolders = |dir: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default()
+        };
+        // A run folder (it has a log) right below `folder`.
+        let runs_in = |folder: &Path| subfolders(folder).iter().any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seed-")) && p.join("train.log").exists());
+        let refuse = |old: &Path, was: &str| {
+            Err(io::Error::other(format!(
+                "{}: a study folder of an earlier version ({was}); runs now live in \
+                 runs/<dataset>/<backbone>/<method>/seed-<NN>/. Run this study into a new study.output_dir, or remove {}",
+                old.display(),
+                self.root.display()
+            )))
+        };
+        for first in subfolders(&self.root.join("runs")) {
+            if runs_in(&first) || first.join("pretrained.safetensors").exists() || first.join("backbone.toml").exists() {
+                return refuse(&first, "runs/<backbone>/seed-<NN>/");
+            }
+            for second in subfolders(&first) {
+                if runs_in(&second) {
+                    return refuse(&second, "runs/<dataset>/<backbone>/seed-<NN>/");
+                }
             }
         }
         Ok(())
@@ -202,17 +209,21 @@ mod tests {
     }
 
     #[test]
-    fn a_study_folder_of_the_layout_before_data_sets_is_refused() {
+    fn a_study_folder_of_an_earlier_layout_is_refused() {
         let config = minimal_config();
         let dir = tempfile::tempdir().unwrap();
         let study = StudyDir::new(dir.path());
-        let run = RunId { dataset: "h".into(), backbone: "vit".into(), seed: 0 };
+        let run = RunId { dataset: "h".into(), backbone: "vit".into(), method: "full".into(), seed: 0 };
         std::fs::create_dir_all(study.run_dir(&run)).unwrap();
+        std::fs::write(study.run_dir(&run).join("train.log"), "").unwrap();
         study.write_resolved_config(&config).unwrap();
-        std::fs::create_dir_all(dir.path().join("runs/vit/seed-00")).unwrap();
-        std::fs::write(dir.path().join("runs/vit/seed-00/train.log"), "").unwrap();
-        let msg = study.write_resolved_config(&config).unwrap_err().to_string();
-        assert!(msg.contains("earlier version") && msg.contains("runs/vit"), "{msg}");
+        for (old, says) in [("runs/h/vit/seed-01", "runs/<dataset>/<backbone>/seed-<NN>/"), ("runs/vit/seed-00", "runs/<backbone>/seed-<NN>/")] {
+            std::fs::create_dir_all(dir.path().join(old)).unwrap();
+            std::fs::write(dir.path().join(old).join("train.log"), "").unwrap();
+            let msg = study.write_resolved_config(&config).unwrap_err().to_string();
+            assert!(msg.contains("earlier version") && msg.contains(says), "{old}: {msg}");
+            std::fs::remove_dir_all(dir.path().join(old)).unwrap();
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `runs/<dataset>/<backbone>/seed-<NN>/run.toml`: a run's status and its last finished
+//! `runs/<dataset>/<backbone>/<method>/seed-<NN>/run.toml`: a run's status and its last finished
 //! epoch. It is the run's commit point: an epoch counts as done once this
 //! file says so, and every file of a later epoch (an evaluation, a checkpoint
 //! folder) is a leftover of an interrupted attempt that the next attempt
@@ -23,6 +23,8 @@ pub struct RunState {
     /// The medical data set the run fine-tunes on.
     pub dataset: String,
     pub backbone: String,
+    /// The fine-tuning method (`[[methods]]`).
+    pub method: String,
     pub seed: u64,
     /// Hash of the study's resolved config (`study.sha256`).
     pub config_hash: String,
@@ -93,6 +95,7 @@ mod tests {
         let state = RunState {
             dataset: "d".into(),
             backbone: "b".into(),
+            method: "full".into(),
             seed: 3,
             config_hash: "c".into(),
             backbone_sha256: "s".into(),

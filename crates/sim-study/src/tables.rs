@@ -32,6 +32,8 @@ pub mod file {
 pub mod col {
     /// The medical data set: the first column of every table.
     pub const DATASET: &str = "dataset";
+    /// The fine-tuning method: the second column of every table.
+    pub const METHOD: &str = "method";
     pub const BACKBONE: &str = "backbone";
     pub const SEED: &str = "seed";
     pub const EPOCH: &str = "epoch";

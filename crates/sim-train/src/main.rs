@@ -32,8 +32,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Fine-tune one backbone with one seed on one medical data set: the run
-    /// `runs/<dataset>/<backbone>/seed-<NN>/` of the study. Evaluates the
+    /// Fine-tune one backbone with one method and one seed on one medical
+    /// data set: the run `runs/<dataset>/<backbone>/<method>/seed-<NN>/` of
+    /// the study. Evaluates the
     /// pre-trained backbone once (epoch 0, shared by its seeds) and after every
     /// epoch, checkpoints every epoch, and resumes from the last finished epoch
     /// when run again (a finished run is a no-op).
@@ -48,6 +49,10 @@ enum Command {
         /// study has one.
         #[arg(long)]
         dataset: Option<String>,
+        /// A method `name` of the config; may be left out when the study has
+        /// one (without `[[methods]]`: `full`).
+        #[arg(long)]
+        method: Option<String>,
         /// A backbone `name` of the config.
         #[arg(long)]
         backbone: String,
@@ -98,10 +103,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Data { config } => data(&config),
-        Command::Finetune { config: path, dataset, backbone, seed } => {
+        Command::Finetune { config: path, dataset, method, backbone, seed } => {
             let config = StudyConfig::from_file(&path)?;
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let run = RunId { dataset: config.only_dataset(dataset).map_err(anyhow::Error::msg)?, backbone, seed };
+            let dataset = config.only_dataset(dataset).map_err(anyhow::Error::msg)?;
+            let method = config.only_method(method).map_err(anyhow::Error::msg)?;
+            let run = RunId { dataset, backbone, method, seed };
             let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
             println!("{run}: {outcome:?}");
             Ok(())

@@ -112,11 +112,11 @@ fn tensor(path: &Path, name: &str) -> Vec<f64> {
 
 /// The run of the tiny study with `seed`.
 fn tiny(seed: u64) -> RunId {
-    RunId { dataset: "ham10000".into(), backbone: "tiny-vit".into(), seed }
+    RunId { dataset: "ham10000".into(), backbone: "tiny-vit".into(), method: "full".into(), seed }
 }
 
 fn epoch_file(dir: &Path, seed: u64, epoch: u32) -> PathBuf {
-    dir.join(format!("study/runs/ham10000/tiny-vit/seed-{seed:02}/epoch-{epoch:03}.safetensors"))
+    dir.join(format!("study/runs/ham10000/tiny-vit/full/seed-{seed:02}/epoch-{epoch:03}.safetensors"))
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
     if std::fs::read(&fa).unwrap() != std::fs::read(&fb).unwrap() {
         eprintln!("note: same-seed runs agree to {REPEAT_TOLERANCE:e} but are not bit-identical this time");
     }
-    let state = RunState::read(&a.path().join("study/runs/ham10000/tiny-vit/seed-00")).unwrap().unwrap();
+    let state = RunState::read(&a.path().join("study/runs/ham10000/tiny-vit/full/seed-00")).unwrap().unwrap();
     assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS));
 
     // Another seed: another head and order, the same shared epoch 0.
@@ -155,7 +155,7 @@ fn killed_run_resumes_to_the_same_numbers() {
 
     let (_, path) = study(killed.path(), "");
     let finetune = || finetune_command(&path, 0).stderr(Stdio::null()).spawn().unwrap();
-    let run_dir = killed.path().join("study/runs/ham10000/tiny-vit/seed-00");
+    let run_dir = killed.path().join("study/runs/ham10000/tiny-vit/full/seed-00");
     let mut child = finetune();
     let start = Instant::now();
     loop {
@@ -192,7 +192,7 @@ fn a_diverging_loss_marks_the_run_failed_and_keeps_earlier_files() {
     config.training.warmup_epochs = 0;
     let err = run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap_err().to_string();
     assert!(err.contains("at epoch 1, step"), "{err}");
-    let state = RunState::read(&dir.path().join("study/runs/ham10000/tiny-vit/seed-00")).unwrap().unwrap();
+    let state = RunState::read(&dir.path().join("study/runs/ham10000/tiny-vit/full/seed-00")).unwrap().unwrap();
     assert_eq!(state.status, Status::Failed);
     assert!(state.message.unwrap().contains("epoch 1"));
     let pretrained = dir.path().join("study/runs/ham10000/tiny-vit/pretrained.safetensors");
@@ -248,7 +248,7 @@ fn a_kill_between_any_two_writes_resumes_to_the_same_numbers() {
         assert_eq!(status.signal(), Some(9), "{point}: not killed there ({status})");
         let rerun = finetune_command(&path, 0).output().unwrap();
         assert!(rerun.status.success(), "{point}: the rerun failed:\n{}", String::from_utf8_lossy(&rerun.stderr));
-        let run_dir = dir.path().join("study/runs/ham10000/tiny-vit/seed-00");
+        let run_dir = dir.path().join("study/runs/ham10000/tiny-vit/full/seed-00");
         let state = RunState::read(&run_dir).unwrap().unwrap();
         assert_eq!((state.status, state.last_finished_epoch), (Status::Finished, EPOCHS), "{point}");
         for epoch in 1..=EPOCHS {
@@ -273,7 +273,7 @@ fn a_second_process_on_the_same_run_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let (_, path) = study(dir.path(), "");
     let mut first = finetune_command(&path, 0).stderr(Stdio::null()).spawn().unwrap();
-    let lock = dir.path().join("study/runs/ham10000/tiny-vit/seed-00/.lock");
+    let lock = dir.path().join("study/runs/ham10000/tiny-vit/full/seed-00/.lock");
     let holder = format!("process {} on host", first.id());
     let start = Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&holder)) {
@@ -284,10 +284,10 @@ fn a_second_process_on_the_same_run_is_refused_naming_the_first() {
     let first_still_running = first.try_wait().unwrap().is_none();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains(&format!("{} is in use by {holder}", dir.path().join("study/runs/ham10000/tiny-vit/seed-00").display())), "{stderr}");
+    assert!(stderr.contains(&format!("{} is in use by {holder}", dir.path().join("study/runs/ham10000/tiny-vit/full/seed-00").display())), "{stderr}");
     assert!(first_still_running, "the first run ended before the second was refused: the lock was not tested");
     assert!(first.wait().unwrap().success(), "the first run was disturbed");
-    let log = std::fs::read_to_string(dir.path().join("study/runs/ham10000/tiny-vit/seed-00/train.log")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("study/runs/ham10000/tiny-vit/full/seed-00/train.log")).unwrap();
     assert_eq!(log.matches("epoch 0 evaluation written").count(), 1, "one process wrote the log:\n{log}");
 }
 
@@ -315,7 +315,7 @@ fn a_study_knows_its_backbone_file_and_not_its_folder() {
     for part in [file.display().to_string(), before, sha(&file)] {
         assert!(msg.contains(&part), "{part} not in: {msg}");
     }
-    assert!(!dir.path().join("moved/runs/ham10000/tiny-vit/seed-01/run.toml").exists());
+    assert!(!dir.path().join("moved/runs/ham10000/tiny-vit/full/seed-01/run.toml").exists());
 
     bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();

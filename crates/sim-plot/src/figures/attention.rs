@@ -7,7 +7,7 @@
 //! viridis colour map (dark: low, yellow: high). The fine-tuned model is the
 //! backbone's θ* (its run of best accuracy). A raster figure: PNG only.
 
-use crate::study::{ImageRow, PatchRow, Study};
+use crate::study::{Facet, ImageRow, PatchRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -31,8 +31,9 @@ struct GridRow {
 }
 
 pub struct AttentionGrid {
-    /// The medical data set, named in the file when the study has several.
-    dataset: Option<String>,
+    /// The facet (data set, method), named in the file and the title when
+    /// the study has several.
+    facet: Option<Facet>,
     backbone: String,
     seed: u64,
     rows: Vec<GridRow>,
@@ -74,7 +75,7 @@ impl AttentionGrid {
                 })
                 .collect();
             if !rows.is_empty() {
-                grids.push(AttentionGrid { dataset: None, backbone: b.to_string(), seed, rows });
+                grids.push(AttentionGrid { facet: None, backbone: b.to_string(), seed, rows });
             }
         }
         if grids.is_empty() {
@@ -85,9 +86,9 @@ impl AttentionGrid {
 }
 
 impl AttentionGrid {
-    /// The grid, its file named after its data set too.
-    pub fn in_dataset(self, dataset: &str) -> AttentionGrid {
-        AttentionGrid { dataset: Some(dataset.to_owned()), ..self }
+    /// The grid, its file and title naming its facet too.
+    pub fn in_facet(self, facet: &Facet) -> AttentionGrid {
+        AttentionGrid { facet: Some(facet.clone()), ..self }
     }
 }
 
@@ -155,8 +156,8 @@ fn panel_pixels(image: &ImageRow, side: usize, overlay: Option<&Map>) -> Vec<u8>
 
 impl Figure for AttentionGrid {
     fn name(&self) -> String {
-        match &self.dataset {
-            Some(dataset) => format!("fig3_attention_{dataset}_{}", self.backbone),
+        match &self.facet {
+            Some(facet) => format!("fig3_attention_{}_{}", facet.file_tag(), self.backbone),
             None => format!("fig3_attention_{}", self.backbone),
         }
     }
@@ -176,7 +177,7 @@ impl Figure for AttentionGrid {
         let (header, body) = root.split_vertically(pt(0.35 * 72.0));
         let (title_area, column_titles) = header.split_vertically(pt(12.0));
         let label_width = pt(58.0);
-        let on = self.dataset.as_ref().map_or(String::new(), |d| format!(" on {d}"));
+        let on = self.facet.as_ref().map_or(String::new(), |f| format!(" ({})", f.label()));
         let title = format!("{}: pre-trained vs fine-tuned{on} (θ*, seed {}); each map scaled to its own range, viridis", self.backbone, self.seed);
         title_area.draw(&Text::new(title, (pt(3.0) as i32, pt(2.0) as i32), font(7.5)))?;
         let (_, header_cells) = column_titles.split_horizontally(label_width);

@@ -3,7 +3,7 @@
 //! 0 the embedding, the last the final norm), mean ± sd over runs, one colour
 //! per backbone, CLS token solid and patch mean dashed. `layers_epochs_cka`:
 //! a layer × epoch heat map of the mean CLS CKA, one panel per backbone, on
-//! one colour scale, shared by every data set's facet (viridis, from the lowest cell rounded down to a tenth,
+//! one colour scale, shared by every facet (viridis, from the lowest cell rounded down to a tenth,
 //! to 1). Medical test set. The embedding layer's CLS token is the same for
 //! every image, so it has no CKA and no cell.
 
@@ -142,11 +142,11 @@ fn scale_floor(panels: &[Panel]) -> f64 {
 }
 
 impl LayerEpochMap {
-    /// The maps of `study`'s rows, on a colour scale that spans every data
-    /// set of `whole` (so facets share one scale).
+    /// The maps of `study`'s rows, on a colour scale that spans every facet
+    /// of `whole` (so facets share one scale).
     pub fn prepare(study: &Study, whole: &Study) -> Result<LayerEpochMap, String> {
         let panels = Self::panels(study)?;
-        let floor = whole.datasets.iter().filter_map(|d| Self::panels(&whole.for_dataset(d)).ok()).map(|p| scale_floor(&p)).fold(scale_floor(&panels), f64::min);
+        let floor = whole.facets().iter().filter_map(|f| Self::panels(&whole.facet(f)).ok()).map(|p| scale_floor(&p)).fold(scale_floor(&panels), f64::min);
         Ok(LayerEpochMap { panels, floor })
     }
 

@@ -2,8 +2,9 @@
 //! two steps: `prepare` takes what it needs from the [`Study`] (or says why
 //! it cannot be drawn: no finished run, no attention maps, …), and the
 //! [`Figure`] it returns draws itself on any backend. A study with several
-//! medical data sets gets each figure once per data set, as facets of one
-//! file ([`facets`]); Figure 3, a grid per backbone, gets a file per data set.
+//! medical data sets or methods gets each figure once per (data set,
+//! method), as facets of one file ([`facets`]); Figure 3, a grid per
+//! backbone, gets a file per facet.
 
 mod attention;
 mod cka_ece;
@@ -60,24 +61,26 @@ pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyh
 }
 
 /// Figure 3: one grid per backbone, `fig3_attention_<backbone>.png`; with
-/// several medical data sets one per data set and backbone,
-/// `fig3_attention_<dataset>_<backbone>.png`.
+/// several facets one per facet and backbone,
+/// `fig3_attention_<facet>_<backbone>.png` (`<facet>`: the data set, the
+/// method, or both).
 fn attention_grids(study: &Study, dir: &Path, formats: &[Format]) -> anyhow::Result<Outcome> {
     let (mut files, mut captions, mut left_out) = (Vec::new(), Vec::new(), Vec::new());
-    for dataset in &study.datasets {
-        let grids = match attention::AttentionGrid::prepare_all(&study.for_dataset(dataset)) {
+    let several = study.several_facets();
+    for facet in study.facets() {
+        let grids = match attention::AttentionGrid::prepare_all(&study.facet(&facet)) {
             Ok(grids) => grids,
             Err(why) => {
-                left_out.push(format!("{dataset}: {why}"));
+                left_out.push(format!("{}: {why}", facet.label()));
                 continue;
             }
         };
-        let grids: Vec<_> = if study.several_datasets() { grids.into_iter().map(|g| g.in_dataset(dataset)).collect() } else { grids };
+        let grids: Vec<_> = if several { grids.into_iter().map(|g| g.in_facet(&facet)).collect() } else { grids };
         for grid in &grids {
             files.extend(save(grid, dir, formats)?);
         }
         let caption = attention::caption(&grids);
-        captions.push(if study.several_datasets() { format!("**{dataset}**: {caption}") } else { caption });
+        captions.push(if several { format!("**{}**: {caption}", facet.label()) } else { caption });
     }
     if files.is_empty() {
         return Ok(Outcome::LeftOut(left_out.join("; ")));

@@ -1,5 +1,6 @@
 //! `sim-train finetune`: one run = one medical data set × one backbone × one
-//! seed (SPEC, "Fine-tuning protocol"). Full fine-tuning with a new linear head on the
+//! fine-tuning method × one seed (SPEC, "Fine-tuning protocol"; the methods
+//! other than full fine-tuning: [`method`]). Full fine-tuning with a new linear head on the
 //! final-norm CLS token, cross-entropy, AdamW with separate backbone and head
 //! learning rates, cosine schedule with warm-up. An evaluation before training
 //! (epoch 0, shared by every seed of a data set and backbone; its natural-image
@@ -12,6 +13,7 @@
 
 pub mod classifier;
 pub mod eval;
+pub mod method;
 pub mod plan;
 pub mod schedule;
 pub mod state;
@@ -23,11 +25,11 @@ use crate::model::LoadOptions;
 use anyhow::{Context, bail};
 use burn::module::AutodiffModule;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use classifier::Classifier;
 use eval::{EvalSets, evaluate, evaluate_medical, evaluate_natural};
+use method::Method;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -67,6 +69,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     })?;
     let medical_id = DatasetId::Medical(run.dataset.clone());
     config.dataset(&medical_id).map_err(anyhow::Error::msg)?;
+    let method_config = config.method(&run.method).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
     let backbone_path = bcfg.checkpoint_path(config_dir);
     let loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
@@ -132,7 +135,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     }
 
     let t = &config.training;
-    let mut training = Training::new(Classifier::new(loaded.model, classes, seed, device), t.weight_decay);
+    let classifier = Classifier::new(loaded.model, classes, seed, device);
+    // Anchored at the backbone as the classifier holds it (its own head dropped).
+    let method = Method::new(method_config, &classifier.backbone);
+    let mut training = Training::new(classifier, t.weight_decay);
     if resumed_at > 0 {
         // Checkpoints of other epochs: older ones a kill kept from being
         // pruned, later ones a kill kept from being committed.
@@ -143,6 +149,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let mut state = state.unwrap_or(RunState {
         dataset: run.dataset.clone(),
         backbone: backbone.into(),
+        method: run.method.clone(),
         seed,
         config_hash: hash,
         backbone_sha256: backbone_sha256.clone(),
@@ -162,6 +169,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
             .init(device),
         training: t,
         per_epoch: train.len().div_ceil(t.batch_size),
+        method: &method,
         device,
     };
     let images = plan::EvalImages {
@@ -172,7 +180,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     };
     let step_seconds = plan::time_step(&training.model, t.batch_size, size as usize, classes, device);
     let cost = plan::RunCost::new(config, &training.model, images, train.len(), step_seconds);
-    tracing::info!("{}", cost.describe(&bcfg.name, size));
+    tracing::info!("{}; method {} ({:?})", cost.describe(&bcfg.name, size), run.method, method_config.kind);
 
     for epoch in resumed_at + 1..=t.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -305,6 +313,7 @@ struct StepInputs<'a, B: AutodiffBackend> {
     training: &'a TrainingConfig,
     /// Steps per epoch: the schedule's unit.
     per_epoch: usize,
+    method: &'a Method<B>,
     device: &'a B::Device,
 }
 
@@ -315,8 +324,9 @@ struct NonFiniteLoss {
 }
 
 /// One epoch: a step per batch of `order`, the backbone's and the head's
-/// learning rates each scaled by the schedule, augmentation drawn from `rng`.
-/// Stops at the first non-finite loss.
+/// learning rates each scaled by the schedule, augmentation drawn from `rng`;
+/// the method adds to the loss and decides what steps. Stops at the first
+/// non-finite loss.
 fn train_epoch<B: AutodiffBackend>(
     mut tr: Training<B>,
     epoch: u32,
@@ -329,16 +339,15 @@ fn train_epoch<B: AutodiffBackend>(
     for (step, batch_idx) in order.chunks(t.batch_size).enumerate() {
         let factor = schedule::lr_factor((epoch as usize - 1) * inputs.per_epoch + step, inputs.per_epoch, t.warmup_epochs, t.epochs);
         let batch = inputs.batcher.train::<B>(batch_idx, &inputs.augment, rng, inputs.device);
-        let loss = inputs.loss.forward(tr.model.logits(batch.images), batch.labels);
+        let mut loss = inputs.loss.forward(tr.model.logits(batch.images), batch.labels);
+        if let Some(penalty) = inputs.method.penalty(&tr.model) {
+            loss = loss + penalty;
+        }
         let value: f64 = loss.clone().into_scalar().elem();
         if !value.is_finite() {
             return Err(NonFiniteLoss { step: step + 1, value });
         }
-        let mut grads = loss.backward();
-        let head_grads = GradientsParams::from_module(&mut grads, &tr.model.head);
-        let backbone_grads = GradientsParams::from_module(&mut grads, &tr.model.backbone);
-        tr.model = tr.opt_backbone.step(t.lr_backbone * factor, tr.model, backbone_grads);
-        tr.model = tr.opt_head.step(t.lr_head * factor, tr.model, head_grads);
+        tr = inputs.method.step(tr, loss.backward(), epoch, t.lr_backbone * factor, t.lr_head * factor);
         let images_per_s = (step * t.batch_size + batch_idx.len()) as f64 / start.elapsed().as_secs_f64();
         progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, images_per_s);
     }

@@ -1,0 +1,118 @@
+//! How a run fine-tunes: the study's `[[methods]]` (README, "Choosing a
+//! fine-tuning method"). The training loop asks its method, at every step,
+//! what the loss adds ([`Method::penalty`]) and how the optimisers step
+//! ([`Method::step`]): which parameters train in this epoch, at which
+//! learning rate. Full fine-tuning adds nothing and steps everything at the
+//! configured rates.
+
+use super::classifier::Classifier;
+use super::state::Training;
+use crate::model::Vit;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use sim_study::config::{MethodConfig, MethodKind};
+
+/// A run's method, with what it keeps of the pre-trained backbone.
+pub struct Method<B: AutodiffBackend> {
+    config: MethodConfig,
+    /// l2-sp: the pre-trained backbone's parameters, flattened, in the
+    /// order [`Module::visit`] meets them (constants: no gradient).
+    anchor: Vec<Tensor<B, 1>>,
+}
+
+/// Every float parameter of a module, flattened, in visiting order.
+struct Flatten<B: Backend>(Vec<Tensor<B, 1>>);
+
+impl<B: Backend> ModuleVisitor<B> for Flatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let tensor = param.val();
+        let n = tensor.shape().num_elements();
+        self.0.push(tensor.reshape([n]));
+    }
+}
+
+fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
+    let mut visitor = Flatten(Vec::new());
+    module.visit(&mut visitor);
+    visitor.0
+}
+
+impl<B: AutodiffBackend> Method<B> {
+    /// The method of `config`, anchored (l2-sp) at the `pretrained` backbone
+    /// as the classifier holds it (the same parameters in the same order).
+    pub fn new(config: &MethodConfig, pretrained: &Vit<B>) -> Method<B> {
+        let anchor = match config.kind {
+            MethodKind::L2Sp => flatten(pretrained).into_iter().map(Tensor::detach).collect(),
+            MethodKind::Full | MethodKind::LpFt => Vec::new(),
+        };
+        Method { config: config.clone(), anchor }
+    }
+
+    /// Whether the backbone trains in `epoch` (1-based): not during lp-ft's
+    /// linear-probe phase.
+    pub fn backbone_trains(&self, epoch: u32) -> bool {
+        self.config.probe_epochs.is_none_or(|p| epoch > p)
+    }
+
+    /// What the method adds to the loss: l2-sp's α/2‖w − w₀‖² over the
+    /// backbone plus β/2‖W‖² over the head's weights.
+    ///
+    /// # Shapes
+    /// - output: `[1]`
+    pub fn penalty(&self, model: &Classifier<B>) -> Option<Tensor<B, 1>> {
+        let (MethodKind::L2Sp, Some(alpha), Some(beta)) = (self.config.kind, self.config.alpha, self.config.beta) else { return None };
+        let drift = flatten(&model.backbone).into_iter().zip(&self.anchor).map(|(w, w0)| {
+            let d = w - w0.clone();
+            (d.clone() * d).sum()
+        });
+        let drift = drift.reduce(|a, b| a + b)?;
+        let head = model.head.weight.val();
+        let head = (head.clone() * head).sum();
+        Some(drift * (alpha / 2.0) + head * (beta / 2.0))
+    }
+
+    /// The backbone's parameter groups and the factor on the backbone's
+    /// learning rate of each. Layer decay d over L blocks, as timm's
+    /// `layer_decay` numbers layers: the embedding (layer 0) d^(L+1), block i
+    /// (layer i, 1-based) d^(L+1−i), the final norm d^0 = 1. Without layer
+    /// decay: one group at 1.
+    fn backbone_groups(&self, grads: &mut B::Gradients, vit: &Vit<B>) -> Vec<(GradientsParams, f64)> {
+        let Some(decay) = self.config.layer_decay else {
+            return vec![(GradientsParams::from_module(grads, vit), 1.0)];
+        };
+        let depth = vit.blocks.len() as i32;
+        let mut groups = Vec::new();
+        let embedding = decay.powi(depth + 1);
+        groups.push((GradientsParams::from_module(grads, &vit.patch_embed), embedding));
+        groups.push((GradientsParams::from_module(grads, &vit.cls_token), embedding));
+        groups.push((GradientsParams::from_module(grads, &vit.pos_embed), embedding));
+        if let Some(reg) = &vit.reg_token {
+            groups.push((GradientsParams::from_module(grads, reg), embedding));
+        }
+        if let Some(norm) = &vit.norm_pre {
+            groups.push((GradientsParams::from_module(grads, norm), embedding));
+        }
+        for (i, block) in vit.blocks.iter().enumerate() {
+            groups.push((GradientsParams::from_module(grads, block), decay.powi(depth - i as i32)));
+        }
+        // What is left: the final norm (and a projection, where there is one).
+        groups.push((GradientsParams::from_module(grads, vit), 1.0));
+        groups
+    }
+
+    /// One optimiser step of `tr` from the gradients of the step's loss: the
+    /// backbone (when it trains in `epoch`) at `lr_backbone` times its
+    /// groups' factors, the head at `lr_head`.
+    pub fn step(&self, mut tr: Training<B>, mut grads: B::Gradients, epoch: u32, lr_backbone: f64, lr_head: f64) -> Training<B> {
+        let head = GradientsParams::from_module(&mut grads, &tr.model.head);
+        if self.backbone_trains(epoch) {
+            for (group, factor) in self.backbone_groups(&mut grads, &tr.model.backbone) {
+                tr.model = tr.opt_backbone.step(lr_backbone * factor, tr.model, group);
+            }
+        }
+        tr.model = tr.opt_head.step(lr_head, tr.model, head);
+        tr
+    }
+}
