@@ -85,7 +85,7 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// One fine-tuning run of a study (what `reproduce` starts per run, and
-    /// each Slurm array task), by data set, backbone and seed or by index.
+    /// each Slurm array task), by data set, backbone, method and seed or by index.
     #[command(hide = true)]
     RunOne {
         #[arg(long)]
@@ -155,11 +155,7 @@ fn main() -> anyhow::Result<()> {
         Command::RunOne { config: path, dataset, method, backbone, seed, index, output } => {
             let config = reproduce::load_config(&path, output.as_deref())?;
             let run = match (backbone, seed, index) {
-                (Some(backbone), Some(seed), None) => {
-                    let dataset = config.only_dataset(dataset).map_err(anyhow::Error::msg)?;
-                    let method = config.only_method(method).map_err(anyhow::Error::msg)?;
-                    sim_study::config::RunId { dataset, backbone, method, seed }
-                }
+                (Some(backbone), Some(seed), None) => config.run_named(dataset, backbone, method, seed).map_err(anyhow::Error::msg)?,
                 (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
                 _ => anyhow::bail!("run-one takes [--dataset] --backbone and --seed, or --index"),
             };

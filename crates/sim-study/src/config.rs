@@ -652,16 +652,16 @@ impl StudyConfig {
         self.datasets.medical.iter().map(DatasetConfig::name).collect()
     }
 
-    /// The medical data set a command names, or the study's only one when it
-    /// names none.
-    pub fn only_dataset(&self, named: Option<String>) -> Result<String, String> {
-        only_one(named, &self.medical_names(), "medical data sets", "--dataset")
-    }
-
-    /// The method a command names, or the study's only one when it names none.
-    pub fn only_method(&self, named: Option<String>) -> Result<String, String> {
-        let names: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
-        only_one(named, &names, "methods", "--method")
+    /// The run a command names (`--dataset`, `--backbone`, `--method`,
+    /// `--seed`); a data set or method left out is the study's only one.
+    pub fn run_named(&self, dataset: Option<String>, backbone: String, method: Option<String>, seed: u64) -> Result<RunId, String> {
+        let methods: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
+        Ok(RunId {
+            dataset: only_one(dataset, &self.medical_names(), "medical data sets", "--dataset")?,
+            backbone,
+            method: only_one(method, &methods, "methods", "--method")?,
+            seed,
+        })
     }
 
     /// The method called `name`.
@@ -1159,7 +1159,14 @@ checkpoint = "b.safetensors"
             ]
         );
         let two_methods = format!("{TWO_MEDICAL}[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"probe\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n");
-        let runs = parse(&two_methods).unwrap().runs();
+        let two = parse(&two_methods).unwrap();
+        let msg = two.run_named(None, "a".into(), Some("probe".into()), 0).unwrap_err();
+        assert!(msg.contains("2 medical data sets") && msg.contains("--dataset"), "{msg}");
+        let named = two.run_named(Some("pneumonia".into()), "a".into(), Some("probe".into()), 1).unwrap();
+        assert_eq!(named.to_string(), "pneumonia/a/probe seed 1");
+        let only = parse(MINIMAL).unwrap().run_named(None, "vit".into(), None, 3).unwrap();
+        assert_eq!(only.to_string(), "ham10000/vit/full seed 3", "the only data set and method");
+        let runs = two.runs();
         assert_eq!(runs.len(), 16);
         assert_eq!(runs[2].to_string(), "ham10000/a/probe seed 0", "method nests inside backbone, outside seed");
     }

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use sim_study::StudyConfig;
-use sim_study::config::{Family, PosResize, RunId};
+use sim_study::config::{Family, PosResize};
 use sim_train::backend::DeviceBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::model::{Activation, LoadOptions};
@@ -106,9 +106,7 @@ fn main() -> anyhow::Result<()> {
         Command::Finetune { config: path, dataset, method, backbone, seed } => {
             let config = StudyConfig::from_file(&path)?;
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let dataset = config.only_dataset(dataset).map_err(anyhow::Error::msg)?;
-            let method = config.only_method(method).map_err(anyhow::Error::msg)?;
-            let run = RunId { dataset, backbone, method, seed };
+            let run = config.run_named(dataset, backbone, method, seed).map_err(anyhow::Error::msg)?;
             let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
             println!("{run}: {outcome:?}");
             Ok(())
