@@ -39,7 +39,11 @@ fn run(mut command: Command) -> Output {
 }
 
 fn epochs(study: &Path) -> DataFrame {
-    let path = StudyDir::new(study).tables_dir().join(sim_study::tables::file::EPOCHS);
+    read_table(study, sim_study::tables::file::EPOCHS)
+}
+
+fn read_table(study: &Path, name: &str) -> DataFrame {
+    let path = StudyDir::new(study).tables_dir().join(name);
     ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
 }
 
@@ -150,8 +154,9 @@ fn a_bad_input_size_stops_the_study_before_anything_is_written() {
     assert!(!dir.path().join("study").exists(), "the study folder was written before the check");
 }
 
-/// The smoke study from nothing to its report: every figure, table and the
-/// report are written; a second call keeps them.
+/// The smoke study from nothing to its report: every figure (but WiSE-FT's:
+/// no method asks for it), table and the report are written; a second call
+/// keeps them.
 #[test]
 fn smoke_study_runs_from_data_to_report() {
     let Some(_) = real_data_dir("ham10000", "smoke_study_runs_from_data_to_report") else { return };
@@ -159,11 +164,12 @@ fn smoke_study_runs_from_data_to_report() {
     let study = out.path().join("smoke");
     run(reproduce(&config_path("smoke.toml"), &study, &["--jobs", "2"]));
     let figures = sim_plot::figures_dir(&study);
-    for name in sim_plot::figures::NAMES.iter().filter(|n| **n != "fig3_attention") {
+    for name in sim_plot::figures::NAMES.iter().filter(|n| !["fig3_attention", "wise_ft_path"].contains(*n)) {
         for ext in ["png", "svg"] {
             assert!(figures.join(format!("{name}.{ext}")).exists(), "{name}.{ext}");
         }
     }
+    assert!(!figures.join("wise_ft_path.png").exists(), "no method asks for WiSE-FT");
     for backbone in ["vit-tiny", "dinov2-tiny"] {
         assert!(figures.join(format!("fig3_attention_{backbone}.png")).exists(), "fig3 of {backbone}");
     }
@@ -314,16 +320,18 @@ fn two_medical_data_sets_run_in_one_study_and_keep_apart() {
     assert!(sim_plot::figures_dir(&study_dir).join("fig3_attention_pneumoniamnist_vit-tiny.png").exists());
 }
 
-/// The smoke study with two fine-tuning methods, full and LP-FT (one epoch
-/// of linear probing of two): each method's runs in their own folders, a
-/// `method` column, an LP-FT backbone that does not move in its probe epoch
-/// (similarity 1 after epoch 1) and does after it, and the report's method
-/// section.
+/// The smoke study with three fine-tuning methods, full, LP-FT (one epoch
+/// of linear probing of two) with WiSE-FT at α = 0 and 0.5, and rep-sim:
+/// each method's runs in their own folders, a `method` column, an LP-FT
+/// backbone that does not move in its probe epoch (similarity 1 after
+/// epoch 1) and does after it, WiSE-FT's α = 0 backbone exactly θ₀'s
+/// (similarity 1), and the report's method and WiSE-FT sections.
 #[test]
 fn methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe() {
     let Some(_) = real_data_dir("ham10000", "methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let methods = "[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"lp-ft\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n";
+    let methods = "[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"lp-ft\"\nkind = \"lp-ft\"\nprobe_epochs = 1\nwise_ft = [0.0, 0.5]\n\
+                   [[methods]]\nname = \"rep-sim\"\nkind = \"rep-sim\"\nweight = 1.0\n";
     let config = smoke_elsewhere(dir.path(), "", methods);
     let study_dir = dir.path().join("study");
     run(reproduce(&config, &study_dir, &["--jobs", "2"]));
@@ -336,7 +344,7 @@ fn methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe() {
     let (method, epoch) = (table.column("method").unwrap().str().unwrap().clone(), table.column("epoch").unwrap().u32().unwrap().clone());
     let similarity = f64s(&table, "similarity");
     let rows = |m: &str, e: u32| (0..table.height()).filter(|&i| method.get(i) == Some(m) && epoch.get(i) == Some(e)).collect::<Vec<_>>();
-    assert_eq!(rows("full", 0).len() + rows("lp-ft", 0).len(), 2 * 2 * 2, "2 backbones × 2 seeds per method");
+    assert_eq!(rows("full", 0).len() + rows("lp-ft", 0).len() + rows("rep-sim", 0).len(), 3 * 2 * 2, "2 backbones × 2 seeds per method");
     for i in rows("lp-ft", 1) {
         assert!((similarity[i] - 1.0).abs() < 1e-6, "the probe epoch moved the backbone: similarity {}", similarity[i]);
     }
@@ -345,7 +353,22 @@ fn methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe() {
     }
     let report = std::fs::read_to_string(sim_plot::report_path(&study_dir)).unwrap();
     assert!(report.contains("## Which method keeps similarity?") && report.contains("- `vit-tiny`: `"), "{report}");
+    let tested = report.split("## Which method keeps similarity?").nth(1).unwrap();
+    assert!(tested.contains("similarity than `") && tested.contains("one-sided permutation test p = "), "the methods' test per backbone: {tested}");
     assert!(sim_plot::figures_dir(&study_dir).join("fig3_attention_lp-ft_vit-tiny.png").exists());
+
+    let metadata = sim_study::eval_file::EvalFile::open(&study.wise_ft_eval(&lp, 0.5)).unwrap().metadata().unwrap();
+    assert_eq!((metadata.alpha, metadata.epoch), (Some(0.5), 2));
+    let path = read_table(&study_dir, "wise_ft.parquet");
+    assert_eq!(path.height(), 2 * 2 * 3, "lp-ft's runs only, α = 0, 0.5, 1");
+    let (alpha, similarity) = (f64s(&path, "alpha"), f64s(&path, "similarity"));
+    for (a, s) in alpha.iter().zip(&similarity) {
+        if *a == 0.0 {
+            assert!((s - 1.0).abs() < 1e-6, "α = 0 is θ₀'s backbone: similarity {s}");
+        }
+    }
+    assert!(report.contains("## WiSE-FT: the path from θ₀ to θ_ft") && report.contains("- `lp-ft` / `vit-tiny` (2 runs): most accurate at α = "), "{report}");
+    assert!(sim_plot::figures_dir(&study_dir).join("wise_ft_path.png").exists());
 }
 
 /// A run that fails (its loss turns NaN) does not stop the others; the sweep

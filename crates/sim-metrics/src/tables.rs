@@ -19,7 +19,7 @@ use crate::classification::classification_scores;
 use crate::fit::{level_fit, pearson, spearman};
 use crate::knn::knn_accuracy;
 use crate::space::{RunPoint, similarity_space};
-use crate::stats::{CkaBootstrap, LEVEL, draw_resamples, mean_interval, permutation_test};
+use crate::stats::{CkaBootstrap, LEVEL, PermutationTest, draw_resamples, mean_interval, permutation_test};
 use crate::MetricError;
 use polars::prelude::*;
 use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
@@ -162,6 +162,8 @@ struct Run<'a> {
     epochs: Vec<(u32, std::rc::Rc<EpochMetrics>)>,
     /// A finished run's final similarity, bootstrapped over its test images.
     similarity_interval: Option<(f64, f64)>,
+    /// A finished run's WiSE-FT backbones (methods with `wise_ft`), by α.
+    wise_ft: Vec<(f64, EpochMetrics)>,
 }
 
 impl Run<'_> {
@@ -239,6 +241,7 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
     let mut images = Vec::new();
+    let method_config = config.method(method).map_err(|e| err(&study.resolved_config(), e))?;
     for backbone in &config.backbones {
         let name = backbone.name.as_str();
         let run_id = |seed| RunId { dataset: dataset.to_owned(), backbone: name.to_owned(), method: method.to_owned(), seed };
@@ -301,8 +304,19 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
                 }
                 _ => None,
             };
+            let alphas = match state.status {
+                Status::Finished => method_config.wise_ft.as_deref().unwrap_or_default(),
+                _ => &[],
+            };
+            let wise_ft = alphas
+                .iter()
+                .map(|&alpha| {
+                    let file = EvalFile::open(&study.wise_ft_eval(&run_id(seed), alpha)).map_err(TableError)?;
+                    Ok((alpha, epoch_metrics(&file, &refs, config)?))
+                })
+                .collect::<Result<Vec<_>, TableError>>()?;
             if epochs.len() > 1 {
-                runs.push(Run { backbone: name, seed, status: state.status, epochs, similarity_interval });
+                runs.push(Run { backbone: name, seed, status: state.status, epochs, similarity_interval, wise_ft });
             }
         }
     }
@@ -321,6 +335,8 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     study.check_layout().map_err(|e| err(study_dir, e))?;
     let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
     let mut tables: Vec<(&str, DataFrame)> = Vec::new();
+    // (data set, method, backbone, final similarities): the methods' tests.
+    let mut finals = Vec::new();
     let facets = config.medical_names().into_iter().flat_map(|d| config.methods.iter().map(move |m| (d, m.name.as_str())));
     for (dataset, method) in facets {
         let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset, method)?;
@@ -330,6 +346,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         if runs.is_empty() {
             continue;
         }
+        finals.extend(config.backbones.iter().map(|b| (dataset, method, b.name.as_str(), final_similarities(&runs, &b.name))));
         let frames = [
             (table_file::EPOCHS, epochs_table(&runs, &config)),
             (table_file::LAYERS, layers_table(&runs)),
@@ -337,6 +354,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             (table_file::FITS, fits_table(&runs, &config)),
             (table_file::SPACE, space_table(&runs, &config)),
             (table_file::COMPARISONS, comparisons_table(&runs, &config)),
+            (table_file::WISE_FT, wise_ft_table(&runs, &config)),
             (table_file::RELIABILITY, reliability_table(&runs)),
             (table_file::ATTENTION, attention_table(&runs, &images)),
             (table_file::ATTENTION_IMAGES, attention_images_table(&images)),
@@ -357,6 +375,8 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     if tables.is_empty() {
         return Err(err(study_dir, "no finished epoch in any run yet"));
     }
+    let path = study.tables_dir().join(table_file::METHOD_COMPARISONS);
+    tables.push((table_file::METHOD_COMPARISONS, method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?));
     let tables_dir = study.tables_dir();
     let _lock = DirLock::wait(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     remove_leftovers(&tables_dir).map_err(|e| err(&tables_dir, e))?;
@@ -403,6 +423,29 @@ fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFram
         columns.push(col(&col::knn_top1_at(k), rows.iter().map(|(_, _, m)| m.knn[i]).collect::<Vec<f64>>()));
     }
     DataFrame::new_infer_height(columns)
+}
+
+/// Per finished run of a method with `wise_ft`: its WiSE-FT backbones by
+/// increasing α, then α = 1, the last epoch itself.
+fn wise_ft_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let rows: Vec<(&Run<'_>, f64, &EpochMetrics)> = runs
+        .iter()
+        .filter(|r| !r.wise_ft.is_empty())
+        .flat_map(|r| r.wise_ft.iter().map(move |(a, m)| (r, *a, m)).chain(std::iter::once((r, 1.0, r.last()))))
+        .collect();
+    let f = |get: fn(&EpochMetrics) -> f64| rows.iter().map(|(_, _, m)| get(m)).collect::<Vec<f64>>();
+    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
+    DataFrame::new_infer_height(vec![
+        col(col::BACKBONE, rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
+        col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
+        col(col::ALPHA, rows.iter().map(|(_, a, _)| *a).collect::<Vec<f64>>()),
+        col(col::ACCURACY, f(|m| m.accuracy)),
+        col(col::BALANCED_ACCURACY, f(|m| m.balanced_accuracy)),
+        col(col::MACRO_F1, f(|m| m.macro_f1)),
+        col(col::ECE, f(|m| m.ece)),
+        col(col::SIMILARITY, f(Run::similarity)),
+        col(col::KNN_TOP1, rows.iter().map(|(_, _, m)| m.knn[report]).collect::<Vec<f64>>()),
+    ])
 }
 
 fn layers_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
@@ -602,36 +645,86 @@ fn space_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame
     ])
 }
 
-/// Per pair of backbones with finished runs (`backbone_a` the one whose mean
-/// final similarity is higher): the one-sided permutation test of "a keeps
-/// more similarity than b" over their runs' final similarities.
-fn comparisons_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
-    let finals = |b: &str| -> Vec<f64> { runs.iter().filter(|r| r.finished() && r.backbone == b).map(|r| Run::similarity(r.last())).collect() };
-    let present: Vec<(&str, Vec<f64>)> =
-        config.backbones.iter().map(|b| (b.name.as_str(), finals(&b.name))).filter(|(_, v)| !v.is_empty()).collect();
+/// One permutation test between two groups of runs (`a` the group whose
+/// mean final similarity is higher): does a keep more similarity than b?
+struct Comparison<'a> {
+    a: &'a str,
+    b: &'a str,
+    runs: [u32; 2],
+    means: [f64; 2],
+    test: PermutationTest,
+}
+
+/// Every pair of the non-empty `groups` (name, runs' final similarities),
+/// in their order: the one-sided permutation test of "the group with the
+/// higher mean keeps more similarity than the other".
+fn compare_groups<'a>(groups: &[(&'a str, Vec<f64>)], config: &StudyConfig) -> PolarsResult<Vec<Comparison<'a>>> {
+    let present: Vec<&(&str, Vec<f64>)> = groups.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut rows = Vec::new();
     for (i, first) in present.iter().enumerate() {
         for second in &present[i + 1..] {
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             let (a, b) = if mean(&second.1) > mean(&first.1) { (second, first) } else { (first, second) };
             let e = &config.evaluation;
             let test = permutation_test(&a.1, &b.1, e.permutation_resamples, e.bootstrap_seed)
                 .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
-            rows.push((a.0, b.0, a.1.len() as u32, b.1.len() as u32, mean(&a.1), mean(&b.1), test));
+            rows.push(Comparison { a: a.0, b: b.0, runs: [a.1.len() as u32, b.1.len() as u32], means: [mean(&a.1), mean(&b.1)], test });
         }
     }
-    DataFrame::new_infer_height(vec![
-        col(col::BACKBONE_A, rows.iter().map(|r| r.0).collect::<Vec<_>>()),
-        col(col::BACKBONE_B, rows.iter().map(|r| r.1).collect::<Vec<_>>()),
-        col(col::RUNS_A, rows.iter().map(|r| r.2).collect::<Vec<_>>()),
-        col(col::RUNS_B, rows.iter().map(|r| r.3).collect::<Vec<_>>()),
-        col(col::SIMILARITY_A, rows.iter().map(|r| r.4).collect::<Vec<_>>()),
-        col(col::SIMILARITY_B, rows.iter().map(|r| r.5).collect::<Vec<_>>()),
-        col(col::DIFFERENCE, rows.iter().map(|r| r.6.difference).collect::<Vec<_>>()),
-        col(col::P_VALUE, rows.iter().map(|r| r.6.p_value).collect::<Vec<_>>()),
-        col(col::EXACT, rows.iter().map(|r| r.6.exact).collect::<Vec<_>>()),
-        col(col::PERMUTATIONS, rows.iter().map(|r| r.6.permutations as u64).collect::<Vec<_>>()),
-    ])
+    Ok(rows)
+}
+
+/// The columns of a comparisons table, the groups' names under `names`
+/// (`backbone_a`, `backbone_b` or `method_a`, `method_b`).
+fn comparison_columns(names: [&str; 2], rows: &[Comparison<'_>]) -> Vec<Column> {
+    vec![
+        col(names[0], rows.iter().map(|r| r.a).collect::<Vec<_>>()),
+        col(names[1], rows.iter().map(|r| r.b).collect::<Vec<_>>()),
+        col(col::RUNS_A, rows.iter().map(|r| r.runs[0]).collect::<Vec<_>>()),
+        col(col::RUNS_B, rows.iter().map(|r| r.runs[1]).collect::<Vec<_>>()),
+        col(col::SIMILARITY_A, rows.iter().map(|r| r.means[0]).collect::<Vec<_>>()),
+        col(col::SIMILARITY_B, rows.iter().map(|r| r.means[1]).collect::<Vec<_>>()),
+        col(col::DIFFERENCE, rows.iter().map(|r| r.test.difference).collect::<Vec<_>>()),
+        col(col::P_VALUE, rows.iter().map(|r| r.test.p_value).collect::<Vec<_>>()),
+        col(col::EXACT, rows.iter().map(|r| r.test.exact).collect::<Vec<_>>()),
+        col(col::PERMUTATIONS, rows.iter().map(|r| r.test.permutations as u64).collect::<Vec<_>>()),
+    ]
+}
+
+/// The finished runs' final similarities of one backbone.
+fn final_similarities(runs: &[Run<'_>], backbone: &str) -> Vec<f64> {
+    runs.iter().filter(|r| r.finished() && r.backbone == backbone).map(|r| Run::similarity(r.last())).collect()
+}
+
+/// Per pair of backbones with finished runs: does one keep more similarity
+/// than the other (one data set and method)?
+fn comparisons_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let groups: Vec<(&str, Vec<f64>)> = config.backbones.iter().map(|b| (b.name.as_str(), final_similarities(runs, &b.name))).collect();
+    DataFrame::new_infer_height(comparison_columns([col::BACKBONE_A, col::BACKBONE_B], &compare_groups(&groups, config)?))
+}
+
+/// Per data set, backbone and pair of methods with finished runs: does one
+/// method keep more similarity than the other? `finals` holds every
+/// (data set, method, backbone)'s final similarities.
+fn method_comparisons_table(finals: &[(&str, &str, &str, Vec<f64>)], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let (mut datasets, mut backbones, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    for dataset in config.medical_names() {
+        for backbone in &config.backbones {
+            let groups: Vec<(&str, Vec<f64>)> = finals
+                .iter()
+                .filter(|(d, _, b, _)| *d == dataset && *b == backbone.name)
+                .map(|(_, m, _, v)| (*m, v.clone()))
+                .collect();
+            for row in compare_groups(&groups, config)? {
+                datasets.push(dataset);
+                backbones.push(backbone.name.as_str());
+                rows.push(row);
+            }
+        }
+    }
+    let mut columns = vec![col(col::DATASET, datasets), col(col::BACKBONE, backbones)];
+    columns.extend(comparison_columns([col::METHOD_A, col::METHOD_B], &rows));
+    DataFrame::new_infer_height(columns)
 }
 
 /// The models Figures 3 and the reliability diagram compare: each backbone's

@@ -258,6 +258,23 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     assert_eq!(comparisons.get_column_names()[..4].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "method", "backbone_a", "backbone_b"]);
 }
 
+/// Marks `run` finished after its one epoch.
+fn finish_after_one_epoch(study: &StudyDir, config: &StudyConfig, run: &RunId) {
+    let state = RunState {
+        dataset: run.dataset.clone(),
+        backbone: run.backbone.clone(),
+        method: run.method.clone(),
+        seed: run.seed,
+        config_hash: config.hash(),
+        backbone_sha256: "0".repeat(64),
+        status: Status::Finished,
+        epochs: 1,
+        last_finished_epoch: 1,
+        message: None,
+    };
+    state.write(&study.run_dir(run)).unwrap();
+}
+
 #[test]
 fn a_directory_without_a_study_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,25 +301,14 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
         for seed in [0, 1] {
             let run = RunId { dataset: dataset.into(), backbone: "tiny".into(), method: "full".into(), seed };
             eval_file(&study.epoch_eval(&run, 1), &base, drift, &mut rng);
-            let state = RunState {
-                dataset: dataset.into(),
-                backbone: "tiny".into(),
-                method: "full".into(),
-                seed,
-                config_hash: config.hash(),
-                backbone_sha256: "0".repeat(64),
-                status: Status::Finished,
-                epochs: 1,
-                last_finished_epoch: 1,
-                message: None,
-            };
-            state.write(&study.run_dir(&run)).unwrap();
+            finish_after_one_epoch(&study, &config, &run);
         }
     }
     write_study_tables(dir.path()).unwrap();
     for name in sim_study::tables::file::ALL {
         let table = read(&study.tables_dir().join(name));
-        assert_eq!(table.get_column_names()[..2].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "method"], "{name}");
+        let first = if name == sim_study::tables::file::METHOD_COMPARISONS { ["dataset", "backbone"] } else { ["dataset", "method"] };
+        assert_eq!(table.get_column_names()[..2].iter().map(|n| n.as_str()).collect::<Vec<_>>(), first, "{name}");
     }
     let epochs = read(&study.tables_dir().join("epochs.parquet"));
     assert_eq!(str_col(&epochs, "dataset"), ["ham10000", "ham10000", "ham10000", "ham10000", "xray", "xray", "xray", "xray"]);
@@ -324,4 +330,59 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     }
     let fits = read(&study.tables_dir().join("fits.parquet"));
     assert_eq!(str_col(&fits, "dataset"), ["ham10000", "ham10000", "ham10000", "xray", "xray", "xray"]);
+}
+
+/// Two methods, the gentle one with WiSE-FT at α = 0 and 0.5.
+#[test]
+fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_path() {
+    let text = format!("{CONFIG}[[methods]]\nname = \"heavy\"\nkind = \"full\"\n[[methods]]\nname = \"gentle\"\nkind = \"full\"\nlayer_decay = 0.5\nwise_ft = [0.0, 0.5]\n");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(&text, Path::new("methods.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let base = base_features(&mut rng);
+    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
+    for (method, drift) in [("heavy", 3.0), ("gentle", 0.5)] {
+        for seed in [0, 1, 2, 3] {
+            let run = RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: method.into(), seed };
+            eval_file(&study.epoch_eval(&run, 1), &base, drift, &mut rng);
+            if method == "gentle" {
+                eval_file(&study.wise_ft_eval(&run, 0.0), &base, 0.0, &mut rng);
+                eval_file(&study.wise_ft_eval(&run, 0.5), &base, drift / 2.0, &mut rng);
+            }
+            finish_after_one_epoch(&study, &config, &run);
+        }
+    }
+    write_study_tables(dir.path()).unwrap();
+    let tests = read(&study.tables_dir().join("method_comparisons.parquet"));
+    assert_eq!(tests.get_column_names()[..4].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "backbone", "method_a", "method_b"]);
+    assert_eq!(tests.height(), 1, "one pair of methods");
+    assert_eq!(str_col(&tests, "method_a"), ["gentle"], "the method with the higher mean comes first");
+    // The same test, recomputed from the space table's final similarities.
+    let space = read(&study.tables_dir().join("space.parquet"));
+    let finals = |m: &str| -> Vec<f64> {
+        let (methods, similarity) = (str_col(&space, "method"), f64_col(&space, "similarity"));
+        methods.iter().zip(similarity).filter(|(n, _)| *n == m).map(|(_, s)| s).collect()
+    };
+    let (a, b) = (finals("gentle"), finals("heavy"));
+    assert_eq!((a.len(), b.len()), (4, 4));
+    let e = &config.evaluation;
+    let expected = sim_metrics::stats::permutation_test(&a, &b, e.permutation_resamples, e.bootstrap_seed).unwrap();
+    assert_eq!(f64_col(&tests, "p_value"), [expected.p_value]);
+    assert!(expected.exact && (expected.p_value - 1.0 / 70.0).abs() < 1e-12, "4 + 4 runs, fully separated: the smallest p, 1/C(8,4)");
+    assert!((f64_col(&tests, "difference")[0] - (a.iter().sum::<f64>() - b.iter().sum::<f64>()) / 4.0).abs() < 1e-12);
+
+    // The WiSE-FT path: per gentle run α = 0 (θ₀'s backbone: similarity 1),
+    // 0.5, and 1, the last epoch (the space table's similarity).
+    let path = read(&study.tables_dir().join("wise_ft.parquet"));
+    assert_eq!(str_col(&path, "method"), ["gentle"; 12]);
+    assert_eq!(f64_col(&path, "alpha"), [0.0, 0.5, 1.0].repeat(4));
+    let similarity = f64_col(&path, "similarity");
+    for (run, end) in a.iter().enumerate() {
+        assert!((similarity[3 * run] - 1.0).abs() < 1e-9, "α = 0: {}", similarity[3 * run]);
+        assert!(similarity[3 * run + 1] < 1.0 && similarity[3 * run + 1] > *end, "α = 0.5 between: {similarity:?}");
+        assert_eq!(similarity[3 * run + 2], *end);
+    }
 }

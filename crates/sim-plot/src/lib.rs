@@ -65,7 +65,7 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     std::fs::create_dir_all(&out)?;
     let mut files = Vec::new();
     let mut outcomes = Vec::new();
-    for name in figures::NAMES {
+    for name in figures::names(&study) {
         if options.only.as_ref().is_some_and(|o| !o.iter().any(|prefix| name.starts_with(prefix.as_str()))) {
             continue;
         }

@@ -7,7 +7,7 @@
 //! most runs inside T_X(η, ε) for each backbone, and at what accuracy cost.
 
 use crate::figures::Outcome;
-use crate::study::Study;
+use crate::study::{PermutationRow, Study};
 use sim_study::config::Family;
 use sim_study::tables::col;
 use std::fmt::Write;
@@ -71,6 +71,10 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     if study.methods.len() > 1 {
         let _ = writeln!(r, "## Which method keeps similarity?\n\n{}\n", methods(study));
     }
+    let wise_ft = study.with_wise_ft();
+    if !wise_ft.methods.is_empty() {
+        let _ = writeln!(r, "## WiSE-FT: the path from θ₀ to θ_ft\n\n{}\n", wise_ft_paths(&wise_ft));
+    }
     let _ = writeln!(r, "## The paper's three findings\n");
     let findings: [(&str, FindingOf); 3] = [
         ("Runs that keep both accuracy and similarity exist.", finding_space),
@@ -118,16 +122,7 @@ fn comparisons(study: &Study) -> String {
     let mut tests = Vec::new();
     for c in rows {
         let on = study.facet_label(&c.dataset, &c.method).map_or(String::new(), |l| format!(" (`{l}`)"));
-        let how = if c.exact {
-            format!("exact, all {} splits of the runs; the smallest p they allow is {:.3}", c.permutations, 1.0 / c.permutations as f64)
-        } else {
-            format!("{} random permutations", c.permutations)
-        };
-        let verdict = if c.p_value < 0.05 { "keeps more similarity than" } else { "is not shown to keep more similarity than" };
-        tests.push(format!(
-            "- `{}` {verdict} `{}`{on}: mean final similarity {:.3} ({} runs) vs {:.3} ({} runs); one-sided permutation test p = {:.3} ({how}).",
-            c.backbone_a, c.backbone_b, c.similarity_a, c.runs_a, c.similarity_b, c.runs_b, c.p_value
-        ));
+        tests.push(format!("- {}", c.test.sentence(&on)));
     }
     if !tests.is_empty() {
         lines.push(tests.join("\n"));
@@ -135,9 +130,26 @@ fn comparisons(study: &Study) -> String {
     lines.join("\n\n")
 }
 
+impl PermutationRow {
+    /// "`a` keeps more similarity than `b`{on}: means, runs, p (how)."
+    fn sentence(&self, on: &str) -> String {
+        let how = if self.exact {
+            format!("exact, all {} splits of the runs; the smallest p they allow is {:.3}", self.permutations, 1.0 / self.permutations as f64)
+        } else {
+            format!("{} random permutations", self.permutations)
+        };
+        let verdict = if self.p_value < 0.05 { "keeps more similarity than" } else { "is not shown to keep more similarity than" };
+        format!(
+            "`{}` {verdict} `{}`{on}: mean final similarity {:.3} ({} runs) vs {:.3} ({} runs); one-sided permutation test p = {:.3} ({how}).",
+            self.a, self.b, self.similarity_a, self.runs_a, self.similarity_b, self.runs_b, self.p_value
+        )
+    }
+}
+
 /// Per data set and backbone: the method with the most runs inside
-/// T_X(η, ε) (more mean similarity on a tie), and its accuracy cost: the best
-/// method's mean final accuracy minus its own.
+/// T_X(η, ε) (more mean similarity on a tie), its accuracy cost (the best
+/// method's mean final accuracy minus its own), and the permutation tests
+/// between the methods.
 fn methods(study: &Study) -> String {
     let mut lines = Vec::new();
     for dataset in &study.datasets {
@@ -165,6 +177,8 @@ fn methods(study: &Study) -> String {
                 top_accuracy - best.4,
                 all.join("; ")
             ));
+            let tests = study.method_comparisons.iter().flatten().filter(|c| &c.dataset == dataset && &c.backbone == backbone);
+            lines.extend(tests.map(|c| format!("  - {}", c.test.sentence(""))));
         }
     }
     let e = &study.config.evaluation;
@@ -174,6 +188,30 @@ fn methods(study: &Study) -> String {
         e.accuracy_tolerance,
         lines.join("\n")
     )
+}
+
+/// Per facet with WiSE-FT and backbone: the mean similarity and accuracy at
+/// each α, and the α of best accuracy.
+fn wise_ft_paths(study: &Study) -> String {
+    let mut lines = vec![
+        "(1 − α)θ₀ + αθ_ft of each finished run's backbone, with its fine-tuned head; α = 1 is the last epoch. Means over the runs.".to_string(),
+    ];
+    for facet in study.facets() {
+        let rows = study.facet(&facet);
+        for backbone in &study.backbones {
+            let means = rows.wise_ft_means(backbone);
+            let Some(best) = means.iter().max_by(|a, b| a.accuracy.total_cmp(&b.accuracy)) else { continue };
+            let path: Vec<String> = means.iter().map(|m| format!("α = {}: similarity {:.3}, accuracy {:.3}, ECE {:.3}", crate::style::trim(m.alpha), m.similarity, m.accuracy, m.ece)).collect();
+            let on = if study.several_datasets() { format!("{} / {}", facet.dataset, facet.method) } else { facet.method.clone() };
+            lines.push(format!(
+                "- `{on}` / `{backbone}` ({} runs): most accurate at α = {}. {}.",
+                best.runs,
+                crate::style::trim(best.alpha),
+                path.join("; ")
+            ));
+        }
+    }
+    lines.join("\n")
 }
 
 /// Whether a finding holds in a study (or a data set of it).

@@ -61,6 +61,31 @@ pub struct EpochRow {
     pub knn_top1: f64,
 }
 
+/// `wise_ft.parquet`: one row per finished run × WiSE-FT α (α = 1: the last epoch).
+#[derive(Debug, Clone)]
+pub struct WiseFtRow {
+    pub dataset: String,
+    pub method: String,
+    pub backbone: String,
+    pub seed: u64,
+    pub alpha: f64,
+    pub accuracy: f64,
+    pub ece: f64,
+    pub similarity: f64,
+    pub knn_top1: f64,
+}
+
+/// The mean over runs of one backbone's WiSE-FT backbones at one α.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WiseFtMean {
+    pub alpha: f64,
+    pub similarity: f64,
+    pub accuracy: f64,
+    pub ece: f64,
+    pub knn_top1: f64,
+    pub runs: usize,
+}
+
 /// `layers.parquet` (medical probe only): one row per run × epoch × layer × token.
 #[derive(Debug, Clone)]
 pub struct LayerRow {
@@ -140,21 +165,35 @@ pub struct SpaceRow {
     pub in_space: bool,
 }
 
-/// `comparisons.parquet`: does backbone a keep more similarity than b?
+/// A one-sided permutation test over runs' final similarities: does group
+/// `a` (the higher mean) keep more similarity than group `b`?
 #[derive(Debug, Clone)]
-pub struct ComparisonRow {
-    pub dataset: String,
-    pub method: String,
-    pub backbone_a: String,
-    pub backbone_b: String,
+pub struct PermutationRow {
+    pub a: String,
+    pub b: String,
     pub runs_a: u32,
     pub runs_b: u32,
     pub similarity_a: f64,
     pub similarity_b: f64,
-    /// One-sided permutation test of mean(a) > mean(b).
     pub p_value: f64,
     pub exact: bool,
     pub permutations: u64,
+}
+
+/// `comparisons.parquet`: backbone against backbone, per facet.
+#[derive(Debug, Clone)]
+pub struct ComparisonRow {
+    pub dataset: String,
+    pub method: String,
+    pub test: PermutationRow,
+}
+
+/// `method_comparisons.parquet`: method against method, per data set and backbone.
+#[derive(Debug, Clone)]
+pub struct MethodComparisonRow {
+    pub dataset: String,
+    pub backbone: String,
+    pub test: PermutationRow,
 }
 
 /// `reliability.parquet`: one row per model × bin (seed none: pre-trained).
@@ -215,6 +254,10 @@ pub struct Study {
     pub space: Vec<SpaceRow>,
     /// `None` where the table is absent (a study made before it existed).
     pub comparisons: Option<Vec<ComparisonRow>>,
+    /// Absent in tables made before methods were compared.
+    pub method_comparisons: Option<Vec<MethodComparisonRow>>,
+    /// Absent in tables made before WiSE-FT.
+    pub wise_ft: Option<Vec<WiseFtRow>>,
     pub reliability: Option<Vec<BinRow>>,
     pub attention: Option<Vec<PatchRow>>,
     pub images: Option<Vec<ImageRow>>,
@@ -254,6 +297,8 @@ impl Study {
             fits: fit_rows(&table(file::FITS)?)?,
             space: space_rows(&table(file::SPACE)?)?,
             comparisons: optional(file::COMPARISONS)?.map(|t| comparison_rows(&t)).transpose()?,
+            method_comparisons: optional(file::METHOD_COMPARISONS)?.map(|t| method_comparison_rows(&t)).transpose()?,
+            wise_ft: optional(file::WISE_FT)?.map(|t| wise_ft_rows(&t)).transpose()?,
             reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
             attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
             images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
@@ -266,6 +311,30 @@ impl Study {
         let (show_dataset, show_method) = (self.several_datasets(), self.methods.len() > 1);
         let facet = |d: &String, m: &String| Facet { dataset: d.clone(), method: m.clone(), show_dataset, show_method };
         self.datasets.iter().flat_map(|d| self.methods.iter().map(move |m| facet(d, m))).collect()
+    }
+
+    /// The WiSE-FT rows of `backbone` averaged over runs at each α, by
+    /// increasing α (call it on one facet's rows).
+    pub fn wise_ft_means(&self, backbone: &str) -> Vec<WiseFtMean> {
+        let rows: Vec<&WiseFtRow> = self.wise_ft.iter().flatten().filter(|r| r.backbone == backbone).collect();
+        let mut alphas: Vec<f64> = rows.iter().map(|r| r.alpha).collect();
+        alphas.sort_by(f64::total_cmp);
+        alphas.dedup();
+        alphas
+            .into_iter()
+            .map(|alpha| {
+                let at: Vec<&&WiseFtRow> = rows.iter().filter(|r| r.alpha == alpha).collect();
+                let mean = |f: fn(&WiseFtRow) -> f64| at.iter().map(|r| f(r)).sum::<f64>() / at.len() as f64;
+                WiseFtMean { alpha, similarity: mean(|r| r.similarity), accuracy: mean(|r| r.accuracy), ece: mean(|r| r.ece), knn_top1: mean(|r| r.knn_top1), runs: at.len() }
+            })
+            .collect()
+    }
+
+    /// The study with only its methods that ask for WiSE-FT: the facets of
+    /// the WiSE-FT figure.
+    pub fn with_wise_ft(&self) -> Study {
+        let wise_ft = |m: &String| self.config.method(m).is_ok_and(|c| c.wise_ft.is_some());
+        Study { methods: self.methods.iter().filter(|m| wise_ft(m)).cloned().collect(), ..self.clone() }
     }
 
     /// The study's rows of one facet.
@@ -291,6 +360,8 @@ impl Study {
             fits: rows!(self.fits),
             space: rows!(self.space),
             comparisons: self.comparisons.as_ref().map(|r| rows!(r)),
+            method_comparisons: self.method_comparisons.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
+            wise_ft: self.wise_ft.as_ref().map(|r| rows!(r)),
             reliability: self.reliability.as_ref().map(|r| rows!(r)),
             attention: self.attention.as_ref().map(|r| rows!(r)),
             images: self.images.as_ref().map(|r| rows!(r)),
@@ -412,6 +483,25 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
         .collect())
 }
 
+fn wise_ft_rows(t: &Table) -> anyhow::Result<Vec<WiseFtRow>> {
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
+    let (backbone, seed, alpha) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::ALPHA)?);
+    let (acc, ece, sim, knn) = (t.values(col::ACCURACY)?, t.values(col::ECE)?, t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
+    Ok((0..backbone.len())
+        .map(|i| WiseFtRow {
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
+            backbone: backbone[i].clone(),
+            seed: seed[i].unwrap_or_default(),
+            alpha: alpha[i],
+            accuracy: acc[i],
+            ece: ece[i],
+            similarity: sim[i],
+            knn_top1: knn[i],
+        })
+        .collect())
+}
+
 fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, epoch, layer) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.u32s(col::LAYER)?);
@@ -493,15 +583,15 @@ fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
         .collect())
 }
 
-fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
-    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (a, b, runs_a, runs_b) = (t.strs(col::BACKBONE_A)?, t.strs(col::BACKBONE_B)?, t.u32s(col::RUNS_A)?, t.u32s(col::RUNS_B)?);
+/// The permutation tests of a comparisons table, its groups named in the
+/// columns `names` (a, b).
+fn permutation_rows(t: &Table, names: [&str; 2]) -> anyhow::Result<Vec<PermutationRow>> {
+    let (a, b, runs_a, runs_b) = (t.strs(names[0])?, t.strs(names[1])?, t.u32s(col::RUNS_A)?, t.u32s(col::RUNS_B)?);
     let (sim_a, sim_b, p, exact, n) = (t.values(col::SIMILARITY_A)?, t.values(col::SIMILARITY_B)?, t.values(col::P_VALUE)?, t.bools(col::EXACT)?, t.u64s(col::PERMUTATIONS)?);
-    Ok((0..dataset.len())
-        .map(|i| ComparisonRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
-            backbone_a: a[i].clone(),
-            backbone_b: b[i].clone(),
+    Ok((0..a.len())
+        .map(|i| PermutationRow {
+            a: a[i].clone(),
+            b: b[i].clone(),
             runs_a: runs_a[i],
             runs_b: runs_b[i],
             similarity_a: sim_a[i],
@@ -511,6 +601,18 @@ fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
             permutations: n[i].unwrap_or_default(),
         })
         .collect())
+}
+
+fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
+    let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
+    let tests = permutation_rows(t, [col::BACKBONE_A, col::BACKBONE_B])?;
+    Ok(tests.into_iter().enumerate().map(|(i, test)| ComparisonRow { dataset: dataset[i].clone(), method: method[i].clone(), test }).collect())
+}
+
+fn method_comparison_rows(t: &Table) -> anyhow::Result<Vec<MethodComparisonRow>> {
+    let (dataset, backbone) = (t.strs(col::DATASET)?, t.strs(col::BACKBONE)?);
+    let tests = permutation_rows(t, [col::METHOD_A, col::METHOD_B])?;
+    Ok(tests.into_iter().enumerate().map(|(i, test)| MethodComparisonRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), test }).collect())
 }
 
 fn bin_rows(t: &Table) -> anyhow::Result<Vec<BinRow>> {

@@ -15,7 +15,8 @@ use std::path::Path;
 fn config(backbones: &[(&str, &str)], seeds: &[u64]) -> StudyConfig {
     let mut text = format!(
         "[study]\nname = \"synthetic\"\nseeds = {seeds:?}\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
-         [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n"
+         [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
+         [[methods]]\nname = \"full\"\nkind = \"full\"\nwise_ft = [0.0, 0.5]\n"
     );
     for (name, family) in backbones {
         text.push_str(&format!("[[backbones]]\nname = \"{name}\"\ncheckpoint = \"x.safetensors\"\nfamily = \"{family}\"\ninput_size = 32\n"));
@@ -229,6 +230,37 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         c(col::SIZE, image_rows.iter().map(|_| size).collect::<Vec<_>>()),
         c(col::PIXELS, pixels.iter().map(|p| p.as_slice()).collect::<Vec<&[u8]>>()),
     ]);
+    // WiSE-FT at α = 0, 0.5 and the last epoch (α = 1) of each finished run.
+    let path: Vec<(&Run, f64)> = finished.iter().flat_map(|r| [0.0, 0.5, 1.0].map(|a| (*r, a))).collect();
+    write(dir, file::WISE_FT, vec![
+        c(col::BACKBONE, path.iter().map(|(r, _)| r.backbone).collect::<Vec<_>>()),
+        c(col::SEED, path.iter().map(|(r, _)| r.seed).collect::<Vec<_>>()),
+        c(col::ALPHA, path.iter().map(|(_, a)| *a).collect::<Vec<_>>()),
+        c(col::ACCURACY, path.iter().map(|(r, a)| 0.4 + a * r.gain * r.epochs as f64).collect::<Vec<_>>()),
+        c(col::BALANCED_ACCURACY, path.iter().map(|(r, a)| 0.4 + a * r.gain * r.epochs as f64).collect::<Vec<_>>()),
+        c(col::MACRO_F1, path.iter().map(|_| 0.3).collect::<Vec<_>>()),
+        c(col::ECE, path.iter().map(|(_, a)| 0.05 + 0.1 * a).collect::<Vec<_>>()),
+        c(col::SIMILARITY, path.iter().map(|(r, a)| 1.0 - a * 0.15 * r.epochs as f64).collect::<Vec<_>>()),
+        c(col::KNN_TOP1, path.iter().map(|(_, a)| 0.8 - 0.1 * a).collect::<Vec<_>>()),
+    ]);
+    // One method: no pair of methods to compare.
+    let none = || Vec::<&str>::new();
+    let mut method_tests = DataFrame::new_infer_height(vec![
+        c(col::DATASET, none()),
+        c(col::BACKBONE, none()),
+        c(col::METHOD_A, none()),
+        c(col::METHOD_B, none()),
+        c(col::RUNS_A, Vec::<u32>::new()),
+        c(col::RUNS_B, Vec::<u32>::new()),
+        c(col::SIMILARITY_A, Vec::<f64>::new()),
+        c(col::SIMILARITY_B, Vec::<f64>::new()),
+        c(col::DIFFERENCE, Vec::<f64>::new()),
+        c(col::P_VALUE, Vec::<f64>::new()),
+        c(col::EXACT, Vec::<bool>::new()),
+        c(col::PERMUTATIONS, Vec::<u64>::new()),
+    ])
+    .unwrap();
+    write_frame(dir, file::METHOD_COMPARISONS, &mut method_tests);
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -269,6 +301,9 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
     }
     assert_eq!(png_size(&d.join("figures/fig2_similarity_space.png")), inches(SINGLE_COLUMN, 2.9));
     assert_eq!(png_size(&d.join("figures/fig4a_trajectory.png")), inches(FULL_WIDTH, 2.5));
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    let wise_ft = report.split("## WiSE-FT: the path from θ₀ to θ_ft").nth(1).expect("a WiSE-FT section");
+    assert!(wise_ft.contains("- `full` / `dino` (2 runs): most accurate at α = 1. α = 0: similarity 1.000, accuracy 0.400"), "{wise_ft}");
     for name in ["table1.md", "table1.csv", "table2.md", "table2.csv"] {
         assert!(StudyDir::new(d).tables_dir().join(name).exists(), "{name}");
     }

@@ -369,11 +369,21 @@ pub struct MethodConfig {
     /// l2-sp: β of β/2‖w_head‖² on the head's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
+    /// rep-sim: the weight λ of λ·(1 − linear CKA) between each batch's
+    /// final-norm CLS features and the pre-trained backbone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
     /// Layer-wise learning-rate decay (timm's `layer_decay`): block i of L
     /// (1-based) at decay^(L + 1 − i) times the backbone rate, the
     /// embedding at decay^(L + 1), the final norm at 1; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_decay: Option<f64>,
+    /// WiSE-FT (Wortsman et al. 2022), with any kind: after the last epoch,
+    /// the backbones (1 − α)θ₀ + αθ_ft for these α (increasing, in [0, 1);
+    /// α = 1 is the last epoch itself), each with the fine-tuned head and
+    /// evaluated like an epoch; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wise_ft: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,12 +395,15 @@ pub enum MethodKind {
     LpFt,
     /// Li et al. (2018): full fine-tuning pulled towards the pre-trained weights.
     L2Sp,
+    /// After Zu et al. (2025, RepSim): full fine-tuning pulled towards the
+    /// pre-trained features, up to an orthogonal transform (linear CKA).
+    RepSim,
 }
 
 impl MethodConfig {
     /// Plain full fine-tuning under `name`.
     pub fn full(name: &str) -> MethodConfig {
-        MethodConfig { name: name.into(), kind: MethodKind::Full, probe_epochs: None, alpha: None, beta: None, layer_decay: None }
+        MethodConfig { name: name.into(), kind: MethodKind::Full, probe_epochs: None, alpha: None, beta: None, weight: None, layer_decay: None, wise_ft: None }
     }
 
     fn validate(&self, at: &str, epochs: u32) -> Result<(), (String, String)> {
@@ -407,12 +420,13 @@ impl MethodConfig {
         only("probe_epochs", self.probe_epochs.is_some(), MethodKind::LpFt)?;
         only("alpha", self.alpha.is_some(), MethodKind::L2Sp)?;
         only("beta", self.beta.is_some(), MethodKind::L2Sp)?;
+        only("weight", self.weight.is_some(), MethodKind::RepSim)?;
         if let Some(p) = self.probe_epochs
             && !(1..epochs).contains(&p)
         {
             return Err((field("probe_epochs"), format!("{p} is not in 1..{epochs} (training.epochs): both phases need an epoch")));
         }
-        for (name, v) in [("alpha", self.alpha), ("beta", self.beta)] {
+        for (name, v) in [("alpha", self.alpha), ("beta", self.beta), ("weight", self.weight)] {
             if let Some(v) = v
                 && !(v.is_finite() && v >= 0.0)
             {
@@ -423,6 +437,11 @@ impl MethodConfig {
             && !(d > 0.0 && d <= 1.0)
         {
             return Err((field("layer_decay"), format!("{d} is not in (0, 1]")));
+        }
+        if let Some(alphas) = &self.wise_ft
+            && (alphas.is_empty() || alphas.iter().any(|a| !(0.0..1.0).contains(a)) || alphas.windows(2).any(|w| w[0] >= w[1]))
+        {
+            return Err((field("wise_ft"), format!("{alphas:?} is not an increasing list of α in [0, 1) (α = 1 is the fine-tuned model itself)")));
         }
         Ok(())
     }
@@ -1195,13 +1214,21 @@ checkpoint = "b.safetensors"
         let with = |m: &str| parse(&format!("{MINIMAL}\n[training]\nepochs = 3\n[[methods]]\nname = \"m\"\n{m}"));
         let ok = with("kind = \"l2-sp\"\nalpha = 0.01\nbeta = 0.01\nlayer_decay = 0.75\n").unwrap();
         assert_eq!(ok.methods[0].kind, MethodKind::L2Sp);
+        let ok = with("kind = \"rep-sim\"\nweight = 2.0\nwise_ft = [0.0, 0.5]\n").unwrap();
+        assert_eq!((ok.methods[0].kind, ok.methods[0].weight, ok.methods[0].wise_ft.as_deref()), (MethodKind::RepSim, Some(2.0), Some(&[0.0, 0.5][..])));
         for (body, field, says) in [
             ("kind = \"lp-ft\"\n", "methods[0].probe_epochs", "needs it"),
             ("kind = \"lp-ft\"\nprobe_epochs = 3\n", "methods[0].probe_epochs", "not in 1..3"),
             ("kind = \"full\"\nalpha = 0.1\n", "methods[0].alpha", "not used"),
             ("kind = \"l2-sp\"\nalpha = -1.0\nbeta = 0.0\n", "methods[0].alpha", "non-negative"),
             ("kind = \"full\"\nlayer_decay = 1.5\n", "methods[0].layer_decay", "(0, 1]"),
+            ("kind = \"rep-sim\"\n", "methods[0].weight", "needs it"),
+            ("kind = \"rep-sim\"\nweight = -0.5\n", "methods[0].weight", "non-negative"),
+            ("kind = \"l2-sp\"\nalpha = 0.1\nbeta = 0.1\nweight = 1.0\n", "methods[0].weight", "not used"),
             ("kind = \"full-ft\"\n", "methods[0].kind", "full-ft"),
+            ("kind = \"full\"\nwise_ft = [0.5, 0.25]\n", "methods[0].wise_ft", "increasing"),
+            ("kind = \"full\"\nwise_ft = [0.5, 1.0]\n", "methods[0].wise_ft", "[0, 1)"),
+            ("kind = \"full\"\nwise_ft = []\n", "methods[0].wise_ft", "increasing"),
         ] {
             let msg = with(body).unwrap_err().to_string();
             assert!(msg.contains(field) && msg.contains(says), "{body}: {msg}");

@@ -43,6 +43,10 @@ pub struct EvalMetadata {
     pub epoch: u32,
     /// The run's seed; none for the shared epoch 0.
     pub seed: Option<u64>,
+    /// WiSE-FT's α: the backbone (1 − α)θ₀ + αθ_ft after the last epoch
+    /// (`epoch`); none for an epoch's own model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
     /// Ids (in the natural data set) of the images whose attention is kept.
     pub attention_ids: Vec<String>,
 }

@@ -12,11 +12,13 @@
 //!   backbones/<backbone>/backbone.toml           fingerprint (SHA-256) of the backbone file
 //!   backbones/<backbone>/natural.safetensors     epoch 0 on the natural images, shared by every data set
 //!   runs/<dataset>/<backbone>/pretrained.safetensors     epoch 0 (θ₀), shared by every seed
-//!   runs/<dataset>/<backbone>/seed-<NN>/run.toml         the run's status and last finished epoch
-//!   runs/<dataset>/<backbone>/seed-<NN>/epoch-<EEE>.safetensors  evaluation after epoch EEE
-//!   runs/<dataset>/<backbone>/seed-<NN>/checkpoint-<EEE>/ model and optimiser state, with a manifest
-//!   runs/<dataset>/<backbone>/seed-<NN>/train.log         the run's log
-//!   runs/<dataset>/<backbone>/seed-<NN>/sweep.log         the run process's output, when a sweep started it
+//!   runs/<dataset>/<backbone>/<method>/seed-<NN>/       one run (below: <run>/)
+//!   <run>/run.toml                         the run's status and last finished epoch
+//!   <run>/epoch-<EEE>.safetensors          evaluation after epoch EEE
+//!   <run>/wise-ft-<α>.safetensors          evaluation of the WiSE-FT backbone at α (methods with `wise_ft`)
+//!   <run>/checkpoint-<EEE>/                model and optimiser state, with a manifest
+//!   <run>/train.log                        the run's log
+//!   <run>/sweep.log                        the run process's output, when a sweep started it
 //!   tables/*.parquet                            written by `sim-metrics study` (names: `crate::tables`)
 //!   tables/table{1,2}.{md,csv}, figures/, report.md   written by `sim-plot`
 //!   slurm/                                      sbatch scripts, their output, the job ids
@@ -101,6 +103,12 @@ impl StudyDir {
     /// The evaluation after `epoch` (≥ 1) of a run.
     pub fn epoch_eval(&self, run: &RunId, epoch: u32) -> PathBuf {
         self.run_dir(run).join(format!("epoch-{epoch:03}.safetensors"))
+    }
+
+    /// The evaluation of a run's WiSE-FT backbone (1 − α)θ₀ + αθ_ft, made
+    /// after its last epoch.
+    pub fn wise_ft_eval(&self, run: &RunId, alpha: f64) -> PathBuf {
+        self.run_dir(run).join(format!("wise-ft-{alpha}.safetensors"))
     }
 
     /// Refuses a study folder of an earlier layout (`runs/<backbone>/seed-<NN>/`

@@ -24,8 +24,15 @@ pub mod file {
     /// One row per data set × pair of backbones: does one keep more
     /// similarity than the other (a permutation test over their runs)?
     pub const COMPARISONS: &str = "comparisons.parquet";
+    /// One row per data set × backbone × pair of methods: does one keep
+    /// more similarity than the other? Its first columns are `dataset`,
+    /// `backbone` (no `method`: it compares them).
+    pub const METHOD_COMPARISONS: &str = "method_comparisons.parquet";
+    /// One row per finished run of a method with `wise_ft` × α (α = 1: the
+    /// last epoch): the WiSE-FT path from θ₀ to θ_ft.
+    pub const WISE_FT: &str = "wise_ft.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 9] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, RELIABILITY, ATTENTION, ATTENTION_IMAGES];
+    pub const ALL: [&str; 11] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, METHOD_COMPARISONS];
 }
 
 /// Column names.
@@ -37,6 +44,8 @@ pub mod col {
     pub const BACKBONE: &str = "backbone";
     pub const SEED: &str = "seed";
     pub const EPOCH: &str = "epoch";
+    /// WiSE-FT's α: the backbone (1 − α)θ₀ + αθ_ft.
+    pub const ALPHA: &str = "alpha";
     /// A run's status: [`STATUS_FINISHED`], [`STATUS_FAILED`] or [`STATUS_UNFINISHED`].
     pub const STATUS: &str = "status";
     pub const ACCURACY: &str = "accuracy";
@@ -92,6 +101,8 @@ pub mod col {
     pub const SIMILARITY_CI_HIGH: &str = "similarity_ci_high";
     pub const BACKBONE_A: &str = "backbone_a";
     pub const BACKBONE_B: &str = "backbone_b";
+    pub const METHOD_A: &str = "method_a";
+    pub const METHOD_B: &str = "method_b";
     pub const RUNS_A: &str = "runs_a";
     pub const RUNS_B: &str = "runs_b";
     pub const SIMILARITY_A: &str = "similarity_a";

@@ -268,6 +268,45 @@ fn a_kill_between_any_two_writes_resumes_to_the_same_numbers() {
     }
 }
 
+/// WiSE-FT after the last epoch: α = 0 is θ₀'s backbone (its features are
+/// epoch 0's, bit for bit), α = 0.5 lies elsewhere; a kill after the last
+/// epoch or between two WiSE-FT files leaves a run that is not finished, and
+/// the rerun ends with the files of an uninterrupted run.
+#[test]
+fn wise_ft_follows_the_last_epoch_and_survives_a_kill() {
+    let wise_ft = "[[methods]]\nname = \"full\"\nkind = \"full\"\nwise_ft = [0.0, 0.5]\n";
+    let whole = tempfile::tempdir().unwrap();
+    let (config, _) = study(whole.path(), wise_ft);
+    run::<TrainBackend>(&config, whole.path(), &tiny(0), &Default::default()).unwrap();
+    let study_dir = sim_study::StudyDir::new(whole.path().join("study"));
+    let final_cls = "probe.medical.final.cls";
+    let pretrained = tensor(&study_dir.pretrained_eval("ham10000", "tiny-vit"), final_cls);
+    assert_eq!(tensor(&study_dir.wise_ft_eval(&tiny(0), 0.0), final_cls), pretrained, "α = 0 is the pre-trained backbone");
+    let halfway = tensor(&study_dir.wise_ft_eval(&tiny(0), 0.5), final_cls);
+    let last = tensor(&epoch_file(whole.path(), 0, EPOCHS), final_cls);
+    assert!(halfway != pretrained && halfway != last, "α = 0.5 is neither end");
+
+    for point in [&format!("run-state-written@{EPOCHS}") as &str, "wise-ft-written@1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, path) = study(dir.path(), wise_ft);
+        let status = finetune_command(&path, 0).env(sim_study::crash::CRASH_VAR, point).stderr(Stdio::null()).status().unwrap();
+        assert_eq!(status.signal(), Some(9), "{point}: not killed there ({status})");
+        let run_dir = dir.path().join("study/runs/ham10000/tiny-vit/full/seed-00");
+        assert_eq!(RunState::read(&run_dir).unwrap().unwrap().status, Status::Running, "{point}: not finished before WiSE-FT is");
+        let rerun = finetune_command(&path, 0).output().unwrap();
+        assert!(rerun.status.success(), "{point}: the rerun failed:\n{}", String::from_utf8_lossy(&rerun.stderr));
+        assert_eq!(RunState::read(&run_dir).unwrap().unwrap().status, Status::Finished, "{point}");
+        let again = sim_study::StudyDir::new(dir.path().join("study"));
+        for alpha in [0.0, 0.5] {
+            assert_close(
+                &tensor(&again.wise_ft_eval(&tiny(0), alpha), "test.logits"),
+                &tensor(&study_dir.wise_ft_eval(&tiny(0), alpha), "test.logits"),
+                &format!("{point}: α = {alpha} against the uninterrupted run"),
+            );
+        }
+    }
+}
+
 #[test]
 fn a_second_process_on_the_same_run_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ mod layers;
 mod reliability;
 mod space;
 mod trajectory;
+mod wise_ft;
 
 use crate::study::Study;
 use crate::style::{Figure, Format, save};
@@ -22,7 +23,7 @@ use facets::Faceted;
 use std::path::{Path, PathBuf};
 
 /// Every figure, in the order of the report.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "fig1a_knn",
     "fig1b_similarity_density",
     "fig2_similarity_space",
@@ -33,7 +34,15 @@ pub const NAMES: [&str; 10] = [
     "layers_cka",
     "layers_epochs_cka",
     "reliability",
+    "wise_ft_path",
 ];
+
+/// The figures `study` has: every one of [`NAMES`] but the WiSE-FT path
+/// where no method asks for WiSE-FT.
+pub fn names(study: &Study) -> Vec<&'static str> {
+    let wise_ft = study.config.methods.iter().any(|m| m.wise_ft.is_some());
+    NAMES.into_iter().filter(|n| wise_ft || *n != "wise_ft_path").collect()
+}
 
 /// What became of one figure.
 pub enum Outcome {
@@ -56,6 +65,7 @@ pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyh
         "layers_cka" => write(Faceted::prepare(study, layers::LayerCurves::prepare), dir, formats),
         "layers_epochs_cka" => write(Faceted::prepare(study, |rows| layers::LayerEpochMap::prepare(rows, study)), dir, formats),
         "reliability" => write(Faceted::prepare(study, reliability::Reliability::prepare), dir, formats),
+        "wise_ft_path" => write(Faceted::prepare(&study.with_wise_ft(), wise_ft::WiseFtPath::prepare), dir, formats),
         other => anyhow::bail!("no figure `{other}` (figures: {})", NAMES.join(", ")),
     }
 }

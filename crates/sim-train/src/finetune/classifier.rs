@@ -31,8 +31,16 @@ impl<B: Backend> Classifier<B> {
 
     /// Images `[B, 3, S, S]` → logits `[B, classes]`.
     pub fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let out = self.backbone.forward(images);
-        let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
-        self.head.forward(cls)
+        self.head.forward(features(&self.backbone, images))
     }
+}
+
+/// What the head reads: a backbone's final-norm CLS token.
+///
+/// # Shapes
+/// - images: `[B, 3, S, S]`
+/// - output: `[B, width]`
+pub fn features<B: Backend>(backbone: &Vit<B>, images: Tensor<B, 4>) -> Tensor<B, 2> {
+    let out = backbone.forward(images);
+    out.cls_and_patch_mean(&out.final_tokens).0
 }

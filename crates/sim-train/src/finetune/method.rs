@@ -3,12 +3,13 @@
 //! what the loss adds ([`Method::penalty`]) and how the optimisers step
 //! ([`Method::step`]): which parameters train in this epoch, at which
 //! learning rate. Full fine-tuning adds nothing and steps everything at the
-//! configured rates.
+//! configured rates. WiSE-FT, which any method may add after training, is
+//! [`super::wise_ft`].
 
 use super::classifier::Classifier;
 use super::state::Training;
 use crate::model::Vit;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -20,6 +21,9 @@ pub struct Method<B: AutodiffBackend> {
     /// l2-sp: the pre-trained backbone's parameters, flattened, in the
     /// order [`Module::visit`] meets them (constants: no gradient).
     anchor: Vec<Tensor<B, 1>>,
+    /// rep-sim: the pre-trained backbone, without autodiff (its features
+    /// are constants).
+    anchor_model: Option<Vit<B::InnerBackend>>,
 }
 
 /// Every float parameter of a module, flattened, in visiting order.
@@ -33,7 +37,7 @@ impl<B: Backend> ModuleVisitor<B> for Flatten<B> {
     }
 }
 
-fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
+pub(super) fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
     let mut visitor = Flatten(Vec::new());
     module.visit(&mut visitor);
     visitor.0
@@ -45,9 +49,10 @@ impl<B: AutodiffBackend> Method<B> {
     pub fn new(config: &MethodConfig, pretrained: &Vit<B>) -> Method<B> {
         let anchor = match config.kind {
             MethodKind::L2Sp => flatten(pretrained).into_iter().map(Tensor::detach).collect(),
-            MethodKind::Full | MethodKind::LpFt => Vec::new(),
+            MethodKind::Full | MethodKind::LpFt | MethodKind::RepSim => Vec::new(),
         };
-        Method { config: config.clone(), anchor }
+        let anchor_model = (config.kind == MethodKind::RepSim).then(|| pretrained.valid());
+        Method { config: config.clone(), anchor, anchor_model }
     }
 
     /// Whether the backbone trains in `epoch` (1-based): not during lp-ft's
@@ -56,21 +61,36 @@ impl<B: AutodiffBackend> Method<B> {
         self.config.probe_epochs.is_none_or(|p| epoch > p)
     }
 
-    /// What the method adds to the loss: l2-sp's α/2‖w − w₀‖² over the
-    /// backbone plus β/2‖W‖² over the head's weights.
+    /// What the method adds to the loss on a batch of `images`, whose
+    /// final-norm CLS `features` under the model being trained the step has
+    /// computed: l2-sp's α/2‖w − w₀‖² over the backbone plus β/2‖W‖² over
+    /// the head's weights; rep-sim's λ·(1 − linear CKA) between `features`
+    /// and the pre-trained backbone's on the same images.
     ///
     /// # Shapes
+    /// - images: `[B, 3, S, S]`
+    /// - features: `[B, width]`
     /// - output: `[1]`
-    pub fn penalty(&self, model: &Classifier<B>) -> Option<Tensor<B, 1>> {
-        let (MethodKind::L2Sp, Some(alpha), Some(beta)) = (self.config.kind, self.config.alpha, self.config.beta) else { return None };
-        let drift = flatten(&model.backbone).into_iter().zip(&self.anchor).map(|(w, w0)| {
-            let d = w - w0.clone();
-            (d.clone() * d).sum()
-        });
-        let drift = drift.reduce(|a, b| a + b)?;
-        let head = model.head.weight.val();
-        let head = (head.clone() * head).sum();
-        Some(drift * (alpha / 2.0) + head * (beta / 2.0))
+    pub fn penalty(&self, model: &Classifier<B>, images: &Tensor<B, 4>, features: &Tensor<B, 2>) -> Option<Tensor<B, 1>> {
+        let c = &self.config;
+        match (c.kind, c.alpha, c.beta, c.weight, &self.anchor_model) {
+            (MethodKind::L2Sp, Some(alpha), Some(beta), _, _) => {
+                let drift = flatten(&model.backbone).into_iter().zip(&self.anchor).map(|(w, w0)| {
+                    let d = w - w0.clone();
+                    (d.clone() * d).sum()
+                });
+                let drift = drift.reduce(|a, b| a + b)?;
+                let head = model.head.weight.val();
+                let head = (head.clone() * head).sum();
+                Some(drift * (alpha / 2.0) + head * (beta / 2.0))
+            }
+            // CKA needs two images: an epoch's last batch may hold one.
+            (MethodKind::RepSim, _, _, Some(weight), Some(anchor)) if images.dims()[0] >= 2 => {
+                let pretrained = Tensor::from_inner(super::classifier::features(anchor, images.clone().inner()));
+                Some((batch_linear_cka(features.clone(), pretrained).neg() + 1.0) * weight)
+            }
+            _ => None,
+        }
     }
 
     /// The backbone's parameter groups and the factor on the backbone's
@@ -115,4 +135,26 @@ impl<B: AutodiffBackend> Method<B> {
         tr.model = tr.opt_head.step(lr_head, tr.model, head);
         tr
     }
+}
+
+/// Linear CKA between two sets of features of the same examples, with
+/// autodiff: ⟨K̄, L̄⟩ / (‖K̄‖ ‖L̄‖) for the Gram matrices K̄ = X̄X̄ᵀ, L̄ = ȲȲᵀ
+/// of the column-centred features (Kornblith et al. 2019; the biased
+/// estimator the study's tables report). Invariant to an orthogonal
+/// transform or an isotropic scaling of either side. A side whose features
+/// are all alike (‖K̄‖ = 0) gives 0, with zero gradient, not NaN.
+///
+/// # Shapes
+/// - x: `[B, d1]`, y: `[B, d2]`
+/// - output: `[1]`
+pub fn batch_linear_cka<B: Backend>(x: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 1> {
+    let centre = |t: Tensor<B, 2>| t.clone() - t.mean_dim(0);
+    let (x, y) = (centre(x), centre(y));
+    let k = x.clone().matmul(x.transpose());
+    let l = y.clone().matmul(y.transpose());
+    let dot = |a: &Tensor<B, 2>, b: &Tensor<B, 2>| (a.clone() * b.clone()).sum();
+    // Each norm alone (their product could overflow f32); the floor keeps
+    // sqrt's derivative at 0 (infinite) out of the gradient.
+    let norm = |a: &Tensor<B, 2>| dot(a, a).clamp_min(1e-30).sqrt();
+    dot(&k, &l) / (norm(&k) * norm(&l))
 }

@@ -1,6 +1,6 @@
 //! `sim-train finetune`: one run = one medical data set × one backbone × one
 //! fine-tuning method × one seed (SPEC, "Fine-tuning protocol"; the methods
-//! other than full fine-tuning: [`method`]). Full fine-tuning with a new linear head on the
+//! other than full fine-tuning: [`method`], [`wise_ft`]). Full fine-tuning with a new linear head on the
 //! final-norm CLS token, cross-entropy, AdamW with separate backbone and head
 //! learning rates, cosine schedule with warm-up. An evaluation before training
 //! (epoch 0, shared by every seed of a data set and backbone; its natural-image
@@ -17,6 +17,7 @@ pub mod method;
 pub mod plan;
 pub mod schedule;
 pub mod state;
+pub mod wise_ft;
 
 use crate::data::batch::Batcher;
 use crate::data::prepare::{PreparedDataset, lock_study};
@@ -138,6 +139,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let classifier = Classifier::new(loaded.model, classes, seed, device);
     // Anchored at the backbone as the classifier holds it (its own head dropped).
     let method = Method::new(method_config, &classifier.backbone);
+    let wise_ft_start = method_config.wise_ft.as_ref().map(|_| classifier.backbone.valid());
     let mut training = Training::new(classifier, t.weight_decay);
     if resumed_at > 0 {
         // Checkpoints of other epochs: older ones a kill kept from being
@@ -199,18 +201,33 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
             let tensors = evaluate(&training.model.valid(), &sets, device);
-            let metadata = provenance.metadata(Some(&run.dataset), Some(seed), epoch, &backbone_sha256);
+            let metadata = provenance.metadata(Some(&run.dataset), Some(seed), epoch, None, &backbone_sha256);
             write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata))?;
             crash::point("evaluation-written");
         }
         training.save(&run_dir, epoch)?;
         state.last_finished_epoch = epoch;
-        state.status = if epoch == t.epochs { Status::Finished } else { Status::Running };
+        state.status = Status::Running;
         state.write(&run_dir)?;
         crash::point("run-state-written");
         prune_checkpoints(&run_dir, epoch)?;
         tracing::info!("epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s", t.epochs, epoch_start.elapsed().as_secs_f64() - train_time);
     }
+    // After the last epoch (again, if a kill came before the run was marked
+    // finished: the files are rewritten whole, the same bytes).
+    if let (Some(alphas), Some(start)) = (&method_config.wise_ft, &wise_ft_start) {
+        let finetuned = training.model.valid();
+        for &alpha in alphas {
+            let eval_start = Instant::now();
+            let tensors = evaluate(&wise_ft::interpolate(start, &finetuned, alpha), &sets, device);
+            let metadata = provenance.metadata(Some(&run.dataset), Some(seed), t.epochs, Some(alpha), &backbone_sha256);
+            write_safetensors(&study.wise_ft_eval(run, alpha), tensors, Some(metadata))?;
+            crash::point("wise-ft-written");
+            tracing::info!("WiSE-FT α = {alpha}: evaluated in {:.1} s", eval_start.elapsed().as_secs_f64());
+        }
+    }
+    state.status = Status::Finished;
+    state.write(&run_dir)?;
     Ok(Outcome::Finished { resumed_at })
 }
 
@@ -222,13 +239,14 @@ struct Provenance {
 }
 
 impl Provenance {
-    fn metadata(&self, dataset: Option<&str>, seed: Option<u64>, epoch: u32, backbone_sha256: &str) -> std::collections::HashMap<String, String> {
+    fn metadata(&self, dataset: Option<&str>, seed: Option<u64>, epoch: u32, alpha: Option<f64>, backbone_sha256: &str) -> std::collections::HashMap<String, String> {
         EvalMetadata {
             dataset: dataset.map(str::to_owned),
             backbone: self.backbone.clone(),
             backbone_sha256: backbone_sha256.to_owned(),
             epoch,
             seed,
+            alpha,
             attention_ids: self.attention_ids.clone(),
         }
         .to_map()
@@ -259,7 +277,7 @@ fn evaluate_pretrained<B: Backend>(
         if !natural_eval.exists() {
             let start = Instant::now();
             let tensors = evaluate_natural(model, sets, true, device);
-            write_safetensors(&natural_eval, tensors, Some(provenance.metadata(None, None, 0, &fingerprint.sha256)))?;
+            write_safetensors(&natural_eval, tensors, Some(provenance.metadata(None, None, 0, None, &fingerprint.sha256)))?;
             tracing::info!("epoch 0 on the natural images written to {} in {:.1} s", natural_eval.display(), start.elapsed().as_secs_f64());
         }
         fingerprint.sha256
@@ -272,7 +290,7 @@ fn evaluate_pretrained<B: Backend>(
         let start = Instant::now();
         let mut tensors = evaluate_medical(model, sets, device);
         tensors.extend(EvalFile::open(&natural_eval).map_err(anyhow::Error::msg)?.raw_tensors());
-        write_safetensors(&pretrained, tensors, Some(provenance.metadata(Some(&run.dataset), None, 0, &backbone_sha256)))?;
+        write_safetensors(&pretrained, tensors, Some(provenance.metadata(Some(&run.dataset), None, 0, None, &backbone_sha256)))?;
         tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
     }
     Ok(backbone_sha256)
@@ -339,8 +357,9 @@ fn train_epoch<B: AutodiffBackend>(
     for (step, batch_idx) in order.chunks(t.batch_size).enumerate() {
         let factor = schedule::lr_factor((epoch as usize - 1) * inputs.per_epoch + step, inputs.per_epoch, t.warmup_epochs, t.epochs);
         let batch = inputs.batcher.train::<B>(batch_idx, &inputs.augment, rng, inputs.device);
-        let mut loss = inputs.loss.forward(tr.model.logits(batch.images), batch.labels);
-        if let Some(penalty) = inputs.method.penalty(&tr.model) {
+        let features = classifier::features(&tr.model.backbone, batch.images.clone());
+        let mut loss = inputs.loss.forward(tr.model.head.forward(features.clone()), batch.labels);
+        if let Some(penalty) = inputs.method.penalty(&tr.model, &batch.images, &features) {
             loss = loss + penalty;
         }
         let value: f64 = loss.clone().into_scalar().elem();
