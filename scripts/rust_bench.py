@@ -12,3 +12,11 @@ def bench_executable(package: str, bench: str) -> str:
                            cwd=ROOT, check=True, capture_output=True, text=True)
     artifacts = [json.loads(line) for line in build.stdout.splitlines()]
     return [a["executable"] for a in artifacts if a.get("target", {}).get("name") == bench and a.get("executable")][-1]
+
+
+def binary_executable(package: str, binary: str) -> str:
+    """A command-line binary of the workspace, built as users run it (release)."""
+    build = subprocess.run(["cargo", "build", "--release", "-p", package, "--bin", binary, "--message-format=json"],
+                           cwd=ROOT, check=True, capture_output=True, text=True)
+    artifacts = [json.loads(line) for line in build.stdout.splitlines()]
+    return [a["executable"] for a in artifacts if a.get("target", {}).get("name") == binary and a.get("executable")][-1]

@@ -9,6 +9,7 @@
 //! - [`fit`]: the discretised linear fit of Figure 5, Pearson, Spearman;
 //! - [`space`]: the similarity space T_X(η, ε);
 //! - [`stats`]: bootstrap intervals and permutation tests;
+//! - [`stream`]: linear CKA and k-NN over `.npy` files read in blocks of rows;
 //! - [`tables`]: a study's Parquet tables from its evaluation files.
 //!
 //! Inputs are row-major matrices ([`MatRef`]) of f16, f32 or f64; every
@@ -23,6 +24,7 @@ pub mod knn;
 mod linalg;
 pub mod space;
 pub mod stats;
+pub mod stream;
 pub mod tables;
 
 pub use linalg::{MatRef, Scalar};

@@ -83,11 +83,13 @@ fn parallelism() -> gemm::Parallelism {
     gemm::Parallelism::Rayon(rayon::current_num_threads())
 }
 
-/// `dst (m × n, row-major) = lhs · rhs` for strided operands.
-/// Strides are (row stride, column stride) in elements.
+/// `dst (m × n, row-major) = lhs · rhs`, or `dst += lhs · rhs` when
+/// `accumulate`, for strided operands. Strides are (row stride, column
+/// stride) in elements.
 #[allow(clippy::too_many_arguments)]
-fn gemm_into<T: 'static + Copy + Zero + One>(
+fn gemm_with<T: 'static + Copy + Zero + One>(
     dst: &mut [T],
+    accumulate: bool,
     m: usize,
     n: usize,
     k: usize,
@@ -112,14 +114,14 @@ fn gemm_into<T: 'static + Copy + Zero + One>(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             lhs_strides.1 as isize,
             lhs_strides.0 as isize,
             rhs.as_ptr(),
             rhs_strides.1 as isize,
             rhs_strides.0 as isize,
-            T::zero(),
+            if accumulate { T::one() } else { T::zero() },
             T::one(),
             false,
             false,
@@ -132,14 +134,20 @@ fn gemm_into<T: 'static + Copy + Zero + One>(
 /// `Aᵀ B` (d1 × d2) for row-major A (n × d1) and B (n × d2).
 pub(crate) fn at_b(a: &[f64], b: &[f64], n: usize, d1: usize, d2: usize) -> Vec<f64> {
     let mut out = vec![0.0; d1 * d2];
-    gemm_into(&mut out, d1, d2, n, a, (1, d1), b, (d2, 1));
+    gemm_with(&mut out, false, d1, d2, n, a, (1, d1), b, (d2, 1));
     out
+}
+
+/// `dst += Aᵀ B` (d1 × d2) for row-major A (n × d1) and B (n × d2): a sum
+/// over blocks of rows.
+pub(crate) fn add_at_b(dst: &mut [f64], a: &[f64], b: &[f64], n: usize, d1: usize, d2: usize) {
+    gemm_with(dst, true, d1, d2, n, a, (1, d1), b, (d2, 1));
 }
 
 /// `A Bᵀ` (n1 × n2) for row-major A (n1 × d) and B (n2 × d).
 pub(crate) fn a_bt<T: 'static + Copy + Zero + One>(a: &[T], b: &[T], n1: usize, n2: usize, d: usize) -> Vec<T> {
     let mut out = vec![T::zero(); n1 * n2];
-    gemm_into(&mut out, n1, n2, d, a, (d, 1), b, (1, d));
+    gemm_with(&mut out, false, n1, n2, d, a, (d, 1), b, (1, d));
     out
 }
 
@@ -163,7 +171,7 @@ pub(crate) fn self_norm2(a: &[f64], n: usize, d: usize) -> f64 {
             let wj = SYM_BLOCK.min(d - j0);
             block.clear();
             block.resize(wi * wj, 0.0);
-            gemm_into(&mut block, wi, wj, n, &a[i0..], (1, d), &a[j0..], (d, 1));
+            gemm_with(&mut block, false, wi, wj, n, &a[i0..], (1, d), &a[j0..], (d, 1));
             let s: f64 = block.iter().map(|v| v * v).sum();
             total += if i0 == j0 { s } else { 2.0 * s };
         }

@@ -7,6 +7,7 @@ use sim_metrics::arrays::{load_labels, load_matrix};
 use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, Estimator, Kernel, MinibatchCka, cka};
 use sim_metrics::knn::knn_accuracy;
+use sim_metrics::stream::{NpyRows, knn_accuracy_file, linear_cka_files};
 use std::path::PathBuf;
 
 /// Representation similarity (CKA), calibration (ECE) and k-NN accuracy.
@@ -42,6 +43,11 @@ enum Command {
         /// samples (linear kernel, unbiased HSIC).
         #[arg(long)]
         batch: Option<usize>,
+        /// Rows read at a time when both inputs are `.npy` files and the
+        /// measure is linear CKA with the biased estimator: the files are
+        /// streamed, never held whole (memory: a block and d × d products).
+        #[arg(long, default_value_t = DEFAULT_BLOCK_ROWS)]
+        block_rows: usize,
     },
     /// Expected and maximum calibration error of softmax(logits).
     ///
@@ -75,6 +81,10 @@ enum Command {
         k: Vec<usize>,
         #[arg(long, default_value_t = 0.07)]
         temperature: f64,
+        /// Bank rows read at a time when the bank is a `.npy` file: it is
+        /// streamed past the queries, never held whole.
+        #[arg(long, default_value_t = DEFAULT_BLOCK_ROWS)]
+        block_rows: usize,
     },
     /// Reads a study's per-epoch dumps and writes its tables as Parquet into
     /// <study>/tables/ (column meanings: README, "Study tables").
@@ -82,6 +92,14 @@ enum Command {
         #[arg(long)]
         study: PathBuf,
     },
+}
+
+/// Rows per block of a streamed `.npy` file.
+const DEFAULT_BLOCK_ROWS: usize = 4096;
+
+/// Whether `spec` names a whole `.npy` file (not a tensor in a safetensors file).
+fn is_npy(spec: &str) -> bool {
+    !spec.rsplit_once(':').is_some_and(|(file, _)| file.ends_with(".safetensors"))
 }
 
 /// The kernel's name on the command line (the RBF one takes `--sigma-frac`).
@@ -93,12 +111,20 @@ enum KernelArg {
 
 fn main() -> anyhow::Result<()> {
     let output = match Cli::parse().command {
-        Command::Cka { a, b, estimator, kernel, sigma_frac, batch } => {
-            let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
+        Command::Cka { a, b, estimator, kernel, sigma_frac, batch, block_rows } => {
             let kernel = match kernel {
                 KernelArg::Linear => Kernel::Linear,
                 KernelArg::Rbf => Kernel::Rbf { sigma_frac },
             };
+            let streamed = is_npy(&a) && is_npy(&b) && batch.is_none() && matches!(kernel, Kernel::Linear) && estimator == Estimator::Biased;
+            if streamed {
+                anyhow::ensure!(block_rows >= 1, "--block-rows must be at least 1");
+                let value = linear_cka_files(&a, &b, block_rows)?;
+                let n = NpyRows::open(&a)?.rows;
+                println!("{}", json!({"cka": value, "estimator": estimator, "kernel": "linear", "n": n}));
+                return Ok(());
+            }
+            let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
             match batch {
                 Some(size) => {
                     anyhow::ensure!(
@@ -134,14 +160,20 @@ fn main() -> anyhow::Result<()> {
             let c = calibration(logits.view(), &labels, bins, binning)?;
             json!({"ece": c.ece, "mce": c.mce, "bins": bins, "binning": binning, "n": labels.len(), "reliability": c.bins})
         }
-        Command::Knn { bank_feats, bank_labels, query_feats, query_labels, k, temperature } => {
-            let (bank, queries) = (load_matrix(&bank_feats)?, load_matrix(&query_feats)?);
+        Command::Knn { bank_feats, bank_labels, query_feats, query_labels, k, temperature, block_rows } => {
+            let queries = load_matrix(&query_feats)?;
             let (bank_y, query_y) = (load_labels(&bank_labels)?, load_labels(&query_labels)?);
-            let results = knn_accuracy(bank.view(), &bank_y, queries.view(), &query_y, &k, temperature)?;
+            let results = if is_npy(&bank_feats) {
+                anyhow::ensure!(block_rows >= 1, "--block-rows must be at least 1");
+                knn_accuracy_file(&bank_feats, &bank_y, queries.view(), &query_y, &k, temperature, block_rows)?
+            } else {
+                let bank = load_matrix(&bank_feats)?;
+                knn_accuracy(bank.view(), &bank_y, queries.view(), &query_y, &k, temperature)?
+            };
             let per_k: serde_json::Map<String, serde_json::Value> =
                 results.iter().map(|r| (r.k.to_string(), json!(r.top1))).collect();
             json!({"knn_top1": results[0].top1, "k": k[0], "temperature": temperature,
-                   "bank": bank.rows, "queries": queries.rows, "top1_per_k": per_k})
+                   "bank": bank_y.len(), "queries": queries.rows, "top1_per_k": per_k})
         }
         Command::Study { study } => {
             let written = sim_metrics::tables::write_study_tables(&study)?;

@@ -27,6 +27,22 @@ fn cka_prints_one_json_object() {
     assert!((json["cka"].as_f64().unwrap() - 0.9358634944252057).abs() < 1e-9);
 }
 
+/// Two `.npy` files and the linear biased CKA: streamed in blocks of rows,
+/// the same value as the in-memory measure.
+#[test]
+fn biased_linear_cka_of_npy_files_is_streamed_to_the_same_value() {
+    let (x, y) = (fixture("cka_low_rank_x"), fixture("cka_low_rank_y"));
+    let (ma, mb) = (sim_metrics::arrays::load_matrix(&x).unwrap(), sim_metrics::arrays::load_matrix(&y).unwrap());
+    let opts = sim_metrics::cka::CkaOptions { estimator: sim_metrics::cka::Estimator::Biased, kernel: sim_metrics::cka::Kernel::Linear };
+    let in_memory = sim_metrics::cka::cka(ma.view(), mb.view(), opts).unwrap();
+    for block in ["7", "4096"] {
+        let (ok, json, err) = run(&["cka", "--a", &x, "--b", &y, "--block-rows", block]);
+        assert!(ok, "{err}");
+        assert_eq!(json["n"], 200);
+        assert!((json["cka"].as_f64().unwrap() - in_memory).abs() < 1e-10, "{json} vs {in_memory}");
+    }
+}
+
 #[test]
 fn ece_and_knn_print_their_measures() {
     let (ok, json, err) = run(&["ece", "--logits", &fixture("ece_logits"), "--labels", &fixture("ece_labels")]);
