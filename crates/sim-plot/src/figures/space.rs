@@ -3,28 +3,39 @@
 //! T_X(η, ε) = { similarity ≥ η, |accuracy − accuracy(θ*)| ≤ ε } shaded and
 //! its θ* (the run of best accuracy) marked, and each run's 95 % bootstrap
 //! interval of its similarity over the test images as a horizontal bar.
-//! Figure 4b: the same points, without the region.
+//! Figure 4b: the same points, without the region. With several facets
+//! (data sets, methods) every facet has the same axes, so they compare by eye.
 
 use super::{Captioned, no_finished_run};
 use crate::study::{SpaceRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::ops::Range;
 
 pub struct SimilaritySpace {
     backbones: Vec<String>,
     points: Vec<SpaceRow>,
     eta: f64,
     epsilon: f64,
+    /// Similarity and accuracy (%) ranges: those of every facet of `whole`.
+    x: Range<f64>,
+    y: Range<f64>,
 }
 
 impl SimilaritySpace {
-    pub fn prepare(study: &Study) -> Result<SimilaritySpace, String> {
-        if study.space.is_empty() {
+    /// The figure of `rows` (one facet) on the axes of the `whole` study.
+    pub fn prepare(rows: &Study, whole: &Study) -> Result<SimilaritySpace, String> {
+        if rows.space.is_empty() {
             return Err(no_finished_run());
         }
-        let e = &study.config.evaluation;
-        Ok(SimilaritySpace { backbones: study.backbones.clone(), points: study.space.clone(), eta: e.similarity_threshold, epsilon: e.accuracy_tolerance })
+        let e = &rows.config.evaluation;
+        let (eta, epsilon) = (e.similarity_threshold, e.accuracy_tolerance);
+        let interval_ends = whole.space.iter().filter_map(|p| p.similarity_ci).flat_map(|(lo, hi)| [lo, hi]);
+        let x = padded_range(whole.space.iter().map(|p| p.similarity).chain(interval_ends).chain([eta]), 0.0..1.0, 0.05);
+        let eps = epsilon * 100.0;
+        let y = padded_range(whole.space.iter().flat_map(|p| [p.accuracy * 100.0 - eps, p.accuracy * 100.0 + eps]), 0.0..100.0, 2.0);
+        Ok(SimilaritySpace { backbones: rows.backbones.clone(), points: rows.space.clone(), eta, epsilon, x: x.start.max(0.0)..x.end.min(1.0), y })
     }
 
     fn of<'a>(&'a self, backbone: &'a str) -> impl Iterator<Item = &'a SpaceRow> + 'a {
@@ -60,11 +71,8 @@ impl Figure for SimilaritySpace {
     where
         DB::ErrorType: 'static,
     {
-        let interval_ends = self.points.iter().filter_map(|p| p.similarity_ci).flat_map(|(lo, hi)| [lo, hi]);
-        let x = padded_range(self.points.iter().map(|p| p.similarity).chain(interval_ends).chain([self.eta]), 0.0..1.0, 0.05);
-        let x = x.start.max(0.0)..x.end.min(1.0);
+        let (x, y) = (self.x.clone(), self.y.clone());
         let eps = self.epsilon * 100.0;
-        let y = padded_range(self.points.iter().flat_map(|p| [p.accuracy * 100.0 - eps, p.accuracy * 100.0 + eps]), 0.0..100.0, 2.0);
         let mut entries: Vec<(Mark, String)> = self
             .present()
             .into_iter()
@@ -109,14 +117,20 @@ impl Figure for SimilaritySpace {
 pub struct FinalPoints {
     backbones: Vec<String>,
     points: Vec<SpaceRow>,
+    /// Similarity and accuracy (%) ranges: those of every facet of `whole`.
+    x: Range<f64>,
+    y: Range<f64>,
 }
 
 impl FinalPoints {
-    pub fn prepare(study: &Study) -> Result<FinalPoints, String> {
-        if study.space.is_empty() {
+    /// The figure of `rows` (one facet) on the axes of the `whole` study.
+    pub fn prepare(rows: &Study, whole: &Study) -> Result<FinalPoints, String> {
+        if rows.space.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(FinalPoints { backbones: study.backbones.clone(), points: study.space.clone() })
+        let x = padded_range(whole.space.iter().map(|p| p.similarity), 0.0..1.0, 0.05);
+        let y = padded_range(whole.space.iter().map(|p| p.accuracy * 100.0), 0.0..100.0, 2.0);
+        Ok(FinalPoints { backbones: rows.backbones.clone(), points: rows.space.clone(), x: x.start.max(0.0)..x.end.min(1.0), y })
     }
 }
 
@@ -143,14 +157,13 @@ impl Figure for FinalPoints {
     where
         DB::ErrorType: 'static,
     {
-        let x = padded_range(self.points.iter().map(|p| p.similarity), 0.0..1.0, 0.05);
-        let y = padded_range(self.points.iter().map(|p| p.accuracy * 100.0), 0.0..100.0, 2.0);
+        let (x, y) = (self.x.clone(), self.y.clone());
         let present: Vec<(&String, Vec<&SpaceRow>)> =
             self.backbones.iter().map(|b| (b, self.points.iter().filter(|p| &p.backbone == b).collect::<Vec<_>>())).filter(|(_, r)| !r.is_empty()).collect();
         let entries: Vec<(Mark, String)> =
             present.iter().map(|(b, runs)| (Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)), format!("{b} ({} runs)", runs.len()))).collect();
         let area = with_legend(root, &entries)?;
-        let mut chart = chart(&area, "", x.start.max(0.0)..x.end.min(1.0), y)?;
+        let mut chart = chart(&area, "", x, y)?;
         axes(&mut chart, "final similarity (linear CKA to pre-trained)", "final accuracy (%)", Ticks::Numbers(6))?;
         for (b, runs) in &present {
             let color = backbone_color(&self.backbones, b);
