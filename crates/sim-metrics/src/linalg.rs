@@ -159,11 +159,12 @@ pub(crate) fn cross_norm2(a: &[f64], b: &[f64], n: usize, d1: usize, d2: usize) 
 /// Column-block width of the symmetric product below.
 const SYM_BLOCK: usize = 192;
 
-/// ‖Aᵀ A‖²_F, computing only the blocks on and above the diagonal (the
-/// product is symmetric): a little over half the work of a full product.
-pub(crate) fn self_norm2(a: &[f64], n: usize, d: usize) -> f64 {
+/// Each block of AᵀA (A row-major n × d) on and above the diagonal, in
+/// column blocks of [`SYM_BLOCK`]: `each(i0, j0, block)` with the block's
+/// rows i0.., columns j0.. (row-major). The product is symmetric, so these
+/// are all of it: a little over half the work of a full product.
+fn upper_blocks_of_ata(a: &[f64], n: usize, d: usize, mut each: impl FnMut(usize, usize, &[f64])) {
     let starts: Vec<usize> = (0..d).step_by(SYM_BLOCK).collect();
-    let mut total = 0.0;
     let mut block = Vec::new();
     for (bi, &i0) in starts.iter().enumerate() {
         let wi = SYM_BLOCK.min(d - i0);
@@ -172,11 +173,43 @@ pub(crate) fn self_norm2(a: &[f64], n: usize, d: usize) -> f64 {
             block.clear();
             block.resize(wi * wj, 0.0);
             gemm_with(&mut block, false, wi, wj, n, &a[i0..], (1, d), &a[j0..], (d, 1));
-            let s: f64 = block.iter().map(|v| v * v).sum();
-            total += if i0 == j0 { s } else { 2.0 * s };
+            each(i0, j0, &block);
         }
     }
+}
+
+/// How often entry (i, j) of a symmetric d × d matrix kept as its upper
+/// blocks ([`add_ata_upper`]) counts in a sum over the whole matrix: 1 in a
+/// diagonal block, 2 above it (for its mirror image), 0 below (not kept).
+pub(crate) fn upper_block_weight(i: usize, j: usize) -> f64 {
+    match (i / SYM_BLOCK).cmp(&(j / SYM_BLOCK)) {
+        std::cmp::Ordering::Equal => 1.0,
+        std::cmp::Ordering::Less => 2.0,
+        std::cmp::Ordering::Greater => 0.0,
+    }
+}
+
+/// ‖Aᵀ A‖²_F from the upper blocks alone.
+pub(crate) fn self_norm2(a: &[f64], n: usize, d: usize) -> f64 {
+    let mut total = 0.0;
+    upper_blocks_of_ata(a, n, d, |i0, j0, block| {
+        let s: f64 = block.iter().map(|v| v * v).sum();
+        total += if i0 == j0 { s } else { 2.0 * s };
+    });
     total
+}
+
+/// `dst += AᵀA` (d × d row-major) in the blocks on and above the diagonal
+/// only; entries below them are left as they are (read them through
+/// [`upper_block_weight`]).
+pub(crate) fn add_ata_upper(dst: &mut [f64], a: &[f64], n: usize, d: usize) {
+    upper_blocks_of_ata(a, n, d, |i0, j0, block| {
+        let wj = SYM_BLOCK.min(d - j0);
+        for (r, row) in block.chunks_exact(wj).enumerate() {
+            let at = (i0 + r) * d + j0;
+            dst[at..at + wj].iter_mut().zip(row).for_each(|(t, v)| *t += v);
+        }
+    });
 }
 
 #[cfg(test)]
@@ -208,8 +241,26 @@ mod tests {
             assert!((x - y).abs() < 1e-9);
         }
         let c = values(n * d2, 3);
-        let self_want: f64 = naive_at_b(&c, &c, n, d2, d2).iter().map(|v| v * v).sum();
+        let full = naive_at_b(&c, &c, n, d2, d2);
+        let self_want: f64 = full.iter().map(|v| v * v).sum();
         assert!((self_norm2(&c, n, d2) / self_want - 1.0).abs() < 1e-12);
+        // Upper blocks, added twice: 2AᵀA there, and the weights give the whole.
+        let mut upper = vec![0.0; d2 * d2];
+        add_ata_upper(&mut upper, &c, n, d2);
+        add_ata_upper(&mut upper, &c, n, d2);
+        let mut weighted = 0.0;
+        for i in 0..d2 {
+            for j in 0..d2 {
+                let (w, got) = (upper_block_weight(i, j), upper[i * d2 + j]);
+                if w > 0.0 {
+                    assert!((got - 2.0 * full[i * d2 + j]).abs() < 1e-9, "({i}, {j})");
+                } else {
+                    assert_eq!(got, 0.0, "({i}, {j}) is below the blocks");
+                }
+                weighted += w * (got / 2.0).powi(2);
+            }
+        }
+        assert!((weighted / self_want - 1.0).abs() < 1e-12);
         // A Bᵀ: (n1 × d)(d × n2)
         let (n1, n2, d) = (4, 3, 6);
         let (p, q) = (values(n1 * d, 4), values(n2 * d, 5));

@@ -8,7 +8,7 @@
 
 use crate::MetricError;
 use crate::knn::{KnnInputs, KnnResult, merge_top_k, normalised_rows, top_k, vote};
-use crate::linalg::{MatRef, a_bt, add_at_b};
+use crate::linalg::{MatRef, a_bt, add_at_b, add_ata_upper, upper_block_weight};
 use std::fs::File;
 use std::io::BufReader;
 
@@ -68,8 +68,8 @@ impl NpyRows {
     }
 }
 
-/// Linear CKA (biased HSIC) from blocks of rows: Σ xᵢxᵢᵀ, Σ yᵢyᵢᵀ, Σ xᵢyᵢᵀ
-/// and the column sums, centred at the end. The rows are shifted by the
+/// Linear CKA (biased HSIC) from blocks of rows: Σ xᵢxᵢᵀ, Σ yᵢyᵢᵀ (upper
+/// blocks only: symmetric), Σ xᵢyᵢᵀ and the column sums, centred at the end. The rows are shifted by the
 /// first block's column means and scaled by its largest shifted magnitude
 /// before they are summed, so features far from 0 do not cancel
 /// catastrophically and large ones do not overflow (the in-memory measure
@@ -81,7 +81,8 @@ pub struct LinearCkaStream {
     /// Per side: the shift and the scale, from the first block.
     frame: Option<[(Vec<f64>, f64); 2]>,
     sums: [Vec<f64>; 2],
-    /// XᵀX, YᵀY, XᵀY of the shifted, scaled rows.
+    /// XᵀX, YᵀY (their blocks on and above the diagonal: they are
+    /// symmetric), XᵀY of the shifted, scaled rows.
     xx: Vec<f64>,
     yy: Vec<f64>,
     xy: Vec<f64>,
@@ -113,8 +114,8 @@ impl LinearCkaStream {
                 sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
             }
         }
-        add_at_b(&mut self.xx, &x, &x, rows, d1, d1);
-        add_at_b(&mut self.yy, &y, &y, rows, d2, d2);
+        add_ata_upper(&mut self.xx, &x, rows, d1);
+        add_ata_upper(&mut self.yy, &y, rows, d2);
         add_at_b(&mut self.xy, &x, &y, rows, d1, d2);
         self.n += rows;
     }
@@ -127,13 +128,15 @@ impl LinearCkaStream {
         let n = self.n as f64;
         let [d1, d2] = self.d;
         let means: Vec<Vec<f64>> = self.sums.iter().map(|s| s.iter().map(|v| v / n).collect()).collect();
-        // Σ (a − ā)(b − b̄)ᵀ = Σ abᵀ − n ā b̄ᵀ, squared and summed.
-        let centred_norm2 = |p: &[f64], a: &[f64], b: &[f64], cols: usize| -> f64 {
-            p.chunks_exact(cols).zip(a).map(|(row, ai)| row.iter().zip(b).map(|(v, bj)| (v - n * ai * bj).powi(2)).sum::<f64>()).sum()
+        // Σ (a − ā)(b − b̄)ᵀ = Σ abᵀ − n ā b̄ᵀ, squared and summed, each
+        // entry `weight(i, j)` times.
+        let centred_norm2 = |p: &[f64], a: &[f64], b: &[f64], cols: usize, weight: fn(usize, usize) -> f64| -> f64 {
+            let entries = p.chunks_exact(cols).zip(a).enumerate().flat_map(|(i, (row, ai))| row.iter().zip(b).enumerate().map(move |(j, (v, bj))| (i, j, v - n * ai * bj)));
+            entries.map(|(i, j, c)| weight(i, j) * c * c).sum()
         };
-        let xx = centred_norm2(&self.xx, &means[0], &means[0], d1);
-        let yy = centred_norm2(&self.yy, &means[1], &means[1], d2);
-        let xy = centred_norm2(&self.xy, &means[0], &means[1], d2);
+        let xx = centred_norm2(&self.xx, &means[0], &means[0], d1, upper_block_weight);
+        let yy = centred_norm2(&self.yy, &means[1], &means[1], d2, upper_block_weight);
+        let xy = centred_norm2(&self.xy, &means[0], &means[1], d2, |_, _| 1.0);
         if !(xx > 0.0 && yy > 0.0) {
             return Err(MetricError::input(name, "features have zero variance (or no positive self-similarity): CKA is undefined"));
         }

@@ -61,13 +61,14 @@ fn streamed_linear_cka_is_the_in_memory_one_whatever_the_blocks_dtype_or_offset(
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let (rows, rank) = (1000, 5);
-    let basis_x: Vec<f64> = (0..rank * 40).map(|_| rng.random::<f64>()).collect();
-    let x = features(&mut rng, &basis_x, rows, rank, 40, 0.3, 0.0);
+    // 400 columns: more than one of the symmetric products' column blocks.
+    let basis_x: Vec<f64> = (0..rank * 400).map(|_| rng.random::<f64>()).collect();
+    let x = features(&mut rng, &basis_x, rows, rank, 400, 0.3, 0.0);
     // y: the same samples through another map, far from the origin.
-    let y: Vec<f64> = x.chunks(40).flat_map(|r| (0..24).map(|j| 1e3 + r[j] * 2.0 - r[j + 16] + 0.1 * ((j * 7) as f64).sin())).collect();
+    let y: Vec<f64> = x.chunks(400).flat_map(|r| (0..24).map(|j| 1e3 + r[j] * 2.0 - r[j + 16] + 0.1 * ((j * 7) as f64).sin())).collect();
     for dtype in [Dtype::F64, Dtype::F32, Dtype::F16] {
         let (a, b) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
-        write_npy(&a, &x, rows, 40, dtype);
+        write_npy(&a, &x, rows, 400, dtype);
         write_npy(&b, &y, rows, 24, dtype);
         let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
         let (ma, mb) = (load_matrix(a).unwrap(), load_matrix(b).unwrap());
