@@ -59,7 +59,7 @@ pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyh
         "fig1b_similarity_density" => write(Faceted::prepare(study, density::SimilarityDensity::prepare), dir, formats),
         "fig2_similarity_space" => write(Faceted::prepare(study, |rows| space::SimilaritySpace::prepare(rows, study)), dir, formats),
         "fig3_attention" => attention_grids(study, dir, formats),
-        "fig4a_trajectory" => write(Faceted::prepare(study, trajectory::Trajectory::prepare), dir, formats),
+        "fig4a_trajectory" => write(Faceted::prepare(study, |rows| trajectory::Trajectory::prepare(rows, study)), dir, formats),
         "fig4b_final" => write(Faceted::prepare(study, |rows| space::FinalPoints::prepare(rows, study)), dir, formats),
         "fig5_cka_ece" => write(Faceted::prepare(study, cka_ece::CkaEce::prepare), dir, formats),
         "layers_cka" => write(Faceted::prepare(study, layers::LayerCurves::prepare), dir, formats),

@@ -1,20 +1,35 @@
 //! Figure 4a: the mean training trajectory. Per epoch, over a backbone's
 //! finished runs, the mean balanced accuracy and the mean similarity, each
-//! with a band of ± one standard deviation; one colour per backbone.
+//! with a band of ± one standard deviation; one colour per backbone. With
+//! several facets (data sets, methods) every facet has the same axes.
 
 use super::{Captioned, mean_std, no_finished_run};
 use crate::study::{EpochRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::ops::Range;
 
 /// Per epoch: (epoch, mean, std).
 type Curve = Vec<(f64, f64, f64)>;
 
+/// A backbone's name, finished runs, balanced accuracy (%) and similarity curves.
+type Curves = (String, usize, Curve, Curve);
+
+/// One side of the figure: which curve, its axis description, its fallback range.
+type Side = (fn(&Curves) -> &Curve, &'static str, Range<f64>);
+
+const SIDES: [Side; 2] = [
+    (|c| &c.2, "balanced accuracy, medical test set (%)", 0.0..100.0),
+    (|c| &c.3, "similarity (linear CKA to pre-trained)", 0.0..1.0),
+];
+
 pub struct Trajectory {
     backbones: Vec<String>,
-    /// Per backbone with runs: name, runs, balanced accuracy (%) and similarity curves.
-    curves: Vec<(String, usize, Curve, Curve)>,
+    /// Per backbone with runs.
+    curves: Vec<Curves>,
+    /// The y range of each side: that of every facet of the whole study.
+    ranges: [Range<f64>; 2],
 }
 
 fn curve(rows: &[&EpochRow], get: fn(&EpochRow) -> f64) -> Curve {
@@ -31,21 +46,32 @@ fn curve(rows: &[&EpochRow], get: fn(&EpochRow) -> f64) -> Curve {
         .collect()
 }
 
+/// The curves of one facet's study, per backbone with finished runs.
+fn curves_of(study: &Study) -> Vec<Curves> {
+    study
+        .backbones_with_runs()
+        .into_iter()
+        .map(|b| {
+            let rows: Vec<&EpochRow> = study.epochs.iter().filter(|r| r.backbone == b && r.finished).collect();
+            let runs = study.final_epochs(b).len();
+            (b.to_string(), runs, curve(&rows, |r| r.balanced_accuracy * 100.0), curve(&rows, |r| r.similarity))
+        })
+        .collect()
+}
+
 impl Trajectory {
-    pub fn prepare(study: &Study) -> Result<Trajectory, String> {
-        let curves: Vec<_> = study
-            .backbones_with_runs()
-            .into_iter()
-            .map(|b| {
-                let rows: Vec<&EpochRow> = study.epochs.iter().filter(|r| r.backbone == b && r.finished).collect();
-                let runs = study.final_epochs(b).len();
-                (b.to_string(), runs, curve(&rows, |r| r.balanced_accuracy * 100.0), curve(&rows, |r| r.similarity))
-            })
-            .collect();
+    /// The figure of `rows` (one facet) on the axes of the `whole` study.
+    pub fn prepare(rows: &Study, whole: &Study) -> Result<Trajectory, String> {
+        let curves = curves_of(rows);
         if curves.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(Trajectory { backbones: study.backbones.clone(), curves })
+        let all: Vec<Curves> = whole.facets().iter().flat_map(|f| curves_of(&whole.facet(f))).collect();
+        let ranges = SIDES.map(|(pick, _, fallback)| {
+            let y = padded_range(all.iter().flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])), fallback.clone(), fallback.end * 0.02);
+            y.start.max(fallback.start)..y.end.min(fallback.end * 1.001)
+        });
+        Ok(Trajectory { backbones: rows.backbones.clone(), curves, ranges })
     }
 }
 
@@ -88,15 +114,8 @@ impl Figure for Trajectory {
         let area = with_legend(root, &entries)?;
         let panels = area.split_evenly((1, 2));
         let last_epoch = self.curves.iter().flat_map(|c| c.2.iter().map(|p| p.0)).fold(1.0f64, f64::max);
-        type Pick = fn(&(String, usize, Curve, Curve)) -> &Curve;
-        let sides: [(Pick, &str, std::ops::Range<f64>); 2] = [
-            (|c| &c.2, "balanced accuracy, medical test set (%)", 0.0..100.0),
-            (|c| &c.3, "similarity (linear CKA to pre-trained)", 0.0..1.0),
-        ];
-        for (panel, (pick, y_desc, fallback)) in panels.iter().zip(sides) {
-            let y = padded_range(self.curves.iter().flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])), fallback.clone(), fallback.end * 0.02);
-            let y = y.start.max(fallback.start)..y.end.min(fallback.end * 1.001);
-            let mut chart = chart(panel, "", -0.2..last_epoch + 0.2, y)?;
+        for ((panel, (pick, y_desc, _)), y) in panels.iter().zip(SIDES).zip(&self.ranges) {
+            let mut chart = chart(panel, "", -0.2..last_epoch + 0.2, y.clone())?;
             axes(&mut chart, "epoch (0 = pre-trained)", y_desc, Ticks::Integers(last_epoch as usize + 1))?;
             for c in &self.curves {
                 let color = backbone_color(&self.backbones, &c.0);
