@@ -31,12 +31,17 @@ pub(crate) fn to_matrix(spec: &str, shape: Vec<usize>, values: Values) -> Result
         Values::Float(v) => v,
         Values::Int(_) => return Err(MetricError::input(spec, "holds integers; features must be floating point")),
     };
-    let (rows, cols) = match shape[..] {
-        [n] => (n, 1),
-        [n, d] => (n, d),
-        _ => return Err(MetricError::input(spec, format!("shape {shape:?}: expected samples × features"))),
-    };
+    let (rows, cols) = matrix_shape(spec, &shape)?;
     Ok(FloatArray { name: spec.to_owned(), data, rows, cols })
+}
+
+/// Samples × features of an array's shape; a 1-D array is one feature per sample.
+pub(crate) fn matrix_shape(spec: &str, shape: &[usize]) -> Result<(usize, usize), MetricError> {
+    match *shape {
+        [n] => Ok((n, 1)),
+        [n, d] => Ok((n, d)),
+        _ => Err(MetricError::input(spec, format!("shape {shape:?}: expected samples × features"))),
+    }
 }
 
 /// Loads integer class labels (a 1-D array, or N × 1).

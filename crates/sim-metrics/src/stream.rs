@@ -31,11 +31,7 @@ impl NpyRows {
             return Err(bad("Fortran-ordered array; save it C-contiguous (np.ascontiguousarray)".into()));
         }
         let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-        let (rows, cols) = match shape[..] {
-            [n] => (n, 1),
-            [n, d] => (n, d),
-            _ => return Err(bad(format!("shape {shape:?}: expected samples × features"))),
-        };
+        let (rows, cols) = crate::arrays::matrix_shape(path, &shape)?;
         let dtype = npy.dtype().descr();
         let values: Box<dyn Iterator<Item = std::io::Result<f64>>> = match npy.try_data::<f64>() {
             Ok(d) => Box::new(d),

@@ -403,13 +403,22 @@ where
 fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
     let rows: Vec<(&Run<'_>, u32, &EpochMetrics)> =
         runs.iter().flat_map(|r| r.epochs.iter().map(move |(e, m)| (r, *e, &**m))).collect();
-    let f = |get: fn(&EpochMetrics) -> f64| rows.iter().map(|(_, _, m)| get(m)).collect::<Vec<f64>>();
-    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
     let mut columns = vec![
         col(col::BACKBONE, rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
         col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
         col(col::EPOCH, rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
         col(col::STATUS, rows.iter().map(|(r, _, _)| status_name(r.status)).collect::<Vec<_>>()),
+    ];
+    columns.extend(metric_columns(&rows.iter().map(|r| r.2).collect::<Vec<_>>(), config));
+    DataFrame::new_infer_height(columns)
+}
+
+/// The columns of one model's evaluation, shared by `epochs.parquet` and
+/// `wise_ft.parquet`: accuracy … similarity, `knn_top1` and `knn_top1_k<k>`.
+fn metric_columns(models: &[&EpochMetrics], config: &StudyConfig) -> Vec<Column> {
+    let f = |get: fn(&EpochMetrics) -> f64| models.iter().map(|m| get(m)).collect::<Vec<f64>>();
+    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
+    let mut columns = vec![
         col(col::ACCURACY, f(|m| m.accuracy)),
         col(col::BALANCED_ACCURACY, f(|m| m.balanced_accuracy)),
         col(col::MACRO_F1, f(|m| m.macro_f1)),
@@ -417,12 +426,12 @@ fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFram
         col(col::MCE, f(|m| m.mce)),
         col(col::ADAPTIVE_ECE, f(|m| m.adaptive_ece)),
         col(col::SIMILARITY, f(Run::similarity)),
-        col(col::KNN_TOP1, rows.iter().map(|(_, _, m)| m.knn[report]).collect::<Vec<f64>>()),
+        col(col::KNN_TOP1, models.iter().map(|m| m.knn[report]).collect::<Vec<f64>>()),
     ];
     for (i, &k) in config.evaluation.knn_k.iter().enumerate() {
-        columns.push(col(&col::knn_top1_at(k), rows.iter().map(|(_, _, m)| m.knn[i]).collect::<Vec<f64>>()));
+        columns.push(col(&col::knn_top1_at(k), models.iter().map(|m| m.knn[i]).collect::<Vec<f64>>()));
     }
-    DataFrame::new_infer_height(columns)
+    columns
 }
 
 /// Per finished run of a method with `wise_ft`: its WiSE-FT backbones by
@@ -433,19 +442,13 @@ fn wise_ft_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFra
         .filter(|r| !r.wise_ft.is_empty())
         .flat_map(|r| r.wise_ft.iter().map(move |(a, m)| (r, *a, m)).chain(std::iter::once((r, 1.0, r.last()))))
         .collect();
-    let f = |get: fn(&EpochMetrics) -> f64| rows.iter().map(|(_, _, m)| get(m)).collect::<Vec<f64>>();
-    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
-    DataFrame::new_infer_height(vec![
+    let mut columns = vec![
         col(col::BACKBONE, rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
         col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
         col(col::ALPHA, rows.iter().map(|(_, a, _)| *a).collect::<Vec<f64>>()),
-        col(col::ACCURACY, f(|m| m.accuracy)),
-        col(col::BALANCED_ACCURACY, f(|m| m.balanced_accuracy)),
-        col(col::MACRO_F1, f(|m| m.macro_f1)),
-        col(col::ECE, f(|m| m.ece)),
-        col(col::SIMILARITY, f(Run::similarity)),
-        col(col::KNN_TOP1, rows.iter().map(|(_, _, m)| m.knn[report]).collect::<Vec<f64>>()),
-    ])
+    ];
+    columns.extend(metric_columns(&rows.iter().map(|r| r.2).collect::<Vec<_>>(), config));
+    DataFrame::new_infer_height(columns)
 }
 
 fn layers_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
