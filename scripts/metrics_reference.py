@@ -233,5 +233,43 @@ for name, (a, b) in perm_cases.items():
     )
     expected["permutation"][name] = {"difference": res.statistic, "p_value": res.pvalue}
 
+# Linear probe: class-balanced multinomial logistic regression on
+# standardised features, L2 on the weights only, minimised by scipy's
+# L-BFGS-B (sim-metrics runs its own L-BFGS on the same objective).
+n_train, n_test, d, k, l2 = 300, 120, 6, 4, 1e-3
+centres = rng.normal(0.0, 1.5, size=(k, d))
+probe_y = rng.choice(k, size=n_train + n_test, p=[0.55, 0.25, 0.15, 0.05])
+probe_x = centres[probe_y] + rng.normal(0.0, 1.0, size=(n_train + n_test, d)) * 1.5 + 3.0
+save("probe_train_x", probe_x[:n_train])
+save("probe_train_y", probe_y[:n_train].astype(np.int64))
+save("probe_test_x", probe_x[n_train:])
+save("probe_test_y", probe_y[n_train:].astype(np.int64))
+mu, sd = probe_x[:n_train].mean(0), probe_x[:n_train].std(0)
+z = (probe_x[:n_train] - mu) / sd
+yt = probe_y[:n_train]
+sample_w = 1.0 / np.bincount(yt, minlength=k)[yt]
+sample_w /= sample_w.sum()
+onehot = np.eye(k)[yt]
+
+
+def probe_objective(theta):
+    w, b = theta[: d * k].reshape(d, k), theta[d * k :]
+    logits = z @ w + b
+    logits -= logits.max(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    loss = -(sample_w * (onehot * logp).sum(1)).sum() + 0.5 * l2 * (w**2).sum()
+    g = (np.exp(logp) - onehot) * sample_w[:, None]
+    return loss, np.concatenate([(z.T @ g + l2 * w).ravel(), g.sum(0)])
+
+
+from scipy.optimize import minimize
+
+res = minimize(probe_objective, np.zeros((d + 1) * k), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000})
+w, b = res.x[: d * k].reshape(d, k), res.x[d * k :]
+pred = np.argmax((probe_x[n_train:] - mu) / sd @ w + b, axis=1)
+yv = probe_y[n_train:]
+recalls = [np.mean(pred[yv == c] == c) for c in range(k) if np.any(yv == c)]
+expected["probe"] = {"objective": res.fun, "params": res.x.tolist(), "balanced_accuracy": float(np.mean(recalls))}
+
 (out / "expected.json").write_text(json.dumps(expected, indent=1, default=float) + "\n")
 print(json.dumps(expected["cka"], indent=1))

@@ -324,7 +324,8 @@ fn hub_sha256(hub: &str, f: &HubFile) -> anyhow::Result<String> {
 pub fn fetch_checkpoints(config: &sim_study::StudyConfig, config_dir: &Path, hub: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut fetched = Vec::new();
     for b in &config.backbones {
-        let path = b.checkpoint_path(config_dir);
+        // Pre-trained by the tool: nothing to download.
+        let Some(path) = b.checkpoint_path(config_dir) else { continue };
         let Some(source) = &b.source else {
             if !path.exists() {
                 println!("backbones `{}`: {} is missing and has no `source` to fetch it from", b.name, path.display());

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The study `cargo xtask reproduce` runs without `--config`.
-pub const DEFAULT_CONFIG: &str = "configs/paper.toml";
+pub const DEFAULT_CONFIG: &str = "configs/cpu.toml";
 
 /// Where the fine-tuning runs execute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +36,7 @@ pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run:
         fetch::fetch_checkpoints(&config, config_path.parent().unwrap_or(Path::new(".")), fetch::HUB)?;
     }
     prepare_study(config_path, &config)?;
+    pretrain_backbones(&config)?;
     match executor {
         Executor::Local => {
             let report = sweep(config_path, &config, options)?;
@@ -111,6 +112,22 @@ fn prepare_study(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The backbones the study pre-trains itself, before any run needs them
+/// (here, also for Slurm: the array's runs read the files): each once, a
+/// finished one kept, an interrupted one resumed.
+fn pretrain_backbones(config: &StudyConfig) -> anyhow::Result<()> {
+    for b in config.backbones.iter().filter(|b| b.pretrain.is_some()) {
+        let start = Instant::now();
+        match sim_train::pretrain::run::<TrainBackend>(config, &b.name, &Default::default())? {
+            sim_train::pretrain::Outcome::AlreadyFinished { model } => println!("backbone {}: pre-trained before, kept ({})", b.name, model.display()),
+            sim_train::pretrain::Outcome::Finished { model, .. } => {
+                println!("backbone {}: pre-trained in {} ({})", b.name, human_seconds(start.elapsed().as_secs_f64()), model.display())
+            }
+        }
+    }
+    Ok(())
+}
+
 /// After the runs (`xtask finish`, or the sweep's end): the study tables, then
 /// the figures, paper tables and report, each kept when newer than what it
 /// is made from; made from the runs that finished.
@@ -167,9 +184,10 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         };
         let classes = medical.dataset.classes.len();
         for b in &config.backbones {
-            let path = b.checkpoint_path(config_dir);
+            let path = config.backbone_file(b, config_dir);
             if !path.exists() {
-                println!("{dataset:<16} {:<16} backbone file missing: {}", b.name, path.display());
+                let why = if b.pretrain.is_some() { "not pre-trained yet" } else { "backbone file missing" };
+                println!("{dataset:<16} {:<16} {why}: {}", b.name, path.display());
                 continue;
             }
             let loaded = sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?;
@@ -242,9 +260,12 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
 fn check_backbone_files(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
     for b in &config.backbones {
-        let path = b.checkpoint_path(config_dir);
+        let path = config.backbone_file(b, config_dir);
         if !path.exists() {
-            missing.push(format!("  backbones `{}`: {}", b.name, path.display()));
+            // Made by the pre-training stage.
+            if b.pretrain.is_none() {
+                missing.push(format!("  backbones `{}`: {}", b.name, path.display()));
+            }
             continue;
         }
         sim_train::model::load::<CpuBackend>(&path, &LoadOptions::for_backbone(b), &Default::default())

@@ -106,7 +106,7 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     let (shape, Values::Float(stored)) = decode(&file.tensor("probe.medical.final.cls").unwrap()).unwrap() else { panic!() };
     let device = Default::default();
     let backbone = &config.backbones[0];
-    let model = load::<CpuBackend>(&backbone.checkpoint_path(&root().join("configs")), &LoadOptions::for_backbone(backbone), &device).unwrap().model;
+    let model = load::<CpuBackend>(&config.backbone_file(backbone, &root().join("configs")), &LoadOptions::for_backbone(backbone), &device).unwrap().model;
     let mut medical = PreparedDataset::load(&config, &study, &DatasetId::Medical("ham10000".into())).unwrap();
     let cache = medical.image_cache(&study, 32).unwrap();
     let labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
@@ -520,4 +520,58 @@ fn slurm_runs_a_job_array_and_the_job_after_it_to_the_report() {
     let status = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["reproduce", "--status", "--config"]).arg(&config).arg("--output").arg(&study).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("4 finished") && status.contains("Slurm jobs"), "{status}");
+}
+
+/// The smoke study with backbones the tool pre-trains (supervised, DINO,
+/// and the random initialisation), tiny and for one epoch: reproduce
+/// pre-trains them before the runs, fine-tunes from them, writes
+/// `pretrain.parquet` (k-NN, linear probe, how each was pre-trained) and
+/// the report's section and findings about them; a second call pre-trains
+/// nothing and says so.
+#[test]
+fn pretrained_backbones_are_made_once_fine_tuned_and_reported() {
+    let Some(_) = real_data_dir("ham10000", "pretrained_backbones_are_made_once_fine_tuned_and_reported") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = std::fs::read_to_string(config_path("smoke.toml")).unwrap();
+    let (head, rest) = smoke.split_once("[[backbones]]").unwrap();
+    let (_, tail) = rest.split_once("[training]").unwrap();
+    let shape = "width = 24, depth = 1, patch = 8";
+    let backbones: String = [
+        ("sup", format!("objective = \"supervised\", epochs = 1, {shape}")),
+        ("dino", format!("objective = \"dino\", epochs = 1, {shape}, dino = {{ local_crops = 2, local_size = 16, out_dim = 64, hidden_dim = 32, bottleneck_dim = 16 }}")),
+        ("random", format!("objective = \"none\", {shape}")),
+    ]
+    .iter()
+    .map(|(name, p)| format!("[[backbones]]\nname = \"{name}\"\ninput_size = 32\nheads = 2\npretrain = {{ {p} }}\n\n"))
+    .collect();
+    let config = dir.path().join("pretrained.toml");
+    std::fs::write(&config, format!("{}{backbones}[training]{tail}", head.replace("seeds = [0, 1]", "seeds = [0]"))).unwrap();
+    let study_dir = dir.path().join("study");
+    let first = run(reproduce(&config, &study_dir, &["--jobs", "2"]));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    for name in ["sup", "dino", "random"] {
+        assert!(stdout.contains(&format!("backbone {name}: pre-trained in")), "{stdout}");
+    }
+    assert!(dir.path().join("pretrained").read_dir().unwrap().count() == 3, "beside the study folder");
+
+    let table = read_table(&study_dir, sim_study::tables::file::PRETRAIN);
+    assert_eq!(table.height(), 3);
+    let objectives = table.column("objective").unwrap().str().unwrap().clone();
+    let objective: Vec<&str> = (0..objectives.len()).filter_map(|i| objectives.get(i)).collect();
+    assert_eq!(objective, ["supervised", "dino", "none"]);
+    let minutes = table.column("pretrain_minutes").unwrap().f64().unwrap().clone();
+    assert!(minutes.get(0).is_some() && minutes.get(1).is_some() && minutes.get(2).is_none(), "{minutes:?}");
+    for column in ["knn_top1", "probe_balanced_accuracy"] {
+        assert!(f64s(&table, column).iter().all(|v| (0.0..=1.0).contains(v)), "{column}");
+    }
+    let report = std::fs::read_to_string(sim_plot::report_path(&study_dir)).unwrap();
+    assert!(report.contains("## Pre-trained backbones") && report.contains("- `sup` (supervised, 1 epoch in "), "{report}");
+    assert!(report.contains("Self-supervised pre-training ") && report.contains("over `random`"), "{report}");
+    assert!(report.contains("`sup` (pre-trained here: supervised) loses"), "finding 3 knows the objectives: {report}");
+
+    let before = std::fs::metadata(sim_plot::report_path(&study_dir)).unwrap().modified().unwrap();
+    let second = run(reproduce(&config, &study_dir, &[]));
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.contains("backbone dino: pre-trained before, kept") && stdout.contains("0 finished now"), "{stdout}");
+    assert_eq!(std::fs::metadata(sim_plot::report_path(&study_dir)).unwrap().modified().unwrap(), before);
 }

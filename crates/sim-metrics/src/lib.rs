@@ -21,6 +21,7 @@ pub mod cka;
 pub mod classification;
 pub mod fit;
 pub mod knn;
+pub mod probe;
 mod linalg;
 pub mod space;
 pub mod stats;

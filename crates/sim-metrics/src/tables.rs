@@ -377,6 +377,8 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     }
     let path = study.tables_dir().join(table_file::METHOD_COMPARISONS);
     tables.push((table_file::METHOD_COMPARISONS, method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?));
+    let path = study.tables_dir().join(table_file::PRETRAIN);
+    tables.push((table_file::PRETRAIN, pretrain_table(&study, &config)?.into_frame().map_err(|e| err(&path, e))?));
     let tables_dir = study.tables_dir();
     let _lock = DirLock::wait(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     remove_leftovers(&tables_dir).map_err(|e| err(&tables_dir, e))?;
@@ -728,6 +730,87 @@ fn method_comparisons_table(finals: &[(&str, &str, &str, Vec<f64>)], config: &St
     let mut columns = vec![col(col::DATASET, datasets), col(col::BACKBONE, backbones)];
     columns.extend(comparison_columns([col::METHOD_A, col::METHOD_B], &rows));
     DataFrame::new_infer_height(columns)
+}
+
+/// `pretrain.parquet`'s rows: per data set and backbone with an epoch 0.
+#[derive(Default)]
+struct PretrainRows<'a> {
+    dataset: Vec<&'a str>,
+    backbone: Vec<&'a str>,
+    objective: Vec<&'a str>,
+    epochs: Vec<Option<u32>>,
+    minutes: Vec<Option<f64>>,
+    images_per_s: Vec<Option<f64>>,
+    loss: Vec<Option<f64>>,
+    knn: Vec<f64>,
+    probe_balanced: Vec<Option<f64>>,
+    probe_accuracy: Vec<Option<f64>>,
+}
+
+impl PretrainRows<'_> {
+    fn into_frame(self) -> PolarsResult<DataFrame> {
+        DataFrame::new_infer_height(vec![
+            col(col::DATASET, self.dataset),
+            col(col::BACKBONE, self.backbone),
+            col(col::OBJECTIVE, self.objective),
+            col(col::PRETRAIN_EPOCHS, self.epochs),
+            col(col::PRETRAIN_MINUTES, self.minutes),
+            col(col::PRETRAIN_IMAGES_PER_S, self.images_per_s),
+            col(col::PRETRAIN_LOSS, self.loss),
+            col(col::KNN_TOP1, self.knn),
+            col(col::PROBE_BALANCED_ACCURACY, self.probe_balanced),
+            col(col::PROBE_ACCURACY, self.probe_accuracy),
+        ])
+    }
+}
+
+/// What each backbone knows before fine-tuning: k-NN top-1 on the natural
+/// images (k = `knn_report_k`) and a linear probe on the medical task, from
+/// its epoch-0 evaluation; how the tool pre-trained it, from its pretrain
+/// folder's `pretrain.toml` (beside the study folder).
+fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<PretrainRows<'a>, TableError> {
+    use sim_study::pretrain::{PretrainState, pretrain_dir};
+    let mut located = config.clone();
+    located.study.output_dir = Some(study.root().to_owned());
+    let e = &config.evaluation;
+    let mut rows = PretrainRows::default();
+    for dataset in config.medical_names() {
+        for b in &config.backbones {
+            let path = study.pretrained_eval(dataset, &b.name);
+            if !path.exists() {
+                continue;
+            }
+            let file = EvalFile::open(&path).map_err(TableError)?;
+            let (bank, query) = (matrix(&file, eval_file::KNN_BANK)?, matrix(&file, eval_file::KNN_QUERY)?);
+            let (bank_y, query_y) = (labels(&file, eval_file::KNN_BANK_LABELS)?, labels(&file, eval_file::KNN_QUERY_LABELS)?);
+            let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &[e.knn_report_k], e.knn_temperature).map_err(|m| err(&path, m))?;
+            let probe = if file.has(eval_file::TRAIN_FEATURES) {
+                let train = matrix(&file, eval_file::TRAIN_FEATURES)?;
+                let test = matrix(&file, &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls))?;
+                let as_classes = |v: Vec<i64>| v.into_iter().map(|l| l as usize).collect::<Vec<usize>>();
+                let (train_y, test_y) = (as_classes(labels(&file, eval_file::TRAIN_LABELS)?), as_classes(labels(&file, eval_file::TEST_LABELS)?));
+                Some(crate::probe::probe_scores((&train.data, &train_y), (&test.data, &test_y), train.cols).map_err(|m| err(&path, m))?)
+            } else {
+                None // an epoch 0 written before the probe's features were kept
+            };
+            let state = match &b.pretrain {
+                Some(p) => PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)?,
+                None => None,
+            };
+            let last = state.as_ref().and_then(|s| s.history.last());
+            rows.dataset.push(dataset);
+            rows.backbone.push(&b.name);
+            rows.objective.push(b.pretrain.as_ref().map_or(col::OBJECTIVE_CHECKPOINT, |p| p.objective.name()));
+            rows.epochs.push(b.pretrain.as_ref().map(|p| p.epochs));
+            rows.minutes.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.minutes()));
+            rows.images_per_s.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.history.iter().map(|h| h.images_per_s).sum::<f64>() / s.history.len() as f64));
+            rows.loss.push(last.map(|h| h.loss));
+            rows.knn.push(knn[0].top1);
+            rows.probe_balanced.push(probe.map(|p| p.balanced_accuracy));
+            rows.probe_accuracy.push(probe.map(|p| p.accuracy));
+        }
+    }
+    Ok(rows)
 }
 
 /// The models Figures 3 and the reliability diagram compare: each backbone's

@@ -179,3 +179,27 @@ fn intervals_and_permutation_tests_match_numpy_and_scipy() {
         close(test.p_value, &exp["permutation"][case]["p_value"], 1e-12, &format!("{case}: p-value"));
     }
 }
+
+/// The probe's objective at its minimum, and the minimiser, against scipy's
+/// L-BFGS-B on the same objective (both solvers stop at tiny gradients; the
+/// minimiser is unique, so they agree to solver precision).
+const PROBE_OBJECTIVE_TOL: f64 = 1e-10;
+const PROBE_PARAMS_TOL: f64 = 1e-5;
+
+#[test]
+fn the_linear_probe_matches_scipy_lbfgs() {
+    use sim_metrics::probe::{ProbeOptions, fit, probe_scores};
+    let exp = &expected()["probe"];
+    let labels = |name: &str| -> Vec<usize> { load_labels(&fixture(name)).unwrap().into_iter().map(|v| v as usize).collect() };
+    let (train_x, test_x) = (matrix("probe_train_x"), matrix("probe_test_x"));
+    let (train_y, test_y) = (labels("probe_train_y"), labels("probe_test_y"));
+    let probe = fit(&train_x.data, train_x.cols, &train_y, ProbeOptions::default()).unwrap();
+    close(probe.objective, &exp["objective"], PROBE_OBJECTIVE_TOL, "probe objective");
+    let want: Vec<f64> = exp["params"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(probe.params.len(), want.len());
+    for (i, (got, w)) in probe.params.iter().zip(&want).enumerate() {
+        assert!((got - w).abs() <= PROBE_PARAMS_TOL, "parameter {i}: {got} vs scipy {w}");
+    }
+    let scores = probe_scores((&train_x.data, &train_y), (&test_x.data, &test_y), train_x.cols).unwrap();
+    close(scores.balanced_accuracy, &exp["balanced_accuracy"], 1e-12, "probe balanced accuracy");
+}

@@ -307,11 +307,19 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     write_study_tables(dir.path()).unwrap();
     for name in sim_study::tables::file::ALL {
         let table = read(&study.tables_dir().join(name));
-        let first = if name == sim_study::tables::file::METHOD_COMPARISONS { ["dataset", "backbone"] } else { ["dataset", "method"] };
+        let before_methods = [sim_study::tables::file::METHOD_COMPARISONS, sim_study::tables::file::PRETRAIN];
+        let first = if before_methods.contains(&name) { ["dataset", "backbone"] } else { ["dataset", "method"] };
         assert_eq!(table.get_column_names()[..2].iter().map(|n| n.as_str()).collect::<Vec<_>>(), first, "{name}");
     }
     let epochs = read(&study.tables_dir().join("epochs.parquet"));
     assert_eq!(str_col(&epochs, "dataset"), ["ham10000", "ham10000", "ham10000", "ham10000", "xray", "xray", "xray", "xray"]);
+    // What each backbone knew before fine-tuning: its epoch 0's k-NN, per data set.
+    let pretrain = read(&study.tables_dir().join("pretrain.parquet"));
+    assert_eq!(str_col(&pretrain, "dataset"), ["ham10000", "xray"]);
+    assert_eq!(str_col(&pretrain, "objective"), ["checkpoint"; 2]);
+    let epoch0_knn: Vec<f64> = (0..epochs.height()).filter(|&i| epochs.column("epoch").unwrap().u32().unwrap().get(i) == Some(0)).map(|i| f64_col(&epochs, "knn_top1")[i]).collect();
+    assert_eq!(f64_col(&pretrain, "knn_top1"), [epoch0_knn[0], epoch0_knn[2]]);
+    assert_eq!(pretrain.column("probe_balanced_accuracy").unwrap().null_count(), 2, "no train features in these epoch-0 files");
     let backbones = read(&study.tables_dir().join("backbones.parquet"));
     assert_eq!(str_col(&backbones, "dataset"), ["ham10000", "xray"]);
     assert_eq!(str_col(&backbones, "left_out"), ["seed 2: not started; seed 3: not started"; 2]);

@@ -8,18 +8,81 @@
 
 use crate::figures::Outcome;
 use crate::study::{PermutationRow, Study};
-use sim_study::config::Family;
+use sim_study::config::{BackboneConfig, Family};
+use sim_study::pretrain::Objective;
 use sim_study::tables::col;
 use std::fmt::Write;
 
-/// How the report names a backbone's pre-training, from its family.
-fn paradigm(family: Family) -> Option<&'static str> {
-    match family {
-        Family::Vit => Some("supervised"),
-        Family::Dinov2 => Some("self-supervised"),
-        Family::OpenClip => Some("language-supervised (CLIP)"),
-        Family::Auto => None,
+/// Which side of the third finding a backbone is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Supervised,
+    SelfSupervised,
+    Neither,
+}
+
+/// How the report names a backbone's pre-training (its `pretrain`
+/// objective where the tool made it, else its family), and its side.
+fn paradigm(b: &BackboneConfig) -> (String, Side) {
+    if let Some(p) = &b.pretrain {
+        return match p.objective {
+            Objective::Supervised => ("pre-trained here: supervised".into(), Side::Supervised),
+            Objective::Dino => ("pre-trained here: self-supervised, DINO".into(), Side::SelfSupervised),
+            Objective::None => ("random initialisation, not pre-trained".into(), Side::Neither),
+        };
     }
+    let name = b.family.name();
+    match b.family {
+        Family::Vit => (format!("family `{name}`: supervised"), Side::Supervised),
+        Family::Dinov2 => (format!("family `{name}`: self-supervised"), Side::SelfSupervised),
+        Family::OpenClip => (format!("family `{name}`: language-supervised (CLIP)"), Side::SelfSupervised),
+        Family::Auto => ("family not given".into(), Side::Neither),
+    }
+}
+
+/// "Pre-trained backbones": what each knows before fine-tuning
+/// (`pretrain.parquet`), and whether the tool's own pre-training learned
+/// something: self-supervised above the random initialisation on k-NN,
+/// supervised above both.
+fn pretrained_backbones(study: &Study) -> Option<String> {
+    let rows = study.pretrain.as_ref().filter(|r| !r.is_empty())?;
+    let mut lines = Vec::new();
+    for row in rows {
+        let on = if study.several_datasets() { format!(" (`{}`)", row.dataset) } else { String::new() };
+        let how = match (row.objective.as_str(), row.minutes) {
+            ("checkpoint", _) => "a checkpoint file".to_string(),
+            ("none", _) => "random initialisation".to_string(),
+            (objective, Some(minutes)) => format!(
+                "{objective}, {} epoch{} in {minutes:.1} min at {:.0} images/s, last epoch's loss {:.3}",
+                row.epochs,
+                if row.epochs == 1 { "" } else { "s" },
+                row.images_per_s.unwrap_or(f64::NAN),
+                row.loss.unwrap_or(f64::NAN)
+            ),
+            (objective, None) => objective.to_string(),
+        };
+        let probe = row.probe_balanced_accuracy.map_or("no linear probe (epoch 0 made before it was kept)".to_string(), |p| format!("linear probe on `{}`: balanced accuracy {p:.3}", row.dataset));
+        lines.push(format!("- `{}`{on} ({how}): k-NN top-1 {:.3} on the natural images; {probe}.", row.backbone, row.knn_top1));
+    }
+    // k-NN does not depend on the medical data set: the first one's rows.
+    let first = rows.iter().filter(|r| r.dataset == rows[0].dataset);
+    let best = |objective: &str| first.clone().filter(|r| r.objective == objective).max_by(|a, b| a.knn_top1.total_cmp(&b.knn_top1));
+    let (random, dino, supervised) = (best("none"), best("dino"), best("supervised"));
+    let points = |a: f64, b: f64| (a - b) * 100.0;
+    if let (Some(r), Some(d)) = (random, dino) {
+        let gain = points(d.knn_top1, r.knn_top1);
+        let verdict = if gain > 2.0 { "learned something" } else { "is not clearly above the random initialisation" };
+        lines.push(format!("\nSelf-supervised pre-training {verdict}: `{}` {:+.1} points of k-NN top-1 over `{}`.", d.backbone, gain, r.backbone));
+    }
+    if let Some(s) = supervised {
+        let others: Vec<String> = [random, dino].into_iter().flatten().map(|o| format!("{:+.1} over `{}`", points(s.knn_top1, o.knn_top1), o.backbone)).collect();
+        if !others.is_empty() {
+            let above = [random, dino].into_iter().flatten().all(|o| s.knn_top1 > o.knn_top1);
+            let verdict = if above { "is above" } else { "is not above" };
+            lines.push(format!("Supervised pre-training {verdict} the others on k-NN: `{}` {}.", s.backbone, others.join(", ")));
+        }
+    }
+    Some(lines.join("\n"))
 }
 
 /// The report's text. `figures`: each figure's name and what became of it;
@@ -42,6 +105,9 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
             let _ = write!(r, "; {} left out ({})", s.runs_left_out, s.left_out);
         }
         let _ = writeln!(r, ".");
+    }
+    if let Some(text) = pretrained_backbones(study) {
+        let _ = writeln!(r, "\n## Pre-trained backbones\n\nBefore fine-tuning (`tables/pretrain.parquet`): k-NN top-1 (k = {}) on the natural images' validation split with their train split as the bank, and a linear probe (logistic regression on the frozen final-norm CLS features of the medical train split) scored on the medical test split.\n\n{text}", study.config.evaluation.knn_report_k);
     }
     let _ = writeln!(r, "\n## Figures\n");
     for (name, outcome) in figures {
@@ -334,25 +400,23 @@ fn finding_forgetting(study: &Study) -> Finding {
     let mut other = Vec::new();
     let mut parts = Vec::new();
     for s in study.summaries.iter().filter(|s| s.runs > 0) {
-        let family = study.config.backbones.iter().find(|b| b.name == s.backbone).map_or(Family::Auto, |b| b.family);
+        let Some(backbone) = study.config.backbones.iter().find(|b| b.name == s.backbone) else { continue };
         let after = s.stat(col::KNN_AFTER);
         let (Some(before), Some(after), Some(sd)) = (s.stat(col::KNN_BEFORE).mean, after.mean, after.std) else { continue };
         let drop = (before - after) * 100.0;
-        let kind = paradigm(family);
-        let family_name = family.name();
-        let kind = kind.map_or("family not given".to_string(), |k| format!("family `{family_name}`: {k}"));
+        let (kind, side) = paradigm(backbone);
         parts.push(format!("`{}` ({kind}) loses {drop:.1} ± {:.1} points of k-NN top-1 ({} runs; negative: gains)", s.backbone, sd * 100.0, s.runs));
-        match family {
-            Family::Vit => supervised.push((s.backbone.clone(), drop, sd * 100.0)),
-            Family::Dinov2 | Family::OpenClip => other.push((s.backbone.clone(), drop, sd * 100.0)),
-            Family::Auto => {}
+        match side {
+            Side::Supervised => supervised.push((s.backbone.clone(), drop, sd * 100.0)),
+            Side::SelfSupervised => other.push((s.backbone.clone(), drop, sd * 100.0)),
+            Side::Neither => {}
         }
     }
     if parts.is_empty() {
         return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
     }
     let (verdict, words) = if supervised.is_empty() || other.is_empty() {
-        (Verdict::CannotSay, "Cannot say: the study needs a supervised backbone (family `vit`) and a self-supervised one (`dinov2`, or `open-clip`) with finished runs".to_string())
+        (Verdict::CannotSay, "Cannot say: the study needs a supervised backbone (family `vit`, or pre-trained here with objective `supervised`) and a self-supervised one (`dinov2`, `open-clip`, or objective `dino`) with finished runs".to_string())
     } else {
         let worst_supervised = supervised.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
         let least_other = other.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);

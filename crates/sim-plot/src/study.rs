@@ -196,6 +196,21 @@ pub struct MethodComparisonRow {
     pub test: PermutationRow,
 }
 
+/// `pretrain.parquet`: what each backbone knows before fine-tuning, and how
+/// the tool pre-trained it (the `pretrain_*` fields: none for a checkpoint).
+#[derive(Debug, Clone)]
+pub struct PretrainRow {
+    pub dataset: String,
+    pub backbone: String,
+    pub objective: String,
+    pub epochs: u32,
+    pub minutes: Option<f64>,
+    pub images_per_s: Option<f64>,
+    pub loss: Option<f64>,
+    pub knn_top1: f64,
+    pub probe_balanced_accuracy: Option<f64>,
+}
+
 /// `reliability.parquet`: one row per model × bin (seed none: pre-trained).
 #[derive(Debug, Clone)]
 pub struct BinRow {
@@ -258,6 +273,8 @@ pub struct Study {
     pub method_comparisons: Option<Vec<MethodComparisonRow>>,
     /// Absent in tables made before WiSE-FT.
     pub wise_ft: Option<Vec<WiseFtRow>>,
+    /// Absent in tables made before pre-training.
+    pub pretrain: Option<Vec<PretrainRow>>,
     pub reliability: Option<Vec<BinRow>>,
     pub attention: Option<Vec<PatchRow>>,
     pub images: Option<Vec<ImageRow>>,
@@ -299,6 +316,7 @@ impl Study {
             comparisons: optional(file::COMPARISONS)?.map(|t| comparison_rows(&t)).transpose()?,
             method_comparisons: optional(file::METHOD_COMPARISONS)?.map(|t| method_comparison_rows(&t)).transpose()?,
             wise_ft: optional(file::WISE_FT)?.map(|t| wise_ft_rows(&t)).transpose()?,
+            pretrain: optional(file::PRETRAIN)?.map(|t| pretrain_rows(&t)).transpose()?,
             reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
             attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
             images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
@@ -362,6 +380,7 @@ impl Study {
             comparisons: self.comparisons.as_ref().map(|r| rows!(r)),
             method_comparisons: self.method_comparisons.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
             wise_ft: self.wise_ft.as_ref().map(|r| rows!(r)),
+            pretrain: self.pretrain.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
             reliability: self.reliability.as_ref().map(|r| rows!(r)),
             attention: self.attention.as_ref().map(|r| rows!(r)),
             images: self.images.as_ref().map(|r| rows!(r)),
@@ -613,6 +632,25 @@ fn method_comparison_rows(t: &Table) -> anyhow::Result<Vec<MethodComparisonRow>>
     let (dataset, backbone) = (t.strs(col::DATASET)?, t.strs(col::BACKBONE)?);
     let tests = permutation_rows(t, [col::METHOD_A, col::METHOD_B])?;
     Ok(tests.into_iter().enumerate().map(|(i, test)| MethodComparisonRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), test }).collect())
+}
+
+fn pretrain_rows(t: &Table) -> anyhow::Result<Vec<PretrainRow>> {
+    let (dataset, backbone, objective, epochs) = (t.strs(col::DATASET)?, t.strs(col::BACKBONE)?, t.strs(col::OBJECTIVE)?, t.u32s(col::PRETRAIN_EPOCHS)?);
+    let (minutes, images_per_s, loss) = (t.f64s(col::PRETRAIN_MINUTES)?, t.f64s(col::PRETRAIN_IMAGES_PER_S)?, t.f64s(col::PRETRAIN_LOSS)?);
+    let (knn, probe) = (t.values(col::KNN_TOP1)?, t.f64s(col::PROBE_BALANCED_ACCURACY)?);
+    Ok((0..backbone.len())
+        .map(|i| PretrainRow {
+            dataset: dataset[i].clone(),
+            backbone: backbone[i].clone(),
+            objective: objective[i].clone(),
+            epochs: epochs[i],
+            minutes: minutes[i],
+            images_per_s: images_per_s[i],
+            loss: loss[i],
+            knn_top1: knn[i],
+            probe_balanced_accuracy: probe[i],
+        })
+        .collect())
 }
 
 fn bin_rows(t: &Table) -> anyhow::Result<Vec<BinRow>> {

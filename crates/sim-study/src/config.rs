@@ -5,6 +5,7 @@
 //! rejected with their dotted path (`datasets.medical.crop_ration`).
 //! Relative data and checkpoint paths resolve against `SIM_DATA_DIR`.
 
+use crate::pretrain::PretrainConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -288,12 +289,13 @@ impl BackboneConfig {
         (self.mean.unwrap_or(mean), self.std.unwrap_or(std))
     }
 
-    /// Where the backbone file is: `./…` and `../…` are relative to the
-    /// folder of the study config (`config_dir`), other relative paths to
-    /// `SIM_DATA_DIR`, absolute paths are themselves.
-    pub fn checkpoint_path(&self, config_dir: &Path) -> PathBuf {
-        let p = &self.checkpoint;
-        if p.starts_with(".") || p.starts_with("..") { config_dir.join(p) } else { resolve_data_path(p) }
+    /// Where a downloaded backbone file is: `./…` and `../…` are relative
+    /// to the folder of the study config (`config_dir`), other relative
+    /// paths to `SIM_DATA_DIR`, absolute paths are themselves. `None` for a
+    /// backbone the tool pre-trains ([`StudyConfig::backbone_file`]).
+    pub fn checkpoint_path(&self, config_dir: &Path) -> Option<PathBuf> {
+        let p = self.checkpoint.as_ref()?;
+        Some(if p.starts_with(".") || p.starts_with("..") { config_dir.join(p) } else { resolve_data_path(p) })
     }
 }
 
@@ -308,8 +310,14 @@ pub struct BackboneConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// safetensors checkpoint; a path starting with `./` or `../` is relative
-    /// to the config file, other relative paths to `SIM_DATA_DIR`.
-    pub checkpoint: PathBuf,
+    /// to the config file, other relative paths to `SIM_DATA_DIR`. Exactly
+    /// one of `checkpoint` and `pretrain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+    /// Pre-trained by the tool itself (`sim-train pretrain`) instead of
+    /// downloaded: its file is made in [`crate::pretrain::pretrain_dir`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain: Option<PretrainConfig>,
     #[serde(default)]
     pub family: Family,
     /// Key prefix to strip (`visual.`, `backbone.`, `vit.`); detected when absent.
@@ -638,6 +646,9 @@ impl StudyConfig {
         // With the family known, the resolved config states the mean/std
         // used; with `auto`, the checkpoint decides at load time.
         for b in &mut self.backbones {
+            if b.pretrain.is_some() && b.family == Family::Auto {
+                b.family = Family::Vit;
+            }
             if b.family != Family::Auto {
                 let (mean, std) = b.normalisation(b.family);
                 (b.mean, b.std) = (Some(mean), Some(std));
@@ -707,6 +718,24 @@ impl StudyConfig {
         runs
     }
 
+    /// The backbone's file: its checkpoint, or the model its pre-training
+    /// makes (`crate::pretrain`).
+    pub fn backbone_file(&self, backbone: &BackboneConfig, config_dir: &Path) -> PathBuf {
+        match (&backbone.pretrain, backbone.checkpoint_path(config_dir)) {
+            (Some(p), _) => crate::pretrain::model_file(&crate::pretrain::pretrain_dir(self, backbone, p)),
+            (None, Some(path)) => path,
+            (None, None) => unreachable!("validated: a backbone has a checkpoint or a pretrain entry"),
+        }
+    }
+
+    /// The backbone called `name`, or an error listing the study's.
+    pub fn backbone(&self, name: &str) -> Result<&BackboneConfig, String> {
+        self.backbones.iter().find(|b| b.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.backbones.iter().map(|b| b.name.as_str()).collect();
+            format!("no backbone `{name}` in the study (backbones: {})", names.join(", "))
+        })
+    }
+
     /// Where the study directory goes.
     pub fn output_dir(&self) -> PathBuf {
         self.study.output_dir.clone().unwrap_or_else(|| Path::new("studies").join(&self.study.name))
@@ -770,6 +799,22 @@ impl StudyConfig {
             names.push(&b.name);
             if !(8..=4096).contains(&b.input_size) {
                 return err(&at("input_size"), format!("{} is not in 8..=4096", b.input_size));
+            }
+            match (&b.checkpoint, &b.pretrain) {
+                (Some(_), Some(_)) => return err(&at("pretrain"), "a backbone has a `checkpoint` or a `pretrain` entry, not both".into()),
+                (None, None) => return err(&at("checkpoint"), "missing: give a checkpoint file, or a `pretrain` entry".into()),
+                (None, Some(p)) => {
+                    p.validate(&at("pretrain"), b.input_size, b.heads)?;
+                    for (name, set) in [("source", b.source.is_some()), ("prefix", b.prefix.is_some()), ("quick_gelu", b.quick_gelu), ("pos_resize", b.pos_resize.is_some())] {
+                        if set {
+                            return err(&at(name), "not used by a pre-trained backbone (timm ViT names, GELU); remove it".into());
+                        }
+                    }
+                    if !matches!(b.family, Family::Auto | Family::Vit) {
+                        return err(&at("family"), format!("a pre-trained backbone is a `vit` (timm names), not `{}`", b.family.name()));
+                    }
+                }
+                (Some(_), None) => {}
             }
             if let Some(std) = b.std
                 && std.iter().any(|s| !(s.is_finite() && *s > 0.0))
@@ -1003,10 +1048,10 @@ impl fmt::Display for DatasetKind {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    pub(crate) const MINIMAL: &str = r#"
 [study]
 name = "t"
 [datasets.medical]
@@ -1065,14 +1110,15 @@ family = "vit"
         let c = parse(MINIMAL).unwrap();
         let mut b = c.backbones[0].clone();
         let dir = Path::new("/studies/configs");
-        b.checkpoint = "./ckpt/a.safetensors".into();
-        assert_eq!(b.checkpoint_path(dir), Path::new("/studies/configs/./ckpt/a.safetensors"));
-        b.checkpoint = "../a.safetensors".into();
-        assert_eq!(b.checkpoint_path(dir), Path::new("/studies/configs/../a.safetensors"));
-        b.checkpoint = "/abs/a.safetensors".into();
-        assert_eq!(b.checkpoint_path(dir), Path::new("/abs/a.safetensors"));
-        b.checkpoint = "checkpoints/a.safetensors".into();
-        assert_eq!(b.checkpoint_path(dir), crate::data_dir().join("checkpoints/a.safetensors"));
+        let path = |b: &BackboneConfig| c.backbone_file(b, dir);
+        b.checkpoint = Some("./ckpt/a.safetensors".into());
+        assert_eq!(path(&b), Path::new("/studies/configs/./ckpt/a.safetensors"));
+        b.checkpoint = Some("../a.safetensors".into());
+        assert_eq!(path(&b), Path::new("/studies/configs/../a.safetensors"));
+        b.checkpoint = Some("/abs/a.safetensors".into());
+        assert_eq!(path(&b), Path::new("/abs/a.safetensors"));
+        b.checkpoint = Some("checkpoints/a.safetensors".into());
+        assert_eq!(path(&b), crate::data_dir().join("checkpoints/a.safetensors"));
     }
 
     #[test]

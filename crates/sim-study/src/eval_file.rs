@@ -13,6 +13,8 @@
 //! | `attention` | f32 [n_images, patches] | last block's CLS→patch attention, mean over heads |
 //! | `attention.patch_norm` | f32 [n_images, patches] | L2 norm of each patch token after the final norm |
 //! | `attention.images` | u8 [n_images, size, size, 3] | those images as the model saw them (epoch 0 only) |
+//! | `train.features` | f16 [n_train, d] | final-norm CLS of the medical train split (epoch 0 only: the linear probe) |
+//! | `train.labels` | i64 [n_train] | their labels |
 //!
 //! `<probe>` is `medical` (the medical test set) or `natural` (the fixed
 //! natural-image subset); `<token>` is `cls` or `patch_mean` (registers
@@ -30,6 +32,8 @@ pub const KNN_QUERY_LABELS: &str = "knn.query_labels";
 pub const ATTENTION: &str = "attention";
 pub const ATTENTION_PATCH_NORM: &str = "attention.patch_norm";
 pub const ATTENTION_IMAGES: &str = "attention.images";
+pub const TRAIN_FEATURES: &str = "train.features";
+pub const TRAIN_LABELS: &str = "train.labels";
 
 /// What an evaluation file says about itself (its one metadata entry).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

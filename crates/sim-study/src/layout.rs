@@ -24,6 +24,9 @@
 //!   slurm/                                      sbatch scripts, their output, the job ids
 //! ```
 //!
+//! A backbone the tool pre-trains is made beside the study folder, in
+//! `pretrained/<objective>-<hash>/` ([`crate::pretrain`]), shared by studies.
+//!
 //! Four kinds of folder are locked while written ([`crate::lock`]): the
 //! study folder itself (study.toml, splits, caches), a backbone's folder (its
 //! fingerprint and natural-image epoch 0), a (data set, backbone) folder (its

@@ -45,25 +45,24 @@ impl RunState {
 
     /// The run's state, or `None` before its first epoch finished.
     pub fn read(run_dir: &Path) -> Result<Option<RunState>, String> {
-        let path = Self::path(run_dir);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| {
-                format!(
-                    "{}: {} (a run.toml from an older version, or damaged: remove {} to start the run over)",
-                    path.display(),
-                    e.message().trim(),
-                    run_dir.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
+        let why = format!("a run.toml from an older version, or damaged: remove {} to start the run over", run_dir.display());
+        read_state(&Self::path(run_dir), &why)
     }
 
     /// Replaces `run.toml` atomically.
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
         let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
         crate::write_atomic(&Self::path(run_dir), text.as_bytes())
+    }
+}
+
+/// A state file (`run.toml`, `pretrain.toml`), or `None` where there is
+/// none yet; `damaged` says what to do when it cannot be read.
+pub(crate) fn read_state<T: serde::de::DeserializeOwned>(path: &Path, damaged: &str) -> Result<Option<T>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("{}: {} ({damaged})", path.display(), e.message().trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 

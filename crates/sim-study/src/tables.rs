@@ -31,8 +31,14 @@ pub mod file {
     /// One row per finished run of a method with `wise_ft` × α (α = 1: the
     /// last epoch): the WiSE-FT path from θ₀ to θ_ft.
     pub const WISE_FT: &str = "wise_ft.parquet";
+    /// One row per data set × backbone: what the pre-trained backbone
+    /// knows before fine-tuning (k-NN on the natural images, a linear probe
+    /// on the medical task) and, for a backbone the tool pre-trained, how
+    /// (objective, epochs, time, final loss). Its first columns are
+    /// `dataset`, `backbone` (no `method`: it is before fine-tuning).
+    pub const PRETRAIN: &str = "pretrain.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 11] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, METHOD_COMPARISONS];
+    pub const ALL: [&str; 12] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, METHOD_COMPARISONS, PRETRAIN];
 }
 
 /// Column names.
@@ -111,6 +117,20 @@ pub mod col {
     pub const P_VALUE: &str = "p_value";
     pub const EXACT: &str = "exact";
     pub const PERMUTATIONS: &str = "permutations";
+
+    /// How the backbone was pre-trained: `supervised`, `dino`, `none`
+    /// (random initialisation) for the tool's own, `checkpoint` for a file.
+    pub const OBJECTIVE: &str = "objective";
+    pub const PRETRAIN_EPOCHS: &str = "pretrain_epochs";
+    pub const PRETRAIN_MINUTES: &str = "pretrain_minutes";
+    pub const PRETRAIN_IMAGES_PER_S: &str = "pretrain_images_per_s";
+    /// The last pre-training epoch's mean loss.
+    pub const PRETRAIN_LOSS: &str = "pretrain_loss";
+    /// Linear probe (frozen epoch-0 features, medical train split) scored on the test split.
+    pub const PROBE_BALANCED_ACCURACY: &str = "probe_balanced_accuracy";
+    pub const PROBE_ACCURACY: &str = "probe_accuracy";
+    /// Value of `objective` for a backbone read from a checkpoint file.
+    pub const OBJECTIVE_CHECKPOINT: &str = "checkpoint";
 
     pub const STATUS_FINISHED: &str = "finished";
     pub const STATUS_FAILED: &str = "failed";

@@ -3,6 +3,7 @@
 //! - [`data`]: data set readers, splits, the image cache, transforms, batches.
 //! - [`model`]: the ViT backbones and their checkpoints.
 //! - [`extract`]: every layer's features of a folder of images.
+//! - [`finetune`]: one fine-tuning run; [`pretrain`]: a backbone of our own.
 //! - [`backend`]: which burn backend the binaries run on.
 
 pub mod backend;
@@ -10,5 +11,6 @@ pub mod data;
 pub mod extract;
 pub mod finetune;
 pub mod model;
+pub mod pretrain;
 
 pub use backend::CpuBackend;

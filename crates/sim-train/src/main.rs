@@ -60,6 +60,23 @@ enum Command {
         #[arg(long)]
         seed: u64,
     },
+    /// Pre-train a backbone the config describes with `pretrain = { … }`
+    /// (objective `supervised`, `dino` or `none`) on the study's natural
+    /// images, into `pretrained/<objective>-<hash>/model.safetensors` beside
+    /// the study folder (timm ViT names; shared by every study with the
+    /// same pre-training). Checkpoints every epoch and resumes when run
+    /// again; a finished one is a no-op.
+    ///
+    /// Logs go to stderr and <folder>/pretrain.log.
+    /// Example: sim-train pretrain --config configs/cpu.toml --backbone vit-dino
+    Pretrain {
+        /// Study config (TOML), e.g. configs/cpu.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// A backbone `name` of the config with a `pretrain` entry.
+        #[arg(long)]
+        backbone: String,
+    },
     /// Every layer's CLS and patch-mean features of a folder of images (sorted
     /// by file name), to check a checkpoint against your own PyTorch code.
     ///
@@ -109,6 +126,14 @@ fn main() -> anyhow::Result<()> {
             let run = config.run_named(dataset, backbone, method, seed).map_err(anyhow::Error::msg)?;
             let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
             println!("{run}: {outcome:?}");
+            Ok(())
+        }
+        Command::Pretrain { config, backbone } => {
+            let config = StudyConfig::from_file(&config)?;
+            match sim_train::pretrain::run::<TrainBackend>(&config, &backbone, &Default::default())? {
+                sim_train::pretrain::Outcome::AlreadyFinished { model } => println!("{backbone}: pre-trained before, kept: {}", model.display()),
+                sim_train::pretrain::Outcome::Finished { model, .. } => println!("{backbone}: pre-trained: {}", model.display()),
+            }
             Ok(())
         }
         Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {

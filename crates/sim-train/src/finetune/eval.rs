@@ -20,6 +20,8 @@ pub struct EvalSets<'a> {
     pub natural: Batcher<'a>,
     /// Medical test split: logits, labels, the medical probe.
     pub medical_test: Vec<usize>,
+    /// Medical train split: the linear probe's training set (epoch 0).
+    pub medical_train: Vec<usize>,
     /// The fixed natural-image probe subset.
     pub natural_probe: Vec<usize>,
     /// k-NN memory bank (natural train split) and queries (natural val split).
@@ -45,6 +47,7 @@ impl<'a> EvalSets<'a> {
             medical: medical.1,
             natural: natural.1,
             medical_test: medical.0.test_indices(),
+            medical_train: medical.0.train_indices(),
             attention: probe.iter().copied().take(e.attention_images).collect(),
             natural_probe: probe,
             knn_bank: natural.0.train_indices(),
@@ -134,6 +137,17 @@ pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, 
     out.push(RawTensor::i64(eval_file::TEST_LABELS, &labels));
     features(&mut out, Probe::Medical, &medical, model.backbone.width());
     out
+}
+
+/// The medical train split's final-norm CLS features and labels: what a
+/// linear probe of the pre-trained backbone trains on (epoch 0 only).
+pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
+    let c = pass(model, &sets.medical, &sets.medical_train, sets, FINAL_ONLY, device);
+    let labels: Vec<i64> = sets.medical_train.iter().map(|&i| sets.medical.labels[i] as i64).collect();
+    vec![
+        RawTensor::f16(eval_file::TRAIN_FEATURES, vec![c.rows, model.backbone.width()], &c.layers[&Layer::Final].0),
+        RawTensor::i64(eval_file::TRAIN_LABELS, &labels),
+    ]
 }
 
 /// The natural images: the natural probe, the k-NN bank and queries, the

@@ -37,7 +37,7 @@ impl<B: Backend> ModuleVisitor<B> for Flatten<B> {
     }
 }
 
-pub(super) fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
+pub(crate) fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
     let mut visitor = Flatten(Vec::new());
     module.visit(&mut visitor);
     visitor.0

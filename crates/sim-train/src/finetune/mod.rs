@@ -23,13 +23,13 @@ use crate::data::batch::Batcher;
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use burn::module::AutodiffModule;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use classifier::Classifier;
-use eval::{EvalSets, evaluate, evaluate_medical, evaluate_natural};
+use eval::{EvalSets, evaluate, evaluate_medical, evaluate_medical_train, evaluate_natural};
 use method::Method;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -64,15 +64,15 @@ pub enum Outcome {
 /// are written under their folder's lock.
 pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &RunId, device: &B::Device) -> anyhow::Result<Outcome> {
     let (backbone, seed) = (run.backbone.as_str(), run.seed);
-    let bcfg = config.backbones.iter().find(|b| b.name == backbone).with_context(|| {
-        let names: Vec<&str> = config.backbones.iter().map(|b| b.name.as_str()).collect();
-        format!("no backbone `{backbone}` in the study (backbones: {})", names.join(", "))
-    })?;
+    let bcfg = config.backbone(backbone).map_err(anyhow::Error::msg)?;
     let medical_id = DatasetId::Medical(run.dataset.clone());
     config.dataset(&medical_id).map_err(anyhow::Error::msg)?;
     let method_config = config.method(&run.method).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
-    let backbone_path = bcfg.checkpoint_path(config_dir);
+    let backbone_path = config.backbone_file(bcfg, config_dir);
+    if bcfg.pretrain.is_some() && !backbone_path.exists() {
+        bail!("backbone `{backbone}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {backbone}` with this config first (`cargo xtask reproduce` does)", backbone_path.display());
+    }
     let loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
 
     let study = StudyDir::new(config.output_dir());
@@ -88,7 +88,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         }
     }
     let removed = remove_leftovers(&run_dir)?;
-    let _log = logging(&run_dir)?;
+    let _log = logging(&run_dir.join("train.log"))?;
     for path in removed {
         tracing::info!("removed {}, left by an interrupted attempt", path.display());
     }
@@ -289,6 +289,7 @@ fn evaluate_pretrained<B: Backend>(
     if !pretrained.exists() {
         let start = Instant::now();
         let mut tensors = evaluate_medical(model, sets, device);
+        tensors.extend(evaluate_medical_train(model, sets, device));
         tensors.extend(EvalFile::open(&natural_eval).map_err(anyhow::Error::msg)?.raw_tensors());
         write_safetensors(&pretrained, tensors, Some(provenance.metadata(Some(&run.dataset), None, 0, None, &backbone_sha256)))?;
         tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
@@ -407,7 +408,7 @@ fn epoch_order(train: &[usize], labels: &[usize], weights: &[f32], balance: Clas
 
 /// A one-line progress bar on a terminal; nothing when stderr is a file
 /// (the per-epoch log line says it all there).
-fn progress(epoch: u32, epochs: u32, step: usize, steps: usize, loss: f64, images_per_s: f64) {
+pub(crate) fn progress(epoch: u32, epochs: u32, step: usize, steps: usize, loss: f64, images_per_s: f64) {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return;
@@ -418,10 +419,10 @@ fn progress(epoch: u32, epochs: u32, step: usize, steps: usize, loss: f64, image
     let _ = err.flush();
 }
 
-/// Logs to `<run>/train.log` and stderr, at the level `RUST_LOG` asks (default info).
-fn logging(run_dir: &Path) -> anyhow::Result<tracing::subscriber::DefaultGuard> {
+/// Logs to `log_file` (appended) and stderr, at the level `RUST_LOG` asks (default info).
+pub(crate) fn logging(log_file: &Path) -> anyhow::Result<tracing::subscriber::DefaultGuard> {
     use tracing_subscriber::layer::SubscriberExt;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("train.log"))?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log_file)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let subscriber = tracing_subscriber::registry()
         .with(filter)

@@ -9,9 +9,11 @@
 //! 3. [`vit`]: the one ViT, built with every shape checked, position
 //!    embeddings resized ([`pos_embed`]) the way the family's reference does.
 //!
-//! [`save`] walks the same way back, in the names the model was loaded from.
+//! [`Backbone::save`] walks the same way back, in the names the model was
+//! loaded from; [`init`] makes a new one (timm's initialisation and names).
 
 pub mod checkpoint;
+pub mod init;
 pub mod naming;
 pub mod pos_embed;
 pub mod vit;
@@ -131,7 +133,13 @@ impl<B: Backend> Backbone<B> {
     /// Writes the model as safetensors in the names it was loaded from
     /// (written to a temporary file, then renamed).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        let tensors = naming::from_canonical(&self.model.to_canonical(), &self.keys);
+        self.save_model(&self.model, path)
+    }
+
+    /// Writes `model` (of this one's structure, e.g. after training) in the
+    /// names this one was loaded from, as [`Backbone::save`].
+    pub fn save_model<I: Backend>(&self, model: &Vit<I>, path: &Path) -> Result<(), ModelError> {
+        let tensors = naming::from_canonical(&model.to_canonical(), &self.keys);
         let raw = tensors.into_iter().map(|(k, t)| RawTensor::f32(k, t.shape, &t.data)).collect();
         write_safetensors(path, raw, None).map_err(|e| ModelError::file(path, e.to_string()))
     }

@@ -166,7 +166,7 @@ impl<B: Backend> Vit<B> {
         let [b, d, gh, gw] = x.dims();
         let patches = x.reshape([b, d, gh * gw]).swap_dims(1, 2); // [B, N, D]
         let cls = self.cls_token.val().expand([b, 1, d]);
-        let pos = self.pos_embed.val();
+        let pos = self.pos_embed_at(gh, gw);
         let regs = self.reg_token.as_ref().map(|r| r.val().expand([b, self.registers(), d]));
         let mut x = if self.class_pos {
             let x = Tensor::cat(vec![cls, patches], 1) + pos;
@@ -206,6 +206,26 @@ impl<B: Backend> Vit<B> {
         let logits = self.head.as_ref().map(|h| h.forward(cls_final.clone()));
         let embedding = self.proj.as_ref().map(|p| cls_final.matmul(p.val()));
         VitOutput { hidden, final_tokens, logits, embedding, attention: attention.expect("at least one block"), prefix }
+    }
+
+    /// The position embedding for a `gh × gw` patch grid: as stored when the
+    /// images have the input size, else its patch part resampled (bicubic
+    /// with antialias, timm's rule) by a fixed linear map, so gradients reach
+    /// the stored embedding (DINO's local crops are smaller).
+    fn pos_embed_at(&self, gh: usize, gw: usize) -> Tensor<B, 3> {
+        let pos = self.pos_embed.val();
+        let [_, t, d] = pos.dims();
+        let skip = usize::from(self.class_pos);
+        let n = t - skip;
+        if n == gh * gw {
+            return pos;
+        }
+        let old = (n as f64).sqrt().round() as usize;
+        let identity: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect();
+        let map: Vec<f32> = resize_grid(&identity, (old, old), (gh, gw), n, Resize::BicubicAntialias).into_iter().map(|v| v as f32).collect();
+        let map = Tensor::<B, 2>::from_data(TensorData::new(map, [gh * gw, n]), &pos.device());
+        let resized = map.matmul(pos.clone().narrow(1, skip, n).reshape([n, d])).reshape([1, gh * gw, d]);
+        if self.class_pos { Tensor::cat(vec![pos.narrow(1, 0, 1), resized], 1) } else { resized }
     }
 
     /// Builds the model from canonical tensors, checking every shape.

@@ -1,0 +1,392 @@
+//! Backbones the tool pre-trains itself (`sim-train pretrain`): the config
+//! entry that asks for one (a backbone's `pretrain = { … }` instead of a
+//! `checkpoint`), the folder it is made in, and its committed state.
+//!
+//! ```text
+//! <studies>/pretrained/<objective>-<hash12>/   beside the study folder, shared by every
+//!                                              study with the same pre-training (hash: PretrainKey)
+//!   pretrain.toml        status, last finished epoch, per-epoch loss and time (PretrainState)
+//!   checkpoint-<EEE>/    model and optimiser state of the last finished epoch, with a manifest
+//!   model.safetensors    the result, in timm ViT names (written after the last epoch)
+//!   pretrain.log         the log
+//! ```
+//!
+//! `pretrain.toml` is the commit point, as `run.toml` is a run's: an epoch
+//! counts once it names it; the model file is written before the state says
+//! `finished`.
+
+use crate::config::{BackboneConfig, DatasetConfig, StudyConfig};
+use crate::run_state::Status;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// How a backbone is pre-trained, on the study's natural images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub objective: Objective,
+    /// The data set pre-trained on (its train split): `natural`, the
+    /// study's natural images (the only one for now).
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    /// Passes over the train split; 0 (and only 0) with objective `none`.
+    #[serde(default)]
+    pub epochs: u32,
+    /// Token width D.
+    pub width: usize,
+    /// Transformer blocks.
+    pub depth: usize,
+    /// Patch side in pixels; divides the backbone's `input_size`.
+    pub patch: usize,
+    /// MLP hidden width = mlp_ratio × D (timm: 4).
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: usize,
+    /// Seeds the initialisation, the data order and the augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// AdamW's peak learning rate (after warm-up, then cosine to zero).
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "default_warmup")]
+    pub warmup_epochs: u32,
+    /// RandomResizedCrop area range of the supervised crops and of DINO's
+    /// two global crops.
+    #[serde(default = "default_global_scale")]
+    pub crop_scale: [f64; 2],
+    /// supervised: label smoothing of the cross-entropy.
+    #[serde(default = "default_label_smoothing")]
+    pub label_smoothing: f64,
+    /// dino: the self-distillation settings.
+    #[serde(default)]
+    pub dino: DinoConfig,
+}
+
+/// The pre-training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// No training: the random initialisation (timm's), a control.
+    None,
+    /// Classification of the natural images' labels, cross-entropy.
+    Supervised,
+    /// Self-distillation without labels (Caron et al. 2021, DINO).
+    Dino,
+}
+
+impl Objective {
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::None => "none",
+            Objective::Supervised => "supervised",
+            Objective::Dino => "dino",
+        }
+    }
+}
+
+/// DINO's settings (Caron et al. 2021), scaled to small images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DinoConfig {
+    /// Local crops per image (besides the two global ones).
+    pub local_crops: usize,
+    /// Local crop side in pixels; a multiple of the patch.
+    pub local_size: u32,
+    /// RandomResizedCrop area range of the local crops.
+    pub local_scale: [f64; 2],
+    /// Prototypes K of the projection head's output.
+    pub out_dim: usize,
+    /// Hidden width of the head's MLP.
+    pub hidden_dim: usize,
+    /// Width of the L2-normalised bottleneck before the prototypes.
+    pub bottleneck_dim: usize,
+    /// Teacher softmax temperature (sharpening).
+    pub teacher_temp: f64,
+    pub student_temp: f64,
+    /// EMA momentum of the teacher at the first step; it follows a cosine
+    /// to 1 at the last step.
+    pub teacher_momentum: f64,
+    /// EMA momentum of the centre subtracted from the teacher's output.
+    pub center_momentum: f64,
+}
+
+impl Default for DinoConfig {
+    fn default() -> Self {
+        DinoConfig {
+            local_crops: 4,
+            local_size: 16,
+            local_scale: [0.1, 0.4],
+            out_dim: 1024,
+            hidden_dim: 512,
+            bottleneck_dim: 64,
+            teacher_temp: 0.04,
+            student_temp: 0.1,
+            teacher_momentum: 0.996,
+            center_momentum: 0.9,
+        }
+    }
+}
+
+fn default_dataset() -> String {
+    "natural".into()
+}
+fn default_mlp_ratio() -> usize {
+    4
+}
+fn default_batch_size() -> usize {
+    64
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_weight_decay() -> f64 {
+    0.05
+}
+fn default_warmup() -> u32 {
+    1
+}
+fn default_global_scale() -> [f64; 2] {
+    [0.35, 1.0]
+}
+fn default_label_smoothing() -> f64 {
+    0.1
+}
+
+impl PretrainConfig {
+    /// Checks every rule; errors name the field under `at`
+    /// (`backbones[1].pretrain`). `input_size` and `heads` are the backbone's.
+    pub fn validate(&self, at: &str, input_size: u32, heads: Option<usize>) -> Result<(), (String, String)> {
+        let field = |f: &str| format!("{at}.{f}");
+        let err = |f: &str, m: String| Err((field(f), m));
+        if self.dataset != "natural" {
+            return err("dataset", format!("`{}`: only `natural` (the study's natural images) can be pre-trained on", self.dataset));
+        }
+        match (self.objective, self.epochs) {
+            (Objective::None, 0) => {}
+            (Objective::None, e) => return err("epochs", format!("{e}: objective `none` is the random initialisation; remove it")),
+            (_, 0) => return err("epochs", "must be at least 1".into()),
+            _ => {}
+        }
+        for (name, v) in [("width", self.width), ("depth", self.depth), ("patch", self.patch), ("mlp_ratio", self.mlp_ratio), ("batch_size", self.batch_size)] {
+            if v == 0 {
+                return err(name, "must be at least 1".into());
+            }
+        }
+        if !(input_size as usize).is_multiple_of(self.patch) {
+            return err("patch", format!("{} does not divide the backbone's input_size {input_size}", self.patch));
+        }
+        match heads {
+            None => return Err((at.trim_end_matches(".pretrain").to_string() + ".heads", "a pre-trained backbone needs its number of attention heads".into())),
+            Some(h) if h == 0 || !self.width.is_multiple_of(h) => {
+                return Err((at.trim_end_matches(".pretrain").to_string() + ".heads", format!("{h} does not divide the width {}", self.width)));
+            }
+            Some(_) => {}
+        }
+        for (name, v) in [("lr", self.lr), ("weight_decay", self.weight_decay)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return err(name, format!("{v} is not a non-negative number"));
+            }
+        }
+        if self.epochs > 0 && self.warmup_epochs > self.epochs {
+            return err("warmup_epochs", format!("{} exceeds epochs ({})", self.warmup_epochs, self.epochs));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return err("label_smoothing", format!("{} is not in [0, 1)", self.label_smoothing));
+        }
+        let d = &self.dino;
+        for (name, [lo, hi]) in [("crop_scale", self.crop_scale), ("dino.local_scale", d.local_scale)] {
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                return err(name, format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"));
+            }
+        }
+        if self.objective == Objective::Dino {
+            if d.local_size == 0 || !(d.local_size as usize).is_multiple_of(self.patch) {
+                return err("dino.local_size", format!("{} is not a positive multiple of the patch {}", d.local_size, self.patch));
+            }
+            for (name, v) in [("dino.out_dim", d.out_dim), ("dino.hidden_dim", d.hidden_dim), ("dino.bottleneck_dim", d.bottleneck_dim)] {
+                if v == 0 {
+                    return err(name, "must be at least 1".into());
+                }
+            }
+            for (name, v) in [("dino.teacher_temp", d.teacher_temp), ("dino.student_temp", d.student_temp)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return err(name, format!("{v} is not positive"));
+                }
+            }
+            for (name, v) in [("dino.teacher_momentum", d.teacher_momentum), ("dino.center_momentum", d.center_momentum)] {
+                if !(0.0..=1.0).contains(&v) {
+                    return err(name, format!("{v} is not in [0, 1]"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What makes two pre-trainings the same: their settings, the backbone's
+/// input size, heads and normalisation, and the data they read.
+#[derive(Serialize)]
+struct PretrainKey<'a> {
+    pretrain: &'a PretrainConfig,
+    input_size: u32,
+    heads: Option<usize>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    split_seed: u64,
+    natural: &'a DatasetConfig,
+}
+
+/// Where a pre-trained backbone is made: `pretrained/` beside the study
+/// folder, one folder per distinct pre-training (module docs).
+pub fn pretrain_dir(config: &StudyConfig, backbone: &BackboneConfig, pretrain: &PretrainConfig) -> PathBuf {
+    let key = PretrainKey {
+        pretrain,
+        input_size: backbone.input_size,
+        heads: backbone.heads,
+        mean: backbone.mean,
+        std: backbone.std,
+        split_seed: config.study.split_seed,
+        natural: &config.datasets.natural,
+    };
+    let text = toml::to_string(&key).expect("a pre-training key serialises");
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let studies = config.output_dir().parent().map(Path::to_path_buf).unwrap_or_default();
+    studies.join("pretrained").join(format!("{}-{}", pretrain.objective.name(), &hash[..12]))
+}
+
+/// The pre-trained model in a pretrain folder.
+pub fn model_file(dir: &Path) -> PathBuf {
+    dir.join("model.safetensors")
+}
+
+/// One finished epoch of pre-training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochRecord {
+    pub epoch: u32,
+    /// Mean training loss over the epoch's steps.
+    pub loss: f64,
+    /// Seconds the epoch's steps took.
+    pub seconds: f64,
+    /// Images (not views) per second.
+    pub images_per_s: f64,
+    /// dino: the teacher output's mean entropy over the epoch (nats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_entropy: Option<f64>,
+}
+
+/// `pretrain.toml`: a pre-training's status and finished epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainState {
+    pub objective: Objective,
+    pub status: Status,
+    pub epochs: u32,
+    pub last_finished_epoch: u32,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// One entry per finished epoch, in order.
+    #[serde(default)]
+    pub history: Vec<EpochRecord>,
+}
+
+impl PretrainState {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("pretrain.toml")
+    }
+
+    /// The state, or `None` before the first epoch finished.
+    pub fn read(dir: &Path) -> Result<Option<PretrainState>, String> {
+        let why = format!("damaged, or from an older version: remove {} to pre-train again", dir.display());
+        crate::run_state::read_state(&Self::path(dir), &why)
+    }
+
+    /// Replaces `pretrain.toml` atomically.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
+        crate::write_atomic(&Self::path(dir), text.as_bytes())
+    }
+
+    /// Minutes of training over every finished epoch.
+    pub fn minutes(&self) -> f64 {
+        self.history.iter().map(|e| e.seconds).sum::<f64>() / 60.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = r#"objective = "supervised", epochs = 3, width = 64, depth = 2, patch = 4"#;
+
+    /// The config tests' minimal study, its backbone pre-trained with `body`.
+    fn config_with(body: &str, heads: &str) -> Result<StudyConfig, String> {
+        let backbone = format!("input_size = 32\n{heads}\npretrain = {{ {body} }}\n");
+        let text = crate::config::tests::MINIMAL.replace("checkpoint = \"checkpoints/vit.safetensors\"\nfamily = \"vit\"\n", &backbone);
+        StudyConfig::from_toml_str(&text, Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    fn config(extra: &str) -> Result<StudyConfig, String> {
+        config_with(&format!("{BODY}{extra}"), "heads = 2")
+    }
+
+    #[test]
+    fn a_pretrain_entry_is_read_with_its_defaults() {
+        let c = config("").unwrap();
+        let p = c.backbones[0].pretrain.as_ref().unwrap();
+        assert_eq!((p.objective, p.epochs, p.width, p.dataset.as_str()), (Objective::Supervised, 3, 64, "natural"));
+        assert_eq!(p.dino, DinoConfig::default());
+        let dir = pretrain_dir(&c, &c.backbones[0], p);
+        assert!(dir.to_string_lossy().starts_with("studies/pretrained/supervised-"), "{}", dir.display());
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases = [
+            ("patch = 4", "patch = 5", "backbones[0].pretrain.patch"),
+            ("epochs = 3", "epochs = 0", "backbones[0].pretrain.epochs"),
+            ("width = 64", "width = 0", "backbones[0].pretrain.width"),
+            ("patch = 4", "patch = 4, lr = -1.0", "backbones[0].pretrain.lr"),
+            ("patch = 4", "patch = 4, label_smoothing = 1.0", "backbones[0].pretrain.label_smoothing"),
+            ("patch = 4", "patch = 4, crop_scale = [0.5, 0.2]", "backbones[0].pretrain.crop_scale"),
+            ("patch = 4", "patch = 4, dataset = \"ham10000\"", "backbones[0].pretrain.dataset"),
+            ("patch = 4", "patch = 4, warmup_epochs = 9", "backbones[0].pretrain.warmup_epochs"),
+            ("\"supervised\", epochs = 3", "\"none\", epochs = 3", "backbones[0].pretrain.epochs"),
+            ("\"supervised\"", "\"dino\", dino = { local_size = 6 }", "backbones[0].pretrain.dino.local_size"),
+            ("\"supervised\"", "\"dino\", dino = { teacher_temp = 0.0 }", "backbones[0].pretrain.dino.teacher_temp"),
+            ("\"supervised\"", "\"dino\", dino = { teacher_momentum = 1.5 }", "backbones[0].pretrain.dino.teacher_momentum"),
+        ];
+        for (from, to, field) in cases {
+            let msg = config_with(&BODY.replace(from, to), "heads = 2").map(|_| ()).unwrap_err();
+            assert!(msg.contains(field), "{to}: {msg}");
+        }
+        let msg = config_with(BODY, "").map(|_| ()).unwrap_err();
+        assert!(msg.contains("backbones[0].heads"), "{msg}");
+        let msg = config_with(BODY, "heads = 3").map(|_| ()).unwrap_err();
+        assert!(msg.contains("backbones[0].heads") && msg.contains("does not divide the width 64"), "{msg}");
+        let dino = config_with(&BODY.replace("\"supervised\"", "\"dino\", dino = { local_size = 16 }"), "heads = 2").unwrap();
+        assert_eq!(dino.backbones[0].pretrain.as_ref().unwrap().dino.local_size, 16);
+        assert!(config_with(r#"objective = "none", width = 64, depth = 2, patch = 4"#, "heads = 2").is_ok());
+    }
+
+    #[test]
+    fn the_same_pretraining_shares_a_folder_and_another_does_not() {
+        let a = config("").unwrap();
+        let mut renamed = a.clone();
+        renamed.study.name = "other".into();
+        renamed.study.output_dir = Some("studies/other".into());
+        renamed.backbones[0].name = "also-sup".into();
+        let dir = |c: &StudyConfig| pretrain_dir(c, &c.backbones[0], c.backbones[0].pretrain.as_ref().unwrap());
+        assert_eq!(dir(&a), dir(&renamed), "another study and backbone name, the same pre-training");
+        let b = config(", seed = 1").unwrap();
+        assert_ne!(dir(&a), dir(&b));
+        let mut more = a.clone();
+        more.datasets.natural.max_samples = Some(10);
+        assert_ne!(dir(&a), dir(&more), "other data");
+    }
+}

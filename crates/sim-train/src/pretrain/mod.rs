@@ -1,0 +1,305 @@
+//! `sim-train pretrain`: a backbone the tool pre-trains itself on the
+//! study's natural images (a backbone entry's `pretrain = { … }`), so the
+//! whole study runs where no downloaded checkpoint fits: supervised
+//! (cross-entropy on the labels) or self-supervised ([`dino`]), or `none`
+//! (timm's random initialisation, a control). The result is a safetensors
+//! file in timm ViT names that fine-tuning loads as any downloaded one.
+//!
+//! It runs as fine-tuning does: seeded (the initialisation from the seed;
+//! data order and augmentation from (seed, epoch)), a checkpoint per epoch
+//! in the same checkpoint folders, `pretrain.toml` as the commit point
+//! (`sim_study::pretrain`), a folder lock, resumed when run again; a NaN
+//! loss marks it failed, and so does a collapse of self-distillation.
+
+pub mod dino;
+
+use crate::data::batch::Batcher;
+use crate::data::prepare::{PreparedDataset, lock_study};
+use crate::data::transform::{Normalisation, TrainAugment};
+use crate::finetune::classifier::Classifier;
+use crate::finetune::method::Method;
+use crate::finetune::state::{Training, prune_checkpoints};
+use crate::finetune::{logging, progress, schedule};
+use crate::model::init::{VitShape, random_vit};
+use crate::model::{Backbone, Vit};
+use anyhow::bail;
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dino::{CollapseWatch, Dino};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use sim_study::config::{DatasetId, MethodConfig, StudyConfig};
+use sim_study::lock::DirLock;
+use sim_study::pretrain::{EpochRecord, Objective, PretrainConfig, PretrainState, model_file, pretrain_dir};
+use sim_study::run_state::Status;
+use sim_study::{StudyDir, crash, remove_leftovers};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The model was there: nothing was done.
+    AlreadyFinished { model: PathBuf },
+    /// Pre-trained now (possibly resumed after `resumed_at`).
+    Finished { model: PathBuf, resumed_at: u32 },
+}
+
+/// What is being trained (one per process: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Learner<B: AutodiffBackend> {
+    Supervised { training: Training<B>, method: Method<B> },
+    Dino(Dino<B>),
+}
+
+impl<B: AutodiffBackend> Learner<B> {
+    fn save(&self, dir: &Path, epoch: u32) -> anyhow::Result<()> {
+        match self {
+            Learner::Supervised { training, .. } => training.save(dir, epoch),
+            Learner::Dino(d) => d.save(dir, epoch),
+        }
+    }
+
+    fn restore(self, dir: &Path, epoch: u32, device: &B::Device) -> anyhow::Result<Learner<B>> {
+        Ok(match self {
+            Learner::Supervised { training, method } => Learner::Supervised { training: training.restore(dir, epoch, device)?, method },
+            Learner::Dino(d) => Learner::Dino(d.restore(dir, epoch, device)?),
+        })
+    }
+
+    /// The backbone kept: the supervised model's, or DINO's teacher (as
+    /// DINO evaluates it).
+    fn backbone(&self) -> Vit<B::InnerBackend> {
+        match self {
+            Learner::Supervised { training, .. } => training.model.backbone.valid(),
+            Learner::Dino(d) => d.teacher.backbone.clone(),
+        }
+    }
+}
+
+/// Pre-trains backbone `name` of `config` into its pretrain folder,
+/// resuming from the last finished epoch; a finished one is a no-op.
+pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Device) -> anyhow::Result<Outcome> {
+    let bcfg = config.backbone(name).map_err(anyhow::Error::msg)?;
+    let Some(p) = &bcfg.pretrain else {
+        bail!("backbone `{name}` has a checkpoint file, not a `pretrain` entry: nothing to pre-train");
+    };
+    let dir = pretrain_dir(config, bcfg, p);
+    let model = model_file(&dir);
+    std::fs::create_dir_all(&dir)?;
+    // Another process pre-training the same backbone (a second study, an
+    // array task): wait for it, then find its model.
+    let _lock = DirLock::wait(&dir)?;
+    let state = PretrainState::read(&dir).map_err(anyhow::Error::msg)?;
+    if let Some(s) = &state
+        && s.status == Status::Finished
+        && model.exists()
+    {
+        return Ok(Outcome::AlreadyFinished { model });
+    }
+    let removed = remove_leftovers(&dir)?;
+    let _log = logging(&dir.join("pretrain.log"))?;
+    for path in removed {
+        tracing::info!("removed {}, left by an interrupted attempt", path.display());
+    }
+    let shape = VitShape {
+        width: p.width,
+        depth: p.depth,
+        heads: bcfg.heads.expect("validated: a pre-trained backbone has heads"),
+        patch: p.patch,
+        mlp_ratio: p.mlp_ratio,
+        input_size: bcfg.input_size as usize,
+    };
+    let init = random_vit::<B>(shape, p.seed, device)?;
+    let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
+    let mut state = state.unwrap_or(PretrainState { objective: p.objective, status: Status::Running, epochs: p.epochs, last_finished_epoch: 0, message: None, history: Vec::new() });
+    if p.objective == Objective::None {
+        save_backbone(&init, init.model.clone(), &model)?;
+        state.status = Status::Finished;
+        state.write(&dir)?;
+        tracing::info!("random initialisation (seed {}) written to {}", p.seed, model.display());
+        return Ok(Outcome::Finished { model, resumed_at });
+    }
+
+    // The natural images' train split, at the backbone's input size.
+    let study = StudyDir::new(config.output_dir());
+    let (natural, cache) = {
+        let _study_lock = lock_study(&study)?;
+        study.write_resolved_config(config)?;
+        let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
+        let cache = natural.image_cache(&study, bcfg.input_size)?;
+        (natural, cache)
+    };
+    let labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
+    let (mean, std) = bcfg.normalisation(init.naming.family());
+    let norm = Normalisation { mean, std };
+    let train = natural.train_indices();
+    let data = EpochData {
+        train: &train,
+        global: Batcher { cache: &cache, labels: &labels, size: bcfg.input_size, norm },
+        local: Batcher { cache: &cache, labels: &labels, size: p.dino.local_size, norm },
+        classes: natural.dataset.classes.len(),
+    };
+
+    let mut learner = match p.objective {
+        Objective::Supervised => {
+            let classifier = Classifier::new(init.model.clone(), data.classes, p.seed, device);
+            let method = Method::new(&MethodConfig::full("pretrain"), &classifier.backbone);
+            Learner::Supervised { training: Training::new(classifier, p.weight_decay), method }
+        }
+        Objective::Dino => Learner::Dino(Dino::new(init.model.clone(), &p.dino, p.weight_decay, p.seed, device)),
+        Objective::None => unreachable!("written above"),
+    };
+    if resumed_at > 0 {
+        prune_checkpoints(&dir, resumed_at)?;
+        learner = learner.restore(&dir, resumed_at, device)?;
+        tracing::info!("resuming the pre-training of `{name}` after epoch {resumed_at}");
+    }
+    tracing::info!(
+        "pre-training `{name}` ({}): ViT width {}, depth {}, {} heads, patch {}, {} px, on {} natural images ({} classes), {} epochs, into {}",
+        p.objective.name(),
+        p.width,
+        p.depth,
+        shape.heads,
+        p.patch,
+        bcfg.input_size,
+        train.len(),
+        data.classes,
+        p.epochs,
+        dir.display()
+    );
+    for epoch in resumed_at + 1..=p.epochs {
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        rng.set_stream(epoch as u64);
+        let start = Instant::now();
+        let trained = train_epoch(learner, p, epoch, &data, &mut rng, device);
+        let (trained, record) = match trained {
+            Ok(done) => done,
+            Err(stop) => {
+                state.status = Status::Failed;
+                state.message = Some(stop.to_string());
+                state.write(&dir)?;
+                bail!("pre-training `{name}`: {stop}; marked failed in {}", PretrainState::path(&dir).display());
+            }
+        };
+        learner = trained;
+        learner.save(&dir, epoch)?;
+        state.history.push(EpochRecord { seconds: start.elapsed().as_secs_f64(), ..record });
+        state.last_finished_epoch = epoch;
+        state.status = Status::Running;
+        state.write(&dir)?;
+        crash::point("pretrain-state-written");
+        prune_checkpoints(&dir, epoch)?;
+        let r = state.history.last().expect("just pushed");
+        let entropy = r.teacher_entropy.map(|h| format!(", teacher entropy {h:.3}")).unwrap_or_default();
+        tracing::info!("epoch {epoch}/{}: loss {:.4}{entropy}, {:.1} images/s, {:.1} s", p.epochs, r.loss, r.images_per_s, r.seconds);
+    }
+    save_backbone(&init, learner.backbone(), &model)?;
+    crash::point("pretrain-model-written");
+    state.status = Status::Finished;
+    state.write(&dir)?;
+    tracing::info!("pre-trained `{name}` in {:.1} min: {}", state.minutes(), model.display());
+    Ok(Outcome::Finished { model, resumed_at })
+}
+
+/// The backbone file in timm's names (the initialisation's key map), head
+/// dropped.
+fn save_backbone<B: Backend, I: Backend>(init: &Backbone<B>, mut model: Vit<I>, path: &Path) -> anyhow::Result<()> {
+    model.head = None;
+    Ok(init.save_model(&model, path)?)
+}
+
+/// What an epoch reads.
+struct EpochData<'a> {
+    train: &'a [usize],
+    /// Supervised crops and DINO's global views, at the input size.
+    global: Batcher<'a>,
+    /// DINO's local views.
+    local: Batcher<'a>,
+    classes: usize,
+}
+
+/// Why an epoch stopped the pre-training.
+#[derive(Debug)]
+enum Stop {
+    NonFinite { epoch: u32, step: usize, value: f64 },
+    Collapse { epoch: u32, collapse: dino::Collapse },
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::NonFinite { epoch, step, value } => write!(f, "loss {value} at epoch {epoch}, step {step}"),
+            Stop::Collapse { epoch, collapse } => write!(f, "self-distillation collapsed in epoch {epoch}: {collapse}"),
+        }
+    }
+}
+
+/// One pass over the train split in an order drawn from `rng`.
+fn train_epoch<B: AutodiffBackend>(
+    mut learner: Learner<B>,
+    p: &PretrainConfig,
+    epoch: u32,
+    data: &EpochData<'_>,
+    rng: &mut ChaCha8Rng,
+    device: &B::Device,
+) -> Result<(Learner<B>, EpochRecord), Stop> {
+    let mut order = data.train.to_vec();
+    order.shuffle(rng);
+    let per_epoch = order.len().div_ceil(p.batch_size);
+    let total = per_epoch * p.epochs as usize;
+    let global = TrainAugment { scale: p.crop_scale, hflip: true, vflip: false };
+    let local = TrainAugment { scale: p.dino.local_scale, hflip: true, vflip: false };
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((p.label_smoothing > 0.0).then_some(p.label_smoothing as f32))
+        .init(device);
+    let mut watch = CollapseWatch::new(p.dino.out_dim);
+    let (mut loss_sum, start) = (0.0, Instant::now());
+    for (step, batch) in order.chunks(p.batch_size).enumerate() {
+        let global_step = (epoch as usize - 1) * per_epoch + step;
+        let lr = p.lr * schedule::lr_factor(global_step, per_epoch, p.warmup_epochs, p.epochs);
+        let (next, value) = match learner {
+            Learner::Supervised { training, method } => {
+                let b = data.global.train::<B>(batch, &global, rng, device);
+                let loss = loss_fn.forward(training.model.logits(b.images), b.labels);
+                let value: f64 = loss.clone().into_scalar().elem();
+                let training = if value.is_finite() { method.step(training, loss.backward(), epoch, lr, lr) } else { training };
+                (Learner::Supervised { training, method }, value)
+            }
+            Learner::Dino(mut d) => {
+                let globals = Tensor::cat((0..2).map(|_| data.global.train::<B>(batch, &global, rng, device).images).collect(), 0);
+                let locals = (p.dino.local_crops > 0)
+                    .then(|| Tensor::cat((0..p.dino.local_crops).map(|_| data.local.train::<B>(batch, &local, rng, device).images).collect(), 0));
+                let out = d.step(globals, locals, lr, dino::momentum(p.dino.teacher_momentum, global_step, total));
+                watch.record(&out);
+                (Learner::Dino(d), out.loss)
+            }
+        };
+        learner = next;
+        if !value.is_finite() {
+            return Err(Stop::NonFinite { epoch, step: step + 1, value });
+        }
+        loss_sum += value;
+        let images_per_s = (step * p.batch_size + batch.len()) as f64 / start.elapsed().as_secs_f64();
+        progress(epoch, p.epochs, step + 1, per_epoch, value, images_per_s);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
+    let dino = matches!(learner, Learner::Dino(_));
+    if dino && let Some(collapse) = watch.collapse() {
+        return Err(Stop::Collapse { epoch, collapse });
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let record = EpochRecord {
+        epoch,
+        loss: loss_sum / per_epoch as f64,
+        seconds,
+        images_per_s: order.len() as f64 / seconds,
+        teacher_entropy: dino.then(|| watch.mean_entropy()),
+    };
+    Ok((learner, record))
+}

@@ -1,0 +1,200 @@
+//! Pre-training our own backbones (`sim-train pretrain`), at tiny sizes on a
+//! 2-class natural folder the test writes: the checkpoint loads back through
+//! the ordinary loader with every key used; a kill at each step between two
+//! writes resumes to the weights of an uninterrupted run; a collapsing
+//! self-distillation and a diverging loss stop with an error naming the
+//! epoch, the state marked failed.
+
+use image::{Rgb, RgbImage};
+use rand::{Rng, SeedableRng};
+use sim_study::StudyConfig;
+use sim_study::pretrain::{PretrainState, model_file, pretrain_dir};
+use sim_study::run_state::Status;
+use sim_train::backend::TrainBackend;
+use sim_train::model::naming::Naming;
+use sim_train::model::{LoadOptions, load};
+use sim_train::pretrain::{Outcome, run};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Same seed, same weights: burn's CPU backend sums in parallel, so reruns
+/// agree to rounding, not always to the bit (as fine-tuning's tests).
+const REPEAT_TOLERANCE: f64 = 1e-5;
+
+const SUPERVISED: &str = r#"objective = "supervised", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8"#;
+const DINO: &str = r#"objective = "dino", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8, dino = { local_crops = 2, local_size = 8, out_dim = 32, hidden_dim = 16, bottleneck_dim = 8 }"#;
+
+/// Writes the natural images once per folder and a config pre-training one
+/// backbone `net` with `pretrain`; returns the config's path.
+fn study(dir: &Path, pretrain: &str) -> PathBuf {
+    let nette = dir.join("nette");
+    if !nette.exists() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (split, n) in [("train", 12), ("val", 4)] {
+            for (k, class) in ["n01", "n02"].iter().enumerate() {
+                let folder = nette.join(format!("{split}/{class}"));
+                std::fs::create_dir_all(&folder).unwrap();
+                for j in 0..n {
+                    let base = [40 + k as u8 * 150, 90, 200 - k as u8 * 150];
+                    let img = RgbImage::from_fn(24, 20, |x, _| Rgb(base.map(|v| v.saturating_add(rng.random_range(0..50)).saturating_add(x as u8))));
+                    img.save(folder.join(format!("{j}.png"))).unwrap();
+                }
+            }
+        }
+    }
+    let text = format!(
+        r#"
+[study]
+name = "tiny"
+output_dir = "{out}"
+seeds = [0]
+[datasets.medical]
+kind = "ham10000"
+root = "{dir}/no-medical-data-needed"
+[datasets.natural]
+kind = "image-folder"
+root = "{nette}"
+[[backbones]]
+name = "net"
+input_size = 16
+heads = 2
+pretrain = {{ {pretrain} }}
+"#,
+        out = dir.join("studies/tiny").display(),
+        dir = dir.display(),
+        nette = nette.display()
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn config(path: &Path) -> StudyConfig {
+    StudyConfig::from_file(path).unwrap()
+}
+
+fn folder(config: &StudyConfig) -> PathBuf {
+    let b = &config.backbones[0];
+    pretrain_dir(config, b, b.pretrain.as_ref().unwrap())
+}
+
+fn pretrain_command(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sim-train"));
+    command.args(["pretrain", "--backbone", "net", "--config"]).arg(config);
+    command
+}
+
+/// Every tensor of a safetensors file as f64, by name.
+fn weights(path: &Path) -> Vec<(String, Vec<f64>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<f64>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| match sim_study::tensors::decode(&view).unwrap().1 {
+            sim_study::tensors::Values::Float(v) => (name, v),
+            _ => panic!("{name}: not a float tensor"),
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn assert_same_weights(a: &Path, b: &Path) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.iter().map(|t| &t.0).collect::<Vec<_>>(), b.iter().map(|t| &t.0).collect::<Vec<_>>());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+        let diff = x.iter().zip(y).fold(0.0f64, |m, (p, q)| m.max((p - q).abs())) / scale;
+        assert!(diff <= REPEAT_TOLERANCE, "{name}: relative difference {diff:.2e}");
+    }
+}
+
+#[test]
+fn both_objectives_write_a_timm_checkpoint_the_ordinary_loader_reads_whole() {
+    for (objective, pretrain) in [("supervised", SUPERVISED), ("dino", DINO)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = study(dir.path(), pretrain);
+        let config = config(&path);
+        let device = Default::default();
+        let Outcome::Finished { model, resumed_at: 0 } = run::<TrainBackend>(&config, "net", &device).unwrap() else { panic!("{objective}: not a fresh run") };
+        assert_eq!(model, model_file(&folder(&config)));
+        assert!(folder(&config).file_name().unwrap().to_string_lossy().starts_with(&format!("{objective}-")));
+        // Strict loading: a tensor the model does not use is an error.
+        let b = &config.backbones[0];
+        let loaded = load::<TrainBackend>(&model, &LoadOptions::for_backbone(b), &device).unwrap();
+        assert_eq!(loaded.naming, Naming::Timm, "{objective}");
+        assert!(loaded.ignored.is_empty() && loaded.model.head.is_none(), "{objective}: the backbone alone");
+        assert_eq!((loaded.model.width(), loaded.model.depth()), (16, 2), "{objective}");
+        assert_eq!(config.backbone_file(b, dir.path()), model, "fine-tuning finds it");
+        let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
+        assert_eq!((state.status, state.last_finished_epoch, state.history.len()), (Status::Finished, 3, 3), "{objective}");
+        assert!(state.history.iter().all(|h| h.loss.is_finite() && h.images_per_s > 0.0));
+        assert_eq!(state.history[0].teacher_entropy.is_some(), objective == "dino");
+        // Trained: not the initialisation any more (a file of objective `none`).
+        let init_dir = tempfile::tempdir().unwrap();
+        let none = config_of_none(init_dir.path());
+        run::<TrainBackend>(&none, "net", &device).unwrap();
+        let (trained, init) = (weights(&model), weights(&model_file(&folder(&none))));
+        assert_eq!(trained.len(), init.len());
+        assert!(trained.iter().zip(&init).any(|(a, b)| a.1 != b.1), "{objective}: the weights moved");
+        // Done once: the second call does nothing.
+        assert!(matches!(run::<TrainBackend>(&config, "net", &device).unwrap(), Outcome::AlreadyFinished { .. }));
+    }
+}
+
+/// The random initialisation of the same shape and seed.
+fn config_of_none(dir: &Path) -> StudyConfig {
+    config(&study(dir, r#"objective = "none", width = 16, depth = 2, patch = 8"#))
+}
+
+#[test]
+fn a_kill_between_any_two_writes_resumes_to_the_uninterrupted_weights() {
+    for pretrain in [DINO, SUPERVISED] {
+        let whole = tempfile::tempdir().unwrap();
+        let path = study(whole.path(), pretrain);
+        assert!(pretrain_command(&path).status().unwrap().success());
+        let reference = model_file(&folder(&config(&path)));
+        for point in ["checkpoint-written@2", "pretrain-state-written@1", "pretrain-state-written@3", "pretrain-model-written"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = study(dir.path(), pretrain);
+            let status = pretrain_command(&path).env(sim_study::crash::CRASH_VAR, point).status().unwrap();
+            assert_eq!(status.signal(), Some(9), "{point}: killed");
+            let out = pretrain_command(&path).output().unwrap();
+            assert!(out.status.success(), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_same_weights(&model_file(&folder(&config(&path))), &reference);
+            let left: Vec<String> = std::fs::read_dir(folder(&config(&path)))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".partial") || n.contains(".tmp"))
+                .collect();
+            assert!(left.is_empty(), "{point}: {left:?} left behind");
+        }
+    }
+}
+
+#[test]
+fn a_collapsing_self_distillation_stops_naming_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    // A teacher this hot outputs the uniform distribution: collapse.
+    let path = study(dir.path(), &DINO.replace("out_dim = 32", "out_dim = 32, teacher_temp = 1000.0"));
+    let config = config(&path);
+    let msg = run::<TrainBackend>(&config, "net", &Default::default()).unwrap_err().to_string();
+    assert!(msg.contains("collapsed in epoch 1") && msg.contains("uniform"), "{msg}");
+    let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
+    assert_eq!(state.status, Status::Failed);
+    assert!(state.message.unwrap().contains("epoch 1"));
+    assert!(!model_file(&folder(&config)).exists());
+}
+
+#[test]
+fn a_diverging_loss_marks_the_pretraining_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = study(dir.path(), &SUPERVISED.replace("batch_size = 8", "batch_size = 8, lr = 1e30"));
+    let config = config(&path);
+    let msg = run::<TrainBackend>(&config, "net", &Default::default()).unwrap_err().to_string();
+    assert!(msg.contains("loss") && msg.contains("at epoch"), "{msg}");
+    let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
+    assert_eq!(state.status, Status::Failed);
+}
