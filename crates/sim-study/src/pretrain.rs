@@ -274,9 +274,14 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Images (not views) per second.
     pub images_per_s: f64,
-    /// dino: the teacher output's mean entropy over the epoch (nats).
+    /// dino: the teacher output's mean per-image entropy over the epoch
+    /// (nats; sharpening lowers it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_entropy: Option<f64>,
+    /// dino: the entropy of the teacher's batch-mean output, averaged over
+    /// the epoch (nats; near 0: every image on one prototype).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_batch_entropy: Option<f64>,
 }
 
 /// `pretrain.toml`: a pre-training's status and finished epochs.

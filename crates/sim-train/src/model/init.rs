@@ -94,3 +94,29 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     let v: f64 = rng.random();
     (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+
+    #[test]
+    fn the_initialisation_is_timm_s_and_the_seed_fixes_it() {
+        let shape = VitShape { width: 32, depth: 2, heads: 4, patch: 4, mlp_ratio: 4, input_size: 16 };
+        let device = Default::default();
+        let tensors = random_vit::<CpuBackend>(shape, 5, &device).unwrap().model.to_canonical();
+        let qkv = &tensors["blocks.1.attn.qkv.weight"].data;
+        let std = (qkv.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / qkv.len() as f64).sqrt();
+        // Truncated at ±2σ, the standard deviation is 0.88σ.
+        assert!((std - 0.02 * 0.88).abs() < 0.001, "std {std}");
+        assert!(qkv.iter().all(|v| v.abs() <= 0.04 + 1e-7));
+        assert!(tensors["blocks.0.mlp.fc1.bias"].data.iter().all(|&v| v == 0.0));
+        assert!(tensors["norm.weight"].data.iter().all(|&v| v == 1.0));
+        assert!(tensors["cls_token"].data.iter().all(|v| v.abs() < 1e-5));
+        assert_eq!(tensors["pos_embed"].shape, [1, 17, 32]);
+        let again = random_vit::<CpuBackend>(shape, 5, &device).unwrap().model.to_canonical();
+        let other = random_vit::<CpuBackend>(shape, 6, &device).unwrap().model.to_canonical();
+        assert_eq!(tensors, again);
+        assert_ne!(tensors["blocks.0.attn.proj.weight"], other["blocks.0.attn.proj.weight"]);
+    }
+}

@@ -458,3 +458,31 @@ fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> HostTensor {
     let data = t.to_data().convert::<f32>();
     HostTensor::new(data.shape.to_vec(), data.to_vec::<f32>().expect("f32 after convert"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+    use crate::model::init::{VitShape, random_vit};
+
+    /// Smaller images (DINO's local crops) see the stored position embedding
+    /// resampled to their grid, as `resize_grid` resamples it; the class
+    /// token's position is kept.
+    #[test]
+    fn another_grid_gets_the_position_embedding_resampled() {
+        let shape = VitShape { width: 8, depth: 1, heads: 2, patch: 4, mlp_ratio: 2, input_size: 16 };
+        let vit = random_vit::<CpuBackend>(shape, 3, &Default::default()).unwrap().model;
+        let stored = host(&vit.pos_embed.val()).data;
+        let at = host(&vit.pos_embed_at(2, 2)).data;
+        assert_eq!(at.len(), (1 + 4) * 8);
+        assert_eq!(at[..8], stored[..8], "the class token's position");
+        let patches: Vec<f64> = stored[8..].iter().map(|&v| v as f64).collect();
+        let want = resize_grid(&patches, (4, 4), (2, 2), 8, Resize::BicubicAntialias);
+        for (got, want) in at[8..].iter().zip(&want) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        assert_eq!(host(&vit.pos_embed_at(4, 4)).data, stored, "the input grid: as stored");
+        let out = vit.forward(Tensor::zeros([2, 3, 8, 8], &Default::default()));
+        assert_eq!(out.final_tokens.dims(), [2, 5, 8]);
+    }
+}

@@ -235,6 +235,11 @@ impl CollapseWatch {
         self.entropy_sum / self.steps.max(1) as f64
     }
 
+    /// The epoch's mean entropy of the teacher's batch-mean output.
+    pub fn mean_batch_entropy(&self) -> f64 {
+        self.batch_entropy_sum / self.steps.max(1) as f64
+    }
+
     /// The collapse, when every step of the epoch showed one.
     pub fn collapse(&self) -> Option<Collapse> {
         if self.steps == 0 {
@@ -242,7 +247,7 @@ impl CollapseWatch {
         } else if self.uniform_steps == self.steps {
             Some(Collapse::Uniform { entropy: self.mean_entropy(), max: self.max })
         } else if self.one_prototype_steps == self.steps {
-            Some(Collapse::OnePrototype { entropy: self.batch_entropy_sum / self.steps as f64 })
+            Some(Collapse::OnePrototype { entropy: self.mean_batch_entropy() })
         } else {
             None
         }

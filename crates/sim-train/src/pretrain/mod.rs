@@ -194,7 +194,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         crash::point("pretrain-state-written");
         prune_checkpoints(&dir, epoch)?;
         let r = state.history.last().expect("just pushed");
-        let entropy = r.teacher_entropy.map(|h| format!(", teacher entropy {h:.3}")).unwrap_or_default();
+        let entropy = match (r.teacher_entropy, r.teacher_batch_entropy) {
+            (Some(h), Some(batch)) => format!(", teacher entropy {h:.3} per image, {batch:.3} of the batch mean"),
+            _ => String::new(),
+        };
         tracing::info!("epoch {epoch}/{}: loss {:.4}{entropy}, {:.1} images/s, {:.1} s", p.epochs, r.loss, r.images_per_s, r.seconds);
     }
     save_backbone(&init, learner.backbone(), &model)?;
@@ -300,6 +303,7 @@ fn train_epoch<B: AutodiffBackend>(
         seconds,
         images_per_s: order.len() as f64 / seconds,
         teacher_entropy: dino.then(|| watch.mean_entropy()),
+        teacher_batch_entropy: dino.then(|| watch.mean_batch_entropy()),
     };
     Ok((learner, record))
 }
