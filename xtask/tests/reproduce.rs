@@ -397,6 +397,8 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
     assert!(report.contains("`vit-tiny`: 2 finished run(s)") && report.contains("`dinov2-tiny`: 2 finished run(s)"), "{report}");
     assert!(report.contains("`overflow`: 0 finished run(s) in the summaries; 2 left out (seed 0: failed after epoch 0: loss NaN"), "{report}");
     assert!(report.contains("epoch 0 unusable") && report.contains("non-finite"), "{report}");
+    let pretrain = read_table(&study, sim_study::tables::file::PRETRAIN);
+    assert_eq!(pretrain.height(), 2, "the unusable epoch 0 is left out of pretrain.parquet, not the study");
 }
 
 /// A single-node Slurm cluster in a folder of its own (the recipe of

@@ -764,6 +764,25 @@ impl PretrainRows<'_> {
     }
 }
 
+/// An epoch-0 file's k-NN top-1 (k = `knn_report_k`) and linear-probe
+/// scores (none for a file made before the probe's features were kept).
+fn epoch0_knowledge(path: &Path, config: &StudyConfig) -> Result<(f64, Option<crate::classification::ClassificationScores>), TableError> {
+    let e = &config.evaluation;
+    let file = EvalFile::open(path).map_err(TableError)?;
+    let (bank, query) = (matrix(&file, eval_file::KNN_BANK)?, matrix(&file, eval_file::KNN_QUERY)?);
+    let (bank_y, query_y) = (labels(&file, eval_file::KNN_BANK_LABELS)?, labels(&file, eval_file::KNN_QUERY_LABELS)?);
+    let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &[e.knn_report_k], e.knn_temperature).map_err(|m| err(path, m))?;
+    if !file.has(eval_file::TRAIN_FEATURES) {
+        return Ok((knn[0].top1, None));
+    }
+    let train = matrix(&file, eval_file::TRAIN_FEATURES)?;
+    let test = matrix(&file, &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls))?;
+    let as_classes = |v: Vec<i64>| v.into_iter().map(|l| l as usize).collect::<Vec<usize>>();
+    let (train_y, test_y) = (as_classes(labels(&file, eval_file::TRAIN_LABELS)?), as_classes(labels(&file, eval_file::TEST_LABELS)?));
+    let probe = crate::probe::probe_scores((&train.data, &train_y), (&test.data, &test_y), train.cols).map_err(|m| err(path, m))?;
+    Ok((knn[0].top1, Some(probe)))
+}
+
 /// What each backbone knows before fine-tuning: k-NN top-1 on the natural
 /// images (k = `knn_report_k`) and a linear probe on the medical task, from
 /// its epoch-0 evaluation; how the tool pre-trained it, from its pretrain
@@ -772,7 +791,6 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<Pretr
     use sim_study::pretrain::{PretrainState, pretrain_dir};
     let mut located = config.clone();
     located.study.output_dir = Some(study.root().to_owned());
-    let e = &config.evaluation;
     let mut rows = PretrainRows::default();
     for dataset in config.medical_names() {
         for b in &config.backbones {
@@ -780,18 +798,15 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<Pretr
             if !path.exists() {
                 continue;
             }
-            let file = EvalFile::open(&path).map_err(TableError)?;
-            let (bank, query) = (matrix(&file, eval_file::KNN_BANK)?, matrix(&file, eval_file::KNN_QUERY)?);
-            let (bank_y, query_y) = (labels(&file, eval_file::KNN_BANK_LABELS)?, labels(&file, eval_file::KNN_QUERY_LABELS)?);
-            let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &[e.knn_report_k], e.knn_temperature).map_err(|m| err(&path, m))?;
-            let probe = if file.has(eval_file::TRAIN_FEATURES) {
-                let train = matrix(&file, eval_file::TRAIN_FEATURES)?;
-                let test = matrix(&file, &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls))?;
-                let as_classes = |v: Vec<i64>| v.into_iter().map(|l| l as usize).collect::<Vec<usize>>();
-                let (train_y, test_y) = (as_classes(labels(&file, eval_file::TRAIN_LABELS)?), as_classes(labels(&file, eval_file::TEST_LABELS)?));
-                Some(crate::probe::probe_scores((&train.data, &train_y), (&test.data, &test_y), train.cols).map_err(|m| err(&path, m))?)
-            } else {
-                None // an epoch 0 written before the probe's features were kept
+            let measured = epoch0_knowledge(&path, config);
+            // An epoch 0 that cannot be measured (the NaN features of a
+            // diverging backbone) leaves that row out, as the other tables do.
+            let (knn, probe) = match measured {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("{dataset}/{}: left out of {}: {e}", b.name, table_file::PRETRAIN);
+                    continue;
+                }
             };
             let state = match &b.pretrain {
                 Some(p) => PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)?,
@@ -805,7 +820,7 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<Pretr
             rows.minutes.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.minutes()));
             rows.images_per_s.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.history.iter().map(|h| h.images_per_s).sum::<f64>() / s.history.len() as f64));
             rows.loss.push(last.map(|h| h.loss));
-            rows.knn.push(knn[0].top1);
+            rows.knn.push(knn);
             rows.probe_balanced.push(probe.map(|p| p.balanced_accuracy));
             rows.probe_accuracy.push(probe.map(|p| p.accuracy));
         }

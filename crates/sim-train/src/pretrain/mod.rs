@@ -174,7 +174,6 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     for epoch in resumed_at + 1..=p.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
         rng.set_stream(epoch as u64);
-        let start = Instant::now();
         let trained = train_epoch(learner, p, epoch, &data, &mut rng, device);
         let (trained, record) = match trained {
             Ok(done) => done,
@@ -187,7 +186,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         };
         learner = trained;
         learner.save(&dir, epoch)?;
-        state.history.push(EpochRecord { seconds: start.elapsed().as_secs_f64(), ..record });
+        state.history.push(record);
         state.last_finished_epoch = epoch;
         state.status = Status::Running;
         state.write(&dir)?;
