@@ -50,8 +50,8 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
     for row in rows {
         let on = if study.several_datasets() { format!(" (`{}`)", row.dataset) } else { String::new() };
         let how = match (row.objective.as_str(), row.minutes) {
-            ("checkpoint", _) => "a checkpoint file".to_string(),
-            ("none", _) => "random initialisation".to_string(),
+            (col::OBJECTIVE_CHECKPOINT, _) => "a checkpoint file".to_string(),
+            (objective, _) if objective == Objective::None.name() => "random initialisation".to_string(),
             (objective, Some(minutes)) => format!(
                 "{objective}, {} epoch{} in {minutes:.1} min at {:.0} images/s, last epoch's loss {:.3}",
                 row.epochs,
@@ -67,10 +67,11 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
     // k-NN does not depend on the medical data set: the first one's rows.
     let first = rows.iter().filter(|r| r.dataset == rows[0].dataset);
     let best = |objective: &str| first.clone().filter(|r| r.objective == objective).max_by(|a, b| a.knn_top1.total_cmp(&b.knn_top1));
-    let (random, dino, supervised) = (best("none"), best("dino"), best("supervised"));
+    let (random, dino, supervised) = (best(Objective::None.name()), best(Objective::Dino.name()), best(Objective::Supervised.name()));
     let points = |a: f64, b: f64| (a - b) * 100.0;
     if let (Some(r), Some(d)) = (random, dino) {
         let gain = points(d.knn_top1, r.knn_top1);
+        // Two points: several standard errors of a top-1 on a few thousand queries.
         let verdict = if gain > 2.0 { "learned something" } else { "is not clearly above the random initialisation" };
         lines.push(format!("\nSelf-supervised pre-training {verdict}: `{}` {:+.1} points of k-NN top-1 over `{}`.", d.backbone, gain, r.backbone));
     }
