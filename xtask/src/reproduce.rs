@@ -185,13 +185,16 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         let classes = medical.dataset.classes.len();
         for b in &config.backbones {
             let path = config.backbone_file(b, config_dir);
-            if !path.exists() {
-                let why = if b.pretrain.is_some() { "not pre-trained yet" } else { "backbone file missing" };
-                println!("{dataset:<16} {:<16} {why}: {}", b.name, path.display());
-                continue;
-            }
-            let loaded = sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?;
-            let model = Classifier::new(loaded.model, classes, 0, &device);
+            let backbone = match &b.pretrain {
+                _ if path.exists() => sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?.model,
+                // Not pre-trained yet: the cost of fine-tuning is the same from its initialisation.
+                Some(p) => sim_train::model::init::random_vit::<TrainBackend>(sim_train::pretrain::vit_shape(b, p), p.seed, &device)?.model,
+                None => {
+                    println!("{dataset:<16} {:<16} backbone file missing: {}", b.name, path.display());
+                    continue;
+                }
+            };
+            let model = Classifier::new(backbone, classes, 0, &device);
             let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &device);
             let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
             // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.

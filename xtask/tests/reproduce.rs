@@ -549,6 +549,13 @@ fn pretrained_backbones_are_made_once_fine_tuned_and_reported() {
     let config = dir.path().join("pretrained.toml");
     std::fs::write(&config, format!("{}{backbones}[training]{tail}", head.replace("seeds = [0, 1]", "seeds = [0]"))).unwrap();
     let study_dir = dir.path().join("study");
+    // Before any pre-training, the plan times fine-tuning from the initialisations.
+    let plan = run(reproduce(&config, &study_dir, &["--plan"]));
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    for name in ["sup", "dino", "random"] {
+        assert!(plan.lines().any(|l| l.split_whitespace().nth(1) == Some(name) && l.contains(" 2 ")), "{name}: {plan}");
+    }
+    assert!(!dir.path().join("pretrained").exists(), "the plan pre-trains nothing");
     let first = run(reproduce(&config, &study_dir, &["--jobs", "2"]));
     let stdout = String::from_utf8_lossy(&first.stdout);
     for name in ["sup", "dino", "random"] {

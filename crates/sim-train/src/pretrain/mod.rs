@@ -31,7 +31,7 @@ use dino::{CollapseWatch, Dino};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sim_study::config::{DatasetId, MethodConfig, StudyConfig};
+use sim_study::config::{BackboneConfig, DatasetId, MethodConfig, StudyConfig};
 use sim_study::lock::DirLock;
 use sim_study::pretrain::{EpochRecord, Objective, PretrainConfig, PretrainState, model_file, pretrain_dir};
 use sim_study::run_state::Status;
@@ -105,14 +105,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     for path in removed {
         tracing::info!("removed {}, left by an interrupted attempt", path.display());
     }
-    let shape = VitShape {
-        width: p.width,
-        depth: p.depth,
-        heads: bcfg.heads.expect("validated: a pre-trained backbone has heads"),
-        patch: p.patch,
-        mlp_ratio: p.mlp_ratio,
-        input_size: bcfg.input_size as usize,
-    };
+    let shape = vit_shape(bcfg, p);
     let init = random_vit::<B>(shape, p.seed, device)?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
     let mut state = state.unwrap_or(PretrainState { objective: p.objective, status: Status::Running, epochs: p.epochs, last_finished_epoch: 0, message: None, history: Vec::new() });
@@ -205,6 +198,18 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     state.write(&dir)?;
     tracing::info!("pre-trained `{name}` in {:.1} min: {}", state.minutes(), model.display());
     Ok(Outcome::Finished { model, resumed_at })
+}
+
+/// The shape of the ViT a backbone entry pre-trains.
+pub fn vit_shape(bcfg: &BackboneConfig, p: &PretrainConfig) -> VitShape {
+    VitShape {
+        width: p.width,
+        depth: p.depth,
+        heads: bcfg.heads.expect("validated: a pre-trained backbone has heads"),
+        patch: p.patch,
+        mlp_ratio: p.mlp_ratio,
+        input_size: bcfg.input_size as usize,
+    }
 }
 
 /// The backbone file in timm's names (the initialisation's key map), head
