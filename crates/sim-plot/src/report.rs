@@ -49,17 +49,16 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
     let mut lines = Vec::new();
     for row in rows {
         let on = if study.several_datasets() { format!(" (`{}`)", row.dataset) } else { String::new() };
-        let how = match (row.objective.as_str(), row.minutes) {
-            (col::OBJECTIVE_CHECKPOINT, _) => "a checkpoint file".to_string(),
-            (objective, _) if objective == Objective::None.name() => "random initialisation".to_string(),
-            (objective, Some(minutes)) => format!(
-                "{objective}, {} epoch{} in {minutes:.1} min at {:.0} images/s, last epoch's loss {:.3}",
+        let how = match (row.objective.as_str(), row.minutes, row.images_per_s, row.loss) {
+            (col::OBJECTIVE_CHECKPOINT, ..) => "a checkpoint file".to_string(),
+            (objective, ..) if objective == Objective::None.name() => "random initialisation".to_string(),
+            (objective, Some(minutes), Some(images_per_s), Some(loss)) => format!(
+                "{objective}, {} epoch{} in {minutes:.1} min at {images_per_s:.0} images/s, last epoch's loss {loss:.3}",
                 row.epochs,
                 if row.epochs == 1 { "" } else { "s" },
-                row.images_per_s.unwrap_or(f64::NAN),
-                row.loss.unwrap_or(f64::NAN)
             ),
-            (objective, None) => objective.to_string(),
+            // Its pretrain.toml is not beside the study folder (a moved study).
+            (objective, ..) => format!("{objective}, {} epochs; no record of its pre-training beside the study folder", row.epochs),
         };
         let probe = row.probe_balanced_accuracy.map_or("no linear probe (epoch 0 made before it was kept)".to_string(), |p| format!("linear probe on `{}`: balanced accuracy {p:.3}", row.dataset));
         lines.push(format!("- `{}`{on} ({how}): k-NN top-1 {:.3} on the natural images; {probe}.", row.backbone, row.knn_top1));

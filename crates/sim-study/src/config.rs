@@ -331,7 +331,8 @@ pub struct BackboneConfig {
     pub mean: Option<[f32; 3]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub std: Option<[f32; 3]>,
-    /// Attention heads, which no checkpoint stores; default width / 64 (ViT-S/B/L).
+    /// Attention heads, which no tensor shape says: default the number the
+    /// file's metadata records (files this tool wrote), else width / 64 (ViT-S/B/L).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<usize>,
     /// QuickGELU instead of GELU: OpenAI-trained CLIP weights need it.

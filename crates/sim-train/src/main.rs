@@ -103,7 +103,8 @@ enum Command {
         /// Input side in pixels.
         #[arg(long, default_value_t = 224)]
         size: usize,
-        /// Attention heads (no checkpoint stores them); default width / 64.
+        /// Attention heads (no tensor shape says them); default: the file's
+        /// metadata `heads` (files this tool wrote), else width / 64.
         #[arg(long)]
         heads: Option<usize>,
         /// QuickGELU, for OpenAI-trained CLIP weights.

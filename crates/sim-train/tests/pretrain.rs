@@ -127,6 +127,11 @@ fn both_objectives_write_a_timm_checkpoint_the_ordinary_loader_reads_whole() {
         assert_eq!(loaded.naming, Naming::Timm, "{objective}");
         assert!(loaded.ignored.is_empty() && loaded.model.head.is_none(), "{objective}: the backbone alone");
         assert_eq!((loaded.model.width(), loaded.model.depth()), (16, 2), "{objective}");
+        // The heads are in the file: `sim-train extract` needs no --heads (width / 64 would be 0).
+        let plain = load::<TrainBackend>(&model, &LoadOptions::new(16), &device).unwrap();
+        assert_eq!(plain.model.blocks[0].heads, 2, "{objective}");
+        let msg = load::<TrainBackend>(&model, &LoadOptions { heads: Some(4), ..LoadOptions::new(16) }, &device).err().unwrap().to_string();
+        assert!(msg.contains("2 attention heads recorded in the file") && msg.contains("4 asked for"), "{msg}");
         assert_eq!(config.backbone_file(b, dir.path()), model, "fine-tuning finds it");
         let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
         assert_eq!((state.status, state.last_finished_epoch, state.history.len()), (Status::Finished, 3, 3), "{objective}");

@@ -34,6 +34,36 @@ pub struct Checkpoint {
 /// are not a backbone.
 pub const KNOWN_PREFIXES: [&str; 6] = ["visual.", "backbone.", "vit.", "dinov2.", "model.", "module."];
 
+/// The metadata key under which the files this tool writes record their
+/// attention heads, which no tensor shape says.
+pub const HEADS_METADATA: &str = "heads";
+
+/// The attention heads a checkpoint's metadata records (files this tool
+/// wrote), read from the header alone.
+pub fn stored_heads(path: &Path) -> Result<Option<usize>, ModelError> {
+    use std::io::Read;
+    let bad = |m: String| ModelError::file(path, m);
+    let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| bad(format!("not a safetensors file (or truncated): {e}")))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 {
+        return Err(bad(format!("not a safetensors file: a header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(|e| bad(format!("not a safetensors file (or truncated): {e}")))?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("not a safetensors header: {e}")))?;
+    match header.get("__metadata__").and_then(|m| m.get(HEADS_METADATA)) {
+        None => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .filter(|&h: &usize| h > 0)
+            .map(Some)
+            .ok_or_else(|| bad(format!("metadata `{HEADS_METADATA}` is {v}, not a positive number of heads"))),
+    }
+}
+
 impl Checkpoint {
     /// Reads every tensor of a safetensors file (f32, f16 or bf16) as f32.
     pub fn read_all(path: &Path) -> Result<BTreeMap<String, HostTensor>, ModelError> {

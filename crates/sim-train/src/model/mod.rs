@@ -119,7 +119,7 @@ pub fn load<B: Backend>(path: &Path, opts: &LoadOptions, device: &B::Device) -> 
     let (tensors, keys, ignored) = naming.to_canonical(ckpt)?;
     let spec = vit::BuildSpec {
         file: path.to_owned(),
-        heads: opts.heads,
+        heads: heads(path, opts.heads)?,
         activation: opts.activation,
         layer_norm_eps: naming.layer_norm_eps(),
         input_size: opts.input_size,
@@ -129,9 +129,19 @@ pub fn load<B: Backend>(path: &Path, opts: &LoadOptions, device: &B::Device) -> 
     Ok(Backbone { model, naming, prefix, ignored, outside_prefix, keys })
 }
 
+/// The attention heads to build with: the ones asked for, else the ones
+/// the file records (files this tool wrote); a disagreement is an error.
+fn heads(path: &Path, asked: Option<usize>) -> Result<Option<usize>, ModelError> {
+    match (asked, checkpoint::stored_heads(path)?) {
+        (Some(a), Some(s)) if a != s => Err(ModelError::file(path, format!("{s} attention heads recorded in the file (metadata `{}`), {a} asked for", checkpoint::HEADS_METADATA))),
+        (asked, stored) => Ok(asked.or(stored)),
+    }
+}
+
 impl<B: Backend> Backbone<B> {
-    /// Writes the model as safetensors in the names it was loaded from
-    /// (written to a temporary file, then renamed).
+    /// Writes the model as safetensors in the names it was loaded from, its
+    /// attention heads in the metadata (written to a temporary file, then
+    /// renamed).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.save_model(&self.model, path)
     }
@@ -141,6 +151,8 @@ impl<B: Backend> Backbone<B> {
     pub fn save_model<I: Backend>(&self, model: &Vit<I>, path: &Path) -> Result<(), ModelError> {
         let tensors = naming::from_canonical(&model.to_canonical(), &self.keys);
         let raw = tensors.into_iter().map(|(k, t)| RawTensor::f32(k, t.shape, &t.data)).collect();
-        write_safetensors(path, raw, None).map_err(|e| ModelError::file(path, e.to_string()))
+        let heads = model.blocks.first().map(|b| b.heads).unwrap_or_default();
+        let metadata = std::collections::HashMap::from([(checkpoint::HEADS_METADATA.to_string(), heads.to_string())]);
+        write_safetensors(path, raw, Some(metadata)).map_err(|e| ModelError::file(path, e.to_string()))
     }
 }
