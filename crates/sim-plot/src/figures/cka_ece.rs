@@ -3,7 +3,8 @@
 //! against that epoch's ECE; the points grouped to the nearest of K evenly
 //! spaced similarity levels (`evaluation.fit_levels`) and the mean ECE per
 //! level; the least-squares line through the level means, from `fits.parquet`,
-//! with r, R² and the slope's 95 % interval in the legend. One panel per backbone.
+//! with r and R² in the panel's title and the slope's 95 % interval in the
+//! caption. One panel per backbone.
 
 use super::{Captioned, no_finished_run};
 use crate::study::{FitRow, Study};
@@ -55,7 +56,7 @@ impl CkaEce {
 }
 
 /// "r = −0.82, R² = 0.67, slope 95 % CI [−0.91, −0.42]", or why there is no fit.
-pub fn describe_fit(fit: Option<&FitRow>) -> String {
+fn describe_fit(fit: Option<&FitRow>) -> String {
     match fit {
         Some(FitRow { r: Some(r), r2: Some(r2), slope: Some(slope), slope_ci: Some((lo, hi)), .. }) => {
             format!("slope {slope:.3}, 95 % CI [{lo:.3}, {hi:.3}], r = {r:.2}, R² = {r2:.2}")
@@ -98,10 +99,17 @@ impl Figure for CkaEce {
             let entries = [
                 (Mark::Dot(color.mix(0.5)), "one (run, epoch, layer)".to_string()),
                 (Mark::Outline(BLACK), "mean ECE of a similarity level".to_string()),
-                (Mark::Line(BLACK, false), describe_fit(p.fit.as_ref())),
+                (Mark::Line(BLACK, false), "least squares through the levels".to_string()),
             ];
             let area = with_legend(area, &entries)?;
-            let mut chart = chart(&area, &p.backbone, x.clone(), y.clone())?;
+            // The fit's numbers in the title (short enough for a third of a
+            // page); the slope's interval is in the caption.
+            let title = match &p.fit {
+                Some(FitRow { r: Some(r), r2: Some(r2), .. }) => format!("{}: r = {r:.2}, R² = {r2:.2}", p.backbone),
+                Some(f) => format!("{}: no fit ({})", p.backbone, f.status),
+                None => p.backbone.clone(),
+            };
+            let mut chart = chart(&area, &title, x.clone(), y.clone())?;
             axes(&mut chart, "similarity (CKA to pre-trained, CLS)", "ECE (equal-width bins)", Ticks::Numbers(5))?;
             chart.draw_series(p.points.iter().map(|&q| Circle::new(q, pt(1.8), color.mix(0.5).filled())))?;
             if let Ok(levels) = &p.levels {
