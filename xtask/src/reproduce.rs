@@ -165,6 +165,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     let study = sim_study::StudyDir::new(config.output_dir());
+    sim_train::backend::use_kernel_cache(&study.kernel_cache());
     let natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
     // Runs per data set and backbone: every method × seed.
     let runs = config.study.seeds.len() * config.methods.len();

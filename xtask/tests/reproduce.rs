@@ -113,7 +113,7 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     let (mean, std) = sim_study::config::Family::Vit.normalisation().unwrap();
     let batcher = Batcher { cache: &cache, labels: &labels, size: 32, norm: Normalisation { mean, std } };
     let first: Vec<usize> = medical.test_indices().into_iter().take(4).collect();
-    let out = model.forward(batcher.eval::<CpuBackend>(&first, &device).images);
+    let out = model.forward(batcher.eval::<CpuBackend>(&first, first.len(), &device).images);
     let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
     let ours: Vec<f32> = cls.into_data().to_vec().unwrap();
     let width = shape[1];

@@ -468,6 +468,31 @@ pub enum ClassBalance {
     Sampling,
 }
 
+/// The arithmetic of the model's matrix products (training and
+/// evaluation). Parameters, optimiser state, norms, softmax and the loss
+/// stay in f32 whatever is chosen (master weights: an update far below a
+/// bf16 weight's resolution is still applied); only the inputs and outputs
+/// of the linear layers and of attention's two products are cast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// Everything in f32 (the default, and the reference results).
+    #[default]
+    F32,
+    /// Matrix products in bfloat16 (PyTorch's `autocast(dtype=bfloat16)`):
+    /// the fast path on a recent GPU. On the CPU backend it is slower than
+    /// f32 (converted around an f32 product) and only there for tests.
+    Bf16,
+    /// Matrix products in float16; no loss scaling, so prefer bf16.
+    F16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
 /// Fine-tuning hyper-parameters (SPEC, "Fine-tuning protocol").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -484,6 +509,10 @@ pub struct TrainingConfig {
     pub hflip: bool,
     pub vflip: bool,
     pub class_balance: ClassBalance,
+    /// Left out of the resolved config when f32, so studies made before the
+    /// option existed keep their hash.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for TrainingConfig {
@@ -499,6 +528,7 @@ impl Default for TrainingConfig {
             hflip: true,
             vflip: true,
             class_balance: ClassBalance::None,
+            precision: Precision::F32,
         }
     }
 }
@@ -1069,6 +1099,22 @@ family = "vit"
 
     fn parse(text: &str) -> Result<StudyConfig, ConfigError> {
         StudyConfig::from_toml_str(text, Path::new("study.toml"))
+    }
+
+    #[test]
+    fn precision_is_f32_by_default_and_only_another_one_changes_the_hash() {
+        let f32 = parse(MINIMAL).unwrap();
+        assert_eq!(f32.training.precision, Precision::F32);
+        // Studies made before the option keep their hash: f32 is not written.
+        assert!(!f32.to_resolved_toml().contains("precision"), "{}", f32.to_resolved_toml());
+        let stated = parse(&format!("{MINIMAL}[training]\nprecision = \"f32\"\n")).unwrap();
+        assert_eq!(stated.hash(), f32.hash());
+        let bf16 = parse(&format!("{MINIMAL}[training]\nprecision = \"bf16\"\n")).unwrap();
+        assert_eq!(bf16.training.precision, Precision::Bf16);
+        assert!(bf16.to_resolved_toml().contains("precision = \"bf16\""));
+        assert_ne!(bf16.hash(), f32.hash());
+        let err = parse(&format!("{MINIMAL}[training]\nprecision = \"fp8\"\n")).unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("fp8"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //!   tables/*.parquet                            written by `sim-metrics study` (names: `crate::tables`)
 //!   tables/table{1,2}.{md,csv}, figures/, report.md   written by `sim-plot`
 //!   slurm/                                      sbatch scripts, their output, the job ids
+//!   kernel-cache/                               GPU builds: compiled kernels and autotune results, shared by the study's processes
 //! ```
 //!
 //! A backbone the tool pre-trains is made beside the study folder, in
@@ -143,6 +144,12 @@ impl StudyDir {
             }
         }
         Ok(())
+    }
+
+    /// Where a GPU build keeps its compiled kernels and autotune results
+    /// (`sim_train::backend::use_kernel_cache`).
+    pub fn kernel_cache(&self) -> PathBuf {
+        self.root.join("kernel-cache")
     }
 
     /// Where `sim-metrics study` writes the Parquet tables.

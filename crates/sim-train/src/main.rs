@@ -1,10 +1,10 @@
 //! `sim-train`: the training side of the tool, one subcommand per job.
 
 use clap::{Parser, Subcommand};
+use sim_study::config::{Family, PosResize, Precision};
 use sim_study::StudyConfig;
-use sim_study::config::{Family, PosResize};
-use sim_train::backend::DeviceBackend;
-use sim_train::backend::TrainBackend;
+use sim_train::backend::{DeviceBackend, TrainBackend};
+use sim_train::finetune::device_check::{self, CheckOptions};
 use sim_train::model::{Activation, LoadOptions};
 use std::path::PathBuf;
 
@@ -77,6 +77,43 @@ enum Command {
         #[arg(long)]
         backbone: String,
     },
+    /// Measure how fine-tuning runs on this build's device, and whether it
+    /// computes what the CPU computes; prints one Markdown table.
+    ///
+    /// Times the first training step and the first evaluation batch (the
+    /// warm-up: kernel compilation and autotuning on a GPU), then training
+    /// and evaluation images/s in steady state, on --backbone with the
+    /// config's batch sizes and `training.precision`. With
+    /// --agreement-backbone it also trains that backbone for --epochs on the
+    /// CPU (f32) and on the device from the same weights and seed, and
+    /// compares logits, features, accuracy, ECE and CKA to the pre-trained
+    /// model on the test split. Uses the config's first medical data set;
+    /// backbones the config pre-trains are made first (`objective = "none"`
+    /// is instant). scripts/gpu_check.sh runs it on a GPU machine beside
+    /// timm's figures.
+    ///
+    /// Example: sim-train device-check --config configs/device-check.toml
+    ///          --backbone vit-b16 --agreement-backbone vit-check
+    DeviceCheck {
+        /// Study config (TOML), e.g. configs/device-check.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backbone timed.
+        #[arg(long)]
+        backbone: String,
+        /// Training steps timed after the first.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// The backbone trained on both backends and compared; none: no comparison.
+        #[arg(long)]
+        agreement_backbone: Option<String>,
+        /// Epochs of the compared run.
+        #[arg(long, default_value_t = 2)]
+        epochs: u32,
+        /// Overrides the config's `training.precision` (f32, bf16, f16).
+        #[arg(long, value_enum)]
+        precision: Option<Precision>,
+    },
     /// Every layer's CLS and patch-mean features of a folder of images (sorted
     /// by file name), to check a checkpoint against your own PyTorch code.
     ///
@@ -85,6 +122,7 @@ enum Command {
     /// `embedding` where the model has them; the image names are in the file's
     /// metadata (`images`). Images at the input size pass untouched; others are
     /// resized (shorter side) and centre-cropped. The family's mean/std apply.
+    /// A GPU build keeps its compiled kernels in ~/.cache/simlab/kernel-cache.
     ///
     /// Example: sim-train extract --checkpoint data/checkpoints/dinov2-base/model.safetensors
     ///          --images my_images/ --size 224 --out feats.safetensors
@@ -137,6 +175,16 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::DeviceCheck { config: path, backbone, steps, agreement_backbone, epochs, precision } => {
+            let mut config = StudyConfig::from_file(&path)?;
+            if let Some(p) = precision {
+                config.training.precision = p;
+            }
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let opts = CheckOptions { speed_backbone: backbone, steps, agreement_backbone, epochs };
+            print!("{}", device_check::markdown(&device_check::run(&config, dir, &opts)?));
+            Ok(())
+        }
         Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {
             let opts = LoadOptions {
                 family,
@@ -146,6 +194,10 @@ fn main() -> anyhow::Result<()> {
                 activation: if quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
                 resize: pos_resize,
             };
+            // No study here: a GPU build keeps its kernels in the user's cache folder.
+            if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))) {
+                sim_train::backend::use_kernel_cache(&cache.join("simlab/kernel-cache"));
+            }
             let n = sim_train::extract::extract::<DeviceBackend>(&checkpoint, &opts, &images, &out, &Default::default())?;
             println!("{n} images: features written to {}", out.display());
             Ok(())

@@ -6,11 +6,39 @@ use burn::prelude::*;
 use rand::Rng;
 use rayon::prelude::*;
 
-/// A batch: images `[batch, 3, size, size]` (normalised f32) and labels `[batch]`.
+/// A batch: images `[batch, 3, size, size]` (normalised f32) and labels
+/// `[batch]`; rows from `rows` on are padding (copies of the first image).
 #[derive(Debug, Clone)]
 pub struct ImageBatch<B: Backend> {
     pub images: Tensor<B, 4>,
     pub labels: Tensor<B, 1, Int>,
+    /// The batch's real rows.
+    pub rows: usize,
+}
+
+/// A batch rendered in host memory, not yet on the device: what the
+/// training loop prepares on a second thread while the device runs the
+/// previous step.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    /// `[batch, 3, size, size]`, row-major.
+    pub pixels: Vec<f32>,
+    /// `[batch]`; padding rows repeat the first label.
+    pub labels: Vec<i64>,
+    /// The real rows, first; the batch holds `labels.len()` rows.
+    pub rows: usize,
+    pub size: usize,
+}
+
+impl HostBatch {
+    pub fn to_device<B: Backend>(self, device: &B::Device) -> ImageBatch<B> {
+        let (n, s) = (self.labels.len(), self.size);
+        ImageBatch {
+            images: Tensor::from_data(TensorData::new(self.pixels, [n, 3, s, s]), device),
+            labels: Tensor::from_data(TensorData::new(self.labels, [n]), device),
+            rows: self.rows,
+        }
+    }
 }
 
 /// Turns sample indices into batches, reading pixels from an image cache.
@@ -24,8 +52,11 @@ pub struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
-    /// The evaluation view of `indices`: centre crops, no randomness.
-    pub fn eval<B: Backend>(&self, indices: &[usize], device: &B::Device) -> ImageBatch<B> {
+    /// The evaluation view of `indices`: centre crops, no randomness,
+    /// padded to `pad_to` rows (at least `indices.len()`) so that every
+    /// batch of a pass has one shape (a GPU compiles and tunes its kernels
+    /// per shape).
+    pub fn eval<B: Backend>(&self, indices: &[usize], pad_to: usize, device: &B::Device) -> ImageBatch<B> {
         let plans: Vec<CropPlan> = indices
             .iter()
             .map(|&i| {
@@ -33,7 +64,7 @@ impl Batcher<'_> {
                 centre_crop(v.width, v.height, self.size)
             })
             .collect();
-        self.render(indices, &plans, device)
+        self.render(indices, &plans, pad_to).to_device(device)
     }
 
     /// The evaluation view of `indices` as the pixels a person sees: u8 RGB,
@@ -53,8 +84,7 @@ impl Batcher<'_> {
         out
     }
 
-    /// The training view of `indices`: crops and flips drawn from `rng` in
-    /// index order (so a seed fixes them), rendered in parallel.
+    /// The training view of `indices` on the device (no padding).
     pub fn train<B: Backend>(
         &self,
         indices: &[usize],
@@ -62,6 +92,13 @@ impl Batcher<'_> {
         rng: &mut impl Rng,
         device: &B::Device,
     ) -> ImageBatch<B> {
+        self.train_host(indices, indices.len(), augment, rng).to_device(device)
+    }
+
+    /// The training view of `indices` in host memory, padded to `pad_to`
+    /// rows: crops and flips drawn from `rng` in index order (so a seed
+    /// fixes them, and padding draws nothing), rendered in parallel.
+    pub fn train_host(&self, indices: &[usize], pad_to: usize, augment: &TrainAugment, rng: &mut impl Rng) -> HostBatch {
         let plans: Vec<CropPlan> = indices
             .iter()
             .map(|&i| {
@@ -69,21 +106,25 @@ impl Batcher<'_> {
                 augment.sample(v.width, v.height, rng)
             })
             .collect();
-        self.render(indices, &plans, device)
+        self.render(indices, &plans, pad_to)
     }
 
-    fn render<B: Backend>(&self, indices: &[usize], plans: &[CropPlan], device: &B::Device) -> ImageBatch<B> {
+    fn render(&self, indices: &[usize], plans: &[CropPlan], pad_to: usize) -> HostBatch {
+        assert!(!indices.is_empty(), "an empty batch");
         let s = self.size as usize;
         let per_image = 3 * s * s;
-        let mut pixels = vec![0f32; indices.len() * per_image];
-        pixels.par_chunks_mut(per_image).zip(indices.par_iter().zip(plans)).for_each(|(out, (&i, plan))| {
+        let rows = indices.len();
+        let mut pixels = vec![0f32; rows.max(pad_to) * per_image];
+        pixels[..rows * per_image].par_chunks_mut(per_image).zip(indices.par_iter().zip(plans)).for_each(|(out, (&i, plan))| {
             render(self.cache.get(i), plan, self.size, &self.norm, out);
         });
-        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
-        ImageBatch {
-            images: Tensor::from_data(TensorData::new(pixels, [indices.len(), 3, s, s]), device),
-            labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+        let (first, padding) = pixels.split_at_mut(rows * per_image);
+        for out in padding.chunks_mut(per_image) {
+            out.copy_from_slice(&first[..per_image]);
         }
+        let mut labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
+        labels.resize(rows.max(pad_to), labels[0]);
+        HostBatch { pixels, labels, rows, size: s }
     }
 }
 
@@ -121,7 +162,7 @@ mod tests {
         let norm = Normalisation { mean: [0.5; 3], std: [0.5; 3] };
         let batcher = Batcher { cache: &cache, labels: &labels, size: 8, norm };
         let device = Default::default();
-        let batch: ImageBatch<CpuBackend> = batcher.eval(&[2, 1], &device);
+        let batch: ImageBatch<CpuBackend> = batcher.eval(&[2, 1], 2, &device);
         assert_eq!(batch.images.dims(), [2, 3, 8, 8]);
         assert_eq!(batch.labels.to_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![0, 1]);
         let values = batch.images.to_data().to_vec::<f32>().unwrap();
@@ -129,6 +170,34 @@ mod tests {
         assert!((values[0] - (100.0 / 255.0 - 0.5) / 0.5).abs() < 1e-5);
         let blue_of_1 = values[192 + 2 * 64];
         assert!((blue_of_1 - (200.0 / 255.0 - 0.5) / 0.5).abs() < 1e-5);
+    }
+
+    #[test]
+    fn padded_batches_repeat_the_first_image_and_keep_the_real_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let imgs = (0..3).map(|k| RgbImage::from_fn(10, 10, |x, y| Rgb([k * 60 + x as u8, y as u8, 7]))).collect();
+        let cache = cache_of(imgs, 10, dir.path());
+        let labels = [0usize, 1, 0];
+        let batcher = Batcher { cache: &cache, labels: &labels, size: 8, norm: Normalisation { mean: [0.0; 3], std: [1.0; 3] } };
+        let device = Default::default();
+        let plain: ImageBatch<CpuBackend> = batcher.eval(&[1, 2], 2, &device);
+        let padded: ImageBatch<CpuBackend> = batcher.eval(&[1, 2], 5, &device);
+        assert_eq!((plain.rows, padded.rows), (2, 2));
+        assert_eq!(padded.images.dims(), [5, 3, 8, 8]);
+        let (p, q) = (plain.images.to_data().to_vec::<f32>().unwrap(), padded.images.to_data().to_vec::<f32>().unwrap());
+        let per = 3 * 8 * 8;
+        assert_eq!(&q[..2 * per], &p[..], "the real rows are unchanged");
+        for row in 2..5 {
+            assert_eq!(&q[row * per..(row + 1) * per], &p[..per], "padding row {row} copies the first image");
+        }
+        assert_eq!(padded.labels.to_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![1, 0, 1, 1, 1]);
+        // Padding draws nothing from the generator: the next draw is the same.
+        let aug = TrainAugment { scale: [0.5, 1.0], hflip: true, vflip: false };
+        let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut b = a.clone();
+        batcher.train_host(&[0, 1], 2, &aug, &mut a);
+        batcher.train_host(&[0, 1], 6, &aug, &mut b);
+        assert_eq!(a.random::<u64>(), b.random::<u64>());
     }
 
     #[test]

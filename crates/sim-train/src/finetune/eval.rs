@@ -76,21 +76,29 @@ struct Want {
     attention: bool,
 }
 
-fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], sets: &EvalSets<'_>, want: Want, device: &B::Device) -> Collected {
+/// One pass over `indices` in batches of `batch_size`; `layers`: the
+/// layers dumped when all are wanted (`None`: every one).
+fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, layers: Option<&[usize]>, want: Want, device: &B::Device) -> Collected {
     let mut c = Collected::default();
-    let values = |t: Tensor<B, 2>| t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
-    for chunk in indices.chunks(sets.batch_size) {
-        let batch = batcher.eval::<B>(chunk, device);
+    for chunk in indices.chunks(batch_size) {
+        // Every batch padded to the same shape; the padding's rows dropped here.
+        let batch = batcher.eval::<B>(chunk, batch_size, device);
+        let values = |t: Tensor<B, 2>| {
+            let width = t.dims()[1];
+            let mut v = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
+            v.truncate(chunk.len() * width);
+            v
+        };
         let out = model.backbone.forward(batch.images);
-        let mut layers: Vec<(Layer, &Tensor<B, 3>)> = vec![(Layer::Final, &out.final_tokens)];
+        let mut dumped: Vec<(Layer, &Tensor<B, 3>)> = vec![(Layer::Final, &out.final_tokens)];
         if want.all_layers {
             for (i, h) in out.hidden.iter().enumerate() {
-                if sets.layers.as_ref().is_none_or(|l| l.contains(&i)) {
-                    layers.push((Layer::Index(i), h));
+                if layers.is_none_or(|l| l.contains(&i)) {
+                    dumped.push((Layer::Index(i), h));
                 }
             }
         }
-        for (layer, tokens) in layers {
+        for (layer, tokens) in dumped {
             let (cls, patch) = out.cls_and_patch_mean(tokens);
             let entry = c.layers.entry(layer).or_default();
             entry.0.extend(values(cls));
@@ -124,13 +132,20 @@ fn features(out: &mut Vec<RawTensor>, probe: Probe, c: &Collected, width: usize)
     }
 }
 
+/// Final-norm CLS features `[n, width]` and logits `[n, classes]` of
+/// `indices`, row-major, in batches of `batch_size`.
+pub(crate) fn final_outputs<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, device: &B::Device) -> (Vec<f32>, Vec<f32>) {
+    let mut c = pass(model, batcher, indices, batch_size, None, Want { logits: true, ..FINAL_ONLY }, device);
+    (c.layers.remove(&Layer::Final).map(|(cls, _)| cls).unwrap_or_default(), c.logits)
+}
+
 const ALL_LAYERS: Want = Want { all_layers: true, logits: false, attention: false };
 const FINAL_ONLY: Want = Want { all_layers: false, logits: false, attention: false };
 
 /// The medical test set: logits, labels and the medical probe's features.
 pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
     let mut out = Vec::new();
-    let medical = pass(model, &sets.medical, &sets.medical_test, sets, Want { logits: true, ..ALL_LAYERS }, device);
+    let medical = pass(model, &sets.medical, &sets.medical_test, sets.batch_size, sets.layers.as_deref(), Want { logits: true, ..ALL_LAYERS }, device);
     let classes = medical.logits.len() / medical.rows.max(1);
     out.push(RawTensor::f32(eval_file::TEST_LOGITS, vec![medical.rows, classes], &medical.logits));
     let labels: Vec<i64> = sets.medical_test.iter().map(|&i| sets.medical.labels[i] as i64).collect();
@@ -142,7 +157,7 @@ pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, 
 /// The medical train split's final-norm CLS features and labels: what a
 /// linear probe of the pre-trained backbone trains on (epoch 0 only).
 pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
-    let c = pass(model, &sets.medical, &sets.medical_train, sets, FINAL_ONLY, device);
+    let c = pass(model, &sets.medical, &sets.medical_train, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, device);
     let labels: Vec<i64> = sets.medical_train.iter().map(|&i| sets.medical.labels[i] as i64).collect();
     vec![
         RawTensor::f16(eval_file::TRAIN_FEATURES, vec![c.rows, model.backbone.width()], &c.layers[&Layer::Final].0),
@@ -157,18 +172,18 @@ pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets
 pub fn evaluate_natural<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, with_images: bool, device: &B::Device) -> Vec<RawTensor> {
     let width = model.backbone.width();
     let mut out = Vec::new();
-    let natural = pass(model, &sets.natural, &sets.natural_probe, sets, ALL_LAYERS, device);
+    let natural = pass(model, &sets.natural, &sets.natural_probe, sets.batch_size, sets.layers.as_deref(), ALL_LAYERS, device);
     features(&mut out, Probe::Natural, &natural, width);
     for (indices, feats, labels) in [
         (&sets.knn_bank, eval_file::KNN_BANK, eval_file::KNN_BANK_LABELS),
         (&sets.knn_query, eval_file::KNN_QUERY, eval_file::KNN_QUERY_LABELS),
     ] {
-        let c = pass(model, &sets.natural, indices, sets, FINAL_ONLY, device);
+        let c = pass(model, &sets.natural, indices, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, device);
         out.push(RawTensor::f16(feats, vec![c.rows, width], &c.layers[&Layer::Final].0));
         let y: Vec<i64> = indices.iter().map(|&i| sets.natural.labels[i] as i64).collect();
         out.push(RawTensor::i64(labels, &y));
     }
-    let attn = pass(model, &sets.natural, &sets.attention, sets, Want { attention: true, ..FINAL_ONLY }, device);
+    let attn = pass(model, &sets.natural, &sets.attention, sets.batch_size, sets.layers.as_deref(), Want { attention: true, ..FINAL_ONLY }, device);
     let patches = attn.attention.len() / attn.rows.max(1);
     out.push(RawTensor::f32(eval_file::ATTENTION, vec![attn.rows, patches], &attn.attention));
     out.push(RawTensor::f32(eval_file::ATTENTION_PATCH_NORM, vec![attn.rows, patches], &attn.patch_norms));

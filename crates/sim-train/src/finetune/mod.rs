@@ -12,6 +12,7 @@
 //! what an uninterrupted one would.
 
 pub mod classifier;
+pub mod device_check;
 pub mod eval;
 pub mod method;
 pub mod plan;
@@ -19,13 +20,12 @@ pub mod schedule;
 pub mod state;
 pub mod wise_ft;
 
-use crate::data::batch::Batcher;
+use crate::data::batch::{Batcher, HostBatch};
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::bail;
 use burn::module::AutodiffModule;
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use classifier::Classifier;
@@ -69,13 +69,15 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     config.dataset(&medical_id).map_err(anyhow::Error::msg)?;
     let method_config = config.method(&run.method).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
+    let study = StudyDir::new(config.output_dir());
+    crate::backend::use_kernel_cache(&study.kernel_cache());
     let backbone_path = config.backbone_file(bcfg, config_dir);
     if bcfg.pretrain.is_some() && !backbone_path.exists() {
         bail!("backbone `{backbone}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {backbone}` with this config first (`cargo xtask reproduce` does)", backbone_path.display());
     }
-    let loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
+    let mut loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
+    loaded.model.set_precision(config.training.precision);
 
-    let study = StudyDir::new(config.output_dir());
     let run_dir = study.run_dir(run);
     let _run_lock = DirLock::try_acquire(&run_dir)?;
     let hash = config.hash();
@@ -166,9 +168,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let steps = StepInputs {
         batcher: &sets.medical,
         augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip },
-        loss: CrossEntropyLossConfig::new()
-            .with_weights((t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()))
-            .init(device),
+        class_weights: (t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()),
         training: t,
         per_epoch: train.len().div_ceil(t.batch_size),
         method: &method,
@@ -328,7 +328,8 @@ fn check_backbone_file(study: &StudyDir, bcfg: &BackboneConfig, path: &Path) -> 
 struct StepInputs<'a, B: AutodiffBackend> {
     batcher: &'a Batcher<'a>,
     augment: TrainAugment,
-    loss: CrossEntropyLoss<B>,
+    /// Per-class loss weights (`class_balance = "loss-weights"`).
+    class_weights: Option<Vec<f32>>,
     training: &'a TrainingConfig,
     /// Steps per epoch: the schedule's unit.
     per_epoch: usize,
@@ -346,6 +347,11 @@ struct NonFiniteLoss {
 /// learning rates each scaled by the schedule, augmentation drawn from `rng`;
 /// the method adds to the loss and decides what steps. Stops at the first
 /// non-finite loss.
+///
+/// Every batch has `batch_size` rows (the last one padded, the padding
+/// weighing nothing in the loss), so a GPU meets one shape. The next batch
+/// is rendered on a second thread while this one runs, and the losses are
+/// read back in windows ([`LossWindow`]) rather than at every step.
 fn train_epoch<B: AutodiffBackend>(
     mut tr: Training<B>,
     epoch: u32,
@@ -355,26 +361,106 @@ fn train_epoch<B: AutodiffBackend>(
 ) -> Result<Training<B>, NonFiniteLoss> {
     let t = inputs.training;
     let start = Instant::now();
-    for (step, batch_idx) in order.chunks(t.batch_size).enumerate() {
-        let factor = schedule::lr_factor((epoch as usize - 1) * inputs.per_epoch + step, inputs.per_epoch, t.warmup_epochs, t.epochs);
-        let batch = inputs.batcher.train::<B>(batch_idx, &inputs.augment, rng, inputs.device);
-        let features = classifier::features(&tr.model.backbone, batch.images.clone());
-        let mut loss = inputs.loss.forward(tr.model.head.forward(features.clone()), batch.labels);
-        if let Some(penalty) = inputs.method.penalty(&tr.model, &batch.images, &features) {
-            loss = loss + penalty;
+    let mut window = LossWindow::new(start);
+    let tr = std::thread::scope(|scope| {
+        let (next, batches) = std::sync::mpsc::sync_channel::<HostBatch>(1);
+        scope.spawn(move || {
+            for indices in order.chunks(t.batch_size) {
+                if next.send(inputs.batcher.train_host(indices, t.batch_size, &inputs.augment, rng)).is_err() {
+                    return; // the loop below stopped early
+                }
+            }
+        });
+        let mut seen = 0;
+        for (step, host) in batches.into_iter().enumerate() {
+            let factor = schedule::lr_factor((epoch as usize - 1) * inputs.per_epoch + step, inputs.per_epoch, t.warmup_epochs, t.epochs);
+            let row_weights = row_weights(&host.labels, host.rows, inputs.class_weights.as_deref());
+            seen += host.rows;
+            let batch = host.to_device::<B>(inputs.device);
+            let features = classifier::features(&tr.model.backbone, batch.images.clone());
+            let logits = tr.model.head.forward(features.clone());
+            let mut loss = weighted_cross_entropy(logits, batch.labels, &row_weights, inputs.device);
+            let real = |t: Tensor<B, 2>| if batch.rows < t.dims()[0] { t.narrow(0, 0, batch.rows) } else { t };
+            let images = if batch.rows < t.batch_size { batch.images.narrow(0, 0, batch.rows) } else { batch.images };
+            if let Some(penalty) = inputs.method.penalty(&tr.model, &images, &real(features)) {
+                loss = loss + penalty;
+            }
+            window.push(loss.clone().detach());
+            tr = inputs.method.step(tr, loss.backward(), epoch, t.lr_backbone * factor, t.lr_head * factor);
+            let last = step + 1 == inputs.per_epoch;
+            if let Some(value) = window.read_if_due(step + 1, last)? {
+                progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, seen as f64 / start.elapsed().as_secs_f64());
+            }
         }
-        let value: f64 = loss.clone().into_scalar().elem();
-        if !value.is_finite() {
-            return Err(NonFiniteLoss { step: step + 1, value });
-        }
-        tr = inputs.method.step(tr, loss.backward(), epoch, t.lr_backbone * factor, t.lr_head * factor);
-        let images_per_s = (step * t.batch_size + batch_idx.len()) as f64 / start.elapsed().as_secs_f64();
-        progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, images_per_s);
-    }
+        Ok(tr)
+    })?;
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }
     Ok(tr)
+}
+
+/// The losses of the steps since the last read, read back from the device
+/// together: every [`LossWindow::MAX_STEPS`] steps, after
+/// [`LossWindow::MAX_WAIT`], and at the end of the epoch. Reading a loss
+/// waits for the device to finish the step, so reading every step keeps a
+/// GPU idle while the next batch is queued; a slow (CPU) step is read at
+/// once anyway. A non-finite loss is still found at its own step.
+struct LossWindow<B: AutodiffBackend> {
+    losses: Vec<Tensor<B, 1>>,
+    /// The step (1-based) of the window's first loss.
+    first_step: usize,
+    last_read: Instant,
+}
+
+impl<B: AutodiffBackend> LossWindow<B> {
+    const MAX_STEPS: usize = 50;
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn new(start: Instant) -> Self {
+        LossWindow { losses: Vec::new(), first_step: 1, last_read: start }
+    }
+
+    fn push(&mut self, loss: Tensor<B, 1>) {
+        self.losses.push(loss);
+    }
+
+    /// The latest loss when the window was read (at step `step`), or the
+    /// first non-finite one's step and value.
+    fn read_if_due(&mut self, step: usize, last: bool) -> Result<Option<f64>, NonFiniteLoss> {
+        if !(last || self.losses.len() >= Self::MAX_STEPS || self.last_read.elapsed() >= Self::MAX_WAIT) {
+            return Ok(None);
+        }
+        let values = Tensor::cat(std::mem::take(&mut self.losses), 0).into_data().convert::<f64>().to_vec::<f64>().expect("f64");
+        let first = self.first_step;
+        (self.first_step, self.last_read) = (step + 1, Instant::now());
+        match values.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(NonFiniteLoss { step: first + i, value: values[i] }),
+            None => Ok(values.last().copied()),
+        }
+    }
+}
+
+/// Each row's weight in the loss: its class's weight (1 without class
+/// weights) for the real rows, 0 for the padding.
+fn row_weights(labels: &[i64], rows: usize, class_weights: Option<&[f32]>) -> Vec<f32> {
+    labels.iter().enumerate().map(|(i, &y)| if i >= rows { 0.0 } else { class_weights.map_or(1.0, |w| w[y as usize]) }).collect()
+}
+
+/// Cross-entropy averaged with `row_weights`: Σ wᵢ·(−log pᵢ[yᵢ]) / Σ wᵢ,
+/// PyTorch's `cross_entropy(weight=…)` (and burn's) on the rows of nonzero
+/// weight, so zero-weight padding rows change neither the loss nor a
+/// gradient.
+///
+/// # Shapes
+/// - logits: `[B, C]`, labels: `[B]`, row_weights: B values
+/// - output: `[1]`
+fn weighted_cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>, row_weights: &[f32], device: &B::Device) -> Tensor<B, 1> {
+    let [b, _] = logits.dims();
+    let total: f32 = row_weights.iter().sum();
+    let weights = Tensor::<B, 1>::from_data(TensorData::new(row_weights.to_vec(), [b]), device);
+    let picked = burn::tensor::activation::log_softmax(logits, 1).gather(1, labels.reshape([b, 1])).reshape([b]);
+    (picked * weights).sum().neg().div_scalar(total)
 }
 
 /// Inverse class frequencies over the training split, normalised to mean 1.
@@ -434,6 +520,70 @@ pub(crate) fn logging(log_file: &Path) -> anyhow::Result<tracing::subscriber::De
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Ad = burn::backend::Autodiff<crate::CpuBackend>;
+
+    /// Loss and gradient with respect to the logits of `rows` rows padded
+    /// to `padded` (padding: copies of row 0), through [`weighted_cross_entropy`].
+    fn padded_loss(logits: &[f32], labels: &[i64], rows: usize, padded: usize, classes: usize, class_weights: Option<&[f32]>) -> (f32, Vec<f32>) {
+        let device = Default::default();
+        let mut values = logits[..rows * classes].to_vec();
+        let mut ys = labels[..rows].to_vec();
+        for _ in rows..padded {
+            values.extend_from_slice(&logits[..classes]);
+            ys.push(labels[0]);
+        }
+        let x = Tensor::<Ad, 2>::from_data(TensorData::new(values, [padded, classes]), &device).require_grad();
+        let y = Tensor::<Ad, 1, Int>::from_data(TensorData::new(ys.clone(), [padded]), &device);
+        let loss = weighted_cross_entropy(x.clone(), y, &row_weights(&ys, rows, class_weights), &device);
+        let grads = loss.backward();
+        let g = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        (loss.into_scalar().elem(), g[..rows * classes].to_vec())
+    }
+
+    #[test]
+    fn padding_rows_change_neither_the_loss_nor_the_gradient() {
+        let (rows, classes) = (5, 3);
+        let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5).collect();
+        let labels = [0i64, 2, 1, 1, 0];
+        let weights = [0.5f32, 2.0, 1.25];
+        for w in [None, Some(&weights[..])] {
+            // burn's own loss on the real rows alone: the reference.
+            let device = Default::default();
+            let x = Tensor::<Ad, 2>::from_data(TensorData::new(logits.clone(), [rows, classes]), &device).require_grad();
+            let y = Tensor::<Ad, 1, Int>::from_data(TensorData::new(labels.to_vec(), [rows]), &device);
+            let reference = burn::nn::loss::CrossEntropyLossConfig::new().with_weights(w.map(<[f32]>::to_vec)).init(&device).forward(x.clone(), y);
+            let grads = reference.backward();
+            let ref_grad = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+            let ref_loss: f32 = reference.into_scalar().elem();
+            for padded in [rows, rows + 3] {
+                let (loss, grad) = padded_loss(&logits, &labels, rows, padded, classes, w);
+                assert!((loss - ref_loss).abs() < 1e-6, "weights {w:?}, {padded} rows: loss {loss} vs {ref_loss}");
+                for (a, b) in grad.iter().zip(&ref_grad) {
+                    assert!((a - b).abs() < 1e-6, "weights {w:?}, {padded} rows: gradient {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_loss_window_finds_a_non_finite_loss_at_its_own_step() {
+        let device = Default::default();
+        let loss = |v: f32| Tensor::<Ad, 1>::from_data(TensorData::new(vec![v], [1]), &device);
+        let mut window = LossWindow::<Ad>::new(Instant::now());
+        window.push(loss(1.5));
+        // Not due: fewer than MAX_STEPS losses and no time passed, not the last step.
+        assert!(matches!(window.read_if_due(1, false), Ok(None)));
+        window.push(loss(0.5));
+        assert!(matches!(window.read_if_due(2, true), Ok(Some(v)) if v == 0.5));
+        for v in [0.4, f32::NAN, 0.3] {
+            window.push(loss(v));
+        }
+        match window.read_if_due(5, true) {
+            Err(NonFiniteLoss { step, value }) => assert_eq!((step, value.is_nan()), (4, true)),
+            other => panic!("expected the NaN of step 4, got {:?}", other.map_err(|e| e.step)),
+        }
+    }
 
     #[test]
     fn class_balanced_sampling_draws_classes_evenly() {

@@ -83,9 +83,12 @@ pub fn time_step<B: AutodiffBackend>(model: &Classifier<B>, batch: usize, size: 
         let loss = loss_fn.forward(model.logits(images), labels);
         let _ = loss.backward();
     };
+    let sync = || B::sync(device).expect("the device ran the step");
     step();
+    sync();
     let start = Instant::now();
     step();
+    sync(); // a GPU runs the step after it was queued: wait for it before reading the clock
     start.elapsed().as_secs_f64()
 }
 

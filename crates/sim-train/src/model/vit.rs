@@ -14,7 +14,9 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
+use sim_study::config::Precision;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -55,6 +57,9 @@ pub struct Block<B: Backend> {
     pub heads: usize,
     #[module(skip)]
     pub activation: Activation,
+    /// The arithmetic of the block's matrix products ([`Vit::set_precision`]).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 #[derive(Module, Debug)]
@@ -119,22 +124,55 @@ impl<B: Backend> Block<B> {
     pub fn forward(&self, x: Tensor<B, 3>, with_attention: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
-        let qkv = self.qkv.forward(self.norm1.forward(x.clone())).reshape([b, t, 3, h, dh]);
+        let dtype = compute_dtype(self.precision);
+        let qkv = linear_in(&self.qkv, self.norm1.forward(x.clone()), dtype).reshape([b, t, 3, h, dh]);
         let part = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, h, dh]).swap_dims(1, 2); // [B, H, T, dh]
         let (q, k, v) = (part(0), part(1), part(2));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((dh as f64).powf(-0.5));
+        let scores = matmul(q, k.swap_dims(2, 3), dtype).mul_scalar((dh as f64).powf(-0.5));
         let attn = softmax(scores, 3);
-        let mixed = attn.clone().matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        let x = x + scale(self.proj.forward(mixed), &self.ls1);
-        let hidden = self.fc1.forward(self.norm2.forward(x.clone()));
+        let mixed = matmul(attn.clone(), v, dtype).swap_dims(1, 2).reshape([b, t, d]);
+        let x = x + scale(linear_in(&self.proj, mixed, dtype), &self.ls1);
+        let hidden = linear_in(&self.fc1, self.norm2.forward(x.clone()), dtype);
         let hidden = match self.activation {
             Activation::Gelu => gelu(hidden),
             Activation::QuickGelu => hidden.clone() * sigmoid(hidden.mul_scalar(1.702)),
         };
-        let x = x + scale(self.fc2.forward(hidden), &self.ls2);
+        let x = x + scale(linear_in(&self.fc2, hidden, dtype), &self.ls2);
         let mean_attn = with_attention.then(|| attn.mean_dim(1).reshape([b, t, t]));
         (x, mean_attn)
     }
+}
+
+/// The dtype a product runs in under `precision` (`None`: f32, no cast).
+fn compute_dtype(precision: Precision) -> Option<FloatDType> {
+    match precision {
+        Precision::F32 => None,
+        Precision::Bf16 => Some(FloatDType::BF16),
+        Precision::F16 => Some(FloatDType::F16),
+    }
+}
+
+/// `a · b` with both sides cast to `dtype` and the product cast back to
+/// f32; under autodiff the gradients come back through the casts in f32.
+fn matmul<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>, dtype: Option<FloatDType>) -> Tensor<B, 4> {
+    match dtype {
+        None => a.matmul(b),
+        Some(dt) => a.cast(dt).matmul(b.cast(dt)).cast(FloatDType::F32),
+    }
+}
+
+/// `layer.forward(x)` with its product in `dtype` (as [`matmul`]): the
+/// weights themselves stay f32 (master weights), cast for each use.
+fn linear_in<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, dtype: Option<FloatDType>) -> Tensor<B, 3> {
+    let Some(dt) = dtype else {
+        return layer.forward(x);
+    };
+    let y = x.cast(dt).matmul(layer.weight.val().cast(dt).unsqueeze::<3>());
+    let y = match &layer.bias {
+        Some(bias) => y + bias.val().cast(dt).unsqueeze::<3>(),
+        None => y,
+    };
+    y.cast(FloatDType::F32)
 }
 
 fn scale<B: Backend>(x: Tensor<B, 3>, gamma: &Option<Param<Tensor<B, 1>>>) -> Tensor<B, 3> {
@@ -154,6 +192,14 @@ impl<B: Backend> Vit<B> {
 
     pub fn depth(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// Runs the blocks' matrix products in `precision` from now on (the
+    /// patch embedding, norms, softmax and heads stay f32).
+    pub fn set_precision(&mut self, precision: Precision) {
+        for block in &mut self.blocks {
+            block.precision = precision;
+        }
     }
 
     pub fn registers(&self) -> usize {
@@ -269,7 +315,7 @@ impl<B: Backend> Vit<B> {
             let fc1 = t.linear(&format!("{b}.mlp.fc1"), None, d, device)?;
             let fc2 = t.linear(&format!("{b}.mlp.fc2"), Some(d), fc1.weight.dims()[1], device)?;
             let ls2 = t.optional(&format!("{b}.ls2.gamma"), &[d])?.map(|g| param(g, device));
-            blocks.push(Block { norm1, qkv, proj, ls1, norm2, fc1, fc2, ls2, heads, activation: spec.activation });
+            blocks.push(Block { norm1, qkv, proj, ls1, norm2, fc1, fc2, ls2, heads, activation: spec.activation, precision: Precision::F32 });
         }
         if blocks.is_empty() {
             return Err(ModelError::file(&spec.file, "no transformer blocks"));

@@ -87,6 +87,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     let Some(p) = &bcfg.pretrain else {
         bail!("backbone `{name}` has a checkpoint file, not a `pretrain` entry: nothing to pre-train");
     };
+    crate::backend::use_kernel_cache(&StudyDir::new(config.output_dir()).kernel_cache());
     let dir = pretrain_dir(config, bcfg, p);
     let model = model_file(&dir);
     std::fs::create_dir_all(&dir)?;
