@@ -150,8 +150,13 @@ def main():
         print(lib, json.dumps(t), file=sys.stderr)
 
     exe = bench_executable("sim-metrics", "measures")
-    env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
-    rust = json.loads(subprocess.run([exe, str(inputs)], check=True, capture_output=True, text=True, env=env).stdout)
+    # The same binary twice: its pure-Rust products (the `gemm` crate, what
+    # runs without OpenBLAS) and OpenBLAS (f32 blocks for CKA's feature products).
+    def rust_run(blas):
+        env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS), SIM_BLAS=blas)
+        return json.loads(subprocess.run([exe, str(inputs)], check=True, capture_output=True, text=True, env=env).stdout)
+
+    plain, rust = rust_run("off"), rust_run("libopenblas.so.0")
 
     # Multiply-adds ×2 of each measure's standard formulation.
     flops = {
@@ -161,14 +166,14 @@ def main():
         "cka_matrix_13x13": 169 * 2 * 2000 * 768 * 768 * 3,
         "knn_10000x768_4000": 2 * 4000 * 10000 * 768,
     }
-    peak = flops["gemm_f64_2000"] / min(py["numpy"]["gemm_f64_2000"], rust["gemm_f64_2000"])
-    print(f"| measure | sim-metrics (s) | numpy (s) | PyTorch (s) | vs numpy | vs PyTorch | GFLOP/s (sim-metrics) |")
-    print("|---|---|---|---|---|---|---|")
+    peak = flops["gemm_f64_2000"] / min(py["numpy"]["gemm_f64_2000"], rust["gemm_f64_2000"], plain["gemm_f64_2000"])
+    print("| measure | sim-metrics, gemm crate (s) | sim-metrics, OpenBLAS (s) | numpy (s) | PyTorch (s) | OpenBLAS vs numpy | OpenBLAS vs PyTorch | GFLOP/s (OpenBLAS) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in rust:
-        r, n, t = rust[name], py["numpy"][name], py["torch"][name]
+        p, r, n, t = plain[name], rust[name], py["numpy"][name], py["torch"][name]
         gf = f"{flops[name] / r / 1e9:.1f}" if name in flops else "—"
-        print(f"| {name} | {r:.4f} | {n:.4f} | {t:.4f} | {n / r:.2f}x | {t / r:.2f}x | {gf} |")
-    print(f"\nmeasured f64 GEMM peak (best of numpy and gemm crate, 2000³): {peak / 1e9:.1f} GFLOP/s")
+        print(f"| {name} | {p:.4f} | {r:.4f} | {n:.4f} | {t:.4f} | {n / r:.2f}x | {t / r:.2f}x | {gf} |")
+    print(f"\nmeasured f64 GEMM peak (best of numpy, OpenBLAS and the gemm crate, 2000³): {peak / 1e9:.1f} GFLOP/s")
     print(f"numpy {np.__version__}, torch {torch.__version__}, threads {THREADS}")
 
 

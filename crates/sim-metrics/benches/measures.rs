@@ -5,6 +5,7 @@
 //!     cargo bench -p sim-metrics --bench measures -- INPUT_DIR
 
 use sim_metrics::arrays::{FloatArray, load_labels, load_matrix};
+use sim_metrics::blas::BlasFloat;
 use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, cka, cka_matrix};
 use sim_metrics::knn::knn_accuracy;
@@ -20,10 +21,14 @@ fn best_of<R>(repeats: usize, mut f: impl FnMut() -> R) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// This machine's f64 GEMM rate through the kernels the measures use.
+/// This machine's f64 GEMM rate through the kernels the measures use
+/// (OpenBLAS where it is loaded, else the `gemm` crate).
 fn dgemm_seconds(n: usize) -> f64 {
     let a: Vec<f64> = (0..n * n).map(|i| (i % 7) as f64).collect();
     let mut c = vec![0.0; n * n];
+    if let Some(blas) = sim_metrics::blas::blas() {
+        return best_of(3, || f64::gemm(blas, false, false, n, n, n, &a, &a, 0.0, &mut c));
+    }
     best_of(3, || unsafe {
         gemm::gemm(n, n, n, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, n as isize, a.as_ptr(), 1, n as isize,
                    0.0, 1.0, false, false, false, gemm::Parallelism::Rayon(rayon::current_num_threads()));
@@ -36,6 +41,7 @@ fn main() {
     let labels = |name: &str| load_labels(&format!("{dir}/{name}.npy")).unwrap();
     let opts = CkaOptions::default();
     let mut out = serde_json::Map::new();
+    eprintln!("products: {}", sim_metrics::blas::blas().map_or("the gemm crate".to_string(), |b| format!("OpenBLAS ({})", b.name)));
     let mut record = |name: &str, secs: f64| {
         eprintln!("{name}: {secs:.4} s");
         out.insert(name.into(), secs.into());

@@ -15,7 +15,7 @@
 //! Everything runs in f64 whatever the input type.
 
 use crate::MetricError;
-use crate::linalg::{MatRef, Scalar, a_bt, centred, cross_norm2, self_norm2};
+use crate::linalg::{Feature, MatRef, Scalar, a_bt, centred_scaled, cross_norm2, feature_products_in_f32, self_norm2};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -59,6 +59,15 @@ pub enum Form {
     Gram,
 }
 
+/// How closely a linear CKA in the feature form (single pairs with n ≥ d,
+/// the streamed one) follows the same CKA computed in f64 throughout:
+/// within 1e-6 where OpenBLAS multiplies in f32 blocks (about 1e-8 is
+/// typical; [`crate::blas`]), within 1e-10 on the pure-Rust f64 path.
+/// Tests that compare such a value hold it to this.
+pub fn feature_form_agreement() -> f64 {
+    if crate::blas::blas().is_some() { 1e-6 } else { 1e-10 }
+}
+
 /// CKA between two representations of the same n samples.
 pub fn cka<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, opts: CkaOptions) -> Result<f64, MetricError> {
     CkaReference::new(a, opts)?.compare(b)
@@ -81,8 +90,10 @@ pub struct CkaReference {
 
 /// What CKA keeps of one representation.
 struct Side {
-    /// Centred features (feature form) or centred Gram matrix (Gram form).
-    values: Vec<f64>,
+    /// Centred, scaled features (feature form), in the type of the products.
+    features: Features,
+    /// The centred Gram matrix (Gram form).
+    gram: Vec<f64>,
     /// Squared row norms of the centred features (debiased feature form).
     row_norms2: Vec<f64>,
     /// The self term: HSIC(X, X) in the chosen estimator (unnormalised).
@@ -126,13 +137,13 @@ impl CkaReference {
         }
         let cross = match self.form {
             Form::Feature => {
-                let xty = cross_norm2(&self.side.values, &other.side.values, self.n, self.d, other.d);
+                let xty = self.side.features.cross_norm2(&other.side.features, self.n, self.d, other.d);
                 match self.opts.estimator {
                     Estimator::Biased => xty,
                     Estimator::Debiased => debiased_feature_term(xty, &self.side, &other.side, self.n),
                 }
             }
-            Form::Gram => dot(&self.side.values, &other.side.values),
+            Form::Gram => dot(&self.side.gram, &other.side.gram),
         };
         let value = cross / (self.side.self_hsic * other.side.self_hsic).sqrt();
         if !value.is_finite() {
@@ -178,28 +189,11 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
     if m.cols == 0 {
         return Err(MetricError::input(m.name, format!("{n} × 0: no features")));
     }
-    // CKA is invariant to scaling either side; scaling the centred features to
-    // a largest magnitude of 1 keeps the fourth powers in the self terms inside
-    // f64's range for any finite input (features of 1e75 or 1e-100 alike).
-    let mut x = centred(m);
-    let largest = x.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    if largest > 0.0 {
-        x.iter_mut().for_each(|v| *v /= largest);
-    }
     let side = match form {
-        Form::Feature => {
-            let row_norms2: Vec<f64> = x.chunks_exact(m.cols).map(|r| r.iter().map(|v| v * v).sum()).collect();
-            let xtx = self_norm2(&x, n, m.cols);
-            let self_hsic = match opts.estimator {
-                Estimator::Biased => xtx,
-                Estimator::Debiased => {
-                    let s = Side { values: Vec::new(), row_norms2: row_norms2.clone(), self_hsic: 0.0 };
-                    debiased_feature_term(xtx, &s, &s, n)
-                }
-            };
-            Side { values: x, row_norms2, self_hsic }
-        }
+        Form::Feature if feature_products_in_f32() => feature_side(centred_scaled::<T, f32>(m), Features::F32, n, m.cols, opts),
+        Form::Feature => feature_side(centred_scaled::<T, f64>(m), Features::F64, n, m.cols, opts),
         Form::Gram => {
+            let x: Vec<f64> = centred_scaled(m);
             let mut gram = a_bt(&x, &x, n, n, m.cols);
             if let Kernel::Rbf { sigma_frac } = opts.kernel {
                 rbf_in_place(&mut gram, n, sigma_frac, m.name)?;
@@ -209,7 +203,7 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
                 Estimator::Debiased => u_centre_gram(&mut gram, n),
             }
             let self_hsic = dot(&gram, &gram);
-            Side { values: gram, row_norms2: Vec::new(), self_hsic }
+            Side { features: Features::None, gram, row_norms2: Vec::new(), self_hsic }
         }
     };
     if !(side.self_hsic > 0.0) {
@@ -219,6 +213,39 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
         ));
     }
     Ok(side)
+}
+
+/// A side's centred, scaled features (`x`, n × d) and their self term.
+fn feature_side<F: Feature>(x: Vec<F>, wrap: fn(Vec<F>) -> Features, n: usize, d: usize, opts: CkaOptions) -> Side {
+    let row_norms2: Vec<f64> = x.chunks_exact(d).map(|r| r.iter().map(|v| v.to_f64() * v.to_f64()).sum()).collect();
+    let xtx = self_norm2(&x, n, d);
+    let self_hsic = match opts.estimator {
+        Estimator::Biased => xtx,
+        Estimator::Debiased => {
+            let s = Side { features: Features::None, gram: Vec::new(), row_norms2: row_norms2.clone(), self_hsic: 0.0 };
+            debiased_feature_term(xtx, &s, &s, n)
+        }
+    };
+    Side { features: wrap(x), gram: Vec::new(), row_norms2, self_hsic }
+}
+
+/// Feature-form values in the type the products take (`linalg::Feature`).
+enum Features {
+    /// A Gram-form side.
+    None,
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Features {
+    /// ‖AᵀB‖²_F of the two sides' features (n × d1 and n × d2).
+    fn cross_norm2(&self, other: &Features, n: usize, d1: usize, d2: usize) -> f64 {
+        match (self, other) {
+            (Features::F32(a), Features::F32(b)) => cross_norm2(a, b, n, d1, d2),
+            (Features::F64(a), Features::F64(b)) => cross_norm2(a, b, n, d1, d2),
+            _ => unreachable!("both sides are prepared in the feature form with the same products"),
+        }
+    }
 }
 
 /// Kornblith et al.'s `_debiased_dot_product_similarity_helper`: the unbiased

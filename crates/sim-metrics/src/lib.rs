@@ -16,6 +16,7 @@
 //! measure accumulates in f64. Bad input is a [`MetricError`] naming the array.
 
 pub mod arrays;
+pub mod blas;
 pub mod calibration;
 pub mod cka;
 pub mod classification;

@@ -8,42 +8,84 @@
 
 use crate::MetricError;
 use crate::knn::{KnnInputs, KnnResult, merge_top_k, normalised_rows, top_k, vote};
-use crate::linalg::{MatRef, a_bt, add_at_b, add_ata_upper, upper_block_weight};
+use crate::linalg::{Feature, MatRef, a_bt, add_at_b, add_ata_upper, feature_products_in_f32, upper_weight};
 use std::fs::File;
 use std::io::BufReader;
 
 /// Rows of a 2-D (or 1-D: one feature per row) `.npy` float array, read
-/// front to back as f64.
+/// front to back as f64: each block's bytes read at once and converted in
+/// one loop (element by element through npyz's reader took longer than the
+/// products).
 pub struct NpyRows {
     pub name: String,
     pub rows: usize,
     pub cols: usize,
-    values: Box<dyn Iterator<Item = std::io::Result<f64>>>,
+    reader: BufReader<File>,
+    element: Element,
+    bytes: Vec<u8>,
     read: usize,
+}
+
+/// A float element of a `.npy` file: its width and byte order.
+#[derive(Clone, Copy)]
+struct Element {
+    size: usize,
+    little_endian: bool,
+}
+
+impl Element {
+    /// From a numpy type string (`<f4`, `>f8`, `|f2`, …); `None` for anything but floats.
+    fn of(descr: &str) -> Option<Element> {
+        let (order, kind) = descr.split_at_checked(1)?;
+        let size = match kind {
+            "f2" => 2,
+            "f4" => 4,
+            "f8" => 8,
+            _ => return None,
+        };
+        let little_endian = match order {
+            "<" | "|" => true,
+            ">" => false,
+            "=" => cfg!(target_endian = "little"),
+            _ => return None,
+        };
+        Some(Element { size, little_endian })
+    }
+
+    /// The values of `bytes` (whole elements), as f64.
+    fn decode(self, bytes: &[u8]) -> Vec<f64> {
+        // One loop per type and byte order, so each is a plain conversion.
+        fn each<const N: usize>(bytes: &[u8], value: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+            bytes.chunks_exact(N).map(|b| value(b.try_into().expect("N bytes"))).collect()
+        }
+        let f16 = |bits: u16| f64::from(half::f16::from_bits(bits));
+        match (self.size, self.little_endian) {
+            (2, true) => each(bytes, |b| f16(u16::from_le_bytes(b))),
+            (2, false) => each(bytes, |b| f16(u16::from_be_bytes(b))),
+            (4, true) => each(bytes, |b| f64::from(f32::from_le_bytes(b))),
+            (4, false) => each(bytes, |b| f64::from(f32::from_be_bytes(b))),
+            (_, true) => each(bytes, f64::from_le_bytes),
+            (_, false) => each(bytes, f64::from_be_bytes),
+        }
+    }
 }
 
 impl NpyRows {
     pub fn open(path: &str) -> Result<NpyRows, MetricError> {
         let bad = |m: String| MetricError::input(path, m);
         let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-        let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| bad(format!("not a .npy file: {e}")))?;
-        if npy.order() == npyz::Order::Fortran {
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        // Leaves the reader at the first byte of the data.
+        let header = npyz::NpyHeader::from_reader(&mut reader).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        if header.order() == npyz::Order::Fortran {
             return Err(bad("Fortran-ordered array; save it C-contiguous (np.ascontiguousarray)".into()));
         }
-        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
         let (rows, cols) = crate::arrays::matrix_shape(path, &shape)?;
-        let dtype = npy.dtype().descr();
-        let values: Box<dyn Iterator<Item = std::io::Result<f64>>> = match npy.try_data::<f64>() {
-            Ok(d) => Box::new(d),
-            Err(npy) => match npy.try_data::<f32>() {
-                Ok(d) => Box::new(d.map(|v| v.map(f64::from))),
-                Err(npy) => match npy.try_data::<half::f16>() {
-                    Ok(d) => Box::new(d.map(|v| v.map(f64::from))),
-                    Err(_) => return Err(bad(format!("dtype {dtype}: features must be floating point (f16, f32, f64); integers are labels"))),
-                },
-            },
-        };
-        Ok(NpyRows { name: path.to_owned(), rows, cols, values, read: 0 })
+        let descr = header.dtype().descr();
+        // A Python literal: '<f4'.
+        let element = Element::of(descr.trim_matches('\'')).ok_or_else(|| bad(format!("dtype {descr}: features must be floating point (f16, f32, f64); integers are labels")))?;
+        Ok(NpyRows { name: path.to_owned(), rows, cols, reader, element, bytes: Vec::new(), read: 0 })
     }
 
     /// The next (up to) `max_rows` rows, row-major; `None` after the last.
@@ -52,11 +94,16 @@ impl NpyRows {
         if rows == 0 {
             return Ok(None);
         }
-        let block = self.values.by_ref().take(rows * self.cols).collect::<std::io::Result<Vec<f64>>>();
-        let block = block.map_err(|e| MetricError::input(&self.name, format!("after row {}: {e}", self.read)))?;
-        if block.len() < rows * self.cols {
-            return Err(MetricError::input(&self.name, format!("truncated: {} of {} rows", self.read + block.len() / self.cols, self.rows)));
+        let size = self.element.size;
+        self.bytes.resize(rows * self.cols * size, 0);
+        if let Err(e) = std::io::Read::read_exact(&mut self.reader, &mut self.bytes) {
+            let message = match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => format!("truncated: fewer than {} rows (after row {})", self.rows, self.read),
+                _ => format!("after row {}: {e}", self.read),
+            };
+            return Err(MetricError::input(&self.name, message));
         }
+        let block = self.element.decode(&self.bytes);
         let at = MatRef { data: &block, rows, cols: self.cols, name: &self.name };
         at.check_finite().map_err(|e| MetricError::input(&self.name, format!("rows {}..{}: {e}", self.read, self.read + rows)))?;
         self.read += rows;
@@ -65,7 +112,7 @@ impl NpyRows {
 }
 
 /// Linear CKA (biased HSIC) from blocks of rows: Σ xᵢxᵢᵀ, Σ yᵢyᵢᵀ (upper
-/// blocks only: symmetric), Σ xᵢyᵢᵀ and the column sums, centred at the end. The rows are shifted by the
+/// half only: symmetric), Σ xᵢyᵢᵀ and the column sums, centred at the end. The rows are shifted by the
 /// first block's column means and scaled by its largest shifted magnitude
 /// before they are summed, so features far from 0 do not cancel
 /// catastrophically and large ones do not overflow (the in-memory measure
@@ -77,8 +124,8 @@ pub struct LinearCkaStream {
     /// Per side: the shift and the scale, from the first block.
     frame: Option<[(Vec<f64>, f64); 2]>,
     sums: [Vec<f64>; 2],
-    /// XᵀX, YᵀY (their blocks on and above the diagonal: they are
-    /// symmetric), XᵀY of the shifted, scaled rows.
+    /// XᵀX, YᵀY (on and above the diagonal: they are symmetric;
+    /// `upper_weight`), XᵀY of the shifted, scaled rows.
     xx: Vec<f64>,
     yy: Vec<f64>,
     xy: Vec<f64>,
@@ -99,15 +146,27 @@ impl LinearCkaStream {
 
     /// Adds `rows` rows of each side (row-major, the same samples in the same order).
     pub fn update(&mut self, x: &[f64], y: &[f64], rows: usize) {
+        if feature_products_in_f32() { self.add::<f32>(x, y, rows) } else { self.add::<f64>(x, y, rows) }
+    }
+
+    /// [`Self::update`] with the shifted, scaled rows in `F`, the type of the
+    /// products (the column sums are of the same rounded values).
+    fn add<F: Feature>(&mut self, x: &[f64], y: &[f64], rows: usize) {
         let [d1, d2] = self.d;
         let frame = self.frame.get_or_insert_with(|| [shift_and_scale(x, rows, d1), shift_and_scale(y, rows, d2)]);
-        let moved = |m: &[f64], (shift, scale): &(Vec<f64>, f64), d: usize| -> Vec<f64> {
-            m.chunks_exact(d).flat_map(|row| row.iter().zip(shift).map(|(v, s)| (v - s) / scale)).collect()
+        let moved = |m: &[f64], (shift, scale): &(Vec<f64>, f64), d: usize| -> Vec<F> {
+            // Row by row into a vector of the right size (a flat_map over the
+            // block collected several times slower).
+            let mut out = Vec::with_capacity(m.len());
+            for row in m.chunks_exact(d) {
+                out.extend(row.iter().zip(shift).map(|(v, s)| F::from_f64((v - s) / scale)));
+            }
+            out
         };
         let (x, y) = (moved(x, &frame[0], d1), moved(y, &frame[1], d2));
         for (sums, (m, d)) in self.sums.iter_mut().zip([(&x, d1), (&y, d2)]) {
             for row in m.chunks_exact(d) {
-                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v.to_f64());
             }
         }
         add_ata_upper(&mut self.xx, &x, rows, d1);
@@ -130,8 +189,8 @@ impl LinearCkaStream {
             let entries = p.chunks_exact(cols).zip(a).enumerate().flat_map(|(i, (row, ai))| row.iter().zip(b).enumerate().map(move |(j, (v, bj))| (i, j, v - n * ai * bj)));
             entries.map(|(i, j, c)| weight(i, j) * c * c).sum()
         };
-        let xx = centred_norm2(&self.xx, &means[0], &means[0], d1, upper_block_weight);
-        let yy = centred_norm2(&self.yy, &means[1], &means[1], d2, upper_block_weight);
+        let xx = centred_norm2(&self.xx, &means[0], &means[0], d1, upper_weight());
+        let yy = centred_norm2(&self.yy, &means[1], &means[1], d2, upper_weight());
         let xy = centred_norm2(&self.xy, &means[0], &means[1], d2, |_, _| 1.0);
         if !(xx > 0.0 && yy > 0.0) {
             return Err(MetricError::input(name, "features have zero variance (or no positive self-similarity): CKA is undefined"));
