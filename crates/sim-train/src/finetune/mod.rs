@@ -362,6 +362,7 @@ fn train_epoch<B: AutodiffBackend>(
     let t = inputs.training;
     let start = Instant::now();
     let mut window = LossWindow::new(start);
+    let batches_in_order = order.len().div_ceil(t.batch_size);
     let tr = std::thread::scope(|scope| {
         let (next, batches) = std::sync::mpsc::sync_channel::<HostBatch>(1);
         scope.spawn(move || {
@@ -380,15 +381,14 @@ fn train_epoch<B: AutodiffBackend>(
             let features = classifier::features(&tr.model.backbone, batch.images.clone());
             let logits = tr.model.head.forward(features.clone());
             let mut loss = weighted_cross_entropy(logits, batch.labels, &row_weights, inputs.device);
-            let real = |t: Tensor<B, 2>| if batch.rows < t.dims()[0] { t.narrow(0, 0, batch.rows) } else { t };
+            let real = |x: Tensor<B, 2>| if batch.rows < x.dims()[0] { x.narrow(0, 0, batch.rows) } else { x };
             let images = if batch.rows < t.batch_size { batch.images.narrow(0, 0, batch.rows) } else { batch.images };
             if let Some(penalty) = inputs.method.penalty(&tr.model, &images, &real(features)) {
                 loss = loss + penalty;
             }
             window.push(loss.clone().detach());
             tr = inputs.method.step(tr, loss.backward(), epoch, t.lr_backbone * factor, t.lr_head * factor);
-            let last = step + 1 == inputs.per_epoch;
-            if let Some(value) = window.read_if_due(step + 1, last)? {
+            if let Some(value) = window.read_if_due(step + 1, step + 1 == batches_in_order)? {
                 progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, seen as f64 / start.elapsed().as_secs_f64());
             }
         }
