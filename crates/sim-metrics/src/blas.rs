@@ -1,8 +1,9 @@
 //! OpenBLAS, loaded at run time where the machine has it: the matrix
 //! products of CKA and k-NN then run on its kernels (AVX-512 where the CPU
-//! has it), about twice the pure-Rust `gemm` crate's rate on this project's
-//! machine kind (BENCHMARKS.md). Without it everything runs as before, on the
-//! `gemm` crate. Debian / Ubuntu: `apt install libopenblas0-pthread` (what
+//! has it). On this project's machine kind a single CKA pair (f32 blocks
+//! there, f64 on the `gemm` crate) runs about three times as fast, k-NN
+//! about as fast (BENCHMARKS.md). Without it everything runs as before, on
+//! the `gemm` crate. Debian / Ubuntu: `apt install libopenblas0-pthread` (what
 //! `.ci/run` installs); elsewhere any `libopenblas.so.0` the loader finds.
 //!
 //! `SIM_BLAS=off` turns it off; `SIM_BLAS=<file>` loads that library instead

@@ -11,10 +11,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `configs/device-check.toml` with both backbones shrunk to CPU-test size.
-fn small_config(pack: &Path) {
-    let path = pack.join("device-check.toml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
+/// `configs/device-check.toml` with both backbones shrunk to CPU-test size,
+/// written as `config` (read from `config` too when it exists).
+fn small_config(config: &Path) {
+    let source = if config.exists() { config.to_path_buf() } else { root().join("configs/device-check.toml") };
+    let mut text = std::fs::read_to_string(source).unwrap();
     for (from, to) in [
         ("input_size = 224\nheads = 12\npretrain = { objective = \"none\", width = 768, depth = 12, patch = 16 }", "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 32, depth = 1, patch = 8 }"),
         ("input_size = 64\nheads = 3\npretrain = { objective = \"none\", width = 192, depth = 6, patch = 8 }", "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 48, depth = 2, patch = 8 }"),
@@ -22,7 +23,7 @@ fn small_config(pack: &Path) {
         assert!(text.contains(from), "configs/device-check.toml changed: no `{from}`");
         text = text.replace(from, to);
     }
-    std::fs::write(path, text).unwrap();
+    std::fs::write(config, text).unwrap();
 }
 
 /// The rows of the Markdown table in `text` as (measure, value, goal).
@@ -58,7 +59,7 @@ fn the_gpu_check_packs_and_runs_on_the_cpu_backend() {
     assert!(packed.status.success(), "pack: {}", String::from_utf8_lossy(&packed.stderr));
     let images = std::fs::read_dir(pack.join("data/ham10000/images")).unwrap().count();
     assert_eq!(images, 10_015usize.div_ceil(8), "every 8th HAM10000 image");
-    small_config(&pack);
+    small_config(&pack.join("device-check.toml"));
 
     let ran = Command::new(pack.join("gpu_check.sh")).arg("run").env("STEPS", "2").env("EPOCHS", "1").output().unwrap();
     let stdout = String::from_utf8_lossy(&ran.stdout);
@@ -105,4 +106,32 @@ fn the_gpu_check_packs_and_runs_on_the_cpu_backend() {
     if !summary.contains("(no python3)") {
         assert!(summary.contains("burn: f32-cold") && summary.contains("timm bf16") && summary.contains("not run"), "{summary}");
     }
+}
+
+/// A loss that turns NaN while the check times its steps stops it with the
+/// step, even when the timed steps are fewer than an epoch's and end before
+/// a loss window would be read for time or count (the last window of a call
+/// was once left unread).
+#[test]
+fn a_nan_loss_in_the_timed_steps_stops_the_check() {
+    let Some(data) = real_data_dir("ham10000", "a_nan_loss_in_the_timed_steps_stops_the_check") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("check.toml");
+    small_config(&config);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("root = \"ham10000\"", "root = \"ham10000\"\nmax_samples = 800")
+        .replace("lr_backbone = 1e-4", "lr_backbone = 1e30")
+        .replace("name = \"device-check\"", &format!("name = \"device-check\"\noutput_dir = \"{}\"", tmp.path().join("study").display()));
+    assert!(text.contains("1e30") && text.contains("max_samples"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-train"))
+        .args(["device-check", "--config", config.to_str().unwrap(), "--backbone", "vit-b16", "--steps", "3"])
+        .env("SIM_DATA_DIR", &data)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a NaN training run was timed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("loss NaN at step") || stderr.contains("loss inf at step"), "{stderr}");
 }
