@@ -15,9 +15,14 @@ With --burn FILE..., the `device-check` tables those files hold are read
 back and one summary table compares both (burn / timm at matching
 precision: burn f32 against timm fp32 and TF32, burn bf16 against timm
 bf16). Without PyTorch or a GPU the timm columns say why they are empty.
+With --timm-json FILE, timm's figures are kept in FILE and read back from
+it on the next call (the GPU check prints the summary after each stage, so
+a stage stopped by a time limit leaves the table of the earlier ones).
 """
 
 import argparse
+import json
+import os
 import re
 import sys
 import time
@@ -92,6 +97,18 @@ def timm_rows(args):
     return out
 
 
+def timm_figures(args):
+    """timm_rows, kept in and read back from --timm-json if given."""
+    if args.timm_json and os.path.exists(args.timm_json):
+        saved = json.load(open(args.timm_json))
+        return saved if isinstance(saved, str) else {tuple(k.split("|")): v for k, v in saved.items()}
+    timm = timm_rows(args)
+    if args.timm_json:
+        with open(args.timm_json, "w") as f:
+            json.dump(timm if isinstance(timm, str) else {"|".join(k): v for k, v in timm.items()}, f, indent=1)
+    return timm
+
+
 def burn_rows(path):
     """(precision, {measure: value}) from one `device-check` table."""
     rows = {}
@@ -128,6 +145,7 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--cpu", action="store_true", help="without a GPU, time timm on the CPU (to check this script)")
     p.add_argument("--burn", nargs="*", default=[], help="device-check tables (Markdown) to compare, in order")
+    p.add_argument("--timm-json", help="keep timm's figures in this file, and read them from it if it exists")
     args = p.parse_args()
     burns = [(path,) + burn_rows(path) for path in args.burn]
     if burns:
@@ -142,7 +160,7 @@ def main():
             args.batch = int(m.group(1))
     print(f"timm model: width {args.width}, depth {args.depth}, heads {args.heads}, patch {args.patch}, mlp {args.mlp}, "
           f"{args.size} px, batch {args.batch}, evaluation batch {args.eval_batch}\n")
-    timm = timm_rows(args)
+    timm = timm_figures(args)
     header = [f"burn: {path.split('/')[-1].removesuffix('.md')}" for path, _, _ in burns]
     timm_cols = ["fp32", "tf32", "bf16"]
     print("| measure | " + " | ".join(header + [f"timm {c}" for c in timm_cols]) + " | burn / timm |")

@@ -5,13 +5,17 @@ backend against timm + PyTorch (CPU): same ViT, batch, threads, one run.
     .venv/bin/python scripts/bench_train.py
 
 A step is forward, cross-entropy, backward and AdamW updates (backbone and a
-new 7-class head), on random images; best throughput over the timed steps after
-one warm-up step. The Rust side also times the training data pipeline alone
+new 7-class head), on random images; images/s over 5 timed steps after one
+warm-up step, the median of 5 rounds that alternate burn and PyTorch (this
+machine's speed drifts by 20 % between runs). The Rust side also times the
+training data pipeline alone
 (RandomResizedCrop, flips, normalisation, batch tensor) to show whether data
-loading could be the bottleneck. Configs are the spike's (shared notes).
+loading could be the bottleneck. Configs: the spike's two (shared notes) and
+the CPU study's backbone (configs/cpu.toml).
 """
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -22,16 +26,19 @@ import torch
 from rust_bench import bench_executable
 from safetensors.torch import save_file
 
-THREADS, STEPS = 2, 5
+THREADS, STEPS, ROUNDS = 2, 5, 5
 torch.set_num_threads(THREADS)
 configs = [
     ("width 192, 12 blocks, 64 tokens", dict(img_size=64, patch_size=8, embed_dim=192, depth=12, num_heads=3), 64, 3, 32),
     ("width 64, 4 blocks, 49 tokens", dict(img_size=56, patch_size=8, embed_dim=64, depth=4, num_heads=2), 56, 2, 64),
+    # The backbones configs/cpu.toml fine-tunes.
+    ("cpu.toml: width 96, 4 blocks, 16 tokens", dict(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3), 32, 3, 64),
 ]
 exe = bench_executable("sim-train", "train_step")
 tmp = Path(tempfile.mkdtemp())
-print("| ViT (batch) | burn Flex train (images/s) | PyTorch train (images/s) | burn / PyTorch | burn data pipeline (images/s) |")
-print("|---|---|---|---|---|")
+print("| ViT (batch) | burn Flex train (images/s) | PyTorch train (images/s) | burn / PyTorch | burn data pipeline (images/s) "
+      "| burn, two 1-thread processes (images/s, summed; / PyTorch) |")
+print("|---|---|---|---|---|---|")
 for label, kw, size, heads, batch in configs:
     model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, **kw)
     path = tmp / "model.safetensors"
@@ -45,14 +52,34 @@ for label, kw, size, heads, batch in configs:
         torch.nn.functional.cross_entropy(head(model(x)), y).backward()
         opt.step()
 
-    step()
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        step()
-    torch_ips = batch * STEPS / (time.perf_counter() - start)
-    env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
-    out = json.loads(subprocess.run([exe, str(path), str(size), str(heads), str(batch), str(STEPS)], check=True,
-                                    capture_output=True, text=True, env=env).stdout)
-    burn_ips = out["train_images_per_s"]
-    print(f"| {label} ({batch}) | {burn_ips:.1f} | {torch_ips:.1f} | {burn_ips / torch_ips:.2f}x | {out['data_images_per_s']:.0f} |")
-print(f"\ntorch {torch.__version__}, timm {timm.__version__}, threads {THREADS}, {STEPS} timed steps")
+    def torch_rate():
+        step()  # warm-up
+        start = time.perf_counter()
+        for _ in range(STEPS):
+            step()
+        return batch * STEPS / (time.perf_counter() - start)
+
+    def burn_processes(count, threads):
+        """burn's images/s summed over `count` processes run at once, `threads` each."""
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        procs = [subprocess.Popen([exe, str(path), str(size), str(heads), str(batch), str(STEPS)], stdout=subprocess.PIPE,
+                                  text=True, env=env) for _ in range(count)]
+        outs = [json.loads(p.communicate()[0]) for p in procs]
+        assert all(p.returncode == 0 for p in procs), "train_step failed"
+        return {k: sum(o[k] for o in outs) for k in outs[0]}
+
+    # Rounds alternate the two, so that a slow spell of a shared machine
+    # falls on both; the medians are compared. The last column is what
+    # `xtask reproduce --jobs 2` runs: two runs at once, a thread each.
+    torch_runs, burn_runs, burn_pairs = [], [], []
+    for _ in range(ROUNDS):
+        torch_runs.append(torch_rate())
+        burn_runs.append(burn_processes(1, THREADS))
+        burn_pairs.append(burn_processes(2, 1)["train_images_per_s"])
+    torch_ips = statistics.median(torch_runs)
+    burn_ips = statistics.median(r["train_images_per_s"] for r in burn_runs)
+    data_ips = statistics.median(r["data_images_per_s"] for r in burn_runs)
+    pair_ips = statistics.median(burn_pairs)
+    print(f"| {label} ({batch}) | {burn_ips:.1f} | {torch_ips:.1f} | {burn_ips / torch_ips:.2f}x | {data_ips:.0f} "
+          f"| {pair_ips:.1f} ({pair_ips / torch_ips:.2f}x) |")
+print(f"\ntorch {torch.__version__}, timm {timm.__version__}, threads {THREADS}, medians of {ROUNDS} rounds of {STEPS} timed steps")

@@ -7,14 +7,16 @@
 #       on a CPU machine with this repository: builds the CUDA binary
 #       (release), and copies it, stripped, with a data subset (every 8th
 #       HAM10000 image), configs/device-check.toml and the scripts into DIR
-#       (default: gpu-check/, ignored by git), and says its size (with a CPU
-#       build 26 MB; it warns above 64 MiB).
+#       (default: gpu-check/, ignored by git), and says its size (about
+#       25 MB with the CUDA binary gzipped; it warns above 64 MiB).
 #   DIR/gpu_check.sh run
 #       on the GPU machine: `sim-train device-check` three times (f32 with an
 #       empty kernel cache, f32 again with the cache the first run filled,
-#       bf16), each with the GPU's peak memory sampled by nvidia-smi, then
-#       timm's figures (scripts/bench_timm_gpu.py) and the summary table.
-#       Prints everything and keeps it in DIR/results/.
+#       bf16), each with the GPU's peak memory sampled by nvidia-smi, and
+#       after each precision the table beside timm's figures
+#       (scripts/bench_timm_gpu.py, timm timed once). Prints everything,
+#       each measurement also on stderr as it is taken, and keeps the
+#       tables in DIR/results/ (emptied at the start).
 #
 # Variables. pack: SIM_DATA_DIR (the real data, default ../shared/data),
 # SIM_TRAIN (a sim-train binary to copy instead of building one: a CPU build
@@ -39,6 +41,8 @@ pack() {
     cp "${CARGO_TARGET_DIR:-$root/target}/release/sim-train" "$dir/sim-train"
   fi
   strip "$dir/sim-train" 2>/dev/null || true
+  # Compressed: the stripped CUDA binary is about 74 MB, 18 MB gzipped.
+  gzip -9 "$dir/sim-train"
   # Every 8th row: the metadata is sorted by diagnosis, so this keeps every class.
   awk 'NR == 1 || (NR - 2) % 8 == 0' "$data/ham10000/HAM10000_metadata.csv" >"$dir/data/ham10000/HAM10000_metadata.csv"
   tail -n +2 "$dir/data/ham10000/HAM10000_metadata.csv" | cut -d, -f2 \
@@ -75,10 +79,11 @@ run() {
   dir=$(cd "$(dirname "$0")" && pwd)
   cd "$dir"
   export SIM_DATA_DIR="$dir/data"
+  [ -x sim-train ] || { gzip -dc sim-train.gz >sim-train && chmod +x sim-train; }
   local steps=${STEPS:-30} epochs=${EPOCHS:-2} backbone=${BACKBONE:-vit-b16} agreement=${AGREEMENT:-vit-check}
   local check=(./sim-train device-check --config device-check.toml --backbone "$backbone" --steps "$steps")
+  rm -rf results studies/device-check/kernel-cache
   mkdir -p results
-  rm -rf studies/device-check/kernel-cache
   echo "# GPU check, $(date -u +%F): $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no NVIDIA GPU')"
   local tables=()
   for precision in ${PRECISIONS:-f32 bf16}; do
@@ -93,13 +98,15 @@ run() {
       with_peak_memory "${check[@]}" --precision "$precision" --agreement-backbone "$agreement" --epochs "$epochs" | tee "results/$precision.md"
       tables+=("results/$precision.md")
     fi
+    # After each precision, so that a run stopped by a time limit keeps
+    # the comparison of the stages it finished (timm is timed once).
+    echo; echo "## burn beside timm (PyTorch), same GPU, same model size and batch"
+    if command -v python3 >/dev/null 2>&1; then
+      python3 bench_timm_gpu.py --steps "$steps" --timm-json results/timm.json --burn "${tables[@]}" | tee results/summary.md
+    else
+      echo "timm: not run (no python3)" | tee results/summary.md
+    fi
   done
-  echo; echo "## burn beside timm (PyTorch), same GPU, same model size and batch"
-  if command -v python3 >/dev/null 2>&1; then
-    python3 bench_timm_gpu.py --steps "$steps" --burn "${tables[@]}" | tee results/summary.md
-  else
-    echo "timm: not run (no python3)" | tee results/summary.md
-  fi
 }
 
 case "${1:-}" in

@@ -134,6 +134,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    sim_train::backend::keep_freed_memory();
     match Cli::parse().command {
         Command::Reproduce { config, fetch_missing, jobs, gpus, output, executor, dry_run, status, plan } => {
             if status {

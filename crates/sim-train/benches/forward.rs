@@ -9,6 +9,7 @@ use sim_train::model::{LoadOptions, load};
 use std::time::Instant;
 
 fn main() {
+    sim_train::backend::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let [checkpoint, size, heads, batch, repeats] = &args[..] else {
         panic!("usage: forward CHECKPOINT SIZE HEADS BATCH REPEATS");

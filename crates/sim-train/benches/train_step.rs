@@ -16,6 +16,7 @@ use sim_train::model::{LoadOptions, load};
 use std::time::Instant;
 
 fn main() {
+    sim_train::backend::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let [checkpoint, size, heads, batch, steps] = &args[..] else { panic!("usage: train_step CHECKPOINT SIZE HEADS BATCH STEPS") };
     let (size, heads, batch, steps): (usize, usize, usize, usize) = (size.parse().unwrap(), heads.parse().unwrap(), batch.parse().unwrap(), steps.parse().unwrap());

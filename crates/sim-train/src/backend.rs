@@ -2,7 +2,39 @@
 //! on this machine kind); the `ndarray` feature switches to burn's ndarray
 //! backend; the `cuda` feature runs the binaries on an NVIDIA GPU.
 
+use std::ffi::{c_int, c_long};
 use std::path::Path;
+
+/// The allocator of every process linking this crate (the binary, its
+/// benches and tests). A tensor op allocates its output afresh: with
+/// glibc's malloc, outputs above its mmap threshold come as new pages from
+/// the kernel each time (page faults, zeroing) and go back on free;
+/// mimalloc keeps and reuses them. BENCHMARKS.md has what it changes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (the 16th entry of `mi_option_e` in
+/// the mimalloc.h it builds, v3; a test checks it against the option the
+/// variable `MIMALLOC_PURGE_DELAY` sets).
+const MI_OPTION_PURGE_DELAY: c_int = 15;
+
+unsafe extern "C" {
+    fn mi_option_set(option: c_int, value: c_long);
+    #[cfg(test)]
+    fn mi_option_get(option: c_int) -> c_long;
+}
+
+/// Keeps the memory freed in this process for its later allocations
+/// instead of returning it to the OS 10 ms after (mimalloc's default): a
+/// training step frees and allocates the same activations again, and
+/// memory handed back comes back as page faults and zeroed pages (about
+/// 8 % of a small ViT's step, and up to 20 % fewer images/s, measured by
+/// `scripts/bench_train.py`). The process's memory then stays at its peak
+/// until it exits. Called first by the binaries and benches.
+pub fn keep_freed_memory() {
+    // SAFETY: sets an integer option; mimalloc reads options atomically.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
 
 /// The CPU backend of default builds (tests always run on it).
 #[cfg(not(feature = "ndarray"))]
@@ -54,4 +86,30 @@ pub fn use_kernel_cache(dir: &Path) {
     }
     #[cfg(not(feature = "cuda"))]
     let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option number is mimalloc's purge delay: a child process given
+    /// `MIMALLOC_PURGE_DELAY` reads that value back under our number.
+    #[test]
+    fn the_purge_delay_option_is_the_one_its_variable_sets() {
+        const CHILD: &str = "SIM_TRAIN_ALLOCATOR_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            assert_eq!(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }, 1234);
+            keep_freed_memory();
+            assert_eq!(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }, -1);
+            return;
+        }
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "backend::tests::the_purge_delay_option_is_the_one_its_variable_sets"])
+            .env(CHILD, "1")
+            .env("MIMALLOC_PURGE_DELAY", "1234")
+            .output()
+            .unwrap();
+        let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(child.status.success(), "the child saw another value:\n{}{}", said(&child.stdout), said(&child.stderr));
+    }
 }

@@ -157,6 +157,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    sim_train::backend::keep_freed_memory();
     match Cli::parse().command {
         Command::Data { config } => data(&config),
         Command::Finetune { config: path, dataset, method, backbone, seed } => {

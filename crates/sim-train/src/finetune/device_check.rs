@@ -107,8 +107,12 @@ pub fn run(config: &StudyConfig, config_dir: &Path, opts: &CheckOptions) -> anyh
         let bcfg = config.backbone(name).map_err(anyhow::Error::msg)?;
         let data = Data::new(&mut prepared, &study, bcfg)?;
         let path = backbone_file(config, config_dir, bcfg)?;
+        let clock = Instant::now();
         let cpu = short_run::<Autodiff<CpuBackend>>(config, bcfg, &path, &data, Precision::F32, opts.epochs, &Default::default())?;
+        progress(format_args!("agreement run on the CPU {:.1} s", clock.elapsed().as_secs_f64()));
+        let clock = Instant::now();
         let dev = short_run::<TrainBackend>(config, bcfg, &path, &data, precision, opts.epochs, &device)?;
+        progress(format_args!("agreement run on the device {:.1} s", clock.elapsed().as_secs_f64()));
         rows.push(Row::new(format!("agreement run: {name}"), format!("{} epoch(s), {} training and {} test images", opts.epochs, data.train.len(), data.test.len())));
         rows.extend(agreement(&cpu, &dev, config.evaluation.ece_bins)?);
     }
@@ -221,10 +225,12 @@ fn timings<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, path
     tr = train_epoch(tr, 1, &order[..batch], &mut rng, &inputs).map_err(non_finite)?;
     sync()?;
     let first_step = clock.elapsed().as_secs_f64();
+    progress(format_args!("first training step {first_step:.3} s"));
     let clock = Instant::now();
     tr = train_epoch(tr, 1, &order[batch..], &mut rng, &inputs).map_err(non_finite)?;
     sync()?;
     let train_rate = (steps * batch) as f64 / clock.elapsed().as_secs_f64();
+    progress(format_args!("training {train_rate:.1} images/s"));
 
     // Evaluation reads its outputs back to the host, so it waits for the device.
     let model = tr.model.valid();
@@ -232,9 +238,11 @@ fn timings<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, path
     let clock = Instant::now();
     final_outputs(&model, &batcher, &data.test[..eval_batch.min(data.test.len())], eval_batch, device);
     let first_eval = clock.elapsed().as_secs_f64();
+    progress(format_args!("first evaluation batch {first_eval:.3} s"));
     let clock = Instant::now();
     final_outputs(&model, &batcher, &data.test, eval_batch, device);
     let eval_rate = data.test.len() as f64 / clock.elapsed().as_secs_f64();
+    progress(format_args!("evaluation {eval_rate:.1} images/s"));
     Ok(Timings { shape, first_step, first_eval, train_rate, eval_rate })
 }
 
@@ -270,6 +278,12 @@ fn short_run<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, pa
     let (features, logits) = final_outputs(&tr.model.valid(), &batcher, &data.test, eval_batch, device);
     let labels = data.test.iter().map(|&i| data.labels[i] as i64).collect();
     Ok(ShortRun { pretrained, features, logits, labels, width: tr.model.backbone.width(), classes: data.classes })
+}
+
+/// One measurement as soon as it is taken, on stderr: the table comes at
+/// the end, and a check stopped by a time limit (a GPU lease) keeps these.
+fn progress(what: std::fmt::Arguments) {
+    eprintln!("device-check: {what}");
 }
 
 /// The largest difference between two arrays over the largest magnitude of the first.

@@ -163,16 +163,27 @@ fn matmul<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>, dtype: Option<FloatDType
 
 /// `layer.forward(x)` with its product in `dtype` (as [`matmul`]): the
 /// weights themselves stay f32 (master weights), cast for each use.
+///
+/// The tokens of all images go through as one `[B·T, C]` matrix: burn's
+/// linear on `[B, T, C]` multiplies B matrices by the broadcast weight, and
+/// its weight gradient then builds B partial products `[B, C, D]` before
+/// summing them; one product is a single large GEMM each way.
 fn linear_in<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, dtype: Option<FloatDType>) -> Tensor<B, 3> {
-    let Some(dt) = dtype else {
-        return layer.forward(x);
+    let [b, t, c] = x.dims();
+    let x = x.reshape([b * t, c]);
+    let y = match dtype {
+        None => layer.forward(x),
+        Some(dt) => {
+            let y = x.cast(dt).matmul(layer.weight.val().cast(dt));
+            let y = match &layer.bias {
+                Some(bias) => y + bias.val().cast(dt).unsqueeze::<2>(),
+                None => y,
+            };
+            y.cast(FloatDType::F32)
+        }
     };
-    let y = x.cast(dt).matmul(layer.weight.val().cast(dt).unsqueeze::<3>());
-    let y = match &layer.bias {
-        Some(bias) => y + bias.val().cast(dt).unsqueeze::<3>(),
-        None => y,
-    };
-    y.cast(FloatDType::F32)
+    let d = y.dims()[1];
+    y.reshape([b, t, d])
 }
 
 fn scale<B: Backend>(x: Tensor<B, 3>, gamma: &Option<Param<Tensor<B, 1>>>) -> Tensor<B, 3> {
