@@ -1,6 +1,7 @@
 //! The burn backends. Flex is the CPU default (1.3–1.8x faster than ndarray
 //! on this machine kind); the `ndarray` feature switches to burn's ndarray
-//! backend; the `cuda` feature runs the binaries on an NVIDIA GPU.
+//! backend; the `cuda` feature runs the binaries on an NVIDIA GPU. Also the
+//! allocator every process linking this crate uses (mimalloc).
 
 use std::ffi::{c_int, c_long};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! - [`model`]: the ViT backbones and their checkpoints.
 //! - [`extract`]: every layer's features of a folder of images.
 //! - [`finetune`]: one fine-tuning run; [`pretrain`]: a backbone of our own.
-//! - [`backend`]: which burn backend the binaries run on.
+//! - [`backend`]: which burn backend the binaries run on, and their allocator.
 
 pub mod backend;
 pub mod data;
