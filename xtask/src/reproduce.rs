@@ -170,6 +170,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     // Runs per data set and backbone: every method × seed.
     let runs = config.study.seeds.len() * config.methods.len();
     let device = Default::default();
+    let parts = sim_train::finetune::batch_parts::BatchParts::per_thread();
     println!(
         "{:<16} {:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}",
         "dataset", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk"
@@ -196,7 +197,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
                 }
             };
             let model = Classifier::new(backbone, classes, 0, &device);
-            let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &device);
+            let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &parts, &device);
             let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
             // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.
             let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;

@@ -1,9 +1,11 @@
 //! Training throughput of the fine-tuning step (forward, backward, two AdamW
-//! updates) and of the training data pipeline, for scripts/bench_train.py:
+//! updates, the batch cut into a part per thread as the training loop does)
+//! and of the training data pipeline, for scripts/bench_train.py:
 //!
 //!     train_step CHECKPOINT SIZE HEADS BATCH STEPS   → JSON images/s
+//!
+//! `SIM_BENCH_PARTS=1` runs the step unsplit, for comparison.
 
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use rand::SeedableRng;
 use sim_train::backend::TrainBackend;
@@ -11,7 +13,11 @@ use sim_train::data::batch::Batcher;
 use sim_train::data::image_cache::ImageCache;
 use sim_train::data::transform::{Normalisation, TrainAugment};
 use sim_train::data::{ImageSource, Sample};
-use sim_train::finetune::classifier::Classifier;
+use sim_study::config::MethodConfig;
+use sim_train::finetune::batch_parts::BatchParts;
+use sim_train::finetune::classifier::{Classifier, part_cross_entropy};
+use sim_train::finetune::method::Method;
+use sim_train::finetune::state::Training;
 use sim_train::model::{LoadOptions, load};
 use std::time::Instant;
 
@@ -22,23 +28,23 @@ fn main() {
     let (size, heads, batch, steps): (usize, usize, usize, usize) = (size.parse().unwrap(), heads.parse().unwrap(), batch.parse().unwrap(), steps.parse().unwrap());
     let device = Default::default();
     let backbone = load::<TrainBackend>(checkpoint.as_ref(), &LoadOptions { heads: Some(heads), ..LoadOptions::new(size) }, &device).unwrap().model;
-    let mut model = Classifier::new(backbone, 7, 0, &device);
-    let (mut opt_b, mut opt_h) = (AdamWConfig::new().init::<TrainBackend, Classifier<TrainBackend>>(), AdamWConfig::new().init());
+    let method = Method::new(&MethodConfig::full("full"), &backbone);
+    let mut tr = Training::new(Classifier::new(backbone, 7, 0, &device), 0.0);
     let images = Tensor::<TrainBackend, 4>::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let labels = Tensor::<TrainBackend, 1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 7).collect::<Vec<_>>(), [batch]), &device);
     let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
-    let mut step = |model: Classifier<TrainBackend>| {
-        let loss = loss_fn.forward(model.logits(images.clone()), labels.clone());
-        let mut grads = loss.backward();
-        let gh = GradientsParams::from_module(&mut grads, &model.head);
-        let gb = GradientsParams::from_module(&mut grads, &model.backbone);
-        let model = opt_b.step(1e-5, model, gb);
-        opt_h.step(1e-3, model, gh)
+    let parts = match std::env::var("SIM_BENCH_PARTS") {
+        Ok(n) => BatchParts::new(n.parse().expect("SIM_BENCH_PARTS: a number")),
+        Err(_) => BatchParts::per_thread(),
     };
-    model = step(model); // warm-up
+    let step = |tr: Training<TrainBackend>| {
+        let (grads, _) = parts.gradients(&tr.model, batch, |model, rows| part_cross_entropy(model, &loss_fn, &images, &labels, rows));
+        method.step(tr, grads, 1, 1e-5, 1e-3)
+    };
+    tr = step(tr); // warm-up
     let start = Instant::now();
     for _ in 0..steps {
-        model = step(model);
+        tr = step(tr);
     }
     let train_ips = (batch * steps) as f64 / start.elapsed().as_secs_f64();
 

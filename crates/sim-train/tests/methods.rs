@@ -5,6 +5,7 @@
 //! whatever the gradient), and WiSE-FT's interpolated weights.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use sim_study::config::{MethodConfig, MethodKind};
 use sim_train::backend::TrainBackend;
@@ -64,7 +65,8 @@ fn step(method: &Method<B>, tr: Training<B>, epoch: u32, lr_backbone: f64, lr_he
     let device = Default::default();
     let images = Tensor::<B, 4>::random([2, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let loss = tr.model.logits(images).sum();
-    method.step(tr, loss.backward(), epoch, lr_backbone, lr_head)
+    let grads = GradientsParams::from_grads(loss.backward(), &tr.model);
+    method.step(tr, grads, epoch, lr_backbone, lr_head)
 }
 
 fn images() -> Tensor<B, 4> {
@@ -155,7 +157,8 @@ fn rep_sim_penalty_is_weight_times_one_minus_cka_to_the_pretrained_features_and_
     for _ in 0..5 {
         let f = features(&tr.model.backbone, images.clone());
         let loss = rep_sim.penalty(&tr.model, &images, &f).unwrap();
-        tr = rep_sim.step(tr, loss.backward(), 1, 1e-3, 0.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &tr.model);
+        tr = rep_sim.step(tr, grads, 1, 1e-3, 0.0);
     }
     let after = penalty(&rep_sim, &tr.model, &images).unwrap();
     assert!(after < 0.8 * got, "penalty {got} → {after}");

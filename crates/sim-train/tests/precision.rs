@@ -4,6 +4,7 @@
 //! bf16), so the same code paths are checked here.
 
 use burn::backend::Autodiff;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::DType;
 use half::bf16;
@@ -63,7 +64,8 @@ fn an_update_below_bf16_resolution_is_kept_by_the_f32_master_weights() {
     // lr 1e-7: AdamW's first step moves each weight by about lr, about a
     // hundred-thousandth of a typical weight (σ 0.02), far below bf16's
     // resolution (2⁻⁸ relative).
-    let tr = method.step(Training::new(model, 0.0), loss.backward(), 1, 1e-7, 1e-7);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let tr = method.step(Training::new(model, 0.0), grads, 1, 1e-7, 1e-7);
     let after = weights(&tr.model);
     assert_eq!(after.dtype, DType::F32);
     let after = after.to_vec::<f32>().unwrap();

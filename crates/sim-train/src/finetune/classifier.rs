@@ -5,9 +5,11 @@
 use crate::model::Vit;
 use burn::module::Param;
 use burn::nn::Linear;
+use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::ops::Range;
 
 #[derive(Module, Debug)]
 pub struct Classifier<B: Backend> {
@@ -33,6 +35,19 @@ impl<B: Backend> Classifier<B> {
     pub fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         self.head.forward(features(&self.backbone, images))
     }
+}
+
+/// `loss_fn`'s mean cross-entropy of `model` on the rows `rows` of a batch,
+/// times their share of the batch's rows: the parts' losses of a batch cut
+/// into parts ([`super::batch_parts`]) add up to the batch's mean.
+///
+/// # Shapes
+/// - images: `[B, 3, S, S]`, labels: `[B]`
+/// - output: `[1]`
+pub fn part_cross_entropy<B: Backend>(model: &Classifier<B>, loss_fn: &CrossEntropyLoss<B>, images: &Tensor<B, 4>, labels: &Tensor<B, 1, Int>, rows: Range<usize>) -> Tensor<B, 1> {
+    let share = rows.len() as f64 / labels.dims()[0] as f64;
+    let logits = model.logits(images.clone().narrow(0, rows.start, rows.len()));
+    loss_fn.forward(logits, labels.clone().narrow(0, rows.start, rows.len())).mul_scalar(share)
 }
 
 /// What the head reads: a backbone's final-norm CLS token.

@@ -17,6 +17,7 @@
 //! On a CPU build both sides run on the CPU backend (the device side in the
 //! config's precision): the same code paths, at whatever size the config asks.
 
+use super::batch_parts::BatchParts;
 use super::classifier::Classifier;
 use super::eval::final_outputs;
 use super::method::Method;
@@ -139,12 +140,15 @@ struct Data {
     test: Vec<usize>,
     classes: usize,
     size: u32,
+    /// How a CPU step and evaluation cut their batches over the threads.
+    parts: BatchParts,
 }
 
 impl Data {
     fn new(prepared: &mut PreparedDataset, study: &StudyDir, bcfg: &BackboneConfig) -> anyhow::Result<Data> {
         let cache = prepared.image_cache(study, bcfg.input_size)?;
         Ok(Data {
+            parts: BatchParts::per_thread(),
             cache,
             labels: prepared.dataset.samples.iter().map(|s| s.label).collect(),
             train: prepared.train_indices(),
@@ -179,7 +183,7 @@ fn start<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, path: 
     Ok((Training::new(model, config.training.weight_decay), Normalisation { mean, std }))
 }
 
-fn inputs<'a, B: AutodiffBackend>(config: &'a StudyConfig, batcher: &'a Batcher<'a>, data: &Data, per_epoch: usize, method: &'a Method<B>, device: &'a B::Device) -> StepInputs<'a, B> {
+fn inputs<'a, B: AutodiffBackend>(config: &'a StudyConfig, batcher: &'a Batcher<'a>, data: &'a Data, per_epoch: usize, method: &'a Method<B>, device: &'a B::Device) -> StepInputs<'a, B> {
     let t = &config.training;
     StepInputs {
         batcher,
@@ -188,6 +192,7 @@ fn inputs<'a, B: AutodiffBackend>(config: &'a StudyConfig, batcher: &'a Batcher<
         training: t,
         per_epoch,
         method,
+        parts: data.parts.for_method(method),
         device,
     }
 }
@@ -236,11 +241,11 @@ fn timings<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, path
     let model = tr.model.valid();
     let eval_batch = config.evaluation.batch_size;
     let clock = Instant::now();
-    final_outputs(&model, &batcher, &data.test[..eval_batch.min(data.test.len())], eval_batch, device);
+    final_outputs(&model, &batcher, &data.test[..eval_batch.min(data.test.len())], eval_batch, &data.parts, device);
     let first_eval = clock.elapsed().as_secs_f64();
     progress(format_args!("first evaluation batch {first_eval:.3} s"));
     let clock = Instant::now();
-    final_outputs(&model, &batcher, &data.test, eval_batch, device);
+    final_outputs(&model, &batcher, &data.test, eval_batch, &data.parts, device);
     let eval_rate = data.test.len() as f64 / clock.elapsed().as_secs_f64();
     progress(format_args!("evaluation {eval_rate:.1} images/s"));
     Ok(Timings { shape, first_step, first_eval, train_rate, eval_rate })
@@ -264,7 +269,7 @@ fn short_run<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, pa
     let (mut tr, norm) = start::<B>(config, bcfg, path, data.classes, precision, device)?;
     let batcher = data.batcher(norm);
     let eval_batch = config.evaluation.batch_size;
-    let (pretrained, _) = final_outputs(&tr.model.valid(), &batcher, &data.test, eval_batch, device);
+    let (pretrained, _) = final_outputs(&tr.model.valid(), &batcher, &data.test, eval_batch, &data.parts, device);
     let method = Method::new(&MethodConfig::full("full"), &tr.model.backbone);
     let inputs = inputs(config, &batcher, data, data.train.len().div_ceil(t.batch_size), &method, device);
     let weights = class_weights(&data.labels, &data.train, data.classes);
@@ -275,7 +280,7 @@ fn short_run<B: AutodiffBackend>(config: &StudyConfig, bcfg: &BackboneConfig, pa
         let order = epoch_order(&data.train, &data.labels, &weights, t.class_balance, &mut rng);
         tr = train_epoch(tr, epoch, &order, &mut rng, &inputs).map_err(non_finite)?;
     }
-    let (features, logits) = final_outputs(&tr.model.valid(), &batcher, &data.test, eval_batch, device);
+    let (features, logits) = final_outputs(&tr.model.valid(), &batcher, &data.test, eval_batch, &data.parts, device);
     let labels = data.test.iter().map(|&i| data.labels[i] as i64).collect();
     Ok(ShortRun { pretrained, features, logits, labels, width: tr.model.backbone.width(), classes: data.classes })
 }

@@ -2,6 +2,7 @@
 //! no augmentation, over the sets of SPEC, written as one safetensors file in
 //! the layout of `sim_study::eval_file` (features f16, logits f32).
 
+use super::batch_parts::BatchParts;
 use super::classifier::Classifier;
 use crate::data::batch::Batcher;
 use crate::data::prepare::PreparedDataset;
@@ -32,6 +33,9 @@ pub struct EvalSets<'a> {
     pub batch_size: usize,
     /// Layers dumped (0 = embedding … L); `None` = all. `final` always is.
     pub layers: Option<Vec<usize>>,
+    /// How a batch is cut over the process's threads (the training steps
+    /// share these threads).
+    pub parts: BatchParts,
 }
 
 impl<'a> EvalSets<'a> {
@@ -54,6 +58,7 @@ impl<'a> EvalSets<'a> {
             knn_query: natural.0.test_indices(),
             batch_size: e.batch_size,
             layers: config.dump.layers.clone(),
+            parts: BatchParts::per_thread(),
         }
     }
 }
@@ -76,43 +81,71 @@ struct Want {
     attention: bool,
 }
 
-/// One pass over `indices` in batches of `batch_size`; `layers`: the
-/// layers dumped when all are wanted (`None`: every one).
-fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, layers: Option<&[usize]>, want: Want, device: &B::Device) -> Collected {
+impl Collected {
+    /// `other`'s rows after these.
+    fn append(&mut self, other: Collected) {
+        for (layer, (cls, patch)) in other.layers {
+            let entry = self.layers.entry(layer).or_default();
+            entry.0.extend(cls);
+            entry.1.extend(patch);
+        }
+        self.logits.extend(other.logits);
+        self.attention.extend(other.attention);
+        self.patch_norms.extend(other.patch_norms);
+        self.rows += other.rows;
+    }
+}
+
+/// One pass over `indices` in batches of `batch_size`, each batch cut into
+/// `parts` that run at once; `layers`: the layers dumped when all are wanted
+/// (`None`: every one).
+#[allow(clippy::too_many_arguments)]
+fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, layers: Option<&[usize]>, want: Want, parts: &BatchParts, device: &B::Device) -> Collected {
     let mut c = Collected::default();
     for chunk in indices.chunks(batch_size) {
-        // Every batch padded to the same shape; the padding's rows dropped here.
+        // Every batch padded to the same shape (a GPU's); the padding's rows
+        // are dropped, a part of padding alone is not run.
         let batch = batcher.eval::<B>(chunk, batch_size, device);
-        let values = |t: Tensor<B, 2>| {
-            let width = t.dims()[1];
-            let mut v = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
-            v.truncate(chunk.len() * width);
-            v
-        };
-        let out = model.backbone.forward(batch.images);
-        let mut dumped: Vec<(Layer, &Tensor<B, 3>)> = vec![(Layer::Final, &out.final_tokens)];
-        if want.all_layers {
-            for (i, h) in out.hidden.iter().enumerate() {
-                if layers.is_none_or(|l| l.contains(&i)) {
-                    dumped.push((Layer::Index(i), h));
-                }
+        let collected = parts.run(batch_size, |rows| {
+            let real = chunk.len().saturating_sub(rows.start).min(rows.len());
+            (real > 0).then(|| collect(model, batch.images.clone().narrow(0, rows.start, rows.len()), real, layers, want))
+        });
+        for part in collected.into_iter().flatten() {
+            c.append(part);
+        }
+    }
+    c
+}
+
+/// What `want` asks of `images`, of which the first `real` rows are kept.
+fn collect<B: Backend>(model: &Classifier<B>, images: Tensor<B, 4>, real: usize, layers: Option<&[usize]>, want: Want) -> Collected {
+    let mut c = Collected { rows: real, ..Collected::default() };
+    let values = |t: Tensor<B, 2>| {
+        let width = t.dims()[1];
+        let mut v = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
+        v.truncate(real * width);
+        v
+    };
+    let out = model.backbone.forward(images);
+    let mut dumped: Vec<(Layer, &Tensor<B, 3>)> = vec![(Layer::Final, &out.final_tokens)];
+    if want.all_layers {
+        for (i, h) in out.hidden.iter().enumerate() {
+            if layers.is_none_or(|l| l.contains(&i)) {
+                dumped.push((Layer::Index(i), h));
             }
         }
-        for (layer, tokens) in dumped {
-            let (cls, patch) = out.cls_and_patch_mean(tokens);
-            let entry = c.layers.entry(layer).or_default();
-            entry.0.extend(values(cls));
-            entry.1.extend(values(patch));
-        }
-        if want.logits {
-            let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
-            c.logits.extend(values(model.head.forward(cls)));
-        }
-        if want.attention {
-            c.attention.extend(values(out.attention.clone()));
-            c.patch_norms.extend(values(out.patch_norms()));
-        }
-        c.rows += chunk.len();
+    }
+    for (layer, tokens) in dumped {
+        let (cls, patch) = out.cls_and_patch_mean(tokens);
+        c.layers.insert(layer, (values(cls), values(patch)));
+    }
+    if want.logits {
+        let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);
+        c.logits = values(model.head.forward(cls));
+    }
+    if want.attention {
+        c.attention = values(out.attention.clone());
+        c.patch_norms = values(out.patch_norms());
     }
     c
 }
@@ -133,9 +166,9 @@ fn features(out: &mut Vec<RawTensor>, probe: Probe, c: &Collected, width: usize)
 }
 
 /// Final-norm CLS features `[n, width]` and logits `[n, classes]` of
-/// `indices`, row-major, in batches of `batch_size`.
-pub(crate) fn final_outputs<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, device: &B::Device) -> (Vec<f32>, Vec<f32>) {
-    let mut c = pass(model, batcher, indices, batch_size, None, Want { logits: true, ..FINAL_ONLY }, device);
+/// `indices`, row-major, in batches of `batch_size` cut into `parts`.
+pub(crate) fn final_outputs<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, parts: &BatchParts, device: &B::Device) -> (Vec<f32>, Vec<f32>) {
+    let mut c = pass(model, batcher, indices, batch_size, None, Want { logits: true, ..FINAL_ONLY }, parts, device);
     (c.layers.remove(&Layer::Final).map(|(cls, _)| cls).unwrap_or_default(), c.logits)
 }
 
@@ -145,7 +178,7 @@ const FINAL_ONLY: Want = Want { all_layers: false, logits: false, attention: fal
 /// The medical test set: logits, labels and the medical probe's features.
 pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
     let mut out = Vec::new();
-    let medical = pass(model, &sets.medical, &sets.medical_test, sets.batch_size, sets.layers.as_deref(), Want { logits: true, ..ALL_LAYERS }, device);
+    let medical = pass(model, &sets.medical, &sets.medical_test, sets.batch_size, sets.layers.as_deref(), Want { logits: true, ..ALL_LAYERS }, &sets.parts, device);
     let classes = medical.logits.len() / medical.rows.max(1);
     out.push(RawTensor::f32(eval_file::TEST_LOGITS, vec![medical.rows, classes], &medical.logits));
     let labels: Vec<i64> = sets.medical_test.iter().map(|&i| sets.medical.labels[i] as i64).collect();
@@ -157,7 +190,7 @@ pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, 
 /// The medical train split's final-norm CLS features and labels: what a
 /// linear probe of the pre-trained backbone trains on (epoch 0 only).
 pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
-    let c = pass(model, &sets.medical, &sets.medical_train, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, device);
+    let c = pass(model, &sets.medical, &sets.medical_train, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, &sets.parts, device);
     let labels: Vec<i64> = sets.medical_train.iter().map(|&i| sets.medical.labels[i] as i64).collect();
     vec![
         RawTensor::f16(eval_file::TRAIN_FEATURES, vec![c.rows, model.backbone.width()], &c.layers[&Layer::Final].0),
@@ -172,18 +205,18 @@ pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets
 pub fn evaluate_natural<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, with_images: bool, device: &B::Device) -> Vec<RawTensor> {
     let width = model.backbone.width();
     let mut out = Vec::new();
-    let natural = pass(model, &sets.natural, &sets.natural_probe, sets.batch_size, sets.layers.as_deref(), ALL_LAYERS, device);
+    let natural = pass(model, &sets.natural, &sets.natural_probe, sets.batch_size, sets.layers.as_deref(), ALL_LAYERS, &sets.parts, device);
     features(&mut out, Probe::Natural, &natural, width);
     for (indices, feats, labels) in [
         (&sets.knn_bank, eval_file::KNN_BANK, eval_file::KNN_BANK_LABELS),
         (&sets.knn_query, eval_file::KNN_QUERY, eval_file::KNN_QUERY_LABELS),
     ] {
-        let c = pass(model, &sets.natural, indices, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, device);
+        let c = pass(model, &sets.natural, indices, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, &sets.parts, device);
         out.push(RawTensor::f16(feats, vec![c.rows, width], &c.layers[&Layer::Final].0));
         let y: Vec<i64> = indices.iter().map(|&i| sets.natural.labels[i] as i64).collect();
         out.push(RawTensor::i64(labels, &y));
     }
-    let attn = pass(model, &sets.natural, &sets.attention, sets.batch_size, sets.layers.as_deref(), Want { attention: true, ..FINAL_ONLY }, device);
+    let attn = pass(model, &sets.natural, &sets.attention, sets.batch_size, sets.layers.as_deref(), Want { attention: true, ..FINAL_ONLY }, &sets.parts, device);
     let patches = attn.attention.len() / attn.rows.max(1);
     out.push(RawTensor::f32(eval_file::ATTENTION, vec![attn.rows, patches], &attn.attention));
     out.push(RawTensor::f32(eval_file::ATTENTION_PATCH_NORM, vec![attn.rows, patches], &attn.patch_norms));
@@ -192,4 +225,59 @@ pub fn evaluate_natural<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, 
         out.push(RawTensor::u8(eval_file::ATTENTION_IMAGES, vec![attn.rows, s, s, 3], sets.natural.eval_pixels(&sets.attention)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+    use crate::data::image_cache::ImageCache;
+    use crate::data::transform::Normalisation;
+    use crate::data::{ImageSource, Sample};
+    use crate::model::init::{VitShape, random_vit};
+
+    /// A pass with its batches cut into parts gives the whole batches'
+    /// outputs, row for row, padding dropped.
+    #[test]
+    fn a_pass_in_parts_gives_the_whole_batches_outputs_in_order() {
+        let device = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<Sample> = (0..11u8)
+            .map(|i| Sample {
+                id: i.to_string(),
+                source: ImageSource::Memory(std::sync::Arc::new(image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([i * 20, (x * 15) as u8, (y * 15) as u8])))),
+                label: usize::from(i % 3),
+                group: i.to_string(),
+                given_split: None,
+            })
+            .collect();
+        let (cache, _) = ImageCache::load_or_build(&dir.path().join("cache.u8img"), &samples, 16).unwrap();
+        let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
+        let batcher = Batcher { cache: &cache, labels: &labels, size: 16, norm: Normalisation { mean: [0.5; 3], std: [0.25; 3] } };
+        let shape = VitShape { width: 32, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 16 };
+        let model = Classifier::new(random_vit::<CpuBackend>(shape, 2, &device).unwrap().model, 3, 0, &device);
+        let want = Want { all_layers: true, logits: true, attention: true };
+        // 11 images in batches of 4: the last batch has 3 real rows.
+        let run = |parts: usize| pass(&model, &batcher, &(0..11).rev().collect::<Vec<_>>(), 4, None, want, &BatchParts::new(parts), &device);
+        let whole = run(1);
+        assert_eq!(whole.rows, 11);
+        for parts in [2, 3] {
+            let split = run(parts);
+            assert_eq!(split.rows, whole.rows);
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_eq!(a.len(), b.len(), "{parts} parts, {what}");
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{parts} parts, {what}: {x} vs {y}");
+                }
+            };
+            close(&split.logits, &whole.logits, "logits");
+            close(&split.attention, &whole.attention, "attention");
+            close(&split.patch_norms, &whole.patch_norms, "patch norms");
+            assert_eq!(split.layers.len(), whole.layers.len());
+            for (layer, (cls, patch)) in &whole.layers {
+                close(&split.layers[layer].0, cls, "CLS");
+                close(&split.layers[layer].1, patch, "patch mean");
+            }
+        }
+    }
 }

@@ -98,35 +98,42 @@ impl<B: AutodiffBackend> Method<B> {
     /// `layer_decay` numbers layers: the embedding (layer 0) d^(L+1), block i
     /// (layer i, 1-based) d^(L+1−i), the final norm d^0 = 1. Without layer
     /// decay: one group at 1.
-    fn backbone_groups(&self, grads: &mut B::Gradients, vit: &Vit<B>) -> Vec<(GradientsParams, f64)> {
+    fn backbone_groups(&self, grads: &mut GradientsParams, vit: &Vit<B>) -> Vec<(GradientsParams, f64)> {
         let Some(decay) = self.config.layer_decay else {
-            return vec![(GradientsParams::from_module(grads, vit), 1.0)];
+            return vec![(take(grads, vit), 1.0)];
         };
         let depth = vit.blocks.len() as i32;
         let mut groups = Vec::new();
         let embedding = decay.powi(depth + 1);
-        groups.push((GradientsParams::from_module(grads, &vit.patch_embed), embedding));
-        groups.push((GradientsParams::from_module(grads, &vit.cls_token), embedding));
-        groups.push((GradientsParams::from_module(grads, &vit.pos_embed), embedding));
+        groups.push((take(grads, &vit.patch_embed), embedding));
+        groups.push((take(grads, &vit.cls_token), embedding));
+        groups.push((take(grads, &vit.pos_embed), embedding));
         if let Some(reg) = &vit.reg_token {
-            groups.push((GradientsParams::from_module(grads, reg), embedding));
+            groups.push((take(grads, reg), embedding));
         }
         if let Some(norm) = &vit.norm_pre {
-            groups.push((GradientsParams::from_module(grads, norm), embedding));
+            groups.push((take(grads, norm), embedding));
         }
         for (i, block) in vit.blocks.iter().enumerate() {
-            groups.push((GradientsParams::from_module(grads, block), decay.powi(depth - i as i32)));
+            groups.push((take(grads, block), decay.powi(depth - i as i32)));
         }
         // What is left: the final norm (and a projection, where there is one).
-        groups.push((GradientsParams::from_module(grads, vit), 1.0));
+        groups.push((take(grads, vit), 1.0));
         groups
     }
 
-    /// One optimiser step of `tr` from the gradients of the step's loss: the
-    /// backbone (when it trains in `epoch`) at `lr_backbone` times its
-    /// groups' factors, the head at `lr_head`.
-    pub fn step(&self, mut tr: Training<B>, mut grads: B::Gradients, epoch: u32, lr_backbone: f64, lr_head: f64) -> Training<B> {
-        let head = GradientsParams::from_module(&mut grads, &tr.model.head);
+    /// Whether [`Method::penalty`] reads the batch's rows together (rep-sim's
+    /// batch CKA), so that a step cannot cut its batch into parts
+    /// ([`super::batch_parts`]).
+    pub fn penalty_needs_whole_batch(&self) -> bool {
+        self.config.kind == MethodKind::RepSim
+    }
+
+    /// One optimiser step of `tr` from the gradients of the step's loss
+    /// (of the whole classifier): the backbone (when it trains in `epoch`) at
+    /// `lr_backbone` times its groups' factors, the head at `lr_head`.
+    pub fn step(&self, mut tr: Training<B>, mut grads: GradientsParams, epoch: u32, lr_backbone: f64, lr_head: f64) -> Training<B> {
+        let head = take(&mut grads, &tr.model.head);
         if self.backbone_trains(epoch) {
             for (group, factor) in self.backbone_groups(&mut grads, &tr.model.backbone) {
                 tr.model = tr.opt_backbone.step(lr_backbone * factor, tr.model, group);
@@ -135,6 +142,24 @@ impl<B: AutodiffBackend> Method<B> {
         tr.model = tr.opt_head.step(lr_head, tr.model, head);
         tr
     }
+}
+
+/// The gradients of `module`'s parameters, moved out of `grads`.
+fn take<B: AutodiffBackend, M: Module<B>>(grads: &mut GradientsParams, module: &M) -> GradientsParams {
+    struct Take<'a> {
+        from: &'a mut GradientsParams,
+        to: GradientsParams,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id) {
+                self.to.register::<B::InnerBackend, D>(param.id, grad);
+            }
+        }
+    }
+    let mut visitor = Take { from: grads, to: GradientsParams::new() };
+    module.visit(&mut visitor);
+    visitor.to
 }
 
 /// Linear CKA between two sets of features of the same examples, with

@@ -11,6 +11,7 @@
 //! augmentation, all drawn from (seed, epoch): a resumed run draws exactly
 //! what an uninterrupted one would.
 
+pub mod batch_parts;
 pub mod classifier;
 pub mod device_check;
 pub mod eval;
@@ -20,11 +21,12 @@ pub mod schedule;
 pub mod state;
 pub mod wise_ft;
 
-use crate::data::batch::{Batcher, HostBatch};
+use crate::data::batch::{Batcher, HostBatch, ImageBatch};
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::bail;
+use batch_parts::BatchParts;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -42,6 +44,7 @@ use sim_study::tensors::write_safetensors;
 use sim_study::{StudyDir, crash, remove_leftovers};
 use state::{RunState, Status, Training, prune_checkpoints};
 use std::io::Write;
+use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
@@ -172,6 +175,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         training: t,
         per_epoch: train.len().div_ceil(t.batch_size),
         method: &method,
+        parts: sets.parts.for_method(&method),
         device,
     };
     let images = plan::EvalImages {
@@ -180,7 +184,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         knn_bank: sets.knn_bank.len(),
         knn_query: sets.knn_query.len(),
     };
-    let step_seconds = plan::time_step(&training.model, t.batch_size, size as usize, classes, device);
+    let step_seconds = plan::time_step(&training.model, t.batch_size, size as usize, classes, &sets.parts, device);
     let cost = plan::RunCost::new(config, &training.model, images, train.len(), step_seconds);
     tracing::info!("{}; method {} ({:?})", cost.describe(&bcfg.name, size), run.method, method_config.kind);
 
@@ -334,6 +338,8 @@ struct StepInputs<'a, B: AutodiffBackend> {
     /// Steps per epoch: the schedule's unit.
     per_epoch: usize,
     method: &'a Method<B>,
+    /// How a step cuts its batch over the process's threads.
+    parts: &'a BatchParts,
     device: &'a B::Device,
 }
 
@@ -378,16 +384,9 @@ fn train_epoch<B: AutodiffBackend>(
             let row_weights = row_weights(&host.labels, host.rows, inputs.class_weights.as_deref());
             seen += host.rows;
             let batch = host.to_device::<B>(inputs.device);
-            let features = classifier::features(&tr.model.backbone, batch.images.clone());
-            let logits = tr.model.head.forward(features.clone());
-            let mut loss = weighted_cross_entropy(logits, batch.labels, &row_weights, inputs.device);
-            let real = |x: Tensor<B, 2>| if batch.rows < x.dims()[0] { x.narrow(0, 0, batch.rows) } else { x };
-            let images = if batch.rows < t.batch_size { batch.images.narrow(0, 0, batch.rows) } else { batch.images };
-            if let Some(penalty) = inputs.method.penalty(&tr.model, &images, &real(features)) {
-                loss = loss + penalty;
-            }
-            window.push(loss.clone().detach());
-            tr = inputs.method.step(tr, loss.backward(), epoch, t.lr_backbone * factor, t.lr_head * factor);
+            let (grads, loss) = inputs.parts.gradients(&tr.model, row_weights.len(), |model, rows| part_loss(model, &batch, rows, &row_weights, inputs.method));
+            window.push(loss);
+            tr = inputs.method.step(tr, grads, epoch, t.lr_backbone * factor, t.lr_head * factor);
             if let Some(value) = window.read_if_due(step + 1, step + 1 == batches_in_order)? {
                 progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, seen as f64 / start.elapsed().as_secs_f64());
             }
@@ -447,17 +446,39 @@ fn row_weights(labels: &[i64], rows: usize, class_weights: Option<&[f32]>) -> Ve
     labels.iter().enumerate().map(|(i, &y)| if i >= rows { 0.0 } else { class_weights.map_or(1.0, |w| w[y as usize]) }).collect()
 }
 
-/// Cross-entropy averaged with `row_weights`: Σ wᵢ·(−log pᵢ[yᵢ]) / Σ wᵢ,
-/// PyTorch's `cross_entropy(weight=…)` (and burn's) on the rows of nonzero
-/// weight, so zero-weight padding rows change neither the loss nor a
-/// gradient.
+/// A step's loss on the rows `rows` of `batch` (weighted by `row_weights`,
+/// one per row of the batch): their share of the batch's weighted
+/// cross-entropy, plus the method's term on the part that starts at row 0,
+/// over its real rows (a term that reads rows comes with a single part,
+/// [`BatchParts::for_method`]). The parts' losses add up to the batch's.
+fn part_loss<B: AutodiffBackend>(model: &Classifier<B>, batch: &ImageBatch<B>, rows: Range<usize>, row_weights: &[f32], method: &Method<B>) -> Tensor<B, 1> {
+    let images = batch.images.clone().narrow(0, rows.start, rows.len());
+    let labels = batch.labels.clone().narrow(0, rows.start, rows.len());
+    let features = classifier::features(&model.backbone, images.clone());
+    let logits = model.head.forward(features.clone());
+    let total = row_weights.iter().sum();
+    let loss = weighted_cross_entropy(logits, labels, &row_weights[rows.clone()], total, &batch.images.device());
+    let real = batch.rows.saturating_sub(rows.start).min(rows.len());
+    if rows.start != 0 || real == 0 {
+        return loss;
+    }
+    match method.penalty(model, &images.narrow(0, 0, real), &features.narrow(0, 0, real)) {
+        Some(penalty) => loss + penalty,
+        None => loss,
+    }
+}
+
+/// Cross-entropy weighted by `row_weights` over the batch's `total` weight:
+/// Σ wᵢ·(−log pᵢ[yᵢ]) / total. With `total` = Σ wᵢ of these rows, PyTorch's
+/// `cross_entropy(weight=…)` (and burn's) on the rows of nonzero weight, so
+/// zero-weight padding rows change neither the loss nor a gradient; with the
+/// whole batch's total, a part's share of the batch's loss.
 ///
 /// # Shapes
 /// - logits: `[B, C]`, labels: `[B]`, row_weights: B values
 /// - output: `[1]`
-fn weighted_cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>, row_weights: &[f32], device: &B::Device) -> Tensor<B, 1> {
+fn weighted_cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>, row_weights: &[f32], total: f32, device: &B::Device) -> Tensor<B, 1> {
     let [b, _] = logits.dims();
-    let total: f32 = row_weights.iter().sum();
     let weights = Tensor::<B, 1>::from_data(TensorData::new(row_weights.to_vec(), [b]), device);
     let picked = burn::tensor::activation::log_softmax(logits, 1).gather(1, labels.reshape([b, 1])).reshape([b]);
     (picked * weights).sum().neg().div_scalar(total)
@@ -520,6 +541,8 @@ pub(crate) fn logging(log_file: &Path) -> anyhow::Result<tracing::subscriber::De
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
 
     type Ad = burn::backend::Autodiff<crate::CpuBackend>;
 
@@ -535,7 +558,8 @@ mod tests {
         }
         let x = Tensor::<Ad, 2>::from_data(TensorData::new(values, [padded, classes]), &device).require_grad();
         let y = Tensor::<Ad, 1, Int>::from_data(TensorData::new(ys.clone(), [padded]), &device);
-        let loss = weighted_cross_entropy(x.clone(), y, &row_weights(&ys, rows, class_weights), &device);
+        let weights = row_weights(&ys, rows, class_weights);
+        let loss = weighted_cross_entropy(x.clone(), y, &weights, weights.iter().sum(), &device);
         let grads = loss.backward();
         let g = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
         (loss.into_scalar().elem(), g[..rows * classes].to_vec())
@@ -563,6 +587,62 @@ mod tests {
                     assert!((a - b).abs() < 1e-6, "weights {w:?}, {padded} rows: gradient {a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// Every parameter's gradient in `a` and `b`: the largest difference
+    /// and the largest gradient.
+    struct CompareGrads<'a> {
+        a: &'a GradientsParams,
+        b: &'a GradientsParams,
+        params: usize,
+        max_diff: f32,
+        max_grad: f32,
+    }
+
+    impl ModuleVisitor<Ad> for CompareGrads<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Ad, D>>) {
+            let values = |g: &GradientsParams| g.get::<crate::CpuBackend, D>(param.id).expect("a gradient of every parameter").into_data().to_vec::<f32>().unwrap();
+            let (a, b) = (values(self.a), values(self.b));
+            self.params += 1;
+            for (x, y) in a.iter().zip(&b) {
+                self.max_diff = self.max_diff.max((x - y).abs());
+                self.max_grad = self.max_grad.max(x.abs());
+            }
+        }
+    }
+
+    /// A step cut into parts over threads computes the unsplit step's loss
+    /// and gradient: class weights, a padded last batch, and a method term
+    /// (l2-sp) counted once.
+    #[test]
+    fn a_step_in_parts_has_the_unsplit_steps_loss_and_gradients() {
+        use crate::model::init::{VitShape, random_vit};
+        use sim_study::config::{MethodConfig, MethodKind};
+        let device = Default::default();
+        let shape = VitShape { width: 32, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 16 };
+        let config = MethodConfig { kind: MethodKind::L2Sp, alpha: Some(0.5), beta: Some(0.25), ..MethodConfig::full("l2-sp") };
+        // Anchored at other weights, so that l2-sp's term has a gradient.
+        let method = Method::new(&config, &random_vit::<Ad>(shape, 6, &device).unwrap().model);
+        let model = Classifier::new(random_vit::<Ad>(shape, 5, &device).unwrap().model, 3, 1, &device);
+        let (rows, padded) = (5, 7);
+        let mut labels: Vec<i64> = vec![0, 2, 1, 1, 0];
+        labels.resize(padded, labels[0]);
+        let pixels: Vec<f32> = (0..padded * 3 * 16 * 16).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let batch = HostBatch { pixels, labels: labels.clone(), rows, size: 16 }.to_device::<Ad>(&device);
+        let weights = row_weights(&labels, rows, Some(&[0.5, 2.0, 1.25]));
+        let step = |parts: usize| {
+            let (grads, loss) = BatchParts::new(parts).gradients(&model, padded, |m, r| part_loss(m, &batch, r, &weights, &method));
+            (grads, loss.into_scalar().elem::<f32>())
+        };
+        let (whole, whole_loss) = step(1);
+        for parts in [2, 3] {
+            let (split, split_loss) = step(parts);
+            assert!((split_loss - whole_loss).abs() <= 1e-6 * whole_loss.abs(), "{parts} parts: loss {split_loss} vs {whole_loss}");
+            let mut compare = CompareGrads { a: &split, b: &whole, params: 0, max_diff: 0.0, max_grad: 0.0 };
+            model.visit(&mut compare);
+            assert!(compare.params > 20 && compare.max_grad > 0.0);
+            assert!(compare.max_diff <= 1e-5 * compare.max_grad, "{parts} parts: gradients differ by {} (largest {})", compare.max_diff, compare.max_grad);
         }
     }
 

@@ -3,7 +3,8 @@
 //! `finetune` announces it for its run; `cargo xtask reproduce --plan` adds it
 //! up for a whole study.
 
-use super::classifier::Classifier;
+use super::batch_parts::BatchParts;
+use super::classifier::{Classifier, part_cross_entropy};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -72,16 +73,16 @@ impl RunCost {
     }
 }
 
-/// Seconds of one training step (forward and backward) of `batch` random
-/// images of `size` pixels, after one untimed step that takes the warm-up
-/// (kernel compilation on a GPU) out of the measure.
-pub fn time_step<B: AutodiffBackend>(model: &Classifier<B>, batch: usize, size: usize, classes: usize, device: &B::Device) -> f64 {
+/// Seconds of one training step (forward and backward, the batch cut into
+/// `parts` as training cuts it) of `batch` random images of `size` pixels,
+/// after one untimed step that takes the warm-up (kernel compilation on a
+/// GPU) out of the measure.
+pub fn time_step<B: AutodiffBackend>(model: &Classifier<B>, batch: usize, size: usize, classes: usize, parts: &BatchParts, device: &B::Device) -> f64 {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let step = || {
         let images = Tensor::<B, 4>::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device);
         let labels = Tensor::<B, 1, Int>::from_data(TensorData::new((0..batch).map(|i| (i % classes) as i64).collect::<Vec<_>>(), [batch]), device);
-        let loss = loss_fn.forward(model.logits(images), labels);
-        let _ = loss.backward();
+        let _ = parts.gradients(model, batch, |model, rows| part_cross_entropy(model, &loss_fn, &images, &labels, rows));
     };
     let sync = || B::sync(device).expect("the device ran the step");
     step();

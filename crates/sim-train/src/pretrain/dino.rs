@@ -10,6 +10,7 @@
 //! (the entropy of its batch-mean distribution at 0) at every step of an
 //! epoch stops the pre-training with an error naming the epoch.
 
+use crate::finetune::batch_parts::BatchParts;
 use crate::finetune::state::{load_checkpoint, save_checkpoint};
 use crate::finetune::wise_ft::mix;
 use crate::model::Vit;
@@ -19,7 +20,7 @@ use burn::module::{AutodiffModule, Module, Param};
 use burn::nn::Linear;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, Optimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::activation::{gelu, log_softmax, softmax};
@@ -128,28 +129,31 @@ impl<B: AutodiffBackend> Dino<B> {
     /// # Shapes
     /// - globals: `[2n, 3, S, S]`
     /// - locals: `[kn, 3, s, s]` (k may be 0)
-    pub fn step(&mut self, globals: Tensor<B, 4>, locals: Option<Tensor<B, 4>>, lr: f64, momentum: f64) -> DinoStep {
+    pub fn step(&mut self, globals: Tensor<B, 4>, locals: Option<Tensor<B, 4>>, lr: f64, momentum: f64, parts: &BatchParts) -> DinoStep {
         let c = &self.config;
         let n = globals.dims()[0] / 2;
-        let t_raw = self.teacher.forward(globals.clone().inner()); // [2n, K]
+        let inner = globals.clone().inner();
+        let t_raw = Tensor::cat(parts.run(2 * n, |rows| self.teacher.forward(inner.clone().narrow(0, rows.start, rows.len()))), 0); // [2n, K]
         let t = softmax((t_raw.clone() - self.center.clone()).div_scalar(c.teacher_temp), 1);
-        let (t0, t1) = (t.clone().narrow(0, 0, n), t.clone().narrow(0, n, n));
-        let cross = |target: Tensor<B::InnerBackend, 2>, log_p: Tensor<B, 2>| (Tensor::<B, 2>::from_inner(target) * log_p).sum_dim(1).mean().neg();
-        let s_g = log_softmax(self.student.forward(globals).div_scalar(c.student_temp), 1);
-        let mut loss = cross(t1, s_g.clone().narrow(0, 0, n)) + cross(t0.clone(), s_g.narrow(0, n, n));
-        let mut pairs = 2.0;
-        if let Some(locals) = locals {
-            let k = locals.dims()[0] / n;
-            let s_l = log_softmax(self.student.forward(locals).div_scalar(c.student_temp), 1);
-            // Every local view against both global ones.
-            let both = t.clone().narrow(0, 0, n) + t.clone().narrow(0, n, n);
-            let both = both.repeat_dim(0, k);
-            loss = loss + cross(both, s_l).mul_scalar(k as f64);
-            pairs += 2.0 * k as f64;
-        }
-        let loss = loss.div_scalar(pairs);
-        let value: f64 = loss.clone().into_scalar().elem();
-        let grads = GradientsParams::from_grads(loss.backward(), &self.student);
+        let k = locals.as_ref().map_or(0, |l| l.dims()[0] / n);
+        let pairs = (2 + 2 * k) as f64;
+        // Each part: its images in every view. The loss is a sum over
+        // images, each pair's term its rows' share of the pair's mean.
+        let (grads, loss) = parts.gradients(&self.student, n, |student, rows| {
+            let len = rows.len();
+            let views = |x: &Tensor<B, 4>, count: usize| Tensor::cat((0..count).map(|v| x.clone().narrow(0, v * n + rows.start, len)).collect(), 0);
+            let target = |v: usize| t.clone().narrow(0, v * n + rows.start, len);
+            let cross = |target: Tensor<B::InnerBackend, 2>, log_p: Tensor<B, 2>| (Tensor::<B, 2>::from_inner(target) * log_p).sum().neg().div_scalar(n as f64);
+            let s_g = log_softmax(student.forward(views(&globals, 2)).div_scalar(c.student_temp), 1); // [2·len, K]
+            let mut loss = cross(target(1), s_g.clone().narrow(0, 0, len)) + cross(target(0), s_g.narrow(0, len, len));
+            if let Some(locals) = &locals {
+                let s_l = log_softmax(student.forward(views(locals, k)).div_scalar(c.student_temp), 1); // [k·len, K]
+                // Every local view against both global ones.
+                loss = loss + cross((target(0) + target(1)).repeat_dim(0, k), s_l);
+            }
+            loss.div_scalar(pairs)
+        });
+        let value: f64 = loss.into_scalar().elem();
         self.student = self.optimizer.step(lr, self.student.clone(), grads);
         self.teacher = mix(&self.student.valid(), self.teacher.clone(), momentum);
         let cm = c.center_momentum;
@@ -274,6 +278,35 @@ impl std::fmt::Display for Collapse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step cut into parts over threads reads every part's own images in
+    /// every view and the teacher's targets of those images: its loss is the
+    /// unsplit step's.
+    #[test]
+    fn a_step_in_parts_has_the_unsplit_steps_loss() {
+        use crate::model::init::{VitShape, random_vit};
+        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
+        let device = Default::default();
+        let shape = VitShape { width: 32, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 16 };
+        let config = DinoConfig { local_crops: 2, local_size: 8, hidden_dim: 48, bottleneck_dim: 16, out_dim: 32, ..DinoConfig::default() };
+        let (n, k) = (5, 2);
+        let pixels = |rows: usize, side: usize, seed: usize| {
+            let values: Vec<f32> = (0..rows * 3 * side * side).map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0).collect();
+            Tensor::<Ad, 4>::from_data(TensorData::new(values, [rows, 3, side, side]), &device)
+        };
+        let (globals, locals) = (pixels(2 * n, 16, 1), pixels(k * n, 8, 2));
+        let loss = |parts: usize| {
+            let mut dino = Dino::new(random_vit::<Ad>(shape, 3, &device).unwrap().model, &config, 0.04, 7, &device);
+            // A centre of its own, so that the targets differ by image.
+            dino.center = Tensor::from_data(TensorData::new((0..32).map(|i| (i % 5) as f32 * 0.1).collect::<Vec<_>>(), [1, 32]), &device);
+            dino.step(globals.clone(), Some(locals.clone()), 1e-4, 0.99, &BatchParts::new(parts)).loss
+        };
+        let whole = loss(1);
+        for parts in [2, 3] {
+            let split = loss(parts);
+            assert!((split - whole).abs() <= 1e-6 * whole.abs(), "{parts} parts: loss {split} vs {whole}");
+        }
+    }
 
     fn step(teacher_entropy: f64, batch_entropy: f64) -> DinoStep {
         DinoStep { loss: 1.0, teacher_entropy, batch_entropy }

@@ -16,7 +16,8 @@ pub mod dino;
 use crate::data::batch::Batcher;
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
-use crate::finetune::classifier::Classifier;
+use crate::finetune::batch_parts::BatchParts;
+use crate::finetune::classifier::{Classifier, part_cross_entropy};
 use crate::finetune::method::Method;
 use crate::finetune::state::{Training, prune_checkpoints};
 use crate::finetune::{logging, progress, schedule};
@@ -136,6 +137,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         global: Batcher { cache: &cache, labels: &labels, size: bcfg.input_size, norm },
         local: Batcher { cache: &cache, labels: &labels, size: p.dino.local_size, norm },
         classes: natural.dataset.classes.len(),
+        parts: BatchParts::per_thread(),
     };
 
     let mut learner = match p.objective {
@@ -228,6 +230,8 @@ struct EpochData<'a> {
     /// DINO's local views.
     local: Batcher<'a>,
     classes: usize,
+    /// How a step cuts its batch over the process's threads.
+    parts: BatchParts,
 }
 
 /// Why an epoch stopped the pre-training.
@@ -272,16 +276,16 @@ fn train_epoch<B: AutodiffBackend>(
         let (next, value) = match learner {
             Learner::Supervised { training, method } => {
                 let b = data.global.train::<B>(batch, &global, rng, device);
-                let loss = loss_fn.forward(training.model.logits(b.images), b.labels);
-                let value: f64 = loss.clone().into_scalar().elem();
-                let training = if value.is_finite() { method.step(training, loss.backward(), epoch, lr, lr) } else { training };
+                let (grads, loss) = data.parts.gradients(&training.model, batch.len(), |model, rows| part_cross_entropy(model, &loss_fn, &b.images, &b.labels, rows));
+                let value: f64 = loss.into_scalar().elem();
+                let training = if value.is_finite() { method.step(training, grads, epoch, lr, lr) } else { training };
                 (Learner::Supervised { training, method }, value)
             }
             Learner::Dino(mut d) => {
                 let globals = Tensor::cat((0..2).map(|_| data.global.train::<B>(batch, &global, rng, device).images).collect(), 0);
                 let locals = (p.dino.local_crops > 0)
                     .then(|| Tensor::cat((0..p.dino.local_crops).map(|_| data.local.train::<B>(batch, &local, rng, device).images).collect(), 0));
-                let out = d.step(globals, locals, lr, dino::momentum(p.dino.teacher_momentum, global_step, total));
+                let out = d.step(globals, locals, lr, dino::momentum(p.dino.teacher_momentum, global_step, total), &data.parts);
                 watch.record(&out);
                 (Learner::Dino(d), out.loss)
             }
