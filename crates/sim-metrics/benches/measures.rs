@@ -2,7 +2,9 @@
 //! Rust, numpy and PyTorch run on the same arrays in one run. Prints one JSON
 //! object: measure → best-of-N seconds. Run through the script (BENCHMARKS.md):
 //!
-//!     cargo bench -p sim-metrics --bench measures -- INPUT_DIR
+//!     cargo bench -p sim-metrics --bench measures -- INPUT_DIR [MEASURE ...]
+//!
+//! Measures named after the folder: only those (their inputs alone need be there).
 
 use sim_metrics::arrays::{FloatArray, load_labels, load_matrix};
 use sim_metrics::blas::BlasFloat;
@@ -36,7 +38,9 @@ fn dgemm_seconds(n: usize) -> f64 {
 }
 
 fn main() {
-    let dir = std::env::args().skip(1).find(|a| !a.starts_with("--")).expect("usage: measures INPUT_DIR");
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let (dir, only) = args.split_first().expect("usage: measures INPUT_DIR [MEASURE ...]");
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let load = |name: &str| load_matrix(&format!("{dir}/{name}.npy")).unwrap();
     let labels = |name: &str| load_labels(&format!("{dir}/{name}.npy")).unwrap();
     let opts = CkaOptions::default();
@@ -47,19 +51,31 @@ fn main() {
         out.insert(name.into(), secs.into());
     };
 
-    record("gemm_f64_2000", dgemm_seconds(2000));
-    let (x, y) = (load("cka_x_10000"), load("cka_y_10000"));
-    record("cka_linear_10000x768", best_of(3, || cka(x.view(), y.view(), opts).unwrap()));
-    let (x, y) = (load("cka_x_2000"), load("cka_y_2000"));
-    record("cka_linear_2000x384", best_of(5, || cka(x.view(), y.view(), opts).unwrap()));
-    let a: Vec<FloatArray> = (0..13).map(|i| load(&format!("layer_a_{i}"))).collect();
-    let b: Vec<FloatArray> = (0..13).map(|i| load(&format!("layer_b_{i}"))).collect();
-    let (va, vb): (Vec<_>, Vec<_>) = (a.iter().map(|m| m.view()).collect(), b.iter().map(|m| m.view()).collect());
-    record("cka_matrix_13x13", best_of(2, || cka_matrix(&va, &vb, opts).unwrap()));
-    let (logits, y) = (load("ece_logits"), labels("ece_labels"));
-    record("ece_1e6", best_of(3, || calibration(logits.view(), &y, 15, Binning::Uniform).unwrap()));
-    let (bank, queries) = (load("knn_bank"), load("knn_queries"));
-    let (by, qy) = (labels("knn_bank_labels"), labels("knn_query_labels"));
-    record("knn_10000x768_4000", best_of(2, || knn_accuracy(bank.view(), &by, queries.view(), &qy, &[20], 0.07).unwrap()));
+    if wanted("gemm_f64_2000") {
+        record("gemm_f64_2000", dgemm_seconds(2000));
+    }
+    if wanted("cka_linear_10000x768") {
+        let (x, y) = (load("cka_x_10000"), load("cka_y_10000"));
+        record("cka_linear_10000x768", best_of(3, || cka(x.view(), y.view(), opts).unwrap()));
+    }
+    if wanted("cka_linear_2000x384") {
+        let (x, y) = (load("cka_x_2000"), load("cka_y_2000"));
+        record("cka_linear_2000x384", best_of(5, || cka(x.view(), y.view(), opts).unwrap()));
+    }
+    if wanted("cka_matrix_13x13") {
+        let a: Vec<FloatArray> = (0..13).map(|i| load(&format!("layer_a_{i}"))).collect();
+        let b: Vec<FloatArray> = (0..13).map(|i| load(&format!("layer_b_{i}"))).collect();
+        let (va, vb): (Vec<_>, Vec<_>) = (a.iter().map(|m| m.view()).collect(), b.iter().map(|m| m.view()).collect());
+        record("cka_matrix_13x13", best_of(2, || cka_matrix(&va, &vb, opts).unwrap()));
+    }
+    if wanted("ece_1e6") {
+        let (logits, y) = (load("ece_logits"), labels("ece_labels"));
+        record("ece_1e6", best_of(3, || calibration(logits.view(), &y, 15, Binning::Uniform).unwrap()));
+    }
+    if wanted("knn_10000x768_4000") {
+        let (bank, queries) = (load("knn_bank"), load("knn_queries"));
+        let (by, qy) = (labels("knn_bank_labels"), labels("knn_query_labels"));
+        record("knn_10000x768_4000", best_of(2, || knn_accuracy(bank.view(), &by, queries.view(), &qy, &[20], 0.07).unwrap()));
+    }
     println!("{}", serde_json::Value::Object(out));
 }

@@ -233,11 +233,20 @@ pub(crate) fn add_at_b<F: Feature>(dst: &mut [f64], a: &[F], b: &[F], n: usize, 
 /// `A Bᵀ` (n1 × n2) for row-major A (n1 × d) and B (n2 × d), in `T`.
 pub(crate) fn a_bt<T: BlasFloat + 'static + Zero + One>(a: &[T], b: &[T], n1: usize, n2: usize, d: usize) -> Vec<T> {
     let mut out = vec![T::zero(); n1 * n2];
-    match engine() {
-        Some(blas) => T::gemm(blas, false, true, n1, n2, d, a, b, T::zero(), &mut out),
-        None => gemm_with(&mut out, false, n1, n2, d, a, (d, 1), b, (1, d)),
-    }
+    a_bt_into(&mut out, a, b, n1, n2, d, engine());
     out
+}
+
+/// [`a_bt`] written over the first n1 × n2 values of `out` (whatever they
+/// held), so that a loop of products reuses one buffer: a fresh large
+/// buffer per product costs its page faults and zeroing each time. `blas`:
+/// OpenBLAS, or `None` for the `gemm` crate.
+pub(crate) fn a_bt_into<T: BlasFloat + 'static + Zero + One>(out: &mut [T], a: &[T], b: &[T], n1: usize, n2: usize, d: usize, blas: Option<&Blas>) {
+    let out = &mut out[..n1 * n2];
+    match blas {
+        Some(blas) => T::gemm(blas, false, true, n1, n2, d, a, b, T::zero(), out),
+        None => gemm_with(out, false, n1, n2, d, a, (d, 1), b, (1, d)),
+    }
 }
 
 /// ‖Aᵀ B‖²_F without keeping the product.
