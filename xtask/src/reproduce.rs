@@ -170,7 +170,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     // Runs per data set and backbone: every method × seed.
     let runs = config.study.seeds.len() * config.methods.len();
     let device = Default::default();
-    let parts = sim_train::finetune::batch_parts::BatchParts::per_thread();
+    let parts = sim_train::finetune::batch_parts::BatchParts::for_training(&config.training);
     println!(
         "{:<16} {:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}",
         "dataset", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk"

@@ -513,6 +513,15 @@ pub struct TrainingConfig {
     /// option existed keep their hash.
     #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// On the CPU, the parts a training or evaluation batch is cut into,
+    /// each run on a thread of its own and the parts' gradients added (the
+    /// unsplit batch's gradient up to float rounding). Absent (default): one
+    /// part per thread of the process, the fastest, so that another thread
+    /// count changes the numbers in their rounding; a number fixes them on
+    /// any machine. A GPU runs its batches whole. Left out of the resolved
+    /// config when absent, so studies made before the option keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_parts: Option<usize>,
 }
 
 impl Default for TrainingConfig {
@@ -529,6 +538,7 @@ impl Default for TrainingConfig {
             vflip: true,
             class_balance: ClassBalance::None,
             precision: Precision::F32,
+            batch_parts: None,
         }
     }
 }
@@ -999,6 +1009,9 @@ impl TrainingConfig {
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
             return err("rrc_scale", format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"));
         }
+        if self.batch_parts == Some(0) {
+            return err("batch_parts", "must be at least 1 (or left out: one per thread)".into());
+        }
         Ok(())
     }
 }
@@ -1115,6 +1128,18 @@ family = "vit"
         assert_ne!(bf16.hash(), f32.hash());
         let err = parse(&format!("{MINIMAL}[training]\nprecision = \"fp8\"\n")).unwrap_err().to_string();
         assert!(err.contains("precision") && err.contains("fp8"), "{err}");
+    }
+
+    #[test]
+    fn batch_parts_are_one_per_thread_by_default_and_a_number_changes_the_hash() {
+        let default = parse(MINIMAL).unwrap();
+        assert_eq!(default.training.batch_parts, None);
+        assert!(!default.to_resolved_toml().contains("batch_parts"), "{}", default.to_resolved_toml());
+        let two = parse(&format!("{MINIMAL}[training]\nbatch_parts = 2\n")).unwrap();
+        assert_eq!(two.training.batch_parts, Some(2));
+        assert_ne!(two.hash(), default.hash());
+        let err = parse(&format!("{MINIMAL}[training]\nbatch_parts = 0\n")).unwrap_err().to_string();
+        assert!(err.contains("training.batch_parts") && err.contains("at least 1"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use sim_study::config::TrainingConfig;
 use std::ops::Range;
 
 /// One part: the batch whole, on the calling thread.
@@ -60,6 +61,15 @@ impl BatchParts {
     /// batch best.
     pub fn per_thread() -> BatchParts {
         BatchParts::new(if cfg!(feature = "cuda") { 1 } else { rayon::current_num_threads() })
+    }
+
+    /// What a study's `training.batch_parts` asks for: that many parts on
+    /// the CPU backends, else [`BatchParts::per_thread`].
+    pub fn for_training(training: &TrainingConfig) -> BatchParts {
+        match training.batch_parts {
+            Some(parts) if !cfg!(feature = "cuda") => BatchParts::new(parts),
+            _ => BatchParts::per_thread(),
+        }
     }
 
     /// These parts, or one where `method`'s loss reads the batch's rows
@@ -169,6 +179,14 @@ mod tests {
         assert_eq!(parts.for_method(&Method::new(&rep_sim, &vit)).count(), 1);
         assert_eq!(parts.for_method(&Method::new(&l2_sp, &vit)).count(), 2);
         assert_eq!(parts.for_method(&Method::new(&MethodConfig::full("full"), &vit)).count(), 2);
+    }
+
+    #[test]
+    fn a_study_can_fix_the_number_of_parts() {
+        let mut training = TrainingConfig::default();
+        assert_eq!(BatchParts::for_training(&training).count(), rayon::current_num_threads());
+        training.batch_parts = Some(3);
+        assert_eq!(BatchParts::for_training(&training).count(), 3);
     }
 
     #[test]

@@ -40,7 +40,7 @@ use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, cka};
 use sim_metrics::MatRef;
 use sim_study::StudyDir;
-use sim_study::config::{BackboneConfig, ClassBalance, DatasetId, MethodConfig, Precision, StudyConfig};
+use sim_study::config::{BackboneConfig, ClassBalance, DatasetId, MethodConfig, Precision, StudyConfig, TrainingConfig};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -93,7 +93,7 @@ pub fn run(config: &StudyConfig, config_dir: &Path, opts: &CheckOptions) -> anyh
     };
 
     let speed = config.backbone(&opts.speed_backbone).map_err(anyhow::Error::msg)?;
-    let data = Data::new(&mut prepared, &study, speed)?;
+    let data = Data::new(&mut prepared, &study, speed, &config.training)?;
     let path = backbone_file(config, config_dir, speed)?;
     let device = Default::default();
     let t = timings::<TrainBackend>(config, speed, &path, &data, opts.steps, &device)?;
@@ -106,7 +106,7 @@ pub fn run(config: &StudyConfig, config_dir: &Path, opts: &CheckOptions) -> anyh
 
     if let Some(name) = &opts.agreement_backbone {
         let bcfg = config.backbone(name).map_err(anyhow::Error::msg)?;
-        let data = Data::new(&mut prepared, &study, bcfg)?;
+        let data = Data::new(&mut prepared, &study, bcfg, &config.training)?;
         let path = backbone_file(config, config_dir, bcfg)?;
         let clock = Instant::now();
         let cpu = short_run::<Autodiff<CpuBackend>>(config, bcfg, &path, &data, Precision::F32, opts.epochs, &Default::default())?;
@@ -145,10 +145,10 @@ struct Data {
 }
 
 impl Data {
-    fn new(prepared: &mut PreparedDataset, study: &StudyDir, bcfg: &BackboneConfig) -> anyhow::Result<Data> {
+    fn new(prepared: &mut PreparedDataset, study: &StudyDir, bcfg: &BackboneConfig, training: &TrainingConfig) -> anyhow::Result<Data> {
         let cache = prepared.image_cache(study, bcfg.input_size)?;
         Ok(Data {
-            parts: BatchParts::per_thread(),
+            parts: BatchParts::for_training(training),
             cache,
             labels: prepared.dataset.samples.iter().map(|s| s.label).collect(),
             train: prepared.train_indices(),

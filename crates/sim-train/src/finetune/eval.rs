@@ -58,7 +58,7 @@ impl<'a> EvalSets<'a> {
             knn_query: natural.0.test_indices(),
             batch_size: e.batch_size,
             layers: config.dump.layers.clone(),
-            parts: BatchParts::per_thread(),
+            parts: BatchParts::for_training(&config.training),
         }
     }
 }

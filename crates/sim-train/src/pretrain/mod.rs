@@ -137,7 +137,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         global: Batcher { cache: &cache, labels: &labels, size: bcfg.input_size, norm },
         local: Batcher { cache: &cache, labels: &labels, size: p.dino.local_size, norm },
         classes: natural.dataset.classes.len(),
-        parts: BatchParts::per_thread(),
+        parts: BatchParts::for_training(&config.training),
     };
 
     let mut learner = match p.objective {
