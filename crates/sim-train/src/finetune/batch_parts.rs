@@ -1,11 +1,13 @@
-//! A training step on the CPU with its batch cut into parts, each part's
-//! forward and backward pass on a thread of its own, the parts' gradients
-//! summed: data parallelism inside one process.
+//! A batch on the CPU cut into parts, each part on a thread of its own:
+//! data parallelism inside one process. A training step runs each part's
+//! forward and backward pass and adds the parts' gradients
+//! ([`BatchParts::gradients`]); an evaluation pass runs each part's forward
+//! pass ([`BatchParts::run`]).
 //!
 //! Why: burn's CPU backend spreads each tensor op over the threads, and on a
-//! CPU-scale ViT the ops are too small for that to pay; two threads trained
-//! one as fast as one (BENCHMARKS.md, "Fine-tuning step"). A part per thread
-//! keeps every thread busy with whole ops instead.
+//! CPU-scale ViT the ops are too small for that to pay: two threads trained
+//! one no faster than one thread (BENCHMARKS.md, "Fine-tuning step"). A part
+//! per thread keeps every thread busy with whole ops instead.
 //!
 //! The gradient is the unsplit step's whenever the loss is a sum over the
 //! batch's rows (each part's loss is its rows' share of the batch's, with the

@@ -124,7 +124,8 @@ impl<B: AutodiffBackend> Dino<B> {
     }
 
     /// One step on the views of a batch: `globals` (2 views × n images,
-    /// stacked view by view) and `locals` (k views × n images).
+    /// stacked view by view) and `locals` (k views × n images), the images
+    /// cut into `parts` (a part: its images in every view).
     ///
     /// # Shapes
     /// - globals: `[2n, 3, S, S]`
