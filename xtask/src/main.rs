@@ -135,7 +135,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     sim_train::backend::keep_freed_memory();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The tables stage multiplies on it: a bad SIM_BLAS stops here, not after the runs.
+    sim_metrics::blas::load_from_env().map_err(anyhow::Error::msg)?;
+    match cli.command {
         Command::Reproduce { config, fetch_missing, jobs, gpus, output, executor, dry_run, status, plan } => {
             if status {
                 return reproduce::status(&reproduce::load_config(&config, output.as_deref())?);

@@ -154,6 +154,20 @@ fn a_bad_input_size_stops_the_study_before_anything_is_written() {
     assert!(!dir.path().join("study").exists(), "the study folder was written before the check");
 }
 
+/// A `SIM_BLAS` naming a library that does not load stops `reproduce` at
+/// once with an error naming it (the tables stage would have panicked on it
+/// after every run).
+#[test]
+fn a_sim_blas_that_does_not_load_stops_the_study_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("study");
+    let output = reproduce(&config_path("smoke.toml"), &study, &[]).env("SIM_BLAS", "/nonexistent/libblas.so").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SIM_BLAS=/nonexistent/libblas.so") && !stderr.contains("panicked"), "{stderr}");
+    assert!(!study.exists(), "the study folder was written before the check");
+}
+
 /// The smoke study from nothing to its report: every figure (but WiSE-FT's:
 /// no method asks for it), table and the report are written; a second call
 /// keeps them.

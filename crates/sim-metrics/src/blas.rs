@@ -35,18 +35,28 @@ pub struct Blas {
     dsyrk: Syrk<f64>,
 }
 
-/// The library, loaded on first use (`None`: not there, or turned off).
-pub fn blas() -> Option<&'static Blas> {
-    static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
-    BLAS.get_or_init(|| {
+/// The library `SIM_BLAS` asks for, loaded on first use: `None` where it
+/// is not there or turned off; an error naming the variable and the file
+/// where `SIM_BLAS` names a library that does not load. The binaries call
+/// it first, so that such a setting stops them before any work.
+pub fn load_from_env() -> Result<Option<&'static Blas>, &'static str> {
+    static BLAS: OnceLock<Result<Option<Blas>, String>> = OnceLock::new();
+    let loaded = BLAS.get_or_init(|| {
         let wanted = std::env::var("SIM_BLAS").ok();
         match wanted.as_deref() {
-            Some("off") => None,
-            Some(file) => Some(Blas::load(file).unwrap_or_else(|e| panic!("SIM_BLAS={file}: {e}"))),
-            None => Blas::load("libopenblas.so.0").ok(),
+            Some("off") => Ok(None),
+            Some(file) => Blas::load(file).map(Some).map_err(|e| format!("SIM_BLAS={file}: {e}")),
+            None => Ok(Blas::load("libopenblas.so.0").ok()),
         }
-    })
-    .as_ref()
+    });
+    loaded.as_ref().map(Option::as_ref).map_err(String::as_str)
+}
+
+/// The library, loaded on first use (`None`: not there, or turned off).
+/// Panics where `SIM_BLAS` names a library that does not load (reported
+/// as an error by the binaries, [`load_from_env`]).
+pub fn blas() -> Option<&'static Blas> {
+    load_from_env().unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Blas {

@@ -110,7 +110,9 @@ enum KernelArg {
 }
 
 fn main() -> anyhow::Result<()> {
-    let output = match Cli::parse().command {
+    let cli = Cli::parse();
+    sim_metrics::blas::load_from_env().map_err(anyhow::Error::msg)?;
+    let output = match cli.command {
         Command::Cka { a, b, estimator, kernel, sigma_frac, batch, block_rows } => {
             let kernel = match kernel {
                 KernelArg::Linear => Kernel::Linear,

@@ -91,3 +91,18 @@ fn bad_input_is_an_error_naming_the_array() {
     let (ok, out, err) = run(&["cka", "--a", &format!("{}:x", zeros.display()), "--b", &format!("{}:layer_1.cls", st.display())]);
     assert!(!ok && out.is_null() && err.contains("zero variance"), "{err}");
 }
+
+/// A `SIM_BLAS` naming a library that does not load is an error naming the
+/// variable and the file, given before any work, not a panic.
+#[test]
+fn a_sim_blas_that_does_not_load_is_an_error_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sim-metrics"))
+        .args(["cka", "--a", &fixture("cka_low_rank_x"), "--b", &fixture("cka_low_rank_y")])
+        .env("SIM_BLAS", "/nonexistent/libblas.so")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("SIM_BLAS=/nonexistent/libblas.so") && !err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty(), "no result printed");
+}
