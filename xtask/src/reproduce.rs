@@ -10,6 +10,7 @@ use sim_study::run_state::{RunState, Status};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
 use sim_study::config::{DatasetId, RunId};
+use sim_study::pretrain::Objective;
 use sim_train::CpuBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::finetune::{self, Outcome};
@@ -157,8 +158,10 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
 /// What the study will take: per data set and backbone, a training step
 /// measured here on this build's backend (CPU, or the GPU with `--features
 /// cuda`), and from it the time per epoch; the evaluations and the disk they
-/// and the checkpoints take. Reads the data sets (and writes the splits, as
-/// the data stage would); builds no image cache and trains nothing.
+/// and the checkpoints take; and the pre-training of backbones not
+/// pre-trained yet, from a step of each timed the same way. Reads the data
+/// sets (and writes the splits, as the data stage would); builds no image
+/// cache and trains nothing.
 pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Result<()> {
     use sim_train::data::prepare::PreparedDataset;
     use sim_train::finetune::classifier::Classifier;
@@ -171,6 +174,25 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     let runs = config.study.seeds.len() * config.methods.len();
     let device = Default::default();
     let parts = sim_train::finetune::batch_parts::BatchParts::for_training(&config.training);
+    // Pre-training not done yet: one backbone at a time, before any run.
+    let mut pretrain_seconds = 0.0;
+    for b in &config.backbones {
+        let Some(p) = b.pretrain.as_ref().filter(|p| p.objective != Objective::None) else { continue };
+        if config.backbone_file(b, config_dir).exists() {
+            continue;
+        }
+        let step = sim_train::pretrain::time_step::<TrainBackend>(b, p, natural.dataset.classes.len(), &parts, &device)?;
+        let per_epoch = natural.train_indices().len().div_ceil(p.batch_size);
+        let seconds = step * (per_epoch * p.epochs as usize) as f64;
+        println!(
+            "pre-training {} ({}): {} epochs of {per_epoch} steps, {step:.3} s/step, about {}",
+            b.name,
+            p.objective.name(),
+            p.epochs,
+            human_seconds(seconds)
+        );
+        pretrain_seconds += seconds;
+    }
     println!(
         "{:<16} {:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}",
         "dataset", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk"
@@ -218,11 +240,12 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         }
     }
     println!(
-        "total: {} runs, {evaluations} evaluations, {} on disk; about {} of compute, {} with --jobs {jobs} on one device each",
+        "total: {} runs, {evaluations} evaluations, {} on disk; about {} of compute, {} with --jobs {jobs} on one device each{}",
         config.runs().len(),
         human_bytes(bytes),
-        human_seconds(seconds),
-        human_seconds(seconds / jobs as f64)
+        human_seconds(seconds + pretrain_seconds),
+        human_seconds(seconds / jobs as f64 + pretrain_seconds),
+        if pretrain_seconds > 0.0 { format!(" (pre-training {} of it, first)", human_seconds(pretrain_seconds)) } else { String::new() }
     );
     Ok(())
 }

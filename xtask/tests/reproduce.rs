@@ -569,6 +569,11 @@ fn pretrained_backbones_are_made_once_fine_tuned_and_reported() {
     for name in ["sup", "dino", "random"] {
         assert!(plan.lines().any(|l| l.split_whitespace().nth(1) == Some(name) && l.contains(" 2 ")), "{name}: {plan}");
     }
+    // And the pre-training itself, of the two that train, in the total.
+    for (name, objective) in [("sup", "supervised"), ("dino", "dino")] {
+        assert!(plan.contains(&format!("pre-training {name} ({objective}): 1 epochs of")), "{name}: {plan}");
+    }
+    assert!(!plan.contains("pre-training random") && plan.contains("of it, first)"), "{plan}");
     assert!(!dir.path().join("pretrained").exists(), "the plan pre-trains nothing");
     let first = run(reproduce(&config, &study_dir, &["--jobs", "2"]));
     let stdout = String::from_utf8_lossy(&first.stdout);
