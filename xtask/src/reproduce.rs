@@ -5,7 +5,7 @@
 
 use crate::fetch;
 use crate::slurm;
-use crate::sweep::{SweepOptions, human_seconds, sweep};
+use crate::sweep::{SweepOptions, human_seconds, sweep, threads_per_run};
 use sim_study::run_state::{RunState, Status};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
@@ -165,6 +165,7 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
 pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Result<()> {
     use sim_train::data::prepare::PreparedDataset;
     use sim_train::finetune::classifier::Classifier;
+    use sim_train::finetune::batch_parts::BatchParts;
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     let study = sim_study::StudyDir::new(config.output_dir());
@@ -173,7 +174,9 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     // Runs per data set and backbone: every method × seed.
     let runs = config.study.seeds.len() * config.methods.len();
     let device = Default::default();
-    let parts = sim_train::finetune::batch_parts::BatchParts::for_training(&config.training);
+    let parts = BatchParts::for_training(&config.training);
+    let run_threads = if std::env::var_os("RAYON_NUM_THREADS").is_some() { rayon::current_num_threads() } else { threads_per_run(jobs) };
+    let run_pool = rayon::ThreadPoolBuilder::new().num_threads(run_threads).build()?;
     // Pre-training not done yet: one backbone at a time, before any run.
     let mut pretrain_seconds = 0.0;
     for b in &config.backbones {
@@ -219,7 +222,8 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
                 }
             };
             let model = Classifier::new(backbone, classes, 0, &device);
-            let step = time_step(&model, config.training.batch_size, b.input_size as usize, classes, &parts, &device);
+            // Timed as a run takes it: on its share of the cores, its batches cut to match.
+            let step = run_pool.install(|| time_step(&model, config.training.batch_size, b.input_size as usize, classes, &BatchParts::for_training(&config.training), &device));
             let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
             // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.
             let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;

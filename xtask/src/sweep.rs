@@ -69,7 +69,7 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
     queue.reverse(); // popped from the back: config order
     let jobs = options.jobs.max(1).min(if options.gpus.is_empty() { usize::MAX } else { options.gpus.len() });
     // Each run gets its share of the cores, unless the user set it.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(jobs).max(1);
+    let threads = threads_per_run(jobs);
     let total = queue.len();
     let mut running: Vec<Running> = Vec::new();
     let mut durations: Vec<Duration> = Vec::new();
@@ -143,6 +143,12 @@ pub fn detect_gpus() -> Vec<String> {
 /// Where a run's process output goes (appended, one block per attempt).
 pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
     study.run_dir(run).join("sweep.log")
+}
+
+/// The threads each of `jobs` runs at once gets: the machine's cores shared
+/// out (where `RAYON_NUM_THREADS` is set, every process takes that instead).
+pub fn threads_per_run(jobs: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(jobs.max(1)).max(1)
 }
 
 fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &RunId, gpu: Option<&str>, threads: usize) -> anyhow::Result<Child> {

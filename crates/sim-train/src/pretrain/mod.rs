@@ -205,10 +205,11 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
 
 /// Seconds of one pre-training step of `bcfg`'s `pretrain` entry `p` on
 /// random images, from its initialisation, the batch cut into `parts` as
-/// pre-training cuts it, after an untimed step: the supervised step
-/// (forward and backward on `classes` classes, as fine-tuning's is timed)
-/// or DINO's whole step (teacher, student on every view, AdamW, teacher
-/// update). 0 for objective `none`, which trains nothing.
+/// pre-training cuts it (the median of three, after an untimed one): the
+/// supervised step (forward and backward on `classes` classes, as
+/// fine-tuning's is timed) or DINO's whole step (teacher, student on every
+/// view, AdamW, teacher update). 0 for objective `none`, which trains
+/// nothing.
 pub fn time_step<B: AutodiffBackend>(bcfg: &BackboneConfig, p: &PretrainConfig, classes: usize, parts: &BatchParts, device: &B::Device) -> anyhow::Result<f64> {
     let init = random_vit::<B>(vit_shape(bcfg, p), p.seed, device)?;
     let size = bcfg.input_size as usize;
@@ -222,14 +223,10 @@ pub fn time_step<B: AutodiffBackend>(bcfg: &BackboneConfig, p: &PretrainConfig, 
             let mut dino = Dino::new(init.model, &p.dino, p.weight_decay, p.seed, device);
             let (n, k, local) = (p.batch_size, p.dino.local_crops, p.dino.local_size as usize);
             let images = |rows: usize, side: usize| Tensor::<B, 4>::random([rows, 3, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-            let mut step = || {
-                let locals = (k > 0).then(|| images(k * n, local));
-                dino.step(images(2 * n, size), locals, p.lr, p.dino.teacher_momentum, parts);
-            };
-            step();
-            let start = Instant::now();
-            step(); // reads its loss back: the device has finished the step
-            start.elapsed().as_secs_f64()
+            let (globals, locals) = (images(2 * n, size), (k > 0).then(|| images(k * n, local)));
+            crate::finetune::plan::median_step_seconds::<B>(device, || {
+                dino.step(globals.clone(), locals.clone(), p.lr, p.dino.teacher_momentum, parts);
+            })
         }
     })
 }
