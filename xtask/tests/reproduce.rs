@@ -65,14 +65,28 @@ fn assert_same_tables(a: &Path, b: &Path) {
     }
 }
 
+/// The CI study with one job (a run on both cores: its batches cut in two
+/// parts) and with two (a core each: batches whole, by default): with
+/// `training.batch_parts` fixed, the same numbers either way.
 #[test]
 fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     let Some(_) = real_data_dir("ham10000", "ci_study_gives_the_same_tables_with_one_and_two_jobs") else { return };
     let out = tempfile::tempdir().unwrap();
     let (one, two) = (out.path().join("one"), out.path().join("two"));
-    run(reproduce(&config_path("ci.toml"), &one, &["--jobs", "1"]));
-    run(reproduce(&config_path("ci.toml"), &two, &["--jobs", "2"]));
+    let ci = out.path().join("ci.toml");
+    let text = std::fs::read_to_string(config_path("ci.toml"))
+        .unwrap()
+        .replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()))
+        .replace("[training]\n", "[training]\nbatch_parts = 2\n");
+    assert!(text.contains("batch_parts = 2"));
+    std::fs::write(&ci, text).unwrap();
+    run(reproduce(&ci, &one, &["--jobs", "1"]));
+    run(reproduce(&ci, &two, &["--jobs", "2"]));
     assert_same_tables(&one, &two);
+    // Bit for bit, not only to the tolerance: the parts do not depend on the threads.
+    for name in ["similarity", "ece"] {
+        assert_eq!(f64s(&epochs(&one), name), f64s(&epochs(&two), name), "{name}");
+    }
 
     let table = epochs(&one);
     let epoch: Vec<u32> = table.column("epoch").unwrap().u32().unwrap().into_no_null_iter().collect();
@@ -93,12 +107,12 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     // A second call finds everything done and changes nothing.
     let epochs_file = StudyDir::new(&one).tables_dir().join(sim_study::tables::file::EPOCHS);
     let before = std::fs::read(&epochs_file).unwrap();
-    let again = run(reproduce(&config_path("ci.toml"), &one, &[]));
+    let again = run(reproduce(&ci, &one, &[]));
     assert!(String::from_utf8_lossy(&again.stdout).contains("runs: 2 finished before, 0 finished now, 0 failed"));
     assert_eq!(std::fs::read(&epochs_file).unwrap(), before);
 
     // Epoch 0's features are the pre-trained backbone's: recompute a few.
-    let mut config = StudyConfig::from_file(&config_path("ci.toml")).unwrap();
+    let mut config = StudyConfig::from_file(&ci).unwrap();
     config.study.output_dir = Some(one.clone());
     let study = StudyDir::new(&one);
     let bytes = std::fs::read(study.pretrained_eval("ham10000", "vit-tiny")).unwrap();
