@@ -147,7 +147,7 @@ thread_local! {
 }
 
 /// OpenBLAS where it is loaded (and not turned off), else the `gemm` crate.
-fn engine() -> Option<&'static Blas> {
+pub(crate) fn engine() -> Option<&'static Blas> {
     #[cfg(test)]
     if RUST_ONLY.with(std::cell::Cell::get) {
         return None;

@@ -8,7 +8,8 @@
 
 use crate::MetricError;
 use crate::knn::{KnnInputs, KnnResult, merge_top_k, normalised_rows, top_k, vote};
-use crate::linalg::{Feature, MatRef, a_bt, add_at_b, add_ata_upper, feature_products_in_f32, upper_weight};
+use crate::linalg::{Feature, MatRef, a_bt_into, add_at_b, add_ata_upper, engine, feature_products_in_f32, upper_weight};
+use rayon::prelude::*;
 use std::fs::File;
 use std::io::BufReader;
 
@@ -244,16 +245,19 @@ pub fn knn_accuracy_file(
     let query_n = normalised_rows(queries)?;
     let d = queries.cols;
     let mut best: Vec<Vec<(usize, f32)>> = vec![Vec::new(); queries.rows];
+    // One similarity buffer for every block (a fresh one per block cost its
+    // page faults and zeroing each time).
+    let mut sims = vec![0f32; queries.rows * block_rows.min(rows.rows)];
     let mut start = 0;
     while let Some(block) = rows.next_block(block_rows)? {
         let n = block.len() / d;
         let block_n = normalised_rows(MatRef { data: &block, rows: n, cols: d, name: &rows.name })
             .map_err(|e| MetricError::input(&rows.name, format!("rows from {start}: {e}")))?;
-        let sims = a_bt(&query_n, &block_n, queries.rows, n, d);
-        for (q, row) in sims.chunks_exact(n).enumerate() {
+        a_bt_into(&mut sims, &query_n, &block_n, queries.rows, n, d, engine());
+        best.par_iter_mut().zip(sims[..queries.rows * n].par_chunks_exact(n)).for_each(|(best, row)| {
             let found: Vec<(usize, f32)> = top_k(row, inputs.k_max.min(n)).into_iter().map(|(i, s)| (start + i, s)).collect();
-            best[q] = merge_top_k(&best[q], &found, inputs.k_max);
-        }
+            *best = merge_top_k(best, &found, inputs.k_max);
+        });
         start += n;
     }
     let mut correct = vec![0usize; ks.len()];
