@@ -518,7 +518,7 @@ pub struct TrainingConfig {
     /// unsplit batch's gradient up to float rounding). Absent (default): one
     /// part per thread of the process, the fastest, so that another thread
     /// count changes the numbers in their rounding; a number fixes them on
-    /// any machine. A GPU runs its batches whole. Left out of the resolved
+    /// any machine (1 to `batch_size`). A GPU runs its batches whole. Left out of the resolved
     /// config when absent, so studies made before the option keep their hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_parts: Option<usize>,
@@ -1009,8 +1009,12 @@ impl TrainingConfig {
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
             return err("rrc_scale", format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"));
         }
-        if self.batch_parts == Some(0) {
-            return err("batch_parts", "must be at least 1 (or left out: one per thread)".into());
+        match self.batch_parts {
+            Some(0) => return err("batch_parts", "must be at least 1 (or left out: one per thread)".into()),
+            Some(p) if p > self.batch_size => {
+                return err("batch_parts", format!("{p} parts exceed batch_size ({}): a part needs a row", self.batch_size));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -1140,6 +1144,10 @@ family = "vit"
         assert_ne!(two.hash(), default.hash());
         let err = parse(&format!("{MINIMAL}[training]\nbatch_parts = 0\n")).unwrap_err().to_string();
         assert!(err.contains("training.batch_parts") && err.contains("at least 1"), "{err}");
+        // More parts than a batch has rows: threads for nothing (a typo's 1000 would start a thousand).
+        let err = parse(&format!("{MINIMAL}[training]\nbatch_size = 16\nbatch_parts = 17\n")).unwrap_err().to_string();
+        assert!(err.contains("training.batch_parts") && err.contains("batch_size (16)"), "{err}");
+        assert!(parse(&format!("{MINIMAL}[training]\nbatch_size = 16\nbatch_parts = 16\n")).is_ok());
     }
 
     #[test]
