@@ -155,7 +155,7 @@ fn main() -> anyhow::Result<()> {
             println!("{} backbone file(s) fetched", fetched.len());
             Ok(())
         }
-        Command::Finish { config, output } => reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?),
+        Command::Finish { config, output } => reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?).map(|_| ()),
         Command::RunOne { config: path, dataset, method, backbone, seed, index, output } => {
             let config = reproduce::load_config(&path, output.as_deref())?;
             let run = match (backbone, seed, index) {
@@ -163,7 +163,14 @@ fn main() -> anyhow::Result<()> {
                 (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
                 _ => anyhow::bail!("run-one takes [--dataset] --backbone and --seed, or --index"),
             };
-            reproduce::run_one(&config, &path, &run)
+            match reproduce::run_one(&config, &path, &run) {
+                // Another process holds the run: the sweep leaves it to that one.
+                Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock)) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(sweep::RUN_HELD_ELSEWHERE)
+                }
+                other => other,
+            }
         }
         Command::FetchData { dest, only, mirror } => {
             let dest = dest.unwrap_or_else(sim_study::data_dir);

@@ -32,6 +32,10 @@ pub enum Executor {
 
 pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run: bool, options: &SweepOptions) -> anyhow::Result<()> {
     let config = load_config(config_path, options.output.as_deref())?;
+    check_output_folder(&config.output_dir())?;
+    if executor == Executor::Slurm {
+        slurm::check_paths(config_path, &config)?;
+    }
     ensure_data(&config, fetch_missing)?;
     if fetch_missing {
         fetch::fetch_checkpoints(&config, config_path.parent().unwrap_or(Path::new(".")), fetch::HUB)?;
@@ -42,12 +46,21 @@ pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run:
         Executor::Local => {
             let report = sweep(config_path, &config, options)?;
             println!("runs: {} finished before, {} finished now, {} failed", report.finished_before, report.finished_now, report.failures.len());
-            finish_study(&config)?;
+            let finished = finish_study(&config);
+            for (run, holder) in &report.elsewhere {
+                println!("run {run}: left to {holder}, which is running it; the tables and figures are made again when it ends");
+            }
             if !report.failures.is_empty() {
                 let list: Vec<String> =
                     report.failures.iter().map(|f| format!("  {}: {} (log: {})", f.run, f.error, f.log.display())).collect();
-                bail!("{} run(s) failed; the tables, figures and report hold the runs that finished:\n{}", list.len(), list.join("\n"));
+                let made = match &finished {
+                    Ok(true) => "the tables, figures and report hold the runs that finished".to_string(),
+                    Ok(false) => format!("no run finished an epoch: {} lists them", sim_plot::report_path(&config.output_dir()).display()),
+                    Err(e) => format!("the tables and figures could not be made: {e:#}"),
+                };
+                bail!("{} run(s) failed; {made}:\n{}", list.len(), list.join("\n"));
             }
+            finished?;
         }
         Executor::Slurm => {
             let scripts = slurm::write_scripts(config_path, &config)?;
@@ -103,11 +116,40 @@ fn prepare_study(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()>
         print!("{prepared}");
     }
     if !missing.is_empty() {
+        bail!("{}", missing_checkpoints(config_path, &missing));
+    }
+    Ok(())
+}
+
+/// The error for backbone files that are not there, with how to get them.
+fn missing_checkpoints(config_path: &Path, missing: &[String]) -> String {
+    format!(
+        "checkpoints not found (`cargo xtask fetch-checkpoints --config {}` downloads those with a `source`; \
+         README \"Checkpoints\" says from where; or set SIM_DATA_DIR):\n{}",
+        config_path.display(),
+        missing.join("\n")
+    )
+}
+
+/// The study folder is new, empty, or a study's (it has `study.toml`, or
+/// holds only what a study leaves, as `--plan` or a killed first call
+/// does): a study written into an unrelated folder would mix with what is
+/// there. Hidden files (a lock) do not count.
+fn check_output_folder(dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let study = sim_study::StudyDir::new(dir);
+    let other: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !sim_study::StudyDir::is_study_entry(n))
+        .collect();
+    if !other.is_empty() && !study.resolved_config().exists() {
         bail!(
-            "checkpoints not found (`cargo xtask fetch-checkpoints --config {}` downloads those with a `source`; \
-             README \"Checkpoints\" says from where; or set SIM_DATA_DIR):\n{}",
-            config_path.display(),
-            missing.join("\n")
+            "{} is not empty ({}{}) and is not a study folder (no study.toml): choose a new or empty folder for the study \
+             (--output or study.output_dir)",
+            dir.display(),
+            other.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if other.len() > 3 { ", …" } else { "" }
         );
     }
     Ok(())
@@ -130,20 +172,34 @@ fn pretrain_backbones(config: &StudyConfig) -> anyhow::Result<()> {
 }
 
 /// After the runs (`xtask finish`, or the sweep's end): the study tables, then
-/// the figures, paper tables and report, each kept when newer than what it
-/// is made from; made from the runs that finished.
-pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
+/// the figures, paper tables and report, each kept when made from the study
+/// as it is now; made from the runs that finished. Returns whether there
+/// were tables to make: with no run past its first epoch, the report says
+/// what became of each run instead.
+pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
     let start = Instant::now();
     let study_dir = config.output_dir();
+    let study = sim_study::StudyDir::new(&study_dir);
+    let runs: Vec<(RunId, Option<RunState>)> = config.runs().into_iter().map(|r| {
+        let state = RunState::read(&study.run_dir(&r)).ok().flatten();
+        (r, state)
+    }).collect();
+    if !runs.iter().any(|(_, s)| s.as_ref().is_some_and(|s| s.last_finished_epoch > 0)) {
+        // Nothing to tabulate: the report says so, run by run.
+        let lines: Vec<String> = runs.iter().map(|(r, s)| format!("{r}: {}", s.as_ref().map_or("not started".to_string(), ToString::to_string))).collect();
+        let report = sim_plot::write_report_without_runs(&study_dir, &lines)?;
+        println!("no run has finished an epoch: no tables or figures; {} says why, run by run", report.display());
+        return Ok(false);
+    }
     if sim_metrics::tables::up_to_date(&study_dir) {
-        println!("tables: newer than every evaluation, kept");
+        println!("tables: made from the evaluations as they are, kept");
     } else {
         for t in sim_metrics::tables::write_study_tables(&study_dir)? {
             println!("table {}", t.display());
         }
     }
     if sim_plot::up_to_date(&study_dir) {
-        println!("figures and report: newer than the tables, kept ({})", sim_plot::report_path(&study_dir).display());
+        println!("figures and report: made from the tables as they are, kept ({})", sim_plot::report_path(&study_dir).display());
     } else {
         let rendered = sim_plot::render_study(&study_dir, &sim_plot::Options::default())?;
         println!("figures and report: {} files, report {}", rendered.files.len(), sim_plot::report_path(&study_dir).display());
@@ -152,7 +208,7 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<()> {
         }
     }
     println!("tables and figures in {:.1} s", start.elapsed().as_secs_f64());
-    Ok(())
+    Ok(true)
 }
 
 /// What the study will take: per data set and backbone, a training step
@@ -168,6 +224,11 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     use sim_train::finetune::batch_parts::BatchParts;
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
+    check_output_folder(&config.output_dir())?;
+    let missing = check_backbone_files(config, config_dir)?;
+    if !missing.is_empty() {
+        bail!("{}", missing_checkpoints(config_path, &missing));
+    }
     let study = sim_study::StudyDir::new(config.output_dir());
     sim_train::backend::use_kernel_cache(&study.kernel_cache());
     let natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
@@ -213,13 +274,10 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         for b in &config.backbones {
             let path = config.backbone_file(b, config_dir);
             let backbone = match &b.pretrain {
-                _ if path.exists() => sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?.model,
                 // Not pre-trained yet: the cost of fine-tuning is the same from its initialisation.
-                Some(p) => sim_train::model::init::random_vit::<TrainBackend>(sim_train::pretrain::vit_shape(b, p), p.seed, &device)?.model,
-                None => {
-                    println!("{dataset:<16} {:<16} backbone file missing: {}", b.name, path.display());
-                    continue;
-                }
+                Some(p) if !path.exists() => sim_train::model::init::random_vit::<TrainBackend>(sim_train::pretrain::vit_shape(b, p), p.seed, &device)?.model,
+                // (A missing checkpoint stopped the plan above.)
+                _ => sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?.model,
             };
             let model = Classifier::new(backbone, classes, 0, &device);
             // Timed as a run takes it: on its share of the cores, its batches cut to match.
@@ -265,13 +323,18 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for run in config.runs() {
         let dir = study.run_dir(&run);
-        let (kind, line) = match RunState::read(&dir) {
-            Ok(Some(s)) if s.status == Status::Finished => ("finished", s.to_string()),
-            Ok(Some(s)) if s.status == Status::Failed => ("failed", s.to_string()),
-            Ok(Some(s)) => ("unfinished", s.to_string()),
-            Ok(None) if dir.exists() => ("started", "started, no epoch finished yet".to_string()),
-            Ok(None) => ("not started", "not started".to_string()),
-            Err(e) => ("unreadable", e),
+        let holder = sim_study::lock::holder(&dir)?;
+        let (kind, line) = match (RunState::read(&dir), holder) {
+            (Ok(Some(s)), _) if s.status == Status::Finished => ("finished", s.to_string()),
+            (Ok(Some(s)), _) if s.status == Status::Failed => ("failed", s.to_string()),
+            (Ok(state), Some(holder)) => {
+                let done = state.map_or("no epoch finished yet".to_string(), |s| format!("{} of {} epochs done", s.last_finished_epoch, s.epochs));
+                ("running", format!("running now ({holder}), {done}"))
+            }
+            (Ok(Some(s)), None) => ("interrupted", format!("{s}; interrupted (no process runs it): rerun to resume")),
+            (Ok(None), None) if dir.exists() => ("interrupted", "started, no epoch finished; interrupted (no process runs it)".to_string()),
+            (Ok(None), None) => ("not started", "not started".to_string()),
+            (Err(e), _) => ("unreadable", e),
         };
         *counts.entry(kind).or_default() += 1;
         println!("{run}: {line}");

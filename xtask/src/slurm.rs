@@ -24,8 +24,36 @@ pub fn slurm_dir(study: &Path) -> PathBuf {
     study.join("slurm")
 }
 
+/// Characters that the scripts cannot carry in a path: `#SBATCH` lines are
+/// not a shell (no quoting; `%` is a filename pattern there), and the
+/// commands quote paths in single quotes.
+const UNSAFE_IN_PATHS: [char; 10] = [' ', '\t', '\n', '#', '%', '\'', '"', '\\', '$', '`'];
+
+/// Every path the scripts hold can be written into them as it is: refused,
+/// naming the path and the character, before anything runs.
+pub fn check_paths(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()> {
+    let named = [
+        ("the study folder (study.output_dir or --output)", config.output_dir()),
+        ("the config file", config_path.to_owned()),
+        ("the data folder (SIM_DATA_DIR)", sim_study::data_dir()),
+        ("this program", std::env::current_exe()?),
+    ];
+    for (what, path) in named {
+        let absolute = std::path::absolute(&path).with_context(|| format!("resolving {}", path.display()))?;
+        if let Some(c) = absolute.to_string_lossy().chars().find(|c| UNSAFE_IN_PATHS.contains(c)) {
+            bail!(
+                "{what} `{}` holds {c:?}, which a Slurm script cannot carry in a path (#SBATCH lines are not quoted); \
+                 use a path without spaces, #, %, quotes, $, ` or \\",
+                absolute.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Writes the array and the finishing script; every path in them is absolute.
 pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result<Scripts> {
+    check_paths(config_path, config)?;
     let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
     let study = absolute(&config.output_dir())?;
     let dir = slurm_dir(&study);

@@ -6,6 +6,9 @@
 //! others; the sweep ends with the list of failures. A run process dies with
 //! the sweep (a `kill -9` of `reproduce` leaves no run behind holding a lock),
 //! and rerunning the sweep resumes every run from its last committed epoch.
+//! A run that another process holds (a second sweep of the same study, a
+//! Slurm task, a `sim-train finetune` by hand) is left to it, said so, and
+//! neither run twice nor counted as failed.
 
 use sim_study::StudyDir;
 use sim_study::config::{RunId, StudyConfig};
@@ -44,7 +47,13 @@ pub struct SweepReport {
     /// Finished during the sweep.
     pub finished_now: usize,
     pub failures: Vec<Failure>,
+    /// Runs another process was running, with who that is.
+    pub elsewhere: Vec<(RunId, String)>,
 }
+
+/// The exit code of `xtask run-one` when another process holds the run
+/// (EX_TEMPFAIL): the sweep leaves the run to it.
+pub const RUN_HELD_ELSEWHERE: i32 = 75;
 
 struct Running {
     run: RunId,
@@ -78,6 +87,11 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
         while running.len() < jobs
             && let Some(run) = queue.pop()
         {
+            if let Some(holder) = sim_study::lock::holder(&study.run_dir(&run))? {
+                eprintln!("run {run}: being run by {holder}; left to it");
+                report.elsewhere.push((run, holder));
+                continue;
+            }
             let gpu = options.gpus.iter().find(|g| !running.iter().any(|r| r.gpu.as_ref() == Some(g))).cloned();
             let child = spawn(config_path, options, &study, &run, gpu.as_deref(), threads)?;
             running.push(Running { run, child, gpu, started: Instant::now() });
@@ -91,6 +105,11 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
                     durations.push(r.started.elapsed());
                     if status.success() {
                         report.finished_now += 1;
+                    } else if status.code() == Some(RUN_HELD_ELSEWHERE) {
+                        // Taken by another process between the look and the start.
+                        let holder = sim_study::lock::holder(&study.run_dir(&r.run))?.unwrap_or_else(|| "another process".into());
+                        eprintln!("run {}: being run by {holder}; left to it", r.run);
+                        report.elsewhere.push((r.run, holder));
                     } else {
                         let log = sweep_log(&study, &r.run);
                         let error = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
@@ -114,6 +133,9 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
 fn status_line(report: &SweepReport, running: usize, left: usize, total: usize, durations: &[Duration], jobs: usize) -> String {
     let done = report.finished_before + report.finished_now;
     let mut line = format!("runs: {done} done, {running} running, {} failed, {left} left", report.failures.len());
+    if !report.elsewhere.is_empty() {
+        line.push_str(&format!(", {} run by another process", report.elsewhere.len()));
+    }
     if !durations.is_empty() && total > 0 && left + running > 0 {
         let mean = durations.iter().map(Duration::as_secs_f64).sum::<f64>() / durations.len() as f64;
         let to_go = mean * (left + running) as f64 / jobs as f64;

@@ -617,3 +617,185 @@ fn pretrained_backbones_are_made_once_fine_tuned_and_reported() {
     assert!(stdout.contains("backbone dino: pre-trained before, kept") && stdout.contains("0 finished now"), "{stdout}");
     assert_eq!(std::fs::metadata(sim_plot::report_path(&study_dir)).unwrap().modified().unwrap(), before);
 }
+
+/// The smoke config written into `dir` with absolute backbone paths and
+/// each `(from, to)` replaced in its text.
+fn smoke_changed(dir: &Path, changes: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(config_path("smoke.toml")).unwrap().replace("checkpoint = \"../", &format!("checkpoint = \"{}/", root().display()));
+    for (from, to) in changes {
+        assert!(text.contains(from), "the smoke config has no `{from}`");
+        text = text.replace(from, to);
+    }
+    let path = dir.join("smoke.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn failing(command: Command) -> String {
+    let mut command = command;
+    let output = command.output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "accepted:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+/// HAM10000 copied where a test may change it (the real data stays read-only).
+fn writable_ham10000(dir: &Path, data: &Path) -> PathBuf {
+    let copy = dir.join("ham10000"); // the folder's name is the data set's
+    let status = Command::new("cp").arg("-r").arg(data.join("ham10000")).arg(&copy).status().unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink(data.join("imagenette"), dir.join("imagenette")).unwrap();
+    copy
+}
+
+/// Data changed under a study with finished runs: an image replaced (the
+/// cache was rebuilt without a word and new runs read other pixels than the
+/// finished ones), the split file removed (the error's advice re-split the
+/// study under its runs). Each is refused, naming what changed and saying
+/// to restore it or use a new study folder; restored, the study is whole again.
+#[test]
+fn data_changed_under_finished_runs_is_refused() {
+    let test = "data_changed_under_finished_runs_is_refused";
+    let Some(data) = real_data_dir("ham10000", test) else { return };
+    let Some(_) = real_data_dir("imagenette", test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ham = writable_ham10000(dir.path(), &data);
+    let config = smoke_changed(
+        dir.path(),
+        &[("root = \"ham10000\"", &format!("root = \"{}\"", ham.display())), ("root = \"imagenette\"", &format!("root = \"{}\"", dir.path().join("imagenette").display()))],
+    );
+    let study = dir.path().join("study");
+    run(reproduce(&config, &study, &["--jobs", "2"]));
+
+    // A test-split image replaced by another image.
+    let split_file = StudyDir::new(&study).split_csv(&DatasetId::Medical("ham10000".into()));
+    let split = std::fs::read_to_string(&split_file).unwrap();
+    let ids: Vec<(&str, &str)> = split.lines().skip(1).map(|l| { let f: Vec<&str> = l.split(',').collect(); (f[0], f[4]) }).collect();
+    let (test_id, _) = ids.iter().find(|(_, side)| *side == "test").unwrap();
+    let (other_id, _) = ids.iter().find(|(id, _)| id != test_id).unwrap();
+    let image = |id: &str| walk(&ham).into_iter().find(|p| p.file_stem().is_some_and(|s| s == id)).unwrap_or_else(|| panic!("no file for {id}"));
+    let (target, backup) = (image(test_id), dir.path().join("backup.jpg"));
+    std::fs::copy(&target, &backup).unwrap();
+    std::fs::copy(image(other_id), &target).unwrap();
+    let text = failing(reproduce(&config, &study, &[]));
+    assert!(text.contains(&format!("image `{test_id}` (test split)")) && text.contains("medical-ham10000"), "{text}");
+    assert!(text.contains("restore it, or run the study into a new study.output_dir"), "{text}");
+    std::fs::copy(&backup, &target).unwrap();
+    run(reproduce(&config, &study, &[]));
+
+    // The split file removed: never split again under the runs.
+    let kept = dir.path().join("split.csv");
+    std::fs::rename(&split_file, &kept).unwrap();
+    let text = failing(reproduce(&config, &study, &[]));
+    assert!(text.contains("medical-ham10000.csv: missing") && text.contains("new study.output_dir"), "{text}");
+    assert!(!split_file.exists(), "a new split was made under the study's runs");
+    std::fs::rename(&kept, &split_file).unwrap();
+    let out = run(reproduce(&config, &study, &[]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 finished before"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).unwrap().flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+/// Settings the data cannot meet, and folders the study cannot use, stop
+/// `reproduce` before any run with an error naming the setting or the
+/// folder: a batch larger than the training split (it grew memory until
+/// it aborted), a k-NN k larger than the bank (every run trained, then
+/// nothing could be tabulated), a missing checkpoint under `--plan` (it
+/// exited 0), an unrelated non-empty `--output`, a path Slurm cannot carry.
+#[test]
+fn settings_and_folders_the_study_cannot_use_stop_it_before_any_run() {
+    let test = "settings_and_folders_the_study_cannot_use_stop_it_before_any_run";
+    let Some(_) = real_data_dir("ham10000", test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let no_run = |study: &Path| !study.join("runs").exists();
+
+    let (config, study) = (smoke_changed(dir.path(), &[("batch_size = 32", "batch_size = 1000000000")]), dir.path().join("batch"));
+    let text = failing(reproduce(&config, &study, &[]));
+    assert!(text.contains("training.batch_size = 1000000000 is larger than the training split of `ham10000`"), "{text}");
+    assert!(no_run(&study));
+
+    let (config, study) = (smoke_changed(dir.path(), &[("knn_k = [10, 20]", "knn_k = [10, 20, 100000]")]), dir.path().join("knn"));
+    let text = failing(reproduce(&config, &study, &[]));
+    assert!(text.contains("evaluation.knn_k = [10, 20, 100000]") && text.contains("k-NN bank"), "{text}");
+    assert!(no_run(&study));
+
+    let config = smoke_changed(dir.path(), &[("timm_vit/model.safetensors", "timm_vit/missing.safetensors")]);
+    let text = failing(reproduce(&config, &dir.path().join("plan"), &["--plan"]));
+    assert!(text.contains("checkpoints not found") && text.contains("missing.safetensors"), "{text}");
+
+    let unrelated = dir.path().join("photos");
+    std::fs::create_dir(&unrelated).unwrap();
+    std::fs::write(unrelated.join("holiday.jpg"), "").unwrap();
+    let text = failing(reproduce(&config_path("smoke.toml"), &unrelated, &[]));
+    assert!(text.contains("is not empty (holiday.jpg)") && text.contains("not a study folder"), "{text}");
+    assert_eq!(std::fs::read_dir(&unrelated).unwrap().count(), 1, "nothing written into it");
+
+    let spaced = dir.path().join("my studies").join("smoke");
+    let text = failing(reproduce(&config_path("smoke.toml"), &spaced, &["--executor", "slurm", "--dry-run"]));
+    assert!(text.contains("the study folder") && text.contains("my studies") && text.contains("' '"), "{text}");
+    assert!(!spaced.exists(), "nothing written before the check");
+}
+
+/// Every run fails (NaN loss at the first step): the sweep lists them and
+/// the report says what became of each (there are no tables to draw from),
+/// rather than ending on "no finished epoch in any run yet".
+#[test]
+fn when_every_run_fails_they_are_listed_and_the_report_says_so() {
+    let test = "when_every_run_fails_they_are_listed_and_the_report_says_so";
+    let Some(_) = real_data_dir("ham10000", test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config_path("smoke.toml")).unwrap();
+    let (head, tail) = text.split_once("[[backbones]]").unwrap();
+    let tail = &tail[tail.find("[training]").unwrap()..];
+    let overflow = format!(
+        "[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = 3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n\n",
+        root().join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors").display()
+    );
+    let config = dir.path().join("overflow.toml");
+    std::fs::write(&config, format!("{head}{overflow}{tail}")).unwrap();
+    let study = dir.path().join("study");
+    let text = failing(reproduce(&config, &study, &["--jobs", "2"]));
+    assert!(text.contains("2 run(s) failed; no run finished an epoch"), "{text}");
+    assert!(text.contains("ham10000/overflow/full seed 0: Error") && text.contains("ham10000/overflow/full seed 1: Error"), "{text}");
+    assert!(!text.contains("no finished epoch in any run yet"), "{text}");
+    let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
+    assert!(report.contains("No run has finished an epoch"), "{report}");
+    assert!(report.contains("- ham10000/overflow/full seed 0: failed after epoch 0: loss NaN at epoch 1, step 1"), "{report}");
+}
+
+/// A second `reproduce` of a study while another process runs one of its
+/// runs (here this test holds the run's lock, as that process would): the
+/// run is left to its holder, said so, not listed as failed; the others run
+/// and the study's tables are made; `--status` tells the live run from a
+/// killed one.
+#[test]
+fn a_run_another_process_holds_is_left_to_it_and_shown_as_running() {
+    let test = "a_run_another_process_holds_is_left_to_it_and_shown_as_running";
+    let Some(_) = real_data_dir("ham10000", test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("study");
+    let held = RunId { dataset: "ham10000".into(), backbone: "dinov2-tiny".into(), method: "full".into(), seed: 1 };
+    // The study as the other process left it: its config recorded, the run's folder locked.
+    let mut config = StudyConfig::from_file(&config_path("smoke.toml")).unwrap();
+    config.study.output_dir = Some(study.clone());
+    StudyDir::new(&study).write_resolved_config(&config).unwrap();
+    let lock = sim_study::lock::DirLock::try_acquire(&StudyDir::new(&study).run_dir(&held)).unwrap();
+    let output = run(reproduce(&config_path("smoke.toml"), &study, &["--jobs", "2"]));
+    let text = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let holder = format!("process {} on host", std::process::id());
+    assert!(text.contains(&format!("run {held}: being run by {holder}")) && text.contains("left to it"), "{text}");
+    assert!(text.contains("0 failed") && !text.contains("run(s) failed"), "{text}");
+    assert!(sim_plot::report_path(&study).exists(), "the others' tables, figures and report");
+    let status = |study: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["reproduce", "--status", "--config"]).arg(config_path("smoke.toml")).arg("--output").arg(study).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let now = status(&study);
+    assert!(now.contains(&format!("{held}: running now ({holder}")) && now.contains("3 finished, 1 running"), "{now}");
+    drop(lock); // as if its process were killed
+    let now = status(&study);
+    assert!(now.contains(&format!("{held}: started, no epoch finished; interrupted")) && now.contains("1 interrupted"), "{now}");
+}

@@ -69,6 +69,15 @@ fn load(spec: &str) -> Result<(Vec<usize>, Values), MetricError> {
 
 fn load_npy(spec: &str, path: &Path) -> Result<(Vec<usize>, Values), MetricError> {
     let bytes = std::fs::read(path).map_err(|e| MetricError::input(spec, e.to_string()))?;
+    let mut cursor = std::io::Cursor::new(&bytes[..]);
+    let header = npyz::NpyHeader::from_reader(&mut cursor).map_err(|e| MetricError::input(spec, format!("not a .npy file: {e}")))?;
+    // The header's shape against the bytes after it, before any is read.
+    if let Some(size) = header.dtype().num_bytes() {
+        let (held, claimed) = ((bytes.len() as u64 - cursor.position()) / size.max(1) as u64, header.len());
+        if held < claimed {
+            return Err(MetricError::input(spec, format!("truncated: its header says {:?} ({claimed} values), the file holds {held}", header.shape())));
+        }
+    }
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| MetricError::input(spec, format!("not a .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
         return Err(MetricError::input(spec, "Fortran-ordered array; save it C-contiguous (np.ascontiguousarray)"));

@@ -91,6 +91,11 @@ impl KnnInputs {
             if let Some(l) = labels.iter().find(|&&l| l < 0) {
                 return Err(MetricError::input(what, format!("negative label {l}")));
             }
+            // Votes are counted in a vector as long as the largest label:
+            // a stray id (1e12) would ask for terabytes.
+            if let Some(l) = labels.iter().find(|&&l| l >= MAX_CLASSES) {
+                return Err(MetricError::input(what, format!("label {l} is not below {MAX_CLASSES}: number the classes 0, 1, 2, …")));
+            }
         }
         let k_max = *ks.iter().max().ok_or_else(|| MetricError::input("k", "no k given"))?;
         if ks.contains(&0) || k_max > bank_rows {
@@ -106,6 +111,9 @@ impl KnnInputs {
         Ok(KnnInputs { k_max, classes })
     }
 }
+
+/// Labels are class numbers below this.
+pub const MAX_CLASSES: i64 = 1 << 20;
 
 /// Rows scaled to unit L2 norm, in f32 (the precision DINO's eval uses);
 /// rows in parallel.

@@ -27,7 +27,8 @@ use sim_study::tables::{col, file as table_file};
 use sim_study::lock::DirLock;
 use sim_study::run_state::{RunState, Status};
 use sim_study::config::RunId;
-use sim_study::{StudyConfig, StudyDir, remove_leftovers};
+use sim_study::manifest::Manifest;
+use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -209,23 +210,50 @@ struct LeftOut<'a> {
     why: String,
 }
 
-/// Whether every table is newer than every evaluation file and `run.toml` of
-/// the study: then writing them again would give the same tables.
+/// What the tables are made from, as it is now: the config, every data
+/// set's epoch 0, every run's `run.toml` and the evaluations it commits,
+/// and the tool (its version and BLAS). Computed before the evaluations
+/// are read, so a run committed meanwhile makes the tables stale rather
+/// than missing from them for good ([`up_to_date`]).
+fn inputs_manifest(study: &StudyDir, config: &StudyConfig, known: Option<&Manifest>) -> Result<Manifest, TableError> {
+    let blas = crate::blas::blas().map_or("gemm crate".to_string(), |b| b.name.clone());
+    let mut manifest = Manifest::new(format!("sim-metrics {} ({blas})", env!("CARGO_PKG_VERSION")));
+    let root = study.root();
+    let mut add = |path: &Path| {
+        let relative = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+        manifest.add(root, &relative, known).map_err(|e| err(path, e))
+    };
+    add(&study.resolved_config())?;
+    add(&study.config_hash())?;
+    for dataset in config.medical_names() {
+        for backbone in &config.backbones {
+            add(&study.pretrained_eval(dataset, &backbone.name))?;
+        }
+    }
+    for run in config.runs() {
+        let dir = study.run_dir(&run);
+        add(&RunState::path(&dir))?;
+        let Ok(Some(state)) = RunState::read(&dir) else { continue };
+        for epoch in 1..=state.last_finished_epoch {
+            add(&study.epoch_eval(&run, epoch))?;
+        }
+        if state.status == Status::Finished {
+            for &alpha in config.method(&run.method).ok().and_then(|m| m.wise_ft.as_deref()).unwrap_or_default() {
+                add(&study.wise_ft_eval(&run, alpha))?;
+            }
+        }
+    }
+    Ok(manifest)
+}
+
+/// Whether the tables were made from the study as it is now (its config,
+/// evaluations and `run.toml`s, by content) by this tool: then writing them
+/// again would give the same tables.
 pub fn up_to_date(study_dir: &Path) -> bool {
     let study = StudyDir::new(study_dir);
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let oldest_table = table_file::ALL.iter().map(|t| modified(&study.tables_dir().join(t))).min().flatten();
-    let Some(oldest_table) = oldest_table else { return false };
-    fn newest(dir: &Path, modified: &dyn Fn(&Path) -> Option<std::time::SystemTime>) -> Option<std::time::SystemTime> {
-        let mut latest = modified(dir);
-        for entry in std::fs::read_dir(dir).ok()?.flatten() {
-            let path = entry.path();
-            let t = if path.is_dir() { newest(&path, modified) } else if path.extension().is_some_and(|e| e == "safetensors" || e == "toml") { modified(&path) } else { None };
-            latest = latest.max(t);
-        }
-        latest
-    }
-    newest(&study_dir.join("runs"), &modified).is_some_and(|inputs| inputs <= oldest_table) && modified(&study.resolved_config()).is_some_and(|c| c <= oldest_table)
+    let (Ok(config), Some(written)) = (study.read_config(), Manifest::read(&study.tables_manifest())) else { return false };
+    let all_there = table_file::ALL.iter().all(|t| study.tables_dir().join(t).exists());
+    all_there && inputs_manifest(&study, &config, Some(&written)).is_ok_and(|now| now.same_inputs(&written))
 }
 
 /// The runs of one medical data set and method: those with a committed
@@ -328,12 +356,9 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
 /// columns first; returns the files written.
 pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> {
     let study = StudyDir::new(study_dir);
-    let config_path = study.resolved_config();
-    if !config_path.exists() {
-        return Err(err(study_dir, "not a study directory (no study.toml); run `cargo xtask reproduce` first"));
-    }
+    let config = study.read_config().map_err(TableError)?;
     study.check_layout().map_err(|e| err(study_dir, e))?;
-    let config = StudyConfig::from_file(&config_path).map_err(|e| err(&config_path, e))?;
+    let manifest = inputs_manifest(&study, &config, Manifest::read(&study.tables_manifest()).as_ref())?;
     let mut tables: Vec<(&str, DataFrame)> = Vec::new();
     // (data set, method, backbone, final similarities): the methods' tests.
     let mut finals = Vec::new();
@@ -379,9 +404,12 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     tables.push((table_file::METHOD_COMPARISONS, method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?));
     let path = study.tables_dir().join(table_file::PRETRAIN);
     tables.push((table_file::PRETRAIN, pretrain_table(&study, &config)?.into_frame().map_err(|e| err(&path, e))?));
+    // A test stands here to commit a run while the tables are computed.
+    crash::pause("tables-computed");
     let tables_dir = study.tables_dir();
     let _lock = DirLock::wait(&tables_dir).map_err(|e| err(&tables_dir, e))?;
     remove_leftovers(&tables_dir).map_err(|e| err(&tables_dir, e))?;
+    Manifest::remove(&study.tables_manifest()).map_err(|e| err(&study.tables_manifest(), e))?;
     let mut written = Vec::new();
     for (name, mut frame) in tables {
         let path = tables_dir.join(name);
@@ -392,6 +420,8 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         .map_err(|e| err(&path, e))?;
         written.push(path);
     }
+    // Last: the tables vouch for these inputs only once all are written.
+    manifest.write(&study.tables_manifest()).map_err(|e| err(&study.tables_manifest(), e))?;
     Ok(written)
 }
 

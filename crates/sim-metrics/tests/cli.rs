@@ -106,3 +106,52 @@ fn a_sim_blas_that_does_not_load_is_an_error_naming_it() {
     assert!(err.contains("SIM_BLAS=/nonexistent/libblas.so") && !err.contains("panicked"), "{err}");
     assert!(out.stdout.is_empty(), "no result printed");
 }
+
+/// A `.npy` file written by hand: `descr` ('<f8', '<i8'), `shape` as the
+/// header says it, `data` the bytes after the header (fewer than the shape
+/// asks for, to stand for a truncated file).
+fn write_npy(path: &std::path::Path, descr: &str, shape: &str, data: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A label far above any class count (1e12) is an error naming the labels,
+/// not an abort on an 8 TB allocation for its votes.
+#[test]
+fn a_huge_knn_label_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.npy");
+    let n = sim_metrics::arrays::load_labels(&fixture("knn_query_labels")).unwrap();
+    let mut values = n.clone();
+    values[3] = 1_000_000_000_000;
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&labels, "<i8", &format!("({},)", values.len()), &data);
+    let (ok, out, err) = run(&[
+        "knn", "--bank-feats", &fixture("knn_bank"), "--bank-labels", &fixture("knn_bank_labels"),
+        "--query-feats", &fixture("knn_queries"), "--query-labels", labels.to_str().unwrap(), "--k", "5",
+    ]);
+    assert!(!ok && out.is_null(), "{err}");
+    assert!(err.contains("query labels") && err.contains("label 1000000000000") && !err.contains("memory allocation"), "{err}");
+}
+
+/// A `.npy` whose header claims more rows than its bytes hold, read whole
+/// (ECE, debiased CKA): an error naming the file and both counts.
+#[test]
+fn a_npy_shorter_than_its_header_is_an_error_naming_the_file_and_both_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let logits = dir.path().join("short.npy");
+    let data: Vec<u8> = (0..70).flat_map(|v| (v as f64).to_le_bytes()).collect();
+    write_npy(&logits, "<f8", "(500, 7)", &data);
+    let (ok, _, err) = run(&["ece", "--logits", logits.to_str().unwrap(), "--labels", &fixture("ece_labels")]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("short.npy") && err.contains("3500 values") && err.contains("holds 70"), "{err}");
+    assert!(!err.contains("failed to fill whole buffer"), "{err}");
+}

@@ -152,6 +152,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         seed,
         config_hash: config.hash(),
         backbone_sha256: "0".repeat(64),
+        data_sha256: Default::default(),
         status,
         epochs: 3,
         last_finished_epoch: last,
@@ -267,6 +268,7 @@ fn finish_after_one_epoch(study: &StudyDir, config: &StudyConfig, run: &RunId) {
         seed: run.seed,
         config_hash: config.hash(),
         backbone_sha256: "0".repeat(64),
+        data_sha256: Default::default(),
         status: Status::Finished,
         epochs: 1,
         last_finished_epoch: 1,
@@ -393,4 +395,96 @@ fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_p
         assert!(similarity[3 * run + 1] < 1.0 && similarity[3 * run + 1] > *end, "α = 0.5 between: {similarity:?}");
         assert_eq!(similarity[3 * run + 2], *end);
     }
+}
+
+/// Seed `seed`'s run of the backbone `tiny`.
+fn tiny_run(seed: u64) -> RunId {
+    RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: "full".into(), seed }
+}
+
+/// A study of seeds 0 and 1, each finished after one epoch.
+fn two_finished_seeds(dir: &Path) -> StudyDir {
+    let mut config = StudyConfig::from_toml_str(&CONFIG.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]"), Path::new("two.toml")).unwrap();
+    config.study.output_dir = Some(dir.to_owned());
+    let study = StudyDir::new(dir);
+    study.write_resolved_config(&config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let base = base_features(&mut rng);
+    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
+    for seed in [0, 1] {
+        eval_file(&study.epoch_eval(&tiny_run(seed), 1), &base, 1.0 + seed as f64, &mut rng);
+        finish_after_one_epoch(&study, &config, &tiny_run(seed));
+    }
+    study
+}
+
+fn seeds_in_epochs_table(study: &StudyDir) -> Vec<u64> {
+    let epochs = read(&study.tables_dir().join("epochs.parquet"));
+    let mut seeds: Vec<u64> = epochs.column("seed").unwrap().u64().unwrap().into_no_null_iter().collect();
+    seeds.dedup();
+    seeds
+}
+
+/// A run committed while the tables are being computed (a sweep or a
+/// Slurm array still running while `xtask finish` makes them), here a
+/// finished run folder put back with its old modification times (as `cp -a`
+/// or `tar x` would): the tables written from the study as it was read are
+/// stale, and the next freshness check says so (it compared clocks, and
+/// kept them for good).
+#[test]
+fn a_run_committed_while_the_tables_are_computed_makes_them_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = two_finished_seeds(&dir.path().join("study"));
+    let (seed1, aside) = (study.run_dir(&tiny_run(1)), dir.path().join("seed-01"));
+    std::fs::rename(&seed1, &aside).unwrap();
+    let pause = dir.path().join("paused");
+    let mut tables = std::process::Command::new(env!("CARGO_BIN_EXE_sim-metrics"))
+        .arg("study")
+        .arg("--study")
+        .arg(study.root())
+        .env(sim_study::crash::PAUSE_VAR, format!("tables-computed:{}", pause.display()))
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !pause.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the table stage never reached its pause point");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::rename(&aside, &seed1).unwrap();
+    std::fs::remove_file(&pause).unwrap();
+    assert!(tables.wait().unwrap().success());
+    assert_eq!(seeds_in_epochs_table(&study), [0], "the tables hold the study as it was read");
+    assert!(!sim_metrics::tables::up_to_date(study.root()), "a run came in after the read: the tables are stale");
+    write_study_tables(study.root()).unwrap();
+    assert_eq!(seeds_in_epochs_table(&study), [0, 1]);
+    assert!(sim_metrics::tables::up_to_date(study.root()));
+}
+
+/// Freshness is decided by content: touching an input keeps the tables,
+/// changing one does not, and a moved study stays up to date. A
+/// hand-edited `study.toml` is refused, naming the hash it contradicts.
+#[test]
+fn tables_are_fresh_by_content_and_a_hand_edited_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = two_finished_seeds(&dir.path().join("study"));
+    assert!(!sim_metrics::tables::up_to_date(study.root()));
+    write_study_tables(study.root()).unwrap();
+    assert!(sim_metrics::tables::up_to_date(study.root()));
+    let state = RunState::path(&study.run_dir(&tiny_run(0)));
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&state, &text).unwrap();
+    assert!(sim_metrics::tables::up_to_date(study.root()), "the same run.toml, rewritten: still up to date");
+    let moved = dir.path().join("moved");
+    std::fs::rename(study.root(), &moved).unwrap();
+    assert!(sim_metrics::tables::up_to_date(&moved), "a moved study is the same study");
+    let study = StudyDir::new(&moved);
+    std::fs::write(RunState::path(&study.run_dir(&tiny_run(0))), text.replace("status = \"finished\"", "status = \"failed\"")).unwrap();
+    assert!(!sim_metrics::tables::up_to_date(&moved), "a changed run.toml: stale");
+
+    let edited = std::fs::read_to_string(study.resolved_config()).unwrap().replace("similarity_threshold = 0.5", "similarity_threshold = 0.9");
+    std::fs::write(study.resolved_config(), edited).unwrap();
+    assert!(!sim_metrics::tables::up_to_date(&moved));
+    let msg = write_study_tables(&moved).unwrap_err().to_string();
+    assert!(msg.contains("study.toml does not match") && msg.contains("study.sha256"), "{msg}");
 }

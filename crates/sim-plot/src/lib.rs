@@ -16,6 +16,8 @@ pub mod study;
 pub mod style;
 
 use figures::Outcome;
+use sim_study::StudyDir;
+use sim_study::manifest::Manifest;
 use std::path::{Path, PathBuf};
 use style::Format;
 
@@ -44,18 +46,34 @@ pub struct Rendered {
 
 /// `<study>/figures/`.
 pub fn figures_dir(study: &Path) -> PathBuf {
-    study.join("figures")
+    StudyDir::new(study).figures_dir()
 }
 
 /// `<study>/report.md`.
 pub fn report_path(study: &Path) -> PathBuf {
-    study.join("report.md")
+    StudyDir::new(study).report()
+}
+
+/// What the figures, paper tables and report are made from, as it is now:
+/// the config and every study table, by content, and this tool's version.
+fn inputs_manifest(study: &StudyDir, known: Option<&Manifest>) -> anyhow::Result<Manifest> {
+    let mut manifest = Manifest::new(format!("sim-plot {}", env!("CARGO_PKG_VERSION")));
+    let root = study.root();
+    for relative in ["study.toml".to_string(), "study.sha256".to_string()]
+        .into_iter()
+        .chain(sim_study::tables::file::ALL.iter().map(|t| format!("tables/{t}")))
+    {
+        manifest.add(root, &relative, known)?;
+    }
+    Ok(manifest)
 }
 
 /// Makes the figures, `tables/table{1,2}.{md,csv}` and `report.md` (unless
 /// only some figures are asked for) of the study at `dir`.
 pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     let study = study::Study::read(dir)?;
+    let study_dir = StudyDir::new(dir);
+    let manifest = inputs_manifest(&study_dir, Manifest::read(&study_dir.figures_manifest()).as_ref())?;
     if let Some(only) = &options.only
         && let Some(bad) = only.iter().find(|o| !figures::NAMES.iter().any(|n| n.starts_with(o.as_str())))
     {
@@ -63,6 +81,7 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     }
     let out = figures_dir(dir);
     std::fs::create_dir_all(&out)?;
+    Manifest::remove(&study_dir.figures_manifest())?;
     let mut files = Vec::new();
     let mut outcomes = Vec::new();
     for name in figures::names(&study) {
@@ -83,16 +102,38 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
         let text = report::report(&study, &outcomes, [&md("table1.md"), &md("table2.md")]);
         sim_study::write_atomic(&report_path(dir), text.as_bytes())?;
         files.push(report_path(dir));
+        // Last: only a whole rendering vouches for its inputs.
+        manifest.write(&study_dir.figures_manifest())?;
     }
     let left_out = outcomes.into_iter().filter_map(|(n, o)| match o { Outcome::LeftOut(why) => Some((n, why)), _ => None }).collect();
     Ok(Rendered { files, left_out })
 }
 
-/// Whether `report.md` is newer than every table: then the figures are too,
-/// and `cargo xtask reproduce` skips this stage.
+/// The report of a study none of whose runs finished an epoch (there are
+/// no tables to draw from): what became of each run, one line each
+/// (`ham10000/vit/full seed 0: failed after epoch 0: loss NaN at epoch 1, step 3`).
+pub fn write_report_without_runs(dir: &Path, runs: &[String]) -> anyhow::Result<PathBuf> {
+    let study = StudyDir::new(dir);
+    let config = study.read_config().map_err(anyhow::Error::msg)?;
+    let mut text = format!(
+        "# Study `{}`\n\nNo run has finished an epoch, so there are no tables, figures or findings yet. \
+         What became of each run (its `train.log` and `sweep.log` say more):\n\n",
+        config.study.name
+    );
+    for line in runs {
+        text.push_str(&format!("- {line}\n"));
+    }
+    // Figures of an earlier rendering would no longer match this report.
+    Manifest::remove(&study.figures_manifest())?;
+    sim_study::write_atomic(&study.report(), text.as_bytes())?;
+    Ok(study.report())
+}
+
+/// Whether the figures, paper tables and report were made, whole, from the
+/// config and tables as they are now (by content, not by clocks): then
+/// `cargo xtask reproduce` skips this stage.
 pub fn up_to_date(dir: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let Some(report) = modified(&report_path(dir)) else { return false };
-    let tables = sim_study::StudyDir::new(dir).tables_dir();
-    sim_study::tables::file::ALL.iter().all(|t| modified(&tables.join(t)).is_none_or(|m| m <= report))
+    let study = StudyDir::new(dir);
+    let Some(written) = Manifest::read(&study.figures_manifest()) else { return false };
+    report_path(dir).exists() && inputs_manifest(&study, Some(&written)).is_ok_and(|now| now.same_inputs(&written))
 }

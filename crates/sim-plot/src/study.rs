@@ -254,7 +254,6 @@ pub struct ImageRow {
 /// Everything the figures, tables and report read.
 #[derive(Clone)]
 pub struct Study {
-    pub dir: PathBuf,
     pub config: StudyConfig,
     /// The medical data sets and the methods in the config's order: the
     /// order of facets.
@@ -283,11 +282,7 @@ pub struct Study {
 impl Study {
     pub fn read(dir: &Path) -> anyhow::Result<Study> {
         let study = StudyDir::new(dir);
-        let config_path = study.resolved_config();
-        if !config_path.exists() {
-            bail!("{}: not a study directory (no study.toml); run `cargo xtask reproduce` first", dir.display());
-        }
-        let config = StudyConfig::from_file(&config_path)?;
+        let config = study.read_config().map_err(anyhow::Error::msg)?;
         let tables = study.tables_dir();
         if !tables.join(file::EPOCHS).exists() {
             bail!("{}: no tables yet; run `sim-metrics study --study {}` first", tables.display(), dir.display());
@@ -303,7 +298,6 @@ impl Study {
             if path.exists() { Table::read(&path).map(Some) } else { Ok(None) }
         };
         Ok(Study {
-            dir: dir.to_owned(),
             datasets: config.medical_names().into_iter().map(String::from).collect(),
             methods: config.methods.iter().map(|m| m.name.clone()).collect(),
             backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
@@ -367,7 +361,6 @@ impl Study {
             };
         }
         Study {
-            dir: self.dir.clone(),
             config: self.config.clone(),
             datasets: vec![d.to_owned()],
             methods: vec![m.to_owned()],
@@ -446,9 +439,11 @@ impl Table {
         self.frame.column(name).with_context(|| format!("{}: no column `{name}`", self.path.display()))
     }
 
+    /// A column of numbers; a NaN or infinite value reads as missing, so
+    /// that no figure, table or sentence shows `NaN ± NaN`.
     fn f64s(&self, name: &str) -> anyhow::Result<Vec<Option<f64>>> {
         let c = self.column(name)?.f64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
-        Ok((0..c.len()).map(|i| c.get(i)).collect())
+        Ok((0..c.len()).map(|i| c.get(i).filter(|v| v.is_finite())).collect())
     }
 
     /// A column that has no nulls.
@@ -456,7 +451,7 @@ impl Table {
         self.f64s(name)?
             .into_iter()
             .enumerate()
-            .map(|(i, v)| v.with_context(|| format!("{}: column `{name}` is null at row {i}", self.path.display())))
+            .map(|(i, v)| v.with_context(|| format!("{}: column `{name}` is null or not finite at row {i}", self.path.display())))
             .collect()
     }
 

@@ -382,6 +382,7 @@ fn only_and_format_choose_what_is_written() {
     let old = dir.path().join("old");
     std::fs::create_dir_all(StudyDir::new(&old).tables_dir()).unwrap();
     std::fs::copy(d.join("study.toml"), old.join("study.toml")).unwrap();
+    std::fs::copy(d.join("study.sha256"), old.join("study.sha256")).unwrap();
     let mut epochs = read_frame(d, file::EPOCHS);
     let _ = epochs.drop_in_place(col::DATASET).unwrap();
     write_frame(&old, file::EPOCHS, &mut epochs);
@@ -452,4 +453,63 @@ fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
     let second = report.split("2. **Similarity and calibration").nth(1).unwrap().split("3. **").next().unwrap();
     assert!(second.contains("The data sets agree: it holds on every one."), "{second}");
     assert!(report.contains("**skin**: k-NN top-1") && report.contains("**xray**: k-NN top-1"), "fig1a caption per data set");
+}
+
+/// A NaN in a table (a metric undefined for a backbone) reads as missing:
+/// no table, caption or sentence says `NaN`. And the report names no
+/// absolute path: it stays true when the study folder moves.
+#[test]
+fn nan_in_the_tables_is_shown_as_missing_and_the_report_holds_no_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs = [
+        Run { backbone: "vit", seed: 0, status: "finished", epochs: 2, gain: 0.05 },
+        Run { backbone: "vit", seed: 1, status: "finished", epochs: 2, gain: 0.04 },
+    ];
+    study(d, &[("vit", "vit")], &runs);
+    let mut backbones = read_frame(d, file::BACKBONES);
+    let h = backbones.height();
+    for name in [col::mean(col::ACCURACY), col::std(col::ACCURACY), col::mean(col::KNN_AFTER), col::std(col::KNN_AFTER)] {
+        backbones.with_column(c(&name, vec![f64::NAN; h])).unwrap();
+    }
+    write_frame(d, file::BACKBONES, &mut backbones);
+    let rendered = render_study(d, &Options::default()).unwrap();
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    let table1 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table1.md")).unwrap();
+    for (what, text) in [("report", &report), ("table 1", &table1)] {
+        assert!(!text.contains("NaN"), "{what}:\n{text}");
+    }
+    assert!(!rendered.files.is_empty());
+    let absolute = d.canonicalize().unwrap();
+    assert!(!report.contains(&d.display().to_string()) && !report.contains(&absolute.display().to_string()), "{report}");
+}
+
+/// The figures are up to date when made from the tables and config as
+/// they are now, by content: a table rewritten with the same rows keeps
+/// them, a changed one does not; a hand-edited `study.toml` is refused.
+#[test]
+fn figures_are_fresh_by_what_they_were_made_from_and_a_hand_edited_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    study(d, &[("vit", "vit")], &[Run { backbone: "vit", seed: 0, status: "finished", epochs: 2, gain: 0.05 }]);
+    assert!(!sim_plot::up_to_date(d), "nothing drawn yet");
+    render_study(d, &Options::default()).unwrap();
+    assert!(sim_plot::up_to_date(d));
+    let mut epochs = read_frame(d, file::EPOCHS);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_frame(d, file::EPOCHS, &mut epochs);
+    assert!(sim_plot::up_to_date(d), "same rows, newer file: still up to date");
+    let h = epochs.height();
+    epochs.with_column(c(col::ECE, vec![0.5; h])).unwrap();
+    write_frame(d, file::EPOCHS, &mut epochs);
+    assert!(!sim_plot::up_to_date(d), "changed rows: stale");
+    render_study(d, &Options::default()).unwrap();
+    assert!(sim_plot::up_to_date(d));
+
+    let study_toml = StudyDir::new(d).resolved_config();
+    let text = std::fs::read_to_string(&study_toml).unwrap();
+    std::fs::write(&study_toml, text.replace("similarity_threshold = 0.5", "similarity_threshold = 0.9")).unwrap();
+    assert!(!sim_plot::up_to_date(d));
+    let err = render_study(d, &Options::default()).err().unwrap().to_string();
+    assert!(err.contains("study.toml does not match") && err.contains("edited by hand"), "{err}");
 }

@@ -4,6 +4,10 @@
 //! the steps between two writes of the run machinery (`finetune` names its
 //! own); the tests use them to show the files on disk are valid at each one.
 //! Unset, a point costs one environment lookup.
+//!
+//! The same points can pause instead (`SIM_PAUSE_AT=<point>:<file>`), so a
+//! test can change the study at exactly that instant: a race made
+//! deterministic.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,5 +37,28 @@ pub fn point(name: &str) {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
         unreachable!("SIGKILL is not delivered late");
+    }
+}
+
+/// The environment variable of the pause hook: `SIM_PAUSE_AT=<point>:<file>`.
+pub const PAUSE_VAR: &str = "SIM_PAUSE_AT";
+
+/// Pauses here if `SIM_PAUSE_AT` names this point: writes `<file>`, then
+/// waits until it is removed (at most five minutes), so the test that set
+/// the variable acts while this process stands at the point.
+pub fn pause(name: &str) {
+    let Ok(wanted) = std::env::var(PAUSE_VAR) else { return };
+    let Some((point, file)) = wanted.split_once(':') else { return };
+    if point != name {
+        return;
+    }
+    let file = std::path::Path::new(file);
+    if let Err(e) = std::fs::write(file, format!("process {} paused at `{name}`\n", std::process::id())) {
+        eprintln!("{PAUSE_VAR}={wanted}: cannot write {}: {e}", file.display());
+        return;
+    }
+    let start = std::time::Instant::now();
+    while file.exists() && start.elapsed() < std::time::Duration::from_secs(300) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

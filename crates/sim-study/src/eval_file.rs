@@ -44,6 +44,10 @@ pub struct EvalMetadata {
     pub backbone: String,
     /// SHA-256 of the backbone file the model came from.
     pub backbone_sha256: String,
+    /// SHA-256 of each split file the evaluation read (`splits/<data set>.csv`,
+    /// by data set); empty in files made before it was recorded.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub data_sha256: std::collections::BTreeMap<String, String>,
     pub epoch: u32,
     /// The run's seed; none for the shared epoch 0.
     pub seed: Option<u64>,

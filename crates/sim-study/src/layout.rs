@@ -20,7 +20,9 @@
 //!   <run>/train.log                        the run's log
 //!   <run>/sweep.log                        the run process's output, when a sweep started it
 //!   tables/*.parquet                            written by `sim-metrics study` (names: `crate::tables`)
+//!   tables/inputs.toml                          what they were made from ([`crate::manifest`])
 //!   tables/table{1,2}.{md,csv}, figures/, report.md   written by `sim-plot`
+//!   figures/inputs.toml                         what the figures and report were made from
 //!   slurm/                                      sbatch scripts, their output, the job ids
 //!   kernel-cache/                               GPU builds: compiled kernels and autotune results, shared by the study's processes
 //! ```
@@ -157,6 +159,87 @@ impl StudyDir {
         self.root.join("tables")
     }
 
+    /// What the tables were made from (the evaluations, `run.toml`s, the config).
+    pub fn tables_manifest(&self) -> PathBuf {
+        self.tables_dir().join("inputs.toml")
+    }
+
+    /// Where `sim-plot` writes the figures.
+    pub fn figures_dir(&self) -> PathBuf {
+        self.root.join("figures")
+    }
+
+    /// What the figures and the report were made from (the tables, the config).
+    pub fn figures_manifest(&self) -> PathBuf {
+        self.figures_dir().join("inputs.toml")
+    }
+
+    /// The study's report, written by `sim-plot`.
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report.md")
+    }
+
+    /// Whether `name`, right in the study folder, is one of the study's own
+    /// files or folders (the layout above): a folder holding anything else
+    /// is no study's.
+    pub fn is_study_entry(name: &str) -> bool {
+        const ENTRIES: [&str; 11] =
+            ["study.toml", "study.sha256", "splits", "cache", "backbones", "runs", "tables", "figures", "report.md", "slurm", "kernel-cache"];
+        ENTRIES.contains(&name)
+    }
+
+    /// Whether any evaluation was made from `dataset`'s split and images: an
+    /// evaluation file or a `run.toml` under the medical data set's runs;
+    /// for the natural one, a backbone's natural-image epoch 0 or any run's.
+    /// Such a study must not be split again or read other images under the
+    /// same names. (Empty folders and locks do not count: a run's folder is
+    /// locked before its data is read.)
+    pub fn has_evaluations(&self, dataset: &DatasetId) -> bool {
+        fn any_evaluation(dir: &Path, depth: u32) -> bool {
+            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            entries.flatten().map(|e| e.path()).any(|p| {
+                if p.is_dir() {
+                    depth > 0 && any_evaluation(&p, depth - 1)
+                } else {
+                    p.extension().is_some_and(|e| e == "safetensors") || p.file_name().is_some_and(|n| n == "run.toml")
+                }
+            })
+        }
+        let runs = self.root.join("runs");
+        match dataset {
+            // runs/<dataset>/<backbone>/<method>/seed-<NN>/<file>
+            DatasetId::Medical(name) => any_evaluation(&runs.join(name), 3),
+            DatasetId::Natural => {
+                let backbones = std::fs::read_dir(self.root.join("backbones"));
+                backbones.is_ok_and(|d| d.flatten().any(|e| e.path().join("natural.safetensors").exists())) || any_evaluation(&runs, 4)
+            }
+        }
+    }
+
+    /// The study's resolved config, checked against the hash recorded beside
+    /// it: a hand-edited `study.toml` would make tables and figures that
+    /// contradict the runs they come from.
+    pub fn read_config(&self) -> Result<StudyConfig, String> {
+        let path = self.resolved_config();
+        if !path.exists() {
+            return Err(format!("{}: not a study directory (no study.toml); run `cargo xtask reproduce` first", self.root.display()));
+        }
+        let config = StudyConfig::from_file(&path).map_err(|e| e.to_string())?;
+        let recorded = std::fs::read_to_string(self.config_hash()).map_err(|e| format!("{}: {e}", self.config_hash().display()))?;
+        if recorded.trim() != config.hash() {
+            return Err(format!(
+                "{} does not match the hash its runs were made with ({} in {}, {} now): it was edited by hand. \
+                 Restore it (the runs' config is the one of the config file the study was run with), \
+                 or run the changed config into a new study.output_dir",
+                path.display(),
+                &recorded.trim()[..recorded.trim().len().min(12)],
+                self.config_hash().display(),
+                &config.hash()[..12]
+            ));
+        }
+        Ok(config)
+    }
+
     /// Folders whose leftovers (temporary files of a killed writer) the data
     /// stage removes, holding the study folder's lock.
     pub fn data_folders(&self) -> [PathBuf; 3] {
@@ -242,6 +325,40 @@ mod tests {
             assert!(msg.contains("earlier version") && msg.contains(says), "{old}: {msg}");
             std::fs::remove_dir_all(dir.path().join(old)).unwrap();
         }
+    }
+
+    #[test]
+    fn a_hand_edited_study_toml_is_refused_naming_the_hash_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let study = StudyDir::new(dir.path());
+        assert!(study.read_config().unwrap_err().contains("not a study directory"));
+        study.write_resolved_config(&minimal_config()).unwrap();
+        assert_eq!(study.read_config().unwrap(), StudyConfig::from_file(&study.resolved_config()).unwrap());
+        let text = std::fs::read_to_string(study.resolved_config()).unwrap();
+        std::fs::write(study.resolved_config(), text.replace("similarity_threshold = 0.5", "similarity_threshold = 0.9")).unwrap();
+        let msg = study.read_config().unwrap_err();
+        assert!(msg.contains("study.toml does not match") && msg.contains("study.sha256") && msg.contains("edited by hand"), "{msg}");
+    }
+
+    #[test]
+    fn evaluations_of_a_data_set_are_seen_per_data_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let study = StudyDir::new(dir.path());
+        let (h, natural) = (DatasetId::Medical("h".into()), DatasetId::Natural);
+        assert!(!study.has_evaluations(&h) && !study.has_evaluations(&natural));
+        std::fs::create_dir_all(study.backbone_dir("vit")).unwrap();
+        std::fs::write(study.natural_eval("vit"), "").unwrap();
+        assert!(!study.has_evaluations(&h) && study.has_evaluations(&natural));
+        let run = RunId { dataset: "h".into(), backbone: "vit".into(), method: "full".into(), seed: 0 };
+        std::fs::create_dir_all(study.run_dir(&run)).unwrap();
+        std::fs::write(study.run_dir(&run).join(".lock"), "").unwrap();
+        assert!(!study.has_evaluations(&h), "a locked, empty run folder is no evaluation");
+        std::fs::write(study.run_dir(&run).join("run.toml"), "").unwrap();
+        assert!(study.has_evaluations(&h));
+        std::fs::remove_file(study.run_dir(&run).join("run.toml")).unwrap();
+        std::fs::write(study.pretrained_eval("h", "vit"), "").unwrap();
+        assert!(study.has_evaluations(&h));
+        assert!(!study.has_evaluations(&DatasetId::Medical("other".into())));
     }
 
     #[test]

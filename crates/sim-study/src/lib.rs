@@ -11,6 +11,7 @@ pub mod eval_file;
 pub mod fingerprint;
 pub mod layout;
 pub mod lock;
+pub mod manifest;
 pub mod pretrain;
 pub mod real_data;
 pub mod run_state;

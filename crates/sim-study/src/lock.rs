@@ -47,6 +47,28 @@ impl DirLock {
     }
 }
 
+/// Who holds the lock of `dir` now (`process 1234 on host node7`), or
+/// `None` where nobody does (a lock file left by a dead process included).
+/// Creates nothing, so it can look at a read-only study.
+pub fn holder(dir: &Path) -> io::Result<Option<String>> {
+    let path = dir.join(".lock");
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Ok(Some(if holder.is_empty() { "another process".to_string() } else { holder.to_string() }))
+        }
+        Err(TryLockError::Error(e)) => Err(io::Error::new(e.kind(), format!("locking {}: {e}", path.display()))),
+    }
+}
+
 /// The lock file, or `None` on a read-only file system.
 fn open(dir: &Path) -> io::Result<Option<(File, PathBuf)>> {
     std::fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
@@ -93,7 +115,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(&format!("process {}", std::process::id())), "{msg}");
         assert!(msg.contains(&host_name()), "{msg}");
+        assert_eq!(holder(dir.path()).unwrap(), Some(format!("process {} on host {}", std::process::id(), host_name())));
         drop(first);
+        assert_eq!(holder(dir.path()).unwrap(), None, "a released lock has no holder");
         DirLock::try_acquire(dir.path()).unwrap();
+        assert_eq!(holder(&dir.path().join("never-locked")).unwrap(), None);
     }
 }

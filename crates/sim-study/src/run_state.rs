@@ -30,6 +30,11 @@ pub struct RunState {
     pub config_hash: String,
     /// SHA-256 of the backbone file the run started from.
     pub backbone_sha256: String,
+    /// SHA-256 of each split file the run read (`splits/<data set>.csv`, by
+    /// data set: the ids, labels, sides and every image's SHA-256), checked
+    /// when the run resumes; empty in runs made before it was recorded.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub data_sha256: std::collections::BTreeMap<String, String>,
     pub status: Status,
     pub epochs: u32,
     pub last_finished_epoch: u32,
@@ -98,6 +103,7 @@ mod tests {
             seed: 3,
             config_hash: "c".into(),
             backbone_sha256: "s".into(),
+            data_sha256: [("medical-d".to_string(), "h".to_string())].into(),
             status: Status::Failed,
             epochs: 4,
             last_finished_epoch: 2,

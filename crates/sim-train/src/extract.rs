@@ -24,6 +24,7 @@ const BATCH: usize = 16;
 
 /// Features of every image in `images`, written to `out`; returns how many images.
 pub fn extract<B: Backend>(checkpoint: &Path, opts: &LoadOptions, images: &Path, out: &Path, device: &B::Device) -> anyhow::Result<usize> {
+    anyhow::ensure!(opts.input_size > 0, "--size 0: the input side must be a positive multiple of the patch size");
     let backbone = load::<B>(checkpoint, opts, device)?;
     let (mean, std) = backbone.naming.family().normalisation().expect("a detected naming has a family");
     let norm = Normalisation { mean, std };

@@ -100,3 +100,37 @@ fn a_truncated_image_stops_extract_naming_the_file() {
     assert!(stderr.contains(&images.join("b.jpg").display().to_string()), "{stderr}");
     assert!(!out.exists());
 }
+
+/// `extract` with options a user mistypes: each an error naming the option
+/// (`--size 0` panicked; a head count the width does not split into named
+/// the study config's key, not `--heads`).
+#[test]
+fn bad_extract_options_are_errors_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    image(1, 32, 32).save(images.join("a.png")).unwrap();
+    let out = dir.path().join("feats.safetensors");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sim-train"))
+            .args(["extract", "--checkpoint"])
+            .arg(checkpoint())
+            .args(args)
+            .arg("--images")
+            .arg(&images)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let stderr = run(&["--heads", "3", "--size", "0"]);
+    assert!(stderr.contains("--size 0") && !stderr.contains("panicked"), "{stderr}");
+    // The tiny ViT is 48 wide: 5 heads do not split it, and neither does the default (48 / 64 = 0).
+    for heads in [&["--heads", "5"][..], &[]] {
+        let stderr = run(&[heads, &["--size", "32"][..]].concat());
+        assert!(stderr.contains("heads") && stderr.contains("`--heads`"), "{stderr}");
+    }
+    assert!(!out.exists());
+}

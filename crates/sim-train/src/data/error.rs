@@ -16,6 +16,10 @@ pub enum DataError {
     Decode { path: PathBuf, message: String },
     #[error("split of {dataset}: {message}")]
     Split { dataset: String, message: String },
+    /// A setting of the study config that the data cannot meet; the message
+    /// names the key.
+    #[error("study config: {0}")]
+    Setting(String),
 }
 
 impl DataError {

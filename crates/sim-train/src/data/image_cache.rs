@@ -7,10 +7,14 @@
 //! fingerprint of the sources (ids, file sizes and modification times, or the
 //! pixels of in-memory images) and the side: when any source changes, the
 //! cache no longer matches and is rebuilt. It is written atomically.
+//! Each image's SHA-256 of what was read (the file's bytes, or the in-memory
+//! pixels: [`source_sha256`]) is kept with it, so the study can check every
+//! image against the one its split recorded (`data::prepare`).
 //!
-//! Layout (little endian): `SIMIMG01`, fingerprint (32 bytes), side (u32),
+//! Layout (little endian): `SIMIMG02`, fingerprint (32 bytes), side (u32),
 //! count (u32), RGB pixels of every image back to back, then per image
-//! (width u32, height u32, offset u64), then the offset of that table (u64).
+//! (width u32, height u32, offset u64, source SHA-256 32 bytes), then the
+//! offset of that table (u64).
 
 use super::{DataError, ImageSource, Sample};
 use image::RgbImage;
@@ -21,10 +25,12 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"SIMIMG01";
+const MAGIC: &[u8; 8] = b"SIMIMG02";
 /// Changes whenever the decoding or resizing changes, so old caches rebuild.
 const PIPELINE_VERSION: &str = "rgb8 catmull-rom shorter-side floor v1";
 const HEADER_LEN: usize = 8 + 32 + 4 + 4;
+/// Bytes per image in the table: width, height, offset, source SHA-256.
+const ENTRY_LEN: usize = 4 + 4 + 8 + 32;
 /// Images decoded in parallel before they are written out (bounds memory).
 const CHUNK: usize = 512;
 
@@ -41,6 +47,7 @@ struct Entry {
     width: u32,
     height: u32,
     offset: u64,
+    source_sha256: [u8; 32],
 }
 
 pub struct ImageCache {
@@ -88,13 +95,18 @@ impl ImageCache {
             return Ok(None);
         }
         let table = u64_at(&map, map.len() - 8) as usize;
-        if table.checked_add(count * 16 + 8) != Some(map.len()) {
+        if table.checked_add(count * ENTRY_LEN + 8) != Some(map.len()) {
             return Ok(None); // truncated or foreign: rebuild
         }
         let entries: Vec<Entry> = (0..count)
             .map(|i| {
-                let at = table + i * 16;
-                Entry { width: u32_at(&map, at), height: u32_at(&map, at + 4), offset: u64_at(&map, at + 8) }
+                let at = table + i * ENTRY_LEN;
+                Entry {
+                    width: u32_at(&map, at),
+                    height: u32_at(&map, at + 4),
+                    offset: u64_at(&map, at + 8),
+                    source_sha256: map[at + 16..at + 48].try_into().expect("32 bytes"),
+                }
             })
             .collect();
         let in_bounds = entries
@@ -116,6 +128,11 @@ impl ImageCache {
         self.side
     }
 
+    /// The SHA-256 of what image `i` was decoded from ([`source_sha256`]).
+    pub fn source_sha256(&self, i: usize) -> [u8; 32] {
+        self.entries[i].source_sha256
+    }
+
     /// Image `i`, in the order of the samples the cache was built from.
     pub fn get(&self, i: usize) -> ImageView<'_> {
         let e = self.entries[i];
@@ -135,8 +152,10 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
         let mut entries = Vec::with_capacity(samples.len());
         let mut offset = HEADER_LEN as u64;
         for chunk in samples.chunks(CHUNK) {
-            let decoded: Result<Vec<RgbImage>, DataError> =
-                chunk.par_iter().map(|s| decode(&s.source).map(|img| resize_shorter_side(img, side))).collect();
+            let decoded: Result<Vec<(RgbImage, [u8; 32])>, DataError> = chunk
+                .par_iter()
+                .map(|s| Ok((resize_shorter_side(decode(&s.source)?, side), source_sha256(&s.source)?)))
+                .collect();
             let decoded = match decoded {
                 Ok(d) => d,
                 Err(e) => {
@@ -144,9 +163,9 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
                     return Err(std::io::Error::other("image decoding failed"));
                 }
             };
-            for img in decoded {
+            for (img, source_sha256) in decoded {
                 w.write_all(img.as_raw())?;
-                entries.push(Entry { width: img.width(), height: img.height(), offset });
+                entries.push(Entry { width: img.width(), height: img.height(), offset, source_sha256 });
                 offset += img.as_raw().len() as u64;
             }
         }
@@ -154,6 +173,7 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
             w.write_all(&e.width.to_le_bytes())?;
             w.write_all(&e.height.to_le_bytes())?;
             w.write_all(&e.offset.to_le_bytes())?;
+            w.write_all(&e.source_sha256)?;
         }
         w.write_all(&offset.to_le_bytes())
     });
@@ -161,6 +181,27 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
         (Some(decode_error), _) => Err(decode_error),
         (None, Err(e)) => Err(DataError::io(path, e)),
         (None, Ok(())) => Ok(()),
+    }
+}
+
+/// The SHA-256 of what an image is read from: the file's bytes, or the
+/// width, height and RGB pixels of an in-memory image. Split files record it
+/// per image, and the image cache keeps it beside each image.
+pub fn source_sha256(source: &ImageSource) -> Result<[u8; 32], DataError> {
+    match source {
+        ImageSource::File(path) => {
+            let hex = sim_study::fingerprint::sha256_file(path).map_err(|e| DataError::io(path, e))?;
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(&hex, &mut out).expect("64 hex digits");
+            Ok(out)
+        }
+        ImageSource::Memory(img) => {
+            let mut h = Sha256::new();
+            h.update(img.width().to_le_bytes());
+            h.update(img.height().to_le_bytes());
+            h.update(img.as_raw());
+            Ok(h.finalize().into())
+        }
     }
 }
 
@@ -289,6 +330,10 @@ mod tests {
         let (cache, state) = ImageCache::load_or_build(&cache_path, &samples, 16).unwrap();
         assert_eq!(state, CacheState::Built);
         assert_eq!((cache.get(1).width, cache.get(1).height), (20, 16));
+        // Each image keeps the SHA-256 of the file it was read from.
+        for (i, path) in [&a, &b].into_iter().enumerate() {
+            assert_eq!(hex::encode(cache.source_sha256(i)), sim_study::fingerprint::sha256_file(path).unwrap());
+        }
     }
 
     #[test]

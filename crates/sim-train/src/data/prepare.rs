@@ -1,6 +1,12 @@
 //! The data stage of a study: read every data set, split them (or reuse the
 //! study's split files), fill the image caches each backbone's input size
 //! needs, and summarise what came out (`sim-train data`, `cargo xtask reproduce`).
+//!
+//! What a study's evaluations were made from is fixed by the split files:
+//! every image in a cache is checked against the SHA-256 its split recorded,
+//! and the split file's own SHA-256 ([`PreparedDataset::split_sha256`]) is
+//! recorded by every run and epoch 0, so that a replaced image or a re-split
+//! is refused instead of mixed into the study's numbers.
 
 use super::image_cache::{CacheState, ImageCache};
 use super::split::{Split, SplitParams};
@@ -22,7 +28,11 @@ pub struct PreparedDataset {
     pub split: Split,
     pub read_time: Duration,
     pub split_file: PathBuf,
+    /// SHA-256 of the split file: the data's identity in `run.toml` and epoch 0.
+    pub split_sha256: String,
     pub split_reused: bool,
+    /// Where the study's evaluations of this data set are, if it has any.
+    pub in_use: Option<PathBuf>,
     pub caches: Vec<CacheReport>,
 }
 
@@ -51,8 +61,13 @@ impl PreparedDataset {
         };
         let split_file = study.split_csv(id);
         let split_reused = split_file.exists();
-        let split = Split::load_or_make(&dataset, &params, &split_file, &id.file_stem())?;
-        Ok(PreparedDataset { id: id.clone(), config: ds_config, dataset, split, read_time, split_file, split_reused, caches: Vec::new() })
+        let in_use = study.has_evaluations(id).then(|| match id {
+            DatasetId::Medical(name) => study.root().join("runs").join(name),
+            DatasetId::Natural => study.root().to_owned(),
+        });
+        let split = Split::load_or_make(&dataset, &params, &split_file, &id.file_stem(), in_use.as_deref())?;
+        let split_sha256 = sim_study::fingerprint::sha256_file(&split_file).map_err(|e| DataError::io(&split_file, e))?;
+        Ok(PreparedDataset { id: id.clone(), config: ds_config, dataset, split, read_time, split_file, split_sha256, split_reused, in_use, caches: Vec::new() })
     }
 
     /// The image cache for inputs of `size` pixels (shorter side size / crop_ratio).
@@ -61,9 +76,36 @@ impl PreparedDataset {
         let path = study.image_cache(&self.id, side);
         let start = Instant::now();
         let (cache, state) = ImageCache::load_or_build(&path, &self.dataset.samples, side)?;
+        self.check_images(&cache)?;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         self.caches.push(CacheReport { side, path, state, bytes, time: start.elapsed() });
         Ok(cache)
+    }
+
+    /// Every cached image is the one the split recorded (a split file made
+    /// before images were recorded is taken as it is).
+    fn check_images(&self, cache: &ImageCache) -> Result<(), DataError> {
+        let Some(i) = (0..self.split.sha256.len()).find(|&i| hex::encode(cache.source_sha256(i)) != self.split.sha256[i]) else {
+            return Ok(());
+        };
+        let advice = match &self.in_use {
+            Some(evaluations) => format!(
+                "the study's evaluations in {} were made from the recorded image: restore it, or run the study into a new study.output_dir",
+                evaluations.display()
+            ),
+            None => format!("no evaluation uses it yet: remove {} to record the data set as it is now", self.split_file.display()),
+        };
+        Err(DataError::Split {
+            dataset: self.id.file_stem(),
+            message: format!(
+                "image `{}` ({} split) is not the one the study recorded: SHA-256 {} in {}, {} now; {advice}",
+                self.dataset.samples[i].id,
+                self.split.side(i),
+                self.split.sha256[i],
+                self.split_file.display(),
+                hex::encode(cache.source_sha256(i))
+            ),
+        })
     }
 
     /// Sample indices of the training split.
@@ -110,13 +152,36 @@ pub fn data_stage(config: &StudyConfig) -> Result<Vec<PreparedDataset>, DataErro
     let sizes: BTreeSet<u32> = config.backbones.iter().map(|b| b.input_size).collect();
     let mut prepared = Vec::new();
     for (id, _) in config.datasets() {
-        let mut p = PreparedDataset::load(config, &study, &id)?;
+        let p = PreparedDataset::load(config, &study, &id)?;
+        check_fits_data(config, &p)?;
+        prepared.push(p);
+    }
+    for p in &mut prepared {
         for &size in &sizes {
             p.image_cache(&study, size)?;
         }
-        prepared.push(p);
     }
     Ok(prepared)
+}
+
+/// The settings that a data set's size bounds, checked before anything
+/// trains: a batch larger than the medical training split (it would only
+/// pad, and a typo's billion rows would exhaust memory), a k-NN k larger
+/// than the bank (the natural training split).
+pub fn check_fits_data(config: &StudyConfig, data: &PreparedDataset) -> Result<(), DataError> {
+    let config_error = DataError::Setting;
+    let train = data.train_indices().len();
+    match &data.id {
+        DatasetId::Medical(name) if config.training.batch_size > train => Err(config_error(format!(
+            "training.batch_size = {} is larger than the training split of `{name}` ({train} images)",
+            config.training.batch_size
+        ))),
+        DatasetId::Natural if config.evaluation.knn_k.iter().any(|&k| k > train) => Err(config_error(format!(
+            "evaluation.knn_k = {:?} has a k larger than the k-NN bank (the natural data set's training split, {train} images)",
+            config.evaluation.knn_k
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl fmt::Display for PreparedDataset {

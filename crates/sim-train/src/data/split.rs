@@ -1,10 +1,19 @@
 //! Train/test splits: stratified by label, grouped (no lesion on both sides),
 //! seeded. The split is written once to the study directory as a CSV
-//! (`id,label,class,group,split`) and every later run reads it back, so the
-//! split can be inspected, cited, and is the same for every seed.
+//! (`id,label,class,group,split,sha256`) and every later run reads it back, so the
+//! split can be inspected, cited, and is the same for every seed. The
+//! `sha256` column records each image as it was read ([`source_sha256`]):
+//! the image caches are checked against it, and the file's own SHA-256 is
+//! the data's identity that runs and epoch 0 record.
+//!
+//! Once a study has evaluations of a data set, its split is never made
+//! again: a missing or stale split file is refused (a new split would put
+//! other images on each side of finished runs).
 
+use super::image_cache::source_sha256;
 use super::table::CsvTable;
 use super::{DataError, Dataset};
+use rayon::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -25,9 +34,21 @@ pub struct SplitParams {
 pub struct Split {
     pub names: Vec<String>,
     pub assign: Vec<usize>,
+    /// Each sample's SHA-256 (hex) as recorded when the split was made;
+    /// empty for a split file written before they were recorded.
+    pub sha256: Vec<String>,
 }
 
+/// Where the study's evaluations of a data set are, when it has any: then
+/// its split must not be made again.
+pub type InUse<'a> = Option<&'a Path>;
+
 impl Split {
+    /// The name of sample `i`'s split.
+    pub fn side(&self, i: usize) -> &str {
+        &self.names[self.assign[i]]
+    }
+
     /// Indices of the samples in split `name` (empty if there is no such split).
     pub fn indices(&self, name: &str) -> Vec<usize> {
         match self.names.iter().position(|n| n == name) {
@@ -37,26 +58,41 @@ impl Split {
     }
 
     /// The split of every sample: the data set's own if it has one, else a
-    /// stratified grouped split. Fails if a class ends up empty on either side.
+    /// stratified grouped split, with every image's SHA-256 (each image is
+    /// read once). Fails if a class ends up empty on either side.
     pub fn make(dataset: &Dataset, params: &SplitParams, dataset_name: &str) -> Result<Split, DataError> {
-        let split = match dataset.samples.iter().map(|s| s.given_split.clone()).collect::<Option<Vec<_>>>() {
+        let (names, assign) = match dataset.samples.iter().map(|s| s.given_split.clone()).collect::<Option<Vec<_>>>() {
             Some(given) => {
                 let names: Vec<String> = given.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
                 let assign = given.iter().map(|g| names.binary_search(g).expect("name from this list")).collect();
-                Split { names, assign }
+                (names, assign)
             }
             None => stratified_group_split(dataset, params),
         };
+        let sha256 = dataset.samples.par_iter().map(|s| source_sha256(&s.source).map(hex::encode)).collect::<Result<_, _>>()?;
+        let split = Split { names, assign, sha256 };
         split.check(dataset, params, dataset_name)?;
         Ok(split)
     }
 
-    /// Reads the split written earlier to `path`, or makes it and writes it there.
-    pub fn load_or_make(dataset: &Dataset, params: &SplitParams, path: &Path, dataset_name: &str) -> Result<Split, DataError> {
+    /// Reads the split written earlier to `path`, or makes it and writes it
+    /// there. Where the study already has evaluations of the data set
+    /// (`in_use`), a missing file is an error rather than a new split.
+    pub fn load_or_make(dataset: &Dataset, params: &SplitParams, path: &Path, dataset_name: &str, in_use: InUse<'_>) -> Result<Split, DataError> {
         if path.exists() {
-            let split = Split::read(path, dataset)?;
+            let split = Split::read(path, dataset, in_use)?;
             split.check(dataset, params, dataset_name)?;
             return Ok(split);
+        }
+        if let Some(evaluations) = in_use {
+            return Err(DataError::file(
+                path,
+                format!(
+                    "missing, but the study's evaluations in {} were made with the split it held: a new split would put \
+                     other images on each side of them. Restore the file, or run the study into a new study.output_dir",
+                    evaluations.display()
+                ),
+            ));
         }
         let split = Split::make(dataset, params, dataset_name)?;
         split.write(path, dataset)?;
@@ -83,10 +119,10 @@ impl Split {
     fn write(&self, path: &Path, dataset: &Dataset) -> Result<(), DataError> {
         sim_study::write_atomic_with(path, |w| {
             let mut csv = csv::Writer::from_writer(w);
-            csv.write_record(["id", "label", "class", "group", "split"])?;
-            for (s, &a) in dataset.samples.iter().zip(&self.assign) {
+            csv.write_record(["id", "label", "class", "group", "split", "sha256"])?;
+            for ((s, &a), sha256) in dataset.samples.iter().zip(&self.assign).zip(&self.sha256) {
                 let label = s.label.to_string();
-                csv.write_record([&s.id, &label, &dataset.classes[s.label], &s.group, &self.names[a]])?;
+                csv.write_record([&s.id, &label, &dataset.classes[s.label], &s.group, &self.names[a], sha256])?;
             }
             csv.flush()?;
             Ok(())
@@ -95,24 +131,44 @@ impl Split {
     }
 
     /// Reads a split CSV; it must list the data set's samples in order, with
-    /// the same labels and groups (else the data changed under the study).
-    fn read(path: &Path, dataset: &Dataset) -> Result<Split, DataError> {
+    /// the same labels and groups (else the data changed under the study:
+    /// the error names the field that changed, and what to do).
+    fn read(path: &Path, dataset: &Dataset, in_use: InUse<'_>) -> Result<Split, DataError> {
         let mut table = CsvTable::open(path)?;
         let (id, label, group, split) =
             (table.column("id")?, table.column("label")?, table.column("group")?, table.column("split")?);
+        let sha256_column = table.optional_column("sha256");
         let mut names: Vec<String> = Vec::new();
         let mut assign = Vec::with_capacity(dataset.samples.len());
-        let stale = |line: usize, what: String| {
-            DataError::row(path, line, format!("{what}: the data set changed since this split was made; remove the file to split again"))
+        let mut sha256 = Vec::new();
+        let advice = match in_use {
+            Some(evaluations) => format!(
+                "the study's evaluations in {} were made with the data as it was: restore the data set, \
+                 or run the study into a new study.output_dir",
+                evaluations.display()
+            ),
+            None => "no evaluation uses the split yet: remove the file to split again".to_string(),
         };
+        let stale = |line: usize, what: String| DataError::row(path, line, format!("{what}: the data set changed since this split was made; {advice}"));
         for (i, row) in table.rows().enumerate() {
             let row = row?;
             let get = |c: usize| row.record.get(c).unwrap_or("");
             let Some(sample) = dataset.samples.get(i) else {
                 return Err(stale(row.line, format!("more rows than the data set's {} images", dataset.samples.len())));
             };
-            if get(id) != sample.id || get(label) != sample.label.to_string() || get(group) != sample.group {
-                return Err(stale(row.line, format!("row is `{}` but the data set has `{}` here", get(id), sample.id)));
+            if get(id) != sample.id {
+                return Err(stale(row.line, format!("the split has image `{}` here, the data set `{}` (images added or removed)", get(id), sample.id)));
+            }
+            if get(label) != sample.label.to_string() {
+                let class = |l: &str| l.parse::<usize>().ok().and_then(|l| dataset.classes.get(l)).map_or(String::new(), |c| format!(" (`{c}`)"));
+                let (was, now) = (get(label), sample.label.to_string());
+                return Err(stale(row.line, format!("the label of `{}` is {was}{} in the split, {now}{} in the data set", sample.id, class(was), class(&now))));
+            }
+            if get(group) != sample.group {
+                return Err(stale(row.line, format!("the group (lesion) of `{}` is `{}` in the split, `{}` in the data set", sample.id, get(group), sample.group)));
+            }
+            if let Some(c) = sha256_column {
+                sha256.push(get(c).to_owned());
             }
             let name = get(split);
             let k = match names.iter().position(|n| n == name) {
@@ -131,14 +187,15 @@ impl Split {
         let mut sorted = names.clone();
         sorted.sort();
         let remap: Vec<usize> = names.iter().map(|n| sorted.binary_search(n).expect("same names")).collect();
-        Ok(Split { names: sorted, assign: assign.into_iter().map(|k| remap[k]).collect() })
+        Ok(Split { names: sorted, assign: assign.into_iter().map(|k| remap[k]).collect(), sha256 })
     }
 }
 
 /// Each group goes to one side. Per class (a group's class is its most
 /// frequent label), groups are shuffled with the seed and moved to the test
 /// side while that brings the class's test count closer to its target.
-fn stratified_group_split(dataset: &Dataset, params: &SplitParams) -> Split {
+/// Returns the split names and each sample's.
+fn stratified_group_split(dataset: &Dataset, params: &SplitParams) -> (Vec<String>, Vec<usize>) {
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in dataset.samples.iter().enumerate() {
         groups.entry(&s.group).or_default().push(i);
@@ -176,7 +233,7 @@ fn stratified_group_split(dataset: &Dataset, params: &SplitParams) -> Split {
             }
         }
     }
-    Split { names, assign }
+    (names, assign)
 }
 
 #[cfg(test)]
@@ -194,7 +251,7 @@ mod tests {
                 let label = if g % 11 == 0 { k % 3 } else { g % 3 };
                 samples.push(Sample {
                     id: format!("img{g}_{k}"),
-                    source: ImageSource::File(format!("img{g}_{k}.jpg").into()),
+                    source: ImageSource::Memory(std::sync::Arc::new(image::RgbImage::from_pixel(1, 1, image::Rgb([g as u8, k as u8, 0])))),
                     label,
                     group: format!("lesion{g}"),
                     given_split: None,
@@ -237,12 +294,39 @@ mod tests {
         let ds = synthetic(100);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("splits/medical.csv");
-        let made = Split::load_or_make(&ds, &params(3), &path, "s").unwrap();
+        let made = Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
         // A different seed now must not matter: the study's split is the file.
-        let reused = Split::load_or_make(&ds, &params(4), &path, "s").unwrap();
+        let reused = Split::load_or_make(&ds, &params(4), &path, "s", None).unwrap();
         assert_eq!(made, reused);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("id,label,class,group,split\nimg0_0,0,a,lesion0,"), "{text}");
+        assert!(text.starts_with("id,label,class,group,split,sha256\nimg0_0,0,a,lesion0,"), "{text}");
+        let first = hex::encode(source_sha256(&ds.samples[0].source).unwrap());
+        assert!(text.lines().nth(1).unwrap().ends_with(&format!(",{first}")), "{text}");
+        // A split file from before the column: read as it is, no hashes.
+        let old: String = text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned() + "\n").collect();
+        std::fs::write(&path, old).unwrap();
+        let read = Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
+        assert_eq!((read.names, read.assign, read.sha256.len()), (made.names, made.assign, 0));
+    }
+
+    #[test]
+    fn a_split_in_use_is_never_made_again() {
+        let ds = synthetic(50);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("medical.csv");
+        let runs = dir.path().join("runs/h");
+        Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let msg = Split::load_or_make(&ds, &params(3), &path, "s", Some(&runs)).unwrap_err().to_string();
+        assert!(msg.contains("medical.csv: missing") && msg.contains("runs/h") && msg.contains("new study.output_dir"), "{msg}");
+        assert!(!path.exists(), "a new split was written under the study's runs");
+        // An image added: the advice is a new study folder, not a new split.
+        Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
+        let mut added = ds.clone();
+        added.samples.insert(3, Sample { id: "new".into(), ..ds.samples[0].clone() });
+        let msg = Split::load_or_make(&added, &params(3), &path, "s", Some(&runs)).unwrap_err().to_string();
+        assert!(msg.contains("row 5") && msg.contains("`img2_0`") && msg.contains("`new`"), "{msg}");
+        assert!(msg.contains("new study.output_dir") && !msg.contains("remove the file"), "{msg}");
     }
 
     #[test]
@@ -250,12 +334,18 @@ mod tests {
         let ds = synthetic(50);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("medical.csv");
-        Split::load_or_make(&ds, &params(3), &path, "s").unwrap();
+        Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
         let mut changed = ds.clone();
         changed.samples[4].label = (changed.samples[4].label + 1) % 3;
-        let msg = Split::load_or_make(&changed, &params(3), &path, "s").unwrap_err().to_string();
+        let msg = Split::load_or_make(&changed, &params(3), &path, "s", None).unwrap_err().to_string();
         assert!(msg.contains("medical.csv, row 6"), "{msg}");
+        let id = &ds.samples[4].id;
+        assert!(msg.contains(&format!("the label of `{id}` is 2 (`c`) in the split, 0 (`a`) in the data set")), "{msg}");
         assert!(msg.contains("remove the file"), "{msg}");
+        let mut moved = ds.clone();
+        moved.samples[4].group = "lesion999".into();
+        let msg = Split::load_or_make(&moved, &params(3), &path, "s", None).unwrap_err().to_string();
+        assert!(msg.contains(&format!("the group (lesion) of `{id}` is `lesion2` in the split, `lesion999` in the data set")), "{msg}");
     }
 
     #[test]

@@ -43,6 +43,11 @@ impl CsvTable {
         })
     }
 
+    /// Index of a column that files written before it existed lack.
+    pub fn optional_column(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+
     /// Data rows in file order; a malformed row is an error naming its line.
     pub fn rows(&mut self) -> impl Iterator<Item = Result<Row, DataError>> + '_ {
         let path = self.path.clone();

@@ -22,7 +22,7 @@ pub mod state;
 pub mod wise_ft;
 
 use crate::data::batch::{Batcher, HostBatch, ImageBatch};
-use crate::data::prepare::{PreparedDataset, lock_study};
+use crate::data::prepare::{PreparedDataset, check_fits_data, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::bail;
@@ -43,6 +43,7 @@ use sim_study::lock::DirLock;
 use sim_study::tensors::write_safetensors;
 use sim_study::{StudyDir, crash, remove_leftovers};
 use state::{RunState, Status, Training, prune_checkpoints};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
@@ -106,9 +107,15 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         study.write_resolved_config(config)?;
         let mut medical = PreparedDataset::load(config, &study, &medical_id)?;
         let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
+        check_fits_data(config, &medical)?;
+        check_fits_data(config, &natural)?;
         let caches = (medical.image_cache(&study, size)?, natural.image_cache(&study, size)?);
         (medical, natural, caches.0, caches.1)
     };
+    let data_sha256 = BTreeMap::from([(medical.id.file_stem(), medical.split_sha256.clone()), (natural.id.file_stem(), natural.split_sha256.clone())]);
+    if let Some(s) = &state {
+        check_same_data(&RunState::path(&run_dir), &s.data_sha256, &data_sha256, &format!("remove {} to start the run over", run_dir.display()))?;
+    }
     let medical_labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
     let natural_labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
     let classes = medical.dataset.classes.len();
@@ -123,6 +130,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let provenance = Provenance {
         backbone: backbone.to_string(),
         attention_ids: sets.attention.iter().map(|&i| natural.dataset.samples[i].id.clone()).collect(),
+        data_sha256: data_sha256.clone(),
     };
     // Its head drawn from the split seed: the same epoch 0 for every seed.
     let epoch0_model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
@@ -160,6 +168,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         seed,
         config_hash: hash,
         backbone_sha256: backbone_sha256.clone(),
+        data_sha256,
         status: Status::Running,
         epochs: t.epochs,
         last_finished_epoch: 0,
@@ -240,14 +249,21 @@ struct Provenance {
     backbone: String,
     /// Ids of the natural images whose attention is kept.
     attention_ids: Vec<String>,
+    /// SHA-256 of the medical and the natural split files, by data set.
+    data_sha256: BTreeMap<String, String>,
 }
 
 impl Provenance {
+    /// A file without a medical data set (a backbone's natural-image epoch
+    /// 0) records the natural split only.
     fn metadata(&self, dataset: Option<&str>, seed: Option<u64>, epoch: u32, alpha: Option<f64>, backbone_sha256: &str) -> std::collections::HashMap<String, String> {
+        let natural = DatasetId::Natural.file_stem();
+        let data_sha256 = self.data_sha256.iter().filter(|(k, _)| dataset.is_some() || **k == natural).map(|(k, v)| (k.clone(), v.clone())).collect();
         EvalMetadata {
             dataset: dataset.map(str::to_owned),
             backbone: self.backbone.clone(),
             backbone_sha256: backbone_sha256.to_owned(),
+            data_sha256,
             epoch,
             seed,
             alpha,
@@ -278,7 +294,9 @@ fn evaluate_pretrained<B: Backend>(
         let _backbone_lock = DirLock::wait(&study.backbone_dir(&run.backbone))?;
         remove_leftovers(&study.backbone_dir(&run.backbone))?;
         let fingerprint = check_backbone_file(study, bcfg, backbone_path)?;
-        if !natural_eval.exists() {
+        if natural_eval.exists() {
+            check_epoch0_data(&natural_eval, provenance)?;
+        } else {
             let start = Instant::now();
             let tensors = evaluate_natural(model, sets, true, device);
             write_safetensors(&natural_eval, tensors, Some(provenance.metadata(None, None, 0, None, &fingerprint.sha256)))?;
@@ -290,7 +308,9 @@ fn evaluate_pretrained<B: Backend>(
     let model_dir = study.model_dir(&run.dataset, &run.backbone);
     let _lock = DirLock::wait(&model_dir)?;
     remove_leftovers(&model_dir)?;
-    if !pretrained.exists() {
+    if pretrained.exists() {
+        check_epoch0_data(&pretrained, provenance)?;
+    } else {
         let start = Instant::now();
         let mut tensors = evaluate_medical(model, sets, device);
         tensors.extend(evaluate_medical_train(model, sets, device));
@@ -299,6 +319,30 @@ fn evaluate_pretrained<B: Backend>(
         tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
     }
     Ok(backbone_sha256)
+}
+
+/// An existing epoch 0 was made from the data this run reads.
+fn check_epoch0_data(file: &Path, provenance: &Provenance) -> anyhow::Result<()> {
+    let recorded = EvalFile::open(file).map_err(anyhow::Error::msg)?.metadata().map_err(anyhow::Error::msg)?.data_sha256;
+    check_same_data(file, &recorded, &provenance.data_sha256, "or remove it to evaluate the backbone again (and every run made from it)")
+}
+
+/// Every split SHA-256 that `file` recorded is the one of the split file
+/// now (a file made before they were recorded records none).
+fn check_same_data(file: &Path, recorded: &BTreeMap<String, String>, now: &BTreeMap<String, String>, or: &str) -> anyhow::Result<()> {
+    for (dataset, was) in recorded {
+        if let Some(is) = now.get(dataset)
+            && is != was
+        {
+            bail!(
+                "{}: made from the split of {dataset} with SHA-256 {was}, but splits/{dataset}.csv now has SHA-256 {is}: \
+                 the data set's split or images changed since, and numbers of both would mix. Restore the split file \
+                 and the data, run the study into a new study.output_dir, {or}",
+                file.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The backbone file's fingerprint, checked against the one the study

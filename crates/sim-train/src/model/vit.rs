@@ -300,7 +300,7 @@ impl<B: Backend> Vit<B> {
         }
         let heads = spec.heads.unwrap_or(d / 64);
         if heads == 0 || d % heads != 0 {
-            return Err(ModelError::file(&spec.file, format!("width {d} does not split into {heads} heads; set the backbone's `heads`")));
+            return Err(ModelError::file(&spec.file, format!("width {d} does not split into {heads} heads; set the number of heads (`heads` of the backbone in a study config, `--heads` for `sim-train extract`)")));
         }
         if spec.input_size % p != 0 {
             return Err(ModelError::file(&spec.file, format!("input size {} is not a multiple of the patch size {p}", spec.input_size)));
