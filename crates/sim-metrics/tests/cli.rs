@@ -1,6 +1,8 @@
 //! The `sim-metrics` binary: JSON on stdout for good input, an error naming
 //! the array for bad input (never a NaN printed as a result).
 
+mod common;
+
 use sim_metrics::cka::feature_form_agreement;
 use std::process::Command;
 
@@ -107,22 +109,6 @@ fn a_sim_blas_that_does_not_load_is_an_error_naming_it() {
     assert!(out.stdout.is_empty(), "no result printed");
 }
 
-/// A `.npy` file written by hand: `descr` ('<f8', '<i8'), `shape` as the
-/// header says it, `data` the bytes after the header (fewer than the shape
-/// asks for, to stand for a truncated file).
-fn write_npy(path: &std::path::Path, descr: &str, shape: &str, data: &[u8]) {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// A label far above any class count (1e12) is an error naming the labels,
 /// not an abort on an 8 TB allocation for its votes.
 #[test]
@@ -133,7 +119,7 @@ fn a_huge_knn_label_is_an_error_naming_it() {
     let mut values = n.clone();
     values[3] = 1_000_000_000_000;
     let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_npy(&labels, "<i8", &format!("({},)", values.len()), &data);
+    common::write_npy_bytes(&labels, "<i8", &format!("({},)", values.len()), &data);
     let (ok, out, err) = run(&[
         "knn", "--bank-feats", &fixture("knn_bank"), "--bank-labels", &fixture("knn_bank_labels"),
         "--query-feats", &fixture("knn_queries"), "--query-labels", labels.to_str().unwrap(), "--k", "5",
@@ -149,7 +135,7 @@ fn a_npy_shorter_than_its_header_is_an_error_naming_the_file_and_both_counts() {
     let dir = tempfile::tempdir().unwrap();
     let logits = dir.path().join("short.npy");
     let data: Vec<u8> = (0..70).flat_map(|v| (v as f64).to_le_bytes()).collect();
-    write_npy(&logits, "<f8", "(500, 7)", &data);
+    common::write_npy_bytes(&logits, "<f8", "(500, 7)", &data);
     let (ok, _, err) = run(&["ece", "--logits", logits.to_str().unwrap(), "--labels", &fixture("ece_labels")]);
     assert!(!ok, "{err}");
     assert!(err.contains("short.npy") && err.contains("3500 values") && err.contains("holds 70"), "{err}");

@@ -4,6 +4,8 @@
 //! dtype or offset of the features; k-NN with the same accuracy for every k;
 //! and a truncated file or mismatched files named in the error.
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sim_metrics::arrays::load_matrix;
@@ -19,29 +21,14 @@ enum Dtype {
     F64,
 }
 
-/// Writes a C-ordered `.npy` (format 1.0) of `values` (rows × cols) by hand.
+/// Writes a C-ordered `.npy` of `values` (rows × cols) by hand.
 fn write_npy(path: &Path, values: &[f64], rows: usize, cols: usize, dtype: Dtype) {
-    let descr = match dtype {
-        Dtype::F16 => "<f2",
-        Dtype::F32 => "<f4",
-        Dtype::F64 => "<f8",
+    let (descr, data): (&str, Vec<u8>) = match dtype {
+        Dtype::F16 => ("<f2", values.iter().flat_map(|&v| half::f16::from_f64(v).to_le_bytes()).collect()),
+        Dtype::F32 => ("<f4", values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()),
+        Dtype::F64 => ("<f8", values.iter().flat_map(|&v| v.to_le_bytes()).collect()),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for &v in values {
-        match dtype {
-            Dtype::F16 => bytes.extend(half::f16::from_f64(v).to_le_bytes()),
-            Dtype::F32 => bytes.extend((v as f32).to_le_bytes()),
-            Dtype::F64 => bytes.extend(v.to_le_bytes()),
-        }
-    }
-    std::fs::write(path, bytes).unwrap();
+    common::write_npy_bytes(path, descr, &format!("({rows}, {cols})"), &data);
 }
 
 /// Low-rank signal plus noise, shifted by `offset`: rows × cols.
