@@ -271,5 +271,17 @@ yv = probe_y[n_train:]
 recalls = [np.mean(pred[yv == c] == c) for c in range(k) if np.any(yv == c)]
 expected["probe"] = {"objective": res.fun, "params": res.x.tolist(), "balanced_accuracy": float(np.mean(recalls))}
 
+# The probe's test probabilities (what epoch 0's accuracy and calibration are
+# scored by) from scikit-learn's LogisticRegression on the same standardised
+# features: its objective C·Σ sᵢ CEᵢ + ½‖W‖² with class_weight="balanced"
+# (sᵢ = n / (K n_{yᵢ})) and an unpenalised intercept is the one above times
+# 1 / λ when C = 1 / (λ n). Logits are defined up to a constant per row (the
+# intercept is not penalised), so probabilities are compared.
+from sklearn.linear_model import LogisticRegression
+
+clf = LogisticRegression(C=1.0 / (l2 * n_train), class_weight="balanced", tol=1e-12, max_iter=100_000)
+clf.fit(z, yt)
+expected["probe"]["test_probabilities"] = clf.predict_proba((probe_x[n_train:] - mu) / sd).ravel().tolist()
+
 (out / "expected.json").write_text(json.dumps(expected, indent=1, default=float) + "\n")
 print(json.dumps(expected["cka"], indent=1))

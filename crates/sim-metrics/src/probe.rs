@@ -129,19 +129,28 @@ fn standardise(features: &[f64], mean: &[f64], scale: &[f64]) -> Vec<f64> {
 }
 
 impl LinearProbe {
-    /// The most likely class of each row of `features` (`n × d`).
-    pub fn predict(&self, features: &[f64]) -> Vec<usize> {
+    /// The probe's logits (`n × K`, row-major) of each row of `features` (`n × d`).
+    pub fn logits(&self, features: &[f64]) -> Vec<f64> {
         let (d, k) = (self.mean.len(), self.classes);
         let z = standardise(features, &self.mean, &self.scale);
         let (w, b) = self.params.split_at(d * k);
-        z.chunks_exact(d)
-            .map(|row| {
-                let mut logits = b.to_vec();
-                for (j, &zj) in row.iter().enumerate() {
-                    logits.iter_mut().zip(&w[j * k..(j + 1) * k]).for_each(|(l, wv)| *l += zj * wv);
-                }
-                (0..k).max_by(|&a, &c| logits[a].total_cmp(&logits[c]).then(c.cmp(&a))).expect("k ≥ 1")
-            })
+        let mut logits = Vec::with_capacity(z.len() / d * k);
+        for row in z.chunks_exact(d) {
+            let mut l = b.to_vec();
+            for (j, &zj) in row.iter().enumerate() {
+                l.iter_mut().zip(&w[j * k..(j + 1) * k]).for_each(|(l, wv)| *l += zj * wv);
+            }
+            logits.extend(l);
+        }
+        logits
+    }
+
+    /// The most likely class of each row of `features` (`n × d`).
+    pub fn predict(&self, features: &[f64]) -> Vec<usize> {
+        let k = self.classes;
+        self.logits(features)
+            .chunks_exact(k)
+            .map(|l| (0..k).max_by(|&a, &c| l[a].total_cmp(&l[c]).then(c.cmp(&a))).expect("k ≥ 1"))
             .collect()
     }
 }

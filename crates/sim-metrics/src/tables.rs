@@ -31,6 +31,7 @@ use sim_study::manifest::Manifest;
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// What went wrong, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ fn labels(file: &EvalFile, name: &str) -> Result<Vec<i64>, TableError> {
 
 /// The per-epoch numbers of one evaluation file.
 struct EpochMetrics {
+    /// Whose logits the accuracy and calibration come from (`col::HEAD_*`).
+    head: &'static str,
     accuracy: f64,
     balanced_accuracy: f64,
     macro_f1: f64,
@@ -121,10 +124,45 @@ impl References {
     }
 }
 
+/// The numbers of a fine-tuned model's evaluation, scored by its own head.
 fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Result<EpochMetrics, TableError> {
+    let head = Head { name: col::HEAD_FINE_TUNED, logits: matrix(file, eval_file::TEST_LOGITS)? };
+    scored_metrics(file, refs, config, head)
+}
+
+/// The test-set logits an evaluation's accuracy and calibration come from,
+/// and whose they are.
+struct Head {
+    name: &'static str,
+    logits: FloatArray,
+}
+
+impl Head {
+    /// Epoch 0's head: a linear probe fitted on the frozen features of the
+    /// medical train split ([`crate::probe`]), scoring the test set's
+    /// final-norm CLS features (the rows of `test.logits`, in order). The
+    /// head the file's logits come from was drawn at random from the split
+    /// seed: it says nothing about the representation, so it is used only
+    /// for an epoch 0 made before the train features were kept.
+    fn epoch0(pretrained: &EvalFile) -> Result<Head, TableError> {
+        if !pretrained.has(eval_file::TRAIN_FEATURES) {
+            return Ok(Head { name: col::HEAD_RANDOM, logits: matrix(pretrained, eval_file::TEST_LOGITS)? });
+        }
+        let train = matrix(pretrained, eval_file::TRAIN_FEATURES)?;
+        let train_y: Vec<usize> = labels(pretrained, eval_file::TRAIN_LABELS)?.into_iter().map(|l| l as usize).collect();
+        let test = matrix(pretrained, &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls))?;
+        let probe = crate::probe::fit(&train.data, train.cols, &train_y, crate::probe::ProbeOptions::default()).map_err(|e| err(&pretrained.path, e))?;
+        let logits = probe.logits(&test.data);
+        let logits = FloatArray { name: format!("{}: the probe's test logits", pretrained.path.display()), rows: test.rows, cols: probe.classes, data: logits };
+        Ok(Head { name: col::HEAD_PROBE, logits })
+    }
+}
+
+/// An evaluation's numbers with its accuracy and calibration scored by `head`.
+fn scored_metrics(file: &EvalFile, refs: &References, config: &StudyConfig, head: Head) -> Result<EpochMetrics, TableError> {
     let (matrix, read_labels) = (|name: &str| matrix(file, name), |name: &str| labels(file, name));
     let e = &config.evaluation;
-    let logits = matrix(eval_file::TEST_LOGITS)?;
+    let logits = head.logits;
     let labels = read_labels(eval_file::TEST_LABELS)?;
     let at = |m: MetricError| err(&file.path, m);
     let uniform = calibration(logits.view(), &labels, e.ece_bins, Binning::Uniform).map_err(at)?;
@@ -141,6 +179,7 @@ fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Re
         cka.insert((probe, layer, token), (biased.compare(y.view()).map_err(at)?, debiased.compare(y.view()).map_err(at)?));
     }
     Ok(EpochMetrics {
+        head: head.name,
         accuracy: scores.accuracy,
         balanced_accuracy: scores.balanced_accuracy,
         macro_f1: scores.macro_f1,
@@ -160,7 +199,7 @@ struct Run<'a> {
     backbone: &'a str,
     seed: u64,
     status: Status,
-    epochs: Vec<(u32, std::rc::Rc<EpochMetrics>)>,
+    epochs: Vec<(u32, Rc<EpochMetrics>)>,
     /// A finished run's final similarity, bootstrapped over its test images.
     similarity_interval: Option<(f64, f64)>,
     /// A finished run's WiSE-FT backbones (methods with `wise_ft`), by α.
@@ -195,12 +234,26 @@ fn similarity_interval(pretrained: &EvalFile, last: &Path, config: &StudyConfig)
     Ok(boot.interval(&draw_resamples(x.rows, e.bootstrap_resamples, e.bootstrap_seed), LEVEL))
 }
 
-/// A backbone's epoch-0 evaluation, its CKA references and its metrics.
-fn read_pretrained(path: &Path, config: &StudyConfig) -> Result<(EvalFile, References, std::rc::Rc<EpochMetrics>), TableError> {
-    let pretrained = EvalFile::open(path).map_err(TableError)?;
-    let refs = References::new(&pretrained)?;
-    let epoch0 = std::rc::Rc::new(epoch_metrics(&pretrained, &refs, config)?);
-    Ok((pretrained, refs, epoch0))
+/// A backbone's epoch-0 evaluation on a data set: the file, its CKA
+/// references and its metrics (scored by [`Head::epoch0`]); read once, for
+/// every method and for `pretrain.parquet`.
+struct Epoch0 {
+    file: EvalFile,
+    refs: References,
+    metrics: Rc<EpochMetrics>,
+}
+
+/// The study's epoch 0s by file, or why one cannot be used.
+type Epoch0s = BTreeMap<PathBuf, Rc<Result<Epoch0, String>>>;
+
+fn read_pretrained(path: &Path, config: &StudyConfig, read: &mut Epoch0s) -> Rc<Result<Epoch0, String>> {
+    let read_one = || -> Result<Epoch0, TableError> {
+        let file = EvalFile::open(path).map_err(TableError)?;
+        let refs = References::new(&file)?;
+        let metrics = Rc::new(scored_metrics(&file, &refs, config, Head::epoch0(&file)?)?);
+        Ok(Epoch0 { file, refs, metrics })
+    };
+    read.entry(path.to_owned()).or_insert_with(|| Rc::new(read_one().map_err(|e| e.0))).clone()
 }
 
 /// A run of the config that no summary includes, and why.
@@ -265,7 +318,7 @@ struct DatasetRuns<'a> {
     images: Vec<AttentionImage>,
 }
 
-fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, method: &str) -> Result<DatasetRuns<'a>, TableError> {
+fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, method: &str, epoch0s: &mut Epoch0s) -> Result<DatasetRuns<'a>, TableError> {
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
     let mut images = Vec::new();
@@ -281,7 +334,8 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
         // An epoch 0 that cannot be used (a damaged file, the NaN features of
         // a diverging backbone) leaves that backbone's runs out, said why,
         // rather than every table of the study.
-        let (pretrained, refs, epoch0) = match read_pretrained(&pretrained_path, config) {
+        let read = read_pretrained(&pretrained_path, config, epoch0s);
+        let Epoch0 { file: pretrained, refs, metrics: epoch0 } = match read.as_ref() {
             Ok(read) => read,
             Err(e) => {
                 for &seed in &config.study.seeds {
@@ -314,7 +368,7 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
                 let path = study.epoch_eval(&run_id(seed), epoch);
                 if path.exists() {
                     let file = EvalFile::open(&path).map_err(TableError)?;
-                    epochs.push((epoch, std::rc::Rc::new(epoch_metrics(&file, &refs, config)?)));
+                    epochs.push((epoch, Rc::new(epoch_metrics(&file, &refs, config)?)));
                 }
                 Ok(())
             });
@@ -360,11 +414,12 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     study.check_layout().map_err(|e| err(study_dir, e))?;
     let manifest = inputs_manifest(&study, &config, Manifest::read(&study.tables_manifest()).as_ref())?;
     let mut tables: Vec<(&str, DataFrame)> = Vec::new();
+    let mut epoch0s = Epoch0s::new();
     // (data set, method, backbone, final similarities): the methods' tests.
     let mut finals = Vec::new();
     let facets = config.medical_names().into_iter().flat_map(|d| config.methods.iter().map(move |m| (d, m.name.as_str())));
     for (dataset, method) in facets {
-        let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset, method)?;
+        let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset, method, &mut epoch0s)?;
         for l in &left_out {
             eprintln!("{dataset}/{}/{method} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
         }
@@ -403,7 +458,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     let path = study.tables_dir().join(table_file::METHOD_COMPARISONS);
     tables.push((table_file::METHOD_COMPARISONS, method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?));
     let path = study.tables_dir().join(table_file::PRETRAIN);
-    tables.push((table_file::PRETRAIN, pretrain_table(&study, &config)?.into_frame().map_err(|e| err(&path, e))?));
+    tables.push((table_file::PRETRAIN, pretrain_table(&study, &config, &mut epoch0s)?.into_frame().map_err(|e| err(&path, e))?));
     // A test stands here to commit a run while the tables are computed.
     crash::pause("tables-computed");
     let tables_dir = study.tables_dir();
@@ -440,6 +495,7 @@ fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFram
         col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
         col(col::EPOCH, rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
         col(col::STATUS, rows.iter().map(|(r, _, _)| status_name(r.status)).collect::<Vec<_>>()),
+        col(col::HEAD, rows.iter().map(|(_, _, m)| m.head).collect::<Vec<_>>()),
     ];
     columns.extend(metric_columns(&rows.iter().map(|r| r.2).collect::<Vec<_>>(), config));
     DataFrame::new_infer_height(columns)
@@ -599,50 +655,57 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
 
 /// Figure 5 / Table 2: every (run, epoch, layer) point's medical CLS CKA
 /// against that epoch's calibration, per backbone and metric.
+/// Figure 5's fits, each twice: over the fine-tuned epochs (≥ 1: the fit
+/// finding 2 reads) and with epoch 0 added (its similarity is 1 at every
+/// layer by definition, its calibration that of [`Head::epoch0`]).
 fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
     let metrics: [(&str, fn(&EpochMetrics) -> f64); 3] =
         [(col::ECE, |m| m.ece), (col::MCE, |m| m.mce), (col::ADAPTIVE_ECE, |m| m.adaptive_ece)];
-    let (mut backbone, mut metric, mut status) = (vec![], vec![], vec![]);
+    let (mut backbone, mut metric, mut points, mut status) = (vec![], vec![], vec![], vec![]);
     let mut values: [Vec<Option<f64>>; 8] = Default::default();
     let (mut n_points, mut n_levels) = (vec![], vec![]);
     for b in &config.backbones {
         for (name, get) in metrics {
-            let (mut sim, mut y) = (vec![], vec![]);
-            for r in runs.iter().filter(|r| r.backbone == b.name && r.finished()) {
-                for (_, m) in &r.epochs {
-                    for (&(p, _, t), &(biased, _)) in &m.cka {
-                        if p == Probe::Medical && t == Token::Cls {
-                            sim.push(biased);
-                            y.push(get(m));
+            for (which, first_epoch) in [(col::POINTS_FINE_TUNED, 1), (col::POINTS_WITH_EPOCH0, 0)] {
+                let (mut sim, mut y) = (vec![], vec![]);
+                for r in runs.iter().filter(|r| r.backbone == b.name && r.finished()) {
+                    for (_, m) in r.epochs.iter().filter(|(e, _)| *e >= first_epoch) {
+                        for (&(p, _, t), &(biased, _)) in &m.cka {
+                            if p == Probe::Medical && t == Token::Cls {
+                                sim.push(biased);
+                                y.push(get(m));
+                            }
                         }
                     }
                 }
+                if sim.is_empty() {
+                    continue;
+                }
+                backbone.push(b.name.as_str());
+                metric.push(name);
+                points.push(which);
+                n_points.push(sim.len() as u32);
+                // A fit that cannot be made (too few levels, no spread) is a row
+                // that says why, with empty numbers, not a NaN.
+                let fit = level_fit(&sim, &y, config.evaluation.fit_levels);
+                let raw = (pearson(&sim, &y), spearman(&sim, &y));
+                n_levels.push(fit.as_ref().map_or(0, |f| f.levels.len() as u32));
+                let row = match &fit {
+                    Ok(f) => [Some(f.slope), Some(f.intercept), Some(f.r), Some(f.r2), Some(f.slope_ci_low), Some(f.slope_ci_high)],
+                    Err(_) => [None; 6],
+                };
+                for (v, x) in values.iter_mut().zip(row.into_iter().chain([raw.0.clone().ok(), raw.1.clone().ok()])) {
+                    v.push(x);
+                }
+                status.push(fit.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_string()));
             }
-            if sim.is_empty() {
-                continue;
-            }
-            backbone.push(b.name.as_str());
-            metric.push(name);
-            n_points.push(sim.len() as u32);
-            // A fit that cannot be made (too few levels, no spread) is a row
-            // that says why, with empty numbers, not a NaN.
-            let fit = level_fit(&sim, &y, config.evaluation.fit_levels);
-            let raw = (pearson(&sim, &y), spearman(&sim, &y));
-            n_levels.push(fit.as_ref().map_or(0, |f| f.levels.len() as u32));
-            let row = match &fit {
-                Ok(f) => [Some(f.slope), Some(f.intercept), Some(f.r), Some(f.r2), Some(f.slope_ci_low), Some(f.slope_ci_high)],
-                Err(_) => [None; 6],
-            };
-            for (v, x) in values.iter_mut().zip(row.into_iter().chain([raw.0.clone().ok(), raw.1.clone().ok()])) {
-                v.push(x);
-            }
-            status.push(fit.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_string()));
         }
     }
     let [slope, intercept, r, r2, lo, hi, pr, sr] = values;
     DataFrame::new_infer_height(vec![
         col(col::BACKBONE, backbone),
         col(col::METRIC, metric),
+        col(col::POINTS, points),
         col(col::SLOPE, slope),
         col(col::INTERCEPT, intercept),
         col(col::R, r),
@@ -794,30 +857,12 @@ impl PretrainRows<'_> {
     }
 }
 
-/// An epoch-0 file's k-NN top-1 (k = `knn_report_k`) and linear-probe
-/// scores (none for a file made before the probe's features were kept).
-fn epoch0_knowledge(path: &Path, config: &StudyConfig) -> Result<(f64, Option<crate::classification::ClassificationScores>), TableError> {
-    let e = &config.evaluation;
-    let file = EvalFile::open(path).map_err(TableError)?;
-    let (bank, query) = (matrix(&file, eval_file::KNN_BANK)?, matrix(&file, eval_file::KNN_QUERY)?);
-    let (bank_y, query_y) = (labels(&file, eval_file::KNN_BANK_LABELS)?, labels(&file, eval_file::KNN_QUERY_LABELS)?);
-    let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &[e.knn_report_k], e.knn_temperature).map_err(|m| err(path, m))?;
-    if !file.has(eval_file::TRAIN_FEATURES) {
-        return Ok((knn[0].top1, None));
-    }
-    let train = matrix(&file, eval_file::TRAIN_FEATURES)?;
-    let test = matrix(&file, &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls))?;
-    let as_classes = |v: Vec<i64>| v.into_iter().map(|l| l as usize).collect::<Vec<usize>>();
-    let (train_y, test_y) = (as_classes(labels(&file, eval_file::TRAIN_LABELS)?), as_classes(labels(&file, eval_file::TEST_LABELS)?));
-    let probe = crate::probe::probe_scores((&train.data, &train_y), (&test.data, &test_y), train.cols).map_err(|m| err(path, m))?;
-    Ok((knn[0].top1, Some(probe)))
-}
-
 /// What each backbone knows before fine-tuning: k-NN top-1 on the natural
-/// images (k = `knn_report_k`) and a linear probe on the medical task, from
-/// its epoch-0 evaluation; how the tool pre-trained it, from its pretrain
-/// folder's `pretrain.toml` (beside the study folder).
-fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<PretrainRows<'a>, TableError> {
+/// images (k = `knn_report_k`) and a linear probe on the medical task (epoch
+/// 0 scored by the probe's head: [`Head::epoch0`]), from its epoch-0
+/// evaluation; how the tool pre-trained it, from its pretrain folder's
+/// `pretrain.toml` (beside the study folder).
+fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut Epoch0s) -> Result<PretrainRows<'a>, TableError> {
     use sim_study::pretrain::{PretrainState, pretrain_dir};
     let mut located = config.clone();
     located.study.output_dir = Some(study.root().to_owned());
@@ -828,16 +873,19 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<Pretr
             if !path.exists() {
                 continue;
             }
-            let measured = epoch0_knowledge(&path, config);
             // An epoch 0 that cannot be measured (the NaN features of a
             // diverging backbone) leaves that row out, as the other tables do.
-            let (knn, probe) = match measured {
-                Ok(m) => m,
+            let read = read_pretrained(&path, config, epoch0s);
+            let metrics = match read.as_ref() {
+                Ok(epoch0) => &epoch0.metrics,
                 Err(e) => {
                     eprintln!("{dataset}/{}: left out of {}: {e}", b.name, table_file::PRETRAIN);
                     continue;
                 }
             };
+            let at_report_k = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("knn_report_k is one of knn_k");
+            let knn = metrics.knn[at_report_k];
+            let probe = (metrics.head == col::HEAD_PROBE).then_some((metrics.accuracy, metrics.balanced_accuracy));
             let state = match &b.pretrain {
                 Some(p) => PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)?,
                 None => None,
@@ -851,8 +899,8 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig) -> Result<Pretr
             rows.images_per_s.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.history.iter().map(|h| h.images_per_s).sum::<f64>() / s.history.len() as f64));
             rows.loss.push(last.map(|h| h.loss));
             rows.knn.push(knn);
-            rows.probe_balanced.push(probe.map(|p| p.balanced_accuracy));
-            rows.probe_accuracy.push(probe.map(|p| p.accuracy));
+            rows.probe_balanced.push(probe.map(|p| p.1));
+            rows.probe_accuracy.push(probe.map(|p| p.0));
         }
     }
     Ok(rows)

@@ -185,6 +185,8 @@ fn intervals_and_permutation_tests_match_numpy_and_scipy() {
 /// minimiser is unique, so they agree to solver precision).
 const PROBE_OBJECTIVE_TOL: f64 = 1e-10;
 const PROBE_PARAMS_TOL: f64 = 1e-5;
+/// Probabilities of two solvers' minimisers (ours stops at gradient 1e-8).
+const PROBE_PROBABILITY_TOL: f64 = 1e-6;
 
 #[test]
 fn the_linear_probe_matches_scipy_lbfgs() {
@@ -202,4 +204,28 @@ fn the_linear_probe_matches_scipy_lbfgs() {
     }
     let scores = probe_scores((&train_x.data, &train_y), (&test_x.data, &test_y), train_x.cols).unwrap();
     close(scores.balanced_accuracy, &exp["balanced_accuracy"], 1e-12, "probe balanced accuracy");
+}
+
+/// The probe's test probabilities (what epoch 0's accuracy and calibration
+/// are scored by) against scikit-learn's `LogisticRegression` with the same
+/// objective (`C = 1 / (λ n)`, `class_weight="balanced"`; README, "Study
+/// tables"): both minimise a strictly convex objective, so they agree to
+/// the solvers' precision.
+#[test]
+fn the_probe_s_test_probabilities_match_scikit_learn() {
+    use sim_metrics::probe::{ProbeOptions, fit};
+    let want: Vec<f64> = expected()["probe"]["test_probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let train_y: Vec<usize> = load_labels(&fixture("probe_train_y")).unwrap().into_iter().map(|v| v as usize).collect();
+    let (train_x, test_x) = (matrix("probe_train_x"), matrix("probe_test_x"));
+    let probe = fit(&train_x.data, train_x.cols, &train_y, ProbeOptions::default()).unwrap();
+    let logits = probe.logits(&test_x.data);
+    assert_eq!(logits.len(), want.len());
+    for (i, (row, want)) in logits.chunks_exact(probe.classes).zip(want.chunks_exact(probe.classes)).enumerate() {
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = row.iter().map(|l| (l - max).exp()).sum();
+        for (c, (l, w)) in row.iter().zip(want).enumerate() {
+            let p = (l - max).exp() / sum;
+            assert!((p - w).abs() <= PROBE_PROBABILITY_TOL, "test row {i}, class {c}: {p} vs scikit-learn {w}");
+        }
+    }
 }

@@ -169,7 +169,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let names: Vec<String> = schema_of(&epochs).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["dataset", "method", "backbone", "seed", "epoch", "status", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
+        ["dataset", "method", "backbone", "seed", "epoch", "status", "head", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
     );
     assert_eq!(epochs.column("backbone").unwrap().dtype(), &DataType::String);
     assert_eq!(epochs.column("seed").unwrap().dtype(), &DataType::UInt64);
@@ -232,13 +232,17 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         assert!(f64_col(&backbones, name)[0].is_finite(), "{name}");
     }
 
+    // An epoch 0 without the probe's train features is scored by its own (random) head, said so.
+    let heads: Vec<(u32, String)> = epochs.column("epoch").unwrap().u32().unwrap().into_no_null_iter().zip(str_col(&epochs, "head")).collect();
+    assert!(heads.iter().all(|(e, h)| h == if *e == 0 { "random" } else { "fine-tuned" }), "{heads:?}");
+
+    // Each fit over the fine-tuned epochs, then with epoch 0 added.
     let fits = read(&study.tables_dir().join("fits.parquet"));
-    assert_eq!(fits.height(), 3);
-    let metric = fits.column("metric").unwrap().str().unwrap();
-    let metrics: Vec<&str> = (0..metric.len()).map(|i| metric.get(i).unwrap()).collect();
-    assert_eq!(metrics, ["ece", "mce", "adaptive_ece"]);
+    assert_eq!(fits.height(), 6);
+    assert_eq!(str_col(&fits, "metric"), ["ece", "ece", "mce", "mce", "adaptive_ece", "adaptive_ece"]);
+    assert_eq!(str_col(&fits, "points")[..2], ["fine-tuned epochs", "with epoch 0"]);
     let points: Vec<u32> = fits.column("n_points").unwrap().u32().unwrap().into_no_null_iter().collect();
-    assert_eq!(points, [24, 24, 24], "6 epochs of finished runs × 4 layers, medical CLS");
+    assert_eq!(points, [16, 24, 16, 24, 16, 24], "4 fine-tuned epochs of finished runs (and their 2 epoch 0s) × 4 layers, medical CLS");
 
     let space = read(&study.tables_dir().join("space.parquet"));
     assert_eq!(space.height(), 2);
@@ -339,7 +343,7 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
         assert_eq!(reference[pair..pair + 2], [best, best], "{accuracy:?}");
     }
     let fits = read(&study.tables_dir().join("fits.parquet"));
-    assert_eq!(str_col(&fits, "dataset"), ["ham10000", "ham10000", "ham10000", "xray", "xray", "xray"]);
+    assert_eq!(str_col(&fits, "dataset"), [vec!["ham10000"; 6], vec!["xray"; 6]].concat());
 }
 
 /// Two methods, the gentle one with WiSE-FT at α = 0 and 0.5.

@@ -77,23 +77,23 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         md1.push_str(&format!("Runs left out: {}.\n", left.join("; ")));
     }
 
-    let mut md2 = format!("{key_header} | metric | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv2 = [col::DATASET, col::METHOD, col::BACKBONE, col::METRIC, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
+    let mut md2 = format!("{key_header} | metric | fitted | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut csv2 = [col::DATASET, col::METHOD, col::BACKBONE, col::METRIC, col::POINTS, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
     let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     for f in &study.fits {
         let ci = f.slope_ci.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
         md2.push_str(&format!(
-            "| {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
-            key(&f.dataset, &f.method, &f.backbone), f.metric, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
+            "| {} | {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
+            key(&f.dataset, &f.method, &f.backbone), f.metric, f.points, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
         ));
         let (lo, hi) = (f.slope_ci.map(|c| c.0), f.slope_ci.map(|c| c.1));
         csv2.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
-            f.dataset, f.method, f.backbone, f.metric, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            f.dataset, f.method, f.backbone, f.metric, f.points, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
         ));
     }
     md2.push_str(&format!(
-        "\nThe metric on similarity (medical test set, CLS CKA to the pre-trained model) over every (finished run, epoch, layer), discretised into {} evenly spaced similarity levels; least squares through the level means.\n",
+        "\nThe metric on similarity (medical test set, CLS CKA to the pre-trained model) over every (finished run, epoch, layer), discretised into {} evenly spaced similarity levels; least squares through the level means. Each fit twice: over the fine-tuned epochs (what finding 2 reads), and with epoch 0 added (similarity 1 at every layer by definition; its calibration that of a linear probe's head on the frozen features).\n",
         study.config.evaluation.fit_levels
     ));
     let mut written = Vec::new();

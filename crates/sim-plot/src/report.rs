@@ -361,14 +361,35 @@ fn finding_space(study: &Study) -> Finding {
     Finding { verdict, text }
 }
 
+/// Finding 2, read from the fits over the fine-tuned epochs; whether adding
+/// epoch 0 (similarity 1 by definition) would change it is said beside.
 fn finding_fit(study: &Study) -> Finding {
-    let fits: Vec<_> = study.fits.iter().filter(|f| f.metric == col::ECE).collect();
-    if fits.is_empty() {
-        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no fit (no finished run).".into() };
+    let fits = |points: &str| study.fits.iter().filter(|f| f.metric == col::ECE && f.points == points).collect::<Vec<_>>();
+    let (fine_tuned, with_epoch0) = (fits(col::POINTS_FINE_TUNED), fits(col::POINTS_WITH_EPOCH0));
+    if fine_tuned.is_empty() {
+        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no fit over fine-tuned epochs (no finished run).".into() };
     }
+    let (verdict, words, parts) = fit_verdict(&fine_tuned);
+    let mut text = format!("{words} (over the fine-tuned epochs). {}.", parts.join("; "));
+    if !with_epoch0.is_empty() {
+        let (with, with_words, _) = fit_verdict(&with_epoch0);
+        let changed = with != verdict;
+        text.push_str(&format!(
+            " With epoch 0 added (similarity 1 by definition, calibration of {}): {}{}.",
+            study.epoch0_head().trim_start_matches("epoch 0 scored by "),
+            with_words.to_lowercase(),
+            if changed { ": adding epoch 0 changes the verdict, so the fine-tuned epochs' fit is the one that speaks for the representation" } else { ", the same verdict" }
+        ));
+    }
+    Finding { verdict, text }
+}
+
+/// The verdict of ECE-on-CKA fits: a clear linear relation is |r| ≥ 0.5
+/// with a slope interval clear of 0; with what each backbone's fit says.
+fn fit_verdict(fits: &[&crate::study::FitRow]) -> (Verdict, String, Vec<String>) {
     let mut parts = Vec::new();
     let (mut holds, mut fitted) = (0, 0);
-    for f in &fits {
+    for f in fits {
         match (f.r, f.r2, f.slope, f.slope_ci) {
             (Some(r), Some(r2), Some(slope), Some((lo, hi))) => {
                 fitted += 1;
@@ -392,7 +413,7 @@ fn finding_fit(study: &Study) -> Finding {
         (_, 0) => (Verdict::DoesNotHold, "Does not hold here".to_string()),
         (n, h) => (Verdict::Partly, format!("Holds here for {h} of {n} backbones")),
     };
-    Finding { verdict, text: format!("{words}. {}.", parts.join("; ")) }
+    (verdict, words, parts)
 }
 
 fn finding_forgetting(study: &Study) -> Finding {

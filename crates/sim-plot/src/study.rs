@@ -54,6 +54,9 @@ pub struct EpochRow {
     pub seed: u64,
     pub epoch: u32,
     pub finished: bool,
+    /// Whose head scored accuracy and calibration (`col::HEAD_*`): at epoch
+    /// 0 a linear probe's (or, in tables of an earlier version, a random one).
+    pub head: String,
     pub accuracy: f64,
     pub balanced_accuracy: f64,
     pub ece: f64,
@@ -140,6 +143,8 @@ pub struct FitRow {
     pub method: String,
     pub backbone: String,
     pub metric: String,
+    /// The points fitted: `col::POINTS_FINE_TUNED` or `col::POINTS_WITH_EPOCH0`.
+    pub points: String,
     pub slope: Option<f64>,
     pub intercept: Option<f64>,
     pub r: Option<f64>,
@@ -417,6 +422,15 @@ impl Study {
     }
 
     /// The pre-trained model's row (epoch 0) of a backbone.
+    /// How epoch 0's accuracy and calibration were scored, for captions:
+    /// "epoch 0 scored by a linear probe on the frozen features".
+    pub fn epoch0_head(&self) -> &'static str {
+        match self.epochs.iter().find(|e| e.epoch == 0).map(|e| e.head.as_str()) {
+            Some(col::HEAD_RANDOM) => "epoch 0 scored by a head drawn at random (tables of an earlier version)",
+            _ => "epoch 0 scored by a linear probe fitted on the frozen features of the medical train split",
+        }
+    }
+
     pub fn pretrained(&self, backbone: &str) -> Option<&EpochRow> {
         self.epochs.iter().find(|r| r.backbone == backbone && r.epoch == 0)
     }
@@ -460,6 +474,14 @@ impl Table {
         Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default().to_string()).collect())
     }
 
+    /// A text column that tables of an earlier version lack.
+    fn optional_strs(&self, name: &str) -> anyhow::Result<Option<Vec<String>>> {
+        if self.frame.column(name).is_err() {
+            return Ok(None);
+        }
+        self.strs(name).map(Some)
+    }
+
     fn u32s(&self, name: &str) -> anyhow::Result<Vec<u32>> {
         let c = self.column(name)?.u32().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
         Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default()).collect())
@@ -481,6 +503,13 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
     let (backbone, seed, epoch, status) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.strs(col::STATUS)?);
     let (acc, bal, ece) = (t.values(col::ACCURACY)?, t.values(col::BALANCED_ACCURACY)?, t.values(col::ECE)?);
     let (sim, knn) = (t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
+    // Tables of an earlier version scored epoch 0 by its random head.
+    let head = t.optional_strs(col::HEAD)?;
+    let head_of = |i: usize| match &head {
+        Some(h) => h[i].clone(),
+        None if epoch[i] == 0 => col::HEAD_RANDOM.to_string(),
+        None => col::HEAD_FINE_TUNED.to_string(),
+    };
     Ok((0..backbone.len())
         .map(|i| EpochRow {
             dataset: dataset[i].clone(), method: method[i].clone(),
@@ -488,6 +517,7 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
             finished: status[i] == col::STATUS_FINISHED,
+            head: head_of(i),
             accuracy: acc[i],
             balanced_accuracy: bal[i],
             ece: ece[i],
@@ -561,11 +591,14 @@ fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
     let (slope, intercept, r, r2) = (t.f64s(col::SLOPE)?, t.f64s(col::INTERCEPT)?, t.f64s(col::R)?, t.f64s(col::R2)?);
     let (lo, hi) = (t.f64s(col::SLOPE_CI_LOW)?, t.f64s(col::SLOPE_CI_HIGH)?);
     let (points, levels) = (t.u32s(col::N_POINTS)?, t.u32s(col::N_LEVELS)?);
+    // Tables of an earlier version fitted every epoch.
+    let which = t.optional_strs(col::POINTS)?.unwrap_or_else(|| vec![col::POINTS_WITH_EPOCH0.to_string(); backbone.len()]);
     Ok((0..backbone.len())
         .map(|i| FitRow {
             dataset: dataset[i].clone(), method: method[i].clone(),
             backbone: backbone[i].clone(),
             metric: metric[i].clone(),
+            points: which[i].clone(),
             slope: slope[i],
             intercept: intercept[i],
             r: r[i],

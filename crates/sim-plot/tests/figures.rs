@@ -99,6 +99,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
     }
     write(dir, file::EPOCHS, vec![
         c(col::BACKBONE, b.clone()), c(col::SEED, s.clone()), c(col::EPOCH, e.clone()), c(col::STATUS, st.clone()),
+        c(col::HEAD, e.iter().map(|&e| if e == 0 { col::HEAD_PROBE } else { col::HEAD_FINE_TUNED }).collect::<Vec<_>>()),
         c(col::ACCURACY, acc.clone()), c(col::BALANCED_ACCURACY, acc.clone()), c(col::MACRO_F1, acc.clone()),
         c(col::ECE, ece.clone()), c(col::MCE, ece.clone()), c(col::ADAPTIVE_ECE, ece.clone()),
         c(col::SIMILARITY, sim.clone()), c(col::KNN_TOP1, knn.clone()), c(&col::knn_top1_at(20), knn.clone()),
@@ -148,6 +149,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
     write(dir, file::FITS, vec![
         c(col::BACKBONE, fit_names.clone()),
         c(col::METRIC, vec![col::ECE; fit_names.len()]),
+        c(col::POINTS, vec![col::POINTS_FINE_TUNED; fit_names.len()]),
         c(col::SLOPE, fit_names.iter().map(|n| ok(n).then_some(-0.3)).collect::<Vec<_>>()),
         c(col::INTERCEPT, fit_names.iter().map(|n| ok(n).then_some(0.35)).collect::<Vec<_>>()),
         c(col::R, fit_names.iter().map(|n| ok(n).then_some(-0.9)).collect::<Vec<_>>()),

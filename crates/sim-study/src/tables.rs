@@ -132,6 +132,23 @@ pub mod col {
     /// Value of `objective` for a backbone read from a checkpoint file.
     pub const OBJECTIVE_CHECKPOINT: &str = "checkpoint";
 
+    /// Whose head scored an evaluation's accuracy and calibration: the
+    /// run's fine-tuned one; at epoch 0, a linear probe fitted on the frozen
+    /// features of the medical train split (`probe`), or, in an epoch 0 made
+    /// before those features were kept, the head drawn from the split seed
+    /// (`random`).
+    pub const HEAD: &str = "head";
+    pub const HEAD_FINE_TUNED: &str = "fine-tuned";
+    pub const HEAD_PROBE: &str = "probe";
+    pub const HEAD_RANDOM: &str = "random";
+
+    /// The points a fit of `fits.parquet` is made from: the fine-tuned
+    /// epochs (`fine-tuned epochs`, the default of Figure 5 and finding 2),
+    /// or those and epoch 0 with its head (`with epoch 0`).
+    pub const POINTS: &str = "points";
+    pub const POINTS_FINE_TUNED: &str = "fine-tuned epochs";
+    pub const POINTS_WITH_EPOCH0: &str = "with epoch 0";
+
     pub const STATUS_FINISHED: &str = "finished";
     pub const STATUS_FAILED: &str = "failed";
     pub const STATUS_UNFINISHED: &str = "unfinished";

@@ -1,10 +1,13 @@
-//! Figure 5: similarity against calibration. Every (finished run, epoch,
-//! layer) point — medical test set, CLS token, CKA to the pre-trained model —
-//! against that epoch's ECE; the points grouped to the nearest of K evenly
-//! spaced similarity levels (`evaluation.fit_levels`) and the mean ECE per
-//! level; the least-squares line through the level means, from `fits.parquet`,
-//! with r and R² in the panel's title and the slope's 95 % interval in the
-//! caption. One panel per backbone.
+//! Figure 5: similarity against calibration. Every (finished run, fine-tuned
+//! epoch, layer) point — medical test set, CLS token, CKA to the pre-trained
+//! model — against that epoch's ECE; the points grouped to the nearest of K
+//! evenly spaced similarity levels (`evaluation.fit_levels`) and the mean ECE
+//! per level; the least-squares line through the level means (the
+//! fine-tuned epochs' fit of `fits.parquet`), with r and R² in the panel's
+//! title and the slope's 95 % interval in the caption. Epoch 0 (similarity 1
+//! at every layer by definition, its ECE that of a linear probe's head) is
+//! drawn apart, as rings, and left out of the levels and the line; the
+//! caption gives the fit with it added. One panel per backbone.
 
 use super::{Captioned, no_finished_run};
 use crate::study::{FitRow, Study};
@@ -15,11 +18,16 @@ use sim_study::tables::col;
 
 struct Panel {
     backbone: String,
-    /// (CKA, ECE) per (run, epoch, layer).
+    /// (CKA, ECE) per (run, fine-tuned epoch, layer).
     points: Vec<(f64, f64)>,
-    /// (level, mean ECE, points at the level), or why there are none.
+    /// (CKA, ECE) per (run, layer) at epoch 0.
+    epoch0: Vec<(f64, f64)>,
+    /// (level, mean ECE, points at the level) of `points`, or why there are none.
     levels: Result<Vec<(f64, f64, usize)>, String>,
+    /// The fit over `points`.
     fit: Option<FitRow>,
+    /// The fit with epoch 0 added.
+    with_epoch0: Option<FitRow>,
 }
 
 pub struct CkaEce {
@@ -32,21 +40,24 @@ impl CkaEce {
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
             let finished: Vec<u64> = study.final_epochs(b).iter().map(|r| r.seed).collect();
-            let points: Vec<(f64, f64)> = study
+            let (epoch0, points): (Vec<(u32, f64, f64)>, Vec<(u32, f64, f64)>) = study
                 .layers
                 .iter()
                 .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
                 .filter_map(|l| {
                     let e = study.epochs.iter().find(|e| e.backbone == b && e.seed == l.seed && e.epoch == l.epoch)?;
-                    Some((l.cka, e.ece))
+                    Some((l.epoch, l.cka, e.ece))
                 })
-                .collect();
+                .partition(|p| p.0 == 0);
+            let xy = |v: Vec<(u32, f64, f64)>| v.into_iter().map(|p| (p.1, p.2)).collect::<Vec<_>>();
+            let (epoch0, points) = (xy(epoch0), xy(points));
             let (sim, ece): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
             let levels = sim_metrics::fit::level_fit(&sim, &ece, study.config.evaluation.fit_levels)
                 .map(|f| f.levels.iter().map(|l| (l.similarity, l.mean, l.count)).collect())
                 .map_err(|e| e.to_string());
-            let fit = study.fits.iter().find(|f| f.backbone == b && f.metric == col::ECE).cloned();
-            panels.push(Panel { backbone: b.to_string(), points, levels, fit });
+            let fit_of = |points: &str| study.fits.iter().find(|f| f.backbone == b && f.metric == col::ECE && f.points == points).cloned();
+            let (fit, with_epoch0) = (fit_of(col::POINTS_FINE_TUNED), fit_of(col::POINTS_WITH_EPOCH0));
+            panels.push(Panel { backbone: b.to_string(), points, epoch0, levels, fit, with_epoch0 });
         }
         if panels.is_empty() {
             return Err(no_finished_run());
@@ -71,9 +82,22 @@ impl Captioned for CkaEce {
         let parts: Vec<String> = self
             .panels
             .iter()
-            .map(|p| format!("{} ({} points): ECE on CKA {}", p.backbone, p.points.len(), describe_fit(p.fit.as_ref())))
+            .map(|p| {
+                format!(
+                    "{} ({} points): ECE on CKA {}; with epoch 0's {} points added, {}",
+                    p.backbone,
+                    p.points.len(),
+                    describe_fit(p.fit.as_ref()),
+                    p.epoch0.len(),
+                    describe_fit(p.with_epoch0.as_ref())
+                )
+            })
             .collect();
-        format!("Similarity against ECE, per (run, epoch, layer): {}.", parts.join("; "))
+        format!(
+            "Similarity against ECE, per (run, fine-tuned epoch, layer); rings: epoch 0 (similarity 1 by definition, \
+             scored by a linear probe's head), not in the fit: {}.",
+            parts.join("; ")
+        )
     }
 }
 
@@ -93,11 +117,13 @@ impl Figure for CkaEce {
         let areas = root.split_evenly((1, self.panels.len()));
         for (area, p) in areas.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
-            let x = padded_range(p.points.iter().map(|q| q.0), 0.0..1.0, 0.02);
-            let y = padded_range(p.points.iter().map(|q| q.1), 0.0..0.3, 0.01);
+            let all = || p.points.iter().chain(&p.epoch0);
+            let x = padded_range(all().map(|q| q.0), 0.0..1.0, 0.02);
+            let y = padded_range(all().map(|q| q.1), 0.0..0.3, 0.01);
             let (x, y) = (x.start.max(-0.05)..x.end.min(1.05), y.start.max(0.0)..y.end);
             let entries = [
                 (Mark::Dot(color.mix(0.5)), "one (run, epoch, layer)".to_string()),
+                (Mark::Ring(BLACK), "epoch 0, probe head (not fitted)".to_string()),
                 (Mark::Outline(BLACK), "mean ECE of a similarity level".to_string()),
                 (Mark::Line(BLACK, false), "least squares through the levels".to_string()),
             ];
@@ -112,6 +138,7 @@ impl Figure for CkaEce {
             let mut chart = chart(&area, &title, x.clone(), y.clone())?;
             axes(&mut chart, "similarity (CKA to pre-trained, CLS)", "ECE (equal-width bins)", Ticks::Numbers(5))?;
             chart.draw_series(p.points.iter().map(|&q| Circle::new(q, pt(1.8), color.mix(0.5).filled())))?;
+            chart.draw_series(p.epoch0.iter().map(|&q| Circle::new(q, pt(3.2), BLACK.stroke_width(pt(1.0)))))?;
             if let Ok(levels) = &p.levels {
                 let half_x = (x.end - x.start) * 0.012;
                 let half_y = (y.end - y.start) * 0.018;

@@ -1,6 +1,7 @@
 //! Reliability diagrams: per backbone, the accuracy in each confidence bin
 //! (equal-width, the ECE's bins) against the bin's confidence, of the
-//! pre-trained model (grey outline) and of the fine-tuned models (the
+//! pre-trained model (grey outline; scored by a linear probe's head,
+//! `Study::epoch0_head`) and of the fine-tuned models (the
 //! finished runs' final epochs pooled: count-weighted means), the diagonal
 //! being perfect calibration; below, how many test images fall in each bin
 //! (mean per model).
@@ -25,6 +26,8 @@ struct Panel {
 pub struct Reliability {
     backbones: Vec<String>,
     panels: Vec<Panel>,
+    /// How epoch 0 was scored, for the caption.
+    epoch0: &'static str,
 }
 
 /// Count-weighted means per bin over the models in `rows`.
@@ -62,14 +65,14 @@ impl Reliability {
         if panels.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(Reliability { backbones: study.backbones.clone(), panels })
+        Ok(Reliability { backbones: study.backbones.clone(), panels, epoch0: study.epoch0_head() })
     }
 }
 
 impl Captioned for Reliability {
     fn caption(&self) -> String {
         let parts: Vec<String> = self.panels.iter().map(|p| format!("{} ECE {:.3} → {:.3} (mean of {} runs)", p.backbone, p.ece.0, p.ece.1, p.runs)).collect();
-        format!("Calibration, pre-trained → fine-tuned: {}.", parts.join("; "))
+        format!("Calibration, pre-trained ({}) → fine-tuned: {}.", self.epoch0, parts.join("; "))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Figure 4a: the mean training trajectory. Per epoch, over a backbone's
 //! finished runs, the mean balanced accuracy and the mean similarity, each
-//! with a band of ± one standard deviation; one colour per backbone. With
-//! several facets (data sets, methods) every facet has the same axes.
+//! with a band of ± one standard deviation; one colour per backbone. Epoch 0
+//! is the pre-trained backbone with a linear probe's head (`Study::epoch0_head`).
+//! With several facets (data sets, methods) every facet has the same axes.
 
 use super::{Captioned, mean_std, no_finished_run};
 use crate::study::{EpochRow, Study};
@@ -30,6 +31,8 @@ pub struct Trajectory {
     curves: Vec<Curves>,
     /// The y range of each side: that of every facet of the whole study.
     ranges: [Range<f64>; 2],
+    /// How epoch 0 was scored, for the caption.
+    epoch0: &'static str,
 }
 
 fn curve(rows: &[&EpochRow], get: fn(&EpochRow) -> f64) -> Curve {
@@ -71,7 +74,7 @@ impl Trajectory {
             let y = padded_range(all.iter().flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])), fallback.clone(), fallback.end * 0.02);
             y.start.max(fallback.start)..y.end.min(fallback.end * 1.001)
         });
-        Ok(Trajectory { backbones: rows.backbones.clone(), curves, ranges })
+        Ok(Trajectory { backbones: rows.backbones.clone(), curves, ranges, epoch0: whole.epoch0_head() })
     }
 }
 
@@ -89,7 +92,7 @@ impl Captioned for Trajectory {
                 )
             })
             .collect();
-        format!("Mean trajectory: {}.", parts.join("; "))
+        format!("Mean trajectory ({}): {}.", self.epoch0, parts.join("; "))
     }
 }
 
