@@ -378,7 +378,7 @@ fn finding_fit(study: &Study) -> Finding {
             " With epoch 0 added (similarity 1 by definition, calibration of {}): {}{}.",
             study.epoch0_head().trim_start_matches("epoch 0 scored by "),
             with_words.to_lowercase(),
-            if changed { ": adding epoch 0 changes the verdict, so the fine-tuned epochs' fit is the one that speaks for the representation" } else { ", the same verdict" }
+            if changed { ": adding epoch 0 changes the verdict, which is read from the fine-tuned epochs" } else { ", the same verdict" }
         ));
     }
     Finding { verdict, text }

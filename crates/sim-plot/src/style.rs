@@ -221,6 +221,8 @@ pub enum Mark {
     Dot(RGBAColor),
     /// A ring (a marked point).
     Ring(RGBColor),
+    /// A cross (a point set apart from the others).
+    Cross(RGBColor),
 }
 
 /// Splits `area` into the chart's part and a legend strip below it that holds
@@ -267,6 +269,7 @@ where
                 }
                 Mark::Dot(c) => legend_area.draw(&Circle::new(((x0 + x1) / 2, y), pt(2.3), c.filled()))?,
                 Mark::Ring(c) => legend_area.draw(&Circle::new(((x0 + x1) / 2, y), pt(3.2), c.stroke_width(pt(1.0))))?,
+                Mark::Cross(c) => legend_area.draw(&Cross::new(((x0 + x1) / 2, y), pt(3.2), c.stroke_width(pt(1.4))))?,
             }
             legend_area.draw(&Text::new(text.clone(), (x1 + gap, y), style.pos(Pos::new(HPos::Left, VPos::Center))))?;
         }

@@ -192,7 +192,7 @@ fn finding_2_reads_the_fine_tuned_epochs_not_the_random_head() {
     let report = std::fs::read_to_string(old.path().join("report.md")).unwrap();
     let finding = finding_2(&report);
     assert!(finding.contains("Does not hold here (over the fine-tuned epochs)"), "{finding}");
-    assert!(finding.contains("With epoch 0 added") && finding.contains("holds here for every backbone: adding epoch 0 changes the verdict"), "{finding}");
+    assert!(finding.contains("With epoch 0 added") && finding.contains("holds here for every backbone: adding epoch 0 changes the verdict, which is read from the fine-tuned epochs"), "{finding}");
     assert!(report.contains("Mean trajectory (epoch 0 scored by a head drawn at random"), "{report}");
     assert!(head_by_epoch(old.path()).iter().any(|(e, h)| *e == 0 && h == col::HEAD_RANDOM));
 }

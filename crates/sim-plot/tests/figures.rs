@@ -312,7 +312,7 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
 
     // Axis labels, and each backbone's series in its colour.
     let traj = svg(d, "fig4a_trajectory");
-    for label in ["epoch (0 = pre-trained)", "balanced accuracy, medical test set (%)", "similarity (linear CKA to pre-trained)"] {
+    for label in ["epoch (0 = pre-trained, linear probe", "epoch (0 = pre-trained)", "balanced accuracy, medical test set (%)", "similarity (linear CKA to pre-trained)"] {
         assert!(traj.contains(label), "{label}");
     }
     // Two panels, one line per backbone each (the legend's marks are lines too).

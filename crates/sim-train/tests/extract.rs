@@ -16,10 +16,16 @@ fn checkpoint() -> std::path::PathBuf {
 
 /// `sim-train extract` of the tiny ViT at 32 px, as a user runs it.
 fn extract(images: &Path, out: &Path) -> std::process::Output {
+    extract_with(&["--heads", "3", "--size", "32"], images, out)
+}
+
+/// `sim-train extract` of the tiny ViT with these options.
+fn extract_with(options: &[&str], images: &Path, out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sim-train"))
         .args(["extract", "--checkpoint"])
         .arg(checkpoint())
-        .args(["--heads", "3", "--size", "32", "--images"])
+        .args(options)
+        .arg("--images")
         .arg(images)
         .arg("--out")
         .arg(out)
@@ -112,16 +118,7 @@ fn bad_extract_options_are_errors_naming_the_option() {
     image(1, 32, 32).save(images.join("a.png")).unwrap();
     let out = dir.path().join("feats.safetensors");
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_sim-train"))
-            .args(["extract", "--checkpoint"])
-            .arg(checkpoint())
-            .args(args)
-            .arg("--images")
-            .arg(&images)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
+        let output = extract_with(args, &images, &out);
         assert!(!output.status.success(), "{args:?} was accepted");
         String::from_utf8_lossy(&output.stderr).to_string()
     };

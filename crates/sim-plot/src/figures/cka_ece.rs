@@ -6,7 +6,7 @@
 //! fine-tuned epochs' fit of `fits.parquet`), with r and R² in the panel's
 //! title and the slope's 95 % interval in the caption. Epoch 0 (similarity 1
 //! at every layer by definition, its ECE that of a linear probe's head) is
-//! drawn apart, as rings, and left out of the levels and the line; the
+//! drawn apart, as crosses, and left out of the levels and the line; the
 //! caption gives the fit with it added. One panel per backbone.
 
 use super::{Captioned, no_finished_run};
@@ -94,7 +94,7 @@ impl Captioned for CkaEce {
             })
             .collect();
         format!(
-            "Similarity against ECE, per (run, fine-tuned epoch, layer); rings: epoch 0 (similarity 1 by definition, \
+            "Similarity against ECE, per (run, fine-tuned epoch, layer); crosses: epoch 0 (similarity 1 by definition, \
              scored by a linear probe's head), not in the fit: {}.",
             parts.join("; ")
         )
@@ -123,7 +123,7 @@ impl Figure for CkaEce {
             let (x, y) = (x.start.max(-0.05)..x.end.min(1.05), y.start.max(0.0)..y.end);
             let entries = [
                 (Mark::Dot(color.mix(0.5)), "one (run, epoch, layer)".to_string()),
-                (Mark::Ring(BLACK), "epoch 0, probe head (not fitted)".to_string()),
+                (Mark::Cross(BLACK), "epoch 0, probe's head (not fitted)".to_string()),
                 (Mark::Outline(BLACK), "mean ECE of a similarity level".to_string()),
                 (Mark::Line(BLACK, false), "least squares through the levels".to_string()),
             ];
@@ -138,7 +138,7 @@ impl Figure for CkaEce {
             let mut chart = chart(&area, &title, x.clone(), y.clone())?;
             axes(&mut chart, "similarity (CKA to pre-trained, CLS)", "ECE (equal-width bins)", Ticks::Numbers(5))?;
             chart.draw_series(p.points.iter().map(|&q| Circle::new(q, pt(1.8), color.mix(0.5).filled())))?;
-            chart.draw_series(p.epoch0.iter().map(|&q| Circle::new(q, pt(3.2), BLACK.stroke_width(pt(1.0)))))?;
+            chart.draw_series(p.epoch0.iter().map(|&q| Cross::new(q, pt(3.2), BLACK.stroke_width(pt(1.4)))))?;
             if let Ok(levels) = &p.levels {
                 let half_x = (x.end - x.start) * 0.012;
                 let half_y = (y.end - y.start) * 0.018;

@@ -94,7 +94,7 @@ impl Figure for Reliability {
             .iter()
             .map(|p| (Mark::Square(backbone_color(&self.backbones, &p.backbone).mix(0.55)), format!("{}: fine-tuned, {} runs pooled", p.backbone, p.runs)))
             .collect();
-        entries.push((Mark::Outline(BLACK), "pre-trained".into()));
+        entries.push((Mark::Outline(BLACK), "pre-trained, linear probe's head".into()));
         entries.push((Mark::Line(GREY, true), "perfect calibration".into()));
         let area = with_legend(root, &entries)?;
         let columns = area.split_evenly((1, self.panels.len()));

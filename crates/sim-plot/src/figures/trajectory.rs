@@ -17,12 +17,14 @@ type Curve = Vec<(f64, f64, f64)>;
 /// A backbone's name, finished runs, balanced accuracy (%) and similarity curves.
 type Curves = (String, usize, Curve, Curve);
 
-/// One side of the figure: which curve, its axis description, its fallback range.
-type Side = (fn(&Curves) -> &Curve, &'static str, Range<f64>);
+/// One side of the figure: which curve, its x and y axis descriptions, its
+/// fallback range. Epoch 0's accuracy is the linear probe's (its similarity
+/// is 1 whatever the head).
+type Side = (fn(&Curves) -> &Curve, &'static str, &'static str, Range<f64>);
 
 const SIDES: [Side; 2] = [
-    (|c| &c.2, "balanced accuracy, medical test set (%)", 0.0..100.0),
-    (|c| &c.3, "similarity (linear CKA to pre-trained)", 0.0..1.0),
+    (|c| &c.2, "epoch (0 = pre-trained, linear probe's head)", "balanced accuracy, medical test set (%)", 0.0..100.0),
+    (|c| &c.3, "epoch (0 = pre-trained)", "similarity (linear CKA to pre-trained)", 0.0..1.0),
 ];
 
 pub struct Trajectory {
@@ -70,7 +72,7 @@ impl Trajectory {
             return Err(no_finished_run());
         }
         let all: Vec<Curves> = whole.facets().iter().flat_map(|f| curves_of(&whole.facet(f))).collect();
-        let ranges = SIDES.map(|(pick, _, fallback)| {
+        let ranges = SIDES.map(|(pick, _, _, fallback)| {
             let y = padded_range(all.iter().flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])), fallback.clone(), fallback.end * 0.02);
             y.start.max(fallback.start)..y.end.min(fallback.end * 1.001)
         });
@@ -117,9 +119,9 @@ impl Figure for Trajectory {
         let area = with_legend(root, &entries)?;
         let panels = area.split_evenly((1, 2));
         let last_epoch = self.curves.iter().flat_map(|c| c.2.iter().map(|p| p.0)).fold(1.0f64, f64::max);
-        for ((panel, (pick, y_desc, _)), y) in panels.iter().zip(SIDES).zip(&self.ranges) {
+        for ((panel, (pick, x_desc, y_desc, _)), y) in panels.iter().zip(SIDES).zip(&self.ranges) {
             let mut chart = chart(panel, "", -0.2..last_epoch + 0.2, y.clone())?;
-            axes(&mut chart, "epoch (0 = pre-trained)", y_desc, Ticks::Integers(last_epoch as usize + 1))?;
+            axes(&mut chart, x_desc, y_desc, Ticks::Integers(last_epoch as usize + 1))?;
             for c in &self.curves {
                 let color = backbone_color(&self.backbones, &c.0);
                 let points = pick(c);
