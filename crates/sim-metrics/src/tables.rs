@@ -349,7 +349,7 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
                 continue;
             }
         };
-        images.extend(attention_images(name, &pretrained)?);
+        images.extend(attention_images(name, pretrained)?);
         for &seed in &config.study.seeds {
             let state = match RunState::read(&study.run_dir(&run_id(seed))) {
                 Ok(Some(state)) => state,
@@ -368,7 +368,7 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
                 let path = study.epoch_eval(&run_id(seed), epoch);
                 if path.exists() {
                     let file = EvalFile::open(&path).map_err(TableError)?;
-                    epochs.push((epoch, Rc::new(epoch_metrics(&file, &refs, config)?)));
+                    epochs.push((epoch, Rc::new(epoch_metrics(&file, refs, config)?)));
                 }
                 Ok(())
             });
@@ -382,7 +382,7 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
             let last_epoch = epochs.last().map_or(0, |e| e.0);
             let similarity_interval = match state.status {
                 Status::Finished if last_epoch > 0 => {
-                    Some(similarity_interval(&pretrained, &study.epoch_eval(&run_id(seed), last_epoch), config)?)
+                    Some(similarity_interval(pretrained, &study.epoch_eval(&run_id(seed), last_epoch), config)?)
                 }
                 _ => None,
             };
@@ -394,7 +394,7 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
                 .iter()
                 .map(|&alpha| {
                     let file = EvalFile::open(&study.wise_ft_eval(&run_id(seed), alpha)).map_err(TableError)?;
-                    Ok((alpha, epoch_metrics(&file, &refs, config)?))
+                    Ok((alpha, epoch_metrics(&file, refs, config)?))
                 })
                 .collect::<Result<Vec<_>, TableError>>()?;
             if epochs.len() > 1 {

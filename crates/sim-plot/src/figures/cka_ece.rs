@@ -40,7 +40,7 @@ impl CkaEce {
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
             let finished: Vec<u64> = study.final_epochs(b).iter().map(|r| r.seed).collect();
-            let (epoch0, points): (Vec<(u32, f64, f64)>, Vec<(u32, f64, f64)>) = study
+            let (epoch0, points): (Vec<_>, Vec<_>) = study
                 .layers
                 .iter()
                 .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
