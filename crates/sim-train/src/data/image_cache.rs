@@ -154,7 +154,7 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
         for chunk in samples.chunks(CHUNK) {
             let decoded: Result<Vec<(RgbImage, [u8; 32])>, DataError> = chunk
                 .par_iter()
-                .map(|s| Ok((resize_shorter_side(decode(&s.source)?, side), source_sha256(&s.source)?)))
+                .map(|s| read(&s.source).map(|(img, sha256)| (resize_shorter_side(img, side), sha256)))
                 .collect();
             let decoded = match decoded {
                 Ok(d) => d,
@@ -189,18 +189,27 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
 /// per image, and the image cache keeps it beside each image.
 pub fn source_sha256(source: &ImageSource) -> Result<[u8; 32], DataError> {
     match source {
+        ImageSource::File(path) => Ok(Sha256::digest(std::fs::read(path).map_err(|e| DataError::io(path, e))?).into()),
+        ImageSource::Memory(img) => Ok(memory_sha256(img)),
+    }
+}
+
+fn memory_sha256(img: &RgbImage) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(img.width().to_le_bytes());
+    h.update(img.height().to_le_bytes());
+    h.update(img.as_raw());
+    h.finalize().into()
+}
+
+/// An image as RGB and its [`source_sha256`], from one read of the file.
+fn read(source: &ImageSource) -> Result<(RgbImage, [u8; 32]), DataError> {
+    match source {
+        ImageSource::Memory(img) => Ok(((**img).clone(), memory_sha256(img))),
         ImageSource::File(path) => {
-            let hex = sim_study::fingerprint::sha256_file(path).map_err(|e| DataError::io(path, e))?;
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(&hex, &mut out).expect("64 hex digits");
-            Ok(out)
-        }
-        ImageSource::Memory(img) => {
-            let mut h = Sha256::new();
-            h.update(img.width().to_le_bytes());
-            h.update(img.height().to_le_bytes());
-            h.update(img.as_raw());
-            Ok(h.finalize().into())
+            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            let sha256 = Sha256::digest(&bytes).into();
+            Ok((decode_file(path, bytes)?, sha256))
         }
     }
 }
@@ -211,17 +220,19 @@ pub fn source_sha256(source: &ImageSource) -> Result<[u8; 32], DataError> {
 pub fn decode(source: &ImageSource) -> Result<RgbImage, DataError> {
     match source {
         ImageSource::Memory(img) => Ok((**img).clone()),
-        ImageSource::File(path) => {
-            let bad = |e: &dyn std::fmt::Display| DataError::Decode { path: path.clone(), message: e.to_string() };
-            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-            if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-                return decode_jpeg_strictly(&bytes).map_err(|e| bad(&e));
-            }
-            let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-            let img = reader.with_guessed_format().map_err(|e| bad(&e))?.decode().map_err(|e| bad(&e))?;
-            Ok(img.to_rgb8())
-        }
+        ImageSource::File(path) => decode_file(path, std::fs::read(path).map_err(|e| DataError::io(path, e))?),
     }
+}
+
+/// The bytes of the image file `path`, decoded as RGB.
+fn decode_file(path: &Path, bytes: Vec<u8>) -> Result<RgbImage, DataError> {
+    let bad = |e: &dyn std::fmt::Display| DataError::Decode { path: path.to_owned(), message: e.to_string() };
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return decode_jpeg_strictly(&bytes).map_err(|e| bad(&e));
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    let img = reader.with_guessed_format().map_err(|e| bad(&e))?.decode().map_err(|e| bad(&e))?;
+    Ok(img.to_rgb8())
 }
 
 /// JPEG through zune-jpeg (the image crate's decoder) in strict mode, which
