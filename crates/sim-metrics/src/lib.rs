@@ -8,6 +8,8 @@
 //! - [`classification`]: accuracy, balanced accuracy, macro F1;
 //! - [`fit`]: the discretised linear fit of Figure 5, Pearson, Spearman;
 //! - [`space`]: the similarity space T_X(η, ε);
+//! - [`findings`]: the paper's three findings, each with the share of
+//!   resamples of the runs in which it holds;
 //! - [`stats`]: bootstrap intervals and permutation tests;
 //! - [`stream`]: linear CKA and k-NN over `.npy` files read in blocks of rows;
 //! - [`tables`]: a study's Parquet tables from its evaluation files.
@@ -20,6 +22,7 @@ pub mod blas;
 pub mod calibration;
 pub mod cka;
 pub mod classification;
+pub mod findings;
 pub mod fit;
 pub mod knn;
 pub mod probe;

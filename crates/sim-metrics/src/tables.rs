@@ -15,6 +15,7 @@
 use crate::arrays::{FloatArray, to_labels, to_matrix};
 use crate::calibration::{Binning, calibration};
 use crate::cka::{CkaOptions, CkaReference, Estimator, Kernel};
+use crate::findings::{Certainty, calibration_follows_similarity, forgets_less, runs_beside_best};
 use crate::classification::classification_scores;
 use crate::fit::{level_fit, pearson, spearman};
 use crate::knn::knn_accuracy;
@@ -26,7 +27,7 @@ use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
 use sim_study::tables::{col, file as table_file};
 use sim_study::lock::DirLock;
 use sim_study::run_state::{RunState, Status};
-use sim_study::config::RunId;
+use sim_study::config::{Paradigm, RunId};
 use sim_study::manifest::Manifest;
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
 use std::collections::BTreeMap;
@@ -434,6 +435,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             (table_file::FITS, fits_table(&runs, &config)),
             (table_file::SPACE, space_table(&runs, &config)),
             (table_file::COMPARISONS, comparisons_table(&runs, &config)),
+            (table_file::VERDICTS, verdicts_table(&runs, &config)),
             (table_file::WISE_FT, wise_ft_table(&runs, &config)),
             (table_file::RELIABILITY, reliability_table(&runs)),
             (table_file::ATTENTION, attention_table(&runs, &images)),
@@ -823,6 +825,94 @@ fn method_comparisons_table(finals: &[(&str, &str, &str, Vec<f64>)], config: &St
     let mut columns = vec![col(col::DATASET, datasets), col(col::BACKBONE, backbones)];
     columns.extend(comparison_columns([col::METHOD_A, col::METHOD_B], &rows));
     DataFrame::new_infer_height(columns)
+}
+
+/// The measures a verdict is read under: biased CKA on the CLS token (the
+/// study's similarity), debiased CKA on it, and biased CKA on the mean of
+/// the patch tokens.
+const VERDICT_MEASURES: [(Estimator, Token); 3] = [(Estimator::Biased, Token::Cls), (Estimator::Debiased, Token::Cls), (Estimator::Biased, Token::PatchMean)];
+
+/// An epoch's medical-probe CKA to epoch 0 at `layer` under a measure.
+fn cka_at(m: &EpochMetrics, layer: Layer, (estimator, token): (Estimator, Token)) -> Option<f64> {
+    let (biased, debiased) = *m.cka.get(&(Probe::Medical, layer, token))?;
+    Some(if estimator == Estimator::Debiased { debiased } else { biased })
+}
+
+/// One row of `verdicts.parquet` (one data set and method).
+struct VerdictRow<'a> {
+    finding: u32,
+    measure: &'static str,
+    token: &'static str,
+    backbone: &'a str,
+    versus: Option<&'a str>,
+    certainty: Certainty,
+}
+
+/// Per measure and backbone with finished runs, findings 1 and 2; per pair
+/// of a supervised and a self-supervised backbone, finding 3 (k-NN top-1,
+/// no similarity measure). Each with the share of resamples of the runs in
+/// which it holds ([`crate::findings`]). A backbone's runs are resampled
+/// with the bootstrap seed; finding 3's self-supervised side with the next
+/// seed, so the two groups are drawn independently.
+fn verdicts_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
+    let e = &config.evaluation;
+    let report = e.knn_k.iter().position(|&k| k == e.knn_report_k).expect("validated");
+    let finished = |b: &str| runs.iter().filter(|r| r.finished() && r.backbone == b).collect::<Vec<_>>();
+    let compute = |m: Result<Certainty, MetricError>| m.map_err(|m| PolarsError::ComputeError(m.to_string().into()));
+    let mut rows = Vec::new();
+    for b in config.backbones.iter().map(|b| b.name.as_str()) {
+        let runs = finished(b);
+        if runs.is_empty() {
+            continue;
+        }
+        let resamples = draw_resamples(runs.len(), e.bootstrap_resamples, e.bootstrap_seed);
+        for measure in VERDICT_MEASURES {
+            let (measure_name, token) = (if measure.0 == Estimator::Debiased { col::CKA_DEBIASED } else { col::CKA }, measure.1.name());
+            let row = |finding, certainty| VerdictRow { finding, measure: measure_name, token, backbone: b, versus: None, certainty };
+            // Tables of evaluations without this measure's tensors have no rows for it.
+            let Some(points) = runs
+                .iter()
+                .map(|r| Some(RunPoint { backbone: b.to_owned(), seed: r.seed, similarity: cka_at(r.last(), Layer::Final, measure)?, accuracy: r.last().accuracy }))
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            rows.push(row(1, compute(runs_beside_best(&points, e.similarity_threshold, e.accuracy_tolerance, &resamples))?));
+            let fitted: Vec<Vec<(f64, f64)>> = runs
+                .iter()
+                .map(|r| r.epochs.iter().filter(|(epoch, _)| *epoch >= 1).flat_map(|(_, m)| {
+                    m.cka.keys().filter(|(p, _, t)| *p == Probe::Medical && *t == measure.1).filter_map(|&(_, layer, _)| Some((cka_at(m, layer, measure)?, m.ece))).collect::<Vec<_>>()
+                }).collect())
+                .collect();
+            // A fit that cannot be made has no verdict row; fits.parquet says why.
+            if let Ok(c) = calibration_follows_similarity(&fitted, e.fit_levels, &resamples) {
+                rows.push(row(2, c));
+            }
+        }
+    }
+    let sides = |p: Paradigm| config.backbones.iter().filter(move |b| b.paradigm() == p).map(|b| b.name.as_str()).filter(|b| !finished(b).is_empty());
+    for s in sides(Paradigm::Supervised) {
+        for o in sides(Paradigm::SelfSupervised) {
+            let drops = |b: &str| finished(b).iter().map(|r| r.epochs[0].1.knn[report] - r.last().knn[report]).collect::<Vec<f64>>();
+            let (s_drops, o_drops) = (drops(s), drops(o));
+            let resamples = [draw_resamples(s_drops.len(), e.bootstrap_resamples, e.bootstrap_seed), draw_resamples(o_drops.len(), e.bootstrap_resamples, e.bootstrap_seed.wrapping_add(1))];
+            let certainty = compute(forgets_less(&s_drops, &o_drops, [&resamples[0], &resamples[1]]))?;
+            rows.push(VerdictRow { finding: 3, measure: col::KNN_TOP1, token: Token::Cls.name(), backbone: s, versus: Some(o), certainty });
+        }
+    }
+    let c = |f: fn(&VerdictRow<'_>) -> Option<f64>| rows.iter().map(f).collect::<Vec<_>>();
+    DataFrame::new_infer_height(vec![
+        col(col::FINDING, rows.iter().map(|r| r.finding).collect::<Vec<_>>()),
+        col(col::MEASURE, rows.iter().map(|r| r.measure).collect::<Vec<_>>()),
+        col(col::TOKEN, rows.iter().map(|r| r.token).collect::<Vec<_>>()),
+        col(col::BACKBONE, rows.iter().map(|r| r.backbone).collect::<Vec<_>>()),
+        col(col::VERSUS, rows.iter().map(|r| r.versus).collect::<Vec<_>>()),
+        col(col::ESTIMATE, rows.iter().map(|r| r.certainty.estimate).collect::<Vec<_>>()),
+        col(col::ESTIMATE_CI_LOW, c(|r| r.certainty.interval.map(|i| i.0))),
+        col(col::ESTIMATE_CI_HIGH, c(|r| r.certainty.interval.map(|i| i.1))),
+        col(col::SHARE, rows.iter().map(|r| r.certainty.share).collect::<Vec<_>>()),
+        col(col::RESAMPLES, rows.iter().map(|r| r.certainty.resamples as u32).collect::<Vec<_>>()),
+    ])
 }
 
 /// `pretrain.parquet`'s rows: per data set and backbone with an epoch 0.

@@ -346,6 +346,78 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     assert_eq!(str_col(&fits, "dataset"), [vec!["ham10000"; 6], vec!["xray"; 6]].concat());
 }
 
+/// `verdicts.parquet`: each finding per backbone (finding 3 per pair of a
+/// supervised and a self-supervised backbone) under each measure, whose
+/// estimates are the numbers the other tables hold: finding 1's the runs
+/// besides θ* inside T_X of `space.parquet`, finding 2's the slope of
+/// `fits.parquet`, finding 3's the difference of `backbones.parquet`'s mean
+/// k-NN drops.
+#[test]
+fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() {
+    let text = format!("{CONFIG}[[backbones]]\nname = \"dino\"\ncheckpoint = \"dino.safetensors\"\nfamily = \"dinov2\"\ninput_size = 32\n");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(&text, Path::new("two.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (backbone, drift) in [("tiny", 1.0), ("dino", 2.0)] {
+        let base = base_features(&mut rng);
+        eval_file(&study.pretrained_eval("ham10000", backbone), &base, 0.0, &mut rng);
+        for seed in 0..4 {
+            let run = RunId { dataset: "ham10000".into(), backbone: backbone.into(), method: "full".into(), seed };
+            eval_file(&study.epoch_eval(&run, 1), &base, drift * (1.0 + 0.3 * seed as f64), &mut rng);
+            finish_after_one_epoch(&study, &config, &run);
+        }
+    }
+    write_study_tables(dir.path()).unwrap();
+    let verdicts = read(&study.tables_dir().join("verdicts.parquet"));
+    let names: Vec<String> = schema_of(&verdicts).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["dataset", "method", "finding", "measure", "token", "backbone", "versus", "estimate", "estimate_ci_low", "estimate_ci_high", "share", "resamples"]);
+    let finding: Vec<u32> = verdicts.column("finding").unwrap().u32().unwrap().into_no_null_iter().collect();
+    let (measure, token, backbone, versus) = (str_col(&verdicts, "measure"), str_col(&verdicts, "token"), str_col(&verdicts, "backbone"), {
+        let v = verdicts.column("versus").unwrap().str().unwrap().clone();
+        (0..v.len()).map(|i| v.get(i).unwrap_or_default().to_string()).collect::<Vec<_>>()
+    });
+    let (estimate, share) = (f64_col(&verdicts, "estimate"), f64_col(&verdicts, "share"));
+    let row = |f: u32, m: &str, t: &str, b: &str| (0..finding.len()).find(|&i| finding[i] == f && measure[i] == m && token[i] == t && backbone[i] == b);
+    for b in ["tiny", "dino"] {
+        for (m, t) in [("cka", "cls"), ("cka_debiased", "cls"), ("cka", "patch_mean")] {
+            for f in [1, 2] {
+                assert!(row(f, m, t, b).is_some(), "finding {f} of {b} under {m}/{t}");
+            }
+        }
+    }
+    assert!(share.iter().all(|s| (0.0..=1.0).contains(s)), "{share:?}");
+    assert!(verdicts.column("resamples").unwrap().u32().unwrap().into_no_null_iter().all(|r| r == 1000));
+
+    let space = read(&study.tables_dir().join("space.parquet"));
+    let (space_backbone, inside) = (str_col(&space, "backbone"), space.column("in_space").unwrap().bool().unwrap().clone());
+    let (seed, reference) = (space.column("seed").unwrap().u64().unwrap().clone(), space.column("reference_seed").unwrap().u64().unwrap().clone());
+    let fits = read(&study.tables_dir().join("fits.parquet"));
+    let (fit_backbone, metric, points, slope) = (str_col(&fits, "backbone"), str_col(&fits, "metric"), str_col(&fits, "points"), f64_col(&fits, "slope"));
+    for b in ["tiny", "dino"] {
+        let beside_best = (0..space.height()).filter(|&i| space_backbone[i] == b && inside.get(i) == Some(true) && seed.get(i) != reference.get(i)).count();
+        assert_eq!(estimate[row(1, "cka", "cls", b).unwrap()], beside_best as f64, "{b}");
+        let fit = (0..fits.height()).find(|&i| fit_backbone[i] == b && metric[i] == "ece" && points[i] == "fine-tuned epochs").unwrap();
+        assert!((estimate[row(2, "cka", "cls", b).unwrap()] - slope[fit]).abs() < 1e-12, "{b}: the verdict's slope is the fit's");
+    }
+    assert_ne!(estimate[row(2, "cka", "cls", "tiny").unwrap()], estimate[row(2, "cka_debiased", "cls", "tiny").unwrap()], "each measure its own points");
+
+    // Finding 3: `tiny` (family vit) against `dino` (dinov2), k-NN top-1.
+    let third: Vec<usize> = (0..finding.len()).filter(|&i| finding[i] == 3).collect();
+    assert_eq!(third.len(), 1);
+    let i = third[0];
+    assert_eq!((measure[i].as_str(), backbone[i].as_str(), versus[i].as_str()), ("knn_top1", "tiny", "dino"));
+    let backbones = read(&study.tables_dir().join("backbones.parquet"));
+    let drop = |j: usize| f64_col(&backbones, "knn_before_mean")[j] - f64_col(&backbones, "knn_after_mean")[j];
+    assert_eq!(str_col(&backbones, "backbone"), ["tiny", "dino"]);
+    assert!((estimate[i] - (drop(1) - drop(0))).abs() < 1e-12, "{} vs {}", estimate[i], drop(1) - drop(0));
+    let (low, high) = (f64_col(&verdicts, "estimate_ci_low")[i], f64_col(&verdicts, "estimate_ci_high")[i]);
+    assert!(low <= estimate[i] && estimate[i] <= high, "[{low}, {high}] around {}", estimate[i]);
+    assert!(versus.iter().enumerate().all(|(j, v)| (finding[j] == 3) == !v.is_empty()), "versus only in finding 3: {versus:?}");
+}
+
 /// Two methods, the gentle one with WiSE-FT at α = 0 and 0.5.
 #[test]
 fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_path() {

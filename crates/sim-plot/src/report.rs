@@ -8,35 +8,30 @@
 
 use crate::figures::Outcome;
 use crate::study::{PermutationRow, Study};
-use sim_study::config::{BackboneConfig, Family};
+use crate::study::VerdictRow;
+use sim_metrics::findings;
+use sim_study::config::{BackboneConfig, Family, Paradigm};
 use sim_study::pretrain::Objective;
 use sim_study::tables::col;
 use std::fmt::Write;
 
-/// Which side of the third finding a backbone is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Supervised,
-    SelfSupervised,
-    Neither,
-}
-
-/// How the report names a backbone's pre-training (its `pretrain`
-/// objective where the tool made it, else its family), and its side.
-fn paradigm(b: &BackboneConfig) -> (String, Side) {
+/// How the report names a backbone's pre-training: its `pretrain`
+/// objective where the tool made it, else its family (the side finding 3
+/// puts it on: [`BackboneConfig::paradigm`]).
+fn pretraining_words(b: &BackboneConfig) -> String {
     if let Some(p) = &b.pretrain {
         return match p.objective {
-            Objective::Supervised => ("pre-trained here: supervised".into(), Side::Supervised),
-            Objective::Dino => ("pre-trained here: self-supervised, DINO".into(), Side::SelfSupervised),
-            Objective::None => ("random initialisation, not pre-trained".into(), Side::Neither),
+            Objective::Supervised => "pre-trained here: supervised".into(),
+            Objective::Dino => "pre-trained here: self-supervised, DINO".into(),
+            Objective::None => "random initialisation, not pre-trained".into(),
         };
     }
     let name = b.family.name();
     match b.family {
-        Family::Vit => (format!("family `{name}`: supervised"), Side::Supervised),
-        Family::Dinov2 => (format!("family `{name}`: self-supervised"), Side::SelfSupervised),
-        Family::OpenClip => (format!("family `{name}`: language-supervised (CLIP)"), Side::SelfSupervised),
-        Family::Auto => ("family not given".into(), Side::Neither),
+        Family::Vit => format!("family `{name}`: supervised"),
+        Family::Dinov2 => format!("family `{name}`: self-supervised"),
+        Family::OpenClip => format!("family `{name}`: language-supervised (CLIP)"),
+        Family::Auto => "family not given".into(),
     }
 }
 
@@ -142,12 +137,19 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         let _ = writeln!(r, "## WiSE-FT: the path from θ₀ to θ_ft\n\n{}\n", wise_ft_paths(&wise_ft));
     }
     let _ = writeln!(r, "## The paper's three findings\n");
-    let findings: [(&str, FindingOf); 3] = [
+    let _ = writeln!(
+        r,
+        "Each verdict is read from the share of bootstrap resamples of the runs (`tables/verdicts.parquet`) in which the finding holds: \
+         it holds at {:.0} % or more, does not hold at {:.0} % or less, and is undecided between, where another draw of seeds could turn it.\n",
+        findings::HOLDS_AT * 100.0,
+        findings::FAILS_AT * 100.0
+    );
+    let claims: [(&str, FindingOf); 3] = [
         ("Runs that keep both accuracy and similarity exist.", finding_space),
         ("Similarity and calibration are linearly related.", finding_fit),
         ("Supervised pre-training forgets less than self-supervised pre-training.", finding_forgetting),
     ];
-    for (i, (claim, finding)) in findings.into_iter().enumerate() {
+    for (i, (claim, finding)) in claims.into_iter().enumerate() {
         if !study.several_facets() {
             let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, finding(study).text);
             continue;
@@ -159,6 +161,7 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         }
         let _ = writeln!(r);
     }
+    let _ = writeln!(r, "## Does a verdict depend on the measure?\n\n{}", by_measure(study));
     r
 }
 
@@ -284,8 +287,10 @@ fn wise_ft_paths(study: &Study) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Holds,
-    /// For some backbones, not all.
+    /// For some backbones (pairs), not all.
     Partly,
+    /// For none in enough resamples to say, and not refuted for all.
+    Undecided,
     DoesNotHold,
     CannotSay,
 }
@@ -295,6 +300,7 @@ impl Verdict {
         match self {
             Verdict::Holds => "holds",
             Verdict::Partly => "holds in part",
+            Verdict::Undecided => "is undecided",
             Verdict::DoesNotHold => "does not hold",
             Verdict::CannotSay => "cannot be told",
         }
@@ -323,7 +329,8 @@ fn facets_noun(study: &Study) -> &'static str {
 fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
     let first = per_facet[0].1.verdict;
     if per_facet.iter().all(|(_, f)| f.verdict == first) {
-        return format!("The {noun} agree: it {} on every one.", first.words());
+        let on = if first == Verdict::DoesNotHold { "any" } else { "every one" };
+        return format!("The {noun} agree: it {} on {on}.", first.words());
     }
     let mut groups: Vec<(Verdict, Vec<String>)> = Vec::new();
     for (dataset, f) in per_facet {
@@ -336,121 +343,225 @@ fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
     format!("The {noun} disagree: {}.", parts.join("; "))
 }
 
+/// The measure the findings are stated with: biased CKA on the CLS token.
+const HEADLINE: (&str, &str) = (col::CKA, "cls");
+
+/// The measures of the verdict-by-measure table: heading, `measure`, `token`.
+const MEASURES: [(&str, &str, &str); 3] =
+    [("biased CKA, CLS", col::CKA, "cls"), ("debiased CKA, CLS", col::CKA_DEBIASED, "cls"), ("biased CKA, patch mean", col::CKA, "patch_mean")];
+
+/// A finding's rows of `verdicts.parquet` under a measure (`None`: tables
+/// made before the verdicts were).
+fn verdict_rows<'a>(study: &'a Study, finding: u32, (measure, token): (&str, &str)) -> Option<Vec<&'a VerdictRow>> {
+    let rows = study.verdicts.as_ref()?;
+    Some(rows.iter().filter(|v| v.finding == finding && v.measure == measure && v.token == token).collect())
+}
+
+const NO_VERDICTS: &str = "Cannot say: the tables were made before `verdicts.parquet` existed; run `sim-metrics study` again";
+
+/// "holds in 97.2 % of 1000 resamples of the runs", led by the row's
+/// verdict where it does not hold.
+fn share_words(row: &VerdictRow) -> String {
+    let share = format!("{:.1} % of {} resamples of the runs", row.share * 100.0, row.resamples);
+    match findings::Verdict::of_share(row.share) {
+        findings::Verdict::Holds => format!("holds in {share}"),
+        findings::Verdict::Undecided => format!("undecided: holds in {share}"),
+        findings::Verdict::DoesNotHold => format!("does not hold: holds in {share}"),
+    }
+}
+
+/// A finding's verdict over its rows (one per backbone, or per pair for
+/// finding 3), and the words that lead its sentence.
+fn aggregate(rows: &[&VerdictRow], noun: &str) -> (Verdict, String) {
+    let verdicts: Vec<findings::Verdict> = rows.iter().map(|r| findings::Verdict::of_share(r.share)).collect();
+    let count = |v: findings::Verdict| verdicts.iter().filter(|x| **x == v).count();
+    let (n, holds, undecided, not) = (verdicts.len(), count(findings::Verdict::Holds), count(findings::Verdict::Undecided), count(findings::Verdict::DoesNotHold));
+    let rest = [(undecided, "undecided"), (not, "does not hold")]
+        .iter()
+        .filter(|(k, _)| *k > 0)
+        .map(|(k, words)| format!("; {words} for {k}"))
+        .collect::<String>();
+    match () {
+        _ if n == 0 => (Verdict::CannotSay, format!("Cannot say: no {noun} with a verdict")),
+        _ if holds == n => (Verdict::Holds, format!("Holds here for every {noun}")),
+        _ if not == n => (Verdict::DoesNotHold, format!("Does not hold here for any {noun}")),
+        _ if holds > 0 => (Verdict::Partly, format!("Holds here for {holds} of {n} {noun}s{rest}")),
+        _ => (Verdict::Undecided, format!("Undecided here: it holds for no {noun} in enough resamples to say{rest}")),
+    }
+}
+
+/// The row of `backbone` (finding 1 or 2) among a finding's rows.
+fn row_of<'a>(rows: &[&'a VerdictRow], backbone: &str) -> Option<&'a VerdictRow> {
+    rows.iter().copied().find(|v| v.backbone == backbone)
+}
+
 fn finding_space(study: &Study) -> Finding {
     if study.space.is_empty() {
         return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
     }
     let e = &study.config.evaluation;
+    let Some(rows) = verdict_rows(study, 1, HEADLINE) else { return Finding { verdict: Verdict::CannotSay, text: format!("{NO_VERDICTS}.") } };
     let mut parts = Vec::new();
-    let (mut inside_total, mut beside_best) = (0, 0);
     for b in study.backbones_with_runs() {
         let runs: Vec<_> = study.space.iter().filter(|p| p.backbone == b).collect();
         let inside = runs.iter().filter(|p| p.in_space).count();
-        inside_total += inside;
-        beside_best += runs.iter().filter(|p| p.in_space && p.seed != p.reference_seed).count();
-        parts.push(format!("`{b}` {inside} of {} runs", runs.len()));
+        let beside_best = runs.iter().filter(|p| p.in_space && p.seed != p.reference_seed).count();
+        let certainty = row_of(&rows, b).map_or("no verdict".to_string(), share_words);
+        parts.push(format!("`{b}` {inside} of {} runs inside, {beside_best} besides θ* ({certainty})", runs.len()));
     }
-    let (verdict, words) = if beside_best > 0 {
-        (Verdict::Holds, format!("Holds here: {beside_best} run(s) besides the θ*s are inside"))
-    } else if inside_total > 0 {
-        (Verdict::CannotSay, "Only the θ*s themselves are inside: too few runs, or too strict a region, to tell".to_string())
-    } else {
-        (Verdict::DoesNotHold, "Does not hold here: no run is inside".to_string())
-    };
-    let text = format!("{words} T_X(η = {}, ε = {}): {}.", e.similarity_threshold, e.accuracy_tolerance, parts.join(", "));
+    let (verdict, words) = aggregate(&rows, "backbone");
+    let text = format!("{words}: runs besides θ* inside T_X(η = {}, ε = {}). {}.", e.similarity_threshold, e.accuracy_tolerance, parts.join("; "));
     Finding { verdict, text }
 }
 
-/// Finding 2, read from the fits over the fine-tuned epochs; whether adding
-/// epoch 0 (similarity 1 by definition) would change it is said beside.
+/// Finding 2, read from the fits over the fine-tuned epochs and their
+/// resamples; whether adding epoch 0 (similarity 1 by definition) would
+/// change one fit's reading is said beside.
 fn finding_fit(study: &Study) -> Finding {
     let fits = |points: &str| study.fits.iter().filter(|f| f.metric == col::ECE && f.points == points).collect::<Vec<_>>();
     let (fine_tuned, with_epoch0) = (fits(col::POINTS_FINE_TUNED), fits(col::POINTS_WITH_EPOCH0));
     if fine_tuned.is_empty() {
         return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no fit over fine-tuned epochs (no finished run).".into() };
     }
-    let (verdict, words, parts) = fit_verdict(&fine_tuned);
+    let Some(rows) = verdict_rows(study, 2, HEADLINE) else { return Finding { verdict: Verdict::CannotSay, text: format!("{NO_VERDICTS}.") } };
+    let (verdict, words) = aggregate(&rows, "backbone");
+    let parts: Vec<String> = fine_tuned
+        .iter()
+        .map(|f| {
+            let Some(row) = row_of(&rows, &f.backbone) else { return fit_words(f) };
+            let interval = row.estimate_ci.map_or(String::new(), |(lo, hi)| format!(", slope 95 % CI over resampled runs [{lo:.3}, {hi:.3}]"));
+            format!("{}{interval}; {}", fit_words(f), share_words(row))
+        })
+        .collect();
     let mut text = format!("{words} (over the fine-tuned epochs). {}.", parts.join("; "));
     if !with_epoch0.is_empty() {
-        let (with, with_words, _) = fit_verdict(&with_epoch0);
-        let changed = with != verdict;
+        let (one_fit, _) = single_fits(&fine_tuned);
+        let (with, with_words) = single_fits(&with_epoch0);
         text.push_str(&format!(
-            " With epoch 0 added (similarity 1 by definition, calibration of {}): {}{}.",
+            " With epoch 0 added (similarity 1 by definition, calibration of {}), one fit per backbone: {}{}.",
             study.epoch0_head().trim_start_matches("epoch 0 scored by "),
-            with_words.to_lowercase(),
-            if changed { ": adding epoch 0 changes the verdict, which is read from the fine-tuned epochs" } else { ", the same verdict" }
+            with_words,
+            if with != one_fit { ": adding epoch 0 changes the fits' reading, and the verdict is read from the fine-tuned epochs" } else { ", as without it" }
         ));
     }
     Finding { verdict, text }
 }
 
-/// The verdict of ECE-on-CKA fits: a clear linear relation is |r| ≥ 0.5
-/// with a slope interval clear of 0; with what each backbone's fit says.
-fn fit_verdict(fits: &[&crate::study::FitRow]) -> (Verdict, String, Vec<String>) {
-    let mut parts = Vec::new();
-    let (mut holds, mut fitted) = (0, 0);
-    for f in fits {
-        match (f.r, f.r2, f.slope, f.slope_ci) {
-            (Some(r), Some(r2), Some(slope), Some((lo, hi))) => {
-                fitted += 1;
-                let clear = r.abs() >= 0.5 && (lo > 0.0 || hi < 0.0);
-                holds += usize::from(clear);
-                let per_tenth = slope * 0.1;
-                parts.push(format!(
-                    "`{}`: ECE changes {per_tenth:+.3} per 0.1 CKA, r = {r:.2}, R² = {r2:.2}, slope 95 % CI [{lo:.3}, {hi:.3}] over {} points in {} levels{}",
-                    f.backbone,
-                    f.n_points,
-                    f.n_levels,
-                    if clear { "" } else { " (not a clear linear relation: |r| < 0.5 or the interval holds 0)" }
-                ));
-            }
-            _ => parts.push(format!("`{}`: no fit ({})", f.backbone, f.status)),
-        }
+/// One fit of `fits.parquet` in words: the slope per 0.1 CKA, r, R², the
+/// slope's interval (Student t over the levels) and whether it is a clear
+/// linear relation ([`findings::is_clear_relation`]).
+fn fit_words(f: &crate::study::FitRow) -> String {
+    match (f.r, f.r2, f.slope, f.slope_ci) {
+        (Some(r), Some(r2), Some(slope), Some((lo, hi))) => format!(
+            "`{}`: ECE changes {:+.3} per 0.1 CKA, r = {r:.2}, R² = {r2:.2}, slope 95 % CI [{lo:.3}, {hi:.3}] over {} points in {} levels{}",
+            f.backbone,
+            slope * 0.1,
+            f.n_points,
+            f.n_levels,
+            if findings::is_clear_relation(r, (lo, hi)) { "" } else { " (not a clear linear relation: |r| < 0.5 or the interval holds 0)" }
+        ),
+        _ => format!("`{}`: no fit ({})", f.backbone, f.status),
     }
-    let (verdict, words) = match (fitted, holds) {
-        (0, _) => (Verdict::CannotSay, "Cannot say: no backbone's points allow a fit".to_string()),
-        (n, h) if h == n => (Verdict::Holds, "Holds here for every backbone".to_string()),
-        (_, 0) => (Verdict::DoesNotHold, "Does not hold here".to_string()),
-        (n, h) => (Verdict::Partly, format!("Holds here for {h} of {n} backbones")),
+}
+
+/// How many of the fits are a clear linear relation, as (clear, fitted)
+/// and in words.
+fn single_fits(fits: &[&crate::study::FitRow]) -> ((usize, usize), String) {
+    let fitted: Vec<bool> = fits.iter().filter_map(|f| Some(findings::is_clear_relation(f.r?, f.slope_ci?))).collect();
+    let clear = fitted.iter().filter(|c| **c).count();
+    let words = match (fitted.len(), clear) {
+        (0, _) => "no backbone's points allow a fit".to_string(),
+        (n, c) => format!("a clear linear relation for {c} of {n} backbones"),
     };
-    (verdict, words, parts)
+    ((clear, fitted.len()), words)
 }
 
 fn finding_forgetting(study: &Study) -> Finding {
-    let mut supervised = Vec::new();
-    let mut other = Vec::new();
-    let mut parts = Vec::new();
+    let (mut supervised, mut other, mut parts) = (0, 0, Vec::new());
     for s in study.summaries.iter().filter(|s| s.runs > 0) {
         let Some(backbone) = study.config.backbones.iter().find(|b| b.name == s.backbone) else { continue };
         let after = s.stat(col::KNN_AFTER);
         let (Some(before), Some(after), Some(sd)) = (s.stat(col::KNN_BEFORE).mean, after.mean, after.std) else { continue };
-        let drop = (before - after) * 100.0;
-        let (kind, side) = paradigm(backbone);
-        parts.push(format!("`{}` ({kind}) loses {drop:.1} ± {:.1} points of k-NN top-1 ({} runs; negative: gains)", s.backbone, sd * 100.0, s.runs));
-        match side {
-            Side::Supervised => supervised.push((s.backbone.clone(), drop, sd * 100.0)),
-            Side::SelfSupervised => other.push((s.backbone.clone(), drop, sd * 100.0)),
-            Side::Neither => {}
+        parts.push(format!(
+            "`{}` ({}) loses {:.1} ± {:.1} points of k-NN top-1 ({} runs; negative: gains)",
+            s.backbone,
+            pretraining_words(backbone),
+            (before - after) * 100.0,
+            sd * 100.0,
+            s.runs
+        ));
+        match backbone.paradigm() {
+            Paradigm::Supervised => supervised += 1,
+            Paradigm::SelfSupervised => other += 1,
+            Paradigm::Neither => {}
         }
     }
     if parts.is_empty() {
         return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
     }
-    let (verdict, words) = if supervised.is_empty() || other.is_empty() {
-        (Verdict::CannotSay, "Cannot say: the study needs a supervised backbone (family `vit`, or pre-trained here with objective `supervised`) and a self-supervised one (`dinov2`, `open-clip`, or objective `dino`) with finished runs".to_string())
-    } else {
-        let worst_supervised = supervised.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
-        let least_other = other.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
-        if worst_supervised < least_other {
-            let clear = supervised.iter().all(|s| other.iter().all(|o| o.1 - s.1 > o.2 + s.2));
-            let words = format!(
-                "Holds here: every supervised backbone drops less than every other one{}",
-                if clear { ", by more than the runs' spread" } else { ", though within the runs' spread" }
-            );
-            (Verdict::Holds, words)
-        } else {
-            (Verdict::DoesNotHold, "Does not hold here: a supervised backbone drops at least as much as another".to_string())
+    if supervised == 0 || other == 0 {
+        let words = "Cannot say: the study needs a supervised backbone (family `vit`, or pre-trained here with objective `supervised`) and a self-supervised one (`dinov2`, `open-clip`, or objective `dino`) with finished runs";
+        return Finding { verdict: Verdict::CannotSay, text: format!("{words}. {}.", parts.join("; ")) };
+    }
+    let Some(rows) = verdict_rows(study, 3, (col::KNN_TOP1, "cls")) else { return Finding { verdict: Verdict::CannotSay, text: format!("{NO_VERDICTS}. {}.", parts.join("; ")) } };
+    let (verdict, words) = aggregate(&rows, "supervised/self-supervised pair");
+    let pairs: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let interval = r.estimate_ci.map_or(String::new(), |(lo, hi)| format!(", 95 % CI over resampled runs [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
+            format!(
+                "mean k-NN drop of `{}` minus that of `{}`: {:+.1} points{interval} ({})",
+                r.versus.as_deref().unwrap_or("?"),
+                r.backbone,
+                r.estimate * 100.0,
+                share_words(r)
+            )
+        })
+        .collect();
+    Finding { verdict, text: format!("{words}. {}. {}.", pairs.join("; "), parts.join("; ")) }
+}
+
+/// "Does a verdict depend on the measure?": per facet and finding, the
+/// verdict under each of [`MEASURES`]. Finding 3 reads k-NN top-1, which
+/// no similarity measure changes: its verdict stands in every column.
+fn by_measure(study: &Study) -> String {
+    if study.verdicts.is_none() {
+        return format!("{NO_VERDICTS}.\n");
+    }
+    let claims = [(1, "1. runs besides θ* inside T_X"), (2, "2. ECE linear in similarity"), (3, "3. supervised forgets less (k-NN top-1)")];
+    let several = study.several_facets();
+    let mut t = String::from(if several { "| data set / method | finding |" } else { "| finding |" });
+    for (heading, ..) in MEASURES {
+        t.push_str(&format!(" {heading} |"));
+    }
+    t.push_str(if several { "\n|---|---|" } else { "\n|---|" });
+    t.push_str(&"---|".repeat(MEASURES.len()));
+    for facet in study.facets() {
+        let rows = study.facet(&facet);
+        for (finding, claim) in claims {
+            t.push_str(&if several { format!("\n| {} | {claim} |", facet.label()) } else { format!("\n| {claim} |") });
+            for (_, measure, token) in MEASURES {
+                let at = if finding == 3 { (col::KNN_TOP1, "cls") } else { (measure, token) };
+                let found = verdict_rows(&rows, finding, at).unwrap_or_default();
+                let noun = if finding == 3 { "pair" } else { "backbone" };
+                t.push_str(&format!(" {} |", cell(&found, noun)));
+            }
         }
-    };
-    Finding { verdict, text: format!("{words}. {}.", parts.join("; ")) }
+    }
+    format!(
+        "The same verdicts (share of resamples, as above) with the similarity read three ways; each cell counts the backbones (finding 3: supervised/self-supervised pairs) it holds for.\n\n{t}\n"
+    )
+}
+
+/// A table cell: the verdict over a finding's rows, short.
+fn cell(rows: &[&VerdictRow], noun: &str) -> String {
+    let n = rows.len();
+    let holds = rows.iter().filter(|r| findings::Verdict::of_share(r.share) == findings::Verdict::Holds).count();
+    match aggregate(rows, noun).0 {
+        Verdict::CannotSay => "—".into(),
+        Verdict::Holds => format!("holds ({n} of {n})"),
+        Verdict::Partly => format!("holds for {holds} of {n}"),
+        Verdict::Undecided => format!("undecided (0 of {n})"),
+        Verdict::DoesNotHold => format!("does not hold (0 of {n})"),
+    }
 }

@@ -216,6 +216,24 @@ pub struct PretrainRow {
     pub probe_balanced_accuracy: Option<f64>,
 }
 
+/// `verdicts.parquet`: one finding under one measure, for one backbone (or,
+/// for finding 3, a supervised backbone `versus` a self-supervised one).
+#[derive(Debug, Clone)]
+pub struct VerdictRow {
+    pub dataset: String,
+    pub method: String,
+    pub finding: u32,
+    /// `col::CKA`, `col::CKA_DEBIASED` or (finding 3) `col::KNN_TOP1`.
+    pub measure: String,
+    pub token: String,
+    pub backbone: String,
+    pub versus: Option<String>,
+    pub estimate: f64,
+    pub estimate_ci: Option<(f64, f64)>,
+    pub share: f64,
+    pub resamples: u32,
+}
+
 /// `reliability.parquet`: one row per model × bin (seed none: pre-trained).
 #[derive(Debug, Clone)]
 pub struct BinRow {
@@ -279,6 +297,8 @@ pub struct Study {
     pub wise_ft: Option<Vec<WiseFtRow>>,
     /// Absent in tables made before pre-training.
     pub pretrain: Option<Vec<PretrainRow>>,
+    /// Absent in tables made before verdicts had a certainty.
+    pub verdicts: Option<Vec<VerdictRow>>,
     pub reliability: Option<Vec<BinRow>>,
     pub attention: Option<Vec<PatchRow>>,
     pub images: Option<Vec<ImageRow>>,
@@ -316,6 +336,7 @@ impl Study {
             method_comparisons: optional(file::METHOD_COMPARISONS)?.map(|t| method_comparison_rows(&t)).transpose()?,
             wise_ft: optional(file::WISE_FT)?.map(|t| wise_ft_rows(&t)).transpose()?,
             pretrain: optional(file::PRETRAIN)?.map(|t| pretrain_rows(&t)).transpose()?,
+            verdicts: optional(file::VERDICTS)?.map(|t| verdict_rows(&t)).transpose()?,
             reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
             attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
             images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
@@ -379,6 +400,7 @@ impl Study {
             method_comparisons: self.method_comparisons.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
             wise_ft: self.wise_ft.as_ref().map(|r| rows!(r)),
             pretrain: self.pretrain.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
+            verdicts: self.verdicts.as_ref().map(|r| rows!(r)),
             reliability: self.reliability.as_ref().map(|r| rows!(r)),
             attention: self.attention.as_ref().map(|r| rows!(r)),
             images: self.images.as_ref().map(|r| rows!(r)),
@@ -677,6 +699,28 @@ fn pretrain_rows(t: &Table) -> anyhow::Result<Vec<PretrainRow>> {
             loss: loss[i],
             knn_top1: knn[i],
             probe_balanced_accuracy: probe[i],
+        })
+        .collect())
+}
+
+fn verdict_rows(t: &Table) -> anyhow::Result<Vec<VerdictRow>> {
+    let (dataset, method, finding) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?, t.u32s(col::FINDING)?);
+    let (measure, token, backbone, versus) = (t.strs(col::MEASURE)?, t.strs(col::TOKEN)?, t.strs(col::BACKBONE)?, t.strs(col::VERSUS)?);
+    let (estimate, low, high) = (t.values(col::ESTIMATE)?, t.f64s(col::ESTIMATE_CI_LOW)?, t.f64s(col::ESTIMATE_CI_HIGH)?);
+    let (share, resamples) = (t.values(col::SHARE)?, t.u32s(col::RESAMPLES)?);
+    Ok((0..backbone.len())
+        .map(|i| VerdictRow {
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
+            finding: finding[i],
+            measure: measure[i].clone(),
+            token: token[i].clone(),
+            backbone: backbone[i].clone(),
+            versus: Some(versus[i].clone()).filter(|v| !v.is_empty()),
+            estimate: estimate[i],
+            estimate_ci: low[i].zip(high[i]),
+            share: share[i],
+            resamples: resamples[i],
         })
         .collect())
 }

@@ -59,6 +59,63 @@ struct Run {
     gain: f64,
 }
 
+/// The per-epoch noise of a run's metrics.
+fn noise(r: &Run, epoch: usize) -> f64 {
+    (r.seed as f64 * 0.37 + epoch as f64 * 0.11).sin() * 0.01
+}
+
+/// A run's CKA to epoch 0 at an epoch and layer.
+fn lc_of(r: &Run, epoch: usize, layer: usize) -> f64 {
+    1.0 - 0.04 * epoch as f64 * (layer as f64 + 1.0) - noise(r, epoch).abs()
+}
+
+/// `verdicts.parquet`: the finished runs through sim-metrics' findings, as
+/// `sim-metrics study` computes them (every measure reads the same numbers
+/// here). `last`: a run's final (similarity, accuracy, k-NN); `points`: its
+/// fine-tuned (CKA, ECE) points; finding 2 only for the `fitted` backbones,
+/// as the fits table has it.
+fn write_verdicts(dir: &Path, config: &StudyConfig, finished: &[&Run], last: impl Fn(&Run) -> (f64, f64, f64), fitted: &[&str], points: impl Fn(&Run) -> Vec<(f64, f64)>) {
+    use sim_metrics::findings::{Certainty, calibration_follows_similarity, forgets_less, runs_beside_best};
+    use sim_metrics::space::RunPoint;
+    use sim_metrics::stats::draw_resamples;
+    use sim_study::config::Paradigm;
+    let e = &config.evaluation;
+    let of = |b: &str| finished.iter().copied().filter(|r| r.backbone == b).collect::<Vec<_>>();
+    let mut rows: Vec<(u32, &str, &str, &str, Option<&str>, Certainty)> = Vec::new();
+    for b in config.backbones.iter().map(|b| b.name.as_str()).filter(|b| !of(b).is_empty()) {
+        let runs = of(b);
+        let resamples = draw_resamples(runs.len(), e.bootstrap_resamples, e.bootstrap_seed);
+        let space: Vec<RunPoint> = runs.iter().map(|r| RunPoint { backbone: b.into(), seed: r.seed, similarity: last(r).0, accuracy: last(r).1 }).collect();
+        let one = runs_beside_best(&space, e.similarity_threshold, e.accuracy_tolerance, &resamples).unwrap();
+        let two = fitted.contains(&b).then(|| calibration_follows_similarity(&runs.iter().map(|r| points(r)).collect::<Vec<_>>(), e.fit_levels, &resamples).unwrap());
+        for (measure, token) in [(col::CKA, "cls"), (col::CKA_DEBIASED, "cls"), (col::CKA, "patch_mean")] {
+            rows.push((1, measure, token, b, None, one));
+            rows.extend(two.map(|two| (2, measure, token, b, None, two)));
+        }
+    }
+    let side = |p: Paradigm| config.backbones.iter().filter(move |b| b.paradigm() == p && !of(&b.name).is_empty()).map(|b| b.name.as_str());
+    for s in side(Paradigm::Supervised) {
+        for o in side(Paradigm::SelfSupervised) {
+            let drops = |b: &str| of(b).iter().map(|r| 0.8 - last(r).2).collect::<Vec<_>>();
+            let (ds, dso) = (drops(s), drops(o));
+            let resamples = [draw_resamples(ds.len(), e.bootstrap_resamples, e.bootstrap_seed), draw_resamples(dso.len(), e.bootstrap_resamples, e.bootstrap_seed + 1)];
+            rows.push((3, col::KNN_TOP1, "cls", s, Some(o), forgets_less(&ds, &dso, [&resamples[0], &resamples[1]]).unwrap()));
+        }
+    }
+    write(dir, file::VERDICTS, vec![
+        c(col::FINDING, rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        c(col::MEASURE, rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+        c(col::TOKEN, rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+        c(col::BACKBONE, rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+        c(col::VERSUS, rows.iter().map(|r| r.4).collect::<Vec<_>>()),
+        c(col::ESTIMATE, rows.iter().map(|r| r.5.estimate).collect::<Vec<_>>()),
+        c(col::ESTIMATE_CI_LOW, rows.iter().map(|r| r.5.interval.map(|i| i.0)).collect::<Vec<_>>()),
+        c(col::ESTIMATE_CI_HIGH, rows.iter().map(|r| r.5.interval.map(|i| i.1)).collect::<Vec<_>>()),
+        c(col::SHARE, rows.iter().map(|r| r.5.share).collect::<Vec<_>>()),
+        c(col::RESAMPLES, rows.iter().map(|r| r.5.resamples as u32).collect::<Vec<_>>()),
+    ]);
+}
+
 /// Writes every table of a study with `runs` (each backbone's epoch 0 first).
 fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
     let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
@@ -71,7 +128,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
     for r in runs {
         for epoch in 0..=r.epochs {
             let t = epoch as f64;
-            let noise = (r.seed as f64 * 0.37 + t * 0.11).sin() * 0.01;
+            let noise = noise(r, epoch as usize);
             b.push(r.backbone);
             s.push(r.seed);
             e.push(epoch);
@@ -92,7 +149,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                     lf.push(layer == 3);
                     lt.push(if cls { "cls" } else { "patch_mean" });
                     lp.push("medical");
-                    lc.push(1.0 - 0.04 * t * (layer as f64 + 1.0) - noise.abs());
+                    lc.push(lc_of(r, epoch as usize, layer as usize));
                 }
             }
         }
@@ -245,6 +302,11 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         c(col::SIMILARITY, path.iter().map(|(r, a)| 1.0 - a * 0.15 * r.epochs as f64).collect::<Vec<_>>()),
         c(col::KNN_TOP1, path.iter().map(|(_, a)| 0.8 - 0.1 * a).collect::<Vec<_>>()),
     ]);
+    write_verdicts(dir, &config, &finished, |r| (last(r, &sim), last(r, &acc), last(r, &knn)), &fitted, |r| {
+        // This run's fine-tuned epochs' CLS points (layers 1 to 3), with the epoch's ECE.
+        let first = runs.iter().take_while(|x| !std::ptr::eq(*x, r)).map(|x| x.epochs as usize + 1).sum::<usize>();
+        (1..=r.epochs as usize).flat_map(|e| (1..=3).map(move |layer| (e, layer))).map(|(e, layer)| (lc_of(r, e, layer), ece[first + e])).collect()
+    });
     // One method: no pair of methods to compare.
     let none = || Vec::<&str>::new();
     let mut method_tests = DataFrame::new_infer_height(vec![
@@ -331,8 +393,12 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
         assert!(report.contains(&format!("![{name}.png](figures/{name}.png)")), "{name}");
     }
     assert!(report.contains("1 left out (seed 9: failed after epoch 1: loss NaN)"), "{report}");
-    assert!(report.contains("1. **Runs that keep both accuracy and similarity exist.** Holds here"), "{report}");
-    assert!(report.contains("2. **Similarity and calibration are linearly related.** Holds here for every backbone"), "{report}");
+    // Three and two runs: too few for 95 % of resamples to keep a run besides θ*.
+    assert!(report.contains("1. **Runs that keep both accuracy and similarity exist.** Undecided here"), "{report}");
+    assert!(report.contains("`dino` 2 of 2 runs inside, 1 besides θ* (undecided: holds in "), "{report}");
+    assert!(report.contains("slope 95 % CI over resampled runs ["), "{report}");
+    assert!(report.contains("mean k-NN drop of `dino` minus that of `vit`: "), "{report}");
+    assert!(report.contains("| 2. ECE linear in similarity |"), "the verdict-by-measure table: {report}");
     assert!(report.contains("`vit` (family `vit`: supervised) loses") && report.contains("`dino` (family `dinov2`: self-supervised) loses"), "{report}");
     let table1 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table1.md")).unwrap();
     assert!(table1.contains("| vit | 3 |") && table1.contains("| dino | 2 |"), "{table1}");
@@ -395,6 +461,40 @@ fn only_and_format_choose_what_is_written() {
     assert!(msg.contains("--only fig9") && msg.contains("fig1a_knn"), "{msg}");
 }
 
+/// A verdict is stated only where the share of resamples of the runs in
+/// which the finding holds reaches 95 % (or, "does not hold", falls to 5 %):
+/// a share just inside either threshold is undecided, in the findings and
+/// in the verdict-by-measure table.
+#[test]
+fn a_verdict_just_inside_its_threshold_is_undecided() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs: Vec<Run> = (0..4).flat_map(|seed| [("vit", 0.05), ("dino", 0.03)].map(|(backbone, gain)| Run { backbone, seed, status: "finished", epochs: 2, gain })).collect();
+    study(d, &[("vit", "vit"), ("dino", "dinov2")], &runs);
+    let report_at = |share: f64| {
+        let mut verdicts = read_frame(d, file::VERDICTS);
+        verdicts.with_column(c(col::SHARE, vec![share; verdicts.height()])).unwrap();
+        write_frame(d, file::VERDICTS, &mut verdicts);
+        render_study(d, &Options::default()).unwrap();
+        std::fs::read_to_string(d.join("report.md")).unwrap()
+    };
+    let report = report_at(0.95);
+    assert!(report.contains("exist.** Holds here for every backbone: runs besides θ*"), "{report}");
+    assert!(report.contains("(holds in 95.0 % of 1000 resamples of the runs)"), "{report}");
+    assert!(report.contains("pre-training.** Holds here for every supervised/self-supervised pair."), "{report}");
+    assert!(report.contains("| 1. runs besides θ* inside T_X | holds (2 of 2) | holds (2 of 2) | holds (2 of 2) |"), "{report}");
+    let report = report_at(0.949);
+    assert!(report.contains("exist.** Undecided here: it holds for no backbone in enough resamples to say; undecided for 2"), "{report}");
+    assert!(report.contains("(undecided: holds in 94.9 % of 1000 resamples of the runs)"), "{report}");
+    assert!(report.contains("pre-training.** Undecided here"), "{report}");
+    assert!(report.contains("| 3. supervised forgets less (k-NN top-1) | undecided (0 of 1) | undecided (0 of 1) | undecided (0 of 1) |"), "{report}");
+    let report = report_at(0.051);
+    assert!(report.contains("exist.** Undecided here"), "{report}");
+    let report = report_at(0.05);
+    assert!(report.contains("exist.** Does not hold here for any backbone"), "{report}");
+    assert!(report.contains("(does not hold: holds in 5.0 % of 1000 resamples of the runs)"), "{report}");
+}
+
 /// Two medical data sets: each figure has a facet per data set, Figure 3 a
 /// file per data set and backbone, the tables a data set column, and the
 /// report states each finding per data set and whether they agree.
@@ -448,12 +548,12 @@ fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
 
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
     assert!(report.contains("- `skin` / `vit`: 2 finished run(s)"), "{report}");
-    // Finding 3 needs both paradigms: told on skin (where both lose alike), not on xray.
+    // Finding 3 needs both paradigms: told on skin (where both lose alike: undecided), not on xray.
     let third = report.split("3. **Supervised pre-training").nth(1).unwrap();
-    assert!(third.contains("The data sets disagree: it does not hold on `skin`; it cannot be told on `xray`"), "{third}");
+    assert!(third.contains("The data sets disagree: it is undecided on `skin`; it cannot be told on `xray`"), "{third}");
     assert!(third.contains("   - `xray`: Cannot say: the study needs a supervised backbone"), "{third}");
     let second = report.split("2. **Similarity and calibration").nth(1).unwrap().split("3. **").next().unwrap();
-    assert!(second.contains("The data sets agree: it holds on every one."), "{second}");
+    assert!(second.contains("The data sets agree: it does not hold on any."), "{second}");
     assert!(report.contains("**skin**: k-NN top-1") && report.contains("**xray**: k-NN top-1"), "fig1a caption per data set");
 }
 

@@ -279,7 +279,35 @@ impl Family {
     }
 }
 
+/// Which side of the paper's third finding a backbone's pre-training is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paradigm {
+    /// Labels (family `vit`, or objective `supervised`).
+    Supervised,
+    /// No labels, or language instead (`dinov2`, `open-clip`, objective `dino`).
+    SelfSupervised,
+    /// Neither: the random initialisation, or a family not given.
+    Neither,
+}
+
 impl BackboneConfig {
+    /// How the backbone was pre-trained, as finding 3 sides it: by its
+    /// `pretrain` objective where the tool made it, else by its family.
+    pub fn paradigm(&self) -> Paradigm {
+        if let Some(p) = &self.pretrain {
+            return match p.objective {
+                crate::pretrain::Objective::Supervised => Paradigm::Supervised,
+                crate::pretrain::Objective::Dino => Paradigm::SelfSupervised,
+                crate::pretrain::Objective::None => Paradigm::Neither,
+            };
+        }
+        match self.family {
+            Family::Vit => Paradigm::Supervised,
+            Family::Dinov2 | Family::OpenClip => Paradigm::SelfSupervised,
+            Family::Auto => Paradigm::Neither,
+        }
+    }
+
     /// The per-channel mean and std its images are normalised with: the
     /// configured ones, else those of its family (`detected`, the family the
     /// checkpoint's keys show, where the config says `auto`).

@@ -37,8 +37,13 @@ pub mod file {
     /// (objective, epochs, time, final loss). Its first columns are
     /// `dataset`, `backbone` (no `method`: it is before fine-tuning).
     pub const PRETRAIN: &str = "pretrain.parquet";
+    /// One row per data set × method × finding × measure × backbone (or,
+    /// for finding 3, pair of backbones): the finding's estimate with its
+    /// interval and the share of bootstrap resamples of the runs in which it
+    /// holds, which the report's verdicts read.
+    pub const VERDICTS: &str = "verdicts.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 12] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, METHOD_COMPARISONS, PRETRAIN];
+    pub const ALL: [&str; 13] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, VERDICTS, METHOD_COMPARISONS, PRETRAIN];
 }
 
 /// Column names.
@@ -148,6 +153,27 @@ pub mod col {
     pub const POINTS: &str = "points";
     pub const POINTS_FINE_TUNED: &str = "fine-tuned epochs";
     pub const POINTS_WITH_EPOCH0: &str = "with epoch 0";
+
+    /// The paper's finding a verdict row is about: 1 (runs inside
+    /// T_X(η, ε) besides θ*), 2 (ECE linear in similarity), 3 (supervised
+    /// forgets less k-NN top-1 than self-supervised).
+    pub const FINDING: &str = "finding";
+    /// The measure a verdict row reads: [`CKA`] or [`CKA_DEBIASED`] (with
+    /// its [`TOKEN`]), or, for finding 3, [`KNN_TOP1`].
+    pub const MEASURE: &str = "measure";
+    /// Finding 3's self-supervised backbone (`backbone` is the supervised
+    /// one); null for findings 1 and 2.
+    pub const VERSUS: &str = "versus";
+    /// Finding 1: runs besides θ* inside T_X; finding 2: the fit's slope
+    /// (ECE per unit similarity); finding 3: the self-supervised backbone's
+    /// mean k-NN top-1 drop minus the supervised one's (fraction, not points).
+    pub const ESTIMATE: &str = "estimate";
+    /// The estimate's 95 % bootstrap interval over resamples of the runs.
+    pub const ESTIMATE_CI_LOW: &str = "estimate_ci_low";
+    pub const ESTIMATE_CI_HIGH: &str = "estimate_ci_high";
+    /// The share of resamples of the runs in which the finding holds.
+    pub const SHARE: &str = "share";
+    pub const RESAMPLES: &str = "resamples";
 
     pub const STATUS_FINISHED: &str = "finished";
     pub const STATUS_FAILED: &str = "failed";
