@@ -606,8 +606,22 @@ fn pretrained_backbones_are_made_once_fine_tuned_and_reported() {
     for column in ["knn_top1", "probe_balanced_accuracy"] {
         assert!(f64s(&table, column).iter().all(|v| (0.0..=1.0).contains(v)), "{column}");
     }
+    // The learning curves: one epoch each, its k-NN measured at the last;
+    // the same protocol as epoch 0's evaluation, whose features are kept in
+    // f16 (a few of the 3,925 queries may change neighbours: 1 point).
+    let curves = read_table(&study_dir, sim_study::tables::file::PRETRAIN_EPOCHS);
+    assert_eq!(curves.height(), 2, "sup and dino, one epoch each");
+    let curve_knn = f64s(&curves, "knn_top1");
+    for (i, backbone) in [(0, "sup"), (1, "dino")] {
+        let epoch0 = f64s(&table, "knn_top1")[i];
+        assert!((curve_knn[i] - epoch0).abs() < 0.01, "{backbone}: curve {} vs epoch 0 {epoch0}", curve_knn[i]);
+    }
+    let prototypes = curves.column("effective_prototypes").unwrap().f64().unwrap().clone();
+    assert!(prototypes.get(0).is_none() && prototypes.get(1).is_some_and(|k| (1.0..=64.0).contains(&k)), "{prototypes:?}");
     let report = std::fs::read_to_string(sim_plot::report_path(&study_dir)).unwrap();
     assert!(report.contains("## Pre-trained backbones") && report.contains("- `sup` (supervised, 1 epoch in "), "{report}");
+    let section = report.split("## Pre-trained backbones").nth(1).unwrap().split("## Figures").next().unwrap();
+    assert!(section.contains("![pretrain_knn.png](figures/pretrain_knn.png)") && section.contains("`random`") && section.contains("(not pre-trained)"), "{section}");
     assert!(report.contains("Self-supervised pre-training ") && report.contains("over `random`"), "{report}");
     assert!(report.contains("`sup` (pre-trained here: supervised) loses"), "finding 3 knows the objectives: {report}");
 

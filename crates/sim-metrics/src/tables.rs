@@ -461,6 +461,8 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     tables.push((table_file::METHOD_COMPARISONS, method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?));
     let path = study.tables_dir().join(table_file::PRETRAIN);
     tables.push((table_file::PRETRAIN, pretrain_table(&study, &config, &mut epoch0s)?.into_frame().map_err(|e| err(&path, e))?));
+    let path = study.tables_dir().join(table_file::PRETRAIN_EPOCHS);
+    tables.push((table_file::PRETRAIN_EPOCHS, pretrain_epochs_table(&study, &config)?.map_err(|e| err(&path, e))?));
     // A test stands here to commit a run while the tables are computed.
     crash::pause("tables-computed");
     let tables_dir = study.tables_dir();
@@ -928,6 +930,7 @@ struct PretrainRows<'a> {
     knn: Vec<f64>,
     probe_balanced: Vec<Option<f64>>,
     probe_accuracy: Vec<Option<f64>>,
+    effective_prototypes: Vec<Option<f64>>,
 }
 
 impl PretrainRows<'_> {
@@ -943,8 +946,50 @@ impl PretrainRows<'_> {
             col(col::KNN_TOP1, self.knn),
             col(col::PROBE_BALANCED_ACCURACY, self.probe_balanced),
             col(col::PROBE_ACCURACY, self.probe_accuracy),
+            col(col::EFFECTIVE_PROTOTYPES, self.effective_prototypes),
         ])
     }
+}
+
+/// A backbone's pretrain folder as the study folder `study` sees it (its
+/// `pretrained/` sibling, wherever the study moved).
+fn pretrain_state(study: &StudyDir, config: &StudyConfig, b: &sim_study::config::BackboneConfig) -> Result<Option<sim_study::pretrain::PretrainState>, TableError> {
+    use sim_study::pretrain::{PretrainState, pretrain_dir};
+    let Some(p) = &b.pretrain else { return Ok(None) };
+    let mut located = config.clone();
+    located.study.output_dir = Some(study.root().to_owned());
+    PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)
+}
+
+/// The learning curves: per backbone the tool pre-trained, one row per
+/// finished epoch of its `pretrain.toml` (loss, time, DINO's teacher
+/// entropy and prototypes in use, and k-NN top-1 where measured).
+fn pretrain_epochs_table(study: &StudyDir, config: &StudyConfig) -> Result<PolarsResult<DataFrame>, TableError> {
+    let (mut backbone, mut objective, mut epoch) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut loss, mut seconds, mut entropy, mut prototypes, mut knn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for b in &config.backbones {
+        let Some(state) = pretrain_state(study, config, b)? else { continue };
+        for h in &state.history {
+            backbone.push(b.name.as_str());
+            objective.push(state.objective.name());
+            epoch.push(h.epoch);
+            loss.push(h.loss);
+            seconds.push(h.seconds);
+            entropy.push(h.teacher_entropy);
+            prototypes.push(h.effective_prototypes);
+            knn.push(h.knn_top1);
+        }
+    }
+    Ok(DataFrame::new_infer_height(vec![
+        col(col::BACKBONE, backbone),
+        col(col::OBJECTIVE, objective),
+        col(col::EPOCH, epoch),
+        col(col::PRETRAIN_LOSS, loss),
+        col(col::SECONDS, seconds),
+        col(col::TEACHER_ENTROPY, entropy),
+        col(col::EFFECTIVE_PROTOTYPES, prototypes),
+        col(col::KNN_TOP1, knn),
+    ]))
 }
 
 /// What each backbone knows before fine-tuning: k-NN top-1 on the natural
@@ -953,9 +998,6 @@ impl PretrainRows<'_> {
 /// evaluation; how the tool pre-trained it, from its pretrain folder's
 /// `pretrain.toml` (beside the study folder).
 fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut Epoch0s) -> Result<PretrainRows<'a>, TableError> {
-    use sim_study::pretrain::{PretrainState, pretrain_dir};
-    let mut located = config.clone();
-    located.study.output_dir = Some(study.root().to_owned());
     let mut rows = PretrainRows::default();
     for dataset in config.medical_names() {
         for b in &config.backbones {
@@ -976,10 +1018,7 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut E
             let at_report_k = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("knn_report_k is one of knn_k");
             let knn = metrics.knn[at_report_k];
             let probe = (metrics.head == col::HEAD_PROBE).then_some((metrics.accuracy, metrics.balanced_accuracy));
-            let state = match &b.pretrain {
-                Some(p) => PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)?,
-                None => None,
-            };
+            let state = pretrain_state(study, config, b)?;
             let last = state.as_ref().and_then(|s| s.history.last());
             rows.dataset.push(dataset);
             rows.backbone.push(&b.name);
@@ -991,6 +1030,7 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut E
             rows.knn.push(knn);
             rows.probe_balanced.push(probe.map(|p| p.1));
             rows.probe_accuracy.push(probe.map(|p| p.0));
+            rows.effective_prototypes.push(last.and_then(|h| h.effective_prototypes));
         }
     }
     Ok(rows)

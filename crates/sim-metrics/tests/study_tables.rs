@@ -313,8 +313,12 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     write_study_tables(dir.path()).unwrap();
     for name in sim_study::tables::file::ALL {
         let table = read(&study.tables_dir().join(name));
-        let before_methods = [sim_study::tables::file::METHOD_COMPARISONS, sim_study::tables::file::PRETRAIN];
-        let first = if before_methods.contains(&name) { ["dataset", "backbone"] } else { ["dataset", "method"] };
+        use sim_study::tables::file::{METHOD_COMPARISONS, PRETRAIN, PRETRAIN_EPOCHS};
+        let first = match name {
+            METHOD_COMPARISONS | PRETRAIN => ["dataset", "backbone"],
+            PRETRAIN_EPOCHS => ["backbone", "objective"],
+            _ => ["dataset", "method"],
+        };
         assert_eq!(table.get_column_names()[..2].iter().map(|n| n.as_str()).collect::<Vec<_>>(), first, "{name}");
     }
     let epochs = read(&study.tables_dir().join("epochs.parquet"));

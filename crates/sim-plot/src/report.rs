@@ -48,9 +48,10 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
             (col::OBJECTIVE_CHECKPOINT, ..) => "a checkpoint file".to_string(),
             (objective, ..) if objective == Objective::None.name() => "random initialisation".to_string(),
             (objective, Some(minutes), Some(images_per_s), Some(loss)) => format!(
-                "{objective}, {} epoch{} in {minutes:.1} min at {images_per_s:.0} images/s, last epoch's loss {loss:.3}",
+                "{objective}, {} epoch{} in {minutes:.1} min at {images_per_s:.0} images/s, last epoch's loss {loss:.3}{}",
                 row.epochs,
                 if row.epochs == 1 { "" } else { "s" },
+                row.effective_prototypes.map_or(String::new(), |k| format!(", {k:.0} prototypes in use"))
             ),
             // Its pretrain.toml is not beside the study folder (a moved study).
             (objective, ..) => format!("{objective}, {} epochs; no record of its pre-training beside the study folder", row.epochs),
@@ -80,6 +81,25 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
     Some(lines.join("\n"))
 }
 
+/// A figure in the report: its PNGs and its caption, or why it was left out.
+fn figure_markdown(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Written { files, caption } => {
+            let mut text = String::new();
+            for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
+                let file = f.file_name().unwrap_or_default().to_string_lossy();
+                let _ = writeln!(text, "![{file}](figures/{file})\n");
+            }
+            let _ = writeln!(text, "{caption}\n");
+            text
+        }
+        Outcome::LeftOut(why) => format!("Left out: {why}.\n\n"),
+    }
+}
+
+/// The figure of the "Pre-trained backbones" section; the others are under "Figures".
+const PRETRAIN_FIGURE: &str = "pretrain_knn";
+
 /// The report's text. `figures`: each figure's name and what became of it;
 /// `tables`: the Markdown of Table 1 and Table 2.
 pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -> String {
@@ -102,23 +122,14 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         let _ = writeln!(r, ".");
     }
     if let Some(text) = pretrained_backbones(study) {
-        let _ = writeln!(r, "\n## Pre-trained backbones\n\nBefore fine-tuning (`tables/pretrain.parquet`): k-NN top-1 (k = {}) on the natural images' validation split with their train split as the bank, and a linear probe (logistic regression on the frozen final-norm CLS features of the medical train split) scored on the medical test split.\n\n{text}", study.config.evaluation.knn_report_k);
+        let _ = writeln!(r, "\n## Pre-trained backbones\n\nBefore fine-tuning (`tables/pretrain.parquet`): k-NN top-1 (k = {}) on the natural images' validation split with their train split as the bank, and a linear probe (logistic regression on the frozen final-norm CLS features of the medical train split) scored on the medical test split.\n\n{text}\n", study.config.evaluation.knn_report_k);
+        if let Some((_, curves)) = figures.iter().find(|(name, _)| name == PRETRAIN_FIGURE) {
+            let _ = write!(r, "The learning curves (`tables/pretrain_epochs.parquet`):\n\n{}", figure_markdown(curves));
+        }
     }
     let _ = writeln!(r, "\n## Figures\n");
-    for (name, outcome) in figures {
-        let _ = writeln!(r, "### {name}\n");
-        match outcome {
-            Outcome::Written { files, caption } => {
-                for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
-                    let file = f.file_name().unwrap_or_default().to_string_lossy();
-                    let _ = writeln!(r, "![{file}](figures/{file})\n");
-                }
-                let _ = writeln!(r, "{caption}\n");
-            }
-            Outcome::LeftOut(why) => {
-                let _ = writeln!(r, "Left out: {why}.\n");
-            }
-        }
+    for (name, outcome) in figures.iter().filter(|(name, _)| name != PRETRAIN_FIGURE) {
+        let _ = write!(r, "### {name}\n\n{}", figure_markdown(outcome));
     }
     let per = match (study.several_datasets(), study.methods.len() > 1) {
         (true, true) => "per data set, method and backbone",

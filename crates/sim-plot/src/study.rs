@@ -214,6 +214,21 @@ pub struct PretrainRow {
     pub loss: Option<f64>,
     pub knn_top1: f64,
     pub probe_balanced_accuracy: Option<f64>,
+    /// DINO: the prototypes in use in the last pre-training epoch.
+    pub effective_prototypes: Option<f64>,
+}
+
+/// `pretrain_epochs.parquet`: one epoch of a backbone the tool pre-trained.
+#[derive(Debug, Clone)]
+pub struct PretrainEpochRow {
+    pub backbone: String,
+    pub objective: String,
+    pub epoch: u32,
+    pub loss: f64,
+    /// DINO: the prototypes the teacher spreads a batch over.
+    pub effective_prototypes: Option<f64>,
+    /// Where it was measured (every few epochs and the last).
+    pub knn_top1: Option<f64>,
 }
 
 /// `verdicts.parquet`: one finding under one measure, for one backbone (or,
@@ -297,6 +312,8 @@ pub struct Study {
     pub wise_ft: Option<Vec<WiseFtRow>>,
     /// Absent in tables made before pre-training.
     pub pretrain: Option<Vec<PretrainRow>>,
+    /// Absent in tables made before the learning curves were kept.
+    pub pretrain_epochs: Option<Vec<PretrainEpochRow>>,
     /// Absent in tables made before verdicts had a certainty.
     pub verdicts: Option<Vec<VerdictRow>>,
     pub reliability: Option<Vec<BinRow>>,
@@ -337,6 +354,7 @@ impl Study {
             wise_ft: optional(file::WISE_FT)?.map(|t| wise_ft_rows(&t)).transpose()?,
             pretrain: optional(file::PRETRAIN)?.map(|t| pretrain_rows(&t)).transpose()?,
             verdicts: optional(file::VERDICTS)?.map(|t| verdict_rows(&t)).transpose()?,
+            pretrain_epochs: optional(file::PRETRAIN_EPOCHS)?.map(|t| pretrain_epoch_rows(&t)).transpose()?,
             reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
             attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
             images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
@@ -401,6 +419,7 @@ impl Study {
             wise_ft: self.wise_ft.as_ref().map(|r| rows!(r)),
             pretrain: self.pretrain.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
             verdicts: self.verdicts.as_ref().map(|r| rows!(r)),
+            pretrain_epochs: self.pretrain_epochs.clone(),
             reliability: self.reliability.as_ref().map(|r| rows!(r)),
             attention: self.attention.as_ref().map(|r| rows!(r)),
             images: self.images.as_ref().map(|r| rows!(r)),
@@ -688,6 +707,8 @@ fn pretrain_rows(t: &Table) -> anyhow::Result<Vec<PretrainRow>> {
     let (dataset, backbone, objective, epochs) = (t.strs(col::DATASET)?, t.strs(col::BACKBONE)?, t.strs(col::OBJECTIVE)?, t.u32s(col::PRETRAIN_EPOCHS)?);
     let (minutes, images_per_s, loss) = (t.f64s(col::PRETRAIN_MINUTES)?, t.f64s(col::PRETRAIN_IMAGES_PER_S)?, t.f64s(col::PRETRAIN_LOSS)?);
     let (knn, probe) = (t.values(col::KNN_TOP1)?, t.f64s(col::PROBE_BALANCED_ACCURACY)?);
+    // Tables of an earlier version did not keep it.
+    let prototypes = if t.frame.column(col::EFFECTIVE_PROTOTYPES).is_ok() { t.f64s(col::EFFECTIVE_PROTOTYPES)? } else { vec![None; backbone.len()] };
     Ok((0..backbone.len())
         .map(|i| PretrainRow {
             dataset: dataset[i].clone(),
@@ -699,6 +720,22 @@ fn pretrain_rows(t: &Table) -> anyhow::Result<Vec<PretrainRow>> {
             loss: loss[i],
             knn_top1: knn[i],
             probe_balanced_accuracy: probe[i],
+            effective_prototypes: prototypes[i],
+        })
+        .collect())
+}
+
+fn pretrain_epoch_rows(t: &Table) -> anyhow::Result<Vec<PretrainEpochRow>> {
+    let (backbone, objective, epoch, loss) = (t.strs(col::BACKBONE)?, t.strs(col::OBJECTIVE)?, t.u32s(col::EPOCH)?, t.values(col::PRETRAIN_LOSS)?);
+    let (prototypes, knn) = (t.f64s(col::EFFECTIVE_PROTOTYPES)?, t.f64s(col::KNN_TOP1)?);
+    Ok((0..backbone.len())
+        .map(|i| PretrainEpochRow {
+            backbone: backbone[i].clone(),
+            objective: objective[i].clone(),
+            epoch: epoch[i],
+            loss: loss[i],
+            effective_prototypes: prototypes[i],
+            knn_top1: knn[i],
         })
         .collect())
 }

@@ -64,6 +64,10 @@ pub struct PretrainConfig {
     /// dino: the self-distillation settings.
     #[serde(default)]
     pub dino: DinoConfig,
+    /// The learning curve: k-NN top-1 on the natural validation split after
+    /// every `knn_every`-th epoch and the last (0: the last only).
+    #[serde(default = "default_knn_every")]
+    pub knn_every: u32,
 }
 
 /// The pre-training objective.
@@ -112,6 +116,28 @@ pub struct DinoConfig {
     pub teacher_momentum: f64,
     /// EMA momentum of the centre subtracted from the teacher's output.
     pub center_momentum: f64,
+    /// The teacher temperature at the first epoch, rising linearly to
+    /// `teacher_temp` over `teacher_temp_warmup_epochs` (0: none).
+    pub warmup_teacher_temp: f64,
+    pub teacher_temp_warmup_epochs: u32,
+    /// Epochs in which the prototypes (the head's last layer) do not
+    /// move: DINO's guard against an early collapse.
+    pub freeze_last_layer_epochs: u32,
+    /// The weight decay at the last step: it follows a cosine from the
+    /// pre-training's `weight_decay` (biases and norms never decay).
+    pub weight_decay_end: f64,
+    /// Probability of colour jitter of a view (brightness 0.4, contrast
+    /// 0.4, saturation 0.2, hue 0.1).
+    pub colour_jitter: f64,
+    /// Probability that a view is turned grey.
+    pub greyscale: f64,
+    /// Probability of a Gaussian blur of the first global view, the second,
+    /// and each local view.
+    pub blur: [f64; 3],
+    /// The blur's σ range in pixels at 224 px, scaled to each view's side.
+    pub blur_sigma: [f64; 2],
+    /// Probability that the second global view is solarised.
+    pub solarize: f64,
 }
 
 impl Default for DinoConfig {
@@ -127,6 +153,15 @@ impl Default for DinoConfig {
             student_temp: 0.1,
             teacher_momentum: 0.996,
             center_momentum: 0.9,
+            warmup_teacher_temp: 0.04,
+            teacher_temp_warmup_epochs: 0,
+            freeze_last_layer_epochs: 1,
+            weight_decay_end: 0.4,
+            colour_jitter: 0.8,
+            greyscale: 0.2,
+            blur: [1.0, 0.1, 0.5],
+            blur_sigma: [0.1, 2.0],
+            solarize: 0.2,
         }
     }
 }
@@ -151,6 +186,9 @@ fn default_warmup() -> u32 {
 }
 fn default_global_scale() -> [f64; 2] {
     [0.35, 1.0]
+}
+fn default_knn_every() -> u32 {
+    5
 }
 fn default_label_smoothing() -> f64 {
     0.1
@@ -217,10 +255,35 @@ impl PretrainConfig {
                     return err(name, format!("{v} is not positive"));
                 }
             }
-            for (name, v) in [("dino.teacher_momentum", d.teacher_momentum), ("dino.center_momentum", d.center_momentum)] {
+            let probabilities = [
+                ("dino.teacher_momentum", d.teacher_momentum),
+                ("dino.center_momentum", d.center_momentum),
+                ("dino.colour_jitter", d.colour_jitter),
+                ("dino.greyscale", d.greyscale),
+                ("dino.blur[0]", d.blur[0]),
+                ("dino.blur[1]", d.blur[1]),
+                ("dino.blur[2]", d.blur[2]),
+                ("dino.solarize", d.solarize),
+            ];
+            for (name, v) in probabilities {
                 if !(0.0..=1.0).contains(&v) {
                     return err(name, format!("{v} is not in [0, 1]"));
                 }
+            }
+            if !(d.warmup_teacher_temp.is_finite() && d.warmup_teacher_temp > 0.0) {
+                return err("dino.warmup_teacher_temp", format!("{} is not positive", d.warmup_teacher_temp));
+            }
+            for (name, v) in [("dino.teacher_temp_warmup_epochs", d.teacher_temp_warmup_epochs), ("dino.freeze_last_layer_epochs", d.freeze_last_layer_epochs)] {
+                if v > self.epochs {
+                    return err(name, format!("{v} exceeds epochs ({})", self.epochs));
+                }
+            }
+            if !(d.weight_decay_end.is_finite() && d.weight_decay_end >= 0.0) {
+                return err("dino.weight_decay_end", format!("{} is not a non-negative number", d.weight_decay_end));
+            }
+            let [lo, hi] = d.blur_sigma;
+            if !(lo > 0.0 && lo <= hi) {
+                return err("dino.blur_sigma", format!("[{lo}, {hi}] must satisfy 0 < lo <= hi"));
             }
         }
         Ok(())
@@ -282,6 +345,15 @@ pub struct EpochRecord {
     /// the epoch (nats; near 0: every image on one prototype).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_batch_entropy: Option<f64>,
+    /// dino: exp of `teacher_batch_entropy`, the number of prototypes the
+    /// teacher spreads a batch over (out of `dino.out_dim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_prototypes: Option<f64>,
+    /// k-NN top-1 on the natural validation split (train split the bank;
+    /// the kept backbone: DINO's teacher), every `knn_every` epochs and at
+    /// the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knn_top1: Option<f64>,
 }
 
 /// `pretrain.toml`: a pre-training's status and finished epochs.
@@ -365,6 +437,12 @@ mod tests {
             ("\"supervised\"", "\"dino\", dino = { local_size = 6 }", "backbones[0].pretrain.dino.local_size"),
             ("\"supervised\"", "\"dino\", dino = { teacher_temp = 0.0 }", "backbones[0].pretrain.dino.teacher_temp"),
             ("\"supervised\"", "\"dino\", dino = { teacher_momentum = 1.5 }", "backbones[0].pretrain.dino.teacher_momentum"),
+            ("\"supervised\"", "\"dino\", dino = { blur = [1.0, 1.2, 0.5] }", "backbones[0].pretrain.dino.blur[1]"),
+            ("\"supervised\"", "\"dino\", dino = { solarize = -0.1 }", "backbones[0].pretrain.dino.solarize"),
+            ("\"supervised\"", "\"dino\", dino = { freeze_last_layer_epochs = 4 }", "backbones[0].pretrain.dino.freeze_last_layer_epochs"),
+            ("\"supervised\"", "\"dino\", dino = { teacher_temp_warmup_epochs = 4 }", "backbones[0].pretrain.dino.teacher_temp_warmup_epochs"),
+            ("\"supervised\"", "\"dino\", dino = { blur_sigma = [2.0, 0.1] }", "backbones[0].pretrain.dino.blur_sigma"),
+            ("\"supervised\"", "\"dino\", dino = { weight_decay_end = -1.0 }", "backbones[0].pretrain.dino.weight_decay_end"),
         ];
         for (from, to, field) in cases {
             let msg = config_with(&BODY.replace(from, to), "heads = 2").map(|_| ()).unwrap_err();

@@ -42,8 +42,13 @@ pub mod file {
     /// interval and the share of bootstrap resamples of the runs in which it
     /// holds, which the report's verdicts read.
     pub const VERDICTS: &str = "verdicts.parquet";
+    /// One row per backbone the tool pre-trained × pre-training epoch: its
+    /// learning curve. Its first columns are `backbone`, `objective` (no
+    /// data set, no method: it is before both).
+    pub const PRETRAIN_EPOCHS: &str = "pretrain_epochs.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 13] = [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, VERDICTS, METHOD_COMPARISONS, PRETRAIN];
+    pub const ALL: [&str; 14] =
+        [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, VERDICTS, METHOD_COMPARISONS, PRETRAIN, PRETRAIN_EPOCHS];
 }
 
 /// Column names.
@@ -134,6 +139,14 @@ pub mod col {
     /// Linear probe (frozen epoch-0 features, medical train split) scored on the test split.
     pub const PROBE_BALANCED_ACCURACY: &str = "probe_balanced_accuracy";
     pub const PROBE_ACCURACY: &str = "probe_accuracy";
+    /// The seconds a pre-training epoch's steps took.
+    pub const SECONDS: &str = "seconds";
+    /// DINO: the teacher output's mean per-image entropy (nats).
+    pub const TEACHER_ENTROPY: &str = "teacher_entropy";
+    /// DINO: exp of the entropy of the teacher's batch-mean output, the
+    /// prototypes a batch is spread over (the last epoch's in
+    /// `pretrain.parquet`).
+    pub const EFFECTIVE_PROTOTYPES: &str = "effective_prototypes";
     /// Value of `objective` for a backbone read from a checkpoint file.
     pub const OBJECTIVE_CHECKPOINT: &str = "checkpoint";
 

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use sim_train::backend::TrainBackend;
 use sim_train::data::batch::Batcher;
 use sim_train::data::image_cache::ImageCache;
+use sim_train::data::colour::ColourAugment;
 use sim_train::data::transform::{Normalisation, TrainAugment};
 use sim_train::data::{ImageSource, Sample};
 use sim_study::config::MethodConfig;
@@ -63,7 +64,7 @@ fn main() {
     let (cache, _) = ImageCache::load_or_build(&dir.join("c.u8img"), &samples, size as u32).unwrap();
     let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
     let batcher = Batcher { cache: &cache, labels: &labels, size: size as u32, norm: Normalisation { mean: [0.5; 3], std: [0.5; 3] } };
-    let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true };
+    let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true, colour: ColourAugment::NONE };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let idx: Vec<usize> = (0..batch).collect();
     let start = Instant::now();

@@ -12,6 +12,7 @@ mod density;
 mod facets;
 mod knn;
 mod layers;
+mod pretrain;
 mod reliability;
 mod space;
 mod trajectory;
@@ -22,8 +23,10 @@ use crate::style::{Figure, Format, save};
 use facets::Faceted;
 use std::path::{Path, PathBuf};
 
-/// Every figure, in the order of the report.
-pub const NAMES: [&str; 11] = [
+/// Every figure, in the order of the report (the learning curves in its
+/// "Pre-trained backbones", the others under "Figures").
+pub const NAMES: [&str; 12] = [
+    "pretrain_knn",
     "fig1a_knn",
     "fig1b_similarity_density",
     "fig2_similarity_space",
@@ -38,10 +41,12 @@ pub const NAMES: [&str; 11] = [
 ];
 
 /// The figures `study` has: every one of [`NAMES`] but the WiSE-FT path
-/// where no method asks for WiSE-FT.
+/// where no method asks for WiSE-FT, and the learning curves where no
+/// backbone is pre-trained here.
 pub fn names(study: &Study) -> Vec<&'static str> {
     let wise_ft = study.config.methods.iter().any(|m| m.wise_ft.is_some());
-    NAMES.into_iter().filter(|n| wise_ft || *n != "wise_ft_path").collect()
+    let pretrained = study.config.backbones.iter().any(|b| b.pretrain.as_ref().is_some_and(|p| p.epochs > 0));
+    NAMES.into_iter().filter(|n| (wise_ft || *n != "wise_ft_path") && (pretrained || *n != "pretrain_knn")).collect()
 }
 
 /// What became of one figure.
@@ -55,6 +60,7 @@ pub enum Outcome {
 /// Draws figure `name` of `study` into `dir`.
 pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyhow::Result<Outcome> {
     match name {
+        "pretrain_knn" => write(pretrain::LearningCurves::prepare(study), dir, formats),
         "fig1a_knn" => write(Faceted::prepare(study, knn::KnnBars::prepare), dir, formats),
         "fig1b_similarity_density" => write(Faceted::prepare(study, density::SimilarityDensity::prepare), dir, formats),
         "fig2_similarity_space" => write(Faceted::prepare(study, |rows| space::SimilaritySpace::prepare(rows, study)), dir, formats),

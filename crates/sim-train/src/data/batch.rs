@@ -132,6 +132,7 @@ impl Batcher<'_> {
 mod tests {
     use super::*;
     use crate::CpuBackend;
+    use crate::data::colour::ColourAugment;
     use crate::data::image_cache::ImageCache;
     use crate::data::{ImageSource, Sample};
     use image::{Rgb, RgbImage};
@@ -192,7 +193,7 @@ mod tests {
         }
         assert_eq!(padded.labels.to_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![1, 0, 1, 1, 1]);
         // Padding draws nothing from the generator: the next draw is the same.
-        let aug = TrainAugment { scale: [0.5, 1.0], hflip: true, vflip: false };
+        let aug = TrainAugment { scale: [0.5, 1.0], hflip: true, vflip: false, colour: ColourAugment::NONE };
         let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let mut b = a.clone();
         batcher.train_host(&[0, 1], 2, &aug, &mut a);
@@ -207,7 +208,7 @@ mod tests {
         let cache = cache_of(imgs, 16, dir.path());
         let labels = [0usize, 1, 0, 1];
         let batcher = Batcher { cache: &cache, labels: &labels, size: 12, norm: Normalisation { mean: [0.0; 3], std: [1.0; 3] } };
-        let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true };
+        let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true, colour: ColourAugment::NONE };
         let device = Default::default();
         let run = |seed| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -7,12 +7,14 @@
 //!    persisted as `splits/<data set>.csv` and reused by every run;
 //! 3. [`image_cache`] decodes every image once, resized to the needed shorter
 //!    side, into one file beside the study;
-//! 4. [`transform`] crops (centre, or RandomResizedCrop + flips when training)
-//!    and normalises, and [`batch`] stacks the results into tensors.
+//! 4. [`transform`] crops (centre, or RandomResizedCrop + flips when training,
+//!    and for DINO's views the photometric operations of [`colour`]) and
+//!    normalises, and [`batch`] stacks the results into tensors.
 //!
 //! [`prepare`] runs steps 1–3 for a study config; `sim-train data` prints its summary.
 
 pub mod batch;
+pub mod colour;
 pub mod error;
 pub mod ham10000;
 pub mod image_cache;

@@ -4,8 +4,10 @@
 //! by the image cache — then centre-crop `size`. Training: RandomResizedCrop
 //! (torchvision's sampling: area in `scale`, log-uniform aspect in 3/4..4/3,
 //! ten tries then a centre fallback) resized bilinearly to `size`, then random
-//! horizontal and vertical flips. Both end in (x / 255 − mean) / std.
+//! horizontal and vertical flips, then (DINO's views) photometric operations
+//! (`super::colour`). Both end in (x / 255 − mean) / std.
 
+use super::colour::{ColourAugment, ColourPlan};
 use super::image_cache::ImageView;
 use rand::Rng;
 
@@ -17,7 +19,7 @@ pub struct Normalisation {
 }
 
 /// A crop of the source image and how it lands in the output.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CropPlan {
     pub left: f64,
     pub top: f64,
@@ -25,6 +27,8 @@ pub struct CropPlan {
     pub height: f64,
     pub hflip: bool,
     pub vflip: bool,
+    /// What the view's colours go through.
+    pub colour: ColourPlan,
 }
 
 /// The shorter side the image cache must hold for an input size and crop
@@ -36,19 +40,24 @@ pub fn cache_side(size: u32, crop_ratio: f64) -> u32 {
 /// Centre crop of `size` (torchvision's CenterCrop offsets).
 pub fn centre_crop(width: u32, height: u32, size: u32) -> CropPlan {
     let offset = |full: u32| ((full as f64 - size as f64) / 2.0).round_ties_even().max(0.0);
-    CropPlan { left: offset(width), top: offset(height), width: size as f64, height: size as f64, hflip: false, vflip: false }
+    CropPlan { left: offset(width), top: offset(height), width: size as f64, height: size as f64, hflip: false, vflip: false, colour: ColourPlan::default() }
 }
 
-/// Training augmentation parameters (from the study's `[training]`).
+/// Training augmentation parameters (from the study's `[training]`, or a
+/// pre-training's views).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainAugment {
     pub scale: [f64; 2],
     pub hflip: bool,
     pub vflip: bool,
+    /// Photometric operations after the crop ([`ColourAugment::NONE`] but
+    /// for DINO's views).
+    pub colour: ColourAugment,
 }
 
 impl TrainAugment {
-    /// Draws one RandomResizedCrop + flips for an image of `width × height`.
+    /// Draws one RandomResizedCrop + flips (+ colour operations) for an
+    /// image of `width × height`.
     pub fn sample(&self, width: u32, height: u32, rng: &mut impl Rng) -> CropPlan {
         let (w, h) = (width as f64, height as f64);
         let area = w * h;
@@ -80,13 +89,14 @@ impl TrainAugment {
         });
         let hflip = self.hflip && rng.random_bool(0.5);
         let vflip = self.vflip && rng.random_bool(0.5);
-        CropPlan { left, top, width: cw, height: ch, hflip, vflip }
+        CropPlan { left, top, width: cw, height: ch, hflip, vflip, colour: self.colour.sample(rng) }
     }
 }
 
 /// Writes the crop, resized to `size × size` (bilinear, half-pixel centres, so
-/// a crop of exactly `size` copies pixels unchanged), flipped as planned and
-/// normalised, into `out` as channel-major `3 × size × size`.
+/// a crop of exactly `size` copies pixels unchanged), flipped as planned,
+/// changed by its colour plan and normalised, into `out` as channel-major
+/// `3 × size × size`.
 pub fn render(img: ImageView<'_>, plan: &CropPlan, size: u32, norm: &Normalisation, out: &mut [f32]) {
     let n = size as usize;
     assert_eq!(out.len(), 3 * n * n, "output buffer is 3 × size × size");
@@ -106,18 +116,22 @@ pub fn render(img: ImageView<'_>, plan: &CropPlan, size: u32, norm: &Normalisati
     };
     let xs = taps(n, sx, plan.left, w, plan.hflip);
     let ys = taps(n, sy, plan.top, h, plan.vflip);
-    let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * norm.std[c]));
-    let shift: [f32; 3] = std::array::from_fn(|c| norm.mean[c] / norm.std[c]);
     let px = |x: usize, y: usize, c: usize| img.pixels[(y * w + x) * 3 + c] as f32;
     for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
         for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
             for c in 0..3 {
                 let top = px(x0, y0, c) * (1.0 - fx) + px(x1, y0, c) * fx;
                 let bottom = px(x0, y1, c) * (1.0 - fx) + px(x1, y1, c) * fx;
-                let v = top * (1.0 - fy) + bottom * fy;
-                out[c * n * n + oy * n + ox] = v * scale[c] - shift[c];
+                out[c * n * n + oy * n + ox] = top * (1.0 - fy) + bottom * fy;
             }
         }
+    }
+    if !plan.colour.is_identity() {
+        plan.colour.apply(out, n);
+    }
+    for (c, plane) in out.chunks_exact_mut(n * n).enumerate() {
+        let (scale, shift) = (1.0 / (255.0 * norm.std[c]), norm.mean[c] / norm.std[c]);
+        plane.iter_mut().for_each(|v| *v = *v * scale - shift);
     }
 }
 
@@ -175,7 +189,7 @@ mod tests {
         let mut flipped = vec![0.0; 48];
         let plan = centre_crop(4, 4, 4);
         render(img, &plan, 4, &IDENTITY, &mut plain);
-        render(img, &CropPlan { hflip: true, vflip: true, ..plan }, 4, &IDENTITY, &mut flipped);
+        render(img, &CropPlan { hflip: true, vflip: true, ..plan.clone() }, 4, &IDENTITY, &mut flipped);
         for c in 0..3 {
             for y in 0..4 {
                 for x in 0..4 {
@@ -187,7 +201,7 @@ mod tests {
 
     #[test]
     fn random_resized_crop_stays_inside_and_in_scale() {
-        let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true };
+        let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true, colour: ColourAugment::NONE };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let mut flips = 0;
         for _ in 0..500 {

@@ -28,6 +28,7 @@ use crate::backend::{DEVICE_NAME, TrainBackend};
 use crate::data::batch::Batcher;
 use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, lock_study};
+use crate::data::colour::ColourAugment;
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::Context;
@@ -187,7 +188,7 @@ fn inputs<'a, B: AutodiffBackend>(config: &'a StudyConfig, batcher: &'a Batcher<
     let t = &config.training;
     StepInputs {
         batcher,
-        augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip },
+        augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip, colour: ColourAugment::NONE },
         class_weights: (t.class_balance == ClassBalance::LossWeights).then(|| class_weights(&data.labels, &data.train, data.classes)),
         training: t,
         per_epoch,

@@ -23,6 +23,7 @@ pub mod wise_ft;
 
 use crate::data::batch::{Batcher, HostBatch, ImageBatch};
 use crate::data::prepare::{PreparedDataset, check_fits_data, lock_study};
+use crate::data::colour::ColourAugment;
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::bail;
@@ -179,7 +180,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let loss_weights = class_weights(&medical_labels, &train, classes);
     let steps = StepInputs {
         batcher: &sets.medical,
-        augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip },
+        augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip, colour: ColourAugment::NONE },
         class_weights: (t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()),
         training: t,
         per_epoch: train.len().div_ceil(t.batch_size),

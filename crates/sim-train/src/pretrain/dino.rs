@@ -5,6 +5,13 @@
 //! average of the student; the centre is a moving average of the teacher's
 //! output, which with sharpening keeps the output from collapsing.
 //!
+//! As its authors train it (their `main_dino.py`), at our scale: views with
+//! colour jitter, greyscale, blur and solarisation (`crate::data::colour`,
+//! drawn by the pre-training loop), and per step ([`StepAt`]) the
+//! learning rate's warm-up and cosine, the teacher momentum's cosine to 1,
+//! the teacher temperature's warm-up, the weight decay's cosine and the
+//! prototypes frozen in the first epochs.
+//!
 //! Collapse is watched per epoch: the teacher's output uniform (its mean
 //! per-image entropy at its maximum, ln K) or one prototype for every image
 //! (the entropy of its batch-mean distribution at 0) at every step of an
@@ -16,7 +23,8 @@ use crate::finetune::wise_ft::mix;
 use crate::model::Vit;
 use crate::model::init::trunc_normal;
 use anyhow::Context;
-use burn::module::{AutodiffModule, Module, Param};
+use crate::finetune::schedule;
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::nn::Linear;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::grad_clipping::GradientClippingConfig;
@@ -25,9 +33,9 @@ use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::activation::{gelu, log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sim_study::pretrain::DinoConfig;
+use sim_study::pretrain::{DinoConfig, PretrainConfig};
 use std::path::Path;
 
 /// DINO's projection head: a 3-layer MLP to an L2-normalised bottleneck,
@@ -49,7 +57,10 @@ pub struct DinoNet<B: Backend> {
 }
 
 impl<B: Backend> DinoHead<B> {
-    /// Weights truncated normal (σ 0.02) as DINO's, biases zero, from `seed`.
+    /// As DINO's, from `seed`: the MLP's weights truncated normal (σ
+    /// 0.02), biases zero; the prototypes PyTorch's default for a linear
+    /// layer (uniform ±1/√bottleneck), which DINO leaves them: they are
+    /// used normalised, so their length only sets how fast AdamW turns them.
     pub fn new(width: usize, c: &DinoConfig, seed: u64, device: &B::Device) -> DinoHead<B> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut linear = |inp: usize, out: usize| {
@@ -57,7 +68,9 @@ impl<B: Backend> DinoHead<B> {
             Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(Tensor::zeros([out], device))) }
         };
         let (fc1, fc2, fc3) = (linear(width, c.hidden_dim), linear(c.hidden_dim, c.hidden_dim), linear(c.hidden_dim, c.bottleneck_dim));
-        let prototypes = Tensor::from_data(TensorData::new(trunc_normal(&mut rng, c.bottleneck_dim * c.out_dim, 0.02), [c.bottleneck_dim, c.out_dim]), device);
+        let bound = 1.0 / (c.bottleneck_dim as f64).sqrt();
+        let uniform: Vec<f32> = (0..c.bottleneck_dim * c.out_dim).map(|_| rng.random_range(-bound..bound) as f32).collect();
+        let prototypes = Tensor::from_data(TensorData::new(uniform, [c.bottleneck_dim, c.out_dim]), device);
         DinoHead { fc1, fc2, fc3, prototypes: Param::from_tensor(prototypes) }
     }
 
@@ -109,14 +122,74 @@ const TEACHER_FILE: &str = "teacher.mpk";
 const OPTIM_FILE: &str = "optim.mpk";
 const CENTER_FILE: &str = "center.f32";
 
+/// What the schedules say at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepAt {
+    pub lr: f64,
+    /// The teacher's EMA momentum.
+    pub momentum: f64,
+    pub teacher_temp: f64,
+    pub weight_decay: f64,
+    /// The prototypes take no step.
+    pub freeze_prototypes: bool,
+}
+
+impl StepAt {
+    /// Step `step` (0-based) of epoch `epoch` (1-based) of a pre-training
+    /// with `per_epoch` steps an epoch.
+    pub fn of(p: &PretrainConfig, epoch: u32, step: usize, per_epoch: usize) -> StepAt {
+        let d = &p.dino;
+        let global = (epoch as usize - 1) * per_epoch + step;
+        let total = per_epoch * p.epochs as usize;
+        let warmup = d.teacher_temp_warmup_epochs as usize * per_epoch;
+        let teacher_temp = if global < warmup {
+            d.warmup_teacher_temp + (d.teacher_temp - d.warmup_teacher_temp) * global as f64 / warmup as f64
+        } else {
+            d.teacher_temp
+        };
+        StepAt {
+            lr: p.lr * schedule::lr_factor(global, per_epoch, p.warmup_epochs, p.epochs),
+            momentum: cosine(d.teacher_momentum, 1.0, global, total),
+            teacher_temp,
+            weight_decay: cosine(p.weight_decay, d.weight_decay_end, global, total),
+            freeze_prototypes: epoch <= d.freeze_last_layer_epochs,
+        }
+    }
+}
+
+/// A cosine from `start` at step 0 to `end` at step `total`.
+fn cosine(start: f64, end: f64, step: usize, total: usize) -> f64 {
+    end - (end - start) * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos()) / 2.0
+}
+
+/// Decoupled weight decay, θ ← θ(1 − lr·λ), as PyTorch's AdamW applies it
+/// before its step, on every parameter of two or more dimensions: DINO
+/// decays no bias and no norm.
+struct Decay {
+    factor: f64,
+}
+
+impl<B: Backend> ModuleMapper<B> for Decay {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if D < 2 {
+            return param;
+        }
+        let (id, value, mapper) = param.consume();
+        let tracked = value.is_require_grad();
+        let decayed = value.mul_scalar(self.factor).detach();
+        Param::from_mapped_value(id, if tracked { decayed.require_grad() } else { decayed }, mapper)
+    }
+}
+
 impl<B: AutodiffBackend> Dino<B> {
     /// Student and teacher start equal (the backbone given, a head from `seed`).
-    pub fn new(backbone: Vit<B>, config: &DinoConfig, weight_decay: f64, seed: u64, device: &B::Device) -> Dino<B> {
+    pub fn new(backbone: Vit<B>, config: &DinoConfig, seed: u64, device: &B::Device) -> Dino<B> {
         let head = DinoHead::new(backbone.width(), config, seed, device);
         let student = DinoNet { backbone, head };
-        // DINO clips each gradient at norm 3.
+        // DINO clips each gradient at norm 3; its weight decay follows a
+        // schedule, applied by the step ([`Decay`]), not by AdamW.
         let optimizer = AdamWConfig::new()
-            .with_weight_decay(weight_decay as f32)
+            .with_weight_decay(0.0)
             .with_epsilon(1e-8)
             .with_grad_clipping(Some(GradientClippingConfig::Norm(3.0)))
             .init::<B, DinoNet<B>>();
@@ -130,12 +203,12 @@ impl<B: AutodiffBackend> Dino<B> {
     /// # Shapes
     /// - globals: `[2n, 3, S, S]`
     /// - locals: `[kn, 3, s, s]` (k may be 0)
-    pub fn step(&mut self, globals: Tensor<B, 4>, locals: Option<Tensor<B, 4>>, lr: f64, momentum: f64, parts: &BatchParts) -> DinoStep {
+    pub fn step(&mut self, globals: Tensor<B, 4>, locals: Option<Tensor<B, 4>>, at: StepAt, parts: &BatchParts) -> DinoStep {
         let c = &self.config;
         let n = globals.dims()[0] / 2;
         let inner = globals.clone().inner();
         let t_raw = Tensor::cat(parts.run(2 * n, |rows| self.teacher.forward(inner.clone().narrow(0, rows.start, rows.len()))), 0); // [2n, K]
-        let t = softmax((t_raw.clone() - self.center.clone()).div_scalar(c.teacher_temp), 1);
+        let t = softmax((t_raw.clone() - self.center.clone()).div_scalar(at.teacher_temp), 1);
         let k = locals.as_ref().map_or(0, |l| l.dims()[0] / n);
         let pairs = (2 + 2 * k) as f64;
         // Each part: its images in every view. The loss is a sum over
@@ -155,8 +228,13 @@ impl<B: AutodiffBackend> Dino<B> {
             loss.div_scalar(pairs)
         });
         let value: f64 = loss.into_scalar().elem();
-        self.student = self.optimizer.step(lr, self.student.clone(), grads);
-        self.teacher = mix(&self.student.valid(), self.teacher.clone(), momentum);
+        let mut grads = grads;
+        if at.freeze_prototypes {
+            grads.remove::<B::InnerBackend, 2>(self.student.head.prototypes.id);
+        }
+        let decayed = self.student.clone().map(&mut Decay { factor: 1.0 - at.lr * at.weight_decay });
+        self.student = self.optimizer.step(at.lr, decayed, grads);
+        self.teacher = mix(&self.student.valid(), self.teacher.clone(), at.momentum);
         let cm = c.center_momentum;
         self.center = self.center.clone().mul_scalar(cm) + t_raw.mean_dim(0).mul_scalar(1.0 - cm);
         let entropy = |p: Tensor<B::InnerBackend, 2>| -> f64 { (p.clone() * p.clamp_min(1e-30).log()).sum_dim(1).mean().neg().into_scalar().elem() };
@@ -194,11 +272,6 @@ impl<B: AutodiffBackend> Dino<B> {
             config: self.config,
         })
     }
-}
-
-/// The teacher's momentum at `step` of `total`: a cosine from `start` to 1.
-pub fn momentum(start: f64, step: usize, total: usize) -> f64 {
-    1.0 - (1.0 - start) * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos()) / 2.0
 }
 
 /// How an epoch's teacher output collapsed, if it did at every step.
@@ -297,10 +370,11 @@ mod tests {
         };
         let (globals, locals) = (pixels(2 * n, 16, 1), pixels(k * n, 8, 2));
         let loss = |parts: usize| {
-            let mut dino = Dino::new(random_vit::<Ad>(shape, 3, &device).unwrap().model, &config, 0.04, 7, &device);
+            let mut dino = Dino::new(random_vit::<Ad>(shape, 3, &device).unwrap().model, &config, 7, &device);
             // A centre of its own, so that the targets differ by image.
             dino.center = Tensor::from_data(TensorData::new((0..32).map(|i| (i % 5) as f32 * 0.1).collect::<Vec<_>>(), [1, 32]), &device);
-            dino.step(globals.clone(), Some(locals.clone()), 1e-4, 0.99, &BatchParts::new(parts)).loss
+            let at = StepAt { lr: 1e-4, momentum: 0.99, teacher_temp: 0.04, weight_decay: 0.04, freeze_prototypes: false };
+            dino.step(globals.clone(), Some(locals.clone()), at, &BatchParts::new(parts)).loss
         };
         let whole = loss(1);
         for parts in [2, 3] {
@@ -332,9 +406,41 @@ mod tests {
     }
 
     #[test]
-    fn the_momentum_rises_from_its_start_to_one() {
-        assert!((momentum(0.996, 0, 100) - 0.996).abs() < 1e-12);
-        assert!((momentum(0.996, 100, 100) - 1.0).abs() < 1e-12);
-        assert!((momentum(0.996, 50, 100) - 0.998).abs() < 1e-12);
+    fn the_schedules_follow_dinos() {
+        let dino = DinoConfig { teacher_momentum: 0.996, warmup_teacher_temp: 0.04, teacher_temp: 0.07, teacher_temp_warmup_epochs: 2, freeze_last_layer_epochs: 1, weight_decay_end: 0.4, ..DinoConfig::default() };
+        let p: PretrainConfig = toml::from_str("objective = \"dino\"\nepochs = 4\nwidth = 8\ndepth = 1\npatch = 4\nlr = 1e-3\nweight_decay = 0.04\nwarmup_epochs = 1").unwrap();
+        let p = PretrainConfig { dino, ..p };
+        let (first, last) = (StepAt::of(&p, 1, 0, 10), StepAt::of(&p, 4, 9, 10));
+        assert!((first.momentum - 0.996).abs() < 1e-12 && (StepAt::of(&p, 3, 0, 10).momentum - 0.998).abs() < 1e-12, "momentum: a cosine to 1 at step 40");
+        assert!(last.momentum > 0.9999 && last.momentum < 1.0);
+        assert!((first.teacher_temp - 0.04).abs() < 1e-12 && (StepAt::of(&p, 2, 0, 10).teacher_temp - 0.055).abs() < 1e-12 && last.teacher_temp == 0.07);
+        assert!((first.weight_decay - 0.04).abs() < 1e-12 && (StepAt::of(&p, 3, 0, 10).weight_decay - 0.22).abs() < 1e-12);
+        assert_eq!((first.freeze_prototypes, StepAt::of(&p, 2, 0, 10).freeze_prototypes), (true, false));
+        assert!(first.lr < StepAt::of(&p, 1, 9, 10).lr && last.lr < first.lr, "the learning rate warms up, then falls");
+    }
+
+    /// A step with the prototypes frozen leaves them as they were and moves
+    /// the rest; decay shrinks matrices, never a bias or a norm.
+    #[test]
+    fn frozen_prototypes_stay_and_decay_spares_biases() {
+        use crate::model::init::{VitShape, random_vit};
+        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
+        let device = Default::default();
+        let shape = VitShape { width: 16, depth: 1, heads: 2, patch: 8, mlp_ratio: 2, input_size: 16 };
+        let config = DinoConfig { local_crops: 0, hidden_dim: 16, bottleneck_dim: 8, out_dim: 16, ..DinoConfig::default() };
+        let mut dino = Dino::new(random_vit::<Ad>(shape, 3, &device).unwrap().model, &config, 7, &device);
+        let values = |t: Tensor<Ad, 2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let (prototypes, fc1) = (values(dino.student.head.prototypes.val()), values(dino.student.head.fc1.weight.val()));
+        let images = Tensor::<Ad, 4>::random([4, 3, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let at = StepAt { lr: 1e-2, momentum: 0.99, teacher_temp: 0.04, weight_decay: 0.0, freeze_prototypes: true };
+        dino.step(images.clone(), None, at, &BatchParts::new(1));
+        assert_eq!(values(dino.student.head.prototypes.val()), prototypes, "frozen");
+        assert_ne!(values(dino.student.head.fc1.weight.val()), fc1, "the rest moves");
+        let net = dino.student.clone();
+        let decayed = net.clone().map(&mut Decay { factor: 0.5 });
+        let twice: Vec<f32> = values(net.head.fc1.weight.val()).iter().map(|v| v * 0.5).collect();
+        assert_eq!(values(decayed.head.fc1.weight.val()), twice);
+        let bias = |n: &DinoNet<Ad>| n.head.fc1.bias.as_ref().unwrap().val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        assert_eq!(bias(&decayed), bias(&net), "no decay on a bias");
     }
 }

@@ -15,6 +15,7 @@ pub mod dino;
 
 use crate::data::batch::Batcher;
 use crate::data::prepare::{PreparedDataset, lock_study};
+use crate::data::colour::ColourAugment;
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::finetune::batch_parts::BatchParts;
 use crate::finetune::classifier::{Classifier, part_cross_entropy};
@@ -28,11 +29,13 @@ use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use dino::{CollapseWatch, Dino};
+use dino::{CollapseWatch, Dino, StepAt};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sim_study::config::{BackboneConfig, DatasetId, MethodConfig, StudyConfig};
+use sim_metrics::MatRef;
+use sim_metrics::knn::knn_accuracy;
+use sim_study::config::{BackboneConfig, DatasetId, EvaluationConfig, MethodConfig, StudyConfig};
 use sim_study::lock::DirLock;
 use sim_study::pretrain::{EpochRecord, Objective, PretrainConfig, PretrainState, model_file, pretrain_dir};
 use sim_study::run_state::Status;
@@ -131,9 +134,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     let labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
     let (mean, std) = bcfg.normalisation(init.naming.family());
     let norm = Normalisation { mean, std };
-    let train = natural.train_indices();
+    let (train, val) = (natural.train_indices(), natural.test_indices());
     let data = EpochData {
         train: &train,
+        val: &val,
         global: Batcher { cache: &cache, labels: &labels, size: bcfg.input_size, norm },
         local: Batcher { cache: &cache, labels: &labels, size: p.dino.local_size, norm },
         classes: natural.dataset.classes.len(),
@@ -146,7 +150,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
             let method = Method::new(&MethodConfig::full("pretrain"), &classifier.backbone);
             Learner::Supervised { training: Training::new(classifier, p.weight_decay), method }
         }
-        Objective::Dino => Learner::Dino(Dino::new(init.model.clone(), &p.dino, p.weight_decay, p.seed, device)),
+        Objective::Dino => Learner::Dino(Dino::new(init.model.clone(), &p.dino, p.seed, device)),
         Objective::None => unreachable!("written above"),
     };
     if resumed_at > 0 {
@@ -181,6 +185,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
             }
         };
         learner = trained;
+        let mut record = record;
+        if epoch == p.epochs || (p.knn_every > 0 && epoch % p.knn_every == 0) {
+            record.knn_top1 = Some(knn_top1(&learner.backbone(), &data, &config.evaluation, device)?);
+        }
         learner.save(&dir, epoch)?;
         state.history.push(record);
         state.last_finished_epoch = epoch;
@@ -189,11 +197,12 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         crash::point("pretrain-state-written");
         prune_checkpoints(&dir, epoch)?;
         let r = state.history.last().expect("just pushed");
-        let entropy = match (r.teacher_entropy, r.teacher_batch_entropy) {
-            (Some(h), Some(batch)) => format!(", teacher entropy {h:.3} per image, {batch:.3} of the batch mean"),
+        let entropy = match (r.teacher_entropy, r.effective_prototypes) {
+            (Some(h), Some(k)) => format!(", teacher entropy {h:.3} per image, {k:.0} of {} prototypes in use", p.dino.out_dim),
             _ => String::new(),
         };
-        tracing::info!("epoch {epoch}/{}: loss {:.4}{entropy}, {:.1} images/s, {:.1} s", p.epochs, r.loss, r.images_per_s, r.seconds);
+        let knn = r.knn_top1.map_or(String::new(), |k| format!(", k-NN top-1 {k:.3}"));
+        tracing::info!("epoch {epoch}/{}: loss {:.4}{entropy}{knn}, {:.1} images/s, {:.1} s", p.epochs, r.loss, r.images_per_s, r.seconds);
     }
     save_backbone(&init, learner.backbone(), &model)?;
     crash::point("pretrain-model-written");
@@ -220,12 +229,13 @@ pub fn time_step<B: AutodiffBackend>(bcfg: &BackboneConfig, p: &PretrainConfig, 
             crate::finetune::plan::time_step(&model, p.batch_size, size, classes, parts, device)
         }
         Objective::Dino => {
-            let mut dino = Dino::new(init.model, &p.dino, p.weight_decay, p.seed, device);
+            let mut dino = Dino::new(init.model, &p.dino, p.seed, device);
             let (n, k, local) = (p.batch_size, p.dino.local_crops, p.dino.local_size as usize);
             let images = |rows: usize, side: usize| Tensor::<B, 4>::random([rows, 3, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), device);
             let (globals, locals) = (images(2 * n, size), (k > 0).then(|| images(k * n, local)));
+            let at = StepAt::of(p, p.epochs, 0, 1);
             crate::finetune::plan::median_step_seconds::<B>(device, || {
-                dino.step(globals.clone(), locals.clone(), p.lr, p.dino.teacher_momentum, parts);
+                dino.step(globals.clone(), locals.clone(), at, parts);
             })
         }
     })
@@ -253,6 +263,8 @@ fn save_backbone<B: Backend, I: Backend>(init: &Backbone<B>, mut model: Vit<I>, 
 /// What an epoch reads.
 struct EpochData<'a> {
     train: &'a [usize],
+    /// The natural validation split: the learning curve's k-NN queries.
+    val: &'a [usize],
     /// Supervised crops and DINO's global views, at the input size.
     global: Batcher<'a>,
     /// DINO's local views.
@@ -290,9 +302,8 @@ fn train_epoch<B: AutodiffBackend>(
     let mut order = data.train.to_vec();
     order.shuffle(rng);
     let per_epoch = order.len().div_ceil(p.batch_size);
-    let total = per_epoch * p.epochs as usize;
-    let global = TrainAugment { scale: p.crop_scale, hflip: true, vflip: false };
-    let local = TrainAugment { scale: p.dino.local_scale, hflip: true, vflip: false };
+    let crop = TrainAugment { scale: p.crop_scale, hflip: true, vflip: false, colour: ColourAugment::NONE };
+    let views = DinoViews::new(p, data.global.size, data.local.size);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((p.label_smoothing > 0.0).then_some(p.label_smoothing as f32))
         .init(device);
@@ -303,17 +314,17 @@ fn train_epoch<B: AutodiffBackend>(
         let lr = p.lr * schedule::lr_factor(global_step, per_epoch, p.warmup_epochs, p.epochs);
         let (next, value) = match learner {
             Learner::Supervised { training, method } => {
-                let b = data.global.train::<B>(batch, &global, rng, device);
+                let b = data.global.train::<B>(batch, &crop, rng, device);
                 let (grads, loss) = data.parts.gradients(&training.model, batch.len(), |model, rows| part_cross_entropy(model, &loss_fn, &b.images, &b.labels, rows));
                 let value: f64 = loss.into_scalar().elem();
                 let training = if value.is_finite() { method.step(training, grads, epoch, lr, lr) } else { training };
                 (Learner::Supervised { training, method }, value)
             }
             Learner::Dino(mut d) => {
-                let globals = Tensor::cat((0..2).map(|_| data.global.train::<B>(batch, &global, rng, device).images).collect(), 0);
+                let globals = Tensor::cat(views.global.iter().map(|view| data.global.train::<B>(batch, view, rng, device).images).collect(), 0);
                 let locals = (p.dino.local_crops > 0)
-                    .then(|| Tensor::cat((0..p.dino.local_crops).map(|_| data.local.train::<B>(batch, &local, rng, device).images).collect(), 0));
-                let out = d.step(globals, locals, lr, dino::momentum(p.dino.teacher_momentum, global_step, total), &data.parts);
+                    .then(|| Tensor::cat((0..p.dino.local_crops).map(|_| data.local.train::<B>(batch, &views.local, rng, device).images).collect(), 0));
+                let out = d.step(globals, locals, StepAt::of(p, epoch, step, per_epoch), &data.parts);
                 watch.record(&out);
                 (Learner::Dino(d), out.loss)
             }
@@ -341,6 +352,47 @@ fn train_epoch<B: AutodiffBackend>(
         images_per_s: order.len() as f64 / seconds,
         teacher_entropy: dino.then(|| watch.mean_entropy()),
         teacher_batch_entropy: dino.then(|| watch.mean_batch_entropy()),
+        effective_prototypes: dino.then(|| watch.mean_batch_entropy().exp()),
+        knn_top1: None,
     };
     Ok((learner, record))
+}
+
+/// DINO's views (Caron et al. 2021): two global crops, the first always
+/// blurred, the second rarely and sometimes solarised, and the local crops
+/// blurred half the time; all with colour jitter and greyscale. The blur's
+/// σ is DINO's at 224 px, scaled to each view's side.
+struct DinoViews {
+    global: [TrainAugment; 2],
+    local: TrainAugment,
+}
+
+impl DinoViews {
+    fn new(p: &PretrainConfig, global_side: u32, local_side: u32) -> DinoViews {
+        let d = &p.dino;
+        let view = |scale: [f64; 2], side: u32, blur: f64, solarize: f64| {
+            let sigma = d.blur_sigma.map(|s| s * side as f64 / 224.0);
+            let colour = ColourAugment { jitter: d.colour_jitter, greyscale: d.greyscale, blur, blur_sigma: sigma, solarize };
+            TrainAugment { scale, hflip: true, vflip: false, colour }
+        };
+        DinoViews {
+            global: [view(p.crop_scale, global_side, d.blur[0], 0.0), view(p.crop_scale, global_side, d.blur[1], d.solarize)],
+            local: view(d.local_scale, local_side, d.blur[2], 0.0),
+        }
+    }
+}
+
+/// The learning curve's point: k-NN top-1 (the study's k and temperature)
+/// of `backbone`'s final-norm CLS features on the natural validation split,
+/// with the train split as the bank.
+fn knn_top1<B: Backend>(backbone: &Vit<B>, data: &EpochData<'_>, e: &EvaluationConfig, device: &B::Device) -> anyhow::Result<f64> {
+    let model = Classifier::new(backbone.clone(), 1, 0, device);
+    let features = |indices: &[usize]| crate::finetune::eval::final_outputs(&model, &data.global, indices, e.batch_size, &data.parts, device).0;
+    let labels = |indices: &[usize]| indices.iter().map(|&i| data.global.labels[i] as i64).collect::<Vec<_>>();
+    let (bank, query) = (features(data.train), features(data.val));
+    let width = backbone.width();
+    let bank_m = MatRef::new(&bank, data.train.len(), width, "k-NN bank")?;
+    let query_m = MatRef::new(&query, data.val.len(), width, "k-NN queries")?;
+    let result = knn_accuracy(bank_m, &labels(data.train), query_m, &labels(data.val), &[e.knn_report_k], e.knn_temperature)?;
+    Ok(result[0].top1)
 }
