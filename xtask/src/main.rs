@@ -48,9 +48,11 @@ enum Command {
         /// the config needs and the data folder lacks.
         #[arg(long)]
         fetch_missing: bool,
-        /// Fine-tuning runs at a time.
-        #[arg(long, default_value_t = 1)]
-        jobs: usize,
+        /// Fine-tuning runs at a time. Default: one per core (on a CPU, one
+        /// single-thread run per core finishes a sweep soonest: README,
+        /// "Running at scale"), one per GPU with --gpus or a CUDA build.
+        #[arg(long)]
+        jobs: Option<usize>,
         /// GPU ids to give the runs, one each (e.g. 0,1,2,3); with --jobs above
         /// their number, the number of GPUs limits the jobs. Default in a
         /// `--features cuda` build: CUDA_VISIBLE_DEVICES, else every GPU
@@ -143,10 +145,11 @@ fn main() -> anyhow::Result<()> {
             if status {
                 return reproduce::status(&reproduce::load_config(&config, output.as_deref())?);
             }
+            let gpus = if gpus.is_empty() && cfg!(feature = "cuda") { sweep::detect_gpus() } else { gpus };
+            let jobs = jobs.unwrap_or_else(|| sweep::default_jobs(&gpus));
             if plan {
                 return reproduce::plan(&config, &reproduce::load_config(&config, output.as_deref())?, jobs.max(1));
             }
-            let gpus = if gpus.is_empty() && cfg!(feature = "cuda") { sweep::detect_gpus() } else { gpus };
             reproduce::run(&config, fetch_missing, executor, dry_run, &sweep::SweepOptions { jobs, gpus, output })
         }
         Command::FetchCheckpoints { config: path, hub } => {

@@ -167,6 +167,12 @@ pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
     study.run_dir(run).join("sweep.log")
 }
 
+/// `--jobs` when not given: one run per GPU where there are GPUs, else one
+/// per core.
+pub fn default_jobs(gpus: &[String]) -> usize {
+    if gpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { gpus.len() }
+}
+
 /// The threads each of `jobs` runs at once gets: the machine's cores shared
 /// out (where `RAYON_NUM_THREADS` is set, every process takes that instead).
 pub fn threads_per_run(jobs: usize) -> usize {

@@ -136,6 +136,19 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     }
 }
 
+/// `configs/quick.toml`, the first look, is the default study with fewer
+/// seeds: the same data, backbones (so the same pre-trained files, made
+/// once for both), training and evaluation.
+#[test]
+fn the_quick_study_is_the_default_one_with_fewer_seeds() {
+    let read = |name: &str| sim_study::StudyConfig::from_file(&config_path(name)).unwrap();
+    let (cpu, mut quick) = (read("cpu.toml"), read("quick.toml"));
+    assert!(quick.study.seeds.len() < cpu.study.seeds.len() && quick.study.seeds.iter().all(|s| cpu.study.seeds.contains(s)));
+    assert_ne!(quick.output_dir(), cpu.output_dir(), "a study folder of its own");
+    quick.study = cpu.study.clone();
+    assert_eq!(quick, cpu, "quick.toml differs from cpu.toml beyond [study]");
+}
+
 #[test]
 fn plan_says_what_the_study_will_take_and_runs_nothing() {
     let Some(_) = real_data_dir("ham10000", "plan_says_what_the_study_will_take_and_runs_nothing") else { return };

@@ -68,10 +68,18 @@ struct EpochMetrics {
     /// Last-block CLS attention and patch-token norms of the attention
     /// images (images × patches, row-major), where the file has them.
     attention: Option<AttentionMaps>,
-    /// Top-1 per k of the study's knn_k.
-    knn: Vec<f64>,
+    /// Top-1 per k of the study's knn_k; none where the evaluation left the
+    /// natural images out (`evaluation.natural_every_epoch = false`).
+    knn: Option<Vec<f64>>,
     /// (probe, layer, token) → (biased, debiased) linear CKA to epoch 0.
     cka: BTreeMap<(Probe, Layer, Token), (f64, f64)>,
+}
+
+impl EpochMetrics {
+    /// k-NN top-1 at the `i`-th k, where the natural images were evaluated.
+    fn knn_at(&self, i: usize) -> Option<f64> {
+        self.knn.as_ref().map(|k| k[i])
+    }
 }
 
 /// Figure 3's maps of one evaluation.
@@ -171,11 +179,16 @@ fn scored_metrics(file: &EvalFile, refs: &References, config: &StudyConfig, head
     let (_, predicted) = crate::calibration::confidences(logits.view()).map_err(at)?;
     let truth: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
     let scores = classification_scores(&predicted, &truth).map_err(at)?;
-    let (bank, query) = (matrix(eval_file::KNN_BANK)?, matrix(eval_file::KNN_QUERY)?);
-    let (bank_y, query_y) = (read_labels(eval_file::KNN_BANK_LABELS)?, read_labels(eval_file::KNN_QUERY_LABELS)?);
-    let knn = knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &e.knn_k, e.knn_temperature).map_err(at)?;
+    let natural = file.has(eval_file::KNN_BANK);
+    let knn = if natural {
+        let (bank, query) = (matrix(eval_file::KNN_BANK)?, matrix(eval_file::KNN_QUERY)?);
+        let (bank_y, query_y) = (read_labels(eval_file::KNN_BANK_LABELS)?, read_labels(eval_file::KNN_QUERY_LABELS)?);
+        Some(knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &e.knn_k, e.knn_temperature).map_err(at)?.iter().map(|r| r.top1).collect())
+    } else {
+        None
+    };
     let mut cka = BTreeMap::new();
-    for (&(probe, layer, token), (biased, debiased)) in &refs.by_probe {
+    for (&(probe, layer, token), (biased, debiased)) in refs.by_probe.iter().filter(|((probe, ..), _)| natural || *probe != Probe::Natural) {
         let y = matrix(&eval_file::probe_tensor(probe, layer, token))?;
         cka.insert((probe, layer, token), (biased.compare(y.view()).map_err(at)?, debiased.compare(y.view()).map_err(at)?));
     }
@@ -189,7 +202,7 @@ fn scored_metrics(file: &EvalFile, refs: &References, config: &StudyConfig, head
         reliability: uniform.bins,
         adaptive_ece: adaptive.ece,
         attention: AttentionMaps::read(file)?,
-        knn: knn.iter().map(|r| r.top1).collect(),
+        knn,
         cka,
     })
 }
@@ -518,10 +531,10 @@ fn metric_columns(models: &[&EpochMetrics], config: &StudyConfig) -> Vec<Column>
         col(col::MCE, f(|m| m.mce)),
         col(col::ADAPTIVE_ECE, f(|m| m.adaptive_ece)),
         col(col::SIMILARITY, f(Run::similarity)),
-        col(col::KNN_TOP1, models.iter().map(|m| m.knn[report]).collect::<Vec<f64>>()),
+        col(col::KNN_TOP1, models.iter().map(|m| m.knn_at(report)).collect::<Vec<_>>()),
     ];
     for (i, &k) in config.evaluation.knn_k.iter().enumerate() {
-        columns.push(col(&col::knn_top1_at(k), models.iter().map(|m| m.knn[i]).collect::<Vec<f64>>()));
+        columns.push(col(&col::knn_top1_at(k), models.iter().map(|m| m.knn_at(i)).collect::<Vec<_>>()));
     }
     columns
 }
@@ -615,14 +628,16 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
         .filter(|n| runs.iter().any(|r| r.backbone == *n) || left_out.iter().any(|l| l.backbone == *n))
         .collect();
     let left: Vec<Vec<&LeftOut<'_>>> = names.iter().map(|n| left_out.iter().filter(|l| l.backbone == *n).collect()).collect();
-    let metrics: [(&str, fn(&Run<'_>, usize) -> f64); 7] = [
-        (col::ACCURACY, |r, _| r.last().accuracy),
-        (col::BALANCED_ACCURACY, |r, _| r.last().balanced_accuracy),
-        (col::MACRO_F1, |r, _| r.last().macro_f1),
-        (col::ECE, |r, _| r.last().ece),
-        (col::SIMILARITY, |r, _| Run::similarity(r.last())),
-        (col::KNN_BEFORE, |r, k| r.epochs[0].1.knn[k]),
-        (col::KNN_AFTER, |r, k| r.last().knn[k]),
+    // A run whose last evaluation left the natural images out (a `dump.epochs`
+    // without the last epoch) has no k-NN after: left out of those means.
+    let metrics: [(&str, fn(&Run<'_>, usize) -> Option<f64>); 7] = [
+        (col::ACCURACY, |r, _| Some(r.last().accuracy)),
+        (col::BALANCED_ACCURACY, |r, _| Some(r.last().balanced_accuracy)),
+        (col::MACRO_F1, |r, _| Some(r.last().macro_f1)),
+        (col::ECE, |r, _| Some(r.last().ece)),
+        (col::SIMILARITY, |r, _| Some(Run::similarity(r.last()))),
+        (col::KNN_BEFORE, |r, k| r.epochs[0].1.knn_at(k)),
+        (col::KNN_AFTER, |r, k| r.last().knn_at(k)),
     ];
     let mut columns = vec![
         col(col::BACKBONE, names.clone()),
@@ -638,14 +653,14 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
     for (metric, get) in metrics {
         let stats: Vec<(Option<f64>, Option<f64>)> = names
             .iter()
-            .map(|n| mean_std(&runs.iter().filter(|r| r.backbone == *n).map(|r| get(r, report)).collect::<Vec<_>>()))
+            .map(|n| mean_std(&runs.iter().filter(|r| r.backbone == *n).filter_map(|r| get(r, report)).collect::<Vec<_>>()))
             .collect();
         columns.push(col(&col::mean(metric), stats.iter().map(|s| s.0).collect::<Vec<_>>()));
         columns.push(col(&col::std(metric), stats.iter().map(|s| s.1).collect::<Vec<_>>()));
         let intervals: Vec<Option<(f64, f64)>> = names
             .iter()
             .map(|n| {
-                let values: Vec<f64> = runs.iter().filter(|r| r.backbone == *n).map(|r| get(r, report)).collect();
+                let values: Vec<f64> = runs.iter().filter(|r| r.backbone == *n).filter_map(|r| get(r, report)).collect();
                 let e = &config.evaluation;
                 (!values.is_empty()).then(|| mean_interval(&values, &draw_resamples(values.len(), e.bootstrap_resamples, e.bootstrap_seed), LEVEL))
             })
@@ -895,8 +910,11 @@ fn verdicts_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFr
     let sides = |p: Paradigm| config.backbones.iter().filter(move |b| b.paradigm() == p).map(|b| b.name.as_str()).filter(|b| !finished(b).is_empty());
     for s in sides(Paradigm::Supervised) {
         for o in sides(Paradigm::SelfSupervised) {
-            let drops = |b: &str| finished(b).iter().map(|r| r.epochs[0].1.knn[report] - r.last().knn[report]).collect::<Vec<f64>>();
+            let drops = |b: &str| finished(b).iter().filter_map(|r| Some(r.epochs[0].1.knn_at(report)? - r.last().knn_at(report)?)).collect::<Vec<f64>>();
             let (s_drops, o_drops) = (drops(s), drops(o));
+            if s_drops.is_empty() || o_drops.is_empty() {
+                continue; // no k-NN after fine-tuning: nothing to compare
+            }
             let resamples = [draw_resamples(s_drops.len(), e.bootstrap_resamples, e.bootstrap_seed), draw_resamples(o_drops.len(), e.bootstrap_resamples, e.bootstrap_seed.wrapping_add(1))];
             let certainty = compute(forgets_less(&s_drops, &o_drops, [&resamples[0], &resamples[1]]))?;
             rows.push(VerdictRow { finding: 3, measure: col::KNN_TOP1, token: Token::Cls.name(), backbone: s, versus: Some(o), certainty });
@@ -1016,7 +1034,10 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut E
                 }
             };
             let at_report_k = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("knn_report_k is one of knn_k");
-            let knn = metrics.knn[at_report_k];
+            let Some(knn) = metrics.knn_at(at_report_k) else {
+                eprintln!("{dataset}/{}: left out of {}: its epoch 0 has no natural images", b.name, table_file::PRETRAIN);
+                continue;
+            };
             let probe = (metrics.head == col::HEAD_PROBE).then_some((metrics.accuracy, metrics.balanced_accuracy));
             let state = pretrain_state(study, config, b)?;
             let last = state.as_ref().and_then(|s| s.history.last());

@@ -63,9 +63,15 @@ impl Tensors {
 
 /// The pre-trained features, and an epoch's as those plus `drift` noise.
 fn eval_file(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mut ChaCha8Rng) -> Vec<i64> {
+    written_eval(path, base, drift, rng, true)
+}
+
+/// [`eval_file`], with the natural images (their probe, the k-NN bank and
+/// queries) only where `natural`: an epoch of `evaluation.natural_every_epoch = false`.
+fn written_eval(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mut ChaCha8Rng, natural: bool) -> Vec<i64> {
     let mut t = Tensors(Vec::new());
     let mut noisy = |v: &Vec<f64>| v.iter().map(|x| x + drift * (rng.random::<f64>() - 0.5)).collect::<Vec<f64>>();
-    for probe in Probe::ALL {
+    for probe in Probe::ALL.into_iter().filter(|p| natural || *p == Probe::Medical) {
         let n = if probe == Probe::Medical { 40 } else { 30 };
         for layer in [Layer::Index(0), Layer::Index(1), Layer::Index(2), Layer::Final] {
             for token in Token::ALL {
@@ -78,10 +84,12 @@ fn eval_file(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mu
     t.f32(eval_file::TEST_LOGITS, 40, 3, &logits);
     let labels: Vec<i64> = (0..40).map(|i| (i % 3) as i64).collect();
     t.i64(eval_file::TEST_LABELS, &labels);
-    t.f16(eval_file::KNN_BANK, 50, 6, &noisy(&base["bank"]));
-    t.i64(eval_file::KNN_BANK_LABELS, &(0..50).map(|i| (i % 2) as i64).collect::<Vec<_>>());
-    t.f16(eval_file::KNN_QUERY, 20, 6, &noisy(&base["query"]));
-    t.i64(eval_file::KNN_QUERY_LABELS, &(0..20).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+    if natural {
+        t.f16(eval_file::KNN_BANK, 50, 6, &noisy(&base["bank"]));
+        t.i64(eval_file::KNN_BANK_LABELS, &(0..50).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+        t.f16(eval_file::KNN_QUERY, 20, 6, &noisy(&base["query"]));
+        t.i64(eval_file::KNN_QUERY_LABELS, &(0..20).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+    }
     t.write(path);
     // The predictions, for checking accuracy by hand.
     let stored: Vec<f64> = logits.iter().map(|x| *x as f32 as f64).collect();
@@ -420,6 +428,39 @@ fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() 
     let (low, high) = (f64_col(&verdicts, "estimate_ci_low")[i], f64_col(&verdicts, "estimate_ci_high")[i]);
     assert!(low <= estimate[i] && estimate[i] <= high, "[{low}, {high}] around {}", estimate[i]);
     assert!(versus.iter().enumerate().all(|(j, v)| (finding[j] == 3) == !v.is_empty()), "versus only in finding 3: {versus:?}");
+}
+
+/// A study with `evaluation.natural_every_epoch = false`: epoch 1 of a
+/// two-epoch run has no natural images; its k-NN columns are null and its
+/// natural probe has no rows, while epoch 0 and the last epoch give every
+/// summary as before.
+#[test]
+fn an_epoch_without_natural_images_has_null_knn_and_the_summaries_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(&CONFIG.replace("fit_levels = 4", "fit_levels = 4\nnatural_every_epoch = false"), Path::new("s.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let base = base_features(&mut rng);
+    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
+    let run = RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: "full".into(), seed: 0 };
+    written_eval(&study.epoch_eval(&run, 1), &base, 1.0, &mut rng, false);
+    eval_file(&study.epoch_eval(&run, 2), &base, 2.0, &mut rng);
+    finish_after_one_epoch(&study, &config, &run);
+    let mut state = RunState::read(&study.run_dir(&run)).unwrap().unwrap();
+    (state.epochs, state.last_finished_epoch) = (2, 2); // finished after two
+    state.write(&study.run_dir(&run)).unwrap();
+    write_study_tables(dir.path()).unwrap();
+    let epochs = read(&study.tables_dir().join("epochs.parquet"));
+    let knn = epochs.column("knn_top1").unwrap().f64().unwrap().clone();
+    assert_eq!((knn.get(0).is_some(), knn.get(1).is_some(), knn.get(2).is_some()), (true, false, true), "{knn:?}");
+    let layers = read(&study.tables_dir().join("layers.parquet"));
+    let (epoch, probe) = (layers.column("epoch").unwrap().u32().unwrap().clone(), str_col(&layers, "probe"));
+    assert!(!(0..layers.height()).any(|i| epoch.get(i) == Some(1) && probe[i] == "natural"), "no natural probe at epoch 1");
+    assert!((0..layers.height()).any(|i| epoch.get(i) == Some(2) && probe[i] == "natural"));
+    let backbones = read(&study.tables_dir().join("backbones.parquet"));
+    assert!(f64_col(&backbones, "knn_after_mean")[0].is_finite() && f64_col(&backbones, "knn_before_mean")[0].is_finite());
 }
 
 /// Two methods, the gentle one with WiSE-FT at α = 0 and 0.5.

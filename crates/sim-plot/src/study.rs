@@ -61,7 +61,9 @@ pub struct EpochRow {
     pub balanced_accuracy: f64,
     pub ece: f64,
     pub similarity: f64,
-    pub knn_top1: f64,
+    /// None for an epoch whose evaluation left the natural images out
+    /// (`evaluation.natural_every_epoch = false`): not epoch 0 nor the last.
+    pub knn_top1: Option<f64>,
 }
 
 /// `wise_ft.parquet`: one row per finished run × WiSE-FT α (α = 1: the last epoch).
@@ -543,7 +545,7 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let (backbone, seed, epoch, status) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.strs(col::STATUS)?);
     let (acc, bal, ece) = (t.values(col::ACCURACY)?, t.values(col::BALANCED_ACCURACY)?, t.values(col::ECE)?);
-    let (sim, knn) = (t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
+    let (sim, knn) = (t.values(col::SIMILARITY)?, t.f64s(col::KNN_TOP1)?);
     // Tables of an earlier version scored epoch 0 by its random head.
     let head = t.optional_strs(col::HEAD)?;
     let head_of = |i: usize| match &head {

@@ -605,6 +605,12 @@ pub struct EvaluationConfig {
     /// Random permutations of a permutation test whose splits are too many
     /// to count them all (then exact).
     pub permutation_resamples: usize,
+    /// Evaluate the natural images (the k-NN bank and queries, the natural
+    /// probe, the attention maps) after every epoch; `false`: at epoch 0,
+    /// after the last epoch and at WiSE-FT's α only, all the figures and
+    /// findings read (the per-epoch k-NN columns are then null between).
+    /// On 2 cores the natural images are most of an evaluation.
+    pub natural_every_epoch: bool,
 }
 
 impl Default for EvaluationConfig {
@@ -623,6 +629,7 @@ impl Default for EvaluationConfig {
             bootstrap_resamples: 1000,
             bootstrap_seed: 0,
             permutation_resamples: 10_000,
+            natural_every_epoch: true,
         }
     }
 }

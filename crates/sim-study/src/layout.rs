@@ -38,6 +38,7 @@
 
 use crate::config::{DatasetId, RunId, StudyConfig};
 use crate::write_atomic;
+use sha2::Digest;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -227,6 +228,17 @@ impl StudyDir {
         let config = StudyConfig::from_file(&path).map_err(|e| e.to_string())?;
         let recorded = std::fs::read_to_string(self.config_hash()).map_err(|e| format!("{}: {e}", self.config_hash().display()))?;
         if recorded.trim() != config.hash() {
+            // The file as written, read by a version whose config has more
+            // fields (or other defaults): not an edit.
+            let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if recorded.trim() == hex::encode(sha2::Sha256::digest(&text)) {
+                return Err(format!(
+                    "{} was written by an earlier version of this tool, whose config had other fields or defaults: \
+                     its runs were made under settings this version would read differently. Run the config into a new study.output_dir \
+                     (or use the version that made it to read it)",
+                    path.display()
+                ));
+            }
             return Err(format!(
                 "{} does not match the hash its runs were made with ({} in {}, {} now): it was edited by hand. \
                  Restore it (the runs' config is the one of the config file the study was run with), \
@@ -338,6 +350,13 @@ mod tests {
         std::fs::write(study.resolved_config(), text.replace("similarity_threshold = 0.5", "similarity_threshold = 0.9")).unwrap();
         let msg = study.read_config().unwrap_err();
         assert!(msg.contains("study.toml does not match") && msg.contains("study.sha256") && msg.contains("edited by hand"), "{msg}");
+        // Unedited, but read by a version whose config has a field more: said so.
+        let earlier = text.replace("permutation_resamples = 10000\nnatural_every_epoch = true\n", "permutation_resamples = 10000\n");
+        assert_ne!(earlier, text, "the test removes a field");
+        std::fs::write(study.resolved_config(), &earlier).unwrap();
+        std::fs::write(study.config_hash(), hex::encode(sha2::Sha256::digest(earlier.as_bytes()))).unwrap();
+        let msg = study.read_config().unwrap_err();
+        assert!(msg.contains("earlier version of this tool") && !msg.contains("edited by hand"), "{msg}");
     }
 
     #[test]

@@ -214,7 +214,8 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         };
         let train_time = epoch_start.elapsed().as_secs_f64();
         if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
-            let tensors = evaluate(&training.model.valid(), &sets, device);
+            let model = training.model.valid();
+            let tensors = if epoch == t.epochs || config.evaluation.natural_every_epoch { evaluate(&model, &sets, device) } else { evaluate_medical(&model, &sets, device) };
             let metadata = provenance.metadata(Some(&run.dataset), Some(seed), epoch, None, &backbone_sha256);
             write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata))?;
             crash::point("evaluation-written");
