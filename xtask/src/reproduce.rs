@@ -284,15 +284,14 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
             let step = run_pool.install(|| time_step(&model, config.training.batch_size, b.input_size as usize, classes, &BatchParts::for_training(&config.training), &device));
             let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
             // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.
-            let run_seconds = cost.train_seconds * config.training.epochs as f64 + cost.eval_seconds * cost.evaluations as f64;
-            let all = run_seconds * runs as f64 + cost.eval_seconds;
-            let disk = cost.disk_bytes() * runs as u64 + cost.eval_bytes;
+            let all = cost.run_seconds(config.training.epochs) * runs as f64 + cost.full_evaluation().seconds;
+            let disk = cost.disk_bytes() * runs as u64 + cost.full_evaluation().bytes;
             println!(
                 "{dataset:<16} {:<16} {runs:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
                 b.name,
                 config.training.epochs,
                 cost.evaluations * runs + 1,
-                cost.epoch_seconds(),
+                cost.run_seconds(config.training.epochs) / config.training.epochs as f64,
                 human_seconds(all),
                 human_bytes(disk)
             );

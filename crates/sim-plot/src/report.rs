@@ -541,7 +541,12 @@ fn by_measure(study: &Study) -> String {
     }
     let claims = [(1, "1. runs besides θ* inside T_X"), (2, "2. ECE linear in similarity"), (3, "3. supervised forgets less (k-NN top-1)")];
     let several = study.several_facets();
-    let mut t = String::from(if several { "| data set / method | finding |" } else { "| finding |" });
+    let facet = match (study.several_datasets(), study.methods.len() > 1) {
+        (true, true) => "data set / method",
+        (false, true) => "method",
+        _ => "data set",
+    };
+    let mut t = if several { format!("| {facet} | finding |") } else { "| finding |".to_string() };
     for (heading, ..) in MEASURES {
         t.push_str(&format!(" {heading} |"));
     }

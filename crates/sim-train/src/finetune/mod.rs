@@ -196,7 +196,7 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     };
     let step_seconds = plan::time_step(&training.model, t.batch_size, size as usize, classes, &sets.parts, device);
     let cost = plan::RunCost::new(config, &training.model, images, train.len(), step_seconds);
-    tracing::info!("{}; method {} ({:?})", cost.describe(&bcfg.name, size), run.method, method_config.kind);
+    tracing::info!("{}; method {} ({:?})", cost.describe(&bcfg.name, size, t.epochs), run.method, method_config.kind);
 
     for epoch in resumed_at + 1..=t.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -21,9 +21,16 @@ pub struct EvalImages {
 }
 
 impl EvalImages {
-    fn total(&self) -> usize {
-        self.medical_test + self.natural_probe + self.knn_bank + self.knn_query
+    fn natural(&self) -> usize {
+        self.natural_probe + self.knn_bank + self.knn_query
     }
+}
+
+/// What one evaluation's part costs: seconds and bytes on disk.
+#[derive(Debug, Clone, Copy)]
+pub struct PartCost {
+    pub seconds: f64,
+    pub bytes: u64,
 }
 
 /// The cost of one run of a backbone.
@@ -33,10 +40,15 @@ pub struct RunCost {
     pub train_images: usize,
     /// Evaluation files the run writes (`dump.epochs`, or every epoch).
     pub evaluations: usize,
-    pub eval_bytes: u64,
+    /// Those of them with the natural images (every one, or only the last
+    /// epoch's with `evaluation.natural_every_epoch = false`).
+    pub natural_evaluations: usize,
+    /// The medical test set's part of an evaluation, and the natural images'.
+    pub medical: PartCost,
+    pub natural: PartCost,
     pub checkpoint_bytes: u64,
+    /// Seconds of one epoch's training.
     pub train_seconds: f64,
-    pub eval_seconds: f64,
 }
 
 impl RunCost {
@@ -45,31 +57,55 @@ impl RunCost {
         let width = model.backbone.width();
         let layers = config.dump.layers.as_ref().map_or(model.backbone.depth() + 1, |l| l.len()) + 1;
         // f16 features: CLS and patch mean per dumped layer on both probes, final CLS on the k-NN sets.
-        let probe_rows = images.medical_test + images.natural_probe;
-        let eval_bytes = (probe_rows * width * 2 * 2 * layers + (images.knn_bank + images.knn_query) * width * 2) as u64;
+        let probe_bytes = |rows: usize| (rows * width * 2 * 2 * layers) as u64;
+        // Evaluation is forward only: about a third of a training image's cost.
+        let forward = |images: usize| step_seconds / config.training.batch_size as f64 * images as f64 / 3.0;
         let params = model.num_params();
         let steps = train_images.div_ceil(config.training.batch_size);
-        let train_seconds = step_seconds * steps as f64;
-        // Evaluation is forward only: about a third of a training image's cost.
-        let eval_seconds = step_seconds / config.training.batch_size as f64 * images.total() as f64 / 3.0;
+        let epochs = config.training.epochs;
+        let evaluations = config.dump.epochs.as_ref().map_or(epochs as usize, |e| e.len());
+        let natural_evaluations = if config.evaluation.natural_every_epoch {
+            evaluations
+        } else {
+            usize::from(config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epochs)))
+        };
         RunCost {
             params,
             train_images,
-            evaluations: config.dump.epochs.as_ref().map_or(config.training.epochs as usize, |e| e.len()),
-            eval_bytes,
+            evaluations,
+            natural_evaluations,
+            medical: PartCost { seconds: forward(images.medical_test), bytes: probe_bytes(images.medical_test) },
+            natural: PartCost {
+                seconds: forward(images.natural()),
+                bytes: probe_bytes(images.natural_probe) + ((images.knn_bank + images.knn_query) * width * 2) as u64,
+            },
             checkpoint_bytes: (params * 4 * 5) as u64, // weights + two Adam moments per optimiser, roughly
-            train_seconds,
-            eval_seconds,
+            train_seconds: step_seconds * steps as f64,
         }
     }
 
-    pub fn epoch_seconds(&self) -> f64 {
-        self.train_seconds + self.eval_seconds
+    /// Epoch 0's evaluation (every part), once per data set and backbone.
+    pub fn full_evaluation(&self) -> PartCost {
+        PartCost { seconds: self.medical.seconds + self.natural.seconds, bytes: self.medical.bytes + self.natural.bytes }
+    }
+
+    /// Every evaluation of a run together.
+    pub fn run_evaluations(&self) -> PartCost {
+        let (m, n) = (self.evaluations as f64, self.natural_evaluations as f64);
+        PartCost {
+            seconds: m * self.medical.seconds + n * self.natural.seconds,
+            bytes: self.evaluations as u64 * self.medical.bytes + self.natural_evaluations as u64 * self.natural.bytes,
+        }
+    }
+
+    /// A run's seconds: its epochs' training and its evaluations.
+    pub fn run_seconds(&self, epochs: u32) -> f64 {
+        self.train_seconds * epochs as f64 + self.run_evaluations().seconds
     }
 
     /// A finished run's files: its evaluations and its one checkpoint.
     pub fn disk_bytes(&self) -> u64 {
-        self.evaluations as u64 * self.eval_bytes + self.checkpoint_bytes
+        self.run_evaluations().bytes + self.checkpoint_bytes
     }
 }
 
@@ -107,20 +143,21 @@ pub fn median_step_seconds<B: Backend>(device: &B::Device, mut step: impl FnMut(
 
 impl RunCost {
     /// The line a run logs before training: size, expected time and disk.
-    pub fn describe(&self, backbone: &str, input_size: u32) -> String {
+    pub fn describe(&self, backbone: &str, input_size: u32, epochs: u32) -> String {
+        let evaluations = self.run_evaluations();
         format!(
-            "{backbone}: {} parameters, {} training images at {input_size} px; expect about {:.0} s per epoch ({:.0} s training, {:.0} s evaluation) \
-             and {:.1} MB on disk ({} evaluations of {:.1} MB, one checkpoint of {:.1} MB)",
+            "{backbone}: {} parameters, {} training images at {input_size} px; expect about {:.0} s ({:.0} s training per epoch, {:.0} s evaluating in all) \
+             and {:.1} MB on disk ({} evaluations, {} of them with the natural images, {:.1} MB; one checkpoint of {:.1} MB)",
             self.params,
             self.train_images,
-            self.epoch_seconds(),
+            self.run_seconds(epochs),
             self.train_seconds,
-            self.eval_seconds,
+            evaluations.seconds,
             self.disk_bytes() as f64 / 1e6,
             self.evaluations,
-            self.eval_bytes as f64 / 1e6,
+            self.natural_evaluations,
+            evaluations.bytes as f64 / 1e6,
             self.checkpoint_bytes as f64 / 1e6,
         )
     }
 }
-
