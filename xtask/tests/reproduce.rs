@@ -196,7 +196,8 @@ fn a_sim_blas_that_does_not_load_stops_the_study_before_anything_is_written() {
 }
 
 /// The smoke study from nothing to its report: every figure (but WiSE-FT's:
-/// no method asks for it), table and the report are written; a second call
+/// no method asks for it; nor the learning curves: its backbones are
+/// files), table and the report are written; a second call
 /// keeps them.
 #[test]
 fn smoke_study_runs_from_data_to_report() {
@@ -205,12 +206,13 @@ fn smoke_study_runs_from_data_to_report() {
     let study = out.path().join("smoke");
     run(reproduce(&config_path("smoke.toml"), &study, &["--jobs", "2"]));
     let figures = sim_plot::figures_dir(&study);
-    for name in sim_plot::figures::NAMES.iter().filter(|n| !["fig3_attention", "wise_ft_path"].contains(*n)) {
+    for name in sim_plot::figures::NAMES.iter().filter(|n| !["fig3_attention", "wise_ft_path", "pretrain_knn"].contains(*n)) {
         for ext in ["png", "svg"] {
             assert!(figures.join(format!("{name}.{ext}")).exists(), "{name}.{ext}");
         }
     }
     assert!(!figures.join("wise_ft_path.png").exists(), "no method asks for WiSE-FT");
+    assert!(!figures.join("pretrain_knn.png").exists(), "no backbone pre-trained here: no learning curves");
     for backbone in ["vit-tiny", "dinov2-tiny"] {
         assert!(figures.join(format!("fig3_attention_{backbone}.png")).exists(), "fig3 of {backbone}");
     }
