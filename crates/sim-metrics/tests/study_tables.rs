@@ -113,6 +113,17 @@ fn base_features(rng: &mut ChaCha8Rng) -> HashMap<String, Vec<f64>> {
     base
 }
 
+/// A study folder in a new temporary directory, its config read from
+/// `text` and written resolved, as `sim-train` leaves it before any run.
+fn new_study(text: &str) -> (tempfile::TempDir, StudyConfig, StudyDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StudyConfig::from_toml_str(text, Path::new("study.toml")).unwrap();
+    config.study.output_dir = Some(dir.path().to_owned());
+    let study = StudyDir::new(dir.path());
+    study.write_resolved_config(&config).unwrap();
+    (dir, config, study)
+}
+
 fn read(path: &Path) -> DataFrame {
     ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
 }
@@ -132,11 +143,7 @@ fn str_col(df: &DataFrame, name: &str) -> Vec<String> {
 
 #[test]
 fn study_tables_have_their_schema_and_hand_checkable_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StudyConfig::from_toml_str(CONFIG, Path::new("synthetic.toml")).unwrap();
-    config.study.output_dir = Some(dir.path().to_owned());
-    let study = StudyDir::new(dir.path());
-    study.write_resolved_config(&config).unwrap();
+    let (dir, config, study) = new_study(CONFIG);
 
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let base = base_features(&mut rng);
@@ -302,11 +309,7 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
         "[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"",
         "[[datasets.medical]]\nkind = \"ham10000\"\nroot = \"ham10000\"\n[[datasets.medical]]\nname = \"xray\"\nkind = \"medmnist\"\nroot = \"x.npz\"",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StudyConfig::from_toml_str(&text, Path::new("two.toml")).unwrap();
-    config.study.output_dir = Some(dir.path().to_owned());
-    let study = StudyDir::new(dir.path());
-    study.write_resolved_config(&config).unwrap();
+    let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     // xray drifts further from θ₀ than ham10000; seeds 0 and 1 of each finish, 2 and 3 never start.
     for (dataset, drift) in [("ham10000", 1.0), ("xray", 3.0)] {
@@ -367,11 +370,7 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
 #[test]
 fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() {
     let text = format!("{CONFIG}[[backbones]]\nname = \"dino\"\ncheckpoint = \"dino.safetensors\"\nfamily = \"dinov2\"\ninput_size = 32\n");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StudyConfig::from_toml_str(&text, Path::new("two.toml")).unwrap();
-    config.study.output_dir = Some(dir.path().to_owned());
-    let study = StudyDir::new(dir.path());
-    study.write_resolved_config(&config).unwrap();
+    let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for (backbone, drift) in [("tiny", 1.0), ("dino", 2.0)] {
         let base = base_features(&mut rng);
@@ -436,11 +435,7 @@ fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() 
 /// summary as before.
 #[test]
 fn an_epoch_without_natural_images_has_null_knn_and_the_summaries_stand() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StudyConfig::from_toml_str(&CONFIG.replace("fit_levels = 4", "fit_levels = 4\nnatural_every_epoch = false"), Path::new("s.toml")).unwrap();
-    config.study.output_dir = Some(dir.path().to_owned());
-    let study = StudyDir::new(dir.path());
-    study.write_resolved_config(&config).unwrap();
+    let (dir, config, study) = new_study(&CONFIG.replace("fit_levels = 4", "fit_levels = 4\nnatural_every_epoch = false"));
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let base = base_features(&mut rng);
     eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
@@ -467,11 +462,7 @@ fn an_epoch_without_natural_images_has_null_knn_and_the_summaries_stand() {
 #[test]
 fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_path() {
     let text = format!("{CONFIG}[[methods]]\nname = \"heavy\"\nkind = \"full\"\n[[methods]]\nname = \"gentle\"\nkind = \"full\"\nlayer_decay = 0.5\nwise_ft = [0.0, 0.5]\n");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StudyConfig::from_toml_str(&text, Path::new("methods.toml")).unwrap();
-    config.study.output_dir = Some(dir.path().to_owned());
-    let study = StudyDir::new(dir.path());
-    study.write_resolved_config(&config).unwrap();
+    let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let base = base_features(&mut rng);
     eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
