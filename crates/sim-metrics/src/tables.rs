@@ -630,7 +630,8 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
     let left: Vec<Vec<&LeftOut<'_>>> = names.iter().map(|n| left_out.iter().filter(|l| l.backbone == *n).collect()).collect();
     // A run whose last evaluation left the natural images out (a `dump.epochs`
     // without the last epoch) has no k-NN after: left out of those means.
-    let metrics: [(&str, fn(&Run<'_>, usize) -> Option<f64>); 7] = [
+    type RunMetric = fn(&Run<'_>, usize) -> Option<f64>;
+    let metrics: [(&str, RunMetric); 7] = [
         (col::ACCURACY, |r, _| Some(r.last().accuracy)),
         (col::BALANCED_ACCURACY, |r, _| Some(r.last().balanced_accuracy)),
         (col::MACRO_F1, |r, _| Some(r.last().macro_f1)),

@@ -12,11 +12,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use sim_study::pretrain::Objective;
 
+/// A pre-trained backbone's name, its (epoch, k-NN %) points, and its last
+/// epoch's prototypes in use (DINO) of its `out_dim`.
+type Curve = (String, Vec<(f64, f64)>, Option<(f64, usize)>);
+
 pub struct LearningCurves {
     backbones: Vec<String>,
-    /// Per pre-trained backbone: name, (epoch, k-NN %) points, the last
-    /// epoch's prototypes in use (DINO) of its `out_dim`.
-    curves: Vec<(String, Vec<(f64, f64)>, Option<(f64, usize)>)>,
+    curves: Vec<Curve>,
     /// Per backbone not trained: name, k-NN % (its epoch 0's).
     levels: Vec<(String, f64)>,
 }
