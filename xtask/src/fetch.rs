@@ -76,10 +76,17 @@ pub fn official_sources() -> Vec<Source> {
     vec![
         Source {
             name: "ham10000".into(),
-            downloads: ["ISIC2018_Task3_Training_Input.zip", "ISIC2018_Task3_Training_GroundTruth.zip", "ISIC2018_Task3_Training_LesionGroupings.csv"]
-                .iter()
-                .map(|f| Download { url: format!("{isic}/{f}"), checksum: Checksum::Unpublished })
-                .collect(),
+            downloads: [
+                "ISIC2018_Task3_Training_Input.zip",
+                "ISIC2018_Task3_Training_GroundTruth.zip",
+                "ISIC2018_Task3_Training_LesionGroupings.csv",
+            ]
+            .iter()
+            .map(|f| Download {
+                url: format!("{isic}/{f}"),
+                checksum: Checksum::Unpublished,
+            })
+            .collect(),
             layout: Layout::Ham10000FromIsic,
             expected_images: 10_015,
         },
@@ -173,7 +180,10 @@ fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let part = path.with_file_name(format!("{}.part", path.file_name().unwrap_or_default().to_string_lossy()));
+    let part = path.with_file_name(format!(
+        "{}.part",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let have = fs::metadata(&part).map_or(0, |m| m.len());
     let mut request = ureq::get(&d.url);
     if have > 0 {
@@ -186,8 +196,20 @@ fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
     // 206: the rest of the file; 200: the whole file (the server ignored the range).
     let resumed = response.status().as_u16() == 206;
     let mut body = response.into_body().into_reader();
-    let mut out = fs::OpenOptions::new().create(true).write(true).append(resumed).truncate(!resumed).open(&part).with_context(|| format!("creating {}", part.display()))?;
-    std::io::copy(&mut body, &mut out).with_context(|| format!("downloading {} (the part so far stays in {}; run again to continue)", d.url, part.display()))?;
+    let mut out = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resumed)
+        .truncate(!resumed)
+        .open(&part)
+        .with_context(|| format!("creating {}", part.display()))?;
+    std::io::copy(&mut body, &mut out).with_context(|| {
+        format!(
+            "downloading {} (the part so far stays in {}; run again to continue)",
+            d.url,
+            part.display()
+        )
+    })?;
     out.sync_all()?;
     drop(out);
     if let Err(e) = verify(d, &part, &mut fs::File::open(&part)?) {
@@ -202,7 +224,9 @@ fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> 
     let (mut md5, mut sha) = (Md5::new(), Sha256::new());
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -212,15 +236,26 @@ fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> 
     let (md5, sha) = (hex::encode(md5.finalize()), hex::encode(sha.finalize()));
     match &d.checksum {
         Checksum::Md5(want) if !want.eq_ignore_ascii_case(&md5) => {
-            bail!("{}: MD5 is {md5}, expected {want} (from {})", path.display(), d.url)
+            bail!(
+                "{}: MD5 is {md5}, expected {want} (from {})",
+                path.display(),
+                d.url
+            )
         }
         Checksum::Md5(_) => {}
         Checksum::Sha256(want) if !want.eq_ignore_ascii_case(&sha) => {
-            bail!("{}: SHA-256 is {sha}, expected {want} (published for {})", path.display(), d.url)
+            bail!(
+                "{}: SHA-256 is {sha}, expected {want} (published for {})",
+                path.display(),
+                d.url
+            )
         }
         Checksum::Sha256(_) => {}
         Checksum::Unpublished => {
-            println!("{}: SHA-256 {sha} (no published checksum; contents are checked after unpacking)", d.file_name())
+            println!(
+                "{}: SHA-256 {sha} (no published checksum; contents are checked after unpacking)",
+                d.file_name()
+            )
         }
     }
     Ok(())
@@ -228,11 +263,16 @@ fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> 
 
 fn unpack(file: &Path, into: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(into)?;
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let open = || fs::File::open(file).with_context(|| format!("opening {}", file.display()));
     if name.ends_with(".zip") {
-        let mut zip = zip::ZipArchive::new(open()?).with_context(|| format!("{} is not a zip archive", file.display()))?;
-        zip.extract(into).with_context(|| format!("unpacking {}", file.display()))?;
+        let mut zip = zip::ZipArchive::new(open()?)
+            .with_context(|| format!("{} is not a zip archive", file.display()))?;
+        zip.extract(into)
+            .with_context(|| format!("unpacking {}", file.display()))?;
     } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
         tar::Archive::new(flate2::read::GzDecoder::new(open()?))
             .unpack(into)
@@ -248,17 +288,24 @@ fn unpack(file: &Path, into: &Path) -> anyhow::Result<()> {
 /// sex, localization) are left empty.
 fn assemble_ham10000(unpacked: &Path, out: &Path) -> anyhow::Result<()> {
     let input = unpacked.join("ISIC2018_Task3_Training_Input");
-    let ground_truth = unpacked.join("ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv");
+    let ground_truth = unpacked
+        .join("ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv");
     let groups = unpacked.join("ISIC2018_Task3_Training_LesionGroupings.csv");
     let isic = sim_train::data::isic2018::read(&ground_truth, &input, Some(&groups))?;
     let images = out.join("images");
     fs::create_dir_all(&images)?;
     let mut csv = String::from("lesion_id,image_id,dx,dx_type,age,sex,localization\n");
     for s in &isic.samples {
-        let sim_train::data::ImageSource::File(src) = &s.source else { unreachable!("the ISIC reader lists files") };
+        let sim_train::data::ImageSource::File(src) = &s.source else {
+            unreachable!("the ISIC reader lists files")
+        };
         let file_name = src.file_name().context("image without a file name")?;
-        fs::rename(src, images.join(file_name)).with_context(|| format!("moving {}", src.display()))?;
-        csv.push_str(&format!("{},{},{},,,,\n", s.group, s.id, HAM10000_CLASSES[s.label]));
+        fs::rename(src, images.join(file_name))
+            .with_context(|| format!("moving {}", src.display()))?;
+        csv.push_str(&format!(
+            "{},{},{},,,,\n",
+            s.group, s.id, HAM10000_CLASSES[s.label]
+        ));
     }
     fs::File::create(out.join("HAM10000_metadata.csv"))?.write_all(csv.as_bytes())?;
     Ok(())
@@ -272,7 +319,8 @@ fn assemble_image_folder(unpacked: &Path, out: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("no folder with train/ in {}", unpacked.display()))?;
     fs::create_dir_all(out)?;
     for split in ["train", "val"] {
-        fs::rename(top.join(split), out.join(split)).with_context(|| format!("no {split}/ in {}", top.display()))?;
+        fs::rename(top.join(split), out.join(split))
+            .with_context(|| format!("no {split}/ in {}", top.display()))?;
     }
     Ok(())
 }
@@ -283,7 +331,9 @@ fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
         Layout::Ham10000FromIsic => DatasetKind::Ham10000,
         Layout::ImagenetteFolder => DatasetKind::ImageFolder,
     };
-    Ok(Dataset::load(&DatasetConfig::new(kind, folder))?.samples.len())
+    Ok(Dataset::load(&DatasetConfig::new(kind, folder))?
+        .samples
+        .len())
 }
 
 #[cfg(test)]
@@ -299,11 +349,18 @@ struct HubFile {
 }
 
 fn parse_source(source: &str) -> anyhow::Result<HubFile> {
-    let rest = source.strip_prefix("hf:").with_context(|| format!("source `{source}`: only `hf:<owner>/<repo>/<file>` is known"))?;
+    let rest = source
+        .strip_prefix("hf:")
+        .with_context(|| format!("source `{source}`: only `hf:<owner>/<repo>/<file>` is known"))?;
     let mut parts = rest.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(owner), Some(repo), Some(file)) if !owner.is_empty() && !repo.is_empty() && !file.is_empty() => {
-            Ok(HubFile { repo: format!("{owner}/{repo}"), file: file.to_string() })
+        (Some(owner), Some(repo), Some(file))
+            if !owner.is_empty() && !repo.is_empty() && !file.is_empty() =>
+        {
+            Ok(HubFile {
+                repo: format!("{owner}/{repo}"),
+                file: file.to_string(),
+            })
         }
         _ => bail!("source `{source}`: expected `hf:<owner>/<repo>/<file>`"),
     }
@@ -312,34 +369,71 @@ fn parse_source(source: &str) -> anyhow::Result<HubFile> {
 /// The SHA-256 the Hub lists for a file (its LFS object id).
 fn hub_sha256(hub: &str, f: &HubFile) -> anyhow::Result<String> {
     let url = format!("{hub}/api/models/{}/tree/main?recursive=true", f.repo);
-    let text = ureq::get(&url).call().with_context(|| format!("GET {url}"))?.into_body().read_to_string().with_context(|| format!("reading {url}"))?;
-    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).with_context(|| format!("{url}: not a file listing"))?;
-    let entry = entries.iter().find(|e| e["path"] == f.file.as_str()).with_context(|| format!("{}: no file `{}` on the Hub", f.repo, f.file))?;
-    entry["lfs"]["oid"].as_str().map(str::to_owned).with_context(|| format!("{}/{}: the Hub lists no SHA-256 for it (not an LFS file)", f.repo, f.file))
+    let text = ureq::get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))?
+        .into_body()
+        .read_to_string()
+        .with_context(|| format!("reading {url}"))?;
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(&text).with_context(|| format!("{url}: not a file listing"))?;
+    let entry = entries
+        .iter()
+        .find(|e| e["path"] == f.file.as_str())
+        .with_context(|| format!("{}: no file `{}` on the Hub", f.repo, f.file))?;
+    entry["lfs"]["oid"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "{}/{}: the Hub lists no SHA-256 for it (not an LFS file)",
+                f.repo, f.file
+            )
+        })
 }
 
 /// Downloads every backbone file of `config` that has a `source` and is not
 /// there yet; returns the files fetched. `hub` is the Hub's address (a mirror,
 /// or a test's server).
-pub fn fetch_checkpoints(config: &sim_study::StudyConfig, config_dir: &Path, hub: &str) -> anyhow::Result<Vec<PathBuf>> {
+pub fn fetch_checkpoints(
+    config: &sim_study::StudyConfig,
+    config_dir: &Path,
+    hub: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut fetched = Vec::new();
     for b in &config.backbones {
         // Pre-trained by the tool: nothing to download.
-        let Some(path) = b.checkpoint_path(config_dir) else { continue };
+        let Some(path) = b.checkpoint_path(config_dir) else {
+            continue;
+        };
         let Some(source) = &b.source else {
             if !path.exists() {
-                println!("backbones `{}`: {} is missing and has no `source` to fetch it from", b.name, path.display());
+                println!(
+                    "backbones `{}`: {} is missing and has no `source` to fetch it from",
+                    b.name,
+                    path.display()
+                );
             }
             continue;
         };
         if path.exists() {
-            println!("backbones `{}`: present at {}, skipped", b.name, path.display());
+            println!(
+                "backbones `{}`: present at {}, skipped",
+                b.name,
+                path.display()
+            );
             continue;
         }
         let file = parse_source(source).with_context(|| format!("backbones `{}`", b.name))?;
         let sha256 = hub_sha256(hub, &file)?;
-        let download = Download { url: format!("{hub}/{}/resolve/main/{}", file.repo, file.file), checksum: Checksum::Sha256(sha256) };
-        fetched.push(download_verified(&download, &path).with_context(|| format!("backbones `{}`", b.name))?);
+        let download = Download {
+            url: format!("{hub}/{}/resolve/main/{}", file.repo, file.file),
+            checksum: Checksum::Sha256(sha256),
+        };
+        fetched.push(
+            download_verified(&download, &path)
+                .with_context(|| format!("backbones `{}`", b.name))?,
+        );
     }
     Ok(fetched)
 }

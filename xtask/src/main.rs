@@ -141,34 +141,80 @@ fn main() -> anyhow::Result<()> {
     // The tables stage multiplies on it: a bad SIM_BLAS stops here, not after the runs.
     sim_metrics::blas::load_from_env().map_err(anyhow::Error::msg)?;
     match cli.command {
-        Command::Reproduce { config, fetch_missing, jobs, gpus, output, executor, dry_run, status, plan } => {
+        Command::Reproduce {
+            config,
+            fetch_missing,
+            jobs,
+            gpus,
+            output,
+            executor,
+            dry_run,
+            status,
+            plan,
+        } => {
             if status {
                 return reproduce::status(&reproduce::load_config(&config, output.as_deref())?);
             }
-            let gpus = if gpus.is_empty() && cfg!(feature = "cuda") { sweep::detect_gpus() } else { gpus };
+            let gpus = if gpus.is_empty() && cfg!(feature = "cuda") {
+                sweep::detect_gpus()
+            } else {
+                gpus
+            };
             let jobs = jobs.unwrap_or_else(|| sweep::default_jobs(&gpus));
             if plan {
-                return reproduce::plan(&config, &reproduce::load_config(&config, output.as_deref())?, jobs.max(1));
+                return reproduce::plan(
+                    &config,
+                    &reproduce::load_config(&config, output.as_deref())?,
+                    jobs.max(1),
+                );
             }
-            reproduce::run(&config, fetch_missing, executor, dry_run, &sweep::SweepOptions { jobs, gpus, output })
+            reproduce::run(
+                &config,
+                fetch_missing,
+                executor,
+                dry_run,
+                &sweep::SweepOptions { jobs, gpus, output },
+            )
         }
         Command::FetchCheckpoints { config: path, hub } => {
             let config = sim_study::StudyConfig::from_file(&path)?;
-            let fetched = fetch::fetch_checkpoints(&config, path.parent().unwrap_or(std::path::Path::new(".")), &hub)?;
+            let fetched = fetch::fetch_checkpoints(
+                &config,
+                path.parent().unwrap_or(std::path::Path::new(".")),
+                &hub,
+            )?;
             println!("{} backbone file(s) fetched", fetched.len());
             Ok(())
         }
-        Command::Finish { config, output } => reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?).map(|_| ()),
-        Command::RunOne { config: path, dataset, method, backbone, seed, index, output } => {
+        Command::Finish { config, output } => {
+            reproduce::finish_study(&reproduce::load_config(&config, output.as_deref())?)
+                .map(|_| ())
+        }
+        Command::RunOne {
+            config: path,
+            dataset,
+            method,
+            backbone,
+            seed,
+            index,
+            output,
+        } => {
             let config = reproduce::load_config(&path, output.as_deref())?;
             let run = match (backbone, seed, index) {
-                (Some(backbone), Some(seed), None) => config.run_named(dataset, backbone, method, seed).map_err(anyhow::Error::msg)?,
+                (Some(backbone), Some(seed), None) => config
+                    .run_named(dataset, backbone, method, seed)
+                    .map_err(anyhow::Error::msg)?,
                 (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
                 _ => anyhow::bail!("run-one takes [--dataset] --backbone and --seed, or --index"),
             };
             match reproduce::run_one(&config, &path, &run) {
                 // Another process holds the run: the sweep leaves it to that one.
-                Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock)) => {
+                Err(e)
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::WouldBlock)
+                    }) =>
+                {
                     eprintln!("Error: {e:#}");
                     std::process::exit(sweep::RUN_HELD_ELSEWHERE)
                 }
@@ -180,7 +226,10 @@ fn main() -> anyhow::Result<()> {
             let mut sources = fetch::official_sources();
             if let Some(name) = only {
                 sources.retain(|s| s.name == name);
-                anyhow::ensure!(!sources.is_empty(), "--only {name}: known data sets are ham10000 and imagenette");
+                anyhow::ensure!(
+                    !sources.is_empty(),
+                    "--only {name}: known data sets are ham10000 and imagenette"
+                );
             }
             if let Some(mirror) = mirror {
                 sources = fetch::with_mirror(sources, &mirror);

@@ -6,11 +6,11 @@
 use crate::fetch;
 use crate::slurm;
 use crate::sweep::{SweepOptions, human_seconds, sweep, threads_per_run};
-use sim_study::run_state::{RunState, Status};
 use anyhow::{Context, bail};
 use sim_study::StudyConfig;
 use sim_study::config::{DatasetId, RunId};
 use sim_study::pretrain::Objective;
+use sim_study::run_state::{RunState, Status};
 use sim_train::CpuBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::finetune::{self, Outcome};
@@ -30,7 +30,13 @@ pub enum Executor {
     Slurm,
 }
 
-pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run: bool, options: &SweepOptions) -> anyhow::Result<()> {
+pub fn run(
+    config_path: &Path,
+    fetch_missing: bool,
+    executor: Executor,
+    dry_run: bool,
+    options: &SweepOptions,
+) -> anyhow::Result<()> {
     let config = load_config(config_path, options.output.as_deref())?;
     check_output_folder(&config.output_dir())?;
     if executor == Executor::Slurm {
@@ -38,24 +44,43 @@ pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run:
     }
     ensure_data(&config, fetch_missing)?;
     if fetch_missing {
-        fetch::fetch_checkpoints(&config, config_path.parent().unwrap_or(Path::new(".")), fetch::HUB)?;
+        fetch::fetch_checkpoints(
+            &config,
+            config_path.parent().unwrap_or(Path::new(".")),
+            fetch::HUB,
+        )?;
     }
     prepare_study(config_path, &config)?;
     pretrain_backbones(&config)?;
     match executor {
         Executor::Local => {
             let report = sweep(config_path, &config, options)?;
-            println!("runs: {} finished before, {} finished now, {} failed", report.finished_before, report.finished_now, report.failures.len());
+            println!(
+                "runs: {} finished before, {} finished now, {} failed",
+                report.finished_before,
+                report.finished_now,
+                report.failures.len()
+            );
             let finished = finish_study(&config);
             for (run, holder) in &report.elsewhere {
-                println!("run {run}: left to {holder}, which is running it; the tables and figures are made again when it ends");
+                println!(
+                    "run {run}: left to {holder}, which is running it; the tables and figures are made again when it ends"
+                );
             }
             if !report.failures.is_empty() {
-                let list: Vec<String> =
-                    report.failures.iter().map(|f| format!("  {}: {} (log: {})", f.run, f.error, f.log.display())).collect();
+                let list: Vec<String> = report
+                    .failures
+                    .iter()
+                    .map(|f| format!("  {}: {} (log: {})", f.run, f.error, f.log.display()))
+                    .collect();
                 let made = match &finished {
-                    Ok(true) => "the tables, figures and report hold the runs that finished".to_string(),
-                    Ok(false) => format!("no run finished an epoch: {} lists them", sim_plot::report_path(&config.output_dir()).display()),
+                    Ok(true) => {
+                        "the tables, figures and report hold the runs that finished".to_string()
+                    }
+                    Ok(false) => format!(
+                        "no run finished an epoch: {} lists them",
+                        sim_plot::report_path(&config.output_dir()).display()
+                    ),
                     Err(e) => format!("the tables and figures could not be made: {e:#}"),
                 };
                 bail!("{} run(s) failed; {made}:\n{}", list.len(), list.join("\n"));
@@ -65,11 +90,18 @@ pub fn run(config_path: &Path, fetch_missing: bool, executor: Executor, dry_run:
         Executor::Slurm => {
             let scripts = slurm::write_scripts(config_path, &config)?;
             if dry_run {
-                println!("written, not submitted (--dry-run):\n  {}\n  {}", scripts.array.display(), scripts.finish.display());
+                println!(
+                    "written, not submitted (--dry-run):\n  {}\n  {}",
+                    scripts.array.display(),
+                    scripts.finish.display()
+                );
             } else {
                 let (array, finish) = slurm::submit(&scripts)?;
                 let record = format!("array = \"{array}\"\nfinish = \"{finish}\"\n");
-                sim_study::write_atomic(&slurm::slurm_dir(&config.output_dir()).join("jobs.toml"), record.as_bytes())?;
+                sim_study::write_atomic(
+                    &slurm::slurm_dir(&config.output_dir()).join("jobs.toml"),
+                    record.as_bytes(),
+                )?;
                 println!(
                     "submitted: job array {array} ({} runs), then job {finish} for the tables, figures and report; \
                      `cargo xtask reproduce --status --config {}` shows where the runs are",
@@ -99,7 +131,9 @@ pub fn run_one(config: &StudyConfig, config_path: &Path, run: &RunId) -> anyhow:
     let what = match outcome {
         Outcome::AlreadyFinished => "finished before".to_string(),
         Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
-        Outcome::Finished { resumed_at } => format!("resumed after epoch {resumed_at} and finished"),
+        Outcome::Finished { resumed_at } => {
+            format!("resumed after epoch {resumed_at} and finished")
+        }
     };
     println!("run {run}: {what}");
     Ok(())
@@ -110,7 +144,12 @@ pub fn run_one(config: &StudyConfig, config_path: &Path, run: &RunId) -> anyhow:
 /// is written), the data stage runs, and missing backbone files are listed.
 fn prepare_study(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()> {
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
-    println!("study {} (config hash {}) in {}", config.study.name, &config.hash()[..12], config.output_dir().display());
+    println!(
+        "study {} (config hash {}) in {}",
+        config.study.name,
+        &config.hash()[..12],
+        config.output_dir().display()
+    );
     let missing = check_backbone_files(config, config_dir)?;
     for prepared in sim_train::data::prepare::data_stage(config)? {
         print!("{prepared}");
@@ -136,7 +175,9 @@ fn missing_checkpoints(config_path: &Path, missing: &[String]) -> String {
 /// does): a study written into an unrelated folder would mix with what is
 /// there. Hidden files (a lock) do not count.
 fn check_output_folder(dir: &Path) -> anyhow::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
     let study = sim_study::StudyDir::new(dir);
     let other: Vec<String> = entries
         .flatten()
@@ -162,9 +203,18 @@ fn pretrain_backbones(config: &StudyConfig) -> anyhow::Result<()> {
     for b in config.backbones.iter().filter(|b| b.pretrain.is_some()) {
         let start = Instant::now();
         match sim_train::pretrain::run::<TrainBackend>(config, &b.name, &Default::default())? {
-            sim_train::pretrain::Outcome::AlreadyFinished { model } => println!("backbone {}: pre-trained before, kept ({})", b.name, model.display()),
+            sim_train::pretrain::Outcome::AlreadyFinished { model } => println!(
+                "backbone {}: pre-trained before, kept ({})",
+                b.name,
+                model.display()
+            ),
             sim_train::pretrain::Outcome::Finished { model, .. } => {
-                println!("backbone {}: pre-trained in {} ({})", b.name, human_seconds(start.elapsed().as_secs_f64()), model.display())
+                println!(
+                    "backbone {}: pre-trained in {} ({})",
+                    b.name,
+                    human_seconds(start.elapsed().as_secs_f64()),
+                    model.display()
+                )
             }
         }
     }
@@ -180,15 +230,34 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
     let start = Instant::now();
     let study_dir = config.output_dir();
     let study = sim_study::StudyDir::new(&study_dir);
-    let runs: Vec<(RunId, Option<RunState>)> = config.runs().into_iter().map(|r| {
-        let state = RunState::read(&study.run_dir(&r)).ok().flatten();
-        (r, state)
-    }).collect();
-    if !runs.iter().any(|(_, s)| s.as_ref().is_some_and(|s| s.last_finished_epoch > 0)) {
+    let runs: Vec<(RunId, Option<RunState>)> = config
+        .runs()
+        .into_iter()
+        .map(|r| {
+            let state = RunState::read(&study.run_dir(&r)).ok().flatten();
+            (r, state)
+        })
+        .collect();
+    if !runs
+        .iter()
+        .any(|(_, s)| s.as_ref().is_some_and(|s| s.last_finished_epoch > 0))
+    {
         // Nothing to tabulate: the report says so, run by run.
-        let lines: Vec<String> = runs.iter().map(|(r, s)| format!("{r}: {}", s.as_ref().map_or("not started".to_string(), ToString::to_string))).collect();
+        let lines: Vec<String> = runs
+            .iter()
+            .map(|(r, s)| {
+                format!(
+                    "{r}: {}",
+                    s.as_ref()
+                        .map_or("not started".to_string(), ToString::to_string)
+                )
+            })
+            .collect();
         let report = sim_plot::write_report_without_runs(&study_dir, &lines)?;
-        println!("no run has finished an epoch: no tables or figures; {} says why, run by run", report.display());
+        println!(
+            "no run has finished an epoch: no tables or figures; {} says why, run by run",
+            report.display()
+        );
         return Ok(false);
     }
     if sim_metrics::tables::up_to_date(&study_dir) {
@@ -199,15 +268,25 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
         }
     }
     if sim_plot::up_to_date(&study_dir) {
-        println!("figures and report: made from the tables as they are, kept ({})", sim_plot::report_path(&study_dir).display());
+        println!(
+            "figures and report: made from the tables as they are, kept ({})",
+            sim_plot::report_path(&study_dir).display()
+        );
     } else {
         let rendered = sim_plot::render_study(&study_dir, &sim_plot::Options::default())?;
-        println!("figures and report: {} files, report {}", rendered.files.len(), sim_plot::report_path(&study_dir).display());
+        println!(
+            "figures and report: {} files, report {}",
+            rendered.files.len(),
+            sim_plot::report_path(&study_dir).display()
+        );
         for (name, why) in &rendered.left_out {
             println!("  left out {name}: {why}");
         }
     }
-    println!("tables and figures in {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "tables and figures in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(true)
 }
 
@@ -220,8 +299,8 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
 /// cache and trains nothing.
 pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Result<()> {
     use sim_train::data::prepare::PreparedDataset;
-    use sim_train::finetune::classifier::Classifier;
     use sim_train::finetune::batch_parts::BatchParts;
+    use sim_train::finetune::classifier::Classifier;
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
     let config_dir = config_path.parent().unwrap_or(Path::new("."));
     check_output_folder(&config.output_dir())?;
@@ -236,16 +315,34 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     let runs = config.study.seeds.len() * config.methods.len();
     let device = Default::default();
     let parts = BatchParts::for_training(&config.training);
-    let run_threads = if std::env::var_os("RAYON_NUM_THREADS").is_some() { rayon::current_num_threads() } else { threads_per_run(jobs) };
-    let run_pool = rayon::ThreadPoolBuilder::new().num_threads(run_threads).build()?;
+    let run_threads = if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        rayon::current_num_threads()
+    } else {
+        threads_per_run(jobs)
+    };
+    let run_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(run_threads)
+        .build()?;
     // Pre-training not done yet: one backbone at a time, before any run.
     let mut pretrain_seconds = 0.0;
     for b in &config.backbones {
-        let Some(p) = b.pretrain.as_ref().filter(|p| p.objective != Objective::None) else { continue };
+        let Some(p) = b
+            .pretrain
+            .as_ref()
+            .filter(|p| p.objective != Objective::None)
+        else {
+            continue;
+        };
         if config.backbone_file(b, config_dir).exists() {
             continue;
         }
-        let step = sim_train::pretrain::time_step::<TrainBackend>(b, p, natural.dataset.classes.len(), &parts, &device)?;
+        let step = sim_train::pretrain::time_step::<TrainBackend>(
+            b,
+            p,
+            natural.dataset.classes.len(),
+            &parts,
+            &device,
+        )?;
         let per_epoch = natural.train_indices().len().div_ceil(p.batch_size);
         let seconds = step * (per_epoch * p.epochs as usize) as f64;
         println!(
@@ -259,14 +356,26 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     }
     println!(
         "{:<16} {:<16} {:>5} {:>7} {:>12} {:>9} {:>11} {:>12} {:>10}",
-        "dataset", "backbone", "runs", "epochs", "evaluations", "s/step", "s/epoch", "all runs", "disk"
+        "dataset",
+        "backbone",
+        "runs",
+        "epochs",
+        "evaluations",
+        "s/step",
+        "s/epoch",
+        "all runs",
+        "disk"
     );
     let (mut seconds, mut bytes, mut evaluations) = (0.0, 0u64, 0usize);
     for dataset in config.medical_names() {
-        let medical = PreparedDataset::load(config, &study, &DatasetId::Medical(dataset.to_owned()))?;
+        let medical =
+            PreparedDataset::load(config, &study, &DatasetId::Medical(dataset.to_owned()))?;
         let images = EvalImages {
             medical_test: medical.test_indices().len(),
-            natural_probe: natural.test_indices().len().min(config.evaluation.natural_probe_size),
+            natural_probe: natural
+                .test_indices()
+                .len()
+                .min(config.evaluation.natural_probe_size),
             knn_bank: natural.train_indices().len(),
             knn_query: natural.test_indices().len(),
         };
@@ -275,16 +384,40 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
             let path = config.backbone_file(b, config_dir);
             let backbone = match &b.pretrain {
                 // Not pre-trained yet: the cost of fine-tuning is the same from its initialisation.
-                Some(p) if !path.exists() => sim_train::model::init::random_vit::<TrainBackend>(sim_train::pretrain::vit_shape(b, p), p.seed, &device)?.model,
+                Some(p) if !path.exists() => {
+                    sim_train::model::init::random_vit::<TrainBackend>(
+                        sim_train::pretrain::vit_shape(b, p),
+                        p.seed,
+                        &device,
+                    )?
+                    .model
+                }
                 // (A missing checkpoint stopped the plan above.)
-                _ => sim_train::model::load::<TrainBackend>(&path, &LoadOptions::for_backbone(b), &device)?.model,
+                _ => {
+                    sim_train::model::load::<TrainBackend>(
+                        &path,
+                        &LoadOptions::for_backbone(b),
+                        &device,
+                    )?
+                    .model
+                }
             };
             let model = Classifier::new(backbone, classes, 0, &device);
             // Timed as a run takes it: on its share of the cores, its batches cut to match.
-            let step = run_pool.install(|| time_step(&model, config.training.batch_size, b.input_size as usize, classes, &BatchParts::for_training(&config.training), &device));
+            let step = run_pool.install(|| {
+                time_step(
+                    &model,
+                    config.training.batch_size,
+                    b.input_size as usize,
+                    classes,
+                    &BatchParts::for_training(&config.training),
+                    &device,
+                )
+            });
             let cost = RunCost::new(config, &model, images, medical.train_indices().len(), step);
             // Each run trains every epoch and evaluates the dumped ones; epoch 0 once per data set and backbone.
-            let all = cost.run_seconds(config.training.epochs) * runs as f64 + cost.full_evaluation().seconds;
+            let all = cost.run_seconds(config.training.epochs) * runs as f64
+                + cost.full_evaluation().seconds;
             let disk = cost.disk_bytes() * runs as u64 + cost.full_evaluation().bytes;
             println!(
                 "{dataset:<16} {:<16} {runs:>5} {:>7} {:>12} {step:>9.3} {:>11.0} {:>12} {:>10}",
@@ -306,13 +439,26 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         human_bytes(bytes),
         human_seconds(seconds + pretrain_seconds),
         human_seconds(seconds / jobs as f64 + pretrain_seconds),
-        if pretrain_seconds > 0.0 { format!(" (pre-training {} of it, first)", human_seconds(pretrain_seconds)) } else { String::new() }
+        if pretrain_seconds > 0.0 {
+            format!(
+                " (pre-training {} of it, first)",
+                human_seconds(pretrain_seconds)
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
 
 fn human_bytes(b: u64) -> String {
-    if b < 10_000_000 { format!("{:.1} MB", b as f64 / 1e6) } else if b < 10_000_000_000 { format!("{:.0} MB", b as f64 / 1e6) } else { format!("{:.1} GB", b as f64 / 1e9) }
+    if b < 10_000_000 {
+        format!("{:.1} MB", b as f64 / 1e6)
+    } else if b < 10_000_000_000 {
+        format!("{:.0} MB", b as f64 / 1e6)
+    } else {
+        format!("{:.1} GB", b as f64 / 1e9)
+    }
 }
 
 /// Where every run of a study is, from its run folders.
@@ -327,11 +473,19 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
             (Ok(Some(s)), _) if s.status == Status::Finished => ("finished", s.to_string()),
             (Ok(Some(s)), _) if s.status == Status::Failed => ("failed", s.to_string()),
             (Ok(state), Some(holder)) => {
-                let done = state.map_or("no epoch finished yet".to_string(), |s| format!("{} of {} epochs done", s.last_finished_epoch, s.epochs));
+                let done = state.map_or("no epoch finished yet".to_string(), |s| {
+                    format!("{} of {} epochs done", s.last_finished_epoch, s.epochs)
+                });
                 ("running", format!("running now ({holder}), {done}"))
             }
-            (Ok(Some(s)), None) => ("interrupted", format!("{s}; interrupted (no process runs it): rerun to resume")),
-            (Ok(None), None) if dir.exists() => ("interrupted", "started, no epoch finished; interrupted (no process runs it)".to_string()),
+            (Ok(Some(s)), None) => (
+                "interrupted",
+                format!("{s}; interrupted (no process runs it): rerun to resume"),
+            ),
+            (Ok(None), None) if dir.exists() => (
+                "interrupted",
+                "started, no epoch finished; interrupted (no process runs it)".to_string(),
+            ),
             (Ok(None), None) => ("not started", "not started".to_string()),
             (Err(e), _) => ("unreadable", e),
         };
@@ -362,8 +516,12 @@ fn check_backbone_files(config: &StudyConfig, config_dir: &Path) -> anyhow::Resu
             }
             continue;
         }
-        sim_train::model::load::<CpuBackend>(&path, &LoadOptions::for_backbone(b), &Default::default())
-            .with_context(|| format!("backbones `{}`", b.name))?;
+        sim_train::model::load::<CpuBackend>(
+            &path,
+            &LoadOptions::for_backbone(b),
+            &Default::default(),
+        )
+        .with_context(|| format!("backbones `{}`", b.name))?;
     }
     Ok(missing)
 }
@@ -378,7 +536,9 @@ fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> 
         if root.exists() {
             continue;
         }
-        let fetchable = fetch::official_sources().into_iter().find(|s| data_dir.join(&s.name) == root);
+        let fetchable = fetch::official_sources()
+            .into_iter()
+            .find(|s| data_dir.join(&s.name) == root);
         match fetchable {
             Some(source) if fetch_missing => {
                 fetch::fetch_missing(std::slice::from_ref(&source), &data_dir)?;

@@ -33,14 +33,22 @@ const UNSAFE_IN_PATHS: [char; 10] = [' ', '\t', '\n', '#', '%', '\'', '"', '\\',
 /// naming the path and the character, before anything runs.
 pub fn check_paths(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()> {
     let named = [
-        ("the study folder (study.output_dir or --output)", config.output_dir()),
+        (
+            "the study folder (study.output_dir or --output)",
+            config.output_dir(),
+        ),
         ("the config file", config_path.to_owned()),
         ("the data folder (SIM_DATA_DIR)", sim_study::data_dir()),
         ("this program", std::env::current_exe()?),
     ];
     for (what, path) in named {
-        let absolute = std::path::absolute(&path).with_context(|| format!("resolving {}", path.display()))?;
-        if let Some(c) = absolute.to_string_lossy().chars().find(|c| UNSAFE_IN_PATHS.contains(c)) {
+        let absolute =
+            std::path::absolute(&path).with_context(|| format!("resolving {}", path.display()))?;
+        if let Some(c) = absolute
+            .to_string_lossy()
+            .chars()
+            .find(|c| UNSAFE_IN_PATHS.contains(c))
+        {
             bail!(
                 "{what} `{}` holds {c:?}, which a Slurm script cannot carry in a path (#SBATCH lines are not quoted); \
                  use a path without spaces, #, %, quotes, $, ` or \\",
@@ -54,7 +62,8 @@ pub fn check_paths(config_path: &Path, config: &StudyConfig) -> anyhow::Result<(
 /// Writes the array and the finishing script; every path in them is absolute.
 pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result<Scripts> {
     check_paths(config_path, config)?;
-    let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
+    let absolute =
+        |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
     let study = absolute(&config.output_dir())?;
     let dir = slurm_dir(&study);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -71,10 +80,16 @@ pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result
     let array = script(
         &resources,
         &format!("{}-runs", config.study.name),
-        &[format!("--array=0-{}", runs.saturating_sub(1)), format!("--output={}/run-%a.out", dir.display())],
+        &[
+            format!("--array=0-{}", runs.saturating_sub(1)),
+            format!("--output={}/run-%a.out", dir.display()),
+        ],
         true,
         &data,
-        &format!("'{}' run-one {common} --index \"$SLURM_ARRAY_TASK_ID\"", exe.display()),
+        &format!(
+            "'{}' run-one {common} --index \"$SLURM_ARRAY_TASK_ID\"",
+            exe.display()
+        ),
     );
     let finish = script(
         &resources,
@@ -84,13 +99,23 @@ pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result
         &data,
         &format!("'{}' finish {common}", exe.display()),
     );
-    let scripts = Scripts { array: dir.join("array.sbatch"), finish: dir.join("finish.sbatch") };
+    let scripts = Scripts {
+        array: dir.join("array.sbatch"),
+        finish: dir.join("finish.sbatch"),
+    };
     sim_study::write_atomic(&scripts.array, array.as_bytes())?;
     sim_study::write_atomic(&scripts.finish, finish.as_bytes())?;
     Ok(scripts)
 }
 
-fn script(r: &SlurmConfig, name: &str, extra: &[String], gpus: bool, data: &Path, command: &str) -> String {
+fn script(
+    r: &SlurmConfig,
+    name: &str,
+    extra: &[String],
+    gpus: bool,
+    data: &Path,
+    command: &str,
+) -> String {
     let mut s = String::from("#!/bin/bash\n");
     let mut option = |o: String| writeln!(s, "#SBATCH {o}").expect("a String takes writes");
     option(format!("--job-name={name}"));
@@ -109,14 +134,24 @@ fn script(r: &SlurmConfig, name: &str, extra: &[String], gpus: bool, data: &Path
     if gpus && r.gpus > 0 {
         option(format!("--gres=gpu:{}", r.gpus));
     }
-    let _ = writeln!(s, "set -euo pipefail\nexport SIM_DATA_DIR='{}'\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {command}", data.display());
+    let _ = writeln!(
+        s,
+        "set -euo pipefail\nexport SIM_DATA_DIR='{}'\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {command}",
+        data.display()
+    );
     s
 }
 
 /// Submits the array, then the finishing job after it; returns both job ids.
 pub fn submit(scripts: &Scripts) -> anyhow::Result<(String, String)> {
     let array = sbatch(&[], &scripts.array)?;
-    let finish = sbatch(&[format!("--dependency=afterany:{array}"), "--kill-on-invalid-dep=yes".into()], &scripts.finish)?;
+    let finish = sbatch(
+        &[
+            format!("--dependency=afterany:{array}"),
+            "--kill-on-invalid-dep=yes".into(),
+        ],
+        &scripts.finish,
+    )?;
     Ok((array, finish))
 }
 
@@ -126,12 +161,23 @@ fn sbatch(options: &[String], script: &Path) -> anyhow::Result<String> {
         .args(options)
         .arg(script)
         .output()
-        .context("running sbatch (is this a Slurm login node? --dry-run writes the scripts only)")?;
+        .context(
+            "running sbatch (is this a Slurm login node? --dry-run writes the scripts only)",
+        )?;
     if !output.status.success() {
-        bail!("sbatch {}: {}", script.display(), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "sbatch {}: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     // `--parsable` prints `<id>` or `<id>;<cluster>`.
-    let id = String::from_utf8_lossy(&output.stdout).trim().split(';').next().unwrap_or_default().to_string();
+    let id = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if id.is_empty() {
         bail!("sbatch {}: no job id in its output", script.display());
     }

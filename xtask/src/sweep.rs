@@ -63,12 +63,19 @@ struct Running {
 }
 
 /// Runs every data set × backbone × method × seed of the study that has not finished.
-pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -> anyhow::Result<SweepReport> {
+pub fn sweep(
+    config_path: &Path,
+    config: &StudyConfig,
+    options: &SweepOptions,
+) -> anyhow::Result<SweepReport> {
     let study = StudyDir::new(config.output_dir());
     let mut report = SweepReport::default();
     let mut queue: Vec<RunId> = Vec::new();
     for run in config.runs() {
-        let finished = RunState::read(&study.run_dir(&run)).ok().flatten().is_some_and(|s| s.status == Status::Finished);
+        let finished = RunState::read(&study.run_dir(&run))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.status == Status::Finished);
         if finished {
             report.finished_before += 1;
         } else {
@@ -76,7 +83,11 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
         }
     }
     queue.reverse(); // popped from the back: config order
-    let jobs = options.jobs.max(1).min(if options.gpus.is_empty() { usize::MAX } else { options.gpus.len() });
+    let jobs = options.jobs.max(1).min(if options.gpus.is_empty() {
+        usize::MAX
+    } else {
+        options.gpus.len()
+    });
     // Each run gets its share of the cores, unless the user set it.
     let threads = threads_per_run(jobs);
     let total = queue.len();
@@ -92,9 +103,18 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
                 report.elsewhere.push((run, holder));
                 continue;
             }
-            let gpu = options.gpus.iter().find(|g| !running.iter().any(|r| r.gpu.as_ref() == Some(g))).cloned();
+            let gpu = options
+                .gpus
+                .iter()
+                .find(|g| !running.iter().any(|r| r.gpu.as_ref() == Some(g)))
+                .cloned();
             let child = spawn(config_path, options, &study, &run, gpu.as_deref(), threads)?;
-            running.push(Running { run, child, gpu, started: Instant::now() });
+            running.push(Running {
+                run,
+                child,
+                gpu,
+                started: Instant::now(),
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
         let mut still = Vec::new();
@@ -107,14 +127,20 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
                         report.finished_now += 1;
                     } else if status.code() == Some(RUN_HELD_ELSEWHERE) {
                         // Taken by another process between the look and the start.
-                        let holder = sim_study::lock::holder(&study.run_dir(&r.run))?.unwrap_or_else(|| "another process".into());
+                        let holder = sim_study::lock::holder(&study.run_dir(&r.run))?
+                            .unwrap_or_else(|| "another process".into());
                         eprintln!("run {}: being run by {holder}; left to it", r.run);
                         report.elsewhere.push((r.run, holder));
                     } else {
                         let log = sweep_log(&study, &r.run);
-                        let error = last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
+                        let error =
+                            last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
                         eprintln!("run {} failed: {error} (log: {})", r.run, log.display());
-                        report.failures.push(Failure { run: r.run, log, error });
+                        report.failures.push(Failure {
+                            run: r.run,
+                            log,
+                            error,
+                        });
                     }
                 }
             }
@@ -130,14 +156,28 @@ pub fn sweep(config_path: &Path, config: &StudyConfig, options: &SweepOptions) -
 }
 
 /// `runs: 3 done, 2 running, 1 failed, 10 left; about 12 min to go`.
-fn status_line(report: &SweepReport, running: usize, left: usize, total: usize, durations: &[Duration], jobs: usize) -> String {
+fn status_line(
+    report: &SweepReport,
+    running: usize,
+    left: usize,
+    total: usize,
+    durations: &[Duration],
+    jobs: usize,
+) -> String {
     let done = report.finished_before + report.finished_now;
-    let mut line = format!("runs: {done} done, {running} running, {} failed, {left} left", report.failures.len());
+    let mut line = format!(
+        "runs: {done} done, {running} running, {} failed, {left} left",
+        report.failures.len()
+    );
     if !report.elsewhere.is_empty() {
-        line.push_str(&format!(", {} run by another process", report.elsewhere.len()));
+        line.push_str(&format!(
+            ", {} run by another process",
+            report.elsewhere.len()
+        ));
     }
     if !durations.is_empty() && total > 0 && left + running > 0 {
-        let mean = durations.iter().map(Duration::as_secs_f64).sum::<f64>() / durations.len() as f64;
+        let mean =
+            durations.iter().map(Duration::as_secs_f64).sum::<f64>() / durations.len() as f64;
         let to_go = mean * (left + running) as f64 / jobs as f64;
         line.push_str(&format!("; about {} to go", human_seconds(to_go)));
     }
@@ -146,20 +186,41 @@ fn status_line(report: &SweepReport, running: usize, left: usize, total: usize, 
 
 /// `45 s`, `12 min`, `3.5 h`.
 pub fn human_seconds(seconds: f64) -> String {
-    if seconds < 120.0 { format!("{seconds:.0} s") } else if seconds < 7200.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 /// The GPUs this process may use: `CUDA_VISIBLE_DEVICES` when set, else the
 /// indices `nvidia-smi` lists; none where neither says.
 pub fn detect_gpus() -> Vec<String> {
     if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
-        return visible.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+        return visible
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(String::from)
+            .collect();
     }
-    let Ok(out) = Command::new("nvidia-smi").args(["--query-gpu=index", "--format=csv,noheader"]).output() else { return Vec::new() };
+    let Ok(out) = Command::new("nvidia-smi")
+        .args(["--query-gpu=index", "--format=csv,noheader"])
+        .output()
+    else {
+        return Vec::new();
+    };
     if !out.status.success() {
         return Vec::new();
     }
-    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Where a run's process output goes (appended, one block per attempt).
@@ -170,22 +231,53 @@ pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
 /// `--jobs` when not given: one run per GPU where there are GPUs, else one
 /// per core.
 pub fn default_jobs(gpus: &[String]) -> usize {
-    if gpus.is_empty() { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { gpus.len() }
+    if gpus.is_empty() {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        gpus.len()
+    }
 }
 
 /// The threads each of `jobs` runs at once gets: the machine's cores shared
 /// out (where `RAYON_NUM_THREADS` is set, every process takes that instead).
 pub fn threads_per_run(jobs: usize) -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(jobs.max(1)).max(1)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .div_ceil(jobs.max(1))
+        .max(1)
 }
 
-fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &RunId, gpu: Option<&str>, threads: usize) -> anyhow::Result<Child> {
+fn spawn(
+    config_path: &Path,
+    options: &SweepOptions,
+    study: &StudyDir,
+    run: &RunId,
+    gpu: Option<&str>,
+    threads: usize,
+) -> anyhow::Result<Child> {
     let log_path = sweep_log(study, run);
     std::fs::create_dir_all(log_path.parent().expect("a run folder"))?;
-    let mut log = OpenOptions::new().create(true).append(true).open(&log_path)?;
-    writeln!(log, "--- sweep process {} starts this run", std::process::id())?;
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    writeln!(
+        log,
+        "--- sweep process {} starts this run",
+        std::process::id()
+    )?;
     let mut command = Command::new(std::env::current_exe()?);
-    command.args(["run-one", "--dataset", &run.dataset, "--backbone", &run.backbone, "--method", &run.method, "--seed", &run.seed.to_string()]);
+    command.args([
+        "run-one",
+        "--dataset",
+        &run.dataset,
+        "--backbone",
+        &run.backbone,
+        "--method",
+        &run.method,
+        "--seed",
+        &run.seed.to_string(),
+    ]);
     command.arg("--config").arg(config_path);
     if let Some(out) = &options.output {
         command.arg("--output").arg(out);
@@ -196,7 +288,10 @@ fn spawn(config_path: &Path, options: &SweepOptions, study: &StudyDir, run: &Run
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
-    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     die_with_parent(&mut command);
     Ok(command.spawn()?)
 }
@@ -218,6 +313,15 @@ fn die_with_parent(command: &mut Command) {
 /// The last line of a run's log that reports an error (`Error: …`), or its last line.
 fn last_error(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("Stack backtrace")).collect();
-    lines.iter().rev().find(|l| l.starts_with("Error")).or(lines.last()).map(|l| l.to_string())
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Stack backtrace"))
+        .collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("Error"))
+        .or(lines.last())
+        .map(|l| l.to_string())
 }

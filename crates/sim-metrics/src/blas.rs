@@ -20,8 +20,24 @@ const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 const UPPER: c_int = 121;
 
-type Gemm<T> = unsafe extern "C" fn(c_int, c_int, c_int, c_int, c_int, c_int, T, *const T, c_int, *const T, c_int, T, *mut T, c_int);
-type Syrk<T> = unsafe extern "C" fn(c_int, c_int, c_int, c_int, c_int, T, *const T, c_int, T, *mut T, c_int);
+type Gemm<T> = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    T,
+    *const T,
+    c_int,
+    *const T,
+    c_int,
+    T,
+    *mut T,
+    c_int,
+);
+type Syrk<T> =
+    unsafe extern "C" fn(c_int, c_int, c_int, c_int, c_int, T, *const T, c_int, T, *mut T, c_int);
 
 /// The loaded library's entry points.
 pub struct Blas {
@@ -45,7 +61,9 @@ pub fn load_from_env() -> Result<Option<&'static Blas>, &'static str> {
         let wanted = std::env::var("SIM_BLAS").ok();
         match wanted.as_deref() {
             Some("off") => Ok(None),
-            Some(file) => Blas::load(file).map(Some).map_err(|e| format!("SIM_BLAS={file}: {e}")),
+            Some(file) => Blas::load(file)
+                .map(Some)
+                .map_err(|e| format!("SIM_BLAS={file}: {e}")),
             None => Ok(Blas::load("libopenblas.so.0").ok()),
         }
     });
@@ -66,12 +84,21 @@ impl Blas {
         unsafe {
             let library = libloading::Library::new(file).map_err(|e| e.to_string())?;
             let symbol = |name: &str| -> Result<*const (), String> {
-                library.get::<*const ()>(name.as_bytes()).map(|s| *s).map_err(|e| format!("no {name}: {e}"))
+                library
+                    .get::<*const ()>(name.as_bytes())
+                    .map(|s| *s)
+                    .map_err(|e| format!("no {name}: {e}"))
             };
-            let (s, d, ss, ds) = (symbol("cblas_sgemm")?, symbol("cblas_dgemm")?, symbol("cblas_ssyrk")?, symbol("cblas_dsyrk")?);
+            let (s, d, ss, ds) = (
+                symbol("cblas_sgemm")?,
+                symbol("cblas_dgemm")?,
+                symbol("cblas_ssyrk")?,
+                symbol("cblas_dsyrk")?,
+            );
             // OpenBLAS's own threads: as many as rayon's, so RAYON_NUM_THREADS
             // (a sweep's share of the cores) bounds both.
-            if let Ok(set) = library.get::<unsafe extern "C" fn(c_int)>(b"openblas_set_num_threads") {
+            if let Ok(set) = library.get::<unsafe extern "C" fn(c_int)>(b"openblas_set_num_threads")
+            {
                 set(rayon::current_num_threads() as c_int);
             }
             Ok(Blas {
@@ -92,7 +119,18 @@ pub trait BlasFloat: Copy {
     /// stored k × m) and `b` is k × n (`b_t`: stored n × k), all row-major
     /// and contiguous.
     #[allow(clippy::too_many_arguments)]
-    fn gemm(blas: &Blas, a_t: bool, b_t: bool, m: usize, n: usize, k: usize, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]);
+    fn gemm(
+        blas: &Blas,
+        a_t: bool,
+        b_t: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[Self],
+        b: &[Self],
+        beta: Self,
+        c: &mut [Self],
+    );
     /// The upper triangle of `c (n × n) = aᵀa + beta·c`, `a` row-major k × n.
     fn syrk_t(blas: &Blas, n: usize, k: usize, a: &[Self], beta: Self, c: &mut [Self]);
 }
@@ -104,7 +142,18 @@ fn int(v: usize) -> c_int {
 macro_rules! blas_float {
     ($t:ty, $gemm:ident, $syrk:ident) => {
         impl BlasFloat for $t {
-            fn gemm(blas: &Blas, a_t: bool, b_t: bool, m: usize, n: usize, k: usize, a: &[$t], b: &[$t], beta: $t, c: &mut [$t]) {
+            fn gemm(
+                blas: &Blas,
+                a_t: bool,
+                b_t: bool,
+                m: usize,
+                n: usize,
+                k: usize,
+                a: &[$t],
+                b: &[$t],
+                beta: $t,
+                c: &mut [$t],
+            ) {
                 assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
                 if m == 0 || n == 0 {
                     return;
@@ -113,7 +162,22 @@ macro_rules! blas_float {
                 let trans = |t: bool| if t { TRANS } else { NO_TRANS };
                 // Safety: the asserts above keep every access inside the slices.
                 unsafe {
-                    (blas.$gemm)(ROW_MAJOR, trans(a_t), trans(b_t), int(m), int(n), int(k), 1.0, a.as_ptr(), int(lda.max(1)), b.as_ptr(), int(ldb.max(1)), beta, c.as_mut_ptr(), int(n));
+                    (blas.$gemm)(
+                        ROW_MAJOR,
+                        trans(a_t),
+                        trans(b_t),
+                        int(m),
+                        int(n),
+                        int(k),
+                        1.0,
+                        a.as_ptr(),
+                        int(lda.max(1)),
+                        b.as_ptr(),
+                        int(ldb.max(1)),
+                        beta,
+                        c.as_mut_ptr(),
+                        int(n),
+                    );
                 }
             }
 
@@ -124,7 +188,19 @@ macro_rules! blas_float {
                 }
                 // Safety: as above.
                 unsafe {
-                    (blas.$syrk)(ROW_MAJOR, UPPER, TRANS, int(n), int(k), 1.0, a.as_ptr(), int(n), beta, c.as_mut_ptr(), int(n));
+                    (blas.$syrk)(
+                        ROW_MAJOR,
+                        UPPER,
+                        TRANS,
+                        int(n),
+                        int(k),
+                        1.0,
+                        a.as_ptr(),
+                        int(n),
+                        beta,
+                        c.as_mut_ptr(),
+                        int(n),
+                    );
                 }
             }
         }

@@ -39,10 +39,15 @@ pub struct Calibration {
 }
 
 /// Top-label confidence and prediction per row of logits (softmax in f64).
-pub fn confidences<T: Scalar>(logits: MatRef<'_, T>) -> Result<(Vec<f64>, Vec<usize>), MetricError> {
+pub fn confidences<T: Scalar>(
+    logits: MatRef<'_, T>,
+) -> Result<(Vec<f64>, Vec<usize>), MetricError> {
     logits.check_finite()?;
     if logits.cols < 2 {
-        return Err(MetricError::input(logits.name, format!("{} classes; calibration needs at least 2", logits.cols)));
+        return Err(MetricError::input(
+            logits.name,
+            format!("{} classes; calibration needs at least 2", logits.cols),
+        ));
     }
     let mut conf = Vec::with_capacity(logits.rows);
     let mut pred = Vec::with_capacity(logits.rows);
@@ -61,18 +66,36 @@ pub fn confidences<T: Scalar>(logits: MatRef<'_, T>) -> Result<(Vec<f64>, Vec<us
 }
 
 /// ECE, MCE and the reliability diagram from logits and integer labels.
-pub fn calibration<T: Scalar>(logits: MatRef<'_, T>, labels: &[i64], bins: usize, binning: Binning) -> Result<Calibration, MetricError> {
+pub fn calibration<T: Scalar>(
+    logits: MatRef<'_, T>,
+    labels: &[i64],
+    bins: usize,
+    binning: Binning,
+) -> Result<Calibration, MetricError> {
     if labels.len() != logits.rows {
-        return Err(MetricError::input("labels", format!("{} labels for {} rows of logits", labels.len(), logits.rows)));
+        return Err(MetricError::input(
+            "labels",
+            format!("{} labels for {} rows of logits", labels.len(), logits.rows),
+        ));
     }
     if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= logits.cols) {
-        return Err(MetricError::input("labels", format!("label {bad} is outside 0..{}", logits.cols)));
+        return Err(MetricError::input(
+            "labels",
+            format!("label {bad} is outside 0..{}", logits.cols),
+        ));
     }
     if bins == 0 || logits.rows == 0 {
-        return Err(MetricError::input(logits.name, "needs at least one sample and one bin"));
+        return Err(MetricError::input(
+            logits.name,
+            "needs at least one sample and one bin",
+        ));
     }
     let (conf, pred) = confidences(logits)?;
-    let correct: Vec<bool> = pred.iter().zip(labels).map(|(&p, &l)| p as i64 == l).collect();
+    let correct: Vec<bool> = pred
+        .iter()
+        .zip(labels)
+        .map(|(&p, &l)| p as i64 == l)
+        .collect();
     Ok(match binning {
         Binning::Uniform => uniform(&conf, &correct, bins),
         Binning::Quantile => quantile(&conf, &correct, bins),
@@ -107,7 +130,11 @@ fn quantile(conf: &[f64], correct: &[bool], bins: usize) -> Calibration {
     summarise(conf, correct, parts.into_iter())
 }
 
-fn summarise(conf: &[f64], correct: &[bool], bins: impl Iterator<Item = (Vec<usize>, (f64, f64))>) -> Calibration {
+fn summarise(
+    conf: &[f64],
+    correct: &[bool],
+    bins: impl Iterator<Item = (Vec<usize>, (f64, f64))>,
+) -> Calibration {
     let n = conf.len() as f64;
     let (mut ece, mut mce) = (0.0, 0.0f64);
     let mut out = Vec::new();
@@ -121,7 +148,17 @@ fn summarise(conf: &[f64], correct: &[bool], bins: impl Iterator<Item = (Vec<usi
             ece += count as f64 / n * gap;
             mce = mce.max(gap);
         }
-        out.push(Bin { lower, upper, count, confidence, accuracy });
+        out.push(Bin {
+            lower,
+            upper,
+            count,
+            confidence,
+            accuracy,
+        });
     }
-    Calibration { ece, mce, bins: out }
+    Calibration {
+        ece,
+        mce,
+        bins: out,
+    }
 }

@@ -15,7 +15,9 @@
 //! Everything runs in f64 whatever the input type.
 
 use crate::MetricError;
-use crate::linalg::{Feature, MatRef, Scalar, a_bt, centred_scaled, cross_norm2, feature_products_in_f32, self_norm2};
+use crate::linalg::{
+    Feature, MatRef, Scalar, a_bt, centred_scaled, cross_norm2, feature_products_in_f32, self_norm2,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -65,16 +67,29 @@ pub enum Form {
 /// typical; [`crate::blas`]), within 1e-10 on the pure-Rust f64 path.
 /// Tests that compare such a value hold it to this.
 pub fn feature_form_agreement() -> f64 {
-    if crate::blas::blas().is_some() { 1e-6 } else { 1e-10 }
+    if crate::blas::blas().is_some() {
+        1e-6
+    } else {
+        1e-10
+    }
 }
 
 /// CKA between two representations of the same n samples.
-pub fn cka<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, opts: CkaOptions) -> Result<f64, MetricError> {
+pub fn cka<T: Scalar>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    opts: CkaOptions,
+) -> Result<f64, MetricError> {
     CkaReference::new(a, opts)?.compare(b)
 }
 
 /// CKA in a chosen form (tests and benchmarks; [`cka`] chooses by cost).
-pub fn cka_in_form<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<f64, MetricError> {
+pub fn cka_in_form<T: Scalar>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    opts: CkaOptions,
+    form: Form,
+) -> Result<f64, MetricError> {
     CkaReference::with_form(a, opts, form)?.compare(b)
 }
 
@@ -112,20 +127,42 @@ impl CkaReference {
         Self::with_form(a, opts, form)
     }
 
-    pub fn with_form<T: Scalar>(a: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<CkaReference, MetricError> {
+    pub fn with_form<T: Scalar>(
+        a: MatRef<'_, T>,
+        opts: CkaOptions,
+        form: Form,
+    ) -> Result<CkaReference, MetricError> {
         if let (Kernel::Rbf { .. }, Form::Feature) = (opts.kernel, form) {
-            return Err(MetricError::input(a.name, "the RBF kernel has no feature form"));
+            return Err(MetricError::input(
+                a.name,
+                "the RBF kernel has no feature form",
+            ));
         }
         let side = prepare(a, opts, form)?;
-        Ok(CkaReference { opts, form, n: a.rows, d: a.cols, side })
+        Ok(CkaReference {
+            opts,
+            form,
+            n: a.rows,
+            d: a.cols,
+            side,
+        })
     }
 
     /// CKA between the reference and `b` (same samples, in the same order).
     pub fn compare<T: Scalar>(&self, b: MatRef<'_, T>) -> Result<f64, MetricError> {
         if b.rows != self.n {
-            return Err(MetricError::input(b.name, format!("{} samples, the other side has {}", b.rows, self.n)));
+            return Err(MetricError::input(
+                b.name,
+                format!("{} samples, the other side has {}", b.rows, self.n),
+            ));
         }
-        let other = CkaReference { opts: self.opts, form: self.form, n: b.rows, d: b.cols, side: prepare(b, self.opts, self.form)? };
+        let other = CkaReference {
+            opts: self.opts,
+            form: self.form,
+            n: b.rows,
+            d: b.cols,
+            side: prepare(b, self.opts, self.form)?,
+        };
         self.compare_prepared(&other, b.name)
     }
 
@@ -133,21 +170,32 @@ impl CkaReference {
     /// a layer-by-layer matrix needs, each side prepared once.
     pub fn compare_prepared(&self, other: &CkaReference, name: &str) -> Result<f64, MetricError> {
         if other.n != self.n || other.opts != self.opts || other.form != self.form {
-            return Err(MetricError::input(name, "prepared with other samples, options or form"));
+            return Err(MetricError::input(
+                name,
+                "prepared with other samples, options or form",
+            ));
         }
         let cross = match self.form {
             Form::Feature => {
-                let xty = self.side.features.cross_norm2(&other.side.features, self.n, self.d, other.d);
+                let xty =
+                    self.side
+                        .features
+                        .cross_norm2(&other.side.features, self.n, self.d, other.d);
                 match self.opts.estimator {
                     Estimator::Biased => xty,
-                    Estimator::Debiased => debiased_feature_term(xty, &self.side, &other.side, self.n),
+                    Estimator::Debiased => {
+                        debiased_feature_term(xty, &self.side, &other.side, self.n)
+                    }
                 }
             }
             Form::Gram => dot(&self.side.gram, &other.side.gram),
         };
         let value = cross / (self.side.self_hsic * other.side.self_hsic).sqrt();
         if !value.is_finite() {
-            return Err(MetricError::input(name, "CKA is undefined for these features"));
+            return Err(MetricError::input(
+                name,
+                "CKA is undefined for these features",
+            ));
         }
         Ok(value)
     }
@@ -157,8 +205,14 @@ impl CkaReference {
 /// columns: `b`), each layer prepared once. The form is chosen for the whole
 /// matrix: Gram matrices cost n²·d once per layer, then n² per pair, which
 /// wins over d₁·d₂·n per pair as soon as layers are compared many times.
-pub fn cka_matrix<T: Scalar>(a: &[MatRef<'_, T>], b: &[MatRef<'_, T>], opts: CkaOptions) -> Result<Vec<Vec<f64>>, MetricError> {
-    let Some(first) = a.first().or(b.first()) else { return Ok(Vec::new()) };
+pub fn cka_matrix<T: Scalar>(
+    a: &[MatRef<'_, T>],
+    b: &[MatRef<'_, T>],
+    opts: CkaOptions,
+) -> Result<Vec<Vec<f64>>, MetricError> {
+    let Some(first) = a.first().or(b.first()) else {
+        return Ok(Vec::new());
+    };
     let n = first.rows as f64;
     let form = match opts.kernel {
         Kernel::Rbf { .. } => Form::Gram,
@@ -168,12 +222,27 @@ pub fn cka_matrix<T: Scalar>(a: &[MatRef<'_, T>], b: &[MatRef<'_, T>], opts: Cka
             let self_terms: f64 = a.iter().chain(b).map(|x| (x.cols as f64).powi(2)).sum();
             let feature = n * (wa * wb + self_terms / 2.0);
             let gram = n * n * (wa + wb) / 2.0 + n * n * (a.len() * b.len()) as f64;
-            if feature <= gram { Form::Feature } else { Form::Gram }
+            if feature <= gram {
+                Form::Feature
+            } else {
+                Form::Gram
+            }
         }
     };
-    let prepare_all = |ms: &[MatRef<'_, T>]| ms.iter().map(|m| CkaReference::with_form(*m, opts, form)).collect::<Result<Vec<_>, _>>();
+    let prepare_all = |ms: &[MatRef<'_, T>]| {
+        ms.iter()
+            .map(|m| CkaReference::with_form(*m, opts, form))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let (ra, rb) = (prepare_all(a)?, prepare_all(b)?);
-    ra.iter().map(|x| b.iter().zip(&rb).map(|(m, y)| x.compare_prepared(y, m.name)).collect()).collect()
+    ra.iter()
+        .map(|x| {
+            b.iter()
+                .zip(&rb)
+                .map(|(m, y)| x.compare_prepared(y, m.name))
+                .collect()
+        })
+        .collect()
 }
 
 fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<Side, MetricError> {
@@ -184,13 +253,21 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
         Estimator::Debiased => 4,
     };
     if n < needed {
-        return Err(MetricError::input(m.name, format!("{n} samples; the {:?} estimator needs at least {needed}", opts.estimator)));
+        return Err(MetricError::input(
+            m.name,
+            format!(
+                "{n} samples; the {:?} estimator needs at least {needed}",
+                opts.estimator
+            ),
+        ));
     }
     if m.cols == 0 {
         return Err(MetricError::input(m.name, format!("{n} × 0: no features")));
     }
     let side = match form {
-        Form::Feature if feature_products_in_f32() => feature_side(centred_scaled::<T, f32>(m), Features::F32, n, m.cols, opts),
+        Form::Feature if feature_products_in_f32() => {
+            feature_side(centred_scaled::<T, f32>(m), Features::F32, n, m.cols, opts)
+        }
         Form::Feature => feature_side(centred_scaled::<T, f64>(m), Features::F64, n, m.cols, opts),
         Form::Gram => {
             let x: Vec<f64> = centred_scaled(m);
@@ -203,7 +280,12 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
                 Estimator::Debiased => u_centre_gram(&mut gram, n),
             }
             let self_hsic = dot(&gram, &gram);
-            Side { features: Features::None, gram, row_norms2: Vec::new(), self_hsic }
+            Side {
+                features: Features::None,
+                gram,
+                row_norms2: Vec::new(),
+                self_hsic,
+            }
         }
     };
     if !(side.self_hsic > 0.0) {
@@ -216,17 +298,36 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
 }
 
 /// A side's centred, scaled features (`x`, n × d) and their self term.
-fn feature_side<F: Feature>(x: Vec<F>, wrap: fn(Vec<F>) -> Features, n: usize, d: usize, opts: CkaOptions) -> Side {
-    let row_norms2: Vec<f64> = x.chunks_exact(d).map(|r| r.iter().map(|v| v.to_f64() * v.to_f64()).sum()).collect();
+fn feature_side<F: Feature>(
+    x: Vec<F>,
+    wrap: fn(Vec<F>) -> Features,
+    n: usize,
+    d: usize,
+    opts: CkaOptions,
+) -> Side {
+    let row_norms2: Vec<f64> = x
+        .chunks_exact(d)
+        .map(|r| r.iter().map(|v| v.to_f64() * v.to_f64()).sum())
+        .collect();
     let xtx = self_norm2(&x, n, d);
     let self_hsic = match opts.estimator {
         Estimator::Biased => xtx,
         Estimator::Debiased => {
-            let s = Side { features: Features::None, gram: Vec::new(), row_norms2: row_norms2.clone(), self_hsic: 0.0 };
+            let s = Side {
+                features: Features::None,
+                gram: Vec::new(),
+                row_norms2: row_norms2.clone(),
+                self_hsic: 0.0,
+            };
             debiased_feature_term(xtx, &s, &s, n)
         }
     };
-    Side { features: wrap(x), gram: Vec::new(), row_norms2, self_hsic }
+    Side {
+        features: wrap(x),
+        gram: Vec::new(),
+        row_norms2,
+        self_hsic,
+    }
 }
 
 /// Feature-form values in the type the products take (`linalg::Feature`).
@@ -254,12 +355,22 @@ fn debiased_feature_term(xty: f64, x: &Side, y: &Side, n: usize) -> f64 {
     let n = n as f64;
     let sx: f64 = x.row_norms2.iter().sum();
     let sy: f64 = y.row_norms2.iter().sum();
-    let rows: f64 = x.row_norms2.iter().zip(&y.row_norms2).map(|(a, b)| a * b).sum();
+    let rows: f64 = x
+        .row_norms2
+        .iter()
+        .zip(&y.row_norms2)
+        .map(|(a, b)| a * b)
+        .sum();
     xty - n / (n - 2.0) * rows + sx * sy / ((n - 1.0) * (n - 2.0))
 }
 
 /// Squared distances from a linear Gram matrix, then exp(−d² / (2 frac² median d²)).
-fn rbf_in_place(gram: &mut [f64], n: usize, sigma_frac: f64, name: &str) -> Result<(), MetricError> {
+fn rbf_in_place(
+    gram: &mut [f64],
+    n: usize,
+    sigma_frac: f64,
+    name: &str,
+) -> Result<(), MetricError> {
     let diag: Vec<f64> = (0..n).map(|i| gram[i * n + i]).collect();
     for i in 0..n {
         for j in 0..n {
@@ -273,11 +384,17 @@ fn rbf_in_place(gram: &mut [f64], n: usize, sigma_frac: f64, name: &str) -> Resu
         *sorted.select_nth_unstable_by(mid, f64::total_cmp).1
     } else {
         let hi = *sorted.select_nth_unstable_by(mid, f64::total_cmp).1;
-        let lo = sorted[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lo = sorted[..mid]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         (lo + hi) / 2.0
     };
     if !(median > 0.0) || !(sigma_frac > 0.0) {
-        return Err(MetricError::input(name, "median pairwise distance is 0 (or sigma fraction ≤ 0): RBF bandwidth undefined"));
+        return Err(MetricError::input(
+            name,
+            "median pairwise distance is 0 (or sigma fraction ≤ 0): RBF bandwidth undefined",
+        ));
     }
     let scale = 1.0 / (2.0 * sigma_frac * sigma_frac * median);
     gram.iter_mut().for_each(|v| *v = (-*v * scale).exp());
@@ -286,7 +403,10 @@ fn rbf_in_place(gram: &mut [f64], n: usize, sigma_frac: f64, name: &str) -> Resu
 
 /// H K H with H = I − 11ᵀ/n.
 fn centre_gram(gram: &mut [f64], n: usize) {
-    let means: Vec<f64> = gram.chunks_exact(n).map(|r| r.iter().sum::<f64>() / n as f64).collect();
+    let means: Vec<f64> = gram
+        .chunks_exact(n)
+        .map(|r| r.iter().sum::<f64>() / n as f64)
+        .collect();
     let total = means.iter().sum::<f64>() / n as f64;
     for i in 0..n {
         for j in 0..n {
@@ -301,7 +421,10 @@ fn u_centre_gram(gram: &mut [f64], n: usize) {
     for i in 0..n {
         gram[i * n + i] = 0.0;
     }
-    let mut means: Vec<f64> = gram.chunks_exact(n).map(|r| r.iter().sum::<f64>() / (n as f64 - 2.0)).collect();
+    let mut means: Vec<f64> = gram
+        .chunks_exact(n)
+        .map(|r| r.iter().sum::<f64>() / (n as f64 - 2.0))
+        .collect();
     let shift = means.iter().sum::<f64>() / (2.0 * (n as f64 - 1.0));
     means.iter_mut().for_each(|m| *m -= shift);
     for i in 0..n {
@@ -333,13 +456,23 @@ impl MinibatchCka {
     }
 
     /// Adds one batch: the same samples seen by both sides (at least 4).
-    pub fn update<T: Scalar>(&mut self, x: MatRef<'_, T>, y: MatRef<'_, T>) -> Result<(), MetricError> {
+    pub fn update<T: Scalar>(
+        &mut self,
+        x: MatRef<'_, T>,
+        y: MatRef<'_, T>,
+    ) -> Result<(), MetricError> {
         if x.rows != y.rows {
-            return Err(MetricError::input(y.name, format!("batch of {} samples, the other side has {}", y.rows, x.rows)));
+            return Err(MetricError::input(
+                y.name,
+                format!("batch of {} samples, the other side has {}", y.rows, x.rows),
+            ));
         }
         let n = x.rows;
         if n < 4 {
-            return Err(MetricError::input(x.name, format!("batch of {n} samples; the unbiased HSIC needs at least 4")));
+            return Err(MetricError::input(
+                x.name,
+                format!("batch of {n} samples; the unbiased HSIC needs at least 4"),
+            ));
         }
         let gram = |m: MatRef<'_, T>| -> Result<Vec<f64>, MetricError> {
             m.check_finite()?;
@@ -367,7 +500,10 @@ impl MinibatchCka {
         if !(self.sum_xx > 0.0 && self.sum_yy > 0.0 && denominator.is_finite()) {
             return Err(MetricError::input(
                 layer,
-                format!("minibatch CKA undefined: mean self-HSIC {:.3e} and {:.3e} must be positive", self.sum_xx, self.sum_yy),
+                format!(
+                    "minibatch CKA undefined: mean self-HSIC {:.3e} and {:.3e} must be positive",
+                    self.sum_xx, self.sum_yy
+                ),
             ));
         }
         Ok(self.sum_xy / denominator.sqrt())

@@ -15,10 +15,10 @@
 //!    on similarity is a clear linear relation ([`is_clear_relation`]).
 //! 3. [`forgets_less`]: the supervised backbone's k-NN top-1 drops less.
 
+use crate::MetricError;
 use crate::fit::level_fit;
 use crate::space::{RunPoint, similarity_space};
 use crate::stats::{LEVEL, percentile_interval};
-use crate::MetricError;
 
 /// The share of resamples from which a finding holds.
 pub const HOLDS_AT: f64 = 0.95;
@@ -72,16 +72,29 @@ fn certainty(estimate: f64, per_resample: Vec<(Option<f64>, bool)>) -> Certainty
     let holds = per_resample.iter().filter(|(_, h)| *h).count();
     let values: Vec<f64> = per_resample.into_iter().filter_map(|(v, _)| v).collect();
     let interval = (!values.is_empty()).then(|| percentile_interval(values, LEVEL));
-    Certainty { estimate, interval, share: holds as f64 / resamples.max(1) as f64, resamples }
+    Certainty {
+        estimate,
+        interval,
+        share: holds as f64 / resamples.max(1) as f64,
+        resamples,
+    }
 }
 
 /// Finding 1 for one backbone's finished runs: how many runs besides θ*
 /// are inside T_X(η, ε) (θ* drawn again in each resample: its best run).
 /// Holds in a resample with at least one; a run drawn twice counts twice.
-pub fn runs_beside_best(runs: &[RunPoint], eta: f64, epsilon: f64, resamples: &[Vec<usize>]) -> Result<Certainty, MetricError> {
+pub fn runs_beside_best(
+    runs: &[RunPoint],
+    eta: f64,
+    epsilon: f64,
+    resamples: &[Vec<usize>],
+) -> Result<Certainty, MetricError> {
     let beside_best = |points: &[RunPoint]| -> Result<f64, MetricError> {
         let space = similarity_space(points, eta, epsilon)?;
-        Ok(space.iter().filter(|p| p.in_space && p.seed != p.reference_seed).count() as f64)
+        Ok(space
+            .iter()
+            .filter(|p| p.in_space && p.seed != p.reference_seed)
+            .count() as f64)
     };
     let estimate = beside_best(runs)?;
     let per_resample = resamples
@@ -104,7 +117,11 @@ pub fn is_clear_relation(r: f64, slope_ci: (f64, f64)) -> bool {
 /// points, fitted with `levels` levels ([`level_fit`]). The estimate is the
 /// slope; a resample holds where its fit is a clear linear relation, and
 /// does not where no fit can be made from it.
-pub fn calibration_follows_similarity(runs: &[Vec<(f64, f64)>], levels: usize, resamples: &[Vec<usize>]) -> Result<Certainty, MetricError> {
+pub fn calibration_follows_similarity(
+    runs: &[Vec<(f64, f64)>],
+    levels: usize,
+    resamples: &[Vec<usize>],
+) -> Result<Certainty, MetricError> {
     let fit = |drawn: &mut dyn Iterator<Item = usize>| {
         let (x, y): (Vec<f64>, Vec<f64>) = drawn.flat_map(|i| runs[i].iter().copied()).unzip();
         level_fit(&x, &y, levels)
@@ -113,7 +130,10 @@ pub fn calibration_follows_similarity(runs: &[Vec<(f64, f64)>], levels: usize, r
     let per_resample = resamples
         .iter()
         .map(|r| match fit(&mut r.iter().copied()) {
-            Ok(f) => (Some(f.slope), is_clear_relation(f.r, (f.slope_ci_low, f.slope_ci_high))),
+            Ok(f) => (
+                Some(f.slope),
+                is_clear_relation(f.r, (f.slope_ci_low, f.slope_ci_high)),
+            ),
             Err(_) => (None, false),
         })
         .collect();
@@ -125,13 +145,20 @@ pub fn calibration_follows_similarity(runs: &[Vec<(f64, f64)>], levels: usize, r
 /// self-supervised one, each group resampled on its own
 /// (`resamples[0]`, `resamples[1]`). The estimate is the self-supervised
 /// mean drop minus the supervised one; a resample holds where it is > 0.
-pub fn forgets_less(supervised: &[f64], other: &[f64], resamples: [&[Vec<usize>]; 2]) -> Result<Certainty, MetricError> {
+pub fn forgets_less(
+    supervised: &[f64],
+    other: &[f64],
+    resamples: [&[Vec<usize>]; 2],
+) -> Result<Certainty, MetricError> {
     for (name, group) in [("supervised", supervised), ("self-supervised", other)] {
         if group.is_empty() {
             return Err(MetricError::input(name, "no finished run"));
         }
         if let Some(v) = group.iter().find(|v| !v.is_finite()) {
-            return Err(MetricError::input(name, format!("k-NN drop {v} is not finite")));
+            return Err(MetricError::input(
+                name,
+                format!("k-NN drop {v} is not finite"),
+            ));
         }
     }
     let mean = |v: &[f64], r: &[usize]| r.iter().map(|&i| v[i]).sum::<f64>() / r.len() as f64;
@@ -163,7 +190,12 @@ mod tests {
     }
 
     fn run(seed: u64, similarity: f64, accuracy: f64) -> RunPoint {
-        RunPoint { backbone: "b".into(), seed, similarity, accuracy }
+        RunPoint {
+            backbone: "b".into(),
+            seed,
+            similarity,
+            accuracy,
+        }
     }
 
     #[test]
@@ -176,20 +208,31 @@ mod tests {
         assert!((c.share - 0.5).abs() < 0.06, "{c:?}");
         assert_eq!(c.verdict(), Verdict::Undecided);
         // Ten runs, all inside: only a resample of one run drawn ten times fails.
-        let ten: Vec<RunPoint> = (0..10).map(|s| run(s, 0.9, 0.8 - s as f64 * 1e-3)).collect();
+        let ten: Vec<RunPoint> = (0..10)
+            .map(|s| run(s, 0.9, 0.8 - s as f64 * 1e-3))
+            .collect();
         let c = runs_beside_best(&ten, 0.5, 0.02, &draw_resamples(10, 1000, 0)).unwrap();
         assert_eq!((c.estimate, c.verdict()), (9.0, Verdict::Holds));
         // None inside (similarity below η): never holds.
         let low: Vec<RunPoint> = (0..10).map(|s| run(s, 0.1, 0.8)).collect();
         let c = runs_beside_best(&low, 0.5, 0.02, &draw_resamples(10, 1000, 0)).unwrap();
-        assert_eq!((c.estimate, c.share, c.interval), (0.0, 0.0, Some((0.0, 0.0))));
+        assert_eq!(
+            (c.estimate, c.share, c.interval),
+            (0.0, 0.0, Some((0.0, 0.0)))
+        );
     }
 
     /// Runs whose points lie on ECE = 0.3 − 0.2 · similarity, at the
     /// similarities 0, 0.1, …, 0.9 (each a level of a 10-level fit, so the
     /// discretisation moves no point).
     fn linear_runs() -> Vec<Vec<(f64, f64)>> {
-        (0..8).map(|_| (0..10).map(|i| (0.1 * i as f64, 0.3 - 0.02 * i as f64)).collect()).collect()
+        (0..8)
+            .map(|_| {
+                (0..10)
+                    .map(|i| (0.1 * i as f64, 0.3 - 0.02 * i as f64))
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -204,7 +247,12 @@ mod tests {
         let noise: Vec<Vec<(f64, f64)>> = linear_runs()
             .into_iter()
             .enumerate()
-            .map(|(seed, pts)| pts.into_iter().enumerate().map(|(i, (s, _))| (s, 0.1 + 0.05 * ((seed * 13 + i * 29) as f64).sin())).collect())
+            .map(|(seed, pts)| {
+                pts.into_iter()
+                    .enumerate()
+                    .map(|(i, (s, _))| (s, 0.1 + 0.05 * ((seed * 13 + i * 29) as f64).sin()))
+                    .collect()
+            })
             .collect();
         let flat = calibration_follows_similarity(&noise, 10, &resamples).unwrap();
         assert_ne!(flat.verdict(), Verdict::Holds, "{flat:?}");
@@ -231,7 +279,10 @@ mod tests {
         let clear = forgets_less(&drops, &more, [&a, &b]).unwrap();
         assert!((clear.estimate - 0.1).abs() < 1e-12);
         assert_eq!(clear.verdict(), Verdict::Holds);
-        assert_eq!(forgets_less(&more, &drops, [&a, &b]).unwrap().verdict(), Verdict::DoesNotHold);
+        assert_eq!(
+            forgets_less(&more, &drops, [&a, &b]).unwrap().verdict(),
+            Verdict::DoesNotHold
+        );
         let err = forgets_less(&[], &drops, [&a, &b]).unwrap_err();
         assert_eq!(err.name, "supervised");
     }

@@ -35,12 +35,18 @@ pub struct Level {
 pub fn level_fit(similarity: &[f64], metric: &[f64], k: usize) -> Result<LevelFit, MetricError> {
     check_pairs(similarity, metric)?;
     if k < 2 {
-        return Err(MetricError::input("levels", "a line needs at least 2 levels"));
+        return Err(MetricError::input(
+            "levels",
+            "a line needs at least 2 levels",
+        ));
     }
     let lo = similarity.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = similarity.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if hi <= lo {
-        return Err(MetricError::input("similarity", "all points have the same similarity: no slope"));
+        return Err(MetricError::input(
+            "similarity",
+            "all points have the same similarity: no slope",
+        ));
     }
     let step = (hi - lo) / (k - 1) as f64;
     let (mut sums, mut counts) = (vec![0.0; k], vec![0usize; k]);
@@ -51,10 +57,20 @@ pub fn level_fit(similarity: &[f64], metric: &[f64], k: usize) -> Result<LevelFi
     }
     let levels: Vec<Level> = (0..k)
         .filter(|&i| counts[i] > 0)
-        .map(|i| Level { similarity: lo + i as f64 * step, mean: sums[i] / counts[i] as f64, count: counts[i] })
+        .map(|i| Level {
+            similarity: lo + i as f64 * step,
+            mean: sums[i] / counts[i] as f64,
+            count: counts[i],
+        })
         .collect();
     if levels.len() < 3 {
-        return Err(MetricError::input("similarity", format!("{} non-empty levels; a slope interval needs at least 3", levels.len())));
+        return Err(MetricError::input(
+            "similarity",
+            format!(
+                "{} non-empty levels; a slope interval needs at least 3",
+                levels.len()
+            ),
+        ));
     }
     let x: Vec<f64> = levels.iter().map(|l| l.similarity).collect();
     let y: Vec<f64> = levels.iter().map(|l| l.mean).collect();
@@ -65,9 +81,15 @@ pub fn level_fit(similarity: &[f64], metric: &[f64], k: usize) -> Result<LevelFi
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
     let r = pearson(&x, &y)?;
-    let sse: f64 = x.iter().zip(&y).map(|(a, b)| (b - intercept - slope * a).powi(2)).sum();
+    let sse: f64 = x
+        .iter()
+        .zip(&y)
+        .map(|(a, b)| (b - intercept - slope * a).powi(2))
+        .sum();
     let se = (sse / (m - 2.0) / sxx).sqrt();
-    let t = StudentsT::new(0.0, 1.0, m - 2.0).expect("dof ≥ 1").inverse_cdf(0.975);
+    let t = StudentsT::new(0.0, 1.0, m - 2.0)
+        .expect("dof ≥ 1")
+        .inverse_cdf(0.975);
     Ok(LevelFit {
         slope,
         intercept,
@@ -89,7 +111,10 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64, MetricError> {
     let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
     let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
     if sxx == 0.0 || syy == 0.0 {
-        return Err(MetricError::input("correlation", "a constant variable has no correlation"));
+        return Err(MetricError::input(
+            "correlation",
+            "a constant variable has no correlation",
+        ));
     }
     Ok(sxy / (sxx * syy).sqrt())
 }
@@ -121,7 +146,14 @@ fn ranks(v: &[f64]) -> Vec<f64> {
 
 fn check_pairs(x: &[f64], y: &[f64]) -> Result<(), MetricError> {
     if x.len() != y.len() || x.len() < 3 {
-        return Err(MetricError::input("fit", format!("{} and {} values; need equal lengths of at least 3", x.len(), y.len())));
+        return Err(MetricError::input(
+            "fit",
+            format!(
+                "{} and {} values; need equal lengths of at least 3",
+                x.len(),
+                y.len()
+            ),
+        ));
     }
     if let Some(v) = x.iter().chain(y).find(|v| !v.is_finite()) {
         return Err(MetricError::input("fit", format!("non-finite value {v}")));

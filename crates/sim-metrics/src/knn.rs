@@ -29,7 +29,16 @@ pub fn knn_accuracy<T: Scalar>(
     ks: &[usize],
     temperature: f64,
 ) -> Result<Vec<KnnResult>, MetricError> {
-    let KnnInputs { k_max, classes } = KnnInputs::check(bank.rows, bank.cols, bank.name, bank_labels, queries, query_labels, ks, temperature)?;
+    let KnnInputs { k_max, classes } = KnnInputs::check(
+        bank.rows,
+        bank.cols,
+        bank.name,
+        bank_labels,
+        queries,
+        query_labels,
+        ks,
+        temperature,
+    )?;
     let bank_n = normalised_rows(bank)?;
     let query_n = normalised_rows(queries)?;
     let d = bank.cols;
@@ -48,7 +57,9 @@ pub fn knn_accuracy<T: Scalar>(
             .map(|(r, row)| {
                 let neighbours = top_k(row, k_max);
                 let truth = query_labels[c * CHUNK + r] as usize;
-                ks.iter().map(|&k| vote(&neighbours[..k], bank_labels, classes, temperature) == truth).collect()
+                ks.iter()
+                    .map(|&k| vote(&neighbours[..k], bank_labels, classes, temperature) == truth)
+                    .collect()
             })
             .collect();
         for h in hits {
@@ -57,7 +68,14 @@ pub fn knn_accuracy<T: Scalar>(
             }
         }
     }
-    Ok(ks.iter().zip(correct).map(|(&k, c)| KnnResult { k, top1: c as f64 / queries.rows as f64 }).collect())
+    Ok(ks
+        .iter()
+        .zip(correct)
+        .map(|(&k, c)| KnnResult {
+            k,
+            top1: c as f64 / queries.rows as f64,
+        })
+        .collect())
 }
 
 /// What a k-NN evaluation needs to know about its inputs, once they are checked.
@@ -82,11 +100,20 @@ impl KnnInputs {
         temperature: f64,
     ) -> Result<KnnInputs, MetricError> {
         if bank_cols != queries.cols {
-            return Err(MetricError::input(queries.name, format!("{} features, the bank has {bank_cols}", queries.cols)));
+            return Err(MetricError::input(
+                queries.name,
+                format!("{} features, the bank has {bank_cols}", queries.cols),
+            ));
         }
-        for (rows, name, labels, what) in [(bank_rows, bank_name, bank_labels, "bank labels"), (queries.rows, queries.name, query_labels, "query labels")] {
+        for (rows, name, labels, what) in [
+            (bank_rows, bank_name, bank_labels, "bank labels"),
+            (queries.rows, queries.name, query_labels, "query labels"),
+        ] {
             if labels.len() != rows {
-                return Err(MetricError::input(what, format!("{} labels for {rows} rows of {name}", labels.len())));
+                return Err(MetricError::input(
+                    what,
+                    format!("{} labels for {rows} rows of {name}", labels.len()),
+                ));
             }
             if let Some(l) = labels.iter().find(|&&l| l < 0) {
                 return Err(MetricError::input(what, format!("negative label {l}")));
@@ -94,20 +121,36 @@ impl KnnInputs {
             // Votes are counted in a vector as long as the largest label:
             // a stray id (1e12) would ask for terabytes.
             if let Some(l) = labels.iter().find(|&&l| l >= MAX_CLASSES) {
-                return Err(MetricError::input(what, format!("label {l} is not below {MAX_CLASSES}: number the classes 0, 1, 2, …")));
+                return Err(MetricError::input(
+                    what,
+                    format!("label {l} is not below {MAX_CLASSES}: number the classes 0, 1, 2, …"),
+                ));
             }
         }
-        let k_max = *ks.iter().max().ok_or_else(|| MetricError::input("k", "no k given"))?;
+        let k_max = *ks
+            .iter()
+            .max()
+            .ok_or_else(|| MetricError::input("k", "no k given"))?;
         if ks.contains(&0) || k_max > bank_rows {
-            return Err(MetricError::input("k", format!("k must be in 1..={bank_rows} (the bank's size), got {ks:?}")));
+            return Err(MetricError::input(
+                "k",
+                format!("k must be in 1..={bank_rows} (the bank's size), got {ks:?}"),
+            ));
         }
         if !(temperature > 0.0 && temperature.is_finite()) {
-            return Err(MetricError::input("temperature", format!("{temperature} is not positive")));
+            return Err(MetricError::input(
+                "temperature",
+                format!("{temperature} is not positive"),
+            ));
         }
         if queries.rows == 0 {
             return Err(MetricError::input(queries.name, "no queries"));
         }
-        let classes = 1 + *bank_labels.iter().chain(query_labels).max().expect("non-empty") as usize;
+        let classes = 1 + *bank_labels
+            .iter()
+            .chain(query_labels)
+            .max()
+            .expect("non-empty") as usize;
         Ok(KnnInputs { k_max, classes })
     }
 }
@@ -119,14 +162,26 @@ pub const MAX_CLASSES: i64 = 1 << 20;
 /// rows in parallel.
 pub(crate) fn normalised_rows<T: Scalar>(m: MatRef<'_, T>) -> Result<Vec<f32>, MetricError> {
     m.check_finite()?;
-    let norms: Vec<f64> = m.data.par_chunks_exact(m.cols).map(|row| row.iter().map(|v| v.to_f64().powi(2)).sum::<f64>().sqrt()).collect();
+    let norms: Vec<f64> = m
+        .data
+        .par_chunks_exact(m.cols)
+        .map(|row| row.iter().map(|v| v.to_f64().powi(2)).sum::<f64>().sqrt())
+        .collect();
     if let Some(i) = norms.iter().position(|&n| n == 0.0) {
-        return Err(MetricError::input(m.name, format!("row {i} is all zeros: no direction for cosine similarity")));
+        return Err(MetricError::input(
+            m.name,
+            format!("row {i} is all zeros: no direction for cosine similarity"),
+        ));
     }
     let mut out = vec![0f32; m.data.len()];
-    out.par_chunks_exact_mut(m.cols).zip(m.data.par_chunks_exact(m.cols)).zip(&norms).for_each(|((dst, row), norm)| {
-        dst.iter_mut().zip(row).for_each(|(d, v)| *d = (v.to_f64() / norm) as f32);
-    });
+    out.par_chunks_exact_mut(m.cols)
+        .zip(m.data.par_chunks_exact(m.cols))
+        .zip(&norms)
+        .for_each(|((dst, row), norm)| {
+            dst.iter_mut()
+                .zip(row)
+                .for_each(|(d, v)| *d = (v.to_f64() / norm) as f32);
+        });
     Ok(out)
 }
 
@@ -193,7 +248,12 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
     best
 }
 
-pub(crate) fn vote(neighbours: &[(usize, f32)], labels: &[i64], classes: usize, temperature: f64) -> usize {
+pub(crate) fn vote(
+    neighbours: &[(usize, f32)],
+    labels: &[i64],
+    classes: usize,
+    temperature: f64,
+) -> usize {
     let mut votes = vec![0f64; classes];
     for &(i, sim) in neighbours {
         votes[labels[i] as usize] += (sim as f64 / temperature).exp();
@@ -217,9 +277,17 @@ mod tests {
     #[test]
     fn top_k_is_the_first_k_of_a_full_sort() {
         for len in [1, 15, 16, 17, 100, 1000] {
-            let row: Vec<f32> = (0..len).map(|i| ((i * 7919 + 13) % 31) as f32 / 8.0 - 2.0).collect();
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919 + 13) % 31) as f32 / 8.0 - 2.0)
+                .collect();
             let mut sorted: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
-            sorted.sort_by(|&a, &b| if better(a, b) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater });
+            sorted.sort_by(|&a, &b| {
+                if better(a, b) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            });
             for k in [1, 5, 16, 20, 40] {
                 let k = k.min(len);
                 assert_eq!(top_k(&row, k), sorted[..k], "length {len}, k {k}");

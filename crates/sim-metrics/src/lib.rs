@@ -25,8 +25,8 @@ pub mod classification;
 pub mod findings;
 pub mod fit;
 pub mod knn;
-pub mod probe;
 mod linalg;
+pub mod probe;
 pub mod space;
 pub mod stats;
 pub mod stream;
@@ -44,6 +44,9 @@ pub struct MetricError {
 
 impl MetricError {
     pub fn input(name: &str, message: impl Into<String>) -> MetricError {
-        MetricError { name: name.to_owned(), message: message.into() }
+        MetricError {
+            name: name.to_owned(),
+            message: message.into(),
+        }
     }
 }

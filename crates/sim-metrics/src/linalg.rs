@@ -39,16 +39,34 @@ pub struct MatRef<'a, T> {
 }
 
 impl<'a, T: Scalar> MatRef<'a, T> {
-    pub fn new(data: &'a [T], rows: usize, cols: usize, name: &'a str) -> Result<Self, MetricError> {
+    pub fn new(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        name: &'a str,
+    ) -> Result<Self, MetricError> {
         if rows.checked_mul(cols) != Some(data.len()) {
-            return Err(MetricError::input(name, format!("{} values do not fill {rows} × {cols}", data.len())));
+            return Err(MetricError::input(
+                name,
+                format!("{} values do not fill {rows} × {cols}", data.len()),
+            ));
         }
-        Ok(MatRef { data, rows, cols, name })
+        Ok(MatRef {
+            data,
+            rows,
+            cols,
+            name,
+        })
     }
 
     /// Rows `start..end` as a matrix of their own (a minibatch).
     pub fn rows_range(&self, start: usize, end: usize) -> MatRef<'a, T> {
-        MatRef { data: &self.data[start * self.cols..end * self.cols], rows: end - start, cols: self.cols, name: self.name }
+        MatRef {
+            data: &self.data[start * self.cols..end * self.cols],
+            rows: end - start,
+            cols: self.cols,
+            name: self.name,
+        }
     }
 
     /// Fails on NaN or infinite values, naming the matrix and the first position.
@@ -57,7 +75,12 @@ impl<'a, T: Scalar> MatRef<'a, T> {
             None => Ok(()),
             Some(i) => Err(MetricError::input(
                 self.name,
-                format!("non-finite value {} at row {}, column {}", self.data[i].to_f64(), i / self.cols, i % self.cols),
+                format!(
+                    "non-finite value {} at row {}, column {}",
+                    self.data[i].to_f64(),
+                    i / self.cols,
+                    i % self.cols
+                ),
             )),
         }
     }
@@ -119,7 +142,10 @@ pub(crate) fn centred_scaled<T: Scalar, F: Feature>(m: MatRef<'_, T>) -> Vec<F> 
     let (n, d) = (m.rows, m.cols);
     let mut means = vec![0.0; d];
     for row in m.data.chunks_exact(d) {
-        means.iter_mut().zip(row).for_each(|(s, v)| *s += v.to_f64());
+        means
+            .iter_mut()
+            .zip(row)
+            .for_each(|(s, v)| *s += v.to_f64());
     }
     means.iter_mut().for_each(|v| *v /= n as f64);
     // Plain loops over rows: iterator chains over the whole matrix ran
@@ -133,7 +159,11 @@ pub(crate) fn centred_scaled<T: Scalar, F: Feature>(m: MatRef<'_, T>) -> Vec<F> 
     let scale = if largest > 0.0 { 1.0 / largest } else { 1.0 };
     let mut out = Vec::with_capacity(n * d);
     for row in m.data.chunks_exact(d) {
-        out.extend(row.iter().zip(&means).map(|(v, mean)| F::from_f64((v.to_f64() - mean) * scale)));
+        out.extend(
+            row.iter()
+                .zip(&means)
+                .map(|(v, mean)| F::from_f64((v.to_f64() - mean) * scale)),
+        );
     }
     out
 }
@@ -216,22 +246,50 @@ pub(crate) fn at_b<F: Feature>(a: &[F], b: &[F], n: usize, d1: usize, d2: usize)
 
 /// `dst += Aᵀ B` (d1 × d2) for row-major A (n × d1) and B (n × d2): a sum
 /// over blocks of rows. With OpenBLAS: in f32 blocks ([`F32_BLOCK_ROWS`]).
-pub(crate) fn add_at_b<F: Feature>(dst: &mut [f64], a: &[F], b: &[F], n: usize, d1: usize, d2: usize) {
+pub(crate) fn add_at_b<F: Feature>(
+    dst: &mut [f64],
+    a: &[F],
+    b: &[F],
+    n: usize,
+    d1: usize,
+    d2: usize,
+) {
     match engine() {
         Some(blas) => {
             let mut product = vec![0f32; d1 * d2];
             in_f32_blocks(n, |r0, rows| {
-                let (a, b) = (F::as_f32(&a[r0 * d1..(r0 + rows) * d1]), F::as_f32(&b[r0 * d2..(r0 + rows) * d2]));
+                let (a, b) = (
+                    F::as_f32(&a[r0 * d1..(r0 + rows) * d1]),
+                    F::as_f32(&b[r0 * d2..(r0 + rows) * d2]),
+                );
                 f32::gemm(blas, true, false, d1, d2, rows, &a, &b, 0.0, &mut product);
-                dst.iter_mut().zip(&product).for_each(|(t, v)| *t += f64::from(*v));
+                dst.iter_mut()
+                    .zip(&product)
+                    .for_each(|(t, v)| *t += f64::from(*v));
             });
         }
-        None => gemm_with(dst, true, d1, d2, n, &F::as_f64(a), (1, d1), &F::as_f64(b), (d2, 1)),
+        None => gemm_with(
+            dst,
+            true,
+            d1,
+            d2,
+            n,
+            &F::as_f64(a),
+            (1, d1),
+            &F::as_f64(b),
+            (d2, 1),
+        ),
     }
 }
 
 /// `A Bᵀ` (n1 × n2) for row-major A (n1 × d) and B (n2 × d), in `T`.
-pub(crate) fn a_bt<T: BlasFloat + 'static + Zero + One>(a: &[T], b: &[T], n1: usize, n2: usize, d: usize) -> Vec<T> {
+pub(crate) fn a_bt<T: BlasFloat + 'static + Zero + One>(
+    a: &[T],
+    b: &[T],
+    n1: usize,
+    n2: usize,
+    d: usize,
+) -> Vec<T> {
     let mut out = vec![T::zero(); n1 * n2];
     a_bt_into(&mut out, a, b, n1, n2, d, engine());
     out
@@ -241,7 +299,15 @@ pub(crate) fn a_bt<T: BlasFloat + 'static + Zero + One>(a: &[T], b: &[T], n1: us
 /// held), so that a loop of products reuses one buffer: a fresh large
 /// buffer per product costs its page faults and zeroing each time. `blas`:
 /// OpenBLAS, or `None` for the `gemm` crate.
-pub(crate) fn a_bt_into<T: BlasFloat + 'static + Zero + One>(out: &mut [T], a: &[T], b: &[T], n1: usize, n2: usize, d: usize, blas: Option<&Blas>) {
+pub(crate) fn a_bt_into<T: BlasFloat + 'static + Zero + One>(
+    out: &mut [T],
+    a: &[T],
+    b: &[T],
+    n1: usize,
+    n2: usize,
+    d: usize,
+    blas: Option<&Blas>,
+) {
     let out = &mut out[..n1 * n2];
     match blas {
         Some(blas) => T::gemm(blas, false, true, n1, n2, d, a, b, T::zero(), out),
@@ -283,10 +349,20 @@ fn in_f32_blocks(n: usize, mut each: impl FnMut(usize, usize)) {
 fn add_ata_upper_triangle<F: Feature>(blas: &Blas, dst: &mut [f64], a: &[F], n: usize, d: usize) {
     let mut product = vec![0f32; d * d];
     in_f32_blocks(n, |r0, rows| {
-        f32::syrk_t(blas, d, rows, &F::as_f32(&a[r0 * d..(r0 + rows) * d]), 0.0, &mut product);
+        f32::syrk_t(
+            blas,
+            d,
+            rows,
+            &F::as_f32(&a[r0 * d..(r0 + rows) * d]),
+            0.0,
+            &mut product,
+        );
         for i in 0..d {
             let at = i * d;
-            dst[at + i..at + d].iter_mut().zip(&product[at + i..at + d]).for_each(|(t, v)| *t += f64::from(*v));
+            dst[at + i..at + d]
+                .iter_mut()
+                .zip(&product[at + i..at + d])
+                .for_each(|(t, v)| *t += f64::from(*v));
         }
     });
 }
@@ -307,7 +383,17 @@ fn upper_blocks_of_ata(a: &[f64], n: usize, d: usize, mut each: impl FnMut(usize
             let wj = SYM_BLOCK.min(d - j0);
             block.clear();
             block.resize(wi * wj, 0.0);
-            gemm_with(&mut block, false, wi, wj, n, &a[i0..], (1, d), &a[j0..], (d, 1));
+            gemm_with(
+                &mut block,
+                false,
+                wi,
+                wj,
+                n,
+                &a[i0..],
+                (1, d),
+                &a[j0..],
+                (d, 1),
+            );
             each(i0, j0, &block);
         }
     }
@@ -341,7 +427,12 @@ pub(crate) fn self_norm2<F: Feature>(a: &[F], n: usize, d: usize) -> f64 {
     if let Some(blas) = engine() {
         let mut upper = vec![0.0; d * d];
         add_ata_upper_triangle(blas, &mut upper, a, n, d);
-        let weighted = upper.chunks_exact(d).enumerate().flat_map(|(i, row)| row[i..].iter().enumerate().map(move |(k, v)| if k == 0 { v * v } else { 2.0 * v * v }));
+        let weighted = upper.chunks_exact(d).enumerate().flat_map(|(i, row)| {
+            row[i..]
+                .iter()
+                .enumerate()
+                .map(move |(k, v)| if k == 0 { v * v } else { 2.0 * v * v })
+        });
         return weighted.sum();
     }
     let mut total = 0.0;
@@ -362,7 +453,10 @@ pub(crate) fn add_ata_upper<F: Feature>(dst: &mut [f64], a: &[F], n: usize, d: u
         let wj = SYM_BLOCK.min(d - j0);
         for (r, row) in block.chunks_exact(wj).enumerate() {
             let at = (i0 + r) * d + j0;
-            dst[at..at + wj].iter_mut().zip(row).for_each(|(t, v)| *t += v);
+            dst[at..at + wj]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(t, v)| *t += v);
         }
     });
 }
@@ -384,7 +478,9 @@ mod tests {
     }
 
     fn values(len: usize, seed: u64) -> Vec<f64> {
-        (0..len).map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f64) / 500.0 - 1.0).collect()
+        (0..len)
+            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f64) / 500.0 - 1.0)
+            .collect()
     }
 
     /// Runs `check(with_blas)` with the pure-Rust products, then with
@@ -409,12 +505,18 @@ mod tests {
             let (a, b) = (values(n * d1, 1), values(n * d2, 2));
             let want = naive_at_b(&a, &b, n, d1, d2);
             for (x, y) in at_b(&a, &b, n, d1, d2).iter().zip(&want) {
-                assert!((x - y).abs() < tol * n as f64, "{x} vs {y} (OpenBLAS: {with_blas})");
+                assert!(
+                    (x - y).abs() < tol * n as f64,
+                    "{x} vs {y} (OpenBLAS: {with_blas})"
+                );
             }
             let c = values(n * d2, 3);
             let full = naive_at_b(&c, &c, n, d2, d2);
             let self_want: f64 = full.iter().map(|v| v * v).sum();
-            assert!((self_norm2(&c, n, d2) / self_want - 1.0).abs() < tol, "OpenBLAS: {with_blas}");
+            assert!(
+                (self_norm2(&c, n, d2) / self_want - 1.0).abs() < tol,
+                "OpenBLAS: {with_blas}"
+            );
             // Added twice: 2AᵀA in (at least) the upper blocks, and the weights give the whole.
             let mut upper = vec![0.0; d2 * d2];
             add_ata_upper(&mut upper, &c, n, d2);
@@ -424,17 +526,26 @@ mod tests {
                 for j in 0..d2 {
                     let (w, got) = (weight(i, j), upper[i * d2 + j]);
                     if w > 0.0 {
-                        assert!((got - 2.0 * full[i * d2 + j]).abs() < tol * n as f64, "({i}, {j}), OpenBLAS: {with_blas}");
+                        assert!(
+                            (got - 2.0 * full[i * d2 + j]).abs() < tol * n as f64,
+                            "({i}, {j}), OpenBLAS: {with_blas}"
+                        );
                     }
                     weighted += w * (got / 2.0).powi(2);
                 }
             }
-            assert!((weighted / self_want - 1.0).abs() < tol, "OpenBLAS: {with_blas}");
+            assert!(
+                (weighted / self_want - 1.0).abs() < tol,
+                "OpenBLAS: {with_blas}"
+            );
             // A Bᵀ: (n1 × d)(d × n2), in f64 and in f32 (k-NN's similarities).
             let (n1, n2, d) = (4, 3, 6);
             let (p, q) = (values(n1 * d, 4), values(n2 * d, 5));
             let abt = a_bt(&p, &q, n1, n2, d);
-            let (p32, q32): (Vec<f32>, Vec<f32>) = (p.iter().map(|&v| v as f32).collect(), q.iter().map(|&v| v as f32).collect());
+            let (p32, q32): (Vec<f32>, Vec<f32>) = (
+                p.iter().map(|&v| v as f32).collect(),
+                q.iter().map(|&v| v as f32).collect(),
+            );
             let abt32 = a_bt(&p32, &q32, n1, n2, d);
             for i in 0..n1 {
                 for j in 0..n2 {
@@ -454,15 +565,35 @@ mod tests {
         let signal = values(n * 8, 7);
         let side = |d: usize, seed: u64| -> Vec<f64> {
             let noise = values(n * d, seed);
-            let mut x: Vec<f64> = (0..n * d).map(|i| signal[(i / d) * 8 + (i % d) % 8] * (1.0 + (i % d) as f64 / 10.0) + 1.5 * noise[i] + 5.0).collect();
-            let m = MatRef { data: &x, rows: n, cols: d, name: "x" };
+            let mut x: Vec<f64> = (0..n * d)
+                .map(|i| {
+                    signal[(i / d) * 8 + (i % d) % 8] * (1.0 + (i % d) as f64 / 10.0)
+                        + 1.5 * noise[i]
+                        + 5.0
+                })
+                .collect();
+            let m = MatRef {
+                data: &x,
+                rows: n,
+                cols: d,
+                name: "x",
+            };
             x = centred_scaled(m);
             x
         };
         let (x, y) = (side(d1, 11), side(d2, 12));
-        let (x32, y32): (Vec<f32>, Vec<f32>) = (x.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
-        let cka = || cross_norm2(&x, &y, n, d1, d2) / (self_norm2(&x, n, d1).sqrt() * self_norm2(&y, n, d2).sqrt());
-        let cka32 = || cross_norm2(&x32, &y32, n, d1, d2) / (self_norm2(&x32, n, d1).sqrt() * self_norm2(&y32, n, d2).sqrt());
+        let (x32, y32): (Vec<f32>, Vec<f32>) = (
+            x.iter().map(|&v| v as f32).collect(),
+            y.iter().map(|&v| v as f32).collect(),
+        );
+        let cka = || {
+            cross_norm2(&x, &y, n, d1, d2)
+                / (self_norm2(&x, n, d1).sqrt() * self_norm2(&y, n, d2).sqrt())
+        };
+        let cka32 = || {
+            cross_norm2(&x32, &y32, n, d1, d2)
+                / (self_norm2(&x32, n, d1).sqrt() * self_norm2(&y32, n, d2).sqrt())
+        };
         RUST_ONLY.with(|f| f.set(true));
         let f64_value = cka();
         RUST_ONLY.with(|f| f.set(false));
@@ -473,16 +604,31 @@ mod tests {
         let f32_value = cka();
         // f32 inputs (what `cka` hands OpenBLAS) give the same blocks.
         assert_eq!(cka32(), f32_value);
-        assert!(f64_value > 0.3 && f64_value < 0.99, "a CKA that says something: {f64_value}");
-        assert!((f32_value - f64_value).abs() < 1e-7, "f32 blocks {f32_value} vs f64 {f64_value}");
+        assert!(
+            f64_value > 0.3 && f64_value < 0.99,
+            "a CKA that says something: {f64_value}"
+        );
+        assert!(
+            (f32_value - f64_value).abs() < 1e-7,
+            "f32 blocks {f32_value} vs f64 {f64_value}"
+        );
     }
 
     #[test]
     fn shape_mismatch_and_non_finite_values_name_the_matrix() {
-        let msg = MatRef::new(&[1.0f32; 5], 2, 3, "A").unwrap_err().to_string();
+        let msg = MatRef::new(&[1.0f32; 5], 2, 3, "A")
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("A:") && msg.contains("2 × 3"), "{msg}");
         let data = [1.0f32, 2.0, f32::NAN, 4.0];
-        let msg = MatRef::new(&data, 2, 2, "B").unwrap().check_finite().unwrap_err().to_string();
-        assert!(msg.contains("B: non-finite value NaN at row 1, column 0"), "{msg}");
+        let msg = MatRef::new(&data, 2, 2, "B")
+            .unwrap()
+            .check_finite()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("B: non-finite value NaN at row 1, column 0"),
+            "{msg}"
+        );
     }
 }

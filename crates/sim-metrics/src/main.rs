@@ -99,7 +99,9 @@ const DEFAULT_BLOCK_ROWS: usize = 4096;
 
 /// Whether `spec` names a whole `.npy` file (not a tensor in a safetensors file).
 fn is_npy(spec: &str) -> bool {
-    !spec.rsplit_once(':').is_some_and(|(file, _)| file.ends_with(".safetensors"))
+    !spec
+        .rsplit_once(':')
+        .is_some_and(|(file, _)| file.ends_with(".safetensors"))
 }
 
 /// The kernel's name on the command line (the RBF one takes `--sigma-frac`).
@@ -113,17 +115,32 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sim_metrics::blas::load_from_env().map_err(anyhow::Error::msg)?;
     let output = match cli.command {
-        Command::Cka { a, b, estimator, kernel, sigma_frac, batch, block_rows } => {
+        Command::Cka {
+            a,
+            b,
+            estimator,
+            kernel,
+            sigma_frac,
+            batch,
+            block_rows,
+        } => {
             let kernel = match kernel {
                 KernelArg::Linear => Kernel::Linear,
                 KernelArg::Rbf => Kernel::Rbf { sigma_frac },
             };
-            let streamed = is_npy(&a) && is_npy(&b) && batch.is_none() && matches!(kernel, Kernel::Linear) && estimator == Estimator::Biased;
+            let streamed = is_npy(&a)
+                && is_npy(&b)
+                && batch.is_none()
+                && matches!(kernel, Kernel::Linear)
+                && estimator == Estimator::Biased;
             if streamed {
                 anyhow::ensure!(block_rows >= 1, "--block-rows must be at least 1");
                 let value = linear_cka_files(&a, &b, block_rows)?;
                 let n = NpyRows::open(&a)?.rows;
-                println!("{}", json!({"cka": value, "estimator": estimator, "kernel": "linear", "n": n}));
+                println!(
+                    "{}",
+                    json!({"cka": value, "estimator": estimator, "kernel": "linear", "n": n})
+                );
                 return Ok(());
             }
             let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
@@ -134,15 +151,28 @@ fn main() -> anyhow::Result<()> {
                         "--batch computes minibatch CKA with the linear kernel and the unbiased HSIC: \
                          pass --estimator debiased (and no --kernel rbf)"
                     );
-                    anyhow::ensure!(a.rows == b.rows, "{}: {} samples, {} has {}", b.name, b.rows, a.name, a.rows);
-                    anyhow::ensure!(size >= 4, "--batch {size}: minibatch CKA needs batches of at least 4");
+                    anyhow::ensure!(
+                        a.rows == b.rows,
+                        "{}: {} samples, {} has {}",
+                        b.name,
+                        b.rows,
+                        a.name,
+                        a.rows
+                    );
+                    anyhow::ensure!(
+                        size >= 4,
+                        "--batch {size}: minibatch CKA needs batches of at least 4"
+                    );
                     let mut acc = MinibatchCka::new();
                     for start in (0..a.rows).step_by(size) {
                         let end = (start + size).min(a.rows);
                         if end - start < 4 {
                             break; // a remainder too small for the unbiased HSIC is left out
                         }
-                        acc.update(a.view().rows_range(start, end), b.view().rows_range(start, end))?;
+                        acc.update(
+                            a.view().rows_range(start, end),
+                            b.view().rows_range(start, end),
+                        )?;
                     }
                     json!({"cka": acc.value(&a.name)?, "estimator": "debiased", "kernel": "linear", "n": a.rows, "batch": size})
                 }
@@ -156,24 +186,54 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Ece { logits, labels, bins, binning } => {
+        Command::Ece {
+            logits,
+            labels,
+            bins,
+            binning,
+        } => {
             let logits = load_matrix(&logits)?;
             let labels = load_labels(&labels)?;
             let c = calibration(logits.view(), &labels, bins, binning)?;
             json!({"ece": c.ece, "mce": c.mce, "bins": bins, "binning": binning, "n": labels.len(), "reliability": c.bins})
         }
-        Command::Knn { bank_feats, bank_labels, query_feats, query_labels, k, temperature, block_rows } => {
+        Command::Knn {
+            bank_feats,
+            bank_labels,
+            query_feats,
+            query_labels,
+            k,
+            temperature,
+            block_rows,
+        } => {
             let queries = load_matrix(&query_feats)?;
             let (bank_y, query_y) = (load_labels(&bank_labels)?, load_labels(&query_labels)?);
             let results = if is_npy(&bank_feats) {
                 anyhow::ensure!(block_rows >= 1, "--block-rows must be at least 1");
-                knn_accuracy_file(&bank_feats, &bank_y, queries.view(), &query_y, &k, temperature, block_rows)?
+                knn_accuracy_file(
+                    &bank_feats,
+                    &bank_y,
+                    queries.view(),
+                    &query_y,
+                    &k,
+                    temperature,
+                    block_rows,
+                )?
             } else {
                 let bank = load_matrix(&bank_feats)?;
-                knn_accuracy(bank.view(), &bank_y, queries.view(), &query_y, &k, temperature)?
+                knn_accuracy(
+                    bank.view(),
+                    &bank_y,
+                    queries.view(),
+                    &query_y,
+                    &k,
+                    temperature,
+                )?
             };
-            let per_k: serde_json::Map<String, serde_json::Value> =
-                results.iter().map(|r| (r.k.to_string(), json!(r.top1))).collect();
+            let per_k: serde_json::Map<String, serde_json::Value> = results
+                .iter()
+                .map(|r| (r.k.to_string(), json!(r.top1)))
+                .collect();
             json!({"knn_top1": results[0].top1, "k": k[0], "temperature": temperature,
                    "bank": bank_y.len(), "queries": queries.rows, "top1_per_k": per_k})
         }

@@ -29,7 +29,11 @@ pub struct ProbeOptions {
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        ProbeOptions { l2: 1e-3, tolerance: 1e-8, max_iterations: 2000 }
+        ProbeOptions {
+            l2: 1e-3,
+            tolerance: 1e-8,
+            max_iterations: 2000,
+        }
     }
 }
 
@@ -83,32 +87,56 @@ impl Problem<'_> {
             }
             for (j, &zj) in z.iter().enumerate() {
                 let row = &mut grad[j * k..(j + 1) * k];
-                row.iter_mut().zip(&logits).for_each(|(g, dl)| *g += zj * dl);
+                row.iter_mut()
+                    .zip(&logits)
+                    .for_each(|(g, dl)| *g += zj * dl);
             }
-            grad[d * k..].iter_mut().zip(&logits).for_each(|(g, dl)| *g += dl);
+            grad[d * k..]
+                .iter_mut()
+                .zip(&logits)
+                .for_each(|(g, dl)| *g += dl);
         }
         loss += 0.5 * self.l2 * w.iter().map(|v| v * v).sum::<f64>();
-        grad[..d * k].iter_mut().zip(w).for_each(|(g, wv)| *g += self.l2 * wv);
+        grad[..d * k]
+            .iter_mut()
+            .zip(w)
+            .for_each(|(g, wv)| *g += self.l2 * wv);
         (loss, grad)
     }
 }
 
 /// Fits a probe on `features` (`n × d`, row-major) and their labels.
-pub fn fit(features: &[f64], d: usize, labels: &[usize], options: ProbeOptions) -> Result<LinearProbe, MetricError> {
+pub fn fit(
+    features: &[f64],
+    d: usize,
+    labels: &[usize],
+    options: ProbeOptions,
+) -> Result<LinearProbe, MetricError> {
     let n = labels.len();
     if n == 0 || d == 0 || features.len() != n * d {
-        return Err(MetricError::input("features", format!("{} values for {n} labels × {d} features", features.len())));
+        return Err(MetricError::input(
+            "features",
+            format!("{} values for {n} labels × {d} features", features.len()),
+        ));
     }
     let k = 1 + labels.iter().copied().max().expect("non-empty");
     let mut mean = vec![0.0; d];
     for row in features.chunks_exact(d) {
-        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v / n as f64);
+        mean.iter_mut()
+            .zip(row)
+            .for_each(|(m, v)| *m += v / n as f64);
     }
     let mut scale = vec![0.0; d];
     for row in features.chunks_exact(d) {
-        scale.iter_mut().zip(row.iter().zip(&mean)).for_each(|(s, (v, m))| *s += (v - m) * (v - m) / n as f64);
+        scale
+            .iter_mut()
+            .zip(row.iter().zip(&mean))
+            .for_each(|(s, (v, m))| *s += (v - m) * (v - m) / n as f64);
     }
-    let scale: Vec<f64> = scale.into_iter().map(|v| if v > 0.0 { v.sqrt() } else { 1.0 }).collect();
+    let scale: Vec<f64> = scale
+        .into_iter()
+        .map(|v| if v > 0.0 { v.sqrt() } else { 1.0 })
+        .collect();
     let mut counts = vec![0usize; k];
     labels.iter().for_each(|&y| counts[y] += 1);
     let problem = Problem {
@@ -120,12 +148,23 @@ pub fn fit(features: &[f64], d: usize, labels: &[usize], options: ProbeOptions) 
         l2: options.l2,
     };
     let (params, objective, iterations) = lbfgs(&problem, vec![0.0; (d + 1) * k], options);
-    Ok(LinearProbe { mean, scale, params, classes: k, objective, iterations })
+    Ok(LinearProbe {
+        mean,
+        scale,
+        params,
+        classes: k,
+        objective,
+        iterations,
+    })
 }
 
 fn standardise(features: &[f64], mean: &[f64], scale: &[f64]) -> Vec<f64> {
     let d = mean.len();
-    features.iter().enumerate().map(|(i, v)| (v - mean[i % d]) / scale[i % d]).collect()
+    features
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v - mean[i % d]) / scale[i % d])
+        .collect()
 }
 
 impl LinearProbe {
@@ -138,7 +177,9 @@ impl LinearProbe {
         for row in z.chunks_exact(d) {
             let mut l = b.to_vec();
             for (j, &zj) in row.iter().enumerate() {
-                l.iter_mut().zip(&w[j * k..(j + 1) * k]).for_each(|(l, wv)| *l += zj * wv);
+                l.iter_mut()
+                    .zip(&w[j * k..(j + 1) * k])
+                    .for_each(|(l, wv)| *l += zj * wv);
             }
             logits.extend(l);
         }
@@ -150,16 +191,31 @@ impl LinearProbe {
         let k = self.classes;
         self.logits(features)
             .chunks_exact(k)
-            .map(|l| (0..k).max_by(|&a, &c| l[a].total_cmp(&l[c]).then(c.cmp(&a))).expect("k ≥ 1"))
+            .map(|l| {
+                (0..k)
+                    .max_by(|&a, &c| l[a].total_cmp(&l[c]).then(c.cmp(&a)))
+                    .expect("k ≥ 1")
+            })
             .collect()
     }
 }
 
 /// Fits on the training features and scores the test features.
-pub fn probe_scores(train: (&[f64], &[usize]), test: (&[f64], &[usize]), d: usize) -> Result<ClassificationScores, MetricError> {
+pub fn probe_scores(
+    train: (&[f64], &[usize]),
+    test: (&[f64], &[usize]),
+    d: usize,
+) -> Result<ClassificationScores, MetricError> {
     let probe = fit(train.0, d, train.1, ProbeOptions::default())?;
     if test.0.len() != test.1.len() * d {
-        return Err(MetricError::input("features", format!("{} test values for {} labels × {d} features", test.0.len(), test.1.len())));
+        return Err(MetricError::input(
+            "features",
+            format!(
+                "{} test values for {} labels × {d} features",
+                test.0.len(),
+                test.1.len()
+            ),
+        ));
     }
     classification_scores(&probe.predict(test.0), test.1)
 }
@@ -170,7 +226,8 @@ fn lbfgs(problem: &Problem<'_>, mut x: Vec<f64>, options: ProbeOptions) -> (Vec<
     const MEMORY: usize = 10;
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
     let (mut f, mut g) = problem.evaluate(&x);
-    let mut pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> = std::collections::VecDeque::new();
+    let mut pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> =
+        std::collections::VecDeque::new();
     for iteration in 0..options.max_iterations {
         if g.iter().all(|v| v.abs() <= options.tolerance) {
             return (x, f, iteration);
@@ -189,7 +246,9 @@ fn lbfgs(problem: &Problem<'_>, mut x: Vec<f64>, options: ProbeOptions) -> (Vec<
         }
         for ((s, y, rho), a) in pairs.iter().zip(alphas.into_iter().rev()) {
             let beta = rho * dot(y, &q);
-            q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - beta) * si);
+            q.iter_mut()
+                .zip(s)
+                .for_each(|(qi, si)| *qi += (a - beta) * si);
         }
         let mut direction: Vec<f64> = q.into_iter().map(|v| -v).collect();
         let mut slope = dot(&g, &direction);
@@ -199,9 +258,17 @@ fn lbfgs(problem: &Problem<'_>, mut x: Vec<f64>, options: ProbeOptions) -> (Vec<
             direction = g.iter().map(|v| -v).collect();
             slope = dot(&g, &direction);
         }
-        let mut step = if pairs.is_empty() { 1.0 / g.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1.0) } else { 1.0 };
+        let mut step = if pairs.is_empty() {
+            1.0 / g.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1.0)
+        } else {
+            1.0
+        };
         let (next, f_next, g_next) = loop {
-            let candidate: Vec<f64> = x.iter().zip(&direction).map(|(xi, di)| xi + step * di).collect();
+            let candidate: Vec<f64> = x
+                .iter()
+                .zip(&direction)
+                .map(|(xi, di)| xi + step * di)
+                .collect();
             let (fc, gc) = problem.evaluate(&candidate);
             if fc <= f + 1e-4 * step * slope || step < 1e-20 {
                 break (candidate, fc, gc);
@@ -238,12 +305,23 @@ mod tests {
         for i in 0..90 {
             let c = i % 3;
             let jitter = (i as f64 * 0.37).sin() * 0.3;
-            x.extend([c as f64 * 3.0 + jitter, (c as f64 - 1.0).powi(2) * 2.0 - jitter, 5.0]);
+            x.extend([
+                c as f64 * 3.0 + jitter,
+                (c as f64 - 1.0).powi(2) * 2.0 - jitter,
+                5.0,
+            ]);
             y.push(c);
         }
         let probe = fit(&x, 3, &y, ProbeOptions::default()).unwrap();
         assert_eq!(probe.predict(&x), y);
-        let problem = Problem { z: standardise(&x, &probe.mean, &probe.scale), labels: &y, weights: vec![1.0; 90], d: 3, k: 3, l2: 1e-3 };
+        let problem = Problem {
+            z: standardise(&x, &probe.mean, &probe.scale),
+            labels: &y,
+            weights: vec![1.0; 90],
+            d: 3,
+            k: 3,
+            l2: 1e-3,
+        };
         let (_, g) = problem.evaluate(&probe.params);
         assert!(g.iter().all(|v| v.abs() < 1e-6), "{g:?}");
     }
@@ -252,7 +330,14 @@ mod tests {
     fn the_gradient_is_the_objective_s_derivative() {
         let x: Vec<f64> = (0..40).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
         let y: Vec<usize> = (0..20).map(|i| i % 3).collect();
-        let problem = Problem { z: x.clone(), labels: &y, weights: (0..20).map(|i| 1.0 + (i % 4) as f64).collect(), d: 2, k: 3, l2: 0.1 };
+        let problem = Problem {
+            z: x.clone(),
+            labels: &y,
+            weights: (0..20).map(|i| 1.0 + (i % 4) as f64).collect(),
+            d: 2,
+            k: 3,
+            l2: 0.1,
+        };
         let p: Vec<f64> = (0..9).map(|i| (i as f64 * 0.3).cos()).collect();
         let (_, g) = problem.evaluate(&p);
         for i in 0..p.len() {
@@ -261,7 +346,11 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let numeric = (problem.evaluate(&up).0 - problem.evaluate(&down).0) / (2.0 * h);
-            assert!((numeric - g[i]).abs() < 1e-7, "parameter {i}: {numeric} vs {}", g[i]);
+            assert!(
+                (numeric - g[i]).abs() < 1e-7,
+                "parameter {i}: {numeric} vs {}",
+                g[i]
+            );
         }
     }
 }

@@ -27,9 +27,19 @@ pub struct SpacePoint {
     pub in_space: bool,
 }
 
-pub fn similarity_space(runs: &[RunPoint], eta: f64, epsilon: f64) -> Result<Vec<SpacePoint>, MetricError> {
-    if let Some(r) = runs.iter().find(|r| !(r.similarity.is_finite() && r.accuracy.is_finite())) {
-        return Err(MetricError::input(&format!("{} seed {}", r.backbone, r.seed), "non-finite similarity or accuracy"));
+pub fn similarity_space(
+    runs: &[RunPoint],
+    eta: f64,
+    epsilon: f64,
+) -> Result<Vec<SpacePoint>, MetricError> {
+    if let Some(r) = runs
+        .iter()
+        .find(|r| !(r.similarity.is_finite() && r.accuracy.is_finite()))
+    {
+        return Err(MetricError::input(
+            &format!("{} seed {}", r.backbone, r.seed),
+            "non-finite similarity or accuracy",
+        ));
     }
     Ok(runs
         .iter()
@@ -58,15 +68,33 @@ mod tests {
     use super::*;
 
     fn run(backbone: &str, seed: u64, similarity: f64, accuracy: f64) -> RunPoint {
-        RunPoint { backbone: backbone.into(), seed, similarity, accuracy }
+        RunPoint {
+            backbone: backbone.into(),
+            seed,
+            similarity,
+            accuracy,
+        }
     }
 
     #[test]
     fn reference_is_the_best_run_per_backbone_and_membership_needs_both() {
-        let runs = [run("vit", 0, 0.9, 0.80), run("vit", 1, 0.4, 0.85), run("vit", 2, 0.7, 0.84), run("clip", 0, 0.95, 0.70)];
+        let runs = [
+            run("vit", 0, 0.9, 0.80),
+            run("vit", 1, 0.4, 0.85),
+            run("vit", 2, 0.7, 0.84),
+            run("clip", 0, 0.95, 0.70),
+        ];
         let space = similarity_space(&runs, 0.6, 0.02).unwrap();
-        assert!(space.iter().filter(|p| p.backbone == "vit").all(|p| p.reference_seed == 1));
+        assert!(
+            space
+                .iter()
+                .filter(|p| p.backbone == "vit")
+                .all(|p| p.reference_seed == 1)
+        );
         assert!((space[0].divergence - 0.05).abs() < 1e-12);
-        assert_eq!(space.iter().map(|p| p.in_space).collect::<Vec<_>>(), vec![false, false, true, true]);
+        assert_eq!(
+            space.iter().map(|p| p.in_space).collect::<Vec<_>>(),
+            vec![false, false, true, true]
+        );
     }
 }

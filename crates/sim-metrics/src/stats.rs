@@ -38,13 +38,18 @@ pub fn percentile_interval(mut values: Vec<f64>, level: f64) -> (f64, f64) {
 /// `resamples` draws of `n` indices in 0..n with replacement.
 pub fn draw_resamples(n: usize, resamples: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..resamples).map(|_| (0..n).map(|_| rng.random_range(0..n)).collect()).collect()
+    (0..resamples)
+        .map(|_| (0..n).map(|_| rng.random_range(0..n)).collect())
+        .collect()
 }
 
 /// The bootstrap interval of the mean of `values` (one per run) over the
 /// given resamples of their indices.
 pub fn mean_interval(values: &[f64], resamples: &[Vec<usize>], level: f64) -> (f64, f64) {
-    let means = resamples.iter().map(|r| r.iter().map(|&i| values[i]).sum::<f64>() / r.len() as f64).collect();
+    let means = resamples
+        .iter()
+        .map(|r| r.iter().map(|&i| values[i]).sum::<f64>() / r.len() as f64)
+        .collect();
     percentile_interval(means, level)
 }
 
@@ -63,13 +68,20 @@ pub struct CkaBootstrap {
 impl CkaBootstrap {
     pub fn new<T: Scalar>(x: MatRef<'_, T>, y: MatRef<'_, T>) -> Result<CkaBootstrap, MetricError> {
         if x.rows != y.rows {
-            return Err(MetricError::input(y.name, format!("{} images, {} has {}", y.rows, x.name, x.rows)));
+            return Err(MetricError::input(
+                y.name,
+                format!("{} images, {} has {}", y.rows, x.name, x.rows),
+            ));
         }
         x.check_finite()?;
         y.check_finite()?;
         let n = x.rows;
         let (cx, cy): (Vec<f64>, Vec<f64>) = (centred_scaled(x), centred_scaled(y));
-        Ok(CkaBootstrap { n, k: a_bt(&cx, &cx, n, n, x.cols), l: a_bt(&cy, &cy, n, n, y.cols) })
+        Ok(CkaBootstrap {
+            n,
+            k: a_bt(&cx, &cx, n, n, x.cols),
+            l: a_bt(&cy, &cy, n, n, y.cols),
+        })
     }
 
     /// CKA with image i counted `counts[i]` times (all ones: the plain CKA).
@@ -83,7 +95,10 @@ impl CkaBootstrap {
         let (mut a, mut b) = (vec![0.0; self.n], vec![0.0; self.n]);
         let (mut kl, mut kk, mut ll) = (0.0, 0.0, 0.0);
         for &i in &used {
-            let (krow, lrow) = (&self.k[i * self.n..(i + 1) * self.n], &self.l[i * self.n..(i + 1) * self.n]);
+            let (krow, lrow) = (
+                &self.k[i * self.n..(i + 1) * self.n],
+                &self.l[i * self.n..(i + 1) * self.n],
+            );
             let mut s = [0.0f64; 5];
             for &j in &used {
                 let (w, kv, lv) = (counts[j], krow[j], lrow[j]);
@@ -152,9 +167,17 @@ fn splits(n: usize, k: usize) -> usize {
 /// p = (1 + count) / (1 + resamples). A split "at least as large" allows for
 /// rounding: it counts when within 100 ε of the observed difference (as
 /// scipy.stats.permutation_test does).
-pub fn permutation_test(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Result<PermutationTest, MetricError> {
+pub fn permutation_test(
+    a: &[f64],
+    b: &[f64],
+    resamples: usize,
+    seed: u64,
+) -> Result<PermutationTest, MetricError> {
     if a.is_empty() || b.is_empty() {
-        return Err(MetricError::input(if a.is_empty() { "a" } else { "b" }, "a permutation test needs a value in each group"));
+        return Err(MetricError::input(
+            if a.is_empty() { "a" } else { "b" },
+            "a permutation test needs a value in each group",
+        ));
     }
     if let Some(v) = a.iter().chain(b).find(|v| !v.is_finite()) {
         return Err(MetricError::input("values", format!("{v} is not finite")));
@@ -172,25 +195,41 @@ pub fn permutation_test(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Re
         let mut hits = 0usize;
         let mut chosen: Vec<usize> = (0..k).collect();
         loop {
-            hits += usize::from(at_least(difference_of(chosen.iter().map(|&i| pooled[i]).sum())));
+            hits += usize::from(at_least(difference_of(
+                chosen.iter().map(|&i| pooled[i]).sum(),
+            )));
             // The next k-combination in lexicographic order.
-            let Some(i) = (0..k).rev().find(|&i| chosen[i] < n - k + i) else { break };
+            let Some(i) = (0..k).rev().find(|&i| chosen[i] < n - k + i) else {
+                break;
+            };
             chosen[i] += 1;
             for j in i + 1..k {
                 chosen[j] = chosen[j - 1] + 1;
             }
         }
-        return Ok(PermutationTest { difference: observed, p_value: hits as f64 / count as f64, exact: true, permutations: count });
+        return Ok(PermutationTest {
+            difference: observed,
+            p_value: hits as f64 / count as f64,
+            exact: true,
+            permutations: count,
+        });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..n).collect();
     let mut hits = 0usize;
     for _ in 0..resamples {
         order.shuffle(&mut rng);
-        hits += usize::from(at_least(difference_of(order[..k].iter().map(|&i| pooled[i]).sum())));
+        hits += usize::from(at_least(difference_of(
+            order[..k].iter().map(|&i| pooled[i]).sum(),
+        )));
     }
     let p_value = (1 + hits) as f64 / (1 + resamples) as f64;
-    Ok(PermutationTest { difference: observed, p_value, exact: false, permutations: resamples })
+    Ok(PermutationTest {
+        difference: observed,
+        p_value,
+        exact: false,
+        permutations: resamples,
+    })
 }
 
 #[cfg(test)]
@@ -212,21 +251,37 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let x: Vec<f64> = (0..40 * 6).map(|_| rng.random::<f64>()).collect();
         let y: Vec<f64> = x.iter().map(|v| v * 2.0 + rng.random::<f64>()).collect();
-        let (xm, ym) = (MatRef::new(&x, 40, 6, "x").unwrap(), MatRef::new(&y, 40, 6, "y").unwrap());
+        let (xm, ym) = (
+            MatRef::new(&x, 40, 6, "x").unwrap(),
+            MatRef::new(&y, 40, 6, "y").unwrap(),
+        );
         let boot = CkaBootstrap::new(xm, ym).unwrap();
         let plain = crate::cka::cka(xm, ym, crate::cka::CkaOptions::default()).unwrap();
         // The bootstrap's Gram matrices are f64; the plain CKA's products are
         // f32 blocks where OpenBLAS is loaded, f64 (to 1e-12 here) where not.
-        let tol = if crate::blas::blas().is_some() { crate::cka::feature_form_agreement() } else { 1e-12 };
+        let tol = if crate::blas::blas().is_some() {
+            crate::cka::feature_form_agreement()
+        } else {
+            1e-12
+        };
         assert!((boot.cka(&[1.0; 40]) - plain).abs() < tol);
         // Counting an image twice is the same as having it twice.
         let mut counts = vec![1.0; 40];
         counts[3] = 2.0;
         counts[7] = 0.0;
         let rows: Vec<usize> = (0..40).filter(|&i| i != 7).chain([3]).collect();
-        let pick = |m: &[f64]| rows.iter().flat_map(|&i| m[i * 6..(i + 1) * 6].to_vec()).collect::<Vec<f64>>();
+        let pick = |m: &[f64]| {
+            rows.iter()
+                .flat_map(|&i| m[i * 6..(i + 1) * 6].to_vec())
+                .collect::<Vec<f64>>()
+        };
         let (xr, yr) = (pick(&x), pick(&y));
-        let replicated = crate::cka::cka(MatRef::new(&xr, 40, 6, "x").unwrap(), MatRef::new(&yr, 40, 6, "y").unwrap(), Default::default()).unwrap();
+        let replicated = crate::cka::cka(
+            MatRef::new(&xr, 40, 6, "x").unwrap(),
+            MatRef::new(&yr, 40, 6, "y").unwrap(),
+            Default::default(),
+        )
+        .unwrap();
         assert!((boot.cka(&counts) - replicated).abs() < tol);
     }
 
@@ -237,7 +292,12 @@ mod tests {
         assert!(t.exact && t.permutations == 6);
         assert!((t.p_value - 1.0 / 6.0).abs() < 1e-12 && (t.difference - 2.0).abs() < 1e-12);
         // Equal values: every split ties, p = 1.
-        assert_eq!(permutation_test(&[0.5, 0.5], &[0.5], 100, 0).unwrap().p_value, 1.0);
+        assert_eq!(
+            permutation_test(&[0.5, 0.5], &[0.5], 100, 0)
+                .unwrap()
+                .p_value,
+            1.0
+        );
         let random = permutation_test(&[3.0, 4.0, 5.0, 6.0], &[1.0, 2.0, 0.0, 1.5], 10, 7).unwrap();
         assert!(!random.exact && random.permutations == 10 && random.p_value >= 1.0 / 11.0);
         assert!(permutation_test(&[], &[1.0], 10, 0).is_err());
@@ -249,7 +309,10 @@ mod tests {
         let many: Vec<f64> = (0..30).map(|i| [0.5, 0.6, 0.55][i % 3]).collect();
         let (lo, hi) = mean_interval(&few, &draw_resamples(3, 2000, 0), LEVEL);
         let (lo2, hi2) = mean_interval(&many, &draw_resamples(30, 2000, 0), LEVEL);
-        assert!(lo < 0.55 && 0.55 < hi && hi2 - lo2 < hi - lo, "[{lo}, {hi}] vs [{lo2}, {hi2}]");
+        assert!(
+            lo < 0.55 && 0.55 < hi && hi2 - lo2 < hi - lo,
+            "[{lo}, {hi}] vs [{lo2}, {hi2}]"
+        );
         assert_eq!(draw_resamples(5, 3, 9), draw_resamples(5, 3, 9), "seeded");
     }
 }

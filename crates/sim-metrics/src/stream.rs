@@ -8,7 +8,10 @@
 
 use crate::MetricError;
 use crate::knn::{KnnInputs, KnnResult, merge_top_k, normalised_rows, top_k, vote};
-use crate::linalg::{Feature, MatRef, a_bt_into, add_at_b, add_ata_upper, engine, feature_products_in_f32, upper_weight};
+use crate::linalg::{
+    Feature, MatRef, a_bt_into, add_at_b, add_ata_upper, engine, feature_products_in_f32,
+    upper_weight,
+};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::BufReader;
@@ -50,14 +53,20 @@ impl Element {
             "=" => cfg!(target_endian = "little"),
             _ => return None,
         };
-        Some(Element { size, little_endian })
+        Some(Element {
+            size,
+            little_endian,
+        })
     }
 
     /// The values of `bytes` (whole elements), as f64.
     fn decode(self, bytes: &[u8]) -> Vec<f64> {
         // One loop per type and byte order, so each is a plain conversion.
         fn each<const N: usize>(bytes: &[u8], value: impl Fn([u8; N]) -> f64) -> Vec<f64> {
-            bytes.chunks_exact(N).map(|b| value(b.try_into().expect("N bytes"))).collect()
+            bytes
+                .chunks_exact(N)
+                .map(|b| value(b.try_into().expect("N bytes")))
+                .collect()
         }
         let f16 = |bits: u16| f64::from(half::f16::from_bits(bits));
         match (self.size, self.little_endian) {
@@ -77,16 +86,27 @@ impl NpyRows {
         let file = File::open(path).map_err(|e| bad(e.to_string()))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         // Leaves the reader at the first byte of the data.
-        let header = npyz::NpyHeader::from_reader(&mut reader).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        let header = npyz::NpyHeader::from_reader(&mut reader)
+            .map_err(|e| bad(format!("not a .npy file: {e}")))?;
         if header.order() == npyz::Order::Fortran {
-            return Err(bad("Fortran-ordered array; save it C-contiguous (np.ascontiguousarray)".into()));
+            return Err(bad(
+                "Fortran-ordered array; save it C-contiguous (np.ascontiguousarray)".into(),
+            ));
         }
         let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
         let (rows, cols) = crate::arrays::matrix_shape(path, &shape)?;
         let descr = header.dtype().descr();
         // A Python literal: '<f4'.
         let element = Element::of(descr.trim_matches('\'')).ok_or_else(|| bad(format!("dtype {descr}: features must be floating point (f16, f32, f64); integers are labels")))?;
-        Ok(NpyRows { name: path.to_owned(), rows, cols, reader, element, bytes: Vec::new(), read: 0 })
+        Ok(NpyRows {
+            name: path.to_owned(),
+            rows,
+            cols,
+            reader,
+            element,
+            bytes: Vec::new(),
+            read: 0,
+        })
     }
 
     /// The next (up to) `max_rows` rows, row-major; `None` after the last.
@@ -99,14 +119,27 @@ impl NpyRows {
         self.bytes.resize(rows * self.cols * size, 0);
         if let Err(e) = std::io::Read::read_exact(&mut self.reader, &mut self.bytes) {
             let message = match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => format!("truncated: fewer than {} rows (after row {})", self.rows, self.read),
+                std::io::ErrorKind::UnexpectedEof => format!(
+                    "truncated: fewer than {} rows (after row {})",
+                    self.rows, self.read
+                ),
                 _ => format!("after row {}: {e}", self.read),
             };
             return Err(MetricError::input(&self.name, message));
         }
         let block = self.element.decode(&self.bytes);
-        let at = MatRef { data: &block, rows, cols: self.cols, name: &self.name };
-        at.check_finite().map_err(|e| MetricError::input(&self.name, format!("rows {}..{}: {e}", self.read, self.read + rows)))?;
+        let at = MatRef {
+            data: &block,
+            rows,
+            cols: self.cols,
+            name: &self.name,
+        };
+        at.check_finite().map_err(|e| {
+            MetricError::input(
+                &self.name,
+                format!("rows {}..{}: {e}", self.read, self.read + rows),
+            )
+        })?;
         self.read += rows;
         Ok(Some(block))
     }
@@ -147,20 +180,30 @@ impl LinearCkaStream {
 
     /// Adds `rows` rows of each side (row-major, the same samples in the same order).
     pub fn update(&mut self, x: &[f64], y: &[f64], rows: usize) {
-        if feature_products_in_f32() { self.add::<f32>(x, y, rows) } else { self.add::<f64>(x, y, rows) }
+        if feature_products_in_f32() {
+            self.add::<f32>(x, y, rows)
+        } else {
+            self.add::<f64>(x, y, rows)
+        }
     }
 
     /// [`Self::update`] with the shifted, scaled rows in `F`, the type of the
     /// products (the column sums are of the same rounded values).
     fn add<F: Feature>(&mut self, x: &[f64], y: &[f64], rows: usize) {
         let [d1, d2] = self.d;
-        let frame = self.frame.get_or_insert_with(|| [shift_and_scale(x, rows, d1), shift_and_scale(y, rows, d2)]);
+        let frame = self
+            .frame
+            .get_or_insert_with(|| [shift_and_scale(x, rows, d1), shift_and_scale(y, rows, d2)]);
         let moved = |m: &[f64], (shift, scale): &(Vec<f64>, f64), d: usize| -> Vec<F> {
             // Row by row into a vector of the right size (a flat_map over the
             // block collected several times slower).
             let mut out = Vec::with_capacity(m.len());
             for row in m.chunks_exact(d) {
-                out.extend(row.iter().zip(shift).map(|(v, s)| F::from_f64((v - s) / scale)));
+                out.extend(
+                    row.iter()
+                        .zip(shift)
+                        .map(|(v, s)| F::from_f64((v - s) / scale)),
+                );
             }
             out
         };
@@ -179,22 +222,46 @@ impl LinearCkaStream {
     /// ‖X̄ᵀȲ‖²_F / (‖X̄ᵀX̄‖_F ‖ȲᵀȲ‖_F), X̄ = X − mean: the biased linear CKA.
     pub fn value(&self, name: &str) -> Result<f64, MetricError> {
         if self.n < 2 {
-            return Err(MetricError::input(name, format!("{} samples; the biased estimator needs at least 2", self.n)));
+            return Err(MetricError::input(
+                name,
+                format!("{} samples; the biased estimator needs at least 2", self.n),
+            ));
         }
         let n = self.n as f64;
         let [d1, d2] = self.d;
-        let means: Vec<Vec<f64>> = self.sums.iter().map(|s| s.iter().map(|v| v / n).collect()).collect();
+        let means: Vec<Vec<f64>> = self
+            .sums
+            .iter()
+            .map(|s| s.iter().map(|v| v / n).collect())
+            .collect();
         // Σ (a − ā)(b − b̄)ᵀ = Σ abᵀ − n ā b̄ᵀ, squared and summed, each
         // entry `weight(i, j)` times.
-        let centred_norm2 = |p: &[f64], a: &[f64], b: &[f64], cols: usize, weight: fn(usize, usize) -> f64| -> f64 {
-            let entries = p.chunks_exact(cols).zip(a).enumerate().flat_map(|(i, (row, ai))| row.iter().zip(b).enumerate().map(move |(j, (v, bj))| (i, j, v - n * ai * bj)));
+        let centred_norm2 = |p: &[f64],
+                             a: &[f64],
+                             b: &[f64],
+                             cols: usize,
+                             weight: fn(usize, usize) -> f64|
+         -> f64 {
+            let entries = p
+                .chunks_exact(cols)
+                .zip(a)
+                .enumerate()
+                .flat_map(|(i, (row, ai))| {
+                    row.iter()
+                        .zip(b)
+                        .enumerate()
+                        .map(move |(j, (v, bj))| (i, j, v - n * ai * bj))
+                });
             entries.map(|(i, j, c)| weight(i, j) * c * c).sum()
         };
         let xx = centred_norm2(&self.xx, &means[0], &means[0], d1, upper_weight());
         let yy = centred_norm2(&self.yy, &means[1], &means[1], d2, upper_weight());
         let xy = centred_norm2(&self.xy, &means[0], &means[1], d2, |_, _| 1.0);
         if !(xx > 0.0 && yy > 0.0) {
-            return Err(MetricError::input(name, "features have zero variance (or no positive self-similarity): CKA is undefined"));
+            return Err(MetricError::input(
+                name,
+                "features have zero variance (or no positive self-similarity): CKA is undefined",
+            ));
         }
         Ok(xy / (xx.sqrt() * yy.sqrt()))
     }
@@ -207,7 +274,10 @@ fn shift_and_scale(m: &[f64], rows: usize, d: usize) -> (Vec<f64>, f64) {
         means.iter_mut().zip(row).for_each(|(s, v)| *s += v);
     }
     means.iter_mut().for_each(|v| *v /= rows as f64);
-    let largest = m.chunks_exact(d).flat_map(|row| row.iter().zip(&means).map(|(v, s)| (v - s).abs())).fold(0.0, f64::max);
+    let largest = m
+        .chunks_exact(d)
+        .flat_map(|row| row.iter().zip(&means).map(|(v, s)| (v - s).abs()))
+        .fold(0.0, f64::max);
     (means, if largest > 0.0 { largest } else { 1.0 })
 }
 
@@ -215,10 +285,16 @@ fn shift_and_scale(m: &[f64], rows: usize, d: usize) -> (Vec<f64>, f64) {
 pub fn linear_cka_files(a: &str, b: &str, block_rows: usize) -> Result<f64, MetricError> {
     let (mut x, mut y) = (NpyRows::open(a)?, NpyRows::open(b)?);
     if x.rows != y.rows {
-        return Err(MetricError::input(b, format!("{} samples, {a} has {}", y.rows, x.rows)));
+        return Err(MetricError::input(
+            b,
+            format!("{} samples, {a} has {}", y.rows, x.rows),
+        ));
     }
     if x.cols == 0 || y.cols == 0 {
-        return Err(MetricError::input(if x.cols == 0 { a } else { b }, "no features"));
+        return Err(MetricError::input(
+            if x.cols == 0 { a } else { b },
+            "no features",
+        ));
     }
     let mut acc = LinearCkaStream::new(x.cols, y.cols);
     while let (Some(xb), Some(yb)) = (x.next_block(block_rows)?, y.next_block(block_rows)?) {
@@ -241,7 +317,16 @@ pub fn knn_accuracy_file(
     block_rows: usize,
 ) -> Result<Vec<KnnResult>, MetricError> {
     let mut rows = NpyRows::open(bank)?;
-    let inputs = KnnInputs::check(rows.rows, rows.cols, &rows.name.clone(), bank_labels, queries, query_labels, ks, temperature)?;
+    let inputs = KnnInputs::check(
+        rows.rows,
+        rows.cols,
+        &rows.name.clone(),
+        bank_labels,
+        queries,
+        query_labels,
+        ks,
+        temperature,
+    )?;
     let query_n = normalised_rows(queries)?;
     let d = queries.cols;
     let mut best: Vec<Vec<(usize, f32)>> = vec![Vec::new(); queries.rows];
@@ -251,20 +336,40 @@ pub fn knn_accuracy_file(
     let mut start = 0;
     while let Some(block) = rows.next_block(block_rows)? {
         let n = block.len() / d;
-        let block_n = normalised_rows(MatRef { data: &block, rows: n, cols: d, name: &rows.name })
-            .map_err(|e| MetricError::input(&rows.name, format!("rows from {start}: {e}")))?;
+        let block_n = normalised_rows(MatRef {
+            data: &block,
+            rows: n,
+            cols: d,
+            name: &rows.name,
+        })
+        .map_err(|e| MetricError::input(&rows.name, format!("rows from {start}: {e}")))?;
         a_bt_into(&mut sims, &query_n, &block_n, queries.rows, n, d, engine());
-        best.par_iter_mut().zip(sims[..queries.rows * n].par_chunks_exact(n)).for_each(|(best, row)| {
-            let found: Vec<(usize, f32)> = top_k(row, inputs.k_max.min(n)).into_iter().map(|(i, s)| (start + i, s)).collect();
-            *best = merge_top_k(best, &found, inputs.k_max);
-        });
+        best.par_iter_mut()
+            .zip(sims[..queries.rows * n].par_chunks_exact(n))
+            .for_each(|(best, row)| {
+                let found: Vec<(usize, f32)> = top_k(row, inputs.k_max.min(n))
+                    .into_iter()
+                    .map(|(i, s)| (start + i, s))
+                    .collect();
+                *best = merge_top_k(best, &found, inputs.k_max);
+            });
         start += n;
     }
     let mut correct = vec![0usize; ks.len()];
     for (q, neighbours) in best.iter().enumerate() {
         for (total, &k) in correct.iter_mut().zip(ks) {
-            *total += usize::from(vote(&neighbours[..k], bank_labels, inputs.classes, temperature) == query_labels[q] as usize);
+            *total += usize::from(
+                vote(&neighbours[..k], bank_labels, inputs.classes, temperature)
+                    == query_labels[q] as usize,
+            );
         }
     }
-    Ok(ks.iter().zip(correct).map(|(&k, c)| KnnResult { k, top1: c as f64 / queries.rows as f64 }).collect())
+    Ok(ks
+        .iter()
+        .zip(correct)
+        .map(|(&k, c)| KnnResult {
+            k,
+            top1: c as f64 / queries.rows as f64,
+        })
+        .collect())
 }

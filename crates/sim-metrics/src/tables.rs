@@ -12,23 +12,25 @@
 //! `method` columns first.
 //! Columns and units: README, "Study tables".
 
+use crate::MetricError;
 use crate::arrays::{FloatArray, to_labels, to_matrix};
 use crate::calibration::{Binning, calibration};
 use crate::cka::{CkaOptions, CkaReference, Estimator, Kernel};
-use crate::findings::{Certainty, calibration_follows_similarity, forgets_less, runs_beside_best};
 use crate::classification::classification_scores;
+use crate::findings::{Certainty, calibration_follows_similarity, forgets_less, runs_beside_best};
 use crate::fit::{level_fit, pearson, spearman};
 use crate::knn::knn_accuracy;
 use crate::space::{RunPoint, similarity_space};
-use crate::stats::{CkaBootstrap, LEVEL, PermutationTest, draw_resamples, mean_interval, permutation_test};
-use crate::MetricError;
+use crate::stats::{
+    CkaBootstrap, LEVEL, PermutationTest, draw_resamples, mean_interval, permutation_test,
+};
 use polars::prelude::*;
-use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
-use sim_study::tables::{col, file as table_file};
-use sim_study::lock::DirLock;
-use sim_study::run_state::{RunState, Status};
 use sim_study::config::{Paradigm, RunId};
+use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
+use sim_study::lock::DirLock;
 use sim_study::manifest::Manifest;
+use sim_study::run_state::{RunState, Status};
+use sim_study::tables::{col, file as table_file};
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,9 +100,17 @@ impl AttentionMaps {
         let attention = matrix(file, eval_file::ATTENTION)?;
         let norms = matrix(file, eval_file::ATTENTION_PATCH_NORM)?;
         if (norms.rows, norms.cols) != (attention.rows, attention.cols) {
-            return Err(err(&file.path, "attention and attention.patch_norm differ in shape"));
+            return Err(err(
+                &file.path,
+                "attention and attention.patch_norm differ in shape",
+            ));
         }
-        Ok(Some(AttentionMaps { images: attention.rows, patches: attention.cols, attention: attention.data, patch_norm: norms.data }))
+        Ok(Some(AttentionMaps {
+            images: attention.rows,
+            patches: attention.cols,
+            attention: attention.data,
+            patch_norm: norms.data,
+        }))
     }
 }
 
@@ -117,25 +127,45 @@ impl References {
             // The embedding layer's CLS token is the same for every image (the
             // class token plus its position): CKA is undefined there, so
             // that (layer, token) has no rows.
-            if x.data.chunks_exact(x.cols).all(|row| row == &x.data[..x.cols]) {
+            if x.data
+                .chunks_exact(x.cols)
+                .all(|row| row == &x.data[..x.cols])
+            {
                 continue;
             }
             let make = |estimator| {
-                CkaReference::new(x.view(), CkaOptions { estimator, kernel: Kernel::Linear }).map_err(|e| err(&pretrained.path, e))
+                CkaReference::new(
+                    x.view(),
+                    CkaOptions {
+                        estimator,
+                        kernel: Kernel::Linear,
+                    },
+                )
+                .map_err(|e| err(&pretrained.path, e))
             };
             by_probe.insert(key, (make(Estimator::Biased)?, make(Estimator::Debiased)?));
         }
         let headline = eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls);
         if !by_probe.contains_key(&(Probe::Medical, Layer::Final, Token::Cls)) {
-            return Err(err(&pretrained.path, format!("no `{headline}`: the study's similarity is measured on it")));
+            return Err(err(
+                &pretrained.path,
+                format!("no `{headline}`: the study's similarity is measured on it"),
+            ));
         }
         Ok(References { by_probe })
     }
 }
 
 /// The numbers of a fine-tuned model's evaluation, scored by its own head.
-fn epoch_metrics(file: &EvalFile, refs: &References, config: &StudyConfig) -> Result<EpochMetrics, TableError> {
-    let head = Head { name: col::HEAD_FINE_TUNED, logits: matrix(file, eval_file::TEST_LOGITS)? };
+fn epoch_metrics(
+    file: &EvalFile,
+    refs: &References,
+    config: &StudyConfig,
+) -> Result<EpochMetrics, TableError> {
+    let head = Head {
+        name: col::HEAD_FINE_TUNED,
+        logits: matrix(file, eval_file::TEST_LOGITS)?,
+    };
     scored_metrics(file, refs, config, head)
 }
 
@@ -155,42 +185,100 @@ impl Head {
     /// for an epoch 0 made before the train features were kept.
     fn epoch0(pretrained: &EvalFile) -> Result<Head, TableError> {
         if !pretrained.has(eval_file::TRAIN_FEATURES) {
-            return Ok(Head { name: col::HEAD_RANDOM, logits: matrix(pretrained, eval_file::TEST_LOGITS)? });
+            return Ok(Head {
+                name: col::HEAD_RANDOM,
+                logits: matrix(pretrained, eval_file::TEST_LOGITS)?,
+            });
         }
         let train = matrix(pretrained, eval_file::TRAIN_FEATURES)?;
-        let train_y: Vec<usize> = labels(pretrained, eval_file::TRAIN_LABELS)?.into_iter().map(|l| l as usize).collect();
-        let test = matrix(pretrained, &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls))?;
-        let probe = crate::probe::fit(&train.data, train.cols, &train_y, crate::probe::ProbeOptions::default()).map_err(|e| err(&pretrained.path, e))?;
+        let train_y: Vec<usize> = labels(pretrained, eval_file::TRAIN_LABELS)?
+            .into_iter()
+            .map(|l| l as usize)
+            .collect();
+        let test = matrix(
+            pretrained,
+            &eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls),
+        )?;
+        let probe = crate::probe::fit(
+            &train.data,
+            train.cols,
+            &train_y,
+            crate::probe::ProbeOptions::default(),
+        )
+        .map_err(|e| err(&pretrained.path, e))?;
         let logits = probe.logits(&test.data);
-        let logits = FloatArray { name: format!("{}: the probe's test logits", pretrained.path.display()), rows: test.rows, cols: probe.classes, data: logits };
-        Ok(Head { name: col::HEAD_PROBE, logits })
+        let logits = FloatArray {
+            name: format!("{}: the probe's test logits", pretrained.path.display()),
+            rows: test.rows,
+            cols: probe.classes,
+            data: logits,
+        };
+        Ok(Head {
+            name: col::HEAD_PROBE,
+            logits,
+        })
     }
 }
 
 /// An evaluation's numbers with its accuracy and calibration scored by `head`.
-fn scored_metrics(file: &EvalFile, refs: &References, config: &StudyConfig, head: Head) -> Result<EpochMetrics, TableError> {
-    let (matrix, read_labels) = (|name: &str| matrix(file, name), |name: &str| labels(file, name));
+fn scored_metrics(
+    file: &EvalFile,
+    refs: &References,
+    config: &StudyConfig,
+    head: Head,
+) -> Result<EpochMetrics, TableError> {
+    let (matrix, read_labels) = (
+        |name: &str| matrix(file, name),
+        |name: &str| labels(file, name),
+    );
     let e = &config.evaluation;
     let logits = head.logits;
     let labels = read_labels(eval_file::TEST_LABELS)?;
     let at = |m: MetricError| err(&file.path, m);
     let uniform = calibration(logits.view(), &labels, e.ece_bins, Binning::Uniform).map_err(at)?;
-    let adaptive = calibration(logits.view(), &labels, e.ece_bins, Binning::Quantile).map_err(at)?;
+    let adaptive =
+        calibration(logits.view(), &labels, e.ece_bins, Binning::Quantile).map_err(at)?;
     let (_, predicted) = crate::calibration::confidences(logits.view()).map_err(at)?;
     let truth: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
     let scores = classification_scores(&predicted, &truth).map_err(at)?;
     let natural = file.has(eval_file::KNN_BANK);
     let knn = if natural {
         let (bank, query) = (matrix(eval_file::KNN_BANK)?, matrix(eval_file::KNN_QUERY)?);
-        let (bank_y, query_y) = (read_labels(eval_file::KNN_BANK_LABELS)?, read_labels(eval_file::KNN_QUERY_LABELS)?);
-        Some(knn_accuracy(bank.view(), &bank_y, query.view(), &query_y, &e.knn_k, e.knn_temperature).map_err(at)?.iter().map(|r| r.top1).collect())
+        let (bank_y, query_y) = (
+            read_labels(eval_file::KNN_BANK_LABELS)?,
+            read_labels(eval_file::KNN_QUERY_LABELS)?,
+        );
+        Some(
+            knn_accuracy(
+                bank.view(),
+                &bank_y,
+                query.view(),
+                &query_y,
+                &e.knn_k,
+                e.knn_temperature,
+            )
+            .map_err(at)?
+            .iter()
+            .map(|r| r.top1)
+            .collect(),
+        )
     } else {
         None
     };
     let mut cka = BTreeMap::new();
-    for (&(probe, layer, token), (biased, debiased)) in refs.by_probe.iter().filter(|((probe, ..), _)| natural || *probe != Probe::Natural) {
+    for (&(probe, layer, token), (biased, debiased)) in refs
+        .by_probe
+        .iter()
+        .filter(|((probe, ..), _)| natural || *probe != Probe::Natural)
+    {
         let y = matrix(&eval_file::probe_tensor(probe, layer, token))?;
-        cka.insert((probe, layer, token), (biased.compare(y.view()).map_err(at)?, debiased.compare(y.view()).map_err(at)?));
+        cka.insert(
+            (probe, layer, token),
+            (
+                biased.compare(y.view()).map_err(at)?,
+                debiased.compare(y.view()).map_err(at)?,
+            ),
+        );
     }
     Ok(EpochMetrics {
         head: head.name,
@@ -239,13 +327,20 @@ impl Run<'_> {
 
 /// The 95 % bootstrap interval of a run's final similarity (the medical
 /// probe's final-norm CLS CKA to epoch 0) over resamples of its test images.
-fn similarity_interval(pretrained: &EvalFile, last: &Path, config: &StudyConfig) -> Result<(f64, f64), TableError> {
+fn similarity_interval(
+    pretrained: &EvalFile,
+    last: &Path,
+    config: &StudyConfig,
+) -> Result<(f64, f64), TableError> {
     let name = eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls);
     let x = matrix(pretrained, &name)?;
     let y = matrix(&EvalFile::open(last).map_err(TableError)?, &name)?;
     let boot = CkaBootstrap::new(x.view(), y.view()).map_err(|e| err(last, e))?;
     let e = &config.evaluation;
-    Ok(boot.interval(&draw_resamples(x.rows, e.bootstrap_resamples, e.bootstrap_seed), LEVEL))
+    Ok(boot.interval(
+        &draw_resamples(x.rows, e.bootstrap_resamples, e.bootstrap_seed),
+        LEVEL,
+    ))
 }
 
 /// A backbone's epoch-0 evaluation on a data set: the file, its CKA
@@ -260,14 +355,24 @@ struct Epoch0 {
 /// The study's epoch 0s by file, or why one cannot be used.
 type Epoch0s = BTreeMap<PathBuf, Rc<Result<Epoch0, String>>>;
 
-fn read_pretrained(path: &Path, config: &StudyConfig, read: &mut Epoch0s) -> Rc<Result<Epoch0, String>> {
+fn read_pretrained(
+    path: &Path,
+    config: &StudyConfig,
+    read: &mut Epoch0s,
+) -> Rc<Result<Epoch0, String>> {
     let read_one = || -> Result<Epoch0, TableError> {
         let file = EvalFile::open(path).map_err(TableError)?;
         let refs = References::new(&file)?;
         let metrics = Rc::new(scored_metrics(&file, &refs, config, Head::epoch0(&file)?)?);
-        Ok(Epoch0 { file, refs, metrics })
+        Ok(Epoch0 {
+            file,
+            refs,
+            metrics,
+        })
     };
-    read.entry(path.to_owned()).or_insert_with(|| Rc::new(read_one().map_err(|e| e.0))).clone()
+    read.entry(path.to_owned())
+        .or_insert_with(|| Rc::new(read_one().map_err(|e| e.0)))
+        .clone()
 }
 
 /// A run of the config that no summary includes, and why.
@@ -282,13 +387,26 @@ struct LeftOut<'a> {
 /// and the tool (its version and BLAS). Computed before the evaluations
 /// are read, so a run committed meanwhile makes the tables stale rather
 /// than missing from them for good ([`up_to_date`]).
-fn inputs_manifest(study: &StudyDir, config: &StudyConfig, known: Option<&Manifest>) -> Result<Manifest, TableError> {
+fn inputs_manifest(
+    study: &StudyDir,
+    config: &StudyConfig,
+    known: Option<&Manifest>,
+) -> Result<Manifest, TableError> {
     let blas = crate::blas::blas().map_or("gemm crate".to_string(), |b| b.name.clone());
-    let mut manifest = Manifest::new(format!("sim-metrics {} ({blas})", env!("CARGO_PKG_VERSION")));
+    let mut manifest = Manifest::new(format!(
+        "sim-metrics {} ({blas})",
+        env!("CARGO_PKG_VERSION")
+    ));
     let root = study.root();
     let mut add = |path: &Path| {
-        let relative = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
-        manifest.add(root, &relative, known).map_err(|e| err(path, e))
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        manifest
+            .add(root, &relative, known)
+            .map_err(|e| err(path, e))
     };
     add(&study.resolved_config())?;
     add(&study.config_hash())?;
@@ -300,12 +418,19 @@ fn inputs_manifest(study: &StudyDir, config: &StudyConfig, known: Option<&Manife
     for run in config.runs() {
         let dir = study.run_dir(&run);
         add(&RunState::path(&dir))?;
-        let Ok(Some(state)) = RunState::read(&dir) else { continue };
+        let Ok(Some(state)) = RunState::read(&dir) else {
+            continue;
+        };
         for epoch in 1..=state.last_finished_epoch {
             add(&study.epoch_eval(&run, epoch))?;
         }
         if state.status == Status::Finished {
-            for &alpha in config.method(&run.method).ok().and_then(|m| m.wise_ft.as_deref()).unwrap_or_default() {
+            for &alpha in config
+                .method(&run.method)
+                .ok()
+                .and_then(|m| m.wise_ft.as_deref())
+                .unwrap_or_default()
+            {
                 add(&study.wise_ft_eval(&run, alpha))?;
             }
         }
@@ -318,9 +443,18 @@ fn inputs_manifest(study: &StudyDir, config: &StudyConfig, known: Option<&Manife
 /// again would give the same tables.
 pub fn up_to_date(study_dir: &Path) -> bool {
     let study = StudyDir::new(study_dir);
-    let (Ok(config), Some(written)) = (study.read_config(), Manifest::read(&study.tables_manifest())) else { return false };
-    let all_there = table_file::ALL.iter().all(|t| study.tables_dir().join(t).exists());
-    all_there && inputs_manifest(&study, &config, Some(&written)).is_ok_and(|now| now.same_inputs(&written))
+    let (Ok(config), Some(written)) = (
+        study.read_config(),
+        Manifest::read(&study.tables_manifest()),
+    ) else {
+        return false;
+    };
+    let all_there = table_file::ALL
+        .iter()
+        .all(|t| study.tables_dir().join(t).exists());
+    all_there
+        && inputs_manifest(&study, &config, Some(&written))
+            .is_ok_and(|now| now.same_inputs(&written))
 }
 
 /// The runs of one medical data set and method: those with a committed
@@ -332,24 +466,45 @@ struct DatasetRuns<'a> {
     images: Vec<AttentionImage>,
 }
 
-fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, method: &str, epoch0s: &mut Epoch0s) -> Result<DatasetRuns<'a>, TableError> {
+fn read_runs<'a>(
+    study: &StudyDir,
+    config: &'a StudyConfig,
+    dataset: &str,
+    method: &str,
+    epoch0s: &mut Epoch0s,
+) -> Result<DatasetRuns<'a>, TableError> {
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
     let mut images = Vec::new();
-    let method_config = config.method(method).map_err(|e| err(&study.resolved_config(), e))?;
+    let method_config = config
+        .method(method)
+        .map_err(|e| err(&study.resolved_config(), e))?;
     for backbone in &config.backbones {
         let name = backbone.name.as_str();
-        let run_id = |seed| RunId { dataset: dataset.to_owned(), backbone: name.to_owned(), method: method.to_owned(), seed };
+        let run_id = |seed| RunId {
+            dataset: dataset.to_owned(),
+            backbone: name.to_owned(),
+            method: method.to_owned(),
+            seed,
+        };
         let pretrained_path = study.pretrained_eval(dataset, name);
         if !pretrained_path.exists() {
-            left_out.extend(config.study.seeds.iter().map(|&seed| LeftOut { backbone: name, seed, why: "not started".into() }));
+            left_out.extend(config.study.seeds.iter().map(|&seed| LeftOut {
+                backbone: name,
+                seed,
+                why: "not started".into(),
+            }));
             continue;
         }
         // An epoch 0 that cannot be used (a damaged file, the NaN features of
         // a diverging backbone) leaves that backbone's runs out, said why,
         // rather than every table of the study.
         let read = read_pretrained(&pretrained_path, config, epoch0s);
-        let Epoch0 { file: pretrained, refs, metrics: epoch0 } = match read.as_ref() {
+        let Epoch0 {
+            file: pretrained,
+            refs,
+            metrics: epoch0,
+        } = match read.as_ref() {
             Ok(read) => read,
             Err(e) => {
                 for &seed in &config.study.seeds {
@@ -358,7 +513,11 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
                         Ok(None) => "not started".into(),
                         Err(why) => why,
                     };
-                    left_out.push(LeftOut { backbone: name, seed, why: format!("{run}; epoch 0 unusable: {e}") });
+                    left_out.push(LeftOut {
+                        backbone: name,
+                        seed,
+                        why: format!("{run}; epoch 0 unusable: {e}"),
+                    });
                 }
                 continue;
             }
@@ -368,36 +527,55 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
             let state = match RunState::read(&study.run_dir(&run_id(seed))) {
                 Ok(Some(state)) => state,
                 Ok(None) => {
-                    left_out.push(LeftOut { backbone: name, seed, why: "not started".into() });
+                    left_out.push(LeftOut {
+                        backbone: name,
+                        seed,
+                        why: "not started".into(),
+                    });
                     continue;
                 }
                 Err(why) => {
-                    left_out.push(LeftOut { backbone: name, seed, why });
+                    left_out.push(LeftOut {
+                        backbone: name,
+                        seed,
+                        why,
+                    });
                     continue;
                 }
             };
             let mut epochs = vec![(0, epoch0.clone())];
             // Epochs not dumped (`dump.epochs`) have no file.
-            let read: Result<(), TableError> = (1..=state.last_finished_epoch).try_for_each(|epoch| {
-                let path = study.epoch_eval(&run_id(seed), epoch);
-                if path.exists() {
-                    let file = EvalFile::open(&path).map_err(TableError)?;
-                    epochs.push((epoch, Rc::new(epoch_metrics(&file, refs, config)?)));
-                }
-                Ok(())
-            });
+            let read: Result<(), TableError> =
+                (1..=state.last_finished_epoch).try_for_each(|epoch| {
+                    let path = study.epoch_eval(&run_id(seed), epoch);
+                    if path.exists() {
+                        let file = EvalFile::open(&path).map_err(TableError)?;
+                        epochs.push((epoch, Rc::new(epoch_metrics(&file, refs, config)?)));
+                    }
+                    Ok(())
+                });
             if let Err(e) = read {
-                left_out.push(LeftOut { backbone: name, seed, why: format!("unreadable evaluation: {e}") });
+                left_out.push(LeftOut {
+                    backbone: name,
+                    seed,
+                    why: format!("unreadable evaluation: {e}"),
+                });
                 continue;
             }
             if state.status != Status::Finished {
-                left_out.push(LeftOut { backbone: name, seed, why: state.to_string() });
+                left_out.push(LeftOut {
+                    backbone: name,
+                    seed,
+                    why: state.to_string(),
+                });
             }
             let last_epoch = epochs.last().map_or(0, |e| e.0);
             let similarity_interval = match state.status {
-                Status::Finished if last_epoch > 0 => {
-                    Some(similarity_interval(pretrained, &study.epoch_eval(&run_id(seed), last_epoch), config)?)
-                }
+                Status::Finished if last_epoch > 0 => Some(similarity_interval(
+                    pretrained,
+                    &study.epoch_eval(&run_id(seed), last_epoch),
+                    config,
+                )?),
                 _ => None,
             };
             let alphas = match state.status {
@@ -407,16 +585,28 @@ fn read_runs<'a>(study: &StudyDir, config: &'a StudyConfig, dataset: &str, metho
             let wise_ft = alphas
                 .iter()
                 .map(|&alpha| {
-                    let file = EvalFile::open(&study.wise_ft_eval(&run_id(seed), alpha)).map_err(TableError)?;
+                    let file = EvalFile::open(&study.wise_ft_eval(&run_id(seed), alpha))
+                        .map_err(TableError)?;
                     Ok((alpha, epoch_metrics(&file, refs, config)?))
                 })
                 .collect::<Result<Vec<_>, TableError>>()?;
             if epochs.len() > 1 {
-                runs.push(Run { backbone: name, seed, status: state.status, epochs, similarity_interval, wise_ft });
+                runs.push(Run {
+                    backbone: name,
+                    seed,
+                    status: state.status,
+                    epochs,
+                    similarity_interval,
+                    wise_ft,
+                });
             }
         }
     }
-    Ok(DatasetRuns { runs, left_out, images })
+    Ok(DatasetRuns {
+        runs,
+        left_out,
+        images,
+    })
 }
 
 /// Reads every committed evaluation of the study and writes its tables, each
@@ -426,25 +616,49 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     let study = StudyDir::new(study_dir);
     let config = study.read_config().map_err(TableError)?;
     study.check_layout().map_err(|e| err(study_dir, e))?;
-    let manifest = inputs_manifest(&study, &config, Manifest::read(&study.tables_manifest()).as_ref())?;
+    let manifest = inputs_manifest(
+        &study,
+        &config,
+        Manifest::read(&study.tables_manifest()).as_ref(),
+    )?;
     let mut tables: Vec<(&str, DataFrame)> = Vec::new();
     let mut epoch0s = Epoch0s::new();
     // (data set, method, backbone, final similarities): the methods' tests.
     let mut finals = Vec::new();
-    let facets = config.medical_names().into_iter().flat_map(|d| config.methods.iter().map(move |m| (d, m.name.as_str())));
+    let facets = config
+        .medical_names()
+        .into_iter()
+        .flat_map(|d| config.methods.iter().map(move |m| (d, m.name.as_str())));
     for (dataset, method) in facets {
-        let DatasetRuns { runs, left_out, images } = read_runs(&study, &config, dataset, method, &mut epoch0s)?;
+        let DatasetRuns {
+            runs,
+            left_out,
+            images,
+        } = read_runs(&study, &config, dataset, method, &mut epoch0s)?;
         for l in &left_out {
-            eprintln!("{dataset}/{}/{method} seed {}: left out of the summaries: {}", l.backbone, l.seed, l.why);
+            eprintln!(
+                "{dataset}/{}/{method} seed {}: left out of the summaries: {}",
+                l.backbone, l.seed, l.why
+            );
         }
         if runs.is_empty() {
             continue;
         }
-        finals.extend(config.backbones.iter().map(|b| (dataset, method, b.name.as_str(), final_similarities(&runs, &b.name))));
+        finals.extend(config.backbones.iter().map(|b| {
+            (
+                dataset,
+                method,
+                b.name.as_str(),
+                final_similarities(&runs, &b.name),
+            )
+        }));
         let frames = [
             (table_file::EPOCHS, epochs_table(&runs, &config)),
             (table_file::LAYERS, layers_table(&runs)),
-            (table_file::BACKBONES, backbones_table(&runs, &left_out, &config)),
+            (
+                table_file::BACKBONES,
+                backbones_table(&runs, &left_out, &config),
+            ),
             (table_file::FITS, fits_table(&runs, &config)),
             (table_file::SPACE, space_table(&runs, &config)),
             (table_file::COMPARISONS, comparisons_table(&runs, &config)),
@@ -452,13 +666,20 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             (table_file::WISE_FT, wise_ft_table(&runs, &config)),
             (table_file::RELIABILITY, reliability_table(&runs)),
             (table_file::ATTENTION, attention_table(&runs, &images)),
-            (table_file::ATTENTION_IMAGES, attention_images_table(&images)),
+            (
+                table_file::ATTENTION_IMAGES,
+                attention_images_table(&images),
+            ),
         ];
         for (i, (name, frame)) in frames.into_iter().enumerate() {
             let at = |e: PolarsError| err(&study.tables_dir().join(name), e);
             let mut frame = frame.map_err(at)?;
-            frame.insert_column(0, col(col::DATASET, vec![dataset; frame.height()])).map_err(at)?;
-            frame.insert_column(1, col(col::METHOD, vec![method; frame.height()])).map_err(at)?;
+            frame
+                .insert_column(0, col(col::DATASET, vec![dataset; frame.height()]))
+                .map_err(at)?;
+            frame
+                .insert_column(1, col(col::METHOD, vec![method; frame.height()]))
+                .map_err(at)?;
             match tables.get_mut(i) {
                 Some((_, all)) => {
                     all.vstack_mut(&frame).map_err(at)?;
@@ -471,11 +692,22 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         return Err(err(study_dir, "no finished epoch in any run yet"));
     }
     let path = study.tables_dir().join(table_file::METHOD_COMPARISONS);
-    tables.push((table_file::METHOD_COMPARISONS, method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?));
+    tables.push((
+        table_file::METHOD_COMPARISONS,
+        method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?,
+    ));
     let path = study.tables_dir().join(table_file::PRETRAIN);
-    tables.push((table_file::PRETRAIN, pretrain_table(&study, &config, &mut epoch0s)?.into_frame().map_err(|e| err(&path, e))?));
+    tables.push((
+        table_file::PRETRAIN,
+        pretrain_table(&study, &config, &mut epoch0s)?
+            .into_frame()
+            .map_err(|e| err(&path, e))?,
+    ));
     let path = study.tables_dir().join(table_file::PRETRAIN_EPOCHS);
-    tables.push((table_file::PRETRAIN_EPOCHS, pretrain_epochs_table(&study, &config)?.map_err(|e| err(&path, e))?));
+    tables.push((
+        table_file::PRETRAIN_EPOCHS,
+        pretrain_epochs_table(&study, &config)?.map_err(|e| err(&path, e))?,
+    ));
     // A test stands here to commit a run while the tables are computed.
     crash::pause("tables-computed");
     let tables_dir = study.tables_dir();
@@ -487,13 +719,18 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         let path = tables_dir.join(name);
         frame.rechunk_mut();
         sim_study::write_atomic_with(&path, |w| {
-            ParquetWriter::new(w).finish(&mut frame).map(|_| ()).map_err(std::io::Error::other)
+            ParquetWriter::new(w)
+                .finish(&mut frame)
+                .map(|_| ())
+                .map_err(std::io::Error::other)
         })
         .map_err(|e| err(&path, e))?;
         written.push(path);
     }
     // Last: the tables vouch for these inputs only once all are written.
-    manifest.write(&study.tables_manifest()).map_err(|e| err(&study.tables_manifest(), e))?;
+    manifest
+        .write(&study.tables_manifest())
+        .map_err(|e| err(&study.tables_manifest(), e))?;
     Ok(written)
 }
 
@@ -505,16 +742,38 @@ where
 }
 
 fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
-    let rows: Vec<(&Run<'_>, u32, &EpochMetrics)> =
-        runs.iter().flat_map(|r| r.epochs.iter().map(move |(e, m)| (r, *e, &**m))).collect();
+    let rows: Vec<(&Run<'_>, u32, &EpochMetrics)> = runs
+        .iter()
+        .flat_map(|r| r.epochs.iter().map(move |(e, m)| (r, *e, &**m)))
+        .collect();
     let mut columns = vec![
-        col(col::BACKBONE, rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
-        col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
-        col(col::EPOCH, rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>()),
-        col(col::STATUS, rows.iter().map(|(r, _, _)| status_name(r.status)).collect::<Vec<_>>()),
-        col(col::HEAD, rows.iter().map(|(_, _, m)| m.head).collect::<Vec<_>>()),
+        col(
+            col::BACKBONE,
+            rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>(),
+        ),
+        col(
+            col::SEED,
+            rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>(),
+        ),
+        col(
+            col::EPOCH,
+            rows.iter().map(|(_, e, _)| *e).collect::<Vec<u32>>(),
+        ),
+        col(
+            col::STATUS,
+            rows.iter()
+                .map(|(r, _, _)| status_name(r.status))
+                .collect::<Vec<_>>(),
+        ),
+        col(
+            col::HEAD,
+            rows.iter().map(|(_, _, m)| m.head).collect::<Vec<_>>(),
+        ),
     ];
-    columns.extend(metric_columns(&rows.iter().map(|r| r.2).collect::<Vec<_>>(), config));
+    columns.extend(metric_columns(
+        &rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        config,
+    ));
     DataFrame::new_infer_height(columns)
 }
 
@@ -522,7 +781,12 @@ fn epochs_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFram
 /// `wise_ft.parquet`: accuracy … similarity, `knn_top1` and `knn_top1_k<k>`.
 fn metric_columns(models: &[&EpochMetrics], config: &StudyConfig) -> Vec<Column> {
     let f = |get: fn(&EpochMetrics) -> f64| models.iter().map(|m| get(m)).collect::<Vec<f64>>();
-    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
+    let report = config
+        .evaluation
+        .knn_k
+        .iter()
+        .position(|&k| k == config.evaluation.knn_report_k)
+        .expect("validated");
     let mut columns = vec![
         col(col::ACCURACY, f(|m| m.accuracy)),
         col(col::BALANCED_ACCURACY, f(|m| m.balanced_accuracy)),
@@ -531,10 +795,16 @@ fn metric_columns(models: &[&EpochMetrics], config: &StudyConfig) -> Vec<Column>
         col(col::MCE, f(|m| m.mce)),
         col(col::ADAPTIVE_ECE, f(|m| m.adaptive_ece)),
         col(col::SIMILARITY, f(Run::similarity)),
-        col(col::KNN_TOP1, models.iter().map(|m| m.knn_at(report)).collect::<Vec<_>>()),
+        col(
+            col::KNN_TOP1,
+            models.iter().map(|m| m.knn_at(report)).collect::<Vec<_>>(),
+        ),
     ];
     for (i, &k) in config.evaluation.knn_k.iter().enumerate() {
-        columns.push(col(&col::knn_top1_at(k), models.iter().map(|m| m.knn_at(i)).collect::<Vec<_>>()));
+        columns.push(col(
+            &col::knn_top1_at(k),
+            models.iter().map(|m| m.knn_at(i)).collect::<Vec<_>>(),
+        ));
     }
     columns
 }
@@ -545,19 +815,37 @@ fn wise_ft_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFra
     let rows: Vec<(&Run<'_>, f64, &EpochMetrics)> = runs
         .iter()
         .filter(|r| !r.wise_ft.is_empty())
-        .flat_map(|r| r.wise_ft.iter().map(move |(a, m)| (r, *a, m)).chain(std::iter::once((r, 1.0, r.last()))))
+        .flat_map(|r| {
+            r.wise_ft
+                .iter()
+                .map(move |(a, m)| (r, *a, m))
+                .chain(std::iter::once((r, 1.0, r.last())))
+        })
         .collect();
     let mut columns = vec![
-        col(col::BACKBONE, rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>()),
-        col(col::SEED, rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>()),
-        col(col::ALPHA, rows.iter().map(|(_, a, _)| *a).collect::<Vec<f64>>()),
+        col(
+            col::BACKBONE,
+            rows.iter().map(|(r, _, _)| r.backbone).collect::<Vec<_>>(),
+        ),
+        col(
+            col::SEED,
+            rows.iter().map(|(r, _, _)| r.seed).collect::<Vec<u64>>(),
+        ),
+        col(
+            col::ALPHA,
+            rows.iter().map(|(_, a, _)| *a).collect::<Vec<f64>>(),
+        ),
     ];
-    columns.extend(metric_columns(&rows.iter().map(|r| r.2).collect::<Vec<_>>(), config));
+    columns.extend(metric_columns(
+        &rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        config,
+    ));
     DataFrame::new_infer_height(columns)
 }
 
 fn layers_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
-    let (mut backbone, mut seed, mut epoch, mut layer, mut is_final) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut backbone, mut seed, mut epoch, mut layer, mut is_final) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let (mut token, mut probe, mut cka, mut cka_debiased) = (vec![], vec![], vec![], vec![]);
     for r in runs {
         // The final norm is numbered after the last block.
@@ -611,29 +899,49 @@ fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
     }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (Some(mean), Some(var.sqrt()))
 }
 
 /// Per backbone, over its finished runs (`runs`), with the runs left out
 /// counted (`runs_left_out`) and explained (`left_out`: "seed 3: failed after
 /// epoch 1: …; seed 4: not started").
-fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
-    let report = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("validated");
+fn backbones_table(
+    runs: &[Run<'_>],
+    left_out: &[LeftOut<'_>],
+    config: &StudyConfig,
+) -> PolarsResult<DataFrame> {
+    let report = config
+        .evaluation
+        .knn_k
+        .iter()
+        .position(|&k| k == config.evaluation.knn_report_k)
+        .expect("validated");
     let runs: Vec<&Run<'_>> = runs.iter().filter(|r| r.finished()).collect();
     let names: Vec<&str> = config
         .backbones
         .iter()
         .map(|b| b.name.as_str())
-        .filter(|n| runs.iter().any(|r| r.backbone == *n) || left_out.iter().any(|l| l.backbone == *n))
+        .filter(|n| {
+            runs.iter().any(|r| r.backbone == *n) || left_out.iter().any(|l| l.backbone == *n)
+        })
         .collect();
-    let left: Vec<Vec<&LeftOut<'_>>> = names.iter().map(|n| left_out.iter().filter(|l| l.backbone == *n).collect()).collect();
+    let left: Vec<Vec<&LeftOut<'_>>> = names
+        .iter()
+        .map(|n| left_out.iter().filter(|l| l.backbone == *n).collect())
+        .collect();
     // A run whose last evaluation left the natural images out (a `dump.epochs`
     // without the last epoch) has no k-NN after: left out of those means.
     type RunMetric = fn(&Run<'_>, usize) -> Option<f64>;
     let metrics: [(&str, RunMetric); 7] = [
         (col::ACCURACY, |r, _| Some(r.last().accuracy)),
-        (col::BALANCED_ACCURACY, |r, _| Some(r.last().balanced_accuracy)),
+        (col::BALANCED_ACCURACY, |r, _| {
+            Some(r.last().balanced_accuracy)
+        }),
         (col::MACRO_F1, |r, _| Some(r.last().macro_f1)),
         (col::ECE, |r, _| Some(r.last().ece)),
         (col::SIMILARITY, |r, _| Some(Run::similarity(r.last()))),
@@ -642,33 +950,77 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
     ];
     let mut columns = vec![
         col(col::BACKBONE, names.clone()),
-        col(col::RUNS, names.iter().map(|n| runs.iter().filter(|r| r.backbone == *n).count() as u32).collect::<Vec<_>>()),
-        col(col::RUNS_LEFT_OUT, left.iter().map(|l| l.len() as u32).collect::<Vec<_>>()),
+        col(
+            col::RUNS,
+            names
+                .iter()
+                .map(|n| runs.iter().filter(|r| r.backbone == *n).count() as u32)
+                .collect::<Vec<_>>(),
+        ),
+        col(
+            col::RUNS_LEFT_OUT,
+            left.iter().map(|l| l.len() as u32).collect::<Vec<_>>(),
+        ),
         col(
             col::LEFT_OUT,
             left.iter()
-                .map(|l| l.iter().map(|l| format!("seed {}: {}", l.seed, l.why)).collect::<Vec<_>>().join("; "))
+                .map(|l| {
+                    l.iter()
+                        .map(|l| format!("seed {}: {}", l.seed, l.why))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
                 .collect::<Vec<_>>(),
         ),
     ];
     for (metric, get) in metrics {
         let stats: Vec<(Option<f64>, Option<f64>)> = names
             .iter()
-            .map(|n| mean_std(&runs.iter().filter(|r| r.backbone == *n).filter_map(|r| get(r, report)).collect::<Vec<_>>()))
+            .map(|n| {
+                mean_std(
+                    &runs
+                        .iter()
+                        .filter(|r| r.backbone == *n)
+                        .filter_map(|r| get(r, report))
+                        .collect::<Vec<_>>(),
+                )
+            })
             .collect();
-        columns.push(col(&col::mean(metric), stats.iter().map(|s| s.0).collect::<Vec<_>>()));
-        columns.push(col(&col::std(metric), stats.iter().map(|s| s.1).collect::<Vec<_>>()));
+        columns.push(col(
+            &col::mean(metric),
+            stats.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ));
+        columns.push(col(
+            &col::std(metric),
+            stats.iter().map(|s| s.1).collect::<Vec<_>>(),
+        ));
         let intervals: Vec<Option<(f64, f64)>> = names
             .iter()
             .map(|n| {
-                let values: Vec<f64> = runs.iter().filter(|r| r.backbone == *n).filter_map(|r| get(r, report)).collect();
+                let values: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.backbone == *n)
+                    .filter_map(|r| get(r, report))
+                    .collect();
                 let e = &config.evaluation;
-                (!values.is_empty()).then(|| mean_interval(&values, &draw_resamples(values.len(), e.bootstrap_resamples, e.bootstrap_seed), LEVEL))
+                (!values.is_empty()).then(|| {
+                    mean_interval(
+                        &values,
+                        &draw_resamples(values.len(), e.bootstrap_resamples, e.bootstrap_seed),
+                        LEVEL,
+                    )
+                })
             })
             .collect();
         let [low, high] = col::ci(metric);
-        columns.push(col(&low, intervals.iter().map(|i| i.map(|i| i.0)).collect::<Vec<_>>()));
-        columns.push(col(&high, intervals.iter().map(|i| i.map(|i| i.1)).collect::<Vec<_>>()));
+        columns.push(col(
+            &low,
+            intervals.iter().map(|i| i.map(|i| i.0)).collect::<Vec<_>>(),
+        ));
+        columns.push(col(
+            &high,
+            intervals.iter().map(|i| i.map(|i| i.1)).collect::<Vec<_>>(),
+        ));
     }
     DataFrame::new_infer_height(columns)
 }
@@ -679,14 +1031,18 @@ fn backbones_table(runs: &[Run<'_>], left_out: &[LeftOut<'_>], config: &StudyCon
 /// finding 2 reads) and with epoch 0 added (its similarity is 1 at every
 /// layer by definition, its calibration that of [`Head::epoch0`]).
 fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
-    let metrics: [(&str, fn(&EpochMetrics) -> f64); 3] =
-        [(col::ECE, |m| m.ece), (col::MCE, |m| m.mce), (col::ADAPTIVE_ECE, |m| m.adaptive_ece)];
+    let metrics: [(&str, fn(&EpochMetrics) -> f64); 3] = [
+        (col::ECE, |m| m.ece),
+        (col::MCE, |m| m.mce),
+        (col::ADAPTIVE_ECE, |m| m.adaptive_ece),
+    ];
     let (mut backbone, mut metric, mut points, mut status) = (vec![], vec![], vec![], vec![]);
     let mut values: [Vec<Option<f64>>; 8] = Default::default();
     let (mut n_points, mut n_levels) = (vec![], vec![]);
     for b in &config.backbones {
         for (name, get) in metrics {
-            for (which, first_epoch) in [(col::POINTS_FINE_TUNED, 1), (col::POINTS_WITH_EPOCH0, 0)] {
+            for (which, first_epoch) in [(col::POINTS_FINE_TUNED, 1), (col::POINTS_WITH_EPOCH0, 0)]
+            {
                 let (mut sim, mut y) = (vec![], vec![]);
                 for r in runs.iter().filter(|r| r.backbone == b.name && r.finished()) {
                     for (_, m) in r.epochs.iter().filter(|(e, _)| *e >= first_epoch) {
@@ -711,13 +1067,26 @@ fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame>
                 let raw = (pearson(&sim, &y), spearman(&sim, &y));
                 n_levels.push(fit.as_ref().map_or(0, |f| f.levels.len() as u32));
                 let row = match &fit {
-                    Ok(f) => [Some(f.slope), Some(f.intercept), Some(f.r), Some(f.r2), Some(f.slope_ci_low), Some(f.slope_ci_high)],
+                    Ok(f) => [
+                        Some(f.slope),
+                        Some(f.intercept),
+                        Some(f.r),
+                        Some(f.r2),
+                        Some(f.slope_ci_low),
+                        Some(f.slope_ci_high),
+                    ],
                     Err(_) => [None; 6],
                 };
-                for (v, x) in values.iter_mut().zip(row.into_iter().chain([raw.0.clone().ok(), raw.1.clone().ok()])) {
+                for (v, x) in values.iter_mut().zip(
+                    row.into_iter()
+                        .chain([raw.0.clone().ok(), raw.1.clone().ok()]),
+                ) {
                     v.push(x);
                 }
-                status.push(fit.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_string()));
+                status.push(
+                    fit.as_ref()
+                        .map_or_else(|e| e.to_string(), |_| "ok".to_string()),
+                );
             }
         }
     }
@@ -744,22 +1113,58 @@ fn space_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame
     let points: Vec<RunPoint> = runs
         .iter()
         .filter(|r| r.finished())
-        .map(|r| RunPoint { backbone: r.backbone.to_owned(), seed: r.seed, similarity: Run::similarity(r.last()), accuracy: r.last().accuracy })
+        .map(|r| RunPoint {
+            backbone: r.backbone.to_owned(),
+            seed: r.seed,
+            similarity: Run::similarity(r.last()),
+            accuracy: r.last().accuracy,
+        })
         .collect();
     let e = &config.evaluation;
     let space = similarity_space(&points, e.similarity_threshold, e.accuracy_tolerance)
         .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
-    let intervals: Vec<Option<(f64, f64)>> = runs.iter().filter(|r| r.finished()).map(|r| r.similarity_interval).collect();
+    let intervals: Vec<Option<(f64, f64)>> = runs
+        .iter()
+        .filter(|r| r.finished())
+        .map(|r| r.similarity_interval)
+        .collect();
     DataFrame::new_infer_height(vec![
-        col(col::BACKBONE, space.iter().map(|p| p.backbone.as_str()).collect::<Vec<_>>()),
+        col(
+            col::BACKBONE,
+            space
+                .iter()
+                .map(|p| p.backbone.as_str())
+                .collect::<Vec<_>>(),
+        ),
         col(col::SEED, space.iter().map(|p| p.seed).collect::<Vec<_>>()),
-        col(col::SIMILARITY, space.iter().map(|p| p.similarity).collect::<Vec<_>>()),
-        col(col::SIMILARITY_CI_LOW, intervals.iter().map(|i| i.map(|i| i.0)).collect::<Vec<_>>()),
-        col(col::SIMILARITY_CI_HIGH, intervals.iter().map(|i| i.map(|i| i.1)).collect::<Vec<_>>()),
-        col(col::ACCURACY, space.iter().map(|p| p.accuracy).collect::<Vec<_>>()),
-        col(col::DIVERGENCE, space.iter().map(|p| p.divergence).collect::<Vec<_>>()),
-        col(col::REFERENCE_SEED, space.iter().map(|p| p.reference_seed).collect::<Vec<_>>()),
-        col(col::IN_SPACE, space.iter().map(|p| p.in_space).collect::<Vec<_>>()),
+        col(
+            col::SIMILARITY,
+            space.iter().map(|p| p.similarity).collect::<Vec<_>>(),
+        ),
+        col(
+            col::SIMILARITY_CI_LOW,
+            intervals.iter().map(|i| i.map(|i| i.0)).collect::<Vec<_>>(),
+        ),
+        col(
+            col::SIMILARITY_CI_HIGH,
+            intervals.iter().map(|i| i.map(|i| i.1)).collect::<Vec<_>>(),
+        ),
+        col(
+            col::ACCURACY,
+            space.iter().map(|p| p.accuracy).collect::<Vec<_>>(),
+        ),
+        col(
+            col::DIVERGENCE,
+            space.iter().map(|p| p.divergence).collect::<Vec<_>>(),
+        ),
+        col(
+            col::REFERENCE_SEED,
+            space.iter().map(|p| p.reference_seed).collect::<Vec<_>>(),
+        ),
+        col(
+            col::IN_SPACE,
+            space.iter().map(|p| p.in_space).collect::<Vec<_>>(),
+        ),
     ])
 }
 
@@ -776,17 +1181,30 @@ struct Comparison<'a> {
 /// Every pair of the non-empty `groups` (name, runs' final similarities),
 /// in their order: the one-sided permutation test of "the group with the
 /// higher mean keeps more similarity than the other".
-fn compare_groups<'a>(groups: &[(&'a str, Vec<f64>)], config: &StudyConfig) -> PolarsResult<Vec<Comparison<'a>>> {
+fn compare_groups<'a>(
+    groups: &[(&'a str, Vec<f64>)],
+    config: &StudyConfig,
+) -> PolarsResult<Vec<Comparison<'a>>> {
     let present: Vec<&(&str, Vec<f64>)> = groups.iter().filter(|(_, v)| !v.is_empty()).collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut rows = Vec::new();
     for (i, first) in present.iter().enumerate() {
         for second in &present[i + 1..] {
-            let (a, b) = if mean(&second.1) > mean(&first.1) { (second, first) } else { (first, second) };
+            let (a, b) = if mean(&second.1) > mean(&first.1) {
+                (second, first)
+            } else {
+                (first, second)
+            };
             let e = &config.evaluation;
             let test = permutation_test(&a.1, &b.1, e.permutation_resamples, e.bootstrap_seed)
                 .map_err(|m| PolarsError::ComputeError(m.to_string().into()))?;
-            rows.push(Comparison { a: a.0, b: b.0, runs: [a.1.len() as u32, b.1.len() as u32], means: [mean(&a.1), mean(&b.1)], test });
+            rows.push(Comparison {
+                a: a.0,
+                b: b.0,
+                runs: [a.1.len() as u32, b.1.len() as u32],
+                means: [mean(&a.1), mean(&b.1)],
+                test,
+            });
         }
     }
     Ok(rows)
@@ -798,33 +1216,72 @@ fn comparison_columns(names: [&str; 2], rows: &[Comparison<'_>]) -> Vec<Column> 
     vec![
         col(names[0], rows.iter().map(|r| r.a).collect::<Vec<_>>()),
         col(names[1], rows.iter().map(|r| r.b).collect::<Vec<_>>()),
-        col(col::RUNS_A, rows.iter().map(|r| r.runs[0]).collect::<Vec<_>>()),
-        col(col::RUNS_B, rows.iter().map(|r| r.runs[1]).collect::<Vec<_>>()),
-        col(col::SIMILARITY_A, rows.iter().map(|r| r.means[0]).collect::<Vec<_>>()),
-        col(col::SIMILARITY_B, rows.iter().map(|r| r.means[1]).collect::<Vec<_>>()),
-        col(col::DIFFERENCE, rows.iter().map(|r| r.test.difference).collect::<Vec<_>>()),
-        col(col::P_VALUE, rows.iter().map(|r| r.test.p_value).collect::<Vec<_>>()),
-        col(col::EXACT, rows.iter().map(|r| r.test.exact).collect::<Vec<_>>()),
-        col(col::PERMUTATIONS, rows.iter().map(|r| r.test.permutations as u64).collect::<Vec<_>>()),
+        col(
+            col::RUNS_A,
+            rows.iter().map(|r| r.runs[0]).collect::<Vec<_>>(),
+        ),
+        col(
+            col::RUNS_B,
+            rows.iter().map(|r| r.runs[1]).collect::<Vec<_>>(),
+        ),
+        col(
+            col::SIMILARITY_A,
+            rows.iter().map(|r| r.means[0]).collect::<Vec<_>>(),
+        ),
+        col(
+            col::SIMILARITY_B,
+            rows.iter().map(|r| r.means[1]).collect::<Vec<_>>(),
+        ),
+        col(
+            col::DIFFERENCE,
+            rows.iter().map(|r| r.test.difference).collect::<Vec<_>>(),
+        ),
+        col(
+            col::P_VALUE,
+            rows.iter().map(|r| r.test.p_value).collect::<Vec<_>>(),
+        ),
+        col(
+            col::EXACT,
+            rows.iter().map(|r| r.test.exact).collect::<Vec<_>>(),
+        ),
+        col(
+            col::PERMUTATIONS,
+            rows.iter()
+                .map(|r| r.test.permutations as u64)
+                .collect::<Vec<_>>(),
+        ),
     ]
 }
 
 /// The finished runs' final similarities of one backbone.
 fn final_similarities(runs: &[Run<'_>], backbone: &str) -> Vec<f64> {
-    runs.iter().filter(|r| r.finished() && r.backbone == backbone).map(|r| Run::similarity(r.last())).collect()
+    runs.iter()
+        .filter(|r| r.finished() && r.backbone == backbone)
+        .map(|r| Run::similarity(r.last()))
+        .collect()
 }
 
 /// Per pair of backbones with finished runs: does one keep more similarity
 /// than the other (one data set and method)?
 fn comparisons_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
-    let groups: Vec<(&str, Vec<f64>)> = config.backbones.iter().map(|b| (b.name.as_str(), final_similarities(runs, &b.name))).collect();
-    DataFrame::new_infer_height(comparison_columns([col::BACKBONE_A, col::BACKBONE_B], &compare_groups(&groups, config)?))
+    let groups: Vec<(&str, Vec<f64>)> = config
+        .backbones
+        .iter()
+        .map(|b| (b.name.as_str(), final_similarities(runs, &b.name)))
+        .collect();
+    DataFrame::new_infer_height(comparison_columns(
+        [col::BACKBONE_A, col::BACKBONE_B],
+        &compare_groups(&groups, config)?,
+    ))
 }
 
 /// Per data set, backbone and pair of methods with finished runs: does one
 /// method keep more similarity than the other? `finals` holds every
 /// (data set, method, backbone)'s final similarities.
-fn method_comparisons_table(finals: &[(&str, &str, &str, Vec<f64>)], config: &StudyConfig) -> PolarsResult<DataFrame> {
+fn method_comparisons_table(
+    finals: &[(&str, &str, &str, Vec<f64>)],
+    config: &StudyConfig,
+) -> PolarsResult<DataFrame> {
     let (mut datasets, mut backbones, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     for dataset in config.medical_names() {
         for backbone in &config.backbones {
@@ -848,12 +1305,20 @@ fn method_comparisons_table(finals: &[(&str, &str, &str, Vec<f64>)], config: &St
 /// The measures a verdict is read under: biased CKA on the CLS token (the
 /// study's similarity), debiased CKA on it, and biased CKA on the mean of
 /// the patch tokens.
-const VERDICT_MEASURES: [(Estimator, Token); 3] = [(Estimator::Biased, Token::Cls), (Estimator::Debiased, Token::Cls), (Estimator::Biased, Token::PatchMean)];
+const VERDICT_MEASURES: [(Estimator, Token); 3] = [
+    (Estimator::Biased, Token::Cls),
+    (Estimator::Debiased, Token::Cls),
+    (Estimator::Biased, Token::PatchMean),
+];
 
 /// An epoch's medical-probe CKA to epoch 0 at `layer` under a measure.
 fn cka_at(m: &EpochMetrics, layer: Layer, (estimator, token): (Estimator, Token)) -> Option<f64> {
     let (biased, debiased) = *m.cka.get(&(Probe::Medical, layer, token))?;
-    Some(if estimator == Estimator::Debiased { debiased } else { biased })
+    Some(if estimator == Estimator::Debiased {
+        debiased
+    } else {
+        biased
+    })
 }
 
 /// One row of `verdicts.parquet` (one data set and method).
@@ -874,9 +1339,19 @@ struct VerdictRow<'a> {
 /// seed, so the two groups are drawn independently.
 fn verdicts_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
     let e = &config.evaluation;
-    let report = e.knn_k.iter().position(|&k| k == e.knn_report_k).expect("validated");
-    let finished = |b: &str| runs.iter().filter(|r| r.finished() && r.backbone == b).collect::<Vec<_>>();
-    let compute = |m: Result<Certainty, MetricError>| m.map_err(|m| PolarsError::ComputeError(m.to_string().into()));
+    let report = e
+        .knn_k
+        .iter()
+        .position(|&k| k == e.knn_report_k)
+        .expect("validated");
+    let finished = |b: &str| {
+        runs.iter()
+            .filter(|r| r.finished() && r.backbone == b)
+            .collect::<Vec<_>>()
+    };
+    let compute = |m: Result<Certainty, MetricError>| {
+        m.map_err(|m| PolarsError::ComputeError(m.to_string().into()))
+    };
     let mut rows = Vec::new();
     for b in config.backbones.iter().map(|b| b.name.as_str()) {
         let runs = finished(b);
@@ -885,22 +1360,63 @@ fn verdicts_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFr
         }
         let resamples = draw_resamples(runs.len(), e.bootstrap_resamples, e.bootstrap_seed);
         for measure in VERDICT_MEASURES {
-            let (measure_name, token) = (if measure.0 == Estimator::Debiased { col::CKA_DEBIASED } else { col::CKA }, measure.1.name());
-            let row = |finding, certainty| VerdictRow { finding, measure: measure_name, token, backbone: b, versus: None, certainty };
+            let (measure_name, token) = (
+                if measure.0 == Estimator::Debiased {
+                    col::CKA_DEBIASED
+                } else {
+                    col::CKA
+                },
+                measure.1.name(),
+            );
+            let row = |finding, certainty| VerdictRow {
+                finding,
+                measure: measure_name,
+                token,
+                backbone: b,
+                versus: None,
+                certainty,
+            };
             // Tables of evaluations without this measure's tensors have no rows for it.
             let Some(points) = runs
                 .iter()
-                .map(|r| Some(RunPoint { backbone: b.to_owned(), seed: r.seed, similarity: cka_at(r.last(), Layer::Final, measure)?, accuracy: r.last().accuracy }))
+                .map(|r| {
+                    Some(RunPoint {
+                        backbone: b.to_owned(),
+                        seed: r.seed,
+                        similarity: cka_at(r.last(), Layer::Final, measure)?,
+                        accuracy: r.last().accuracy,
+                    })
+                })
                 .collect::<Option<Vec<_>>>()
             else {
                 continue;
             };
-            rows.push(row(1, compute(runs_beside_best(&points, e.similarity_threshold, e.accuracy_tolerance, &resamples))?));
+            rows.push(row(
+                1,
+                compute(runs_beside_best(
+                    &points,
+                    e.similarity_threshold,
+                    e.accuracy_tolerance,
+                    &resamples,
+                ))?,
+            ));
             let fitted: Vec<Vec<(f64, f64)>> = runs
                 .iter()
-                .map(|r| r.epochs.iter().filter(|(epoch, _)| *epoch >= 1).flat_map(|(_, m)| {
-                    m.cka.keys().filter(|(p, _, t)| *p == Probe::Medical && *t == measure.1).filter_map(|&(_, layer, _)| Some((cka_at(m, layer, measure)?, m.ece))).collect::<Vec<_>>()
-                }).collect())
+                .map(|r| {
+                    r.epochs
+                        .iter()
+                        .filter(|(epoch, _)| *epoch >= 1)
+                        .flat_map(|(_, m)| {
+                            m.cka
+                                .keys()
+                                .filter(|(p, _, t)| *p == Probe::Medical && *t == measure.1)
+                                .filter_map(|&(_, layer, _)| {
+                                    Some((cka_at(m, layer, measure)?, m.ece))
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .collect()
+                })
                 .collect();
             // A fit that cannot be made has no verdict row; fits.parquet says why.
             if let Ok(c) = calibration_follows_similarity(&fitted, e.fit_levels, &resamples) {
@@ -908,31 +1424,92 @@ fn verdicts_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFr
             }
         }
     }
-    let sides = |p: Paradigm| config.backbones.iter().filter(move |b| b.paradigm() == p).map(|b| b.name.as_str()).filter(|b| !finished(b).is_empty());
+    let sides = |p: Paradigm| {
+        config
+            .backbones
+            .iter()
+            .filter(move |b| b.paradigm() == p)
+            .map(|b| b.name.as_str())
+            .filter(|b| !finished(b).is_empty())
+    };
     for s in sides(Paradigm::Supervised) {
         for o in sides(Paradigm::SelfSupervised) {
-            let drops = |b: &str| finished(b).iter().filter_map(|r| Some(r.epochs[0].1.knn_at(report)? - r.last().knn_at(report)?)).collect::<Vec<f64>>();
+            let drops = |b: &str| {
+                finished(b)
+                    .iter()
+                    .filter_map(|r| Some(r.epochs[0].1.knn_at(report)? - r.last().knn_at(report)?))
+                    .collect::<Vec<f64>>()
+            };
             let (s_drops, o_drops) = (drops(s), drops(o));
             if s_drops.is_empty() || o_drops.is_empty() {
                 continue; // no k-NN after fine-tuning: nothing to compare
             }
-            let resamples = [draw_resamples(s_drops.len(), e.bootstrap_resamples, e.bootstrap_seed), draw_resamples(o_drops.len(), e.bootstrap_resamples, e.bootstrap_seed.wrapping_add(1))];
-            let certainty = compute(forgets_less(&s_drops, &o_drops, [&resamples[0], &resamples[1]]))?;
-            rows.push(VerdictRow { finding: 3, measure: col::KNN_TOP1, token: Token::Cls.name(), backbone: s, versus: Some(o), certainty });
+            let resamples = [
+                draw_resamples(s_drops.len(), e.bootstrap_resamples, e.bootstrap_seed),
+                draw_resamples(
+                    o_drops.len(),
+                    e.bootstrap_resamples,
+                    e.bootstrap_seed.wrapping_add(1),
+                ),
+            ];
+            let certainty = compute(forgets_less(
+                &s_drops,
+                &o_drops,
+                [&resamples[0], &resamples[1]],
+            ))?;
+            rows.push(VerdictRow {
+                finding: 3,
+                measure: col::KNN_TOP1,
+                token: Token::Cls.name(),
+                backbone: s,
+                versus: Some(o),
+                certainty,
+            });
         }
     }
     let c = |f: fn(&VerdictRow<'_>) -> Option<f64>| rows.iter().map(f).collect::<Vec<_>>();
     DataFrame::new_infer_height(vec![
-        col(col::FINDING, rows.iter().map(|r| r.finding).collect::<Vec<_>>()),
-        col(col::MEASURE, rows.iter().map(|r| r.measure).collect::<Vec<_>>()),
+        col(
+            col::FINDING,
+            rows.iter().map(|r| r.finding).collect::<Vec<_>>(),
+        ),
+        col(
+            col::MEASURE,
+            rows.iter().map(|r| r.measure).collect::<Vec<_>>(),
+        ),
         col(col::TOKEN, rows.iter().map(|r| r.token).collect::<Vec<_>>()),
-        col(col::BACKBONE, rows.iter().map(|r| r.backbone).collect::<Vec<_>>()),
-        col(col::VERSUS, rows.iter().map(|r| r.versus).collect::<Vec<_>>()),
-        col(col::ESTIMATE, rows.iter().map(|r| r.certainty.estimate).collect::<Vec<_>>()),
-        col(col::ESTIMATE_CI_LOW, c(|r| r.certainty.interval.map(|i| i.0))),
-        col(col::ESTIMATE_CI_HIGH, c(|r| r.certainty.interval.map(|i| i.1))),
-        col(col::SHARE, rows.iter().map(|r| r.certainty.share).collect::<Vec<_>>()),
-        col(col::RESAMPLES, rows.iter().map(|r| r.certainty.resamples as u32).collect::<Vec<_>>()),
+        col(
+            col::BACKBONE,
+            rows.iter().map(|r| r.backbone).collect::<Vec<_>>(),
+        ),
+        col(
+            col::VERSUS,
+            rows.iter().map(|r| r.versus).collect::<Vec<_>>(),
+        ),
+        col(
+            col::ESTIMATE,
+            rows.iter()
+                .map(|r| r.certainty.estimate)
+                .collect::<Vec<_>>(),
+        ),
+        col(
+            col::ESTIMATE_CI_LOW,
+            c(|r| r.certainty.interval.map(|i| i.0)),
+        ),
+        col(
+            col::ESTIMATE_CI_HIGH,
+            c(|r| r.certainty.interval.map(|i| i.1)),
+        ),
+        col(
+            col::SHARE,
+            rows.iter().map(|r| r.certainty.share).collect::<Vec<_>>(),
+        ),
+        col(
+            col::RESAMPLES,
+            rows.iter()
+                .map(|r| r.certainty.resamples as u32)
+                .collect::<Vec<_>>(),
+        ),
     ])
 }
 
@@ -972,9 +1549,15 @@ impl PretrainRows<'_> {
 
 /// A backbone's pretrain folder as the study folder `study` sees it (its
 /// `pretrained/` sibling, wherever the study moved).
-fn pretrain_state(study: &StudyDir, config: &StudyConfig, b: &sim_study::config::BackboneConfig) -> Result<Option<sim_study::pretrain::PretrainState>, TableError> {
+fn pretrain_state(
+    study: &StudyDir,
+    config: &StudyConfig,
+    b: &sim_study::config::BackboneConfig,
+) -> Result<Option<sim_study::pretrain::PretrainState>, TableError> {
     use sim_study::pretrain::{PretrainState, pretrain_dir};
-    let Some(p) = &b.pretrain else { return Ok(None) };
+    let Some(p) = &b.pretrain else {
+        return Ok(None);
+    };
     let mut located = config.clone();
     located.study.output_dir = Some(study.root().to_owned());
     PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)
@@ -983,11 +1566,17 @@ fn pretrain_state(study: &StudyDir, config: &StudyConfig, b: &sim_study::config:
 /// The learning curves: per backbone the tool pre-trained, one row per
 /// finished epoch of its `pretrain.toml` (loss, time, DINO's teacher
 /// entropy and prototypes in use, and k-NN top-1 where measured).
-fn pretrain_epochs_table(study: &StudyDir, config: &StudyConfig) -> Result<PolarsResult<DataFrame>, TableError> {
+fn pretrain_epochs_table(
+    study: &StudyDir,
+    config: &StudyConfig,
+) -> Result<PolarsResult<DataFrame>, TableError> {
     let (mut backbone, mut objective, mut epoch) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut loss, mut seconds, mut entropy, mut prototypes, mut knn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut loss, mut seconds, mut entropy, mut prototypes, mut knn) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for b in &config.backbones {
-        let Some(state) = pretrain_state(study, config, b)? else { continue };
+        let Some(state) = pretrain_state(study, config, b)? else {
+            continue;
+        };
         for h in &state.history {
             backbone.push(b.name.as_str());
             objective.push(state.objective.name());
@@ -1016,7 +1605,11 @@ fn pretrain_epochs_table(study: &StudyDir, config: &StudyConfig) -> Result<Polar
 /// 0 scored by the probe's head: [`Head::epoch0`]), from its epoch-0
 /// evaluation; how the tool pre-trained it, from its pretrain folder's
 /// `pretrain.toml` (beside the study folder).
-fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut Epoch0s) -> Result<PretrainRows<'a>, TableError> {
+fn pretrain_table<'a>(
+    study: &StudyDir,
+    config: &'a StudyConfig,
+    epoch0s: &mut Epoch0s,
+) -> Result<PretrainRows<'a>, TableError> {
     let mut rows = PretrainRows::default();
     for dataset in config.medical_names() {
         for b in &config.backbones {
@@ -1030,29 +1623,56 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut E
             let metrics = match read.as_ref() {
                 Ok(epoch0) => &epoch0.metrics,
                 Err(e) => {
-                    eprintln!("{dataset}/{}: left out of {}: {e}", b.name, table_file::PRETRAIN);
+                    eprintln!(
+                        "{dataset}/{}: left out of {}: {e}",
+                        b.name,
+                        table_file::PRETRAIN
+                    );
                     continue;
                 }
             };
-            let at_report_k = config.evaluation.knn_k.iter().position(|&k| k == config.evaluation.knn_report_k).expect("knn_report_k is one of knn_k");
+            let at_report_k = config
+                .evaluation
+                .knn_k
+                .iter()
+                .position(|&k| k == config.evaluation.knn_report_k)
+                .expect("knn_report_k is one of knn_k");
             let Some(knn) = metrics.knn_at(at_report_k) else {
-                eprintln!("{dataset}/{}: left out of {}: its epoch 0 has no natural images", b.name, table_file::PRETRAIN);
+                eprintln!(
+                    "{dataset}/{}: left out of {}: its epoch 0 has no natural images",
+                    b.name,
+                    table_file::PRETRAIN
+                );
                 continue;
             };
-            let probe = (metrics.head == col::HEAD_PROBE).then_some((metrics.accuracy, metrics.balanced_accuracy));
+            let probe = (metrics.head == col::HEAD_PROBE)
+                .then_some((metrics.accuracy, metrics.balanced_accuracy));
             let state = pretrain_state(study, config, b)?;
             let last = state.as_ref().and_then(|s| s.history.last());
             rows.dataset.push(dataset);
             rows.backbone.push(&b.name);
-            rows.objective.push(b.pretrain.as_ref().map_or(col::OBJECTIVE_CHECKPOINT, |p| p.objective.name()));
+            rows.objective.push(
+                b.pretrain
+                    .as_ref()
+                    .map_or(col::OBJECTIVE_CHECKPOINT, |p| p.objective.name()),
+            );
             rows.epochs.push(b.pretrain.as_ref().map(|p| p.epochs));
-            rows.minutes.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.minutes()));
-            rows.images_per_s.push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| s.history.iter().map(|h| h.images_per_s).sum::<f64>() / s.history.len() as f64));
+            rows.minutes.push(
+                state
+                    .as_ref()
+                    .filter(|s| !s.history.is_empty())
+                    .map(|s| s.minutes()),
+            );
+            rows.images_per_s
+                .push(state.as_ref().filter(|s| !s.history.is_empty()).map(|s| {
+                    s.history.iter().map(|h| h.images_per_s).sum::<f64>() / s.history.len() as f64
+                }));
             rows.loss.push(last.map(|h| h.loss));
             rows.knn.push(knn);
             rows.probe_balanced.push(probe.map(|p| p.1));
             rows.probe_accuracy.push(probe.map(|p| p.0));
-            rows.effective_prototypes.push(last.and_then(|h| h.effective_prototypes));
+            rows.effective_prototypes
+                .push(last.and_then(|h| h.effective_prototypes));
         }
     }
     Ok(rows)
@@ -1060,7 +1680,9 @@ fn pretrain_table<'a>(study: &StudyDir, config: &'a StudyConfig, epoch0s: &mut E
 
 /// The models Figures 3 and the reliability diagram compare: each backbone's
 /// pre-trained model (epoch 0, seed null) and every finished run's final one.
-fn compared_models<'r, 'a>(runs: &'r [Run<'a>]) -> Vec<(&'a str, Option<u64>, u32, &'r EpochMetrics)> {
+fn compared_models<'r, 'a>(
+    runs: &'r [Run<'a>],
+) -> Vec<(&'a str, Option<u64>, u32, &'r EpochMetrics)> {
     let mut models = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for r in runs.iter().filter(|r| r.finished()) {
@@ -1076,7 +1698,8 @@ fn compared_models<'r, 'a>(runs: &'r [Run<'a>]) -> Vec<(&'a str, Option<u64>, u3
 /// The reliability diagram's bins (equal-width, `evaluation.ece_bins`).
 fn reliability_table(runs: &[Run<'_>]) -> PolarsResult<DataFrame> {
     let (mut backbone, mut seed, mut epoch, mut bin) = (vec![], vec![], vec![], vec![]);
-    let (mut low, mut high, mut count, mut accuracy, mut confidence) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut low, mut high, mut count, mut accuracy, mut confidence) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for (b, s, e, m) in compared_models(runs) {
         for (i, bin_stats) in m.reliability.iter().enumerate() {
             backbone.push(b);
@@ -1112,37 +1735,68 @@ struct AttentionImage {
     pixels: Vec<u8>,
 }
 
-fn attention_images(backbone: &str, pretrained: &EvalFile) -> Result<Vec<AttentionImage>, TableError> {
+fn attention_images(
+    backbone: &str,
+    pretrained: &EvalFile,
+) -> Result<Vec<AttentionImage>, TableError> {
     if !pretrained.has(eval_file::ATTENTION_IMAGES) {
         return Ok(Vec::new());
     }
     let ids = pretrained.metadata().map_err(TableError)?.attention_ids;
-    let (shape, values) = pretrained.decoded(eval_file::ATTENTION_IMAGES).map_err(TableError)?;
+    let (shape, values) = pretrained
+        .decoded(eval_file::ATTENTION_IMAGES)
+        .map_err(TableError)?;
     let crate::arrays::Values::Int(values) = values else {
-        return Err(err(&pretrained.path, format!("{}: not u8 pixels", eval_file::ATTENTION_IMAGES)));
+        return Err(err(
+            &pretrained.path,
+            format!("{}: not u8 pixels", eval_file::ATTENTION_IMAGES),
+        ));
     };
     let [n, h, w, 3] = shape[..] else {
-        return Err(err(&pretrained.path, format!("{}: shape {shape:?}, expected [n, size, size, 3]", eval_file::ATTENTION_IMAGES)));
+        return Err(err(
+            &pretrained.path,
+            format!(
+                "{}: shape {shape:?}, expected [n, size, size, 3]",
+                eval_file::ATTENTION_IMAGES
+            ),
+        ));
     };
     if h != w || ids.len() != n {
-        return Err(err(&pretrained.path, format!("{}: {n} images of {h} × {w} for {} ids", eval_file::ATTENTION_IMAGES, ids.len())));
+        return Err(err(
+            &pretrained.path,
+            format!(
+                "{}: {n} images of {h} × {w} for {} ids",
+                eval_file::ATTENTION_IMAGES,
+                ids.len()
+            ),
+        ));
     }
     let per_image = h * w * 3;
     Ok(ids
         .into_iter()
         .zip(values.chunks_exact(per_image))
-        .map(|(id, px)| AttentionImage { backbone: backbone.to_owned(), id, size: h as u32, pixels: px.iter().map(|&v| v as u8).collect() })
+        .map(|(id, px)| AttentionImage {
+            backbone: backbone.to_owned(),
+            id,
+            size: h as u32,
+            pixels: px.iter().map(|&v| v as u8).collect(),
+        })
         .collect())
 }
 
 /// Figure 3's maps: per model, image and patch (row, column of the grid).
 fn attention_table(runs: &[Run<'_>], images: &[AttentionImage]) -> PolarsResult<DataFrame> {
-    let (mut backbone, mut seed, mut epoch, mut image, mut image_id) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut backbone, mut seed, mut epoch, mut image, mut image_id) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let (mut row, mut column, mut attention, mut patch_norm) = (vec![], vec![], vec![], vec![]);
     for (b, s, e, m) in compared_models(runs) {
         let Some(maps) = &m.attention else { continue };
         let grid = (maps.patches as f64).sqrt().round() as usize;
-        let ids: Vec<&str> = images.iter().filter(|i| i.backbone == b).map(|i| i.id.as_str()).collect();
+        let ids: Vec<&str> = images
+            .iter()
+            .filter(|i| i.backbone == b)
+            .map(|i| i.id.as_str())
+            .collect();
         if grid * grid != maps.patches {
             continue; // not a square grid: no map to draw
         }
@@ -1183,10 +1837,25 @@ fn attention_images_table(images: &[AttentionImage]) -> PolarsResult<DataFrame> 
         *next += 1;
     }
     DataFrame::new_infer_height(vec![
-        col(col::BACKBONE, images.iter().map(|i| i.backbone.as_str()).collect::<Vec<_>>()),
+        col(
+            col::BACKBONE,
+            images
+                .iter()
+                .map(|i| i.backbone.as_str())
+                .collect::<Vec<_>>(),
+        ),
         col(col::IMAGE, image),
-        col(col::IMAGE_ID, images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>()),
+        col(
+            col::IMAGE_ID,
+            images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ),
         col(col::SIZE, images.iter().map(|i| i.size).collect::<Vec<_>>()),
-        col(col::PIXELS, images.iter().map(|i| i.pixels.as_slice()).collect::<Vec<&[u8]>>()),
+        col(
+            col::PIXELS,
+            images
+                .iter()
+                .map(|i| i.pixels.as_slice())
+                .collect::<Vec<&[u8]>>(),
+        ),
     ])
 }

@@ -4,7 +4,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sim_metrics::MatRef;
 use sim_metrics::calibration::{Binning, calibration};
-use sim_metrics::cka::{CkaOptions, Estimator, Form, Kernel, MinibatchCka, cka, cka_in_form, cka_matrix, feature_form_agreement};
+use sim_metrics::cka::{
+    CkaOptions, Estimator, Form, Kernel, MinibatchCka, cka, cka_in_form, cka_matrix,
+    feature_form_agreement,
+};
 
 fn normal(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
     // Box–Muller: enough for test data.
@@ -49,10 +52,22 @@ fn times(x: &[f64], n: usize, d: usize, q: &[f64]) -> Vec<f64> {
 }
 
 const ALL: [CkaOptions; 4] = [
-    CkaOptions { estimator: Estimator::Biased, kernel: Kernel::Linear },
-    CkaOptions { estimator: Estimator::Debiased, kernel: Kernel::Linear },
-    CkaOptions { estimator: Estimator::Biased, kernel: Kernel::Rbf { sigma_frac: 1.0 } },
-    CkaOptions { estimator: Estimator::Debiased, kernel: Kernel::Rbf { sigma_frac: 0.8 } },
+    CkaOptions {
+        estimator: Estimator::Biased,
+        kernel: Kernel::Linear,
+    },
+    CkaOptions {
+        estimator: Estimator::Debiased,
+        kernel: Kernel::Linear,
+    },
+    CkaOptions {
+        estimator: Estimator::Biased,
+        kernel: Kernel::Rbf { sigma_frac: 1.0 },
+    },
+    CkaOptions {
+        estimator: Estimator::Debiased,
+        kernel: Kernel::Rbf { sigma_frac: 0.8 },
+    },
 ];
 
 #[test]
@@ -72,13 +87,20 @@ fn invariant_to_orthogonal_transforms_and_isotropic_scaling() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let (n, d) = (60, 12);
     let x = normal(&mut rng, n * d);
-    let y: Vec<f64> = x.iter().zip(normal(&mut rng, n * d)).map(|(a, b)| a + 0.8 * b).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .zip(normal(&mut rng, n * d))
+        .map(|(a, b)| a + 0.8 * b)
+        .collect();
     let q = orthogonal(&mut rng, d);
     let rotated_scaled: Vec<f64> = times(&y, n, d, &q).into_iter().map(|v| v * 7.5).collect();
     for opts in ALL {
         let plain = cka(m(&x, d, "X"), m(&y, d, "Y"), opts).unwrap();
         let moved = cka(m(&x, d, "X"), m(&rotated_scaled, d, "QY"), opts).unwrap();
-        assert!((plain - moved).abs() < feature_form_agreement(), "{opts:?}: {plain} vs {moved}");
+        assert!(
+            (plain - moved).abs() < feature_form_agreement(),
+            "{opts:?}: {plain} vs {moved}"
+        );
     }
 }
 
@@ -89,16 +111,29 @@ fn extreme_feature_scales_give_the_unit_scale_value() {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let (n, d) = (40, 6);
     let x = normal(&mut rng, n * d);
-    let y: Vec<f64> = x.iter().zip(normal(&mut rng, n * d)).map(|(a, b)| a + b).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .zip(normal(&mut rng, n * d))
+        .map(|(a, b)| a + b)
+        .collect();
     for opts in ALL {
         let unit = cka(m(&x, d, "X"), m(&y, d, "Y"), opts).unwrap();
         assert!(unit > 0.2, "{opts:?}: {unit}");
         for scale in [1e75, 1e-100, 1e150] {
-            let (xs, ys): (Vec<f64>, Vec<f64>) = (x.iter().map(|v| v * scale).collect(), y.iter().map(|v| v * scale).collect());
+            let (xs, ys): (Vec<f64>, Vec<f64>) = (
+                x.iter().map(|v| v * scale).collect(),
+                y.iter().map(|v| v * scale).collect(),
+            );
             let scaled = cka(m(&xs, d, "X"), m(&ys, d, "Y"), opts).unwrap();
-            assert!((scaled - unit).abs() < feature_form_agreement().max(1e-9), "{opts:?} at {scale:e}: {scaled} vs {unit}");
+            assert!(
+                (scaled - unit).abs() < feature_form_agreement().max(1e-9),
+                "{opts:?} at {scale:e}: {scaled} vs {unit}"
+            );
             let mixed = cka(m(&xs, d, "X"), m(&y, d, "Y"), opts).unwrap();
-            assert!((mixed - unit).abs() < feature_form_agreement().max(1e-9), "{opts:?}, one side at {scale:e}: {mixed} vs {unit}");
+            assert!(
+                (mixed - unit).abs() < feature_form_agreement().max(1e-9),
+                "{opts:?}, one side at {scale:e}: {mixed} vs {unit}"
+            );
         }
     }
 }
@@ -126,7 +161,10 @@ fn debiased_is_near_zero_for_independent_data_where_biased_is_not() {
         biased += cka(m(&x, d, "X"), m(&y, d, "Y"), ALL[0]).unwrap() / 10.0;
         debiased += cka(m(&x, d, "X"), m(&y, d, "Y"), ALL[1]).unwrap() / 10.0;
     }
-    assert!(biased > 0.5, "biased CKA of independent data at n=30, d=100: {biased}");
+    assert!(
+        biased > 0.5,
+        "biased CKA of independent data at n=30, d=100: {biased}"
+    );
     assert!(debiased.abs() < 0.05, "debiased: {debiased}");
 }
 
@@ -147,15 +185,26 @@ fn feature_and_gram_forms_agree_on_wide_and_tall_data() {
 fn undefined_cka_is_an_error_not_nan() {
     let constant = vec![3.0; 40];
     let x: Vec<f64> = (0..40).map(|v| v as f64).collect();
-    let err = cka(m(&constant, 4, "layer 7"), m(&x, 4, "other"), ALL[0]).unwrap_err().to_string();
-    assert!(err.contains("layer 7") && err.contains("zero variance"), "{err}");
-    let err = cka(m(&x[..12], 4, "X"), m(&x[..12], 4, "Y"), ALL[1]).unwrap_err().to_string();
+    let err = cka(m(&constant, 4, "layer 7"), m(&x, 4, "other"), ALL[0])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("layer 7") && err.contains("zero variance"),
+        "{err}"
+    );
+    let err = cka(m(&x[..12], 4, "X"), m(&x[..12], 4, "Y"), ALL[1])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3 samples"), "{err}");
-    let err = cka(m(&x, 4, "X"), m(&x[..20], 4, "Y"), ALL[0]).unwrap_err().to_string();
+    let err = cka(m(&x, 4, "X"), m(&x[..20], 4, "Y"), ALL[0])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Y: 5 samples, the other side has 10"), "{err}");
     let mut nan = x.clone();
     nan[5] = f64::NAN;
-    let err = cka(m(&x, 4, "X"), m(&nan, 4, "Y"), ALL[0]).unwrap_err().to_string();
+    let err = cka(m(&x, 4, "X"), m(&nan, 4, "Y"), ALL[0])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Y: non-finite"), "{err}");
     let mut mb = MinibatchCka::new();
     mb.update(m(&constant, 4, "a"), m(&x, 4, "b")).unwrap();
@@ -179,7 +228,13 @@ fn ece_of_a_calibrated_predictor_is_near_zero() {
     let c = calibration(view, &labels, 15, Binning::Uniform).unwrap();
     assert!(c.ece < 0.005, "ECE {}", c.ece);
     let over: Vec<f64> = logits.iter().map(|v| v * 3.0).collect();
-    let c = calibration(MatRef::new(&over, n, 2, "logits").unwrap(), &labels, 15, Binning::Uniform).unwrap();
+    let c = calibration(
+        MatRef::new(&over, n, 2, "logits").unwrap(),
+        &labels,
+        15,
+        Binning::Uniform,
+    )
+    .unwrap();
     assert!(c.ece > 0.05, "over-confident ECE {}", c.ece);
 }
 
@@ -197,7 +252,11 @@ fn layer_matrix_equals_pairwise_cka_whichever_form_it_picks() {
             for i in 0..layers {
                 for j in 0..layers {
                     let pair = cka(va[i], vb[j], *opts).unwrap();
-                    assert!((matrix[i][j] - pair).abs() < feature_form_agreement().max(1e-9), "{opts:?} ({i}, {j}): {} vs {pair}", matrix[i][j]);
+                    assert!(
+                        (matrix[i][j] - pair).abs() < feature_form_agreement().max(1e-9),
+                        "{opts:?} ({i}, {j}): {} vs {pair}",
+                        matrix[i][j]
+                    );
                 }
             }
         }

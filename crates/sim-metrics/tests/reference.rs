@@ -3,7 +3,10 @@
 
 use sim_metrics::arrays::{FloatArray, load_labels, load_matrix};
 use sim_metrics::calibration::{Binning, calibration};
-use sim_metrics::cka::{CkaOptions, CkaReference, Estimator, Form, Kernel, MinibatchCka, cka_in_form, feature_form_agreement};
+use sim_metrics::cka::{
+    CkaOptions, CkaReference, Estimator, Form, Kernel, MinibatchCka, cka_in_form,
+    feature_form_agreement,
+};
 use sim_metrics::classification::classification_scores;
 use sim_metrics::fit::{level_fit, pearson, spearman};
 use sim_metrics::knn::knn_accuracy;
@@ -22,27 +25,55 @@ fn matrix(name: &str) -> FloatArray {
 }
 
 fn expected() -> serde_json::Value {
-    let text = std::fs::read_to_string(format!("{}/tests/fixtures/expected.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/expected.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 fn close(got: f64, want: &serde_json::Value, tol: f64, what: &str) {
-    let want = want.as_f64().unwrap_or_else(|| panic!("{what}: no expected value"));
-    assert!((got - want).abs() <= tol, "{what}: {got} vs numpy {want} (tolerance {tol})");
+    let want = want
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no expected value"));
+    assert!(
+        (got - want).abs() <= tol,
+        "{what}: {got} vs numpy {want} (tolerance {tol})"
+    );
 }
 
 #[test]
 fn cka_variants_match_numpy_in_both_forms() {
     let exp = expected();
     for case in ["random_n_gt_d", "random_n_lt_d", "low_rank"] {
-        let (x, y) = (matrix(&format!("cka_{case}_x")), matrix(&format!("cka_{case}_y")));
+        let (x, y) = (
+            matrix(&format!("cka_{case}_x")),
+            matrix(&format!("cka_{case}_y")),
+        );
         let want = &exp["cka"][case];
-        for (key, estimator) in [("linear_biased", Estimator::Biased), ("linear_debiased", Estimator::Debiased)] {
-            let opts = CkaOptions { estimator, kernel: Kernel::Linear };
+        for (key, estimator) in [
+            ("linear_biased", Estimator::Biased),
+            ("linear_debiased", Estimator::Debiased),
+        ] {
+            let opts = CkaOptions {
+                estimator,
+                kernel: Kernel::Linear,
+            };
             let feature = cka_in_form(x.view(), y.view(), opts, Form::Feature).unwrap();
             let gram = cka_in_form(x.view(), y.view(), opts, Form::Gram).unwrap();
-            close(feature, &want[key], CKA_TOL.max(feature_form_agreement()), &format!("{case} {key} feature form"));
-            close(gram, &want[key], CKA_TOL, &format!("{case} {key} Gram form"));
+            close(
+                feature,
+                &want[key],
+                CKA_TOL.max(feature_form_agreement()),
+                &format!("{case} {key} feature form"),
+            );
+            close(
+                gram,
+                &want[key],
+                CKA_TOL,
+                &format!("{case} {key} Gram form"),
+            );
             assert!((feature - gram).abs() < FORM_TOL);
         }
         for (key, estimator, frac) in [
@@ -50,16 +81,28 @@ fn cka_variants_match_numpy_in_both_forms() {
             ("rbf_biased_0.5", Estimator::Biased, 0.5),
             ("rbf_debiased_1.0", Estimator::Debiased, 1.0),
         ] {
-            let opts = CkaOptions { estimator, kernel: Kernel::Rbf { sigma_frac: frac } };
+            let opts = CkaOptions {
+                estimator,
+                kernel: Kernel::Rbf { sigma_frac: frac },
+            };
             let v = sim_metrics::cka::cka(x.view(), y.view(), opts).unwrap();
             close(v, &want[key], CKA_TOL, &format!("{case} {key}"));
         }
         let mut mb = MinibatchCka::new();
         for start in (0..x.rows).step_by(20) {
             let end = (start + 20).min(x.rows);
-            mb.update(x.view().rows_range(start, end), y.view().rows_range(start, end)).unwrap();
+            mb.update(
+                x.view().rows_range(start, end),
+                y.view().rows_range(start, end),
+            )
+            .unwrap();
         }
-        close(mb.value(case).unwrap(), &want["minibatch_20"], CKA_TOL, &format!("{case} minibatch"));
+        close(
+            mb.value(case).unwrap(),
+            &want["minibatch_20"],
+            CKA_TOL,
+            &format!("{case} minibatch"),
+        );
     }
 }
 
@@ -67,7 +110,10 @@ fn cka_variants_match_numpy_in_both_forms() {
 fn reference_side_gives_the_same_values_as_pairwise_calls() {
     let (x, y) = (matrix("cka_low_rank_x"), matrix("cka_low_rank_y"));
     for estimator in [Estimator::Biased, Estimator::Debiased] {
-        let opts = CkaOptions { estimator, kernel: Kernel::Linear };
+        let opts = CkaOptions {
+            estimator,
+            kernel: Kernel::Linear,
+        };
         let reference = CkaReference::new(x.view(), opts).unwrap();
         let pairwise = sim_metrics::cka::cka(x.view(), y.view(), opts).unwrap();
         assert_eq!(reference.compare(y.view()).unwrap(), pairwise);
@@ -79,13 +125,21 @@ fn ece_mce_and_bin_counts_match_numpy() {
     let exp = expected();
     let logits = matrix("ece_logits");
     let labels = load_labels(&fixture("ece_labels")).unwrap();
-    for (key, binning) in [("uniform_15", Binning::Uniform), ("quantile_15", Binning::Quantile)] {
+    for (key, binning) in [
+        ("uniform_15", Binning::Uniform),
+        ("quantile_15", Binning::Quantile),
+    ] {
         let c = calibration(logits.view(), &labels, 15, binning).unwrap();
         let want = &exp["ece"][key];
         close(c.ece, &want["ece"], 1e-12, &format!("{key} ECE"));
         close(c.mce, &want["mce"], 1e-12, &format!("{key} MCE"));
         let counts: Vec<u64> = c.bins.iter().map(|b| b.count as u64).collect();
-        let want_counts: Vec<u64> = want["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want_counts: Vec<u64> = want["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(counts, want_counts, "{key} bin counts");
     }
 }
@@ -94,10 +148,26 @@ fn ece_mce_and_bin_counts_match_numpy() {
 fn knn_accuracy_matches_numpy() {
     let exp = expected();
     let (bank, queries) = (matrix("knn_bank"), matrix("knn_queries"));
-    let (bank_labels, query_labels) = (load_labels(&fixture("knn_bank_labels")).unwrap(), load_labels(&fixture("knn_query_labels")).unwrap());
-    let got = knn_accuracy(bank.view(), &bank_labels, queries.view(), &query_labels, &[1, 5, 20], 0.07).unwrap();
+    let (bank_labels, query_labels) = (
+        load_labels(&fixture("knn_bank_labels")).unwrap(),
+        load_labels(&fixture("knn_query_labels")).unwrap(),
+    );
+    let got = knn_accuracy(
+        bank.view(),
+        &bank_labels,
+        queries.view(),
+        &query_labels,
+        &[1, 5, 20],
+        0.07,
+    )
+    .unwrap();
     for r in got {
-        close(r.top1, &exp["knn"][r.k.to_string()], 1e-12, &format!("k = {}", r.k));
+        close(
+            r.top1,
+            &exp["knn"][r.k.to_string()],
+            1e-12,
+            &format!("k = {}", r.k),
+        );
     }
 }
 
@@ -107,7 +177,15 @@ fn knn_with_k_1_is_the_nearest_neighbours_label() {
     let bank_labels = load_labels(&fixture("knn_bank_labels")).unwrap();
     let nearest = load_labels(&fixture("knn_nearest_label")).unwrap();
     // With the nearest neighbour's label as the truth, k = 1 scores 100 %.
-    let got = knn_accuracy(bank.view(), &bank_labels, queries.view(), &nearest, &[1], 0.07).unwrap();
+    let got = knn_accuracy(
+        bank.view(),
+        &bank_labels,
+        queries.view(),
+        &nearest,
+        &[1],
+        0.07,
+    )
+    .unwrap();
     assert_eq!(got[0].top1, 1.0);
 }
 
@@ -120,7 +198,12 @@ fn classification_scores_match_numpy() {
     let s = classification_scores(&predicted, &truth).unwrap();
     let want = &exp["classification"];
     close(s.accuracy, &want["accuracy"], 1e-12, "accuracy");
-    close(s.balanced_accuracy, &want["balanced_accuracy"], 1e-12, "balanced accuracy");
+    close(
+        s.balanced_accuracy,
+        &want["balanced_accuracy"],
+        1e-12,
+        "balanced accuracy",
+    );
     close(s.macro_f1, &want["macro_f1"], 1e-12, "macro F1");
 }
 
@@ -142,8 +225,18 @@ fn level_fit_and_correlations_match_scipy() {
         close(got, &want[key], 1e-9, key);
     }
     assert_eq!(fit.levels.len() as u64, want["levels"].as_u64().unwrap());
-    close(pearson(&sim, &metric).unwrap(), &want["pearson_raw"], 1e-12, "Pearson");
-    close(spearman(&sim, &metric).unwrap(), &want["spearman_raw"], 1e-12, "Spearman");
+    close(
+        pearson(&sim, &metric).unwrap(),
+        &want["pearson_raw"],
+        1e-12,
+        "Pearson",
+    );
+    close(
+        spearman(&sim, &metric).unwrap(),
+        &want["spearman_raw"],
+        1e-12,
+        "Spearman",
+    );
 }
 
 /// Bootstrap intervals and permutation tests against numpy / scipy, on the
@@ -153,30 +246,77 @@ fn intervals_and_permutation_tests_match_numpy_and_scipy() {
     use sim_metrics::stats::{CkaBootstrap, LEVEL, mean_interval, permutation_test};
     let exp = expected();
     let draws = |name: &str, n: usize| -> Vec<Vec<usize>> {
-        load_labels(&fixture(name)).unwrap().chunks(n).map(|c| c.iter().map(|&i| i as usize).collect()).collect()
+        load_labels(&fixture(name))
+            .unwrap()
+            .chunks(n)
+            .map(|c| c.iter().map(|&i| i as usize).collect())
+            .collect()
     };
     let values = matrix("boot_run_values").data;
     let (low, high) = mean_interval(&values, &draws("boot_run_resamples", 7), LEVEL);
-    close(low, &exp["bootstrap_mean"]["low"], 1e-12, "mean interval, low");
-    close(high, &exp["bootstrap_mean"]["high"], 1e-12, "mean interval, high");
+    close(
+        low,
+        &exp["bootstrap_mean"]["low"],
+        1e-12,
+        "mean interval, low",
+    );
+    close(
+        high,
+        &exp["bootstrap_mean"]["high"],
+        1e-12,
+        "mean interval, high",
+    );
 
     let (x, y) = (matrix("boot_images_x"), matrix("boot_images_y"));
     let boot = CkaBootstrap::new(x.view(), y.view()).unwrap();
     let resamples = draws("boot_images_resamples", 60);
-    close(boot.cka(&[1.0; 60]), &exp["bootstrap_cka"]["full"], CKA_TOL, "CKA, every image once");
+    close(
+        boot.cka(&[1.0; 60]),
+        &exp["bootstrap_cka"]["full"],
+        CKA_TOL,
+        "CKA, every image once",
+    );
     let mut counts = [0.0; 60];
     resamples[0].iter().for_each(|&i| counts[i] += 1.0);
-    close(boot.cka(&counts), &exp["bootstrap_cka"]["first"], CKA_TOL, "CKA of the first resample");
+    close(
+        boot.cka(&counts),
+        &exp["bootstrap_cka"]["first"],
+        CKA_TOL,
+        "CKA of the first resample",
+    );
     let (low, high) = boot.interval(&resamples, LEVEL);
-    close(low, &exp["bootstrap_cka"]["low"], CKA_TOL, "CKA interval, low");
-    close(high, &exp["bootstrap_cka"]["high"], CKA_TOL, "CKA interval, high");
+    close(
+        low,
+        &exp["bootstrap_cka"]["low"],
+        CKA_TOL,
+        "CKA interval, low",
+    );
+    close(
+        high,
+        &exp["bootstrap_cka"]["high"],
+        CKA_TOL,
+        "CKA interval, high",
+    );
 
     for case in ["separated", "overlapping"] {
-        let (a, b) = (matrix(&format!("perm_{case}_a")).data, matrix(&format!("perm_{case}_b")).data);
+        let (a, b) = (
+            matrix(&format!("perm_{case}_a")).data,
+            matrix(&format!("perm_{case}_b")).data,
+        );
         let test = permutation_test(&a, &b, 100_000, 0).unwrap();
         assert!(test.exact, "{case}");
-        close(test.difference, &exp["permutation"][case]["difference"], 1e-12, &format!("{case}: difference"));
-        close(test.p_value, &exp["permutation"][case]["p_value"], 1e-12, &format!("{case}: p-value"));
+        close(
+            test.difference,
+            &exp["permutation"][case]["difference"],
+            1e-12,
+            &format!("{case}: difference"),
+        );
+        close(
+            test.p_value,
+            &exp["permutation"][case]["p_value"],
+            1e-12,
+            &format!("{case}: p-value"),
+        );
     }
 }
 
@@ -192,18 +332,53 @@ const PROBE_PROBABILITY_TOL: f64 = 1e-6;
 fn the_linear_probe_matches_scipy_lbfgs() {
     use sim_metrics::probe::{ProbeOptions, fit, probe_scores};
     let exp = &expected()["probe"];
-    let labels = |name: &str| -> Vec<usize> { load_labels(&fixture(name)).unwrap().into_iter().map(|v| v as usize).collect() };
+    let labels = |name: &str| -> Vec<usize> {
+        load_labels(&fixture(name))
+            .unwrap()
+            .into_iter()
+            .map(|v| v as usize)
+            .collect()
+    };
     let (train_x, test_x) = (matrix("probe_train_x"), matrix("probe_test_x"));
     let (train_y, test_y) = (labels("probe_train_y"), labels("probe_test_y"));
-    let probe = fit(&train_x.data, train_x.cols, &train_y, ProbeOptions::default()).unwrap();
-    close(probe.objective, &exp["objective"], PROBE_OBJECTIVE_TOL, "probe objective");
-    let want: Vec<f64> = exp["params"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let probe = fit(
+        &train_x.data,
+        train_x.cols,
+        &train_y,
+        ProbeOptions::default(),
+    )
+    .unwrap();
+    close(
+        probe.objective,
+        &exp["objective"],
+        PROBE_OBJECTIVE_TOL,
+        "probe objective",
+    );
+    let want: Vec<f64> = exp["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(probe.params.len(), want.len());
     for (i, (got, w)) in probe.params.iter().zip(&want).enumerate() {
-        assert!((got - w).abs() <= PROBE_PARAMS_TOL, "parameter {i}: {got} vs scipy {w}");
+        assert!(
+            (got - w).abs() <= PROBE_PARAMS_TOL,
+            "parameter {i}: {got} vs scipy {w}"
+        );
     }
-    let scores = probe_scores((&train_x.data, &train_y), (&test_x.data, &test_y), train_x.cols).unwrap();
-    close(scores.balanced_accuracy, &exp["balanced_accuracy"], 1e-12, "probe balanced accuracy");
+    let scores = probe_scores(
+        (&train_x.data, &train_y),
+        (&test_x.data, &test_y),
+        train_x.cols,
+    )
+    .unwrap();
+    close(
+        scores.balanced_accuracy,
+        &exp["balanced_accuracy"],
+        1e-12,
+        "probe balanced accuracy",
+    );
 }
 
 /// The probe's test probabilities (what epoch 0's accuracy and calibration
@@ -214,18 +389,40 @@ fn the_linear_probe_matches_scipy_lbfgs() {
 #[test]
 fn the_probe_s_test_probabilities_match_scikit_learn() {
     use sim_metrics::probe::{ProbeOptions, fit};
-    let want: Vec<f64> = expected()["probe"]["test_probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let train_y: Vec<usize> = load_labels(&fixture("probe_train_y")).unwrap().into_iter().map(|v| v as usize).collect();
+    let want: Vec<f64> = expected()["probe"]["test_probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let train_y: Vec<usize> = load_labels(&fixture("probe_train_y"))
+        .unwrap()
+        .into_iter()
+        .map(|v| v as usize)
+        .collect();
     let (train_x, test_x) = (matrix("probe_train_x"), matrix("probe_test_x"));
-    let probe = fit(&train_x.data, train_x.cols, &train_y, ProbeOptions::default()).unwrap();
+    let probe = fit(
+        &train_x.data,
+        train_x.cols,
+        &train_y,
+        ProbeOptions::default(),
+    )
+    .unwrap();
     let logits = probe.logits(&test_x.data);
     assert_eq!(logits.len(), want.len());
-    for (i, (row, want)) in logits.chunks_exact(probe.classes).zip(want.chunks_exact(probe.classes)).enumerate() {
+    for (i, (row, want)) in logits
+        .chunks_exact(probe.classes)
+        .zip(want.chunks_exact(probe.classes))
+        .enumerate()
+    {
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = row.iter().map(|l| (l - max).exp()).sum();
         for (c, (l, w)) in row.iter().zip(want).enumerate() {
             let p = (l - max).exp() / sum;
-            assert!((p - w).abs() <= PROBE_PROBABILITY_TOL, "test row {i}, class {c}: {p} vs scikit-learn {w}");
+            assert!(
+                (p - w).abs() <= PROBE_PROBABILITY_TOL,
+                "test row {i}, class {c}: {p} vs scikit-learn {w}"
+            );
         }
     }
 }

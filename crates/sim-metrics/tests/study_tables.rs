@@ -9,9 +9,9 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use sim_metrics::classification::classification_scores;
 use sim_metrics::tables::write_study_tables;
+use sim_study::config::RunId;
 use sim_study::eval_file::{self, Layer, Probe, Token};
 use sim_study::run_state::{RunState, Status};
-use sim_study::config::RunId;
 use sim_study::{StudyConfig, StudyDir};
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,38 +42,69 @@ struct Tensors(Vec<(String, Dtype, Vec<usize>, Vec<u8>)>);
 
 impl Tensors {
     fn f16(&mut self, name: &str, rows: usize, cols: usize, v: &[f64]) {
-        let bytes = v.iter().flat_map(|x| half::f16::from_f64(*x).to_le_bytes()).collect();
-        self.0.push((name.into(), Dtype::F16, vec![rows, cols], bytes));
+        let bytes = v
+            .iter()
+            .flat_map(|x| half::f16::from_f64(*x).to_le_bytes())
+            .collect();
+        self.0
+            .push((name.into(), Dtype::F16, vec![rows, cols], bytes));
     }
     fn f32(&mut self, name: &str, rows: usize, cols: usize, v: &[f64]) {
         let bytes = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
-        self.0.push((name.into(), Dtype::F32, vec![rows, cols], bytes));
+        self.0
+            .push((name.into(), Dtype::F32, vec![rows, cols], bytes));
     }
     fn i64(&mut self, name: &str, v: &[i64]) {
         let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.0.push((name.into(), Dtype::I64, vec![v.len()], bytes));
     }
     fn write(&self, path: &Path) {
-        let views: Vec<(String, TensorView<'_>)> =
-            self.0.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        let views: Vec<(String, TensorView<'_>)> = self
+            .0
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         safetensors::serialize_to_file(views, None, path).unwrap();
     }
 }
 
 /// The pre-trained features, and an epoch's as those plus `drift` noise.
-fn eval_file(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mut ChaCha8Rng) -> Vec<i64> {
+fn eval_file(
+    path: &Path,
+    base: &HashMap<String, Vec<f64>>,
+    drift: f64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<i64> {
     written_eval(path, base, drift, rng, true)
 }
 
 /// [`eval_file`], with the natural images (their probe, the k-NN bank and
 /// queries) only where `natural`: an epoch of `evaluation.natural_every_epoch = false`.
-fn written_eval(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: &mut ChaCha8Rng, natural: bool) -> Vec<i64> {
+fn written_eval(
+    path: &Path,
+    base: &HashMap<String, Vec<f64>>,
+    drift: f64,
+    rng: &mut ChaCha8Rng,
+    natural: bool,
+) -> Vec<i64> {
     let mut t = Tensors(Vec::new());
-    let mut noisy = |v: &Vec<f64>| v.iter().map(|x| x + drift * (rng.random::<f64>() - 0.5)).collect::<Vec<f64>>();
-    for probe in Probe::ALL.into_iter().filter(|p| natural || *p == Probe::Medical) {
+    let mut noisy = |v: &Vec<f64>| {
+        v.iter()
+            .map(|x| x + drift * (rng.random::<f64>() - 0.5))
+            .collect::<Vec<f64>>()
+    };
+    for probe in Probe::ALL
+        .into_iter()
+        .filter(|p| natural || *p == Probe::Medical)
+    {
         let n = if probe == Probe::Medical { 40 } else { 30 };
-        for layer in [Layer::Index(0), Layer::Index(1), Layer::Index(2), Layer::Final] {
+        for layer in [
+            Layer::Index(0),
+            Layer::Index(1),
+            Layer::Index(2),
+            Layer::Final,
+        ] {
             for token in Token::ALL {
                 let name = eval_file::probe_tensor(probe, layer, token);
                 t.f16(&name, n, 6, &noisy(&base[&name]));
@@ -86,14 +117,23 @@ fn written_eval(path: &Path, base: &HashMap<String, Vec<f64>>, drift: f64, rng: 
     t.i64(eval_file::TEST_LABELS, &labels);
     if natural {
         t.f16(eval_file::KNN_BANK, 50, 6, &noisy(&base["bank"]));
-        t.i64(eval_file::KNN_BANK_LABELS, &(0..50).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+        t.i64(
+            eval_file::KNN_BANK_LABELS,
+            &(0..50).map(|i| (i % 2) as i64).collect::<Vec<_>>(),
+        );
         t.f16(eval_file::KNN_QUERY, 20, 6, &noisy(&base["query"]));
-        t.i64(eval_file::KNN_QUERY_LABELS, &(0..20).map(|i| (i % 2) as i64).collect::<Vec<_>>());
+        t.i64(
+            eval_file::KNN_QUERY_LABELS,
+            &(0..20).map(|i| (i % 2) as i64).collect::<Vec<_>>(),
+        );
     }
     t.write(path);
     // The predictions, for checking accuracy by hand.
     let stored: Vec<f64> = logits.iter().map(|x| *x as f32 as f64).collect();
-    stored.chunks(3).map(|r| (0..3).fold(0, |b, k| if r[k] > r[b] { k } else { b }) as i64).collect()
+    stored
+        .chunks(3)
+        .map(|r| (0..3).fold(0, |b, k| if r[k] > r[b] { k } else { b }) as i64)
+        .collect()
 }
 
 /// Random pre-trained features, logits and k-NN arrays.
@@ -101,15 +141,34 @@ fn base_features(rng: &mut ChaCha8Rng) -> HashMap<String, Vec<f64>> {
     let mut base = HashMap::new();
     for probe in Probe::ALL {
         let n = if probe == Probe::Medical { 40 } else { 30 };
-        for layer in [Layer::Index(0), Layer::Index(1), Layer::Index(2), Layer::Final] {
+        for layer in [
+            Layer::Index(0),
+            Layer::Index(1),
+            Layer::Index(2),
+            Layer::Final,
+        ] {
             for token in Token::ALL {
-                base.insert(eval_file::probe_tensor(probe, layer, token), (0..n * 6).map(|_| rng.random::<f64>() * 4.0).collect());
+                base.insert(
+                    eval_file::probe_tensor(probe, layer, token),
+                    (0..n * 6).map(|_| rng.random::<f64>() * 4.0).collect(),
+                );
             }
         }
     }
-    base.insert("logits".into(), (0..120).map(|i| if i % 4 == 0 { 3.0 } else { rng.random::<f64>() }).collect());
-    base.insert("bank".into(), (0..300).map(|_| rng.random::<f64>() - 0.5).collect());
-    base.insert("query".into(), (0..120).map(|_| rng.random::<f64>() - 0.5).collect());
+    base.insert(
+        "logits".into(),
+        (0..120)
+            .map(|i| if i % 4 == 0 { 3.0 } else { rng.random::<f64>() })
+            .collect(),
+    );
+    base.insert(
+        "bank".into(),
+        (0..300).map(|_| rng.random::<f64>() - 0.5).collect(),
+    );
+    base.insert(
+        "query".into(),
+        (0..120).map(|_| rng.random::<f64>() - 0.5).collect(),
+    );
     base
 }
 
@@ -125,20 +184,32 @@ fn new_study(text: &str) -> (tempfile::TempDir, StudyConfig, StudyDir) {
 }
 
 fn read(path: &Path) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
+    ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
 }
 
 fn schema_of(df: &DataFrame) -> Vec<(String, DataType)> {
-    df.schema().iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
+    df.schema()
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
 }
 
 fn f64_col(df: &DataFrame, name: &str) -> Vec<f64> {
-    df.column(name).unwrap().f64().unwrap().into_no_null_iter().collect()
+    df.column(name)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
 }
 
 fn str_col(df: &DataFrame, name: &str) -> Vec<String> {
     let c = df.column(name).unwrap().str().unwrap();
-    (0..c.len()).map(|i| c.get(i).unwrap().to_string()).collect()
+    (0..c.len())
+        .map(|i| c.get(i).unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -147,8 +218,18 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
 
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let base = base_features(&mut rng);
-    let run = |seed| RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: "full".into(), seed };
-    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
+    let run = |seed| RunId {
+        dataset: "ham10000".into(),
+        backbone: "tiny".into(),
+        method: "full".into(),
+        seed,
+    };
+    eval_file(
+        &study.pretrained_eval("ham10000", "tiny"),
+        &base,
+        0.0,
+        &mut rng,
+    );
     let seed0_epoch2 = {
         eval_file(&study.epoch_eval(&run(0), 1), &base, 1.0, &mut rng);
         eval_file(&study.epoch_eval(&run(0), 2), &base, 3.0, &mut rng)
@@ -173,9 +254,15 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         last_finished_epoch: last,
         message: message.map(String::from),
     };
-    state(0, Status::Finished, 2, None).write(&study.run_dir(&run(0))).unwrap();
-    state(1, Status::Finished, 3, None).write(&study.run_dir(&run(1))).unwrap();
-    state(2, Status::Failed, 1, Some("loss NaN at epoch 2, step 3")).write(&study.run_dir(&run(2))).unwrap();
+    state(0, Status::Finished, 2, None)
+        .write(&study.run_dir(&run(0)))
+        .unwrap();
+    state(1, Status::Finished, 3, None)
+        .write(&study.run_dir(&run(1)))
+        .unwrap();
+    state(2, Status::Failed, 1, Some("loss NaN at epoch 2, step 3"))
+        .write(&study.run_dir(&run(2)))
+        .unwrap();
 
     let written = write_study_tables(dir.path()).unwrap();
     assert_eq!(written.len(), sim_study::tables::file::ALL.len());
@@ -184,26 +271,72 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     let names: Vec<String> = schema_of(&epochs).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["dataset", "method", "backbone", "seed", "epoch", "status", "head", "accuracy", "balanced_accuracy", "macro_f1", "ece", "mce", "adaptive_ece", "similarity", "knn_top1", "knn_top1_k1", "knn_top1_k3"]
+        [
+            "dataset",
+            "method",
+            "backbone",
+            "seed",
+            "epoch",
+            "status",
+            "head",
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "ece",
+            "mce",
+            "adaptive_ece",
+            "similarity",
+            "knn_top1",
+            "knn_top1_k1",
+            "knn_top1_k3"
+        ]
     );
-    assert_eq!(epochs.column("backbone").unwrap().dtype(), &DataType::String);
+    assert_eq!(
+        epochs.column("backbone").unwrap().dtype(),
+        &DataType::String
+    );
     assert_eq!(epochs.column("seed").unwrap().dtype(), &DataType::UInt64);
     assert_eq!(epochs.column("epoch").unwrap().dtype(), &DataType::UInt32);
-    assert_eq!(epochs.height(), 8, "seed 0: epochs 0–2; seed 1: epochs 0, 1 and 3; seed 2: epochs 0 and 1");
-    let epoch: Vec<u32> = epochs.column("epoch").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(
+        epochs.height(),
+        8,
+        "seed 0: epochs 0–2; seed 1: epochs 0, 1 and 3; seed 2: epochs 0 and 1"
+    );
+    let epoch: Vec<u32> = epochs
+        .column("epoch")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     assert_eq!(epoch, [0, 1, 2, 0, 1, 3, 0, 1]);
     let status = epochs.column("status").unwrap().str().unwrap();
     let status: Vec<&str> = (0..status.len()).map(|i| status.get(i).unwrap()).collect();
-    assert_eq!(status, ["finished", "finished", "finished", "finished", "finished", "finished", "failed", "failed"]);
+    assert_eq!(
+        status,
+        [
+            "finished", "finished", "finished", "finished", "finished", "finished", "failed",
+            "failed"
+        ]
+    );
     let similarity = f64_col(&epochs, "similarity");
-    assert!((similarity[0] - 1.0).abs() < 1e-12 && (similarity[3] - 1.0).abs() < 1e-12, "epoch 0 is θ₀ itself");
-    assert!(similarity[2] < similarity[1] && similarity[1] < 1.0, "more drift, less similarity: {similarity:?}");
+    assert!(
+        (similarity[0] - 1.0).abs() < 1e-12 && (similarity[3] - 1.0).abs() < 1e-12,
+        "epoch 0 is θ₀ itself"
+    );
+    assert!(
+        similarity[2] < similarity[1] && similarity[1] < 1.0,
+        "more drift, less similarity: {similarity:?}"
+    );
     let truth: Vec<usize> = (0..40).map(|i| i % 3).collect();
     let predicted: Vec<usize> = seed0_epoch2.iter().map(|&p| p as usize).collect();
     let want = classification_scores(&predicted, &truth).unwrap();
     assert!((f64_col(&epochs, "accuracy")[2] - want.accuracy).abs() < 1e-12);
     assert!((f64_col(&epochs, "balanced_accuracy")[2] - want.balanced_accuracy).abs() < 1e-12);
-    assert_eq!(f64_col(&epochs, "knn_top1"), f64_col(&epochs, "knn_top1_k3"));
+    assert_eq!(
+        f64_col(&epochs, "knn_top1"),
+        f64_col(&epochs, "knn_top1_k3")
+    );
 
     let layers = read(&study.tables_dir().join("layers.parquet"));
     assert_eq!(
@@ -224,58 +357,138 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
     );
     assert_eq!(layers.height(), 8 * 2 * 4 * 2);
     let final_layers: Vec<u32> = layers
-        .column("layer").unwrap().u32().unwrap().into_no_null_iter()
+        .column("layer")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
         .zip({
             let flags = layers.column("is_final").unwrap().bool().unwrap().clone();
             (0..flags.len()).map(move |i| flags.get(i).unwrap())
         })
         .filter_map(|(l, f)| f.then_some(l))
         .collect();
-    assert!(final_layers.iter().all(|&l| l == 3), "final norm numbered after block 2");
+    assert!(
+        final_layers.iter().all(|&l| l == 3),
+        "final norm numbered after block 2"
+    );
 
     let backbones = read(&study.tables_dir().join("backbones.parquet"));
     assert_eq!(backbones.height(), 1);
-    assert_eq!(backbones.column("runs").unwrap().u32().unwrap().get(0), Some(2), "finished runs only");
-    assert_eq!(backbones.column("runs_left_out").unwrap().u32().unwrap().get(0), Some(2));
+    assert_eq!(
+        backbones.column("runs").unwrap().u32().unwrap().get(0),
+        Some(2),
+        "finished runs only"
+    );
+    assert_eq!(
+        backbones
+            .column("runs_left_out")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .get(0),
+        Some(2)
+    );
     assert_eq!(
         backbones.column("left_out").unwrap().str().unwrap().get(0),
         Some("seed 2: failed after epoch 1: loss NaN at epoch 2, step 3; seed 3: not started")
     );
     let mean = f64_col(&backbones, "similarity_mean")[0];
-    assert!((mean - (similarity[2] + similarity[5]) / 2.0).abs() < 1e-12, "mean over the runs' last epochs");
-    for name in ["accuracy_std", "knn_before_mean", "knn_after_mean", "ece_mean"] {
+    assert!(
+        (mean - (similarity[2] + similarity[5]) / 2.0).abs() < 1e-12,
+        "mean over the runs' last epochs"
+    );
+    for name in [
+        "accuracy_std",
+        "knn_before_mean",
+        "knn_after_mean",
+        "ece_mean",
+    ] {
         assert!(f64_col(&backbones, name)[0].is_finite(), "{name}");
     }
 
     // An epoch 0 without the probe's train features is scored by its own (random) head, said so.
-    let heads: Vec<(u32, String)> = epochs.column("epoch").unwrap().u32().unwrap().into_no_null_iter().zip(str_col(&epochs, "head")).collect();
-    assert!(heads.iter().all(|(e, h)| h == if *e == 0 { "random" } else { "fine-tuned" }), "{heads:?}");
+    let heads: Vec<(u32, String)> = epochs
+        .column("epoch")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .zip(str_col(&epochs, "head"))
+        .collect();
+    assert!(
+        heads
+            .iter()
+            .all(|(e, h)| h == if *e == 0 { "random" } else { "fine-tuned" }),
+        "{heads:?}"
+    );
 
     // Each fit over the fine-tuned epochs, then with epoch 0 added.
     let fits = read(&study.tables_dir().join("fits.parquet"));
     assert_eq!(fits.height(), 6);
-    assert_eq!(str_col(&fits, "metric"), ["ece", "ece", "mce", "mce", "adaptive_ece", "adaptive_ece"]);
-    assert_eq!(str_col(&fits, "points")[..2], ["fine-tuned epochs", "with epoch 0"]);
-    let points: Vec<u32> = fits.column("n_points").unwrap().u32().unwrap().into_no_null_iter().collect();
-    assert_eq!(points, [16, 24, 16, 24, 16, 24], "4 fine-tuned epochs of finished runs (and their 2 epoch 0s) × 4 layers, medical CLS");
+    assert_eq!(
+        str_col(&fits, "metric"),
+        ["ece", "ece", "mce", "mce", "adaptive_ece", "adaptive_ece"]
+    );
+    assert_eq!(
+        str_col(&fits, "points")[..2],
+        ["fine-tuned epochs", "with epoch 0"]
+    );
+    let points: Vec<u32> = fits
+        .column("n_points")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(
+        points,
+        [16, 24, 16, 24, 16, 24],
+        "4 fine-tuned epochs of finished runs (and their 2 epoch 0s) × 4 layers, medical CLS"
+    );
 
     let space = read(&study.tables_dir().join("space.parquet"));
     assert_eq!(space.height(), 2);
-    assert_eq!(space.column("in_space").unwrap().dtype(), &DataType::Boolean);
+    assert_eq!(
+        space.column("in_space").unwrap().dtype(),
+        &DataType::Boolean
+    );
 
     // Intervals: the mean's over the two finished runs lies between them;
     // each run's over its test images brackets its similarity.
     let finals = [similarity[2], similarity[5]];
-    let (low, high) = (f64_col(&backbones, "similarity_ci_low")[0], f64_col(&backbones, "similarity_ci_high")[0]);
-    assert!(finals.iter().cloned().fold(f64::INFINITY, f64::min) <= low + 1e-12 && high <= finals.iter().cloned().fold(0.0, f64::max) + 1e-12);
+    let (low, high) = (
+        f64_col(&backbones, "similarity_ci_low")[0],
+        f64_col(&backbones, "similarity_ci_high")[0],
+    );
+    assert!(
+        finals.iter().cloned().fold(f64::INFINITY, f64::min) <= low + 1e-12
+            && high <= finals.iter().cloned().fold(0.0, f64::max) + 1e-12
+    );
     assert!(low <= mean && mean <= high, "[{low}, {high}] around {mean}");
-    let (run_low, run_high, run_sim) = (f64_col(&space, "similarity_ci_low"), f64_col(&space, "similarity_ci_high"), f64_col(&space, "similarity"));
+    let (run_low, run_high, run_sim) = (
+        f64_col(&space, "similarity_ci_low"),
+        f64_col(&space, "similarity_ci_high"),
+        f64_col(&space, "similarity"),
+    );
     for i in 0..2 {
-        assert!(run_low[i] < run_sim[i] && run_sim[i] < run_high[i], "run {i}: [{}, {}] around {}", run_low[i], run_high[i], run_sim[i]);
+        assert!(
+            run_low[i] < run_sim[i] && run_sim[i] < run_high[i],
+            "run {i}: [{}, {}] around {}",
+            run_low[i],
+            run_high[i],
+            run_sim[i]
+        );
     }
     let comparisons = read(&study.tables_dir().join("comparisons.parquet"));
     assert_eq!(comparisons.height(), 0, "one backbone: nothing to compare");
-    assert_eq!(comparisons.get_column_names()[..4].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "method", "backbone_a", "backbone_b"]);
+    assert_eq!(
+        comparisons.get_column_names()[..4]
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>(),
+        ["dataset", "method", "backbone_a", "backbone_b"]
+    );
 }
 
 /// Marks `run` finished after its one epoch.
@@ -314,9 +527,19 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     // xray drifts further from θ₀ than ham10000; seeds 0 and 1 of each finish, 2 and 3 never start.
     for (dataset, drift) in [("ham10000", 1.0), ("xray", 3.0)] {
         let base = base_features(&mut rng);
-        eval_file(&study.pretrained_eval(dataset, "tiny"), &base, 0.0, &mut rng);
+        eval_file(
+            &study.pretrained_eval(dataset, "tiny"),
+            &base,
+            0.0,
+            &mut rng,
+        );
         for seed in [0, 1] {
-            let run = RunId { dataset: dataset.into(), backbone: "tiny".into(), method: "full".into(), seed };
+            let run = RunId {
+                dataset: dataset.into(),
+                backbone: "tiny".into(),
+                method: "full".into(),
+                seed,
+            };
             eval_file(&study.epoch_eval(&run, 1), &base, drift, &mut rng);
             finish_after_one_epoch(&study, &config, &run);
         }
@@ -330,35 +553,82 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
             PRETRAIN_EPOCHS => ["backbone", "objective"],
             _ => ["dataset", "method"],
         };
-        assert_eq!(table.get_column_names()[..2].iter().map(|n| n.as_str()).collect::<Vec<_>>(), first, "{name}");
+        assert_eq!(
+            table.get_column_names()[..2]
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>(),
+            first,
+            "{name}"
+        );
     }
     let epochs = read(&study.tables_dir().join("epochs.parquet"));
-    assert_eq!(str_col(&epochs, "dataset"), ["ham10000", "ham10000", "ham10000", "ham10000", "xray", "xray", "xray", "xray"]);
+    assert_eq!(
+        str_col(&epochs, "dataset"),
+        [
+            "ham10000", "ham10000", "ham10000", "ham10000", "xray", "xray", "xray", "xray"
+        ]
+    );
     // What each backbone knew before fine-tuning: its epoch 0's k-NN, per data set.
     let pretrain = read(&study.tables_dir().join("pretrain.parquet"));
     assert_eq!(str_col(&pretrain, "dataset"), ["ham10000", "xray"]);
     assert_eq!(str_col(&pretrain, "objective"), ["checkpoint"; 2]);
-    let epoch0_knn: Vec<f64> = (0..epochs.height()).filter(|&i| epochs.column("epoch").unwrap().u32().unwrap().get(i) == Some(0)).map(|i| f64_col(&epochs, "knn_top1")[i]).collect();
-    assert_eq!(f64_col(&pretrain, "knn_top1"), [epoch0_knn[0], epoch0_knn[2]]);
-    assert_eq!(pretrain.column("probe_balanced_accuracy").unwrap().null_count(), 2, "no train features in these epoch-0 files");
+    let epoch0_knn: Vec<f64> = (0..epochs.height())
+        .filter(|&i| epochs.column("epoch").unwrap().u32().unwrap().get(i) == Some(0))
+        .map(|i| f64_col(&epochs, "knn_top1")[i])
+        .collect();
+    assert_eq!(
+        f64_col(&pretrain, "knn_top1"),
+        [epoch0_knn[0], epoch0_knn[2]]
+    );
+    assert_eq!(
+        pretrain
+            .column("probe_balanced_accuracy")
+            .unwrap()
+            .null_count(),
+        2,
+        "no train features in these epoch-0 files"
+    );
     let backbones = read(&study.tables_dir().join("backbones.parquet"));
     assert_eq!(str_col(&backbones, "dataset"), ["ham10000", "xray"]);
-    assert_eq!(str_col(&backbones, "left_out"), ["seed 2: not started; seed 3: not started"; 2]);
+    assert_eq!(
+        str_col(&backbones, "left_out"),
+        ["seed 2: not started; seed 3: not started"; 2]
+    );
     let similarity = f64_col(&backbones, "similarity_mean");
-    assert!(similarity[1] < similarity[0], "each data set's own runs: {similarity:?}");
+    assert!(
+        similarity[1] < similarity[0],
+        "each data set's own runs: {similarity:?}"
+    );
     let epoch_similarity = f64_col(&epochs, "similarity");
     assert!((similarity[1] - (epoch_similarity[5] + epoch_similarity[7]) / 2.0).abs() < 1e-12);
     // θ* is the best run of the same backbone on the same data set.
     let space = read(&study.tables_dir().join("space.parquet"));
-    assert_eq!(str_col(&space, "dataset"), ["ham10000", "ham10000", "xray", "xray"]);
+    assert_eq!(
+        str_col(&space, "dataset"),
+        ["ham10000", "ham10000", "xray", "xray"]
+    );
     let accuracy = f64_col(&space, "accuracy");
-    let reference: Vec<u64> = space.column("reference_seed").unwrap().u64().unwrap().into_no_null_iter().collect();
+    let reference: Vec<u64> = space
+        .column("reference_seed")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     for pair in [0, 2] {
-        let best = if accuracy[pair + 1] > accuracy[pair] { 1 } else { 0 };
+        let best = if accuracy[pair + 1] > accuracy[pair] {
+            1
+        } else {
+            0
+        };
         assert_eq!(reference[pair..pair + 2], [best, best], "{accuracy:?}");
     }
     let fits = read(&study.tables_dir().join("fits.parquet"));
-    assert_eq!(str_col(&fits, "dataset"), [vec!["ham10000"; 6], vec!["xray"; 6]].concat());
+    assert_eq!(
+        str_col(&fits, "dataset"),
+        [vec!["ham10000"; 6], vec!["xray"; 6]].concat()
+    );
 }
 
 /// `verdicts.parquet`: each finding per backbone (finding 3 per pair of a
@@ -369,64 +639,192 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
 /// k-NN drops.
 #[test]
 fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() {
-    let text = format!("{CONFIG}[[backbones]]\nname = \"dino\"\ncheckpoint = \"dino.safetensors\"\nfamily = \"dinov2\"\ninput_size = 32\n");
+    let text = format!(
+        "{CONFIG}[[backbones]]\nname = \"dino\"\ncheckpoint = \"dino.safetensors\"\nfamily = \"dinov2\"\ninput_size = 32\n"
+    );
     let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for (backbone, drift) in [("tiny", 1.0), ("dino", 2.0)] {
         let base = base_features(&mut rng);
-        eval_file(&study.pretrained_eval("ham10000", backbone), &base, 0.0, &mut rng);
+        eval_file(
+            &study.pretrained_eval("ham10000", backbone),
+            &base,
+            0.0,
+            &mut rng,
+        );
         for seed in 0..4 {
-            let run = RunId { dataset: "ham10000".into(), backbone: backbone.into(), method: "full".into(), seed };
-            eval_file(&study.epoch_eval(&run, 1), &base, drift * (1.0 + 0.3 * seed as f64), &mut rng);
+            let run = RunId {
+                dataset: "ham10000".into(),
+                backbone: backbone.into(),
+                method: "full".into(),
+                seed,
+            };
+            eval_file(
+                &study.epoch_eval(&run, 1),
+                &base,
+                drift * (1.0 + 0.3 * seed as f64),
+                &mut rng,
+            );
             finish_after_one_epoch(&study, &config, &run);
         }
     }
     write_study_tables(dir.path()).unwrap();
     let verdicts = read(&study.tables_dir().join("verdicts.parquet"));
     let names: Vec<String> = schema_of(&verdicts).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["dataset", "method", "finding", "measure", "token", "backbone", "versus", "estimate", "estimate_ci_low", "estimate_ci_high", "share", "resamples"]);
-    let finding: Vec<u32> = verdicts.column("finding").unwrap().u32().unwrap().into_no_null_iter().collect();
-    let (measure, token, backbone, versus) = (str_col(&verdicts, "measure"), str_col(&verdicts, "token"), str_col(&verdicts, "backbone"), {
-        let v = verdicts.column("versus").unwrap().str().unwrap().clone();
-        (0..v.len()).map(|i| v.get(i).unwrap_or_default().to_string()).collect::<Vec<_>>()
-    });
+    assert_eq!(
+        names,
+        [
+            "dataset",
+            "method",
+            "finding",
+            "measure",
+            "token",
+            "backbone",
+            "versus",
+            "estimate",
+            "estimate_ci_low",
+            "estimate_ci_high",
+            "share",
+            "resamples"
+        ]
+    );
+    let finding: Vec<u32> = verdicts
+        .column("finding")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let (measure, token, backbone, versus) = (
+        str_col(&verdicts, "measure"),
+        str_col(&verdicts, "token"),
+        str_col(&verdicts, "backbone"),
+        {
+            let v = verdicts.column("versus").unwrap().str().unwrap().clone();
+            (0..v.len())
+                .map(|i| v.get(i).unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        },
+    );
     let (estimate, share) = (f64_col(&verdicts, "estimate"), f64_col(&verdicts, "share"));
-    let row = |f: u32, m: &str, t: &str, b: &str| (0..finding.len()).find(|&i| finding[i] == f && measure[i] == m && token[i] == t && backbone[i] == b);
+    let row = |f: u32, m: &str, t: &str, b: &str| {
+        (0..finding.len())
+            .find(|&i| finding[i] == f && measure[i] == m && token[i] == t && backbone[i] == b)
+    };
     for b in ["tiny", "dino"] {
-        for (m, t) in [("cka", "cls"), ("cka_debiased", "cls"), ("cka", "patch_mean")] {
+        for (m, t) in [
+            ("cka", "cls"),
+            ("cka_debiased", "cls"),
+            ("cka", "patch_mean"),
+        ] {
             for f in [1, 2] {
-                assert!(row(f, m, t, b).is_some(), "finding {f} of {b} under {m}/{t}");
+                assert!(
+                    row(f, m, t, b).is_some(),
+                    "finding {f} of {b} under {m}/{t}"
+                );
             }
         }
     }
     assert!(share.iter().all(|s| (0.0..=1.0).contains(s)), "{share:?}");
-    assert!(verdicts.column("resamples").unwrap().u32().unwrap().into_no_null_iter().all(|r| r == 1000));
+    assert!(
+        verdicts
+            .column("resamples")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .all(|r| r == 1000)
+    );
 
     let space = read(&study.tables_dir().join("space.parquet"));
-    let (space_backbone, inside) = (str_col(&space, "backbone"), space.column("in_space").unwrap().bool().unwrap().clone());
-    let (seed, reference) = (space.column("seed").unwrap().u64().unwrap().clone(), space.column("reference_seed").unwrap().u64().unwrap().clone());
+    let (space_backbone, inside) = (
+        str_col(&space, "backbone"),
+        space.column("in_space").unwrap().bool().unwrap().clone(),
+    );
+    let (seed, reference) = (
+        space.column("seed").unwrap().u64().unwrap().clone(),
+        space
+            .column("reference_seed")
+            .unwrap()
+            .u64()
+            .unwrap()
+            .clone(),
+    );
     let fits = read(&study.tables_dir().join("fits.parquet"));
-    let (fit_backbone, metric, points, slope) = (str_col(&fits, "backbone"), str_col(&fits, "metric"), str_col(&fits, "points"), f64_col(&fits, "slope"));
+    let (fit_backbone, metric, points, slope) = (
+        str_col(&fits, "backbone"),
+        str_col(&fits, "metric"),
+        str_col(&fits, "points"),
+        f64_col(&fits, "slope"),
+    );
     for b in ["tiny", "dino"] {
-        let beside_best = (0..space.height()).filter(|&i| space_backbone[i] == b && inside.get(i) == Some(true) && seed.get(i) != reference.get(i)).count();
-        assert_eq!(estimate[row(1, "cka", "cls", b).unwrap()], beside_best as f64, "{b}");
-        let fit = (0..fits.height()).find(|&i| fit_backbone[i] == b && metric[i] == "ece" && points[i] == "fine-tuned epochs").unwrap();
-        assert!((estimate[row(2, "cka", "cls", b).unwrap()] - slope[fit]).abs() < 1e-12, "{b}: the verdict's slope is the fit's");
+        let beside_best = (0..space.height())
+            .filter(|&i| {
+                space_backbone[i] == b
+                    && inside.get(i) == Some(true)
+                    && seed.get(i) != reference.get(i)
+            })
+            .count();
+        assert_eq!(
+            estimate[row(1, "cka", "cls", b).unwrap()],
+            beside_best as f64,
+            "{b}"
+        );
+        let fit = (0..fits.height())
+            .find(|&i| {
+                fit_backbone[i] == b && metric[i] == "ece" && points[i] == "fine-tuned epochs"
+            })
+            .unwrap();
+        assert!(
+            (estimate[row(2, "cka", "cls", b).unwrap()] - slope[fit]).abs() < 1e-12,
+            "{b}: the verdict's slope is the fit's"
+        );
     }
-    assert_ne!(estimate[row(2, "cka", "cls", "tiny").unwrap()], estimate[row(2, "cka_debiased", "cls", "tiny").unwrap()], "each measure its own points");
+    assert_ne!(
+        estimate[row(2, "cka", "cls", "tiny").unwrap()],
+        estimate[row(2, "cka_debiased", "cls", "tiny").unwrap()],
+        "each measure its own points"
+    );
 
     // Finding 3: `tiny` (family vit) against `dino` (dinov2), k-NN top-1.
     let third: Vec<usize> = (0..finding.len()).filter(|&i| finding[i] == 3).collect();
     assert_eq!(third.len(), 1);
     let i = third[0];
-    assert_eq!((measure[i].as_str(), backbone[i].as_str(), versus[i].as_str()), ("knn_top1", "tiny", "dino"));
+    assert_eq!(
+        (
+            measure[i].as_str(),
+            backbone[i].as_str(),
+            versus[i].as_str()
+        ),
+        ("knn_top1", "tiny", "dino")
+    );
     let backbones = read(&study.tables_dir().join("backbones.parquet"));
-    let drop = |j: usize| f64_col(&backbones, "knn_before_mean")[j] - f64_col(&backbones, "knn_after_mean")[j];
+    let drop = |j: usize| {
+        f64_col(&backbones, "knn_before_mean")[j] - f64_col(&backbones, "knn_after_mean")[j]
+    };
     assert_eq!(str_col(&backbones, "backbone"), ["tiny", "dino"]);
-    assert!((estimate[i] - (drop(1) - drop(0))).abs() < 1e-12, "{} vs {}", estimate[i], drop(1) - drop(0));
-    let (low, high) = (f64_col(&verdicts, "estimate_ci_low")[i], f64_col(&verdicts, "estimate_ci_high")[i]);
-    assert!(low <= estimate[i] && estimate[i] <= high, "[{low}, {high}] around {}", estimate[i]);
-    assert!(versus.iter().enumerate().all(|(j, v)| (finding[j] == 3) != v.is_empty()), "versus only in finding 3: {versus:?}");
+    assert!(
+        (estimate[i] - (drop(1) - drop(0))).abs() < 1e-12,
+        "{} vs {}",
+        estimate[i],
+        drop(1) - drop(0)
+    );
+    let (low, high) = (
+        f64_col(&verdicts, "estimate_ci_low")[i],
+        f64_col(&verdicts, "estimate_ci_high")[i],
+    );
+    assert!(
+        low <= estimate[i] && estimate[i] <= high,
+        "[{low}, {high}] around {}",
+        estimate[i]
+    );
+    assert!(
+        versus
+            .iter()
+            .enumerate()
+            .all(|(j, v)| (finding[j] == 3) != v.is_empty()),
+        "versus only in finding 3: {versus:?}"
+    );
 }
 
 /// A study with `evaluation.natural_every_epoch = false`: epoch 1 of a
@@ -435,11 +833,24 @@ fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() 
 /// summary as before.
 #[test]
 fn an_epoch_without_natural_images_has_null_knn_and_the_summaries_stand() {
-    let (dir, config, study) = new_study(&CONFIG.replace("fit_levels = 4", "fit_levels = 4\nnatural_every_epoch = false"));
+    let (dir, config, study) = new_study(&CONFIG.replace(
+        "fit_levels = 4",
+        "fit_levels = 4\nnatural_every_epoch = false",
+    ));
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let base = base_features(&mut rng);
-    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
-    let run = RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: "full".into(), seed: 0 };
+    eval_file(
+        &study.pretrained_eval("ham10000", "tiny"),
+        &base,
+        0.0,
+        &mut rng,
+    );
+    let run = RunId {
+        dataset: "ham10000".into(),
+        backbone: "tiny".into(),
+        method: "full".into(),
+        seed: 0,
+    };
     written_eval(&study.epoch_eval(&run, 1), &base, 1.0, &mut rng, false);
     eval_file(&study.epoch_eval(&run, 2), &base, 2.0, &mut rng);
     finish_after_one_epoch(&study, &config, &run);
@@ -449,26 +860,55 @@ fn an_epoch_without_natural_images_has_null_knn_and_the_summaries_stand() {
     write_study_tables(dir.path()).unwrap();
     let epochs = read(&study.tables_dir().join("epochs.parquet"));
     let knn = epochs.column("knn_top1").unwrap().f64().unwrap().clone();
-    assert_eq!((knn.get(0).is_some(), knn.get(1).is_some(), knn.get(2).is_some()), (true, false, true), "{knn:?}");
+    assert_eq!(
+        (
+            knn.get(0).is_some(),
+            knn.get(1).is_some(),
+            knn.get(2).is_some()
+        ),
+        (true, false, true),
+        "{knn:?}"
+    );
     let layers = read(&study.tables_dir().join("layers.parquet"));
-    let (epoch, probe) = (layers.column("epoch").unwrap().u32().unwrap().clone(), str_col(&layers, "probe"));
-    assert!(!(0..layers.height()).any(|i| epoch.get(i) == Some(1) && probe[i] == "natural"), "no natural probe at epoch 1");
+    let (epoch, probe) = (
+        layers.column("epoch").unwrap().u32().unwrap().clone(),
+        str_col(&layers, "probe"),
+    );
+    assert!(
+        !(0..layers.height()).any(|i| epoch.get(i) == Some(1) && probe[i] == "natural"),
+        "no natural probe at epoch 1"
+    );
     assert!((0..layers.height()).any(|i| epoch.get(i) == Some(2) && probe[i] == "natural"));
     let backbones = read(&study.tables_dir().join("backbones.parquet"));
-    assert!(f64_col(&backbones, "knn_after_mean")[0].is_finite() && f64_col(&backbones, "knn_before_mean")[0].is_finite());
+    assert!(
+        f64_col(&backbones, "knn_after_mean")[0].is_finite()
+            && f64_col(&backbones, "knn_before_mean")[0].is_finite()
+    );
 }
 
 /// Two methods, the gentle one with WiSE-FT at α = 0 and 0.5.
 #[test]
 fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_path() {
-    let text = format!("{CONFIG}[[methods]]\nname = \"heavy\"\nkind = \"full\"\n[[methods]]\nname = \"gentle\"\nkind = \"full\"\nlayer_decay = 0.5\nwise_ft = [0.0, 0.5]\n");
+    let text = format!(
+        "{CONFIG}[[methods]]\nname = \"heavy\"\nkind = \"full\"\n[[methods]]\nname = \"gentle\"\nkind = \"full\"\nlayer_decay = 0.5\nwise_ft = [0.0, 0.5]\n"
+    );
     let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let base = base_features(&mut rng);
-    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
+    eval_file(
+        &study.pretrained_eval("ham10000", "tiny"),
+        &base,
+        0.0,
+        &mut rng,
+    );
     for (method, drift) in [("heavy", 3.0), ("gentle", 0.5)] {
         for seed in [0, 1, 2, 3] {
-            let run = RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: method.into(), seed };
+            let run = RunId {
+                dataset: "ham10000".into(),
+                backbone: "tiny".into(),
+                method: method.into(),
+                seed,
+            };
             eval_file(&study.epoch_eval(&run, 1), &base, drift, &mut rng);
             if method == "gentle" {
                 eval_file(&study.wise_ft_eval(&run, 0.0), &base, 0.0, &mut rng);
@@ -479,22 +919,46 @@ fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_p
     }
     write_study_tables(dir.path()).unwrap();
     let tests = read(&study.tables_dir().join("method_comparisons.parquet"));
-    assert_eq!(tests.get_column_names()[..4].iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["dataset", "backbone", "method_a", "method_b"]);
+    assert_eq!(
+        tests.get_column_names()[..4]
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>(),
+        ["dataset", "backbone", "method_a", "method_b"]
+    );
     assert_eq!(tests.height(), 1, "one pair of methods");
-    assert_eq!(str_col(&tests, "method_a"), ["gentle"], "the method with the higher mean comes first");
+    assert_eq!(
+        str_col(&tests, "method_a"),
+        ["gentle"],
+        "the method with the higher mean comes first"
+    );
     // The same test, recomputed from the space table's final similarities.
     let space = read(&study.tables_dir().join("space.parquet"));
     let finals = |m: &str| -> Vec<f64> {
         let (methods, similarity) = (str_col(&space, "method"), f64_col(&space, "similarity"));
-        methods.iter().zip(similarity).filter(|(n, _)| *n == m).map(|(_, s)| s).collect()
+        methods
+            .iter()
+            .zip(similarity)
+            .filter(|(n, _)| *n == m)
+            .map(|(_, s)| s)
+            .collect()
     };
     let (a, b) = (finals("gentle"), finals("heavy"));
     assert_eq!((a.len(), b.len()), (4, 4));
     let e = &config.evaluation;
-    let expected = sim_metrics::stats::permutation_test(&a, &b, e.permutation_resamples, e.bootstrap_seed).unwrap();
+    let expected =
+        sim_metrics::stats::permutation_test(&a, &b, e.permutation_resamples, e.bootstrap_seed)
+            .unwrap();
     assert_eq!(f64_col(&tests, "p_value"), [expected.p_value]);
-    assert!(expected.exact && (expected.p_value - 1.0 / 70.0).abs() < 1e-12, "4 + 4 runs, fully separated: the smallest p, 1/C(8,4)");
-    assert!((f64_col(&tests, "difference")[0] - (a.iter().sum::<f64>() - b.iter().sum::<f64>()) / 4.0).abs() < 1e-12);
+    assert!(
+        expected.exact && (expected.p_value - 1.0 / 70.0).abs() < 1e-12,
+        "4 + 4 runs, fully separated: the smallest p, 1/C(8,4)"
+    );
+    assert!(
+        (f64_col(&tests, "difference")[0] - (a.iter().sum::<f64>() - b.iter().sum::<f64>()) / 4.0)
+            .abs()
+            < 1e-12
+    );
 
     // The WiSE-FT path: per gentle run α = 0 (θ₀'s backbone: similarity 1),
     // 0.5, and 1, the last epoch (the space table's similarity).
@@ -503,28 +967,55 @@ fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_p
     assert_eq!(f64_col(&path, "alpha"), [0.0, 0.5, 1.0].repeat(4));
     let similarity = f64_col(&path, "similarity");
     for (run, end) in a.iter().enumerate() {
-        assert!((similarity[3 * run] - 1.0).abs() < sim_metrics::cka::feature_form_agreement().max(1e-9), "α = 0: {}", similarity[3 * run]);
-        assert!(similarity[3 * run + 1] < 1.0 && similarity[3 * run + 1] > *end, "α = 0.5 between: {similarity:?}");
+        assert!(
+            (similarity[3 * run] - 1.0).abs()
+                < sim_metrics::cka::feature_form_agreement().max(1e-9),
+            "α = 0: {}",
+            similarity[3 * run]
+        );
+        assert!(
+            similarity[3 * run + 1] < 1.0 && similarity[3 * run + 1] > *end,
+            "α = 0.5 between: {similarity:?}"
+        );
         assert_eq!(similarity[3 * run + 2], *end);
     }
 }
 
 /// Seed `seed`'s run of the backbone `tiny`.
 fn tiny_run(seed: u64) -> RunId {
-    RunId { dataset: "ham10000".into(), backbone: "tiny".into(), method: "full".into(), seed }
+    RunId {
+        dataset: "ham10000".into(),
+        backbone: "tiny".into(),
+        method: "full".into(),
+        seed,
+    }
 }
 
 /// A study of seeds 0 and 1, each finished after one epoch.
 fn two_finished_seeds(dir: &Path) -> StudyDir {
-    let mut config = StudyConfig::from_toml_str(&CONFIG.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]"), Path::new("two.toml")).unwrap();
+    let mut config = StudyConfig::from_toml_str(
+        &CONFIG.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]"),
+        Path::new("two.toml"),
+    )
+    .unwrap();
     config.study.output_dir = Some(dir.to_owned());
     let study = StudyDir::new(dir);
     study.write_resolved_config(&config).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let base = base_features(&mut rng);
-    eval_file(&study.pretrained_eval("ham10000", "tiny"), &base, 0.0, &mut rng);
+    eval_file(
+        &study.pretrained_eval("ham10000", "tiny"),
+        &base,
+        0.0,
+        &mut rng,
+    );
     for seed in [0, 1] {
-        eval_file(&study.epoch_eval(&tiny_run(seed), 1), &base, 1.0 + seed as f64, &mut rng);
+        eval_file(
+            &study.epoch_eval(&tiny_run(seed), 1),
+            &base,
+            1.0 + seed as f64,
+            &mut rng,
+        );
         finish_after_one_epoch(&study, &config, &tiny_run(seed));
     }
     study
@@ -532,7 +1023,13 @@ fn two_finished_seeds(dir: &Path) -> StudyDir {
 
 fn seeds_in_epochs_table(study: &StudyDir) -> Vec<u64> {
     let epochs = read(&study.tables_dir().join("epochs.parquet"));
-    let mut seeds: Vec<u64> = epochs.column("seed").unwrap().u64().unwrap().into_no_null_iter().collect();
+    let mut seeds: Vec<u64> = epochs
+        .column("seed")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     seeds.dedup();
     seeds
 }
@@ -554,19 +1051,32 @@ fn a_run_committed_while_the_tables_are_computed_makes_them_stale() {
         .arg("study")
         .arg("--study")
         .arg(study.root())
-        .env(sim_study::crash::PAUSE_VAR, format!("tables-computed:{}", pause.display()))
+        .env(
+            sim_study::crash::PAUSE_VAR,
+            format!("tables-computed:{}", pause.display()),
+        )
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
     while !pause.exists() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the table stage never reached its pause point");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the table stage never reached its pause point"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     std::fs::rename(&aside, &seed1).unwrap();
     std::fs::remove_file(&pause).unwrap();
     assert!(tables.wait().unwrap().success());
-    assert_eq!(seeds_in_epochs_table(&study), [0], "the tables hold the study as it was read");
-    assert!(!sim_metrics::tables::up_to_date(study.root()), "a run came in after the read: the tables are stale");
+    assert_eq!(
+        seeds_in_epochs_table(&study),
+        [0],
+        "the tables hold the study as it was read"
+    );
+    assert!(
+        !sim_metrics::tables::up_to_date(study.root()),
+        "a run came in after the read: the tables are stale"
+    );
     write_study_tables(study.root()).unwrap();
     assert_eq!(seeds_in_epochs_table(&study), [0, 1]);
     assert!(sim_metrics::tables::up_to_date(study.root()));
@@ -586,17 +1096,35 @@ fn tables_are_fresh_by_content_and_a_hand_edited_config_is_refused() {
     let text = std::fs::read_to_string(&state).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&state, &text).unwrap();
-    assert!(sim_metrics::tables::up_to_date(study.root()), "the same run.toml, rewritten: still up to date");
+    assert!(
+        sim_metrics::tables::up_to_date(study.root()),
+        "the same run.toml, rewritten: still up to date"
+    );
     let moved = dir.path().join("moved");
     std::fs::rename(study.root(), &moved).unwrap();
-    assert!(sim_metrics::tables::up_to_date(&moved), "a moved study is the same study");
+    assert!(
+        sim_metrics::tables::up_to_date(&moved),
+        "a moved study is the same study"
+    );
     let study = StudyDir::new(&moved);
-    std::fs::write(RunState::path(&study.run_dir(&tiny_run(0))), text.replace("status = \"finished\"", "status = \"failed\"")).unwrap();
-    assert!(!sim_metrics::tables::up_to_date(&moved), "a changed run.toml: stale");
+    std::fs::write(
+        RunState::path(&study.run_dir(&tiny_run(0))),
+        text.replace("status = \"finished\"", "status = \"failed\""),
+    )
+    .unwrap();
+    assert!(
+        !sim_metrics::tables::up_to_date(&moved),
+        "a changed run.toml: stale"
+    );
 
-    let edited = std::fs::read_to_string(study.resolved_config()).unwrap().replace("similarity_threshold = 0.5", "similarity_threshold = 0.9");
+    let edited = std::fs::read_to_string(study.resolved_config())
+        .unwrap()
+        .replace("similarity_threshold = 0.5", "similarity_threshold = 0.9");
     std::fs::write(study.resolved_config(), edited).unwrap();
     assert!(!sim_metrics::tables::up_to_date(&moved));
     let msg = write_study_tables(&moved).unwrap_err().to_string();
-    assert!(msg.contains("study.toml does not match") && msg.contains("study.sha256"), "{msg}");
+    assert!(
+        msg.contains("study.toml does not match") && msg.contains("study.sha256"),
+        "{msg}"
+    );
 }

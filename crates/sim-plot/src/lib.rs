@@ -32,7 +32,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { only: None, formats: vec![Format::Png, Format::Svg] }
+        Options {
+            only: None,
+            formats: vec![Format::Png, Format::Svg],
+        }
     }
 }
 
@@ -61,7 +64,11 @@ fn inputs_manifest(study: &StudyDir, known: Option<&Manifest>) -> anyhow::Result
     let root = study.root();
     for relative in ["study.toml".to_string(), "study.sha256".to_string()]
         .into_iter()
-        .chain(sim_study::tables::file::ALL.iter().map(|t| format!("tables/{t}")))
+        .chain(
+            sim_study::tables::file::ALL
+                .iter()
+                .map(|t| format!("tables/{t}")),
+        )
     {
         manifest.add(root, &relative, known)?;
     }
@@ -73,11 +80,19 @@ fn inputs_manifest(study: &StudyDir, known: Option<&Manifest>) -> anyhow::Result
 pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     let study = study::Study::read(dir)?;
     let study_dir = StudyDir::new(dir);
-    let manifest = inputs_manifest(&study_dir, Manifest::read(&study_dir.figures_manifest()).as_ref())?;
+    let manifest = inputs_manifest(
+        &study_dir,
+        Manifest::read(&study_dir.figures_manifest()).as_ref(),
+    )?;
     if let Some(only) = &options.only
-        && let Some(bad) = only.iter().find(|o| !figures::NAMES.iter().any(|n| n.starts_with(o.as_str())))
+        && let Some(bad) = only
+            .iter()
+            .find(|o| !figures::NAMES.iter().any(|n| n.starts_with(o.as_str())))
     {
-        anyhow::bail!("--only {bad}: no such figure (figures: {})", figures::NAMES.join(", "));
+        anyhow::bail!(
+            "--only {bad}: no such figure (figures: {})",
+            figures::NAMES.join(", ")
+        );
     }
     let out = figures_dir(dir);
     std::fs::create_dir_all(&out)?;
@@ -85,7 +100,11 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     let mut files = Vec::new();
     let mut outcomes = Vec::new();
     for name in figures::names(&study) {
-        if options.only.as_ref().is_some_and(|o| !o.iter().any(|prefix| name.starts_with(prefix.as_str()))) {
+        if options
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|prefix| name.starts_with(prefix.as_str())))
+        {
             continue;
         }
         let outcome = figures::render(&study, name, &out, &options.formats)?;
@@ -105,7 +124,13 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
         // Last: only a whole rendering vouches for its inputs.
         manifest.write(&study_dir.figures_manifest())?;
     }
-    let left_out = outcomes.into_iter().filter_map(|(n, o)| match o { Outcome::LeftOut(why) => Some((n, why)), _ => None }).collect();
+    let left_out = outcomes
+        .into_iter()
+        .filter_map(|(n, o)| match o {
+            Outcome::LeftOut(why) => Some((n, why)),
+            _ => None,
+        })
+        .collect();
     Ok(Rendered { files, left_out })
 }
 
@@ -134,6 +159,9 @@ pub fn write_report_without_runs(dir: &Path, runs: &[String]) -> anyhow::Result<
 /// `cargo xtask reproduce` skips this stage.
 pub fn up_to_date(dir: &Path) -> bool {
     let study = StudyDir::new(dir);
-    let Some(written) = Manifest::read(&study.figures_manifest()) else { return false };
-    report_path(dir).exists() && inputs_manifest(&study, Some(&written)).is_ok_and(|now| now.same_inputs(&written))
+    let Some(written) = Manifest::read(&study.figures_manifest()) else {
+        return false;
+    };
+    report_path(dir).exists()
+        && inputs_manifest(&study, Some(&written)).is_ok_and(|now| now.same_inputs(&written))
 }

@@ -36,7 +36,13 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| Format::parse(f).ok_or_else(|| anyhow::anyhow!("--format {f}: use png or svg")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let rendered = sim_plot::render_study(&cli.study, &sim_plot::Options { only: cli.only, formats })?;
+    let rendered = sim_plot::render_study(
+        &cli.study,
+        &sim_plot::Options {
+            only: cli.only,
+            formats,
+        },
+    )?;
     for f in &rendered.files {
         println!("wrote {}", f.display());
     }

@@ -12,7 +12,15 @@ use sim_study::tables::col;
 use std::path::{Path, PathBuf};
 
 /// Column headers of Table 1's metrics, in `SUMMARY_METRICS` order.
-const TABLE1_HEADERS: [&str; 7] = ["accuracy", "balanced accuracy", "macro F1", "ECE", "k-NN before", "k-NN after", "final similarity"];
+const TABLE1_HEADERS: [&str; 7] = [
+    "accuracy",
+    "balanced accuracy",
+    "macro F1",
+    "ECE",
+    "k-NN before",
+    "k-NN after",
+    "final similarity",
+];
 
 /// `0.812 ± 0.010 [0.801, 0.822]` (mean ± sd [95 % bootstrap interval of
 /// the mean]), or `–` without runs.
@@ -46,8 +54,18 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     };
     let key_header = format!("| {}", key("data set", "method", "backbone"));
     let key_rule = "|---".repeat(1 + usize::from(datasets) + usize::from(methods));
-    let mut md1 = format!("{key_header} | n | {} |\n{key_rule}|---|{}\n", TABLE1_HEADERS.join(" | "), "---|".repeat(TABLE1_HEADERS.len()));
-    let mut csv1 = format!("{},{},{},{}", col::DATASET, col::METHOD, col::BACKBONE, col::RUNS);
+    let mut md1 = format!(
+        "{key_header} | n | {} |\n{key_rule}|---|{}\n",
+        TABLE1_HEADERS.join(" | "),
+        "---|".repeat(TABLE1_HEADERS.len())
+    );
+    let mut csv1 = format!(
+        "{},{},{},{}",
+        col::DATASET,
+        col::METHOD,
+        col::BACKBONE,
+        col::RUNS
+    );
     for m in SUMMARY_METRICS {
         let [low, high] = col::ci(m);
         csv1.push_str(&format!(",{},{},{low},{high}", col::mean(m), col::std(m)));
@@ -55,11 +73,25 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     csv1.push('\n');
     for row in &study.summaries {
         let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| cell(row.stat(m))).collect();
-        md1.push_str(&format!("| {} | {} | {} |\n", key(&row.dataset, &row.method, &row.backbone), row.runs, cells.join(" | ")));
-        csv1.push_str(&format!("{},{},{},{}", row.dataset, row.method, row.backbone, row.runs));
+        md1.push_str(&format!(
+            "| {} | {} | {} |\n",
+            key(&row.dataset, &row.method, &row.backbone),
+            row.runs,
+            cells.join(" | ")
+        ));
+        csv1.push_str(&format!(
+            "{},{},{},{}",
+            row.dataset, row.method, row.backbone, row.runs
+        ));
         for m in SUMMARY_METRICS {
             let s = row.stat(m);
-            csv1.push_str(&format!(",{},{},{},{}", opt(s.mean), opt(s.std), opt(s.ci.map(|c| c.0)), opt(s.ci.map(|c| c.1))));
+            csv1.push_str(&format!(
+                ",{},{},{},{}",
+                opt(s.mean),
+                opt(s.std),
+                opt(s.ci.map(|c| c.0)),
+                opt(s.ci.map(|c| c.1))
+            ));
         }
         csv1.push('\n');
     }
@@ -67,7 +99,13 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .summaries
         .iter()
         .filter(|r| r.runs_left_out > 0)
-        .map(|r| format!("{}: {}", key(&r.dataset, &r.method, &r.backbone).replace(" | ", "/"), r.left_out))
+        .map(|r| {
+            format!(
+                "{}: {}",
+                key(&r.dataset, &r.method, &r.backbone).replace(" | ", "/"),
+                r.left_out
+            )
+        })
         .collect();
     md1.push_str(&format!(
         "\nMean ± sample standard deviation [95 % bootstrap interval of the mean, resampling runs] over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
@@ -77,19 +115,62 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         md1.push_str(&format!("Runs left out: {}.\n", left.join("; ")));
     }
 
-    let mut md2 = format!("{key_header} | metric | fitted | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv2 = [col::DATASET, col::METHOD, col::BACKBONE, col::METRIC, col::POINTS, col::SLOPE, col::SLOPE_CI_LOW, col::SLOPE_CI_HIGH, col::INTERCEPT, col::R, col::R2, col::N_POINTS, col::N_LEVELS, col::FIT_STATUS].join(",") + "\n";
+    let mut md2 = format!(
+        "{key_header} | metric | fitted | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut csv2 = [
+        col::DATASET,
+        col::METHOD,
+        col::BACKBONE,
+        col::METRIC,
+        col::POINTS,
+        col::SLOPE,
+        col::SLOPE_CI_LOW,
+        col::SLOPE_CI_HIGH,
+        col::INTERCEPT,
+        col::R,
+        col::R2,
+        col::N_POINTS,
+        col::N_LEVELS,
+        col::FIT_STATUS,
+    ]
+    .join(",")
+        + "\n";
     let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     for f in &study.fits {
-        let ci = f.slope_ci.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
+        let ci = f
+            .slope_ci
+            .map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
         md2.push_str(&format!(
             "| {} | {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
-            key(&f.dataset, &f.method, &f.backbone), f.metric, f.points, num(f.slope), num(f.intercept), num(f.r), num(f.r2), f.n_points, f.n_levels, f.status
+            key(&f.dataset, &f.method, &f.backbone),
+            f.metric,
+            f.points,
+            num(f.slope),
+            num(f.intercept),
+            num(f.r),
+            num(f.r2),
+            f.n_points,
+            f.n_levels,
+            f.status
         ));
         let (lo, hi) = (f.slope_ci.map(|c| c.0), f.slope_ci.map(|c| c.1));
         csv2.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
-            f.dataset, f.method, f.backbone, f.metric, f.points, opt(f.slope), opt(lo), opt(hi), opt(f.intercept), opt(f.r), opt(f.r2), f.n_points, f.n_levels, f.status.replace('"', "'")
+            f.dataset,
+            f.method,
+            f.backbone,
+            f.metric,
+            f.points,
+            opt(f.slope),
+            opt(lo),
+            opt(hi),
+            opt(f.intercept),
+            opt(f.r),
+            opt(f.r2),
+            f.n_points,
+            f.n_levels,
+            f.status.replace('"', "'")
         ));
     }
     md2.push_str(&format!(
@@ -97,7 +178,12 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         study.config.evaluation.fit_levels
     ));
     let mut written = Vec::new();
-    for (name, text) in [("table1.md", md1), ("table1.csv", csv1), ("table2.md", md2), ("table2.csv", csv2)] {
+    for (name, text) in [
+        ("table1.md", md1),
+        ("table1.csv", csv1),
+        ("table2.md", md2),
+        ("table2.csv", csv2),
+    ] {
         let path = dir.join(name);
         sim_study::write_atomic(&path, text.as_bytes())?;
         written.push(path);

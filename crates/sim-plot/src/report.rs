@@ -7,8 +7,8 @@
 //! most runs inside T_X(η, ε) for each backbone, and at what accuracy cost.
 
 use crate::figures::Outcome;
-use crate::study::{PermutationRow, Study};
 use crate::study::VerdictRow;
+use crate::study::{PermutationRow, Study};
 use sim_metrics::findings;
 use sim_study::config::{BackboneConfig, Family, Paradigm};
 use sim_study::pretrain::Objective;
@@ -43,39 +43,98 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
     let rows = study.pretrain.as_ref().filter(|r| !r.is_empty())?;
     let mut lines = Vec::new();
     for row in rows {
-        let on = if study.several_datasets() { format!(" (`{}`)", row.dataset) } else { String::new() };
-        let how = match (row.objective.as_str(), row.minutes, row.images_per_s, row.loss) {
+        let on = if study.several_datasets() {
+            format!(" (`{}`)", row.dataset)
+        } else {
+            String::new()
+        };
+        let how = match (
+            row.objective.as_str(),
+            row.minutes,
+            row.images_per_s,
+            row.loss,
+        ) {
             (col::OBJECTIVE_CHECKPOINT, ..) => "a checkpoint file".to_string(),
-            (objective, ..) if objective == Objective::None.name() => "random initialisation".to_string(),
+            (objective, ..) if objective == Objective::None.name() => {
+                "random initialisation".to_string()
+            }
             (objective, Some(minutes), Some(images_per_s), Some(loss)) => format!(
                 "{objective}, {} epoch{} in {minutes:.1} min at {images_per_s:.0} images/s, last epoch's loss {loss:.3}{}",
                 row.epochs,
                 if row.epochs == 1 { "" } else { "s" },
-                row.effective_prototypes.map_or(String::new(), |k| format!(", {k:.0} prototypes in use"))
+                row.effective_prototypes
+                    .map_or(String::new(), |k| format!(", {k:.0} prototypes in use"))
             ),
             // Its pretrain.toml is not beside the study folder (a moved study).
-            (objective, ..) => format!("{objective}, {} epochs; no record of its pre-training beside the study folder", row.epochs),
+            (objective, ..) => format!(
+                "{objective}, {} epochs; no record of its pre-training beside the study folder",
+                row.epochs
+            ),
         };
-        let probe = row.probe_balanced_accuracy.map_or("no linear probe (epoch 0 made before it was kept)".to_string(), |p| format!("linear probe on `{}`: balanced accuracy {p:.3}", row.dataset));
-        lines.push(format!("- `{}`{on} ({how}): k-NN top-1 {:.3} on the natural images; {probe}.", row.backbone, row.knn_top1));
+        let probe = row.probe_balanced_accuracy.map_or(
+            "no linear probe (epoch 0 made before it was kept)".to_string(),
+            |p| {
+                format!(
+                    "linear probe on `{}`: balanced accuracy {p:.3}",
+                    row.dataset
+                )
+            },
+        );
+        lines.push(format!(
+            "- `{}`{on} ({how}): k-NN top-1 {:.3} on the natural images; {probe}.",
+            row.backbone, row.knn_top1
+        ));
     }
     // k-NN does not depend on the medical data set: the first one's rows.
     let first = rows.iter().filter(|r| r.dataset == rows[0].dataset);
-    let best = |objective: &str| first.clone().filter(|r| r.objective == objective).max_by(|a, b| a.knn_top1.total_cmp(&b.knn_top1));
-    let (random, dino, supervised) = (best(Objective::None.name()), best(Objective::Dino.name()), best(Objective::Supervised.name()));
+    let best = |objective: &str| {
+        first
+            .clone()
+            .filter(|r| r.objective == objective)
+            .max_by(|a, b| a.knn_top1.total_cmp(&b.knn_top1))
+    };
+    let (random, dino, supervised) = (
+        best(Objective::None.name()),
+        best(Objective::Dino.name()),
+        best(Objective::Supervised.name()),
+    );
     let points = |a: f64, b: f64| (a - b) * 100.0;
     if let (Some(r), Some(d)) = (random, dino) {
         let gain = points(d.knn_top1, r.knn_top1);
         // Two points: several standard errors of a top-1 on a few thousand queries.
-        let verdict = if gain > 2.0 { "learned something" } else { "is not clearly above the random initialisation" };
-        lines.push(format!("\nSelf-supervised pre-training {verdict}: `{}` {:+.1} points of k-NN top-1 over `{}`.", d.backbone, gain, r.backbone));
+        let verdict = if gain > 2.0 {
+            "learned something"
+        } else {
+            "is not clearly above the random initialisation"
+        };
+        lines.push(format!(
+            "\nSelf-supervised pre-training {verdict}: `{}` {:+.1} points of k-NN top-1 over `{}`.",
+            d.backbone, gain, r.backbone
+        ));
     }
     if let Some(s) = supervised {
-        let others: Vec<String> = [random, dino].into_iter().flatten().map(|o| format!("{:+.1} over `{}`", points(s.knn_top1, o.knn_top1), o.backbone)).collect();
+        let others: Vec<String> = [random, dino]
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                format!(
+                    "{:+.1} over `{}`",
+                    points(s.knn_top1, o.knn_top1),
+                    o.backbone
+                )
+            })
+            .collect();
         if !others.is_empty() {
-            let above = [random, dino].into_iter().flatten().all(|o| s.knn_top1 > o.knn_top1);
+            let above = [random, dino]
+                .into_iter()
+                .flatten()
+                .all(|o| s.knn_top1 > o.knn_top1);
             let verdict = if above { "is above" } else { "is not above" };
-            lines.push(format!("Supervised pre-training {verdict} the others on k-NN: `{}` {}.", s.backbone, others.join(", ")));
+            lines.push(format!(
+                "Supervised pre-training {verdict} the others on k-NN: `{}` {}.",
+                s.backbone,
+                others.join(", ")
+            ));
         }
     }
     Some(lines.join("\n"))
@@ -86,7 +145,10 @@ fn figure_markdown(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Written { files, caption } => {
             let mut text = String::new();
-            for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
+            for f in files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "png"))
+            {
                 let file = f.file_name().unwrap_or_default().to_string_lossy();
                 let _ = writeln!(text, "![{file}](figures/{file})\n");
             }
@@ -114,17 +176,31 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     );
     let _ = writeln!(r, "## Runs\n");
     for s in &study.summaries {
-        let facet = study.facet_label(&s.dataset, &s.method).map_or(String::new(), |l| format!("`{l}` / "));
-        let _ = write!(r, "- {facet}`{}`: {} finished run(s) in the summaries", s.backbone, s.runs);
+        let facet = study
+            .facet_label(&s.dataset, &s.method)
+            .map_or(String::new(), |l| format!("`{l}` / "));
+        let _ = write!(
+            r,
+            "- {facet}`{}`: {} finished run(s) in the summaries",
+            s.backbone, s.runs
+        );
         if s.runs_left_out > 0 {
             let _ = write!(r, "; {} left out ({})", s.runs_left_out, s.left_out);
         }
         let _ = writeln!(r, ".");
     }
     if let Some(text) = pretrained_backbones(study) {
-        let _ = writeln!(r, "\n## Pre-trained backbones\n\nBefore fine-tuning (`tables/pretrain.parquet`): k-NN top-1 (k = {}) on the natural images' validation split with their train split as the bank, and a linear probe (logistic regression on the frozen final-norm CLS features of the medical train split) scored on the medical test split.\n\n{text}\n", study.config.evaluation.knn_report_k);
+        let _ = writeln!(
+            r,
+            "\n## Pre-trained backbones\n\nBefore fine-tuning (`tables/pretrain.parquet`): k-NN top-1 (k = {}) on the natural images' validation split with their train split as the bank, and a linear probe (logistic regression on the frozen final-norm CLS features of the medical train split) scored on the medical test split.\n\n{text}\n",
+            study.config.evaluation.knn_report_k
+        );
         if let Some((_, curves)) = figures.iter().find(|(name, _)| name == PRETRAIN_FIGURE) {
-            let _ = write!(r, "The learning curves (`tables/pretrain_epochs.parquet`):\n\n{}", figure_markdown(curves));
+            let _ = write!(
+                r,
+                "The learning curves (`tables/pretrain_epochs.parquet`):\n\n{}",
+                figure_markdown(curves)
+            );
         }
     }
     let _ = writeln!(r, "\n## Figures\n");
@@ -138,14 +214,30 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         (false, false) => "per backbone",
     };
     let _ = writeln!(r, "## Table 1: {per}\n\n{}\n", tables[0].trim_end());
-    let _ = writeln!(r, "## Table 2: the fits of Figure 5\n\n{}\n", tables[1].trim_end());
-    let _ = writeln!(r, "## Does one backbone keep more similarity than another?\n\n{}\n", comparisons(study));
+    let _ = writeln!(
+        r,
+        "## Table 2: the fits of Figure 5\n\n{}\n",
+        tables[1].trim_end()
+    );
+    let _ = writeln!(
+        r,
+        "## Does one backbone keep more similarity than another?\n\n{}\n",
+        comparisons(study)
+    );
     if study.methods.len() > 1 {
-        let _ = writeln!(r, "## Which method keeps similarity?\n\n{}\n", methods(study));
+        let _ = writeln!(
+            r,
+            "## Which method keeps similarity?\n\n{}\n",
+            methods(study)
+        );
     }
     let wise_ft = study.with_wise_ft();
     if !wise_ft.methods.is_empty() {
-        let _ = writeln!(r, "## WiSE-FT: the path from θ₀ to θ_ft\n\n{}\n", wise_ft_paths(&wise_ft));
+        let _ = writeln!(
+            r,
+            "## WiSE-FT: the path from θ₀ to θ_ft\n\n{}\n",
+            wise_ft_paths(&wise_ft)
+        );
     }
     let _ = writeln!(r, "## The paper's three findings\n");
     let _ = writeln!(
@@ -156,23 +248,45 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         findings::FAILS_AT * 100.0
     );
     let claims: [(&str, FindingOf); 3] = [
-        ("Runs that keep both accuracy and similarity exist.", finding_space),
-        ("Similarity and calibration are linearly related.", finding_fit),
-        ("Supervised pre-training forgets less than self-supervised pre-training.", finding_forgetting),
+        (
+            "Runs that keep both accuracy and similarity exist.",
+            finding_space,
+        ),
+        (
+            "Similarity and calibration are linearly related.",
+            finding_fit,
+        ),
+        (
+            "Supervised pre-training forgets less than self-supervised pre-training.",
+            finding_forgetting,
+        ),
     ];
     for (i, (claim, finding)) in claims.into_iter().enumerate() {
         if !study.several_facets() {
             let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, finding(study).text);
             continue;
         }
-        let per_facet: Vec<(String, Finding)> = study.facets().iter().map(|f| (f.label(), finding(&study.facet(f)))).collect();
-        let _ = writeln!(r, "{}. **{claim}** {}\n", i + 1, agreement(&per_facet, facets_noun(study)));
+        let per_facet: Vec<(String, Finding)> = study
+            .facets()
+            .iter()
+            .map(|f| (f.label(), finding(&study.facet(f))))
+            .collect();
+        let _ = writeln!(
+            r,
+            "{}. **{claim}** {}\n",
+            i + 1,
+            agreement(&per_facet, facets_noun(study))
+        );
         for (label, f) in &per_facet {
             let _ = writeln!(r, "   - `{label}`: {}", f.text);
         }
         let _ = writeln!(r);
     }
-    let _ = writeln!(r, "## Does a verdict depend on the measure?\n\n{}", by_measure(study));
+    let _ = writeln!(
+        r,
+        "## Does a verdict depend on the measure?\n\n{}",
+        by_measure(study)
+    );
     r
 }
 
@@ -181,7 +295,11 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
 /// images), so a difference can be set against the probe set's noise.
 fn comparisons(study: &Study) -> String {
     let mut lines = Vec::new();
-    let half_widths: Vec<f64> = study.space.iter().filter_map(|p| p.similarity_ci.map(|(lo, hi)| (hi - lo) / 2.0)).collect();
+    let half_widths: Vec<f64> = study
+        .space
+        .iter()
+        .filter_map(|p| p.similarity_ci.map(|(lo, hi)| (hi - lo) / 2.0))
+        .collect();
     if !half_widths.is_empty() {
         let mut sorted = half_widths.clone();
         sorted.sort_by(f64::total_cmp);
@@ -193,15 +311,22 @@ fn comparisons(study: &Study) -> String {
         ));
     }
     let Some(rows) = &study.comparisons else {
-        lines.push("No comparisons table (tables made before it existed: run `sim-metrics study` again).".into());
+        lines.push(
+            "No comparisons table (tables made before it existed: run `sim-metrics study` again)."
+                .into(),
+        );
         return lines.join("\n\n");
     };
     if rows.is_empty() {
-        lines.push("No two backbones with finished runs on the same data set: nothing to compare.".into());
+        lines.push(
+            "No two backbones with finished runs on the same data set: nothing to compare.".into(),
+        );
     }
     let mut tests = Vec::new();
     for c in rows {
-        let on = study.facet_label(&c.dataset, &c.method).map_or(String::new(), |l| format!(" (`{l}`)"));
+        let on = study
+            .facet_label(&c.dataset, &c.method)
+            .map_or(String::new(), |l| format!(" (`{l}`)"));
         tests.push(format!("- {}", c.test.sentence(&on)));
     }
     if !tests.is_empty() {
@@ -214,14 +339,28 @@ impl PermutationRow {
     /// "`a` keeps more similarity than `b`{on}: means, runs, p (how)."
     fn sentence(&self, on: &str) -> String {
         let how = if self.exact {
-            format!("exact, all {} splits of the runs; the smallest p they allow is {:.3}", self.permutations, 1.0 / self.permutations as f64)
+            format!(
+                "exact, all {} splits of the runs; the smallest p they allow is {:.3}",
+                self.permutations,
+                1.0 / self.permutations as f64
+            )
         } else {
             format!("{} random permutations", self.permutations)
         };
-        let verdict = if self.p_value < 0.05 { "keeps more similarity than" } else { "is not shown to keep more similarity than" };
+        let verdict = if self.p_value < 0.05 {
+            "keeps more similarity than"
+        } else {
+            "is not shown to keep more similarity than"
+        };
         format!(
             "`{}` {verdict} `{}`{on}: mean final similarity {:.3} ({} runs) vs {:.3} ({} runs); one-sided permutation test p = {:.3} ({how}).",
-            self.a, self.b, self.similarity_a, self.runs_a, self.similarity_b, self.runs_b, self.p_value
+            self.a,
+            self.b,
+            self.similarity_a,
+            self.runs_a,
+            self.similarity_b,
+            self.runs_b,
+            self.p_value
         )
     }
 }
@@ -239,16 +378,52 @@ fn methods(study: &Study) -> String {
                 .methods
                 .iter()
                 .filter_map(|m| {
-                    let runs: Vec<_> = study.space.iter().filter(|p| &p.dataset == dataset && &p.method == m && &p.backbone == backbone).collect();
+                    let runs: Vec<_> = study
+                        .space
+                        .iter()
+                        .filter(|p| {
+                            &p.dataset == dataset && &p.method == m && &p.backbone == backbone
+                        })
+                        .collect();
                     let n = runs.len();
-                    let mean = |f: fn(&&crate::study::SpaceRow) -> f64| runs.iter().map(f).sum::<f64>() / n as f64;
-                    (n > 0).then(|| (m, runs.iter().filter(|p| p.in_space).count(), n, mean(|p| p.similarity), mean(|p| p.accuracy)))
+                    let mean = |f: fn(&&crate::study::SpaceRow) -> f64| {
+                        runs.iter().map(f).sum::<f64>() / n as f64
+                    };
+                    (n > 0).then(|| {
+                        (
+                            m,
+                            runs.iter().filter(|p| p.in_space).count(),
+                            n,
+                            mean(|p| p.similarity),
+                            mean(|p| p.accuracy),
+                        )
+                    })
                 })
                 .collect();
-            let Some(best) = per_method.iter().max_by(|a, b| a.1.cmp(&b.1).then(a.3.total_cmp(&b.3))) else { continue };
-            let top_accuracy = per_method.iter().map(|m| m.4).fold(f64::NEG_INFINITY, f64::max);
-            let on = if study.several_datasets() { format!(" on `{dataset}`") } else { String::new() };
-            let all: Vec<String> = per_method.iter().map(|m| format!("`{}` {} of {} (similarity {:.3}, accuracy {:.3})", m.0, m.1, m.2, m.3, m.4)).collect();
+            let Some(best) = per_method
+                .iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(a.3.total_cmp(&b.3)))
+            else {
+                continue;
+            };
+            let top_accuracy = per_method
+                .iter()
+                .map(|m| m.4)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let on = if study.several_datasets() {
+                format!(" on `{dataset}`")
+            } else {
+                String::new()
+            };
+            let all: Vec<String> = per_method
+                .iter()
+                .map(|m| {
+                    format!(
+                        "`{}` {} of {} (similarity {:.3}, accuracy {:.3})",
+                        m.0, m.1, m.2, m.3, m.4
+                    )
+                })
+                .collect();
             lines.push(format!(
                 "- `{backbone}`{on}: `{}` keeps the most runs inside T_X ({} of {}), at an accuracy cost of {:.3} against the most accurate method. Runs inside per method: {}.",
                 best.0,
@@ -257,7 +432,11 @@ fn methods(study: &Study) -> String {
                 top_accuracy - best.4,
                 all.join("; ")
             ));
-            let tests = study.method_comparisons.iter().flatten().filter(|c| &c.dataset == dataset && &c.backbone == backbone);
+            let tests = study
+                .method_comparisons
+                .iter()
+                .flatten()
+                .filter(|c| &c.dataset == dataset && &c.backbone == backbone);
             lines.extend(tests.map(|c| format!("  - {}", c.test.sentence(""))));
         }
     }
@@ -280,9 +459,29 @@ fn wise_ft_paths(study: &Study) -> String {
         let rows = study.facet(&facet);
         for backbone in &study.backbones {
             let means = rows.wise_ft_means(backbone);
-            let Some(best) = means.iter().max_by(|a, b| a.accuracy.total_cmp(&b.accuracy)) else { continue };
-            let path: Vec<String> = means.iter().map(|m| format!("α = {}: similarity {:.3}, accuracy {:.3}, ECE {:.3}", crate::style::trim(m.alpha), m.similarity, m.accuracy, m.ece)).collect();
-            let on = if study.several_datasets() { format!("{} / {}", facet.dataset, facet.method) } else { facet.method.clone() };
+            let Some(best) = means
+                .iter()
+                .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
+            else {
+                continue;
+            };
+            let path: Vec<String> = means
+                .iter()
+                .map(|m| {
+                    format!(
+                        "α = {}: similarity {:.3}, accuracy {:.3}, ECE {:.3}",
+                        crate::style::trim(m.alpha),
+                        m.similarity,
+                        m.accuracy,
+                        m.ece
+                    )
+                })
+                .collect();
+            let on = if study.several_datasets() {
+                format!("{} / {}", facet.dataset, facet.method)
+            } else {
+                facet.method.clone()
+            };
             lines.push(format!(
                 "- `{on}` / `{backbone}` ({} runs): most accurate at α = {}. {}.",
                 best.runs,
@@ -340,7 +539,11 @@ fn facets_noun(study: &Study) -> &'static str {
 fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
     let first = per_facet[0].1.verdict;
     if per_facet.iter().all(|(_, f)| f.verdict == first) {
-        let on = if first == Verdict::DoesNotHold { "any" } else { "every one" };
+        let on = if first == Verdict::DoesNotHold {
+            "any"
+        } else {
+            "every one"
+        };
         return format!("The {noun} agree: it {} on {on}.", first.words());
     }
     let mut groups: Vec<(Verdict, Vec<String>)> = Vec::new();
@@ -350,7 +553,10 @@ fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
             None => groups.push((f.verdict, vec![format!("`{dataset}`")])),
         }
     }
-    let parts: Vec<String> = groups.iter().map(|(v, names)| format!("it {} on {}", v.words(), names.join(", "))).collect();
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(v, names)| format!("it {} on {}", v.words(), names.join(", ")))
+        .collect();
     format!("The {noun} disagree: {}.", parts.join("; "))
 }
 
@@ -358,14 +564,25 @@ fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
 const HEADLINE: (&str, &str) = (col::CKA, "cls");
 
 /// The measures of the verdict-by-measure table: heading, `measure`, `token`.
-const MEASURES: [(&str, &str, &str); 3] =
-    [("biased CKA, CLS", col::CKA, "cls"), ("debiased CKA, CLS", col::CKA_DEBIASED, "cls"), ("biased CKA, patch mean", col::CKA, "patch_mean")];
+const MEASURES: [(&str, &str, &str); 3] = [
+    ("biased CKA, CLS", col::CKA, "cls"),
+    ("debiased CKA, CLS", col::CKA_DEBIASED, "cls"),
+    ("biased CKA, patch mean", col::CKA, "patch_mean"),
+];
 
 /// A finding's rows of `verdicts.parquet` under a measure (`None`: tables
 /// made before the verdicts were).
-fn verdict_rows<'a>(study: &'a Study, finding: u32, (measure, token): (&str, &str)) -> Option<Vec<&'a VerdictRow>> {
+fn verdict_rows<'a>(
+    study: &'a Study,
+    finding: u32,
+    (measure, token): (&str, &str),
+) -> Option<Vec<&'a VerdictRow>> {
     let rows = study.verdicts.as_ref()?;
-    Some(rows.iter().filter(|v| v.finding == finding && v.measure == measure && v.token == token).collect())
+    Some(
+        rows.iter()
+            .filter(|v| v.finding == finding && v.measure == measure && v.token == token)
+            .collect(),
+    )
 }
 
 const NO_VERDICTS: &str = "Cannot say: the tables were made before `verdicts.parquet` existed; run `sim-metrics study` again";
@@ -373,7 +590,11 @@ const NO_VERDICTS: &str = "Cannot say: the tables were made before `verdicts.par
 /// "holds in 97.2 % of 1000 resamples of the runs", led by the row's
 /// verdict where it does not hold.
 fn share_words(row: &VerdictRow) -> String {
-    let share = format!("{:.1} % of {} resamples of the runs", row.share * 100.0, row.resamples);
+    let share = format!(
+        "{:.1} % of {} resamples of the runs",
+        row.share * 100.0,
+        row.resamples
+    );
     match findings::Verdict::of_share(row.share) {
         findings::Verdict::Holds => format!("holds in {share}"),
         findings::Verdict::Undecided => format!("undecided: holds in {share}"),
@@ -384,20 +605,40 @@ fn share_words(row: &VerdictRow) -> String {
 /// A finding's verdict over its rows (one per backbone, or per pair for
 /// finding 3), and the words that lead its sentence.
 fn aggregate(rows: &[&VerdictRow], noun: &str) -> (Verdict, String) {
-    let verdicts: Vec<findings::Verdict> = rows.iter().map(|r| findings::Verdict::of_share(r.share)).collect();
+    let verdicts: Vec<findings::Verdict> = rows
+        .iter()
+        .map(|r| findings::Verdict::of_share(r.share))
+        .collect();
     let count = |v: findings::Verdict| verdicts.iter().filter(|x| **x == v).count();
-    let (n, holds, undecided, not) = (verdicts.len(), count(findings::Verdict::Holds), count(findings::Verdict::Undecided), count(findings::Verdict::DoesNotHold));
+    let (n, holds, undecided, not) = (
+        verdicts.len(),
+        count(findings::Verdict::Holds),
+        count(findings::Verdict::Undecided),
+        count(findings::Verdict::DoesNotHold),
+    );
     let rest = [(undecided, "undecided"), (not, "does not hold")]
         .iter()
         .filter(|(k, _)| *k > 0)
         .map(|(k, words)| format!("; {words} for {k}"))
         .collect::<String>();
     match () {
-        _ if n == 0 => (Verdict::CannotSay, format!("Cannot say: no {noun} with a verdict")),
+        _ if n == 0 => (
+            Verdict::CannotSay,
+            format!("Cannot say: no {noun} with a verdict"),
+        ),
         _ if holds == n => (Verdict::Holds, format!("Holds here for every {noun}")),
-        _ if not == n => (Verdict::DoesNotHold, format!("Does not hold here for any {noun}")),
-        _ if holds > 0 => (Verdict::Partly, format!("Holds here for {holds} of {n} {noun}s{rest}")),
-        _ => (Verdict::Undecided, format!("Undecided here: it holds for no {noun} in enough resamples to say{rest}")),
+        _ if not == n => (
+            Verdict::DoesNotHold,
+            format!("Does not hold here for any {noun}"),
+        ),
+        _ if holds > 0 => (
+            Verdict::Partly,
+            format!("Holds here for {holds} of {n} {noun}s{rest}"),
+        ),
+        _ => (
+            Verdict::Undecided,
+            format!("Undecided here: it holds for no {noun} in enough resamples to say{rest}"),
+        ),
     }
 }
 
@@ -408,20 +649,39 @@ fn row_of<'a>(rows: &[&'a VerdictRow], backbone: &str) -> Option<&'a VerdictRow>
 
 fn finding_space(study: &Study) -> Finding {
     if study.space.is_empty() {
-        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: "Cannot say: no run finished.".into(),
+        };
     }
     let e = &study.config.evaluation;
-    let Some(rows) = verdict_rows(study, 1, HEADLINE) else { return Finding { verdict: Verdict::CannotSay, text: format!("{NO_VERDICTS}.") } };
+    let Some(rows) = verdict_rows(study, 1, HEADLINE) else {
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: format!("{NO_VERDICTS}."),
+        };
+    };
     let mut parts = Vec::new();
     for b in study.backbones_with_runs() {
         let runs: Vec<_> = study.space.iter().filter(|p| p.backbone == b).collect();
         let inside = runs.iter().filter(|p| p.in_space).count();
-        let beside_best = runs.iter().filter(|p| p.in_space && p.seed != p.reference_seed).count();
+        let beside_best = runs
+            .iter()
+            .filter(|p| p.in_space && p.seed != p.reference_seed)
+            .count();
         let certainty = row_of(&rows, b).map_or("no verdict".to_string(), share_words);
-        parts.push(format!("`{b}` {inside} of {} runs inside, {beside_best} besides θ* ({certainty})", runs.len()));
+        parts.push(format!(
+            "`{b}` {inside} of {} runs inside, {beside_best} besides θ* ({certainty})",
+            runs.len()
+        ));
     }
     let (verdict, words) = aggregate(&rows, "backbone");
-    let text = format!("{words}: runs besides θ* inside T_X(η = {}, ε = {}). {}.", e.similarity_threshold, e.accuracy_tolerance, parts.join("; "));
+    let text = format!(
+        "{words}: runs besides θ* inside T_X(η = {}, ε = {}). {}.",
+        e.similarity_threshold,
+        e.accuracy_tolerance,
+        parts.join("; ")
+    );
     Finding { verdict, text }
 }
 
@@ -429,22 +689,43 @@ fn finding_space(study: &Study) -> Finding {
 /// resamples; whether adding epoch 0 (similarity 1 by definition) would
 /// change one fit's reading is said beside.
 fn finding_fit(study: &Study) -> Finding {
-    let fits = |points: &str| study.fits.iter().filter(|f| f.metric == col::ECE && f.points == points).collect::<Vec<_>>();
+    let fits = |points: &str| {
+        study
+            .fits
+            .iter()
+            .filter(|f| f.metric == col::ECE && f.points == points)
+            .collect::<Vec<_>>()
+    };
     let (fine_tuned, with_epoch0) = (fits(col::POINTS_FINE_TUNED), fits(col::POINTS_WITH_EPOCH0));
     if fine_tuned.is_empty() {
-        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no fit over fine-tuned epochs (no finished run).".into() };
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: "Cannot say: no fit over fine-tuned epochs (no finished run).".into(),
+        };
     }
-    let Some(rows) = verdict_rows(study, 2, HEADLINE) else { return Finding { verdict: Verdict::CannotSay, text: format!("{NO_VERDICTS}.") } };
+    let Some(rows) = verdict_rows(study, 2, HEADLINE) else {
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: format!("{NO_VERDICTS}."),
+        };
+    };
     let (verdict, words) = aggregate(&rows, "backbone");
     let parts: Vec<String> = fine_tuned
         .iter()
         .map(|f| {
-            let Some(row) = row_of(&rows, &f.backbone) else { return fit_words(f) };
-            let interval = row.estimate_ci.map_or(String::new(), |(lo, hi)| format!(", slope 95 % CI over resampled runs [{lo:.3}, {hi:.3}]"));
+            let Some(row) = row_of(&rows, &f.backbone) else {
+                return fit_words(f);
+            };
+            let interval = row.estimate_ci.map_or(String::new(), |(lo, hi)| {
+                format!(", slope 95 % CI over resampled runs [{lo:.3}, {hi:.3}]")
+            });
             format!("{}{interval}; {}", fit_words(f), share_words(row))
         })
         .collect();
-    let mut text = format!("{words} (over the fine-tuned epochs). {}.", parts.join("; "));
+    let mut text = format!(
+        "{words} (over the fine-tuned epochs). {}.",
+        parts.join("; ")
+    );
     if !with_epoch0.is_empty() {
         let (one_fit, _) = single_fits(&fine_tuned);
         let (with, with_words) = single_fits(&with_epoch0);
@@ -469,7 +750,11 @@ fn fit_words(f: &crate::study::FitRow) -> String {
             slope * 0.1,
             f.n_points,
             f.n_levels,
-            if findings::is_clear_relation(r, (lo, hi)) { "" } else { " (not a clear linear relation: |r| < 0.5 or the interval holds 0)" }
+            if findings::is_clear_relation(r, (lo, hi)) {
+                ""
+            } else {
+                " (not a clear linear relation: |r| < 0.5 or the interval holds 0)"
+            }
         ),
         _ => format!("`{}`: no fit ({})", f.backbone, f.status),
     }
@@ -478,7 +763,10 @@ fn fit_words(f: &crate::study::FitRow) -> String {
 /// How many of the fits are a clear linear relation, as (clear, fitted)
 /// and in words.
 fn single_fits(fits: &[&crate::study::FitRow]) -> ((usize, usize), String) {
-    let fitted: Vec<bool> = fits.iter().filter_map(|f| Some(findings::is_clear_relation(f.r?, f.slope_ci?))).collect();
+    let fitted: Vec<bool> = fits
+        .iter()
+        .filter_map(|f| Some(findings::is_clear_relation(f.r?, f.slope_ci?)))
+        .collect();
     let clear = fitted.iter().filter(|c| **c).count();
     let words = match (fitted.len(), clear) {
         (0, _) => "no backbone's points allow a fit".to_string(),
@@ -490,9 +778,15 @@ fn single_fits(fits: &[&crate::study::FitRow]) -> ((usize, usize), String) {
 fn finding_forgetting(study: &Study) -> Finding {
     let (mut supervised, mut other, mut parts) = (0, 0, Vec::new());
     for s in study.summaries.iter().filter(|s| s.runs > 0) {
-        let Some(backbone) = study.config.backbones.iter().find(|b| b.name == s.backbone) else { continue };
+        let Some(backbone) = study.config.backbones.iter().find(|b| b.name == s.backbone) else {
+            continue;
+        };
         let after = s.stat(col::KNN_AFTER);
-        let (Some(before), Some(after), Some(sd)) = (s.stat(col::KNN_BEFORE).mean, after.mean, after.std) else { continue };
+        let (Some(before), Some(after), Some(sd)) =
+            (s.stat(col::KNN_BEFORE).mean, after.mean, after.std)
+        else {
+            continue;
+        };
         parts.push(format!(
             "`{}` ({}) loses {:.1} ± {:.1} points of k-NN top-1 ({} runs; negative: gains)",
             s.backbone,
@@ -508,18 +802,35 @@ fn finding_forgetting(study: &Study) -> Finding {
         }
     }
     if parts.is_empty() {
-        return Finding { verdict: Verdict::CannotSay, text: "Cannot say: no run finished.".into() };
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: "Cannot say: no run finished.".into(),
+        };
     }
     if supervised == 0 || other == 0 {
         let words = "Cannot say: the study needs a supervised backbone (family `vit`, or pre-trained here with objective `supervised`) and a self-supervised one (`dinov2`, `open-clip`, or objective `dino`) with finished runs";
-        return Finding { verdict: Verdict::CannotSay, text: format!("{words}. {}.", parts.join("; ")) };
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: format!("{words}. {}.", parts.join("; ")),
+        };
     }
-    let Some(rows) = verdict_rows(study, 3, (col::KNN_TOP1, "cls")) else { return Finding { verdict: Verdict::CannotSay, text: format!("{NO_VERDICTS}. {}.", parts.join("; ")) } };
+    let Some(rows) = verdict_rows(study, 3, (col::KNN_TOP1, "cls")) else {
+        return Finding {
+            verdict: Verdict::CannotSay,
+            text: format!("{NO_VERDICTS}. {}.", parts.join("; ")),
+        };
+    };
     let (verdict, words) = aggregate(&rows, "supervised/self-supervised pair");
     let pairs: Vec<String> = rows
         .iter()
         .map(|r| {
-            let interval = r.estimate_ci.map_or(String::new(), |(lo, hi)| format!(", 95 % CI over resampled runs [{:+.1}, {:+.1}]", lo * 100.0, hi * 100.0));
+            let interval = r.estimate_ci.map_or(String::new(), |(lo, hi)| {
+                format!(
+                    ", 95 % CI over resampled runs [{:+.1}, {:+.1}]",
+                    lo * 100.0,
+                    hi * 100.0
+                )
+            });
             format!(
                 "mean k-NN drop of `{}` minus that of `{}`: {:+.1} points{interval} ({})",
                 r.versus.as_deref().unwrap_or("?"),
@@ -529,7 +840,10 @@ fn finding_forgetting(study: &Study) -> Finding {
             )
         })
         .collect();
-    Finding { verdict, text: format!("{words}. {}. {}.", pairs.join("; "), parts.join("; ")) }
+    Finding {
+        verdict,
+        text: format!("{words}. {}. {}.", pairs.join("; "), parts.join("; ")),
+    }
 }
 
 /// "Does a verdict depend on the measure?": per facet and finding, the
@@ -539,14 +853,22 @@ fn by_measure(study: &Study) -> String {
     if study.verdicts.is_none() {
         return format!("{NO_VERDICTS}.\n");
     }
-    let claims = [(1, "1. runs besides θ* inside T_X"), (2, "2. ECE linear in similarity"), (3, "3. supervised forgets less (k-NN top-1)")];
+    let claims = [
+        (1, "1. runs besides θ* inside T_X"),
+        (2, "2. ECE linear in similarity"),
+        (3, "3. supervised forgets less (k-NN top-1)"),
+    ];
     let several = study.several_facets();
     let facet = match (study.several_datasets(), study.methods.len() > 1) {
         (true, true) => "data set / method",
         (false, true) => "method",
         _ => "data set",
     };
-    let mut t = if several { format!("| {facet} | finding |") } else { "| finding |".to_string() };
+    let mut t = if several {
+        format!("| {facet} | finding |")
+    } else {
+        "| finding |".to_string()
+    };
     for (heading, ..) in MEASURES {
         t.push_str(&format!(" {heading} |"));
     }
@@ -555,9 +877,17 @@ fn by_measure(study: &Study) -> String {
     for facet in study.facets() {
         let rows = study.facet(&facet);
         for (finding, claim) in claims {
-            t.push_str(&if several { format!("\n| {} | {claim} |", facet.label()) } else { format!("\n| {claim} |") });
+            t.push_str(&if several {
+                format!("\n| {} | {claim} |", facet.label())
+            } else {
+                format!("\n| {claim} |")
+            });
             for (_, measure, token) in MEASURES {
-                let at = if finding == 3 { (col::KNN_TOP1, "cls") } else { (measure, token) };
+                let at = if finding == 3 {
+                    (col::KNN_TOP1, "cls")
+                } else {
+                    (measure, token)
+                };
                 let found = verdict_rows(&rows, finding, at).unwrap_or_default();
                 let noun = if finding == 3 { "pair" } else { "backbone" };
                 t.push_str(&format!(" {} |", cell(&found, noun)));
@@ -572,7 +902,10 @@ fn by_measure(study: &Study) -> String {
 /// A table cell: the verdict over a finding's rows, short.
 fn cell(rows: &[&VerdictRow], noun: &str) -> String {
     let n = rows.len();
-    let holds = rows.iter().filter(|r| findings::Verdict::of_share(r.share) == findings::Verdict::Holds).count();
+    let holds = rows
+        .iter()
+        .filter(|r| findings::Verdict::of_share(r.share) == findings::Verdict::Holds)
+        .count();
     match aggregate(rows, noun).0 {
         Verdict::CannotSay => "—".into(),
         Verdict::Holds => format!("holds ({n} of {n})"),

@@ -5,9 +5,9 @@
 
 use anyhow::{Context, bail};
 use polars::prelude::{Column, DataFrame, ParquetReader, SerReader};
+use sim_study::StudyDir;
 use sim_study::config::StudyConfig;
 use sim_study::tables::{col, file};
-use sim_study::StudyDir;
 use std::path::{Path, PathBuf};
 
 /// One (medical data set, method) of a study, and which of the two its
@@ -33,7 +33,10 @@ impl Facet {
     /// A figure panel's title.
     pub fn title(&self) -> String {
         match (self.show_dataset, self.show_method) {
-            (true, true) => format!("medical data set: {} · method: {}", self.dataset, self.method),
+            (true, true) => format!(
+                "medical data set: {} · method: {}",
+                self.dataset, self.method
+            ),
             (false, true) => format!("method: {}", self.method),
             _ => format!("medical data set: {}", self.dataset),
         }
@@ -129,12 +132,28 @@ pub struct Summary {
 }
 
 /// The metrics of Table 1, as `backbones.parquet` names them.
-pub const SUMMARY_METRICS: [&str; 7] =
-    [col::ACCURACY, col::BALANCED_ACCURACY, col::MACRO_F1, col::ECE, col::KNN_BEFORE, col::KNN_AFTER, col::SIMILARITY];
+pub const SUMMARY_METRICS: [&str; 7] = [
+    col::ACCURACY,
+    col::BALANCED_ACCURACY,
+    col::MACRO_F1,
+    col::ECE,
+    col::KNN_BEFORE,
+    col::KNN_AFTER,
+    col::SIMILARITY,
+];
 
 impl SummaryRow {
     pub fn stat(&self, metric: &str) -> Summary {
-        self.stats.iter().find(|s| s.metric == metric).copied().unwrap_or(Summary { metric: "", mean: None, std: None, ci: None })
+        self.stats
+            .iter()
+            .find(|s| s.metric == metric)
+            .copied()
+            .unwrap_or(Summary {
+                metric: "",
+                mean: None,
+                std: None,
+                ci: None,
+            })
     }
 }
 
@@ -329,20 +348,36 @@ impl Study {
         let config = study.read_config().map_err(anyhow::Error::msg)?;
         let tables = study.tables_dir();
         if !tables.join(file::EPOCHS).exists() {
-            bail!("{}: no tables yet; run `sim-metrics study --study {}` first", tables.display(), dir.display());
+            bail!(
+                "{}: no tables yet; run `sim-metrics study --study {}` first",
+                tables.display(),
+                dir.display()
+            );
         }
         let table = |name: &str| Table::read(&tables.join(name));
         // Tables of a version before data sets were an axis lack `dataset`.
         let epochs = table(file::EPOCHS)?;
         if epochs.frame.column(col::DATASET).is_err() {
-            bail!("{}: tables written by an earlier version (no `dataset` column); run `sim-metrics study --study {}` again", tables.display(), dir.display());
+            bail!(
+                "{}: tables written by an earlier version (no `dataset` column); run `sim-metrics study --study {}` again",
+                tables.display(),
+                dir.display()
+            );
         }
         let optional = |name: &str| -> anyhow::Result<Option<Table>> {
             let path = tables.join(name);
-            if path.exists() { Table::read(&path).map(Some) } else { Ok(None) }
+            if path.exists() {
+                Table::read(&path).map(Some)
+            } else {
+                Ok(None)
+            }
         };
         Ok(Study {
-            datasets: config.medical_names().into_iter().map(String::from).collect(),
+            datasets: config
+                .medical_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
             methods: config.methods.iter().map(|m| m.name.clone()).collect(),
             backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
             config,
@@ -351,15 +386,33 @@ impl Study {
             summaries: summary_rows(&table(file::BACKBONES)?)?,
             fits: fit_rows(&table(file::FITS)?)?,
             space: space_rows(&table(file::SPACE)?)?,
-            comparisons: optional(file::COMPARISONS)?.map(|t| comparison_rows(&t)).transpose()?,
-            method_comparisons: optional(file::METHOD_COMPARISONS)?.map(|t| method_comparison_rows(&t)).transpose()?,
-            wise_ft: optional(file::WISE_FT)?.map(|t| wise_ft_rows(&t)).transpose()?,
-            pretrain: optional(file::PRETRAIN)?.map(|t| pretrain_rows(&t)).transpose()?,
-            verdicts: optional(file::VERDICTS)?.map(|t| verdict_rows(&t)).transpose()?,
-            pretrain_epochs: optional(file::PRETRAIN_EPOCHS)?.map(|t| pretrain_epoch_rows(&t)).transpose()?,
-            reliability: optional(file::RELIABILITY)?.map(|t| bin_rows(&t)).transpose()?,
-            attention: optional(file::ATTENTION)?.map(|t| patch_rows(&t)).transpose()?,
-            images: optional(file::ATTENTION_IMAGES)?.map(|t| image_rows(&t)).transpose()?,
+            comparisons: optional(file::COMPARISONS)?
+                .map(|t| comparison_rows(&t))
+                .transpose()?,
+            method_comparisons: optional(file::METHOD_COMPARISONS)?
+                .map(|t| method_comparison_rows(&t))
+                .transpose()?,
+            wise_ft: optional(file::WISE_FT)?
+                .map(|t| wise_ft_rows(&t))
+                .transpose()?,
+            pretrain: optional(file::PRETRAIN)?
+                .map(|t| pretrain_rows(&t))
+                .transpose()?,
+            verdicts: optional(file::VERDICTS)?
+                .map(|t| verdict_rows(&t))
+                .transpose()?,
+            pretrain_epochs: optional(file::PRETRAIN_EPOCHS)?
+                .map(|t| pretrain_epoch_rows(&t))
+                .transpose()?,
+            reliability: optional(file::RELIABILITY)?
+                .map(|t| bin_rows(&t))
+                .transpose()?,
+            attention: optional(file::ATTENTION)?
+                .map(|t| patch_rows(&t))
+                .transpose()?,
+            images: optional(file::ATTENTION_IMAGES)?
+                .map(|t| image_rows(&t))
+                .transpose()?,
         })
     }
 
@@ -367,14 +420,27 @@ impl Study {
     /// figures, findings and tests are made per.
     pub fn facets(&self) -> Vec<Facet> {
         let (show_dataset, show_method) = (self.several_datasets(), self.methods.len() > 1);
-        let facet = |d: &String, m: &String| Facet { dataset: d.clone(), method: m.clone(), show_dataset, show_method };
-        self.datasets.iter().flat_map(|d| self.methods.iter().map(move |m| facet(d, m))).collect()
+        let facet = |d: &String, m: &String| Facet {
+            dataset: d.clone(),
+            method: m.clone(),
+            show_dataset,
+            show_method,
+        };
+        self.datasets
+            .iter()
+            .flat_map(|d| self.methods.iter().map(move |m| facet(d, m)))
+            .collect()
     }
 
     /// The WiSE-FT rows of `backbone` averaged over runs at each α, by
     /// increasing α (call it on one facet's rows).
     pub fn wise_ft_means(&self, backbone: &str) -> Vec<WiseFtMean> {
-        let rows: Vec<&WiseFtRow> = self.wise_ft.iter().flatten().filter(|r| r.backbone == backbone).collect();
+        let rows: Vec<&WiseFtRow> = self
+            .wise_ft
+            .iter()
+            .flatten()
+            .filter(|r| r.backbone == backbone)
+            .collect();
         let mut alphas: Vec<f64> = rows.iter().map(|r| r.alpha).collect();
         alphas.sort_by(f64::total_cmp);
         alphas.dedup();
@@ -382,8 +448,17 @@ impl Study {
             .into_iter()
             .map(|alpha| {
                 let at: Vec<&&WiseFtRow> = rows.iter().filter(|r| r.alpha == alpha).collect();
-                let mean = |f: fn(&WiseFtRow) -> f64| at.iter().map(|r| f(r)).sum::<f64>() / at.len() as f64;
-                WiseFtMean { alpha, similarity: mean(|r| r.similarity), accuracy: mean(|r| r.accuracy), ece: mean(|r| r.ece), knn_top1: mean(|r| r.knn_top1), runs: at.len() }
+                let mean = |f: fn(&WiseFtRow) -> f64| {
+                    at.iter().map(|r| f(r)).sum::<f64>() / at.len() as f64
+                };
+                WiseFtMean {
+                    alpha,
+                    similarity: mean(|r| r.similarity),
+                    accuracy: mean(|r| r.accuracy),
+                    ece: mean(|r| r.ece),
+                    knn_top1: mean(|r| r.knn_top1),
+                    runs: at.len(),
+                }
             })
             .collect()
     }
@@ -392,13 +467,25 @@ impl Study {
     /// the WiSE-FT figure.
     pub fn with_wise_ft(&self) -> Study {
         let wise_ft = |m: &String| self.config.method(m).is_ok_and(|c| c.wise_ft.is_some());
-        Study { methods: self.methods.iter().filter(|m| wise_ft(m)).cloned().collect(), ..self.clone() }
+        Study {
+            methods: self
+                .methods
+                .iter()
+                .filter(|m| wise_ft(m))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
     }
 
     /// The study's rows of one facet.
     pub fn facet(&self, facet: &Facet) -> Study {
         let (d, m) = (facet.dataset.as_str(), facet.method.as_str());
-        fn keep<R: Clone>(rows: &[R], of: impl Fn(&R) -> (&str, &str), key: (&str, &str)) -> Vec<R> {
+        fn keep<R: Clone>(
+            rows: &[R],
+            of: impl Fn(&R) -> (&str, &str),
+            key: (&str, &str),
+        ) -> Vec<R> {
             rows.iter().filter(|r| of(r) == key).cloned().collect()
         }
         macro_rules! rows {
@@ -417,9 +504,15 @@ impl Study {
             fits: rows!(self.fits),
             space: rows!(self.space),
             comparisons: self.comparisons.as_ref().map(|r| rows!(r)),
-            method_comparisons: self.method_comparisons.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
+            method_comparisons: self
+                .method_comparisons
+                .as_ref()
+                .map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
             wise_ft: self.wise_ft.as_ref().map(|r| rows!(r)),
-            pretrain: self.pretrain.as_ref().map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
+            pretrain: self
+                .pretrain
+                .as_ref()
+                .map(|r| r.iter().filter(|r| r.dataset == d).cloned().collect()),
             verdicts: self.verdicts.as_ref().map(|r| rows!(r)),
             pretrain_epochs: self.pretrain_epochs.clone(),
             reliability: self.reliability.as_ref().map(|r| rows!(r)),
@@ -436,7 +529,12 @@ impl Study {
     /// How text names the facet of a row (`ham10000 / lp-ft`), or `None`
     /// where the study has one facet.
     pub fn facet_label(&self, dataset: &str, method: &str) -> Option<String> {
-        let facet = Facet { dataset: dataset.into(), method: method.into(), show_dataset: self.several_datasets(), show_method: self.methods.len() > 1 };
+        let facet = Facet {
+            dataset: dataset.into(),
+            method: method.into(),
+            show_dataset: self.several_datasets(),
+            show_method: self.methods.len() > 1,
+        };
         self.several_facets().then(|| facet.label())
     }
 
@@ -448,13 +546,21 @@ impl Study {
 
     /// The backbones that have at least one finished run, in order.
     pub fn backbones_with_runs(&self) -> Vec<&str> {
-        self.backbones.iter().map(String::as_str).filter(|b| !self.final_epochs(b).is_empty()).collect()
+        self.backbones
+            .iter()
+            .map(String::as_str)
+            .filter(|b| !self.final_epochs(b).is_empty())
+            .collect()
     }
 
     /// Each finished run's last epoch.
     pub fn final_epochs(&self, backbone: &str) -> Vec<&EpochRow> {
         let mut last: Vec<&EpochRow> = Vec::new();
-        for row in self.epochs.iter().filter(|r| r.backbone == backbone && r.finished) {
+        for row in self
+            .epochs
+            .iter()
+            .filter(|r| r.backbone == backbone && r.finished)
+        {
             match last.iter_mut().find(|l| l.seed == row.seed) {
                 Some(l) if l.epoch < row.epoch => *l = row,
                 Some(_) => {}
@@ -468,14 +574,25 @@ impl Study {
     /// How epoch 0's accuracy and calibration were scored, for captions:
     /// "epoch 0 scored by a linear probe on the frozen features".
     pub fn epoch0_head(&self) -> &'static str {
-        match self.epochs.iter().find(|e| e.epoch == 0).map(|e| e.head.as_str()) {
-            Some(col::HEAD_RANDOM) => "epoch 0 scored by a head drawn at random (tables of an earlier version)",
-            _ => "epoch 0 scored by a linear probe fitted on the frozen features of the medical train split",
+        match self
+            .epochs
+            .iter()
+            .find(|e| e.epoch == 0)
+            .map(|e| e.head.as_str())
+        {
+            Some(col::HEAD_RANDOM) => {
+                "epoch 0 scored by a head drawn at random (tables of an earlier version)"
+            }
+            _ => {
+                "epoch 0 scored by a linear probe fitted on the frozen features of the medical train split"
+            }
         }
     }
 
     pub fn pretrained(&self, backbone: &str) -> Option<&EpochRow> {
-        self.epochs.iter().find(|r| r.backbone == backbone && r.epoch == 0)
+        self.epochs
+            .iter()
+            .find(|r| r.backbone == backbone && r.epoch == 0)
     }
 }
 
@@ -488,19 +605,31 @@ struct Table {
 impl Table {
     fn read(path: &Path) -> anyhow::Result<Table> {
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let frame = ParquetReader::new(f).finish().with_context(|| format!("reading {}", path.display()))?;
-        Ok(Table { path: path.to_owned(), frame })
+        let frame = ParquetReader::new(f)
+            .finish()
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Table {
+            path: path.to_owned(),
+            frame,
+        })
     }
 
     fn column(&self, name: &str) -> anyhow::Result<&Column> {
-        self.frame.column(name).with_context(|| format!("{}: no column `{name}`", self.path.display()))
+        self.frame
+            .column(name)
+            .with_context(|| format!("{}: no column `{name}`", self.path.display()))
     }
 
     /// A column of numbers; a NaN or infinite value reads as missing, so
     /// that no figure, table or sentence shows `NaN ± NaN`.
     fn f64s(&self, name: &str) -> anyhow::Result<Vec<Option<f64>>> {
-        let c = self.column(name)?.f64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
-        Ok((0..c.len()).map(|i| c.get(i).filter(|v| v.is_finite())).collect())
+        let c = self
+            .column(name)?
+            .f64()
+            .with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len())
+            .map(|i| c.get(i).filter(|v| v.is_finite()))
+            .collect())
     }
 
     /// A column that has no nulls.
@@ -508,13 +637,25 @@ impl Table {
         self.f64s(name)?
             .into_iter()
             .enumerate()
-            .map(|(i, v)| v.with_context(|| format!("{}: column `{name}` is null or not finite at row {i}", self.path.display())))
+            .map(|(i, v)| {
+                v.with_context(|| {
+                    format!(
+                        "{}: column `{name}` is null or not finite at row {i}",
+                        self.path.display()
+                    )
+                })
+            })
             .collect()
     }
 
     fn strs(&self, name: &str) -> anyhow::Result<Vec<String>> {
-        let c = self.column(name)?.str().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
-        Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default().to_string()).collect())
+        let c = self
+            .column(name)?
+            .str()
+            .with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        Ok((0..c.len())
+            .map(|i| c.get(i).unwrap_or_default().to_string())
+            .collect())
     }
 
     /// A text column that tables of an earlier version lack.
@@ -526,25 +667,43 @@ impl Table {
     }
 
     fn u32s(&self, name: &str) -> anyhow::Result<Vec<u32>> {
-        let c = self.column(name)?.u32().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        let c = self
+            .column(name)?
+            .u32()
+            .with_context(|| format!("{}: column `{name}`", self.path.display()))?;
         Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default()).collect())
     }
 
     fn u64s(&self, name: &str) -> anyhow::Result<Vec<Option<u64>>> {
-        let c = self.column(name)?.u64().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        let c = self
+            .column(name)?
+            .u64()
+            .with_context(|| format!("{}: column `{name}`", self.path.display()))?;
         Ok((0..c.len()).map(|i| c.get(i)).collect())
     }
 
     fn bools(&self, name: &str) -> anyhow::Result<Vec<bool>> {
-        let c = self.column(name)?.bool().with_context(|| format!("{}: column `{name}`", self.path.display()))?;
+        let c = self
+            .column(name)?
+            .bool()
+            .with_context(|| format!("{}: column `{name}`", self.path.display()))?;
         Ok((0..c.len()).map(|i| c.get(i).unwrap_or_default()).collect())
     }
 }
 
 fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, seed, epoch, status) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.strs(col::STATUS)?);
-    let (acc, bal, ece) = (t.values(col::ACCURACY)?, t.values(col::BALANCED_ACCURACY)?, t.values(col::ECE)?);
+    let (backbone, seed, epoch, status) = (
+        t.strs(col::BACKBONE)?,
+        t.u64s(col::SEED)?,
+        t.u32s(col::EPOCH)?,
+        t.strs(col::STATUS)?,
+    );
+    let (acc, bal, ece) = (
+        t.values(col::ACCURACY)?,
+        t.values(col::BALANCED_ACCURACY)?,
+        t.values(col::ECE)?,
+    );
     let (sim, knn) = (t.values(col::SIMILARITY)?, t.f64s(col::KNN_TOP1)?);
     // Tables of an earlier version scored epoch 0 by its random head.
     let head = t.optional_strs(col::HEAD)?;
@@ -555,7 +714,8 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
     };
     Ok((0..backbone.len())
         .map(|i| EpochRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
@@ -572,8 +732,17 @@ fn epoch_rows(t: &Table) -> anyhow::Result<Vec<EpochRow>> {
 
 fn wise_ft_rows(t: &Table) -> anyhow::Result<Vec<WiseFtRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, seed, alpha) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::ALPHA)?);
-    let (acc, ece, sim, knn) = (t.values(col::ACCURACY)?, t.values(col::ECE)?, t.values(col::SIMILARITY)?, t.values(col::KNN_TOP1)?);
+    let (backbone, seed, alpha) = (
+        t.strs(col::BACKBONE)?,
+        t.u64s(col::SEED)?,
+        t.values(col::ALPHA)?,
+    );
+    let (acc, ece, sim, knn) = (
+        t.values(col::ACCURACY)?,
+        t.values(col::ECE)?,
+        t.values(col::SIMILARITY)?,
+        t.values(col::KNN_TOP1)?,
+    );
     Ok((0..backbone.len())
         .map(|i| WiseFtRow {
             dataset: dataset[i].clone(),
@@ -591,12 +760,23 @@ fn wise_ft_rows(t: &Table) -> anyhow::Result<Vec<WiseFtRow>> {
 
 fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, seed, epoch, layer) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::EPOCH)?, t.u32s(col::LAYER)?);
-    let (is_final, token, probe, cka) = (t.bools(col::IS_FINAL)?, t.strs(col::TOKEN)?, t.strs(col::PROBE)?, t.values(col::CKA)?);
+    let (backbone, seed, epoch, layer) = (
+        t.strs(col::BACKBONE)?,
+        t.u64s(col::SEED)?,
+        t.u32s(col::EPOCH)?,
+        t.u32s(col::LAYER)?,
+    );
+    let (is_final, token, probe, cka) = (
+        t.bools(col::IS_FINAL)?,
+        t.strs(col::TOKEN)?,
+        t.strs(col::PROBE)?,
+        t.values(col::CKA)?,
+    );
     Ok((0..backbone.len())
         .filter(|&i| probe[i] == sim_study::eval_file::Probe::Medical.name())
         .map(|i| LayerRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             epoch: epoch[i],
@@ -610,35 +790,67 @@ fn layer_rows(t: &Table) -> anyhow::Result<Vec<LayerRow>> {
 
 fn summary_rows(t: &Table) -> anyhow::Result<Vec<SummaryRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, runs, left, why) = (t.strs(col::BACKBONE)?, t.u32s(col::RUNS)?, t.u32s(col::RUNS_LEFT_OUT)?, t.strs(col::LEFT_OUT)?);
+    let (backbone, runs, left, why) = (
+        t.strs(col::BACKBONE)?,
+        t.u32s(col::RUNS)?,
+        t.u32s(col::RUNS_LEFT_OUT)?,
+        t.strs(col::LEFT_OUT)?,
+    );
     let mut stats = Vec::new();
     for metric in SUMMARY_METRICS {
         let [low, high] = col::ci(metric);
-        stats.push((metric, t.f64s(&col::mean(metric))?, t.f64s(&col::std(metric))?, t.f64s(&low)?, t.f64s(&high)?));
+        stats.push((
+            metric,
+            t.f64s(&col::mean(metric))?,
+            t.f64s(&col::std(metric))?,
+            t.f64s(&low)?,
+            t.f64s(&high)?,
+        ));
     }
     Ok((0..backbone.len())
         .map(|i| SummaryRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
             backbone: backbone[i].clone(),
             runs: runs[i],
             runs_left_out: left[i],
             left_out: why[i].clone(),
-            stats: stats.iter().map(|(m, mean, std, low, high)| Summary { metric: m, mean: mean[i], std: std[i], ci: low[i].zip(high[i]) }).collect(),
+            stats: stats
+                .iter()
+                .map(|(m, mean, std, low, high)| Summary {
+                    metric: m,
+                    mean: mean[i],
+                    std: std[i],
+                    ci: low[i].zip(high[i]),
+                })
+                .collect(),
         })
         .collect())
 }
 
 fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, metric, status) = (t.strs(col::BACKBONE)?, t.strs(col::METRIC)?, t.strs(col::FIT_STATUS)?);
-    let (slope, intercept, r, r2) = (t.f64s(col::SLOPE)?, t.f64s(col::INTERCEPT)?, t.f64s(col::R)?, t.f64s(col::R2)?);
+    let (backbone, metric, status) = (
+        t.strs(col::BACKBONE)?,
+        t.strs(col::METRIC)?,
+        t.strs(col::FIT_STATUS)?,
+    );
+    let (slope, intercept, r, r2) = (
+        t.f64s(col::SLOPE)?,
+        t.f64s(col::INTERCEPT)?,
+        t.f64s(col::R)?,
+        t.f64s(col::R2)?,
+    );
     let (lo, hi) = (t.f64s(col::SLOPE_CI_LOW)?, t.f64s(col::SLOPE_CI_HIGH)?);
     let (points, levels) = (t.u32s(col::N_POINTS)?, t.u32s(col::N_LEVELS)?);
     // Tables of an earlier version fitted every epoch.
-    let which = t.optional_strs(col::POINTS)?.unwrap_or_else(|| vec![col::POINTS_WITH_EPOCH0.to_string(); backbone.len()]);
+    let which = t
+        .optional_strs(col::POINTS)?
+        .unwrap_or_else(|| vec![col::POINTS_WITH_EPOCH0.to_string(); backbone.len()]);
     Ok((0..backbone.len())
         .map(|i| FitRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
             backbone: backbone[i].clone(),
             metric: metric[i].clone(),
             points: which[i].clone(),
@@ -656,12 +868,21 @@ fn fit_rows(t: &Table) -> anyhow::Result<Vec<FitRow>> {
 
 fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, seed, sim, acc) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::SIMILARITY)?, t.values(col::ACCURACY)?);
+    let (backbone, seed, sim, acc) = (
+        t.strs(col::BACKBONE)?,
+        t.u64s(col::SEED)?,
+        t.values(col::SIMILARITY)?,
+        t.values(col::ACCURACY)?,
+    );
     let (reference, inside) = (t.u64s(col::REFERENCE_SEED)?, t.bools(col::IN_SPACE)?);
-    let (low, high) = (t.f64s(col::SIMILARITY_CI_LOW)?, t.f64s(col::SIMILARITY_CI_HIGH)?);
+    let (low, high) = (
+        t.f64s(col::SIMILARITY_CI_LOW)?,
+        t.f64s(col::SIMILARITY_CI_HIGH)?,
+    );
     Ok((0..backbone.len())
         .map(|i| SpaceRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i].unwrap_or_default(),
             similarity: sim[i],
@@ -676,8 +897,19 @@ fn space_rows(t: &Table) -> anyhow::Result<Vec<SpaceRow>> {
 /// The permutation tests of a comparisons table, its groups named in the
 /// columns `names` (a, b).
 fn permutation_rows(t: &Table, names: [&str; 2]) -> anyhow::Result<Vec<PermutationRow>> {
-    let (a, b, runs_a, runs_b) = (t.strs(names[0])?, t.strs(names[1])?, t.u32s(col::RUNS_A)?, t.u32s(col::RUNS_B)?);
-    let (sim_a, sim_b, p, exact, n) = (t.values(col::SIMILARITY_A)?, t.values(col::SIMILARITY_B)?, t.values(col::P_VALUE)?, t.bools(col::EXACT)?, t.u64s(col::PERMUTATIONS)?);
+    let (a, b, runs_a, runs_b) = (
+        t.strs(names[0])?,
+        t.strs(names[1])?,
+        t.u32s(col::RUNS_A)?,
+        t.u32s(col::RUNS_B)?,
+    );
+    let (sim_a, sim_b, p, exact, n) = (
+        t.values(col::SIMILARITY_A)?,
+        t.values(col::SIMILARITY_B)?,
+        t.values(col::P_VALUE)?,
+        t.bools(col::EXACT)?,
+        t.u64s(col::PERMUTATIONS)?,
+    );
     Ok((0..a.len())
         .map(|i| PermutationRow {
             a: a[i].clone(),
@@ -696,21 +928,53 @@ fn permutation_rows(t: &Table, names: [&str; 2]) -> anyhow::Result<Vec<Permutati
 fn comparison_rows(t: &Table) -> anyhow::Result<Vec<ComparisonRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
     let tests = permutation_rows(t, [col::BACKBONE_A, col::BACKBONE_B])?;
-    Ok(tests.into_iter().enumerate().map(|(i, test)| ComparisonRow { dataset: dataset[i].clone(), method: method[i].clone(), test }).collect())
+    Ok(tests
+        .into_iter()
+        .enumerate()
+        .map(|(i, test)| ComparisonRow {
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
+            test,
+        })
+        .collect())
 }
 
 fn method_comparison_rows(t: &Table) -> anyhow::Result<Vec<MethodComparisonRow>> {
     let (dataset, backbone) = (t.strs(col::DATASET)?, t.strs(col::BACKBONE)?);
     let tests = permutation_rows(t, [col::METHOD_A, col::METHOD_B])?;
-    Ok(tests.into_iter().enumerate().map(|(i, test)| MethodComparisonRow { dataset: dataset[i].clone(), backbone: backbone[i].clone(), test }).collect())
+    Ok(tests
+        .into_iter()
+        .enumerate()
+        .map(|(i, test)| MethodComparisonRow {
+            dataset: dataset[i].clone(),
+            backbone: backbone[i].clone(),
+            test,
+        })
+        .collect())
 }
 
 fn pretrain_rows(t: &Table) -> anyhow::Result<Vec<PretrainRow>> {
-    let (dataset, backbone, objective, epochs) = (t.strs(col::DATASET)?, t.strs(col::BACKBONE)?, t.strs(col::OBJECTIVE)?, t.u32s(col::PRETRAIN_EPOCHS)?);
-    let (minutes, images_per_s, loss) = (t.f64s(col::PRETRAIN_MINUTES)?, t.f64s(col::PRETRAIN_IMAGES_PER_S)?, t.f64s(col::PRETRAIN_LOSS)?);
-    let (knn, probe) = (t.values(col::KNN_TOP1)?, t.f64s(col::PROBE_BALANCED_ACCURACY)?);
+    let (dataset, backbone, objective, epochs) = (
+        t.strs(col::DATASET)?,
+        t.strs(col::BACKBONE)?,
+        t.strs(col::OBJECTIVE)?,
+        t.u32s(col::PRETRAIN_EPOCHS)?,
+    );
+    let (minutes, images_per_s, loss) = (
+        t.f64s(col::PRETRAIN_MINUTES)?,
+        t.f64s(col::PRETRAIN_IMAGES_PER_S)?,
+        t.f64s(col::PRETRAIN_LOSS)?,
+    );
+    let (knn, probe) = (
+        t.values(col::KNN_TOP1)?,
+        t.f64s(col::PROBE_BALANCED_ACCURACY)?,
+    );
     // Tables of an earlier version did not keep it.
-    let prototypes = if t.frame.column(col::EFFECTIVE_PROTOTYPES).is_ok() { t.f64s(col::EFFECTIVE_PROTOTYPES)? } else { vec![None; backbone.len()] };
+    let prototypes = if t.frame.column(col::EFFECTIVE_PROTOTYPES).is_ok() {
+        t.f64s(col::EFFECTIVE_PROTOTYPES)?
+    } else {
+        vec![None; backbone.len()]
+    };
     Ok((0..backbone.len())
         .map(|i| PretrainRow {
             dataset: dataset[i].clone(),
@@ -728,7 +992,12 @@ fn pretrain_rows(t: &Table) -> anyhow::Result<Vec<PretrainRow>> {
 }
 
 fn pretrain_epoch_rows(t: &Table) -> anyhow::Result<Vec<PretrainEpochRow>> {
-    let (backbone, objective, epoch, loss) = (t.strs(col::BACKBONE)?, t.strs(col::OBJECTIVE)?, t.u32s(col::EPOCH)?, t.values(col::PRETRAIN_LOSS)?);
+    let (backbone, objective, epoch, loss) = (
+        t.strs(col::BACKBONE)?,
+        t.strs(col::OBJECTIVE)?,
+        t.u32s(col::EPOCH)?,
+        t.values(col::PRETRAIN_LOSS)?,
+    );
     let (prototypes, knn) = (t.f64s(col::EFFECTIVE_PROTOTYPES)?, t.f64s(col::KNN_TOP1)?);
     Ok((0..backbone.len())
         .map(|i| PretrainEpochRow {
@@ -743,9 +1012,22 @@ fn pretrain_epoch_rows(t: &Table) -> anyhow::Result<Vec<PretrainEpochRow>> {
 }
 
 fn verdict_rows(t: &Table) -> anyhow::Result<Vec<VerdictRow>> {
-    let (dataset, method, finding) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?, t.u32s(col::FINDING)?);
-    let (measure, token, backbone, versus) = (t.strs(col::MEASURE)?, t.strs(col::TOKEN)?, t.strs(col::BACKBONE)?, t.strs(col::VERSUS)?);
-    let (estimate, low, high) = (t.values(col::ESTIMATE)?, t.f64s(col::ESTIMATE_CI_LOW)?, t.f64s(col::ESTIMATE_CI_HIGH)?);
+    let (dataset, method, finding) = (
+        t.strs(col::DATASET)?,
+        t.strs(col::METHOD)?,
+        t.u32s(col::FINDING)?,
+    );
+    let (measure, token, backbone, versus) = (
+        t.strs(col::MEASURE)?,
+        t.strs(col::TOKEN)?,
+        t.strs(col::BACKBONE)?,
+        t.strs(col::VERSUS)?,
+    );
+    let (estimate, low, high) = (
+        t.values(col::ESTIMATE)?,
+        t.f64s(col::ESTIMATE_CI_LOW)?,
+        t.f64s(col::ESTIMATE_CI_HIGH)?,
+    );
     let (share, resamples) = (t.values(col::SHARE)?, t.u32s(col::RESAMPLES)?);
     Ok((0..backbone.len())
         .map(|i| VerdictRow {
@@ -766,20 +1048,49 @@ fn verdict_rows(t: &Table) -> anyhow::Result<Vec<VerdictRow>> {
 
 fn bin_rows(t: &Table) -> anyhow::Result<Vec<BinRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, seed, low, high) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.values(col::BIN_LOW)?, t.values(col::BIN_HIGH)?);
-    let (count, acc, conf) = (t.u32s(col::COUNT)?, t.f64s(col::ACCURACY)?, t.f64s(col::CONFIDENCE)?);
+    let (backbone, seed, low, high) = (
+        t.strs(col::BACKBONE)?,
+        t.u64s(col::SEED)?,
+        t.values(col::BIN_LOW)?,
+        t.values(col::BIN_HIGH)?,
+    );
+    let (count, acc, conf) = (
+        t.u32s(col::COUNT)?,
+        t.f64s(col::ACCURACY)?,
+        t.f64s(col::CONFIDENCE)?,
+    );
     Ok((0..backbone.len())
-        .map(|i| BinRow { dataset: dataset[i].clone(), method: method[i].clone(), backbone: backbone[i].clone(), seed: seed[i], low: low[i], high: high[i], count: count[i], accuracy: acc[i], confidence: conf[i] })
+        .map(|i| BinRow {
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
+            backbone: backbone[i].clone(),
+            seed: seed[i],
+            low: low[i],
+            high: high[i],
+            count: count[i],
+            accuracy: acc[i],
+            confidence: conf[i],
+        })
         .collect())
 }
 
 fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, seed, image) = (t.strs(col::BACKBONE)?, t.u64s(col::SEED)?, t.u32s(col::IMAGE)?);
-    let (row, column, attention, norm) = (t.u32s(col::ROW)?, t.u32s(col::COLUMN)?, t.values(col::ATTENTION)?, t.values(col::PATCH_NORM)?);
+    let (backbone, seed, image) = (
+        t.strs(col::BACKBONE)?,
+        t.u64s(col::SEED)?,
+        t.u32s(col::IMAGE)?,
+    );
+    let (row, column, attention, norm) = (
+        t.u32s(col::ROW)?,
+        t.u32s(col::COLUMN)?,
+        t.values(col::ATTENTION)?,
+        t.values(col::PATCH_NORM)?,
+    );
     Ok((0..backbone.len())
         .map(|i| PatchRow {
-            dataset: dataset[i].clone(), method: method[i].clone(),
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
             backbone: backbone[i].clone(),
             seed: seed[i],
             image: image[i],
@@ -793,14 +1104,43 @@ fn patch_rows(t: &Table) -> anyhow::Result<Vec<PatchRow>> {
 
 fn image_rows(t: &Table) -> anyhow::Result<Vec<ImageRow>> {
     let (dataset, method) = (t.strs(col::DATASET)?, t.strs(col::METHOD)?);
-    let (backbone, image, id, size) = (t.strs(col::BACKBONE)?, t.u32s(col::IMAGE)?, t.strs(col::IMAGE_ID)?, t.u32s(col::SIZE)?);
-    let pixels = t.column(col::PIXELS)?.binary().with_context(|| format!("{}: column `{}`", t.path.display(), col::PIXELS))?;
-    let pixels: Vec<Vec<u8>> = (0..pixels.len()).map(|i| pixels.get(i).unwrap_or_default().to_vec()).collect();
-    let rows: Vec<ImageRow> = (0..backbone.len())
-        .map(|i| ImageRow { dataset: dataset[i].clone(), method: method[i].clone(), backbone: backbone[i].clone(), image: image[i], image_id: id[i].clone(), size: size[i], pixels: pixels[i].clone() })
+    let (backbone, image, id, size) = (
+        t.strs(col::BACKBONE)?,
+        t.u32s(col::IMAGE)?,
+        t.strs(col::IMAGE_ID)?,
+        t.u32s(col::SIZE)?,
+    );
+    let pixels = t
+        .column(col::PIXELS)?
+        .binary()
+        .with_context(|| format!("{}: column `{}`", t.path.display(), col::PIXELS))?;
+    let pixels: Vec<Vec<u8>> = (0..pixels.len())
+        .map(|i| pixels.get(i).unwrap_or_default().to_vec())
         .collect();
-    if let Some(bad) = rows.iter().find(|r| r.pixels.len() != (r.size * r.size * 3) as usize) {
-        bail!("{}: image {} of {} has {} bytes for {} × {} RGB", t.path.display(), bad.image, bad.backbone, bad.pixels.len(), bad.size, bad.size);
+    let rows: Vec<ImageRow> = (0..backbone.len())
+        .map(|i| ImageRow {
+            dataset: dataset[i].clone(),
+            method: method[i].clone(),
+            backbone: backbone[i].clone(),
+            image: image[i],
+            image_id: id[i].clone(),
+            size: size[i],
+            pixels: pixels[i].clone(),
+        })
+        .collect();
+    if let Some(bad) = rows
+        .iter()
+        .find(|r| r.pixels.len() != (r.size * r.size * 3) as usize)
+    {
+        bail!(
+            "{}: image {} of {} has {} bytes for {} × {} RGB",
+            t.path.display(),
+            bad.image,
+            bad.backbone,
+            bad.pixels.len(),
+            bad.size,
+            bad.size
+        );
     }
     Ok(rows)
 }

@@ -40,7 +40,8 @@ static FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        plotters::style::register_font(FONT_NAME, FontStyle::Normal, FONT_BYTES).unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
+        plotters::style::register_font(FONT_NAME, FontStyle::Normal, FONT_BYTES)
+            .unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
     });
 }
 
@@ -121,10 +122,14 @@ pub fn save<F: Figure>(figure: &F, dir: &Path, formats: &[Format]) -> anyhow::Re
                 let mut pixels = vec![255u8; (w * h * 3) as usize];
                 {
                     let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
-                    figure.draw(&root).with_context(|| format!("drawing {}", path.display()))?;
-                    root.present().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    figure
+                        .draw(&root)
+                        .with_context(|| format!("drawing {}", path.display()))?;
+                    root.present()
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 }
-                let image = image::RgbImage::from_raw(w, h, pixels).expect("the buffer is w × h × 3");
+                let image =
+                    image::RgbImage::from_raw(w, h, pixels).expect("the buffer is w × h × 3");
                 let mut png = Vec::new();
                 image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
                 png
@@ -134,9 +139,13 @@ pub fn save<F: Figure>(figure: &F, dir: &Path, formats: &[Format]) -> anyhow::Re
                 let mut svg = String::new();
                 {
                     let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-                    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                    figure.draw(&root).with_context(|| format!("drawing {}", path.display()))?;
-                    root.present().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    root.fill(&WHITE)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    figure
+                        .draw(&root)
+                        .with_context(|| format!("drawing {}", path.display()))?;
+                    root.present()
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 }
                 svg.into_bytes()
             }
@@ -150,7 +159,12 @@ pub fn save<F: Figure>(figure: &F, dir: &Path, formats: &[Format]) -> anyhow::Re
 /// A chart on `area` with a title, x and y ranges, and room for tick labels.
 pub type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-pub fn chart<'a, DB: DrawingBackend>(area: &'a DrawingArea<DB, Shift>, title: &str, x: Range<f64>, y: Range<f64>) -> anyhow::Result<Chart<'a, DB>>
+pub fn chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> anyhow::Result<Chart<'a, DB>>
 where
     DB::ErrorType: 'static,
 {
@@ -158,7 +172,11 @@ where
     if !title.is_empty() {
         builder.caption(title, font(8.5));
     }
-    builder.margin(pt(5.0)).margin_right(pt(9.0)).x_label_area_size(pt(24.0)).y_label_area_size(pt(34.0));
+    builder
+        .margin(pt(5.0))
+        .margin_right(pt(9.0))
+        .x_label_area_size(pt(24.0))
+        .y_label_area_size(pt(34.0));
     Ok(builder.build_cartesian_2d(x, y)?)
 }
 
@@ -173,14 +191,27 @@ pub enum Ticks<'f> {
 }
 
 /// The axes: light grid, tick labels at 7 pt, descriptions (with units) at 8 pt.
-pub fn axes<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, x_desc: &str, y_desc: &str, x_ticks: Ticks<'_>) -> anyhow::Result<()>
+pub fn axes<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    x_desc: &str,
+    y_desc: &str,
+    x_ticks: Ticks<'_>,
+) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     let number = |v: &f64| trim(*v);
-    let integer = |v: &f64| if (v - v.round()).abs() < 1e-9 { format!("{}", v.round()) } else { String::new() };
+    let integer = |v: &f64| {
+        if (v - v.round()).abs() < 1e-9 {
+            format!("{}", v.round())
+        } else {
+            String::new()
+        }
+    };
     let names = |v: &f64| match &x_ticks {
-        Ticks::Names(n) if (v - v.round()).abs() < 1e-9 && v.round() >= 0.0 => n.get(v.round() as usize).cloned().unwrap_or_default(),
+        Ticks::Names(n) if (v - v.round()).abs() < 1e-9 && v.round() >= 0.0 => {
+            n.get(v.round() as usize).cloned().unwrap_or_default()
+        }
         _ => String::new(),
     };
     let mut mesh = chart.configure_mesh();
@@ -195,7 +226,10 @@ where
     match &x_ticks {
         Ticks::Numbers(n) => mesh.x_labels(*n).x_label_formatter(&number),
         Ticks::Integers(n) => mesh.x_labels(*n).x_label_formatter(&integer),
-        Ticks::Names(n) => mesh.x_labels(n.len() * 4 + 1).x_label_formatter(&names).disable_x_mesh(),
+        Ticks::Names(n) => mesh
+            .x_labels(n.len() * 4 + 1)
+            .x_label_formatter(&names)
+            .disable_x_mesh(),
     };
     mesh.draw()?;
     Ok(())
@@ -228,7 +262,10 @@ pub enum Mark {
 /// Splits `area` into the chart's part and a legend strip below it that holds
 /// `entries` in rows (so a legend never hides data), draws the legend, and
 /// returns the chart's part.
-pub fn with_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Mark, String)]) -> anyhow::Result<DrawingArea<DB, Shift>>
+pub fn with_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(Mark, String)],
+) -> anyhow::Result<DrawingArea<DB, Shift>>
 where
     DB::ErrorType: 'static,
 {
@@ -260,18 +297,47 @@ where
             let (m, text) = &entries[i];
             let (x0, x1, half) = (x, x + mark, pt(3.0) as i32);
             match *m {
-                Mark::Square(c) => legend_area.draw(&Rectangle::new([(x0, y - half), (x1 - 2, y + half)], c.filled()))?,
-                Mark::Outline(c) => legend_area.draw(&Rectangle::new([(x0, y - half), (x1 - 2, y + half)], c.stroke_width(pt(0.8))))?,
-                Mark::Line(c, false) => legend_area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(pt(1.2))))?,
+                Mark::Square(c) => legend_area.draw(&Rectangle::new(
+                    [(x0, y - half), (x1 - 2, y + half)],
+                    c.filled(),
+                ))?,
+                Mark::Outline(c) => legend_area.draw(&Rectangle::new(
+                    [(x0, y - half), (x1 - 2, y + half)],
+                    c.stroke_width(pt(0.8)),
+                ))?,
+                Mark::Line(c, false) => legend_area.draw(&PathElement::new(
+                    vec![(x0, y), (x1, y)],
+                    c.stroke_width(pt(1.2)),
+                ))?,
                 Mark::Line(c, true) => {
-                    legend_area.draw(&PathElement::new(vec![(x0, y), (x0 + mark / 3, y)], c.stroke_width(pt(1.2))))?;
-                    legend_area.draw(&PathElement::new(vec![(x1 - mark / 3, y), (x1, y)], c.stroke_width(pt(1.2))))?;
+                    legend_area.draw(&PathElement::new(
+                        vec![(x0, y), (x0 + mark / 3, y)],
+                        c.stroke_width(pt(1.2)),
+                    ))?;
+                    legend_area.draw(&PathElement::new(
+                        vec![(x1 - mark / 3, y), (x1, y)],
+                        c.stroke_width(pt(1.2)),
+                    ))?;
                 }
-                Mark::Dot(c) => legend_area.draw(&Circle::new(((x0 + x1) / 2, y), pt(2.3), c.filled()))?,
-                Mark::Ring(c) => legend_area.draw(&Circle::new(((x0 + x1) / 2, y), pt(3.2), c.stroke_width(pt(1.0))))?,
-                Mark::Cross(c) => legend_area.draw(&Cross::new(((x0 + x1) / 2, y), pt(3.2), c.stroke_width(pt(1.4))))?,
+                Mark::Dot(c) => {
+                    legend_area.draw(&Circle::new(((x0 + x1) / 2, y), pt(2.3), c.filled()))?
+                }
+                Mark::Ring(c) => legend_area.draw(&Circle::new(
+                    ((x0 + x1) / 2, y),
+                    pt(3.2),
+                    c.stroke_width(pt(1.0)),
+                ))?,
+                Mark::Cross(c) => legend_area.draw(&Cross::new(
+                    ((x0 + x1) / 2, y),
+                    pt(3.2),
+                    c.stroke_width(pt(1.4)),
+                ))?,
             }
-            legend_area.draw(&Text::new(text.clone(), (x1 + gap, y), style.pos(Pos::new(HPos::Left, VPos::Center))))?;
+            legend_area.draw(&Text::new(
+                text.clone(),
+                (x1 + gap, y),
+                style.pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
         }
     }
     Ok(chart_area)
@@ -279,8 +345,17 @@ where
 
 /// A range that holds `values` with some air, or `fallback` when there are none;
 /// never empty (a constant gets ±`min_half_width`).
-pub fn padded_range(values: impl IntoIterator<Item = f64>, fallback: Range<f64>, min_half_width: f64) -> Range<f64> {
-    let (lo, hi) = values.into_iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+pub fn padded_range(
+    values: impl IntoIterator<Item = f64>,
+    fallback: Range<f64>,
+    min_half_width: f64,
+) -> Range<f64> {
+    let (lo, hi) = values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
     if lo > hi {
         return fallback;
     }

@@ -54,14 +54,25 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }
 
 /// Features of `labels`: class centres plus noise.
 fn features(labels: &[i64], rng: &mut Lcg) -> Vec<f32> {
-    labels.iter().flat_map(|&y| (0..D).map(|j| if j == y as usize { 3.0 } else { 0.0 }).collect::<Vec<f32>>()).map(|v| v + rng.next()).collect()
+    labels
+        .iter()
+        .flat_map(|&y| {
+            (0..D)
+                .map(|j| if j == y as usize { 3.0 } else { 0.0 })
+                .collect::<Vec<f32>>()
+        })
+        .map(|v| v + rng.next())
+        .collect()
 }
 
 /// Logits that give every row confidence `confidence` in its predicted
@@ -73,7 +84,11 @@ fn logits(labels: &[i64], correct: usize, confidence: f64) -> Vec<f32> {
         .iter()
         .enumerate()
         .flat_map(|(i, &y)| {
-            let predicted = if i < correct { y as usize } else { (y as usize + 1) % K };
+            let predicted = if i < correct {
+                y as usize
+            } else {
+                (y as usize + 1) % K
+            };
             (0..K).map(move |c| if c == predicted { high } else { 0.0 })
         })
         .collect()
@@ -102,26 +117,43 @@ fn study(dir: &Path, with_train_features: bool) {
     let probe = eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls);
     // Epoch 0: the random head confident (0.95) and always wrong.
     let mut epoch0 = vec![
-        RawTensor::f32(eval_file::TEST_LOGITS, vec![N_TEST, K], &logits(&test_y, 0, 0.95)),
+        RawTensor::f32(
+            eval_file::TEST_LOGITS,
+            vec![N_TEST, K],
+            &logits(&test_y, 0, 0.95),
+        ),
         RawTensor::i64(eval_file::TEST_LABELS, &test_y),
         RawTensor::f16(&probe, vec![N_TEST, D], &x0),
     ];
     epoch0.extend(knn(&mut rng));
     if with_train_features {
         let train_y: Vec<i64> = (0..N_TRAIN as i64).map(|i| i % K as i64).collect();
-        epoch0.push(RawTensor::f16(eval_file::TRAIN_FEATURES, vec![N_TRAIN, D], &features(&train_y, &mut rng)));
+        epoch0.push(RawTensor::f16(
+            eval_file::TRAIN_FEATURES,
+            vec![N_TRAIN, D],
+            &features(&train_y, &mut rng),
+        ));
         epoch0.push(RawTensor::i64(eval_file::TRAIN_LABELS, &train_y));
     }
     std::fs::create_dir_all(study.model_dir("h", "vit")).unwrap();
     write_safetensors(&study.pretrained_eval("h", "vit"), epoch0, None).unwrap();
     for seed in 0..6u64 {
-        let run = RunId { dataset: "h".into(), backbone: "vit".into(), method: "full".into(), seed };
+        let run = RunId {
+            dataset: "h".into(),
+            backbone: "vit".into(),
+            method: "full".into(),
+            seed,
+        };
         std::fs::create_dir_all(study.run_dir(&run)).unwrap();
         for (e, (ece, drift)) in ECE_BY_EPOCH.iter().zip(DRIFT_BY_EPOCH).enumerate() {
             let moved: Vec<f32> = x0.iter().map(|v| v + drift * 2.0 * rng.next()).collect();
             let correct = ((0.7 + ece) * N_TEST as f64).round() as usize;
             let mut tensors = vec![
-                RawTensor::f32(eval_file::TEST_LOGITS, vec![N_TEST, K], &logits(&test_y, correct, 0.7)),
+                RawTensor::f32(
+                    eval_file::TEST_LOGITS,
+                    vec![N_TEST, K],
+                    &logits(&test_y, correct, 0.7),
+                ),
                 RawTensor::i64(eval_file::TEST_LABELS, &test_y),
                 RawTensor::f16(&probe, vec![N_TEST, D], &moved),
             ];
@@ -148,15 +180,23 @@ fn study(dir: &Path, with_train_features: bool) {
 /// (epoch, head) of every row of `epochs.parquet`.
 fn head_by_epoch(study: &Path) -> Vec<(u32, String)> {
     use polars::prelude::*;
-    let path = StudyDir::new(study).tables_dir().join(sim_study::tables::file::EPOCHS);
-    let frame = ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap();
+    let path = StudyDir::new(study)
+        .tables_dir()
+        .join(sim_study::tables::file::EPOCHS);
+    let frame = ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap();
     let epochs = frame.column(col::EPOCH).unwrap().u32().unwrap().clone();
     let heads = frame.column(col::HEAD).unwrap().str().unwrap().clone();
-    (0..frame.height()).map(|i| (epochs.get(i).unwrap(), heads.get(i).unwrap().to_string())).collect()
+    (0..frame.height())
+        .map(|i| (epochs.get(i).unwrap(), heads.get(i).unwrap().to_string()))
+        .collect()
 }
 
 fn finding_2(report: &str) -> &str {
-    let start = report.find("2. **Similarity and calibration are linearly related.**").expect("finding 2 in the report");
+    let start = report
+        .find("2. **Similarity and calibration are linearly related.**")
+        .expect("finding 2 in the report");
     report[start..].lines().next().unwrap()
 }
 
@@ -169,18 +209,53 @@ fn finding_2_reads_the_fine_tuned_epochs_not_the_random_head() {
     render_study(d, &Options::default()).unwrap();
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
     let finding = finding_2(&report);
-    assert!(finding.contains("Does not hold here for any backbone (over the fine-tuned epochs)"), "{finding}");
-    assert!(finding.contains("does not hold: holds in 0.0 % of 1000 resamples of the runs"), "{finding}");
-    assert!(finding.contains("With epoch 0 added (similarity 1 by definition, calibration of a linear probe"), "{finding}");
+    assert!(
+        finding.contains("Does not hold here for any backbone (over the fine-tuned epochs)"),
+        "{finding}"
+    );
+    assert!(
+        finding.contains("does not hold: holds in 0.0 % of 1000 resamples of the runs"),
+        "{finding}"
+    );
+    assert!(
+        finding.contains(
+            "With epoch 0 added (similarity 1 by definition, calibration of a linear probe"
+        ),
+        "{finding}"
+    );
     let table2 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table2.md")).unwrap();
     for points in [col::POINTS_FINE_TUNED, col::POINTS_WITH_EPOCH0] {
-        assert!(table2.contains(&format!("| vit | ece | {points} |")), "{table2}");
+        assert!(
+            table2.contains(&format!("| vit | ece | {points} |")),
+            "{table2}"
+        );
     }
-    let caption = report.split("(figures/fig5_cka_ece.png)").nth(1).unwrap().lines().find(|l| !l.trim().is_empty()).unwrap().to_string();
-    assert!(caption.contains("30 points") && caption.contains("with epoch 0's 6 points added"), "{caption}");
-    assert!(report.contains("Mean trajectory (epoch 0 scored by a linear probe"), "{report}");
+    let caption = report
+        .split("(figures/fig5_cka_ece.png)")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .to_string();
+    assert!(
+        caption.contains("30 points") && caption.contains("with epoch 0's 6 points added"),
+        "{caption}"
+    );
+    assert!(
+        report.contains("Mean trajectory (epoch 0 scored by a linear probe"),
+        "{report}"
+    );
     let heads = head_by_epoch(d);
-    assert!(heads.iter().all(|(e, h)| h == if *e == 0 { col::HEAD_PROBE } else { col::HEAD_FINE_TUNED }), "{heads:?}");
+    assert!(
+        heads.iter().all(|(e, h)| h
+            == if *e == 0 {
+                col::HEAD_PROBE
+            } else {
+                col::HEAD_FINE_TUNED
+            }),
+        "{heads:?}"
+    );
 
     // The same study with an epoch 0 of an earlier version (no train
     // features: scored by its random head). The fit with epoch 0 added now
@@ -192,8 +267,18 @@ fn finding_2_reads_the_fine_tuned_epochs_not_the_random_head() {
     render_study(old.path(), &Options::default()).unwrap();
     let report = std::fs::read_to_string(old.path().join("report.md")).unwrap();
     let finding = finding_2(&report);
-    assert!(finding.contains("Does not hold here for any backbone (over the fine-tuned epochs)"), "{finding}");
+    assert!(
+        finding.contains("Does not hold here for any backbone (over the fine-tuned epochs)"),
+        "{finding}"
+    );
     assert!(finding.contains("With epoch 0 added") && finding.contains("a clear linear relation for 1 of 1 backbones: adding epoch 0 changes the fits' reading, and the verdict is read from the fine-tuned epochs"), "{finding}");
-    assert!(report.contains("Mean trajectory (epoch 0 scored by a head drawn at random"), "{report}");
-    assert!(head_by_epoch(old.path()).iter().any(|(e, h)| *e == 0 && h == col::HEAD_RANDOM));
+    assert!(
+        report.contains("Mean trajectory (epoch 0 scored by a head drawn at random"),
+        "{report}"
+    );
+    assert!(
+        head_by_epoch(old.path())
+            .iter()
+            .any(|(e, h)| *e == 0 && h == col::HEAD_RANDOM)
+    );
 }

@@ -35,7 +35,10 @@ where
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}{TEMP_MARK}{}", std::process::id()))
 }
 
@@ -52,18 +55,37 @@ pub fn remove_leftovers(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("reading {}: {e}", dir.display()),
+            ));
+        }
     };
     let mut removed = Vec::new();
     for entry in entries {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let temp = name.starts_with('.')
-            && name.rsplit_once(TEMP_MARK).is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            && name
+                .rsplit_once(TEMP_MARK)
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
         let partial = name.ends_with(PARTIAL_SUFFIX);
         if temp || partial {
-            let gone = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-            gone.map_err(|e| io::Error::new(e.kind(), format!("removing leftover {}: {e}", path.display())))?;
+            let gone = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            gone.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("removing leftover {}: {e}", path.display()),
+                )
+            })?;
             removed.push(path);
         }
     }
@@ -86,7 +108,10 @@ mod tests {
         });
         assert!(err.is_err());
         assert_eq!(fs::read(&path).unwrap(), b"old");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("table.csv")]);
     }
 
@@ -101,10 +126,28 @@ mod tests {
         fs::write(d.join(".run.toml.tmp-4242"), b"half").unwrap();
         fs::create_dir_all(d.join("checkpoint-002.partial/inner")).unwrap();
         let removed = remove_leftovers(d).unwrap();
-        assert_eq!(removed, [d.join(".run.toml.tmp-4242"), d.join("checkpoint-002.partial")]);
-        let mut left: Vec<_> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(
+            removed,
+            [
+                d.join(".run.toml.tmp-4242"),
+                d.join("checkpoint-002.partial")
+            ]
+        );
+        let mut left: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
-        assert_eq!(left, [".lock", ".notes.tmp-x", "checkpoint-001", "epoch-001.safetensors", "run.toml"]);
+        assert_eq!(
+            left,
+            [
+                ".lock",
+                ".notes.tmp-x",
+                "checkpoint-001",
+                "epoch-001.safetensors",
+                "run.toml"
+            ]
+        );
         assert!(remove_leftovers(&d.join("absent")).unwrap().is_empty());
     }
 }

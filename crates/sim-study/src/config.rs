@@ -57,7 +57,14 @@ pub struct SlurmConfig {
 
 impl Default for SlurmConfig {
     fn default() -> Self {
-        SlurmConfig { partition: None, account: None, time: "12:00:00".into(), cpus_per_task: 4, mem: "16G".into(), gpus: 1 }
+        SlurmConfig {
+            partition: None,
+            account: None,
+            time: "12:00:00".into(),
+            cpus_per_task: 4,
+            mem: "16G".into(),
+            gpus: 1,
+        }
     }
 }
 
@@ -174,7 +181,11 @@ pub struct RunId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{} seed {}", self.dataset, self.backbone, self.method, self.seed)
+        write!(
+            f,
+            "{}/{}/{} seed {}",
+            self.dataset, self.backbone, self.method, self.seed
+        )
     }
 }
 
@@ -312,8 +323,14 @@ impl BackboneConfig {
     /// configured ones, else those of its family (`detected`, the family the
     /// checkpoint's keys show, where the config says `auto`).
     pub fn normalisation(&self, detected: Family) -> ([f32; 3], [f32; 3]) {
-        let family = if self.family == Family::Auto { detected } else { self.family };
-        let (mean, std) = family.normalisation().unwrap_or((IMAGENET_MEAN, IMAGENET_STD));
+        let family = if self.family == Family::Auto {
+            detected
+        } else {
+            self.family
+        };
+        let (mean, std) = family
+            .normalisation()
+            .unwrap_or((IMAGENET_MEAN, IMAGENET_STD));
         (self.mean.unwrap_or(mean), self.std.unwrap_or(std))
     }
 
@@ -323,7 +340,11 @@ impl BackboneConfig {
     /// backbone the tool pre-trains ([`StudyConfig::backbone_file`]).
     pub fn checkpoint_path(&self, config_dir: &Path) -> Option<PathBuf> {
         let p = self.checkpoint.as_ref()?;
-        Some(if p.starts_with(".") || p.starts_with("..") { config_dir.join(p) } else { resolve_data_path(p) })
+        Some(if p.starts_with(".") || p.starts_with("..") {
+            config_dir.join(p)
+        } else {
+            resolve_data_path(p)
+        })
     }
 }
 
@@ -440,30 +461,53 @@ pub enum MethodKind {
 impl MethodConfig {
     /// Plain full fine-tuning under `name`.
     pub fn full(name: &str) -> MethodConfig {
-        MethodConfig { name: name.into(), kind: MethodKind::Full, probe_epochs: None, alpha: None, beta: None, weight: None, layer_decay: None, wise_ft: None }
+        MethodConfig {
+            name: name.into(),
+            kind: MethodKind::Full,
+            probe_epochs: None,
+            alpha: None,
+            beta: None,
+            weight: None,
+            layer_decay: None,
+            wise_ft: None,
+        }
     }
 
     fn validate(&self, at: &str, epochs: u32) -> Result<(), (String, String)> {
         let field = |f: &str| format!("{at}.{f}");
         check_name(&field("name"), &self.name)?;
         let kind = self.kind;
-        let only = |name: &str, present: bool, wanted: MethodKind| -> Result<(), (String, String)> {
-            match (present, kind == wanted) {
-                (true, false) => Err((field(name), format!("not used by kind {kind:?}; remove it"))),
-                (false, true) => Err((field(name), format!("kind {kind:?} needs it"))),
-                _ => Ok(()),
-            }
-        };
-        only("probe_epochs", self.probe_epochs.is_some(), MethodKind::LpFt)?;
+        let only =
+            |name: &str, present: bool, wanted: MethodKind| -> Result<(), (String, String)> {
+                match (present, kind == wanted) {
+                    (true, false) => {
+                        Err((field(name), format!("not used by kind {kind:?}; remove it")))
+                    }
+                    (false, true) => Err((field(name), format!("kind {kind:?} needs it"))),
+                    _ => Ok(()),
+                }
+            };
+        only(
+            "probe_epochs",
+            self.probe_epochs.is_some(),
+            MethodKind::LpFt,
+        )?;
         only("alpha", self.alpha.is_some(), MethodKind::L2Sp)?;
         only("beta", self.beta.is_some(), MethodKind::L2Sp)?;
         only("weight", self.weight.is_some(), MethodKind::RepSim)?;
         if let Some(p) = self.probe_epochs
             && !(1..epochs).contains(&p)
         {
-            return Err((field("probe_epochs"), format!("{p} is not in 1..{epochs} (training.epochs): both phases need an epoch")));
+            return Err((
+                field("probe_epochs"),
+                format!("{p} is not in 1..{epochs} (training.epochs): both phases need an epoch"),
+            ));
         }
-        for (name, v) in [("alpha", self.alpha), ("beta", self.beta), ("weight", self.weight)] {
+        for (name, v) in [
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("weight", self.weight),
+        ] {
             if let Some(v) = v
                 && !(v.is_finite() && v >= 0.0)
             {
@@ -476,9 +520,16 @@ impl MethodConfig {
             return Err((field("layer_decay"), format!("{d} is not in (0, 1]")));
         }
         if let Some(alphas) = &self.wise_ft
-            && (alphas.is_empty() || alphas.iter().any(|a| !(0.0..1.0).contains(a)) || alphas.windows(2).any(|w| w[0] >= w[1]))
+            && (alphas.is_empty()
+                || alphas.iter().any(|a| !(0.0..1.0).contains(a))
+                || alphas.windows(2).any(|w| w[0] >= w[1]))
         {
-            return Err((field("wise_ft"), format!("{alphas:?} is not an increasing list of α in [0, 1) (α = 1 is the fine-tuned model itself)")));
+            return Err((
+                field("wise_ft"),
+                format!(
+                    "{alphas:?} is not an increasing list of α in [0, 1) (α = 1 is the fine-tuned model itself)"
+                ),
+            ));
         }
         Ok(())
     }
@@ -668,16 +719,25 @@ fn default_input_size() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {file}: {error}")]
-    Read { file: PathBuf, error: std::io::Error },
+    Read {
+        file: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{file}: field `{field}`: {message}")]
-    Field { file: PathBuf, field: String, message: String },
+    Field {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
 }
 
 impl StudyConfig {
     /// Reads, parses, fills role defaults and validates a study config.
     pub fn from_file(path: &Path) -> Result<StudyConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ConfigError::Read { file: path.to_owned(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            file: path.to_owned(),
+            error,
+        })?;
         Self::from_toml_str(&text, path)
     }
 
@@ -687,14 +747,20 @@ impl StudyConfig {
         let mut config: StudyConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let message = e.into_inner().message().trim().to_string();
-            ConfigError::Field { file: file.to_owned(), field, message }
+            ConfigError::Field {
+                file: file.to_owned(),
+                field,
+                message,
+            }
         })?;
         config.fill_defaults();
-        config.validate().map_err(|(field, message)| ConfigError::Field {
-            file: file.to_owned(),
-            field,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Field {
+                file: file.to_owned(),
+                field,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -706,7 +772,10 @@ impl StudyConfig {
         }
         for ds in &mut self.datasets.medical {
             if ds.name.is_none() {
-                ds.name = ds.root.file_stem().map(|s| s.to_string_lossy().into_owned());
+                ds.name = ds
+                    .root
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned());
             }
         }
         for (role, ds) in self.datasets_mut() {
@@ -733,37 +802,70 @@ impl StudyConfig {
     }
 
     fn datasets_mut(&mut self) -> impl Iterator<Item = (DatasetRole, &mut DatasetConfig)> {
-        let medical = self.datasets.medical.iter_mut().map(|d| (DatasetRole::Medical, d));
+        let medical = self
+            .datasets
+            .medical
+            .iter_mut()
+            .map(|d| (DatasetRole::Medical, d));
         medical.chain([(DatasetRole::Natural, &mut self.datasets.natural)])
     }
 
     /// Every data set of the study, the medical ones first, in config order.
     pub fn datasets(&self) -> Vec<(DatasetId, &DatasetConfig)> {
-        let medical = self.datasets.medical.iter().map(|d| (DatasetId::Medical(d.name().to_owned()), d));
-        medical.chain([(DatasetId::Natural, &self.datasets.natural)]).collect()
+        let medical = self
+            .datasets
+            .medical
+            .iter()
+            .map(|d| (DatasetId::Medical(d.name().to_owned()), d));
+        medical
+            .chain([(DatasetId::Natural, &self.datasets.natural)])
+            .collect()
     }
 
     /// The config of a data set, or an error listing the medical ones.
     pub fn dataset(&self, id: &DatasetId) -> Result<&DatasetConfig, String> {
         match id {
             DatasetId::Natural => Ok(&self.datasets.natural),
-            DatasetId::Medical(name) => self.datasets.medical.iter().find(|d| d.name() == name).ok_or_else(|| {
-                format!("no medical data set `{name}` in the study (data sets: {})", self.medical_names().join(", "))
-            }),
+            DatasetId::Medical(name) => self
+                .datasets
+                .medical
+                .iter()
+                .find(|d| d.name() == name)
+                .ok_or_else(|| {
+                    format!(
+                        "no medical data set `{name}` in the study (data sets: {})",
+                        self.medical_names().join(", ")
+                    )
+                }),
         }
     }
 
     /// The medical data sets' names, in config order.
     pub fn medical_names(&self) -> Vec<&str> {
-        self.datasets.medical.iter().map(DatasetConfig::name).collect()
+        self.datasets
+            .medical
+            .iter()
+            .map(DatasetConfig::name)
+            .collect()
     }
 
     /// The run a command names (`--dataset`, `--backbone`, `--method`,
     /// `--seed`); a data set or method left out is the study's only one.
-    pub fn run_named(&self, dataset: Option<String>, backbone: String, method: Option<String>, seed: u64) -> Result<RunId, String> {
+    pub fn run_named(
+        &self,
+        dataset: Option<String>,
+        backbone: String,
+        method: Option<String>,
+        seed: u64,
+    ) -> Result<RunId, String> {
         let methods: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
         Ok(RunId {
-            dataset: only_one(dataset, &self.medical_names(), "medical data sets", "--dataset")?,
+            dataset: only_one(
+                dataset,
+                &self.medical_names(),
+                "medical data sets",
+                "--dataset",
+            )?,
             backbone,
             method: only_one(method, &methods, "methods", "--method")?,
             seed,
@@ -774,7 +876,10 @@ impl StudyConfig {
     pub fn method(&self, name: &str) -> Result<&MethodConfig, String> {
         self.methods.iter().find(|m| m.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
-            format!("no method `{name}` in the study (methods: {})", names.join(", "))
+            format!(
+                "no method `{name}` in the study (methods: {})",
+                names.join(", ")
+            )
         })
     }
 
@@ -786,7 +891,12 @@ impl StudyConfig {
             for b in &self.backbones {
                 for m in &self.methods {
                     for &seed in &self.study.seeds {
-                        runs.push(RunId { dataset: dataset.to_owned(), backbone: b.name.clone(), method: m.name.clone(), seed });
+                        runs.push(RunId {
+                            dataset: dataset.to_owned(),
+                            backbone: b.name.clone(),
+                            method: m.name.clone(),
+                            seed,
+                        });
                     }
                 }
             }
@@ -798,23 +908,36 @@ impl StudyConfig {
     /// makes (`crate::pretrain`).
     pub fn backbone_file(&self, backbone: &BackboneConfig, config_dir: &Path) -> PathBuf {
         match (&backbone.pretrain, backbone.checkpoint_path(config_dir)) {
-            (Some(p), _) => crate::pretrain::model_file(&crate::pretrain::pretrain_dir(self, backbone, p)),
+            (Some(p), _) => {
+                crate::pretrain::model_file(&crate::pretrain::pretrain_dir(self, backbone, p))
+            }
             (None, Some(path)) => path,
-            (None, None) => unreachable!("validated: a backbone has a checkpoint or a pretrain entry"),
+            (None, None) => {
+                unreachable!("validated: a backbone has a checkpoint or a pretrain entry")
+            }
         }
     }
 
     /// The backbone called `name`, or an error listing the study's.
     pub fn backbone(&self, name: &str) -> Result<&BackboneConfig, String> {
-        self.backbones.iter().find(|b| b.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.backbones.iter().map(|b| b.name.as_str()).collect();
-            format!("no backbone `{name}` in the study (backbones: {})", names.join(", "))
-        })
+        self.backbones
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.backbones.iter().map(|b| b.name.as_str()).collect();
+                format!(
+                    "no backbone `{name}` in the study (backbones: {})",
+                    names.join(", ")
+                )
+            })
     }
 
     /// Where the study directory goes.
     pub fn output_dir(&self) -> PathBuf {
-        self.study.output_dir.clone().unwrap_or_else(|| Path::new("studies").join(&self.study.name))
+        self.study
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("studies").join(&self.study.name))
     }
 
     /// The config with defaults filled in, as TOML: what `study.toml` holds.
@@ -846,17 +969,33 @@ impl StudyConfig {
             return err("study.seeds", format!("seed {} appears twice", w[0]));
         }
         if self.datasets.medical.is_empty() {
-            return err("datasets.medical", "needs at least one medical data set".into());
+            return err(
+                "datasets.medical",
+                "needs at least one medical data set".into(),
+            );
         }
         let mut dataset_names = Vec::new();
         for (i, ds) in self.datasets.medical.iter().enumerate() {
-            let at = if self.datasets.medical.len() == 1 { "datasets.medical".to_string() } else { format!("datasets.medical[{i}]") };
+            let at = if self.datasets.medical.len() == 1 {
+                "datasets.medical".to_string()
+            } else {
+                format!("datasets.medical[{i}]")
+            };
             let Some(name) = &ds.name else {
-                return err(&format!("{at}.name"), format!("no name, and none can be made from root `{}`", ds.root.display()));
+                return err(
+                    &format!("{at}.name"),
+                    format!(
+                        "no name, and none can be made from root `{}`",
+                        ds.root.display()
+                    ),
+                );
             };
             check_name(&format!("{at}.name"), name)?;
             if dataset_names.contains(&name) {
-                return err(&format!("{at}.name"), format!("data set name `{name}` is used twice; give each entry its own `name`"));
+                return err(
+                    &format!("{at}.name"),
+                    format!("data set name `{name}` is used twice; give each entry its own `name`"),
+                );
             }
             dataset_names.push(name);
             ds.validate(&at)?;
@@ -870,24 +1009,51 @@ impl StudyConfig {
             let at = |f: &str| format!("backbones[{i}].{f}");
             check_name(&at("name"), &b.name)?;
             if names.contains(&&b.name) {
-                return err(&at("name"), format!("backbone name `{}` is used twice", b.name));
+                return err(
+                    &at("name"),
+                    format!("backbone name `{}` is used twice", b.name),
+                );
             }
             names.push(&b.name);
             if !(8..=4096).contains(&b.input_size) {
-                return err(&at("input_size"), format!("{} is not in 8..=4096", b.input_size));
+                return err(
+                    &at("input_size"),
+                    format!("{} is not in 8..=4096", b.input_size),
+                );
             }
             match (&b.checkpoint, &b.pretrain) {
-                (Some(_), Some(_)) => return err(&at("pretrain"), "a backbone has a `checkpoint` or a `pretrain` entry, not both".into()),
-                (None, None) => return err(&at("checkpoint"), "missing: give a checkpoint file, or a `pretrain` entry".into()),
+                (Some(_), Some(_)) => {
+                    return err(
+                        &at("pretrain"),
+                        "a backbone has a `checkpoint` or a `pretrain` entry, not both".into(),
+                    );
+                }
+                (None, None) => {
+                    return err(
+                        &at("checkpoint"),
+                        "missing: give a checkpoint file, or a `pretrain` entry".into(),
+                    );
+                }
                 (None, Some(p)) => {
                     p.validate(&at("pretrain"), b.input_size, b.heads)?;
-                    for (name, set) in [("source", b.source.is_some()), ("prefix", b.prefix.is_some()), ("quick_gelu", b.quick_gelu), ("pos_resize", b.pos_resize.is_some())] {
+                    for (name, set) in [
+                        ("source", b.source.is_some()),
+                        ("prefix", b.prefix.is_some()),
+                        ("quick_gelu", b.quick_gelu),
+                        ("pos_resize", b.pos_resize.is_some()),
+                    ] {
                         if set {
                             return err(&at(name), "not used by a pre-trained backbone (timm ViT names, GELU); remove it".into());
                         }
                     }
                     if !matches!(b.family, Family::Auto | Family::Vit) {
-                        return err(&at("family"), format!("a pre-trained backbone is a `vit` (timm names), not `{}`", b.family.name()));
+                        return err(
+                            &at("family"),
+                            format!(
+                                "a pre-trained backbone is a `vit` (timm names), not `{}`",
+                                b.family.name()
+                            ),
+                        );
                     }
                 }
                 (Some(_), None) => {}
@@ -904,13 +1070,19 @@ impl StudyConfig {
             }
         }
         if self.methods.is_empty() {
-            return err("methods", "needs at least one method (or none given: `full`)".into());
+            return err(
+                "methods",
+                "needs at least one method (or none given: `full`)".into(),
+            );
         }
         let mut method_names = Vec::new();
         for (i, m) in self.methods.iter().enumerate() {
             m.validate(&format!("methods[{i}]"), self.training.epochs)?;
             if method_names.contains(&&m.name) {
-                return err(&format!("methods[{i}].name"), format!("method name `{}` is used twice", m.name));
+                return err(
+                    &format!("methods[{i}].name"),
+                    format!("method name `{}` is used twice", m.name),
+                );
             }
             method_names.push(&m.name);
         }
@@ -966,12 +1138,16 @@ impl DatasetConfig {
 
     /// The label table inside `root`: the configured one or the kind's default.
     pub fn metadata_file(&self) -> Option<PathBuf> {
-        self.metadata.clone().or_else(|| self.kind.default_metadata().map(PathBuf::from))
+        self.metadata
+            .clone()
+            .or_else(|| self.kind.default_metadata().map(PathBuf::from))
     }
 
     /// The image folder inside `root`: the configured one or the kind's default.
     pub fn images_dir(&self) -> Option<PathBuf> {
-        self.images.clone().or_else(|| self.kind.default_images().map(PathBuf::from))
+        self.images
+            .clone()
+            .or_else(|| self.kind.default_images().map(PathBuf::from))
     }
 
     /// The data set's root with relative paths resolved against `SIM_DATA_DIR`.
@@ -992,17 +1168,26 @@ impl DatasetConfig {
     fn validate(&self, at: &str) -> Result<(), (String, String)> {
         let field = |f: &str| format!("{at}.{f}");
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err((field("test_fraction"), format!("{} is not in (0, 1)", self.test_fraction)));
+            return Err((
+                field("test_fraction"),
+                format!("{} is not in (0, 1)", self.test_fraction),
+            ));
         }
         let crop = self.crop_ratio();
         if !(crop > 0.0 && crop <= 1.0) {
             return Err((field("crop_ratio"), format!("{crop} is not in (0, 1]")));
         }
         if self.max_samples == Some(0) {
-            return Err((field("max_samples"), "must be at least 1 (or absent for all samples)".into()));
+            return Err((
+                field("max_samples"),
+                "must be at least 1 (or absent for all samples)".into(),
+            ));
         }
         if self.train_split == self.test_split() {
-            return Err((field("test_split"), format!("same as train_split (`{}`)", self.train_split)));
+            return Err((
+                field("test_split"),
+                format!("same as train_split (`{}`)", self.train_split),
+            ));
         }
         let kind = self.kind;
         let only = |name: &str, present: bool, allowed: bool| -> Result<(), (String, String)> {
@@ -1015,7 +1200,11 @@ impl DatasetConfig {
         let table = matches!(kind, DatasetKind::Ham10000 | DatasetKind::Isic2018);
         only("metadata", self.metadata.is_some(), table)?;
         only("images", self.images.is_some(), table)?;
-        only("groups", self.groups.is_some(), kind == DatasetKind::Isic2018)?;
+        only(
+            "groups",
+            self.groups.is_some(),
+            kind == DatasetKind::Isic2018,
+        )?;
         Ok(())
     }
 }
@@ -1035,19 +1224,39 @@ impl TrainingConfig {
             }
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return err("weight_decay", format!("{} is not a non-negative number", self.weight_decay));
+            return err(
+                "weight_decay",
+                format!("{} is not a non-negative number", self.weight_decay),
+            );
         }
         if self.warmup_epochs > self.epochs {
-            return err("warmup_epochs", format!("{} exceeds epochs ({})", self.warmup_epochs, self.epochs));
+            return err(
+                "warmup_epochs",
+                format!("{} exceeds epochs ({})", self.warmup_epochs, self.epochs),
+            );
         }
         let [lo, hi] = self.rrc_scale;
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            return err("rrc_scale", format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"));
+            return err(
+                "rrc_scale",
+                format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"),
+            );
         }
         match self.batch_parts {
-            Some(0) => return err("batch_parts", "must be at least 1 (or left out: one per thread)".into()),
+            Some(0) => {
+                return err(
+                    "batch_parts",
+                    "must be at least 1 (or left out: one per thread)".into(),
+                );
+            }
             Some(p) if p > self.batch_size => {
-                return err("batch_parts", format!("{p} parts exceed batch_size ({}): a part needs a row", self.batch_size));
+                return err(
+                    "batch_parts",
+                    format!(
+                        "{p} parts exceed batch_size ({}): a part needs a row",
+                        self.batch_size
+                    ),
+                );
             }
             _ => {}
         }
@@ -1065,18 +1274,30 @@ impl EvaluationConfig {
             return err("ece_bins", "must be at least 1".into());
         }
         if self.knn_k.is_empty() || self.knn_k.contains(&0) {
-            return err("knn_k", format!("{:?}: needs values of at least 1", self.knn_k));
+            return err(
+                "knn_k",
+                format!("{:?}: needs values of at least 1", self.knn_k),
+            );
         }
         if !self.knn_k.contains(&self.knn_report_k) {
-            return err("knn_report_k", format!("{} is not one of knn_k {:?}", self.knn_report_k, self.knn_k));
+            return err(
+                "knn_report_k",
+                format!("{} is not one of knn_k {:?}", self.knn_report_k, self.knn_k),
+            );
         }
         if !(self.knn_temperature.is_finite() && self.knn_temperature > 0.0) {
-            return err("knn_temperature", format!("{} is not positive", self.knn_temperature));
+            return err(
+                "knn_temperature",
+                format!("{} is not positive", self.knn_temperature),
+            );
         }
         if self.fit_levels < 2 {
             return err("fit_levels", "a line needs at least 2 levels".into());
         }
-        for (name, v) in [("bootstrap_resamples", self.bootstrap_resamples), ("permutation_resamples", self.permutation_resamples)] {
+        for (name, v) in [
+            ("bootstrap_resamples", self.bootstrap_resamples),
+            ("permutation_resamples", self.permutation_resamples),
+        ] {
             if v == 0 {
                 return err(name, "must be at least 1".into());
             }
@@ -1094,11 +1315,20 @@ impl EvaluationConfig {
 }
 
 /// The value a command names, or the only one there is.
-fn only_one(named: Option<String>, names: &[&str], what: &str, flag: &str) -> Result<String, String> {
+fn only_one(
+    named: Option<String>,
+    names: &[&str],
+    what: &str,
+    flag: &str,
+) -> Result<String, String> {
     match (named, names) {
         (Some(name), _) => Ok(name),
         (None, [only]) => Ok(only.to_string()),
-        (None, names) => Err(format!("the study has {} {what} ({}): say which with {flag}", names.len(), names.join(", "))),
+        (None, names) => Err(format!(
+            "the study has {} {what} ({}): say which with {flag}",
+            names.len(),
+            names.join(", ")
+        )),
     }
 }
 
@@ -1106,17 +1336,26 @@ fn only_one(named: Option<String>, names: &[&str], what: &str, flag: &str) -> Re
 fn check_name(field: &str, name: &str) -> Result<(), (String, String)> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err((field.into(), format!("`{name}`: use letters, digits, `-`, `_` or `.` (not first)")))
+        Err((
+            field.into(),
+            format!("`{name}`: use letters, digits, `-`, `_` or `.` (not first)"),
+        ))
     }
 }
 
 /// Resolves a relative data or checkpoint path against `SIM_DATA_DIR`.
 pub fn resolve_data_path(path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_owned() } else { crate::data_dir().join(path) }
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        crate::data_dir().join(path)
+    }
 }
 
 impl fmt::Display for DatasetKind {
@@ -1158,14 +1397,20 @@ family = "vit"
         let f32 = parse(MINIMAL).unwrap();
         assert_eq!(f32.training.precision, Precision::F32);
         // Studies made before the option keep their hash: f32 is not written.
-        assert!(!f32.to_resolved_toml().contains("precision"), "{}", f32.to_resolved_toml());
+        assert!(
+            !f32.to_resolved_toml().contains("precision"),
+            "{}",
+            f32.to_resolved_toml()
+        );
         let stated = parse(&format!("{MINIMAL}[training]\nprecision = \"f32\"\n")).unwrap();
         assert_eq!(stated.hash(), f32.hash());
         let bf16 = parse(&format!("{MINIMAL}[training]\nprecision = \"bf16\"\n")).unwrap();
         assert_eq!(bf16.training.precision, Precision::Bf16);
         assert!(bf16.to_resolved_toml().contains("precision = \"bf16\""));
         assert_ne!(bf16.hash(), f32.hash());
-        let err = parse(&format!("{MINIMAL}[training]\nprecision = \"fp8\"\n")).unwrap_err().to_string();
+        let err = parse(&format!("{MINIMAL}[training]\nprecision = \"fp8\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("precision") && err.contains("fp8"), "{err}");
     }
 
@@ -1173,16 +1418,37 @@ family = "vit"
     fn batch_parts_are_one_per_thread_by_default_and_a_number_changes_the_hash() {
         let default = parse(MINIMAL).unwrap();
         assert_eq!(default.training.batch_parts, None);
-        assert!(!default.to_resolved_toml().contains("batch_parts"), "{}", default.to_resolved_toml());
+        assert!(
+            !default.to_resolved_toml().contains("batch_parts"),
+            "{}",
+            default.to_resolved_toml()
+        );
         let two = parse(&format!("{MINIMAL}[training]\nbatch_parts = 2\n")).unwrap();
         assert_eq!(two.training.batch_parts, Some(2));
         assert_ne!(two.hash(), default.hash());
-        let err = parse(&format!("{MINIMAL}[training]\nbatch_parts = 0\n")).unwrap_err().to_string();
-        assert!(err.contains("training.batch_parts") && err.contains("at least 1"), "{err}");
+        let err = parse(&format!("{MINIMAL}[training]\nbatch_parts = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("training.batch_parts") && err.contains("at least 1"),
+            "{err}"
+        );
         // More parts than a batch has rows: threads for nothing (a typo's 1000 would start a thousand).
-        let err = parse(&format!("{MINIMAL}[training]\nbatch_size = 16\nbatch_parts = 17\n")).unwrap_err().to_string();
-        assert!(err.contains("training.batch_parts") && err.contains("batch_size (16)"), "{err}");
-        assert!(parse(&format!("{MINIMAL}[training]\nbatch_size = 16\nbatch_parts = 16\n")).is_ok());
+        let err = parse(&format!(
+            "{MINIMAL}[training]\nbatch_size = 16\nbatch_parts = 17\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("training.batch_parts") && err.contains("batch_size (16)"),
+            "{err}"
+        );
+        assert!(
+            parse(&format!(
+                "{MINIMAL}[training]\nbatch_size = 16\nbatch_parts = 16\n"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
@@ -1198,7 +1464,10 @@ family = "vit"
         assert_eq!(c.datasets.natural.crop_ratio, Some(0.875));
         assert_eq!(c.datasets.medical[0].test_split(), "test");
         assert_eq!(c.datasets.natural.test_split(), "val");
-        assert_eq!(c.datasets.medical[0].metadata.as_deref(), Some(Path::new("HAM10000_metadata.csv")));
+        assert_eq!(
+            c.datasets.medical[0].metadata.as_deref(),
+            Some(Path::new("HAM10000_metadata.csv"))
+        );
         assert_eq!(c.backbones[0].mean, Some(IMAGENET_MEAN));
         assert_eq!(c.backbones[0].input_size, 224);
         assert_eq!(c.output_dir(), Path::new("studies/t"));
@@ -1233,12 +1502,18 @@ family = "vit"
         b.checkpoint = Some("/abs/a.safetensors".into());
         assert_eq!(path(&b), Path::new("/abs/a.safetensors"));
         b.checkpoint = Some("checkpoints/a.safetensors".into());
-        assert_eq!(path(&b), crate::data_dir().join("checkpoints/a.safetensors"));
+        assert_eq!(
+            path(&b),
+            crate::data_dir().join("checkpoints/a.safetensors")
+        );
     }
 
     #[test]
     fn misspelled_field_is_rejected_with_its_path() {
-        let text = MINIMAL.replace("root = \"ham10000\"", "root = \"ham10000\"\ncrop_ration = 0.9");
+        let text = MINIMAL.replace(
+            "root = \"ham10000\"",
+            "root = \"ham10000\"\ncrop_ration = 0.9",
+        );
         let msg = parse(&text).unwrap_err().to_string();
         assert!(msg.contains("study.toml"), "{msg}");
         assert!(msg.contains("datasets.medical"), "{msg}");
@@ -1247,19 +1522,25 @@ family = "vit"
 
     #[test]
     fn misspelled_top_level_section_is_rejected() {
-        let msg = parse(&format!("{MINIMAL}\n[trainig]\nepochs = 2\n")).unwrap_err().to_string();
+        let msg = parse(&format!("{MINIMAL}\n[trainig]\nepochs = 2\n"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("trainig"), "{msg}");
     }
 
     #[test]
     fn wrong_type_names_the_field() {
-        let msg = parse(&format!("{MINIMAL}\n[training]\nepochs = \"two\"\n")).unwrap_err().to_string();
+        let msg = parse(&format!("{MINIMAL}\n[training]\nepochs = \"two\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("training.epochs"), "{msg}");
     }
 
     #[test]
     fn unknown_dataset_kind_is_rejected() {
-        let msg = parse(&MINIMAL.replace("kind = \"ham10000\"", "kind = \"ham1000\"")).unwrap_err().to_string();
+        let msg = parse(&MINIMAL.replace("kind = \"ham10000\"", "kind = \"ham1000\""))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("datasets.medical.kind"), "{msg}");
         assert!(msg.contains("ham1000"), "{msg}");
     }
@@ -1269,20 +1550,33 @@ family = "vit"
         for (extra, field) in [
             ("[training]\nwarmup_epochs = 30\n", "training.warmup_epochs"),
             ("[training]\nrrc_scale = [0.9, 0.5]\n", "training.rrc_scale"),
-            ("[evaluation]\nknn_report_k = 7\n", "evaluation.knn_report_k"),
+            (
+                "[evaluation]\nknn_report_k = 7\n",
+                "evaluation.knn_report_k",
+            ),
         ] {
-            let msg = parse(&format!("{MINIMAL}\n{extra}")).unwrap_err().to_string();
+            let msg = parse(&format!("{MINIMAL}\n{extra}"))
+                .unwrap_err()
+                .to_string();
             assert!(msg.contains(field), "{field}: {msg}");
         }
-        let msg = parse(&MINIMAL.replace("root = \"imagenette\"", "root = \"imagenette\"\ncrop_ratio = 1.5"))
-            .unwrap_err()
-            .to_string();
+        let msg = parse(&MINIMAL.replace(
+            "root = \"imagenette\"",
+            "root = \"imagenette\"\ncrop_ratio = 1.5",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("datasets.natural.crop_ratio"), "{msg}");
-        let msg = parse(&MINIMAL.replace("root = \"imagenette\"", "root = \"imagenette\"\ngroups = \"g.csv\""))
+        let msg = parse(&MINIMAL.replace(
+            "root = \"imagenette\"",
+            "root = \"imagenette\"\ngroups = \"g.csv\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("datasets.natural.groups"), "{msg}");
+        let msg = parse(&MINIMAL.replace("name = \"vit\"", "name = \"../vit\""))
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("datasets.natural.groups"), "{msg}");
-        let msg = parse(&MINIMAL.replace("name = \"vit\"", "name = \"../vit\"")).unwrap_err().to_string();
         assert!(msg.contains("backbones[0].name"), "{msg}");
     }
 
@@ -1311,7 +1605,8 @@ checkpoint = "b.safetensors"
     #[test]
     fn medical_data_sets_are_a_list_or_one_table_with_the_same_meaning() {
         let one = parse(MINIMAL).unwrap();
-        let as_list = parse(&MINIMAL.replace("[datasets.medical]", "[[datasets.medical]]")).unwrap();
+        let as_list =
+            parse(&MINIMAL.replace("[datasets.medical]", "[[datasets.medical]]")).unwrap();
         assert_eq!(one, as_list);
         assert_eq!(one.hash(), as_list.hash());
         assert_eq!(one.medical_names(), ["ham10000"]);
@@ -1321,49 +1616,117 @@ checkpoint = "b.safetensors"
         assert_eq!(two.datasets.medical[1].crop_ratio, Some(1.0));
         assert_eq!(parse(&two.to_resolved_toml()).unwrap(), two);
         let ids: Vec<DatasetId> = two.datasets().into_iter().map(|(id, _)| id).collect();
-        assert_eq!(ids, [DatasetId::Medical("ham10000".into()), DatasetId::Medical("pneumonia".into()), DatasetId::Natural]);
+        assert_eq!(
+            ids,
+            [
+                DatasetId::Medical("ham10000".into()),
+                DatasetId::Medical("pneumonia".into()),
+                DatasetId::Natural
+            ]
+        );
         assert_eq!(ids[1].file_stem(), "medical-pneumonia");
         assert_eq!(two.dataset(&ids[1]).unwrap().kind, DatasetKind::Medmnist);
         let msg = two.dataset(&DatasetId::Medical("isic".into())).unwrap_err();
-        assert!(msg.contains("`isic`") && msg.contains("ham10000, pneumonia"), "{msg}");
+        assert!(
+            msg.contains("`isic`") && msg.contains("ham10000, pneumonia"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn runs_nest_data_set_then_backbone_then_method_then_seed() {
-        let runs: Vec<String> = parse(TWO_MEDICAL).unwrap().runs().iter().map(|r| r.to_string()).collect();
+        let runs: Vec<String> = parse(TWO_MEDICAL)
+            .unwrap()
+            .runs()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         assert_eq!(
             runs,
             [
-                "ham10000/a/full seed 0", "ham10000/a/full seed 1", "ham10000/b/full seed 0", "ham10000/b/full seed 1",
-                "pneumonia/a/full seed 0", "pneumonia/a/full seed 1", "pneumonia/b/full seed 0", "pneumonia/b/full seed 1",
+                "ham10000/a/full seed 0",
+                "ham10000/a/full seed 1",
+                "ham10000/b/full seed 0",
+                "ham10000/b/full seed 1",
+                "pneumonia/a/full seed 0",
+                "pneumonia/a/full seed 1",
+                "pneumonia/b/full seed 0",
+                "pneumonia/b/full seed 1",
             ]
         );
-        let two_methods = format!("{TWO_MEDICAL}[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"probe\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n");
+        let two_methods = format!(
+            "{TWO_MEDICAL}[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"probe\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n"
+        );
         let two = parse(&two_methods).unwrap();
-        let msg = two.run_named(None, "a".into(), Some("probe".into()), 0).unwrap_err();
-        assert!(msg.contains("2 medical data sets") && msg.contains("--dataset"), "{msg}");
-        let named = two.run_named(Some("pneumonia".into()), "a".into(), Some("probe".into()), 1).unwrap();
+        let msg = two
+            .run_named(None, "a".into(), Some("probe".into()), 0)
+            .unwrap_err();
+        assert!(
+            msg.contains("2 medical data sets") && msg.contains("--dataset"),
+            "{msg}"
+        );
+        let named = two
+            .run_named(
+                Some("pneumonia".into()),
+                "a".into(),
+                Some("probe".into()),
+                1,
+            )
+            .unwrap();
         assert_eq!(named.to_string(), "pneumonia/a/probe seed 1");
-        let only = parse(MINIMAL).unwrap().run_named(None, "vit".into(), None, 3).unwrap();
-        assert_eq!(only.to_string(), "ham10000/vit/full seed 3", "the only data set and method");
+        let only = parse(MINIMAL)
+            .unwrap()
+            .run_named(None, "vit".into(), None, 3)
+            .unwrap();
+        assert_eq!(
+            only.to_string(),
+            "ham10000/vit/full seed 3",
+            "the only data set and method"
+        );
         let runs = two.runs();
         assert_eq!(runs.len(), 16);
-        assert_eq!(runs[2].to_string(), "ham10000/a/probe seed 0", "method nests inside backbone, outside seed");
+        assert_eq!(
+            runs[2].to_string(),
+            "ham10000/a/probe seed 0",
+            "method nests inside backbone, outside seed"
+        );
     }
 
     #[test]
     fn data_set_names_are_checked() {
         let twice = TWO_MEDICAL.replace("name = \"pneumonia\"", "name = \"ham10000\"");
         let msg = parse(&twice).unwrap_err().to_string();
-        assert!(msg.contains("datasets.medical[1].name") && msg.contains("used twice"), "{msg}");
+        assert!(
+            msg.contains("datasets.medical[1].name") && msg.contains("used twice"),
+            "{msg}"
+        );
         let bad = TWO_MEDICAL.replace("name = \"pneumonia\"", "name = \"x/y\"");
-        assert!(parse(&bad).unwrap_err().to_string().contains("datasets.medical[1].name"));
-        let natural = MINIMAL.replace("root = \"imagenette\"", "root = \"imagenette\"\nname = \"inet\"");
-        assert!(parse(&natural).unwrap_err().to_string().contains("datasets.natural.name"));
-        let misspelled = TWO_MEDICAL.replace("kind = \"medmnist\"", "kind = \"medmnist\"\ntest_splt = \"val\"");
+        assert!(
+            parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("datasets.medical[1].name")
+        );
+        let natural = MINIMAL.replace(
+            "root = \"imagenette\"",
+            "root = \"imagenette\"\nname = \"inet\"",
+        );
+        assert!(
+            parse(&natural)
+                .unwrap_err()
+                .to_string()
+                .contains("datasets.natural.name")
+        );
+        let misspelled = TWO_MEDICAL.replace(
+            "kind = \"medmnist\"",
+            "kind = \"medmnist\"\ntest_splt = \"val\"",
+        );
         let msg = parse(&misspelled).unwrap_err().to_string();
         assert!(msg.contains("datasets.medical[1].test_splt"), "{msg}");
-        let none = MINIMAL.replace("[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"\n", "");
+        let none = MINIMAL.replace(
+            "[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"\n",
+            "",
+        );
         assert!(parse(&none).unwrap_err().to_string().contains("datasets"));
     }
 
@@ -1372,36 +1735,90 @@ checkpoint = "b.safetensors"
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.methods, [MethodConfig::full("full")]);
         assert_eq!(parse(&c.to_resolved_toml()).unwrap(), c);
-        let with = |m: &str| parse(&format!("{MINIMAL}\n[training]\nepochs = 3\n[[methods]]\nname = \"m\"\n{m}"));
+        let with = |m: &str| {
+            parse(&format!(
+                "{MINIMAL}\n[training]\nepochs = 3\n[[methods]]\nname = \"m\"\n{m}"
+            ))
+        };
         let ok = with("kind = \"l2-sp\"\nalpha = 0.01\nbeta = 0.01\nlayer_decay = 0.75\n").unwrap();
         assert_eq!(ok.methods[0].kind, MethodKind::L2Sp);
         let ok = with("kind = \"rep-sim\"\nweight = 2.0\nwise_ft = [0.0, 0.5]\n").unwrap();
-        assert_eq!((ok.methods[0].kind, ok.methods[0].weight, ok.methods[0].wise_ft.as_deref()), (MethodKind::RepSim, Some(2.0), Some(&[0.0, 0.5][..])));
+        assert_eq!(
+            (
+                ok.methods[0].kind,
+                ok.methods[0].weight,
+                ok.methods[0].wise_ft.as_deref()
+            ),
+            (MethodKind::RepSim, Some(2.0), Some(&[0.0, 0.5][..]))
+        );
         for (body, field, says) in [
             ("kind = \"lp-ft\"\n", "methods[0].probe_epochs", "needs it"),
-            ("kind = \"lp-ft\"\nprobe_epochs = 3\n", "methods[0].probe_epochs", "not in 1..3"),
-            ("kind = \"full\"\nalpha = 0.1\n", "methods[0].alpha", "not used"),
-            ("kind = \"l2-sp\"\nalpha = -1.0\nbeta = 0.0\n", "methods[0].alpha", "non-negative"),
-            ("kind = \"full\"\nlayer_decay = 1.5\n", "methods[0].layer_decay", "(0, 1]"),
+            (
+                "kind = \"lp-ft\"\nprobe_epochs = 3\n",
+                "methods[0].probe_epochs",
+                "not in 1..3",
+            ),
+            (
+                "kind = \"full\"\nalpha = 0.1\n",
+                "methods[0].alpha",
+                "not used",
+            ),
+            (
+                "kind = \"l2-sp\"\nalpha = -1.0\nbeta = 0.0\n",
+                "methods[0].alpha",
+                "non-negative",
+            ),
+            (
+                "kind = \"full\"\nlayer_decay = 1.5\n",
+                "methods[0].layer_decay",
+                "(0, 1]",
+            ),
             ("kind = \"rep-sim\"\n", "methods[0].weight", "needs it"),
-            ("kind = \"rep-sim\"\nweight = -0.5\n", "methods[0].weight", "non-negative"),
-            ("kind = \"l2-sp\"\nalpha = 0.1\nbeta = 0.1\nweight = 1.0\n", "methods[0].weight", "not used"),
+            (
+                "kind = \"rep-sim\"\nweight = -0.5\n",
+                "methods[0].weight",
+                "non-negative",
+            ),
+            (
+                "kind = \"l2-sp\"\nalpha = 0.1\nbeta = 0.1\nweight = 1.0\n",
+                "methods[0].weight",
+                "not used",
+            ),
             ("kind = \"full-ft\"\n", "methods[0].kind", "full-ft"),
-            ("kind = \"full\"\nwise_ft = [0.5, 0.25]\n", "methods[0].wise_ft", "increasing"),
-            ("kind = \"full\"\nwise_ft = [0.5, 1.0]\n", "methods[0].wise_ft", "[0, 1)"),
-            ("kind = \"full\"\nwise_ft = []\n", "methods[0].wise_ft", "increasing"),
+            (
+                "kind = \"full\"\nwise_ft = [0.5, 0.25]\n",
+                "methods[0].wise_ft",
+                "increasing",
+            ),
+            (
+                "kind = \"full\"\nwise_ft = [0.5, 1.0]\n",
+                "methods[0].wise_ft",
+                "[0, 1)",
+            ),
+            (
+                "kind = \"full\"\nwise_ft = []\n",
+                "methods[0].wise_ft",
+                "increasing",
+            ),
         ] {
             let msg = with(body).unwrap_err().to_string();
             assert!(msg.contains(field) && msg.contains(says), "{body}: {msg}");
         }
-        let twice = parse(&format!("{MINIMAL}[[methods]]\nname = \"m\"\nkind = \"full\"\n[[methods]]\nname = \"m\"\nkind = \"full\"\n"));
+        let twice = parse(&format!(
+            "{MINIMAL}[[methods]]\nname = \"m\"\nkind = \"full\"\n[[methods]]\nname = \"m\"\nkind = \"full\"\n"
+        ));
         assert!(twice.unwrap_err().to_string().contains("methods[1].name"));
     }
 
     #[test]
     fn unreadable_or_malformed_config_names_the_file() {
-        let msg = StudyConfig::from_file(Path::new("/nonexistent/study.toml")).unwrap_err().to_string();
-        assert!(msg.contains("cannot read config /nonexistent/study.toml"), "{msg}");
+        let msg = StudyConfig::from_file(Path::new("/nonexistent/study.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("cannot read config /nonexistent/study.toml"),
+            "{msg}"
+        );
         let msg = parse("[study\nname = 1").unwrap_err().to_string();
         assert!(msg.starts_with("study.toml"), "{msg}");
     }

@@ -19,7 +19,9 @@ static HITS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
 
 /// Kills the process here if `SIM_CRASH_AT` names this point (and this hit).
 pub fn point(name: &str) {
-    let Ok(wanted) = std::env::var(CRASH_VAR) else { return };
+    let Ok(wanted) = std::env::var(CRASH_VAR) else {
+        return;
+    };
     let (wanted_name, nth) = match wanted.split_once('@') {
         Some((n, k)) => (n, k.parse::<u32>().unwrap_or(1)),
         None => (wanted.as_str(), 1),
@@ -28,10 +30,16 @@ pub fn point(name: &str) {
         return;
     }
     let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
-    let count = hits.get_or_insert_with(HashMap::new).entry(name.to_string()).or_insert(0);
+    let count = hits
+        .get_or_insert_with(HashMap::new)
+        .entry(name.to_string())
+        .or_insert(0);
     *count += 1;
     if *count == nth {
-        eprintln!("{CRASH_VAR}={wanted}: killing process {} at `{name}`", std::process::id());
+        eprintln!(
+            "{CRASH_VAR}={wanted}: killing process {} at `{name}`",
+            std::process::id()
+        );
         // Safety: kill(2) on our own pid with SIGKILL; nothing runs after it.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
@@ -47,13 +55,20 @@ pub const PAUSE_VAR: &str = "SIM_PAUSE_AT";
 /// waits until it is removed (at most five minutes), so the test that set
 /// the variable acts while this process stands at the point.
 pub fn pause(name: &str) {
-    let Ok(wanted) = std::env::var(PAUSE_VAR) else { return };
-    let Some((point, file)) = wanted.split_once(':') else { return };
+    let Ok(wanted) = std::env::var(PAUSE_VAR) else {
+        return;
+    };
+    let Some((point, file)) = wanted.split_once(':') else {
+        return;
+    };
     if point != name {
         return;
     }
     let file = std::path::Path::new(file);
-    if let Err(e) = std::fs::write(file, format!("process {} paused at `{name}`\n", std::process::id())) {
+    if let Err(e) = std::fs::write(
+        file,
+        format!("process {} paused at `{name}`\n", std::process::id()),
+    ) {
         eprintln!("{PAUSE_VAR}={wanted}: cannot write {}: {e}", file.display());
         return;
     }

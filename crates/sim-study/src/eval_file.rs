@@ -77,8 +77,12 @@ pub struct EvalFile {
 impl EvalFile {
     pub fn open(path: &std::path::Path) -> Result<EvalFile, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
-        Ok(EvalFile { path: path.to_owned(), bytes })
+        safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
+        Ok(EvalFile {
+            path: path.to_owned(),
+            bytes,
+        })
     }
 
     fn tensors(&self) -> safetensors::SafeTensors<'_> {
@@ -91,7 +95,10 @@ impl EvalFile {
 
     /// A tensor's shape and values.
     pub fn decoded(&self, name: &str) -> Result<(Vec<usize>, crate::tensors::Values), String> {
-        let view = self.tensors().tensor(name).map_err(|_| format!("{}: no tensor `{name}`", self.path.display()))?;
+        let view = self
+            .tensors()
+            .tensor(name)
+            .map_err(|_| format!("{}: no tensor `{name}`", self.path.display()))?;
         crate::tensors::decode(&view).map_err(|m| format!("{}: {name}: {m}", self.path.display()))
     }
 
@@ -101,7 +108,12 @@ impl EvalFile {
             .tensors()
             .tensors()
             .into_iter()
-            .map(|(name, view)| crate::tensors::RawTensor { name, dtype: view.dtype(), shape: view.shape().to_vec(), bytes: view.data().to_vec() })
+            .map(|(name, view)| crate::tensors::RawTensor {
+                name,
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                bytes: view.data().to_vec(),
+            })
             .collect();
         tensors.sort_by(|a, b| a.name.cmp(&b.name));
         tensors
@@ -109,15 +121,25 @@ impl EvalFile {
 
     /// The probe tensors the file holds, in (probe, layer, token) order.
     pub fn probes(&self) -> Vec<(Probe, Layer, Token)> {
-        let mut found: Vec<_> = self.tensors().names().into_iter().filter_map(|n| parse_probe_tensor(n)).collect();
+        let mut found: Vec<_> = self
+            .tensors()
+            .names()
+            .into_iter()
+            .filter_map(|n| parse_probe_tensor(n))
+            .collect();
         found.sort();
         found
     }
 
     pub fn metadata(&self) -> Result<EvalMetadata, String> {
         let bad = |m: String| format!("{}: metadata `{METADATA_KEY}`: {m}", self.path.display());
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&self.bytes).map_err(|e| bad(e.to_string()))?;
-        let json = meta.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)).ok_or_else(|| bad("missing".into()))?;
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(&self.bytes).map_err(|e| bad(e.to_string()))?;
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(METADATA_KEY))
+            .ok_or_else(|| bad("missing".into()))?;
         serde_json::from_str(json).map_err(|e| bad(e.to_string()))
     }
 }
@@ -186,7 +208,9 @@ pub fn probe_tensor(probe: Probe, layer: Layer, token: Token) -> String {
 /// The (probe, layer, token) a tensor name stands for, if it is a probe tensor.
 pub fn parse_probe_tensor(name: &str) -> Option<(Probe, Layer, Token)> {
     let parts: Vec<&str> = name.split('.').collect();
-    let ["probe", probe, layer, token] = parts[..] else { return None };
+    let ["probe", probe, layer, token] = parts[..] else {
+        return None;
+    };
     let probe = Probe::ALL.into_iter().find(|p| p.name() == probe)?;
     let token = Token::ALL.into_iter().find(|t| t.name() == token)?;
     Some((probe, Layer::parse(layer)?, token))
@@ -202,11 +226,18 @@ mod tests {
             for probe in Probe::ALL {
                 for token in Token::ALL {
                     let name = probe_tensor(probe, layer, token);
-                    assert_eq!(parse_probe_tensor(&name), Some((probe, layer, token)), "{name}");
+                    assert_eq!(
+                        parse_probe_tensor(&name),
+                        Some((probe, layer, token)),
+                        "{name}"
+                    );
                 }
             }
         }
-        assert_eq!(probe_tensor(Probe::Medical, Layer::Index(3), Token::PatchMean), "probe.medical.layer_3.patch_mean");
+        assert_eq!(
+            probe_tensor(Probe::Medical, Layer::Index(3), Token::PatchMean),
+            "probe.medical.layer_3.patch_mean"
+        );
         assert_eq!(parse_probe_tensor("probe.medical.layer_x.cls"), None);
         assert_eq!(parse_probe_tensor("test.logits"), None);
     }

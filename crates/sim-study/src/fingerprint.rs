@@ -37,13 +37,20 @@ impl Fingerprint {
         {
             return Ok(k.clone());
         }
-        Ok(Fingerprint { path: path.to_owned(), sha256: sha256_file(path).map_err(with_path)?, size: meta.len(), modified_ns })
+        Ok(Fingerprint {
+            path: path.to_owned(),
+            sha256: sha256_file(path).map_err(with_path)?,
+            size: meta.len(),
+            modified_ns,
+        })
     }
 
     /// Reads a recorded fingerprint; `None` when there is none yet.
     pub fn read(record: &Path) -> Result<Option<Fingerprint>, String> {
         match std::fs::read_to_string(record) {
-            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("{}: {}", record.display(), e.message().trim())),
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {}", record.display(), e.message().trim())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", record.display())),
         }
@@ -81,19 +88,33 @@ mod tests {
         let file = dir.path().join("model.safetensors");
         std::fs::write(&file, b"abc").unwrap();
         let first = Fingerprint::of(&file, None).unwrap();
-        assert_eq!(first.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            first.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         // A record with the same size and time is trusted: its hash is reused.
-        let planted = Fingerprint { sha256: "recorded".into(), ..first.clone() };
-        assert_eq!(Fingerprint::of(&file, Some(&planted)).unwrap().sha256, "recorded");
+        let planted = Fingerprint {
+            sha256: "recorded".into(),
+            ..first.clone()
+        };
+        assert_eq!(
+            Fingerprint::of(&file, Some(&planted)).unwrap().sha256,
+            "recorded"
+        );
         std::fs::write(&file, b"abd").unwrap();
         let file_time = std::fs::File::options().write(true).open(&file).unwrap();
-        file_time.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(7)).unwrap();
+        file_time
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(7))
+            .unwrap();
         let after = Fingerprint::of(&file, Some(&planted)).unwrap();
         assert_ne!(after.sha256, "recorded");
         assert_ne!(after.sha256, first.sha256);
         let record = dir.path().join("backbone.toml");
         after.write(&record).unwrap();
         assert_eq!(Fingerprint::read(&record).unwrap(), Some(after));
-        assert_eq!(Fingerprint::read(&dir.path().join("none.toml")).unwrap(), None);
+        assert_eq!(
+            Fingerprint::read(&dir.path().join("none.toml")).unwrap(),
+            None
+        );
     }
 }

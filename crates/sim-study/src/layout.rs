@@ -66,12 +66,16 @@ impl StudyDir {
 
     /// The split of a data set, as written by the first stage that needed it.
     pub fn split_csv(&self, dataset: &DatasetId) -> PathBuf {
-        self.root.join("splits").join(format!("{}.csv", dataset.file_stem()))
+        self.root
+            .join("splits")
+            .join(format!("{}.csv", dataset.file_stem()))
     }
 
     /// Decoded, resized images of a data set at shorter side `side` pixels.
     pub fn image_cache(&self, dataset: &DatasetId, side: u32) -> PathBuf {
-        self.root.join("cache").join(format!("{}-{side}px.u8img", dataset.file_stem()))
+        self.root
+            .join("cache")
+            .join(format!("{}-{side}px.u8img", dataset.file_stem()))
     }
 
     /// What the study keeps of a backbone whatever the data set.
@@ -99,23 +103,28 @@ impl StudyDir {
     /// The evaluation of the pre-trained backbone (epoch 0) on a medical data
     /// set, shared by its seeds.
     pub fn pretrained_eval(&self, dataset: &str, backbone: &str) -> PathBuf {
-        self.model_dir(dataset, backbone).join("pretrained.safetensors")
+        self.model_dir(dataset, backbone)
+            .join("pretrained.safetensors")
     }
 
     /// The folder of one run.
     pub fn run_dir(&self, run: &RunId) -> PathBuf {
-        self.model_dir(&run.dataset, &run.backbone).join(&run.method).join(format!("seed-{:02}", run.seed))
+        self.model_dir(&run.dataset, &run.backbone)
+            .join(&run.method)
+            .join(format!("seed-{:02}", run.seed))
     }
 
     /// The evaluation after `epoch` (≥ 1) of a run.
     pub fn epoch_eval(&self, run: &RunId, epoch: u32) -> PathBuf {
-        self.run_dir(run).join(format!("epoch-{epoch:03}.safetensors"))
+        self.run_dir(run)
+            .join(format!("epoch-{epoch:03}.safetensors"))
     }
 
     /// The evaluation of a run's WiSE-FT backbone (1 − α)θ₀ + αθ_ft, made
     /// after its last epoch.
     pub fn wise_ft_eval(&self, run: &RunId, alpha: f64) -> PathBuf {
-        self.run_dir(run).join(format!("wise-ft-{alpha}.safetensors"))
+        self.run_dir(run)
+            .join(format!("wise-ft-{alpha}.safetensors"))
     }
 
     /// Refuses a study folder of an earlier layout (`runs/<backbone>/seed-<NN>/`
@@ -124,10 +133,23 @@ impl StudyDir {
     /// new ones would start beside them.
     pub fn check_layout(&self) -> io::Result<()> {
         let subfolders = |dir: &Path| -> Vec<PathBuf> {
-            std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default()
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         // A run folder (it has a log) right below `folder`.
-        let runs_in = |folder: &Path| subfolders(folder).iter().any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seed-")) && p.join("train.log").exists());
+        let runs_in = |folder: &Path| {
+            subfolders(folder).iter().any(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+                    && p.join("train.log").exists()
+            })
+        };
         let refuse = |old: &Path, was: &str| {
             Err(io::Error::other(format!(
                 "{}: a study folder of an earlier version ({was}); runs now live in \
@@ -137,7 +159,10 @@ impl StudyDir {
             )))
         };
         for first in subfolders(&self.root.join("runs")) {
-            if runs_in(&first) || first.join("pretrained.safetensors").exists() || first.join("backbone.toml").exists() {
+            if runs_in(&first)
+                || first.join("pretrained.safetensors").exists()
+                || first.join("backbone.toml").exists()
+            {
                 return refuse(&first, "runs/<backbone>/seed-<NN>/");
             }
             for second in subfolders(&first) {
@@ -184,8 +209,19 @@ impl StudyDir {
     /// files or folders (the layout above): a folder holding anything else
     /// is no study's.
     pub fn is_study_entry(name: &str) -> bool {
-        const ENTRIES: [&str; 11] =
-            ["study.toml", "study.sha256", "splits", "cache", "backbones", "runs", "tables", "figures", "report.md", "slurm", "kernel-cache"];
+        const ENTRIES: [&str; 11] = [
+            "study.toml",
+            "study.sha256",
+            "splits",
+            "cache",
+            "backbones",
+            "runs",
+            "tables",
+            "figures",
+            "report.md",
+            "slurm",
+            "kernel-cache",
+        ];
         ENTRIES.contains(&name)
     }
 
@@ -197,12 +233,15 @@ impl StudyDir {
     /// locked before its data is read.)
     pub fn has_evaluations(&self, dataset: &DatasetId) -> bool {
         fn any_evaluation(dir: &Path, depth: u32) -> bool {
-            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return false;
+            };
             entries.flatten().map(|e| e.path()).any(|p| {
                 if p.is_dir() {
                     depth > 0 && any_evaluation(&p, depth - 1)
                 } else {
-                    p.extension().is_some_and(|e| e == "safetensors") || p.file_name().is_some_and(|n| n == "run.toml")
+                    p.extension().is_some_and(|e| e == "safetensors")
+                        || p.file_name().is_some_and(|n| n == "run.toml")
                 }
             })
         }
@@ -212,7 +251,10 @@ impl StudyDir {
             DatasetId::Medical(name) => any_evaluation(&runs.join(name), 3),
             DatasetId::Natural => {
                 let backbones = std::fs::read_dir(self.root.join("backbones"));
-                backbones.is_ok_and(|d| d.flatten().any(|e| e.path().join("natural.safetensors").exists())) || any_evaluation(&runs, 4)
+                backbones.is_ok_and(|d| {
+                    d.flatten()
+                        .any(|e| e.path().join("natural.safetensors").exists())
+                }) || any_evaluation(&runs, 4)
             }
         }
     }
@@ -223,10 +265,14 @@ impl StudyDir {
     pub fn read_config(&self) -> Result<StudyConfig, String> {
         let path = self.resolved_config();
         if !path.exists() {
-            return Err(format!("{}: not a study directory (no study.toml); run `cargo xtask reproduce` first", self.root.display()));
+            return Err(format!(
+                "{}: not a study directory (no study.toml); run `cargo xtask reproduce` first",
+                self.root.display()
+            ));
         }
         let config = StudyConfig::from_file(&path).map_err(|e| e.to_string())?;
-        let recorded = std::fs::read_to_string(self.config_hash()).map_err(|e| format!("{}: {e}", self.config_hash().display()))?;
+        let recorded = std::fs::read_to_string(self.config_hash())
+            .map_err(|e| format!("{}: {e}", self.config_hash().display()))?;
         if recorded.trim() != config.hash() {
             // The file as written, read by a version whose config has more
             // fields (or other defaults): not an edit.
@@ -255,7 +301,11 @@ impl StudyDir {
     /// Folders whose leftovers (temporary files of a killed writer) the data
     /// stage removes, holding the study folder's lock.
     pub fn data_folders(&self) -> [PathBuf; 3] {
-        [self.root.clone(), self.root.join("splits"), self.root.join("cache")]
+        [
+            self.root.clone(),
+            self.root.join("splits"),
+            self.root.join("cache"),
+        ]
     }
 
     /// Writes the resolved config and its hash, unless the same ones are
@@ -268,7 +318,9 @@ impl StudyDir {
         let hash = config.hash();
         let old_hash = std::fs::read_to_string(self.config_hash()).ok();
         let old_resolved = std::fs::read_to_string(self.resolved_config()).ok();
-        if old_hash.as_deref().map(str::trim) == Some(hash.as_str()) && old_resolved.as_deref() == Some(resolved.as_str()) {
+        if old_hash.as_deref().map(str::trim) == Some(hash.as_str())
+            && old_resolved.as_deref() == Some(resolved.as_str())
+        {
             return Ok(());
         }
         if let Some(old_hash) = old_hash
@@ -314,7 +366,10 @@ mod tests {
         study.write_resolved_config(&config).unwrap();
         let mut changed = config.clone();
         changed.training.epochs = 2;
-        let msg = study.write_resolved_config(&changed).unwrap_err().to_string();
+        let msg = study
+            .write_resolved_config(&changed)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("another config"), "{msg}");
         assert!(msg.contains("epochs"), "{msg}");
         let on_disk = StudyConfig::from_file(&study.resolved_config()).unwrap();
@@ -326,15 +381,29 @@ mod tests {
         let config = minimal_config();
         let dir = tempfile::tempdir().unwrap();
         let study = StudyDir::new(dir.path());
-        let run = RunId { dataset: "h".into(), backbone: "vit".into(), method: "full".into(), seed: 0 };
+        let run = RunId {
+            dataset: "h".into(),
+            backbone: "vit".into(),
+            method: "full".into(),
+            seed: 0,
+        };
         std::fs::create_dir_all(study.run_dir(&run)).unwrap();
         std::fs::write(study.run_dir(&run).join("train.log"), "").unwrap();
         study.write_resolved_config(&config).unwrap();
-        for (old, says) in [("runs/h/vit/seed-01", "runs/<dataset>/<backbone>/seed-<NN>/"), ("runs/vit/seed-00", "runs/<backbone>/seed-<NN>/")] {
+        for (old, says) in [
+            ("runs/h/vit/seed-01", "runs/<dataset>/<backbone>/seed-<NN>/"),
+            ("runs/vit/seed-00", "runs/<backbone>/seed-<NN>/"),
+        ] {
             std::fs::create_dir_all(dir.path().join(old)).unwrap();
             std::fs::write(dir.path().join(old).join("train.log"), "").unwrap();
-            let msg = study.write_resolved_config(&config).unwrap_err().to_string();
-            assert!(msg.contains("earlier version") && msg.contains(says), "{old}: {msg}");
+            let msg = study
+                .write_resolved_config(&config)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("earlier version") && msg.contains(says),
+                "{old}: {msg}"
+            );
             std::fs::remove_dir_all(dir.path().join(old)).unwrap();
         }
     }
@@ -343,20 +412,47 @@ mod tests {
     fn a_hand_edited_study_toml_is_refused_naming_the_hash_file() {
         let dir = tempfile::tempdir().unwrap();
         let study = StudyDir::new(dir.path());
-        assert!(study.read_config().unwrap_err().contains("not a study directory"));
+        assert!(
+            study
+                .read_config()
+                .unwrap_err()
+                .contains("not a study directory")
+        );
         study.write_resolved_config(&minimal_config()).unwrap();
-        assert_eq!(study.read_config().unwrap(), StudyConfig::from_file(&study.resolved_config()).unwrap());
+        assert_eq!(
+            study.read_config().unwrap(),
+            StudyConfig::from_file(&study.resolved_config()).unwrap()
+        );
         let text = std::fs::read_to_string(study.resolved_config()).unwrap();
-        std::fs::write(study.resolved_config(), text.replace("similarity_threshold = 0.5", "similarity_threshold = 0.9")).unwrap();
+        std::fs::write(
+            study.resolved_config(),
+            text.replace("similarity_threshold = 0.5", "similarity_threshold = 0.9"),
+        )
+        .unwrap();
         let msg = study.read_config().unwrap_err();
-        assert!(msg.contains("study.toml does not match") && msg.contains("study.sha256") && msg.contains("edited by hand"), "{msg}");
+        assert!(
+            msg.contains("study.toml does not match")
+                && msg.contains("study.sha256")
+                && msg.contains("edited by hand"),
+            "{msg}"
+        );
         // Unedited, but read by a version whose config has a field more: said so.
-        let earlier = text.replace("permutation_resamples = 10000\nnatural_every_epoch = true\n", "permutation_resamples = 10000\n");
+        let earlier = text.replace(
+            "permutation_resamples = 10000\nnatural_every_epoch = true\n",
+            "permutation_resamples = 10000\n",
+        );
         assert_ne!(earlier, text, "the test removes a field");
         std::fs::write(study.resolved_config(), &earlier).unwrap();
-        std::fs::write(study.config_hash(), hex::encode(sha2::Sha256::digest(earlier.as_bytes()))).unwrap();
+        std::fs::write(
+            study.config_hash(),
+            hex::encode(sha2::Sha256::digest(earlier.as_bytes())),
+        )
+        .unwrap();
         let msg = study.read_config().unwrap_err();
-        assert!(msg.contains("earlier version of this tool") && !msg.contains("edited by hand"), "{msg}");
+        assert!(
+            msg.contains("earlier version of this tool") && !msg.contains("edited by hand"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -368,10 +464,18 @@ mod tests {
         std::fs::create_dir_all(study.backbone_dir("vit")).unwrap();
         std::fs::write(study.natural_eval("vit"), "").unwrap();
         assert!(!study.has_evaluations(&h) && study.has_evaluations(&natural));
-        let run = RunId { dataset: "h".into(), backbone: "vit".into(), method: "full".into(), seed: 0 };
+        let run = RunId {
+            dataset: "h".into(),
+            backbone: "vit".into(),
+            method: "full".into(),
+            seed: 0,
+        };
         std::fs::create_dir_all(study.run_dir(&run)).unwrap();
         std::fs::write(study.run_dir(&run).join(".lock"), "").unwrap();
-        assert!(!study.has_evaluations(&h), "a locked, empty run folder is no evaluation");
+        assert!(
+            !study.has_evaluations(&h),
+            "a locked, empty run folder is no evaluation"
+        );
         std::fs::write(study.run_dir(&run).join("run.toml"), "").unwrap();
         assert!(study.has_evaluations(&h));
         std::fs::remove_file(study.run_dir(&run).join("run.toml")).unwrap();
@@ -386,7 +490,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let study = StudyDir::new(dir.path().join("s"));
         study.write_resolved_config(&config).unwrap();
-        let modified = || std::fs::metadata(study.resolved_config()).unwrap().modified().unwrap();
+        let modified = || {
+            std::fs::metadata(study.resolved_config())
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
         let before = modified();
         std::thread::sleep(std::time::Duration::from_millis(20));
         study.write_resolved_config(&config).unwrap();

@@ -21,28 +21,44 @@ impl DirLock {
     /// Takes the lock of `dir` (created if needed), or fails at once with an
     /// error naming the folder and the holder's pid and host.
     pub fn try_acquire(dir: &Path) -> io::Result<DirLock> {
-        let Some((mut file, path)) = open(dir)? else { return Ok(DirLock { _file: None }) };
+        let Some((mut file, path)) = open(dir)? else {
+            return Ok(DirLock { _file: None });
+        };
         match file.try_lock() {
             Ok(()) => claim(file, &path),
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "another process".to_string() } else { holder.to_string() };
+                let holder = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.to_string()
+                };
                 Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
-                    format!("{} is in use by {holder} (lock {}); wait for it to end, or stop it", dir.display(), path.display()),
+                    format!(
+                        "{} is in use by {holder} (lock {}); wait for it to end, or stop it",
+                        dir.display(),
+                        path.display()
+                    ),
                 ))
             }
-            Err(TryLockError::Error(e)) => Err(io::Error::new(e.kind(), format!("locking {}: {e}", path.display()))),
+            Err(TryLockError::Error(e)) => Err(io::Error::new(
+                e.kind(),
+                format!("locking {}: {e}", path.display()),
+            )),
         }
     }
 
     /// Takes the lock of `dir`, waiting while another process holds it (for
     /// files that several runs share and the first one makes).
     pub fn wait(dir: &Path) -> io::Result<DirLock> {
-        let Some((file, path)) = open(dir)? else { return Ok(DirLock { _file: None }) };
-        file.lock().map_err(|e| io::Error::new(e.kind(), format!("locking {}: {e}", path.display())))?;
+        let Some((file, path)) = open(dir)? else {
+            return Ok(DirLock { _file: None });
+        };
+        file.lock()
+            .map_err(|e| io::Error::new(e.kind(), format!("locking {}: {e}", path.display())))?;
         claim(file, &path)
     }
 }
@@ -55,7 +71,12 @@ pub fn holder(dir: &Path) -> io::Result<Option<String>> {
     let mut file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("opening {}: {e}", path.display()),
+            ));
+        }
     };
     match file.try_lock_shared() {
         Ok(()) => Ok(None),
@@ -63,20 +84,37 @@ pub fn holder(dir: &Path) -> io::Result<Option<String>> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            Ok(Some(if holder.is_empty() { "another process".to_string() } else { holder.to_string() }))
+            Ok(Some(if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                holder.to_string()
+            }))
         }
-        Err(TryLockError::Error(e)) => Err(io::Error::new(e.kind(), format!("locking {}: {e}", path.display()))),
+        Err(TryLockError::Error(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("locking {}: {e}", path.display()),
+        )),
     }
 }
 
 /// The lock file, or `None` on a read-only file system.
 fn open(dir: &Path) -> io::Result<Option<(File, PathBuf)>> {
-    std::fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
     let path = dir.join(".lock");
-    match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+    {
         Ok(file) => Ok(Some((file, path))),
         Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => Ok(None),
-        Err(e) => Err(io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("opening {}: {e}", path.display()),
+        )),
     }
 }
 
@@ -113,11 +151,25 @@ mod tests {
         let err = DirLock::try_acquire(dir.path()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         let msg = err.to_string();
-        assert!(msg.contains(&format!("process {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("process {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains(&host_name()), "{msg}");
-        assert_eq!(holder(dir.path()).unwrap(), Some(format!("process {} on host {}", std::process::id(), host_name())));
+        assert_eq!(
+            holder(dir.path()).unwrap(),
+            Some(format!(
+                "process {} on host {}",
+                std::process::id(),
+                host_name()
+            ))
+        );
         drop(first);
-        assert_eq!(holder(dir.path()).unwrap(), None, "a released lock has no holder");
+        assert_eq!(
+            holder(dir.path()).unwrap(),
+            None,
+            "a released lock has no holder"
+        );
         DirLock::try_acquire(dir.path()).unwrap();
         assert_eq!(holder(&dir.path().join("never-locked")).unwrap(), None);
     }

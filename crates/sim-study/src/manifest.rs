@@ -30,18 +30,31 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn new(tool: impl Into<String>) -> Manifest {
-        Manifest { tool: tool.into(), inputs: BTreeMap::new() }
+        Manifest {
+            tool: tool.into(),
+            inputs: BTreeMap::new(),
+        }
     }
 
     /// Adds `study_root/relative` (skipped when there is no such file); the
     /// hash recorded in `known` is reused for a file whose size and
     /// modification time it already describes.
-    pub fn add(&mut self, study_root: &Path, relative: &str, known: Option<&Manifest>) -> io::Result<()> {
+    pub fn add(
+        &mut self,
+        study_root: &Path,
+        relative: &str,
+        known: Option<&Manifest>,
+    ) -> io::Result<()> {
         let path = study_root.join(relative);
         if !path.is_file() {
             return Ok(());
         }
-        let known = known.and_then(|k| k.inputs.get(relative)).map(|f| Fingerprint { path: path.clone(), ..f.clone() });
+        let known = known
+            .and_then(|k| k.inputs.get(relative))
+            .map(|f| Fingerprint {
+                path: path.clone(),
+                ..f.clone()
+            });
         let mut fingerprint = Fingerprint::of(&path, known.as_ref())?;
         // Stored relative: the study may move.
         fingerprint.path = relative.into();
@@ -54,7 +67,11 @@ impl Manifest {
     pub fn same_inputs(&self, other: &Manifest) -> bool {
         self.tool == other.tool
             && self.inputs.len() == other.inputs.len()
-            && self.inputs.iter().zip(&other.inputs).all(|((a, fa), (b, fb))| a == b && fa.sha256 == fb.sha256)
+            && self
+                .inputs
+                .iter()
+                .zip(&other.inputs)
+                .all(|((a, fa), (b, fb))| a == b && fa.sha256 == fb.sha256)
     }
 
     /// The manifest at `path`; `None` when there is none or it cannot be
@@ -97,7 +114,10 @@ mod tests {
         };
         let (ma, mb) = (of(a.path()), of(b.path()));
         assert_eq!(ma.inputs.len(), 1);
-        assert!(ma.same_inputs(&mb), "another folder, another time, same content");
+        assert!(
+            ma.same_inputs(&mb),
+            "another folder, another time, same content"
+        );
         std::fs::write(b.path().join("x.toml"), "y").unwrap();
         assert!(!ma.same_inputs(&of(b.path())), "changed content");
         std::fs::write(b.path().join("y.toml"), "x").unwrap();
@@ -105,7 +125,13 @@ mod tests {
         let mut more = of(b.path());
         more.add(b.path(), "y.toml", None).unwrap();
         assert!(!ma.same_inputs(&more), "an input more");
-        assert!(!ma.same_inputs(&Manifest { tool: "tool 2".into(), ..ma.clone() }), "another tool");
+        assert!(
+            !ma.same_inputs(&Manifest {
+                tool: "tool 2".into(),
+                ..ma.clone()
+            }),
+            "another tool"
+        );
         let path = a.path().join("inputs.toml");
         ma.write(&path).unwrap();
         assert_eq!(Manifest::read(&path), Some(ma));

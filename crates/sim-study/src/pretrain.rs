@@ -197,30 +197,66 @@ fn default_label_smoothing() -> f64 {
 impl PretrainConfig {
     /// Checks every rule; errors name the field under `at`
     /// (`backbones[1].pretrain`). `input_size` and `heads` are the backbone's.
-    pub fn validate(&self, at: &str, input_size: u32, heads: Option<usize>) -> Result<(), (String, String)> {
+    pub fn validate(
+        &self,
+        at: &str,
+        input_size: u32,
+        heads: Option<usize>,
+    ) -> Result<(), (String, String)> {
         let field = |f: &str| format!("{at}.{f}");
         let err = |f: &str, m: String| Err((field(f), m));
         if self.dataset != "natural" {
-            return err("dataset", format!("`{}`: only `natural` (the study's natural images) can be pre-trained on", self.dataset));
+            return err(
+                "dataset",
+                format!(
+                    "`{}`: only `natural` (the study's natural images) can be pre-trained on",
+                    self.dataset
+                ),
+            );
         }
         match (self.objective, self.epochs) {
             (Objective::None, 0) => {}
-            (Objective::None, e) => return err("epochs", format!("{e}: objective `none` is the random initialisation; remove it")),
+            (Objective::None, e) => {
+                return err(
+                    "epochs",
+                    format!("{e}: objective `none` is the random initialisation; remove it"),
+                );
+            }
             (_, 0) => return err("epochs", "must be at least 1".into()),
             _ => {}
         }
-        for (name, v) in [("width", self.width), ("depth", self.depth), ("patch", self.patch), ("mlp_ratio", self.mlp_ratio), ("batch_size", self.batch_size)] {
+        for (name, v) in [
+            ("width", self.width),
+            ("depth", self.depth),
+            ("patch", self.patch),
+            ("mlp_ratio", self.mlp_ratio),
+            ("batch_size", self.batch_size),
+        ] {
             if v == 0 {
                 return err(name, "must be at least 1".into());
             }
         }
         if !(input_size as usize).is_multiple_of(self.patch) {
-            return err("patch", format!("{} does not divide the backbone's input_size {input_size}", self.patch));
+            return err(
+                "patch",
+                format!(
+                    "{} does not divide the backbone's input_size {input_size}",
+                    self.patch
+                ),
+            );
         }
         match heads {
-            None => return Err((at.trim_end_matches(".pretrain").to_string() + ".heads", "a pre-trained backbone needs its number of attention heads".into())),
+            None => {
+                return Err((
+                    at.trim_end_matches(".pretrain").to_string() + ".heads",
+                    "a pre-trained backbone needs its number of attention heads".into(),
+                ));
+            }
             Some(h) if h == 0 || !self.width.is_multiple_of(h) => {
-                return Err((at.trim_end_matches(".pretrain").to_string() + ".heads", format!("{h} does not divide the width {}", self.width)));
+                return Err((
+                    at.trim_end_matches(".pretrain").to_string() + ".heads",
+                    format!("{h} does not divide the width {}", self.width),
+                ));
             }
             Some(_) => {}
         }
@@ -230,27 +266,49 @@ impl PretrainConfig {
             }
         }
         if self.epochs > 0 && self.warmup_epochs > self.epochs {
-            return err("warmup_epochs", format!("{} exceeds epochs ({})", self.warmup_epochs, self.epochs));
+            return err(
+                "warmup_epochs",
+                format!("{} exceeds epochs ({})", self.warmup_epochs, self.epochs),
+            );
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return err("label_smoothing", format!("{} is not in [0, 1)", self.label_smoothing));
+            return err(
+                "label_smoothing",
+                format!("{} is not in [0, 1)", self.label_smoothing),
+            );
         }
         let d = &self.dino;
-        for (name, [lo, hi]) in [("crop_scale", self.crop_scale), ("dino.local_scale", d.local_scale)] {
+        for (name, [lo, hi]) in [
+            ("crop_scale", self.crop_scale),
+            ("dino.local_scale", d.local_scale),
+        ] {
             if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
                 return err(name, format!("[{lo}, {hi}] must satisfy 0 < lo <= hi <= 1"));
             }
         }
         if self.objective == Objective::Dino {
             if d.local_size == 0 || !(d.local_size as usize).is_multiple_of(self.patch) {
-                return err("dino.local_size", format!("{} is not a positive multiple of the patch {}", d.local_size, self.patch));
+                return err(
+                    "dino.local_size",
+                    format!(
+                        "{} is not a positive multiple of the patch {}",
+                        d.local_size, self.patch
+                    ),
+                );
             }
-            for (name, v) in [("dino.out_dim", d.out_dim), ("dino.hidden_dim", d.hidden_dim), ("dino.bottleneck_dim", d.bottleneck_dim)] {
+            for (name, v) in [
+                ("dino.out_dim", d.out_dim),
+                ("dino.hidden_dim", d.hidden_dim),
+                ("dino.bottleneck_dim", d.bottleneck_dim),
+            ] {
                 if v == 0 {
                     return err(name, "must be at least 1".into());
                 }
             }
-            for (name, v) in [("dino.teacher_temp", d.teacher_temp), ("dino.student_temp", d.student_temp)] {
+            for (name, v) in [
+                ("dino.teacher_temp", d.teacher_temp),
+                ("dino.student_temp", d.student_temp),
+            ] {
                 if !(v.is_finite() && v > 0.0) {
                     return err(name, format!("{v} is not positive"));
                 }
@@ -271,19 +329,34 @@ impl PretrainConfig {
                 }
             }
             if !(d.warmup_teacher_temp.is_finite() && d.warmup_teacher_temp > 0.0) {
-                return err("dino.warmup_teacher_temp", format!("{} is not positive", d.warmup_teacher_temp));
+                return err(
+                    "dino.warmup_teacher_temp",
+                    format!("{} is not positive", d.warmup_teacher_temp),
+                );
             }
-            for (name, v) in [("dino.teacher_temp_warmup_epochs", d.teacher_temp_warmup_epochs), ("dino.freeze_last_layer_epochs", d.freeze_last_layer_epochs)] {
+            for (name, v) in [
+                (
+                    "dino.teacher_temp_warmup_epochs",
+                    d.teacher_temp_warmup_epochs,
+                ),
+                ("dino.freeze_last_layer_epochs", d.freeze_last_layer_epochs),
+            ] {
                 if v > self.epochs {
                     return err(name, format!("{v} exceeds epochs ({})", self.epochs));
                 }
             }
             if !(d.weight_decay_end.is_finite() && d.weight_decay_end >= 0.0) {
-                return err("dino.weight_decay_end", format!("{} is not a non-negative number", d.weight_decay_end));
+                return err(
+                    "dino.weight_decay_end",
+                    format!("{} is not a non-negative number", d.weight_decay_end),
+                );
             }
             let [lo, hi] = d.blur_sigma;
             if !(lo > 0.0 && lo <= hi) {
-                return err("dino.blur_sigma", format!("[{lo}, {hi}] must satisfy 0 < lo <= hi"));
+                return err(
+                    "dino.blur_sigma",
+                    format!("[{lo}, {hi}] must satisfy 0 < lo <= hi"),
+                );
             }
         }
         Ok(())
@@ -305,7 +378,11 @@ struct PretrainKey<'a> {
 
 /// Where a pre-trained backbone is made: `pretrained/` beside the study
 /// folder, one folder per distinct pre-training (module docs).
-pub fn pretrain_dir(config: &StudyConfig, backbone: &BackboneConfig, pretrain: &PretrainConfig) -> PathBuf {
+pub fn pretrain_dir(
+    config: &StudyConfig,
+    backbone: &BackboneConfig,
+    pretrain: &PretrainConfig,
+) -> PathBuf {
     let key = PretrainKey {
         pretrain,
         input_size: backbone.input_size,
@@ -317,8 +394,14 @@ pub fn pretrain_dir(config: &StudyConfig, backbone: &BackboneConfig, pretrain: &
     };
     let text = toml::to_string(&key).expect("a pre-training key serialises");
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
-    let studies = config.output_dir().parent().map(Path::to_path_buf).unwrap_or_default();
-    studies.join("pretrained").join(format!("{}-{}", pretrain.objective.name(), &hash[..12]))
+    let studies = config
+        .output_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    studies
+        .join("pretrained")
+        .join(format!("{}-{}", pretrain.objective.name(), &hash[..12]))
 }
 
 /// The pre-trained model in a pretrain folder.
@@ -379,7 +462,10 @@ impl PretrainState {
 
     /// The state, or `None` before the first epoch finished.
     pub fn read(dir: &Path) -> Result<Option<PretrainState>, String> {
-        let why = format!("damaged, or from an older version: remove {} to pre-train again", dir.display());
+        let why = format!(
+            "damaged, or from an older version: remove {} to pre-train again",
+            dir.display()
+        );
         crate::run_state::read_state(&Self::path(dir), &why)
     }
 
@@ -404,7 +490,10 @@ mod tests {
     /// The config tests' minimal study, its backbone pre-trained with `body`.
     fn config_with(body: &str, heads: &str) -> Result<StudyConfig, String> {
         let backbone = format!("input_size = 32\n{heads}\npretrain = {{ {body} }}\n");
-        let text = crate::config::tests::MINIMAL.replace("checkpoint = \"checkpoints/vit.safetensors\"\nfamily = \"vit\"\n", &backbone);
+        let text = crate::config::tests::MINIMAL.replace(
+            "checkpoint = \"checkpoints/vit.safetensors\"\nfamily = \"vit\"\n",
+            &backbone,
+        );
         StudyConfig::from_toml_str(&text, Path::new("s.toml")).map_err(|e| e.to_string())
     }
 
@@ -416,10 +505,18 @@ mod tests {
     fn a_pretrain_entry_is_read_with_its_defaults() {
         let c = config("").unwrap();
         let p = c.backbones[0].pretrain.as_ref().unwrap();
-        assert_eq!((p.objective, p.epochs, p.width, p.dataset.as_str()), (Objective::Supervised, 3, 64, "natural"));
+        assert_eq!(
+            (p.objective, p.epochs, p.width, p.dataset.as_str()),
+            (Objective::Supervised, 3, 64, "natural")
+        );
         assert_eq!(p.dino, DinoConfig::default());
         let dir = pretrain_dir(&c, &c.backbones[0], p);
-        assert!(dir.to_string_lossy().starts_with("studies/pretrained/supervised-"), "{}", dir.display());
+        assert!(
+            dir.to_string_lossy()
+                .starts_with("studies/pretrained/supervised-"),
+            "{}",
+            dir.display()
+        );
     }
 
     #[test]
@@ -428,33 +525,111 @@ mod tests {
             ("patch = 4", "patch = 5", "backbones[0].pretrain.patch"),
             ("epochs = 3", "epochs = 0", "backbones[0].pretrain.epochs"),
             ("width = 64", "width = 0", "backbones[0].pretrain.width"),
-            ("patch = 4", "patch = 4, lr = -1.0", "backbones[0].pretrain.lr"),
-            ("patch = 4", "patch = 4, label_smoothing = 1.0", "backbones[0].pretrain.label_smoothing"),
-            ("patch = 4", "patch = 4, crop_scale = [0.5, 0.2]", "backbones[0].pretrain.crop_scale"),
-            ("patch = 4", "patch = 4, dataset = \"ham10000\"", "backbones[0].pretrain.dataset"),
-            ("patch = 4", "patch = 4, warmup_epochs = 9", "backbones[0].pretrain.warmup_epochs"),
-            ("\"supervised\", epochs = 3", "\"none\", epochs = 3", "backbones[0].pretrain.epochs"),
-            ("\"supervised\"", "\"dino\", dino = { local_size = 6 }", "backbones[0].pretrain.dino.local_size"),
-            ("\"supervised\"", "\"dino\", dino = { teacher_temp = 0.0 }", "backbones[0].pretrain.dino.teacher_temp"),
-            ("\"supervised\"", "\"dino\", dino = { teacher_momentum = 1.5 }", "backbones[0].pretrain.dino.teacher_momentum"),
-            ("\"supervised\"", "\"dino\", dino = { blur = [1.0, 1.2, 0.5] }", "backbones[0].pretrain.dino.blur[1]"),
-            ("\"supervised\"", "\"dino\", dino = { solarize = -0.1 }", "backbones[0].pretrain.dino.solarize"),
-            ("\"supervised\"", "\"dino\", dino = { freeze_last_layer_epochs = 4 }", "backbones[0].pretrain.dino.freeze_last_layer_epochs"),
-            ("\"supervised\"", "\"dino\", dino = { teacher_temp_warmup_epochs = 4 }", "backbones[0].pretrain.dino.teacher_temp_warmup_epochs"),
-            ("\"supervised\"", "\"dino\", dino = { blur_sigma = [2.0, 0.1] }", "backbones[0].pretrain.dino.blur_sigma"),
-            ("\"supervised\"", "\"dino\", dino = { weight_decay_end = -1.0 }", "backbones[0].pretrain.dino.weight_decay_end"),
+            (
+                "patch = 4",
+                "patch = 4, lr = -1.0",
+                "backbones[0].pretrain.lr",
+            ),
+            (
+                "patch = 4",
+                "patch = 4, label_smoothing = 1.0",
+                "backbones[0].pretrain.label_smoothing",
+            ),
+            (
+                "patch = 4",
+                "patch = 4, crop_scale = [0.5, 0.2]",
+                "backbones[0].pretrain.crop_scale",
+            ),
+            (
+                "patch = 4",
+                "patch = 4, dataset = \"ham10000\"",
+                "backbones[0].pretrain.dataset",
+            ),
+            (
+                "patch = 4",
+                "patch = 4, warmup_epochs = 9",
+                "backbones[0].pretrain.warmup_epochs",
+            ),
+            (
+                "\"supervised\", epochs = 3",
+                "\"none\", epochs = 3",
+                "backbones[0].pretrain.epochs",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { local_size = 6 }",
+                "backbones[0].pretrain.dino.local_size",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { teacher_temp = 0.0 }",
+                "backbones[0].pretrain.dino.teacher_temp",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { teacher_momentum = 1.5 }",
+                "backbones[0].pretrain.dino.teacher_momentum",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { blur = [1.0, 1.2, 0.5] }",
+                "backbones[0].pretrain.dino.blur[1]",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { solarize = -0.1 }",
+                "backbones[0].pretrain.dino.solarize",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { freeze_last_layer_epochs = 4 }",
+                "backbones[0].pretrain.dino.freeze_last_layer_epochs",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { teacher_temp_warmup_epochs = 4 }",
+                "backbones[0].pretrain.dino.teacher_temp_warmup_epochs",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { blur_sigma = [2.0, 0.1] }",
+                "backbones[0].pretrain.dino.blur_sigma",
+            ),
+            (
+                "\"supervised\"",
+                "\"dino\", dino = { weight_decay_end = -1.0 }",
+                "backbones[0].pretrain.dino.weight_decay_end",
+            ),
         ];
         for (from, to, field) in cases {
-            let msg = config_with(&BODY.replace(from, to), "heads = 2").map(|_| ()).unwrap_err();
+            let msg = config_with(&BODY.replace(from, to), "heads = 2")
+                .map(|_| ())
+                .unwrap_err();
             assert!(msg.contains(field), "{to}: {msg}");
         }
         let msg = config_with(BODY, "").map(|_| ()).unwrap_err();
         assert!(msg.contains("backbones[0].heads"), "{msg}");
         let msg = config_with(BODY, "heads = 3").map(|_| ()).unwrap_err();
-        assert!(msg.contains("backbones[0].heads") && msg.contains("does not divide the width 64"), "{msg}");
-        let dino = config_with(&BODY.replace("\"supervised\"", "\"dino\", dino = { local_size = 16 }"), "heads = 2").unwrap();
-        assert_eq!(dino.backbones[0].pretrain.as_ref().unwrap().dino.local_size, 16);
-        assert!(config_with(r#"objective = "none", width = 64, depth = 2, patch = 4"#, "heads = 2").is_ok());
+        assert!(
+            msg.contains("backbones[0].heads") && msg.contains("does not divide the width 64"),
+            "{msg}"
+        );
+        let dino = config_with(
+            &BODY.replace("\"supervised\"", "\"dino\", dino = { local_size = 16 }"),
+            "heads = 2",
+        )
+        .unwrap();
+        assert_eq!(
+            dino.backbones[0].pretrain.as_ref().unwrap().dino.local_size,
+            16
+        );
+        assert!(
+            config_with(
+                r#"objective = "none", width = 64, depth = 2, patch = 4"#,
+                "heads = 2"
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -464,8 +639,18 @@ mod tests {
         renamed.study.name = "other".into();
         renamed.study.output_dir = Some("studies/other".into());
         renamed.backbones[0].name = "also-sup".into();
-        let dir = |c: &StudyConfig| pretrain_dir(c, &c.backbones[0], c.backbones[0].pretrain.as_ref().unwrap());
-        assert_eq!(dir(&a), dir(&renamed), "another study and backbone name, the same pre-training");
+        let dir = |c: &StudyConfig| {
+            pretrain_dir(
+                c,
+                &c.backbones[0],
+                c.backbones[0].pretrain.as_ref().unwrap(),
+            )
+        };
+        assert_eq!(
+            dir(&a),
+            dir(&renamed),
+            "another study and backbone name, the same pre-training"
+        );
         let b = config(", seed = 1").unwrap();
         assert_ne!(dir(&a), dir(&b));
         let mut more = a.clone();

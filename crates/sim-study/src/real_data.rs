@@ -10,7 +10,13 @@ use std::path::PathBuf;
 /// from the workspace root, as `.ci/run` and the README give it.
 pub fn real_data_dir(name: &str, test: &str) -> Option<PathBuf> {
     let dir = crate::data_dir();
-    let dir = if dir.is_absolute() { dir } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir) };
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir)
+    };
     if dir.join(name).exists() {
         return Some(dir);
     }

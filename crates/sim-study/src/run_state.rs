@@ -50,7 +50,10 @@ impl RunState {
 
     /// The run's state, or `None` before its first epoch finished.
     pub fn read(run_dir: &Path) -> Result<Option<RunState>, String> {
-        let why = format!("a run.toml from an older version, or damaged: remove {} to start the run over", run_dir.display());
+        let why = format!(
+            "a run.toml from an older version, or damaged: remove {} to start the run over",
+            run_dir.display()
+        );
         read_state(&Self::path(run_dir), &why)
     }
 
@@ -63,9 +66,14 @@ impl RunState {
 
 /// A state file (`run.toml`, `pretrain.toml`), or `None` where there is
 /// none yet; `damaged` says what to do when it cannot be read.
-pub(crate) fn read_state<T: serde::de::DeserializeOwned>(path: &Path, damaged: &str) -> Result<Option<T>, String> {
+pub(crate) fn read_state<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    damaged: &str,
+) -> Result<Option<T>, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| format!("{}: {} ({damaged})", path.display(), e.message().trim())),
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {} ({damaged})", path.display(), e.message().trim())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
@@ -83,7 +91,11 @@ impl fmt::Display for RunState {
                     None => Ok(()),
                 }
             }
-            Status::Running => write!(f, "unfinished, {} of {} epochs done", self.last_finished_epoch, self.epochs),
+            Status::Running => write!(
+                f,
+                "unfinished, {} of {} epochs done",
+                self.last_finished_epoch, self.epochs
+            ),
         }
     }
 }
@@ -111,9 +123,15 @@ mod tests {
         };
         state.write(dir.path()).unwrap();
         assert_eq!(RunState::read(dir.path()).unwrap(), Some(state.clone()));
-        assert_eq!(state.to_string(), "failed after epoch 2: loss NaN at epoch 3, step 1");
+        assert_eq!(
+            state.to_string(),
+            "failed after epoch 2: loss NaN at epoch 3, step 1"
+        );
         std::fs::write(RunState::path(dir.path()), "backbone = 1").unwrap();
         let msg = RunState::read(dir.path()).unwrap_err();
-        assert!(msg.contains("run.toml") && msg.contains("start the run over"), "{msg}");
+        assert!(
+            msg.contains("run.toml") && msg.contains("start the run over"),
+            "{msg}"
+        );
     }
 }

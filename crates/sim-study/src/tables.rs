@@ -47,8 +47,22 @@ pub mod file {
     /// data set, no method: it is before both).
     pub const PRETRAIN_EPOCHS: &str = "pretrain_epochs.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 14] =
-        [EPOCHS, LAYERS, BACKBONES, FITS, SPACE, COMPARISONS, WISE_FT, RELIABILITY, ATTENTION, ATTENTION_IMAGES, VERDICTS, METHOD_COMPARISONS, PRETRAIN, PRETRAIN_EPOCHS];
+    pub const ALL: [&str; 14] = [
+        EPOCHS,
+        LAYERS,
+        BACKBONES,
+        FITS,
+        SPACE,
+        COMPARISONS,
+        WISE_FT,
+        RELIABILITY,
+        ATTENTION,
+        ATTENTION_IMAGES,
+        VERDICTS,
+        METHOD_COMPARISONS,
+        PRETRAIN,
+        PRETRAIN_EPOCHS,
+    ];
 }
 
 /// Column names.

@@ -15,13 +15,21 @@ pub struct Mount {
 impl Mount {
     /// A tmpfs of `kib` KiB at `at` (an existing, empty folder): a disk that fills up.
     pub fn small_disk(at: &Path, kib: u32, test: &str) -> Option<Mount> {
-        mount(&[&["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"]], at, test)
+        mount(
+            &[&["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"]],
+            at,
+            test,
+        )
     }
 
     /// `source` seen read-only at `at` (an existing folder).
     pub fn read_only(source: &Path, at: &Path, test: &str) -> Option<Mount> {
         let source = source.to_string_lossy();
-        mount(&[&["--bind", &source], &["-o", "remount,ro,bind"]], at, test)
+        mount(
+            &[&["--bind", &source], &["-o", "remount,ro,bind"]],
+            at,
+            test,
+        )
     }
 }
 
@@ -35,10 +43,19 @@ impl Drop for Mount {
 fn mount(steps: &[&[&str]], at: &Path, test: &str) -> Option<Mount> {
     let mut mounted = None;
     for args in steps {
-        let ok = Command::new("mount").args(*args).arg(at).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ok = Command::new("mount")
+            .args(*args)
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             drop(mounted);
-            let line = format!("SKIPPED {test}: `mount {} {}` is not allowed here (needs root)\n", args.join(" "), at.display());
+            let line = format!(
+                "SKIPPED {test}: `mount {} {}` is not allowed here (needs root)\n",
+                args.join(" "),
+                at.display()
+            );
             let _ = std::io::stderr().write_all(line.as_bytes());
             return None;
         }

@@ -14,16 +14,32 @@ use std::time::Instant;
 
 fn main() {
     sim_train::backend::keep_freed_memory();
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let [checkpoint, size, heads, batch, repeats] = &args[..] else {
         panic!("usage: forward CHECKPOINT SIZE HEADS BATCH REPEATS");
     };
-    let (size, heads, batch, repeats): (usize, usize, usize, usize) =
-        (size.parse().unwrap(), heads.parse().unwrap(), batch.parse().unwrap(), repeats.parse().unwrap());
+    let (size, heads, batch, repeats): (usize, usize, usize, usize) = (
+        size.parse().unwrap(),
+        heads.parse().unwrap(),
+        batch.parse().unwrap(),
+        repeats.parse().unwrap(),
+    );
     let device = Default::default();
-    let opts = LoadOptions { heads: Some(heads), ..LoadOptions::new(size) };
-    let model = load::<CpuBackend>(checkpoint.as_ref(), &opts, &device).unwrap().model;
-    let input = Tensor::<CpuBackend, 4>::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let opts = LoadOptions {
+        heads: Some(heads),
+        ..LoadOptions::new(size)
+    };
+    let model = load::<CpuBackend>(checkpoint.as_ref(), &opts, &device)
+        .unwrap()
+        .model;
+    let input = Tensor::<CpuBackend, 4>::random(
+        [batch, 3, size, size],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let parts = match std::env::var("SIM_BENCH_PARTS") {
         Ok(n) => BatchParts::new(n.parse().expect("SIM_BENCH_PARTS: a number")),
         Err(_) => BatchParts::per_thread(),

@@ -105,12 +105,20 @@ mod tests {
             return;
         }
         let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "backend::tests::the_purge_delay_option_is_the_one_its_variable_sets"])
+            .args([
+                "--exact",
+                "backend::tests::the_purge_delay_option_is_the_one_its_variable_sets",
+            ])
             .env(CHILD, "1")
             .env("MIMALLOC_PURGE_DELAY", "1234")
             .output()
             .unwrap();
         let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert!(child.status.success(), "the child saw another value:\n{}{}", said(&child.stdout), said(&child.stderr));
+        assert!(
+            child.status.success(),
+            "the child saw another value:\n{}{}",
+            said(&child.stdout),
+            said(&child.stderr)
+        );
     }
 }

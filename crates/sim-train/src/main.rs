@@ -1,8 +1,8 @@
 //! `sim-train`: the training side of the tool, one subcommand per job.
 
 use clap::{Parser, Subcommand};
-use sim_study::config::{Family, PosResize, Precision};
 use sim_study::StudyConfig;
+use sim_study::config::{Family, PosResize, Precision};
 use sim_train::backend::{DeviceBackend, TrainBackend};
 use sim_train::finetune::device_check::{self, CheckOptions};
 use sim_train::model::{Activation, LoadOptions};
@@ -160,46 +160,98 @@ fn main() -> anyhow::Result<()> {
     sim_train::backend::keep_freed_memory();
     match Cli::parse().command {
         Command::Data { config } => data(&config),
-        Command::Finetune { config: path, dataset, method, backbone, seed } => {
+        Command::Finetune {
+            config: path,
+            dataset,
+            method,
+            backbone,
+            seed,
+        } => {
             let config = StudyConfig::from_file(&path)?;
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let run = config.run_named(dataset, backbone, method, seed).map_err(anyhow::Error::msg)?;
-            let outcome = sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
+            let run = config
+                .run_named(dataset, backbone, method, seed)
+                .map_err(anyhow::Error::msg)?;
+            let outcome =
+                sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
             println!("{run}: {outcome:?}");
             Ok(())
         }
         Command::Pretrain { config, backbone } => {
             let config = StudyConfig::from_file(&config)?;
-            match sim_train::pretrain::run::<TrainBackend>(&config, &backbone, &Default::default())? {
-                sim_train::pretrain::Outcome::AlreadyFinished { model } => println!("{backbone}: pre-trained before, kept: {}", model.display()),
-                sim_train::pretrain::Outcome::Finished { model, .. } => println!("{backbone}: pre-trained: {}", model.display()),
+            match sim_train::pretrain::run::<TrainBackend>(&config, &backbone, &Default::default())?
+            {
+                sim_train::pretrain::Outcome::AlreadyFinished { model } => {
+                    println!("{backbone}: pre-trained before, kept: {}", model.display())
+                }
+                sim_train::pretrain::Outcome::Finished { model, .. } => {
+                    println!("{backbone}: pre-trained: {}", model.display())
+                }
             }
             Ok(())
         }
-        Command::DeviceCheck { config: path, backbone, steps, agreement_backbone, epochs, precision } => {
+        Command::DeviceCheck {
+            config: path,
+            backbone,
+            steps,
+            agreement_backbone,
+            epochs,
+            precision,
+        } => {
             let mut config = StudyConfig::from_file(&path)?;
             if let Some(p) = precision {
                 config.training.precision = p;
             }
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let opts = CheckOptions { speed_backbone: backbone, steps, agreement_backbone, epochs };
-            print!("{}", device_check::markdown(&device_check::run(&config, dir, &opts)?));
+            let opts = CheckOptions {
+                speed_backbone: backbone,
+                steps,
+                agreement_backbone,
+                epochs,
+            };
+            print!(
+                "{}",
+                device_check::markdown(&device_check::run(&config, dir, &opts)?)
+            );
             Ok(())
         }
-        Command::Extract { checkpoint, family, prefix, images, size, heads, quick_gelu, pos_resize, out } => {
+        Command::Extract {
+            checkpoint,
+            family,
+            prefix,
+            images,
+            size,
+            heads,
+            quick_gelu,
+            pos_resize,
+            out,
+        } => {
             let opts = LoadOptions {
                 family,
                 prefix,
                 input_size: size,
                 heads,
-                activation: if quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
+                activation: if quick_gelu {
+                    Activation::QuickGelu
+                } else {
+                    Activation::Gelu
+                },
                 resize: pos_resize,
             };
             // No study here: a GPU build keeps its kernels in the user's cache folder.
-            if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))) {
+            if let Some(cache) = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            {
                 sim_train::backend::use_kernel_cache(&cache.join("simlab/kernel-cache"));
             }
-            let n = sim_train::extract::extract::<DeviceBackend>(&checkpoint, &opts, &images, &out, &Default::default())?;
+            let n = sim_train::extract::extract::<DeviceBackend>(
+                &checkpoint,
+                &opts,
+                &images,
+                &out,
+                &Default::default(),
+            )?;
             println!("{n} images: features written to {}", out.display());
             Ok(())
         }

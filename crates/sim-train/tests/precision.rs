@@ -17,11 +17,20 @@ use sim_train::model::init::{VitShape, random_vit};
 
 type Ad = Autodiff<CpuBackend>;
 
-const SHAPE: VitShape = VitShape { width: 64, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 32 };
+const SHAPE: VitShape = VitShape {
+    width: 64,
+    depth: 2,
+    heads: 2,
+    patch: 8,
+    mlp_ratio: 4,
+    input_size: 32,
+};
 
 /// Four fixed images, values in [−1, 1].
 fn images<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
-    let pattern: Vec<f32> = (0..4 * 3 * 32 * 32).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let pattern: Vec<f32> = (0..4 * 3 * 32 * 32)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
     Tensor::from_data(TensorData::new(pattern, [4, 3, 32, 32]), device)
 }
 
@@ -34,14 +43,23 @@ fn relative_difference(a: &[f32], b: &[f32]) -> f32 {
 fn bf16_and_f16_products_stay_near_f32_and_are_really_rounded() {
     let device = Default::default();
     let mut vit = random_vit::<CpuBackend>(SHAPE, 3, &device).unwrap().model;
-    let tokens = |vit: &sim_train::model::Vit<CpuBackend>| vit.forward(images::<CpuBackend>(&device)).final_tokens.into_data().to_vec::<f32>().unwrap();
+    let tokens = |vit: &sim_train::model::Vit<CpuBackend>| {
+        vit.forward(images::<CpuBackend>(&device))
+            .final_tokens
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
     let f32 = tokens(&vit);
     for (precision, at_most) in [(Precision::Bf16, 5e-2), (Precision::F16, 1e-2)] {
         vit.set_precision(precision);
         let low = tokens(&vit);
         let d = relative_difference(&f32, &low);
         // Above f32's rounding (the casts happen), within the format's.
-        assert!(d > 1e-5 && d < at_most, "{precision:?}: relative difference {d}");
+        assert!(
+            d > 1e-5 && d < at_most,
+            "{precision:?}: relative difference {d}"
+        );
     }
     vit.set_precision(Precision::F32);
     assert_eq!(tokens(&vit), f32, "back to f32: the same numbers");
@@ -59,8 +77,11 @@ fn an_update_below_bf16_resolution_is_kept_by_the_f32_master_weights() {
     let before = before.to_vec::<f32>().unwrap();
 
     let method = Method::new(&MethodConfig::full("full"), &model.backbone);
-    let labels = Tensor::<Ad, 1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0], [4]), &device);
-    let loss = burn::nn::loss::CrossEntropyLossConfig::new().init(&device).forward(model.logits(images::<Ad>(&device)), labels);
+    let labels =
+        Tensor::<Ad, 1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0], [4]), &device);
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(model.logits(images::<Ad>(&device)), labels);
     // lr 1e-7: AdamW's first step moves each weight by about lr, about a
     // hundred-thousandth of a typical weight (σ 0.02), far below bf16's
     // resolution (2⁻⁸ relative).
@@ -84,5 +105,8 @@ fn an_update_below_bf16_resolution_is_kept_by_the_f32_master_weights() {
     let n = before.len();
     assert!(moved * 10 > n * 9, "only {moved} of {n} weights moved");
     // The same update on bf16 weights would have vanished: what f32 master weights are for.
-    assert!(lost_in_bf16 * 10 > moved * 9, "{lost_in_bf16} of {moved} updates are below bf16's resolution");
+    assert!(
+        lost_in_bf16 * 10 > moved * 9,
+        "{lost_in_bf16} of {moved} updates are below bf16's resolution"
+    );
 }

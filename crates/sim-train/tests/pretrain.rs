@@ -22,7 +22,8 @@ use std::process::Command;
 /// agree to rounding, not always to the bit (as fine-tuning's tests).
 const REPEAT_TOLERANCE: f64 = 1e-5;
 
-const SUPERVISED: &str = r#"objective = "supervised", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8"#;
+const SUPERVISED: &str =
+    r#"objective = "supervised", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8"#;
 const DINO: &str = r#"objective = "dino", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8, dino = { local_crops = 2, local_size = 8, out_dim = 32, hidden_dim = 16, bottleneck_dim = 8 }"#;
 
 /// Writes the natural images once per folder and a config pre-training one
@@ -37,7 +38,12 @@ fn study(dir: &Path, pretrain: &str) -> PathBuf {
                 std::fs::create_dir_all(&folder).unwrap();
                 for j in 0..n {
                     let base = [40 + k as u8 * 150, 90, 200 - k as u8 * 150];
-                    let img = RgbImage::from_fn(24, 20, |x, _| Rgb(base.map(|v| v.saturating_add(rng.random_range(0..50)).saturating_add(x as u8))));
+                    let img = RgbImage::from_fn(24, 20, |x, _| {
+                        Rgb(base.map(|v| {
+                            v.saturating_add(rng.random_range(0..50))
+                                .saturating_add(x as u8)
+                        }))
+                    });
                     img.save(folder.join(format!("{j}.png"))).unwrap();
                 }
             }
@@ -81,7 +87,9 @@ fn folder(config: &StudyConfig) -> PathBuf {
 
 fn pretrain_command(config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sim-train"));
-    command.args(["pretrain", "--backbone", "net", "--config"]).arg(config);
+    command
+        .args(["pretrain", "--backbone", "net", "--config"])
+        .arg(config);
     command
 }
 
@@ -92,10 +100,12 @@ fn weights(path: &Path) -> Vec<(String, Vec<f64>)> {
     let mut out: Vec<(String, Vec<f64>)> = file
         .tensors()
         .into_iter()
-        .map(|(name, view)| match sim_study::tensors::decode(&view).unwrap().1 {
-            sim_study::tensors::Values::Float(v) => (name, v),
-            _ => panic!("{name}: not a float tensor"),
-        })
+        .map(
+            |(name, view)| match sim_study::tensors::decode(&view).unwrap().1 {
+                sim_study::tensors::Values::Float(v) => (name, v),
+                _ => panic!("{name}: not a float tensor"),
+            },
+        )
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -103,11 +113,21 @@ fn weights(path: &Path) -> Vec<(String, Vec<f64>)> {
 
 fn assert_same_weights(a: &Path, b: &Path) {
     let (a, b) = (weights(a), weights(b));
-    assert_eq!(a.iter().map(|t| &t.0).collect::<Vec<_>>(), b.iter().map(|t| &t.0).collect::<Vec<_>>());
+    assert_eq!(
+        a.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        b.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-        let diff = x.iter().zip(y).fold(0.0f64, |m, (p, q)| m.max((p - q).abs())) / scale;
-        assert!(diff <= REPEAT_TOLERANCE, "{name}: relative difference {diff:.2e}");
+        let diff = x
+            .iter()
+            .zip(y)
+            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+        assert!(
+            diff <= REPEAT_TOLERANCE,
+            "{name}: relative difference {diff:.2e}"
+        );
     }
 }
 
@@ -118,40 +138,97 @@ fn both_objectives_write_a_timm_checkpoint_the_ordinary_loader_reads_whole() {
         let path = study(dir.path(), pretrain);
         let config = config(&path);
         let device = Default::default();
-        let Outcome::Finished { model, resumed_at: 0 } = run::<TrainBackend>(&config, "net", &device).unwrap() else { panic!("{objective}: not a fresh run") };
+        let Outcome::Finished {
+            model,
+            resumed_at: 0,
+        } = run::<TrainBackend>(&config, "net", &device).unwrap()
+        else {
+            panic!("{objective}: not a fresh run")
+        };
         assert_eq!(model, model_file(&folder(&config)));
-        assert!(folder(&config).file_name().unwrap().to_string_lossy().starts_with(&format!("{objective}-")));
+        assert!(
+            folder(&config)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{objective}-"))
+        );
         // Strict loading: a tensor the model does not use is an error.
         let b = &config.backbones[0];
         let loaded = load::<TrainBackend>(&model, &LoadOptions::for_backbone(b), &device).unwrap();
         assert_eq!(loaded.naming, Naming::Timm, "{objective}");
-        assert!(loaded.ignored.is_empty() && loaded.model.head.is_none(), "{objective}: the backbone alone");
-        assert_eq!((loaded.model.width(), loaded.model.depth()), (16, 2), "{objective}");
+        assert!(
+            loaded.ignored.is_empty() && loaded.model.head.is_none(),
+            "{objective}: the backbone alone"
+        );
+        assert_eq!(
+            (loaded.model.width(), loaded.model.depth()),
+            (16, 2),
+            "{objective}"
+        );
         // The heads are in the file: `sim-train extract` needs no --heads (width / 64 would be 0).
         let plain = load::<TrainBackend>(&model, &LoadOptions::new(16), &device).unwrap();
         assert_eq!(plain.model.blocks[0].heads, 2, "{objective}");
-        let msg = load::<TrainBackend>(&model, &LoadOptions { heads: Some(4), ..LoadOptions::new(16) }, &device).err().unwrap().to_string();
-        assert!(msg.contains("2 attention heads recorded in the file") && msg.contains("4 asked for"), "{msg}");
-        assert_eq!(config.backbone_file(b, dir.path()), model, "fine-tuning finds it");
+        let msg = load::<TrainBackend>(
+            &model,
+            &LoadOptions {
+                heads: Some(4),
+                ..LoadOptions::new(16)
+            },
+            &device,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            msg.contains("2 attention heads recorded in the file") && msg.contains("4 asked for"),
+            "{msg}"
+        );
+        assert_eq!(
+            config.backbone_file(b, dir.path()),
+            model,
+            "fine-tuning finds it"
+        );
         let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
-        assert_eq!((state.status, state.last_finished_epoch, state.history.len()), (Status::Finished, 3, 3), "{objective}");
-        assert!(state.history.iter().all(|h| h.loss.is_finite() && h.images_per_s > 0.0));
-        assert_eq!(state.history[0].teacher_entropy.is_some(), objective == "dino");
+        assert_eq!(
+            (state.status, state.last_finished_epoch, state.history.len()),
+            (Status::Finished, 3, 3),
+            "{objective}"
+        );
+        assert!(
+            state
+                .history
+                .iter()
+                .all(|h| h.loss.is_finite() && h.images_per_s > 0.0)
+        );
+        assert_eq!(
+            state.history[0].teacher_entropy.is_some(),
+            objective == "dino"
+        );
         // Trained: not the initialisation any more (a file of objective `none`).
         let init_dir = tempfile::tempdir().unwrap();
         let none = config_of_none(init_dir.path());
         run::<TrainBackend>(&none, "net", &device).unwrap();
         let (trained, init) = (weights(&model), weights(&model_file(&folder(&none))));
         assert_eq!(trained.len(), init.len());
-        assert!(trained.iter().zip(&init).any(|(a, b)| a.1 != b.1), "{objective}: the weights moved");
+        assert!(
+            trained.iter().zip(&init).any(|(a, b)| a.1 != b.1),
+            "{objective}: the weights moved"
+        );
         // Done once: the second call does nothing.
-        assert!(matches!(run::<TrainBackend>(&config, "net", &device).unwrap(), Outcome::AlreadyFinished { .. }));
+        assert!(matches!(
+            run::<TrainBackend>(&config, "net", &device).unwrap(),
+            Outcome::AlreadyFinished { .. }
+        ));
     }
 }
 
 /// The random initialisation of the same shape and seed.
 fn config_of_none(dir: &Path) -> StudyConfig {
-    config(&study(dir, r#"objective = "none", width = 16, depth = 2, patch = 8"#))
+    config(&study(
+        dir,
+        r#"objective = "none", width = 16, depth = 2, patch = 8"#,
+    ))
 }
 
 #[test]
@@ -161,13 +238,25 @@ fn a_kill_between_any_two_writes_resumes_to_the_uninterrupted_weights() {
         let path = study(whole.path(), pretrain);
         assert!(pretrain_command(&path).status().unwrap().success());
         let reference = model_file(&folder(&config(&path)));
-        for point in ["checkpoint-written@2", "pretrain-state-written@1", "pretrain-state-written@3", "pretrain-model-written"] {
+        for point in [
+            "checkpoint-written@2",
+            "pretrain-state-written@1",
+            "pretrain-state-written@3",
+            "pretrain-model-written",
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let path = study(dir.path(), pretrain);
-            let status = pretrain_command(&path).env(sim_study::crash::CRASH_VAR, point).status().unwrap();
+            let status = pretrain_command(&path)
+                .env(sim_study::crash::CRASH_VAR, point)
+                .status()
+                .unwrap();
             assert_eq!(status.signal(), Some(9), "{point}: killed");
             let out = pretrain_command(&path).output().unwrap();
-            assert!(out.status.success(), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{point}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_same_weights(&model_file(&folder(&config(&path))), &reference);
             let left: Vec<String> = std::fs::read_dir(folder(&config(&path)))
                 .unwrap()
@@ -183,10 +272,18 @@ fn a_kill_between_any_two_writes_resumes_to_the_uninterrupted_weights() {
 fn a_collapsing_self_distillation_stops_naming_the_epoch() {
     let dir = tempfile::tempdir().unwrap();
     // A teacher this hot outputs the uniform distribution: collapse.
-    let path = study(dir.path(), &DINO.replace("out_dim = 32", "out_dim = 32, teacher_temp = 1000.0"));
+    let path = study(
+        dir.path(),
+        &DINO.replace("out_dim = 32", "out_dim = 32, teacher_temp = 1000.0"),
+    );
     let config = config(&path);
-    let msg = run::<TrainBackend>(&config, "net", &Default::default()).unwrap_err().to_string();
-    assert!(msg.contains("collapsed in epoch 1") && msg.contains("uniform"), "{msg}");
+    let msg = run::<TrainBackend>(&config, "net", &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("collapsed in epoch 1") && msg.contains("uniform"),
+        "{msg}"
+    );
     let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
     assert_eq!(state.status, Status::Failed);
     assert!(state.message.unwrap().contains("epoch 1"));
@@ -196,9 +293,14 @@ fn a_collapsing_self_distillation_stops_naming_the_epoch() {
 #[test]
 fn a_diverging_loss_marks_the_pretraining_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let path = study(dir.path(), &SUPERVISED.replace("batch_size = 8", "batch_size = 8, lr = 1e30"));
+    let path = study(
+        dir.path(),
+        &SUPERVISED.replace("batch_size = 8", "batch_size = 8, lr = 1e30"),
+    );
     let config = config(&path);
-    let msg = run::<TrainBackend>(&config, "net", &Default::default()).unwrap_err().to_string();
+    let msg = run::<TrainBackend>(&config, "net", &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("loss") && msg.contains("at epoch"), "{msg}");
     let state = PretrainState::read(&folder(&config)).unwrap().unwrap();
     assert_eq!(state.status, Status::Failed);

@@ -16,7 +16,13 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// At most this many image rows per grid (a page's height).
 const MAX_ROWS: usize = 6;
-const COLUMNS: [&str; 5] = ["image", "attention, pre-trained", "attention, fine-tuned", "patch norm, pre-trained", "patch norm, fine-tuned"];
+const COLUMNS: [&str; 5] = [
+    "image",
+    "attention, pre-trained",
+    "attention, fine-tuned",
+    "patch norm, pre-trained",
+    "patch norm, fine-tuned",
+];
 
 /// A map over the patch grid, `grid × grid`, row-major.
 struct Map {
@@ -41,7 +47,10 @@ pub struct AttentionGrid {
 
 fn map(patches: &[&PatchRow], image: u32, get: fn(&PatchRow) -> f64) -> Option<Map> {
     let cells: Vec<&&PatchRow> = patches.iter().filter(|p| p.image == image).collect();
-    let grid = cells.iter().map(|p| p.row.max(p.column) as usize + 1).max()?;
+    let grid = cells
+        .iter()
+        .map(|p| p.row.max(p.column) as usize + 1)
+        .max()?;
     let mut values = vec![0.0; grid * grid];
     for p in &cells {
         values[p.row as usize * grid + p.column as usize] = get(p);
@@ -57,9 +66,22 @@ impl AttentionGrid {
         };
         let mut grids = Vec::new();
         for b in study.backbones_with_runs() {
-            let Some(seed) = study.space.iter().find(|p| p.backbone == b).map(|p| p.reference_seed) else { continue };
-            let pre: Vec<&PatchRow> = patches.iter().filter(|p| p.backbone == b && p.seed.is_none()).collect();
-            let post: Vec<&PatchRow> = patches.iter().filter(|p| p.backbone == b && p.seed == Some(seed)).collect();
+            let Some(seed) = study
+                .space
+                .iter()
+                .find(|p| p.backbone == b)
+                .map(|p| p.reference_seed)
+            else {
+                continue;
+            };
+            let pre: Vec<&PatchRow> = patches
+                .iter()
+                .filter(|p| p.backbone == b && p.seed.is_none())
+                .collect();
+            let post: Vec<&PatchRow> = patches
+                .iter()
+                .filter(|p| p.backbone == b && p.seed == Some(seed))
+                .collect();
             let rows: Vec<GridRow> = images
                 .iter()
                 .filter(|i| i.backbone == b)
@@ -71,11 +93,19 @@ impl AttentionGrid {
                         map(&pre, i.image, |p| p.patch_norm)?,
                         map(&post, i.image, |p| p.patch_norm)?,
                     ];
-                    Some(GridRow { image: i.clone(), maps })
+                    Some(GridRow {
+                        image: i.clone(),
+                        maps,
+                    })
                 })
                 .collect();
             if !rows.is_empty() {
-                grids.push(AttentionGrid { facet: None, backbone: b.to_string(), seed, rows });
+                grids.push(AttentionGrid {
+                    facet: None,
+                    backbone: b.to_string(),
+                    seed,
+                    rows,
+                });
             }
         }
         if grids.is_empty() {
@@ -88,7 +118,10 @@ impl AttentionGrid {
 impl AttentionGrid {
     /// The grid, its file and title naming its facet too.
     pub fn in_facet(self, facet: &Facet) -> AttentionGrid {
-        AttentionGrid { facet: Some(facet.clone()), ..self }
+        AttentionGrid {
+            facet: Some(facet.clone()),
+            ..self
+        }
     }
 }
 
@@ -101,7 +134,10 @@ pub fn caption(grids: &[AttentionGrid]) -> String {
             format!("{} (θ* = seed {}, {} images): the attention's centre of mass moves {:.2} patch widths on average", g.backbone, g.seed, g.rows.len(), shift)
         })
         .collect();
-    format!("Last-block CLS attention and patch norms, pre-trained vs fine-tuned: {}.", parts.join("; "))
+    format!(
+        "Last-block CLS attention and patch norms, pre-trained vs fine-tuned: {}.",
+        parts.join("; ")
+    )
 }
 
 /// How far the attention's centre of mass moves, in patches.
@@ -121,7 +157,12 @@ fn centroid_shift(a: &Map, b: &Map) -> f64 {
 
 /// The map scaled to [0, 1] and sampled bilinearly at pixel (x, y) of a `side`-pixel square.
 fn sample(m: &Map, side: usize, x: usize, y: usize) -> f64 {
-    let (lo, hi) = m.values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+    let (lo, hi) = m
+        .values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        });
     let span = if hi > lo { hi - lo } else { 1.0 };
     let g = m.grid as f64;
     let coord = |p: usize| ((p as f64 + 0.5) * g / side as f64 - 0.5).clamp(0.0, g - 1.0);
@@ -130,7 +171,8 @@ fn sample(m: &Map, side: usize, x: usize, y: usize) -> f64 {
     let (y1, x1) = ((y0 + 1).min(m.grid - 1), (x0 + 1).min(m.grid - 1));
     let (wy, wx) = (fy - y0 as f64, fx - x0 as f64);
     let at = |r: usize, c: usize| (m.values[r * m.grid + c] - lo) / span;
-    (at(y0, x0) * (1.0 - wx) + at(y0, x1) * wx) * (1.0 - wy) + (at(y1, x0) * (1.0 - wx) + at(y1, x1) * wx) * wy
+    (at(y0, x0) * (1.0 - wx) + at(y0, x1) * wx) * (1.0 - wy)
+        + (at(y1, x0) * (1.0 - wx) + at(y1, x1) * wx) * wy
 }
 
 /// The image scaled (nearest) to `side` pixels, greyed and overlaid with `overlay` when given.
@@ -177,28 +219,65 @@ impl Figure for AttentionGrid {
         let (header, body) = root.split_vertically(pt(0.35 * 72.0));
         let (title_area, column_titles) = header.split_vertically(pt(12.0));
         let label_width = pt(58.0);
-        let on = self.facet.as_ref().map_or(String::new(), |f| format!(" ({})", f.label()));
-        let title = format!("{}: pre-trained vs fine-tuned{on} (θ*, seed {}); each map scaled to its own range, viridis", self.backbone, self.seed);
-        title_area.draw(&Text::new(title, (pt(3.0) as i32, pt(2.0) as i32), font(7.5)))?;
+        let on = self
+            .facet
+            .as_ref()
+            .map_or(String::new(), |f| format!(" ({})", f.label()));
+        let title = format!(
+            "{}: pre-trained vs fine-tuned{on} (θ*, seed {}); each map scaled to its own range, viridis",
+            self.backbone, self.seed
+        );
+        title_area.draw(&Text::new(
+            title,
+            (pt(3.0) as i32, pt(2.0) as i32),
+            font(7.5),
+        ))?;
         let (_, header_cells) = column_titles.split_horizontally(label_width);
-        for (cell, title) in header_cells.split_evenly((1, COLUMNS.len())).iter().zip(COLUMNS) {
+        for (cell, title) in header_cells
+            .split_evenly((1, COLUMNS.len()))
+            .iter()
+            .zip(COLUMNS)
+        {
             let (w, h) = cell.dim_in_pixel();
-            cell.draw(&Text::new(title, ((w / 2) as i32, (h / 2) as i32), font(7.5).pos(Pos::new(HPos::Center, VPos::Center))))?;
+            cell.draw(&Text::new(
+                title,
+                ((w / 2) as i32, (h / 2) as i32),
+                font(7.5).pos(Pos::new(HPos::Center, VPos::Center)),
+            ))?;
         }
-        for (row_area, row) in body.split_evenly((self.rows.len(), 1)).iter().zip(&self.rows) {
+        for (row_area, row) in body
+            .split_evenly((self.rows.len(), 1))
+            .iter()
+            .zip(&self.rows)
+        {
             let (label, cells) = row_area.split_horizontally(label_width);
             let (_, lh) = label.dim_in_pixel();
             // The file name without folders and extension: n03000684_12072.
             let id = row.image.image_id.rsplit('/').next().unwrap_or_default();
             let id = id.rsplit_once('.').map_or(id, |(stem, _)| stem);
-            label.draw(&Text::new(id.to_string(), (pt(2.0) as i32, (lh / 2) as i32), font(6.0).pos(Pos::new(HPos::Left, VPos::Center))))?;
-            let overlays = [None, Some(&row.maps[0]), Some(&row.maps[1]), Some(&row.maps[2]), Some(&row.maps[3])];
+            label.draw(&Text::new(
+                id.to_string(),
+                (pt(2.0) as i32, (lh / 2) as i32),
+                font(6.0).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            let overlays = [
+                None,
+                Some(&row.maps[0]),
+                Some(&row.maps[1]),
+                Some(&row.maps[2]),
+                Some(&row.maps[3]),
+            ];
             for (cell, overlay) in cells.split_evenly((1, COLUMNS.len())).iter().zip(overlays) {
                 let (w, h) = cell.dim_in_pixel();
                 let side = (w.min(h) as f64 * 0.94) as usize;
                 let pixels = panel_pixels(&row.image, side, overlay);
-                let origin = (((w as usize - side) / 2) as i32, ((h as usize - side) / 2) as i32);
-                let element = BitMapElement::with_owned_buffer(origin, (side as u32, side as u32), pixels).expect("side × side × 3 bytes");
+                let origin = (
+                    ((w as usize - side) / 2) as i32,
+                    ((h as usize - side) / 2) as i32,
+                );
+                let element =
+                    BitMapElement::with_owned_buffer(origin, (side as u32, side as u32), pixels)
+                        .expect("side × side × 3 bytes");
                 cell.draw(&element)?;
             }
         }

@@ -45,31 +45,66 @@ impl CkaEce {
                 .iter()
                 .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
                 .filter_map(|l| {
-                    let e = study.epochs.iter().find(|e| e.backbone == b && e.seed == l.seed && e.epoch == l.epoch)?;
+                    let e = study
+                        .epochs
+                        .iter()
+                        .find(|e| e.backbone == b && e.seed == l.seed && e.epoch == l.epoch)?;
                     Some((l.epoch, l.cka, e.ece))
                 })
                 .partition(|p| p.0 == 0);
-            let xy = |v: Vec<(u32, f64, f64)>| v.into_iter().map(|p| (p.1, p.2)).collect::<Vec<_>>();
+            let xy =
+                |v: Vec<(u32, f64, f64)>| v.into_iter().map(|p| (p.1, p.2)).collect::<Vec<_>>();
             let (epoch0, points) = (xy(epoch0), xy(points));
             let (sim, ece): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
-            let levels = sim_metrics::fit::level_fit(&sim, &ece, study.config.evaluation.fit_levels)
-                .map(|f| f.levels.iter().map(|l| (l.similarity, l.mean, l.count)).collect())
-                .map_err(|e| e.to_string());
-            let fit_of = |points: &str| study.fits.iter().find(|f| f.backbone == b && f.metric == col::ECE && f.points == points).cloned();
-            let (fit, with_epoch0) = (fit_of(col::POINTS_FINE_TUNED), fit_of(col::POINTS_WITH_EPOCH0));
-            panels.push(Panel { backbone: b.to_string(), points, epoch0, levels, fit, with_epoch0 });
+            let levels =
+                sim_metrics::fit::level_fit(&sim, &ece, study.config.evaluation.fit_levels)
+                    .map(|f| {
+                        f.levels
+                            .iter()
+                            .map(|l| (l.similarity, l.mean, l.count))
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string());
+            let fit_of = |points: &str| {
+                study
+                    .fits
+                    .iter()
+                    .find(|f| f.backbone == b && f.metric == col::ECE && f.points == points)
+                    .cloned()
+            };
+            let (fit, with_epoch0) = (
+                fit_of(col::POINTS_FINE_TUNED),
+                fit_of(col::POINTS_WITH_EPOCH0),
+            );
+            panels.push(Panel {
+                backbone: b.to_string(),
+                points,
+                epoch0,
+                levels,
+                fit,
+                with_epoch0,
+            });
         }
         if panels.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(CkaEce { backbones: study.backbones.clone(), panels })
+        Ok(CkaEce {
+            backbones: study.backbones.clone(),
+            panels,
+        })
     }
 }
 
 /// "r = −0.82, R² = 0.67, slope 95 % CI [−0.91, −0.42]", or why there is no fit.
 fn describe_fit(fit: Option<&FitRow>) -> String {
     match fit {
-        Some(FitRow { r: Some(r), r2: Some(r2), slope: Some(slope), slope_ci: Some((lo, hi)), .. }) => {
+        Some(FitRow {
+            r: Some(r),
+            r2: Some(r2),
+            slope: Some(slope),
+            slope_ci: Some((lo, hi)),
+            ..
+        }) => {
             format!("slope {slope:.3}, 95 % CI [{lo:.3}, {hi:.3}], r = {r:.2}, R² = {r2:.2}")
         }
         Some(f) => format!("no fit: {}", f.status),
@@ -122,29 +157,68 @@ impl Figure for CkaEce {
             let y = padded_range(all().map(|q| q.1), 0.0..0.3, 0.01);
             let (x, y) = (x.start.max(-0.05)..x.end.min(1.05), y.start.max(0.0)..y.end);
             let entries = [
-                (Mark::Dot(color.mix(0.5)), "one (run, epoch, layer)".to_string()),
-                (Mark::Cross(BLACK), "epoch 0, probe's head (not fitted)".to_string()),
-                (Mark::Outline(BLACK), "mean ECE of a similarity level".to_string()),
-                (Mark::Line(BLACK, false), "least squares through the levels".to_string()),
+                (
+                    Mark::Dot(color.mix(0.5)),
+                    "one (run, epoch, layer)".to_string(),
+                ),
+                (
+                    Mark::Cross(BLACK),
+                    "epoch 0, probe's head (not fitted)".to_string(),
+                ),
+                (
+                    Mark::Outline(BLACK),
+                    "mean ECE of a similarity level".to_string(),
+                ),
+                (
+                    Mark::Line(BLACK, false),
+                    "least squares through the levels".to_string(),
+                ),
             ];
             let area = with_legend(area, &entries)?;
             // The fit's numbers in the title (short enough for a third of a
             // page); the slope's interval is in the caption.
             let title = match &p.fit {
-                Some(FitRow { r: Some(r), r2: Some(r2), .. }) => format!("{}: r = {r:.2}, R² = {r2:.2}", p.backbone),
+                Some(FitRow {
+                    r: Some(r),
+                    r2: Some(r2),
+                    ..
+                }) => format!("{}: r = {r:.2}, R² = {r2:.2}", p.backbone),
                 Some(f) => format!("{}: no fit ({})", p.backbone, f.status),
                 None => p.backbone.clone(),
             };
             let mut chart = chart(&area, &title, x.clone(), y.clone())?;
-            axes(&mut chart, "similarity (CKA to pre-trained, CLS)", "ECE (equal-width bins)", Ticks::Numbers(5))?;
-            chart.draw_series(p.points.iter().map(|&q| Circle::new(q, pt(1.8), color.mix(0.5).filled())))?;
-            chart.draw_series(p.epoch0.iter().map(|&q| Cross::new(q, pt(3.2), BLACK.stroke_width(pt(1.4)))))?;
+            axes(
+                &mut chart,
+                "similarity (CKA to pre-trained, CLS)",
+                "ECE (equal-width bins)",
+                Ticks::Numbers(5),
+            )?;
+            chart.draw_series(
+                p.points
+                    .iter()
+                    .map(|&q| Circle::new(q, pt(1.8), color.mix(0.5).filled())),
+            )?;
+            chart.draw_series(
+                p.epoch0
+                    .iter()
+                    .map(|&q| Cross::new(q, pt(3.2), BLACK.stroke_width(pt(1.4)))),
+            )?;
             if let Ok(levels) = &p.levels {
                 let half_x = (x.end - x.start) * 0.012;
                 let half_y = (y.end - y.start) * 0.018;
-                chart.draw_series(levels.iter().map(|l| Rectangle::new([(l.0 - half_x, l.1 - half_y), (l.0 + half_x, l.1 + half_y)], BLACK.stroke_width(pt(1.0)))))?;
+                chart.draw_series(levels.iter().map(|l| {
+                    Rectangle::new(
+                        [(l.0 - half_x, l.1 - half_y), (l.0 + half_x, l.1 + half_y)],
+                        BLACK.stroke_width(pt(1.0)),
+                    )
+                }))?;
             }
-            if let Some(FitRow { slope: Some(slope), intercept: Some(b), .. }) = &p.fit {
+            if let Some(FitRow {
+                slope: Some(slope),
+                intercept: Some(b),
+                ..
+            }) = &p.fit
+            {
                 let line = [(x.start, b + slope * x.start), (x.end, b + slope * x.end)];
                 chart.draw_series(LineSeries::new(line, BLACK.stroke_width(pt(1.0))))?;
             }

@@ -26,7 +26,10 @@ fn title_height() -> u32 {
 impl<F: Figure> Faceted<F> {
     /// `prepare` on each facet's rows; an error only when no facet's figure
     /// can be drawn (then the first facet's reason).
-    pub fn prepare(study: &Study, prepare: impl Fn(&Study) -> Result<F, String>) -> Result<Faceted<F>, String> {
+    pub fn prepare(
+        study: &Study,
+        prepare: impl Fn(&Study) -> Result<F, String>,
+    ) -> Result<Faceted<F>, String> {
         let (mut panels, mut left_out) = (Vec::new(), Vec::new());
         for facet in study.facets() {
             match prepare(&study.facet(&facet)) {
@@ -35,14 +38,20 @@ impl<F: Figure> Faceted<F> {
             }
         }
         if panels.is_empty() {
-            return Err(left_out.into_iter().next().map_or_else(|| "no medical data set".into(), |(_, why)| why));
+            return Err(left_out
+                .into_iter()
+                .next()
+                .map_or_else(|| "no medical data set".into(), |(_, why)| why));
         }
         Ok(Faceted { panels, left_out })
     }
 
     /// The largest panel: every facet gets this much room.
     fn panel_size(&self) -> (u32, u32) {
-        self.panels.iter().map(|(_, f)| f.size()).fold((0, 0), |(w, h), (pw, ph)| (w.max(pw), h.max(ph)))
+        self.panels
+            .iter()
+            .map(|(_, f)| f.size())
+            .fold((0, 0), |(w, h), (pw, ph)| (w.max(pw), h.max(ph)))
     }
 
     /// One facet's figure alone, without a title strip.
@@ -57,7 +66,11 @@ impl<F: Figure> Faceted<F> {
     /// wide (a page's width), else one above the other.
     fn grid(&self) -> (usize, usize) {
         let n = self.panels.len();
-        let columns = if self.panel_size().0 <= inches(SINGLE_COLUMN, 1.0).0 { n.min(2) } else { 1 };
+        let columns = if self.panel_size().0 <= inches(SINGLE_COLUMN, 1.0).0 {
+            n.min(2)
+        } else {
+            1
+        };
         (n.div_ceil(columns), columns)
     }
 }
@@ -92,7 +105,11 @@ impl<F: Figure> Figure for Faceted<F> {
             let (title, body) = cell.split_vertically(title_height());
             let (w, h) = title.dim_in_pixel();
             let style = font(8.5).pos(Pos::new(HPos::Center, VPos::Center));
-            title.draw(&Text::new(facet.title(), ((w / 2) as i32, (h / 2) as i32), style))?;
+            title.draw(&Text::new(
+                facet.title(),
+                ((w / 2) as i32, (h / 2) as i32),
+                style,
+            ))?;
             figure.draw(&body)?;
         }
         Ok(())
@@ -104,8 +121,14 @@ impl<F: Captioned> Captioned for Faceted<F> {
         if let Some(only) = self.alone() {
             return only.caption();
         }
-        let drawn = self.panels.iter().map(|(d, f)| format!("**{}**: {}", d.label(), f.caption()));
-        let missing = self.left_out.iter().map(|(d, why)| format!("**{}**: not drawn ({why}).", d.label()));
+        let drawn = self
+            .panels
+            .iter()
+            .map(|(d, f)| format!("**{}**: {}", d.label(), f.caption()));
+        let missing = self
+            .left_out
+            .iter()
+            .map(|(d, why)| format!("**{}**: not drawn ({why}).", d.label()));
         drawn.chain(missing).collect::<Vec<_>>().join(" ")
     }
 }

@@ -22,14 +22,21 @@ impl KnnBars {
             .into_iter()
             .filter_map(|b| {
                 let before = study.pretrained(b)?.knn_top1? * 100.0;
-                let after: Vec<f64> = study.final_epochs(b).iter().filter_map(|r| Some(r.knn_top1? * 100.0)).collect();
+                let after: Vec<f64> = study
+                    .final_epochs(b)
+                    .iter()
+                    .filter_map(|r| Some(r.knn_top1? * 100.0))
+                    .collect();
                 (!after.is_empty()).then(|| (b.to_string(), before, after))
             })
             .collect();
         if bars.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(KnnBars { backbones: study.backbones.clone(), bars })
+        Ok(KnnBars {
+            backbones: study.backbones.clone(),
+            bars,
+        })
     }
 }
 
@@ -40,10 +47,17 @@ impl Captioned for KnnBars {
             .iter()
             .map(|(b, before, after)| {
                 let (m, s) = mean_std(after);
-                format!("{b} {before:.1} % → {m:.1} ± {s:.1} % ({:+.1} points, {} runs)", m - before, after.len())
+                format!(
+                    "{b} {before:.1} % → {m:.1} ± {s:.1} % ({:+.1} points, {} runs)",
+                    m - before,
+                    after.len()
+                )
             })
             .collect();
-        format!("k-NN top-1 on the natural images, pre-trained → fine-tuned: {}.", parts.join("; "))
+        format!(
+            "k-NN top-1 on the natural images, pre-trained → fine-tuned: {}.",
+            parts.join("; ")
+        )
     }
 }
 
@@ -60,7 +74,11 @@ impl Figure for KnnBars {
     where
         DB::ErrorType: 'static,
     {
-        let top = self.bars.iter().flat_map(|(_, b, a)| a.iter().copied().chain([*b])).fold(0.0f64, f64::max);
+        let top = self
+            .bars
+            .iter()
+            .flat_map(|(_, b, a)| a.iter().copied().chain([*b]))
+            .fold(0.0f64, f64::max);
         let y_max = ((top * 1.25 / 10.0).ceil() * 10.0).clamp(10.0, 100.0);
         let n = self.bars.len() as f64;
         let area = with_legend(
@@ -73,30 +91,59 @@ impl Figure for KnnBars {
         )?;
         let mut chart = chart(&area, "", -0.6..n - 0.4, 0.0..y_max)?;
         let names: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
-        axes(&mut chart, "backbone", "k-NN top-1 on natural images (%)", Ticks::Names(&names))?;
+        axes(
+            &mut chart,
+            "backbone",
+            "k-NN top-1 on natural images (%)",
+            Ticks::Names(&names),
+        )?;
         for (i, (name, before, after)) in self.bars.iter().enumerate() {
             let x = i as f64;
             let color = backbone_color(&self.backbones, name);
             let (mean, std) = mean_std(after);
             chart.draw_series([
-                Rectangle::new([(x - 0.38, 0.0), (x - 0.02, *before)], color.mix(0.3).filled()),
-                Rectangle::new([(x - 0.38, 0.0), (x - 0.02, *before)], color.stroke_width(2)),
+                Rectangle::new(
+                    [(x - 0.38, 0.0), (x - 0.02, *before)],
+                    color.mix(0.3).filled(),
+                ),
+                Rectangle::new(
+                    [(x - 0.38, 0.0), (x - 0.02, *before)],
+                    color.stroke_width(2),
+                ),
                 Rectangle::new([(x + 0.02, 0.0), (x + 0.38, mean)], color.filled()),
             ])?;
             let whisker = BLACK.stroke_width(2);
             chart.draw_series([
                 PathElement::new(vec![(x + 0.2, mean - std), (x + 0.2, mean + std)], whisker),
-                PathElement::new(vec![(x + 0.14, mean - std), (x + 0.26, mean - std)], whisker),
-                PathElement::new(vec![(x + 0.14, mean + std), (x + 0.26, mean + std)], whisker),
+                PathElement::new(
+                    vec![(x + 0.14, mean - std), (x + 0.26, mean - std)],
+                    whisker,
+                ),
+                PathElement::new(
+                    vec![(x + 0.14, mean + std), (x + 0.26, mean + std)],
+                    whisker,
+                ),
             ])?;
             // The runs, spread sideways so equal values stay visible.
             let k = after.len().max(1) as f64;
             chart.draw_series(after.iter().enumerate().map(|(j, v)| {
-                let dx = if k > 1.0 { -0.12 + 0.24 * j as f64 / (k - 1.0) } else { 0.0 };
-                Circle::new((x + 0.2 + dx, *v), pt(2.0), ShapeStyle::from(&WHITE.mix(0.9)).filled().stroke_width(1))
+                let dx = if k > 1.0 {
+                    -0.12 + 0.24 * j as f64 / (k - 1.0)
+                } else {
+                    0.0
+                };
+                Circle::new(
+                    (x + 0.2 + dx, *v),
+                    pt(2.0),
+                    ShapeStyle::from(&WHITE.mix(0.9)).filled().stroke_width(1),
+                )
             }))?;
             chart.draw_series(after.iter().enumerate().map(|(j, v)| {
-                let dx = if k > 1.0 { -0.12 + 0.24 * j as f64 / (k - 1.0) } else { 0.0 };
+                let dx = if k > 1.0 {
+                    -0.12 + 0.24 * j as f64 / (k - 1.0)
+                } else {
+                    0.0
+                };
                 Circle::new((x + 0.2 + dx, *v), pt(2.0), BLACK.stroke_width(1))
             }))?;
         }

@@ -25,18 +25,34 @@ pub struct LayerCurves {
 
 /// The rows of a backbone's finished runs at their final epochs.
 fn final_rows<'a>(study: &'a Study, backbone: &str) -> Vec<&'a LayerRow> {
-    let last: Vec<(u64, u32)> = study.final_epochs(backbone).iter().map(|r| (r.seed, r.epoch)).collect();
-    study.layers.iter().filter(|l| l.backbone == backbone && last.contains(&(l.seed, l.epoch))).collect()
+    let last: Vec<(u64, u32)> = study
+        .final_epochs(backbone)
+        .iter()
+        .map(|r| (r.seed, r.epoch))
+        .collect();
+    study
+        .layers
+        .iter()
+        .filter(|l| l.backbone == backbone && last.contains(&(l.seed, l.epoch)))
+        .collect()
 }
 
 fn profile(rows: &[&LayerRow], cls: bool) -> Profile {
-    let mut layers: Vec<u32> = rows.iter().filter(|r| r.cls == cls).map(|r| r.layer).collect();
+    let mut layers: Vec<u32> = rows
+        .iter()
+        .filter(|r| r.cls == cls)
+        .map(|r| r.layer)
+        .collect();
     layers.sort_unstable();
     layers.dedup();
     layers
         .into_iter()
         .map(|l| {
-            let v: Vec<f64> = rows.iter().filter(|r| r.cls == cls && r.layer == l).map(|r| r.cka).collect();
+            let v: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.cls == cls && r.layer == l)
+                .map(|r| r.cka)
+                .collect();
             let (m, s) = mean_std(&v);
             (l as f64, m, s)
         })
@@ -50,14 +66,22 @@ impl LayerCurves {
             .into_iter()
             .map(|b| {
                 let rows = final_rows(study, b);
-                (b.to_string(), study.final_epochs(b).len(), profile(&rows, true), profile(&rows, false))
+                (
+                    b.to_string(),
+                    study.final_epochs(b).len(),
+                    profile(&rows, true),
+                    profile(&rows, false),
+                )
             })
             .filter(|c| !c.2.is_empty() || !c.3.is_empty())
             .collect();
         if curves.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(LayerCurves { backbones: study.backbones.clone(), curves })
+        Ok(LayerCurves {
+            backbones: study.backbones.clone(),
+            curves,
+        })
     }
 }
 
@@ -69,10 +93,16 @@ impl Captioned for LayerCurves {
             .filter_map(|(b, _, cls, _)| {
                 let lowest = cls.iter().min_by(|x, y| x.1.total_cmp(&y.1))?;
                 let first = cls.first()?;
-                Some(format!("{b}: from {:.2} at layer {} to {:.2} at layer {} (lowest)", first.1, first.0, lowest.1, lowest.0))
+                Some(format!(
+                    "{b}: from {:.2} at layer {} to {:.2} at layer {} (lowest)",
+                    first.1, first.0, lowest.1, lowest.0
+                ))
             })
             .collect();
-        format!("CLS CKA to the pre-trained model per layer after fine-tuning: {}.", parts.join("; "))
+        format!(
+            "CLS CKA to the pre-trained model per layer after fine-tuning: {}.",
+            parts.join("; ")
+        )
     }
 }
 
@@ -89,28 +119,53 @@ impl Figure for LayerCurves {
     where
         DB::ErrorType: 'static,
     {
-        let last = self.curves.iter().flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.0)).fold(1.0f64, f64::max);
-        let low = self.curves.iter().flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.1 - p.2)).fold(1.0f64, f64::min);
+        let last = self
+            .curves
+            .iter()
+            .flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.0))
+            .fold(1.0f64, f64::max);
+        let low = self
+            .curves
+            .iter()
+            .flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.1 - p.2))
+            .fold(1.0f64, f64::min);
         let mut entries = Vec::new();
         for (name, runs, cls, patch) in &self.curves {
             let color = backbone_color(&self.backbones, name);
             if !cls.is_empty() {
-                entries.push((Mark::Line(color, false), format!("{name}, CLS ({runs} runs)")));
+                entries.push((
+                    Mark::Line(color, false),
+                    format!("{name}, CLS ({runs} runs)"),
+                ));
             }
             if !patch.is_empty() {
                 entries.push((Mark::Line(color, true), format!("{name}, patch mean")));
             }
         }
         let area = with_legend(root, &entries)?;
-        let mut chart = chart(&area, "", -0.3..last + 0.3, (low - 0.05).clamp(-0.05, 0.9)..1.03)?;
-        axes(&mut chart, "layer (0 = embedding; last = final norm)", "CKA to pre-trained (final epoch)", Ticks::Integers(last as usize + 1))?;
+        let mut chart = chart(
+            &area,
+            "",
+            -0.3..last + 0.3,
+            (low - 0.05).clamp(-0.05, 0.9)..1.03,
+        )?;
+        axes(
+            &mut chart,
+            "layer (0 = embedding; last = final norm)",
+            "CKA to pre-trained (final epoch)",
+            Ticks::Integers(last as usize + 1),
+        )?;
         for (name, _, cls, patch) in &self.curves {
             let color = backbone_color(&self.backbones, name);
             for (profile, dashed) in [(cls, false), (patch, true)] {
                 if profile.is_empty() {
                     continue;
                 }
-                let band: Vec<(f64, f64)> = profile.iter().map(|p| (p.0, p.1 + p.2)).chain(profile.iter().rev().map(|p| (p.0, p.1 - p.2))).collect();
+                let band: Vec<(f64, f64)> = profile
+                    .iter()
+                    .map(|p| (p.0, p.1 + p.2))
+                    .chain(profile.iter().rev().map(|p| (p.0, p.1 - p.2)))
+                    .collect();
                 chart.draw_series([Polygon::new(band, color.mix(0.12).filled())])?;
                 let line = profile.iter().map(|p| (p.0, p.1));
                 let style = color.stroke_width(pt(1.1));
@@ -137,7 +192,10 @@ pub struct LayerEpochMap {
 
 /// The colour scale's bottom: the lowest mean CKA rounded down to 0.1.
 fn scale_floor(panels: &[Panel]) -> f64 {
-    let lowest = panels.iter().flat_map(|p| p.1.iter().map(|c| c.2)).fold(1.0f64, f64::min);
+    let lowest = panels
+        .iter()
+        .flat_map(|p| p.1.iter().map(|c| c.2))
+        .fold(1.0f64, f64::min);
     ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9)
 }
 
@@ -146,7 +204,12 @@ impl LayerEpochMap {
     /// of `whole` (so facets share one scale).
     pub fn prepare(study: &Study, whole: &Study) -> Result<LayerEpochMap, String> {
         let panels = Self::panels(study)?;
-        let floor = whole.facets().iter().filter_map(|f| Self::panels(&whole.facet(f)).ok()).map(|p| scale_floor(&p)).fold(scale_floor(&panels), f64::min);
+        let floor = whole
+            .facets()
+            .iter()
+            .filter_map(|f| Self::panels(&whole.facet(f)).ok())
+            .map(|p| scale_floor(&p))
+            .fold(scale_floor(&panels), f64::min);
         Ok(LayerEpochMap { panels, floor })
     }
 
@@ -154,14 +217,22 @@ impl LayerEpochMap {
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
             let finished: Vec<u64> = study.final_epochs(b).iter().map(|r| r.seed).collect();
-            let rows: Vec<&LayerRow> = study.layers.iter().filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed)).collect();
+            let rows: Vec<&LayerRow> = study
+                .layers
+                .iter()
+                .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
+                .collect();
             let mut keys: Vec<(u32, u32)> = rows.iter().map(|r| (r.epoch, r.layer)).collect();
             keys.sort_unstable();
             keys.dedup();
             let cells = keys
                 .into_iter()
                 .map(|(e, l)| {
-                    let v: Vec<f64> = rows.iter().filter(|r| r.epoch == e && r.layer == l).map(|r| r.cka).collect();
+                    let v: Vec<f64> = rows
+                        .iter()
+                        .filter(|r| r.epoch == e && r.layer == l)
+                        .map(|r| r.cka)
+                        .collect();
                     (e, l, mean_std(&v).0)
                 })
                 .collect();
@@ -181,8 +252,14 @@ impl Captioned for LayerEpochMap {
             .iter()
             .filter_map(|(b, cells)| {
                 let last = cells.iter().map(|c| c.0).max()?;
-                let low = cells.iter().filter(|c| c.0 == last).min_by(|x, y| x.2.total_cmp(&y.2))?;
-                Some(format!("{b}: lowest {:.2} at layer {} by epoch {last}", low.2, low.1))
+                let low = cells
+                    .iter()
+                    .filter(|c| c.0 == last)
+                    .min_by(|x, y| x.2.total_cmp(&y.2))?;
+                Some(format!(
+                    "{b}: lowest {:.2} at layer {} by epoch {last}",
+                    low.2, low.1
+                ))
             })
             .collect();
         format!("Mean CLS CKA per layer and epoch: {}.", parts.join("; "))
@@ -205,7 +282,8 @@ impl Figure for LayerEpochMap {
         let (maps, scale) = root.split_horizontally(root.dim_in_pixel().0 - pt(56.0));
         let areas = maps.split_evenly((1, self.panels.len()));
         let floor = self.floor;
-        let colour = |v: f64| ViridisRGB.get_color(((v - floor) / (1.0 - floor)).clamp(0.0, 1.0) as f32);
+        let colour =
+            |v: f64| ViridisRGB.get_color(((v - floor) / (1.0 - floor)).clamp(0.0, 1.0) as f32);
         for (area, (name, cells)) in areas.iter().zip(&self.panels) {
             let epochs = cells.iter().map(|c| c.0).max().unwrap_or(0) as f64;
             let layers = cells.iter().map(|c| c.1).max().unwrap_or(0) as f64;
@@ -220,8 +298,20 @@ impl Figure for LayerEpochMap {
                 .y_desc("layer (last = final norm)")
                 .x_labels(epochs as usize + 1)
                 .y_labels(layers as usize + 1)
-                .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-9 { format!("{}", v.round()) } else { String::new() })
-                .y_label_formatter(&|v| if (v - v.round()).abs() < 1e-9 { format!("{}", v.round()) } else { String::new() })
+                .x_label_formatter(&|v| {
+                    if (v - v.round()).abs() < 1e-9 {
+                        format!("{}", v.round())
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|v| {
+                    if (v - v.round()).abs() < 1e-9 {
+                        format!("{}", v.round())
+                    } else {
+                        String::new()
+                    }
+                })
                 .draw()?;
             chart.draw_series(cells.iter().map(|&(e, l, v)| {
                 let (e, l) = (e as f64, l as f64);
@@ -230,9 +320,20 @@ impl Figure for LayerEpochMap {
         }
         // The colour scale, 0 to 1.
         let mut bar = ChartBuilder::on(&scale);
-        bar.margin_top(pt(18.0)).margin_bottom(pt(30.0)).margin_right(pt(8.0)).y_label_area_size(pt(30.0));
+        bar.margin_top(pt(18.0))
+            .margin_bottom(pt(30.0))
+            .margin_right(pt(8.0))
+            .y_label_area_size(pt(30.0));
         let mut bar = bar.build_cartesian_2d(0.0..1.0, floor..1.0)?;
-        bar.configure_mesh().disable_mesh().disable_x_axis().label_style(font(7.0)).y_labels(6).y_label_formatter(&|v| trim(*v)).y_desc("CKA").axis_desc_style(font(7.0)).draw()?;
+        bar.configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .label_style(font(7.0))
+            .y_labels(6)
+            .y_label_formatter(&|v| trim(*v))
+            .y_desc("CKA")
+            .axis_desc_style(font(7.0))
+            .draw()?;
         let step = (1.0 - floor) / 100.0;
         bar.draw_series((0..100).map(|i| {
             let v = floor + i as f64 * step;

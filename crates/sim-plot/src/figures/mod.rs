@@ -45,33 +45,84 @@ pub const NAMES: [&str; 12] = [
 /// backbone is pre-trained here.
 pub fn names(study: &Study) -> Vec<&'static str> {
     let wise_ft = study.config.methods.iter().any(|m| m.wise_ft.is_some());
-    let pretrained = study.config.backbones.iter().any(|b| b.pretrain.as_ref().is_some_and(|p| p.epochs > 0));
-    NAMES.into_iter().filter(|n| (wise_ft || *n != "wise_ft_path") && (pretrained || *n != "pretrain_knn")).collect()
+    let pretrained = study
+        .config
+        .backbones
+        .iter()
+        .any(|b| b.pretrain.as_ref().is_some_and(|p| p.epochs > 0));
+    NAMES
+        .into_iter()
+        .filter(|n| (wise_ft || *n != "wise_ft_path") && (pretrained || *n != "pretrain_knn"))
+        .collect()
 }
 
 /// What became of one figure.
 pub enum Outcome {
     /// Written, with what the report says about it.
-    Written { files: Vec<PathBuf>, caption: String },
+    Written {
+        files: Vec<PathBuf>,
+        caption: String,
+    },
     /// Not drawn, and why.
     LeftOut(String),
 }
 
 /// Draws figure `name` of `study` into `dir`.
-pub fn render(study: &Study, name: &str, dir: &Path, formats: &[Format]) -> anyhow::Result<Outcome> {
+pub fn render(
+    study: &Study,
+    name: &str,
+    dir: &Path,
+    formats: &[Format],
+) -> anyhow::Result<Outcome> {
     match name {
         "pretrain_knn" => write(pretrain::LearningCurves::prepare(study), dir, formats),
         "fig1a_knn" => write(Faceted::prepare(study, knn::KnnBars::prepare), dir, formats),
-        "fig1b_similarity_density" => write(Faceted::prepare(study, density::SimilarityDensity::prepare), dir, formats),
-        "fig2_similarity_space" => write(Faceted::prepare(study, |rows| space::SimilaritySpace::prepare(rows, study)), dir, formats),
+        "fig1b_similarity_density" => write(
+            Faceted::prepare(study, density::SimilarityDensity::prepare),
+            dir,
+            formats,
+        ),
+        "fig2_similarity_space" => write(
+            Faceted::prepare(study, |rows| space::SimilaritySpace::prepare(rows, study)),
+            dir,
+            formats,
+        ),
         "fig3_attention" => attention_grids(study, dir, formats),
-        "fig4a_trajectory" => write(Faceted::prepare(study, |rows| trajectory::Trajectory::prepare(rows, study)), dir, formats),
-        "fig4b_final" => write(Faceted::prepare(study, |rows| space::FinalPoints::prepare(rows, study)), dir, formats),
-        "fig5_cka_ece" => write(Faceted::prepare(study, cka_ece::CkaEce::prepare), dir, formats),
-        "layers_cka" => write(Faceted::prepare(study, layers::LayerCurves::prepare), dir, formats),
-        "layers_epochs_cka" => write(Faceted::prepare(study, |rows| layers::LayerEpochMap::prepare(rows, study)), dir, formats),
-        "reliability" => write(Faceted::prepare(study, reliability::Reliability::prepare), dir, formats),
-        "wise_ft_path" => write(Faceted::prepare(&study.with_wise_ft(), wise_ft::WiseFtPath::prepare), dir, formats),
+        "fig4a_trajectory" => write(
+            Faceted::prepare(study, |rows| trajectory::Trajectory::prepare(rows, study)),
+            dir,
+            formats,
+        ),
+        "fig4b_final" => write(
+            Faceted::prepare(study, |rows| space::FinalPoints::prepare(rows, study)),
+            dir,
+            formats,
+        ),
+        "fig5_cka_ece" => write(
+            Faceted::prepare(study, cka_ece::CkaEce::prepare),
+            dir,
+            formats,
+        ),
+        "layers_cka" => write(
+            Faceted::prepare(study, layers::LayerCurves::prepare),
+            dir,
+            formats,
+        ),
+        "layers_epochs_cka" => write(
+            Faceted::prepare(study, |rows| layers::LayerEpochMap::prepare(rows, study)),
+            dir,
+            formats,
+        ),
+        "reliability" => write(
+            Faceted::prepare(study, reliability::Reliability::prepare),
+            dir,
+            formats,
+        ),
+        "wise_ft_path" => write(
+            Faceted::prepare(&study.with_wise_ft(), wise_ft::WiseFtPath::prepare),
+            dir,
+            formats,
+        ),
         other => anyhow::bail!("no figure `{other}` (figures: {})", NAMES.join(", ")),
     }
 }
@@ -91,18 +142,29 @@ fn attention_grids(study: &Study, dir: &Path, formats: &[Format]) -> anyhow::Res
                 continue;
             }
         };
-        let grids: Vec<_> = if several { grids.into_iter().map(|g| g.in_facet(&facet)).collect() } else { grids };
+        let grids: Vec<_> = if several {
+            grids.into_iter().map(|g| g.in_facet(&facet)).collect()
+        } else {
+            grids
+        };
         for grid in &grids {
             files.extend(save(grid, dir, formats)?);
         }
         let caption = attention::caption(&grids);
-        captions.push(if several { format!("**{}**: {caption}", facet.label()) } else { caption });
+        captions.push(if several {
+            format!("**{}**: {caption}", facet.label())
+        } else {
+            caption
+        });
     }
     if files.is_empty() {
         return Ok(Outcome::LeftOut(left_out.join("; ")));
     }
     captions.extend(left_out.iter().map(|why| format!("Not drawn: {why}.")));
-    Ok(Outcome::Written { files, caption: captions.join(" ") })
+    Ok(Outcome::Written {
+        files,
+        caption: captions.join(" "),
+    })
 }
 
 /// A figure that can tell the report, in one sentence, what it shows.
@@ -110,9 +172,16 @@ pub trait Captioned: Figure {
     fn caption(&self) -> String;
 }
 
-fn write<F: Captioned>(prepared: Result<F, String>, dir: &Path, formats: &[Format]) -> anyhow::Result<Outcome> {
+fn write<F: Captioned>(
+    prepared: Result<F, String>,
+    dir: &Path,
+    formats: &[Format],
+) -> anyhow::Result<Outcome> {
     match prepared {
-        Ok(figure) => Ok(Outcome::Written { files: save(&figure, dir, formats)?, caption: figure.caption() }),
+        Ok(figure) => Ok(Outcome::Written {
+            files: save(&figure, dir, formats)?,
+            caption: figure.caption(),
+        }),
         Err(why) => Ok(Outcome::LeftOut(why)),
     }
 }
@@ -121,7 +190,11 @@ fn write<F: Captioned>(prepared: Result<F, String>, dir: &Path, formats: &[Forma
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 

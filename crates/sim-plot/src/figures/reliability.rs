@@ -39,8 +39,22 @@ fn pool(rows: &[&BinRow], models: usize) -> Vec<Pooled> {
         .map(|(low, high)| {
             let in_bin: Vec<&&BinRow> = rows.iter().filter(|r| r.low == low).collect();
             let n: f64 = in_bin.iter().map(|r| r.count as f64).sum();
-            let weighted = |get: fn(&BinRow) -> Option<f64>| (n > 0.0).then(|| in_bin.iter().map(|r| get(r).unwrap_or(0.0) * r.count as f64).sum::<f64>() / n);
-            (low, high, weighted(|r| r.accuracy), weighted(|r| r.confidence), n / models.max(1) as f64)
+            let weighted = |get: fn(&BinRow) -> Option<f64>| {
+                (n > 0.0).then(|| {
+                    in_bin
+                        .iter()
+                        .map(|r| get(r).unwrap_or(0.0) * r.count as f64)
+                        .sum::<f64>()
+                        / n
+                })
+            };
+            (
+                low,
+                high,
+                weighted(|r| r.accuracy),
+                weighted(|r| r.confidence),
+                n / models.max(1) as f64,
+            )
         })
         .collect()
 }
@@ -52,27 +66,56 @@ impl Reliability {
         };
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
-            let pre: Vec<&BinRow> = rows.iter().filter(|r| r.backbone == b && r.seed.is_none()).collect();
-            let post: Vec<&BinRow> = rows.iter().filter(|r| r.backbone == b && r.seed.is_some()).collect();
+            let pre: Vec<&BinRow> = rows
+                .iter()
+                .filter(|r| r.backbone == b && r.seed.is_none())
+                .collect();
+            let post: Vec<&BinRow> = rows
+                .iter()
+                .filter(|r| r.backbone == b && r.seed.is_some())
+                .collect();
             if pre.is_empty() || post.is_empty() {
                 continue;
             }
             let runs = study.final_epochs(b).len();
             let mean_ece = study.final_epochs(b).iter().map(|r| r.ece).sum::<f64>() / runs as f64;
             let ece0 = study.pretrained(b).map_or(f64::NAN, |r| r.ece);
-            panels.push(Panel { backbone: b.to_string(), pretrained: pool(&pre, 1), finetuned: pool(&post, runs), runs, ece: (ece0, mean_ece) });
+            panels.push(Panel {
+                backbone: b.to_string(),
+                pretrained: pool(&pre, 1),
+                finetuned: pool(&post, runs),
+                runs,
+                ece: (ece0, mean_ece),
+            });
         }
         if panels.is_empty() {
             return Err(no_finished_run());
         }
-        Ok(Reliability { backbones: study.backbones.clone(), panels, epoch0: study.epoch0_head() })
+        Ok(Reliability {
+            backbones: study.backbones.clone(),
+            panels,
+            epoch0: study.epoch0_head(),
+        })
     }
 }
 
 impl Captioned for Reliability {
     fn caption(&self) -> String {
-        let parts: Vec<String> = self.panels.iter().map(|p| format!("{} ECE {:.3} → {:.3} (mean of {} runs)", p.backbone, p.ece.0, p.ece.1, p.runs)).collect();
-        format!("Calibration, pre-trained ({}) → fine-tuned: {}.", self.epoch0, parts.join("; "))
+        let parts: Vec<String> = self
+            .panels
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ECE {:.3} → {:.3} (mean of {} runs)",
+                    p.backbone, p.ece.0, p.ece.1, p.runs
+                )
+            })
+            .collect();
+        format!(
+            "Calibration, pre-trained ({}) → fine-tuned: {}.",
+            self.epoch0,
+            parts.join("; ")
+        )
     }
 }
 
@@ -92,9 +135,17 @@ impl Figure for Reliability {
         let mut entries: Vec<(Mark, String)> = self
             .panels
             .iter()
-            .map(|p| (Mark::Square(backbone_color(&self.backbones, &p.backbone).mix(0.55)), format!("{}: fine-tuned, {} runs pooled", p.backbone, p.runs)))
+            .map(|p| {
+                (
+                    Mark::Square(backbone_color(&self.backbones, &p.backbone).mix(0.55)),
+                    format!("{}: fine-tuned, {} runs pooled", p.backbone, p.runs),
+                )
+            })
             .collect();
-        entries.push((Mark::Outline(BLACK), "pre-trained, linear probe's head".into()));
+        entries.push((
+            Mark::Outline(BLACK),
+            "pre-trained, linear probe's head".into(),
+        ));
         entries.push((Mark::Line(GREY, true), "perfect calibration".into()));
         let area = with_legend(root, &entries)?;
         let columns = area.split_evenly((1, self.panels.len()));
@@ -104,15 +155,48 @@ impl Figure for Reliability {
             let title = format!("{}: ECE {:.3} → {:.3}", p.backbone, p.ece.0, p.ece.1);
             let mut calibration = chart(&top, &title, 0.0..1.0, 0.0..1.0)?;
             axes(&mut calibration, "", "accuracy in bin", Ticks::Numbers(6))?;
-            calibration.draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], pt(3.0), pt(2.0), BLACK.mix(0.5).stroke_width(pt(0.7))))?;
-            calibration.draw_series(p.finetuned.iter().filter_map(|b| Some(Rectangle::new([(b.0, 0.0), (b.1, b.2?)], color.mix(0.55).filled()))))?;
-            calibration.draw_series(p.pretrained.iter().filter_map(|b| Some(Rectangle::new([(b.0, 0.0), (b.1, b.2?)], BLACK.stroke_width(pt(0.8))))))?;
+            calibration.draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                pt(3.0),
+                pt(2.0),
+                BLACK.mix(0.5).stroke_width(pt(0.7)),
+            ))?;
+            calibration.draw_series(p.finetuned.iter().filter_map(|b| {
+                Some(Rectangle::new(
+                    [(b.0, 0.0), (b.1, b.2?)],
+                    color.mix(0.55).filled(),
+                ))
+            }))?;
+            calibration.draw_series(p.pretrained.iter().filter_map(|b| {
+                Some(Rectangle::new(
+                    [(b.0, 0.0), (b.1, b.2?)],
+                    BLACK.stroke_width(pt(0.8)),
+                ))
+            }))?;
 
-            let most = p.pretrained.iter().chain(&p.finetuned).map(|b| b.4).fold(1.0f64, f64::max);
+            let most = p
+                .pretrained
+                .iter()
+                .chain(&p.finetuned)
+                .map(|b| b.4)
+                .fold(1.0f64, f64::max);
             let mut counts = chart(&bottom, "", 0.0..1.0, 0.0..most * 1.1)?;
-            axes(&mut counts, "confidence (max softmax)", "images", Ticks::Numbers(6))?;
-            counts.draw_series(p.finetuned.iter().map(|b| Rectangle::new([(b.0, 0.0), (b.1, b.4)], color.mix(0.55).filled())))?;
-            counts.draw_series(p.pretrained.iter().map(|b| Rectangle::new([(b.0, 0.0), (b.1, b.4)], BLACK.stroke_width(pt(0.8)))))?;
+            axes(
+                &mut counts,
+                "confidence (max softmax)",
+                "images",
+                Ticks::Numbers(6),
+            )?;
+            counts.draw_series(
+                p.finetuned
+                    .iter()
+                    .map(|b| Rectangle::new([(b.0, 0.0), (b.1, b.4)], color.mix(0.55).filled())),
+            )?;
+            counts.draw_series(
+                p.pretrained
+                    .iter()
+                    .map(|b| Rectangle::new([(b.0, 0.0), (b.1, b.4)], BLACK.stroke_width(pt(0.8)))),
+            )?;
         }
         Ok(())
     }

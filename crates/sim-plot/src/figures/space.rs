@@ -31,11 +31,38 @@ impl SimilaritySpace {
         }
         let e = &rows.config.evaluation;
         let (eta, epsilon) = (e.similarity_threshold, e.accuracy_tolerance);
-        let interval_ends = whole.space.iter().filter_map(|p| p.similarity_ci).flat_map(|(lo, hi)| [lo, hi]);
-        let x = padded_range(whole.space.iter().map(|p| p.similarity).chain(interval_ends).chain([eta]), 0.0..1.0, 0.05);
+        let interval_ends = whole
+            .space
+            .iter()
+            .filter_map(|p| p.similarity_ci)
+            .flat_map(|(lo, hi)| [lo, hi]);
+        let x = padded_range(
+            whole
+                .space
+                .iter()
+                .map(|p| p.similarity)
+                .chain(interval_ends)
+                .chain([eta]),
+            0.0..1.0,
+            0.05,
+        );
         let eps = epsilon * 100.0;
-        let y = padded_range(whole.space.iter().flat_map(|p| [p.accuracy * 100.0 - eps, p.accuracy * 100.0 + eps]), 0.0..100.0, 2.0);
-        Ok(SimilaritySpace { backbones: rows.backbones.clone(), points: rows.space.clone(), eta, epsilon, x: x.start.max(0.0)..x.end.min(1.0), y })
+        let y = padded_range(
+            whole
+                .space
+                .iter()
+                .flat_map(|p| [p.accuracy * 100.0 - eps, p.accuracy * 100.0 + eps]),
+            0.0..100.0,
+            2.0,
+        );
+        Ok(SimilaritySpace {
+            backbones: rows.backbones.clone(),
+            points: rows.space.clone(),
+            eta,
+            epsilon,
+            x: x.start.max(0.0)..x.end.min(1.0),
+            y,
+        })
     }
 
     fn of<'a>(&'a self, backbone: &'a str) -> impl Iterator<Item = &'a SpaceRow> + 'a {
@@ -43,7 +70,10 @@ impl SimilaritySpace {
     }
 
     fn present(&self) -> Vec<&String> {
-        self.backbones.iter().filter(|b| self.of(b).next().is_some()).collect()
+        self.backbones
+            .iter()
+            .filter(|b| self.of(b).next().is_some())
+            .collect()
     }
 }
 
@@ -52,9 +82,20 @@ impl Captioned for SimilaritySpace {
         let parts: Vec<String> = self
             .present()
             .into_iter()
-            .map(|b| format!("{b} {} of {}", self.of(b).filter(|p| p.in_space).count(), self.of(b).count()))
+            .map(|b| {
+                format!(
+                    "{b} {} of {}",
+                    self.of(b).filter(|p| p.in_space).count(),
+                    self.of(b).count()
+                )
+            })
             .collect();
-        format!("Runs inside T_X(η = {}, ε = {}): {}.", self.eta, self.epsilon, parts.join("; "))
+        format!(
+            "Runs inside T_X(η = {}, ε = {}): {}.",
+            self.eta,
+            self.epsilon,
+            parts.join("; ")
+        )
     }
 }
 
@@ -77,37 +118,79 @@ impl Figure for SimilaritySpace {
             .present()
             .into_iter()
             .map(|b| {
-                let (inside, total) = (self.of(b).filter(|p| p.in_space).count(), self.of(b).count());
-                (Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)), format!("{b}: {inside} of {total} runs in T_X"))
+                let (inside, total) = (
+                    self.of(b).filter(|p| p.in_space).count(),
+                    self.of(b).count(),
+                );
+                (
+                    Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)),
+                    format!("{b}: {inside} of {total} runs in T_X"),
+                )
             })
             .collect();
         entries.push((Mark::Ring(BLACK), "θ*: best accuracy".into()));
         if self.points.iter().any(|p| p.similarity_ci.is_some()) {
-            entries.push((Mark::Line(GREY, false), "95 % interval over the test images".into()));
+            entries.push((
+                Mark::Line(GREY, false),
+                "95 % interval over the test images".into(),
+            ));
         }
-        entries.push((Mark::Square(GREY.mix(0.25)), format!("T_X: similarity ≥ η = {}, |Δ acc.| ≤ ε = {} (filled dots: inside)", self.eta, self.epsilon)));
+        entries.push((
+            Mark::Square(GREY.mix(0.25)),
+            format!(
+                "T_X: similarity ≥ η = {}, |Δ acc.| ≤ ε = {} (filled dots: inside)",
+                self.eta, self.epsilon
+            ),
+        ));
         let area = with_legend(root, &entries)?;
         let mut chart = chart(&area, "", x.clone(), y.clone())?;
-        axes(&mut chart, "final similarity (linear CKA to pre-trained)", "accuracy, medical test set (%)", Ticks::Numbers(6))?;
+        axes(
+            &mut chart,
+            "final similarity (linear CKA to pre-trained)",
+            "accuracy, medical test set (%)",
+            Ticks::Numbers(6),
+        )?;
         for b in self.present() {
             let color = backbone_color(&self.backbones, b);
-            let best = self.of(b).find(|p| p.seed == p.reference_seed).map_or(0.0, |p| p.accuracy * 100.0);
-            chart.draw_series([Rectangle::new([(self.eta, best - eps), (x.end, best + eps)], color.mix(0.13).filled())])?;
+            let best = self
+                .of(b)
+                .find(|p| p.seed == p.reference_seed)
+                .map_or(0.0, |p| p.accuracy * 100.0);
+            chart.draw_series([Rectangle::new(
+                [(self.eta, best - eps), (x.end, best + eps)],
+                color.mix(0.13).filled(),
+            )])?;
         }
-        chart.draw_series(DashedLineSeries::new([(self.eta, y.start), (self.eta, y.end)], pt(3.0), pt(2.0), BLACK.mix(0.6).stroke_width(pt(0.7))))?;
+        chart.draw_series(DashedLineSeries::new(
+            [(self.eta, y.start), (self.eta, y.end)],
+            pt(3.0),
+            pt(2.0),
+            BLACK.mix(0.6).stroke_width(pt(0.7)),
+        ))?;
         for b in self.present() {
             let color = backbone_color(&self.backbones, b);
             chart.draw_series(self.of(b).filter_map(|p| {
                 let (lo, hi) = p.similarity_ci?;
-                Some(PathElement::new(vec![(lo, p.accuracy * 100.0), (hi, p.accuracy * 100.0)], color.mix(0.7).stroke_width(pt(0.9))))
+                Some(PathElement::new(
+                    vec![(lo, p.accuracy * 100.0), (hi, p.accuracy * 100.0)],
+                    color.mix(0.7).stroke_width(pt(0.9)),
+                ))
             }))?;
             chart.draw_series(self.of(b).map(|p| {
-                let style = if p.in_space { color.filled() } else { color.stroke_width(pt(1.0)) };
+                let style = if p.in_space {
+                    color.filled()
+                } else {
+                    color.stroke_width(pt(1.0))
+                };
                 Circle::new((p.similarity, p.accuracy * 100.0), pt(2.6), style)
             }))?;
-            chart.draw_series(
-                self.of(b).filter(|p| p.seed == p.reference_seed).map(|p| Circle::new((p.similarity, p.accuracy * 100.0), pt(4.6), BLACK.stroke_width(pt(1.0)))),
-            )?;
+            chart.draw_series(self.of(b).filter(|p| p.seed == p.reference_seed).map(|p| {
+                Circle::new(
+                    (p.similarity, p.accuracy * 100.0),
+                    pt(4.6),
+                    BLACK.stroke_width(pt(1.0)),
+                )
+            }))?;
         }
         Ok(())
     }
@@ -129,17 +212,36 @@ impl FinalPoints {
             return Err(no_finished_run());
         }
         let x = padded_range(whole.space.iter().map(|p| p.similarity), 0.0..1.0, 0.05);
-        let y = padded_range(whole.space.iter().map(|p| p.accuracy * 100.0), 0.0..100.0, 2.0);
-        Ok(FinalPoints { backbones: rows.backbones.clone(), points: rows.space.clone(), x: x.start.max(0.0)..x.end.min(1.0), y })
+        let y = padded_range(
+            whole.space.iter().map(|p| p.accuracy * 100.0),
+            0.0..100.0,
+            2.0,
+        );
+        Ok(FinalPoints {
+            backbones: rows.backbones.clone(),
+            points: rows.space.clone(),
+            x: x.start.max(0.0)..x.end.min(1.0),
+            y,
+        })
     }
 }
 
 impl Captioned for FinalPoints {
     fn caption(&self) -> String {
-        let (s, a): (Vec<f64>, Vec<f64>) = self.points.iter().map(|p| (p.similarity, p.accuracy)).unzip();
+        let (s, a): (Vec<f64>, Vec<f64>) = self
+            .points
+            .iter()
+            .map(|p| (p.similarity, p.accuracy))
+            .unzip();
         match sim_metrics::fit::pearson(&s, &a) {
-            Ok(r) => format!("Final similarity against final accuracy, {} runs: Pearson r = {r:.2} over all backbones.", s.len()),
-            Err(_) => format!("Final similarity against final accuracy, {} runs (no correlation: too few runs or no spread).", s.len()),
+            Ok(r) => format!(
+                "Final similarity against final accuracy, {} runs: Pearson r = {r:.2} over all backbones.",
+                s.len()
+            ),
+            Err(_) => format!(
+                "Final similarity against final accuracy, {} runs (no correlation: too few runs or no spread).",
+                s.len()
+            ),
         }
     }
 }
@@ -158,16 +260,42 @@ impl Figure for FinalPoints {
         DB::ErrorType: 'static,
     {
         let (x, y) = (self.x.clone(), self.y.clone());
-        let present: Vec<(&String, Vec<&SpaceRow>)> =
-            self.backbones.iter().map(|b| (b, self.points.iter().filter(|p| &p.backbone == b).collect::<Vec<_>>())).filter(|(_, r)| !r.is_empty()).collect();
-        let entries: Vec<(Mark, String)> =
-            present.iter().map(|(b, runs)| (Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)), format!("{b} ({} runs)", runs.len()))).collect();
+        let present: Vec<(&String, Vec<&SpaceRow>)> = self
+            .backbones
+            .iter()
+            .map(|b| {
+                (
+                    b,
+                    self.points
+                        .iter()
+                        .filter(|p| &p.backbone == b)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        let entries: Vec<(Mark, String)> = present
+            .iter()
+            .map(|(b, runs)| {
+                (
+                    Mark::Dot(backbone_color(&self.backbones, b).mix(1.0)),
+                    format!("{b} ({} runs)", runs.len()),
+                )
+            })
+            .collect();
         let area = with_legend(root, &entries)?;
         let mut chart = chart(&area, "", x, y)?;
-        axes(&mut chart, "final similarity (linear CKA to pre-trained)", "final accuracy (%)", Ticks::Numbers(6))?;
+        axes(
+            &mut chart,
+            "final similarity (linear CKA to pre-trained)",
+            "final accuracy (%)",
+            Ticks::Numbers(6),
+        )?;
         for (b, runs) in &present {
             let color = backbone_color(&self.backbones, b);
-            chart.draw_series(runs.iter().map(|p| Circle::new((p.similarity, p.accuracy * 100.0), pt(2.6), color.filled())))?;
+            chart.draw_series(runs.iter().map(|p| {
+                Circle::new((p.similarity, p.accuracy * 100.0), pt(2.6), color.filled())
+            }))?;
         }
         Ok(())
     }

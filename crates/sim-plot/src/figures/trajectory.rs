@@ -20,11 +20,26 @@ type Curves = (String, usize, Curve, Curve);
 /// One side of the figure: which curve, its x and y axis descriptions, its
 /// fallback range. Epoch 0's accuracy is the linear probe's (its similarity
 /// is 1 whatever the head).
-type Side = (fn(&Curves) -> &Curve, &'static str, &'static str, Range<f64>);
+type Side = (
+    fn(&Curves) -> &Curve,
+    &'static str,
+    &'static str,
+    Range<f64>,
+);
 
 const SIDES: [Side; 2] = [
-    (|c| &c.2, "epoch (0 = pre-trained, linear probe's head)", "balanced accuracy, medical test set (%)", 0.0..100.0),
-    (|c| &c.3, "epoch (0 = pre-trained)", "similarity (linear CKA to pre-trained)", 0.0..1.0),
+    (
+        |c| &c.2,
+        "epoch (0 = pre-trained, linear probe's head)",
+        "balanced accuracy, medical test set (%)",
+        0.0..100.0,
+    ),
+    (
+        |c| &c.3,
+        "epoch (0 = pre-trained)",
+        "similarity (linear CKA to pre-trained)",
+        0.0..1.0,
+    ),
 ];
 
 pub struct Trajectory {
@@ -44,7 +59,11 @@ fn curve(rows: &[&EpochRow], get: fn(&EpochRow) -> f64) -> Curve {
     epochs
         .into_iter()
         .map(|e| {
-            let values: Vec<f64> = rows.iter().filter(|r| r.epoch == e).map(|r| get(r)).collect();
+            let values: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.epoch == e)
+                .map(|r| get(r))
+                .collect();
             let (m, s) = mean_std(&values);
             (e as f64, m, s)
         })
@@ -57,9 +76,18 @@ fn curves_of(study: &Study) -> Vec<Curves> {
         .backbones_with_runs()
         .into_iter()
         .map(|b| {
-            let rows: Vec<&EpochRow> = study.epochs.iter().filter(|r| r.backbone == b && r.finished).collect();
+            let rows: Vec<&EpochRow> = study
+                .epochs
+                .iter()
+                .filter(|r| r.backbone == b && r.finished)
+                .collect();
             let runs = study.final_epochs(b).len();
-            (b.to_string(), runs, curve(&rows, |r| r.balanced_accuracy * 100.0), curve(&rows, |r| r.similarity))
+            (
+                b.to_string(),
+                runs,
+                curve(&rows, |r| r.balanced_accuracy * 100.0),
+                curve(&rows, |r| r.similarity),
+            )
         })
         .collect()
 }
@@ -71,12 +99,26 @@ impl Trajectory {
         if curves.is_empty() {
             return Err(no_finished_run());
         }
-        let all: Vec<Curves> = whole.facets().iter().flat_map(|f| curves_of(&whole.facet(f))).collect();
+        let all: Vec<Curves> = whole
+            .facets()
+            .iter()
+            .flat_map(|f| curves_of(&whole.facet(f)))
+            .collect();
         let ranges = SIDES.map(|(pick, _, _, fallback)| {
-            let y = padded_range(all.iter().flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])), fallback.clone(), fallback.end * 0.02);
+            let y = padded_range(
+                all.iter()
+                    .flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])),
+                fallback.clone(),
+                fallback.end * 0.02,
+            );
             y.start.max(fallback.start)..y.end.min(fallback.end * 1.001)
         });
-        Ok(Trajectory { backbones: rows.backbones.clone(), curves, ranges, epoch0: whole.epoch0_head() })
+        Ok(Trajectory {
+            backbones: rows.backbones.clone(),
+            curves,
+            ranges,
+            epoch0: whole.epoch0_head(),
+        })
     }
 }
 
@@ -114,20 +156,44 @@ impl Figure for Trajectory {
         let entries: Vec<(Mark, String)> = self
             .curves
             .iter()
-            .map(|c| (Mark::Line(backbone_color(&self.backbones, &c.0), false), format!("{}: mean ± sd over {} runs", c.0, c.1)))
+            .map(|c| {
+                (
+                    Mark::Line(backbone_color(&self.backbones, &c.0), false),
+                    format!("{}: mean ± sd over {} runs", c.0, c.1),
+                )
+            })
             .collect();
         let area = with_legend(root, &entries)?;
         let panels = area.split_evenly((1, 2));
-        let last_epoch = self.curves.iter().flat_map(|c| c.2.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+        let last_epoch = self
+            .curves
+            .iter()
+            .flat_map(|c| c.2.iter().map(|p| p.0))
+            .fold(1.0f64, f64::max);
         for ((panel, (pick, x_desc, y_desc, _)), y) in panels.iter().zip(SIDES).zip(&self.ranges) {
             let mut chart = chart(panel, "", -0.2..last_epoch + 0.2, y.clone())?;
-            axes(&mut chart, x_desc, y_desc, Ticks::Integers(last_epoch as usize + 1))?;
+            axes(
+                &mut chart,
+                x_desc,
+                y_desc,
+                Ticks::Integers(last_epoch as usize + 1),
+            )?;
             for c in &self.curves {
                 let color = backbone_color(&self.backbones, &c.0);
                 let points = pick(c);
-                let band: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1 + p.2)).chain(points.iter().rev().map(|p| (p.0, p.1 - p.2))).collect();
+                let band: Vec<(f64, f64)> = points
+                    .iter()
+                    .map(|p| (p.0, p.1 + p.2))
+                    .chain(points.iter().rev().map(|p| (p.0, p.1 - p.2)))
+                    .collect();
                 chart.draw_series([Polygon::new(band, color.mix(0.18).filled())])?;
-                chart.draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), color.stroke_width(pt(1.2))).point_size(pt(1.5)))?;
+                chart.draw_series(
+                    LineSeries::new(
+                        points.iter().map(|p| (p.0, p.1)),
+                        color.stroke_width(pt(1.2)),
+                    )
+                    .point_size(pt(1.5)),
+                )?;
             }
         }
         Ok(())

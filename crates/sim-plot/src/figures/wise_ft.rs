@@ -23,20 +23,42 @@ impl WiseFtPath {
     pub fn prepare(study: &Study) -> Result<WiseFtPath, String> {
         let rows = study.wise_ft.clone().unwrap_or_default();
         if rows.is_empty() {
-            return Err(format!("{} (with its WiSE-FT evaluations)", no_finished_run()));
+            return Err(format!(
+                "{} (with its WiSE-FT evaluations)",
+                no_finished_run()
+            ));
         }
-        let means = study.backbones.iter().map(|b| (b.clone(), study.wise_ft_means(b))).filter(|(_, m)| !m.is_empty()).collect();
-        Ok(WiseFtPath { backbones: study.backbones.clone(), method: rows[0].method.clone(), rows, means })
+        let means = study
+            .backbones
+            .iter()
+            .map(|b| (b.clone(), study.wise_ft_means(b)))
+            .filter(|(_, m)| !m.is_empty())
+            .collect();
+        Ok(WiseFtPath {
+            backbones: study.backbones.clone(),
+            method: rows[0].method.clone(),
+            rows,
+            means,
+        })
     }
 
     /// One backbone's runs: each its points by increasing α.
     fn runs(&self, backbone: &str) -> Vec<Vec<&WiseFtRow>> {
-        let mut seeds: Vec<u64> = self.rows.iter().filter(|r| r.backbone == backbone).map(|r| r.seed).collect();
+        let mut seeds: Vec<u64> = self
+            .rows
+            .iter()
+            .filter(|r| r.backbone == backbone)
+            .map(|r| r.seed)
+            .collect();
         seeds.dedup();
         seeds
             .iter()
             .map(|&s| {
-                let mut run: Vec<&WiseFtRow> = self.rows.iter().filter(|r| r.backbone == backbone && r.seed == s).collect();
+                let mut run: Vec<&WiseFtRow> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.backbone == backbone && r.seed == s)
+                    .collect();
                 run.sort_by(|a, b| a.alpha.total_cmp(&b.alpha));
                 run
             })
@@ -62,7 +84,11 @@ impl Captioned for WiseFtPath {
                 )
             })
             .collect();
-        format!("WiSE-FT path of `{}`, means over runs: {}.", self.method, parts.join("; "))
+        format!(
+            "WiSE-FT path of `{}`, means over runs: {}.",
+            self.method,
+            parts.join("; ")
+        )
     }
 }
 
@@ -81,26 +107,59 @@ impl Figure for WiseFtPath {
     {
         let x = padded_range(self.rows.iter().map(|r| r.similarity), 0.0..1.0, 0.05);
         let x = x.start.max(0.0)..x.end.min(1.0) + 0.02;
-        let y = padded_range(self.rows.iter().map(|r| r.accuracy * 100.0), 0.0..100.0, 2.0);
+        let y = padded_range(
+            self.rows.iter().map(|r| r.accuracy * 100.0),
+            0.0..100.0,
+            2.0,
+        );
         let mut entries: Vec<(Mark, String)> = self
             .means
             .iter()
-            .map(|(b, _)| (Mark::Line(backbone_color(&self.backbones, b), false), format!("{b}: mean of {} runs (labels: α)", self.runs(b).len())))
+            .map(|(b, _)| {
+                (
+                    Mark::Line(backbone_color(&self.backbones, b), false),
+                    format!("{b}: mean of {} runs (labels: α)", self.runs(b).len()),
+                )
+            })
             .collect();
-        entries.push((Mark::Line(GREY, false), "thin: one run, from α = lowest to 1 (its last epoch)".into()));
+        entries.push((
+            Mark::Line(GREY, false),
+            "thin: one run, from α = lowest to 1 (its last epoch)".into(),
+        ));
         let area = with_legend(root, &entries)?;
         let mut chart = chart(&area, "", x, y)?;
-        axes(&mut chart, "similarity (linear CKA to pre-trained)", "accuracy, medical test set (%)", Ticks::Numbers(6))?;
+        axes(
+            &mut chart,
+            "similarity (linear CKA to pre-trained)",
+            "accuracy, medical test set (%)",
+            Ticks::Numbers(6),
+        )?;
         for (b, means) in &self.means {
             let color = backbone_color(&self.backbones, b);
             for run in self.runs(b) {
-                chart.draw_series([PathElement::new(run.iter().map(|r| (r.similarity, r.accuracy * 100.0)).collect::<Vec<_>>(), color.mix(0.35).stroke_width(pt(0.7)))])?;
+                chart.draw_series([PathElement::new(
+                    run.iter()
+                        .map(|r| (r.similarity, r.accuracy * 100.0))
+                        .collect::<Vec<_>>(),
+                    color.mix(0.35).stroke_width(pt(0.7)),
+                )])?;
             }
             let point = |m: &WiseFtMean| (m.similarity, m.accuracy * 100.0);
-            chart.draw_series([PathElement::new(means.iter().map(point).collect::<Vec<_>>(), color.stroke_width(pt(1.6)))])?;
-            chart.draw_series(means.iter().map(|m| Circle::new(point(m), pt(2.4), color.filled())))?;
+            chart.draw_series([PathElement::new(
+                means.iter().map(point).collect::<Vec<_>>(),
+                color.stroke_width(pt(1.6)),
+            )])?;
+            chart.draw_series(
+                means
+                    .iter()
+                    .map(|m| Circle::new(point(m), pt(2.4), color.filled())),
+            )?;
             let label = font(6.5).pos(Pos::new(HPos::Left, VPos::Bottom));
-            chart.draw_series(means.iter().map(|m| Text::new(trim(m.alpha), point(m), label.clone())))?;
+            chart.draw_series(
+                means
+                    .iter()
+                    .map(|m| Text::new(trim(m.alpha), point(m), label.clone())),
+            )?;
         }
         Ok(())
     }

@@ -56,7 +56,12 @@ impl Batcher<'_> {
     /// padded to `pad_to` rows (at least `indices.len()`) so that every
     /// batch of a pass has one shape (a GPU compiles and tunes its kernels
     /// per shape).
-    pub fn eval<B: Backend>(&self, indices: &[usize], pad_to: usize, device: &B::Device) -> ImageBatch<B> {
+    pub fn eval<B: Backend>(
+        &self,
+        indices: &[usize],
+        pad_to: usize,
+        device: &B::Device,
+    ) -> ImageBatch<B> {
         let plans: Vec<CropPlan> = indices
             .iter()
             .map(|&i| {
@@ -71,12 +76,21 @@ impl Batcher<'_> {
     /// `[n, size, size, 3]` (the same crop, not normalised).
     pub fn eval_pixels(&self, indices: &[usize]) -> Vec<u8> {
         let s = self.size as usize;
-        let identity = Normalisation { mean: [0.0; 3], std: [1.0 / 255.0; 3] };
+        let identity = Normalisation {
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3],
+        };
         let mut planes = vec![0f32; 3 * s * s];
         let mut out = Vec::with_capacity(indices.len() * 3 * s * s);
         for &i in indices {
             let v = self.cache.get(i);
-            render(v, &centre_crop(v.width, v.height, self.size), self.size, &identity, &mut planes);
+            render(
+                v,
+                &centre_crop(v.width, v.height, self.size),
+                self.size,
+                &identity,
+                &mut planes,
+            );
             for p in 0..s * s {
                 out.extend((0..3).map(|c| planes[c * s * s + p].round().clamp(0.0, 255.0) as u8));
             }
@@ -92,13 +106,20 @@ impl Batcher<'_> {
         rng: &mut impl Rng,
         device: &B::Device,
     ) -> ImageBatch<B> {
-        self.train_host(indices, indices.len(), augment, rng).to_device(device)
+        self.train_host(indices, indices.len(), augment, rng)
+            .to_device(device)
     }
 
     /// The training view of `indices` in host memory, padded to `pad_to`
     /// rows: crops and flips drawn from `rng` in index order (so a seed
     /// fixes them, and padding draws nothing), rendered in parallel.
-    pub fn train_host(&self, indices: &[usize], pad_to: usize, augment: &TrainAugment, rng: &mut impl Rng) -> HostBatch {
+    pub fn train_host(
+        &self,
+        indices: &[usize],
+        pad_to: usize,
+        augment: &TrainAugment,
+        rng: &mut impl Rng,
+    ) -> HostBatch {
         let plans: Vec<CropPlan> = indices
             .iter()
             .map(|&i| {
@@ -115,16 +136,24 @@ impl Batcher<'_> {
         let per_image = 3 * s * s;
         let rows = indices.len();
         let mut pixels = vec![0f32; rows.max(pad_to) * per_image];
-        pixels[..rows * per_image].par_chunks_mut(per_image).zip(indices.par_iter().zip(plans)).for_each(|(out, (&i, plan))| {
-            render(self.cache.get(i), plan, self.size, &self.norm, out);
-        });
+        pixels[..rows * per_image]
+            .par_chunks_mut(per_image)
+            .zip(indices.par_iter().zip(plans))
+            .for_each(|(out, (&i, plan))| {
+                render(self.cache.get(i), plan, self.size, &self.norm, out);
+            });
         let (first, padding) = pixels.split_at_mut(rows * per_image);
         for out in padding.chunks_mut(per_image) {
             out.copy_from_slice(&first[..per_image]);
         }
         let mut labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
         labels.resize(rows.max(pad_to), labels[0]);
-        HostBatch { pixels, labels, rows, size: s }
+        HostBatch {
+            pixels,
+            labels,
+            rows,
+            size: s,
+        }
     }
 }
 
@@ -151,21 +180,41 @@ mod tests {
                 given_split: None,
             })
             .collect();
-        ImageCache::load_or_build(&dir.join("c.u8img"), &samples, side).unwrap().0
+        ImageCache::load_or_build(&dir.join("c.u8img"), &samples, side)
+            .unwrap()
+            .0
     }
 
     #[test]
     fn eval_batch_has_shape_labels_and_normalised_values() {
         let dir = tempfile::tempdir().unwrap();
-        let imgs = (0..3).map(|k| RgbImage::from_pixel(12, 8, Rgb([k * 50, 100, 200]))).collect();
+        let imgs = (0..3)
+            .map(|k| RgbImage::from_pixel(12, 8, Rgb([k * 50, 100, 200])))
+            .collect();
         let cache = cache_of(imgs, 8, dir.path());
         let labels = [0usize, 1, 0];
-        let norm = Normalisation { mean: [0.5; 3], std: [0.5; 3] };
-        let batcher = Batcher { cache: &cache, labels: &labels, size: 8, norm };
+        let norm = Normalisation {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        };
+        let batcher = Batcher {
+            cache: &cache,
+            labels: &labels,
+            size: 8,
+            norm,
+        };
         let device = Default::default();
         let batch: ImageBatch<CpuBackend> = batcher.eval(&[2, 1], 2, &device);
         assert_eq!(batch.images.dims(), [2, 3, 8, 8]);
-        assert_eq!(batch.labels.to_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![0, 1]);
+        assert_eq!(
+            batch
+                .labels
+                .to_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap(),
+            vec![0, 1]
+        );
         let values = batch.images.to_data().to_vec::<f32>().unwrap();
         // image 2, red = 100 → (100/255 − 0.5) / 0.5; image 1, blue = 200.
         assert!((values[0] - (100.0 / 255.0 - 0.5) / 0.5).abs() < 1e-5);
@@ -176,24 +225,54 @@ mod tests {
     #[test]
     fn padded_batches_repeat_the_first_image_and_keep_the_real_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let imgs = (0..3).map(|k| RgbImage::from_fn(10, 10, |x, y| Rgb([k * 60 + x as u8, y as u8, 7]))).collect();
+        let imgs = (0..3)
+            .map(|k| RgbImage::from_fn(10, 10, |x, y| Rgb([k * 60 + x as u8, y as u8, 7])))
+            .collect();
         let cache = cache_of(imgs, 10, dir.path());
         let labels = [0usize, 1, 0];
-        let batcher = Batcher { cache: &cache, labels: &labels, size: 8, norm: Normalisation { mean: [0.0; 3], std: [1.0; 3] } };
+        let batcher = Batcher {
+            cache: &cache,
+            labels: &labels,
+            size: 8,
+            norm: Normalisation {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+        };
         let device = Default::default();
         let plain: ImageBatch<CpuBackend> = batcher.eval(&[1, 2], 2, &device);
         let padded: ImageBatch<CpuBackend> = batcher.eval(&[1, 2], 5, &device);
         assert_eq!((plain.rows, padded.rows), (2, 2));
         assert_eq!(padded.images.dims(), [5, 3, 8, 8]);
-        let (p, q) = (plain.images.to_data().to_vec::<f32>().unwrap(), padded.images.to_data().to_vec::<f32>().unwrap());
+        let (p, q) = (
+            plain.images.to_data().to_vec::<f32>().unwrap(),
+            padded.images.to_data().to_vec::<f32>().unwrap(),
+        );
         let per = 3 * 8 * 8;
         assert_eq!(&q[..2 * per], &p[..], "the real rows are unchanged");
         for row in 2..5 {
-            assert_eq!(&q[row * per..(row + 1) * per], &p[..per], "padding row {row} copies the first image");
+            assert_eq!(
+                &q[row * per..(row + 1) * per],
+                &p[..per],
+                "padding row {row} copies the first image"
+            );
         }
-        assert_eq!(padded.labels.to_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![1, 0, 1, 1, 1]);
+        assert_eq!(
+            padded
+                .labels
+                .to_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap(),
+            vec![1, 0, 1, 1, 1]
+        );
         // Padding draws nothing from the generator: the next draw is the same.
-        let aug = TrainAugment { scale: [0.5, 1.0], hflip: true, vflip: false, colour: ColourAugment::NONE };
+        let aug = TrainAugment {
+            scale: [0.5, 1.0],
+            hflip: true,
+            vflip: false,
+            colour: ColourAugment::NONE,
+        };
         let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let mut b = a.clone();
         batcher.train_host(&[0, 1], 2, &aug, &mut a);
@@ -204,11 +283,26 @@ mod tests {
     #[test]
     fn train_batches_repeat_with_the_seed() {
         let dir = tempfile::tempdir().unwrap();
-        let imgs = (0..4).map(|k| RgbImage::from_fn(20, 16, |x, y| Rgb([x as u8 * 9, y as u8 * 13, k]))).collect();
+        let imgs = (0..4)
+            .map(|k| RgbImage::from_fn(20, 16, |x, y| Rgb([x as u8 * 9, y as u8 * 13, k])))
+            .collect();
         let cache = cache_of(imgs, 16, dir.path());
         let labels = [0usize, 1, 0, 1];
-        let batcher = Batcher { cache: &cache, labels: &labels, size: 12, norm: Normalisation { mean: [0.0; 3], std: [1.0; 3] } };
-        let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true, colour: ColourAugment::NONE };
+        let batcher = Batcher {
+            cache: &cache,
+            labels: &labels,
+            size: 12,
+            norm: Normalisation {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+        };
+        let aug = TrainAugment {
+            scale: [0.8, 1.0],
+            hflip: true,
+            vflip: true,
+            colour: ColourAugment::NONE,
+        };
         let device = Default::default();
         let run = |seed| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

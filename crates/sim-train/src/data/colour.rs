@@ -31,7 +31,13 @@ pub struct ColourAugment {
 
 impl ColourAugment {
     /// No photometric change (fine-tuning, supervised pre-training).
-    pub const NONE: ColourAugment = ColourAugment { jitter: 0.0, greyscale: 0.0, blur: 0.0, blur_sigma: [0.0, 0.0], solarize: 0.0 };
+    pub const NONE: ColourAugment = ColourAugment {
+        jitter: 0.0,
+        greyscale: 0.0,
+        blur: 0.0,
+        blur_sigma: [0.0, 0.0],
+        solarize: 0.0,
+    };
 
     /// Draws one view's operations. Draws nothing for [`ColourAugment::NONE`],
     /// so the crops of a view without colour operations are drawn as before.
@@ -41,20 +47,30 @@ impl ColourAugment {
         }
         let mut plan = ColourPlan::default();
         if rng.random_bool(self.jitter) {
-            let mut order = [Jitter::Brightness, Jitter::Contrast, Jitter::Saturation, Jitter::Hue];
+            let mut order = [
+                Jitter::Brightness,
+                Jitter::Contrast,
+                Jitter::Saturation,
+                Jitter::Hue,
+            ];
             order.shuffle(rng);
             plan.jitter = order
                 .into_iter()
                 .map(|j| {
                     let s = JITTER[j as usize];
-                    let amount = if j == Jitter::Hue { rng.random_range(-s..=s) } else { rng.random_range(1.0 - s..=1.0 + s) };
+                    let amount = if j == Jitter::Hue {
+                        rng.random_range(-s..=s)
+                    } else {
+                        rng.random_range(1.0 - s..=1.0 + s)
+                    };
                     (j, amount)
                 })
                 .collect();
         }
         plan.greyscale = rng.random_bool(self.greyscale);
         if rng.random_bool(self.blur) {
-            plan.blur_sigma = Some(rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]) as f32);
+            plan.blur_sigma =
+                Some(rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]) as f32);
         }
         plan.solarize = rng.random_bool(self.solarize);
         plan
@@ -100,22 +116,33 @@ impl ColourPlan {
             match op {
                 Jitter::Brightness => planes.iter_mut().for_each(|v| *v = clamp(*v * amount)),
                 Jitter::Contrast => {
-                    let mean = (0..px).map(|i| grey(planes[i], planes[px + i], planes[2 * px + i])).sum::<f32>() / px as f32;
-                    planes.iter_mut().for_each(|v| *v = clamp(amount * *v + (1.0 - amount) * mean));
+                    let mean = (0..px)
+                        .map(|i| grey(planes[i], planes[px + i], planes[2 * px + i]))
+                        .sum::<f32>()
+                        / px as f32;
+                    planes
+                        .iter_mut()
+                        .for_each(|v| *v = clamp(amount * *v + (1.0 - amount) * mean));
                 }
                 Jitter::Saturation => {
                     for i in 0..px {
                         let g = grey(planes[i], planes[px + i], planes[2 * px + i]);
                         for c in 0..3 {
-                            planes[c * px + i] = clamp(amount * planes[c * px + i] + (1.0 - amount) * g);
+                            planes[c * px + i] =
+                                clamp(amount * planes[c * px + i] + (1.0 - amount) * g);
                         }
                     }
                 }
                 Jitter::Hue => {
                     for i in 0..px {
-                        let (h, s, v) = rgb_to_hsv(planes[i] / 255.0, planes[px + i] / 255.0, planes[2 * px + i] / 255.0);
+                        let (h, s, v) = rgb_to_hsv(
+                            planes[i] / 255.0,
+                            planes[px + i] / 255.0,
+                            planes[2 * px + i] / 255.0,
+                        );
                         let (r, g, b) = hsv_to_rgb((h + amount).rem_euclid(1.0), s, v);
-                        (planes[i], planes[px + i], planes[2 * px + i]) = (r * 255.0, g * 255.0, b * 255.0);
+                        (planes[i], planes[px + i], planes[2 * px + i]) =
+                            (r * 255.0, g * 255.0, b * 255.0);
                     }
                 }
             }
@@ -149,14 +176,20 @@ fn blur(plane: &mut [f32], n: usize, sigma: f32) {
     if radius == 0 {
         return;
     }
-    let weights: Vec<f32> = (-radius..=radius).map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let weights: Vec<f32> = (-radius..=radius)
+        .map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let total: f32 = weights.iter().sum();
     let at = |i: isize| i.clamp(0, n as isize - 1) as usize;
     let pass = |plane: &mut [f32], index: &dyn Fn(usize, usize) -> usize| {
         let copy = plane.to_vec();
         for line in 0..n {
             for i in 0..n {
-                let sum: f32 = weights.iter().enumerate().map(|(k, w)| w * copy[index(line, at(i as isize + k as isize - radius))]).sum();
+                let sum: f32 = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| w * copy[index(line, at(i as isize + k as isize - radius))])
+                    .sum();
                 plane[index(line, i)] = sum / total;
             }
         }
@@ -204,7 +237,9 @@ mod tests {
 
     /// A 2 × 2 image: red, green, blue and a grey of 100, channel-major.
     fn image() -> Vec<f32> {
-        vec![255.0, 0.0, 0.0, 100.0, 0.0, 255.0, 0.0, 100.0, 0.0, 0.0, 255.0, 100.0]
+        vec![
+            255.0, 0.0, 0.0, 100.0, 0.0, 255.0, 0.0, 100.0, 0.0, 0.0, 255.0, 100.0,
+        ]
     }
 
     fn applied(plan: ColourPlan) -> Vec<f32> {
@@ -215,24 +250,63 @@ mod tests {
 
     #[test]
     fn each_operation_does_what_torchvision_does() {
-        let one = |op, amount| ColourPlan { jitter: vec![(op, amount)], ..ColourPlan::default() };
+        let one = |op, amount| ColourPlan {
+            jitter: vec![(op, amount)],
+            ..ColourPlan::default()
+        };
         // Brightness scales and clips.
         let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
         let bright = applied(one(Jitter::Brightness, 1.2));
-        assert!(close(&bright, &[255.0, 0.0, 0.0, 120.0, 0.0, 255.0, 0.0, 120.0, 0.0, 0.0, 255.0, 120.0]), "{bright:?}");
+        assert!(
+            close(
+                &bright,
+                &[
+                    255.0, 0.0, 0.0, 120.0, 0.0, 255.0, 0.0, 120.0, 0.0, 0.0, 255.0, 120.0
+                ]
+            ),
+            "{bright:?}"
+        );
         // Contrast 0: every pixel the mean grey.
-        let mean = (grey(255.0, 0.0, 0.0) + grey(0.0, 255.0, 0.0) + grey(0.0, 0.0, 255.0) + 100.0) / 4.0;
-        assert!(applied(one(Jitter::Contrast, 0.0)).iter().all(|v| (v - mean).abs() < 1e-4));
+        let mean =
+            (grey(255.0, 0.0, 0.0) + grey(0.0, 255.0, 0.0) + grey(0.0, 0.0, 255.0) + 100.0) / 4.0;
+        assert!(
+            applied(one(Jitter::Contrast, 0.0))
+                .iter()
+                .all(|v| (v - mean).abs() < 1e-4)
+        );
         // Saturation 0 and greyscale: each pixel its own grey; a grey pixel stays.
-        let grey_plan = applied(ColourPlan { greyscale: true, ..ColourPlan::default() });
+        let grey_plan = applied(ColourPlan {
+            greyscale: true,
+            ..ColourPlan::default()
+        });
         assert_eq!(applied(one(Jitter::Saturation, 0.0)), grey_plan);
-        assert!((grey_plan[0] - 0.299 * 255.0).abs() < 1e-3 && grey_plan[3] == 100.0 && grey_plan[7] == 100.0);
+        assert!(
+            (grey_plan[0] - 0.299 * 255.0).abs() < 1e-3
+                && grey_plan[3] == 100.0
+                && grey_plan[7] == 100.0
+        );
         // A hue shift of a third of a turn: red to green, green to blue; grey stays.
         let hue = applied(one(Jitter::Hue, 1.0 / 3.0));
-        assert!(close(&hue, &[0.0, 0.0, 255.0, 100.0, 255.0, 0.0, 0.0, 100.0, 0.0, 255.0, 0.0, 100.0]), "{hue:?}");
+        assert!(
+            close(
+                &hue,
+                &[
+                    0.0, 0.0, 255.0, 100.0, 255.0, 0.0, 0.0, 100.0, 0.0, 255.0, 0.0, 100.0
+                ]
+            ),
+            "{hue:?}"
+        );
         // Solarisation inverts from 128 up.
-        let solar = applied(ColourPlan { solarize: true, ..ColourPlan::default() });
-        assert_eq!(solar, [0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 100.0]);
+        let solar = applied(ColourPlan {
+            solarize: true,
+            ..ColourPlan::default()
+        });
+        assert_eq!(
+            solar,
+            [
+                0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 100.0
+            ]
+        );
     }
 
     #[test]
@@ -244,13 +318,27 @@ mod tests {
         let mut dot = vec![0.0; 81];
         dot[40] = 100.0;
         blur(&mut dot, 9, 0.8);
-        assert!(dot[40] < 100.0 && dot[39] > 0.0 && (dot[39] - dot[41]).abs() < 1e-4 && (dot[31] - dot[49]).abs() < 1e-4);
-        assert!((dot.iter().sum::<f32>() - 100.0).abs() < 1e-2, "no mass lost away from the edges");
+        assert!(
+            dot[40] < 100.0
+                && dot[39] > 0.0
+                && (dot[39] - dot[41]).abs() < 1e-4
+                && (dot[31] - dot[49]).abs() < 1e-4
+        );
+        assert!(
+            (dot.iter().sum::<f32>() - 100.0).abs() < 1e-2,
+            "no mass lost away from the edges"
+        );
     }
 
     #[test]
     fn plans_repeat_with_the_seed_and_none_draws_nothing() {
-        let dino = ColourAugment { jitter: 0.8, greyscale: 0.2, blur: 0.5, blur_sigma: [0.1, 2.0], solarize: 0.2 };
+        let dino = ColourAugment {
+            jitter: 0.8,
+            greyscale: 0.2,
+            blur: 0.5,
+            blur_sigma: [0.1, 2.0],
+            solarize: 0.2,
+        };
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..50).map(|_| dino.sample(&mut rng)).collect::<Vec<_>>()
@@ -258,7 +346,10 @@ mod tests {
         assert_eq!(draw(3), draw(3));
         let plans = draw(3);
         let share = |f: fn(&ColourPlan) -> bool| plans.iter().filter(|p| f(p)).count();
-        assert!((30..=48).contains(&share(|p| !p.jitter.is_empty())), "jitter at 0.8");
+        assert!(
+            (30..=48).contains(&share(|p| !p.jitter.is_empty())),
+            "jitter at 0.8"
+        );
         assert!(share(|p| p.blur_sigma.is_some()) > 10 && share(|p| p.greyscale) < 25);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let before = rng.clone().random::<u64>();

@@ -4,12 +4,21 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("data set folder {path} does not exist (set SIM_DATA_DIR, or run `cargo xtask fetch-data`)")]
+    #[error(
+        "data set folder {path} does not exist (set SIM_DATA_DIR, or run `cargo xtask fetch-data`)"
+    )]
     MissingRoot { path: PathBuf },
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}, row {row}: {message}")]
-    Row { path: PathBuf, row: usize, message: String },
+    Row {
+        path: PathBuf,
+        row: usize,
+        message: String,
+    },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("cannot decode image {path}: {message}")]
@@ -24,14 +33,24 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> DataError {
-        DataError::Io { path: path.into(), error }
+        DataError::Io {
+            path: path.into(),
+            error,
+        }
     }
 
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> DataError {
-        DataError::File { path: path.into(), message: message.into() }
+        DataError::File {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn row(path: impl Into<PathBuf>, row: usize, message: impl Into<String>) -> DataError {
-        DataError::Row { path: path.into(), row, message: message.into() }
+        DataError::Row {
+            path: path.into(),
+            row,
+            message: message.into(),
+        }
     }
 }

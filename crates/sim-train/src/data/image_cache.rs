@@ -66,7 +66,11 @@ pub enum CacheState {
 impl ImageCache {
     /// Opens the cache at `path` if it matches `samples` and `side`, else
     /// decodes every sample and writes a new one there.
-    pub fn load_or_build(path: &Path, samples: &[Sample], side: u32) -> Result<(ImageCache, CacheState), DataError> {
+    pub fn load_or_build(
+        path: &Path,
+        samples: &[Sample],
+        side: u32,
+    ) -> Result<(ImageCache, CacheState), DataError> {
         let fingerprint = fingerprint(samples, side)?;
         if let Some(cache) = Self::open(path, &fingerprint, samples.len())? {
             return Ok((cache, CacheState::Reused));
@@ -78,7 +82,11 @@ impl ImageCache {
     }
 
     /// `Ok(None)` when there is no file, or it was made from other sources.
-    fn open(path: &Path, fingerprint: &[u8; 32], count: usize) -> Result<Option<ImageCache>, DataError> {
+    fn open(
+        path: &Path,
+        fingerprint: &[u8; 32],
+        count: usize,
+    ) -> Result<Option<ImageCache>, DataError> {
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -109,9 +117,9 @@ impl ImageCache {
                 }
             })
             .collect();
-        let in_bounds = entries
-            .iter()
-            .all(|e| (e.offset as usize).saturating_add(e.width as usize * e.height as usize * 3) <= table);
+        let in_bounds = entries.iter().all(|e| {
+            (e.offset as usize).saturating_add(e.width as usize * e.height as usize * 3) <= table
+        });
         Ok(in_bounds.then_some(ImageCache { map, entries, side }))
     }
 
@@ -138,11 +146,20 @@ impl ImageCache {
         let e = self.entries[i];
         let len = e.width as usize * e.height as usize * 3;
         let start = e.offset as usize;
-        ImageView { width: e.width, height: e.height, pixels: &self.map[start..start + len] }
+        ImageView {
+            width: e.width,
+            height: e.height,
+            pixels: &self.map[start..start + len],
+        }
     }
 }
 
-fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> Result<(), DataError> {
+fn build(
+    path: &Path,
+    samples: &[Sample],
+    side: u32,
+    fingerprint: &[u8; 32],
+) -> Result<(), DataError> {
     let mut failure = None;
     let written = sim_study::write_atomic_with(path, |w| {
         w.write_all(MAGIC)?;
@@ -154,7 +171,9 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
         for chunk in samples.chunks(CHUNK) {
             let decoded: Result<Vec<(RgbImage, [u8; 32])>, DataError> = chunk
                 .par_iter()
-                .map(|s| read(&s.source).map(|(img, sha256)| (resize_shorter_side(img, side), sha256)))
+                .map(|s| {
+                    read(&s.source).map(|(img, sha256)| (resize_shorter_side(img, side), sha256))
+                })
                 .collect();
             let decoded = match decoded {
                 Ok(d) => d,
@@ -165,7 +184,12 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
             };
             for (img, source_sha256) in decoded {
                 w.write_all(img.as_raw())?;
-                entries.push(Entry { width: img.width(), height: img.height(), offset, source_sha256 });
+                entries.push(Entry {
+                    width: img.width(),
+                    height: img.height(),
+                    offset,
+                    source_sha256,
+                });
                 offset += img.as_raw().len() as u64;
             }
         }
@@ -189,7 +213,9 @@ fn build(path: &Path, samples: &[Sample], side: u32, fingerprint: &[u8; 32]) -> 
 /// per image, and the image cache keeps it beside each image.
 pub fn source_sha256(source: &ImageSource) -> Result<[u8; 32], DataError> {
     match source {
-        ImageSource::File(path) => Ok(Sha256::digest(std::fs::read(path).map_err(|e| DataError::io(path, e))?).into()),
+        ImageSource::File(path) => {
+            Ok(Sha256::digest(std::fs::read(path).map_err(|e| DataError::io(path, e))?).into())
+        }
         ImageSource::Memory(img) => Ok(memory_sha256(img)),
     }
 }
@@ -220,18 +246,28 @@ fn read(source: &ImageSource) -> Result<(RgbImage, [u8; 32]), DataError> {
 pub fn decode(source: &ImageSource) -> Result<RgbImage, DataError> {
     match source {
         ImageSource::Memory(img) => Ok((**img).clone()),
-        ImageSource::File(path) => decode_file(path, std::fs::read(path).map_err(|e| DataError::io(path, e))?),
+        ImageSource::File(path) => decode_file(
+            path,
+            std::fs::read(path).map_err(|e| DataError::io(path, e))?,
+        ),
     }
 }
 
 /// The bytes of the image file `path`, decoded as RGB.
 fn decode_file(path: &Path, bytes: Vec<u8>) -> Result<RgbImage, DataError> {
-    let bad = |e: &dyn std::fmt::Display| DataError::Decode { path: path.to_owned(), message: e.to_string() };
+    let bad = |e: &dyn std::fmt::Display| DataError::Decode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return decode_jpeg_strictly(&bytes).map_err(|e| bad(&e));
     }
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
-    let img = reader.with_guessed_format().map_err(|e| bad(&e))?.decode().map_err(|e| bad(&e))?;
+    let img = reader
+        .with_guessed_format()
+        .map_err(|e| bad(&e))?
+        .decode()
+        .map_err(|e| bad(&e))?;
     Ok(img.to_rgb8())
 }
 
@@ -248,9 +284,12 @@ fn decode_jpeg_strictly(bytes: &[u8]) -> Result<RgbImage, String> {
         .set_max_height(usize::MAX)
         .jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let pixels = decoder.decode().map_err(|e| format!("{e:?} (truncated or damaged JPEG)"))?;
+    let pixels = decoder
+        .decode()
+        .map_err(|e| format!("{e:?} (truncated or damaged JPEG)"))?;
     let (w, h) = decoder.dimensions().ok_or("no JPEG header")?;
-    RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(|| format!("decoded pixels do not fill {w} × {h} RGB"))
+    RgbImage::from_raw(w as u32, h as u32, pixels)
+        .ok_or_else(|| format!("decoded pixels do not fill {w} × {h} RGB"))
 }
 
 /// Resizes so the shorter side is `side` (the longer one scaled and floored,
@@ -262,7 +301,11 @@ pub fn resize_shorter_side(img: RgbImage, side: u32) -> RgbImage {
         return img;
     }
     let scale = |long: u32| ((long as u64 * side as u64) / short as u64).max(1) as u32;
-    let (nw, nh) = if w <= h { (side, scale(h)) } else { (scale(w), side) };
+    let (nw, nh) = if w <= h {
+        (side, scale(h))
+    } else {
+        (scale(w), side)
+    };
     image::imageops::resize(&img, nw, nh, FilterType::CatmullRom)
 }
 
@@ -276,7 +319,11 @@ fn fingerprint(samples: &[Sample], side: u32) -> Result<[u8; 32], DataError> {
         match &s.source {
             ImageSource::File(path) => {
                 let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-                let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .unwrap_or_default();
                 h.update(meta.len().to_le_bytes());
                 h.update(mtime.as_nanos().to_le_bytes());
             }
@@ -343,7 +390,10 @@ mod tests {
         assert_eq!((cache.get(1).width, cache.get(1).height), (20, 16));
         // Each image keeps the SHA-256 of the file it was read from.
         for (i, path) in [&a, &b].into_iter().enumerate() {
-            assert_eq!(hex::encode(cache.source_sha256(i)), sim_study::fingerprint::sha256_file(path).unwrap());
+            assert_eq!(
+                hex::encode(cache.source_sha256(i)),
+                sim_study::fingerprint::sha256_file(path).unwrap()
+            );
         }
     }
 
@@ -369,13 +419,24 @@ mod tests {
         write_png(&good, 8, 8, 1);
         let bad = dir.path().join("bad.jpg");
         let mut jpeg = Vec::new();
-        RgbImage::new(32, 32).write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        RgbImage::new(32, 32)
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
         std::fs::write(&bad, &jpeg[..jpeg.len() / 3]).unwrap(); // truncated
         let cache_path = dir.path().join("c.u8img");
-        let err = ImageCache::load_or_build(&cache_path, &[sample(&good), sample(&bad)], 8).err().unwrap();
+        let err = ImageCache::load_or_build(&cache_path, &[sample(&good), sample(&bad)], 8)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("bad.jpg"), "{err}");
         assert!(!cache_path.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
     }
 
     /// A photo-like JPEG: smooth shading plus noise, so every part of the
@@ -385,10 +446,18 @@ mod tests {
         let img = RgbImage::from_fn(w, h, |x, y| {
             state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let noise = (state >> 24) as u8 / 4;
-            Rgb([(x as u8).wrapping_add(noise), (y as u8).wrapping_add(noise), ((x + y) as u8) / 2])
+            Rgb([
+                (x as u8).wrapping_add(noise),
+                (y as u8).wrapping_add(noise),
+                ((x + y) as u8) / 2,
+            ])
         });
         let mut jpeg = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
         jpeg
     }
 
@@ -399,15 +468,28 @@ mod tests {
         // Whole, it decodes to the image crate's pixels exactly.
         let whole = dir.path().join("whole.jpg");
         std::fs::write(&whole, &jpeg).unwrap();
-        assert_eq!(decode(&ImageSource::File(whole.clone())).unwrap(), image::open(&whole).unwrap().to_rgb8());
+        assert_eq!(
+            decode(&ImageSource::File(whole.clone())).unwrap(),
+            image::open(&whole).unwrap().to_rgb8()
+        );
         for percent in [30, 50, 70, 90, 99] {
             let path = dir.path().join(format!("cut-{percent}.jpg"));
             std::fs::write(&path, &jpeg[..jpeg.len() * percent / 100]).unwrap();
-            let err = decode(&ImageSource::File(path.clone())).err().unwrap_or_else(|| panic!("{percent} % of the file decoded"));
-            assert!(err.to_string().contains(&format!("cut-{percent}.jpg")), "{err}");
+            let err = decode(&ImageSource::File(path.clone()))
+                .err()
+                .unwrap_or_else(|| panic!("{percent} % of the file decoded"));
+            assert!(
+                err.to_string().contains(&format!("cut-{percent}.jpg")),
+                "{err}"
+            );
             let cache = dir.path().join(format!("c{percent}.u8img"));
-            let err = ImageCache::load_or_build(&cache, &[sample(&whole), sample(&path)], 64).err().unwrap();
-            assert!(err.to_string().contains(&format!("cut-{percent}.jpg")), "{err}");
+            let err = ImageCache::load_or_build(&cache, &[sample(&whole), sample(&path)], 64)
+                .err()
+                .unwrap();
+            assert!(
+                err.to_string().contains(&format!("cut-{percent}.jpg")),
+                "{err}"
+            );
             assert!(!cache.exists());
         }
     }
@@ -427,12 +509,19 @@ mod tests {
     fn greyscale_becomes_rgb() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grey.png");
-        image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 10])).save(&path).unwrap();
+        image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 10]))
+            .save(&path)
+            .unwrap();
         let img = decode(&ImageSource::File(path)).unwrap();
         assert_eq!(img.get_pixel(3, 0), &Rgb([30, 30, 30]));
         // A greyscale JPEG (strict decoder) gives the image crate's pixels.
         let path = dir.path().join("grey.jpg");
-        image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8])).save(&path).unwrap();
-        assert_eq!(decode(&ImageSource::File(path.clone())).unwrap(), image::open(&path).unwrap().to_rgb8());
+        image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8]))
+            .save(&path)
+            .unwrap();
+        assert_eq!(
+            decode(&ImageSource::File(path.clone())).unwrap(),
+            image::open(&path).unwrap().to_rgb8()
+        );
     }
 }

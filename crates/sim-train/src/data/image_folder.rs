@@ -10,10 +10,15 @@ use std::path::{Path, PathBuf};
 pub fn read(root: &Path) -> Result<Dataset, DataError> {
     let top = sub_dirs(root)?;
     if top.is_empty() {
-        return Err(DataError::file(root, "no sub-folders: expected <split>/<class>/ or <class>/ folders"));
+        return Err(DataError::file(
+            root,
+            "no sub-folders: expected <split>/<class>/ or <class>/ folders",
+        ));
     }
     // With splits, the first level holds folders only; with classes, images.
-    let has_splits = top.iter().all(|d| list_images(d).map(|f| f.is_empty()).unwrap_or(false));
+    let has_splits = top
+        .iter()
+        .all(|d| list_images(d).map(|f| f.is_empty()).unwrap_or(false));
     let mut folders: Vec<(Option<String>, PathBuf)> = Vec::new();
     if has_splits {
         for split_dir in &top {
@@ -25,12 +30,23 @@ pub fn read(root: &Path) -> Result<Dataset, DataError> {
     } else {
         folders.extend(top.into_iter().map(|d| (None, d)));
     }
-    let classes: Vec<String> = folders.iter().map(|(_, d)| file_name(d)).collect::<BTreeSet<_>>().into_iter().collect();
+    let classes: Vec<String> = folders
+        .iter()
+        .map(|(_, d)| file_name(d))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut samples = Vec::new();
     for (split, class_dir) in &folders {
-        let label = classes.binary_search(&file_name(class_dir)).expect("class came from this list");
+        let label = classes
+            .binary_search(&file_name(class_dir))
+            .expect("class came from this list");
         for file in list_images(class_dir)? {
-            let id = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+            let id = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .replace('\\', "/");
             samples.push(Sample {
                 group: id.clone(),
                 id,
@@ -41,7 +57,10 @@ pub fn read(root: &Path) -> Result<Dataset, DataError> {
         }
     }
     if samples.is_empty() {
-        return Err(DataError::file(root, "no images (.jpg, .jpeg, .png, .bmp) in any class folder"));
+        return Err(DataError::file(
+            root,
+            "no images (.jpg, .jpeg, .png, .bmp) in any class folder",
+        ));
     }
     Ok(Dataset { classes, samples })
 }
@@ -59,5 +78,7 @@ fn sub_dirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -9,7 +9,11 @@ use super::{DataError, Dataset, HAM10000_CLASSES, ImageSource, Sample, images_by
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-pub fn read(ground_truth: &Path, images: &Path, groups: Option<&Path>) -> Result<Dataset, DataError> {
+pub fn read(
+    ground_truth: &Path,
+    images: &Path,
+    groups: Option<&Path>,
+) -> Result<Dataset, DataError> {
     let lesions = groups.map(read_groups).transpose()?;
     let mut table = CsvTable::open(ground_truth)?;
     let image = table.column("image")?;
@@ -28,19 +32,38 @@ pub fn read(ground_truth: &Path, images: &Path, groups: Option<&Path>) -> Result
         for (label, &col) in class_columns.iter().enumerate() {
             let text = row.record.get(col).unwrap_or("");
             let v: f64 = text.parse().map_err(|_| {
-                DataError::row(&path, row.line, format!("`{text}` in column {} is not a number", HAM10000_CLASSES[label].to_uppercase()))
+                DataError::row(
+                    &path,
+                    row.line,
+                    format!(
+                        "`{text}` in column {} is not a number",
+                        HAM10000_CLASSES[label].to_uppercase()
+                    ),
+                )
             })?;
             if v == 1.0 {
                 hot.push(label);
             } else if v != 0.0 {
-                return Err(DataError::row(&path, row.line, format!("one-hot value {v} is neither 0 nor 1")));
+                return Err(DataError::row(
+                    &path,
+                    row.line,
+                    format!("one-hot value {v} is neither 0 nor 1"),
+                ));
             }
         }
         let [label] = hot[..] else {
-            return Err(DataError::row(&path, row.line, format!("{} labels set, expected exactly one", hot.len())));
+            return Err(DataError::row(
+                &path,
+                row.line,
+                format!("{} labels set, expected exactly one", hot.len()),
+            ));
         };
         if !seen.insert(image_id.to_owned()) {
-            return Err(DataError::row(&path, row.line, format!("image {image_id} appears twice")));
+            return Err(DataError::row(
+                &path,
+                row.line,
+                format!("image {image_id} appears twice"),
+            ));
         }
         let group = match &lesions {
             Some((groups_path, map)) => map.get(image_id).cloned().ok_or_else(|| {
@@ -49,14 +72,27 @@ pub fn read(ground_truth: &Path, images: &Path, groups: Option<&Path>) -> Result
             None => image_id.to_owned(),
         };
         let file = files.remove(image_id).ok_or_else(|| {
-            DataError::row(&path, row.line, format!("image {image_id} not found in {}", images.display()))
+            DataError::row(
+                &path,
+                row.line,
+                format!("image {image_id} not found in {}", images.display()),
+            )
         })?;
-        samples.push(Sample { id: image_id.to_owned(), source: ImageSource::File(file), label, group, given_split: None });
+        samples.push(Sample {
+            id: image_id.to_owned(),
+            source: ImageSource::File(file),
+            label,
+            group,
+            given_split: None,
+        });
     }
     if samples.is_empty() {
         return Err(DataError::file(&path, "no rows"));
     }
-    Ok(Dataset { classes: HAM10000_CLASSES.map(String::from).to_vec(), samples })
+    Ok(Dataset {
+        classes: HAM10000_CLASSES.map(String::from).to_vec(),
+        samples,
+    })
 }
 
 fn read_groups(path: &Path) -> Result<(std::path::PathBuf, HashMap<String, String>), DataError> {
@@ -65,7 +101,10 @@ fn read_groups(path: &Path) -> Result<(std::path::PathBuf, HashMap<String, Strin
     let mut map = HashMap::new();
     for row in table.rows() {
         let row = row?;
-        let (i, l) = (row.record.get(image).unwrap_or(""), row.record.get(lesion).unwrap_or(""));
+        let (i, l) = (
+            row.record.get(image).unwrap_or(""),
+            row.record.get(lesion).unwrap_or(""),
+        );
         if i.is_empty() || l.is_empty() {
             return Err(DataError::row(path, row.line, "empty image or lesion_id"));
         }

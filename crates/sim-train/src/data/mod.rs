@@ -75,10 +75,17 @@ impl Dataset {
         }
         let in_root = |p: Option<PathBuf>| root.join(p.unwrap_or_default());
         let mut dataset = match config.kind {
-            DatasetKind::Ham10000 => ham10000::read(&in_root(config.metadata_file()), &in_root(config.images_dir())),
+            DatasetKind::Ham10000 => ham10000::read(
+                &in_root(config.metadata_file()),
+                &in_root(config.images_dir()),
+            ),
             DatasetKind::Isic2018 => {
                 let groups = config.groups.as_ref().map(|g| root.join(g));
-                isic2018::read(&in_root(config.metadata_file()), &in_root(config.images_dir()), groups.as_deref())
+                isic2018::read(
+                    &in_root(config.metadata_file()),
+                    &in_root(config.images_dir()),
+                    groups.as_deref(),
+                )
             }
             DatasetKind::ImageFolder => image_folder::read(&root),
             DatasetKind::Medmnist => medmnist::read(&root),
@@ -96,14 +103,23 @@ impl Dataset {
         if n >= self.samples.len() {
             return;
         }
-        let mut ranked: Vec<([u8; 32], usize)> = self.samples.iter().enumerate().map(|(i, s)| (Sha256::digest(s.id.as_bytes()).into(), i)).collect();
+        let mut ranked: Vec<([u8; 32], usize)> = self
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Sha256::digest(s.id.as_bytes()).into(), i))
+            .collect();
         ranked.sort_unstable();
         let mut keep = vec![false; self.samples.len()];
         for &(_, i) in &ranked[..n] {
             keep[i] = true;
         }
         let samples = std::mem::take(&mut self.samples);
-        self.samples = samples.into_iter().zip(keep).filter_map(|(s, k)| k.then_some(s)).collect();
+        self.samples = samples
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(s, k)| k.then_some(s))
+            .collect();
     }
 }
 
@@ -130,7 +146,9 @@ pub fn list_images(dir: &std::path::Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Image files of `dir` by file stem (`ISIC_0024306` → its path), so a label
 /// table can be joined to its images without one `stat` per row.
-fn images_by_stem(dir: &std::path::Path) -> Result<std::collections::HashMap<String, PathBuf>, DataError> {
+fn images_by_stem(
+    dir: &std::path::Path,
+) -> Result<std::collections::HashMap<String, PathBuf>, DataError> {
     Ok(list_images(dir)?
         .into_iter()
         .filter_map(|p| Some((p.file_stem()?.to_str()?.to_owned(), p)))

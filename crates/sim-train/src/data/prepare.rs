@@ -48,8 +48,15 @@ pub struct CacheReport {
 impl PreparedDataset {
     /// Reads and splits the data set `id`; the split file is made on the
     /// first call and read back on every later one.
-    pub fn load(config: &StudyConfig, study: &StudyDir, id: &DatasetId) -> Result<PreparedDataset, DataError> {
-        let ds_config = config.dataset(id).map_err(|m| DataError::file(study.resolved_config(), m))?.clone();
+    pub fn load(
+        config: &StudyConfig,
+        study: &StudyDir,
+        id: &DatasetId,
+    ) -> Result<PreparedDataset, DataError> {
+        let ds_config = config
+            .dataset(id)
+            .map_err(|m| DataError::file(study.resolved_config(), m))?
+            .clone();
         let start = Instant::now();
         let dataset = Dataset::load(&ds_config)?;
         let read_time = start.elapsed();
@@ -65,9 +72,27 @@ impl PreparedDataset {
             DatasetId::Medical(name) => study.root().join("runs").join(name),
             DatasetId::Natural => study.root().to_owned(),
         });
-        let split = Split::load_or_make(&dataset, &params, &split_file, &id.file_stem(), in_use.as_deref())?;
-        let split_sha256 = sim_study::fingerprint::sha256_file(&split_file).map_err(|e| DataError::io(&split_file, e))?;
-        Ok(PreparedDataset { id: id.clone(), config: ds_config, dataset, split, read_time, split_file, split_sha256, split_reused, in_use, caches: Vec::new() })
+        let split = Split::load_or_make(
+            &dataset,
+            &params,
+            &split_file,
+            &id.file_stem(),
+            in_use.as_deref(),
+        )?;
+        let split_sha256 = sim_study::fingerprint::sha256_file(&split_file)
+            .map_err(|e| DataError::io(&split_file, e))?;
+        Ok(PreparedDataset {
+            id: id.clone(),
+            config: ds_config,
+            dataset,
+            split,
+            read_time,
+            split_file,
+            split_sha256,
+            split_reused,
+            in_use,
+            caches: Vec::new(),
+        })
     }
 
     /// The image cache for inputs of `size` pixels (shorter side size / crop_ratio).
@@ -78,14 +103,22 @@ impl PreparedDataset {
         let (cache, state) = ImageCache::load_or_build(&path, &self.dataset.samples, side)?;
         self.check_images(&cache)?;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        self.caches.push(CacheReport { side, path, state, bytes, time: start.elapsed() });
+        self.caches.push(CacheReport {
+            side,
+            path,
+            state,
+            bytes,
+            time: start.elapsed(),
+        });
         Ok(cache)
     }
 
     /// Every cached image is the one the split recorded (a split file made
     /// before images were recorded is taken as it is).
     fn check_images(&self, cache: &ImageCache) -> Result<(), DataError> {
-        let Some(i) = (0..self.split.sha256.len()).find(|&i| hex::encode(cache.source_sha256(i)) != self.split.sha256[i]) else {
+        let Some(i) = (0..self.split.sha256.len())
+            .find(|&i| hex::encode(cache.source_sha256(i)) != self.split.sha256[i])
+        else {
             return Ok(());
         };
         let advice = match &self.in_use {
@@ -93,7 +126,10 @@ impl PreparedDataset {
                 "the study's evaluations in {} were made from the recorded image: restore it, or run the study into a new study.output_dir",
                 evaluations.display()
             ),
-            None => format!("no evaluation uses it yet: remove {} to record the data set as it is now", self.split_file.display()),
+            None => format!(
+                "no evaluation uses it yet: remove {} to record the data set as it is now",
+                self.split_file.display()
+            ),
         };
         Err(DataError::Split {
             dataset: self.id.file_stem(),
@@ -148,7 +184,9 @@ pub fn lock_study(study: &StudyDir) -> Result<DirLock, DataError> {
 pub fn data_stage(config: &StudyConfig) -> Result<Vec<PreparedDataset>, DataError> {
     let study = StudyDir::new(config.output_dir());
     let _lock = lock_study(&study)?;
-    study.write_resolved_config(config).map_err(|e| DataError::io(study.resolved_config(), e))?;
+    study
+        .write_resolved_config(config)
+        .map_err(|e| DataError::io(study.resolved_config(), e))?;
     let sizes: BTreeSet<u32> = config.backbones.iter().map(|b| b.input_size).collect();
     let mut prepared = Vec::new();
     for (id, _) in config.datasets() {
@@ -172,14 +210,18 @@ pub fn check_fits_data(config: &StudyConfig, data: &PreparedDataset) -> Result<(
     let config_error = DataError::Setting;
     let train = data.train_indices().len();
     match &data.id {
-        DatasetId::Medical(name) if config.training.batch_size > train => Err(config_error(format!(
-            "training.batch_size = {} is larger than the training split of `{name}` ({train} images)",
-            config.training.batch_size
-        ))),
-        DatasetId::Natural if config.evaluation.knn_k.iter().any(|&k| k > train) => Err(config_error(format!(
-            "evaluation.knn_k = {:?} has a k larger than the k-NN bank (the natural data set's training split, {train} images)",
-            config.evaluation.knn_k
-        ))),
+        DatasetId::Medical(name) if config.training.batch_size > train => {
+            Err(config_error(format!(
+                "training.batch_size = {} is larger than the training split of `{name}` ({train} images)",
+                config.training.batch_size
+            )))
+        }
+        DatasetId::Natural if config.evaluation.knn_k.iter().any(|&k| k > train) => {
+            Err(config_error(format!(
+                "evaluation.knn_k = {:?} has a k larger than the k-NN bank (the natural data set's training split, {train} images)",
+                config.evaluation.knn_k
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -230,8 +272,16 @@ impl fmt::Display for PreparedDataset {
             write!(f, " {:>8}", g.len())?;
         }
         writeln!(f)?;
-        writeln!(f, "  groups in more than one split: {}", self.groups_across_splits())?;
-        let verb = if self.split_reused { "reused" } else { "written" };
+        writeln!(
+            f,
+            "  groups in more than one split: {}",
+            self.groups_across_splits()
+        )?;
+        let verb = if self.split_reused {
+            "reused"
+        } else {
+            "written"
+        };
         writeln!(f, "  split {verb}: {}", self.split_file.display())?;
         for c in &self.caches {
             let state = match c.state {

@@ -13,10 +13,10 @@
 use super::image_cache::source_sha256;
 use super::table::CsvTable;
 use super::{DataError, Dataset};
-use rayon::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -52,7 +52,9 @@ impl Split {
     /// Indices of the samples in split `name` (empty if there is no such split).
     pub fn indices(&self, name: &str) -> Vec<usize> {
         match self.names.iter().position(|n| n == name) {
-            Some(k) => (0..self.assign.len()).filter(|&i| self.assign[i] == k).collect(),
+            Some(k) => (0..self.assign.len())
+                .filter(|&i| self.assign[i] == k)
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -60,17 +62,42 @@ impl Split {
     /// The split of every sample: the data set's own if it has one, else a
     /// stratified grouped split, with every image's SHA-256 (each image is
     /// read once). Fails if a class ends up empty on either side.
-    pub fn make(dataset: &Dataset, params: &SplitParams, dataset_name: &str) -> Result<Split, DataError> {
-        let (names, assign) = match dataset.samples.iter().map(|s| s.given_split.clone()).collect::<Option<Vec<_>>>() {
+    pub fn make(
+        dataset: &Dataset,
+        params: &SplitParams,
+        dataset_name: &str,
+    ) -> Result<Split, DataError> {
+        let (names, assign) = match dataset
+            .samples
+            .iter()
+            .map(|s| s.given_split.clone())
+            .collect::<Option<Vec<_>>>()
+        {
             Some(given) => {
-                let names: Vec<String> = given.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-                let assign = given.iter().map(|g| names.binary_search(g).expect("name from this list")).collect();
+                let names: Vec<String> = given
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let assign = given
+                    .iter()
+                    .map(|g| names.binary_search(g).expect("name from this list"))
+                    .collect();
                 (names, assign)
             }
             None => stratified_group_split(dataset, params),
         };
-        let sha256 = dataset.samples.par_iter().map(|s| source_sha256(&s.source).map(hex::encode)).collect::<Result<_, _>>()?;
-        let split = Split { names, assign, sha256 };
+        let sha256 = dataset
+            .samples
+            .par_iter()
+            .map(|s| source_sha256(&s.source).map(hex::encode))
+            .collect::<Result<_, _>>()?;
+        let split = Split {
+            names,
+            assign,
+            sha256,
+        };
         split.check(dataset, params, dataset_name)?;
         Ok(split)
     }
@@ -78,7 +105,13 @@ impl Split {
     /// Reads the split written earlier to `path`, or makes it and writes it
     /// there. Where the study already has evaluations of the data set
     /// (`in_use`), a missing file is an error rather than a new split.
-    pub fn load_or_make(dataset: &Dataset, params: &SplitParams, path: &Path, dataset_name: &str, in_use: InUse<'_>) -> Result<Split, DataError> {
+    pub fn load_or_make(
+        dataset: &Dataset,
+        params: &SplitParams,
+        path: &Path,
+        dataset_name: &str,
+        in_use: InUse<'_>,
+    ) -> Result<Split, DataError> {
         if path.exists() {
             let split = Split::read(path, dataset, in_use)?;
             split.check(dataset, params, dataset_name)?;
@@ -99,18 +132,37 @@ impl Split {
         Ok(split)
     }
 
-    fn check(&self, dataset: &Dataset, params: &SplitParams, dataset_name: &str) -> Result<(), DataError> {
-        let err = |message: String| DataError::Split { dataset: dataset_name.to_owned(), message };
+    fn check(
+        &self,
+        dataset: &Dataset,
+        params: &SplitParams,
+        dataset_name: &str,
+    ) -> Result<(), DataError> {
+        let err = |message: String| DataError::Split {
+            dataset: dataset_name.to_owned(),
+            message,
+        };
         for name in [&params.train, &params.test] {
             let Some(k) = self.names.iter().position(|n| n == name) else {
-                return Err(err(format!("no split named `{name}` (splits: {})", self.names.join(", "))));
+                return Err(err(format!(
+                    "no split named `{name}` (splits: {})",
+                    self.names.join(", ")
+                )));
             };
             let mut counts = vec![0usize; dataset.classes.len()];
-            for (s, _) in dataset.samples.iter().zip(&self.assign).filter(|(_, a)| **a == k) {
+            for (s, _) in dataset
+                .samples
+                .iter()
+                .zip(&self.assign)
+                .filter(|(_, a)| **a == k)
+            {
                 counts[s.label] += 1;
             }
             if let Some(c) = counts.iter().position(|&n| n == 0) {
-                return Err(err(format!("class `{}` has no image in split `{name}`", dataset.classes[c])));
+                return Err(err(format!(
+                    "class `{}` has no image in split `{name}`",
+                    dataset.classes[c]
+                )));
             }
         }
         Ok(())
@@ -122,7 +174,14 @@ impl Split {
             csv.write_record(["id", "label", "class", "group", "split", "sha256"])?;
             for ((s, &a), sha256) in dataset.samples.iter().zip(&self.assign).zip(&self.sha256) {
                 let label = s.label.to_string();
-                csv.write_record([&s.id, &label, &dataset.classes[s.label], &s.group, &self.names[a], sha256])?;
+                csv.write_record([
+                    &s.id,
+                    &label,
+                    &dataset.classes[s.label],
+                    &s.group,
+                    &self.names[a],
+                    sha256,
+                ])?;
             }
             csv.flush()?;
             Ok(())
@@ -135,8 +194,12 @@ impl Split {
     /// the error names the field that changed, and what to do).
     fn read(path: &Path, dataset: &Dataset, in_use: InUse<'_>) -> Result<Split, DataError> {
         let mut table = CsvTable::open(path)?;
-        let (id, label, group, split) =
-            (table.column("id")?, table.column("label")?, table.column("group")?, table.column("split")?);
+        let (id, label, group, split) = (
+            table.column("id")?,
+            table.column("label")?,
+            table.column("group")?,
+            table.column("split")?,
+        );
         let sha256_column = table.optional_column("sha256");
         let mut names: Vec<String> = Vec::new();
         let mut assign = Vec::with_capacity(dataset.samples.len());
@@ -149,23 +212,63 @@ impl Split {
             ),
             None => "no evaluation uses the split yet: remove the file to split again".to_string(),
         };
-        let stale = |line: usize, what: String| DataError::row(path, line, format!("{what}: the data set changed since this split was made; {advice}"));
+        let stale = |line: usize, what: String| {
+            DataError::row(
+                path,
+                line,
+                format!("{what}: the data set changed since this split was made; {advice}"),
+            )
+        };
         for (i, row) in table.rows().enumerate() {
             let row = row?;
             let get = |c: usize| row.record.get(c).unwrap_or("");
             let Some(sample) = dataset.samples.get(i) else {
-                return Err(stale(row.line, format!("more rows than the data set's {} images", dataset.samples.len())));
+                return Err(stale(
+                    row.line,
+                    format!(
+                        "more rows than the data set's {} images",
+                        dataset.samples.len()
+                    ),
+                ));
             };
             if get(id) != sample.id {
-                return Err(stale(row.line, format!("the split has image `{}` here, the data set `{}` (images added or removed)", get(id), sample.id)));
+                return Err(stale(
+                    row.line,
+                    format!(
+                        "the split has image `{}` here, the data set `{}` (images added or removed)",
+                        get(id),
+                        sample.id
+                    ),
+                ));
             }
             if get(label) != sample.label.to_string() {
-                let class = |l: &str| l.parse::<usize>().ok().and_then(|l| dataset.classes.get(l)).map_or(String::new(), |c| format!(" (`{c}`)"));
+                let class = |l: &str| {
+                    l.parse::<usize>()
+                        .ok()
+                        .and_then(|l| dataset.classes.get(l))
+                        .map_or(String::new(), |c| format!(" (`{c}`)"))
+                };
                 let (was, now) = (get(label), sample.label.to_string());
-                return Err(stale(row.line, format!("the label of `{}` is {was}{} in the split, {now}{} in the data set", sample.id, class(was), class(&now))));
+                return Err(stale(
+                    row.line,
+                    format!(
+                        "the label of `{}` is {was}{} in the split, {now}{} in the data set",
+                        sample.id,
+                        class(was),
+                        class(&now)
+                    ),
+                ));
             }
             if get(group) != sample.group {
-                return Err(stale(row.line, format!("the group (lesion) of `{}` is `{}` in the split, `{}` in the data set", sample.id, get(group), sample.group)));
+                return Err(stale(
+                    row.line,
+                    format!(
+                        "the group (lesion) of `{}` is `{}` in the split, `{}` in the data set",
+                        sample.id,
+                        get(group),
+                        sample.group
+                    ),
+                ));
             }
             if let Some(c) = sha256_column {
                 sha256.push(get(c).to_owned());
@@ -181,13 +284,23 @@ impl Split {
             assign.push(k);
         }
         if assign.len() != dataset.samples.len() {
-            return Err(stale(assign.len() + 1, format!("{} rows for {} images", assign.len(), dataset.samples.len())));
+            return Err(stale(
+                assign.len() + 1,
+                format!("{} rows for {} images", assign.len(), dataset.samples.len()),
+            ));
         }
         // Canonical order (sorted names) so a read split equals the one made.
         let mut sorted = names.clone();
         sorted.sort();
-        let remap: Vec<usize> = names.iter().map(|n| sorted.binary_search(n).expect("same names")).collect();
-        Ok(Split { names: sorted, assign: assign.into_iter().map(|k| remap[k]).collect(), sha256 })
+        let remap: Vec<usize> = names
+            .iter()
+            .map(|n| sorted.binary_search(n).expect("same names"))
+            .collect();
+        Ok(Split {
+            names: sorted,
+            assign: assign.into_iter().map(|k| remap[k]).collect(),
+            sha256,
+        })
     }
 }
 
@@ -207,10 +320,16 @@ fn stratified_group_split(dataset: &Dataset, params: &SplitParams) -> (Vec<Strin
         for &i in members {
             counts[dataset.samples[i].label] += 1;
         }
-        let class = (0..n_classes).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))).expect("at least one class");
+        let class = (0..n_classes)
+            .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
+            .expect("at least one class");
         by_class[class].push(members);
     }
-    let (train, test) = if params.train < params.test { (0, 1) } else { (1, 0) };
+    let (train, test) = if params.train < params.test {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
     let names = {
         let mut n = vec![params.train.clone(), params.test.clone()];
         n.sort();
@@ -251,18 +370,30 @@ mod tests {
                 let label = if g % 11 == 0 { k % 3 } else { g % 3 };
                 samples.push(Sample {
                     id: format!("img{g}_{k}"),
-                    source: ImageSource::Memory(std::sync::Arc::new(image::RgbImage::from_pixel(1, 1, image::Rgb([g as u8, k as u8, 0])))),
+                    source: ImageSource::Memory(std::sync::Arc::new(image::RgbImage::from_pixel(
+                        1,
+                        1,
+                        image::Rgb([g as u8, k as u8, 0]),
+                    ))),
                     label,
                     group: format!("lesion{g}"),
                     given_split: None,
                 });
             }
         }
-        Dataset { classes: vec!["a".into(), "b".into(), "c".into()], samples }
+        Dataset {
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            samples,
+        }
     }
 
     fn params(seed: u64) -> SplitParams {
-        SplitParams { seed, test_fraction: 0.2, train: "train".into(), test: "test".into() }
+        SplitParams {
+            seed,
+            test_fraction: 0.2,
+            train: "train".into(),
+            test: "test".into(),
+        }
     }
 
     #[test]
@@ -271,13 +402,21 @@ mod tests {
         let split = Split::make(&ds, &params(7), "synthetic").unwrap();
         let mut side_of_group: HashMap<&str, usize> = HashMap::new();
         for (s, &a) in ds.samples.iter().zip(&split.assign) {
-            assert_eq!(*side_of_group.entry(&s.group).or_insert(a), a, "group {} on both sides", s.group);
+            assert_eq!(
+                *side_of_group.entry(&s.group).or_insert(a),
+                a,
+                "group {} on both sides",
+                s.group
+            );
         }
         let test = split.indices("test");
         for c in 0..3 {
             let total = ds.samples.iter().filter(|s| s.label == c).count() as f64;
             let in_test = test.iter().filter(|&&i| ds.samples[i].label == c).count() as f64;
-            assert!((in_test / total - 0.2).abs() < 0.03, "class {c}: {in_test}/{total}");
+            assert!(
+                (in_test / total - 0.2).abs() < 0.03,
+                "class {c}: {in_test}/{total}"
+            );
         }
     }
 
@@ -299,14 +438,26 @@ mod tests {
         let reused = Split::load_or_make(&ds, &params(4), &path, "s", None).unwrap();
         assert_eq!(made, reused);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("id,label,class,group,split,sha256\nimg0_0,0,a,lesion0,"), "{text}");
+        assert!(
+            text.starts_with("id,label,class,group,split,sha256\nimg0_0,0,a,lesion0,"),
+            "{text}"
+        );
         let first = hex::encode(source_sha256(&ds.samples[0].source).unwrap());
-        assert!(text.lines().nth(1).unwrap().ends_with(&format!(",{first}")), "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().ends_with(&format!(",{first}")),
+            "{text}"
+        );
         // A split file from before the column: read as it is, no hashes.
-        let old: String = text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned() + "\n").collect();
+        let old: String = text
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_owned() + "\n")
+            .collect();
         std::fs::write(&path, old).unwrap();
         let read = Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
-        assert_eq!((read.names, read.assign, read.sha256.len()), (made.names, made.assign, 0));
+        assert_eq!(
+            (read.names, read.assign, read.sha256.len()),
+            (made.names, made.assign, 0)
+        );
     }
 
     #[test]
@@ -317,16 +468,40 @@ mod tests {
         let runs = dir.path().join("runs/h");
         Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
         std::fs::remove_file(&path).unwrap();
-        let msg = Split::load_or_make(&ds, &params(3), &path, "s", Some(&runs)).unwrap_err().to_string();
-        assert!(msg.contains("medical.csv: missing") && msg.contains("runs/h") && msg.contains("new study.output_dir"), "{msg}");
-        assert!(!path.exists(), "a new split was written under the study's runs");
+        let msg = Split::load_or_make(&ds, &params(3), &path, "s", Some(&runs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("medical.csv: missing")
+                && msg.contains("runs/h")
+                && msg.contains("new study.output_dir"),
+            "{msg}"
+        );
+        assert!(
+            !path.exists(),
+            "a new split was written under the study's runs"
+        );
         // An image added: the advice is a new study folder, not a new split.
         Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
         let mut added = ds.clone();
-        added.samples.insert(3, Sample { id: "new".into(), ..ds.samples[0].clone() });
-        let msg = Split::load_or_make(&added, &params(3), &path, "s", Some(&runs)).unwrap_err().to_string();
-        assert!(msg.contains("row 5") && msg.contains("`img2_0`") && msg.contains("`new`"), "{msg}");
-        assert!(msg.contains("new study.output_dir") && !msg.contains("remove the file"), "{msg}");
+        added.samples.insert(
+            3,
+            Sample {
+                id: "new".into(),
+                ..ds.samples[0].clone()
+            },
+        );
+        let msg = Split::load_or_make(&added, &params(3), &path, "s", Some(&runs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("row 5") && msg.contains("`img2_0`") && msg.contains("`new`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("new study.output_dir") && !msg.contains("remove the file"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -337,14 +512,23 @@ mod tests {
         Split::load_or_make(&ds, &params(3), &path, "s", None).unwrap();
         let mut changed = ds.clone();
         changed.samples[4].label = (changed.samples[4].label + 1) % 3;
-        let msg = Split::load_or_make(&changed, &params(3), &path, "s", None).unwrap_err().to_string();
+        let msg = Split::load_or_make(&changed, &params(3), &path, "s", None)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("medical.csv, row 6"), "{msg}");
         let id = &ds.samples[4].id;
-        assert!(msg.contains(&format!("the label of `{id}` is 2 (`c`) in the split, 0 (`a`) in the data set")), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "the label of `{id}` is 2 (`c`) in the split, 0 (`a`) in the data set"
+            )),
+            "{msg}"
+        );
         assert!(msg.contains("remove the file"), "{msg}");
         let mut moved = ds.clone();
         moved.samples[4].group = "lesion999".into();
-        let msg = Split::load_or_make(&moved, &params(3), &path, "s", None).unwrap_err().to_string();
+        let msg = Split::load_or_make(&moved, &params(3), &path, "s", None)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(&format!("the group (lesion) of `{id}` is `lesion2` in the split, `lesion999` in the data set")), "{msg}");
     }
 
@@ -358,7 +542,9 @@ mod tests {
             }
         }
         ds.samples[0].label = 2;
-        let msg = Split::make(&ds, &params(0), "tiny").unwrap_err().to_string();
+        let msg = Split::make(&ds, &params(0), "tiny")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("split of tiny"), "{msg}");
         assert!(msg.contains("class `c`"), "{msg}");
     }
@@ -369,7 +555,10 @@ mod tests {
         for (i, s) in ds.samples.iter_mut().enumerate() {
             s.given_split = Some(if i % 4 == 0 { "val" } else { "train" }.into());
         }
-        let p = SplitParams { test: "val".into(), ..params(0) };
+        let p = SplitParams {
+            test: "val".into(),
+            ..params(0)
+        };
         let split = Split::make(&ds, &p, "folder").unwrap();
         assert_eq!(split.names, vec!["train".to_string(), "val".to_string()]);
         let val: HashSet<usize> = split.indices("val").into_iter().collect();

@@ -24,11 +24,28 @@ impl CsvTable {
     pub fn open(path: &Path) -> Result<CsvTable, DataError> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
         let line_starts = std::iter::once(0)
-            .chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i as u64 + 1))
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i as u64 + 1),
+            )
             .collect();
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(std::io::Cursor::new(bytes.clone()));
-        let headers = reader.headers().map_err(|e| DataError::file(path, e.to_string()))?.clone();
-        Ok(CsvTable { path: path.to_owned(), headers, line_starts, bytes, reader })
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(std::io::Cursor::new(bytes.clone()));
+        let headers = reader
+            .headers()
+            .map_err(|e| DataError::file(path, e.to_string()))?
+            .clone();
+        Ok(CsvTable {
+            path: path.to_owned(),
+            headers,
+            line_starts,
+            bytes,
+            reader,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -39,7 +56,10 @@ impl CsvTable {
     pub fn column(&self, name: &str) -> Result<usize, DataError> {
         self.headers.iter().position(|h| h == name).ok_or_else(|| {
             let found: Vec<_> = self.headers.iter().collect();
-            DataError::file(&self.path, format!("no column `{name}` (columns: {})", found.join(", ")))
+            DataError::file(
+                &self.path,
+                format!("no column `{name}` (columns: {})", found.join(", ")),
+            )
         })
     }
 
@@ -56,14 +76,23 @@ impl CsvTable {
         // files, empty lines): its line is that of its first other byte.
         let line_of = move |p: Option<&csv::Position>| {
             p.map_or(0, |p| {
-                let first = bytes[p.byte() as usize..].iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
+                let first = bytes[p.byte() as usize..]
+                    .iter()
+                    .position(|b| !matches!(b, b'\r' | b'\n'))
+                    .unwrap_or(0);
                 starts.partition_point(|&s| s <= p.byte() + first as u64)
             })
         };
         self.reader.records().map(move |r| {
-            r.map(|record| Row { line: line_of(record.position()), record }).map_err(|e| {
+            r.map(|record| Row {
+                line: line_of(record.position()),
+                record,
+            })
+            .map_err(|e| {
                 let message = match e.kind() {
-                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => {
                         format!("{len} fields, where the rows before have {expected_len}")
                     }
                     _ => e.to_string(),
@@ -100,7 +129,10 @@ mod tests {
             let text = ["id,dx", "a,nv", "b,mel", "", "c,bcc", "d", ""].join(eol);
             let (lines, error) = lines_of(&text);
             assert_eq!(lines, [2, 3, 5], "{eol:?}");
-            assert!(error.contains("row 6") && error.contains("1 fields"), "{eol:?}: {error}");
+            assert!(
+                error.contains("row 6") && error.contains("1 fields"),
+                "{eol:?}: {error}"
+            );
         }
     }
 }

@@ -39,8 +39,20 @@ pub fn cache_side(size: u32, crop_ratio: f64) -> u32 {
 
 /// Centre crop of `size` (torchvision's CenterCrop offsets).
 pub fn centre_crop(width: u32, height: u32, size: u32) -> CropPlan {
-    let offset = |full: u32| ((full as f64 - size as f64) / 2.0).round_ties_even().max(0.0);
-    CropPlan { left: offset(width), top: offset(height), width: size as f64, height: size as f64, hflip: false, vflip: false, colour: ColourPlan::default() }
+    let offset = |full: u32| {
+        ((full as f64 - size as f64) / 2.0)
+            .round_ties_even()
+            .max(0.0)
+    };
+    CropPlan {
+        left: offset(width),
+        top: offset(height),
+        width: size as f64,
+        height: size as f64,
+        hflip: false,
+        vflip: false,
+        colour: ColourPlan::default(),
+    }
 }
 
 /// Training augmentation parameters (from the study's `[training]`, or a
@@ -89,7 +101,15 @@ impl TrainAugment {
         });
         let hflip = self.hflip && rng.random_bool(0.5);
         let vflip = self.vflip && rng.random_bool(0.5);
-        CropPlan { left, top, width: cw, height: ch, hflip, vflip, colour: self.colour.sample(rng) }
+        CropPlan {
+            left,
+            top,
+            width: cw,
+            height: ch,
+            hflip,
+            vflip,
+            colour: self.colour.sample(rng),
+        }
     }
 }
 
@@ -97,13 +117,24 @@ impl TrainAugment {
 /// a crop of exactly `size` copies pixels unchanged), flipped as planned,
 /// changed by its colour plan and normalised, into `out` as channel-major
 /// `3 × size × size`.
-pub fn render(img: ImageView<'_>, plan: &CropPlan, size: u32, norm: &Normalisation, out: &mut [f32]) {
+pub fn render(
+    img: ImageView<'_>,
+    plan: &CropPlan,
+    size: u32,
+    norm: &Normalisation,
+    out: &mut [f32],
+) {
     let n = size as usize;
     assert_eq!(out.len(), 3 * n * n, "output buffer is 3 × size × size");
     let (w, h) = (img.width as usize, img.height as usize);
     let (sx, sy) = (plan.width / size as f64, plan.height / size as f64);
     // Source coordinate and the two taps with weights, for each output column / row.
-    let taps = |count: usize, scale: f64, start: f64, limit: usize, flip: bool| -> Vec<(usize, usize, f32)> {
+    let taps = |count: usize,
+                scale: f64,
+                start: f64,
+                limit: usize,
+                flip: bool|
+     -> Vec<(usize, usize, f32)> {
         (0..count)
             .map(|i| {
                 let i = if flip { count - 1 - i } else { i };
@@ -140,10 +171,15 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    const IDENTITY: Normalisation = Normalisation { mean: [0.0; 3], std: [1.0 / 255.0; 3] };
+    const IDENTITY: Normalisation = Normalisation {
+        mean: [0.0; 3],
+        std: [1.0 / 255.0; 3],
+    };
 
     fn ramp(w: u32, h: u32) -> Vec<u8> {
-        (0..h).flat_map(|y| (0..w).flat_map(move |x| [x as u8, y as u8, (x + y) as u8])).collect()
+        (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [x as u8, y as u8, (x + y) as u8]))
+            .collect()
     }
 
     #[test]
@@ -156,7 +192,11 @@ mod tests {
     #[test]
     fn centre_crop_of_the_right_size_copies_pixels() {
         let pixels = ramp(10, 6);
-        let img = ImageView { width: 10, height: 6, pixels: &pixels };
+        let img = ImageView {
+            width: 10,
+            height: 6,
+            pixels: &pixels,
+        };
         let plan = centre_crop(10, 6, 4);
         assert_eq!((plan.left, plan.top), (3.0, 1.0));
         let mut out = vec![0.0; 3 * 16];
@@ -170,8 +210,15 @@ mod tests {
     #[test]
     fn normalisation_is_applied_per_channel() {
         let pixels = vec![255u8, 0, 51, 255, 0, 51, 255, 0, 51, 255, 0, 51];
-        let img = ImageView { width: 2, height: 2, pixels: &pixels };
-        let norm = Normalisation { mean: [0.5, 0.5, 0.2], std: [0.25, 0.5, 0.1] };
+        let img = ImageView {
+            width: 2,
+            height: 2,
+            pixels: &pixels,
+        };
+        let norm = Normalisation {
+            mean: [0.5, 0.5, 0.2],
+            std: [0.25, 0.5, 0.1],
+        };
         let mut out = vec![0.0; 12];
         render(img, &centre_crop(2, 2, 2), 2, &norm, &mut out);
         for (c, want) in [(0, 2.0), (1, -1.0), (2, 0.0)] {
@@ -184,16 +231,33 @@ mod tests {
     #[test]
     fn flips_mirror_the_output() {
         let pixels = ramp(4, 4);
-        let img = ImageView { width: 4, height: 4, pixels: &pixels };
+        let img = ImageView {
+            width: 4,
+            height: 4,
+            pixels: &pixels,
+        };
         let mut plain = vec![0.0; 48];
         let mut flipped = vec![0.0; 48];
         let plan = centre_crop(4, 4, 4);
         render(img, &plan, 4, &IDENTITY, &mut plain);
-        render(img, &CropPlan { hflip: true, vflip: true, ..plan.clone() }, 4, &IDENTITY, &mut flipped);
+        render(
+            img,
+            &CropPlan {
+                hflip: true,
+                vflip: true,
+                ..plan.clone()
+            },
+            4,
+            &IDENTITY,
+            &mut flipped,
+        );
         for c in 0..3 {
             for y in 0..4 {
                 for x in 0..4 {
-                    assert_eq!(flipped[c * 16 + y * 4 + x], plain[c * 16 + (3 - y) * 4 + (3 - x)]);
+                    assert_eq!(
+                        flipped[c * 16 + y * 4 + x],
+                        plain[c * 16 + (3 - y) * 4 + (3 - x)]
+                    );
                 }
             }
         }
@@ -201,17 +265,31 @@ mod tests {
 
     #[test]
     fn random_resized_crop_stays_inside_and_in_scale() {
-        let aug = TrainAugment { scale: [0.8, 1.0], hflip: true, vflip: true, colour: ColourAugment::NONE };
+        let aug = TrainAugment {
+            scale: [0.8, 1.0],
+            hflip: true,
+            vflip: true,
+            colour: ColourAugment::NONE,
+        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let mut flips = 0;
         for _ in 0..500 {
             let p = aug.sample(85, 64, &mut rng);
-            assert!(p.left >= 0.0 && p.top >= 0.0 && p.left + p.width <= 85.0 && p.top + p.height <= 64.0, "{p:?}");
+            assert!(
+                p.left >= 0.0
+                    && p.top >= 0.0
+                    && p.left + p.width <= 85.0
+                    && p.top + p.height <= 64.0,
+                "{p:?}"
+            );
             let area = p.width * p.height / (85.0 * 64.0);
             assert!((0.75..=1.0).contains(&area), "{area}");
             flips += p.hflip as u32;
         }
-        assert!((200..300).contains(&flips), "hflip about half the time: {flips}");
+        assert!(
+            (200..300).contains(&flips),
+            "hflip about half the time: {flips}"
+        );
         let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let mut b = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         assert_eq!(aug.sample(85, 64, &mut a), aug.sample(85, 64, &mut b));

@@ -62,7 +62,11 @@ impl BatchParts {
     /// sets it) on the CPU backends; one part on a GPU, which runs a whole
     /// batch best.
     pub fn per_thread() -> BatchParts {
-        BatchParts::new(if cfg!(feature = "cuda") { 1 } else { rayon::current_num_threads() })
+        BatchParts::new(if cfg!(feature = "cuda") {
+            1
+        } else {
+            rayon::current_num_threads()
+        })
     }
 
     /// What a study's `training.batch_parts` asks for: that many parts on
@@ -77,7 +81,11 @@ impl BatchParts {
     /// These parts, or one where `method`'s loss reads the batch's rows
     /// together.
     pub fn for_method<B: AutodiffBackend>(&self, method: &Method<B>) -> &BatchParts {
-        if method.penalty_needs_whole_batch() { &WHOLE } else { self }
+        if method.penalty_needs_whole_batch() {
+            &WHOLE
+        } else {
+            self
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -91,7 +99,12 @@ impl BatchParts {
     /// its rows' share of the batch's loss, and add a term that does not
     /// depend on the rows (a penalty on the weights) only where its range
     /// starts at row 0.
-    pub fn gradients<B, M, F>(&self, model: &M, rows: usize, loss: F) -> (GradientsParams, Tensor<B, 1>)
+    pub fn gradients<B, M, F>(
+        &self,
+        model: &M,
+        rows: usize,
+        loss: F,
+    ) -> (GradientsParams, Tensor<B, 1>)
     where
         B: AutodiffBackend,
         M: AutodiffModule<B> + Sync,
@@ -99,16 +112,27 @@ impl BatchParts {
     {
         let backward = |model: &M, rows| {
             let value = loss(model, rows);
-            (GradientsParams::from_grads(value.clone().backward(), model), value.detach())
+            (
+                GradientsParams::from_grads(value.clone().backward(), model),
+                value.detach(),
+            )
         };
         if self.count().min(rows) <= 1 {
             return backward(model, 0..rows);
         }
-        let results = self.run(rows, |part_rows| backward(&model.clone().map(&mut FreshLeaves), part_rows));
+        let results = self.run(rows, |part_rows| {
+            backward(&model.clone().map(&mut FreshLeaves), part_rows)
+        });
         let (mut grads, values): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-        let mut sum = SumParts { parts: &mut grads, sum: GradientsParams::new() };
+        let mut sum = SumParts {
+            parts: &mut grads,
+            sum: GradientsParams::new(),
+        };
         model.visit(&mut sum);
-        let value = values.into_iter().reduce(|a, b| a + b).expect("at least one part");
+        let value = values
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .expect("at least one part");
         (sum.sum, value)
     }
 
@@ -122,8 +146,18 @@ impl BatchParts {
         }
         let f = &f;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..parts).map(|i| scope.spawn(move || self.pools[i].install(|| f(part_rows(rows, parts, i))))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+            let handles: Vec<_> = (0..parts)
+                .map(|i| {
+                    scope.spawn(move || self.pools[i].install(|| f(part_rows(rows, parts, i))))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
         })
     }
 }
@@ -157,7 +191,10 @@ struct SumParts<'a> {
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for SumParts<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let grads = self.parts.iter_mut().filter_map(|g| g.remove::<B::InnerBackend, D>(param.id));
+        let grads = self
+            .parts
+            .iter_mut()
+            .filter_map(|g| g.remove::<B::InnerBackend, D>(param.id));
         if let Some(sum) = grads.reduce(|a, b| a + b) {
             self.sum.register::<B::InnerBackend, D>(param.id, sum);
         }
@@ -173,20 +210,46 @@ mod tests {
         use crate::model::init::{VitShape, random_vit};
         use sim_study::config::{MethodConfig, MethodKind};
         type Ad = burn::backend::Autodiff<crate::CpuBackend>;
-        let shape = VitShape { width: 16, depth: 1, heads: 2, patch: 8, mlp_ratio: 2, input_size: 16 };
-        let vit = random_vit::<Ad>(shape, 0, &Default::default()).unwrap().model;
+        let shape = VitShape {
+            width: 16,
+            depth: 1,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 2,
+            input_size: 16,
+        };
+        let vit = random_vit::<Ad>(shape, 0, &Default::default())
+            .unwrap()
+            .model;
         let parts = BatchParts::new(2);
-        let rep_sim = MethodConfig { kind: MethodKind::RepSim, weight: Some(1.0), ..MethodConfig::full("rep-sim") };
-        let l2_sp = MethodConfig { kind: MethodKind::L2Sp, alpha: Some(0.1), beta: Some(0.1), ..MethodConfig::full("l2-sp") };
+        let rep_sim = MethodConfig {
+            kind: MethodKind::RepSim,
+            weight: Some(1.0),
+            ..MethodConfig::full("rep-sim")
+        };
+        let l2_sp = MethodConfig {
+            kind: MethodKind::L2Sp,
+            alpha: Some(0.1),
+            beta: Some(0.1),
+            ..MethodConfig::full("l2-sp")
+        };
         assert_eq!(parts.for_method(&Method::new(&rep_sim, &vit)).count(), 1);
         assert_eq!(parts.for_method(&Method::new(&l2_sp, &vit)).count(), 2);
-        assert_eq!(parts.for_method(&Method::new(&MethodConfig::full("full"), &vit)).count(), 2);
+        assert_eq!(
+            parts
+                .for_method(&Method::new(&MethodConfig::full("full"), &vit))
+                .count(),
+            2
+        );
     }
 
     #[test]
     fn a_study_can_fix_the_number_of_parts() {
         let mut training = TrainingConfig::default();
-        assert_eq!(BatchParts::for_training(&training).count(), rayon::current_num_threads());
+        assert_eq!(
+            BatchParts::for_training(&training).count(),
+            rayon::current_num_threads()
+        );
         training.batch_parts = Some(3);
         assert_eq!(BatchParts::for_training(&training).count(), 3);
     }
@@ -202,7 +265,11 @@ mod tests {
                     assert_eq!(w[0].end, w[1].start);
                 }
                 let sizes: Vec<_> = ranges.iter().map(|r| r.len()).collect();
-                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1 && sizes.iter().all(|&s| s > 0), "{rows} rows, {parts} parts: {sizes:?}");
+                assert!(
+                    sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1
+                        && sizes.iter().all(|&s| s > 0),
+                    "{rows} rows, {parts} parts: {sizes:?}"
+                );
             }
         }
     }

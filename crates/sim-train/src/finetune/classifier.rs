@@ -20,15 +20,30 @@ pub struct Classifier<B: Backend> {
 impl<B: Backend> Classifier<B> {
     /// A new head of `classes` outputs, initialised as PyTorch's `nn.Linear`
     /// (uniform ±1/√width) from `seed`, so a seed fixes it on every backend.
-    pub fn new(mut backbone: Vit<B>, classes: usize, seed: u64, device: &B::Device) -> Classifier<B> {
+    pub fn new(
+        mut backbone: Vit<B>,
+        classes: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Classifier<B> {
         backbone.head = None;
         let d = backbone.width();
         let bound = 1.0 / (d as f64).sqrt();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect() };
+        let mut draw = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| rng.random_range(-bound..bound) as f32)
+                .collect()
+        };
         let weight = Tensor::from_data(TensorData::new(draw(d * classes), [d, classes]), device);
         let bias = Tensor::from_data(TensorData::new(draw(classes), [classes]), device);
-        Classifier { backbone, head: Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) } }
+        Classifier {
+            backbone,
+            head: Linear {
+                weight: Param::from_tensor(weight),
+                bias: Some(Param::from_tensor(bias)),
+            },
+        }
     }
 
     /// Images `[B, 3, S, S]` → logits `[B, classes]`.
@@ -44,10 +59,18 @@ impl<B: Backend> Classifier<B> {
 /// # Shapes
 /// - images: `[B, 3, S, S]`, labels: `[B]`
 /// - output: `[1]`
-pub fn part_cross_entropy<B: Backend>(model: &Classifier<B>, loss_fn: &CrossEntropyLoss<B>, images: &Tensor<B, 4>, labels: &Tensor<B, 1, Int>, rows: Range<usize>) -> Tensor<B, 1> {
+pub fn part_cross_entropy<B: Backend>(
+    model: &Classifier<B>,
+    loss_fn: &CrossEntropyLoss<B>,
+    images: &Tensor<B, 4>,
+    labels: &Tensor<B, 1, Int>,
+    rows: Range<usize>,
+) -> Tensor<B, 1> {
     let share = rows.len() as f64 / labels.dims()[0] as f64;
     let logits = model.logits(images.clone().narrow(0, rows.start, rows.len()));
-    loss_fn.forward(logits, labels.clone().narrow(0, rows.start, rows.len())).mul_scalar(share)
+    loss_fn
+        .forward(logits, labels.clone().narrow(0, rows.start, rows.len()))
+        .mul_scalar(share)
 }
 
 /// What the head reads: a backbone's final-norm CLS token.

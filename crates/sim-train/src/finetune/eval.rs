@@ -6,13 +6,13 @@ use super::batch_parts::BatchParts;
 use super::classifier::Classifier;
 use crate::data::batch::Batcher;
 use crate::data::prepare::PreparedDataset;
+use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sim_study::StudyConfig;
-use sim_study::tensors::RawTensor;
-use burn::prelude::*;
 use sim_study::eval_file::{self, Layer, Probe, Token};
+use sim_study::tensors::RawTensor;
 use std::collections::BTreeMap;
 
 /// The images an evaluation looks at (indices into each data set's cache).
@@ -42,7 +42,11 @@ impl<'a> EvalSets<'a> {
     /// The sets of a run on `medical` (its test split) and `natural` (the
     /// probe subset, the k-NN bank and queries, the attention images): fixed
     /// for the whole study by `study.split_seed`, not per run.
-    pub fn new(config: &StudyConfig, medical: (&PreparedDataset, Batcher<'a>), natural: (&PreparedDataset, Batcher<'a>)) -> EvalSets<'a> {
+    pub fn new(
+        config: &StudyConfig,
+        medical: (&PreparedDataset, Batcher<'a>),
+        natural: (&PreparedDataset, Batcher<'a>),
+    ) -> EvalSets<'a> {
         let e = &config.evaluation;
         let mut probe = natural.0.test_indices();
         probe.shuffle(&mut ChaCha8Rng::seed_from_u64(config.study.split_seed));
@@ -100,7 +104,16 @@ impl Collected {
 /// `parts` that run at once; `layers`: the layers dumped when all are wanted
 /// (`None`: every one).
 #[allow(clippy::too_many_arguments)]
-fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, layers: Option<&[usize]>, want: Want, parts: &BatchParts, device: &B::Device) -> Collected {
+fn pass<B: Backend>(
+    model: &Classifier<B>,
+    batcher: &Batcher<'_>,
+    indices: &[usize],
+    batch_size: usize,
+    layers: Option<&[usize]>,
+    want: Want,
+    parts: &BatchParts,
+    device: &B::Device,
+) -> Collected {
     let mut c = Collected::default();
     for chunk in indices.chunks(batch_size) {
         // Every batch padded to the same shape (a GPU's); the padding's rows
@@ -108,7 +121,15 @@ fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usi
         let batch = batcher.eval::<B>(chunk, batch_size, device);
         let collected = parts.run(batch_size, |rows| {
             let real = chunk.len().saturating_sub(rows.start).min(rows.len());
-            (real > 0).then(|| collect(model, batch.images.clone().narrow(0, rows.start, rows.len()), real, layers, want))
+            (real > 0).then(|| {
+                collect(
+                    model,
+                    batch.images.clone().narrow(0, rows.start, rows.len()),
+                    real,
+                    layers,
+                    want,
+                )
+            })
         });
         for part in collected.into_iter().flatten() {
             c.append(part);
@@ -118,8 +139,17 @@ fn pass<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usi
 }
 
 /// What `want` asks of `images`, of which the first `real` rows are kept.
-fn collect<B: Backend>(model: &Classifier<B>, images: Tensor<B, 4>, real: usize, layers: Option<&[usize]>, want: Want) -> Collected {
-    let mut c = Collected { rows: real, ..Collected::default() };
+fn collect<B: Backend>(
+    model: &Classifier<B>,
+    images: Tensor<B, 4>,
+    real: usize,
+    layers: Option<&[usize]>,
+    want: Want,
+) -> Collected {
+    let mut c = Collected {
+        rows: real,
+        ..Collected::default()
+    };
     let values = |t: Tensor<B, 2>| {
         let width = t.dims()[1];
         let mut v = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
@@ -152,7 +182,11 @@ fn collect<B: Backend>(model: &Classifier<B>, images: Tensor<B, 4>, real: usize,
 
 /// Runs every pass of an evaluation (medical, then natural); returns the
 /// tensors of its file.
-pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
+pub fn evaluate<B: Backend>(
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    device: &B::Device,
+) -> Vec<RawTensor> {
     let mut out = evaluate_medical(model, sets, device);
     out.extend(evaluate_natural(model, sets, false, device));
     out
@@ -160,28 +194,93 @@ pub fn evaluate<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: 
 
 fn features(out: &mut Vec<RawTensor>, probe: Probe, c: &Collected, width: usize) {
     for (&layer, (cls, patch)) in &c.layers {
-        out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::Cls), vec![c.rows, width], cls));
-        out.push(RawTensor::f16(eval_file::probe_tensor(probe, layer, Token::PatchMean), vec![c.rows, width], patch));
+        out.push(RawTensor::f16(
+            eval_file::probe_tensor(probe, layer, Token::Cls),
+            vec![c.rows, width],
+            cls,
+        ));
+        out.push(RawTensor::f16(
+            eval_file::probe_tensor(probe, layer, Token::PatchMean),
+            vec![c.rows, width],
+            patch,
+        ));
     }
 }
 
 /// Final-norm CLS features `[n, width]` and logits `[n, classes]` of
 /// `indices`, row-major, in batches of `batch_size` cut into `parts`.
-pub(crate) fn final_outputs<B: Backend>(model: &Classifier<B>, batcher: &Batcher<'_>, indices: &[usize], batch_size: usize, parts: &BatchParts, device: &B::Device) -> (Vec<f32>, Vec<f32>) {
-    let mut c = pass(model, batcher, indices, batch_size, None, Want { logits: true, ..FINAL_ONLY }, parts, device);
-    (c.layers.remove(&Layer::Final).map(|(cls, _)| cls).unwrap_or_default(), c.logits)
+pub(crate) fn final_outputs<B: Backend>(
+    model: &Classifier<B>,
+    batcher: &Batcher<'_>,
+    indices: &[usize],
+    batch_size: usize,
+    parts: &BatchParts,
+    device: &B::Device,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut c = pass(
+        model,
+        batcher,
+        indices,
+        batch_size,
+        None,
+        Want {
+            logits: true,
+            ..FINAL_ONLY
+        },
+        parts,
+        device,
+    );
+    (
+        c.layers
+            .remove(&Layer::Final)
+            .map(|(cls, _)| cls)
+            .unwrap_or_default(),
+        c.logits,
+    )
 }
 
-const ALL_LAYERS: Want = Want { all_layers: true, logits: false, attention: false };
-const FINAL_ONLY: Want = Want { all_layers: false, logits: false, attention: false };
+const ALL_LAYERS: Want = Want {
+    all_layers: true,
+    logits: false,
+    attention: false,
+};
+const FINAL_ONLY: Want = Want {
+    all_layers: false,
+    logits: false,
+    attention: false,
+};
 
 /// The medical test set: logits, labels and the medical probe's features.
-pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
+pub fn evaluate_medical<B: Backend>(
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    device: &B::Device,
+) -> Vec<RawTensor> {
     let mut out = Vec::new();
-    let medical = pass(model, &sets.medical, &sets.medical_test, sets.batch_size, sets.layers.as_deref(), Want { logits: true, ..ALL_LAYERS }, &sets.parts, device);
+    let medical = pass(
+        model,
+        &sets.medical,
+        &sets.medical_test,
+        sets.batch_size,
+        sets.layers.as_deref(),
+        Want {
+            logits: true,
+            ..ALL_LAYERS
+        },
+        &sets.parts,
+        device,
+    );
     let classes = medical.logits.len() / medical.rows.max(1);
-    out.push(RawTensor::f32(eval_file::TEST_LOGITS, vec![medical.rows, classes], &medical.logits));
-    let labels: Vec<i64> = sets.medical_test.iter().map(|&i| sets.medical.labels[i] as i64).collect();
+    out.push(RawTensor::f32(
+        eval_file::TEST_LOGITS,
+        vec![medical.rows, classes],
+        &medical.logits,
+    ));
+    let labels: Vec<i64> = sets
+        .medical_test
+        .iter()
+        .map(|&i| sets.medical.labels[i] as i64)
+        .collect();
     out.push(RawTensor::i64(eval_file::TEST_LABELS, &labels));
     features(&mut out, Probe::Medical, &medical, model.backbone.width());
     out
@@ -189,11 +288,32 @@ pub fn evaluate_medical<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, 
 
 /// The medical train split's final-norm CLS features and labels: what a
 /// linear probe of the pre-trained backbone trains on (epoch 0 only).
-pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, device: &B::Device) -> Vec<RawTensor> {
-    let c = pass(model, &sets.medical, &sets.medical_train, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, &sets.parts, device);
-    let labels: Vec<i64> = sets.medical_train.iter().map(|&i| sets.medical.labels[i] as i64).collect();
+pub fn evaluate_medical_train<B: Backend>(
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    device: &B::Device,
+) -> Vec<RawTensor> {
+    let c = pass(
+        model,
+        &sets.medical,
+        &sets.medical_train,
+        sets.batch_size,
+        sets.layers.as_deref(),
+        FINAL_ONLY,
+        &sets.parts,
+        device,
+    );
+    let labels: Vec<i64> = sets
+        .medical_train
+        .iter()
+        .map(|&i| sets.medical.labels[i] as i64)
+        .collect();
     vec![
-        RawTensor::f16(eval_file::TRAIN_FEATURES, vec![c.rows, model.backbone.width()], &c.layers[&Layer::Final].0),
+        RawTensor::f16(
+            eval_file::TRAIN_FEATURES,
+            vec![c.rows, model.backbone.width()],
+            &c.layers[&Layer::Final].0,
+        ),
         RawTensor::i64(eval_file::TRAIN_LABELS, &labels),
     ]
 }
@@ -202,27 +322,89 @@ pub fn evaluate_medical_train<B: Backend>(model: &Classifier<B>, sets: &EvalSets
 /// attention maps; the attention images themselves too when `with_images`
 /// (epoch 0: they are the same for every epoch). The head is not used, so
 /// the pre-trained model's part is the same for every medical data set.
-pub fn evaluate_natural<B: Backend>(model: &Classifier<B>, sets: &EvalSets<'_>, with_images: bool, device: &B::Device) -> Vec<RawTensor> {
+pub fn evaluate_natural<B: Backend>(
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    with_images: bool,
+    device: &B::Device,
+) -> Vec<RawTensor> {
     let width = model.backbone.width();
     let mut out = Vec::new();
-    let natural = pass(model, &sets.natural, &sets.natural_probe, sets.batch_size, sets.layers.as_deref(), ALL_LAYERS, &sets.parts, device);
+    let natural = pass(
+        model,
+        &sets.natural,
+        &sets.natural_probe,
+        sets.batch_size,
+        sets.layers.as_deref(),
+        ALL_LAYERS,
+        &sets.parts,
+        device,
+    );
     features(&mut out, Probe::Natural, &natural, width);
     for (indices, feats, labels) in [
-        (&sets.knn_bank, eval_file::KNN_BANK, eval_file::KNN_BANK_LABELS),
-        (&sets.knn_query, eval_file::KNN_QUERY, eval_file::KNN_QUERY_LABELS),
+        (
+            &sets.knn_bank,
+            eval_file::KNN_BANK,
+            eval_file::KNN_BANK_LABELS,
+        ),
+        (
+            &sets.knn_query,
+            eval_file::KNN_QUERY,
+            eval_file::KNN_QUERY_LABELS,
+        ),
     ] {
-        let c = pass(model, &sets.natural, indices, sets.batch_size, sets.layers.as_deref(), FINAL_ONLY, &sets.parts, device);
-        out.push(RawTensor::f16(feats, vec![c.rows, width], &c.layers[&Layer::Final].0));
-        let y: Vec<i64> = indices.iter().map(|&i| sets.natural.labels[i] as i64).collect();
+        let c = pass(
+            model,
+            &sets.natural,
+            indices,
+            sets.batch_size,
+            sets.layers.as_deref(),
+            FINAL_ONLY,
+            &sets.parts,
+            device,
+        );
+        out.push(RawTensor::f16(
+            feats,
+            vec![c.rows, width],
+            &c.layers[&Layer::Final].0,
+        ));
+        let y: Vec<i64> = indices
+            .iter()
+            .map(|&i| sets.natural.labels[i] as i64)
+            .collect();
         out.push(RawTensor::i64(labels, &y));
     }
-    let attn = pass(model, &sets.natural, &sets.attention, sets.batch_size, sets.layers.as_deref(), Want { attention: true, ..FINAL_ONLY }, &sets.parts, device);
+    let attn = pass(
+        model,
+        &sets.natural,
+        &sets.attention,
+        sets.batch_size,
+        sets.layers.as_deref(),
+        Want {
+            attention: true,
+            ..FINAL_ONLY
+        },
+        &sets.parts,
+        device,
+    );
     let patches = attn.attention.len() / attn.rows.max(1);
-    out.push(RawTensor::f32(eval_file::ATTENTION, vec![attn.rows, patches], &attn.attention));
-    out.push(RawTensor::f32(eval_file::ATTENTION_PATCH_NORM, vec![attn.rows, patches], &attn.patch_norms));
+    out.push(RawTensor::f32(
+        eval_file::ATTENTION,
+        vec![attn.rows, patches],
+        &attn.attention,
+    ));
+    out.push(RawTensor::f32(
+        eval_file::ATTENTION_PATCH_NORM,
+        vec![attn.rows, patches],
+        &attn.patch_norms,
+    ));
     if with_images {
         let s = sets.natural.size as usize;
-        out.push(RawTensor::u8(eval_file::ATTENTION_IMAGES, vec![attn.rows, s, s, 3], sets.natural.eval_pixels(&sets.attention)));
+        out.push(RawTensor::u8(
+            eval_file::ATTENTION_IMAGES,
+            vec![attn.rows, s, s, 3],
+            sets.natural.eval_pixels(&sets.attention),
+        ));
     }
     out
 }
@@ -245,20 +427,60 @@ mod tests {
         let samples: Vec<Sample> = (0..11u8)
             .map(|i| Sample {
                 id: i.to_string(),
-                source: ImageSource::Memory(std::sync::Arc::new(image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([i * 20, (x * 15) as u8, (y * 15) as u8])))),
+                source: ImageSource::Memory(std::sync::Arc::new(image::RgbImage::from_fn(
+                    16,
+                    16,
+                    |x, y| image::Rgb([i * 20, (x * 15) as u8, (y * 15) as u8]),
+                ))),
                 label: usize::from(i % 3),
                 group: i.to_string(),
                 given_split: None,
             })
             .collect();
-        let (cache, _) = ImageCache::load_or_build(&dir.path().join("cache.u8img"), &samples, 16).unwrap();
+        let (cache, _) =
+            ImageCache::load_or_build(&dir.path().join("cache.u8img"), &samples, 16).unwrap();
         let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
-        let batcher = Batcher { cache: &cache, labels: &labels, size: 16, norm: Normalisation { mean: [0.5; 3], std: [0.25; 3] } };
-        let shape = VitShape { width: 32, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 16 };
-        let model = Classifier::new(random_vit::<CpuBackend>(shape, 2, &device).unwrap().model, 3, 0, &device);
-        let want = Want { all_layers: true, logits: true, attention: true };
+        let batcher = Batcher {
+            cache: &cache,
+            labels: &labels,
+            size: 16,
+            norm: Normalisation {
+                mean: [0.5; 3],
+                std: [0.25; 3],
+            },
+        };
+        let shape = VitShape {
+            width: 32,
+            depth: 2,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 4,
+            input_size: 16,
+        };
+        let model = Classifier::new(
+            random_vit::<CpuBackend>(shape, 2, &device).unwrap().model,
+            3,
+            0,
+            &device,
+        );
+        let want = Want {
+            all_layers: true,
+            logits: true,
+            attention: true,
+        };
         // 11 images in batches of 4: the last batch has 3 real rows.
-        let run = |parts: usize| pass(&model, &batcher, &(0..11).rev().collect::<Vec<_>>(), 4, None, want, &BatchParts::new(parts), &device);
+        let run = |parts: usize| {
+            pass(
+                &model,
+                &batcher,
+                &(0..11).rev().collect::<Vec<_>>(),
+                4,
+                None,
+                want,
+                &BatchParts::new(parts),
+                &device,
+            )
+        };
         let whole = run(1);
         assert_eq!(whole.rows, 11);
         for parts in [2, 3] {
@@ -267,7 +489,10 @@ mod tests {
             let close = |a: &[f32], b: &[f32], what: &str| {
                 assert_eq!(a.len(), b.len(), "{parts} parts, {what}");
                 for (x, y) in a.iter().zip(b) {
-                    assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{parts} parts, {what}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                        "{parts} parts, {what}: {x} vs {y}"
+                    );
                 }
             };
             close(&split.logits, &whole.logits, "logits");

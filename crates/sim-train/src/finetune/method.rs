@@ -48,11 +48,18 @@ impl<B: AutodiffBackend> Method<B> {
     /// as the classifier holds it (the same parameters in the same order).
     pub fn new(config: &MethodConfig, pretrained: &Vit<B>) -> Method<B> {
         let anchor = match config.kind {
-            MethodKind::L2Sp => flatten(pretrained).into_iter().map(Tensor::detach).collect(),
+            MethodKind::L2Sp => flatten(pretrained)
+                .into_iter()
+                .map(Tensor::detach)
+                .collect(),
             MethodKind::Full | MethodKind::LpFt | MethodKind::RepSim => Vec::new(),
         };
         let anchor_model = (config.kind == MethodKind::RepSim).then(|| pretrained.valid());
-        Method { config: config.clone(), anchor, anchor_model }
+        Method {
+            config: config.clone(),
+            anchor,
+            anchor_model,
+        }
     }
 
     /// Whether the backbone trains in `epoch` (1-based): not during lp-ft's
@@ -71,14 +78,23 @@ impl<B: AutodiffBackend> Method<B> {
     /// - images: `[B, 3, S, S]`
     /// - features: `[B, width]`
     /// - output: `[1]`
-    pub fn penalty(&self, model: &Classifier<B>, images: &Tensor<B, 4>, features: &Tensor<B, 2>) -> Option<Tensor<B, 1>> {
+    pub fn penalty(
+        &self,
+        model: &Classifier<B>,
+        images: &Tensor<B, 4>,
+        features: &Tensor<B, 2>,
+    ) -> Option<Tensor<B, 1>> {
         let c = &self.config;
         match (c.kind, c.alpha, c.beta, c.weight, &self.anchor_model) {
             (MethodKind::L2Sp, Some(alpha), Some(beta), _, _) => {
-                let drift = flatten(&model.backbone).into_iter().zip(&self.anchor).map(|(w, w0)| {
-                    let d = w - w0.clone();
-                    (d.clone() * d).sum()
-                });
+                let drift =
+                    flatten(&model.backbone)
+                        .into_iter()
+                        .zip(&self.anchor)
+                        .map(|(w, w0)| {
+                            let d = w - w0.clone();
+                            (d.clone() * d).sum()
+                        });
                 let drift = drift.reduce(|a, b| a + b)?;
                 let head = model.head.weight.val();
                 let head = (head.clone() * head).sum();
@@ -86,7 +102,8 @@ impl<B: AutodiffBackend> Method<B> {
             }
             // CKA needs two images: an epoch's last batch may hold one.
             (MethodKind::RepSim, _, _, Some(weight), Some(anchor)) if images.dims()[0] >= 2 => {
-                let pretrained = Tensor::from_inner(super::classifier::features(anchor, images.clone().inner()));
+                let pretrained =
+                    Tensor::from_inner(super::classifier::features(anchor, images.clone().inner()));
                 Some((batch_linear_cka(features.clone(), pretrained).neg() + 1.0) * weight)
             }
             _ => None,
@@ -98,7 +115,11 @@ impl<B: AutodiffBackend> Method<B> {
     /// `layer_decay` numbers layers: the embedding (layer 0) d^(L+1), block i
     /// (layer i, 1-based) d^(L+1−i), the final norm d^0 = 1. Without layer
     /// decay: one group at 1.
-    fn backbone_groups(&self, grads: &mut GradientsParams, vit: &Vit<B>) -> Vec<(GradientsParams, f64)> {
+    fn backbone_groups(
+        &self,
+        grads: &mut GradientsParams,
+        vit: &Vit<B>,
+    ) -> Vec<(GradientsParams, f64)> {
         let Some(decay) = self.config.layer_decay else {
             return vec![(take(grads, vit), 1.0)];
         };
@@ -132,7 +153,14 @@ impl<B: AutodiffBackend> Method<B> {
     /// One optimiser step of `tr` from the gradients of the step's loss
     /// (of the whole classifier): the backbone (when it trains in `epoch`) at
     /// `lr_backbone` times its groups' factors, the head at `lr_head`.
-    pub fn step(&self, mut tr: Training<B>, mut grads: GradientsParams, epoch: u32, lr_backbone: f64, lr_head: f64) -> Training<B> {
+    pub fn step(
+        &self,
+        mut tr: Training<B>,
+        mut grads: GradientsParams,
+        epoch: u32,
+        lr_backbone: f64,
+        lr_head: f64,
+    ) -> Training<B> {
         let head = take(&mut grads, &tr.model.head);
         if self.backbone_trains(epoch) {
             for (group, factor) in self.backbone_groups(&mut grads, &tr.model.backbone) {
@@ -145,7 +173,10 @@ impl<B: AutodiffBackend> Method<B> {
 }
 
 /// The gradients of `module`'s parameters, moved out of `grads`.
-fn take<B: AutodiffBackend, M: Module<B>>(grads: &mut GradientsParams, module: &M) -> GradientsParams {
+fn take<B: AutodiffBackend, M: Module<B>>(
+    grads: &mut GradientsParams,
+    module: &M,
+) -> GradientsParams {
     struct Take<'a> {
         from: &'a mut GradientsParams,
         to: GradientsParams,
@@ -157,7 +188,10 @@ fn take<B: AutodiffBackend, M: Module<B>>(grads: &mut GradientsParams, module: &
             }
         }
     }
-    let mut visitor = Take { from: grads, to: GradientsParams::new() };
+    let mut visitor = Take {
+        from: grads,
+        to: GradientsParams::new(),
+    };
     module.visit(&mut visitor);
     visitor.to
 }

@@ -22,8 +22,8 @@ pub mod state;
 pub mod wise_ft;
 
 use crate::data::batch::{Batcher, HostBatch, ImageBatch};
-use crate::data::prepare::{PreparedDataset, check_fits_data, lock_study};
 use crate::data::colour::ColourAugment;
+use crate::data::prepare::{PreparedDataset, check_fits_data, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
 use anyhow::bail;
@@ -37,7 +37,9 @@ use method::Method;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sim_study::config::{BackboneConfig, ClassBalance, DatasetId, RunId, StudyConfig, TrainingConfig};
+use sim_study::config::{
+    BackboneConfig, ClassBalance, DatasetId, RunId, StudyConfig, TrainingConfig,
+};
 use sim_study::eval_file::{EvalFile, EvalMetadata};
 use sim_study::fingerprint::Fingerprint;
 use sim_study::lock::DirLock;
@@ -67,20 +69,33 @@ pub enum Outcome {
 /// locked before its log opens; shared files (study.toml, splits, caches; the
 /// backbone's fingerprint and natural-image epoch 0; the data set's epoch 0)
 /// are written under their folder's lock.
-pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &RunId, device: &B::Device) -> anyhow::Result<Outcome> {
+pub fn run<B: AutodiffBackend>(
+    config: &StudyConfig,
+    config_dir: &Path,
+    run: &RunId,
+    device: &B::Device,
+) -> anyhow::Result<Outcome> {
     let (backbone, seed) = (run.backbone.as_str(), run.seed);
     let bcfg = config.backbone(backbone).map_err(anyhow::Error::msg)?;
     let medical_id = DatasetId::Medical(run.dataset.clone());
     config.dataset(&medical_id).map_err(anyhow::Error::msg)?;
     let method_config = config.method(&run.method).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(config.study.seeds.contains(&seed), "seed {seed} is not among the study's seeds {:?}", config.study.seeds);
+    anyhow::ensure!(
+        config.study.seeds.contains(&seed),
+        "seed {seed} is not among the study's seeds {:?}",
+        config.study.seeds
+    );
     let study = StudyDir::new(config.output_dir());
     crate::backend::use_kernel_cache(&study.kernel_cache());
     let backbone_path = config.backbone_file(bcfg, config_dir);
     if bcfg.pretrain.is_some() && !backbone_path.exists() {
-        bail!("backbone `{backbone}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {backbone}` with this config first (`cargo xtask reproduce` does)", backbone_path.display());
+        bail!(
+            "backbone `{backbone}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {backbone}` with this config first (`cargo xtask reproduce` does)",
+            backbone_path.display()
+        );
     }
-    let mut loaded = crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
+    let mut loaded =
+        crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
     loaded.model.set_precision(config.training.precision);
 
     let run_dir = study.run_dir(run);
@@ -88,7 +103,12 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let hash = config.hash();
     let state = RunState::read(&run_dir).map_err(anyhow::Error::msg)?;
     if let Some(s) = &state {
-        anyhow::ensure!(s.config_hash == hash, "{}: made with another config (hash {})", RunState::path(&run_dir).display(), s.config_hash);
+        anyhow::ensure!(
+            s.config_hash == hash,
+            "{}: made with another config (hash {})",
+            RunState::path(&run_dir).display(),
+            s.config_hash
+        );
         if s.status == Status::Finished {
             // Nothing is written, so a finished study may be read-only.
             return Ok(Outcome::AlreadyFinished);
@@ -110,12 +130,23 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
         check_fits_data(config, &medical)?;
         check_fits_data(config, &natural)?;
-        let caches = (medical.image_cache(&study, size)?, natural.image_cache(&study, size)?);
+        let caches = (
+            medical.image_cache(&study, size)?,
+            natural.image_cache(&study, size)?,
+        );
         (medical, natural, caches.0, caches.1)
     };
-    let data_sha256 = BTreeMap::from([(medical.id.file_stem(), medical.split_sha256.clone()), (natural.id.file_stem(), natural.split_sha256.clone())]);
+    let data_sha256 = BTreeMap::from([
+        (medical.id.file_stem(), medical.split_sha256.clone()),
+        (natural.id.file_stem(), natural.split_sha256.clone()),
+    ]);
     if let Some(s) = &state {
-        check_same_data(&RunState::path(&run_dir), &s.data_sha256, &data_sha256, &format!("remove {} to start the run over", run_dir.display()))?;
+        check_same_data(
+            &RunState::path(&run_dir),
+            &s.data_sha256,
+            &data_sha256,
+            &format!("remove {} to start the run over", run_dir.display()),
+        )?;
     }
     let medical_labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
     let natural_labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
@@ -123,19 +154,50 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
 
     let (mean, std) = bcfg.normalisation(loaded.naming.family());
     let norm = Normalisation { mean, std };
-    let batcher = |cache, labels| Batcher { cache, labels, size, norm };
-    let (medical_batcher, natural_batcher) = (batcher(&medical_cache, &medical_labels), batcher(&natural_cache, &natural_labels));
+    let batcher = |cache, labels| Batcher {
+        cache,
+        labels,
+        size,
+        norm,
+    };
+    let (medical_batcher, natural_batcher) = (
+        batcher(&medical_cache, &medical_labels),
+        batcher(&natural_cache, &natural_labels),
+    );
 
-    let sets = EvalSets::new(config, (&medical, medical_batcher), (&natural, natural_batcher));
+    let sets = EvalSets::new(
+        config,
+        (&medical, medical_batcher),
+        (&natural, natural_batcher),
+    );
 
     let provenance = Provenance {
         backbone: backbone.to_string(),
-        attention_ids: sets.attention.iter().map(|&i| natural.dataset.samples[i].id.clone()).collect(),
+        attention_ids: sets
+            .attention
+            .iter()
+            .map(|&i| natural.dataset.samples[i].id.clone())
+            .collect(),
         data_sha256: data_sha256.clone(),
     };
     // Its head drawn from the split seed: the same epoch 0 for every seed.
-    let epoch0_model = Classifier::new(loaded.model.clone(), classes, config.study.split_seed, device).valid();
-    let backbone_sha256 = evaluate_pretrained(&study, run, bcfg, &backbone_path, &epoch0_model, &sets, &provenance, device)?;
+    let epoch0_model = Classifier::new(
+        loaded.model.clone(),
+        classes,
+        config.study.split_seed,
+        device,
+    )
+    .valid();
+    let backbone_sha256 = evaluate_pretrained(
+        &study,
+        run,
+        bcfg,
+        &backbone_path,
+        &epoch0_model,
+        &sets,
+        &provenance,
+        device,
+    )?;
     if let Some(s) = &state
         && s.backbone_sha256 != backbone_sha256
     {
@@ -153,7 +215,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let classifier = Classifier::new(loaded.model, classes, seed, device);
     // Anchored at the backbone as the classifier holds it (its own head dropped).
     let method = Method::new(method_config, &classifier.backbone);
-    let wise_ft_start = method_config.wise_ft.as_ref().map(|_| classifier.backbone.valid());
+    let wise_ft_start = method_config
+        .wise_ft
+        .as_ref()
+        .map(|_| classifier.backbone.valid());
     let mut training = Training::new(classifier, t.weight_decay);
     if resumed_at > 0 {
         // Checkpoints of other epochs: older ones a kill kept from being
@@ -180,7 +245,12 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
     let loss_weights = class_weights(&medical_labels, &train, classes);
     let steps = StepInputs {
         batcher: &sets.medical,
-        augment: TrainAugment { scale: t.rrc_scale, hflip: t.hflip, vflip: t.vflip, colour: ColourAugment::NONE },
+        augment: TrainAugment {
+            scale: t.rrc_scale,
+            hflip: t.hflip,
+            vflip: t.vflip,
+            colour: ColourAugment::NONE,
+        },
         class_weights: (t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()),
         training: t,
         per_epoch: train.len().div_ceil(t.batch_size),
@@ -194,14 +264,32 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         knn_bank: sets.knn_bank.len(),
         knn_query: sets.knn_query.len(),
     };
-    let step_seconds = plan::time_step(&training.model, t.batch_size, size as usize, classes, &sets.parts, device);
+    let step_seconds = plan::time_step(
+        &training.model,
+        t.batch_size,
+        size as usize,
+        classes,
+        &sets.parts,
+        device,
+    );
     let cost = plan::RunCost::new(config, &training.model, images, train.len(), step_seconds);
-    tracing::info!("{}; method {} ({:?})", cost.describe(&bcfg.name, size, t.epochs), run.method, method_config.kind);
+    tracing::info!(
+        "{}; method {} ({:?})",
+        cost.describe(&bcfg.name, size, t.epochs),
+        run.method,
+        method_config.kind
+    );
 
     for epoch in resumed_at + 1..=t.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(epoch as u64);
-        let order = epoch_order(&train, &medical_labels, &loss_weights, t.class_balance, &mut rng);
+        let order = epoch_order(
+            &train,
+            &medical_labels,
+            &loss_weights,
+            t.class_balance,
+            &mut rng,
+        );
         let epoch_start = Instant::now();
         training = match train_epoch(training, epoch, &order, &mut rng, &steps) {
             Ok(training) => training,
@@ -209,14 +297,32 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
                 state.status = Status::Failed;
                 state.message = Some(format!("loss {value} at epoch {epoch}, step {step}"));
                 state.write(&run_dir)?;
-                bail!("{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}", RunState::path(&run_dir).display());
+                bail!(
+                    "{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}",
+                    RunState::path(&run_dir).display()
+                );
             }
         };
         let train_time = epoch_start.elapsed().as_secs_f64();
-        if config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epoch)) {
+        if config
+            .dump
+            .epochs
+            .as_ref()
+            .is_none_or(|e| e.contains(&epoch))
+        {
             let model = training.model.valid();
-            let tensors = if epoch == t.epochs || config.evaluation.natural_every_epoch { evaluate(&model, &sets, device) } else { evaluate_medical(&model, &sets, device) };
-            let metadata = provenance.metadata(Some(&run.dataset), Some(seed), epoch, None, &backbone_sha256);
+            let tensors = if epoch == t.epochs || config.evaluation.natural_every_epoch {
+                evaluate(&model, &sets, device)
+            } else {
+                evaluate_medical(&model, &sets, device)
+            };
+            let metadata = provenance.metadata(
+                Some(&run.dataset),
+                Some(seed),
+                epoch,
+                None,
+                &backbone_sha256,
+            );
             write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata))?;
             crash::point("evaluation-written");
         }
@@ -226,7 +332,11 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         state.write(&run_dir)?;
         crash::point("run-state-written");
         prune_checkpoints(&run_dir, epoch)?;
-        tracing::info!("epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s", t.epochs, epoch_start.elapsed().as_secs_f64() - train_time);
+        tracing::info!(
+            "epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s",
+            t.epochs,
+            epoch_start.elapsed().as_secs_f64() - train_time
+        );
     }
     // After the last epoch (again, if a kill came before the run was marked
     // finished: the files are rewritten whole, the same bytes).
@@ -234,11 +344,24 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, config_dir: &Path, run: &Ru
         let finetuned = training.model.valid();
         for &alpha in alphas {
             let eval_start = Instant::now();
-            let tensors = evaluate(&wise_ft::interpolate(start, &finetuned, alpha), &sets, device);
-            let metadata = provenance.metadata(Some(&run.dataset), Some(seed), t.epochs, Some(alpha), &backbone_sha256);
+            let tensors = evaluate(
+                &wise_ft::interpolate(start, &finetuned, alpha),
+                &sets,
+                device,
+            );
+            let metadata = provenance.metadata(
+                Some(&run.dataset),
+                Some(seed),
+                t.epochs,
+                Some(alpha),
+                &backbone_sha256,
+            );
             write_safetensors(&study.wise_ft_eval(run, alpha), tensors, Some(metadata))?;
             crash::point("wise-ft-written");
-            tracing::info!("WiSE-FT α = {alpha}: evaluated in {:.1} s", eval_start.elapsed().as_secs_f64());
+            tracing::info!(
+                "WiSE-FT α = {alpha}: evaluated in {:.1} s",
+                eval_start.elapsed().as_secs_f64()
+            );
         }
     }
     state.status = Status::Finished;
@@ -258,9 +381,21 @@ struct Provenance {
 impl Provenance {
     /// A file without a medical data set (a backbone's natural-image epoch
     /// 0) records the natural split only.
-    fn metadata(&self, dataset: Option<&str>, seed: Option<u64>, epoch: u32, alpha: Option<f64>, backbone_sha256: &str) -> std::collections::HashMap<String, String> {
+    fn metadata(
+        &self,
+        dataset: Option<&str>,
+        seed: Option<u64>,
+        epoch: u32,
+        alpha: Option<f64>,
+        backbone_sha256: &str,
+    ) -> std::collections::HashMap<String, String> {
         let natural = DatasetId::Natural.file_stem();
-        let data_sha256 = self.data_sha256.iter().filter(|(k, _)| dataset.is_some() || **k == natural).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let data_sha256 = self
+            .data_sha256
+            .iter()
+            .filter(|(k, _)| dataset.is_some() || **k == natural)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         EvalMetadata {
             dataset: dataset.map(str::to_owned),
             backbone: self.backbone.clone(),
@@ -301,8 +436,16 @@ fn evaluate_pretrained<B: Backend>(
         } else {
             let start = Instant::now();
             let tensors = evaluate_natural(model, sets, true, device);
-            write_safetensors(&natural_eval, tensors, Some(provenance.metadata(None, None, 0, None, &fingerprint.sha256)))?;
-            tracing::info!("epoch 0 on the natural images written to {} in {:.1} s", natural_eval.display(), start.elapsed().as_secs_f64());
+            write_safetensors(
+                &natural_eval,
+                tensors,
+                Some(provenance.metadata(None, None, 0, None, &fingerprint.sha256)),
+            )?;
+            tracing::info!(
+                "epoch 0 on the natural images written to {} in {:.1} s",
+                natural_eval.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
         fingerprint.sha256
     };
@@ -316,22 +459,48 @@ fn evaluate_pretrained<B: Backend>(
         let start = Instant::now();
         let mut tensors = evaluate_medical(model, sets, device);
         tensors.extend(evaluate_medical_train(model, sets, device));
-        tensors.extend(EvalFile::open(&natural_eval).map_err(anyhow::Error::msg)?.raw_tensors());
-        write_safetensors(&pretrained, tensors, Some(provenance.metadata(Some(&run.dataset), None, 0, None, &backbone_sha256)))?;
-        tracing::info!("epoch 0 evaluation written to {} in {:.1} s", pretrained.display(), start.elapsed().as_secs_f64());
+        tensors.extend(
+            EvalFile::open(&natural_eval)
+                .map_err(anyhow::Error::msg)?
+                .raw_tensors(),
+        );
+        write_safetensors(
+            &pretrained,
+            tensors,
+            Some(provenance.metadata(Some(&run.dataset), None, 0, None, &backbone_sha256)),
+        )?;
+        tracing::info!(
+            "epoch 0 evaluation written to {} in {:.1} s",
+            pretrained.display(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(backbone_sha256)
 }
 
 /// An existing epoch 0 was made from the data this run reads.
 fn check_epoch0_data(file: &Path, provenance: &Provenance) -> anyhow::Result<()> {
-    let recorded = EvalFile::open(file).map_err(anyhow::Error::msg)?.metadata().map_err(anyhow::Error::msg)?.data_sha256;
-    check_same_data(file, &recorded, &provenance.data_sha256, "or remove it to evaluate the backbone again (and every run made from it)")
+    let recorded = EvalFile::open(file)
+        .map_err(anyhow::Error::msg)?
+        .metadata()
+        .map_err(anyhow::Error::msg)?
+        .data_sha256;
+    check_same_data(
+        file,
+        &recorded,
+        &provenance.data_sha256,
+        "or remove it to evaluate the backbone again (and every run made from it)",
+    )
 }
 
 /// Every split SHA-256 that `file` recorded is the one of the split file
 /// now (a file made before they were recorded records none).
-fn check_same_data(file: &Path, recorded: &BTreeMap<String, String>, now: &BTreeMap<String, String>, or: &str) -> anyhow::Result<()> {
+fn check_same_data(
+    file: &Path,
+    recorded: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+    or: &str,
+) -> anyhow::Result<()> {
     for (dataset, was) in recorded {
         if let Some(is) = now.get(dataset)
             && is != was
@@ -350,7 +519,11 @@ fn check_same_data(file: &Path, recorded: &BTreeMap<String, String>, now: &BTree
 /// The backbone file's fingerprint, checked against the one the study
 /// recorded when its first run of this backbone started (recorded now if
 /// none was). Call it holding the backbone folder's lock.
-fn check_backbone_file(study: &StudyDir, bcfg: &BackboneConfig, path: &Path) -> anyhow::Result<Fingerprint> {
+fn check_backbone_file(
+    study: &StudyDir,
+    bcfg: &BackboneConfig,
+    path: &Path,
+) -> anyhow::Result<Fingerprint> {
     let record = study.backbone_record(&bcfg.name);
     let recorded = Fingerprint::read(&record).map_err(anyhow::Error::msg)?;
     let now = Fingerprint::of(path, recorded.as_ref())?;
@@ -419,22 +592,48 @@ fn train_epoch<B: AutodiffBackend>(
         let (next, batches) = std::sync::mpsc::sync_channel::<HostBatch>(1);
         scope.spawn(move || {
             for indices in order.chunks(t.batch_size) {
-                if next.send(inputs.batcher.train_host(indices, t.batch_size, &inputs.augment, rng)).is_err() {
+                if next
+                    .send(
+                        inputs
+                            .batcher
+                            .train_host(indices, t.batch_size, &inputs.augment, rng),
+                    )
+                    .is_err()
+                {
                     return; // the loop below stopped early
                 }
             }
         });
         let mut seen = 0;
         for (step, host) in batches.into_iter().enumerate() {
-            let factor = schedule::lr_factor((epoch as usize - 1) * inputs.per_epoch + step, inputs.per_epoch, t.warmup_epochs, t.epochs);
+            let factor = schedule::lr_factor(
+                (epoch as usize - 1) * inputs.per_epoch + step,
+                inputs.per_epoch,
+                t.warmup_epochs,
+                t.epochs,
+            );
             let row_weights = row_weights(&host.labels, host.rows, inputs.class_weights.as_deref());
             seen += host.rows;
             let batch = host.to_device::<B>(inputs.device);
-            let (grads, loss) = inputs.parts.gradients(&tr.model, row_weights.len(), |model, rows| part_loss(model, &batch, rows, &row_weights, inputs.method));
+            let (grads, loss) =
+                inputs
+                    .parts
+                    .gradients(&tr.model, row_weights.len(), |model, rows| {
+                        part_loss(model, &batch, rows, &row_weights, inputs.method)
+                    });
             window.push(loss);
-            tr = inputs.method.step(tr, grads, epoch, t.lr_backbone * factor, t.lr_head * factor);
+            tr = inputs
+                .method
+                .step(tr, grads, epoch, t.lr_backbone * factor, t.lr_head * factor);
             if let Some(value) = window.read_if_due(step + 1, step + 1 == batches_in_order)? {
-                progress(epoch, t.epochs, step + 1, inputs.per_epoch, value, seen as f64 / start.elapsed().as_secs_f64());
+                progress(
+                    epoch,
+                    t.epochs,
+                    step + 1,
+                    inputs.per_epoch,
+                    value,
+                    seen as f64 / start.elapsed().as_secs_f64(),
+                );
             }
         }
         Ok(tr)
@@ -463,7 +662,11 @@ impl<B: AutodiffBackend> LossWindow<B> {
     const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
     fn new(start: Instant) -> Self {
-        LossWindow { losses: Vec::new(), first_step: 1, last_read: start }
+        LossWindow {
+            losses: Vec::new(),
+            first_step: 1,
+            last_read: start,
+        }
     }
 
     fn push(&mut self, loss: Tensor<B, 1>) {
@@ -473,14 +676,24 @@ impl<B: AutodiffBackend> LossWindow<B> {
     /// The latest loss when the window was read (at step `step`), or the
     /// first non-finite one's step and value.
     fn read_if_due(&mut self, step: usize, last: bool) -> Result<Option<f64>, NonFiniteLoss> {
-        if !(last || self.losses.len() >= Self::MAX_STEPS || self.last_read.elapsed() >= Self::MAX_WAIT) {
+        if !(last
+            || self.losses.len() >= Self::MAX_STEPS
+            || self.last_read.elapsed() >= Self::MAX_WAIT)
+        {
             return Ok(None);
         }
-        let values = Tensor::cat(std::mem::take(&mut self.losses), 0).into_data().convert::<f64>().to_vec::<f64>().expect("f64");
+        let values = Tensor::cat(std::mem::take(&mut self.losses), 0)
+            .into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .expect("f64");
         let first = self.first_step;
         (self.first_step, self.last_read) = (step + 1, Instant::now());
         match values.iter().position(|v| !v.is_finite()) {
-            Some(i) => Err(NonFiniteLoss { step: first + i, value: values[i] }),
+            Some(i) => Err(NonFiniteLoss {
+                step: first + i,
+                value: values[i],
+            }),
             None => Ok(values.last().copied()),
         }
     }
@@ -489,7 +702,17 @@ impl<B: AutodiffBackend> LossWindow<B> {
 /// Each row's weight in the loss: its class's weight (1 without class
 /// weights) for the real rows, 0 for the padding.
 fn row_weights(labels: &[i64], rows: usize, class_weights: Option<&[f32]>) -> Vec<f32> {
-    labels.iter().enumerate().map(|(i, &y)| if i >= rows { 0.0 } else { class_weights.map_or(1.0, |w| w[y as usize]) }).collect()
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            if i >= rows {
+                0.0
+            } else {
+                class_weights.map_or(1.0, |w| w[y as usize])
+            }
+        })
+        .collect()
 }
 
 /// A step's loss on the rows `rows` of `batch` (weighted by `row_weights`,
@@ -497,18 +720,34 @@ fn row_weights(labels: &[i64], rows: usize, class_weights: Option<&[f32]>) -> Ve
 /// cross-entropy, plus the method's term on the part that starts at row 0,
 /// over its real rows (a term that reads rows comes with a single part,
 /// [`BatchParts::for_method`]). The parts' losses add up to the batch's.
-fn part_loss<B: AutodiffBackend>(model: &Classifier<B>, batch: &ImageBatch<B>, rows: Range<usize>, row_weights: &[f32], method: &Method<B>) -> Tensor<B, 1> {
+fn part_loss<B: AutodiffBackend>(
+    model: &Classifier<B>,
+    batch: &ImageBatch<B>,
+    rows: Range<usize>,
+    row_weights: &[f32],
+    method: &Method<B>,
+) -> Tensor<B, 1> {
     let images = batch.images.clone().narrow(0, rows.start, rows.len());
     let labels = batch.labels.clone().narrow(0, rows.start, rows.len());
     let features = classifier::features(&model.backbone, images.clone());
     let logits = model.head.forward(features.clone());
     let total = row_weights.iter().sum();
-    let loss = weighted_cross_entropy(logits, labels, &row_weights[rows.clone()], total, &batch.images.device());
+    let loss = weighted_cross_entropy(
+        logits,
+        labels,
+        &row_weights[rows.clone()],
+        total,
+        &batch.images.device(),
+    );
     let real = batch.rows.saturating_sub(rows.start).min(rows.len());
     if rows.start != 0 || real == 0 {
         return loss;
     }
-    match method.penalty(model, &images.narrow(0, 0, real), &features.narrow(0, 0, real)) {
+    match method.penalty(
+        model,
+        &images.narrow(0, 0, real),
+        &features.narrow(0, 0, real),
+    ) {
         Some(penalty) => loss + penalty,
         None => loss,
     }
@@ -523,10 +762,18 @@ fn part_loss<B: AutodiffBackend>(model: &Classifier<B>, batch: &ImageBatch<B>, r
 /// # Shapes
 /// - logits: `[B, C]`, labels: `[B]`, row_weights: B values
 /// - output: `[1]`
-fn weighted_cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>, row_weights: &[f32], total: f32, device: &B::Device) -> Tensor<B, 1> {
+fn weighted_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+    row_weights: &[f32],
+    total: f32,
+    device: &B::Device,
+) -> Tensor<B, 1> {
     let [b, _] = logits.dims();
     let weights = Tensor::<B, 1>::from_data(TensorData::new(row_weights.to_vec(), [b]), device);
-    let picked = burn::tensor::activation::log_softmax(logits, 1).gather(1, labels.reshape([b, 1])).reshape([b]);
+    let picked = burn::tensor::activation::log_softmax(logits, 1)
+        .gather(1, labels.reshape([b, 1]))
+        .reshape([b]);
     (picked * weights).sum().neg().div_scalar(total)
 }
 
@@ -536,14 +783,23 @@ fn class_weights(labels: &[usize], train: &[usize], classes: usize) -> Vec<f32> 
     for &i in train {
         counts[labels[i]] += 1;
     }
-    let inv: Vec<f64> = counts.iter().map(|&c| if c > 0 { 1.0 / c as f64 } else { 0.0 }).collect();
+    let inv: Vec<f64> = counts
+        .iter()
+        .map(|&c| if c > 0 { 1.0 / c as f64 } else { 0.0 })
+        .collect();
     let mean = inv.iter().sum::<f64>() / classes as f64;
     inv.iter().map(|w| (w / mean) as f32).collect()
 }
 
 /// The epoch's sample order: a shuffle, or (class-balanced sampling) as many
 /// draws with replacement, each class equally likely.
-fn epoch_order(train: &[usize], labels: &[usize], weights: &[f32], balance: ClassBalance, rng: &mut ChaCha8Rng) -> Vec<usize> {
+fn epoch_order(
+    train: &[usize],
+    labels: &[usize],
+    weights: &[f32],
+    balance: ClassBalance,
+    rng: &mut ChaCha8Rng,
+) -> Vec<usize> {
     match balance {
         ClassBalance::Sampling => {
             let w: Vec<f64> = train.iter().map(|&i| weights[labels[i]] as f64).collect();
@@ -561,25 +817,43 @@ fn epoch_order(train: &[usize], labels: &[usize], weights: &[f32], balance: Clas
 
 /// A one-line progress bar on a terminal; nothing when stderr is a file
 /// (the per-epoch log line says it all there).
-pub(crate) fn progress(epoch: u32, epochs: u32, step: usize, steps: usize, loss: f64, images_per_s: f64) {
+pub(crate) fn progress(
+    epoch: u32,
+    epochs: u32,
+    step: usize,
+    steps: usize,
+    loss: f64,
+    images_per_s: f64,
+) {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return;
     }
     let left = (steps - step) as f64 * (step as f64 / images_per_s.max(1e-9)) / step as f64;
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} images/s  ETA {left:.0} s   ");
+    let _ = write!(
+        err,
+        "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} images/s  ETA {left:.0} s   "
+    );
     let _ = err.flush();
 }
 
 /// Logs to `log_file` (appended) and stderr, at the level `RUST_LOG` asks (default info).
 pub(crate) fn logging(log_file: &Path) -> anyhow::Result<tracing::subscriber::DefaultGuard> {
     use tracing_subscriber::layer::SubscriberExt;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log_file)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let subscriber = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(file)))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file)),
+        )
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
     Ok(tracing::subscriber::set_default(subscriber))
 }
@@ -594,7 +868,14 @@ mod tests {
 
     /// Loss and gradient with respect to the logits of `rows` rows padded
     /// to `padded` (padding: copies of row 0), through [`weighted_cross_entropy`].
-    fn padded_loss(logits: &[f32], labels: &[i64], rows: usize, padded: usize, classes: usize, class_weights: Option<&[f32]>) -> (f32, Vec<f32>) {
+    fn padded_loss(
+        logits: &[f32],
+        labels: &[i64],
+        rows: usize,
+        padded: usize,
+        classes: usize,
+        class_weights: Option<&[f32]>,
+    ) -> (f32, Vec<f32>) {
         let device = Default::default();
         let mut values = logits[..rows * classes].to_vec();
         let mut ys = labels[..rows].to_vec();
@@ -602,7 +883,8 @@ mod tests {
             values.extend_from_slice(&logits[..classes]);
             ys.push(labels[0]);
         }
-        let x = Tensor::<Ad, 2>::from_data(TensorData::new(values, [padded, classes]), &device).require_grad();
+        let x = Tensor::<Ad, 2>::from_data(TensorData::new(values, [padded, classes]), &device)
+            .require_grad();
         let y = Tensor::<Ad, 1, Int>::from_data(TensorData::new(ys.clone(), [padded]), &device);
         let weights = row_weights(&ys, rows, class_weights);
         let loss = weighted_cross_entropy(x.clone(), y, &weights, weights.iter().sum(), &device);
@@ -614,23 +896,39 @@ mod tests {
     #[test]
     fn padding_rows_change_neither_the_loss_nor_the_gradient() {
         let (rows, classes) = (5, 3);
-        let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5).collect();
+        let logits: Vec<f32> = (0..rows * classes)
+            .map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5)
+            .collect();
         let labels = [0i64, 2, 1, 1, 0];
         let weights = [0.5f32, 2.0, 1.25];
         for w in [None, Some(&weights[..])] {
             // burn's own loss on the real rows alone: the reference.
             let device = Default::default();
-            let x = Tensor::<Ad, 2>::from_data(TensorData::new(logits.clone(), [rows, classes]), &device).require_grad();
-            let y = Tensor::<Ad, 1, Int>::from_data(TensorData::new(labels.to_vec(), [rows]), &device);
-            let reference = burn::nn::loss::CrossEntropyLossConfig::new().with_weights(w.map(<[f32]>::to_vec)).init(&device).forward(x.clone(), y);
+            let x = Tensor::<Ad, 2>::from_data(
+                TensorData::new(logits.clone(), [rows, classes]),
+                &device,
+            )
+            .require_grad();
+            let y =
+                Tensor::<Ad, 1, Int>::from_data(TensorData::new(labels.to_vec(), [rows]), &device);
+            let reference = burn::nn::loss::CrossEntropyLossConfig::new()
+                .with_weights(w.map(<[f32]>::to_vec))
+                .init(&device)
+                .forward(x.clone(), y);
             let grads = reference.backward();
             let ref_grad = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
             let ref_loss: f32 = reference.into_scalar().elem();
             for padded in [rows, rows + 3] {
                 let (loss, grad) = padded_loss(&logits, &labels, rows, padded, classes, w);
-                assert!((loss - ref_loss).abs() < 1e-6, "weights {w:?}, {padded} rows: loss {loss} vs {ref_loss}");
+                assert!(
+                    (loss - ref_loss).abs() < 1e-6,
+                    "weights {w:?}, {padded} rows: loss {loss} vs {ref_loss}"
+                );
                 for (a, b) in grad.iter().zip(&ref_grad) {
-                    assert!((a - b).abs() < 1e-6, "weights {w:?}, {padded} rows: gradient {a} vs {b}");
+                    assert!(
+                        (a - b).abs() < 1e-6,
+                        "weights {w:?}, {padded} rows: gradient {a} vs {b}"
+                    );
                 }
             }
         }
@@ -648,7 +946,13 @@ mod tests {
 
     impl ModuleVisitor<Ad> for CompareGrads<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Ad, D>>) {
-            let values = |g: &GradientsParams| g.get::<crate::CpuBackend, D>(param.id).expect("a gradient of every parameter").into_data().to_vec::<f32>().unwrap();
+            let values = |g: &GradientsParams| {
+                g.get::<crate::CpuBackend, D>(param.id)
+                    .expect("a gradient of every parameter")
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+            };
             let (a, b) = (values(self.a), values(self.b));
             self.params += 1;
             for (x, y) in a.iter().zip(&b) {
@@ -666,29 +970,70 @@ mod tests {
         use crate::model::init::{VitShape, random_vit};
         use sim_study::config::{MethodConfig, MethodKind};
         let device = Default::default();
-        let shape = VitShape { width: 32, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 16 };
-        let config = MethodConfig { kind: MethodKind::L2Sp, alpha: Some(0.5), beta: Some(0.25), ..MethodConfig::full("l2-sp") };
+        let shape = VitShape {
+            width: 32,
+            depth: 2,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 4,
+            input_size: 16,
+        };
+        let config = MethodConfig {
+            kind: MethodKind::L2Sp,
+            alpha: Some(0.5),
+            beta: Some(0.25),
+            ..MethodConfig::full("l2-sp")
+        };
         // Anchored at other weights, so that l2-sp's term has a gradient.
         let method = Method::new(&config, &random_vit::<Ad>(shape, 6, &device).unwrap().model);
-        let model = Classifier::new(random_vit::<Ad>(shape, 5, &device).unwrap().model, 3, 1, &device);
+        let model = Classifier::new(
+            random_vit::<Ad>(shape, 5, &device).unwrap().model,
+            3,
+            1,
+            &device,
+        );
         let (rows, padded) = (5, 7);
         let mut labels: Vec<i64> = vec![0, 2, 1, 1, 0];
         labels.resize(padded, labels[0]);
-        let pixels: Vec<f32> = (0..padded * 3 * 16 * 16).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-        let batch = HostBatch { pixels, labels: labels.clone(), rows, size: 16 }.to_device::<Ad>(&device);
+        let pixels: Vec<f32> = (0..padded * 3 * 16 * 16)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let batch = HostBatch {
+            pixels,
+            labels: labels.clone(),
+            rows,
+            size: 16,
+        }
+        .to_device::<Ad>(&device);
         let weights = row_weights(&labels, rows, Some(&[0.5, 2.0, 1.25]));
         let step = |parts: usize| {
-            let (grads, loss) = BatchParts::new(parts).gradients(&model, padded, |m, r| part_loss(m, &batch, r, &weights, &method));
+            let (grads, loss) = BatchParts::new(parts).gradients(&model, padded, |m, r| {
+                part_loss(m, &batch, r, &weights, &method)
+            });
             (grads, loss.into_scalar().elem::<f32>())
         };
         let (whole, whole_loss) = step(1);
         for parts in [2, 3] {
             let (split, split_loss) = step(parts);
-            assert!((split_loss - whole_loss).abs() <= 1e-6 * whole_loss.abs(), "{parts} parts: loss {split_loss} vs {whole_loss}");
-            let mut compare = CompareGrads { a: &split, b: &whole, params: 0, max_diff: 0.0, max_grad: 0.0 };
+            assert!(
+                (split_loss - whole_loss).abs() <= 1e-6 * whole_loss.abs(),
+                "{parts} parts: loss {split_loss} vs {whole_loss}"
+            );
+            let mut compare = CompareGrads {
+                a: &split,
+                b: &whole,
+                params: 0,
+                max_diff: 0.0,
+                max_grad: 0.0,
+            };
             model.visit(&mut compare);
             assert!(compare.params > 20 && compare.max_grad > 0.0);
-            assert!(compare.max_diff <= 1e-5 * compare.max_grad, "{parts} parts: gradients differ by {} (largest {})", compare.max_diff, compare.max_grad);
+            assert!(
+                compare.max_diff <= 1e-5 * compare.max_grad,
+                "{parts} parts: gradients differ by {} (largest {})",
+                compare.max_diff,
+                compare.max_grad
+            );
         }
     }
 
@@ -707,7 +1052,10 @@ mod tests {
         }
         match window.read_if_due(5, true) {
             Err(NonFiniteLoss { step, value }) => assert_eq!((step, value.is_nan()), (4, true)),
-            other => panic!("expected the NaN of step 4, got {:?}", other.map_err(|e| e.step)),
+            other => panic!(
+                "expected the NaN of step 4, got {:?}",
+                other.map_err(|e| e.step)
+            ),
         }
     }
 
@@ -722,7 +1070,10 @@ mod tests {
         let order = epoch_order(&train, &labels, &weights, ClassBalance::Sampling, &mut rng);
         assert_eq!(order.len(), 1000);
         let minority = order.iter().filter(|&&i| labels[i] == 1).count();
-        assert!((420..580).contains(&minority), "{minority} of 1000 draws from the 10 % class");
+        assert!(
+            (420..580).contains(&minority),
+            "{minority} of 1000 draws from the 10 % class"
+        );
         let mut shuffled = epoch_order(&train, &labels, &weights, ClassBalance::None, &mut rng);
         shuffled.sort_unstable();
         assert_eq!(shuffled, train, "a plain epoch sees every image once");

@@ -53,31 +53,57 @@ pub struct RunCost {
 
 impl RunCost {
     /// `step_seconds`: one training step of `training.batch_size` images.
-    pub fn new<B: Backend>(config: &StudyConfig, model: &Classifier<B>, images: EvalImages, train_images: usize, step_seconds: f64) -> RunCost {
+    pub fn new<B: Backend>(
+        config: &StudyConfig,
+        model: &Classifier<B>,
+        images: EvalImages,
+        train_images: usize,
+        step_seconds: f64,
+    ) -> RunCost {
         let width = model.backbone.width();
-        let layers = config.dump.layers.as_ref().map_or(model.backbone.depth() + 1, |l| l.len()) + 1;
+        let layers = config
+            .dump
+            .layers
+            .as_ref()
+            .map_or(model.backbone.depth() + 1, |l| l.len())
+            + 1;
         // f16 features: CLS and patch mean per dumped layer on both probes, final CLS on the k-NN sets.
         let probe_bytes = |rows: usize| (rows * width * 2 * 2 * layers) as u64;
         // Evaluation is forward only: about a third of a training image's cost.
-        let forward = |images: usize| step_seconds / config.training.batch_size as f64 * images as f64 / 3.0;
+        let forward =
+            |images: usize| step_seconds / config.training.batch_size as f64 * images as f64 / 3.0;
         let params = model.num_params();
         let steps = train_images.div_ceil(config.training.batch_size);
         let epochs = config.training.epochs;
-        let evaluations = config.dump.epochs.as_ref().map_or(epochs as usize, |e| e.len());
+        let evaluations = config
+            .dump
+            .epochs
+            .as_ref()
+            .map_or(epochs as usize, |e| e.len());
         let natural_evaluations = if config.evaluation.natural_every_epoch {
             evaluations
         } else {
-            usize::from(config.dump.epochs.as_ref().is_none_or(|e| e.contains(&epochs)))
+            usize::from(
+                config
+                    .dump
+                    .epochs
+                    .as_ref()
+                    .is_none_or(|e| e.contains(&epochs)),
+            )
         };
         RunCost {
             params,
             train_images,
             evaluations,
             natural_evaluations,
-            medical: PartCost { seconds: forward(images.medical_test), bytes: probe_bytes(images.medical_test) },
+            medical: PartCost {
+                seconds: forward(images.medical_test),
+                bytes: probe_bytes(images.medical_test),
+            },
             natural: PartCost {
                 seconds: forward(images.natural()),
-                bytes: probe_bytes(images.natural_probe) + ((images.knn_bank + images.knn_query) * width * 2) as u64,
+                bytes: probe_bytes(images.natural_probe)
+                    + ((images.knn_bank + images.knn_query) * width * 2) as u64,
             },
             checkpoint_bytes: (params * 4 * 5) as u64, // weights + two Adam moments per optimiser, roughly
             train_seconds: step_seconds * steps as f64,
@@ -86,7 +112,10 @@ impl RunCost {
 
     /// Epoch 0's evaluation (every part), once per data set and backbone.
     pub fn full_evaluation(&self) -> PartCost {
-        PartCost { seconds: self.medical.seconds + self.natural.seconds, bytes: self.medical.bytes + self.natural.bytes }
+        PartCost {
+            seconds: self.medical.seconds + self.natural.seconds,
+            bytes: self.medical.bytes + self.natural.bytes,
+        }
     }
 
     /// Every evaluation of a run together.
@@ -94,7 +123,8 @@ impl RunCost {
         let (m, n) = (self.evaluations as f64, self.natural_evaluations as f64);
         PartCost {
             seconds: m * self.medical.seconds + n * self.natural.seconds,
-            bytes: self.evaluations as u64 * self.medical.bytes + self.natural_evaluations as u64 * self.natural.bytes,
+            bytes: self.evaluations as u64 * self.medical.bytes
+                + self.natural_evaluations as u64 * self.natural.bytes,
         }
     }
 
@@ -112,12 +142,31 @@ impl RunCost {
 /// Seconds of one training step (forward and backward, the batch cut into
 /// `parts` as training cuts it) of `batch` random images of `size` pixels
 /// ([`median_step_seconds`]).
-pub fn time_step<B: AutodiffBackend>(model: &Classifier<B>, batch: usize, size: usize, classes: usize, parts: &BatchParts, device: &B::Device) -> f64 {
+pub fn time_step<B: AutodiffBackend>(
+    model: &Classifier<B>,
+    batch: usize,
+    size: usize,
+    classes: usize,
+    parts: &BatchParts,
+    device: &B::Device,
+) -> f64 {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let images = Tensor::<B, 4>::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-    let labels = Tensor::<B, 1, Int>::from_data(TensorData::new((0..batch).map(|i| (i % classes) as i64).collect::<Vec<_>>(), [batch]), device);
+    let images = Tensor::<B, 4>::random(
+        [batch, 3, size, size],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let labels = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(
+            (0..batch).map(|i| (i % classes) as i64).collect::<Vec<_>>(),
+            [batch],
+        ),
+        device,
+    );
     median_step_seconds::<B>(device, || {
-        let _ = parts.gradients(model, batch, |model, rows| part_cross_entropy(model, &loss_fn, &images, &labels, rows));
+        let _ = parts.gradients(model, batch, |model, rows| {
+            part_cross_entropy(model, &loss_fn, &images, &labels, rows)
+        });
     })
 }
 

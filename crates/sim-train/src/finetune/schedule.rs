@@ -24,7 +24,10 @@ mod tests {
         assert!((f(10) - 1.0).abs() < 1e-12);
         assert!((f(30) - 0.5).abs() < 1e-12, "half way through the cosine");
         assert!(f(49) < 0.01 && f(49) > 0.0);
-        assert!((1..50).all(|s| s <= 9 || f(s) <= f(s - 1)), "non-increasing after warm-up");
+        assert!(
+            (1..50).all(|s| s <= 9 || f(s) <= f(s - 1)),
+            "non-increasing after warm-up"
+        );
         assert!((lr_factor(0, 10, 0, 2) - 1.0).abs() < 1e-12, "no warm-up");
     }
 }

@@ -24,23 +24,40 @@ struct Towards<B: Backend> {
 impl<B: Backend> ModuleMapper<B> for Towards<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, end, mapper) = param.consume();
-        let start = self.start.next().expect("the two modules have the same parameters").reshape(end.shape());
+        let start = self
+            .start
+            .next()
+            .expect("the two modules have the same parameters")
+            .reshape(end.shape());
         Param::from_mapped_value(id, start * (1.0 - self.alpha) + end * self.alpha, mapper)
     }
 }
 
 /// The fine-tuned classifier with its backbone moved to
 /// (1 − α)·`pretrained` + α·(its own), its head unchanged.
-pub fn interpolate<B: Backend>(pretrained: &Vit<B>, finetuned: &Classifier<B>, alpha: f64) -> Classifier<B> {
-    Classifier { backbone: mix(pretrained, finetuned.backbone.clone(), alpha), head: finetuned.head.clone() }
+pub fn interpolate<B: Backend>(
+    pretrained: &Vit<B>,
+    finetuned: &Classifier<B>,
+    alpha: f64,
+) -> Classifier<B> {
+    Classifier {
+        backbone: mix(pretrained, finetuned.backbone.clone(), alpha),
+        head: finetuned.head.clone(),
+    }
 }
 
 /// `end` with every float parameter p moved to (1 − α)p₀ + αp, p₀ the
 /// same parameter of `start` (two modules of the same structure). Also
 /// DINO's momentum teacher: `mix(student, teacher, m)`.
 pub fn mix<B: Backend, M: Module<B>>(start: &M, end: M, alpha: f64) -> M {
-    let mut towards = Towards { start: flatten(start).into_iter(), alpha };
+    let mut towards = Towards {
+        start: flatten(start).into_iter(),
+        alpha,
+    };
     let mixed = end.map(&mut towards);
-    assert!(towards.start.next().is_none(), "the two modules have the same parameters");
+    assert!(
+        towards.start.next().is_none(),
+        "the two modules have the same parameters"
+    );
     mixed
 }

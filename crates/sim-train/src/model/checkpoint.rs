@@ -32,7 +32,14 @@ pub struct Checkpoint {
 
 /// Prefixes tried, in order, when none is given and the keys at the top level
 /// are not a backbone.
-pub const KNOWN_PREFIXES: [&str; 6] = ["visual.", "backbone.", "vit.", "dinov2.", "model.", "module."];
+pub const KNOWN_PREFIXES: [&str; 6] = [
+    "visual.",
+    "backbone.",
+    "vit.",
+    "dinov2.",
+    "model.",
+    "module.",
+];
 
 /// The metadata key under which the files this tool writes record their
 /// attention heads, which no tensor shape says.
@@ -45,22 +52,34 @@ pub fn stored_heads(path: &Path) -> Result<Option<usize>, ModelError> {
     let bad = |m: String| ModelError::file(path, m);
     let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
     let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| bad(format!("not a safetensors file (or truncated): {e}")))?;
+    file.read_exact(&mut len)
+        .map_err(|e| bad(format!("not a safetensors file (or truncated): {e}")))?;
     let len = u64::from_le_bytes(len);
     if len > 100_000_000 {
-        return Err(bad(format!("not a safetensors file: a header of {len} bytes")));
+        return Err(bad(format!(
+            "not a safetensors file: a header of {len} bytes"
+        )));
     }
     let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(|e| bad(format!("not a safetensors file (or truncated): {e}")))?;
-    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("not a safetensors header: {e}")))?;
-    match header.get("__metadata__").and_then(|m| m.get(HEADS_METADATA)) {
+    file.read_exact(&mut header)
+        .map_err(|e| bad(format!("not a safetensors file (or truncated): {e}")))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("not a safetensors header: {e}")))?;
+    match header
+        .get("__metadata__")
+        .and_then(|m| m.get(HEADS_METADATA))
+    {
         None => Ok(None),
         Some(v) => v
             .as_str()
             .and_then(|s| s.parse().ok())
             .filter(|&h: &usize| h > 0)
             .map(Some)
-            .ok_or_else(|| bad(format!("metadata `{HEADS_METADATA}` is {v}, not a positive number of heads"))),
+            .ok_or_else(|| {
+                bad(format!(
+                    "metadata `{HEADS_METADATA}` is {v}, not a positive number of heads"
+                ))
+            }),
     }
 }
 
@@ -68,25 +87,43 @@ impl Checkpoint {
     /// Reads every tensor of a safetensors file (f32, f16 or bf16) as f32.
     pub fn read_all(path: &Path) -> Result<BTreeMap<String, HostTensor>, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::file(path, e.to_string()))?;
-        let file = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| ModelError::file(path, format!("not a safetensors file (or truncated): {e}")))?;
+        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+            ModelError::file(path, format!("not a safetensors file (or truncated): {e}"))
+        })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in file.tensors() {
-            let (shape, values) = sim_study::tensors::decode(&view).map_err(|m| ModelError::file(path, format!("{name}: {m}")))?;
+            let (shape, values) = sim_study::tensors::decode(&view)
+                .map_err(|m| ModelError::file(path, format!("{name}: {m}")))?;
             let sim_study::tensors::Values::Float(v) = values else {
-                return Err(ModelError::file(path, format!("{name}: integer tensor in a checkpoint")));
+                return Err(ModelError::file(
+                    path,
+                    format!("{name}: integer tensor in a checkpoint"),
+                ));
             };
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
                 let count = v.iter().filter(|x| !x.is_finite()).count();
-                return Err(ModelError::file(path, format!("tensor `{name}` has {count} non-finite values (the first, {}, at flat index {i})", v[i])));
+                return Err(ModelError::file(
+                    path,
+                    format!(
+                        "tensor `{name}` has {count} non-finite values (the first, {}, at flat index {i})",
+                        v[i]
+                    ),
+                ));
             }
-            tensors.insert(name, HostTensor::new(shape, v.into_iter().map(|x| x as f32).collect()));
+            tensors.insert(
+                name,
+                HostTensor::new(shape, v.into_iter().map(|x| x as f32).collect()),
+            );
         }
         Ok(tensors)
     }
 
     /// The tensors whose keys start with `prefix`, with the prefix stripped.
-    pub fn with_prefix(path: &Path, all: &BTreeMap<String, HostTensor>, prefix: &str) -> Checkpoint {
+    pub fn with_prefix(
+        path: &Path,
+        all: &BTreeMap<String, HostTensor>,
+        prefix: &str,
+    ) -> Checkpoint {
         let mut tensors = BTreeMap::new();
         let mut outside = 0;
         for (k, v) in all {
@@ -97,7 +134,12 @@ impl Checkpoint {
                 None => outside += 1,
             }
         }
-        Checkpoint { path: path.to_owned(), prefix: prefix.to_owned(), tensors, outside_prefix: outside }
+        Checkpoint {
+            path: path.to_owned(),
+            prefix: prefix.to_owned(),
+            tensors,
+            outside_prefix: outside,
+        }
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -108,14 +150,23 @@ impl Checkpoint {
     pub fn count_blocks(&self, stem: &str) -> usize {
         self.tensors
             .keys()
-            .filter_map(|k| k.strip_prefix(stem)?.split('.').next()?.parse::<usize>().ok())
+            .filter_map(|k| {
+                k.strip_prefix(stem)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
             .max()
             .map_or(0, |m| m + 1)
     }
 
     /// Takes a required tensor.
     pub fn take(&mut self, key: &str) -> Result<HostTensor, ModelError> {
-        self.tensors.remove(key).ok_or_else(|| ModelError::Missing { file: self.path.clone(), key: self.full(key) })
+        self.tensors.remove(key).ok_or_else(|| ModelError::Missing {
+            file: self.path.clone(),
+            key: self.full(key),
+        })
     }
 
     /// Takes a tensor the family may or may not have.
@@ -131,13 +182,21 @@ impl Checkpoint {
     /// Ends loading: tensors not taken must match an ignore pattern
     /// (`pooler.` matches every key starting so); returns those ignored.
     pub fn finish(self, ignore: &[&str]) -> Result<Vec<String>, ModelError> {
-        let (ignored, unused): (Vec<String>, Vec<String>) =
-            self.tensors.keys().map(|k| format!("{}{k}", self.prefix)).partition(|k| {
+        let (ignored, unused): (Vec<String>, Vec<String>) = self
+            .tensors
+            .keys()
+            .map(|k| format!("{}{k}", self.prefix))
+            .partition(|k| {
                 let k = &k[self.prefix.len()..];
-                ignore.iter().any(|p| k == *p || (p.ends_with('.') && k.starts_with(p)))
+                ignore
+                    .iter()
+                    .any(|p| k == *p || (p.ends_with('.') && k.starts_with(p)))
             });
         if !unused.is_empty() {
-            return Err(ModelError::Unused { file: self.path, keys: unused });
+            return Err(ModelError::Unused {
+                file: self.path,
+                keys: unused,
+            });
         }
         Ok(ignored)
     }

@@ -31,18 +31,37 @@ pub struct VitShape {
 const LAYER_NORM_EPS: f64 = 1e-6;
 
 /// A randomly initialised ViT (no head) of `shape`, drawn from `seed`.
-pub fn random_vit<B: Backend>(shape: VitShape, seed: u64, device: &B::Device) -> Result<Backbone<B>, ModelError> {
-    let VitShape { width: d, depth, patch: p, mlp_ratio, input_size, .. } = shape;
+pub fn random_vit<B: Backend>(
+    shape: VitShape,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Backbone<B>, ModelError> {
+    let VitShape {
+        width: d,
+        depth,
+        patch: p,
+        mlp_ratio,
+        input_size,
+        ..
+    } = shape;
     let grid = input_size / p;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut t = BTreeMap::new();
     let mut put = |name: String, shape: Vec<usize>, data: Vec<f32>| {
         t.insert(name, HostTensor::new(shape, data));
     };
-    put("patch_embed.proj.weight".into(), vec![d, 3, p, p], trunc_normal(&mut rng, d * 3 * p * p, 0.02));
+    put(
+        "patch_embed.proj.weight".into(),
+        vec![d, 3, p, p],
+        trunc_normal(&mut rng, d * 3 * p * p, 0.02),
+    );
     put("patch_embed.proj.bias".into(), vec![d], vec![0.0; d]);
     put("cls_token".into(), vec![1, 1, d], normal(&mut rng, d, 1e-6));
-    put("pos_embed".into(), vec![1, 1 + grid * grid, d], trunc_normal(&mut rng, (1 + grid * grid) * d, 0.02));
+    put(
+        "pos_embed".into(),
+        vec![1, 1 + grid * grid, d],
+        trunc_normal(&mut rng, (1 + grid * grid) * d, 0.02),
+    );
     let hidden = mlp_ratio * d;
     for i in 0..depth {
         let b = format!("blocks.{i}");
@@ -50,8 +69,17 @@ pub fn random_vit<B: Backend>(shape: VitShape, seed: u64, device: &B::Device) ->
             put(format!("{b}.{norm}.weight"), vec![d], vec![1.0; d]);
             put(format!("{b}.{norm}.bias"), vec![d], vec![0.0; d]);
         }
-        for (name, out, inp) in [("attn.qkv", 3 * d, d), ("attn.proj", d, d), ("mlp.fc1", hidden, d), ("mlp.fc2", d, hidden)] {
-            put(format!("{b}.{name}.weight"), vec![out, inp], trunc_normal(&mut rng, out * inp, 0.02));
+        for (name, out, inp) in [
+            ("attn.qkv", 3 * d, d),
+            ("attn.proj", d, d),
+            ("mlp.fc1", hidden, d),
+            ("mlp.fc2", d, hidden),
+        ] {
+            put(
+                format!("{b}.{name}.weight"),
+                vec![out, inp],
+                trunc_normal(&mut rng, out * inp, 0.02),
+            );
             put(format!("{b}.{name}.bias"), vec![out], vec![0.0; out]);
         }
     }
@@ -67,12 +95,21 @@ pub fn random_vit<B: Backend>(shape: VitShape, seed: u64, device: &B::Device) ->
         resize: Resize::BicubicAntialias,
     };
     let model = Vit::from_canonical(t, &keys, &spec, device)?;
-    Ok(Backbone { model, naming: Naming::Timm, prefix: String::new(), ignored: Vec::new(), outside_prefix: 0, keys })
+    Ok(Backbone {
+        model,
+        naming: Naming::Timm,
+        prefix: String::new(),
+        ignored: Vec::new(),
+        outside_prefix: 0,
+        keys,
+    })
 }
 
 /// Standard normal draws (Box–Muller) times `std`.
 fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
-    (0..n).map(|_| (standard_normal(rng) * std) as f32).collect()
+    (0..n)
+        .map(|_| (standard_normal(rng) * std) as f32)
+        .collect()
 }
 
 /// Normal draws times `std`, redrawn outside ±2 (timm's `trunc_normal_`
@@ -80,10 +117,12 @@ fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
 /// nothing, and neither does this: the cut is at ±2σ, as its intent).
 pub(crate) fn trunc_normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
     (0..n)
-        .map(|_| loop {
-            let z = standard_normal(rng);
-            if z.abs() <= 2.0 {
-                break (z * std) as f32;
+        .map(|_| {
+            loop {
+                let z = standard_normal(rng);
+                if z.abs() <= 2.0 {
+                    break (z * std) as f32;
+                }
             }
         })
         .collect()
@@ -102,21 +141,45 @@ mod tests {
 
     #[test]
     fn the_initialisation_is_timm_s_and_the_seed_fixes_it() {
-        let shape = VitShape { width: 32, depth: 2, heads: 4, patch: 4, mlp_ratio: 4, input_size: 16 };
+        let shape = VitShape {
+            width: 32,
+            depth: 2,
+            heads: 4,
+            patch: 4,
+            mlp_ratio: 4,
+            input_size: 16,
+        };
         let device = Default::default();
-        let tensors = random_vit::<CpuBackend>(shape, 5, &device).unwrap().model.to_canonical();
+        let tensors = random_vit::<CpuBackend>(shape, 5, &device)
+            .unwrap()
+            .model
+            .to_canonical();
         let qkv = &tensors["blocks.1.attn.qkv.weight"].data;
         let std = (qkv.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / qkv.len() as f64).sqrt();
         // Truncated at ±2σ, the standard deviation is 0.88σ.
         assert!((std - 0.02 * 0.88).abs() < 0.001, "std {std}");
         assert!(qkv.iter().all(|v| v.abs() <= 0.04 + 1e-7));
-        assert!(tensors["blocks.0.mlp.fc1.bias"].data.iter().all(|&v| v == 0.0));
+        assert!(
+            tensors["blocks.0.mlp.fc1.bias"]
+                .data
+                .iter()
+                .all(|&v| v == 0.0)
+        );
         assert!(tensors["norm.weight"].data.iter().all(|&v| v == 1.0));
         assert!(tensors["cls_token"].data.iter().all(|v| v.abs() < 1e-5));
         assert_eq!(tensors["pos_embed"].shape, [1, 17, 32]);
-        let again = random_vit::<CpuBackend>(shape, 5, &device).unwrap().model.to_canonical();
-        let other = random_vit::<CpuBackend>(shape, 6, &device).unwrap().model.to_canonical();
+        let again = random_vit::<CpuBackend>(shape, 5, &device)
+            .unwrap()
+            .model
+            .to_canonical();
+        let other = random_vit::<CpuBackend>(shape, 6, &device)
+            .unwrap()
+            .model
+            .to_canonical();
         assert_eq!(tensors, again);
-        assert_ne!(tensors["blocks.0.attn.proj.weight"], other["blocks.0.attn.proj.weight"]);
+        assert_ne!(
+            tensors["blocks.0.attn.proj.weight"],
+            other["blocks.0.attn.proj.weight"]
+        );
     }
 }

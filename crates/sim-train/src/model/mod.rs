@@ -36,14 +36,22 @@ pub enum ModelError {
     #[error("{file}: missing tensor `{key}`")]
     Missing { file: PathBuf, key: String },
     #[error("{file}: tensor `{key}` has shape {found:?}, expected {expected:?}")]
-    Shape { file: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
+    Shape {
+        file: PathBuf,
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("{file}: tensors the model does not use: {}", keys.join(", "))]
     Unused { file: PathBuf, keys: Vec<String> },
 }
 
 impl ModelError {
     pub fn file(file: &Path, message: impl Into<String>) -> ModelError {
-        ModelError::File { file: file.to_owned(), message: message.into() }
+        ModelError::File {
+            file: file.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -67,7 +75,14 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     pub fn new(input_size: usize) -> LoadOptions {
-        LoadOptions { family: Family::Auto, prefix: None, input_size, heads: None, activation: Activation::Gelu, resize: None }
+        LoadOptions {
+            family: Family::Auto,
+            prefix: None,
+            input_size,
+            heads: None,
+            activation: Activation::Gelu,
+            resize: None,
+        }
     }
 
     /// What a study's backbone entry asks for.
@@ -77,7 +92,11 @@ impl LoadOptions {
             prefix: b.prefix.clone(),
             input_size: b.input_size as usize,
             heads: b.heads,
-            activation: if b.quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
+            activation: if b.quick_gelu {
+                Activation::QuickGelu
+            } else {
+                Activation::Gelu
+            },
             resize: b.pos_resize,
         }
     }
@@ -97,7 +116,11 @@ pub struct Backbone<B: Backend> {
 }
 
 /// Loads a backbone from a safetensors checkpoint.
-pub fn load<B: Backend>(path: &Path, opts: &LoadOptions, device: &B::Device) -> Result<Backbone<B>, ModelError> {
+pub fn load<B: Backend>(
+    path: &Path,
+    opts: &LoadOptions,
+    device: &B::Device,
+) -> Result<Backbone<B>, ModelError> {
     let all = Checkpoint::read_all(path)?;
     let candidates: Vec<&str> = match &opts.prefix {
         Some(p) => vec![p.as_str()],
@@ -108,11 +131,25 @@ pub fn load<B: Backend>(path: &Path, opts: &LoadOptions, device: &B::Device) -> 
         .map(|p| Checkpoint::with_prefix(path, &all, p))
         .find_map(|c| Naming::detect(&c).map(|n| (c, n)))
         .ok_or_else(|| {
-            let tried = candidates.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
-            ModelError::file(path, format!("no ViT, DINOv2 or OpenCLIP image backbone under the key prefixes {tried}"))
+            let tried = candidates
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            ModelError::file(
+                path,
+                format!("no ViT, DINOv2 or OpenCLIP image backbone under the key prefixes {tried}"),
+            )
         })?;
     if opts.family != Family::Auto && opts.family != naming.family() {
-        return Err(ModelError::file(path, format!("keys are {naming:?} names (family {:?}), but family {:?} was asked for", naming.family(), opts.family)));
+        return Err(ModelError::file(
+            path,
+            format!(
+                "keys are {naming:?} names (family {:?}), but family {:?} was asked for",
+                naming.family(),
+                opts.family
+            ),
+        ));
     }
     let prefix = ckpt.prefix.clone();
     let outside_prefix = ckpt.outside_prefix;
@@ -123,17 +160,32 @@ pub fn load<B: Backend>(path: &Path, opts: &LoadOptions, device: &B::Device) -> 
         activation: opts.activation,
         layer_norm_eps: naming.layer_norm_eps(),
         input_size: opts.input_size,
-        resize: opts.resize.unwrap_or(naming.pos_resize(tensors.contains_key("reg_token"))),
+        resize: opts
+            .resize
+            .unwrap_or(naming.pos_resize(tensors.contains_key("reg_token"))),
     };
     let model = Vit::from_canonical(tensors, &keys, &spec, device)?;
-    Ok(Backbone { model, naming, prefix, ignored, outside_prefix, keys })
+    Ok(Backbone {
+        model,
+        naming,
+        prefix,
+        ignored,
+        outside_prefix,
+        keys,
+    })
 }
 
 /// The attention heads to build with: the ones asked for, else the ones
 /// the file records (files this tool wrote); a disagreement is an error.
 fn heads(path: &Path, asked: Option<usize>) -> Result<Option<usize>, ModelError> {
     match (asked, checkpoint::stored_heads(path)?) {
-        (Some(a), Some(s)) if a != s => Err(ModelError::file(path, format!("{s} attention heads recorded in the file (metadata `{}`), {a} asked for", checkpoint::HEADS_METADATA))),
+        (Some(a), Some(s)) if a != s => Err(ModelError::file(
+            path,
+            format!(
+                "{s} attention heads recorded in the file (metadata `{}`), {a} asked for",
+                checkpoint::HEADS_METADATA
+            ),
+        )),
         (asked, stored) => Ok(asked.or(stored)),
     }
 }
@@ -150,9 +202,16 @@ impl<B: Backend> Backbone<B> {
     /// names this one was loaded from, as [`Backbone::save`].
     pub fn save_model<I: Backend>(&self, model: &Vit<I>, path: &Path) -> Result<(), ModelError> {
         let tensors = naming::from_canonical(&model.to_canonical(), &self.keys);
-        let raw = tensors.into_iter().map(|(k, t)| RawTensor::f32(k, t.shape, &t.data)).collect();
+        let raw = tensors
+            .into_iter()
+            .map(|(k, t)| RawTensor::f32(k, t.shape, &t.data))
+            .collect();
         let heads = model.blocks.first().map(|b| b.heads).unwrap_or_default();
-        let metadata = std::collections::HashMap::from([(checkpoint::HEADS_METADATA.to_string(), heads.to_string())]);
-        write_safetensors(path, raw, Some(metadata)).map_err(|e| ModelError::file(path, e.to_string()))
+        let metadata = std::collections::HashMap::from([(
+            checkpoint::HEADS_METADATA.to_string(),
+            heads.to_string(),
+        )]);
+        write_safetensors(path, raw, Some(metadata))
+            .map_err(|e| ModelError::file(path, e.to_string()))
     }
 }

@@ -32,7 +32,10 @@ enum Rule {
     /// The family stores it without the canonical leading 1-dimensions.
     Lift { canonical: String, family: String },
     /// Separate q, k, v (each `[D, …]`) fused into `[3D, …]`.
-    Fuse { canonical: String, parts: [String; 3] },
+    Fuse {
+        canonical: String,
+        parts: [String; 3],
+    },
 }
 
 /// Which family key(s) each canonical tensor came from, to save it back.
@@ -44,9 +47,17 @@ impl Naming {
         if ckpt.contains("conv1.weight") && ckpt.contains("class_embedding") {
             Some(Naming::OpenClip)
         } else if ckpt.contains("embeddings.patch_embeddings.projection.weight") {
-            Some(if ckpt.contains("encoder.layer.0.layer_scale1.lambda1") { Naming::HfDinov2 } else { Naming::HfVit })
+            Some(if ckpt.contains("encoder.layer.0.layer_scale1.lambda1") {
+                Naming::HfDinov2
+            } else {
+                Naming::HfVit
+            })
         } else if ckpt.contains("patch_embed.proj.weight") {
-            Some(if ckpt.contains("blocks.0.ls1.gamma") { Naming::TimmDinov2 } else { Naming::Timm })
+            Some(if ckpt.contains("blocks.0.ls1.gamma") {
+                Naming::TimmDinov2
+            } else {
+                Naming::Timm
+            })
         } else {
             None
         }
@@ -100,18 +111,46 @@ impl Naming {
 
     /// The rules for a model of `depth` blocks; the family's key tree.
     fn rules(self, depth: usize) -> Vec<Rule> {
-        let rename = |c: &str, f: &str| Rule::Rename { canonical: c.into(), family: f.into() };
+        let rename = |c: &str, f: &str| Rule::Rename {
+            canonical: c.into(),
+            family: f.into(),
+        };
         let mut rules = Vec::new();
         match self {
             Naming::Timm | Naming::TimmDinov2 => {
-                for k in ["cls_token", "reg_token", "register_tokens", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
-                    "norm_pre.weight", "norm_pre.bias", "norm.weight", "norm.bias", "head.weight", "head.bias"]
-                {
+                for k in [
+                    "cls_token",
+                    "reg_token",
+                    "register_tokens",
+                    "pos_embed",
+                    "patch_embed.proj.weight",
+                    "patch_embed.proj.bias",
+                    "norm_pre.weight",
+                    "norm_pre.bias",
+                    "norm.weight",
+                    "norm.bias",
+                    "head.weight",
+                    "head.bias",
+                ] {
                     // Meta's DINOv2 calls the registers `register_tokens`.
-                    rules.push(rename(if k == "register_tokens" { "reg_token" } else { k }, k));
+                    rules.push(rename(
+                        if k == "register_tokens" {
+                            "reg_token"
+                        } else {
+                            k
+                        },
+                        k,
+                    ));
                 }
                 for i in 0..depth {
-                    for k in ["norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"] {
+                    for k in [
+                        "norm1",
+                        "attn.qkv",
+                        "attn.proj",
+                        "norm2",
+                        "mlp.fc1",
+                        "mlp.fc2",
+                    ] {
                         for p in ["weight", "bias"] {
                             let key = format!("blocks.{i}.{k}.{p}");
                             rules.push(rename(&key, &key));
@@ -128,33 +167,66 @@ impl Naming {
                 rules.push(rename("reg_token", "embeddings.register_tokens"));
                 rules.push(rename("pos_embed", "embeddings.position_embeddings"));
                 for p in ["weight", "bias"] {
-                    rules.push(rename(&format!("patch_embed.proj.{p}"), &format!("embeddings.patch_embeddings.projection.{p}")));
+                    rules.push(rename(
+                        &format!("patch_embed.proj.{p}"),
+                        &format!("embeddings.patch_embeddings.projection.{p}"),
+                    ));
                     rules.push(rename(&format!("norm.{p}"), &format!("layernorm.{p}")));
                 }
                 let dino = self == Naming::HfDinov2;
                 for i in 0..depth {
                     let l = format!("encoder.layer.{i}");
                     let b = format!("blocks.{i}");
-                    let (n1, n2) = if dino { ("norm1", "norm2") } else { ("layernorm_before", "layernorm_after") };
-                    let (fc1, fc2) = if dino { ("mlp.fc1", "mlp.fc2") } else { ("intermediate.dense", "output.dense") };
+                    let (n1, n2) = if dino {
+                        ("norm1", "norm2")
+                    } else {
+                        ("layernorm_before", "layernorm_after")
+                    };
+                    let (fc1, fc2) = if dino {
+                        ("mlp.fc1", "mlp.fc2")
+                    } else {
+                        ("intermediate.dense", "output.dense")
+                    };
                     for p in ["weight", "bias"] {
                         rules.push(rename(&format!("{b}.norm1.{p}"), &format!("{l}.{n1}.{p}")));
                         rules.push(Rule::Fuse {
                             canonical: format!("{b}.attn.qkv.{p}"),
-                            parts: ["query", "key", "value"].map(|q| format!("{l}.attention.attention.{q}.{p}")),
+                            parts: ["query", "key", "value"]
+                                .map(|q| format!("{l}.attention.attention.{q}.{p}")),
                         });
-                        rules.push(rename(&format!("{b}.attn.proj.{p}"), &format!("{l}.attention.output.dense.{p}")));
+                        rules.push(rename(
+                            &format!("{b}.attn.proj.{p}"),
+                            &format!("{l}.attention.output.dense.{p}"),
+                        ));
                         rules.push(rename(&format!("{b}.norm2.{p}"), &format!("{l}.{n2}.{p}")));
-                        rules.push(rename(&format!("{b}.mlp.fc1.{p}"), &format!("{l}.{fc1}.{p}")));
-                        rules.push(rename(&format!("{b}.mlp.fc2.{p}"), &format!("{l}.{fc2}.{p}")));
+                        rules.push(rename(
+                            &format!("{b}.mlp.fc1.{p}"),
+                            &format!("{l}.{fc1}.{p}"),
+                        ));
+                        rules.push(rename(
+                            &format!("{b}.mlp.fc2.{p}"),
+                            &format!("{l}.{fc2}.{p}"),
+                        ));
                     }
-                    rules.push(rename(&format!("{b}.ls1.gamma"), &format!("{l}.layer_scale1.lambda1")));
-                    rules.push(rename(&format!("{b}.ls2.gamma"), &format!("{l}.layer_scale2.lambda1")));
+                    rules.push(rename(
+                        &format!("{b}.ls1.gamma"),
+                        &format!("{l}.layer_scale1.lambda1"),
+                    ));
+                    rules.push(rename(
+                        &format!("{b}.ls2.gamma"),
+                        &format!("{l}.layer_scale2.lambda1"),
+                    ));
                 }
             }
             Naming::OpenClip => {
-                rules.push(Rule::Lift { canonical: "cls_token".into(), family: "class_embedding".into() });
-                rules.push(Rule::Lift { canonical: "pos_embed".into(), family: "positional_embedding".into() });
+                rules.push(Rule::Lift {
+                    canonical: "cls_token".into(),
+                    family: "class_embedding".into(),
+                });
+                rules.push(Rule::Lift {
+                    canonical: "pos_embed".into(),
+                    family: "positional_embedding".into(),
+                });
                 rules.push(rename("patch_embed.proj.weight", "conv1.weight"));
                 rules.push(rename("proj", "proj"));
                 for p in ["weight", "bias"] {
@@ -164,14 +236,29 @@ impl Naming {
                 for i in 0..depth {
                     let r = format!("transformer.resblocks.{i}");
                     let b = format!("blocks.{i}");
-                    rules.push(rename(&format!("{b}.attn.qkv.weight"), &format!("{r}.attn.in_proj_weight")));
-                    rules.push(rename(&format!("{b}.attn.qkv.bias"), &format!("{r}.attn.in_proj_bias")));
+                    rules.push(rename(
+                        &format!("{b}.attn.qkv.weight"),
+                        &format!("{r}.attn.in_proj_weight"),
+                    ));
+                    rules.push(rename(
+                        &format!("{b}.attn.qkv.bias"),
+                        &format!("{r}.attn.in_proj_bias"),
+                    ));
                     for p in ["weight", "bias"] {
                         rules.push(rename(&format!("{b}.norm1.{p}"), &format!("{r}.ln_1.{p}")));
-                        rules.push(rename(&format!("{b}.attn.proj.{p}"), &format!("{r}.attn.out_proj.{p}")));
+                        rules.push(rename(
+                            &format!("{b}.attn.proj.{p}"),
+                            &format!("{r}.attn.out_proj.{p}"),
+                        ));
                         rules.push(rename(&format!("{b}.norm2.{p}"), &format!("{r}.ln_2.{p}")));
-                        rules.push(rename(&format!("{b}.mlp.fc1.{p}"), &format!("{r}.mlp.c_fc.{p}")));
-                        rules.push(rename(&format!("{b}.mlp.fc2.{p}"), &format!("{r}.mlp.c_proj.{p}")));
+                        rules.push(rename(
+                            &format!("{b}.mlp.fc1.{p}"),
+                            &format!("{r}.mlp.c_fc.{p}"),
+                        ));
+                        rules.push(rename(
+                            &format!("{b}.mlp.fc2.{p}"),
+                            &format!("{r}.mlp.c_proj.{p}"),
+                        ));
                     }
                 }
             }
@@ -183,10 +270,16 @@ impl Naming {
     /// Tensors a family may lack (registers, LayerScale, head…) are simply
     /// absent from the result; whether the model needs them is the builder's
     /// call. Anything left in the checkpoint and not ignored is an error.
-    pub fn to_canonical(self, mut ckpt: Checkpoint) -> Result<(BTreeMap<String, HostTensor>, KeyMap, Vec<String>), ModelError> {
+    pub fn to_canonical(
+        self,
+        mut ckpt: Checkpoint,
+    ) -> Result<(BTreeMap<String, HostTensor>, KeyMap, Vec<String>), ModelError> {
         let depth = ckpt.count_blocks(self.block_stem());
         if depth == 0 {
-            return Err(ModelError::file(&ckpt.path, format!("no blocks (`{}{}0.…`)", ckpt.prefix, self.block_stem())));
+            return Err(ModelError::file(
+                &ckpt.path,
+                format!("no blocks (`{}{}0.…`)", ckpt.prefix, self.block_stem()),
+            ));
         }
         let mut out = BTreeMap::new();
         let mut keys = KeyMap::new();
@@ -213,17 +306,28 @@ impl Naming {
                     if present == 0 {
                         continue;
                     }
-                    let taken = parts.iter().map(|p| ckpt.take(p)).collect::<Result<Vec<_>, _>>()?;
+                    let taken = parts
+                        .iter()
+                        .map(|p| ckpt.take(p))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let first = &taken[0].shape;
                     for (t, p) in taken.iter().zip(&parts) {
                         if first.is_empty() || t.shape != *first {
-                            return Err(ModelError::Shape { file: ckpt.path.clone(), key: ckpt.full(p), expected: taken[0].shape.clone(), found: t.shape.clone() });
+                            return Err(ModelError::Shape {
+                                file: ckpt.path.clone(),
+                                key: ckpt.full(p),
+                                expected: taken[0].shape.clone(),
+                                found: t.shape.clone(),
+                            });
                         }
                     }
                     let mut shape = taken[0].shape.clone();
                     shape[0] *= 3;
                     let data = taken.iter().flat_map(|t| t.data.iter().copied()).collect();
-                    keys.insert(canonical.clone(), parts.iter().map(|p| ckpt.full(p)).collect());
+                    keys.insert(
+                        canonical.clone(),
+                        parts.iter().map(|p| ckpt.full(p)).collect(),
+                    );
                     out.insert(canonical, HostTensor::new(shape, data));
                 }
             }
@@ -234,12 +338,21 @@ impl Naming {
 }
 
 /// Canonical tensors back into the family keys they were loaded from.
-pub fn from_canonical(tensors: &BTreeMap<String, HostTensor>, keys: &KeyMap) -> BTreeMap<String, HostTensor> {
+pub fn from_canonical(
+    tensors: &BTreeMap<String, HostTensor>,
+    keys: &KeyMap,
+) -> BTreeMap<String, HostTensor> {
     let mut out = BTreeMap::new();
     for (canonical, t) in tensors {
         let family = &keys[canonical];
         if let [single] = &family[..] {
-            let rank = if single.ends_with("class_embedding") { 1 } else if single.ends_with("positional_embedding") { 2 } else { t.shape.len() };
+            let rank = if single.ends_with("class_embedding") {
+                1
+            } else if single.ends_with("positional_embedding") {
+                2
+            } else {
+                t.shape.len()
+            };
             let shape = t.shape[t.shape.len() - rank..].to_vec();
             out.insert(single.clone(), HostTensor::new(shape, t.data.clone()));
         } else {
@@ -247,7 +360,10 @@ pub fn from_canonical(tensors: &BTreeMap<String, HostTensor>, keys: &KeyMap) -> 
             let mut shape = t.shape.clone();
             shape[0] /= family.len();
             for (i, key) in family.iter().enumerate() {
-                out.insert(key.clone(), HostTensor::new(shape.clone(), t.data[i * part..(i + 1) * part].to_vec()));
+                out.insert(
+                    key.clone(),
+                    HostTensor::new(shape.clone(), t.data[i * part..(i + 1) * part].to_vec()),
+                );
             }
         }
     }

@@ -17,7 +17,13 @@
 pub use sim_study::config::PosResize as Resize;
 
 /// Resizes a `(h, w)` grid of `dim`-vectors to `(new_h, new_w)`.
-pub fn resize_grid(grid: &[f64], (h, w): (usize, usize), (new_h, new_w): (usize, usize), dim: usize, mode: Resize) -> Vec<f64> {
+pub fn resize_grid(
+    grid: &[f64],
+    (h, w): (usize, usize),
+    (new_h, new_w): (usize, usize),
+    dim: usize,
+    mode: Resize,
+) -> Vec<f64> {
     assert_eq!(grid.len(), h * w * dim);
     if (h, w) == (new_h, new_w) {
         return grid.to_vec();
@@ -66,7 +72,12 @@ fn keys(input: usize, output: usize, scale: f64) -> Vec<Vec<(usize, f64)>> {
             let real = scale * (i as f64 + 0.5) - 0.5;
             let base = real.floor();
             let t = real - base;
-            let w = [cubic2(t + 1.0, A), cubic1(t, A), cubic1(1.0 - t, A), cubic2(2.0 - t, A)];
+            let w = [
+                cubic2(t + 1.0, A),
+                cubic1(t, A),
+                cubic1(1.0 - t, A),
+                cubic2(2.0 - t, A),
+            ];
             (0..4)
                 .map(|k| {
                     let idx = (base as i64 - 1 + k as i64).clamp(0, input as i64 - 1) as usize;
@@ -91,7 +102,13 @@ fn antialiased(input: usize, output: usize) -> Vec<Vec<(usize, f64)>> {
             let mut taps: Vec<(usize, f64)> = (lo..hi)
                 .map(|j| {
                     let x = ((j as f64 - center + 0.5) * inv).abs();
-                    let w = if x < 1.0 { cubic1(x, A) } else if x < 2.0 { cubic2(x, A) } else { 0.0 };
+                    let w = if x < 1.0 {
+                        cubic1(x, A)
+                    } else if x < 2.0 {
+                        cubic2(x, A)
+                    } else {
+                        0.0
+                    };
                     (j, w)
                 })
                 .collect();
@@ -119,10 +136,17 @@ mod tests {
         let grid: Vec<f64> = (0..2 * 2 * 3).map(|v| v as f64).collect();
         assert_eq!(resize_grid(&grid, (2, 2), (2, 2), 3, Resize::Bicubic), grid);
         let constant = vec![1.5; 4 * 4 * 2];
-        for mode in [Resize::Bicubic, Resize::BicubicAntialias, Resize::MetaOffset] {
+        for mode in [
+            Resize::Bicubic,
+            Resize::BicubicAntialias,
+            Resize::MetaOffset,
+        ] {
             for target in [(2, 2), (6, 6), (3, 5)] {
                 let out = resize_grid(&constant, (4, 4), target, 2, mode);
-                assert!(out.iter().all(|v| (v - 1.5).abs() < 1e-12), "{mode:?} {target:?}");
+                assert!(
+                    out.iter().all(|v| (v - 1.5).abs() < 1e-12),
+                    "{mode:?} {target:?}"
+                );
             }
         }
     }

@@ -106,7 +106,11 @@ impl<B: Backend> VitOutput<B> {
     pub fn cls_and_patch_mean(&self, tokens: &Tensor<B, 3>) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, t, d] = tokens.dims();
         let cls = tokens.clone().narrow(1, 0, 1).reshape([b, d]);
-        let patches = tokens.clone().narrow(1, self.prefix, t - self.prefix).mean_dim(1).reshape([b, d]);
+        let patches = tokens
+            .clone()
+            .narrow(1, self.prefix, t - self.prefix)
+            .mean_dim(1)
+            .reshape([b, d]);
         (cls, patches)
     }
 
@@ -114,23 +118,42 @@ impl<B: Backend> VitOutput<B> {
     /// (registers excluded), in the patch grid's row-major order.
     pub fn patch_norms(&self) -> Tensor<B, 2> {
         let [b, t, _] = self.final_tokens.dims();
-        let patches = self.final_tokens.clone().narrow(1, self.prefix, t - self.prefix);
-        patches.powi_scalar(2).sum_dim(2).sqrt().reshape([b, t - self.prefix])
+        let patches = self
+            .final_tokens
+            .clone()
+            .narrow(1, self.prefix, t - self.prefix);
+        patches
+            .powi_scalar(2)
+            .sum_dim(2)
+            .sqrt()
+            .reshape([b, t - self.prefix])
     }
 }
 
 impl<B: Backend> Block<B> {
     /// `[B, T, D]` → `[B, T, D]`, and the head-averaged attention `[B, T, T]` when asked.
-    pub fn forward(&self, x: Tensor<B, 3>, with_attention: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        with_attention: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
         let dtype = compute_dtype(self.precision);
-        let qkv = linear_in(&self.qkv, self.norm1.forward(x.clone()), dtype).reshape([b, t, 3, h, dh]);
-        let part = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, h, dh]).swap_dims(1, 2); // [B, H, T, dh]
+        let qkv =
+            linear_in(&self.qkv, self.norm1.forward(x.clone()), dtype).reshape([b, t, 3, h, dh]);
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, t, h, dh])
+                .swap_dims(1, 2)
+        }; // [B, H, T, dh]
         let (q, k, v) = (part(0), part(1), part(2));
         let scores = matmul(q, k.swap_dims(2, 3), dtype).mul_scalar((dh as f64).powf(-0.5));
         let attn = softmax(scores, 3);
-        let mixed = matmul(attn.clone(), v, dtype).swap_dims(1, 2).reshape([b, t, d]);
+        let mixed = matmul(attn.clone(), v, dtype)
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
         let x = x + scale(linear_in(&self.proj, mixed, dtype), &self.ls1);
         let hidden = linear_in(&self.fc1, self.norm2.forward(x.clone()), dtype);
         let hidden = match self.activation {
@@ -168,7 +191,11 @@ fn matmul<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>, dtype: Option<FloatDType
 /// linear on `[B, T, C]` multiplies B matrices by the broadcast weight, and
 /// its weight gradient then builds B partial products `[B, C, D]` before
 /// summing them; one product is a single large GEMM each way.
-fn linear_in<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, dtype: Option<FloatDType>) -> Tensor<B, 3> {
+fn linear_in<B: Backend>(
+    layer: &Linear<B>,
+    x: Tensor<B, 3>,
+    dtype: Option<FloatDType>,
+) -> Tensor<B, 3> {
     let [b, t, c] = x.dims();
     let x = x.reshape([b * t, c]);
     let y = match dtype {
@@ -224,7 +251,10 @@ impl<B: Backend> Vit<B> {
         let patches = x.reshape([b, d, gh * gw]).swap_dims(1, 2); // [B, N, D]
         let cls = self.cls_token.val().expand([b, 1, d]);
         let pos = self.pos_embed_at(gh, gw);
-        let regs = self.reg_token.as_ref().map(|r| r.val().expand([b, self.registers(), d]));
+        let regs = self
+            .reg_token
+            .as_ref()
+            .map(|r| r.val().expand([b, self.registers(), d]));
         let mut x = if self.class_pos {
             let x = Tensor::cat(vec![cls, patches], 1) + pos;
             match regs {
@@ -255,14 +285,25 @@ impl<B: Backend> Vit<B> {
             if last {
                 let attn = attn.expect("asked for");
                 let t = attn.dims()[1];
-                attention = Some(attn.narrow(1, 0, 1).narrow(2, prefix, t - prefix).reshape([b, t - prefix]));
+                attention = Some(
+                    attn.narrow(1, 0, 1)
+                        .narrow(2, prefix, t - prefix)
+                        .reshape([b, t - prefix]),
+                );
             }
         }
         let final_tokens = self.norm.forward(x);
         let cls_final = final_tokens.clone().narrow(1, 0, 1).reshape([b, d]);
         let logits = self.head.as_ref().map(|h| h.forward(cls_final.clone()));
         let embedding = self.proj.as_ref().map(|p| cls_final.matmul(p.val()));
-        VitOutput { hidden, final_tokens, logits, embedding, attention: attention.expect("at least one block"), prefix }
+        VitOutput {
+            hidden,
+            final_tokens,
+            logits,
+            embedding,
+            attention: attention.expect("at least one block"),
+            prefix,
+        }
     }
 
     /// The position embedding for a `gh × gw` patch grid: as stored when the
@@ -278,19 +319,43 @@ impl<B: Backend> Vit<B> {
             return pos;
         }
         let old = (n as f64).sqrt().round() as usize;
-        let identity: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect();
-        let map: Vec<f32> = resize_grid(&identity, (old, old), (gh, gw), n, Resize::BicubicAntialias).into_iter().map(|v| v as f32).collect();
+        let identity: Vec<f64> = (0..n * n)
+            .map(|i| f64::from(u8::from(i / n == i % n)))
+            .collect();
+        let map: Vec<f32> =
+            resize_grid(&identity, (old, old), (gh, gw), n, Resize::BicubicAntialias)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
         let map = Tensor::<B, 2>::from_data(TensorData::new(map, [gh * gw, n]), &pos.device());
-        let resized = map.matmul(pos.clone().narrow(1, skip, n).reshape([n, d])).reshape([1, gh * gw, d]);
-        if self.class_pos { Tensor::cat(vec![pos.narrow(1, 0, 1), resized], 1) } else { resized }
+        let resized = map
+            .matmul(pos.clone().narrow(1, skip, n).reshape([n, d]))
+            .reshape([1, gh * gw, d]);
+        if self.class_pos {
+            Tensor::cat(vec![pos.narrow(1, 0, 1), resized], 1)
+        } else {
+            resized
+        }
     }
 
     /// Builds the model from canonical tensors, checking every shape.
-    pub fn from_canonical(tensors: BTreeMap<String, HostTensor>, keys: &KeyMap, spec: &BuildSpec, device: &B::Device) -> Result<Vit<B>, ModelError> {
-        let mut t = Taker { tensors, keys, spec };
+    pub fn from_canonical(
+        tensors: BTreeMap<String, HostTensor>,
+        keys: &KeyMap,
+        spec: &BuildSpec,
+        device: &B::Device,
+    ) -> Result<Vit<B>, ModelError> {
+        let mut t = Taker {
+            tensors,
+            keys,
+            spec,
+        };
         // The width comes from the patch embedding; everything else is checked against it.
         let patch_w = t.required("patch_embed.proj.weight")?;
-        let (d, p) = (patch_w.shape.first().copied().unwrap_or(0), patch_w.shape.get(2).copied().unwrap_or(0));
+        let (d, p) = (
+            patch_w.shape.first().copied().unwrap_or(0),
+            patch_w.shape.get(2).copied().unwrap_or(0),
+        );
         if patch_w.shape != [d, 3, p, p] {
             return Err(t.shape_error("patch_embed.proj.weight", vec![d, 3, p, p], patch_w.shape));
         }
@@ -300,48 +365,105 @@ impl<B: Backend> Vit<B> {
         }
         let heads = spec.heads.unwrap_or(d / 64);
         if heads == 0 || d % heads != 0 {
-            return Err(ModelError::file(&spec.file, format!("width {d} does not split into {heads} heads; set the number of heads (`heads` of the backbone in a study config, `--heads` for `sim-train extract`)")));
+            return Err(ModelError::file(
+                &spec.file,
+                format!(
+                    "width {d} does not split into {heads} heads; set the number of heads (`heads` of the backbone in a study config, `--heads` for `sim-train extract`)"
+                ),
+            ));
         }
         if spec.input_size % p != 0 {
-            return Err(ModelError::file(&spec.file, format!("input size {} is not a multiple of the patch size {p}", spec.input_size)));
+            return Err(ModelError::file(
+                &spec.file,
+                format!(
+                    "input size {} is not a multiple of the patch size {p}",
+                    spec.input_size
+                ),
+            ));
         }
         let patch_b = t.optional("patch_embed.proj.bias", &[d])?;
         let reg = match t.tensors.remove("reg_token") {
             Some(r) if r.shape.len() == 3 && r.shape[0] == 1 && r.shape[2] == d => Some(r),
-            Some(r) => return Err(t.shape_error("reg_token", vec![1, r.shape.get(1).copied().unwrap_or(0), d], r.shape)),
+            Some(r) => {
+                return Err(t.shape_error(
+                    "reg_token",
+                    vec![1, r.shape.get(1).copied().unwrap_or(0), d],
+                    r.shape,
+                ));
+            }
             None => None,
         };
         let pos = t.required("pos_embed")?;
-        let (class_pos, pos) = resize_pos_embed(pos, d, spec.input_size / p, spec, &t.key("pos_embed"))?;
+        let (class_pos, pos) =
+            resize_pos_embed(pos, d, spec.input_size / p, spec, &t.key("pos_embed"))?;
         let norm_pre = t.layer_norm("norm_pre", d, device)?;
-        let depth = (0..).take_while(|i| t.tensors.contains_key(&format!("blocks.{i}.norm1.weight"))).count();
+        let depth = (0..)
+            .take_while(|i| t.tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
+            .count();
         let mut blocks = Vec::new();
         for i in 0..depth {
             let b = format!("blocks.{i}");
             let norm1 = t.required_layer_norm(&format!("{b}.norm1"), d, device)?;
             let qkv = t.linear(&format!("{b}.attn.qkv"), Some(3 * d), d, device)?;
             let proj = t.linear(&format!("{b}.attn.proj"), Some(d), d, device)?;
-            let ls1 = t.optional(&format!("{b}.ls1.gamma"), &[d])?.map(|g| param(g, device));
+            let ls1 = t
+                .optional(&format!("{b}.ls1.gamma"), &[d])?
+                .map(|g| param(g, device));
             let norm2 = t.required_layer_norm(&format!("{b}.norm2"), d, device)?;
             let fc1 = t.linear(&format!("{b}.mlp.fc1"), None, d, device)?;
-            let fc2 = t.linear(&format!("{b}.mlp.fc2"), Some(d), fc1.weight.dims()[1], device)?;
-            let ls2 = t.optional(&format!("{b}.ls2.gamma"), &[d])?.map(|g| param(g, device));
-            blocks.push(Block { norm1, qkv, proj, ls1, norm2, fc1, fc2, ls2, heads, activation: spec.activation, precision: Precision::F32 });
+            let fc2 = t.linear(
+                &format!("{b}.mlp.fc2"),
+                Some(d),
+                fc1.weight.dims()[1],
+                device,
+            )?;
+            let ls2 = t
+                .optional(&format!("{b}.ls2.gamma"), &[d])?
+                .map(|g| param(g, device));
+            blocks.push(Block {
+                norm1,
+                qkv,
+                proj,
+                ls1,
+                norm2,
+                fc1,
+                fc2,
+                ls2,
+                heads,
+                activation: spec.activation,
+                precision: Precision::F32,
+            });
         }
         if blocks.is_empty() {
             return Err(ModelError::file(&spec.file, "no transformer blocks"));
         }
         let norm = t.required_layer_norm("norm", d, device)?;
-        let head = if t.tensors.contains_key("head.weight") { Some(t.linear("head", None, d, device)?) } else { None };
+        let head = if t.tensors.contains_key("head.weight") {
+            Some(t.linear("head", None, d, device)?)
+        } else {
+            None
+        };
         let proj = match t.tensors.remove("proj") {
             Some(p) if p.shape.len() == 2 && p.shape[0] == d => Some(param(p, device)),
-            Some(p) => return Err(t.shape_error("proj", vec![d, p.shape.get(1).copied().unwrap_or(0)], p.shape)),
+            Some(p) => {
+                return Err(t.shape_error(
+                    "proj",
+                    vec![d, p.shape.get(1).copied().unwrap_or(0)],
+                    p.shape,
+                ));
+            }
             None => None,
         };
         if let Some(name) = t.tensors.keys().next() {
-            return Err(ModelError::Unused { file: spec.file.clone(), keys: vec![t.key(name)] });
+            return Err(ModelError::Unused {
+                file: spec.file.clone(),
+                keys: vec![t.key(name)],
+            });
         }
-        let mut patch_embed = Conv2dConfig::new([3, d], [p, p]).with_stride([p, p]).with_bias(patch_b.is_some()).init(device);
+        let mut patch_embed = Conv2dConfig::new([3, d], [p, p])
+            .with_stride([p, p])
+            .with_bias(patch_b.is_some())
+            .init(device);
         patch_embed.weight = param(patch_w, device);
         patch_embed.bias = patch_b.map(|b| param(b, device));
         Ok(Vit {
@@ -367,7 +489,10 @@ impl<B: Backend> Vit<B> {
             o.insert("reg_token".into(), host(&r.val()));
         }
         o.insert("pos_embed".into(), host(&self.pos_embed.val()));
-        o.insert("patch_embed.proj.weight".into(), host(&self.patch_embed.weight.val()));
+        o.insert(
+            "patch_embed.proj.weight".into(),
+            host(&self.patch_embed.weight.val()),
+        );
         if let Some(b) = &self.patch_embed.bias {
             o.insert("patch_embed.proj.bias".into(), host(&b.val()));
         }
@@ -399,7 +524,11 @@ impl<B: Backend> Vit<B> {
     }
 }
 
-fn export_layer_norm<B: Backend>(out: &mut BTreeMap<String, HostTensor>, name: &str, ln: &LayerNorm<B>) {
+fn export_layer_norm<B: Backend>(
+    out: &mut BTreeMap<String, HostTensor>,
+    name: &str,
+    ln: &LayerNorm<B>,
+) {
     out.insert(format!("{name}.weight"), host(&ln.gamma.val()));
     if let Some(b) = &ln.beta {
         out.insert(format!("{name}.bias"), host(&b.val()));
@@ -424,39 +553,79 @@ struct Taker<'a> {
 
 impl Taker<'_> {
     fn key(&self, name: &str) -> String {
-        self.keys.get(name).map(|k| k.join(" + ")).unwrap_or_else(|| name.to_owned())
+        self.keys
+            .get(name)
+            .map(|k| k.join(" + "))
+            .unwrap_or_else(|| name.to_owned())
     }
 
     fn shape_error(&self, name: &str, expected: Vec<usize>, found: Vec<usize>) -> ModelError {
-        ModelError::Shape { file: self.spec.file.clone(), key: self.key(name), expected, found }
+        ModelError::Shape {
+            file: self.spec.file.clone(),
+            key: self.key(name),
+            expected,
+            found,
+        }
     }
 
     fn required(&mut self, name: &str) -> Result<HostTensor, ModelError> {
-        self.tensors.remove(name).ok_or_else(|| ModelError::Missing { file: self.spec.file.clone(), key: self.key(name) })
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| ModelError::Missing {
+                file: self.spec.file.clone(),
+                key: self.key(name),
+            })
     }
 
-    fn optional(&mut self, name: &str, expected: &[usize]) -> Result<Option<HostTensor>, ModelError> {
+    fn optional(
+        &mut self,
+        name: &str,
+        expected: &[usize],
+    ) -> Result<Option<HostTensor>, ModelError> {
         match self.tensors.remove(name) {
-            Some(t) if t.shape != expected => Err(self.shape_error(name, expected.to_vec(), t.shape)),
+            Some(t) if t.shape != expected => {
+                Err(self.shape_error(name, expected.to_vec(), t.shape))
+            }
             other => Ok(other),
         }
     }
 
-    fn layer_norm<B: Backend>(&mut self, prefix: &str, d: usize, device: &B::Device) -> Result<Option<LayerNorm<B>>, ModelError> {
-        let Some(w) = self.optional(&format!("{prefix}.weight"), &[d])? else { return Ok(None) };
+    fn layer_norm<B: Backend>(
+        &mut self,
+        prefix: &str,
+        d: usize,
+        device: &B::Device,
+    ) -> Result<Option<LayerNorm<B>>, ModelError> {
+        let Some(w) = self.optional(&format!("{prefix}.weight"), &[d])? else {
+            return Ok(None);
+        };
         let b = self.optional(&format!("{prefix}.bias"), &[d])?;
         Ok(Some(layer_norm(w, b, self.spec.layer_norm_eps, device)))
     }
 
-    fn required_layer_norm<B: Backend>(&mut self, prefix: &str, d: usize, device: &B::Device) -> Result<LayerNorm<B>, ModelError> {
+    fn required_layer_norm<B: Backend>(
+        &mut self,
+        prefix: &str,
+        d: usize,
+        device: &B::Device,
+    ) -> Result<LayerNorm<B>, ModelError> {
         match self.layer_norm(prefix, d, device)? {
             Some(ln) => Ok(ln),
-            None => Err(ModelError::Missing { file: self.spec.file.clone(), key: self.key(&format!("{prefix}.weight")) }),
+            None => Err(ModelError::Missing {
+                file: self.spec.file.clone(),
+                key: self.key(&format!("{prefix}.weight")),
+            }),
         }
     }
 
     /// A PyTorch-layout `[out, in]` weight (and bias `[out]`, if any).
-    fn linear<B: Backend>(&mut self, prefix: &str, out: Option<usize>, input: usize, device: &B::Device) -> Result<Linear<B>, ModelError> {
+    fn linear<B: Backend>(
+        &mut self,
+        prefix: &str,
+        out: Option<usize>,
+        input: usize,
+        device: &B::Device,
+    ) -> Result<Linear<B>, ModelError> {
         let name = format!("{prefix}.weight");
         let w = self.required(&name)?;
         let out = out.unwrap_or(w.shape.first().copied().unwrap_or(0));
@@ -470,9 +639,22 @@ impl Taker<'_> {
 
 /// The position embedding at the input grid: the patch part resized with
 /// the family's rule, the class position (if any) kept apart.
-fn resize_pos_embed(pos: HostTensor, d: usize, grid: usize, spec: &BuildSpec, key: &str) -> Result<(bool, HostTensor), ModelError> {
-    let shape_error = |found: Vec<usize>| ModelError::Shape { file: spec.file.clone(), key: key.to_owned(), expected: vec![1, 1 + grid * grid, d], found };
-    let &[1, tokens, dd] = &pos.shape[..] else { return Err(shape_error(pos.shape)) };
+fn resize_pos_embed(
+    pos: HostTensor,
+    d: usize,
+    grid: usize,
+    spec: &BuildSpec,
+    key: &str,
+) -> Result<(bool, HostTensor), ModelError> {
+    let shape_error = |found: Vec<usize>| ModelError::Shape {
+        file: spec.file.clone(),
+        key: key.to_owned(),
+        expected: vec![1, 1 + grid * grid, d],
+        found,
+    };
+    let &[1, tokens, dd] = &pos.shape[..] else {
+        return Err(shape_error(pos.shape));
+    };
     if dd != d {
         return Err(shape_error(pos.shape));
     }
@@ -484,10 +666,19 @@ fn resize_pos_embed(pos: HostTensor, d: usize, grid: usize, spec: &BuildSpec, ke
     };
     let skip = usize::from(class_pos);
     let values: Vec<f64> = pos.data.iter().map(|&v| v as f64).collect();
-    let resized = resize_grid(&values[skip * d..], (old, old), (grid, grid), d, spec.resize);
+    let resized = resize_grid(
+        &values[skip * d..],
+        (old, old),
+        (grid, grid),
+        d,
+        spec.resize,
+    );
     let mut data: Vec<f32> = pos.data[..skip * d].to_vec();
     data.extend(resized.into_iter().map(|v| v as f32));
-    Ok((class_pos, HostTensor::new(vec![1, skip + grid * grid, d], data)))
+    Ok((
+        class_pos,
+        HostTensor::new(vec![1, skip + grid * grid, d], data),
+    ))
 }
 
 fn tensor<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> Tensor<B, D> {
@@ -501,11 +692,22 @@ fn param<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> Param
 /// A PyTorch `[out, in]` linear weight as burn's `[in, out]`.
 fn linear<B: Backend>(w: HostTensor, b: Option<HostTensor>, device: &B::Device) -> Linear<B> {
     let weight: Tensor<B, 2> = tensor(w, device);
-    Linear { weight: Param::from_tensor(weight.transpose()), bias: b.map(|b| param(b, device)) }
+    Linear {
+        weight: Param::from_tensor(weight.transpose()),
+        bias: b.map(|b| param(b, device)),
+    }
 }
 
-fn layer_norm<B: Backend>(w: HostTensor, b: Option<HostTensor>, eps: f64, device: &B::Device) -> LayerNorm<B> {
-    let mut ln = LayerNormConfig::new(w.shape[0]).with_epsilon(eps).with_bias(b.is_some()).init(device);
+fn layer_norm<B: Backend>(
+    w: HostTensor,
+    b: Option<HostTensor>,
+    eps: f64,
+    device: &B::Device,
+) -> LayerNorm<B> {
+    let mut ln = LayerNormConfig::new(w.shape[0])
+        .with_epsilon(eps)
+        .with_bias(b.is_some())
+        .init(device);
     ln.gamma = param(w, device);
     ln.beta = b.map(|b| param(b, device));
     ln
@@ -513,7 +715,10 @@ fn layer_norm<B: Backend>(w: HostTensor, b: Option<HostTensor>, eps: f64, device
 
 fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> HostTensor {
     let data = t.to_data().convert::<f32>();
-    HostTensor::new(data.shape.to_vec(), data.to_vec::<f32>().expect("f32 after convert"))
+    HostTensor::new(
+        data.shape.to_vec(),
+        data.to_vec::<f32>().expect("f32 after convert"),
+    )
 }
 
 #[cfg(test)]
@@ -527,8 +732,17 @@ mod tests {
     /// token's position is kept.
     #[test]
     fn another_grid_gets_the_position_embedding_resampled() {
-        let shape = VitShape { width: 8, depth: 1, heads: 2, patch: 4, mlp_ratio: 2, input_size: 16 };
-        let vit = random_vit::<CpuBackend>(shape, 3, &Default::default()).unwrap().model;
+        let shape = VitShape {
+            width: 8,
+            depth: 1,
+            heads: 2,
+            patch: 4,
+            mlp_ratio: 2,
+            input_size: 16,
+        };
+        let vit = random_vit::<CpuBackend>(shape, 3, &Default::default())
+            .unwrap()
+            .model;
         let stored = host(&vit.pos_embed.val()).data;
         let at = host(&vit.pos_embed_at(2, 2)).data;
         assert_eq!(at.len(), (1 + 4) * 8);
@@ -538,7 +752,11 @@ mod tests {
         for (got, want) in at[8..].iter().zip(&want) {
             assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
         }
-        assert_eq!(host(&vit.pos_embed_at(4, 4)).data, stored, "the input grid: as stored");
+        assert_eq!(
+            host(&vit.pos_embed_at(4, 4)).data,
+            stored,
+            "the input grid: as stored"
+        );
         let out = vit.forward(Tensor::zeros([2, 3, 8, 8], &Default::default()));
         assert_eq!(out.final_tokens.dims(), [2, 5, 8]);
     }

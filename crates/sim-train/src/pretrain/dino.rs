@@ -18,12 +18,12 @@
 //! epoch stops the pre-training with an error naming the epoch.
 
 use crate::finetune::batch_parts::BatchParts;
+use crate::finetune::schedule;
 use crate::finetune::state::{load_checkpoint, save_checkpoint};
 use crate::finetune::wise_ft::mix;
 use crate::model::Vit;
 use crate::model::init::trunc_normal;
 use anyhow::Context;
-use crate::finetune::schedule;
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::nn::Linear;
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -64,14 +64,34 @@ impl<B: Backend> DinoHead<B> {
     pub fn new(width: usize, c: &DinoConfig, seed: u64, device: &B::Device) -> DinoHead<B> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut linear = |inp: usize, out: usize| {
-            let w = Tensor::from_data(TensorData::new(trunc_normal(&mut rng, inp * out, 0.02), [inp, out]), device);
-            Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(Tensor::zeros([out], device))) }
+            let w = Tensor::from_data(
+                TensorData::new(trunc_normal(&mut rng, inp * out, 0.02), [inp, out]),
+                device,
+            );
+            Linear {
+                weight: Param::from_tensor(w),
+                bias: Some(Param::from_tensor(Tensor::zeros([out], device))),
+            }
         };
-        let (fc1, fc2, fc3) = (linear(width, c.hidden_dim), linear(c.hidden_dim, c.hidden_dim), linear(c.hidden_dim, c.bottleneck_dim));
+        let (fc1, fc2, fc3) = (
+            linear(width, c.hidden_dim),
+            linear(c.hidden_dim, c.hidden_dim),
+            linear(c.hidden_dim, c.bottleneck_dim),
+        );
         let bound = 1.0 / (c.bottleneck_dim as f64).sqrt();
-        let uniform: Vec<f32> = (0..c.bottleneck_dim * c.out_dim).map(|_| rng.random_range(-bound..bound) as f32).collect();
-        let prototypes = Tensor::from_data(TensorData::new(uniform, [c.bottleneck_dim, c.out_dim]), device);
-        DinoHead { fc1, fc2, fc3, prototypes: Param::from_tensor(prototypes) }
+        let uniform: Vec<f32> = (0..c.bottleneck_dim * c.out_dim)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
+        let prototypes = Tensor::from_data(
+            TensorData::new(uniform, [c.bottleneck_dim, c.out_dim]),
+            device,
+        );
+        DinoHead {
+            fc1,
+            fc2,
+            fc3,
+            prototypes: Param::from_tensor(prototypes),
+        }
     }
 
     /// # Shapes
@@ -91,7 +111,10 @@ impl<B: Backend> DinoHead<B> {
 impl<B: Backend> DinoNet<B> {
     /// Images `[B, 3, s, s]` (any multiple of the patch) → `[B, K]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.head.forward(crate::finetune::classifier::features(&self.backbone, images))
+        self.head.forward(crate::finetune::classifier::features(
+            &self.backbone,
+            images,
+        ))
     }
 }
 
@@ -143,7 +166,8 @@ impl StepAt {
         let total = per_epoch * p.epochs as usize;
         let warmup = d.teacher_temp_warmup_epochs as usize * per_epoch;
         let teacher_temp = if global < warmup {
-            d.warmup_teacher_temp + (d.teacher_temp - d.warmup_teacher_temp) * global as f64 / warmup as f64
+            d.warmup_teacher_temp
+                + (d.teacher_temp - d.warmup_teacher_temp) * global as f64 / warmup as f64
         } else {
             d.teacher_temp
         };
@@ -159,7 +183,8 @@ impl StepAt {
 
 /// A cosine from `start` at step 0 to `end` at step `total`.
 fn cosine(start: f64, end: f64, step: usize, total: usize) -> f64 {
-    end - (end - start) * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos()) / 2.0
+    end - (end - start) * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
+        / 2.0
 }
 
 /// Decoupled weight decay, θ ← θ(1 − lr·λ), as PyTorch's AdamW applies it
@@ -177,7 +202,15 @@ impl<B: Backend> ModuleMapper<B> for Decay {
         let (id, value, mapper) = param.consume();
         let tracked = value.is_require_grad();
         let decayed = value.mul_scalar(self.factor).detach();
-        Param::from_mapped_value(id, if tracked { decayed.require_grad() } else { decayed }, mapper)
+        Param::from_mapped_value(
+            id,
+            if tracked {
+                decayed.require_grad()
+            } else {
+                decayed
+            },
+            mapper,
+        )
     }
 }
 
@@ -193,7 +226,13 @@ impl<B: AutodiffBackend> Dino<B> {
             .with_epsilon(1e-8)
             .with_grad_clipping(Some(GradientClippingConfig::Norm(3.0)))
             .init::<B, DinoNet<B>>();
-        Dino { teacher: student.valid(), center: Tensor::zeros([1, config.out_dim], device), student, optimizer, config: config.clone() }
+        Dino {
+            teacher: student.valid(),
+            center: Tensor::zeros([1, config.out_dim], device),
+            student,
+            optimizer,
+            config: config.clone(),
+        }
     }
 
     /// One step on the views of a batch: `globals` (2 views × n images,
@@ -203,25 +242,61 @@ impl<B: AutodiffBackend> Dino<B> {
     /// # Shapes
     /// - globals: `[2n, 3, S, S]`
     /// - locals: `[kn, 3, s, s]` (k may be 0)
-    pub fn step(&mut self, globals: Tensor<B, 4>, locals: Option<Tensor<B, 4>>, at: StepAt, parts: &BatchParts) -> DinoStep {
+    pub fn step(
+        &mut self,
+        globals: Tensor<B, 4>,
+        locals: Option<Tensor<B, 4>>,
+        at: StepAt,
+        parts: &BatchParts,
+    ) -> DinoStep {
         let c = &self.config;
         let n = globals.dims()[0] / 2;
         let inner = globals.clone().inner();
-        let t_raw = Tensor::cat(parts.run(2 * n, |rows| self.teacher.forward(inner.clone().narrow(0, rows.start, rows.len()))), 0); // [2n, K]
-        let t = softmax((t_raw.clone() - self.center.clone()).div_scalar(at.teacher_temp), 1);
+        let t_raw = Tensor::cat(
+            parts.run(2 * n, |rows| {
+                self.teacher
+                    .forward(inner.clone().narrow(0, rows.start, rows.len()))
+            }),
+            0,
+        ); // [2n, K]
+        let t = softmax(
+            (t_raw.clone() - self.center.clone()).div_scalar(at.teacher_temp),
+            1,
+        );
         let k = locals.as_ref().map_or(0, |l| l.dims()[0] / n);
         let pairs = (2 + 2 * k) as f64;
         // Each part: its images in every view. The loss is a sum over
         // images, each pair's term its rows' share of the pair's mean.
         let (grads, loss) = parts.gradients(&self.student, n, |student, rows| {
             let len = rows.len();
-            let views = |x: &Tensor<B, 4>, count: usize| Tensor::cat((0..count).map(|v| x.clone().narrow(0, v * n + rows.start, len)).collect(), 0);
+            let views = |x: &Tensor<B, 4>, count: usize| {
+                Tensor::cat(
+                    (0..count)
+                        .map(|v| x.clone().narrow(0, v * n + rows.start, len))
+                        .collect(),
+                    0,
+                )
+            };
             let target = |v: usize| t.clone().narrow(0, v * n + rows.start, len);
-            let cross = |target: Tensor<B::InnerBackend, 2>, log_p: Tensor<B, 2>| (Tensor::<B, 2>::from_inner(target) * log_p).sum().neg().div_scalar(n as f64);
-            let s_g = log_softmax(student.forward(views(&globals, 2)).div_scalar(c.student_temp), 1); // [2·len, K]
-            let mut loss = cross(target(1), s_g.clone().narrow(0, 0, len)) + cross(target(0), s_g.narrow(0, len, len));
+            let cross = |target: Tensor<B::InnerBackend, 2>, log_p: Tensor<B, 2>| {
+                (Tensor::<B, 2>::from_inner(target) * log_p)
+                    .sum()
+                    .neg()
+                    .div_scalar(n as f64)
+            };
+            let s_g = log_softmax(
+                student
+                    .forward(views(&globals, 2))
+                    .div_scalar(c.student_temp),
+                1,
+            ); // [2·len, K]
+            let mut loss = cross(target(1), s_g.clone().narrow(0, 0, len))
+                + cross(target(0), s_g.narrow(0, len, len));
             if let Some(locals) = &locals {
-                let s_l = log_softmax(student.forward(views(locals, k)).div_scalar(c.student_temp), 1); // [k·len, K]
+                let s_l = log_softmax(
+                    student.forward(views(locals, k)).div_scalar(c.student_temp),
+                    1,
+                ); // [k·len, K]
                 // Every local view against both global ones.
                 loss = loss + cross((target(0) + target(1)).repeat_dim(0, k), s_l);
             }
@@ -232,24 +307,62 @@ impl<B: AutodiffBackend> Dino<B> {
         if at.freeze_prototypes {
             grads.remove::<B::InnerBackend, 2>(self.student.head.prototypes.id);
         }
-        let decayed = self.student.clone().map(&mut Decay { factor: 1.0 - at.lr * at.weight_decay });
+        let decayed = self.student.clone().map(&mut Decay {
+            factor: 1.0 - at.lr * at.weight_decay,
+        });
         self.student = self.optimizer.step(at.lr, decayed, grads);
         self.teacher = mix(&self.student.valid(), self.teacher.clone(), at.momentum);
         let cm = c.center_momentum;
         self.center = self.center.clone().mul_scalar(cm) + t_raw.mean_dim(0).mul_scalar(1.0 - cm);
-        let entropy = |p: Tensor<B::InnerBackend, 2>| -> f64 { (p.clone() * p.clamp_min(1e-30).log()).sum_dim(1).mean().neg().into_scalar().elem() };
-        DinoStep { loss: value, teacher_entropy: entropy(t.clone()), batch_entropy: entropy(t.mean_dim(0)) }
+        let entropy = |p: Tensor<B::InnerBackend, 2>| -> f64 {
+            (p.clone() * p.clamp_min(1e-30).log())
+                .sum_dim(1)
+                .mean()
+                .neg()
+                .into_scalar()
+                .elem()
+        };
+        DinoStep {
+            loss: value,
+            teacher_entropy: entropy(t.clone()),
+            batch_entropy: entropy(t.mean_dim(0)),
+        }
     }
 
     /// Writes the checkpoint of `epoch` (student, teacher, centre, optimiser).
     pub fn save(&self, dir: &Path, epoch: u32) -> anyhow::Result<()> {
         let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
-        let encode = |r: Result<Vec<u8>, burn::record::RecorderError>, name: &str| r.with_context(|| format!("encoding {name} of epoch {epoch}"));
-        let center: Vec<u8> = self.center.to_data().convert::<f32>().to_vec::<f32>().expect("f32").iter().flat_map(|v| v.to_le_bytes()).collect();
+        let encode = |r: Result<Vec<u8>, burn::record::RecorderError>, name: &str| {
+            r.with_context(|| format!("encoding {name} of epoch {epoch}"))
+        };
+        let center: Vec<u8> = self
+            .center
+            .to_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32")
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let files = [
-            (STUDENT_FILE, encode(recorder.record(self.student.clone().into_record(), ()), STUDENT_FILE)?),
-            (TEACHER_FILE, encode(recorder.record(self.teacher.clone().into_record(), ()), TEACHER_FILE)?),
-            (OPTIM_FILE, encode(recorder.record(self.optimizer.to_record(), ()), OPTIM_FILE)?),
+            (
+                STUDENT_FILE,
+                encode(
+                    recorder.record(self.student.clone().into_record(), ()),
+                    STUDENT_FILE,
+                )?,
+            ),
+            (
+                TEACHER_FILE,
+                encode(
+                    recorder.record(self.teacher.clone().into_record(), ()),
+                    TEACHER_FILE,
+                )?,
+            ),
+            (
+                OPTIM_FILE,
+                encode(recorder.record(self.optimizer.to_record(), ()), OPTIM_FILE)?,
+            ),
             (CENTER_FILE, center),
         ];
         Ok(save_checkpoint(dir, epoch, &files)?)
@@ -259,15 +372,53 @@ impl<B: AutodiffBackend> Dino<B> {
     pub fn restore(self, dir: &Path, epoch: u32, device: &B::Device) -> anyhow::Result<Dino<B>> {
         let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
         let mut files = load_checkpoint(dir, epoch)?;
-        let mut take = |name: &str| files.remove(name).with_context(|| format!("{}: no {name} in the checkpoint of epoch {epoch}", dir.display()));
-        let bad = |name: &str, e: burn::record::RecorderError| anyhow::anyhow!("{}: {name} cannot be decoded by this version: {e}", dir.display());
-        let (student, teacher, optim, center) = (take(STUDENT_FILE)?, take(TEACHER_FILE)?, take(OPTIM_FILE)?, take(CENTER_FILE)?);
-        let center: Vec<f32> = center.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        anyhow::ensure!(center.len() == self.config.out_dim, "{}: {CENTER_FILE} has {} values, not out_dim {}", dir.display(), center.len(), self.config.out_dim);
+        let mut take = |name: &str| {
+            files.remove(name).with_context(|| {
+                format!(
+                    "{}: no {name} in the checkpoint of epoch {epoch}",
+                    dir.display()
+                )
+            })
+        };
+        let bad = |name: &str, e: burn::record::RecorderError| {
+            anyhow::anyhow!(
+                "{}: {name} cannot be decoded by this version: {e}",
+                dir.display()
+            )
+        };
+        let (student, teacher, optim, center) = (
+            take(STUDENT_FILE)?,
+            take(TEACHER_FILE)?,
+            take(OPTIM_FILE)?,
+            take(CENTER_FILE)?,
+        );
+        let center: Vec<f32> = center
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        anyhow::ensure!(
+            center.len() == self.config.out_dim,
+            "{}: {CENTER_FILE} has {} values, not out_dim {}",
+            dir.display(),
+            center.len(),
+            self.config.out_dim
+        );
         Ok(Dino {
-            student: self.student.load_record(recorder.load(student, device).map_err(|e| bad(STUDENT_FILE, e))?),
-            teacher: self.teacher.load_record(recorder.load(teacher, device).map_err(|e| bad(TEACHER_FILE, e))?),
-            optimizer: self.optimizer.load_record(recorder.load(optim, device).map_err(|e| bad(OPTIM_FILE, e))?),
+            student: self.student.load_record(
+                recorder
+                    .load(student, device)
+                    .map_err(|e| bad(STUDENT_FILE, e))?,
+            ),
+            teacher: self.teacher.load_record(
+                recorder
+                    .load(teacher, device)
+                    .map_err(|e| bad(TEACHER_FILE, e))?,
+            ),
+            optimizer: self.optimizer.load_record(
+                recorder
+                    .load(optim, device)
+                    .map_err(|e| bad(OPTIM_FILE, e))?,
+            ),
             center: Tensor::from_data(TensorData::new(center, [1, self.config.out_dim]), device),
             config: self.config,
         })
@@ -297,7 +448,14 @@ pub struct CollapseWatch {
 impl CollapseWatch {
     /// For an output of `k` prototypes.
     pub fn new(k: usize) -> CollapseWatch {
-        CollapseWatch { max: (k as f64).ln(), steps: 0, uniform_steps: 0, one_prototype_steps: 0, entropy_sum: 0.0, batch_entropy_sum: 0.0 }
+        CollapseWatch {
+            max: (k as f64).ln(),
+            steps: 0,
+            uniform_steps: 0,
+            one_prototype_steps: 0,
+            entropy_sum: 0.0,
+            batch_entropy_sum: 0.0,
+        }
     }
 
     pub fn record(&mut self, step: &DinoStep) {
@@ -323,9 +481,14 @@ impl CollapseWatch {
         if self.steps == 0 {
             None
         } else if self.uniform_steps == self.steps {
-            Some(Collapse::Uniform { entropy: self.mean_entropy(), max: self.max })
+            Some(Collapse::Uniform {
+                entropy: self.mean_entropy(),
+                max: self.max,
+            })
         } else if self.one_prototype_steps == self.steps {
-            Some(Collapse::OnePrototype { entropy: self.mean_batch_entropy() })
+            Some(Collapse::OnePrototype {
+                entropy: self.mean_batch_entropy(),
+            })
         } else {
             None
         }
@@ -361,30 +524,76 @@ mod tests {
         use crate::model::init::{VitShape, random_vit};
         type Ad = burn::backend::Autodiff<crate::CpuBackend>;
         let device = Default::default();
-        let shape = VitShape { width: 32, depth: 2, heads: 2, patch: 8, mlp_ratio: 4, input_size: 16 };
-        let config = DinoConfig { local_crops: 2, local_size: 8, hidden_dim: 48, bottleneck_dim: 16, out_dim: 32, ..DinoConfig::default() };
+        let shape = VitShape {
+            width: 32,
+            depth: 2,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 4,
+            input_size: 16,
+        };
+        let config = DinoConfig {
+            local_crops: 2,
+            local_size: 8,
+            hidden_dim: 48,
+            bottleneck_dim: 16,
+            out_dim: 32,
+            ..DinoConfig::default()
+        };
         let (n, k) = (5, 2);
         let pixels = |rows: usize, side: usize, seed: usize| {
-            let values: Vec<f32> = (0..rows * 3 * side * side).map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0).collect();
+            let values: Vec<f32> = (0..rows * 3 * side * side)
+                .map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0)
+                .collect();
             Tensor::<Ad, 4>::from_data(TensorData::new(values, [rows, 3, side, side]), &device)
         };
         let (globals, locals) = (pixels(2 * n, 16, 1), pixels(k * n, 8, 2));
         let loss = |parts: usize| {
-            let mut dino = Dino::new(random_vit::<Ad>(shape, 3, &device).unwrap().model, &config, 7, &device);
+            let mut dino = Dino::new(
+                random_vit::<Ad>(shape, 3, &device).unwrap().model,
+                &config,
+                7,
+                &device,
+            );
             // A centre of its own, so that the targets differ by image.
-            dino.center = Tensor::from_data(TensorData::new((0..32).map(|i| (i % 5) as f32 * 0.1).collect::<Vec<_>>(), [1, 32]), &device);
-            let at = StepAt { lr: 1e-4, momentum: 0.99, teacher_temp: 0.04, weight_decay: 0.04, freeze_prototypes: false };
-            dino.step(globals.clone(), Some(locals.clone()), at, &BatchParts::new(parts)).loss
+            dino.center = Tensor::from_data(
+                TensorData::new(
+                    (0..32).map(|i| (i % 5) as f32 * 0.1).collect::<Vec<_>>(),
+                    [1, 32],
+                ),
+                &device,
+            );
+            let at = StepAt {
+                lr: 1e-4,
+                momentum: 0.99,
+                teacher_temp: 0.04,
+                weight_decay: 0.04,
+                freeze_prototypes: false,
+            };
+            dino.step(
+                globals.clone(),
+                Some(locals.clone()),
+                at,
+                &BatchParts::new(parts),
+            )
+            .loss
         };
         let whole = loss(1);
         for parts in [2, 3] {
             let split = loss(parts);
-            assert!((split - whole).abs() <= 1e-6 * whole.abs(), "{parts} parts: loss {split} vs {whole}");
+            assert!(
+                (split - whole).abs() <= 1e-6 * whole.abs(),
+                "{parts} parts: loss {split} vs {whole}"
+            );
         }
     }
 
     fn step(teacher_entropy: f64, batch_entropy: f64) -> DinoStep {
-        DinoStep { loss: 1.0, teacher_entropy, batch_entropy }
+        DinoStep {
+            loss: 1.0,
+            teacher_entropy,
+            batch_entropy,
+        }
     }
 
     #[test]
@@ -395,7 +604,10 @@ mod tests {
         assert!(matches!(uniform.collapse(), Some(Collapse::Uniform { .. })));
         let mut one = CollapseWatch::new(64);
         (0..5).for_each(|_| one.record(&step(1e-3, 1e-3)));
-        assert!(matches!(one.collapse(), Some(Collapse::OnePrototype { .. })));
+        assert!(matches!(
+            one.collapse(),
+            Some(Collapse::OnePrototype { .. })
+        ));
         // Sharp per image but spread over prototypes: what DINO wants.
         let mut healthy = CollapseWatch::new(64);
         (0..5).for_each(|_| healthy.record(&step(0.2, 3.5)));
@@ -407,16 +619,44 @@ mod tests {
 
     #[test]
     fn the_schedules_follow_dinos() {
-        let dino = DinoConfig { teacher_momentum: 0.996, warmup_teacher_temp: 0.04, teacher_temp: 0.07, teacher_temp_warmup_epochs: 2, freeze_last_layer_epochs: 1, weight_decay_end: 0.4, ..DinoConfig::default() };
+        let dino = DinoConfig {
+            teacher_momentum: 0.996,
+            warmup_teacher_temp: 0.04,
+            teacher_temp: 0.07,
+            teacher_temp_warmup_epochs: 2,
+            freeze_last_layer_epochs: 1,
+            weight_decay_end: 0.4,
+            ..DinoConfig::default()
+        };
         let p: PretrainConfig = toml::from_str("objective = \"dino\"\nepochs = 4\nwidth = 8\ndepth = 1\npatch = 4\nlr = 1e-3\nweight_decay = 0.04\nwarmup_epochs = 1").unwrap();
         let p = PretrainConfig { dino, ..p };
         let (first, last) = (StepAt::of(&p, 1, 0, 10), StepAt::of(&p, 4, 9, 10));
-        assert!((first.momentum - 0.996).abs() < 1e-12 && (StepAt::of(&p, 3, 0, 10).momentum - 0.998).abs() < 1e-12, "momentum: a cosine to 1 at step 40");
+        assert!(
+            (first.momentum - 0.996).abs() < 1e-12
+                && (StepAt::of(&p, 3, 0, 10).momentum - 0.998).abs() < 1e-12,
+            "momentum: a cosine to 1 at step 40"
+        );
         assert!(last.momentum > 0.9999 && last.momentum < 1.0);
-        assert!((first.teacher_temp - 0.04).abs() < 1e-12 && (StepAt::of(&p, 2, 0, 10).teacher_temp - 0.055).abs() < 1e-12 && last.teacher_temp == 0.07);
-        assert!((first.weight_decay - 0.04).abs() < 1e-12 && (StepAt::of(&p, 3, 0, 10).weight_decay - 0.22).abs() < 1e-12);
-        assert_eq!((first.freeze_prototypes, StepAt::of(&p, 2, 0, 10).freeze_prototypes), (true, false));
-        assert!(first.lr < StepAt::of(&p, 1, 9, 10).lr && last.lr < first.lr, "the learning rate warms up, then falls");
+        assert!(
+            (first.teacher_temp - 0.04).abs() < 1e-12
+                && (StepAt::of(&p, 2, 0, 10).teacher_temp - 0.055).abs() < 1e-12
+                && last.teacher_temp == 0.07
+        );
+        assert!(
+            (first.weight_decay - 0.04).abs() < 1e-12
+                && (StepAt::of(&p, 3, 0, 10).weight_decay - 0.22).abs() < 1e-12
+        );
+        assert_eq!(
+            (
+                first.freeze_prototypes,
+                StepAt::of(&p, 2, 0, 10).freeze_prototypes
+            ),
+            (true, false)
+        );
+        assert!(
+            first.lr < StepAt::of(&p, 1, 9, 10).lr && last.lr < first.lr,
+            "the learning rate warms up, then falls"
+        );
     }
 
     /// A step with the prototypes frozen leaves them as they were and moves
@@ -426,21 +666,74 @@ mod tests {
         use crate::model::init::{VitShape, random_vit};
         type Ad = burn::backend::Autodiff<crate::CpuBackend>;
         let device = Default::default();
-        let shape = VitShape { width: 16, depth: 1, heads: 2, patch: 8, mlp_ratio: 2, input_size: 16 };
-        let config = DinoConfig { local_crops: 0, hidden_dim: 16, bottleneck_dim: 8, out_dim: 16, ..DinoConfig::default() };
-        let mut dino = Dino::new(random_vit::<Ad>(shape, 3, &device).unwrap().model, &config, 7, &device);
+        let shape = VitShape {
+            width: 16,
+            depth: 1,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 2,
+            input_size: 16,
+        };
+        let config = DinoConfig {
+            local_crops: 0,
+            hidden_dim: 16,
+            bottleneck_dim: 8,
+            out_dim: 16,
+            ..DinoConfig::default()
+        };
+        let mut dino = Dino::new(
+            random_vit::<Ad>(shape, 3, &device).unwrap().model,
+            &config,
+            7,
+            &device,
+        );
         let values = |t: Tensor<Ad, 2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-        let (prototypes, fc1) = (values(dino.student.head.prototypes.val()), values(dino.student.head.fc1.weight.val()));
-        let images = Tensor::<Ad, 4>::random([4, 3, 16, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let at = StepAt { lr: 1e-2, momentum: 0.99, teacher_temp: 0.04, weight_decay: 0.0, freeze_prototypes: true };
+        let (prototypes, fc1) = (
+            values(dino.student.head.prototypes.val()),
+            values(dino.student.head.fc1.weight.val()),
+        );
+        let images = Tensor::<Ad, 4>::random(
+            [4, 3, 16, 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let at = StepAt {
+            lr: 1e-2,
+            momentum: 0.99,
+            teacher_temp: 0.04,
+            weight_decay: 0.0,
+            freeze_prototypes: true,
+        };
         dino.step(images.clone(), None, at, &BatchParts::new(1));
-        assert_eq!(values(dino.student.head.prototypes.val()), prototypes, "frozen");
-        assert_ne!(values(dino.student.head.fc1.weight.val()), fc1, "the rest moves");
+        assert_eq!(
+            values(dino.student.head.prototypes.val()),
+            prototypes,
+            "frozen"
+        );
+        assert_ne!(
+            values(dino.student.head.fc1.weight.val()),
+            fc1,
+            "the rest moves"
+        );
         let net = dino.student.clone();
         let decayed = net.clone().map(&mut Decay { factor: 0.5 });
-        let twice: Vec<f32> = values(net.head.fc1.weight.val()).iter().map(|v| v * 0.5).collect();
+        let twice: Vec<f32> = values(net.head.fc1.weight.val())
+            .iter()
+            .map(|v| v * 0.5)
+            .collect();
         assert_eq!(values(decayed.head.fc1.weight.val()), twice);
-        let bias = |n: &DinoNet<Ad>| n.head.fc1.bias.as_ref().unwrap().val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let bias = |n: &DinoNet<Ad>| {
+            n.head
+                .fc1
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap()
+        };
         assert_eq!(bias(&decayed), bias(&net), "no decay on a bias");
     }
 }

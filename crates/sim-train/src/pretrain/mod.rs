@@ -14,8 +14,8 @@
 pub mod dino;
 
 use crate::data::batch::Batcher;
-use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::colour::ColourAugment;
+use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::finetune::batch_parts::BatchParts;
 use crate::finetune::classifier::{Classifier, part_cross_entropy};
@@ -37,7 +37,9 @@ use sim_metrics::MatRef;
 use sim_metrics::knn::knn_accuracy;
 use sim_study::config::{BackboneConfig, DatasetId, EvaluationConfig, MethodConfig, StudyConfig};
 use sim_study::lock::DirLock;
-use sim_study::pretrain::{EpochRecord, Objective, PretrainConfig, PretrainState, model_file, pretrain_dir};
+use sim_study::pretrain::{
+    EpochRecord, Objective, PretrainConfig, PretrainState, model_file, pretrain_dir,
+};
 use sim_study::run_state::Status;
 use sim_study::{StudyDir, crash, remove_leftovers};
 use std::path::{Path, PathBuf};
@@ -55,7 +57,10 @@ pub enum Outcome {
 /// What is being trained (one per process: its size does not matter).
 #[allow(clippy::large_enum_variant)]
 enum Learner<B: AutodiffBackend> {
-    Supervised { training: Training<B>, method: Method<B> },
+    Supervised {
+        training: Training<B>,
+        method: Method<B>,
+    },
     Dino(Dino<B>),
 }
 
@@ -69,7 +74,10 @@ impl<B: AutodiffBackend> Learner<B> {
 
     fn restore(self, dir: &Path, epoch: u32, device: &B::Device) -> anyhow::Result<Learner<B>> {
         Ok(match self {
-            Learner::Supervised { training, method } => Learner::Supervised { training: training.restore(dir, epoch, device)?, method },
+            Learner::Supervised { training, method } => Learner::Supervised {
+                training: training.restore(dir, epoch, device)?,
+                method,
+            },
             Learner::Dino(d) => Learner::Dino(d.restore(dir, epoch, device)?),
         })
     }
@@ -86,10 +94,16 @@ impl<B: AutodiffBackend> Learner<B> {
 
 /// Pre-trains backbone `name` of `config` into its pretrain folder,
 /// resuming from the last finished epoch; a finished one is a no-op.
-pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Device) -> anyhow::Result<Outcome> {
+pub fn run<B: AutodiffBackend>(
+    config: &StudyConfig,
+    name: &str,
+    device: &B::Device,
+) -> anyhow::Result<Outcome> {
     let bcfg = config.backbone(name).map_err(anyhow::Error::msg)?;
     let Some(p) = &bcfg.pretrain else {
-        bail!("backbone `{name}` has a checkpoint file, not a `pretrain` entry: nothing to pre-train");
+        bail!(
+            "backbone `{name}` has a checkpoint file, not a `pretrain` entry: nothing to pre-train"
+        );
     };
     crate::backend::use_kernel_cache(&StudyDir::new(config.output_dir()).kernel_cache());
     let dir = pretrain_dir(config, bcfg, p);
@@ -113,12 +127,23 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     let shape = vit_shape(bcfg, p);
     let init = random_vit::<B>(shape, p.seed, device)?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
-    let mut state = state.unwrap_or(PretrainState { objective: p.objective, status: Status::Running, epochs: p.epochs, last_finished_epoch: 0, message: None, history: Vec::new() });
+    let mut state = state.unwrap_or(PretrainState {
+        objective: p.objective,
+        status: Status::Running,
+        epochs: p.epochs,
+        last_finished_epoch: 0,
+        message: None,
+        history: Vec::new(),
+    });
     if p.objective == Objective::None {
         save_backbone(&init, init.model.clone(), &model)?;
         state.status = Status::Finished;
         state.write(&dir)?;
-        tracing::info!("random initialisation (seed {}) written to {}", p.seed, model.display());
+        tracing::info!(
+            "random initialisation (seed {}) written to {}",
+            p.seed,
+            model.display()
+        );
         return Ok(Outcome::Finished { model, resumed_at });
     }
 
@@ -138,8 +163,18 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
     let data = EpochData {
         train: &train,
         val: &val,
-        global: Batcher { cache: &cache, labels: &labels, size: bcfg.input_size, norm },
-        local: Batcher { cache: &cache, labels: &labels, size: p.dino.local_size, norm },
+        global: Batcher {
+            cache: &cache,
+            labels: &labels,
+            size: bcfg.input_size,
+            norm,
+        },
+        local: Batcher {
+            cache: &cache,
+            labels: &labels,
+            size: p.dino.local_size,
+            norm,
+        },
         classes: natural.dataset.classes.len(),
         parts: BatchParts::for_training(&config.training),
     };
@@ -148,7 +183,10 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         Objective::Supervised => {
             let classifier = Classifier::new(init.model.clone(), data.classes, p.seed, device);
             let method = Method::new(&MethodConfig::full("pretrain"), &classifier.backbone);
-            Learner::Supervised { training: Training::new(classifier, p.weight_decay), method }
+            Learner::Supervised {
+                training: Training::new(classifier, p.weight_decay),
+                method,
+            }
         }
         Objective::Dino => Learner::Dino(Dino::new(init.model.clone(), &p.dino, p.seed, device)),
         Objective::None => unreachable!("written above"),
@@ -181,13 +219,21 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
                 state.status = Status::Failed;
                 state.message = Some(stop.to_string());
                 state.write(&dir)?;
-                bail!("pre-training `{name}`: {stop}; marked failed in {}", PretrainState::path(&dir).display());
+                bail!(
+                    "pre-training `{name}`: {stop}; marked failed in {}",
+                    PretrainState::path(&dir).display()
+                );
             }
         };
         learner = trained;
         let mut record = record;
         if epoch == p.epochs || (p.knn_every > 0 && epoch % p.knn_every == 0) {
-            record.knn_top1 = Some(knn_top1(&learner.backbone(), &data, &config.evaluation, device)?);
+            record.knn_top1 = Some(knn_top1(
+                &learner.backbone(),
+                &data,
+                &config.evaluation,
+                device,
+            )?);
         }
         learner.save(&dir, epoch)?;
         state.history.push(record);
@@ -198,17 +244,32 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
         prune_checkpoints(&dir, epoch)?;
         let r = state.history.last().expect("just pushed");
         let entropy = match (r.teacher_entropy, r.effective_prototypes) {
-            (Some(h), Some(k)) => format!(", teacher entropy {h:.3} per image, {k:.0} of {} prototypes in use", p.dino.out_dim),
+            (Some(h), Some(k)) => format!(
+                ", teacher entropy {h:.3} per image, {k:.0} of {} prototypes in use",
+                p.dino.out_dim
+            ),
             _ => String::new(),
         };
-        let knn = r.knn_top1.map_or(String::new(), |k| format!(", k-NN top-1 {k:.3}"));
-        tracing::info!("epoch {epoch}/{}: loss {:.4}{entropy}{knn}, {:.1} images/s, {:.1} s", p.epochs, r.loss, r.images_per_s, r.seconds);
+        let knn = r
+            .knn_top1
+            .map_or(String::new(), |k| format!(", k-NN top-1 {k:.3}"));
+        tracing::info!(
+            "epoch {epoch}/{}: loss {:.4}{entropy}{knn}, {:.1} images/s, {:.1} s",
+            p.epochs,
+            r.loss,
+            r.images_per_s,
+            r.seconds
+        );
     }
     save_backbone(&init, learner.backbone(), &model)?;
     crash::point("pretrain-model-written");
     state.status = Status::Finished;
     state.write(&dir)?;
-    tracing::info!("pre-trained `{name}` in {:.1} min: {}", state.minutes(), model.display());
+    tracing::info!(
+        "pre-trained `{name}` in {:.1} min: {}",
+        state.minutes(),
+        model.display()
+    );
     Ok(Outcome::Finished { model, resumed_at })
 }
 
@@ -219,7 +280,13 @@ pub fn run<B: AutodiffBackend>(config: &StudyConfig, name: &str, device: &B::Dev
 /// fine-tuning's is timed) or DINO's whole step (teacher, student on every
 /// view, AdamW, teacher update). 0 for objective `none`, which trains
 /// nothing.
-pub fn time_step<B: AutodiffBackend>(bcfg: &BackboneConfig, p: &PretrainConfig, classes: usize, parts: &BatchParts, device: &B::Device) -> anyhow::Result<f64> {
+pub fn time_step<B: AutodiffBackend>(
+    bcfg: &BackboneConfig,
+    p: &PretrainConfig,
+    classes: usize,
+    parts: &BatchParts,
+    device: &B::Device,
+) -> anyhow::Result<f64> {
     let init = random_vit::<B>(vit_shape(bcfg, p), p.seed, device)?;
     let size = bcfg.input_size as usize;
     Ok(match p.objective {
@@ -231,7 +298,13 @@ pub fn time_step<B: AutodiffBackend>(bcfg: &BackboneConfig, p: &PretrainConfig, 
         Objective::Dino => {
             let mut dino = Dino::new(init.model, &p.dino, p.seed, device);
             let (n, k, local) = (p.batch_size, p.dino.local_crops, p.dino.local_size as usize);
-            let images = |rows: usize, side: usize| Tensor::<B, 4>::random([rows, 3, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+            let images = |rows: usize, side: usize| {
+                Tensor::<B, 4>::random(
+                    [rows, 3, side, side],
+                    burn::tensor::Distribution::Normal(0.0, 1.0),
+                    device,
+                )
+            };
             let (globals, locals) = (images(2 * n, size), (k > 0).then(|| images(k * n, local)));
             let at = StepAt::of(p, p.epochs, 0, 1);
             crate::finetune::plan::median_step_seconds::<B>(device, || {
@@ -246,7 +319,9 @@ pub fn vit_shape(bcfg: &BackboneConfig, p: &PretrainConfig) -> VitShape {
     VitShape {
         width: p.width,
         depth: p.depth,
-        heads: bcfg.heads.expect("validated: a pre-trained backbone has heads"),
+        heads: bcfg
+            .heads
+            .expect("validated: a pre-trained backbone has heads"),
         patch: p.patch,
         mlp_ratio: p.mlp_ratio,
         input_size: bcfg.input_size as usize,
@@ -255,7 +330,11 @@ pub fn vit_shape(bcfg: &BackboneConfig, p: &PretrainConfig) -> VitShape {
 
 /// The backbone file in timm's names (the initialisation's key map), head
 /// dropped.
-fn save_backbone<B: Backend, I: Backend>(init: &Backbone<B>, mut model: Vit<I>, path: &Path) -> anyhow::Result<()> {
+fn save_backbone<B: Backend, I: Backend>(
+    init: &Backbone<B>,
+    mut model: Vit<I>,
+    path: &Path,
+) -> anyhow::Result<()> {
     model.head = None;
     Ok(init.save_model(&model, path)?)
 }
@@ -277,15 +356,27 @@ struct EpochData<'a> {
 /// Why an epoch stopped the pre-training.
 #[derive(Debug)]
 enum Stop {
-    NonFinite { epoch: u32, step: usize, value: f64 },
-    Collapse { epoch: u32, collapse: dino::Collapse },
+    NonFinite {
+        epoch: u32,
+        step: usize,
+        value: f64,
+    },
+    Collapse {
+        epoch: u32,
+        collapse: dino::Collapse,
+    },
 }
 
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stop::NonFinite { epoch, step, value } => write!(f, "loss {value} at epoch {epoch}, step {step}"),
-            Stop::Collapse { epoch, collapse } => write!(f, "self-distillation collapsed in epoch {epoch}: {collapse}"),
+            Stop::NonFinite { epoch, step, value } => {
+                write!(f, "loss {value} at epoch {epoch}, step {step}")
+            }
+            Stop::Collapse { epoch, collapse } => write!(
+                f,
+                "self-distillation collapsed in epoch {epoch}: {collapse}"
+            ),
         }
     }
 }
@@ -302,7 +393,12 @@ fn train_epoch<B: AutodiffBackend>(
     let mut order = data.train.to_vec();
     order.shuffle(rng);
     let per_epoch = order.len().div_ceil(p.batch_size);
-    let crop = TrainAugment { scale: p.crop_scale, hflip: true, vflip: false, colour: ColourAugment::NONE };
+    let crop = TrainAugment {
+        scale: p.crop_scale,
+        hflip: true,
+        vflip: false,
+        colour: ColourAugment::NONE,
+    };
     let views = DinoViews::new(p, data.global.size, data.local.size);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((p.label_smoothing > 0.0).then_some(p.label_smoothing as f32))
@@ -315,26 +411,61 @@ fn train_epoch<B: AutodiffBackend>(
         let (next, value) = match learner {
             Learner::Supervised { training, method } => {
                 let b = data.global.train::<B>(batch, &crop, rng, device);
-                let (grads, loss) = data.parts.gradients(&training.model, batch.len(), |model, rows| part_cross_entropy(model, &loss_fn, &b.images, &b.labels, rows));
+                let (grads, loss) =
+                    data.parts
+                        .gradients(&training.model, batch.len(), |model, rows| {
+                            part_cross_entropy(model, &loss_fn, &b.images, &b.labels, rows)
+                        });
                 let value: f64 = loss.into_scalar().elem();
-                let training = if value.is_finite() { method.step(training, grads, epoch, lr, lr) } else { training };
+                let training = if value.is_finite() {
+                    method.step(training, grads, epoch, lr, lr)
+                } else {
+                    training
+                };
                 (Learner::Supervised { training, method }, value)
             }
             Learner::Dino(mut d) => {
-                let globals = Tensor::cat(views.global.iter().map(|view| data.global.train::<B>(batch, view, rng, device).images).collect(), 0);
-                let locals = (p.dino.local_crops > 0)
-                    .then(|| Tensor::cat((0..p.dino.local_crops).map(|_| data.local.train::<B>(batch, &views.local, rng, device).images).collect(), 0));
-                let out = d.step(globals, locals, StepAt::of(p, epoch, step, per_epoch), &data.parts);
+                let globals = Tensor::cat(
+                    views
+                        .global
+                        .iter()
+                        .map(|view| data.global.train::<B>(batch, view, rng, device).images)
+                        .collect(),
+                    0,
+                );
+                let locals = (p.dino.local_crops > 0).then(|| {
+                    Tensor::cat(
+                        (0..p.dino.local_crops)
+                            .map(|_| {
+                                data.local
+                                    .train::<B>(batch, &views.local, rng, device)
+                                    .images
+                            })
+                            .collect(),
+                        0,
+                    )
+                });
+                let out = d.step(
+                    globals,
+                    locals,
+                    StepAt::of(p, epoch, step, per_epoch),
+                    &data.parts,
+                );
                 watch.record(&out);
                 (Learner::Dino(d), out.loss)
             }
         };
         learner = next;
         if !value.is_finite() {
-            return Err(Stop::NonFinite { epoch, step: step + 1, value });
+            return Err(Stop::NonFinite {
+                epoch,
+                step: step + 1,
+                value,
+            });
         }
         loss_sum += value;
-        let images_per_s = (step * p.batch_size + batch.len()) as f64 / start.elapsed().as_secs_f64();
+        let images_per_s =
+            (step * p.batch_size + batch.len()) as f64 / start.elapsed().as_secs_f64();
         progress(epoch, p.epochs, step + 1, per_epoch, value, images_per_s);
     }
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -372,11 +503,25 @@ impl DinoViews {
         let d = &p.dino;
         let view = |scale: [f64; 2], side: u32, blur: f64, solarize: f64| {
             let sigma = d.blur_sigma.map(|s| s * side as f64 / 224.0);
-            let colour = ColourAugment { jitter: d.colour_jitter, greyscale: d.greyscale, blur, blur_sigma: sigma, solarize };
-            TrainAugment { scale, hflip: true, vflip: false, colour }
+            let colour = ColourAugment {
+                jitter: d.colour_jitter,
+                greyscale: d.greyscale,
+                blur,
+                blur_sigma: sigma,
+                solarize,
+            };
+            TrainAugment {
+                scale,
+                hflip: true,
+                vflip: false,
+                colour,
+            }
         };
         DinoViews {
-            global: [view(p.crop_scale, global_side, d.blur[0], 0.0), view(p.crop_scale, global_side, d.blur[1], d.solarize)],
+            global: [
+                view(p.crop_scale, global_side, d.blur[0], 0.0),
+                view(p.crop_scale, global_side, d.blur[1], d.solarize),
+            ],
             local: view(d.local_scale, local_side, d.blur[2], 0.0),
         }
     }
@@ -385,14 +530,41 @@ impl DinoViews {
 /// The learning curve's point: k-NN top-1 (the study's k and temperature)
 /// of `backbone`'s final-norm CLS features on the natural validation split,
 /// with the train split as the bank.
-fn knn_top1<B: Backend>(backbone: &Vit<B>, data: &EpochData<'_>, e: &EvaluationConfig, device: &B::Device) -> anyhow::Result<f64> {
+fn knn_top1<B: Backend>(
+    backbone: &Vit<B>,
+    data: &EpochData<'_>,
+    e: &EvaluationConfig,
+    device: &B::Device,
+) -> anyhow::Result<f64> {
     let model = Classifier::new(backbone.clone(), 1, 0, device);
-    let features = |indices: &[usize]| crate::finetune::eval::final_outputs(&model, &data.global, indices, e.batch_size, &data.parts, device).0;
-    let labels = |indices: &[usize]| indices.iter().map(|&i| data.global.labels[i] as i64).collect::<Vec<_>>();
+    let features = |indices: &[usize]| {
+        crate::finetune::eval::final_outputs(
+            &model,
+            &data.global,
+            indices,
+            e.batch_size,
+            &data.parts,
+            device,
+        )
+        .0
+    };
+    let labels = |indices: &[usize]| {
+        indices
+            .iter()
+            .map(|&i| data.global.labels[i] as i64)
+            .collect::<Vec<_>>()
+    };
     let (bank, query) = (features(data.train), features(data.val));
     let width = backbone.width();
     let bank_m = MatRef::new(&bank, data.train.len(), width, "k-NN bank")?;
     let query_m = MatRef::new(&query, data.val.len(), width, "k-NN queries")?;
-    let result = knn_accuracy(bank_m, &labels(data.train), query_m, &labels(data.val), &[e.knn_report_k], e.knn_temperature)?;
+    let result = knn_accuracy(
+        bank_m,
+        &labels(data.train),
+        query_m,
+        &labels(data.val),
+        &[e.knn_report_k],
+        e.knn_temperature,
+    )?;
     Ok(result[0].top1)
 }
