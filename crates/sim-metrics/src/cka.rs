@@ -288,7 +288,7 @@ fn prepare<T: Scalar>(m: MatRef<'_, T>, opts: CkaOptions, form: Form) -> Result<
             }
         }
     };
-    if !(side.self_hsic > 0.0) {
+    if side.self_hsic.is_nan() || side.self_hsic <= 0.0 {
         return Err(MetricError::input(
             m.name,
             "features have zero variance (or no positive self-similarity): CKA is undefined",
@@ -390,7 +390,7 @@ fn rbf_in_place(
             .fold(f64::NEG_INFINITY, f64::max);
         (lo + hi) / 2.0
     };
-    if !(median > 0.0) || !(sigma_frac > 0.0) {
+    if median.is_nan() || median <= 0.0 || sigma_frac.is_nan() || sigma_frac <= 0.0 {
         return Err(MetricError::input(
             name,
             "median pairwise distance is 0 (or sigma fraction ≤ 0): RBF bandwidth undefined",

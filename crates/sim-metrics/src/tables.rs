@@ -36,6 +36,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// Reads one calibration metric off an epoch's metrics.
+type MetricOf = fn(&EpochMetrics) -> f64;
+
 /// What went wrong, naming the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -1031,7 +1034,7 @@ fn backbones_table(
 /// finding 2 reads) and with epoch 0 added (its similarity is 1 at every
 /// layer by definition, its calibration that of [`Head::epoch0`]).
 fn fits_table(runs: &[Run<'_>], config: &StudyConfig) -> PolarsResult<DataFrame> {
-    let metrics: [(&str, fn(&EpochMetrics) -> f64); 3] = [
+    let metrics: [(&str, MetricOf); 3] = [
         (col::ECE, |m| m.ece),
         (col::MCE, |m| m.mce),
         (col::ADAPTIVE_ECE, |m| m.adaptive_ece),

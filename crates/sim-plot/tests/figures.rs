@@ -108,7 +108,9 @@ fn write_verdicts(
             .filter(|r| r.backbone == b)
             .collect::<Vec<_>>()
     };
-    let mut rows: Vec<(u32, &str, &str, &str, Option<&str>, Certainty)> = Vec::new();
+    // (finding, measure, token, backbone, versus, certainty)
+    type VerdictRow<'a> = (u32, &'a str, &'a str, &'a str, Option<&'a str>, Certainty);
+    let mut rows: Vec<VerdictRow> = Vec::new();
     for b in config
         .backbones
         .iter()
@@ -681,7 +683,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 per_model(bins as usize)
                     .enumerate()
                     .map(|(i, _)| {
-                        if i as u32 % bins == 0 {
+                        if (i as u32).is_multiple_of(bins) {
                             0u32
                         } else {
                             10 + i as u32 % bins
@@ -694,7 +696,8 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 per_model(bins as usize)
                     .enumerate()
                     .map(|(i, _)| {
-                        (i as u32 % bins != 0).then_some(0.1 + 0.2 * (i as u32 % bins) as f64)
+                        (!(i as u32).is_multiple_of(bins))
+                            .then_some(0.1 + 0.2 * (i as u32 % bins) as f64)
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -703,7 +706,8 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 per_model(bins as usize)
                     .enumerate()
                     .map(|(i, _)| {
-                        (i as u32 % bins != 0).then_some(0.1 + 0.2 * (i as u32 % bins) as f64)
+                        (!(i as u32).is_multiple_of(bins))
+                            .then_some(0.1 + 0.2 * (i as u32 % bins) as f64)
                     })
                     .collect::<Vec<_>>(),
             ),

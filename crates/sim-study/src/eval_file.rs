@@ -125,7 +125,7 @@ impl EvalFile {
             .tensors()
             .names()
             .into_iter()
-            .filter_map(|n| parse_probe_tensor(n))
+            .filter_map(parse_probe_tensor)
             .collect();
         found.sort();
         found

@@ -13,6 +13,9 @@ use sim_train::model::{Activation, Backbone, LoadOptions, ModelError, load};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A named tensor: (name, (shape, values)).
+type NamedTensor = (String, (Vec<usize>, Vec<f64>));
+
 /// Tolerance on max |ours − reference| / max |reference|, per tensor (f32).
 const TOLERANCE: f64 = 1e-4;
 
@@ -80,7 +83,8 @@ fn compare(
     let input: Vec<f32> = input.iter().map(|&v| v as f32).collect();
     let images = Tensor::<CpuBackend, 4>::from_data(TensorData::new(input, shape.clone()), &device);
     let out = backbone.model.forward(images);
-    let mut ours: Vec<(String, (Vec<usize>, Vec<f64>))> = out
+    // (name, (shape, values)) per hidden state
+    let mut ours: Vec<NamedTensor> = out
         .hidden
         .iter()
         .enumerate()

@@ -278,12 +278,10 @@ fn fetch_checkpoints_downloads_resumes_and_verifies() {
     ]);
     let hub = serve(files, 20);
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[study]\nname = \"t\"\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n[datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n\
+    let text = "[study]\nname = \"t\"\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n[datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n\
          [[backbones]]\nname = \"vit\"\ncheckpoint = \"./ckpt/vit/model.safetensors\"\nsource = \"hf:acme/vit/model.safetensors\"\n\
-         [[backbones]]\nname = \"dino\"\ncheckpoint = \"./ckpt/dino.safetensors\"\nsource = \"hf:acme/dino/weights/m.safetensors\"\n"
-    );
-    let config = sim_study::StudyConfig::from_toml_str(&text, Path::new("t.toml")).unwrap();
+         [[backbones]]\nname = \"dino\"\ncheckpoint = \"./ckpt/dino.safetensors\"\nsource = \"hf:acme/dino/weights/m.safetensors\"\n";
+    let config = sim_study::StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap();
     // A broken-off download of the second file: its first third.
     std::fs::create_dir_all(dir.path().join("ckpt")).unwrap();
     std::fs::write(

@@ -12,6 +12,9 @@ use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+/// A density curve's (x, density) points.
+type Curve = Vec<(f64, f64)>;
+
 pub struct SimilarityDensity {
     backbones: Vec<String>,
     /// Per backbone with runs: name, final similarities.
@@ -111,7 +114,7 @@ impl Figure for SimilarityDensity {
         let grid: Vec<f64> = (0..=200)
             .map(|i| x.start + (x.end - x.start) * i as f64 / 200.0)
             .collect();
-        let curves: Vec<(String, Option<Vec<(f64, f64)>>)> = self
+        let curves: Vec<(String, Option<Curve>)> = self
             .runs
             .iter()
             .map(|(b, v)| {

@@ -348,7 +348,9 @@ mod tests {
     fn a_damaged_checkpoint_names_the_file_and_the_cause() {
         let dir = tempfile::tempdir().unwrap();
         let ckpt = checkpoint_dir(dir.path(), 1);
-        let cases: [(&str, fn(&Path), &str); 4] = [
+        // (file, how it is damaged, what the error says)
+        type Damage = (&'static str, fn(&Path), &'static str);
+        let cases: [Damage; 4] = [
             (
                 "optim-backbone.mpk",
                 |p| std::fs::write(p, vec![2u8; 1500]).unwrap(),

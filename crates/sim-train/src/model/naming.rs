@@ -9,6 +9,10 @@ use super::pos_embed::Resize;
 use sim_study::config::Family;
 use std::collections::BTreeMap;
 
+/// A checkpoint in canonical names: the tensors, the key map back to the
+/// checkpoint's names, and the checkpoint keys left out on purpose.
+pub type Canonical = (BTreeMap<String, HostTensor>, KeyMap, Vec<String>);
+
 /// The key naming of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naming {
@@ -270,10 +274,7 @@ impl Naming {
     /// Tensors a family may lack (registers, LayerScale, head…) are simply
     /// absent from the result; whether the model needs them is the builder's
     /// call. Anything left in the checkpoint and not ignored is an error.
-    pub fn to_canonical(
-        self,
-        mut ckpt: Checkpoint,
-    ) -> Result<(BTreeMap<String, HostTensor>, KeyMap, Vec<String>), ModelError> {
+    pub fn to_canonical(self, mut ckpt: Checkpoint) -> Result<Canonical, ModelError> {
         let depth = ckpt.count_blocks(self.block_stem());
         if depth == 0 {
             return Err(ModelError::file(

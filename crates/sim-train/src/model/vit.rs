@@ -372,7 +372,7 @@ impl<B: Backend> Vit<B> {
                 ),
             ));
         }
-        if spec.input_size % p != 0 {
+        if !spec.input_size.is_multiple_of(p) {
             return Err(ModelError::file(
                 &spec.file,
                 format!(
