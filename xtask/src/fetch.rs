@@ -20,7 +20,7 @@
 use anyhow::{Context, bail, ensure};
 use md5::Md5;
 use sha2::{Digest, Sha256};
-use sim_study::config::{DatasetConfig, DatasetKind};
+use sim_study::config::{DatasetConfig, DatasetKind, Weights};
 use sim_train::data::{Dataset, HAM10000_CLASSES};
 use std::fs;
 use std::io::{Read, Write};
@@ -403,10 +403,11 @@ pub fn fetch_checkpoints(
     let mut fetched = Vec::new();
     for b in &config.backbones {
         // Pre-trained by the tool: nothing to download.
-        let Some(path) = b.checkpoint_path(config_dir) else {
+        let Weights::Checkpoint { download, .. } = &b.weights else {
             continue;
         };
-        let Some(source) = &b.source else {
+        let path = config.backbone_file(b, config_dir);
+        let Some(source) = download else {
             if !path.exists() {
                 println!(
                     "backbones `{}`: {} is missing and has no `source` to fetch it from",

@@ -7,10 +7,10 @@ use crate::fetch;
 use crate::slurm;
 use crate::sweep::{SweepOptions, human_seconds, sweep, threads_per_run};
 use anyhow::{Context, bail};
-use sim_study::StudyConfig;
+use sim_study::config::Objective;
 use sim_study::config::{DatasetId, RunId};
-use sim_study::pretrain::Objective;
 use sim_study::run_state::{RunState, Status};
+use sim_study::{StudyConfig, StudyDir};
 use sim_train::CpuBackend;
 use sim_train::backend::TrainBackend;
 use sim_train::finetune::{self, Outcome};
@@ -99,7 +99,7 @@ pub fn run(
                 let (array, finish) = slurm::submit(&scripts)?;
                 let record = format!("array = \"{array}\"\nfinish = \"{finish}\"\n");
                 sim_study::write_atomic(
-                    &slurm::slurm_dir(&config.output_dir()).join("jobs.toml"),
+                    &StudyDir::new(config.output_dir()).slurm_jobs(),
                     record.as_bytes(),
                 )?;
                 println!(
@@ -200,7 +200,7 @@ fn check_output_folder(dir: &Path) -> anyhow::Result<()> {
 /// (here, also for Slurm: the array's runs read the files): each once, a
 /// finished one kept, an interrupted one resumed.
 fn pretrain_backbones(config: &StudyConfig) -> anyhow::Result<()> {
-    for b in config.backbones.iter().filter(|b| b.pretrain.is_some()) {
+    for b in config.backbones.iter().filter(|b| b.pretrain().is_some()) {
         let start = Instant::now();
         match sim_train::pretrain::run::<TrainBackend>(config, &b.name, &Default::default())? {
             sim_train::pretrain::Outcome::AlreadyFinished { model } => println!(
@@ -326,11 +326,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     // Pre-training not done yet: one backbone at a time, before any run.
     let mut pretrain_seconds = 0.0;
     for b in &config.backbones {
-        let Some(p) = b
-            .pretrain
-            .as_ref()
-            .filter(|p| p.objective != Objective::None)
-        else {
+        let Some(p) = b.pretrain().filter(|p| p.objective != Objective::None) else {
             continue;
         };
         if config.backbone_file(b, config_dir).exists() {
@@ -382,7 +378,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         let classes = medical.dataset.classes.len();
         for b in &config.backbones {
             let path = config.backbone_file(b, config_dir);
-            let backbone = match &b.pretrain {
+            let backbone = match b.pretrain() {
                 // Not pre-trained yet: the cost of fine-tuning is the same from its initialisation.
                 Some(p) if !path.exists() => {
                     sim_train::model::init::random_vit::<TrainBackend>(
@@ -494,7 +490,7 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
     }
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!("{}", summary.join(", "));
-    let jobs = slurm::slurm_dir(&config.output_dir()).join("jobs.toml");
+    let jobs = StudyDir::new(config.output_dir()).slurm_jobs();
     if let Ok(text) = std::fs::read_to_string(&jobs) {
         println!("Slurm jobs ({}):\n{}", jobs.display(), text.trim_end());
     }
@@ -511,7 +507,7 @@ fn check_backbone_files(config: &StudyConfig, config_dir: &Path) -> anyhow::Resu
         let path = config.backbone_file(b, config_dir);
         if !path.exists() {
             // Made by the pre-training stage.
-            if b.pretrain.is_none() {
+            if b.pretrain().is_none() {
                 missing.push(format!("  backbones `{}`: {}", b.name, path.display()));
             }
             continue;

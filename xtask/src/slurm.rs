@@ -8,6 +8,7 @@
 //! again resumes a study.
 
 use anyhow::{Context, bail};
+use sim_study::StudyDir;
 use sim_study::config::{RunId, SlurmConfig, StudyConfig};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -17,11 +18,6 @@ use std::process::Command;
 pub struct Scripts {
     pub array: PathBuf,
     pub finish: PathBuf,
-}
-
-/// `<study>/slurm/`.
-pub fn slurm_dir(study: &Path) -> PathBuf {
-    study.join("slurm")
 }
 
 /// Characters that the scripts cannot carry in a path: `#SBATCH` lines are
@@ -65,7 +61,7 @@ pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result
     let absolute =
         |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
     let study = absolute(&config.output_dir())?;
-    let dir = slurm_dir(&study);
+    let dir = StudyDir::new(&study).slurm_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe()?;
     let config_path = absolute(config_path)?;

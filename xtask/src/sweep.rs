@@ -132,7 +132,7 @@ pub fn sweep(
                         eprintln!("run {}: being run by {holder}; left to it", r.run);
                         report.elsewhere.push((r.run, holder));
                     } else {
-                        let log = sweep_log(&study, &r.run);
+                        let log = study.sweep_log(&r.run);
                         let error =
                             last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
                         eprintln!("run {} failed: {error} (log: {})", r.run, log.display());
@@ -223,11 +223,6 @@ pub fn detect_gpus() -> Vec<String> {
         .collect()
 }
 
-/// Where a run's process output goes (appended, one block per attempt).
-pub fn sweep_log(study: &StudyDir, run: &RunId) -> PathBuf {
-    study.run_dir(run).join("sweep.log")
-}
-
 /// `--jobs` when not given: one run per GPU where there are GPUs, else one
 /// per core.
 pub fn default_jobs(gpus: &[String]) -> usize {
@@ -255,7 +250,7 @@ fn spawn(
     gpu: Option<&str>,
     threads: usize,
 ) -> anyhow::Result<Child> {
-    let log_path = sweep_log(study, run);
+    let log_path = study.sweep_log(run);
     std::fs::create_dir_all(log_path.parent().expect("a run folder"))?;
     let mut log = OpenOptions::new()
         .create(true)

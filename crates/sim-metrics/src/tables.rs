@@ -446,18 +446,11 @@ fn inputs_manifest(
 /// again would give the same tables.
 pub fn up_to_date(study_dir: &Path) -> bool {
     let study = StudyDir::new(study_dir);
-    let (Ok(config), Some(written)) = (
-        study.read_config(),
-        Manifest::read(&study.tables_manifest()),
-    ) else {
-        return false;
-    };
-    let all_there = table_file::ALL
-        .iter()
-        .all(|t| study.tables_dir().join(t).exists());
-    all_there
-        && inputs_manifest(&study, &config, Some(&written))
-            .is_ok_and(|now| now.same_inputs(&written))
+    let tables: Vec<PathBuf> = table_file::ALL.iter().map(|t| study.table(t)).collect();
+    sim_study::manifest::up_to_date(&study.tables_manifest(), &tables, |written| {
+        let config = study.read_config().ok()?;
+        inputs_manifest(&study, &config, Some(written)).ok()
+    })
 }
 
 /// The runs of one medical data set and method: those with a committed
@@ -675,7 +668,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             ),
         ];
         for (i, (name, frame)) in frames.into_iter().enumerate() {
-            let at = |e: PolarsError| err(&study.tables_dir().join(name), e);
+            let at = |e: PolarsError| err(&study.table(name), e);
             let mut frame = frame.map_err(at)?;
             frame
                 .insert_column(0, col(col::DATASET, vec![dataset; frame.height()]))
@@ -694,19 +687,19 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     if tables.is_empty() {
         return Err(err(study_dir, "no finished epoch in any run yet"));
     }
-    let path = study.tables_dir().join(table_file::METHOD_COMPARISONS);
+    let path = study.table(table_file::METHOD_COMPARISONS);
     tables.push((
         table_file::METHOD_COMPARISONS,
         method_comparisons_table(&finals, &config).map_err(|e| err(&path, e))?,
     ));
-    let path = study.tables_dir().join(table_file::PRETRAIN);
+    let path = study.table(table_file::PRETRAIN);
     tables.push((
         table_file::PRETRAIN,
         pretrain_table(&study, &config, &mut epoch0s)?
             .into_frame()
             .map_err(|e| err(&path, e))?,
     ));
-    let path = study.tables_dir().join(table_file::PRETRAIN_EPOCHS);
+    let path = study.table(table_file::PRETRAIN_EPOCHS);
     tables.push((
         table_file::PRETRAIN_EPOCHS,
         pretrain_epochs_table(&study, &config)?.map_err(|e| err(&path, e))?,
@@ -719,7 +712,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     Manifest::remove(&study.tables_manifest()).map_err(|e| err(&study.tables_manifest(), e))?;
     let mut written = Vec::new();
     for (name, mut frame) in tables {
-        let path = tables_dir.join(name);
+        let path = study.table(name);
         frame.rechunk_mut();
         sim_study::write_atomic_with(&path, |w| {
             ParquetWriter::new(w)
@@ -1556,9 +1549,10 @@ fn pretrain_state(
     study: &StudyDir,
     config: &StudyConfig,
     b: &sim_study::config::BackboneConfig,
-) -> Result<Option<sim_study::pretrain::PretrainState>, TableError> {
-    use sim_study::pretrain::{PretrainState, pretrain_dir};
-    let Some(p) = &b.pretrain else {
+) -> Result<Option<sim_study::pretrain_state::PretrainState>, TableError> {
+    use sim_study::layout::pretrain_dir;
+    use sim_study::pretrain_state::PretrainState;
+    let Some(p) = b.pretrain() else {
         return Ok(None);
     };
     let mut located = config.clone();
@@ -1655,11 +1649,10 @@ fn pretrain_table<'a>(
             rows.dataset.push(dataset);
             rows.backbone.push(&b.name);
             rows.objective.push(
-                b.pretrain
-                    .as_ref()
+                b.pretrain()
                     .map_or(col::OBJECTIVE_CHECKPOINT, |p| p.objective.name()),
             );
-            rows.epochs.push(b.pretrain.as_ref().map(|p| p.epochs));
+            rows.epochs.push(b.pretrain().map(|p| p.epochs));
             rows.minutes.push(
                 state
                     .as_ref()

@@ -113,12 +113,12 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
         }
         outcomes.push((name.to_string(), outcome));
     }
-    let tables_dir = sim_study::StudyDir::new(dir).tables_dir();
-    files.extend(paper_tables::write(&study, &tables_dir)?);
+    files.extend(paper_tables::write(&study, &study_dir)?);
     // The report shows every figure: a partial rendering (--only) keeps it.
     if options.only.is_none() {
-        let md = |name: &str| std::fs::read_to_string(tables_dir.join(name)).unwrap_or_default();
-        let text = report::report(&study, &outcomes, [&md("table1.md"), &md("table2.md")]);
+        let md =
+            |n: u32| std::fs::read_to_string(study_dir.paper_table(n, "md")).unwrap_or_default();
+        let text = report::report(&study, &outcomes, [&md(1), &md(2)]);
         sim_study::write_atomic(&report_path(dir), text.as_bytes())?;
         files.push(report_path(dir));
         // Last: only a whole rendering vouches for its inputs.
@@ -159,9 +159,7 @@ pub fn write_report_without_runs(dir: &Path, runs: &[String]) -> anyhow::Result<
 /// `cargo xtask reproduce` skips this stage.
 pub fn up_to_date(dir: &Path) -> bool {
     let study = StudyDir::new(dir);
-    let Some(written) = Manifest::read(&study.figures_manifest()) else {
-        return false;
-    };
-    report_path(dir).exists()
-        && inputs_manifest(&study, Some(&written)).is_ok_and(|now| now.same_inputs(&written))
+    sim_study::manifest::up_to_date(&study.figures_manifest(), &[study.report()], |written| {
+        inputs_manifest(&study, Some(written)).ok()
+    })
 }

@@ -8,8 +8,9 @@
 //! always have both columns.
 
 use crate::study::{SUMMARY_METRICS, Study, Summary};
+use sim_study::StudyDir;
 use sim_study::tables::col;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Column headers of Table 1's metrics, in `SUMMARY_METRICS` order.
 const TABLE1_HEADERS: [&str; 7] = [
@@ -36,8 +37,8 @@ fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.6}"))
 }
 
-/// Writes `tables/table1.{md,csv}` and `tables/table2.{md,csv}`; returns them.
-pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Writes `tables/table1.{md,csv}` and `tables/table2.{md,csv}` of the study folder `dir`; returns them.
+pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
     let (datasets, methods) = (study.several_datasets(), study.methods.len() > 1);
     // The Markdown's first cells: the data set and the method (where there
     // are several) and the backbone.
@@ -178,13 +179,12 @@ pub fn write(study: &Study, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         study.config.evaluation.fit_levels
     ));
     let mut written = Vec::new();
-    for (name, text) in [
-        ("table1.md", md1),
-        ("table1.csv", csv1),
-        ("table2.md", md2),
-        ("table2.csv", csv2),
+    for (path, text) in [
+        (dir.paper_table(1, "md"), md1),
+        (dir.paper_table(1, "csv"), csv1),
+        (dir.paper_table(2, "md"), md2),
+        (dir.paper_table(2, "csv"), csv2),
     ] {
-        let path = dir.join(name);
         sim_study::write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }

@@ -10,8 +10,8 @@ use crate::figures::Outcome;
 use crate::study::VerdictRow;
 use crate::study::{PermutationRow, Study};
 use sim_metrics::findings;
+use sim_study::config::Objective;
 use sim_study::config::{BackboneConfig, Family, Paradigm};
-use sim_study::pretrain::Objective;
 use sim_study::tables::col;
 use std::fmt::Write;
 
@@ -19,7 +19,7 @@ use std::fmt::Write;
 /// objective where the tool made it, else its family (the side finding 3
 /// puts it on: [`BackboneConfig::paradigm`]).
 fn pretraining_words(b: &BackboneConfig) -> String {
-    if let Some(p) = &b.pretrain {
+    if let Some(p) = b.pretrain() {
         return match p.objective {
             Objective::Supervised => "pre-trained here: supervised".into(),
             Objective::Dino => "pre-trained here: self-supervised, DINO".into(),

@@ -347,14 +347,14 @@ impl Study {
         let study = StudyDir::new(dir);
         let config = study.read_config().map_err(anyhow::Error::msg)?;
         let tables = study.tables_dir();
-        if !tables.join(file::EPOCHS).exists() {
+        if !study.table(file::EPOCHS).exists() {
             bail!(
                 "{}: no tables yet; run `sim-metrics study --study {}` first",
                 tables.display(),
                 dir.display()
             );
         }
-        let table = |name: &str| Table::read(&tables.join(name));
+        let table = |name: &str| Table::read(&study.table(name));
         // Tables of a version before data sets were an axis lack `dataset`.
         let epochs = table(file::EPOCHS)?;
         if epochs.frame.column(col::DATASET).is_err() {
@@ -365,7 +365,7 @@ impl Study {
             );
         }
         let optional = |name: &str| -> anyhow::Result<Option<Table>> {
-            let path = tables.join(name);
+            let path = study.table(name);
             if path.exists() {
                 Table::read(&path).map(Some)
             } else {

@@ -27,8 +27,16 @@
 //!   kernel-cache/                               GPU builds: compiled kernels and autotune results, shared by the study's processes
 //! ```
 //!
-//! A backbone the tool pre-trains is made beside the study folder, in
-//! `pretrained/<objective>-<hash>/` ([`crate::pretrain`]), shared by studies.
+//! A backbone the tool pre-trains is made beside the study folder, shared
+//! by every study with the same pre-training ([`pretrain_dir`]):
+//!
+//! ```text
+//! <studies>/pretrained/<objective>-<hash12>/   (hash: the pre-training's settings and data)
+//!   pretrain.toml        status, last finished epoch, per-epoch loss and time (`crate::pretrain_state`)
+//!   checkpoint-<EEE>/    model and optimiser state of the last finished epoch, with a manifest
+//!   model.safetensors    the result, in timm ViT names (written after the last epoch)
+//!   pretrain.log         the log
+//! ```
 //!
 //! Four kinds of folder are locked while written ([`crate::lock`]): the
 //! study folder itself (study.toml, splits, caches), a backbone's folder (its
@@ -36,11 +44,30 @@
 //! epoch 0) and a run's folder. The tensors inside an
 //! evaluation file are named by [`crate::eval_file`].
 
-use crate::config::{DatasetId, RunId, StudyConfig};
+use crate::config::{BackboneConfig, DatasetConfig, DatasetId, PretrainConfig, RunId, StudyConfig};
 use crate::write_atomic;
-use sha2::Digest;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// The names right in a study folder.
+const RESOLVED_CONFIG: &str = "study.toml";
+const CONFIG_HASH: &str = "study.sha256";
+const SPLITS: &str = "splits";
+const CACHE: &str = "cache";
+const BACKBONES: &str = "backbones";
+const RUNS: &str = "runs";
+const TABLES: &str = "tables";
+const FIGURES: &str = "figures";
+const REPORT: &str = "report.md";
+const SLURM: &str = "slurm";
+const KERNEL_CACHE: &str = "kernel-cache";
+/// The manifest of what a derived output was made from ([`crate::manifest`]).
+const INPUTS: &str = "inputs.toml";
+/// A run's log, and its process's output when a sweep started it.
+const TRAIN_LOG: &str = "train.log";
+const SWEEP_LOG: &str = "sweep.log";
 
 #[derive(Debug, Clone)]
 pub struct StudyDir {
@@ -57,30 +84,30 @@ impl StudyDir {
     }
 
     pub fn resolved_config(&self) -> PathBuf {
-        self.root.join("study.toml")
+        self.root.join(RESOLVED_CONFIG)
     }
 
     pub fn config_hash(&self) -> PathBuf {
-        self.root.join("study.sha256")
+        self.root.join(CONFIG_HASH)
     }
 
     /// The split of a data set, as written by the first stage that needed it.
     pub fn split_csv(&self, dataset: &DatasetId) -> PathBuf {
         self.root
-            .join("splits")
+            .join(SPLITS)
             .join(format!("{}.csv", dataset.file_stem()))
     }
 
     /// Decoded, resized images of a data set at shorter side `side` pixels.
     pub fn image_cache(&self, dataset: &DatasetId, side: u32) -> PathBuf {
         self.root
-            .join("cache")
+            .join(CACHE)
             .join(format!("{}-{side}px.u8img", dataset.file_stem()))
     }
 
     /// What the study keeps of a backbone whatever the data set.
     pub fn backbone_dir(&self, backbone: &str) -> PathBuf {
-        self.root.join("backbones").join(backbone)
+        self.root.join(BACKBONES).join(backbone)
     }
 
     /// The fingerprint of the backbone file every run of `backbone` starts from.
@@ -97,7 +124,7 @@ impl StudyDir {
 
     /// The folder of one backbone's runs on one medical data set.
     pub fn model_dir(&self, dataset: &str, backbone: &str) -> PathBuf {
-        self.root.join("runs").join(dataset).join(backbone)
+        self.medical_runs_dir(dataset).join(backbone)
     }
 
     /// The evaluation of the pre-trained backbone (epoch 0) on a medical data
@@ -147,7 +174,7 @@ impl StudyDir {
             subfolders(folder).iter().any(|p| {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
-                    && p.join("train.log").exists()
+                    && p.join(TRAIN_LOG).exists()
             })
         };
         let refuse = |old: &Path, was: &str| {
@@ -158,7 +185,7 @@ impl StudyDir {
                 self.root.display()
             )))
         };
-        for first in subfolders(&self.root.join("runs")) {
+        for first in subfolders(&self.root.join(RUNS)) {
             if runs_in(&first)
                 || first.join("pretrained.safetensors").exists()
                 || first.join("backbone.toml").exists()
@@ -177,32 +204,69 @@ impl StudyDir {
     /// Where a GPU build keeps its compiled kernels and autotune results
     /// (`sim_train::backend::use_kernel_cache`).
     pub fn kernel_cache(&self) -> PathBuf {
-        self.root.join("kernel-cache")
+        self.root.join(KERNEL_CACHE)
     }
 
     /// Where `sim-metrics study` writes the Parquet tables.
     pub fn tables_dir(&self) -> PathBuf {
-        self.root.join("tables")
+        self.root.join(TABLES)
     }
 
     /// What the tables were made from (the evaluations, `run.toml`s, the config).
     pub fn tables_manifest(&self) -> PathBuf {
-        self.tables_dir().join("inputs.toml")
+        self.tables_dir().join(INPUTS)
     }
 
     /// Where `sim-plot` writes the figures.
     pub fn figures_dir(&self) -> PathBuf {
-        self.root.join("figures")
+        self.root.join(FIGURES)
     }
 
     /// What the figures and the report were made from (the tables, the config).
     pub fn figures_manifest(&self) -> PathBuf {
-        self.figures_dir().join("inputs.toml")
+        self.figures_dir().join(INPUTS)
     }
 
     /// The study's report, written by `sim-plot`.
     pub fn report(&self) -> PathBuf {
-        self.root.join("report.md")
+        self.root.join(REPORT)
+    }
+
+    /// A file in `tables/`: a Parquet table (`crate::tables::file`) or one
+    /// of the paper's tables `sim-plot` writes beside them.
+    pub fn table(&self, file: &str) -> PathBuf {
+        self.tables_dir().join(file)
+    }
+
+    /// The paper's Table `number` (1 or 2) as `sim-plot` writes it, in
+    /// `extension` (`md` or `csv`).
+    pub fn paper_table(&self, number: u32, extension: &str) -> PathBuf {
+        self.table(&format!("table{number}.{extension}"))
+    }
+
+    /// Every run folder of one medical data set: `runs/<dataset>/`.
+    pub fn medical_runs_dir(&self, dataset: &str) -> PathBuf {
+        self.root.join(RUNS).join(dataset)
+    }
+
+    /// A run's log.
+    pub fn train_log(&self, run: &RunId) -> PathBuf {
+        self.run_dir(run).join(TRAIN_LOG)
+    }
+
+    /// What a run's process printed, when a sweep started it.
+    pub fn sweep_log(&self, run: &RunId) -> PathBuf {
+        self.run_dir(run).join(SWEEP_LOG)
+    }
+
+    /// `slurm/`: the sbatch scripts, their output and the job ids.
+    pub fn slurm_dir(&self) -> PathBuf {
+        self.root.join(SLURM)
+    }
+
+    /// The ids of the Slurm jobs a study submitted.
+    pub fn slurm_jobs(&self) -> PathBuf {
+        self.slurm_dir().join("jobs.toml")
     }
 
     /// Whether `name`, right in the study folder, is one of the study's own
@@ -210,17 +274,17 @@ impl StudyDir {
     /// is no study's.
     pub fn is_study_entry(name: &str) -> bool {
         const ENTRIES: [&str; 11] = [
-            "study.toml",
-            "study.sha256",
-            "splits",
-            "cache",
-            "backbones",
-            "runs",
-            "tables",
-            "figures",
-            "report.md",
-            "slurm",
-            "kernel-cache",
+            RESOLVED_CONFIG,
+            CONFIG_HASH,
+            SPLITS,
+            CACHE,
+            BACKBONES,
+            RUNS,
+            TABLES,
+            FIGURES,
+            REPORT,
+            SLURM,
+            KERNEL_CACHE,
         ];
         ENTRIES.contains(&name)
     }
@@ -303,8 +367,8 @@ impl StudyDir {
     pub fn data_folders(&self) -> [PathBuf; 3] {
         [
             self.root.clone(),
-            self.root.join("splits"),
-            self.root.join("cache"),
+            self.root.join(SPLITS),
+            self.root.join(CACHE),
         ]
     }
 
@@ -344,6 +408,76 @@ impl StudyDir {
         write_atomic(&self.resolved_config(), resolved.as_bytes())?;
         write_atomic(&self.config_hash(), format!("{hash}\n").as_bytes())
     }
+}
+
+/// A run's committed state in its folder (`crate::run_state`).
+pub fn run_state_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("run.toml")
+}
+
+/// The model and optimiser state after `epoch`, in a run's or a
+/// pre-training's folder: `checkpoint-<EEE>/`.
+pub fn checkpoint_dir(dir: &Path, epoch: u32) -> PathBuf {
+    dir.join(format!("{CHECKPOINT_PREFIX}{epoch:03}"))
+}
+
+/// How a checkpoint folder's name starts (a pruned folder is any such).
+pub const CHECKPOINT_PREFIX: &str = "checkpoint-";
+
+/// What makes two pre-trainings the same: their settings, the backbone's
+/// input size, heads and normalisation, and the data they read.
+#[derive(Serialize)]
+struct PretrainKey<'a> {
+    pretrain: &'a PretrainConfig,
+    input_size: u32,
+    heads: Option<usize>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    split_seed: u64,
+    natural: &'a DatasetConfig,
+}
+
+/// Where a pre-trained backbone is made: `pretrained/` beside the study
+/// folder, one folder per distinct pre-training (module docs).
+pub fn pretrain_dir(
+    config: &StudyConfig,
+    backbone: &BackboneConfig,
+    pretrain: &PretrainConfig,
+) -> PathBuf {
+    let key = PretrainKey {
+        pretrain,
+        input_size: backbone.input_size,
+        heads: backbone.heads,
+        mean: backbone.mean,
+        std: backbone.std,
+        split_seed: config.study.split_seed,
+        natural: &config.datasets.natural,
+    };
+    let text = toml::to_string(&key).expect("a pre-training key serialises");
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let studies = config
+        .output_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    studies
+        .join("pretrained")
+        .join(format!("{}-{}", pretrain.objective.name(), &hash[..12]))
+}
+
+/// The pre-trained model in a pre-training's folder.
+pub fn pretrained_model(dir: &Path) -> PathBuf {
+    dir.join("model.safetensors")
+}
+
+/// A pre-training's log.
+pub fn pretrain_log(dir: &Path) -> PathBuf {
+    dir.join("pretrain.log")
+}
+
+/// A pre-training's committed state in its folder (`crate::pretrain_state`).
+pub fn pretrain_state_file(dir: &Path) -> PathBuf {
+    dir.join("pretrain.toml")
 }
 
 #[cfg(test)]
@@ -505,5 +639,31 @@ mod tests {
         moved.study.output_dir = Some(dir.path().join("moved"));
         study.write_resolved_config(&moved).unwrap();
         assert_eq!(modified(), before, "moving the study changed its identity");
+    }
+
+    /// A minimal study whose backbone is pre-trained with `BODY` + `extra`.
+    fn pretrained(extra: &str) -> Result<StudyConfig, String> {
+        crate::config::pretrain_tests::config(extra)
+    }
+
+    #[test]
+    fn the_same_pretraining_shares_a_folder_and_another_does_not() {
+        let a = pretrained("").unwrap();
+        let mut renamed = a.clone();
+        renamed.study.name = "other".into();
+        renamed.study.output_dir = Some("studies/other".into());
+        renamed.backbones[0].name = "also-sup".into();
+        let dir =
+            |c: &StudyConfig| pretrain_dir(c, &c.backbones[0], c.backbones[0].pretrain().unwrap());
+        assert_eq!(
+            dir(&a),
+            dir(&renamed),
+            "another study and backbone name, the same pre-training"
+        );
+        let b = pretrained(", seed = 1").unwrap();
+        assert_ne!(dir(&a), dir(&b));
+        let mut more = a.clone();
+        more.datasets.natural.max_samples = Some(10);
+        assert_ne!(dir(&a), dir(&more), "other data");
     }
 }

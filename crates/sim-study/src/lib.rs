@@ -2,7 +2,9 @@
 //! SPEC default a field), where relative data paths resolve (`SIM_DATA_DIR`),
 //! the layout of a study directory, the write-then-rename helper that keeps
 //! half-written files out of it, the folder locks that keep two processes
-//! from writing the same files, and a run's committed state (`run.toml`).
+//! from writing the same files, a run's and a pre-training's committed
+//! state (`run.toml`, `pretrain.toml`), the study tables' names, and the
+//! rule that says whether a derived output is up to date (`manifest`).
 
 pub mod atomic;
 pub mod config;
@@ -12,7 +14,7 @@ pub mod fingerprint;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
-pub mod pretrain;
+pub mod pretrain_state;
 pub mod real_data;
 pub mod run_state;
 pub mod tables;

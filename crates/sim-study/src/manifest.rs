@@ -16,7 +16,25 @@ use crate::fingerprint::Fingerprint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The one freshness rule of every derived output (the tables; the
+/// figures, paper tables and report): it is up to date when the manifest
+/// written with it is at `manifest`, every file of it (`outputs`) is there,
+/// and the manifest of its inputs as they are now (`now`, given the
+/// written one so that unchanged files are not hashed again) has the same
+/// inputs by content, made by the same tool. Then making it again would
+/// give the same files.
+pub fn up_to_date(
+    manifest: &Path,
+    outputs: &[PathBuf],
+    now: impl FnOnce(&Manifest) -> Option<Manifest>,
+) -> bool {
+    let Some(written) = Manifest::read(manifest) else {
+        return false;
+    };
+    outputs.iter().all(|p| p.exists()) && now(&written).is_some_and(|n| n.same_inputs(&written))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -45,7 +45,7 @@ pub struct RunState {
 
 impl RunState {
     pub fn path(run_dir: &Path) -> PathBuf {
-        run_dir.join("run.toml")
+        crate::layout::run_state_file(run_dir)
     }
 
     /// The run's state, or `None` before its first epoch finished.

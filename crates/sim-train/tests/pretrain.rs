@@ -8,7 +8,8 @@
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use sim_study::StudyConfig;
-use sim_study::pretrain::{PretrainState, model_file, pretrain_dir};
+use sim_study::layout::{pretrain_dir, pretrained_model as model_file};
+use sim_study::pretrain_state::PretrainState;
 use sim_study::run_state::Status;
 use sim_train::backend::TrainBackend;
 use sim_train::model::naming::Naming;
@@ -82,7 +83,7 @@ fn config(path: &Path) -> StudyConfig {
 
 fn folder(config: &StudyConfig) -> PathBuf {
     let b = &config.backbones[0];
-    pretrain_dir(config, b, b.pretrain.as_ref().unwrap())
+    pretrain_dir(config, b, b.pretrain().unwrap())
 }
 
 fn pretrain_command(config: &Path) -> Command {

@@ -49,7 +49,7 @@ pub fn names(study: &Study) -> Vec<&'static str> {
         .config
         .backbones
         .iter()
-        .any(|b| b.pretrain.as_ref().is_some_and(|p| p.epochs > 0));
+        .any(|b| b.pretrain().is_some_and(|p| p.epochs > 0));
     NAMES
         .into_iter()
         .filter(|n| (wise_ft || *n != "wise_ft_path") && (pretrained || *n != "pretrain_knn"))

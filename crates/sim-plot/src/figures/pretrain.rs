@@ -10,7 +10,7 @@ use crate::study::Study;
 use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use sim_study::pretrain::Objective;
+use sim_study::config::Objective;
 
 /// A pre-trained backbone's name, its (epoch, k-NN %) points, and its last
 /// epoch's prototypes in use (DINO) of its `out_dim`.
@@ -39,7 +39,7 @@ impl LearningCurves {
             let prototypes = mine
                 .last()
                 .and_then(|r| r.effective_prototypes)
-                .zip(b.pretrain.as_ref().map(|p| p.dino.out_dim));
+                .zip(b.pretrain().map(|p| p.dino.out_dim));
             curves.push((b.name.clone(), points, prototypes));
         }
         if curves.is_empty() {

@@ -69,7 +69,7 @@ impl PreparedDataset {
         let split_file = study.split_csv(id);
         let split_reused = split_file.exists();
         let in_use = study.has_evaluations(id).then(|| match id {
-            DatasetId::Medical(name) => study.root().join("runs").join(name),
+            DatasetId::Medical(name) => study.medical_runs_dir(name),
             DatasetId::Natural => study.root().to_owned(),
         });
         let split = Split::load_or_make(

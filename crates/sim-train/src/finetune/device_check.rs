@@ -248,7 +248,7 @@ fn backbone_file(
     bcfg: &BackboneConfig,
 ) -> anyhow::Result<PathBuf> {
     let path = config.backbone_file(bcfg, config_dir);
-    if bcfg.pretrain.is_some() && !path.exists() {
+    if bcfg.pretrain().is_some() && !path.exists() {
         crate::pretrain::run::<Autodiff<CpuBackend>>(config, &bcfg.name, &Default::default())?;
     }
     Ok(path)

@@ -88,7 +88,7 @@ pub fn run<B: AutodiffBackend>(
     let study = StudyDir::new(config.output_dir());
     crate::backend::use_kernel_cache(&study.kernel_cache());
     let backbone_path = config.backbone_file(bcfg, config_dir);
-    if bcfg.pretrain.is_some() && !backbone_path.exists() {
+    if bcfg.pretrain().is_some() && !backbone_path.exists() {
         bail!(
             "backbone `{backbone}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {backbone}` with this config first (`cargo xtask reproduce` does)",
             backbone_path.display()
@@ -115,7 +115,7 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     let removed = remove_leftovers(&run_dir)?;
-    let _log = logging(&run_dir.join("train.log"))?;
+    let _log = logging(&study.train_log(run))?;
     for path in removed {
         tracing::info!("removed {}, left by an interrupted attempt", path.display());
     }

@@ -22,6 +22,8 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sim_study::crash;
+use sim_study::layout::CHECKPOINT_PREFIX;
+pub use sim_study::layout::checkpoint_dir;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -181,11 +183,6 @@ fn io_cause(doing: &str, e: &io::Error) -> String {
     }
 }
 
-/// The checkpoint folder of a finished epoch.
-pub fn checkpoint_dir(run_dir: &Path, epoch: u32) -> PathBuf {
-    run_dir.join(format!("checkpoint-{epoch:03}"))
-}
-
 /// Writes the checkpoint of `epoch` (named files), complete or not at all:
 /// into a `.partial` folder, the manifest last, then renamed into place,
 /// replacing a folder of the same epoch that a killed attempt left.
@@ -296,7 +293,7 @@ pub fn prune_checkpoints(run_dir: &Path, keep: u32) -> io::Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with("checkpoint-") && path != keep {
+        if name.starts_with(CHECKPOINT_PREFIX) && path != keep {
             std::fs::remove_dir_all(&path).map_err(|e| {
                 io::Error::new(e.kind(), format!("removing {}: {e}", path.display()))
             })?;

@@ -35,7 +35,7 @@ use burn::tensor::activation::{gelu, log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sim_study::pretrain::{DinoConfig, PretrainConfig};
+use sim_study::config::{DinoConfig, PretrainConfig};
 use std::path::Path;
 
 /// DINO's projection head: a 3-layer MLP to an L2-normalised bottleneck,

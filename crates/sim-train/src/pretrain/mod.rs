@@ -8,7 +8,7 @@
 //! It runs as fine-tuning does: seeded (the initialisation from the seed;
 //! data order and augmentation from (seed, epoch)), a checkpoint per epoch
 //! in the same checkpoint folders, `pretrain.toml` as the commit point
-//! (`sim_study::pretrain`), a folder lock, resumed when run again; a NaN
+//! (`sim_study::pretrain_state`), a folder lock, resumed when run again; a NaN
 //! loss marks it failed, and so does a collapse of self-distillation.
 
 pub mod dino;
@@ -35,11 +35,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sim_metrics::MatRef;
 use sim_metrics::knn::knn_accuracy;
-use sim_study::config::{BackboneConfig, DatasetId, EvaluationConfig, MethodConfig, StudyConfig};
-use sim_study::lock::DirLock;
-use sim_study::pretrain::{
-    EpochRecord, Objective, PretrainConfig, PretrainState, model_file, pretrain_dir,
+use sim_study::config::{
+    BackboneConfig, DatasetId, EvaluationConfig, MethodConfig, Objective, PretrainConfig,
+    StudyConfig,
 };
+use sim_study::layout::{pretrain_dir, pretrain_log, pretrained_model};
+use sim_study::lock::DirLock;
+use sim_study::pretrain_state::{EpochRecord, PretrainState};
 use sim_study::run_state::Status;
 use sim_study::{StudyDir, crash, remove_leftovers};
 use std::path::{Path, PathBuf};
@@ -100,14 +102,14 @@ pub fn run<B: AutodiffBackend>(
     device: &B::Device,
 ) -> anyhow::Result<Outcome> {
     let bcfg = config.backbone(name).map_err(anyhow::Error::msg)?;
-    let Some(p) = &bcfg.pretrain else {
+    let Some(p) = bcfg.pretrain() else {
         bail!(
             "backbone `{name}` has a checkpoint file, not a `pretrain` entry: nothing to pre-train"
         );
     };
     crate::backend::use_kernel_cache(&StudyDir::new(config.output_dir()).kernel_cache());
     let dir = pretrain_dir(config, bcfg, p);
-    let model = model_file(&dir);
+    let model = pretrained_model(&dir);
     std::fs::create_dir_all(&dir)?;
     // Another process pre-training the same backbone (a second study, an
     // array task): wait for it, then find its model.
@@ -120,7 +122,7 @@ pub fn run<B: AutodiffBackend>(
         return Ok(Outcome::AlreadyFinished { model });
     }
     let removed = remove_leftovers(&dir)?;
-    let _log = logging(&dir.join("pretrain.log"))?;
+    let _log = logging(&pretrain_log(&dir))?;
     for path in removed {
         tracing::info!("removed {}, left by an interrupted attempt", path.display());
     }

@@ -1,25 +1,9 @@
-//! Backbones the tool pre-trains itself (`sim-train pretrain`): the config
-//! entry that asks for one (a backbone's `pretrain = { … }` instead of a
-//! `checkpoint`), the folder it is made in, and its committed state.
-//!
-//! ```text
-//! <studies>/pretrained/<objective>-<hash12>/   beside the study folder, shared by every
-//!                                              study with the same pre-training (hash: PretrainKey)
-//!   pretrain.toml        status, last finished epoch, per-epoch loss and time (PretrainState)
-//!   checkpoint-<EEE>/    model and optimiser state of the last finished epoch, with a manifest
-//!   model.safetensors    the result, in timm ViT names (written after the last epoch)
-//!   pretrain.log         the log
-//! ```
-//!
-//! `pretrain.toml` is the commit point, as `run.toml` is a run's: an epoch
-//! counts once it names it; the model file is written before the state says
-//! `finished`.
+//! A backbone's `pretrain = { … }` entry: the tool pre-trains the backbone
+//! itself (`sim-train pretrain`) on the study's natural images instead of
+//! reading a checkpoint. Where it is made: `crate::layout::pretrain_dir`;
+//! its committed state: `crate::pretrain_state`.
 
-use crate::config::{BackboneConfig, DatasetConfig, StudyConfig};
-use crate::run_state::Status;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
 
 /// How a backbone is pre-trained, on the study's natural images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,27 +153,35 @@ impl Default for DinoConfig {
 fn default_dataset() -> String {
     "natural".into()
 }
+
 fn default_mlp_ratio() -> usize {
     4
 }
+
 fn default_batch_size() -> usize {
     64
 }
+
 fn default_lr() -> f64 {
     1e-3
 }
+
 fn default_weight_decay() -> f64 {
     0.05
 }
+
 fn default_warmup() -> u32 {
     1
 }
+
 fn default_global_scale() -> [f64; 2] {
     [0.35, 1.0]
 }
+
 fn default_knn_every() -> u32 {
     5
 }
+
 fn default_label_smoothing() -> f64 {
     0.1
 }
@@ -363,127 +355,11 @@ impl PretrainConfig {
     }
 }
 
-/// What makes two pre-trainings the same: their settings, the backbone's
-/// input size, heads and normalisation, and the data they read.
-#[derive(Serialize)]
-struct PretrainKey<'a> {
-    pretrain: &'a PretrainConfig,
-    input_size: u32,
-    heads: Option<usize>,
-    mean: Option<[f32; 3]>,
-    std: Option<[f32; 3]>,
-    split_seed: u64,
-    natural: &'a DatasetConfig,
-}
-
-/// Where a pre-trained backbone is made: `pretrained/` beside the study
-/// folder, one folder per distinct pre-training (module docs).
-pub fn pretrain_dir(
-    config: &StudyConfig,
-    backbone: &BackboneConfig,
-    pretrain: &PretrainConfig,
-) -> PathBuf {
-    let key = PretrainKey {
-        pretrain,
-        input_size: backbone.input_size,
-        heads: backbone.heads,
-        mean: backbone.mean,
-        std: backbone.std,
-        split_seed: config.study.split_seed,
-        natural: &config.datasets.natural,
-    };
-    let text = toml::to_string(&key).expect("a pre-training key serialises");
-    let hash = hex::encode(Sha256::digest(text.as_bytes()));
-    let studies = config
-        .output_dir()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    studies
-        .join("pretrained")
-        .join(format!("{}-{}", pretrain.objective.name(), &hash[..12]))
-}
-
-/// The pre-trained model in a pretrain folder.
-pub fn model_file(dir: &Path) -> PathBuf {
-    dir.join("model.safetensors")
-}
-
-/// One finished epoch of pre-training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EpochRecord {
-    pub epoch: u32,
-    /// Mean training loss over the epoch's steps.
-    pub loss: f64,
-    /// Seconds the epoch's steps took.
-    pub seconds: f64,
-    /// Images (not views) per second.
-    pub images_per_s: f64,
-    /// dino: the teacher output's mean per-image entropy over the epoch
-    /// (nats; sharpening lowers it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub teacher_entropy: Option<f64>,
-    /// dino: the entropy of the teacher's batch-mean output, averaged over
-    /// the epoch (nats; near 0: every image on one prototype).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub teacher_batch_entropy: Option<f64>,
-    /// dino: exp of `teacher_batch_entropy`, the number of prototypes the
-    /// teacher spreads a batch over (out of `dino.out_dim`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effective_prototypes: Option<f64>,
-    /// k-NN top-1 on the natural validation split (train split the bank;
-    /// the kept backbone: DINO's teacher), every `knn_every` epochs and at
-    /// the last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub knn_top1: Option<f64>,
-}
-
-/// `pretrain.toml`: a pre-training's status and finished epochs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PretrainState {
-    pub objective: Objective,
-    pub status: Status,
-    pub epochs: u32,
-    pub last_finished_epoch: u32,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// One entry per finished epoch, in order.
-    #[serde(default)]
-    pub history: Vec<EpochRecord>,
-}
-
-impl PretrainState {
-    pub fn path(dir: &Path) -> PathBuf {
-        dir.join("pretrain.toml")
-    }
-
-    /// The state, or `None` before the first epoch finished.
-    pub fn read(dir: &Path) -> Result<Option<PretrainState>, String> {
-        let why = format!(
-            "damaged, or from an older version: remove {} to pre-train again",
-            dir.display()
-        );
-        crate::run_state::read_state(&Self::path(dir), &why)
-    }
-
-    /// Replaces `pretrain.toml` atomically.
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
-        crate::write_atomic(&Self::path(dir), text.as_bytes())
-    }
-
-    /// Minutes of training over every finished epoch.
-    pub fn minutes(&self) -> f64 {
-        self.history.iter().map(|e| e.seconds).sum::<f64>() / 60.0
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::config::StudyConfig;
+    use std::path::Path;
 
     const BODY: &str = r#"objective = "supervised", epochs = 3, width = 64, depth = 2, patch = 4"#;
 
@@ -497,20 +373,20 @@ mod tests {
         StudyConfig::from_toml_str(&text, Path::new("s.toml")).map_err(|e| e.to_string())
     }
 
-    fn config(extra: &str) -> Result<StudyConfig, String> {
+    pub(crate) fn config(extra: &str) -> Result<StudyConfig, String> {
         config_with(&format!("{BODY}{extra}"), "heads = 2")
     }
 
     #[test]
     fn a_pretrain_entry_is_read_with_its_defaults() {
         let c = config("").unwrap();
-        let p = c.backbones[0].pretrain.as_ref().unwrap();
+        let p = c.backbones[0].pretrain().unwrap();
         assert_eq!(
             (p.objective, p.epochs, p.width, p.dataset.as_str()),
             (Objective::Supervised, 3, 64, "natural")
         );
         assert_eq!(p.dino, DinoConfig::default());
-        let dir = pretrain_dir(&c, &c.backbones[0], p);
+        let dir = crate::layout::pretrain_dir(&c, &c.backbones[0], p);
         assert!(
             dir.to_string_lossy()
                 .starts_with("studies/pretrained/supervised-"),
@@ -619,10 +495,7 @@ mod tests {
             "heads = 2",
         )
         .unwrap();
-        assert_eq!(
-            dino.backbones[0].pretrain.as_ref().unwrap().dino.local_size,
-            16
-        );
+        assert_eq!(dino.backbones[0].pretrain().unwrap().dino.local_size, 16);
         assert!(
             config_with(
                 r#"objective = "none", width = 64, depth = 2, patch = 4"#,
@@ -630,31 +503,5 @@ mod tests {
             )
             .is_ok()
         );
-    }
-
-    #[test]
-    fn the_same_pretraining_shares_a_folder_and_another_does_not() {
-        let a = config("").unwrap();
-        let mut renamed = a.clone();
-        renamed.study.name = "other".into();
-        renamed.study.output_dir = Some("studies/other".into());
-        renamed.backbones[0].name = "also-sup".into();
-        let dir = |c: &StudyConfig| {
-            pretrain_dir(
-                c,
-                &c.backbones[0],
-                c.backbones[0].pretrain.as_ref().unwrap(),
-            )
-        };
-        assert_eq!(
-            dir(&a),
-            dir(&renamed),
-            "another study and backbone name, the same pre-training"
-        );
-        let b = config(", seed = 1").unwrap();
-        assert_ne!(dir(&a), dir(&b));
-        let mut more = a.clone();
-        more.datasets.natural.max_samples = Some(10);
-        assert_ne!(dir(&a), dir(&more), "other data");
     }
 }
