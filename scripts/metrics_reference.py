@@ -1,5 +1,5 @@
 """Independent numpy implementations of sim-metrics' measures, written from the
-formulas in SPEC (not from the Rust code), and the fixtures the Rust tests
+formulas in docs/SPEC.md (not from the Rust code), and the fixtures the Rust tests
 compare against.
 
     python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-metrics.txt

@@ -1,4 +1,4 @@
-//! Calibration of top-label confidences (SPEC, "Representation quality").
+//! Calibration of top-label confidences (docs/SPEC.md, "Representation quality").
 //!
 //! Confidence = max softmax, prediction = argmax (first on ties). Equal-width
 //! bins split (0, 1] into B intervals ((b/B, (b+1)/B]); equal-mass bins split

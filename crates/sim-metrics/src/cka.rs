@@ -1,4 +1,4 @@
-//! Centred Kernel Alignment (SPEC, "Similarity measures").
+//! Centred Kernel Alignment (docs/SPEC.md, "Similarity measures").
 //!
 //! - Linear CKA, feature form ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on column-centred
 //!   features, or Gram form ⟨HKH, HLH⟩ / (‖HKH‖ ‖HLH‖) with K = XXᵀ; [`cka`]

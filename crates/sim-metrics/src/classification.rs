@@ -1,4 +1,4 @@
-//! Accuracy, balanced accuracy and macro F1 (SPEC: HAM10000 is 67 % one
+//! Accuracy, balanced accuracy and macro F1 (docs/SPEC.md: HAM10000 is 67 % one
 //! class, so plain accuracy alone misleads). Conventions follow scikit-learn:
 //! balanced accuracy averages recall over the classes present in the truth;
 //! macro F1 averages over the classes present in truth or prediction, a class

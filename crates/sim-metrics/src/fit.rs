@@ -1,4 +1,4 @@
-//! Fits between similarity and a quality metric (SPEC, Figure 5 and Table 2).
+//! Fits between similarity and a quality metric (docs/SPEC.md, Figure 5 and Table 2).
 //!
 //! The discretised linear fit: K similarity levels evenly spaced from the
 //! smallest to the largest similarity; each point goes to its nearest level;

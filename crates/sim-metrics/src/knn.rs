@@ -1,4 +1,4 @@
-//! Weighted k-NN classification as DINO's `eval_knn` (SPEC): L2-normalised
+//! Weighted k-NN classification as DINO's `eval_knn` (docs/SPEC.md): L2-normalised
 //! features, cosine similarity to a memory bank, the top-k neighbours each
 //! vote exp(sim / T) for their label, the class with the largest vote wins
 //! (the lowest class index on an exact tie).

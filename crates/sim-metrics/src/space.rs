@@ -1,4 +1,4 @@
-//! The similarity space of SPEC: M_X(θ₀, θ) (a run's final similarity to its
+//! The similarity space of docs/SPEC.md: M_X(θ₀, θ) (a run's final similarity to its
 //! pre-trained backbone), A_X(θ*, θ) = |Acc(θ*) − Acc(θ)| with θ* the run of
 //! the same backbone with the best test accuracy (lowest seed on a tie), and
 //! membership in T_X(η, ε) = { θ : M ≥ η and A ≤ ε }.

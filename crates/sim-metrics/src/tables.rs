@@ -322,7 +322,7 @@ impl Run<'_> {
         self.status == Status::Finished
     }
 
-    /// "The" similarity of SPEC: final-norm CLS CKA on the medical probe.
+    /// "The" similarity of docs/SPEC.md: final-norm CLS CKA on the medical probe.
     fn similarity(m: &EpochMetrics) -> f64 {
         m.cka[&(Probe::Medical, Layer::Final, Token::Cls)].0
     }

@@ -1,4 +1,4 @@
-//! Properties SPEC asks of the measures, on generated data.
+//! Properties the spec asks of the measures, on generated data.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

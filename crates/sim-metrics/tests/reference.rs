@@ -13,7 +13,7 @@ use sim_metrics::knn::knn_accuracy;
 
 /// CKA values against numpy's f64 on the same f32 inputs.
 const CKA_TOL: f64 = 1e-9;
-/// Feature and Gram forms of the same estimator (SPEC: agree to 1e-6).
+/// Feature and Gram forms of the same estimator (docs/SPEC.md: agree to 1e-6).
 const FORM_TOL: f64 = 1e-6;
 
 fn fixture(name: &str) -> String {

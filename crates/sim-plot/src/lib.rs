@@ -4,7 +4,7 @@
 //!
 //! - [`study`]: the tables read into typed rows.
 //! - [`style`]: sizes, font, colours, PNG and SVG output.
-//! - [`figures`]: one module per figure of SPEC, "Figures".
+//! - [`figures`]: one module per figure of docs/SPEC.md, "Figures".
 //! - [`paper_tables`]: Table 1 and Table 2 as Markdown and CSV.
 //! - [`report`]: `report.md`, figures and tables with a sentence each and the
 //!   paper's three findings.

@@ -1,4 +1,4 @@
-//! The files a study leaves (SPEC, "Files a study leaves"), in one place so
+//! The files a study leaves (docs/SPEC.md, "Files a study leaves"), in one place so
 //! every stage and every binary agrees on them. A run is a medical data set
 //! × a backbone × a fine-tuning method × a seed ([`RunId`]):
 //!

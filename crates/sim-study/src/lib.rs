@@ -1,5 +1,5 @@
 //! What every part of a study shares: the study config (one TOML file, every
-//! SPEC default a field), where relative data paths resolve (`SIM_DATA_DIR`),
+//! docs/SPEC.md default a field), where relative data paths resolve (`SIM_DATA_DIR`),
 //! the layout of a study directory, the write-then-rename helper that keeps
 //! half-written files out of it, the folder locks that keep two processes
 //! from writing the same files, a run's and a pre-training's committed

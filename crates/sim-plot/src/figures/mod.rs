@@ -1,4 +1,4 @@
-//! The figures of SPEC, "Figures", one module each. Every figure is built in
+//! The figures of docs/SPEC.md, "Figures", one module each. Every figure is built in
 //! two steps: `prepare` takes what it needs from the [`Study`] (or says why
 //! it cannot be drawn: no finished run, no attention maps, …), and the
 //! [`Figure`] it returns draws itself on any backend. A study with several

@@ -19,9 +19,9 @@ pub struct BackboneConfig {
     pub family: Family,
     /// Key prefix to strip (`visual.`, `backbone.`, `vit.`); detected when absent.
     pub prefix: Option<String>,
-    /// Input side in pixels (SPEC: 224 on GPU; smaller at CPU scale).
+    /// Input side in pixels (docs/SPEC.md: 224 on GPU; smaller at CPU scale).
     pub input_size: u32,
-    /// Per-channel mean/std; default: the family's own (SPEC).
+    /// Per-channel mean/std; default: the family's own (docs/SPEC.md).
     pub mean: Option<[f32; 3]>,
     pub std: Option<[f32; 3]>,
     /// Attention heads, which no tensor shape says: default the number the
@@ -197,10 +197,10 @@ struct BackboneEntry {
     /// Key prefix to strip (`visual.`, `backbone.`, `vit.`); detected when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     prefix: Option<String>,
-    /// Input side in pixels (SPEC: 224 on GPU; smaller at CPU scale).
+    /// Input side in pixels (docs/SPEC.md: 224 on GPU; smaller at CPU scale).
     #[serde(default = "default_input_size")]
     input_size: u32,
-    /// Per-channel mean/std; default: the family's own (SPEC).
+    /// Per-channel mean/std; default: the family's own (docs/SPEC.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mean: Option<[f32; 3]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,7 +308,7 @@ impl Family {
         }
     }
 
-    /// The family's own normalisation (SPEC), or `None` for `auto`.
+    /// The family's own normalisation (docs/SPEC.md), or `None` for `auto`.
     pub fn normalisation(self) -> Option<([f32; 3], [f32; 3])> {
         match self {
             Family::Auto => None,
@@ -329,7 +329,7 @@ pub enum Paradigm {
     Neither,
 }
 
-/// How position embeddings are resized to another patch grid (SPEC,
+/// How position embeddings are resized to another patch grid (docs/SPEC.md,
 /// "Reference behaviours"); each checkpoint naming has its reference's rule.
 /// Also a command-line value (`sim-train extract --pos-resize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

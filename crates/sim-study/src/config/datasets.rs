@@ -86,7 +86,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DatasetConf
     d.deserialize_any(OneOrMany)
 }
 
-/// Which role a data set plays; some defaults differ by role (SPEC).
+/// Which role a data set plays; some defaults differ by role (docs/SPEC.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatasetRole {
     Medical,
@@ -211,11 +211,11 @@ pub struct DatasetConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_split: Option<String>,
     /// Share of images (by group, stratified by label) held out for testing when
-    /// the data set comes without splits (SPEC: 80/20).
+    /// the data set comes without splits (docs/SPEC.md: 80/20).
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
     /// Evaluation transform: resize the shorter side to size / crop_ratio, then
-    /// centre-crop (SPEC: 1.0 medical, 0.875 natural as in DINO's eval_knn).
+    /// centre-crop (docs/SPEC.md: 1.0 medical, 0.875 natural as in DINO's eval_knn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop_ratio: Option<f64>,
     /// Keep only this many samples (smoke tests, quick looks): the ones whose

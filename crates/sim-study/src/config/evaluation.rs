@@ -1,9 +1,9 @@
-//! `[evaluation]`: what is measured after each epoch (SPEC,
+//! `[evaluation]`: what is measured after each epoch (docs/SPEC.md,
 //! "Representation quality") and how the tables' intervals are drawn.
 
 use serde::{Deserialize, Serialize};
 
-/// What to measure after each epoch (SPEC, "Representation quality").
+/// What to measure after each epoch (docs/SPEC.md, "Representation quality").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvaluationConfig {
@@ -24,9 +24,9 @@ pub struct EvaluationConfig {
     pub attention_images: usize,
     /// Similarity levels of the discretised fit (Figure 5).
     pub fit_levels: usize,
-    /// η of T_X(η, ε). SPEC gives no value; this default is the project's.
+    /// η of T_X(η, ε). docs/SPEC.md gives no value; this default is the project's.
     pub similarity_threshold: f64,
-    /// ε of T_X(η, ε). SPEC gives no value; this default is the project's.
+    /// ε of T_X(η, ε). docs/SPEC.md gives no value; this default is the project's.
     pub accuracy_tolerance: f64,
     /// Resamples of every bootstrap interval: of a mean over runs (over
     /// seeds) and of a run's final similarity (over its test images).

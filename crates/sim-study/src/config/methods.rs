@@ -44,7 +44,7 @@ pub struct MethodConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
-    /// Every weight trained from the start (SPEC's protocol).
+    /// Every weight trained from the start (the spec's protocol).
     Full,
     /// Kumar et al. (2022): a linear probe, then full fine-tuning.
     LpFt,

@@ -3,7 +3,7 @@
 //! `[[methods]]`, `[training]`, `[evaluation]`, a backbone's `pretrain`),
 //! each with its defaults and its rules.
 //!
-//! Every default from the spec (docs/SPEC.md) is a field here, so the resolved config written into
+//! Every default of the spec (docs/SPEC.md) is a field here, so the resolved config written into
 //! the study directory says exactly what ran. Unknown or misspelled fields are
 //! rejected with their dotted path (`datasets.medical.crop_ration`).
 //! Relative data and checkpoint paths resolve against `SIM_DATA_DIR`.

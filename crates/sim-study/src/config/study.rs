@@ -17,7 +17,7 @@ pub struct StudySection {
     /// Seeds the train/test split: the same split for every run of the study.
     #[serde(default)]
     pub split_seed: u64,
-    /// One fine-tuning run per backbone and seed (SPEC: seeds 0–19).
+    /// One fine-tuning run per backbone and seed (docs/SPEC.md: seeds 0–19).
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
 }

@@ -1,9 +1,9 @@
-//! `[training]`: the fine-tuning hyper-parameters (SPEC, "Fine-tuning
+//! `[training]`: the fine-tuning hyper-parameters (docs/SPEC.md, "Fine-tuning
 //! protocol"), the arithmetic of its products and how a batch is cut.
 
 use serde::{Deserialize, Serialize};
 
-/// Fine-tuning hyper-parameters (SPEC, "Fine-tuning protocol").
+/// Fine-tuning hyper-parameters (docs/SPEC.md, "Fine-tuning protocol").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingConfig {
@@ -111,7 +111,7 @@ impl TrainingConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClassBalance {
-    /// Plain cross-entropy, plain shuffling (SPEC default).
+    /// Plain cross-entropy, plain shuffling (docs/SPEC.md default).
     #[default]
     None,
     /// Cross-entropy weighted by inverse class frequency.

@@ -1,6 +1,6 @@
 //! From a cached image to a normalised `3 × size × size` f32 patch.
 //!
-//! Evaluation (SPEC): resize the shorter side to size / crop_ratio — done once
+//! Evaluation (docs/SPEC.md): resize the shorter side to size / crop_ratio — done once
 //! by the image cache — then centre-crop `size`. Training: RandomResizedCrop
 //! (torchvision's sampling: area in `scale`, log-uniform aspect in 3/4..4/3,
 //! ten tries then a centre fallback) resized bilinearly to `size`, then random

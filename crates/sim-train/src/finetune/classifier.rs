@@ -1,5 +1,5 @@
 //! The fine-tuned model: the pre-trained backbone and a new linear head on
-//! the final-norm CLS token (SPEC). The backbone's own head, if it had one,
+//! the final-norm CLS token (docs/SPEC.md). The backbone's own head, if it had one,
 //! is dropped.
 
 use crate::model::Vit;

@@ -1,5 +1,5 @@
 //! One evaluation (epoch 0, or after an epoch): the model in inference mode,
-//! no augmentation, over the sets of SPEC, written as one safetensors file in
+//! no augmentation, over the sets of docs/SPEC.md, written as one safetensors file in
 //! the layout of `sim_study::eval_file` (features f16, logits f32).
 
 use super::batch_parts::BatchParts;

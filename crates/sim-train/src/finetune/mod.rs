@@ -1,5 +1,5 @@
 //! `sim-train finetune`: one run = one medical data set × one backbone × one
-//! fine-tuning method × one seed (SPEC, "Fine-tuning protocol"; the methods
+//! fine-tuning method × one seed (docs/SPEC.md, "Fine-tuning protocol"; the methods
 //! other than full fine-tuning: [`method`], [`wise_ft`]). Full fine-tuning with a new linear head on the
 //! final-norm CLS token, cross-entropy, AdamW with separate backbone and head
 //! learning rates, cosine schedule with warm-up. An evaluation before training

@@ -1,5 +1,5 @@
 //! Learning rate per optimiser step: linear warm-up over the first
-//! `warmup_epochs`, then a cosine decay to zero at the last step (SPEC).
+//! `warmup_epochs`, then a cosine decay to zero at the last step (docs/SPEC.md).
 
 /// The factor (0..=1) applied to the base learning rates at `step` (0-based).
 pub fn lr_factor(step: usize, steps_per_epoch: usize, warmup_epochs: u32, epochs: u32) -> f64 {

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use sim_study::run_state::{RunState, Status};
 
-/// An optimiser of the classifier: AdamW (SPEC).
+/// An optimiser of the classifier: AdamW (docs/SPEC.md).
 pub type AdamWOf<B> = OptimizerAdaptor<AdamW, Classifier<B>, B>;
 
 /// The state training changes: the model and the two optimisers (backbone

@@ -1,5 +1,5 @@
 //! Position embeddings resized to another patch grid, the way each
-//! checkpoint family's reference does it (SPEC, "Reference behaviours"):
+//! checkpoint family's reference does it (docs/SPEC.md, "Reference behaviours"):
 //!
 //! - [`Resize::Bicubic`]: PyTorch `interpolate(size=…, mode="bicubic",
 //!   align_corners=False)` without antialias (transformers 5.x ViT and DINOv2):
