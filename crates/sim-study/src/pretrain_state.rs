@@ -4,7 +4,7 @@
 //! in: `crate::layout::pretrain_dir`.
 
 use crate::config::Objective;
-use crate::run_state::Status;
+use crate::run_state::{CommitPoint, Status};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -77,5 +77,25 @@ impl PretrainState {
     /// Minutes of training over every finished epoch.
     pub fn minutes(&self) -> f64 {
         self.history.iter().map(|e| e.seconds).sum::<f64>() / 60.0
+    }
+}
+
+impl CommitPoint for PretrainState {
+    fn path(dir: &Path) -> PathBuf {
+        PretrainState::path(dir)
+    }
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        PretrainState::write(self, dir)
+    }
+    fn epoch_done(&mut self, epoch: u32) {
+        self.last_finished_epoch = epoch;
+        self.status = Status::Running;
+    }
+    fn failed(&mut self, why: String) {
+        self.status = Status::Failed;
+        self.message = Some(why);
+    }
+    fn finished(&mut self) {
+        self.status = Status::Finished;
     }
 }

@@ -64,6 +64,42 @@ impl RunState {
     }
 }
 
+/// A folder's commit point (`run.toml`, `pretrain.toml`): the state file
+/// that says which epochs count. What the training skeleton
+/// (`sim_train::resumable`) needs of it, written once for both.
+pub trait CommitPoint {
+    /// The file in its folder.
+    fn path(dir: &Path) -> PathBuf;
+    /// Replaces the file atomically.
+    fn write(&self, dir: &Path) -> std::io::Result<()>;
+    /// Epoch `epoch` is done: its files and checkpoint are in the folder.
+    fn epoch_done(&mut self, epoch: u32);
+    /// Training stopped for good, for `why`.
+    fn failed(&mut self, why: String);
+    /// Every epoch is done, and whatever follows the last one.
+    fn finished(&mut self);
+}
+
+impl CommitPoint for RunState {
+    fn path(dir: &Path) -> PathBuf {
+        RunState::path(dir)
+    }
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        RunState::write(self, dir)
+    }
+    fn epoch_done(&mut self, epoch: u32) {
+        self.last_finished_epoch = epoch;
+        self.status = Status::Running;
+    }
+    fn failed(&mut self, why: String) {
+        self.status = Status::Failed;
+        self.message = Some(why);
+    }
+    fn finished(&mut self) {
+        self.status = Status::Finished;
+    }
+}
+
 /// A state file (`run.toml`, `pretrain.toml`), or `None` where there is
 /// none yet; `damaged` says what to do when it cannot be read.
 pub(crate) fn read_state<T: serde::de::DeserializeOwned>(

@@ -12,5 +12,6 @@ pub mod extract;
 pub mod finetune;
 pub mod model;
 pub mod pretrain;
+pub mod resumable;
 
 pub use backend::CpuBackend;

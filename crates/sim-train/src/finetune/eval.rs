@@ -39,6 +39,14 @@ pub struct EvalSets<'a> {
 }
 
 impl<'a> EvalSets<'a> {
+    /// The ids of the attention images in `natural`, the data set the sets were drawn from.
+    pub fn attention_ids(&self, natural: &PreparedDataset) -> Vec<String> {
+        self.attention
+            .iter()
+            .map(|&i| natural.dataset.samples[i].id.clone())
+            .collect()
+    }
+
     /// The sets of a run on `medical` (its test split) and `natural` (the
     /// probe subset, the k-NN bank and queries, the attention images): fixed
     /// for the whole study by `study.split_seed`, not per run.

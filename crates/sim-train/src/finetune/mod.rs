@@ -23,9 +23,11 @@ pub mod wise_ft;
 
 use crate::data::batch::{Batcher, HostBatch, ImageBatch};
 use crate::data::colour::ColourAugment;
+use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, check_fits_data, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
-use crate::model::LoadOptions;
+use crate::model::{LoadOptions, Vit};
+use crate::resumable;
 use anyhow::bail;
 use batch_parts::BatchParts;
 use burn::module::AutodiffModule;
@@ -38,14 +40,14 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sim_study::config::{
-    BackboneConfig, ClassBalance, DatasetId, RunId, StudyConfig, TrainingConfig,
+    BackboneConfig, ClassBalance, DatasetId, MethodConfig, RunId, StudyConfig, TrainingConfig,
 };
 use sim_study::eval_file::{EvalFile, EvalMetadata};
 use sim_study::fingerprint::Fingerprint;
 use sim_study::lock::DirLock;
 use sim_study::tensors::write_safetensors;
 use sim_study::{StudyDir, crash, remove_leftovers};
-use state::{RunState, Status, Training, prune_checkpoints};
+use state::{RunState, Status, Training};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Range;
@@ -76,66 +78,28 @@ pub fn run<B: AutodiffBackend>(
     device: &B::Device,
 ) -> anyhow::Result<Outcome> {
     let (backbone, seed) = (run.backbone.as_str(), run.seed);
-    let bcfg = config.backbone(backbone).map_err(anyhow::Error::msg)?;
+    let (bcfg, method_config) = check_run(config, run)?;
     let medical_id = DatasetId::Medical(run.dataset.clone());
-    config.dataset(&medical_id).map_err(anyhow::Error::msg)?;
-    let method_config = config.method(&run.method).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        config.study.seeds.contains(&seed),
-        "seed {seed} is not among the study's seeds {:?}",
-        config.study.seeds
-    );
     let study = StudyDir::new(config.output_dir());
     crate::backend::use_kernel_cache(&study.kernel_cache());
     let backbone_path = config.backbone_file(bcfg, config_dir);
-    if bcfg.pretrain().is_some() && !backbone_path.exists() {
-        bail!(
-            "backbone `{backbone}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {backbone}` with this config first (`cargo xtask reproduce` does)",
-            backbone_path.display()
-        );
-    }
-    let mut loaded =
-        crate::model::load::<B>(&backbone_path, &LoadOptions::for_backbone(bcfg), device)?;
-    loaded.model.set_precision(config.training.precision);
+    let loaded = load_backbone::<B>(config, bcfg, &backbone_path, device)?;
 
     let run_dir = study.run_dir(run);
     let _run_lock = DirLock::try_acquire(&run_dir)?;
     let hash = config.hash();
-    let state = RunState::read(&run_dir).map_err(anyhow::Error::msg)?;
-    if let Some(s) = &state {
-        anyhow::ensure!(
-            s.config_hash == hash,
-            "{}: made with another config (hash {})",
-            RunState::path(&run_dir).display(),
-            s.config_hash
-        );
-        if s.status == Status::Finished {
-            // Nothing is written, so a finished study may be read-only.
-            return Ok(Outcome::AlreadyFinished);
-        }
+    let state = read_state(&run_dir, &hash)?;
+    if state.as_ref().is_some_and(|s| s.status == Status::Finished) {
+        // Nothing is written, so a finished study may be read-only.
+        return Ok(Outcome::AlreadyFinished);
     }
-    let removed = remove_leftovers(&run_dir)?;
-    let _log = logging(&study.train_log(run))?;
-    for path in removed {
-        tracing::info!("removed {}, left by an interrupted attempt", path.display());
-    }
+    let _log = resumable::start(&run_dir, &study.train_log(run))?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
 
     // Data: the study's split and image caches.
     let size = bcfg.input_size;
-    let (medical, natural, medical_cache, natural_cache) = {
-        let _study_lock = lock_study(&study)?;
-        study.write_resolved_config(config)?;
-        let mut medical = PreparedDataset::load(config, &study, &medical_id)?;
-        let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
-        check_fits_data(config, &medical)?;
-        check_fits_data(config, &natural)?;
-        let caches = (
-            medical.image_cache(&study, size)?,
-            natural.image_cache(&study, size)?,
-        );
-        (medical, natural, caches.0, caches.1)
-    };
+    let (medical, natural, medical_cache, natural_cache) =
+        prepare_data(config, &study, &medical_id, size)?;
     let data_sha256 = BTreeMap::from([
         (medical.id.file_stem(), medical.split_sha256.clone()),
         (natural.id.file_stem(), natural.split_sha256.clone()),
@@ -153,31 +117,21 @@ pub fn run<B: AutodiffBackend>(
     let classes = medical.dataset.classes.len();
 
     let (mean, std) = bcfg.normalisation(loaded.naming.family());
-    let norm = Normalisation { mean, std };
     let batcher = |cache, labels| Batcher {
         cache,
         labels,
         size,
-        norm,
+        norm: Normalisation { mean, std },
     };
-    let (medical_batcher, natural_batcher) = (
-        batcher(&medical_cache, &medical_labels),
-        batcher(&natural_cache, &natural_labels),
-    );
-
     let sets = EvalSets::new(
         config,
-        (&medical, medical_batcher),
-        (&natural, natural_batcher),
+        (&medical, batcher(&medical_cache, &medical_labels)),
+        (&natural, batcher(&natural_cache, &natural_labels)),
     );
 
     let provenance = Provenance {
         backbone: backbone.to_string(),
-        attention_ids: sets
-            .attention
-            .iter()
-            .map(|&i| natural.dataset.samples[i].id.clone())
-            .collect(),
+        attention_ids: sets.attention_ids(&natural),
         data_sha256: data_sha256.clone(),
     };
     // Its head drawn from the split seed: the same epoch 0 for every seed.
@@ -198,17 +152,8 @@ pub fn run<B: AutodiffBackend>(
         &provenance,
         device,
     )?;
-    if let Some(s) = &state
-        && s.backbone_sha256 != backbone_sha256
-    {
-        bail!(
-            "{}: the run started from backbone file {} with SHA-256 {}, which now has SHA-256 {backbone_sha256}; \
-             restore that file, or remove {} to start the run over",
-            RunState::path(&run_dir).display(),
-            backbone_path.display(),
-            s.backbone_sha256,
-            run_dir.display()
-        );
+    if let Some(s) = &state {
+        check_same_backbone(&run_dir, s, &backbone_path, &backbone_sha256)?;
     }
 
     let t = &config.training;
@@ -221,10 +166,9 @@ pub fn run<B: AutodiffBackend>(
         .map(|_| classifier.backbone.valid());
     let mut training = Training::new(classifier, t.weight_decay);
     if resumed_at > 0 {
-        // Checkpoints of other epochs: older ones a kill kept from being
-        // pruned, later ones a kill kept from being committed.
-        prune_checkpoints(&run_dir, resumed_at)?;
-        training = training.restore(&run_dir, resumed_at, device)?;
+        training = resumable::resume(&run_dir, resumed_at, || {
+            training.restore(&run_dir, resumed_at, device)
+        })?;
         tracing::info!("resuming {run} after epoch {resumed_at}");
     }
     let mut state = state.unwrap_or(RunState {
@@ -258,28 +202,22 @@ pub fn run<B: AutodiffBackend>(
         parts: sets.parts.for_method(&method),
         device,
     };
-    let images = plan::EvalImages {
-        medical_test: sets.medical_test.len(),
-        natural_probe: sets.natural_probe.len(),
-        knn_bank: sets.knn_bank.len(),
-        knn_query: sets.knn_query.len(),
-    };
-    let step_seconds = plan::time_step(
+    log_plan(
+        config,
+        (bcfg, method_config),
         &training.model,
-        t.batch_size,
-        size as usize,
-        classes,
-        &sets.parts,
+        &sets,
+        train.len(),
         device,
     );
-    let cost = plan::RunCost::new(config, &training.model, images, train.len(), step_seconds);
-    tracing::info!(
-        "{}; method {} ({:?})",
-        cost.describe(&bcfg.name, size, t.epochs),
-        run.method,
-        method_config.kind
-    );
 
+    let evaluated = Evaluated {
+        study: &study,
+        run,
+        sets: &sets,
+        provenance: &provenance,
+        backbone_sha256: &backbone_sha256,
+    };
     for epoch in resumed_at + 1..=t.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(epoch as u64);
@@ -294,12 +232,11 @@ pub fn run<B: AutodiffBackend>(
         training = match train_epoch(training, epoch, &order, &mut rng, &steps) {
             Ok(training) => training,
             Err(NonFiniteLoss { step, value }) => {
-                state.status = Status::Failed;
-                state.message = Some(format!("loss {value} at epoch {epoch}, step {step}"));
-                state.write(&run_dir)?;
+                let why = format!("loss {value} at epoch {epoch}, step {step}");
+                let path = resumable::fail(&run_dir, &mut state, why)?;
                 bail!(
                     "{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}",
-                    RunState::path(&run_dir).display()
+                    path.display()
                 );
             }
         };
@@ -310,28 +247,16 @@ pub fn run<B: AutodiffBackend>(
             .as_ref()
             .is_none_or(|e| e.contains(&epoch))
         {
-            let model = training.model.valid();
-            let tensors = if epoch == t.epochs || config.evaluation.natural_every_epoch {
-                evaluate(&model, &sets, device)
-            } else {
-                evaluate_medical(&model, &sets, device)
-            };
-            let metadata = provenance.metadata(
-                Some(&run.dataset),
-                Some(seed),
-                epoch,
-                None,
-                &backbone_sha256,
-            );
-            write_safetensors(&study.epoch_eval(run, epoch), tensors, Some(metadata))?;
-            crash::point("evaluation-written");
+            let natural = epoch == t.epochs || config.evaluation.natural_every_epoch;
+            evaluated.write_epoch(&training.model.valid(), epoch, natural, device)?;
         }
-        training.save(&run_dir, epoch)?;
-        state.last_finished_epoch = epoch;
-        state.status = Status::Running;
-        state.write(&run_dir)?;
-        crash::point("run-state-written");
-        prune_checkpoints(&run_dir, epoch)?;
+        resumable::commit_epoch(
+            &run_dir,
+            &mut state,
+            epoch,
+            || training.save(&run_dir, epoch),
+            "run-state-written",
+        )?;
         tracing::info!(
             "epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s",
             t.epochs,
@@ -341,32 +266,218 @@ pub fn run<B: AutodiffBackend>(
     // After the last epoch (again, if a kill came before the run was marked
     // finished: the files are rewritten whole, the same bytes).
     if let (Some(alphas), Some(start)) = (&method_config.wise_ft, &wise_ft_start) {
-        let finetuned = training.model.valid();
+        evaluated.write_wise_ft(start, &training.model.valid(), alphas, t.epochs, device)?;
+    }
+    resumable::finish(&run_dir, &mut state)?;
+    Ok(Outcome::Finished { resumed_at })
+}
+
+/// The run's backbone and method, once the run is checked to be one of the
+/// study's.
+fn check_run<'c>(
+    config: &'c StudyConfig,
+    run: &RunId,
+) -> anyhow::Result<(&'c BackboneConfig, &'c MethodConfig)> {
+    let bcfg = config.backbone(&run.backbone).map_err(anyhow::Error::msg)?;
+    config
+        .dataset(&DatasetId::Medical(run.dataset.clone()))
+        .map_err(anyhow::Error::msg)?;
+    let method = config.method(&run.method).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        config.study.seeds.contains(&run.seed),
+        "seed {} is not among the study's seeds {:?}",
+        run.seed,
+        config.study.seeds
+    );
+    Ok((bcfg, method))
+}
+
+/// The backbone from its file, at the study's precision; a backbone the
+/// tool pre-trains must have been pre-trained.
+fn load_backbone<B: Backend>(
+    config: &StudyConfig,
+    bcfg: &BackboneConfig,
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<crate::model::Backbone<B>> {
+    let name = &bcfg.name;
+    if bcfg.pretrain().is_some() && !path.exists() {
+        bail!(
+            "backbone `{name}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {name}` with this config first (`cargo xtask reproduce` does)",
+            path.display()
+        );
+    }
+    let mut loaded = crate::model::load::<B>(path, &LoadOptions::for_backbone(bcfg), device)?;
+    loaded.model.set_precision(config.training.precision);
+    Ok(loaded)
+}
+
+/// Refuses to resume a run whose backbone file changed since it started.
+fn check_same_backbone(
+    run_dir: &Path,
+    state: &RunState,
+    path: &Path,
+    sha256: &str,
+) -> anyhow::Result<()> {
+    if state.backbone_sha256 != sha256 {
+        bail!(
+            "{}: the run started from backbone file {} with SHA-256 {}, which now has SHA-256 {sha256}; \
+             restore that file, or remove {} to start the run over",
+            RunState::path(run_dir).display(),
+            path.display(),
+            state.backbone_sha256,
+            run_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The run's committed state, refused if another config made it.
+fn read_state(run_dir: &Path, hash: &str) -> anyhow::Result<Option<RunState>> {
+    let state = RunState::read(run_dir).map_err(anyhow::Error::msg)?;
+    if let Some(s) = &state {
+        anyhow::ensure!(
+            s.config_hash == hash,
+            "{}: made with another config (hash {})",
+            RunState::path(run_dir).display(),
+            s.config_hash
+        );
+    }
+    Ok(state)
+}
+
+/// Logs what the run will cost (time per step, timed here, and disk).
+fn log_plan<B: AutodiffBackend>(
+    config: &StudyConfig,
+    (bcfg, method): (&BackboneConfig, &MethodConfig),
+    model: &Classifier<B>,
+    sets: &EvalSets,
+    train_images: usize,
+    device: &B::Device,
+) {
+    let t = &config.training;
+    let classes = model.head.weight.dims()[1];
+    let images = plan::EvalImages {
+        medical_test: sets.medical_test.len(),
+        natural_probe: sets.natural_probe.len(),
+        knn_bank: sets.knn_bank.len(),
+        knn_query: sets.knn_query.len(),
+    };
+    let size = bcfg.input_size;
+    let step_seconds = plan::time_step(
+        model,
+        t.batch_size,
+        size as usize,
+        classes,
+        &sets.parts,
+        device,
+    );
+    let cost = plan::RunCost::new(config, model, images, train_images, step_seconds);
+    tracing::info!(
+        "{}; method {} ({:?})",
+        cost.describe(&bcfg.name, size, t.epochs),
+        method.name,
+        method.kind
+    );
+}
+
+/// The study's split and image caches of the run's medical data set and
+/// of the natural images, made under the study folder's lock by the first
+/// run that needs them: (medical, natural, their caches at `size` px).
+fn prepare_data(
+    config: &StudyConfig,
+    study: &StudyDir,
+    medical_id: &DatasetId,
+    size: u32,
+) -> anyhow::Result<(PreparedDataset, PreparedDataset, ImageCache, ImageCache)> {
+    let _study_lock = lock_study(study)?;
+    study.write_resolved_config(config)?;
+    let mut medical = PreparedDataset::load(config, study, medical_id)?;
+    let mut natural = PreparedDataset::load(config, study, &DatasetId::Natural)?;
+    check_fits_data(config, &medical)?;
+    check_fits_data(config, &natural)?;
+    let medical_cache = medical.image_cache(study, size)?;
+    let natural_cache = natural.image_cache(study, size)?;
+    Ok((medical, natural, medical_cache, natural_cache))
+}
+
+/// Where a run's evaluations go and what they record.
+struct Evaluated<'a> {
+    study: &'a StudyDir,
+    run: &'a RunId,
+    sets: &'a EvalSets<'a>,
+    provenance: &'a Provenance,
+    backbone_sha256: &'a str,
+}
+
+impl Evaluated<'_> {
+    /// The evaluation after `epoch`: the medical sets, and the natural ones
+    /// where `natural` (`evaluation.natural_every_epoch`, or the last epoch).
+    fn write_epoch<B: Backend>(
+        &self,
+        model: &Classifier<B>,
+        epoch: u32,
+        natural: bool,
+        device: &B::Device,
+    ) -> anyhow::Result<()> {
+        let tensors = if natural {
+            evaluate(model, self.sets, device)
+        } else {
+            evaluate_medical(model, self.sets, device)
+        };
+        let metadata = self.metadata(epoch, None);
+        write_safetensors(
+            &self.study.epoch_eval(self.run, epoch),
+            tensors,
+            Some(metadata),
+        )?;
+        crash::point("evaluation-written");
+        Ok(())
+    }
+
+    /// After the last epoch `last` (again, if a kill came before the run was
+    /// marked finished: the files are rewritten whole, the same bytes): the
+    /// WiSE-FT backbone (1 − α)θ₀ + αθ_ft at each α, with the fine-tuned head.
+    fn write_wise_ft<B: Backend>(
+        &self,
+        start: &Vit<B>,
+        finetuned: &Classifier<B>,
+        alphas: &[f64],
+        last: u32,
+        device: &B::Device,
+    ) -> anyhow::Result<()> {
         for &alpha in alphas {
             let eval_start = Instant::now();
-            let tensors = evaluate(
-                &wise_ft::interpolate(start, &finetuned, alpha),
-                &sets,
-                device,
-            );
-            let metadata = provenance.metadata(
-                Some(&run.dataset),
-                Some(seed),
-                t.epochs,
-                Some(alpha),
-                &backbone_sha256,
-            );
-            write_safetensors(&study.wise_ft_eval(run, alpha), tensors, Some(metadata))?;
+            let model = wise_ft::interpolate(start, finetuned, alpha);
+            let tensors = evaluate(&model, self.sets, device);
+            let metadata = self.metadata(last, Some(alpha));
+            write_safetensors(
+                &self.study.wise_ft_eval(self.run, alpha),
+                tensors,
+                Some(metadata),
+            )?;
             crash::point("wise-ft-written");
             tracing::info!(
                 "WiSE-FT α = {alpha}: evaluated in {:.1} s",
                 eval_start.elapsed().as_secs_f64()
             );
         }
+        Ok(())
     }
-    state.status = Status::Finished;
-    state.write(&run_dir)?;
-    Ok(Outcome::Finished { resumed_at })
+
+    fn metadata(
+        &self,
+        epoch: u32,
+        alpha: Option<f64>,
+    ) -> std::collections::HashMap<String, String> {
+        self.provenance.metadata(
+            Some(&self.run.dataset),
+            Some(self.run.seed),
+            epoch,
+            alpha,
+            self.backbone_sha256,
+        )
+    }
 }
 
 /// Where every evaluation file of a run comes from (its metadata).
@@ -836,26 +947,6 @@ pub(crate) fn progress(
         "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} images/s  ETA {left:.0} s   "
     );
     let _ = err.flush();
-}
-
-/// Logs to `log_file` (appended) and stderr, at the level `RUST_LOG` asks (default info).
-pub(crate) fn logging(log_file: &Path) -> anyhow::Result<tracing::subscriber::DefaultGuard> {
-    use tracing_subscriber::layer::SubscriberExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_file)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file)),
-        )
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
-    Ok(tracing::subscriber::set_default(subscriber))
 }
 
 #[cfg(test)]

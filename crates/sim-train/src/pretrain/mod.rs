@@ -20,10 +20,11 @@ use crate::data::transform::{Normalisation, TrainAugment};
 use crate::finetune::batch_parts::BatchParts;
 use crate::finetune::classifier::{Classifier, part_cross_entropy};
 use crate::finetune::method::Method;
-use crate::finetune::state::{Training, prune_checkpoints};
-use crate::finetune::{logging, progress, schedule};
+use crate::finetune::state::Training;
+use crate::finetune::{progress, schedule};
 use crate::model::init::{VitShape, random_vit};
 use crate::model::{Backbone, Vit};
+use crate::resumable;
 use anyhow::bail;
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -43,7 +44,7 @@ use sim_study::layout::{pretrain_dir, pretrain_log, pretrained_model};
 use sim_study::lock::DirLock;
 use sim_study::pretrain_state::{EpochRecord, PretrainState};
 use sim_study::run_state::Status;
-use sim_study::{StudyDir, crash, remove_leftovers};
+use sim_study::{StudyDir, crash};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -121,11 +122,7 @@ pub fn run<B: AutodiffBackend>(
     {
         return Ok(Outcome::AlreadyFinished { model });
     }
-    let removed = remove_leftovers(&dir)?;
-    let _log = logging(&pretrain_log(&dir))?;
-    for path in removed {
-        tracing::info!("removed {}, left by an interrupted attempt", path.display());
-    }
+    let _log = resumable::start(&dir, &pretrain_log(&dir))?;
     let shape = vit_shape(bcfg, p);
     let init = random_vit::<B>(shape, p.seed, device)?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
@@ -139,8 +136,7 @@ pub fn run<B: AutodiffBackend>(
     });
     if p.objective == Objective::None {
         save_backbone(&init, init.model.clone(), &model)?;
-        state.status = Status::Finished;
-        state.write(&dir)?;
+        resumable::finish(&dir, &mut state)?;
         tracing::info!(
             "random initialisation (seed {}) written to {}",
             p.seed,
@@ -194,8 +190,9 @@ pub fn run<B: AutodiffBackend>(
         Objective::None => unreachable!("written above"),
     };
     if resumed_at > 0 {
-        prune_checkpoints(&dir, resumed_at)?;
-        learner = learner.restore(&dir, resumed_at, device)?;
+        learner = resumable::resume(&dir, resumed_at, || {
+            learner.restore(&dir, resumed_at, device)
+        })?;
         tracing::info!("resuming the pre-training of `{name}` after epoch {resumed_at}");
     }
     tracing::info!(
@@ -218,12 +215,10 @@ pub fn run<B: AutodiffBackend>(
         let (trained, record) = match trained {
             Ok(done) => done,
             Err(stop) => {
-                state.status = Status::Failed;
-                state.message = Some(stop.to_string());
-                state.write(&dir)?;
+                let path = resumable::fail(&dir, &mut state, stop.to_string())?;
                 bail!(
                     "pre-training `{name}`: {stop}; marked failed in {}",
-                    PretrainState::path(&dir).display()
+                    path.display()
                 );
             }
         };
@@ -237,13 +232,14 @@ pub fn run<B: AutodiffBackend>(
                 device,
             )?);
         }
-        learner.save(&dir, epoch)?;
         state.history.push(record);
-        state.last_finished_epoch = epoch;
-        state.status = Status::Running;
-        state.write(&dir)?;
-        crash::point("pretrain-state-written");
-        prune_checkpoints(&dir, epoch)?;
+        resumable::commit_epoch(
+            &dir,
+            &mut state,
+            epoch,
+            || learner.save(&dir, epoch),
+            "pretrain-state-written",
+        )?;
         let r = state.history.last().expect("just pushed");
         let entropy = match (r.teacher_entropy, r.effective_prototypes) {
             (Some(h), Some(k)) => format!(
@@ -265,8 +261,7 @@ pub fn run<B: AutodiffBackend>(
     }
     save_backbone(&init, learner.backbone(), &model)?;
     crash::point("pretrain-model-written");
-    state.status = Status::Finished;
-    state.write(&dir)?;
+    resumable::finish(&dir, &mut state)?;
     tracing::info!(
         "pre-trained `{name}` in {:.1} min: {}",
         state.minutes(),
