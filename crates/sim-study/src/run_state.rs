@@ -44,6 +44,32 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// The state of a run before its first epoch: made with the config of
+    /// hash `config_hash`, from the backbone and splits of these SHA-256s.
+    pub fn started(
+        run: &crate::config::RunId,
+        (config_hash, backbone_sha256, data_sha256): (
+            String,
+            String,
+            std::collections::BTreeMap<String, String>,
+        ),
+        epochs: u32,
+    ) -> RunState {
+        RunState {
+            dataset: run.dataset.clone(),
+            backbone: run.backbone.clone(),
+            method: run.method.clone(),
+            seed: run.seed,
+            config_hash,
+            backbone_sha256,
+            data_sha256,
+            status: Status::Running,
+            epochs,
+            last_finished_epoch: 0,
+            message: None,
+        }
+    }
+
     pub fn path(run_dir: &Path) -> PathBuf {
         crate::layout::run_state_file(run_dir)
     }

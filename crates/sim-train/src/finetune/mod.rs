@@ -171,37 +171,14 @@ pub fn run<B: AutodiffBackend>(
         })?;
         tracing::info!("resuming {run} after epoch {resumed_at}");
     }
-    let mut state = state.unwrap_or(RunState {
-        dataset: run.dataset.clone(),
-        backbone: backbone.into(),
-        method: run.method.clone(),
-        seed,
-        config_hash: hash,
-        backbone_sha256: backbone_sha256.clone(),
-        data_sha256,
-        status: Status::Running,
-        epochs: t.epochs,
-        last_finished_epoch: 0,
-        message: None,
+    let mut state = state.unwrap_or_else(|| {
+        let started = (hash, backbone_sha256.clone(), data_sha256);
+        RunState::started(run, started, t.epochs)
     });
 
     let train = medical.train_indices();
     let loss_weights = class_weights(&medical_labels, &train, classes);
-    let steps = StepInputs {
-        batcher: &sets.medical,
-        augment: TrainAugment {
-            scale: t.rrc_scale,
-            hflip: t.hflip,
-            vflip: t.vflip,
-            colour: ColourAugment::NONE,
-        },
-        class_weights: (t.class_balance == ClassBalance::LossWeights).then(|| loss_weights.clone()),
-        training: t,
-        per_epoch: train.len().div_ceil(t.batch_size),
-        method: &method,
-        parts: sets.parts.for_method(&method),
-        device,
-    };
+    let steps = StepInputs::new(t, &sets, &method, (train.len(), &loss_weights), device);
     log_plan(
         config,
         (bcfg, method_config),
@@ -211,65 +188,108 @@ pub fn run<B: AutodiffBackend>(
         device,
     );
 
-    let evaluated = Evaluated {
-        study: &study,
+    let epochs = Epochs {
+        config,
         run,
-        sets: &sets,
-        provenance: &provenance,
-        backbone_sha256: &backbone_sha256,
+        run_dir: &run_dir,
+        train: &train,
+        labels: &medical_labels,
+        loss_weights: &loss_weights,
+        steps,
+        evaluated: Evaluated {
+            study: &study,
+            run,
+            sets: &sets,
+            provenance: &provenance,
+            backbone_sha256: &backbone_sha256,
+        },
     };
-    for epoch in resumed_at + 1..=t.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(epoch as u64);
-        let order = epoch_order(
-            &train,
-            &medical_labels,
-            &loss_weights,
-            t.class_balance,
-            &mut rng,
-        );
-        let epoch_start = Instant::now();
-        training = match train_epoch(training, epoch, &order, &mut rng, &steps) {
-            Ok(training) => training,
-            Err(NonFiniteLoss { step, value }) => {
-                let why = format!("loss {value} at epoch {epoch}, step {step}");
-                let path = resumable::fail(&run_dir, &mut state, why)?;
-                bail!(
-                    "{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}",
-                    path.display()
-                );
-            }
-        };
-        let train_time = epoch_start.elapsed().as_secs_f64();
-        if config
-            .dump
-            .epochs
-            .as_ref()
-            .is_none_or(|e| e.contains(&epoch))
-        {
-            let natural = epoch == t.epochs || config.evaluation.natural_every_epoch;
-            evaluated.write_epoch(&training.model.valid(), epoch, natural, device)?;
-        }
-        resumable::commit_epoch(
-            &run_dir,
-            &mut state,
-            epoch,
-            || training.save(&run_dir, epoch),
-            "run-state-written",
-        )?;
-        tracing::info!(
-            "epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s",
-            t.epochs,
-            epoch_start.elapsed().as_secs_f64() - train_time
-        );
-    }
+    let training = epochs.train(training, &mut state, resumed_at)?;
     // After the last epoch (again, if a kill came before the run was marked
     // finished: the files are rewritten whole, the same bytes).
     if let (Some(alphas), Some(start)) = (&method_config.wise_ft, &wise_ft_start) {
-        evaluated.write_wise_ft(start, &training.model.valid(), alphas, t.epochs, device)?;
+        let finetuned = training.model.valid();
+        epochs
+            .evaluated
+            .write_wise_ft(start, &finetuned, alphas, t.epochs, device)?;
     }
     resumable::finish(&run_dir, &mut state)?;
     Ok(Outcome::Finished { resumed_at })
+}
+
+/// What a run's epochs read, besides the model they train.
+struct Epochs<'a, B: AutodiffBackend> {
+    config: &'a StudyConfig,
+    run: &'a RunId,
+    run_dir: &'a Path,
+    /// The medical train split, every sample's label and the per-class
+    /// loss weights: what an epoch's order is drawn from.
+    train: &'a [usize],
+    labels: &'a [usize],
+    loss_weights: &'a [f32],
+    steps: StepInputs<'a, B>,
+    evaluated: Evaluated<'a>,
+}
+
+impl<B: AutodiffBackend> Epochs<'_, B> {
+    /// Trains the epochs after `resumed_at`, each evaluated and committed
+    /// (a non-finite loss commits the run as failed and stops it).
+    fn train(
+        &self,
+        mut training: Training<B>,
+        state: &mut RunState,
+        resumed_at: u32,
+    ) -> anyhow::Result<Training<B>> {
+        let (config, run, t) = (self.config, self.run, &self.config.training);
+        for epoch in resumed_at + 1..=t.epochs {
+            let mut rng = ChaCha8Rng::seed_from_u64(run.seed);
+            rng.set_stream(epoch as u64);
+            let order = epoch_order(
+                self.train,
+                self.labels,
+                self.loss_weights,
+                t.class_balance,
+                &mut rng,
+            );
+            let epoch_start = Instant::now();
+            training = match train_epoch(training, epoch, &order, &mut rng, &self.steps) {
+                Ok(training) => training,
+                Err(NonFiniteLoss { step, value }) => {
+                    let why = format!("loss {value} at epoch {epoch}, step {step}");
+                    let path = resumable::fail(self.run_dir, state, why)?;
+                    bail!(
+                        "{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}",
+                        path.display()
+                    );
+                }
+            };
+            let train_time = epoch_start.elapsed().as_secs_f64();
+            if config
+                .dump
+                .epochs
+                .as_ref()
+                .is_none_or(|e| e.contains(&epoch))
+            {
+                let natural = epoch == t.epochs || config.evaluation.natural_every_epoch;
+                let model = training.model.valid();
+                self.evaluated
+                    .write_epoch(&model, epoch, natural, self.steps.device)?;
+            }
+            resumable::commit_epoch(
+                self.run_dir,
+                state,
+                epoch,
+                || training.save(self.run_dir, epoch),
+                "run-state-written",
+            )?;
+            tracing::info!(
+                "epoch {epoch}/{}: trained in {train_time:.1} s, evaluated and saved in {:.1} s",
+                t.epochs,
+                epoch_start.elapsed().as_secs_f64() - train_time
+            );
+        }
+        Ok(training)
+    }
 }
 
 /// The run's backbone and method, once the run is checked to be one of the
@@ -671,6 +691,36 @@ struct StepInputs<'a, B: AutodiffBackend> {
     /// How a step cuts its batch over the process's threads.
     parts: &'a BatchParts,
     device: &'a B::Device,
+}
+
+impl<'a, B: AutodiffBackend> StepInputs<'a, B> {
+    /// The steps of `training` on `sets`' medical train split
+    /// (`train_images` of them, with their per-class `loss_weights`).
+    fn new(
+        training: &'a TrainingConfig,
+        sets: &'a EvalSets<'a>,
+        method: &'a Method<B>,
+        (train_images, loss_weights): (usize, &[f32]),
+        device: &'a B::Device,
+    ) -> StepInputs<'a, B> {
+        let t = training;
+        StepInputs {
+            batcher: &sets.medical,
+            augment: TrainAugment {
+                scale: t.rrc_scale,
+                hflip: t.hflip,
+                vflip: t.vflip,
+                colour: ColourAugment::NONE,
+            },
+            class_weights: (t.class_balance == ClassBalance::LossWeights)
+                .then(|| loss_weights.to_vec()),
+            training: t,
+            per_epoch: train_images.div_ceil(t.batch_size),
+            method,
+            parts: sets.parts.for_method(method),
+            device,
+        }
+    }
 }
 
 /// A step whose loss was NaN or infinite (1-based), and that loss.

@@ -208,57 +208,15 @@ pub fn run<B: AutodiffBackend>(
         p.epochs,
         dir.display()
     );
-    for epoch in resumed_at + 1..=p.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-        rng.set_stream(epoch as u64);
-        let trained = train_epoch(learner, p, epoch, &data, &mut rng, device);
-        let (trained, record) = match trained {
-            Ok(done) => done,
-            Err(stop) => {
-                let path = resumable::fail(&dir, &mut state, stop.to_string())?;
-                bail!(
-                    "pre-training `{name}`: {stop}; marked failed in {}",
-                    path.display()
-                );
-            }
-        };
-        learner = trained;
-        let mut record = record;
-        if epoch == p.epochs || (p.knn_every > 0 && epoch % p.knn_every == 0) {
-            record.knn_top1 = Some(knn_top1(
-                &learner.backbone(),
-                &data,
-                &config.evaluation,
-                device,
-            )?);
-        }
-        state.history.push(record);
-        resumable::commit_epoch(
-            &dir,
-            &mut state,
-            epoch,
-            || learner.save(&dir, epoch),
-            "pretrain-state-written",
-        )?;
-        let r = state.history.last().expect("just pushed");
-        let entropy = match (r.teacher_entropy, r.effective_prototypes) {
-            (Some(h), Some(k)) => format!(
-                ", teacher entropy {h:.3} per image, {k:.0} of {} prototypes in use",
-                p.dino.out_dim
-            ),
-            _ => String::new(),
-        };
-        let knn = r
-            .knn_top1
-            .map_or(String::new(), |k| format!(", k-NN top-1 {k:.3}"));
-        tracing::info!(
-            "epoch {epoch}/{}: loss {:.4}{entropy}{knn}, {:.1} images/s, {:.1} s",
-            p.epochs,
-            r.loss,
-            r.images_per_s,
-            r.seconds
-        );
-    }
+    let epochs = Epochs {
+        name,
+        dir: &dir,
+        p,
+        data: &data,
+        evaluation: &config.evaluation,
+        device,
+    };
+    let learner = epochs.train(learner, &mut state, resumed_at)?;
     save_backbone(&init, learner.backbone(), &model)?;
     crash::point("pretrain-model-written");
     resumable::finish(&dir, &mut state)?;
@@ -334,6 +292,83 @@ fn save_backbone<B: Backend, I: Backend>(
 ) -> anyhow::Result<()> {
     model.head = None;
     Ok(init.save_model(&model, path)?)
+}
+
+/// What a pre-training's epochs read, besides the learner they train.
+struct Epochs<'a, B: AutodiffBackend> {
+    name: &'a str,
+    dir: &'a Path,
+    p: &'a PretrainConfig,
+    data: &'a EpochData<'a>,
+    evaluation: &'a EvaluationConfig,
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> Epochs<'_, B> {
+    /// Trains the epochs after `resumed_at`, each committed with its
+    /// record (and, every `knn_every` epochs and at the last, the k-NN
+    /// learning curve); a non-finite loss or a collapse commits the
+    /// pre-training as failed and stops it.
+    fn train(
+        &self,
+        mut learner: Learner<B>,
+        state: &mut PretrainState,
+        resumed_at: u32,
+    ) -> anyhow::Result<Learner<B>> {
+        for epoch in resumed_at + 1..=self.p.epochs {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.p.seed);
+            rng.set_stream(epoch as u64);
+            let trained = train_epoch(learner, self.p, epoch, self.data, &mut rng, self.device);
+            let (trained, record) = match trained {
+                Ok(done) => done,
+                Err(stop) => {
+                    let path = resumable::fail(self.dir, state, stop.to_string())?;
+                    bail!(
+                        "pre-training `{}`: {stop}; marked failed in {}",
+                        self.name,
+                        path.display()
+                    );
+                }
+            };
+            learner = trained;
+            let mut record = record;
+            if epoch == self.p.epochs || (self.p.knn_every > 0 && epoch % self.p.knn_every == 0) {
+                record.knn_top1 = Some(knn_top1(
+                    &learner.backbone(),
+                    self.data,
+                    self.evaluation,
+                    self.device,
+                )?);
+            }
+            state.history.push(record);
+            resumable::commit_epoch(
+                self.dir,
+                state,
+                epoch,
+                || learner.save(self.dir, epoch),
+                "pretrain-state-written",
+            )?;
+            let r = state.history.last().expect("just pushed");
+            let entropy = match (r.teacher_entropy, r.effective_prototypes) {
+                (Some(h), Some(k)) => format!(
+                    ", teacher entropy {h:.3} per image, {k:.0} of {} prototypes in use",
+                    self.p.dino.out_dim
+                ),
+                _ => String::new(),
+            };
+            let knn = r
+                .knn_top1
+                .map_or(String::new(), |k| format!(", k-NN top-1 {k:.3}"));
+            tracing::info!(
+                "epoch {epoch}/{}: loss {:.4}{entropy}{knn}, {:.1} images/s, {:.1} s",
+                self.p.epochs,
+                r.loss,
+                r.images_per_s,
+                r.seconds
+            );
+        }
+        Ok(learner)
+    }
 }
 
 /// What an epoch reads.
