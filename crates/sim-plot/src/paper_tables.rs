@@ -7,26 +7,27 @@
 //! and `method` columns first where there are several); the CSV files
 //! always have both columns.
 
-use crate::study::{SUMMARY_METRICS, Study, Summary};
+use crate::study::{Study, Summary, Table1Metric};
 use sim_study::StudyDir;
 use sim_study::tables::col;
 use std::path::PathBuf;
 
-/// Column headers of Table 1's metrics, in `SUMMARY_METRICS` order.
-const TABLE1_HEADERS: [&str; 7] = [
-    "accuracy",
-    "balanced accuracy",
-    "macro F1",
-    "ECE",
-    "k-NN before",
-    "k-NN after",
-    "final similarity",
+/// Table 1's metric columns and their headers, in the paper's order (the
+/// final similarity last); every one of [`Table1Metric::ALL`] once.
+const TABLE1_COLUMNS: [(Table1Metric, &str); 7] = [
+    (Table1Metric::Accuracy, "accuracy"),
+    (Table1Metric::BalancedAccuracy, "balanced accuracy"),
+    (Table1Metric::MacroF1, "macro F1"),
+    (Table1Metric::Ece, "ECE"),
+    (Table1Metric::KnnBefore, "k-NN before"),
+    (Table1Metric::KnnAfter, "k-NN after"),
+    (Table1Metric::Similarity, "final similarity"),
 ];
 
 /// `0.812 ± 0.010 [0.801, 0.822]` (mean ± sd [95 % bootstrap interval of
 /// the mean]), or `–` without runs.
 fn cell(s: Summary) -> String {
-    match (s.mean, s.std, s.ci) {
+    match (s.mean, s.std, s.ci()) {
         (Some(m), Some(sd), Some((lo, hi))) => format!("{m:.3} ± {sd:.3} [{lo:.3}, {hi:.3}]"),
         (Some(m), Some(sd), None) => format!("{m:.3} ± {sd:.3}"),
         _ => "–".into(),
@@ -57,8 +58,8 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
     let key_rule = "|---".repeat(1 + usize::from(datasets) + usize::from(methods));
     let mut md1 = format!(
         "{key_header} | n | {} |\n{key_rule}|---|{}\n",
-        TABLE1_HEADERS.join(" | "),
-        "---|".repeat(TABLE1_HEADERS.len())
+        TABLE1_COLUMNS.map(|(_, header)| header).join(" | "),
+        "---|".repeat(TABLE1_COLUMNS.len())
     );
     let mut csv1 = format!(
         "{},{},{},{}",
@@ -67,13 +68,16 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
         col::BACKBONE,
         col::RUNS
     );
-    for m in SUMMARY_METRICS {
+    for m in TABLE1_COLUMNS.map(|(m, _)| m.name()) {
         let [low, high] = col::ci(m);
         csv1.push_str(&format!(",{},{},{low},{high}", col::mean(m), col::std(m)));
     }
     csv1.push('\n');
     for row in &study.summaries {
-        let cells: Vec<String> = SUMMARY_METRICS.iter().map(|m| cell(row.stat(m))).collect();
+        let cells: Vec<String> = TABLE1_COLUMNS
+            .iter()
+            .map(|(m, _)| cell(row.stat(*m)))
+            .collect();
         md1.push_str(&format!(
             "| {} | {} | {} |\n",
             key(&row.dataset, &row.method, &row.backbone),
@@ -84,14 +88,14 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
             "{},{},{},{}",
             row.dataset, row.method, row.backbone, row.runs
         ));
-        for m in SUMMARY_METRICS {
+        for (m, _) in TABLE1_COLUMNS {
             let s = row.stat(m);
             csv1.push_str(&format!(
                 ",{},{},{},{}",
                 opt(s.mean),
                 opt(s.std),
-                opt(s.ci.map(|c| c.0)),
-                opt(s.ci.map(|c| c.1))
+                opt(s.ci().map(|c| c.0)),
+                opt(s.ci().map(|c| c.1))
             ));
         }
         csv1.push('\n');
@@ -140,7 +144,7 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
     let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     for f in &study.fits {
         let ci = f
-            .slope_ci
+            .slope_ci()
             .map_or("–".to_string(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"));
         md2.push_str(&format!(
             "| {} | {} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
@@ -155,7 +159,7 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
             f.n_levels,
             f.status
         ));
-        let (lo, hi) = (f.slope_ci.map(|c| c.0), f.slope_ci.map(|c| c.1));
+        let (lo, hi) = (f.slope_ci().map(|c| c.0), f.slope_ci().map(|c| c.1));
         csv2.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
             f.dataset,
@@ -189,4 +193,17 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table1_has_a_column_for_every_metric_once() {
+        for m in Table1Metric::ALL {
+            let n = TABLE1_COLUMNS.iter().filter(|(c, _)| *c == m).count();
+            assert_eq!(n, 1, "{m:?}");
+        }
+    }
 }

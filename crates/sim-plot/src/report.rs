@@ -8,7 +8,7 @@
 
 use crate::figures::Outcome;
 use crate::study::VerdictRow;
-use crate::study::{PermutationRow, Study};
+use crate::study::{ComparisonRow, MethodComparisonRow, Study, Table1Metric};
 use sim_metrics::findings;
 use sim_study::config::Objective;
 use sim_study::config::{BackboneConfig, Family, Paradigm};
@@ -48,6 +48,7 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
         } else {
             String::new()
         };
+        let epochs = row.epochs.unwrap_or_default();
         let how = match (
             row.objective.as_str(),
             row.minutes,
@@ -60,15 +61,14 @@ fn pretrained_backbones(study: &Study) -> Option<String> {
             }
             (objective, Some(minutes), Some(images_per_s), Some(loss)) => format!(
                 "{objective}, {} epoch{} in {minutes:.1} min at {images_per_s:.0} images/s, last epoch's loss {loss:.3}{}",
-                row.epochs,
-                if row.epochs == 1 { "" } else { "s" },
+                epochs,
+                if epochs == 1 { "" } else { "s" },
                 row.effective_prototypes
                     .map_or(String::new(), |k| format!(", {k:.0} prototypes in use"))
             ),
             // Its pretrain.toml is not beside the study folder (a moved study).
             (objective, ..) => format!(
-                "{objective}, {} epochs; no record of its pre-training beside the study folder",
-                row.epochs
+                "{objective}, {epochs} epochs; no record of its pre-training beside the study folder"
             ),
         };
         let probe = row.probe_balanced_accuracy.map_or(
@@ -298,7 +298,7 @@ fn comparisons(study: &Study) -> String {
     let half_widths: Vec<f64> = study
         .space
         .iter()
-        .filter_map(|p| p.similarity_ci.map(|(lo, hi)| (hi - lo) / 2.0))
+        .filter_map(|p| p.similarity_ci().map(|(lo, hi)| (hi - lo) / 2.0))
         .collect();
     if !half_widths.is_empty() {
         let mut sorted = half_widths.clone();
@@ -327,7 +327,7 @@ fn comparisons(study: &Study) -> String {
         let on = study
             .facet_label(&c.dataset, &c.method)
             .map_or(String::new(), |l| format!(" (`{l}`)"));
-        tests.push(format!("- {}", c.test.sentence(&on)));
+        tests.push(format!("- {}", PermutationRow::from(c).sentence(&on)));
     }
     if !tests.is_empty() {
         lines.push(tests.join("\n"));
@@ -335,7 +335,54 @@ fn comparisons(study: &Study) -> String {
     lines.join("\n\n")
 }
 
-impl PermutationRow {
+/// A one-sided permutation test over runs' final similarities, of backbone
+/// against backbone or method against method: does `a` (the higher mean)
+/// keep more similarity than `b`?
+struct PermutationRow<'r> {
+    a: &'r str,
+    b: &'r str,
+    runs_a: u32,
+    runs_b: u32,
+    similarity_a: f64,
+    similarity_b: f64,
+    p_value: f64,
+    exact: bool,
+    permutations: u64,
+}
+
+impl<'r> From<&'r ComparisonRow> for PermutationRow<'r> {
+    fn from(c: &'r ComparisonRow) -> Self {
+        PermutationRow {
+            a: &c.backbone_a,
+            b: &c.backbone_b,
+            runs_a: c.runs_a,
+            runs_b: c.runs_b,
+            similarity_a: c.similarity_a,
+            similarity_b: c.similarity_b,
+            p_value: c.p_value,
+            exact: c.exact,
+            permutations: c.permutations,
+        }
+    }
+}
+
+impl<'r> From<&'r MethodComparisonRow> for PermutationRow<'r> {
+    fn from(c: &'r MethodComparisonRow) -> Self {
+        PermutationRow {
+            a: &c.method_a,
+            b: &c.method_b,
+            runs_a: c.runs_a,
+            runs_b: c.runs_b,
+            similarity_a: c.similarity_a,
+            similarity_b: c.similarity_b,
+            p_value: c.p_value,
+            exact: c.exact,
+            permutations: c.permutations,
+        }
+    }
+}
+
+impl PermutationRow<'_> {
     /// "`a` keeps more similarity than `b`{on}: means, runs, p (how)."
     fn sentence(&self, on: &str) -> String {
         let how = if self.exact {
@@ -437,7 +484,7 @@ fn methods(study: &Study) -> String {
                 .iter()
                 .flatten()
                 .filter(|c| &c.dataset == dataset && &c.backbone == backbone);
-            lines.extend(tests.map(|c| format!("  - {}", c.test.sentence(""))));
+            lines.extend(tests.map(|c| format!("  - {}", PermutationRow::from(c).sentence(""))));
         }
     }
     let e = &study.config.evaluation;
@@ -716,7 +763,7 @@ fn finding_fit(study: &Study) -> Finding {
             let Some(row) = row_of(&rows, &f.backbone) else {
                 return fit_words(f);
             };
-            let interval = row.estimate_ci.map_or(String::new(), |(lo, hi)| {
+            let interval = row.estimate_ci().map_or(String::new(), |(lo, hi)| {
                 format!(", slope 95 % CI over resampled runs [{lo:.3}, {hi:.3}]")
             });
             format!("{}{interval}; {}", fit_words(f), share_words(row))
@@ -743,7 +790,7 @@ fn finding_fit(study: &Study) -> Finding {
 /// slope's interval (Student t over the levels) and whether it is a clear
 /// linear relation ([`findings::is_clear_relation`]).
 fn fit_words(f: &crate::study::FitRow) -> String {
-    match (f.r, f.r2, f.slope, f.slope_ci) {
+    match (f.r, f.r2, f.slope, f.slope_ci()) {
         (Some(r), Some(r2), Some(slope), Some((lo, hi))) => format!(
             "`{}`: ECE changes {:+.3} per 0.1 CKA, r = {r:.2}, R² = {r2:.2}, slope 95 % CI [{lo:.3}, {hi:.3}] over {} points in {} levels{}",
             f.backbone,
@@ -765,7 +812,7 @@ fn fit_words(f: &crate::study::FitRow) -> String {
 fn single_fits(fits: &[&crate::study::FitRow]) -> ((usize, usize), String) {
     let fitted: Vec<bool> = fits
         .iter()
-        .filter_map(|f| Some(findings::is_clear_relation(f.r?, f.slope_ci?)))
+        .filter_map(|f| Some(findings::is_clear_relation(f.r?, f.slope_ci()?)))
         .collect();
     let clear = fitted.iter().filter(|c| **c).count();
     let words = match (fitted.len(), clear) {
@@ -781,9 +828,9 @@ fn finding_forgetting(study: &Study) -> Finding {
         let Some(backbone) = study.config.backbones.iter().find(|b| b.name == s.backbone) else {
             continue;
         };
-        let after = s.stat(col::KNN_AFTER);
+        let after = s.stat(Table1Metric::KnnAfter);
         let (Some(before), Some(after), Some(sd)) =
-            (s.stat(col::KNN_BEFORE).mean, after.mean, after.std)
+            (s.stat(Table1Metric::KnnBefore).mean, after.mean, after.std)
         else {
             continue;
         };
@@ -824,7 +871,7 @@ fn finding_forgetting(study: &Study) -> Finding {
     let pairs: Vec<String> = rows
         .iter()
         .map(|r| {
-            let interval = r.estimate_ci.map_or(String::new(), |(lo, hi)| {
+            let interval = r.estimate_ci().map_or(String::new(), |(lo, hi)| {
                 format!(
                     ", 95 % CI over resampled runs [{:+.1}, {:+.1}]",
                     lo * 100.0,

@@ -4,8 +4,13 @@
 //! Checked: the files, the PNG sizes, and in the SVG the axis labels and one
 //! series per backbone.
 
-use polars::prelude::*;
 use sim_plot::figures::NAMES;
+use sim_study::tables::rows::{
+    BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, KnnByK, LayerRow,
+    MethodComparisonRow, PatchRow, SpaceRow, Summary, Table1Metric, Table1Stats, VerdictRow,
+    WiseFtRow,
+};
+use sim_study::tables::schema::{self, Shape, Table};
 
 /// The learning curves of pre-training: a study whose backbones are all
 /// checkpoint files (these) has none.
@@ -28,38 +33,23 @@ fn config(backbones: &[(&str, &str)], seeds: &[u64]) -> StudyConfig {
     StudyConfig::from_toml_str(&text, Path::new("synthetic.toml")).unwrap()
 }
 
-fn c<T, P: ?Sized>(name: &str, values: T) -> Column
-where
-    Series: NamedFrom<T, P>,
-{
-    Column::from(Series::new(name.into(), values))
-}
-
-/// Writes a table of the study's one medical data set, `h`, and its one method, `full`.
-fn write(dir: &Path, name: &str, columns: Vec<Column>) {
-    let mut frame = DataFrame::new_infer_height(columns).unwrap();
-    frame
-        .insert_column(0, c(col::DATASET, vec!["h"; frame.height()]))
-        .unwrap();
-    frame
-        .insert_column(1, c(col::METHOD, vec!["full"; frame.height()]))
-        .unwrap();
-    write_frame(dir, name, &mut frame);
-}
-
-fn write_frame(dir: &Path, name: &str, frame: &mut DataFrame) {
-    let path = StudyDir::new(dir).tables_dir().join(name);
+/// Writes a table's rows, through the schema `sim-metrics study` writes with.
+fn write<T: Table>(dir: &Path, rows: &[T]) {
+    let path = StudyDir::new(dir).table(T::FILE);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    ParquetWriter::new(std::fs::File::create(path).unwrap())
-        .finish(frame)
-        .unwrap();
+    let shape = Shape { knn_k: vec![20] };
+    schema::write(&path, rows, &shape).unwrap();
 }
 
-fn read_frame(dir: &Path, name: &str) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(StudyDir::new(dir).tables_dir().join(name)).unwrap())
-        .finish()
-        .unwrap()
+/// A table's rows, as the figures read them.
+fn read<T: Table>(dir: &Path) -> Vec<T> {
+    schema::read(&StudyDir::new(dir).table(T::FILE)).unwrap()
 }
+
+/// The one medical data set, `h`, and the one method, `full`, of the
+/// synthetic study's rows.
+const DATASET: &str = "h";
+const METHOD: &str = "full";
 
 /// A run: backbone, seed, status, last epoch, and how it learns.
 struct Run {
@@ -81,19 +71,21 @@ fn lc_of(r: &Run, epoch: usize, layer: usize) -> f64 {
     1.0 - 0.04 * epoch as f64 * (layer as f64 + 1.0) - noise(r, epoch).abs()
 }
 
+/// A run's metrics at an epoch: (accuracy, ECE, similarity, k-NN top-1).
+fn metrics(r: &Run, epoch: u32) -> (f64, f64, f64, f64) {
+    let (t, noise) = (epoch as f64, noise(r, epoch as usize));
+    (
+        0.5 + r.gain * t + if r.gain == 0.0 { 0.0 } else { noise },
+        0.05 + 0.04 * t + noise.abs(),
+        1.0 - 0.15 * t - noise.abs(),
+        0.8 - 0.05 * t + noise,
+    )
+}
+
 /// `verdicts.parquet`: the finished runs through sim-metrics' findings, as
 /// `sim-metrics study` computes them (every measure reads the same numbers
-/// here). `last`: a run's final (similarity, accuracy, k-NN); `points`: its
-/// fine-tuned (CKA, ECE) points; finding 2 only for the `fitted` backbones,
-/// as the fits table has it.
-fn write_verdicts(
-    dir: &Path,
-    config: &StudyConfig,
-    finished: &[&Run],
-    last: impl Fn(&Run) -> (f64, f64, f64),
-    fitted: &[&str],
-    points: impl Fn(&Run) -> Vec<(f64, f64)>,
-) {
+/// here). Finding 2 only for the `fitted` backbones, as the fits table has it.
+fn verdicts(config: &StudyConfig, finished: &[&Run], fitted: &[&str]) -> Vec<VerdictRow> {
     use sim_metrics::findings::{
         Certainty, calibration_follows_similarity, forgets_less, runs_beside_best,
     };
@@ -108,9 +100,27 @@ fn write_verdicts(
             .filter(|r| r.backbone == b)
             .collect::<Vec<_>>()
     };
-    // (finding, measure, token, backbone, versus, certainty)
-    type VerdictRow<'a> = (u32, &'a str, &'a str, &'a str, Option<&'a str>, Certainty);
-    let mut rows: Vec<VerdictRow> = Vec::new();
+    let row = |finding,
+               (measure, token): (&str, &str),
+               backbone: &str,
+               versus: Option<&str>,
+               c: Certainty| {
+        VerdictRow {
+            dataset: DATASET.into(),
+            method: METHOD.into(),
+            finding,
+            measure: measure.into(),
+            token: token.into(),
+            backbone: backbone.into(),
+            versus: versus.map(String::from),
+            estimate: c.estimate,
+            estimate_ci_low: c.interval.map(|i| i.0),
+            estimate_ci_high: c.interval.map(|i| i.1),
+            share: c.share,
+            resamples: c.resamples as u32,
+        }
+    };
+    let mut rows = Vec::new();
     for b in config
         .backbones
         .iter()
@@ -121,11 +131,14 @@ fn write_verdicts(
         let resamples = draw_resamples(runs.len(), e.bootstrap_resamples, e.bootstrap_seed);
         let space: Vec<RunPoint> = runs
             .iter()
-            .map(|r| RunPoint {
-                backbone: b.into(),
-                seed: r.seed,
-                similarity: last(r).0,
-                accuracy: last(r).1,
+            .map(|r| {
+                let (accuracy, _, similarity, _) = metrics(r, r.epochs);
+                RunPoint {
+                    backbone: b.into(),
+                    seed: r.seed,
+                    similarity,
+                    accuracy,
+                }
             })
             .collect();
         let one = runs_beside_best(
@@ -135,6 +148,13 @@ fn write_verdicts(
             &resamples,
         )
         .unwrap();
+        // Each run's fine-tuned epochs' CLS points (layers 1 to 3), with the epoch's ECE.
+        let points = |r: &Run| -> Vec<(f64, f64)> {
+            (1..=r.epochs)
+                .flat_map(|e| (1..=3).map(move |layer| (e, layer)))
+                .map(|(e, layer)| (lc_of(r, e as usize, layer), metrics(r, e).1))
+                .collect()
+        };
         let two = fitted.contains(&b).then(|| {
             calibration_follows_similarity(
                 &runs.iter().map(|r| points(r)).collect::<Vec<_>>(),
@@ -143,13 +163,13 @@ fn write_verdicts(
             )
             .unwrap()
         });
-        for (measure, token) in [
+        for measure in [
             (col::CKA, "cls"),
             (col::CKA_DEBIASED, "cls"),
             (col::CKA, "patch_mean"),
         ] {
-            rows.push((1, measure, token, b, None, one));
-            rows.extend(two.map(|two| (2, measure, token, b, None, two)));
+            rows.push(row(1, measure, b, None, one));
+            rows.extend(two.map(|two| row(2, measure, b, None, two)));
         }
     }
     let side = |p: Paradigm| {
@@ -161,59 +181,22 @@ fn write_verdicts(
     };
     for s in side(Paradigm::Supervised) {
         for o in side(Paradigm::SelfSupervised) {
-            let drops = |b: &str| of(b).iter().map(|r| 0.8 - last(r).2).collect::<Vec<_>>();
+            let drops = |b: &str| {
+                of(b)
+                    .iter()
+                    .map(|r| 0.8 - metrics(r, r.epochs).3)
+                    .collect::<Vec<_>>()
+            };
             let (ds, dso) = (drops(s), drops(o));
             let resamples = [
                 draw_resamples(ds.len(), e.bootstrap_resamples, e.bootstrap_seed),
                 draw_resamples(dso.len(), e.bootstrap_resamples, e.bootstrap_seed + 1),
             ];
-            rows.push((
-                3,
-                col::KNN_TOP1,
-                "cls",
-                s,
-                Some(o),
-                forgets_less(&ds, &dso, [&resamples[0], &resamples[1]]).unwrap(),
-            ));
+            let c = forgets_less(&ds, &dso, [&resamples[0], &resamples[1]]).unwrap();
+            rows.push(row(3, (col::KNN_TOP1, "cls"), s, Some(o), c));
         }
     }
-    write(
-        dir,
-        file::VERDICTS,
-        vec![
-            c(col::FINDING, rows.iter().map(|r| r.0).collect::<Vec<_>>()),
-            c(col::MEASURE, rows.iter().map(|r| r.1).collect::<Vec<_>>()),
-            c(col::TOKEN, rows.iter().map(|r| r.2).collect::<Vec<_>>()),
-            c(col::BACKBONE, rows.iter().map(|r| r.3).collect::<Vec<_>>()),
-            c(col::VERSUS, rows.iter().map(|r| r.4).collect::<Vec<_>>()),
-            c(
-                col::ESTIMATE,
-                rows.iter().map(|r| r.5.estimate).collect::<Vec<_>>(),
-            ),
-            c(
-                col::ESTIMATE_CI_LOW,
-                rows.iter()
-                    .map(|r| r.5.interval.map(|i| i.0))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::ESTIMATE_CI_HIGH,
-                rows.iter()
-                    .map(|r| r.5.interval.map(|i| i.1))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::SHARE,
-                rows.iter().map(|r| r.5.share).collect::<Vec<_>>(),
-            ),
-            c(
-                col::RESAMPLES,
-                rows.iter()
-                    .map(|r| r.5.resamples as u32)
-                    .collect::<Vec<_>>(),
-            ),
-        ],
-    );
+    rows
 }
 
 /// Writes every table of a study with `runs` (each backbone's epoch 0 first).
@@ -226,198 +209,123 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         .collect();
     let config = config(backbones, if seeds.is_empty() { &[0] } else { &seeds });
     StudyDir::new(dir).write_resolved_config(&config).unwrap();
+    let (dataset, method) = (|| DATASET.to_string(), || METHOD.to_string());
 
-    let (mut b, mut s, mut e, mut st) = (vec![], vec![], vec![], vec![]);
-    let (mut acc, mut ece, mut sim, mut knn) = (vec![], vec![], vec![], vec![]);
-    let (mut lb, mut ls, mut le, mut ll, mut lf, mut lt, mut lp, mut lc) = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
+    let mut epochs = Vec::new();
+    let mut layers = Vec::new();
     for r in runs {
         for epoch in 0..=r.epochs {
-            let t = epoch as f64;
-            let noise = noise(r, epoch as usize);
-            b.push(r.backbone);
-            s.push(r.seed);
-            e.push(epoch);
-            st.push(r.status);
-            acc.push(0.5 + r.gain * t + if r.gain == 0.0 { 0.0 } else { noise });
-            ece.push(0.05 + 0.04 * t + noise.abs());
-            sim.push(1.0 - 0.15 * t - noise.abs());
-            knn.push(0.8 - 0.05 * t + noise);
+            let (accuracy, ece, similarity, knn) = metrics(r, epoch);
+            epochs.push(EpochRow {
+                dataset: dataset(),
+                method: method(),
+                backbone: r.backbone.into(),
+                seed: r.seed,
+                epoch,
+                status: r.status.into(),
+                head: if epoch == 0 {
+                    col::HEAD_PROBE
+                } else {
+                    col::HEAD_FINE_TUNED
+                }
+                .into(),
+                accuracy,
+                balanced_accuracy: accuracy,
+                macro_f1: accuracy,
+                ece,
+                mce: ece,
+                adaptive_ece: ece,
+                similarity,
+                knn_top1: Some(knn),
+                knn_top1_k: KnnByK(vec![(20, Some(knn))]),
+            });
             for layer in 0..=3u32 {
                 for cls in [true, false] {
                     if layer == 0 && cls {
                         continue; // the embedding's CLS token: constant, no CKA
                     }
-                    lb.push(r.backbone);
-                    ls.push(r.seed);
-                    le.push(epoch);
-                    ll.push(layer);
-                    lf.push(layer == 3);
-                    lt.push(if cls { "cls" } else { "patch_mean" });
-                    lp.push("medical");
-                    lc.push(lc_of(r, epoch as usize, layer as usize));
+                    let cka = lc_of(r, epoch as usize, layer as usize);
+                    layers.push(LayerRow {
+                        dataset: dataset(),
+                        method: method(),
+                        backbone: r.backbone.into(),
+                        seed: r.seed,
+                        epoch,
+                        layer,
+                        is_final: layer == 3,
+                        token: if cls { "cls" } else { "patch_mean" }.into(),
+                        probe: "medical".into(),
+                        cka,
+                        cka_debiased: cka,
+                    });
                 }
             }
         }
     }
-    write(
-        dir,
-        file::EPOCHS,
-        vec![
-            c(col::BACKBONE, b.clone()),
-            c(col::SEED, s.clone()),
-            c(col::EPOCH, e.clone()),
-            c(col::STATUS, st.clone()),
-            c(
-                col::HEAD,
-                e.iter()
-                    .map(|&e| {
-                        if e == 0 {
-                            col::HEAD_PROBE
-                        } else {
-                            col::HEAD_FINE_TUNED
-                        }
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            c(col::ACCURACY, acc.clone()),
-            c(col::BALANCED_ACCURACY, acc.clone()),
-            c(col::MACRO_F1, acc.clone()),
-            c(col::ECE, ece.clone()),
-            c(col::MCE, ece.clone()),
-            c(col::ADAPTIVE_ECE, ece.clone()),
-            c(col::SIMILARITY, sim.clone()),
-            c(col::KNN_TOP1, knn.clone()),
-            c(&col::knn_top1_at(20), knn.clone()),
-        ],
-    );
-    write(
-        dir,
-        file::LAYERS,
-        vec![
-            c(col::BACKBONE, lb),
-            c(col::SEED, ls),
-            c(col::EPOCH, le),
-            c(col::LAYER, ll),
-            c(col::IS_FINAL, lf),
-            c(col::TOKEN, lt),
-            c(col::PROBE, lp),
-            c(col::CKA, lc.clone()),
-            c(col::CKA_DEBIASED, lc),
-        ],
-    );
+    write(dir, &epochs);
+    write(dir, &layers);
 
     // Summaries: finished runs only, as sim-metrics writes them.
     let finished: Vec<&Run> = runs
         .iter()
         .filter(|r| r.status == col::STATUS_FINISHED)
         .collect();
-    let last = |r: &Run, v: &[f64]| {
-        v[runs
-            .iter()
-            .take_while(|x| !std::ptr::eq(*x, r))
-            .map(|x| x.epochs as usize + 1)
-            .sum::<usize>()
-            + r.epochs as usize]
-    };
+    let last = |r: &Run| metrics(r, r.epochs);
     let names: Vec<&str> = backbones.iter().map(|b| b.0).collect();
-    let mut summary = vec![
-        c(col::BACKBONE, names.clone()),
-        c(
-            col::RUNS,
-            names
+    let summaries: Vec<BackboneRow> = names
+        .iter()
+        .map(|n| {
+            let own: Vec<&&Run> = finished.iter().filter(|r| r.backbone == *n).collect();
+            let stats = Table1Metric::ALL
                 .iter()
-                .map(|n| finished.iter().filter(|r| r.backbone == *n).count() as u32)
-                .collect::<Vec<_>>(),
-        ),
-        c(
-            col::RUNS_LEFT_OUT,
-            names
-                .iter()
-                .map(|n| {
-                    runs.iter()
-                        .filter(|r| r.backbone == *n && r.status != col::STATUS_FINISHED)
-                        .count() as u32
-                })
-                .collect::<Vec<_>>(),
-        ),
-        c(
-            col::LEFT_OUT,
-            names
-                .iter()
-                .map(|n| {
-                    if runs
+                .map(|metric| {
+                    let v: Vec<f64> = own
                         .iter()
-                        .any(|r| r.backbone == *n && r.status == col::STATUS_FAILED)
-                    {
-                        "seed 9: failed after epoch 1: loss NaN"
-                    } else {
-                        ""
+                        .map(|r| match metric {
+                            Table1Metric::KnnBefore => 0.8,
+                            Table1Metric::KnnAfter => last(r).3,
+                            Table1Metric::Ece => last(r).1,
+                            Table1Metric::Similarity => last(r).2,
+                            _ => last(r).0,
+                        })
+                        .collect();
+                    if v.is_empty() {
+                        return Summary::default();
+                    }
+                    let m = v.iter().sum::<f64>() / v.len() as f64;
+                    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+                        / (v.len().max(2) - 1) as f64;
+                    Summary {
+                        mean: Some(m),
+                        std: Some(var.sqrt()),
+                        ci_low: Some(m - 0.01),
+                        ci_high: Some(m + 0.01),
                     }
                 })
-                .collect::<Vec<_>>(),
-        ),
-    ];
-    for metric in sim_plot::study::SUMMARY_METRICS {
-        let values = |n: &str| -> Vec<f64> {
-            finished
+                .collect();
+            let failed = runs
                 .iter()
-                .filter(|r| r.backbone == n)
-                .map(|r| match metric {
-                    m if m == col::KNN_BEFORE => 0.8,
-                    m if m == col::KNN_AFTER => last(r, &knn),
-                    m if m == col::ECE => last(r, &ece),
-                    m if m == col::SIMILARITY => last(r, &sim),
-                    _ => last(r, &acc),
-                })
-                .collect()
-        };
-        let stat = |n: &&str, sd: bool| {
-            let v = values(n);
-            if v.is_empty() {
-                return None;
+                .any(|r| r.backbone == *n && r.status == col::STATUS_FAILED);
+            BackboneRow {
+                dataset: dataset(),
+                method: method(),
+                backbone: n.to_string(),
+                runs: own.len() as u32,
+                runs_left_out: runs
+                    .iter()
+                    .filter(|r| r.backbone == *n && r.status != col::STATUS_FINISHED)
+                    .count() as u32,
+                left_out: if failed {
+                    "seed 9: failed after epoch 1: loss NaN"
+                } else {
+                    ""
+                }
+                .into(),
+                stats: Table1Stats(stats),
             }
-            let m = v.iter().sum::<f64>() / v.len() as f64;
-            Some(if sd {
-                (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64)
-                    .sqrt()
-            } else {
-                m
-            })
-        };
-        summary.push(c(
-            &col::mean(metric),
-            names.iter().map(|n| stat(n, false)).collect::<Vec<_>>(),
-        ));
-        summary.push(c(
-            &col::std(metric),
-            names.iter().map(|n| stat(n, true)).collect::<Vec<_>>(),
-        ));
-        let [low, high] = col::ci(metric);
-        summary.push(c(
-            &low,
-            names
-                .iter()
-                .map(|n| stat(n, false).map(|m| m - 0.01))
-                .collect::<Vec<_>>(),
-        ));
-        summary.push(c(
-            &high,
-            names
-                .iter()
-                .map(|n| stat(n, false).map(|m| m + 0.01))
-                .collect::<Vec<_>>(),
-        ));
-    }
-    write(dir, file::BACKBONES, summary);
+        })
+        .collect();
+    write(dir, &summaries);
 
     let fitted: Vec<&str> = names
         .iter()
@@ -431,162 +339,62 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 >= 2
         })
         .collect();
-    let fit_names: Vec<&str> = names
+    let fits: Vec<FitRow> = names
         .iter()
-        .copied()
-        .filter(|n| finished.iter().any(|r| r.backbone == *n))
+        .filter(|n| finished.iter().any(|r| r.backbone == **n))
+        .map(|n| {
+            let ok = fitted.contains(n);
+            let v = |x: f64| ok.then_some(x);
+            FitRow {
+                dataset: dataset(),
+                method: method(),
+                backbone: n.to_string(),
+                metric: col::ECE.into(),
+                points: col::POINTS_FINE_TUNED.into(),
+                slope: v(-0.3),
+                intercept: v(0.35),
+                r: v(-0.9),
+                r2: v(0.81),
+                slope_ci_low: v(-0.4),
+                slope_ci_high: v(-0.2),
+                pearson_raw: v(-0.8),
+                spearman_raw: v(-0.8),
+                n_points: 14,
+                n_levels: if ok { 4 } else { 0 },
+                status: if ok {
+                    "ok"
+                } else {
+                    "similarity: 2 non-empty levels; a slope interval needs at least 3"
+                }
+                .into(),
+            }
+        })
         .collect();
-    let ok = |n: &&str| fitted.contains(n);
-    write(
-        dir,
-        file::FITS,
-        vec![
-            c(col::BACKBONE, fit_names.clone()),
-            c(col::METRIC, vec![col::ECE; fit_names.len()]),
-            c(col::POINTS, vec![col::POINTS_FINE_TUNED; fit_names.len()]),
-            c(
-                col::SLOPE,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(-0.3))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::INTERCEPT,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(0.35))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::R,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(-0.9))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::R2,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(0.81))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::SLOPE_CI_LOW,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(-0.4))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::SLOPE_CI_HIGH,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(-0.2))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::PEARSON_RAW,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(-0.8))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::SPEARMAN_RAW,
-                fit_names
-                    .iter()
-                    .map(|n| ok(n).then_some(-0.8))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::N_POINTS,
-                fit_names.iter().map(|_| 14u32).collect::<Vec<_>>(),
-            ),
-            c(
-                col::N_LEVELS,
-                fit_names
-                    .iter()
-                    .map(|n| if ok(n) { 4u32 } else { 0 })
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::FIT_STATUS,
-                fit_names
-                    .iter()
-                    .map(|n| {
-                        if ok(n) {
-                            "ok"
-                        } else {
-                            "similarity: 2 non-empty levels; a slope interval needs at least 3"
-                        }
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-        ],
-    );
+    write(dir, &fits);
     let best = |n: &str| {
         finished
             .iter()
             .filter(|r| r.backbone == n)
-            .max_by(|a, b| last(a, &acc).total_cmp(&last(b, &acc)))
+            .max_by(|a, b| last(a).0.total_cmp(&last(b).0))
             .map(|r| r.seed)
     };
-    write(
-        dir,
-        file::SPACE,
-        vec![
-            c(
-                col::BACKBONE,
-                finished.iter().map(|r| r.backbone).collect::<Vec<_>>(),
-            ),
-            c(
-                col::SEED,
-                finished.iter().map(|r| r.seed).collect::<Vec<_>>(),
-            ),
-            c(
-                col::SIMILARITY,
-                finished.iter().map(|r| last(r, &sim)).collect::<Vec<_>>(),
-            ),
-            c(
-                col::SIMILARITY_CI_LOW,
-                finished
-                    .iter()
-                    .map(|r| Some(last(r, &sim) - 0.02))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::SIMILARITY_CI_HIGH,
-                finished
-                    .iter()
-                    .map(|r| Some(last(r, &sim) + 0.03))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::ACCURACY,
-                finished.iter().map(|r| last(r, &acc)).collect::<Vec<_>>(),
-            ),
-            c(
-                col::DIVERGENCE,
-                finished.iter().map(|_| 0.0).collect::<Vec<_>>(),
-            ),
-            c(
-                col::REFERENCE_SEED,
-                finished
-                    .iter()
-                    .map(|r| best(r.backbone).unwrap())
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::IN_SPACE,
-                finished
-                    .iter()
-                    .map(|r| last(r, &sim) > 0.6)
-                    .collect::<Vec<_>>(),
-            ),
-        ],
-    );
+    let space: Vec<SpaceRow> = finished
+        .iter()
+        .map(|r| SpaceRow {
+            dataset: dataset(),
+            method: method(),
+            backbone: r.backbone.into(),
+            seed: r.seed,
+            similarity: last(r).2,
+            similarity_ci_low: Some(last(r).2 - 0.02),
+            similarity_ci_high: Some(last(r).2 + 0.03),
+            accuracy: last(r).0,
+            divergence: 0.0,
+            reference_seed: best(r.backbone).unwrap(),
+            in_space: last(r).2 > 0.6,
+        })
+        .collect();
+    write(dir, &space);
 
     // The first two backbones with finished runs, compared.
     let compared: Vec<&str> = names
@@ -595,34 +403,24 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         .filter(|n| finished.iter().any(|r| r.backbone == *n))
         .take(2)
         .collect();
-    let pairs = usize::from(compared.len() == 2);
-    write(
-        dir,
-        file::COMPARISONS,
-        vec![
-            c(
-                col::BACKBONE_A,
-                compared.iter().take(pairs).copied().collect::<Vec<_>>(),
-            ),
-            c(
-                col::BACKBONE_B,
-                compared
-                    .iter()
-                    .skip(1)
-                    .take(pairs)
-                    .copied()
-                    .collect::<Vec<_>>(),
-            ),
-            c(col::RUNS_A, vec![3u32; pairs]),
-            c(col::RUNS_B, vec![2u32; pairs]),
-            c(col::SIMILARITY_A, vec![0.7; pairs]),
-            c(col::SIMILARITY_B, vec![0.6; pairs]),
-            c(col::DIFFERENCE, vec![0.1; pairs]),
-            c(col::P_VALUE, vec![0.1; pairs]),
-            c(col::EXACT, vec![true; pairs]),
-            c(col::PERMUTATIONS, vec![10u64; pairs]),
-        ],
-    );
+    let comparisons: Vec<ComparisonRow> = match compared[..] {
+        [a, b] => vec![ComparisonRow {
+            dataset: dataset(),
+            method: method(),
+            backbone_a: a.into(),
+            backbone_b: b.into(),
+            runs_a: 3,
+            runs_b: 2,
+            similarity_a: 0.7,
+            similarity_b: 0.6,
+            difference: 0.1,
+            p_value: 0.1,
+            exact: true,
+            permutations: 10,
+        }],
+        _ => vec![],
+    };
+    write(dir, &comparisons);
 
     // The pre-trained model (seed null) and each finished run's final one.
     let models: Vec<(&str, Option<u64>)> = names
@@ -637,268 +435,97 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
             )
         })
         .collect();
+    let epoch_of = |seed: Option<u64>| if seed.is_some() { 2 } else { 0 };
     let bins = 5u32;
-    let per_model = |k: usize| models.iter().flat_map(move |m| std::iter::repeat_n(*m, k));
-    write(
-        dir,
-        file::RELIABILITY,
-        vec![
-            c(
-                col::BACKBONE,
-                per_model(bins as usize).map(|m| m.0).collect::<Vec<_>>(),
-            ),
-            c(
-                col::SEED,
-                per_model(bins as usize).map(|m| m.1).collect::<Vec<_>>(),
-            ),
-            c(
-                col::EPOCH,
-                per_model(bins as usize)
-                    .map(|m| if m.1.is_some() { 2u32 } else { 0 })
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::BIN,
-                per_model(bins as usize)
-                    .enumerate()
-                    .map(|(i, _)| i as u32 % bins)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::BIN_LOW,
-                per_model(bins as usize)
-                    .enumerate()
-                    .map(|(i, _)| (i as u32 % bins) as f64 / bins as f64)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::BIN_HIGH,
-                per_model(bins as usize)
-                    .enumerate()
-                    .map(|(i, _)| (i as u32 % bins + 1) as f64 / bins as f64)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::COUNT,
-                per_model(bins as usize)
-                    .enumerate()
-                    .map(|(i, _)| {
-                        if (i as u32).is_multiple_of(bins) {
-                            0u32
-                        } else {
-                            10 + i as u32 % bins
-                        }
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::ACCURACY,
-                per_model(bins as usize)
-                    .enumerate()
-                    .map(|(i, _)| {
-                        (!(i as u32).is_multiple_of(bins))
-                            .then_some(0.1 + 0.2 * (i as u32 % bins) as f64)
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::CONFIDENCE,
-                per_model(bins as usize)
-                    .enumerate()
-                    .map(|(i, _)| {
-                        (!(i as u32).is_multiple_of(bins))
-                            .then_some(0.1 + 0.2 * (i as u32 % bins) as f64)
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-        ],
-    );
-    let (grid, images, size) = (4u32, 2u32, 16u32);
-    let cells = (grid * grid * images) as usize;
-    write(
-        dir,
-        file::ATTENTION,
-        vec![
-            c(
-                col::BACKBONE,
-                per_model(cells).map(|m| m.0).collect::<Vec<_>>(),
-            ),
-            c(col::SEED, per_model(cells).map(|m| m.1).collect::<Vec<_>>()),
-            c(
-                col::EPOCH,
-                per_model(cells)
-                    .map(|m| if m.1.is_some() { 2u32 } else { 0 })
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::IMAGE,
-                per_model(cells)
-                    .enumerate()
-                    .map(|(i, _)| (i % cells) as u32 / (grid * grid))
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::IMAGE_ID,
-                per_model(cells)
-                    .map(|_| "train/n01/img.JPEG")
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::ROW,
-                per_model(cells)
-                    .enumerate()
-                    .map(|(i, _)| (i as u32 % (grid * grid)) / grid)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::COLUMN,
-                per_model(cells)
-                    .enumerate()
-                    .map(|(i, _)| i as u32 % grid)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::ATTENTION,
-                per_model(cells)
-                    .enumerate()
-                    .map(|(i, m)| ((i % 16) as f64 + m.1.map_or(0.0, |s| s as f64)) / 20.0)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::PATCH_NORM,
-                per_model(cells)
-                    .enumerate()
-                    .map(|(i, _)| 1.0 + (i % 5) as f64)
-                    .collect::<Vec<_>>(),
-            ),
-        ],
-    );
-    let image_rows: Vec<(&str, u32)> = names
+    let reliability: Vec<BinRow> = models
         .iter()
-        .filter(|n| finished.iter().any(|r| r.backbone == **n))
-        .flat_map(|n| (0..images).map(move |i| (*n, i)))
-        .collect();
-    let pixels: Vec<Vec<u8>> = image_rows
-        .iter()
-        .map(|(_, i)| {
-            (0..size * size * 3)
-                .map(|p| (p * 7 + i * 50) as u8)
-                .collect()
+        .flat_map(|&(backbone, seed)| {
+            (0..bins).map(move |bin| {
+                let filled = bin != 0;
+                BinRow {
+                    dataset: DATASET.into(),
+                    method: METHOD.into(),
+                    backbone: backbone.into(),
+                    seed,
+                    epoch: epoch_of(seed),
+                    bin,
+                    low: bin as f64 / bins as f64,
+                    high: (bin + 1) as f64 / bins as f64,
+                    count: if filled { 10 + bin } else { 0 },
+                    accuracy: filled.then_some(0.1 + 0.2 * bin as f64),
+                    confidence: filled.then_some(0.1 + 0.2 * bin as f64),
+                }
+            })
         })
         .collect();
-    write(
-        dir,
-        file::ATTENTION_IMAGES,
-        vec![
-            c(
-                col::BACKBONE,
-                image_rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-            ),
-            c(
-                col::IMAGE,
-                image_rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-            ),
-            c(
-                col::IMAGE_ID,
-                image_rows
-                    .iter()
-                    .map(|_| "train/n01/img.JPEG")
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::SIZE,
-                image_rows.iter().map(|_| size).collect::<Vec<_>>(),
-            ),
-            c(
-                col::PIXELS,
-                pixels.iter().map(|p| p.as_slice()).collect::<Vec<&[u8]>>(),
-            ),
-        ],
-    );
+    write(dir, &reliability);
+    let (grid, images, size) = (4u32, 2u32, 16u32);
+    let attention: Vec<PatchRow> = models
+        .iter()
+        .flat_map(|&(backbone, seed)| {
+            (0..grid * grid * images).map(move |i| PatchRow {
+                dataset: DATASET.into(),
+                method: METHOD.into(),
+                backbone: backbone.into(),
+                seed,
+                epoch: epoch_of(seed),
+                image: i / (grid * grid),
+                image_id: "train/n01/img.JPEG".into(),
+                row: (i % (grid * grid)) / grid,
+                column: i % grid,
+                attention: ((i % 16) as f64 + seed.map_or(0.0, |s| s as f64)) / 20.0,
+                patch_norm: 1.0 + (i % 5) as f64,
+            })
+        })
+        .collect();
+    write(dir, &attention);
+    let pictures: Vec<ImageRow> = names
+        .iter()
+        .filter(|n| finished.iter().any(|r| r.backbone == **n))
+        .flat_map(|n| {
+            (0..images).map(move |i| ImageRow {
+                dataset: DATASET.into(),
+                method: METHOD.into(),
+                backbone: n.to_string(),
+                image: i,
+                image_id: "train/n01/img.JPEG".into(),
+                size,
+                pixels: (0..size * size * 3)
+                    .map(|p| (p * 7 + i * 50) as u8)
+                    .collect(),
+            })
+        })
+        .collect();
+    write(dir, &pictures);
     // WiSE-FT at α = 0, 0.5 and the last epoch (α = 1) of each finished run.
-    let path: Vec<(&Run, f64)> = finished
+    let wise_ft: Vec<WiseFtRow> = finished
         .iter()
         .flat_map(|r| [0.0, 0.5, 1.0].map(|a| (*r, a)))
+        .map(|(r, alpha)| {
+            let accuracy = 0.4 + alpha * r.gain * r.epochs as f64;
+            let knn = 0.8 - 0.1 * alpha;
+            WiseFtRow {
+                dataset: dataset(),
+                method: method(),
+                backbone: r.backbone.into(),
+                seed: r.seed,
+                alpha,
+                accuracy,
+                balanced_accuracy: accuracy,
+                macro_f1: 0.3,
+                ece: 0.05 + 0.1 * alpha,
+                mce: 0.05 + 0.1 * alpha,
+                adaptive_ece: 0.05 + 0.1 * alpha,
+                similarity: 1.0 - alpha * 0.15 * r.epochs as f64,
+                knn_top1: Some(knn),
+                knn_top1_k: KnnByK(vec![(20, Some(knn))]),
+            }
+        })
         .collect();
-    write(
-        dir,
-        file::WISE_FT,
-        vec![
-            c(
-                col::BACKBONE,
-                path.iter().map(|(r, _)| r.backbone).collect::<Vec<_>>(),
-            ),
-            c(
-                col::SEED,
-                path.iter().map(|(r, _)| r.seed).collect::<Vec<_>>(),
-            ),
-            c(col::ALPHA, path.iter().map(|(_, a)| *a).collect::<Vec<_>>()),
-            c(
-                col::ACCURACY,
-                path.iter()
-                    .map(|(r, a)| 0.4 + a * r.gain * r.epochs as f64)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::BALANCED_ACCURACY,
-                path.iter()
-                    .map(|(r, a)| 0.4 + a * r.gain * r.epochs as f64)
-                    .collect::<Vec<_>>(),
-            ),
-            c(col::MACRO_F1, path.iter().map(|_| 0.3).collect::<Vec<_>>()),
-            c(
-                col::ECE,
-                path.iter().map(|(_, a)| 0.05 + 0.1 * a).collect::<Vec<_>>(),
-            ),
-            c(
-                col::SIMILARITY,
-                path.iter()
-                    .map(|(r, a)| 1.0 - a * 0.15 * r.epochs as f64)
-                    .collect::<Vec<_>>(),
-            ),
-            c(
-                col::KNN_TOP1,
-                path.iter().map(|(_, a)| 0.8 - 0.1 * a).collect::<Vec<_>>(),
-            ),
-        ],
-    );
-    write_verdicts(
-        dir,
-        &config,
-        &finished,
-        |r| (last(r, &sim), last(r, &acc), last(r, &knn)),
-        &fitted,
-        |r| {
-            // This run's fine-tuned epochs' CLS points (layers 1 to 3), with the epoch's ECE.
-            let first = runs
-                .iter()
-                .take_while(|x| !std::ptr::eq(*x, r))
-                .map(|x| x.epochs as usize + 1)
-                .sum::<usize>();
-            (1..=r.epochs as usize)
-                .flat_map(|e| (1..=3).map(move |layer| (e, layer)))
-                .map(|(e, layer)| (lc_of(r, e, layer), ece[first + e]))
-                .collect()
-        },
-    );
+    write(dir, &wise_ft);
+    write(dir, &verdicts(&config, &finished, &fitted));
     // One method: no pair of methods to compare.
-    let none = || Vec::<&str>::new();
-    let mut method_tests = DataFrame::new_infer_height(vec![
-        c(col::DATASET, none()),
-        c(col::BACKBONE, none()),
-        c(col::METHOD_A, none()),
-        c(col::METHOD_B, none()),
-        c(col::RUNS_A, Vec::<u32>::new()),
-        c(col::RUNS_B, Vec::<u32>::new()),
-        c(col::SIMILARITY_A, Vec::<f64>::new()),
-        c(col::SIMILARITY_B, Vec::<f64>::new()),
-        c(col::DIFFERENCE, Vec::<f64>::new()),
-        c(col::P_VALUE, Vec::<f64>::new()),
-        c(col::EXACT, Vec::<bool>::new()),
-        c(col::PERMUTATIONS, Vec::<u64>::new()),
-    ])
-    .unwrap();
-    write_frame(dir, file::METHOD_COMPARISONS, &mut method_tests);
+    write::<MethodComparisonRow>(dir, &[]);
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -1198,9 +825,10 @@ fn only_and_format_choose_what_is_written() {
     std::fs::create_dir_all(StudyDir::new(&old).tables_dir()).unwrap();
     std::fs::copy(d.join("study.toml"), old.join("study.toml")).unwrap();
     std::fs::copy(d.join("study.sha256"), old.join("study.sha256")).unwrap();
-    let mut epochs = read_frame(d, file::EPOCHS);
+    let shape = Shape { knn_k: vec![20] };
+    let mut epochs = EpochRow::frame(&read::<EpochRow>(d), &shape).unwrap();
     let _ = epochs.drop_in_place(col::DATASET).unwrap();
-    write_frame(&old, file::EPOCHS, &mut epochs);
+    schema::write_frame(&StudyDir::new(&old).table(file::EPOCHS), &mut epochs).unwrap();
     let msg = render_study(&old, &Options::default())
         .err()
         .unwrap()
@@ -1241,11 +869,9 @@ fn a_verdict_just_inside_its_threshold_is_undecided() {
         .collect();
     study(d, &[("vit", "vit"), ("dino", "dinov2")], &runs);
     let report_at = |share: f64| {
-        let mut verdicts = read_frame(d, file::VERDICTS);
-        verdicts
-            .with_column(c(col::SHARE, vec![share; verdicts.height()]))
-            .unwrap();
-        write_frame(d, file::VERDICTS, &mut verdicts);
+        let mut verdicts: Vec<VerdictRow> = read(d);
+        verdicts.iter_mut().for_each(|v| v.share = share);
+        write(d, &verdicts);
         render_study(d, &Options::default()).unwrap();
         std::fs::read_to_string(d.join("report.md")).unwrap()
     };
@@ -1334,23 +960,31 @@ fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
     let config = StudyConfig::from_toml_str(text, Path::new("two.toml")).unwrap();
     StudyDir::new(&d).write_resolved_config(&config).unwrap();
     // The tables these synthetic studies have (no pretrain.parquet: optional).
-    for name in file::ALL
-        .into_iter()
-        .filter(|n| StudyDir::new(&skin).tables_dir().join(n).exists())
-    {
-        let mut both: Option<DataFrame> = None;
-        for (part, dataset) in [(&skin, "skin"), (&xray, "xray")] {
-            let mut frame = read_frame(part, name);
-            frame
-                .with_column(c(col::DATASET, vec![dataset; frame.height()]))
-                .unwrap();
-            both = Some(match both {
-                Some(b) => b.vstack(&frame).unwrap(),
-                None => frame,
-            });
-        }
-        write_frame(&d, name, &mut both.unwrap());
+    macro_rules! both {
+        ($($row:ty),*) => {$(
+            let mut rows: Vec<$row> = Vec::new();
+            for (part, dataset) in [(&skin, "skin"), (&xray, "xray")] {
+                let mut part: Vec<$row> = read(part);
+                part.iter_mut().for_each(|r| r.dataset = dataset.into());
+                rows.extend(part);
+            }
+            write(&d, &rows);
+        )*};
     }
+    both!(
+        EpochRow,
+        LayerRow,
+        BackboneRow,
+        FitRow,
+        SpaceRow,
+        ComparisonRow,
+        BinRow,
+        PatchRow,
+        ImageRow,
+        WiseFtRow,
+        VerdictRow,
+        MethodComparisonRow
+    );
     let rendered = render_study(&d, &Options::default()).unwrap();
     assert!(rendered.left_out.is_empty(), "{:?}", rendered.left_out);
     // A column-wide figure gets its facets side by side, a wider one stacked.
@@ -1447,17 +1081,14 @@ fn nan_in_the_tables_is_shown_as_missing_and_the_report_holds_no_absolute_path()
         },
     ];
     study(d, &[("vit", "vit")], &runs);
-    let mut backbones = read_frame(d, file::BACKBONES);
-    let h = backbones.height();
-    for name in [
-        col::mean(col::ACCURACY),
-        col::std(col::ACCURACY),
-        col::mean(col::KNN_AFTER),
-        col::std(col::KNN_AFTER),
-    ] {
-        backbones.with_column(c(&name, vec![f64::NAN; h])).unwrap();
+    let mut backbones: Vec<BackboneRow> = read(d);
+    for row in &mut backbones {
+        for metric in [Table1Metric::Accuracy, Table1Metric::KnnAfter] {
+            let i = Table1Metric::ALL.iter().position(|m| *m == metric).unwrap();
+            (row.stats.0[i].mean, row.stats.0[i].std) = (Some(f64::NAN), Some(f64::NAN));
+        }
     }
-    write_frame(d, file::BACKBONES, &mut backbones);
+    write(d, &backbones);
     let rendered = render_study(d, &Options::default()).unwrap();
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
     let table1 = std::fs::read_to_string(StudyDir::new(d).tables_dir().join("table1.md")).unwrap();
@@ -1494,16 +1125,15 @@ fn figures_are_fresh_by_what_they_were_made_from_and_a_hand_edited_config_is_ref
     assert!(!sim_plot::up_to_date(d), "nothing drawn yet");
     render_study(d, &Options::default()).unwrap();
     assert!(sim_plot::up_to_date(d));
-    let mut epochs = read_frame(d, file::EPOCHS);
+    let mut epochs: Vec<EpochRow> = read(d);
     std::thread::sleep(std::time::Duration::from_millis(20));
-    write_frame(d, file::EPOCHS, &mut epochs);
+    write(d, &epochs);
     assert!(
         sim_plot::up_to_date(d),
         "same rows, newer file: still up to date"
     );
-    let h = epochs.height();
-    epochs.with_column(c(col::ECE, vec![0.5; h])).unwrap();
-    write_frame(d, file::EPOCHS, &mut epochs);
+    epochs.iter_mut().for_each(|e| e.ece = 0.5);
+    write(d, &epochs);
     assert!(!sim_plot::up_to_date(d), "changed rows: stale");
     render_study(d, &Options::default()).unwrap();
     assert!(sim_plot::up_to_date(d));

@@ -14,6 +14,7 @@ use crate::study::{FitRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use sim_study::eval_file::Token;
 use sim_study::tables::col;
 
 struct Panel {
@@ -43,7 +44,9 @@ impl CkaEce {
             let (epoch0, points): (Vec<_>, Vec<_>) = study
                 .layers
                 .iter()
-                .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
+                .filter(|l| {
+                    l.backbone == b && l.token == Token::Cls.name() && finished.contains(&l.seed)
+                })
                 .filter_map(|l| {
                     let e = study
                         .epochs
@@ -97,18 +100,14 @@ impl CkaEce {
 
 /// "r = −0.82, R² = 0.67, slope 95 % CI [−0.91, −0.42]", or why there is no fit.
 fn describe_fit(fit: Option<&FitRow>) -> String {
-    match fit {
-        Some(FitRow {
-            r: Some(r),
-            r2: Some(r2),
-            slope: Some(slope),
-            slope_ci: Some((lo, hi)),
-            ..
-        }) => {
+    let Some(f) = fit else {
+        return "no fit in fits.parquet".to_string();
+    };
+    match (f.r, f.r2, f.slope, f.slope_ci()) {
+        (Some(r), Some(r2), Some(slope), Some((lo, hi))) => {
             format!("slope {slope:.3}, 95 % CI [{lo:.3}, {hi:.3}], r = {r:.2}, R² = {r2:.2}")
         }
-        Some(f) => format!("no fit: {}", f.status),
-        None => "no fit in fits.parquet".to_string(),
+        _ => format!("no fit: {}", f.status),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+use sim_study::eval_file::Token;
 
 /// (layer, mean, std) per layer.
 type Profile = Vec<(f64, f64, f64)>;
@@ -40,7 +41,7 @@ fn final_rows<'a>(study: &'a Study, backbone: &str) -> Vec<&'a LayerRow> {
 fn profile(rows: &[&LayerRow], cls: bool) -> Profile {
     let mut layers: Vec<u32> = rows
         .iter()
-        .filter(|r| r.cls == cls)
+        .filter(|r| (r.token == Token::Cls.name()) == cls)
         .map(|r| r.layer)
         .collect();
     layers.sort_unstable();
@@ -50,7 +51,7 @@ fn profile(rows: &[&LayerRow], cls: bool) -> Profile {
         .map(|l| {
             let v: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.cls == cls && r.layer == l)
+                .filter(|r| (r.token == Token::Cls.name()) == cls && r.layer == l)
                 .map(|r| r.cka)
                 .collect();
             let (m, s) = mean_std(&v);
@@ -220,7 +221,9 @@ impl LayerEpochMap {
             let rows: Vec<&LayerRow> = study
                 .layers
                 .iter()
-                .filter(|l| l.backbone == b && l.cls && finished.contains(&l.seed))
+                .filter(|l| {
+                    l.backbone == b && l.token == Token::Cls.name() && finished.contains(&l.seed)
+                })
                 .collect();
             let mut keys: Vec<(u32, u32)> = rows.iter().map(|r| (r.epoch, r.layer)).collect();
             keys.sort_unstable();

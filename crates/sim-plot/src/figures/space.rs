@@ -34,7 +34,7 @@ impl SimilaritySpace {
         let interval_ends = whole
             .space
             .iter()
-            .filter_map(|p| p.similarity_ci)
+            .filter_map(|p| p.similarity_ci())
             .flat_map(|(lo, hi)| [lo, hi]);
         let x = padded_range(
             whole
@@ -129,7 +129,7 @@ impl Figure for SimilaritySpace {
             })
             .collect();
         entries.push((Mark::Ring(BLACK), "θ*: best accuracy".into()));
-        if self.points.iter().any(|p| p.similarity_ci.is_some()) {
+        if self.points.iter().any(|p| p.similarity_ci().is_some()) {
             entries.push((
                 Mark::Line(GREY, false),
                 "95 % interval over the test images".into(),
@@ -170,7 +170,7 @@ impl Figure for SimilaritySpace {
         for b in self.present() {
             let color = backbone_color(&self.backbones, b);
             chart.draw_series(self.of(b).filter_map(|p| {
-                let (lo, hi) = p.similarity_ci?;
+                let (lo, hi) = p.similarity_ci()?;
                 Some(PathElement::new(
                     vec![(lo, p.accuracy * 100.0), (hi, p.accuracy * 100.0)],
                     color.mix(0.7).stroke_width(pt(0.9)),

@@ -79,7 +79,7 @@ fn curves_of(study: &Study) -> Vec<Curves> {
             let rows: Vec<&EpochRow> = study
                 .epochs
                 .iter()
-                .filter(|r| r.backbone == b && r.finished)
+                .filter(|r| r.backbone == b && r.finished())
                 .collect();
             let runs = study.final_epochs(b).len();
             (

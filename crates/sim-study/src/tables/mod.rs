@@ -1,7 +1,12 @@
-//! The study tables (`<study>/tables/*.parquet`): their file names and column
-//! names, in one place for the writer (`sim-metrics study`) and the readers
-//! (`sim-plot`, and anyone's own scripts). What each column means, and its
-//! unit: README, "Study tables".
+//! The study tables (`<study>/tables/*.parquet`): their file names and
+//! column names, each table's row type ([`rows`]) and how rows become a
+//! Parquet file and come back ([`schema`]), in one place for the writer
+//! (`sim-metrics study`) and the readers (`sim-plot`, the tests, anyone's
+//! own scripts). What each column means, and its unit: docs/SPEC.md,
+//! "Study tables".
+
+pub mod rows;
+pub mod schema;
 
 /// File names, in `<study>/tables/`.
 pub mod file {

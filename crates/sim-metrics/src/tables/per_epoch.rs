@@ -1,0 +1,235 @@
+//! The tables of every committed epoch, one (medical data set, method) at a
+//! time: `epochs`, `wise_ft`, `layers`, and the compared models' `reliability`,
+//! `attention` and `attention_images`.
+
+use super::Facet;
+use super::evaluations::{AttentionImage, EpochMetrics, Run};
+use sim_study::config::StudyConfig;
+use sim_study::eval_file::Layer;
+use sim_study::run_state::Status;
+use sim_study::tables::col;
+use sim_study::tables::rows::{BinRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, WiseFtRow};
+
+/// A run's status as the tables write it.
+pub(super) fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Running => col::STATUS_UNFINISHED,
+        Status::Finished => col::STATUS_FINISHED,
+        Status::Failed => col::STATUS_FAILED,
+    }
+}
+
+/// The index of `evaluation.knn_report_k` in `evaluation.knn_k`.
+pub(super) fn report_k(config: &StudyConfig) -> usize {
+    let e = &config.evaluation;
+    e.knn_k
+        .iter()
+        .position(|&k| k == e.knn_report_k)
+        .expect("validated: knn_report_k is one of knn_k")
+}
+
+/// One model's k-NN top-1 at each k of the study.
+fn knn_by_k(m: &EpochMetrics, config: &StudyConfig) -> KnnByK {
+    let ks = &config.evaluation.knn_k;
+    KnnByK(
+        ks.iter()
+            .enumerate()
+            .map(|(i, &k)| (k, m.knn_at(i)))
+            .collect(),
+    )
+}
+
+/// Every run's every committed epoch.
+pub(super) fn epochs(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Vec<EpochRow> {
+    let report = report_k(config);
+    let mut rows = Vec::new();
+    for r in runs {
+        for (epoch, m) in &r.epochs {
+            rows.push(EpochRow {
+                dataset: facet.dataset.into(),
+                method: facet.method.into(),
+                backbone: r.backbone.into(),
+                seed: r.seed,
+                epoch: *epoch,
+                status: status_name(r.status).into(),
+                head: m.head.into(),
+                accuracy: m.accuracy,
+                balanced_accuracy: m.balanced_accuracy,
+                macro_f1: m.macro_f1,
+                ece: m.ece,
+                mce: m.mce,
+                adaptive_ece: m.adaptive_ece,
+                similarity: Run::similarity(m),
+                knn_top1: m.knn_at(report),
+                knn_top1_k: knn_by_k(m, config),
+            });
+        }
+    }
+    rows
+}
+
+/// Per finished run of a method with `wise_ft`: its WiSE-FT backbones by
+/// increasing α, then α = 1, the last epoch itself.
+pub(super) fn wise_ft(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Vec<WiseFtRow> {
+    let report = report_k(config);
+    let mut rows = Vec::new();
+    for r in runs.iter().filter(|r| !r.wise_ft.is_empty()) {
+        let path = r.wise_ft.iter().map(|(a, m)| (*a, m));
+        for (alpha, m) in path.chain(std::iter::once((1.0, r.last()))) {
+            rows.push(WiseFtRow {
+                dataset: facet.dataset.into(),
+                method: facet.method.into(),
+                backbone: r.backbone.into(),
+                seed: r.seed,
+                alpha,
+                accuracy: m.accuracy,
+                balanced_accuracy: m.balanced_accuracy,
+                macro_f1: m.macro_f1,
+                ece: m.ece,
+                mce: m.mce,
+                adaptive_ece: m.adaptive_ece,
+                similarity: Run::similarity(m),
+                knn_top1: m.knn_at(report),
+                knn_top1_k: knn_by_k(m, config),
+            });
+        }
+    }
+    rows
+}
+
+/// Every run's every epoch's CKA per layer, token and probe set.
+pub(super) fn layers(runs: &[Run<'_>], facet: Facet) -> Vec<LayerRow> {
+    let mut rows = Vec::new();
+    for r in runs {
+        // The final norm is numbered after the last block.
+        let blocks = r.epochs[0].1.cka.keys().filter_map(|(_, l, _)| match l {
+            Layer::Index(i) => Some(*i as u32),
+            Layer::Final => None,
+        });
+        let final_index = blocks.max().map_or(0, |m| m + 1);
+        for (e, m) in &r.epochs {
+            for (&(p, l, t), &(biased, debiased)) in &m.cka {
+                rows.push(LayerRow {
+                    dataset: facet.dataset.into(),
+                    method: facet.method.into(),
+                    backbone: r.backbone.into(),
+                    seed: r.seed,
+                    epoch: *e,
+                    layer: match l {
+                        Layer::Index(i) => i as u32,
+                        Layer::Final => final_index,
+                    },
+                    is_final: l == Layer::Final,
+                    token: t.name().into(),
+                    probe: p.name().into(),
+                    cka: biased,
+                    cka_debiased: debiased,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The models the reliability diagram and the attention maps compare: each
+/// backbone's pre-trained model (seed none, epoch 0), then each finished
+/// run's last epoch.
+fn compared_models<'r, 'a>(
+    runs: &'r [Run<'a>],
+) -> Vec<(&'a str, Option<u64>, u32, &'r EpochMetrics)> {
+    let mut models = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in runs.iter().filter(|r| r.finished()) {
+        if seen.insert(r.backbone) {
+            models.push((r.backbone, None, 0, &*r.epochs[0].1));
+        }
+        let (epoch, last) = r.epochs.last().expect("epoch 0 is always there");
+        models.push((r.backbone, Some(r.seed), *epoch, &**last));
+    }
+    models
+}
+
+/// The reliability diagram's bins (equal-width, `evaluation.ece_bins`).
+pub(super) fn reliability(runs: &[Run<'_>], facet: Facet) -> Vec<BinRow> {
+    let mut rows = Vec::new();
+    for (b, s, e, m) in compared_models(runs) {
+        for (i, bin) in m.reliability.iter().enumerate() {
+            let filled = bin.count > 0;
+            rows.push(BinRow {
+                dataset: facet.dataset.into(),
+                method: facet.method.into(),
+                backbone: b.into(),
+                seed: s,
+                epoch: e,
+                bin: i as u32,
+                low: bin.lower,
+                high: bin.upper,
+                count: bin.count as u32,
+                accuracy: filled.then_some(bin.accuracy),
+                confidence: filled.then_some(bin.confidence),
+            });
+        }
+    }
+    rows
+}
+
+/// Figure 3's maps: per model, image and patch (row, column of the grid).
+pub(super) fn attention(
+    runs: &[Run<'_>],
+    images: &[AttentionImage],
+    facet: Facet,
+) -> Vec<PatchRow> {
+    let mut rows = Vec::new();
+    for (b, s, e, m) in compared_models(runs) {
+        let Some(maps) = &m.attention else { continue };
+        let grid = (maps.patches as f64).sqrt().round() as usize;
+        let ids: Vec<&str> = images
+            .iter()
+            .filter(|i| i.backbone == b)
+            .map(|i| i.id.as_str())
+            .collect();
+        if grid * grid != maps.patches {
+            continue; // not a square grid: no map to draw
+        }
+        for i in 0..maps.images {
+            for p in 0..maps.patches {
+                rows.push(PatchRow {
+                    dataset: facet.dataset.into(),
+                    method: facet.method.into(),
+                    backbone: b.into(),
+                    seed: s,
+                    epoch: e,
+                    image: i as u32,
+                    image_id: ids.get(i).copied().unwrap_or("").into(),
+                    row: (p / grid) as u32,
+                    column: (p % grid) as u32,
+                    attention: maps.attention[i * maps.patches + p],
+                    patch_norm: maps.patch_norm[i * maps.patches + p],
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The attention images' pixels, numbered per backbone in their order.
+pub(super) fn attention_images(images: &[AttentionImage], facet: Facet) -> Vec<ImageRow> {
+    let mut index = std::collections::BTreeMap::<&str, u32>::new();
+    images
+        .iter()
+        .map(|i| {
+            let next = index.entry(&i.backbone).or_insert(0);
+            let image = *next;
+            *next += 1;
+            ImageRow {
+                dataset: facet.dataset.into(),
+                method: facet.method.into(),
+                backbone: i.backbone.clone(),
+                image,
+                image_id: i.id.clone(),
+                size: i.size,
+                pixels: i.pixels.clone(),
+            }
+        })
+        .collect()
+}
