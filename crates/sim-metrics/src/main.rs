@@ -87,7 +87,7 @@ enum Command {
         block_rows: usize,
     },
     /// Reads a study's per-epoch dumps and writes its tables as Parquet into
-    /// <study>/tables/ (column meanings: README, "Study tables").
+    /// <study>/tables/ (column meanings: docs/SPEC.md, "Study tables").
     Study {
         #[arg(long)]
         study: PathBuf,
