@@ -466,8 +466,7 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
         let dir = study.run_dir(&run);
         let holder = sim_study::lock::holder(&dir)?;
         let (kind, line) = match (RunState::read(&dir), holder) {
-            (Ok(Some(s)), _) if s.status == Status::Finished => ("finished", s.to_string()),
-            (Ok(Some(s)), _) if s.status == Status::Failed => ("failed", s.to_string()),
+            (Ok(Some(s)), _) if s.status != Status::Running => (s.status.name(), s.to_string()),
             (Ok(state), Some(holder)) => {
                 let done = state.map_or("no epoch finished yet".to_string(), |s| {
                     format!("{} of {} epochs done", s.last_finished_epoch, s.epochs)

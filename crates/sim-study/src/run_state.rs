@@ -17,6 +17,19 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// How the tables and `reproduce --status` say it: `finished`, `failed`,
+    /// or `unfinished` for a run not finished yet.
+    pub fn name(self) -> &'static str {
+        use crate::tables::col;
+        match self {
+            Status::Running => col::STATUS_UNFINISHED,
+            Status::Finished => col::STATUS_FINISHED,
+            Status::Failed => col::STATUS_FAILED,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {

@@ -6,18 +6,7 @@ use super::Facet;
 use super::evaluations::{AttentionImage, EpochMetrics, Run};
 use sim_study::config::StudyConfig;
 use sim_study::eval_file::Layer;
-use sim_study::run_state::Status;
-use sim_study::tables::col;
 use sim_study::tables::rows::{BinRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, WiseFtRow};
-
-/// A run's status as the tables write it.
-pub(super) fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Running => col::STATUS_UNFINISHED,
-        Status::Finished => col::STATUS_FINISHED,
-        Status::Failed => col::STATUS_FAILED,
-    }
-}
 
 /// The index of `evaluation.knn_report_k` in `evaluation.knn_k`.
 pub(super) fn report_k(config: &StudyConfig) -> usize {
@@ -51,7 +40,7 @@ pub(super) fn epochs(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Ve
                 backbone: r.backbone.into(),
                 seed: r.seed,
                 epoch: *epoch,
-                status: status_name(r.status).into(),
+                status: r.status.name().into(),
                 head: m.head.into(),
                 accuracy: m.accuracy,
                 balanced_accuracy: m.balanced_accuracy,
