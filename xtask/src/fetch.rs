@@ -397,7 +397,6 @@ fn hub_sha256(hub: &str, f: &HubFile) -> anyhow::Result<String> {
 /// or a test's server).
 pub fn fetch_checkpoints(
     config: &sim_study::StudyConfig,
-    config_dir: &Path,
     hub: &str,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let mut fetched = Vec::new();
@@ -406,7 +405,7 @@ pub fn fetch_checkpoints(
         let Weights::Checkpoint { download, .. } = &b.weights else {
             continue;
         };
-        let path = config.backbone_file(b, config_dir);
+        let path = config.backbone_file(b);
         let Some(source) = download else {
             if !path.exists() {
                 println!(

@@ -178,11 +178,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::FetchCheckpoints { config: path, hub } => {
             let config = sim_study::StudyConfig::from_file(&path)?;
-            let fetched = fetch::fetch_checkpoints(
-                &config,
-                path.parent().unwrap_or(std::path::Path::new(".")),
-                &hub,
-            )?;
+            let fetched = fetch::fetch_checkpoints(&config, &hub)?;
             println!("{} backbone file(s) fetched", fetched.len());
             Ok(())
         }
@@ -207,7 +203,7 @@ fn main() -> anyhow::Result<()> {
                 (None, None, Some(i)) => slurm::run_of_index(&config, i)?,
                 _ => anyhow::bail!("run-one takes [--dataset] --backbone and --seed, or --index"),
             };
-            match reproduce::run_one(&config, &path, &run) {
+            match reproduce::run_one(&config, &run) {
                 // Another process holds the run: the sweep leaves it to that one.
                 Err(e)
                     if e.chain().any(|c| {

@@ -44,11 +44,7 @@ pub fn run(
     }
     ensure_data(&config, fetch_missing)?;
     if fetch_missing {
-        fetch::fetch_checkpoints(
-            &config,
-            config_path.parent().unwrap_or(Path::new(".")),
-            fetch::HUB,
-        )?;
+        fetch::fetch_checkpoints(&config, fetch::HUB)?;
     }
     prepare_study(config_path, &config)?;
     pretrain_backbones(&config)?;
@@ -125,9 +121,8 @@ pub fn load_config(config_path: &Path, output: Option<&Path>) -> anyhow::Result<
 
 /// One fine-tuning run, in this process (`xtask run-one`: what the sweep
 /// starts per run, and what each Slurm array task runs).
-pub fn run_one(config: &StudyConfig, config_path: &Path, run: &RunId) -> anyhow::Result<()> {
-    let config_dir = config_path.parent().unwrap_or(Path::new("."));
-    let outcome = finetune::run::<TrainBackend>(config, config_dir, run, &Default::default())?;
+pub fn run_one(config: &StudyConfig, run: &RunId) -> anyhow::Result<()> {
+    let outcome = finetune::run::<TrainBackend>(config, run, &Default::default())?;
     let what = match outcome {
         Outcome::AlreadyFinished => "finished before".to_string(),
         Outcome::Finished { resumed_at: 0 } => "trained".to_string(),
@@ -143,14 +138,13 @@ pub fn run_one(config: &StudyConfig, config_path: &Path, run: &RunId) -> anyhow:
 /// an input size the patch does not divide — stops the study before anything
 /// is written), the data stage runs, and missing backbone files are listed.
 fn prepare_study(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()> {
-    let config_dir = config_path.parent().unwrap_or(Path::new("."));
     println!(
         "study {} (config hash {}) in {}",
         config.study.name,
         &config.hash()[..12],
         config.output_dir().display()
     );
-    let missing = check_backbone_files(config, config_dir)?;
+    let missing = check_backbone_files(config)?;
     for prepared in sim_train::data::prepare::data_stage(config)? {
         print!("{prepared}");
     }
@@ -302,9 +296,8 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
     use sim_train::finetune::batch_parts::BatchParts;
     use sim_train::finetune::classifier::Classifier;
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
-    let config_dir = config_path.parent().unwrap_or(Path::new("."));
     check_output_folder(&config.output_dir())?;
-    let missing = check_backbone_files(config, config_dir)?;
+    let missing = check_backbone_files(config)?;
     if !missing.is_empty() {
         bail!("{}", missing_checkpoints(config_path, &missing));
     }
@@ -329,7 +322,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         let Some(p) = b.pretrain().filter(|p| p.objective != Objective::None) else {
             continue;
         };
-        if config.backbone_file(b, config_dir).exists() {
+        if config.backbone_file(b).exists() {
             continue;
         }
         let step = sim_train::pretrain::time_step::<TrainBackend>(
@@ -377,7 +370,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         };
         let classes = medical.dataset.classes.len();
         for b in &config.backbones {
-            let path = config.backbone_file(b, config_dir);
+            let path = config.backbone_file(b);
             let backbone = match b.pretrain() {
                 // Not pre-trained yet: the cost of fine-tuning is the same from its initialisation.
                 Some(p) if !path.exists() => {
@@ -500,10 +493,10 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
 /// finite, every shape right, the input size a multiple of the patch), and
 /// lists those that are not there; none is downloaded (README,
 /// "Checkpoints", says from where).
-fn check_backbone_files(config: &StudyConfig, config_dir: &Path) -> anyhow::Result<Vec<String>> {
+fn check_backbone_files(config: &StudyConfig) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
     for b in &config.backbones {
-        let path = config.backbone_file(b, config_dir);
+        let path = config.backbone_file(b);
         if !path.exists() {
             // Made by the pre-training stage.
             if b.pretrain().is_none() {

@@ -186,7 +186,7 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     let device = Default::default();
     let backbone = &config.backbones[0];
     let model = load::<CpuBackend>(
-        &config.backbone_file(backbone, &root().join("configs")),
+        &config.backbone_file(backbone),
         &LoadOptions::for_backbone(backbone),
         &device,
     )

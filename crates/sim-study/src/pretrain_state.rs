@@ -4,7 +4,7 @@
 //! in: `crate::layout::pretrain_dir`.
 
 use crate::config::Objective;
-use crate::run_state::{CommitPoint, Status};
+use crate::run_state::Status;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -80,22 +80,4 @@ impl PretrainState {
     }
 }
 
-impl CommitPoint for PretrainState {
-    fn path(dir: &Path) -> PathBuf {
-        PretrainState::path(dir)
-    }
-    fn write(&self, dir: &Path) -> std::io::Result<()> {
-        PretrainState::write(self, dir)
-    }
-    fn epoch_done(&mut self, epoch: u32) {
-        self.last_finished_epoch = epoch;
-        self.status = Status::Running;
-    }
-    fn failed(&mut self, why: String) {
-        self.status = Status::Failed;
-        self.message = Some(why);
-    }
-    fn finished(&mut self) {
-        self.status = Status::Finished;
-    }
-}
+crate::run_state::commit_point!(PretrainState);

@@ -119,25 +119,34 @@ pub trait CommitPoint {
     fn finished(&mut self);
 }
 
-impl CommitPoint for RunState {
-    fn path(dir: &Path) -> PathBuf {
-        RunState::path(dir)
-    }
-    fn write(&self, dir: &Path) -> std::io::Result<()> {
-        RunState::write(self, dir)
-    }
-    fn epoch_done(&mut self, epoch: u32) {
-        self.last_finished_epoch = epoch;
-        self.status = Status::Running;
-    }
-    fn failed(&mut self, why: String) {
-        self.status = Status::Failed;
-        self.message = Some(why);
-    }
-    fn finished(&mut self) {
-        self.status = Status::Finished;
-    }
+/// Implements [`CommitPoint`] for a state with `path` and `write` of its
+/// own and the fields `status`, `last_finished_epoch` and `message`.
+macro_rules! commit_point {
+    ($state:ty) => {
+        impl $crate::run_state::CommitPoint for $state {
+            fn path(dir: &std::path::Path) -> std::path::PathBuf {
+                <$state>::path(dir)
+            }
+            fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+                <$state>::write(self, dir)
+            }
+            fn epoch_done(&mut self, epoch: u32) {
+                self.last_finished_epoch = epoch;
+                self.status = $crate::run_state::Status::Running;
+            }
+            fn failed(&mut self, why: String) {
+                self.status = $crate::run_state::Status::Failed;
+                self.message = Some(why);
+            }
+            fn finished(&mut self) {
+                self.status = $crate::run_state::Status::Finished;
+            }
+        }
+    };
 }
+pub(crate) use commit_point;
+
+commit_point!(RunState);
 
 /// A state file (`run.toml`, `pretrain.toml`), or `None` where there is
 /// none yet; `damaged` says what to do when it cannot be read.

@@ -168,12 +168,11 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => {
             let config = StudyConfig::from_file(&path)?;
-            let dir = path.parent().unwrap_or(std::path::Path::new("."));
             let run = config
                 .run_named(dataset, backbone, method, seed)
                 .map_err(anyhow::Error::msg)?;
             let outcome =
-                sim_train::finetune::run::<TrainBackend>(&config, dir, &run, &Default::default())?;
+                sim_train::finetune::run::<TrainBackend>(&config, &run, &Default::default())?;
             println!("{run}: {outcome:?}");
             Ok(())
         }
@@ -202,7 +201,6 @@ fn main() -> anyhow::Result<()> {
             if let Some(p) = precision {
                 config.training.precision = p;
             }
-            let dir = path.parent().unwrap_or(std::path::Path::new("."));
             let opts = CheckOptions {
                 speed_backbone: backbone,
                 steps,
@@ -211,7 +209,7 @@ fn main() -> anyhow::Result<()> {
             };
             print!(
                 "{}",
-                device_check::markdown(&device_check::run(&config, dir, &opts)?)
+                device_check::markdown(&device_check::run(&config, &opts)?)
             );
             Ok(())
         }

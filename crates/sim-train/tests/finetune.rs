@@ -153,7 +153,7 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
     for dir in [a.path(), b.path()] {
         let (config, _) = study(dir, "");
         assert_eq!(
-            run::<TrainBackend>(&config, dir, &tiny(0), &device).unwrap(),
+            run::<TrainBackend>(&config, &tiny(0), &device).unwrap(),
             Outcome::Finished { resumed_at: 0 }
         );
     }
@@ -183,7 +183,7 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
         .path()
         .join("study/runs/ham10000/tiny-vit/pretrained.safetensors");
     let before = std::fs::read(&pretrained).unwrap();
-    run::<TrainBackend>(&config, a.path(), &tiny(1), &device).unwrap();
+    run::<TrainBackend>(&config, &tiny(1), &device).unwrap();
     assert_eq!(
         std::fs::read(&pretrained).unwrap(),
         before,
@@ -191,7 +191,7 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
     );
     assert_ne!(tensor(&epoch_file(a.path(), 1, EPOCHS), "test.logits"), la);
     assert_eq!(
-        run::<TrainBackend>(&config, a.path(), &tiny(0), &device).unwrap(),
+        run::<TrainBackend>(&config, &tiny(0), &device).unwrap(),
         Outcome::AlreadyFinished
     );
 }
@@ -200,7 +200,7 @@ fn same_seed_same_numbers_and_a_finished_run_is_a_no_op() {
 fn killed_run_resumes_to_the_same_numbers() {
     let (whole, killed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (config, _) = study(whole.path(), "");
-    run::<TrainBackend>(&config, whole.path(), &tiny(0), &Default::default()).unwrap();
+    run::<TrainBackend>(&config, &tiny(0), &Default::default()).unwrap();
 
     let (_, path) = study(killed.path(), "");
     let finetune = || {
@@ -264,7 +264,7 @@ fn a_diverging_loss_marks_the_run_failed_and_keeps_earlier_files() {
     let (mut config, _) = study(dir.path(), "");
     config.training.lr_head = 1e30;
     config.training.warmup_epochs = 0;
-    let err = run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default())
+    let err = run::<TrainBackend>(&config, &tiny(0), &Default::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("at epoch 1, step"), "{err}");
@@ -324,7 +324,7 @@ fn leftovers(dir: &Path) -> Vec<PathBuf> {
 fn a_kill_between_any_two_writes_resumes_to_the_same_numbers() {
     let whole = tempfile::tempdir().unwrap();
     let (config, _) = study(whole.path(), "");
-    run::<TrainBackend>(&config, whole.path(), &tiny(0), &Default::default()).unwrap();
+    run::<TrainBackend>(&config, &tiny(0), &Default::default()).unwrap();
     let points = [
         // Inside an atomic write, before the rename: in the data stage, then in epoch 1.
         "temp-written@2",
@@ -391,7 +391,7 @@ fn wise_ft_follows_the_last_epoch_and_survives_a_kill() {
     let wise_ft = "[[methods]]\nname = \"full\"\nkind = \"full\"\nwise_ft = [0.0, 0.5]\n";
     let whole = tempfile::tempdir().unwrap();
     let (config, _) = study(whole.path(), wise_ft);
-    run::<TrainBackend>(&config, whole.path(), &tiny(0), &Default::default()).unwrap();
+    run::<TrainBackend>(&config, &tiny(0), &Default::default()).unwrap();
     let study_dir = sim_study::StudyDir::new(whole.path().join("study"));
     let final_cls = "probe.medical.final.cls";
     let pretrained = tensor(
@@ -515,11 +515,11 @@ fn a_study_knows_its_backbone_file_and_not_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = study(dir.path(), "");
     let device = Default::default();
-    run::<TrainBackend>(&config, dir.path(), &tiny(0), &device).unwrap();
+    run::<TrainBackend>(&config, &tiny(0), &device).unwrap();
     std::fs::rename(dir.path().join("study"), dir.path().join("moved")).unwrap();
     config.study.output_dir = Some(dir.path().join("moved"));
     assert_eq!(
-        run::<TrainBackend>(&config, dir.path(), &tiny(0), &device).unwrap(),
+        run::<TrainBackend>(&config, &tiny(0), &device).unwrap(),
         Outcome::AlreadyFinished
     );
 
@@ -530,7 +530,7 @@ fn a_study_knows_its_backbone_file_and_not_its_folder() {
     let n = bytes.len();
     bytes[n - 4..].copy_from_slice(&0.25f32.to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();
-    let msg = run::<TrainBackend>(&config, dir.path(), &tiny(1), &device)
+    let msg = run::<TrainBackend>(&config, &tiny(1), &device)
         .unwrap_err()
         .to_string();
     for part in [file.display().to_string(), before, sha(&file)] {
@@ -544,7 +544,7 @@ fn a_study_knows_its_backbone_file_and_not_its_folder() {
 
     bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();
-    let msg = run::<TrainBackend>(&config, dir.path(), &tiny(1), &device)
+    let msg = run::<TrainBackend>(&config, &tiny(1), &device)
         .unwrap_err()
         .to_string();
     assert!(
@@ -558,7 +558,7 @@ fn an_input_size_the_patch_does_not_divide_is_refused_before_anything_is_written
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = study(dir.path(), "");
     config.backbones[0].input_size = 36;
-    let msg = run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default())
+    let msg = run::<TrainBackend>(&config, &tiny(0), &Default::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -576,7 +576,7 @@ fn a_finished_study_on_a_read_only_mount_can_be_read() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) = study(dir.path(), "");
     config.training.epochs = 1;
-    run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap();
+    run::<TrainBackend>(&config, &tiny(0), &Default::default()).unwrap();
     let ro = dir.path().join("read-only");
     std::fs::create_dir(&ro).unwrap();
     let test = "a_finished_study_on_a_read_only_mount_can_be_read";
@@ -596,7 +596,7 @@ fn a_finished_study_on_a_read_only_mount_can_be_read() {
         "{summary}"
     );
     assert_eq!(
-        run::<TrainBackend>(&config, dir.path(), &tiny(0), &Default::default()).unwrap(),
+        run::<TrainBackend>(&config, &tiny(0), &Default::default()).unwrap(),
         Outcome::AlreadyFinished
     );
 }

@@ -281,7 +281,7 @@ fn fetch_checkpoints_downloads_resumes_and_verifies() {
     let text = "[study]\nname = \"t\"\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n[datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n\
          [[backbones]]\nname = \"vit\"\ncheckpoint = \"./ckpt/vit/model.safetensors\"\nsource = \"hf:acme/vit/model.safetensors\"\n\
          [[backbones]]\nname = \"dino\"\ncheckpoint = \"./ckpt/dino.safetensors\"\nsource = \"hf:acme/dino/weights/m.safetensors\"\n";
-    let config = sim_study::StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap();
+    let config = sim_study::StudyConfig::from_toml_str(text, &dir.path().join("t.toml")).unwrap();
     // A broken-off download of the second file: its first third.
     std::fs::create_dir_all(dir.path().join("ckpt")).unwrap();
     std::fs::write(
@@ -289,7 +289,7 @@ fn fetch_checkpoints_downloads_resumes_and_verifies() {
         &other[..10_000],
     )
     .unwrap();
-    let fetched = fetch_checkpoints(&config, dir.path(), &hub).unwrap();
+    let fetched = fetch_checkpoints(&config, &hub).unwrap();
     assert_eq!(fetched.len(), 2);
     assert_eq!(
         std::fs::read(dir.path().join("ckpt/vit/model.safetensors")).unwrap(),
@@ -302,7 +302,7 @@ fn fetch_checkpoints_downloads_resumes_and_verifies() {
     assert!(!dir.path().join("ckpt/dino.safetensors.part").exists());
     // Present files are left alone: nothing is asked of the Hub.
     assert!(
-        fetch_checkpoints(&config, dir.path(), "http://127.0.0.1:9")
+        fetch_checkpoints(&config, "http://127.0.0.1:9")
             .unwrap()
             .is_empty()
     );
@@ -320,10 +320,9 @@ fn fetch_checkpoints_downloads_resumes_and_verifies() {
     ]);
     let hub = serve(files, 5);
     let bad = tempfile::tempdir().unwrap();
-    let msg = format!(
-        "{:#}",
-        fetch_checkpoints(&config, bad.path(), &hub).unwrap_err()
-    );
+    let mut elsewhere = config.clone();
+    elsewhere.folder = sim_study::config::ConfigFolder(bad.path().to_owned());
+    let msg = format!("{:#}", fetch_checkpoints(&elsewhere, &hub).unwrap_err());
     assert!(
         msg.contains("backbones `vit`")
             && msg.contains("SHA-256 is")

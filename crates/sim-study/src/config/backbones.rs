@@ -249,21 +249,11 @@ impl BackboneConfig {
             .unwrap_or((IMAGENET_MEAN, IMAGENET_STD));
         (self.mean.unwrap_or(mean), self.std.unwrap_or(std))
     }
-
-    /// Where a downloaded backbone file is: `./…` and `../…` are relative
-    /// to the folder of the study config (`config_dir`), other relative
-    /// paths to `SIM_DATA_DIR`, absolute paths are themselves. `None` for a
-    /// backbone the tool pre-trains ([`StudyConfig::backbone_file`]).
-    pub fn checkpoint_path(&self, config_dir: &Path) -> Option<PathBuf> {
-        match &self.weights {
-            Weights::Checkpoint { path, .. } => Some(locate_checkpoint(path, config_dir)),
-            Weights::Pretrain(_) => None,
-        }
-    }
 }
 
 /// A checkpoint path as the config means it: `./…` and `../…` relative to
-/// `config_dir`, other relative paths to `SIM_DATA_DIR`.
+/// `config_dir`, the config file's folder; other relative paths to
+/// `SIM_DATA_DIR`; absolute paths are themselves.
 pub(super) fn locate_checkpoint(path: &Path, config_dir: &Path) -> PathBuf {
     if path.starts_with(".") || path.starts_with("..") {
         config_dir.join(path)
@@ -350,14 +340,14 @@ fn default_input_size() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StudyConfig;
     use crate::config::tests::{MINIMAL, parse};
 
     #[test]
     fn checkpoint_paths_resolve_against_the_config_or_the_data_folder() {
-        let c = parse(MINIMAL).unwrap();
+        let c = StudyConfig::from_toml_str(MINIMAL, Path::new("/studies/configs/s.toml")).unwrap();
         let mut b = c.backbones[0].clone();
-        let dir = Path::new("/studies/configs");
-        let path = |b: &BackboneConfig| c.backbone_file(b, dir);
+        let path = |b: &BackboneConfig| c.backbone_file(b);
         let at = |p: &str| Weights::Checkpoint {
             path: p.into(),
             download: None,

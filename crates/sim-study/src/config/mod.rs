@@ -57,6 +57,22 @@ pub struct StudyConfig {
     /// the study's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmConfig>,
+    /// The folder of the file the config was read from.
+    #[serde(skip)]
+    pub folder: ConfigFolder,
+}
+
+/// The folder of a config file, against which its `./` and `../`
+/// checkpoint paths resolve. Not part of what a study is: never written,
+/// and equal for any two configs (the same study read from two places is
+/// the same study).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFolder(pub PathBuf);
+
+impl PartialEq for ConfigFolder {
+    fn eq(&self, _: &ConfigFolder) -> bool {
+        true
+    }
 }
 
 /// A config that could not be read, parsed or accepted. Names the file and
@@ -98,6 +114,7 @@ impl StudyConfig {
                 message,
             }
         })?;
+        config.folder = ConfigFolder(file.parent().unwrap_or(Path::new(".")).to_owned());
         config.fill_defaults();
         config
             .validate()
@@ -249,14 +266,15 @@ impl StudyConfig {
         runs
     }
 
-    /// The backbone's file: its checkpoint, or the model its pre-training
-    /// makes ([`crate::layout::pretrain_dir`]).
-    pub fn backbone_file(&self, backbone: &BackboneConfig, config_dir: &Path) -> PathBuf {
+    /// The backbone's file: its checkpoint (`./…` and `../…` relative to the
+    /// config file's folder), or the model its pre-training makes
+    /// ([`crate::layout::pretrain_dir`]).
+    pub fn backbone_file(&self, backbone: &BackboneConfig) -> PathBuf {
         match &backbone.weights {
             Weights::Pretrain(p) => {
                 crate::layout::pretrained_model(&crate::layout::pretrain_dir(self, backbone, p))
             }
-            Weights::Checkpoint { path, .. } => backbones::locate_checkpoint(path, config_dir),
+            Weights::Checkpoint { path, .. } => backbones::locate_checkpoint(path, &self.folder.0),
         }
     }
 

@@ -89,11 +89,7 @@ impl Row {
 }
 
 /// Runs the check; the rows in the order they are printed.
-pub fn run(
-    config: &StudyConfig,
-    config_dir: &Path,
-    opts: &CheckOptions,
-) -> anyhow::Result<Vec<Row>> {
+pub fn run(config: &StudyConfig, opts: &CheckOptions) -> anyhow::Result<Vec<Row>> {
     let precision = config.training.precision;
     let mut rows = vec![
         Row::new("device", DEVICE_NAME),
@@ -120,7 +116,7 @@ pub fn run(
         .backbone(&opts.speed_backbone)
         .map_err(anyhow::Error::msg)?;
     let data = Data::new(&mut prepared, &study, speed, &config.training)?;
-    let path = backbone_file(config, config_dir, speed)?;
+    let path = backbone_file(config, speed)?;
     let device = Default::default();
     let t = timings::<TrainBackend>(config, speed, &path, &data, opts.steps, &device)?;
     let e = config.evaluation.batch_size;
@@ -151,7 +147,7 @@ pub fn run(
     if let Some(name) = &opts.agreement_backbone {
         let bcfg = config.backbone(name).map_err(anyhow::Error::msg)?;
         let data = Data::new(&mut prepared, &study, bcfg, &config.training)?;
-        let path = backbone_file(config, config_dir, bcfg)?;
+        let path = backbone_file(config, bcfg)?;
         let clock = Instant::now();
         let cpu = short_run::<Autodiff<CpuBackend>>(
             config,
@@ -242,12 +238,8 @@ impl Data {
 
 /// The backbone's file; one the tool pre-trains is made first (on the CPU:
 /// instant for `objective = "none"`, the check's usual choice).
-fn backbone_file(
-    config: &StudyConfig,
-    config_dir: &Path,
-    bcfg: &BackboneConfig,
-) -> anyhow::Result<PathBuf> {
-    let path = config.backbone_file(bcfg, config_dir);
+fn backbone_file(config: &StudyConfig, bcfg: &BackboneConfig) -> anyhow::Result<PathBuf> {
+    let path = config.backbone_file(bcfg);
     if bcfg.pretrain().is_some() && !path.exists() {
         crate::pretrain::run::<Autodiff<CpuBackend>>(config, &bcfg.name, &Default::default())?;
     }

@@ -73,7 +73,6 @@ pub enum Outcome {
 /// are written under their folder's lock.
 pub fn run<B: AutodiffBackend>(
     config: &StudyConfig,
-    config_dir: &Path,
     run: &RunId,
     device: &B::Device,
 ) -> anyhow::Result<Outcome> {
@@ -82,7 +81,7 @@ pub fn run<B: AutodiffBackend>(
     let medical_id = DatasetId::Medical(run.dataset.clone());
     let study = StudyDir::new(config.output_dir());
     crate::backend::use_kernel_cache(&study.kernel_cache());
-    let backbone_path = config.backbone_file(bcfg, config_dir);
+    let backbone_path = config.backbone_file(bcfg);
     let loaded = load_backbone::<B>(config, bcfg, &backbone_path, device)?;
 
     let run_dir = study.run_dir(run);
