@@ -55,6 +55,18 @@ pub struct PretrainState {
 }
 
 impl PretrainState {
+    /// The state of a pre-training before its first epoch.
+    pub fn started(objective: Objective, epochs: u32) -> PretrainState {
+        PretrainState {
+            objective,
+            status: Status::Running,
+            epochs,
+            last_finished_epoch: 0,
+            message: None,
+            history: Vec::new(),
+        }
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         crate::layout::pretrain_state_file(dir)
     }

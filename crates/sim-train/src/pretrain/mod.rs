@@ -15,6 +15,7 @@ pub mod dino;
 
 use crate::data::batch::Batcher;
 use crate::data::colour::ColourAugment;
+use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::finetune::batch_parts::BatchParts;
@@ -126,14 +127,7 @@ pub fn run<B: AutodiffBackend>(
     let shape = vit_shape(bcfg, p);
     let init = random_vit::<B>(shape, p.seed, device)?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
-    let mut state = state.unwrap_or(PretrainState {
-        objective: p.objective,
-        status: Status::Running,
-        epochs: p.epochs,
-        last_finished_epoch: 0,
-        message: None,
-        history: Vec::new(),
-    });
+    let mut state = state.unwrap_or_else(|| PretrainState::started(p.objective, p.epochs));
     if p.objective == Objective::None {
         save_backbone(&init, init.model.clone(), &model)?;
         resumable::finish(&dir, &mut state)?;
@@ -145,15 +139,7 @@ pub fn run<B: AutodiffBackend>(
         return Ok(Outcome::Finished { model, resumed_at });
     }
 
-    // The natural images' train split, at the backbone's input size.
-    let study = StudyDir::new(config.output_dir());
-    let (natural, cache) = {
-        let _study_lock = lock_study(&study)?;
-        study.write_resolved_config(config)?;
-        let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
-        let cache = natural.image_cache(&study, bcfg.input_size)?;
-        (natural, cache)
-    };
+    let (natural, cache) = natural_images(config, bcfg.input_size)?;
     let labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
     let (mean, std) = bcfg.normalisation(init.naming.family());
     let norm = Normalisation { mean, std };
@@ -203,7 +189,7 @@ pub fn run<B: AutodiffBackend>(
         shape.heads,
         p.patch,
         bcfg.input_size,
-        train.len(),
+        data.train.len(),
         data.classes,
         p.epochs,
         dir.display()
@@ -226,6 +212,20 @@ pub fn run<B: AutodiffBackend>(
         model.display()
     );
     Ok(Outcome::Finished { model, resumed_at })
+}
+
+/// The natural images' split and image cache at `size` px, made under the
+/// study folder's lock by the first process that needs them.
+fn natural_images(
+    config: &StudyConfig,
+    size: u32,
+) -> anyhow::Result<(PreparedDataset, ImageCache)> {
+    let study = StudyDir::new(config.output_dir());
+    let _study_lock = lock_study(&study)?;
+    study.write_resolved_config(config)?;
+    let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
+    let cache = natural.image_cache(&study, size)?;
+    Ok((natural, cache))
 }
 
 /// Seconds of one pre-training step of `bcfg`'s `pretrain` entry `p` on
