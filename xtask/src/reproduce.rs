@@ -60,7 +60,8 @@ pub fn run(
             let finished = finish_study(&config);
             for (run, holder) in &report.elsewhere {
                 println!(
-                    "run {run}: left to {holder}, which is running it; the tables and figures are made again when it ends"
+                    "run {run}: left to {holder}, which is running it; the tables and \
+                        figures are made again when it ends"
                 );
             }
             if !report.failures.is_empty() {
@@ -99,7 +100,8 @@ pub fn run(
                     record.as_bytes(),
                 )?;
                 println!(
-                    "submitted: job array {array} ({} runs), then job {finish} for the tables, figures and report; \
+                    "submitted: job array {array} ({} runs), then job {finish} for the \
+                        tables, figures and report; \
                      `cargo xtask reproduce --status --config {}` shows where the runs are",
                     config.runs().len(),
                     config_path.display()
@@ -157,7 +159,8 @@ fn prepare_study(config_path: &Path, config: &StudyConfig) -> anyhow::Result<()>
 /// The error for backbone files that are not there, with how to get them.
 fn missing_checkpoints(config_path: &Path, missing: &[String]) -> String {
     format!(
-        "checkpoints not found (`cargo xtask fetch-checkpoints --config {}` downloads those with a `source`; \
+        "checkpoints not found (`cargo xtask fetch-checkpoints --config {}` downloads those \
+            with a `source`; \
          README \"Checkpoints\" says from where; or set SIM_DATA_DIR):\n{}",
         config_path.display(),
         missing.join("\n")
@@ -180,7 +183,8 @@ fn check_output_folder(dir: &Path) -> anyhow::Result<()> {
         .collect();
     if !other.is_empty() && !study.resolved_config().exists() {
         bail!(
-            "{} is not empty ({}{}) and is not a study folder (no study.toml): choose a new or empty folder for the study \
+            "{} is not empty ({}{}) and is not a study folder (no study.toml): choose a new \
+                or empty folder for the study \
              (--output or study.output_dir)",
             dir.display(),
             other.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
@@ -423,7 +427,8 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         }
     }
     println!(
-        "total: {} runs, {evaluations} evaluations, {} on disk; about {} of compute, {} with --jobs {jobs} on one device each{}",
+        "total: {} runs, {evaluations} evaluations, {} on disk; about {} of compute, {} \
+            with --jobs {jobs} on one device each{}",
         config.runs().len(),
         human_bytes(bytes),
         human_seconds(seconds + pretrain_seconds),
@@ -532,7 +537,8 @@ fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> 
                 fetch::fetch_missing(std::slice::from_ref(&source), &data_dir)?;
             }
             Some(source) => bail!(
-                "{id} not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} --only {}\n\
+                "{id} not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} \
+                    --only {}\n\
                  or rerun with --fetch-missing (or set SIM_DATA_DIR to where the data is)",
                 root.display(),
                 data_dir.display(),

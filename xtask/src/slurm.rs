@@ -46,7 +46,8 @@ pub fn check_paths(config_path: &Path, config: &StudyConfig) -> anyhow::Result<(
             .find(|c| UNSAFE_IN_PATHS.contains(c))
         {
             bail!(
-                "{what} `{}` holds {c:?}, which a Slurm script cannot carry in a path (#SBATCH lines are not quoted); \
+                "{what} `{}` holds {c:?}, which a Slurm script cannot carry in a path \
+                    (#SBATCH lines are not quoted); \
                  use a path without spaces, #, %, quotes, $, ` or \\",
                 absolute.display()
             );
@@ -132,7 +133,8 @@ fn script(
     }
     let _ = writeln!(
         s,
-        "set -euo pipefail\nexport SIM_DATA_DIR='{}'\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {command}",
+        "set -euo pipefail\nexport SIM_DATA_DIR='{}'\nexport \
+            RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {command}",
         data.display()
     );
     s

@@ -538,7 +538,8 @@ fn two_medical_data_sets_run_in_one_study_and_keep_apart() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let second = "[[datasets.medical]]\nkind = \"medmnist\"\nroot = \"medmnist/pneumoniamnist.npz\"\nmax_samples = 400\n\n[datasets.natural]";
+    let second = "[[datasets.medical]]\nkind = \"medmnist\"\nroot \
+        = \"medmnist/pneumoniamnist.npz\"\nmax_samples = 400\n\n[datasets.natural]";
     let text = std::fs::read_to_string(config_path("smoke.toml"))
         .unwrap()
         .replace(
@@ -680,7 +681,8 @@ fn methods_are_an_axis_and_lp_ft_keeps_the_backbone_during_its_probe() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let methods = "[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"lp-ft\"\nkind = \"lp-ft\"\nprobe_epochs = 1\nwise_ft = [0.0, 0.5]\n\
+    let methods = "[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname \
+        = \"lp-ft\"\nkind = \"lp-ft\"\nprobe_epochs = 1\nwise_ft = [0.0, 0.5]\n\
                    [[methods]]\nname = \"rep-sim\"\nkind = \"rep-sim\"\nweight = 1.0\n";
     let config = smoke_elsewhere(dir.path(), "", methods);
     let study_dir = dir.path().join("study");
@@ -790,7 +792,8 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
     // A third backbone whose inputs overflow f32: a mean of 1e38 makes every
     // pixel about −4e38, −∞ in f32, and the loss NaN at the first step.
     let overflow = format!(
-        "[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = 3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n",
+        "[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = \
+            3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n",
         root()
             .join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors")
             .display()
@@ -831,7 +834,13 @@ fn a_failing_run_leaves_the_others_to_finish_and_is_named() {
             && report.contains("`dinov2-tiny`: 2 finished run(s)"),
         "{report}"
     );
-    assert!(report.contains("`overflow`: 0 finished run(s) in the summaries; 2 left out (seed 0: failed after epoch 0: loss NaN"), "{report}");
+    assert!(
+        report.contains(
+            "`overflow`: 0 finished run(s) in the summaries; 2 left out \
+        (seed 0: failed after epoch 0: loss NaN"
+        ),
+        "{report}"
+    );
     assert!(
         report.contains("epoch 0 unusable") && report.contains("non-finite"),
         "{report}"
@@ -863,7 +872,8 @@ impl Cluster {
                 .is_ok_and(|o| o.status.success());
             if !found {
                 return Err(format!(
-                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; .ci/run does)"
+                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; \
+                        .ci/run does)"
                 ));
             }
         }
@@ -897,10 +907,13 @@ impl Cluster {
         };
         let t_s = t.display();
         sh(&format!(
-            "chown munge:munge {t_s}/munge.key && chmod 0400 {t_s}/munge.key && touch {t_s}/munged.log && chown munge {t_s} {t_s}/munged.log"
+            "chown munge:munge {t_s}/munge.key && chmod 0400 {t_s}/munge.key && touch \
+                {t_s}/munged.log && chown munge {t_s} {t_s}/munged.log"
         ))?;
         sh(&format!(
-            "runuser -u munge -- munged -S {t_s}/munge.socket.2 --key-file={t_s}/munge.key --pid-file={t_s}/munged.pid --log-file={t_s}/munged.log --seed-file={t_s}/munged.seed"
+            "runuser -u munge -- munged -S {t_s}/munge.socket.2 --key-file={t_s}/munge.key \
+                --pid-file={t_s}/munged.pid --log-file={t_s}/munged.log \
+                --seed-file={t_s}/munged.seed"
         ))?;
         let conf = t.join("slurm.conf");
         let text = format!(
@@ -909,7 +922,8 @@ impl Cluster {
              SlurmctldPidFile={t_s}/slurmctld.pid\nSlurmdPidFile={t_s}/slurmd.pid\nSlurmctldLogFile={t_s}/slurmctld.log\nSlurmdLogFile={t_s}/slurmd.log\n\
              SlurmctldPort=16817\nSlurmdPort=16818\nProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
              AccountingStorageType=accounting_storage/none\nSelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nReturnToService=2\nMailProg=/bin/true\n\
-             NodeName=localhost CPUs=2 RealMemory=16000 State=UNKNOWN\nPartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n"
+             NodeName=localhost CPUs=2 RealMemory=16000 State=UNKNOWN\nPartitionName=main \
+             Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n"
         );
         std::fs::write(&conf, text).map_err(|e| e.to_string())?;
         let cluster = Cluster {
@@ -1053,12 +1067,26 @@ fn pretrained_backbones_are_made_once_fine_tuned_and_reported() {
     let (_, tail) = rest.split_once("[training]").unwrap();
     let shape = "width = 24, depth = 1, patch = 8";
     let backbones: String = [
-        ("sup", format!("objective = \"supervised\", epochs = 1, {shape}")),
-        ("dino", format!("objective = \"dino\", epochs = 1, {shape}, dino = {{ local_crops = 2, local_size = 16, out_dim = 64, hidden_dim = 32, bottleneck_dim = 16 }}")),
+        (
+            "sup",
+            format!("objective = \"supervised\", epochs = 1, {shape}"),
+        ),
+        (
+            "dino",
+            format!(
+                "objective = \"dino\", epochs = 1, {shape}, dino = {{ local_crops \
+            = 2, local_size = 16, out_dim = 64, hidden_dim = 32, bottleneck_dim = 16 }}"
+            ),
+        ),
         ("random", format!("objective = \"none\", {shape}")),
     ]
     .iter()
-    .map(|(name, p)| format!("[[backbones]]\nname = \"{name}\"\ninput_size = 32\nheads = 2\npretrain = {{ {p} }}\n\n"))
+    .map(|(name, p)| {
+        format!(
+            "[[backbones]]\nname = \"{name}\"\ninput_size = 32\nheads = \
+        2\npretrain = {{ {p} }}\n\n"
+        )
+    })
     .collect();
     let config = dir.path().join("pretrained.toml");
     std::fs::write(
@@ -1446,7 +1474,8 @@ fn when_every_run_fails_they_are_listed_and_the_report_says_so() {
     let (head, tail) = text.split_once("[[backbones]]").unwrap();
     let tail = &tail[tail.find("[training]").unwrap()..];
     let overflow = format!(
-        "[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = 3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n\n",
+        "[[backbones]]\nname = \"overflow\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\nheads = \
+            3\ninput_size = 32\nmean = [1e38, 1e38, 1e38]\n\n",
         root()
             .join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors")
             .display()

@@ -148,7 +148,8 @@ fn main() -> anyhow::Result<()> {
                 Some(size) => {
                     anyhow::ensure!(
                         matches!(kernel, Kernel::Linear) && estimator == Estimator::Debiased,
-                        "--batch computes minibatch CKA with the linear kernel and the unbiased HSIC: \
+                        "--batch computes minibatch CKA with the linear kernel and the \
+                            unbiased HSIC: \
                          pass --estimator debiased (and no --kernel rbf)"
                     );
                     anyhow::ensure!(

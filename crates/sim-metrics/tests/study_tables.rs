@@ -520,7 +520,9 @@ fn a_directory_without_a_study_is_an_error_naming_it() {
 fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
     let text = CONFIG.replace(
         "[datasets.medical]\nkind = \"ham10000\"\nroot = \"ham10000\"",
-        "[[datasets.medical]]\nkind = \"ham10000\"\nroot = \"ham10000\"\n[[datasets.medical]]\nname = \"xray\"\nkind = \"medmnist\"\nroot = \"x.npz\"",
+        "[[datasets.medical]]\nkind = \"ham10000\"\nroot \
+            = \"ham10000\"\n[[datasets.medical]]\nname = \"xray\"\nkind \
+            = \"medmnist\"\nroot = \"x.npz\"",
     );
     let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
@@ -640,7 +642,8 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
 #[test]
 fn verdicts_state_each_finding_under_each_measure_with_its_share_of_resamples() {
     let text = format!(
-        "{CONFIG}[[backbones]]\nname = \"dino\"\ncheckpoint = \"dino.safetensors\"\nfamily = \"dinov2\"\ninput_size = 32\n"
+        "{CONFIG}[[backbones]]\nname = \"dino\"\ncheckpoint = \"dino.safetensors\"\nfamily \
+            = \"dinov2\"\ninput_size = 32\n"
     );
     let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -890,7 +893,8 @@ fn an_epoch_without_natural_images_has_null_knn_and_the_summaries_stand() {
 #[test]
 fn methods_are_compared_by_a_permutation_test_per_backbone_and_wise_ft_gives_a_path() {
     let text = format!(
-        "{CONFIG}[[methods]]\nname = \"heavy\"\nkind = \"full\"\n[[methods]]\nname = \"gentle\"\nkind = \"full\"\nlayer_decay = 0.5\nwise_ft = [0.0, 0.5]\n"
+        "{CONFIG}[[methods]]\nname = \"heavy\"\nkind = \"full\"\n[[methods]]\nname \
+            = \"gentle\"\nkind = \"full\"\nlayer_decay = 0.5\nwise_ft = [0.0, 0.5]\n"
     );
     let (dir, config, study) = new_study(&text);
     let mut rng = ChaCha8Rng::seed_from_u64(5);

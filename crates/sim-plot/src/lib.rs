@@ -141,7 +141,8 @@ pub fn write_report_without_runs(dir: &Path, runs: &[String]) -> anyhow::Result<
     let study = StudyDir::new(dir);
     let config = study.read_config().map_err(anyhow::Error::msg)?;
     let mut text = format!(
-        "# Study `{}`\n\nNo run has finished an epoch, so there are no tables, figures or findings yet. \
+        "# Study `{}`\n\nNo run has finished an epoch, so there are no tables, figures or \
+            findings yet. \
          What became of each run (its `train.log` and `sweep.log` say more):\n\n",
         config.study.name
     );

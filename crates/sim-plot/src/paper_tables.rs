@@ -113,7 +113,9 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
         })
         .collect();
     md1.push_str(&format!(
-        "\nMean ± sample standard deviation [95 % bootstrap interval of the mean, resampling runs] over each backbone's finished runs, at their last epoch; fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
+        "\nMean ± sample standard deviation [95 % bootstrap interval of the mean, \
+            resampling runs] over each backbone's finished runs, at their last epoch; \
+            fractions in [0, 1]; k-NN top-1 on the natural images at k = {}.\n",
         study.config.evaluation.knn_report_k
     ));
     if !left.is_empty() {
@@ -121,7 +123,8 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
     }
 
     let mut md2 = format!(
-        "{key_header} | metric | fitted | slope | 95 % CI of the slope | intercept | r | R² | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|---|\n"
+        "{key_header} | metric | fitted | slope | 95 % CI of the slope | intercept | r | R² \
+            | points | levels | status |\n{key_rule}|---|---|---|---|---|---|---|---|---|---|\n"
     );
     let mut csv2 = [
         col::DATASET,
@@ -179,7 +182,12 @@ pub fn write(study: &Study, dir: &StudyDir) -> anyhow::Result<Vec<PathBuf>> {
         ));
     }
     md2.push_str(&format!(
-        "\nThe metric on similarity (medical test set, CLS CKA to the pre-trained model) over every (finished run, epoch, layer), discretised into {} evenly spaced similarity levels; least squares through the level means. Each fit twice: over the fine-tuned epochs (what finding 2 reads), and with epoch 0 added (similarity 1 at every layer by definition; its calibration that of a linear probe's head on the frozen features).\n",
+        "\nThe metric on similarity (medical test set, CLS CKA to the pre-trained model) \
+            over every (finished run, epoch, layer), discretised into {} evenly spaced \
+            similarity levels; least squares through the level means. Each fit twice: over \
+            the fine-tuned epochs (what finding 2 reads), and with epoch 0 added \
+            (similarity 1 at every layer by definition; its calibration that of a linear \
+            probe's head on the frozen features).\n",
         study.config.evaluation.fit_levels
     ));
     let mut written = Vec::new();

@@ -316,7 +316,8 @@ impl Study {
                 "epoch 0 scored by a head drawn at random (tables of an earlier version)"
             }
             _ => {
-                "epoch 0 scored by a linear probe fitted on the frozen features of the medical train split"
+                "epoch 0 scored by a linear probe fitted on the frozen features of the \
+                    medical train split"
             }
         }
     }

@@ -23,12 +23,17 @@ use std::path::Path;
 
 fn config(backbones: &[(&str, &str)], seeds: &[u64]) -> StudyConfig {
     let mut text = format!(
-        "[study]\nname = \"synthetic\"\nseeds = {seeds:?}\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
-         [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
+        "[study]\nname = \"synthetic\"\nseeds = {seeds:?}\n[datasets.medical]\nkind \
+            = \"ham10000\"\nroot = \"h\"\n\
+         [datasets.natural]\nkind = \"image-folder\"\nroot \
+         = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
          [[methods]]\nname = \"full\"\nkind = \"full\"\nwise_ft = [0.0, 0.5]\n"
     );
     for (name, family) in backbones {
-        text.push_str(&format!("[[backbones]]\nname = \"{name}\"\ncheckpoint = \"x.safetensors\"\nfamily = \"{family}\"\ninput_size = 32\n"));
+        text.push_str(&format!(
+            "[[backbones]]\nname = \"{name}\"\ncheckpoint \
+            = \"x.safetensors\"\nfamily = \"{family}\"\ninput_size = 32\n"
+        ));
     }
     StudyConfig::from_toml_str(&text, Path::new("synthetic.toml")).unwrap()
 }
@@ -625,7 +630,13 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
         .split("## WiSE-FT: the path from θ₀ to θ_ft")
         .nth(1)
         .expect("a WiSE-FT section");
-    assert!(wise_ft.contains("- `full` / `dino` (2 runs): most accurate at α = 1. α = 0: similarity 1.000, accuracy 0.400"), "{wise_ft}");
+    assert!(
+        wise_ft.contains(
+            "- `full` / `dino` (2 runs): most accurate at α = 1. α = 0: \
+        similarity 1.000, accuracy 0.400"
+        ),
+        "{wise_ft}"
+    );
     for name in ["table1.md", "table1.csv", "table2.md", "table2.csv"] {
         assert!(StudyDir::new(d).tables_dir().join(name).exists(), "{name}");
     }
@@ -715,7 +726,14 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
         table1.contains(" ± ") && table1.contains("bootstrap interval"),
         "{table1}"
     );
-    assert!(report.contains("- `vit` is not shown to keep more similarity than `dino`: mean final similarity 0.700 (3 runs) vs 0.600 (2 runs); one-sided permutation test p = 0.100 (exact, all 10 splits of the runs; the smallest p they allow is 0.100)."), "{report}");
+    assert!(
+        report.contains(
+            "- `vit` is not shown to keep more similarity than `dino`: mean \
+        final similarity 0.700 (3 runs) vs 0.600 (2 runs); one-sided permutation test p = \
+        0.100 (exact, all 10 splits of the runs; the smallest p they allow is 0.100)."
+        ),
+        "{report}"
+    );
     assert!(
         report.contains("known to ± 0.025 over its test images"),
         "{report}"
@@ -757,7 +775,13 @@ fn one_run_of_one_epoch_with_a_constant_metric_still_gives_every_figure_or_says_
         report.contains("no fit: similarity: 2 non-empty levels"),
         "{report}"
     );
-    assert!(report.contains("3. **Supervised pre-training forgets less than self-supervised pre-training.** Cannot say"), "{report}");
+    assert!(
+        report.contains(
+            "3. **Supervised pre-training forgets less than self-supervised \
+        pre-training.** Cannot say"
+        ),
+        "{report}"
+    );
 }
 
 #[test]
@@ -895,7 +919,13 @@ fn a_verdict_just_inside_its_threshold_is_undecided() {
         "{report}"
     );
     let report = report_at(0.949);
-    assert!(report.contains("exist.** Undecided here: it holds for no backbone in enough resamples to say; undecided for 2"), "{report}");
+    assert!(
+        report.contains(
+            "exist.** Undecided here: it holds for no backbone in enough \
+        resamples to say; undecided for 2"
+        ),
+        "{report}"
+    );
     assert!(
         report.contains("(undecided: holds in 94.9 % of 1000 resamples of the runs)"),
         "{report}"
@@ -904,7 +934,13 @@ fn a_verdict_just_inside_its_threshold_is_undecided() {
         report.contains("pre-training.** Undecided here"),
         "{report}"
     );
-    assert!(report.contains("| 3. supervised forgets less (k-NN top-1) | undecided (0 of 1) | undecided (0 of 1) | undecided (0 of 1) |"), "{report}");
+    assert!(
+        report.contains(
+            "| 3. supervised forgets less (k-NN top-1) | undecided (0 of 1) \
+        | undecided (0 of 1) | undecided (0 of 1) |"
+        ),
+        "{report}"
+    );
     let report = report_at(0.051);
     assert!(report.contains("exist.** Undecided here"), "{report}");
     let report = report_at(0.05);
@@ -953,10 +989,13 @@ fn two_medical_data_sets_are_shown_side_by_side_and_compared() {
         &backbones[..1],
         &[run("vit", 0, 0.01), run("vit", 1, 0.02)],
     );
-    let text = "[study]\nname = \"two\"\nseeds = [0, 1]\n[[datasets.medical]]\nname = \"skin\"\nkind = \"ham10000\"\nroot = \"h\"\n\
+    let text = "[study]\nname = \"two\"\nseeds = [0, 1]\n[[datasets.medical]]\nname \
+        = \"skin\"\nkind = \"ham10000\"\nroot = \"h\"\n\
          [[datasets.medical]]\nname = \"xray\"\nkind = \"medmnist\"\nroot = \"x.npz\"\n\
-         [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
-         [[backbones]]\nname = \"vit\"\ncheckpoint = \"x\"\nfamily = \"vit\"\n[[backbones]]\nname = \"dino\"\ncheckpoint = \"y\"\nfamily = \"dinov2\"\n";
+         [datasets.natural]\nkind = \"image-folder\"\nroot \
+         = \"n\"\n[evaluation]\nfit_levels = 4\nknn_k = [20]\n\
+         [[backbones]]\nname = \"vit\"\ncheckpoint = \"x\"\nfamily \
+         = \"vit\"\n[[backbones]]\nname = \"dino\"\ncheckpoint = \"y\"\nfamily = \"dinov2\"\n";
     let config = StudyConfig::from_toml_str(text, Path::new("two.toml")).unwrap();
     StudyDir::new(&d).write_resolved_config(&config).unwrap();
     // The tables these synthetic studies have (no pretrain.parquet: optional).

@@ -180,7 +180,8 @@ impl StudyDir {
         let refuse = |old: &Path, was: &str| {
             Err(io::Error::other(format!(
                 "{}: a study folder of an earlier version ({was}); runs now live in \
-                 runs/<dataset>/<backbone>/<method>/seed-<NN>/. Run this study into a new study.output_dir, or remove {}",
+                 runs/<dataset>/<backbone>/<method>/seed-<NN>/. Run this study into a new \
+                 study.output_dir, or remove {}",
                 old.display(),
                 self.root.display()
             )))
@@ -343,15 +344,19 @@ impl StudyDir {
             let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             if recorded.trim() == hex::encode(sha2::Sha256::digest(&text)) {
                 return Err(format!(
-                    "{} was written by an earlier version of this tool, whose config had other fields or defaults: \
-                     its runs were made under settings this version would read differently. Run the config into a new study.output_dir \
+                    "{} was written by an earlier version of this tool, whose config had \
+                        other fields or defaults: \
+                     its runs were made under settings this version would read differently. \
+                     Run the config into a new study.output_dir \
                      (or use the version that made it to read it)",
                     path.display()
                 ));
             }
             return Err(format!(
-                "{} does not match the hash its runs were made with ({} in {}, {} now): it was edited by hand. \
-                 Restore it (the runs' config is the one of the config file the study was run with), \
+                "{} does not match the hash its runs were made with ({} in {}, {} now): it \
+                    was edited by hand. \
+                 Restore it (the runs' config is the one of the config file the study was \
+                 run with), \
                  or run the changed config into a new study.output_dir",
                 path.display(),
                 &recorded.trim()[..recorded.trim().len().min(12)],
@@ -486,7 +491,8 @@ mod tests {
 
     /// One medical data set (`h`), one seed, no backbone.
     fn minimal_config() -> StudyConfig {
-        let text = "[study]\nname = \"t\"\nseeds = [0]\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n\
+        let text = "[study]\nname = \"t\"\nseeds = [0]\n[datasets.medical]\nkind \
+            = \"ham10000\"\nroot = \"h\"\n\
                     [datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n";
         StudyConfig::from_toml_str(text, Path::new("t.toml")).unwrap()
     }

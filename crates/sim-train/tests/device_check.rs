@@ -22,12 +22,16 @@ fn small_config(config: &Path) {
     let mut text = std::fs::read_to_string(source).unwrap();
     for (from, to) in [
         (
-            "input_size = 224\nheads = 12\npretrain = { objective = \"none\", width = 768, depth = 12, patch = 16 }",
-            "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 32, depth = 1, patch = 8 }",
+            "input_size = 224\nheads = 12\npretrain = { objective = \"none\", width = 768, \
+                depth = 12, patch = 16 }",
+            "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 32, \
+                depth = 1, patch = 8 }",
         ),
         (
-            "input_size = 64\nheads = 3\npretrain = { objective = \"none\", width = 192, depth = 6, patch = 8 }",
-            "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 48, depth = 2, patch = 8 }",
+            "input_size = 64\nheads = 3\npretrain = { objective = \"none\", width = 192, \
+                depth = 6, patch = 8 }",
+            "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 48, \
+                depth = 2, patch = 8 }",
         ),
     ] {
         assert!(

@@ -37,7 +37,12 @@ fn serve(files: HashMap<String, Vec<u8>>, max_requests: usize) -> String {
             let reply = match files.get(&path) {
                 Some(body) if from.is_some_and(|f| f < body.len()) => {
                     let rest = &body[from.unwrap_or(0)..];
-                    let mut r = format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", rest.len()).into_bytes();
+                    let mut r = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: \
+                        {}\r\nConnection: close\r\n\r\n",
+                        rest.len()
+                    )
+                    .into_bytes();
                     r.extend_from_slice(rest);
                     r
                 }
@@ -278,9 +283,12 @@ fn fetch_checkpoints_downloads_resumes_and_verifies() {
     ]);
     let hub = serve(files, 20);
     let dir = tempfile::tempdir().unwrap();
-    let text = "[study]\nname = \"t\"\n[datasets.medical]\nkind = \"ham10000\"\nroot = \"h\"\n[datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n\
-         [[backbones]]\nname = \"vit\"\ncheckpoint = \"./ckpt/vit/model.safetensors\"\nsource = \"hf:acme/vit/model.safetensors\"\n\
-         [[backbones]]\nname = \"dino\"\ncheckpoint = \"./ckpt/dino.safetensors\"\nsource = \"hf:acme/dino/weights/m.safetensors\"\n";
+    let text = "[study]\nname = \"t\"\n[datasets.medical]\nkind = \"ham10000\"\nroot \
+        = \"h\"\n[datasets.natural]\nkind = \"image-folder\"\nroot = \"n\"\n\
+         [[backbones]]\nname = \"vit\"\ncheckpoint \
+         = \"./ckpt/vit/model.safetensors\"\nsource = \"hf:acme/vit/model.safetensors\"\n\
+         [[backbones]]\nname = \"dino\"\ncheckpoint = \"./ckpt/dino.safetensors\"\nsource \
+         = \"hf:acme/dino/weights/m.safetensors\"\n";
     let config = sim_study::StudyConfig::from_toml_str(text, &dir.path().join("t.toml")).unwrap();
     // A broken-off download of the second file: its first third.
     std::fs::create_dir_all(dir.path().join("ckpt")).unwrap();

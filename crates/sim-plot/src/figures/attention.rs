@@ -62,7 +62,11 @@ impl AttentionGrid {
     /// One grid per backbone that has images and both models' maps.
     pub fn prepare_all(study: &Study) -> Result<Vec<AttentionGrid>, String> {
         let (Some(patches), Some(images)) = (&study.attention, &study.images) else {
-            return Err("no attention tables (a study made before they existed: run `sim-metrics study` again)".into());
+            return Err(
+                "no attention tables (a study made before they existed: run \
+                `sim-metrics study` again)"
+                    .into(),
+            );
         };
         let mut grids = Vec::new();
         for b in study.backbones_with_runs() {
@@ -109,7 +113,11 @@ impl AttentionGrid {
             }
         }
         if grids.is_empty() {
-            return Err("no backbone has attention maps of both its pre-trained and its fine-tuned model (evaluation.attention_images = 0?)".into());
+            return Err(
+                "no backbone has attention maps of both its pre-trained and its \
+                fine-tuned model (evaluation.attention_images = 0?)"
+                    .into(),
+            );
         }
         Ok(grids)
     }
@@ -130,8 +138,20 @@ pub fn caption(grids: &[AttentionGrid]) -> String {
     let parts: Vec<String> = grids
         .iter()
         .map(|g| {
-            let shift: f64 = g.rows.iter().map(|r| centroid_shift(&r.maps[0], &r.maps[1])).sum::<f64>() / g.rows.len() as f64;
-            format!("{} (θ* = seed {}, {} images): the attention's centre of mass moves {:.2} patch widths on average", g.backbone, g.seed, g.rows.len(), shift)
+            let shift: f64 = g
+                .rows
+                .iter()
+                .map(|r| centroid_shift(&r.maps[0], &r.maps[1]))
+                .sum::<f64>()
+                / g.rows.len() as f64;
+            format!(
+                "{} (θ* = seed {}, {} images): the attention's centre of mass moves \
+                {:.2} patch widths on average",
+                g.backbone,
+                g.seed,
+                g.rows.len(),
+                shift
+            )
         })
         .collect();
     format!(
@@ -224,7 +244,8 @@ impl Figure for AttentionGrid {
             .as_ref()
             .map_or(String::new(), |f| format!(" ({})", f.label()));
         let title = format!(
-            "{}: pre-trained vs fine-tuned{on} (θ*, seed {}); each map scaled to its own range, viridis",
+            "{}: pre-trained vs fine-tuned{on} (θ*, seed {}); each map scaled to its own \
+                range, viridis",
             self.backbone, self.seed
         );
         title_area.draw(&Text::new(

@@ -128,7 +128,8 @@ impl Captioned for CkaEce {
             })
             .collect();
         format!(
-            "Similarity against ECE, per (run, fine-tuned epoch, layer); crosses: epoch 0 (similarity 1 by definition, \
+            "Similarity against ECE, per (run, fine-tuned epoch, layer); crosses: epoch 0 \
+                (similarity 1 by definition, \
              scored by a linear probe's head), not in the fit: {}.",
             parts.join("; ")
         )

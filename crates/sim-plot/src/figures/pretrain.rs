@@ -43,7 +43,9 @@ impl LearningCurves {
             curves.push((b.name.clone(), points, prototypes));
         }
         if curves.is_empty() {
-            return Err("no pre-training with a k-NN learning curve in the tables (pre-trained before the curves were kept)".into());
+            return Err("no pre-training with a k-NN learning curve in the tables \
+                (pre-trained before the curves were kept)"
+                .into());
         }
         // k-NN does not depend on the medical data set: the first one's rows.
         let pretrain = study.pretrain.as_deref().unwrap_or_default();
@@ -79,7 +81,8 @@ impl Captioned for LearningCurves {
                 .map(|(b, knn)| format!("`{b}` {knn:.1} % (not pre-trained)")),
         );
         format!(
-            "k-NN top-1 on the natural validation split while pre-training (train split the bank): {}.",
+            "k-NN top-1 on the natural validation split while pre-training (train split the \
+                bank): {}.",
             parts.join("; ")
         )
     }

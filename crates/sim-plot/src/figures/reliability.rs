@@ -62,7 +62,9 @@ fn pool(rows: &[&BinRow], models: usize) -> Vec<Pooled> {
 impl Reliability {
     pub fn prepare(study: &Study) -> Result<Reliability, String> {
         let Some(rows) = &study.reliability else {
-            return Err("no reliability table (a study made before it existed: run `sim-metrics study` again)".into());
+            return Err("no reliability table (a study made before it existed: run \
+                `sim-metrics study` again)"
+                .into());
         };
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {

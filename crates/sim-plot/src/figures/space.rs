@@ -235,11 +235,13 @@ impl Captioned for FinalPoints {
             .unzip();
         match sim_metrics::fit::pearson(&s, &a) {
             Ok(r) => format!(
-                "Final similarity against final accuracy, {} runs: Pearson r = {r:.2} over all backbones.",
+                "Final similarity against final accuracy, {} runs: Pearson r = {r:.2} over \
+                    all backbones.",
                 s.len()
             ),
             Err(_) => format!(
-                "Final similarity against final accuracy, {} runs (no correlation: too few runs or no spread).",
+                "Final similarity against final accuracy, {} runs (no correlation: too few \
+                    runs or no spread).",
                 s.len()
             ),
         }

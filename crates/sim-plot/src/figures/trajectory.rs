@@ -131,7 +131,8 @@ impl Captioned for Trajectory {
                 let (a0, a1) = (acc.first().expect("epoch 0"), acc.last().expect("an epoch"));
                 let s1 = sim.last().expect("an epoch");
                 format!(
-                    "{b}: balanced accuracy {:.1} → {:.1} ± {:.1} %, similarity 1 → {:.3} ± {:.3} after {} epochs ({runs} runs)",
+                    "{b}: balanced accuracy {:.1} → {:.1} ± {:.1} %, similarity 1 → {:.3} ± \
+                        {:.3} after {} epochs ({runs} runs)",
                     a0.1, a1.1, a1.2, s1.1, s1.2, a1.0
                 )
             })

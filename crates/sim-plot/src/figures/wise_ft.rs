@@ -72,10 +72,14 @@ impl Captioned for WiseFtPath {
             .means
             .iter()
             .map(|(b, means)| {
-                let best = means.iter().max_by(|x, y| x.accuracy.total_cmp(&y.accuracy)).expect("a point");
+                let best = means
+                    .iter()
+                    .max_by(|x, y| x.accuracy.total_cmp(&y.accuracy))
+                    .expect("a point");
                 let end = means.last().expect("a point");
                 format!(
-                    "{b}: most accurate at α = {} (accuracy {:.1} %, similarity {:.3}) against α = 1 (accuracy {:.1} %, similarity {:.3})",
+                    "{b}: most accurate at α = {} (accuracy {:.1} %, similarity {:.3}) \
+                        against α = 1 (accuracy {:.1} %, similarity {:.3})",
                     trim(best.alpha),
                     best.accuracy * 100.0,
                     best.similarity,

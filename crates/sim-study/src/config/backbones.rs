@@ -368,7 +368,8 @@ mod tests {
     #[test]
     fn a_backbone_has_exactly_one_source_of_weights() {
         let checkpoint = "checkpoint = \"checkpoints/vit.safetensors\"\n";
-        let pretrain = "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 8, depth = 1, patch = 4 }\n";
+        let pretrain = "input_size = 32\nheads = 2\npretrain = { objective = \"none\", \
+            width = 8, depth = 1, patch = 4 }\n";
         let both = MINIMAL.replace(checkpoint, &format!("{checkpoint}{pretrain}"));
         let msg = parse(&both).unwrap_err().to_string();
         assert!(
@@ -404,7 +405,8 @@ mod tests {
 
     #[test]
     fn each_backbone_rule_names_its_field() {
-        let pretrain = "input_size = 32\nheads = 2\npretrain = { objective = \"none\", width = 8, depth = 1, patch = 4 }\n";
+        let pretrain = "input_size = 32\nheads = 2\npretrain = { objective = \"none\", \
+            width = 8, depth = 1, patch = 4 }\n";
         let made = |extra: &str| {
             MINIMAL.replace(
                 "checkpoint = \"checkpoints/vit.safetensors\"\nfamily = \"vit\"\n",

@@ -124,7 +124,8 @@ impl MethodConfig {
             return Err((
                 field("wise_ft"),
                 format!(
-                    "{alphas:?} is not an increasing list of α in [0, 1) (α = 1 is the fine-tuned model itself)"
+                    "{alphas:?} is not an increasing list of α in [0, 1) (α = 1 is the \
+                        fine-tuned model itself)"
                 ),
             ));
         }
@@ -216,7 +217,8 @@ mod tests {
             assert!(msg.contains(field) && msg.contains(says), "{body}: {msg}");
         }
         let twice = parse(&format!(
-            "{MINIMAL}[[methods]]\nname = \"m\"\nkind = \"full\"\n[[methods]]\nname = \"m\"\nkind = \"full\"\n"
+            "{MINIMAL}[[methods]]\nname = \"m\"\nkind = \"full\"\n[[methods]]\nname \
+                = \"m\"\nkind = \"full\"\n"
         ));
         assert!(twice.unwrap_err().to_string().contains("methods[1].name"));
     }

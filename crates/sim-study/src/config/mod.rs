@@ -527,7 +527,8 @@ checkpoint = "b.safetensors"
             ]
         );
         let two_methods = format!(
-            "{TWO_MEDICAL}[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname = \"probe\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n"
+            "{TWO_MEDICAL}[[methods]]\nname = \"full\"\nkind = \"full\"\n[[methods]]\nname \
+                = \"probe\"\nkind = \"lp-ft\"\nprobe_epochs = 1\n"
         );
         let two = parse(&two_methods).unwrap();
         let msg = two

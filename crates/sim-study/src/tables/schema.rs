@@ -78,7 +78,8 @@ pub fn read<T: Table>(path: &Path) -> Result<Vec<T>, TableFileError> {
 pub fn column<'f>(frame: &'f DataFrame, name: &str) -> Result<&'f Column, String> {
     frame.column(name).map_err(|_| {
         format!(
-            "no column `{name}`: the tables were made by an earlier version; make them again (`sim-metrics study`)"
+            "no column `{name}`: the tables were made by an earlier version; make them \
+                again (`sim-metrics study`)"
         )
     })
 }

@@ -123,7 +123,8 @@ impl PreparedDataset {
         };
         let advice = match &self.in_use {
             Some(evaluations) => format!(
-                "the study's evaluations in {} were made from the recorded image: restore it, or run the study into a new study.output_dir",
+                "the study's evaluations in {} were made from the recorded image: restore \
+                    it, or run the study into a new study.output_dir",
                 evaluations.display()
             ),
             None => format!(
@@ -134,7 +135,8 @@ impl PreparedDataset {
         Err(DataError::Split {
             dataset: self.id.file_stem(),
             message: format!(
-                "image `{}` ({} split) is not the one the study recorded: SHA-256 {} in {}, {} now; {advice}",
+                "image `{}` ({} split) is not the one the study recorded: SHA-256 {} in {}, \
+                    {} now; {advice}",
                 self.dataset.samples[i].id,
                 self.split.side(i),
                 self.split.sha256[i],
@@ -212,13 +214,15 @@ pub fn check_fits_data(config: &StudyConfig, data: &PreparedDataset) -> Result<(
     match &data.id {
         DatasetId::Medical(name) if config.training.batch_size > train => {
             Err(config_error(format!(
-                "training.batch_size = {} is larger than the training split of `{name}` ({train} images)",
+                "training.batch_size = {} is larger than the training split of `{name}` \
+                    ({train} images)",
                 config.training.batch_size
             )))
         }
         DatasetId::Natural if config.evaluation.knn_k.iter().any(|&k| k > train) => {
             Err(config_error(format!(
-                "evaluation.knn_k = {:?} has a k larger than the k-NN bank (the natural data set's training split, {train} images)",
+                "evaluation.knn_k = {:?} has a k larger than the k-NN bank (the natural \
+                    data set's training split, {train} images)",
                 config.evaluation.knn_k
             )))
         }

@@ -121,8 +121,10 @@ impl Split {
             return Err(DataError::file(
                 path,
                 format!(
-                    "missing, but the study's evaluations in {} were made with the split it held: a new split would put \
-                     other images on each side of them. Restore the file, or run the study into a new study.output_dir",
+                    "missing, but the study's evaluations in {} were made with the split it \
+                        held: a new split would put \
+                     other images on each side of them. Restore the file, or run the study \
+                     into a new study.output_dir",
                     evaluations.display()
                 ),
             ));
@@ -206,7 +208,8 @@ impl Split {
         let mut sha256 = Vec::new();
         let advice = match in_use {
             Some(evaluations) => format!(
-                "the study's evaluations in {} were made with the data as it was: restore the data set, \
+                "the study's evaluations in {} were made with the data as it was: restore \
+                    the data set, \
                  or run the study into a new study.output_dir",
                 evaluations.display()
             ),
@@ -235,7 +238,8 @@ impl Split {
                 return Err(stale(
                     row.line,
                     format!(
-                        "the split has image `{}` here, the data set `{}` (images added or removed)",
+                        "the split has image `{}` here, the data set `{}` (images added or \
+                            removed)",
                         get(id),
                         sample.id
                     ),
@@ -529,7 +533,13 @@ mod tests {
         let msg = Split::load_or_make(&moved, &params(3), &path, "s", None)
             .unwrap_err()
             .to_string();
-        assert!(msg.contains(&format!("the group (lesion) of `{id}` is `lesion2` in the split, `lesion999` in the data set")), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "the group (lesion) of `{id}` is `lesion2` in the \
+            split, `lesion999` in the data set"
+            )),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -257,7 +257,8 @@ impl<B: AutodiffBackend> Epochs<'_, B> {
                     let why = format!("loss {value} at epoch {epoch}, step {step}");
                     let path = resumable::fail(self.run_dir, state, why)?;
                     bail!(
-                        "{run}: loss is {value} at epoch {epoch}, step {step}; run marked failed in {}",
+                        "{run}: loss is {value} at epoch {epoch}, step {step}; run marked \
+                            failed in {}",
                         path.display()
                     );
                 }
@@ -322,7 +323,9 @@ fn load_backbone<B: Backend>(
     let name = &bcfg.name;
     if bcfg.pretrain().is_some() && !path.exists() {
         bail!(
-            "backbone `{name}` is pre-trained by the tool and {} is not there yet: run `sim-train pretrain --backbone {name}` with this config first (`cargo xtask reproduce` does)",
+            "backbone `{name}` is pre-trained by the tool and {} is not there yet: run \
+                `sim-train pretrain --backbone {name}` with this config first (`cargo xtask \
+                reproduce` does)",
             path.display()
         );
     }
@@ -340,7 +343,8 @@ fn check_same_backbone(
 ) -> anyhow::Result<()> {
     if state.backbone_sha256 != sha256 {
         bail!(
-            "{}: the run started from backbone file {} with SHA-256 {}, which now has SHA-256 {sha256}; \
+            "{}: the run started from backbone file {} with SHA-256 {}, which now has \
+                SHA-256 {sha256}; \
              restore that file, or remove {} to start the run over",
             RunState::path(run_dir).display(),
             path.display(),
@@ -636,8 +640,10 @@ fn check_same_data(
             && is != was
         {
             bail!(
-                "{}: made from the split of {dataset} with SHA-256 {was}, but splits/{dataset}.csv now has SHA-256 {is}: \
-                 the data set's split or images changed since, and numbers of both would mix. Restore the split file \
+                "{}: made from the split of {dataset} with SHA-256 {was}, but \
+                    splits/{dataset}.csv now has SHA-256 {is}: \
+                 the data set's split or images changed since, and numbers of both would \
+                 mix. Restore the split file \
                  and the data, run the study into a new study.output_dir, {or}",
                 file.display()
             );
@@ -661,8 +667,10 @@ fn check_backbone_file(
         && r.sha256 != now.sha256
     {
         bail!(
-            "backbone file {} changed since this study started using it: SHA-256 {} recorded in {}, {} now; \
-             runs of `{}` would mix two models. Restore the file, or remove {} to start this backbone over",
+            "backbone file {} changed since this study started using it: SHA-256 {} \
+                recorded in {}, {} now; \
+             runs of `{}` would mix two models. Restore the file, or remove {} to start \
+             this backbone over",
             path.display(),
             r.sha256,
             record.display(),
@@ -993,7 +1001,8 @@ pub(crate) fn progress(
     let mut err = std::io::stderr().lock();
     let _ = write!(
         err,
-        "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} images/s  ETA {left:.0} s   "
+        "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} \
+            images/s  ETA {left:.0} s   "
     );
     let _ = err.flush();
 }

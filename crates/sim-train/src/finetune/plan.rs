@@ -195,8 +195,10 @@ impl RunCost {
     pub fn describe(&self, backbone: &str, input_size: u32, epochs: u32) -> String {
         let evaluations = self.run_evaluations();
         format!(
-            "{backbone}: {} parameters, {} training images at {input_size} px; expect about {:.0} s ({:.0} s training per epoch, {:.0} s evaluating in all) \
-             and {:.1} MB on disk ({} evaluations, {} of them with the natural images, {:.1} MB; one checkpoint of {:.1} MB)",
+            "{backbone}: {} parameters, {} training images at {input_size} px; expect about \
+                {:.0} s ({:.0} s training per epoch, {:.0} s evaluating in all) \
+             and {:.1} MB on disk ({} evaluations, {} of them with the natural images, \
+             {:.1} MB; one checkpoint of {:.1} MB)",
             self.params,
             self.train_images,
             self.run_seconds(epochs),

@@ -237,7 +237,8 @@ pub fn load_checkpoint(
 ) -> Result<BTreeMap<String, Vec<u8>>, CheckpointError> {
     let dir = checkpoint_dir(run_dir, epoch);
     let start_over = format!(
-        "run.toml says epoch {epoch} finished, so the run cannot resume without it; remove {} to start the run over",
+        "run.toml says epoch {epoch} finished, so the run cannot resume without it; remove \
+            {} to start the run over",
         run_dir.display()
     );
     let manifest_path = dir.join(MANIFEST);

@@ -105,7 +105,8 @@ impl Checkpoint {
                 return Err(ModelError::file(
                     path,
                     format!(
-                        "tensor `{name}` has {count} non-finite values (the first, {}, at flat index {i})",
+                        "tensor `{name}` has {count} non-finite values (the first, {}, at \
+                            flat index {i})",
                         v[i]
                     ),
                 ));

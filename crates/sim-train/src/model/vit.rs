@@ -368,7 +368,9 @@ impl<B: Backend> Vit<B> {
             return Err(ModelError::file(
                 &spec.file,
                 format!(
-                    "width {d} does not split into {heads} heads; set the number of heads (`heads` of the backbone in a study config, `--heads` for `sim-train extract`)"
+                    "width {d} does not split into {heads} heads; set the number of heads \
+                        (`heads` of the backbone in a study config, `--heads` for \
+                        `sim-train extract`)"
                 ),
             ));
         }

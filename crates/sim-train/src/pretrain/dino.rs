@@ -500,12 +500,14 @@ impl std::fmt::Display for Collapse {
         match self {
             Collapse::Uniform { entropy, max } => write!(
                 f,
-                "the teacher's output was uniform at every step (mean entropy {entropy:.4} of the maximum ln K = {max:.4}); \
+                "the teacher's output was uniform at every step (mean entropy {entropy:.4} \
+                    of the maximum ln K = {max:.4}); \
                  lower dino.teacher_temp or raise dino.center_momentum"
             ),
             Collapse::OnePrototype { entropy } => write!(
                 f,
-                "the teacher put every image on one prototype at every step (batch-mean entropy {entropy:.4}); \
+                "the teacher put every image on one prototype at every step (batch-mean \
+                    entropy {entropy:.4}); \
                  raise dino.teacher_temp or lower dino.center_momentum"
             ),
         }
@@ -628,7 +630,11 @@ mod tests {
             weight_decay_end: 0.4,
             ..DinoConfig::default()
         };
-        let p: PretrainConfig = toml::from_str("objective = \"dino\"\nepochs = 4\nwidth = 8\ndepth = 1\npatch = 4\nlr = 1e-3\nweight_decay = 0.04\nwarmup_epochs = 1").unwrap();
+        let p: PretrainConfig = toml::from_str(
+            "objective = \"dino\"\nepochs = 4\nwidth = \
+            8\ndepth = 1\npatch = 4\nlr = 1e-3\nweight_decay = 0.04\nwarmup_epochs = 1",
+        )
+        .unwrap();
         let p = PretrainConfig { dino, ..p };
         let (first, last) = (StepAt::of(&p, 1, 0, 10), StepAt::of(&p, 4, 9, 10));
         assert!(

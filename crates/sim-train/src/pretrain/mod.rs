@@ -182,7 +182,8 @@ pub fn run<B: AutodiffBackend>(
         tracing::info!("resuming the pre-training of `{name}` after epoch {resumed_at}");
     }
     tracing::info!(
-        "pre-training `{name}` ({}): ViT width {}, depth {}, {} heads, patch {}, {} px, on {} natural images ({} classes), {} epochs, into {}",
+        "pre-training `{name}` ({}): ViT width {}, depth {}, {} heads, patch {}, {} px, on \
+            {} natural images ({} classes), {} epochs, into {}",
         p.objective.name(),
         p.width,
         p.depth,
