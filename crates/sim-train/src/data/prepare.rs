@@ -146,6 +146,11 @@ impl PreparedDataset {
         })
     }
 
+    /// Every sample's label, in the data set's order (the image cache's).
+    pub fn labels(&self) -> Vec<usize> {
+        self.dataset.samples.iter().map(|s| s.label).collect()
+    }
+
     /// Sample indices of the training split.
     pub fn train_indices(&self) -> Vec<usize> {
         self.split.indices(&self.config.train_split)

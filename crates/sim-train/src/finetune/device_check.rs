@@ -218,7 +218,7 @@ impl Data {
         Ok(Data {
             parts: BatchParts::for_training(training),
             cache,
-            labels: prepared.dataset.samples.iter().map(|s| s.label).collect(),
+            labels: prepared.labels(),
             train: prepared.train_indices(),
             test: prepared.test_indices(),
             classes: prepared.dataset.classes.len(),

@@ -97,23 +97,17 @@ pub fn run<B: AutodiffBackend>(
 
     // Data: the study's split and image caches.
     let size = bcfg.input_size;
-    let (medical, natural, medical_cache, natural_cache) =
-        prepare_data(config, &study, &medical_id, size)?;
-    let data_sha256 = BTreeMap::from([
-        (medical.id.file_stem(), medical.split_sha256.clone()),
-        (natural.id.file_stem(), natural.split_sha256.clone()),
-    ]);
+    let data = RunData::prepare(config, &study, &medical_id, size)?;
     if let Some(s) = &state {
         check_same_data(
             &RunState::path(&run_dir),
             &s.data_sha256,
-            &data_sha256,
+            &data.split_sha256,
             &format!("remove {} to start the run over", run_dir.display()),
         )?;
     }
-    let medical_labels: Vec<usize> = medical.dataset.samples.iter().map(|s| s.label).collect();
-    let natural_labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
-    let classes = medical.dataset.classes.len();
+    let (medical_labels, natural_labels) = (data.medical.labels(), data.natural.labels());
+    let classes = data.medical.dataset.classes.len();
 
     let (mean, std) = bcfg.normalisation(loaded.naming.family());
     let batcher = |cache, labels| Batcher {
@@ -124,14 +118,14 @@ pub fn run<B: AutodiffBackend>(
     };
     let sets = EvalSets::new(
         config,
-        (&medical, batcher(&medical_cache, &medical_labels)),
-        (&natural, batcher(&natural_cache, &natural_labels)),
+        (&data.medical, batcher(&data.medical_cache, &medical_labels)),
+        (&data.natural, batcher(&data.natural_cache, &natural_labels)),
     );
 
     let provenance = Provenance {
         backbone: backbone.to_string(),
-        attention_ids: sets.attention_ids(&natural),
-        data_sha256: data_sha256.clone(),
+        attention_ids: sets.attention_ids(&data.natural),
+        data_sha256: data.split_sha256.clone(),
     };
     // Its head drawn from the split seed: the same epoch 0 for every seed.
     let epoch0_model = Classifier::new(
@@ -171,11 +165,11 @@ pub fn run<B: AutodiffBackend>(
         tracing::info!("resuming {run} after epoch {resumed_at}");
     }
     let mut state = state.unwrap_or_else(|| {
-        let started = (hash, backbone_sha256.clone(), data_sha256);
+        let started = (hash, backbone_sha256.clone(), data.split_sha256);
         RunState::started(run, started, t.epochs)
     });
 
-    let train = medical.train_indices();
+    let train = data.medical.train_indices();
     let loss_weights = class_weights(&medical_labels, &train, classes);
     let steps = StepInputs::new(t, &sets, &method, (train.len(), &loss_weights), device);
     log_plan(
@@ -404,24 +398,44 @@ fn log_plan<B: AutodiffBackend>(
     );
 }
 
-/// The study's split and image caches of the run's medical data set and
-/// of the natural images, made under the study folder's lock by the first
-/// run that needs them: (medical, natural, their caches at `size` px).
-fn prepare_data(
-    config: &StudyConfig,
-    study: &StudyDir,
-    medical_id: &DatasetId,
-    size: u32,
-) -> anyhow::Result<(PreparedDataset, PreparedDataset, ImageCache, ImageCache)> {
-    let _study_lock = lock_study(study)?;
-    study.write_resolved_config(config)?;
-    let mut medical = PreparedDataset::load(config, study, medical_id)?;
-    let mut natural = PreparedDataset::load(config, study, &DatasetId::Natural)?;
-    check_fits_data(config, &medical)?;
-    check_fits_data(config, &natural)?;
-    let medical_cache = medical.image_cache(study, size)?;
-    let natural_cache = natural.image_cache(study, size)?;
-    Ok((medical, natural, medical_cache, natural_cache))
+/// What a run reads: the study's split and image caches of its medical
+/// data set and of the natural images, and the SHA-256 of each split file.
+struct RunData {
+    medical: PreparedDataset,
+    natural: PreparedDataset,
+    medical_cache: ImageCache,
+    natural_cache: ImageCache,
+    /// The SHA-256 of each split file, by data set (`run.toml`'s `data_sha256`).
+    split_sha256: BTreeMap<String, String>,
+}
+
+impl RunData {
+    /// Made under the study folder's lock by the first run that needs
+    /// them, the caches at `size` px.
+    fn prepare(
+        config: &StudyConfig,
+        study: &StudyDir,
+        medical_id: &DatasetId,
+        size: u32,
+    ) -> anyhow::Result<RunData> {
+        let _study_lock = lock_study(study)?;
+        study.write_resolved_config(config)?;
+        let mut medical = PreparedDataset::load(config, study, medical_id)?;
+        let mut natural = PreparedDataset::load(config, study, &DatasetId::Natural)?;
+        check_fits_data(config, &medical)?;
+        check_fits_data(config, &natural)?;
+        let split_sha256 = BTreeMap::from([
+            (medical.id.file_stem(), medical.split_sha256.clone()),
+            (natural.id.file_stem(), natural.split_sha256.clone()),
+        ]);
+        Ok(RunData {
+            medical_cache: medical.image_cache(study, size)?,
+            natural_cache: natural.image_cache(study, size)?,
+            medical,
+            natural,
+            split_sha256,
+        })
+    }
 }
 
 /// Where a run's evaluations go and what they record.

@@ -140,7 +140,7 @@ pub fn run<B: AutodiffBackend>(
     }
 
     let (natural, cache) = natural_images(config, bcfg.input_size)?;
-    let labels: Vec<usize> = natural.dataset.samples.iter().map(|s| s.label).collect();
+    let labels = natural.labels();
     let (mean, std) = bcfg.normalisation(init.naming.family());
     let norm = Normalisation { mean, std };
     let (train, val) = (natural.train_indices(), natural.test_indices());
