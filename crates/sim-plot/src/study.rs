@@ -61,7 +61,6 @@ pub struct WiseFtMean {
     pub similarity: f64,
     pub accuracy: f64,
     pub ece: f64,
-    pub knn_top1: f64,
     pub runs: usize,
 }
 
@@ -187,8 +186,6 @@ impl Study {
                     similarity: mean(|r| r.similarity),
                     accuracy: mean(|r| r.accuracy),
                     ece: mean(|r| r.ece),
-                    // WiSE-FT evaluates the natural images at every α.
-                    knn_top1: mean(|r| r.knn_top1.unwrap_or(f64::NAN)),
                     runs: at.len(),
                 }
             })

@@ -32,7 +32,7 @@ use sim_study::tables::rows::{
     BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow, MethodComparisonRow,
     PatchRow, PretrainEpochRow, PretrainRow, SpaceRow, VerdictRow, WiseFtRow,
 };
-use sim_study::tables::schema::{self, Shape, Table, TableFileError};
+use sim_study::tables::schema::{self, Shape, Table};
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
 use std::path::{Path, PathBuf};
 
@@ -237,16 +237,19 @@ struct Tables {
 impl Tables {
     /// Writes every table, in the order of `file::ALL`; returns the files.
     fn write(&self, study: &StudyDir, shape: &Shape) -> Result<Vec<PathBuf>, TableError> {
-        let mut written = Vec::new();
-        let mut one = |file: &str, write: &dyn Fn(&Path) -> Result<(), TableFileError>| {
-            let path = study.table(file);
-            write(&path).map_err(|e| TableError(e.to_string()))?;
-            written.push(path);
-            Ok::<_, TableError>(())
-        };
+        /// Writes one table's rows into its file.
+        fn one<T: Table>(
+            study: &StudyDir,
+            rows: &[T],
+            shape: &Shape,
+        ) -> Result<PathBuf, TableError> {
+            let path = study.table(T::FILE);
+            schema::write(&path, rows, shape).map_err(|e| TableError(e.to_string()))?;
+            Ok(path)
+        }
         macro_rules! write_all {
             ($($rows:ident),*) => {
-                $( one(table_of(&self.$rows), &|p| schema::write(p, &self.$rows, shape))?; )*
+                Ok(vec![$( one(study, &self.$rows, shape)?, )*])
             };
         }
         write_all!(
@@ -264,12 +267,6 @@ impl Tables {
             method_comparisons,
             pretrain,
             pretrain_epochs
-        );
-        Ok(written)
+        )
     }
-}
-
-/// The file of a table, from its rows' type.
-fn table_of<T: Table>(_: &[T]) -> &'static str {
-    T::FILE
 }

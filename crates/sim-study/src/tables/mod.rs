@@ -216,6 +216,14 @@ pub mod col {
         format!("{KNN_TOP1}_k{k}")
     }
 
+    /// The k of a `knn_top1_k<k>` column name; none for any other name.
+    pub fn knn_top1_k_of(name: &str) -> Option<usize> {
+        name.strip_prefix(KNN_TOP1)?
+            .strip_prefix("_k")?
+            .parse()
+            .ok()
+    }
+
     /// `<metric>_mean`, a mean over finished runs in the backbones table.
     pub fn mean(metric: &str) -> String {
         format!("{metric}_mean")

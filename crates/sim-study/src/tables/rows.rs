@@ -237,11 +237,9 @@ impl Wide for KnnByK {
     }
 
     fn read(frame: &DataFrame) -> Result<Vec<Self>, String> {
-        let prefix = col::knn_top1_at(0);
-        let prefix = prefix.trim_end_matches('0');
         let mut rows = vec![KnnByK::default(); frame.height()];
         for c in frame.columns() {
-            let Some(k) = c.name().strip_prefix(prefix).and_then(|k| k.parse().ok()) else {
+            let Some(k) = col::knn_top1_k_of(c.name()) else {
                 continue;
             };
             let values: Vec<Option<f64>> = Cell::read(c)?;

@@ -2,8 +2,9 @@
 //! is one row type ([`super::rows`]) declared with `table!`: its fields are
 //! the table's columns in order, each named by a [`super::col`] constant and
 //! typed by its field's type ([`Cell`]). The writer (`sim-metrics study`)
-//! makes rows and [`write`]s them; the figures and the tests [`read`] and
-//! [`write`] through the same code, so a column is added in one place.
+//! makes rows and [`write`]s them; the figures [`read`] them and the
+//! figures' test fixture writes its rows through the same code, so a column
+//! is one field plus its computation.
 //!
 //! Reading checks every column: a null in a column of a non-`Option` type,
 //! or a NaN or infinite value in a non-`Option` number, is an error naming
@@ -106,6 +107,7 @@ fn cells<V, T>(
         .collect()
 }
 
+/// The column as polars' array of one type, or the error naming the column.
 fn typed<'c, T>(
     column: &'c Column,
     as_type: impl FnOnce(&'c Series) -> PolarsResult<&'c T>,

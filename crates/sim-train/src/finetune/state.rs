@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sim_study::crash;
 use sim_study::layout::CHECKPOINT_PREFIX;
-pub use sim_study::layout::checkpoint_dir;
+use sim_study::layout::checkpoint_dir;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
