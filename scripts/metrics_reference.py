@@ -283,5 +283,71 @@ clf = LogisticRegression(C=1.0 / (l2 * n_train), class_weight="balanced", tol=1e
 clf.fit(z, yt)
 expected["probe"]["test_probabilities"] = clf.predict_proba((probe_x[n_train:] - mu) / sd).ravel().tolist()
 
+# Similarity measures besides CKA (scripts/similarity_reference.py),
+# each by another route than the Rust side's one SVD per side: CCA through
+# the inverse square roots of covariance matrices, Procrustes through
+# scipy's orthogonal_procrustes, RSA through scipy's pdist and spearmanr,
+# the neighbour measures through dense masks as platonic-rep's metrics.py.
+from similarity_reference import cknna, mutual_knn, procrustes, pwcca, rsa, svcca
+
+srng = np.random.default_rng(20261205)
+RSA_MAX, ALIGN_K = 50, 5
+measures = {
+    "svcca": lambda x, y: svcca(x, y, variance=0.99),
+    "pwcca": pwcca,
+    "procrustes": procrustes,
+    "rsa": lambda x, y: rsa(x, y, cap=RSA_MAX),
+    "mutual_knn": lambda x, y: mutual_knn(x, y, k=ALIGN_K),
+    "cknna": lambda x, y: cknna(x, y, k=ALIGN_K),
+}
+
+# Inputs: the CKA cases (n > d, n < d, low rank with offsets), plus a side
+# with a constant and a duplicated feature (rank-deficient: CCA on the
+# column space, which the reference reaches by dropping both), and one with
+# repeated samples (tied RDM entries for RSA).
+sim_cases = dict(cka_cases)
+base = srng.normal(size=(80, 12))
+deficient = np.concatenate([base, base[:, :1] * 2.0, np.full((80, 1), 3.0)], axis=1)
+sim_cases["rank_deficient"] = (deficient, srng.normal(size=(80, 9)) + base[:, :9])
+repeated = np.repeat(srng.normal(size=(20, 15)), 3, axis=0)
+sim_cases["repeated_samples"] = (repeated, repeated @ srng.normal(size=(15, 15)) + 0.1 * srng.normal(size=(60, 15)))
+
+expected["similarity"] = {}
+for name, (x, y) in sim_cases.items():
+    x = x.astype(np.float32).astype(np.float64)
+    y = y.astype(np.float32).astype(np.float64)
+    if name not in cka_cases:  # the CKA cases' files are there already
+        save(f"sim_{name}_x", x.astype(np.float32))
+        save(f"sim_{name}_y", y.astype(np.float32))
+    row = {}
+    for measure, f in measures.items():
+        if measure in ("svcca", "pwcca") and x.shape[0] <= max(x.shape[1], y.shape[1]):
+            continue  # n ≤ d: every canonical correlation is 1 (a property test)
+        if name == "rank_deficient" and measure in ("svcca", "pwcca"):
+            row[measure] = f(x[:, :12], y)  # the same column space, full rank
+        elif name == "repeated_samples" and measure in ("mutual_knn", "cknna"):
+            continue  # exact ties in the neighbour order: a Rust unit test
+        else:
+            row[measure] = f(x, y)
+    expected["similarity"][name] = row
+
+# Chance levels: the measure between x and x with its rows permuted, over
+# the permutations saved here (the Rust side takes the same ones).
+x = x_lr.astype(np.float32).astype(np.float64)
+perms = np.stack([srng.permutation(x.shape[0]) for _ in range(7)])
+save("sim_null_orders", perms.astype(np.int64).ravel())  # 7 orders of the 200 rows, one after another
+expected["similarity_null"] = {}
+for measure, f in measures.items():
+    if measure == "rsa":
+        # The Rust side permutes the capped samples among themselves: the
+        # order of those below the cap, as it reads them.
+        m = min(x.shape[0], RSA_MAX)
+        rows = np.array([i * x.shape[0] // m for i in range(m)])
+        values = [f(x[rows], x[rows][[i for i in p if i < m]]) for p in perms]
+    else:
+        values = [f(x, x[p]) for p in perms]
+    q = 5 if measure == "procrustes" else 95
+    expected["similarity_null"][measure] = {"mean": float(np.mean(values)), "q95": float(np.percentile(values, q))}
+
 (out / "expected.json").write_text(json.dumps(expected, indent=1, default=float) + "\n")
-print(json.dumps(expected["cka"], indent=1))
+print(json.dumps({k: expected[k] for k in ("cka", "similarity", "similarity_null")}, indent=1))

@@ -125,18 +125,22 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64, MetricError> {
     pearson(&ranks(x), &ranks(y))
 }
 
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+/// Average ranks (1-based), ties sharing the mean of their ranks. Sorts
+/// (value, index) pairs in place, in parallel: RSA ranks the millions of
+/// entries of an RDM.
+pub(crate) fn ranks(v: &[f64]) -> Vec<f64> {
+    use rayon::slice::ParallelSliceMut;
+    let mut order: Vec<(f64, usize)> = v.iter().copied().zip(0..).collect();
+    order.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let mut out = vec![0.0; v.len()];
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
-        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+        while j + 1 < order.len() && order[j + 1].0 == order[i].0 {
             j += 1;
         }
         let rank = (i + j) as f64 / 2.0 + 1.0;
-        for &o in &order[i..=j] {
+        for &(_, o) in &order[i..=j] {
             out[o] = rank;
         }
         i = j + 1;

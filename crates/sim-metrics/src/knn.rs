@@ -186,7 +186,7 @@ pub(crate) fn normalised_rows<T: Scalar>(m: MatRef<'_, T>) -> Result<Vec<f32>, M
 }
 
 /// The neighbour order: larger similarity first, then lower index.
-fn better(a: (usize, f32), b: (usize, f32)) -> bool {
+fn better<S: PartialOrd>(a: (usize, S), b: (usize, S)) -> bool {
     a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
 }
 
@@ -218,9 +218,9 @@ const SCAN_BLOCK: usize = 16;
 /// which is larger is skipped whole, on one branch after comparisons the
 /// compiler can run in SIMD lanes (a branch per value made this scan about
 /// an eighth of the time of the similarity product before it).
-pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
-    let offer = |i: usize, s: f32, best: &mut Vec<(usize, f32)>| {
+pub(crate) fn top_k<S: Copy + PartialOrd>(row: &[S], k: usize) -> Vec<(usize, S)> {
+    let mut best: Vec<(usize, S)> = Vec::with_capacity(k + 1);
+    let offer = |i: usize, s: S, best: &mut Vec<(usize, S)>| {
         if best.len() == k && !better((i, s), best[k - 1]) {
             return;
         }
@@ -231,7 +231,7 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
     let blocks = row.chunks_exact(SCAN_BLOCK);
     let rest = blocks.remainder();
     for (b, block) in blocks.enumerate() {
-        let block: &[f32; SCAN_BLOCK] = block.try_into().expect("an exact chunk");
+        let block: &[S; SCAN_BLOCK] = block.try_into().expect("an exact chunk");
         if best.len() == k {
             let worst = best[k - 1].1;
             if !block.iter().fold(false, |any, &s| any | (s > worst)) {

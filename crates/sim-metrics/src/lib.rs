@@ -27,6 +27,7 @@ pub mod fit;
 pub mod knn;
 mod linalg;
 pub mod probe;
+pub mod similarity;
 pub mod space;
 pub mod stats;
 pub mod stream;

@@ -7,10 +7,12 @@ use sim_metrics::arrays::{load_labels, load_matrix};
 use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, Estimator, Kernel, MinibatchCka, cka};
 use sim_metrics::knn::knn_accuracy;
+use sim_metrics::similarity::{Measure, MeasureOptions, Prepared, chance_level};
+use sim_metrics::stats::draw_permutations;
 use sim_metrics::stream::{NpyRows, knn_accuracy_file, linear_cka_files};
 use std::path::PathBuf;
 
-/// Representation similarity (CKA), calibration (ECE) and k-NN accuracy.
+/// Representation similarity (CKA and seven other measures), calibration (ECE) and k-NN accuracy.
 ///
 /// Arrays are `.npy` files (f16/f32/f64 features, integer labels) or tensors
 /// in a safetensors file, written `FILE.safetensors:tensor_name`. Features are
@@ -48,6 +50,39 @@ enum Command {
         /// streamed, never held whole (memory: a block and d × d products).
         #[arg(long, default_value_t = DEFAULT_BLOCK_ROWS)]
         block_rows: usize,
+    },
+    /// Similarity measures between two representations of the same samples,
+    /// each with its chance level (docs/SPEC.md, "Similarity measures").
+    ///
+    /// Prints {"n": …, "measures": {"svcca": {"value": …, "null_mean": …,
+    /// "null_q95": …}, …}}; procrustes is a distance (0: the same shape), its
+    /// null_q95 the 5th percentile of the permutations.
+    ///
+    /// Example: sim-metrics similarity --measure svcca,pwcca,procrustes --a pre.npy --b tuned.npy --null 20
+    Similarity {
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        /// One or several (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "cka")]
+        measure: Vec<Measure>,
+        /// SVCCA keeps the top directions explaining this share of each side's variance.
+        #[arg(long, default_value_t = MeasureOptions::default().svcca_variance)]
+        svcca_variance: f64,
+        /// RSA compares RDMs of at most this many samples (evenly spaced).
+        #[arg(long, default_value_t = MeasureOptions::default().rsa_max_samples)]
+        rsa_max_samples: usize,
+        /// Neighbours of mutual k-NN and CKNNA.
+        #[arg(long, default_value_t = MeasureOptions::default().alignment_k)]
+        k: usize,
+        /// Row permutations of A compared with A for each measure's chance
+        /// level (0: none).
+        #[arg(long, default_value_t = 0)]
+        null: usize,
+        /// Seeds the permutations.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Expected and maximum calibration error of softmax(logits).
     ///
@@ -186,6 +221,44 @@ fn main() -> anyhow::Result<()> {
                     out
                 }
             }
+        }
+        Command::Similarity {
+            a,
+            b,
+            measure,
+            svcca_variance,
+            rsa_max_samples,
+            k,
+            null,
+            seed,
+        } => {
+            let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
+            anyhow::ensure!(
+                a.rows == b.rows,
+                "{}: {} samples, {} has {}",
+                b.name,
+                b.rows,
+                a.name,
+                a.rows
+            );
+            let opts = MeasureOptions {
+                svcca_variance,
+                rsa_max_samples,
+                alignment_k: k,
+            };
+            let orders = draw_permutations(a.rows, null, seed);
+            let mut measures = serde_json::Map::new();
+            for m in measure {
+                let side = Prepared::new(m, a.view(), opts)?;
+                let mut out = json!({"value": side.compare(&Prepared::new(m, b.view(), opts)?)?});
+                if null > 0 {
+                    let chance = chance_level(&side, &orders)?;
+                    out["null_mean"] = json!(chance.mean);
+                    out["null_q95"] = json!(chance.q95);
+                }
+                measures.insert(m.name().to_owned(), out);
+            }
+            json!({"n": a.rows, "null_resamples": null, "measures": measures})
         }
         Command::Ece {
             logits,

@@ -43,6 +43,19 @@ pub fn draw_resamples(n: usize, resamples: usize, seed: u64) -> Vec<Vec<usize>> 
         .collect()
 }
 
+/// `resamples` random orders of 0..n (permutations, for a chance level).
+pub fn draw_permutations(n: usize, resamples: usize, seed: u64) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..resamples)
+        .map(|_| {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            order
+        })
+        .collect()
+}
+
 /// The bootstrap interval of the mean of `values` (one per run) over the
 /// given resamples of their indices.
 pub fn mean_interval(values: &[f64], resamples: &[Vec<usize>], level: f64) -> (f64, f64) {

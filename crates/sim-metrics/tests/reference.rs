@@ -10,6 +10,7 @@ use sim_metrics::cka::{
 use sim_metrics::classification::classification_scores;
 use sim_metrics::fit::{level_fit, pearson, spearman};
 use sim_metrics::knn::knn_accuracy;
+use sim_metrics::similarity::{Measure, MeasureOptions, Prepared, chance_level, similarity};
 
 /// CKA values against numpy's f64 on the same f32 inputs.
 const CKA_TOL: f64 = 1e-9;
@@ -424,5 +425,80 @@ fn the_probe_s_test_probabilities_match_scikit_learn() {
                 "test row {i}, class {c}: {p} vs scikit-learn {w}"
             );
         }
+    }
+}
+
+/// The measures besides CKA against scripts/metrics_reference.py, which
+/// reaches each by another route (covariance inverses for CCA, scipy's
+/// orthogonal_procrustes, pdist and spearmanr, dense masks for the
+/// neighbour measures): the 1e-6 on f32 inputs read as f64.
+const SIMILARITY_TOL: f64 = 1e-6;
+
+/// The parameters the reference script uses (its SVCCA_VARIANCE, RSA_MAX, ALIGN_K).
+const REFERENCE_MEASURE_OPTIONS: MeasureOptions = MeasureOptions {
+    svcca_variance: 0.99,
+    rsa_max_samples: 50,
+    alignment_k: 5,
+};
+
+/// A similarity case's two sides: the CKA cases' files, or its own.
+fn similarity_case(case: &str) -> (FloatArray, FloatArray) {
+    let prefix = if expected()["cka"].get(case).is_some() {
+        "cka"
+    } else {
+        "sim"
+    };
+    (
+        matrix(&format!("{prefix}_{case}_x")),
+        matrix(&format!("{prefix}_{case}_y")),
+    )
+}
+
+#[test]
+fn similarity_measures_match_the_python_reference() {
+    let exp = expected();
+    let cases = exp["similarity"].as_object().unwrap();
+    assert_eq!(cases.len(), 5, "cases: {:?}", cases.keys());
+    let mut compared = 0;
+    for (case, want) in cases {
+        let (x, y) = similarity_case(case);
+        for (name, value) in want.as_object().unwrap() {
+            let measure = <Measure as clap::ValueEnum>::from_str(name, false).unwrap();
+            let got = similarity(measure, x.view(), y.view(), REFERENCE_MEASURE_OPTIONS)
+                .unwrap_or_else(|e| panic!("{case} {name}: {e}"));
+            close(got, value, SIMILARITY_TOL, &format!("{case} {name}"));
+            compared += 1;
+        }
+    }
+    // Every measure but CKA on every case the reference computes it on.
+    assert_eq!(compared, 26);
+}
+
+#[test]
+fn chance_levels_match_the_python_reference_on_the_same_permutations() {
+    let exp = expected();
+    let x = matrix("cka_low_rank_x");
+    let orders: Vec<Vec<usize>> = load_labels(&fixture("sim_null_orders"))
+        .unwrap()
+        .chunks_exact(x.rows)
+        .map(|o| o.iter().map(|&i| i as usize).collect())
+        .collect();
+    assert_eq!(orders.len(), 7);
+    for (name, want) in exp["similarity_null"].as_object().unwrap() {
+        let measure = <Measure as clap::ValueEnum>::from_str(name, false).unwrap();
+        let side = Prepared::new(measure, x.view(), REFERENCE_MEASURE_OPTIONS).unwrap();
+        let chance = chance_level(&side, &orders).unwrap();
+        close(
+            chance.mean,
+            &want["mean"],
+            SIMILARITY_TOL,
+            &format!("{name} null mean"),
+        );
+        close(
+            chance.q95,
+            &want["q95"],
+            SIMILARITY_TOL,
+            &format!("{name} null q95"),
+        );
     }
 }

@@ -1132,3 +1132,83 @@ fn tables_are_fresh_by_content_and_a_hand_edited_config_is_refused() {
         "{msg}"
     );
 }
+
+#[test]
+fn every_measure_of_the_study_has_rows_with_its_chance_level_and_a_finding_2_verdict() {
+    use sim_study::config::Measure;
+    use sim_study::tables::rows::{LayerRow, SimilarityRow, VerdictRow};
+    use sim_study::tables::schema;
+    let all: Vec<String> = Measure::ALL.iter().map(|m| format!("\"{m}\"")).collect();
+    let text = format!(
+        "{CONFIG}[evaluation.similarity]\nmeasures = [{}]\nnull_resamples = 5\nalignment_k = 5\n",
+        all.join(", ")
+    );
+    let (dir, config, study) = new_study(&text);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let base = base_features(&mut rng);
+    eval_file(
+        &study.pretrained_eval("ham10000", "tiny"),
+        &base,
+        0.0,
+        &mut rng,
+    );
+    for seed in 0..4 {
+        let drift = 1.0 + 0.5 * seed as f64;
+        eval_file(
+            &study.epoch_eval(&tiny_run(seed), 1),
+            &base,
+            drift,
+            &mut rng,
+        );
+        finish_after_one_epoch(&study, &config, &tiny_run(seed));
+    }
+    write_study_tables(dir.path()).unwrap();
+    let rows: Vec<SimilarityRow> = schema::read(&study.table("similarity.parquet")).unwrap();
+    // 4 runs × epochs 0 and 1 × 4 layers × 8 measures.
+    assert_eq!(rows.len(), 4 * 2 * 4 * 8);
+    let layers: Vec<LayerRow> = schema::read(&study.table("layers.parquet")).unwrap();
+    for r in &rows {
+        let measure = Measure::ALL.iter().find(|m| m.name() == r.measure).unwrap();
+        let (mean, bound) = (r.null_mean.unwrap(), r.null_q95.unwrap());
+        assert!(mean.is_finite() && bound.is_finite(), "{r:?}");
+        if r.epoch == 0 {
+            // The pre-trained model against itself: the identity value, above chance.
+            let identity = if measure.higher_is_similar() {
+                1.0
+            } else {
+                0.0
+            };
+            assert!((r.value - identity).abs() < 1e-6, "{r:?}");
+            assert_eq!(r.above_chance, Some(true), "{r:?}");
+        }
+        assert_eq!(
+            r.above_chance,
+            Some(measure.oriented(r.value) > measure.oriented(bound))
+        );
+        // CKA's rows are layers.parquet's medical CLS values.
+        if matches!(measure, Measure::Cka | Measure::CkaDebiased) {
+            let l = layers
+                .iter()
+                .find(|l| {
+                    (l.seed, l.epoch, l.layer) == (r.seed, r.epoch, r.layer)
+                        && l.probe == "medical"
+                        && l.token == "cls"
+                })
+                .unwrap();
+            let want = if *measure == Measure::Cka {
+                l.cka
+            } else {
+                l.cka_debiased
+            };
+            assert_eq!(r.value, want);
+        }
+    }
+    // Finding 2 under each measure besides CKA: a row each, where its fit
+    // can be made (4 layers × 4 runs of points here).
+    let verdicts: Vec<VerdictRow> = schema::read(&study.table("verdicts.parquet")).unwrap();
+    for m in &Measure::ALL[2..] {
+        let found: Vec<_> = verdicts.iter().filter(|v| v.measure == m.name()).collect();
+        assert_eq!(found.len(), 1, "{m}: {found:?}");
+        assert_eq!((found[0].finding, found[0].token.as_str()), (2, "cls"));
+    }
+}

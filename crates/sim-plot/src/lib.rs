@@ -3,6 +3,7 @@
 //! so anyone with the tables can make them.
 //!
 //! - [`study`]: the tables read into typed rows.
+//! - [`scale`]: how a similarity measure is shown (`--measure`).
 //! - [`style`]: sizes, font, colours, PNG and SVG output.
 //! - [`figures`]: one module per figure of docs/SPEC.md, "Figures".
 //! - [`paper_tables`]: Table 1 and Table 2 as Markdown and CSV.
@@ -12,11 +13,13 @@
 pub mod figures;
 pub mod paper_tables;
 pub mod report;
+pub mod scale;
 pub mod study;
 pub mod style;
 
 use figures::Outcome;
 use sim_study::StudyDir;
+use sim_study::config::Measure;
 use sim_study::manifest::Manifest;
 use std::path::{Path, PathBuf};
 use style::Format;
@@ -28,6 +31,10 @@ pub struct Options {
     /// `layers_cka`); all of [`figures::NAMES`] when `None`.
     pub only: Option<Vec<String>>,
     pub formats: Vec<Format>,
+    /// Draw the figures of similarity ([`figures::MEASURED`]) under this
+    /// measure of `similarity.parquet`, as `<figure>_<measure>.png`, and
+    /// nothing else; `None` (or CKA): every figure, tables and report.
+    pub measure: Option<Measure>,
 }
 
 impl Default for Options {
@@ -35,6 +42,7 @@ impl Default for Options {
         Options {
             only: None,
             formats: vec![Format::Png, Format::Svg],
+            measure: None,
         }
     }
 }
@@ -79,6 +87,9 @@ fn inputs_manifest(study: &StudyDir, known: Option<&Manifest>) -> anyhow::Result
 /// only some figures are asked for) of the study at `dir`.
 pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
     let study = study::Study::read(dir)?;
+    if let Some(measure) = options.measure.filter(|&m| m != Measure::Cka) {
+        return render_measure(&study.for_measure(measure)?, dir, options);
+    }
     let study_dir = StudyDir::new(dir);
     let manifest = inputs_manifest(
         &study_dir,
@@ -131,6 +142,29 @@ pub fn render_study(dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
             _ => None,
         })
         .collect();
+    Ok(Rendered { files, left_out })
+}
+
+/// The figures of similarity of `study` (drawn under a measure besides
+/// CKA), each as `<figure>_<measure>`; the tables, report and manifest,
+/// which are CKA's, untouched.
+fn render_measure(study: &study::Study, dir: &Path, options: &Options) -> anyhow::Result<Rendered> {
+    let out = figures_dir(dir);
+    std::fs::create_dir_all(&out)?;
+    let (mut files, mut left_out) = (Vec::new(), Vec::new());
+    for name in figures::MEASURED {
+        if options
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|prefix| name.starts_with(prefix.as_str())))
+        {
+            continue;
+        }
+        match figures::render(study, name, &out, &options.formats)? {
+            Outcome::Written { files: f, .. } => files.extend(f),
+            Outcome::LeftOut(why) => left_out.push((format!("{name}_{}", study.measure), why)),
+        }
+    }
     Ok(Rendered { files, left_out })
 }
 

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use sim_plot::style::Format;
+use sim_study::config::Measure;
 use std::path::PathBuf;
 
 /// The paper's figures, its two tables and a report, from a study's tables.
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 /// <study>/tables/table1.{md,csv}, table2.{md,csv} and <study>/report.md.
 /// A figure whose data is missing is left out, and the report says why.
 ///
-/// Example: sim-plot --study studies/ci --only fig2,fig5 --format png
+/// Examples: sim-plot --study studies/ci --only fig2,fig5 --format png
+///           sim-plot --study studies/cpu --measure svcca
 #[derive(Parser)]
 #[command(name = "sim-plot", version)]
 struct Cli {
@@ -27,6 +29,12 @@ struct Cli {
     /// File formats (comma-separated): png, svg.
     #[arg(long, value_delimiter = ',', default_value = "png,svg")]
     format: Vec<String>,
+    /// Draw the figures of similarity (fig1b, fig4a, fig5, layers_cka,
+    /// layers_epochs_cka) under this measure of similarity.parquet instead
+    /// of CKA, as <figure>_<measure>.png; the tables and report are left as
+    /// they are. The study must list it in [evaluation.similarity] measures.
+    #[arg(long, value_enum)]
+    measure: Option<Measure>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         &sim_plot::Options {
             only: cli.only,
             formats,
+            measure: cli.measure,
         },
     )?;
     for f in &rendered.files {

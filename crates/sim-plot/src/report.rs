@@ -15,6 +15,8 @@ use sim_study::config::{BackboneConfig, Family, Paradigm};
 use sim_study::tables::col;
 use std::fmt::Write;
 
+mod measures;
+
 /// How the report names a backbone's pre-training: its `pretrain`
 /// objective where the tool made it, else its family (the side finding 3
 /// puts it on: [`BackboneConfig::paradigm`]).
@@ -295,8 +297,9 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     }
     let _ = writeln!(
         r,
-        "## Does a verdict depend on the measure?\n\n{}",
-        by_measure(study)
+        "## Do the measures agree?\n\n{}\n{}",
+        measures::by_measure(study),
+        measures::above_chance(study)
     );
     r
 }
@@ -628,13 +631,6 @@ fn agreement(per_facet: &[(String, Finding)], noun: &str) -> String {
 /// The measure the findings are stated with: biased CKA on the CLS token.
 const HEADLINE: (&str, &str) = (col::CKA, "cls");
 
-/// The measures of the verdict-by-measure table: heading, `measure`, `token`.
-const MEASURES: [(&str, &str, &str); 3] = [
-    ("biased CKA, CLS", col::CKA, "cls"),
-    ("debiased CKA, CLS", col::CKA_DEBIASED, "cls"),
-    ("biased CKA, patch mean", col::CKA, "patch_mean"),
-];
-
 /// A finding's rows of `verdicts.parquet` under a measure (`None`: tables
 /// made before the verdicts were).
 fn verdict_rows<'a>(
@@ -918,76 +914,5 @@ fn finding_forgetting(study: &Study) -> Finding {
     Finding {
         verdict,
         text: format!("{words}. {}. {}.", pairs.join("; "), parts.join("; ")),
-    }
-}
-
-/// "Does a verdict depend on the measure?": per facet and finding, the
-/// verdict under each of [`MEASURES`]. Finding 3 reads k-NN top-1, which
-/// no similarity measure changes: its verdict stands in every column.
-fn by_measure(study: &Study) -> String {
-    if study.verdicts.is_none() {
-        return format!("{NO_VERDICTS}.\n");
-    }
-    let claims = [
-        (1, "1. runs besides θ* inside T_X"),
-        (2, "2. ECE linear in similarity"),
-        (3, "3. supervised forgets less (k-NN top-1)"),
-    ];
-    let several = study.several_facets();
-    let facet = match (study.several_datasets(), study.methods.len() > 1) {
-        (true, true) => "data set / method",
-        (false, true) => "method",
-        _ => "data set",
-    };
-    let mut t = if several {
-        format!("| {facet} | finding |")
-    } else {
-        "| finding |".to_string()
-    };
-    for (heading, ..) in MEASURES {
-        t.push_str(&format!(" {heading} |"));
-    }
-    t.push_str(if several { "\n|---|---|" } else { "\n|---|" });
-    t.push_str(&"---|".repeat(MEASURES.len()));
-    for facet in study.facets() {
-        let rows = study.facet(&facet);
-        for (finding, claim) in claims {
-            t.push_str(&if several {
-                format!("\n| {} | {claim} |", facet.label())
-            } else {
-                format!("\n| {claim} |")
-            });
-            for (_, measure, token) in MEASURES {
-                let at = if finding == 3 {
-                    (col::KNN_TOP1, "cls")
-                } else {
-                    (measure, token)
-                };
-                let found = verdict_rows(&rows, finding, at).unwrap_or_default();
-                let noun = if finding == 3 { "pair" } else { "backbone" };
-                t.push_str(&format!(" {} |", cell(&found, noun)));
-            }
-        }
-    }
-    format!(
-        "The same verdicts (share of resamples, as above) with the similarity read three \
-            ways; each cell counts the backbones (finding 3: supervised/self-supervised \
-            pairs) it holds for.\n\n{t}\n"
-    )
-}
-
-/// A table cell: the verdict over a finding's rows, short.
-fn cell(rows: &[&VerdictRow], noun: &str) -> String {
-    let n = rows.len();
-    let holds = rows
-        .iter()
-        .filter(|r| findings::Verdict::of_share(r.share) == findings::Verdict::Holds)
-        .count();
-    match aggregate(rows, noun).0 {
-        Verdict::CannotSay => "—".into(),
-        Verdict::Holds => format!("holds ({n} of {n})"),
-        Verdict::Partly => format!("holds for {holds} of {n}"),
-        Verdict::Undecided => format!("undecided (0 of {n})"),
-        Verdict::DoesNotHold => format!("does not hold (0 of {n})"),
     }
 }

@@ -5,12 +5,12 @@
 
 use anyhow::bail;
 use sim_study::StudyDir;
-use sim_study::config::StudyConfig;
-use sim_study::eval_file::Probe;
+use sim_study::config::{Measure, StudyConfig};
+use sim_study::eval_file::{Probe, Token};
 pub use sim_study::tables::rows::{
     BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow, MethodComparisonRow,
-    PatchRow, PretrainEpochRow, PretrainRow, SpaceRow, Summary, Table1Metric, VerdictRow,
-    WiseFtRow,
+    PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow, Summary, Table1Metric,
+    VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Table};
 use sim_study::tables::{col, file};
@@ -77,6 +77,11 @@ pub struct Study {
     pub epochs: Vec<EpochRow>,
     /// The medical probe set's rows only: what every figure reads.
     pub layers: Vec<LayerRow>,
+    /// Absent in tables made before the measures besides CKA.
+    pub similarity: Option<Vec<SimilarityRow>>,
+    /// The measure `epochs`' similarity and `layers`' CKA hold: linear CKA,
+    /// unless [`Study::for_measure`] put another in their place.
+    pub measure: Measure,
     pub summaries: Vec<BackboneRow>,
     pub fits: Vec<FitRow>,
     pub space: Vec<SpaceRow>,
@@ -131,6 +136,8 @@ impl Study {
             config,
             epochs,
             layers,
+            similarity: optional(&study)?,
+            measure: Measure::Cka,
             summaries: table(&study)?,
             fits: table(&study)?,
             space: table(&study)?,
@@ -207,6 +214,90 @@ impl Study {
         }
     }
 
+    /// The study drawn under `measure` (`sim-plot --measure`): each epoch's
+    /// similarity and each layer's CLS CKA replaced by the measure's value
+    /// in `similarity.parquet` (the CKA columns then hold that measure, as
+    /// [`Study::measure`] says); the patch-mean rows, the space of Figure 2
+    /// and the fits, which are CKA's alone, left out.
+    pub fn for_measure(&self, measure: Measure) -> anyhow::Result<Study> {
+        if measure == Measure::Cka {
+            return Ok(self.clone());
+        }
+        let rows: Vec<&SimilarityRow> = self
+            .similarity
+            .iter()
+            .flatten()
+            .filter(|r| r.measure == measure.name())
+            .collect();
+        if rows.is_empty() {
+            bail!(
+                "{}: no rows of measure `{measure}`: add it to `[evaluation.similarity] \
+                 measures` in study.toml and run `sim-metrics study` again",
+                file::SIMILARITY
+            );
+        }
+        let key = |d: &str, m: &str, b: &str, s: u64, e: u32| {
+            (d.to_owned(), m.to_owned(), b.to_owned(), s, e)
+        };
+        let finals: std::collections::HashMap<_, f64> = rows
+            .iter()
+            .filter(|r| r.is_final)
+            .map(|r| {
+                (
+                    key(&r.dataset, &r.method, &r.backbone, r.seed, r.epoch),
+                    r.value,
+                )
+            })
+            .collect();
+        let mut epochs = Vec::with_capacity(self.epochs.len());
+        for e in &self.epochs {
+            let Some(&value) =
+                finals.get(&key(&e.dataset, &e.method, &e.backbone, e.seed, e.epoch))
+            else {
+                bail!(
+                    "{}: no `{measure}` of {}/{}/{} seed {} epoch {}, which {} has: \
+                     run `sim-metrics study` again",
+                    file::SIMILARITY,
+                    e.dataset,
+                    e.method,
+                    e.backbone,
+                    e.seed,
+                    e.epoch,
+                    file::EPOCHS
+                );
+            };
+            epochs.push(EpochRow {
+                similarity: value,
+                ..e.clone()
+            });
+        }
+        let layers = rows
+            .iter()
+            .map(|r| LayerRow {
+                dataset: r.dataset.clone(),
+                method: r.method.clone(),
+                backbone: r.backbone.clone(),
+                seed: r.seed,
+                epoch: r.epoch,
+                layer: r.layer,
+                is_final: r.is_final,
+                token: Token::Cls.name().to_owned(),
+                probe: Probe::Medical.name().to_owned(),
+                cka: r.value,
+                cka_debiased: r.value,
+            })
+            .collect();
+        Ok(Study {
+            epochs,
+            layers,
+            measure,
+            space: Vec::new(),
+            fits: Vec::new(),
+            wise_ft: None,
+            ..self.clone()
+        })
+    }
+
     /// The study's rows of one facet.
     pub fn facet(&self, facet: &Facet) -> Study {
         let (d, m) = (facet.dataset.as_str(), facet.method.as_str());
@@ -229,6 +320,8 @@ impl Study {
             backbones: self.backbones.clone(),
             epochs: rows!(self.epochs),
             layers: rows!(self.layers),
+            similarity: self.similarity.as_ref().map(|r| rows!(r)),
+            measure: self.measure,
             summaries: rows!(self.summaries),
             fits: rows!(self.fits),
             space: rows!(self.space),

@@ -7,16 +7,18 @@
 use sim_plot::figures::NAMES;
 use sim_study::tables::rows::{
     BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, KnnByK, LayerRow,
-    MethodComparisonRow, PatchRow, SpaceRow, Summary, Table1Metric, Table1Stats, VerdictRow,
-    WiseFtRow,
+    MethodComparisonRow, PatchRow, SimilarityRow, SpaceRow, Summary, Table1Metric, Table1Stats,
+    VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Shape, Table};
 
 /// The learning curves of pre-training: a study whose backbones are all
 /// checkpoint files (these) has none.
 const PRETRAIN_CURVES: &str = "pretrain_knn";
+use sim_plot::study::Study;
 use sim_plot::style::{FULL_WIDTH, SINGLE_COLUMN, inches};
 use sim_plot::{Options, render_study};
+use sim_study::config::Measure;
 use sim_study::tables::{col, file};
 use sim_study::{StudyConfig, StudyDir};
 use std::path::Path;
@@ -832,6 +834,7 @@ fn only_and_format_choose_what_is_written() {
     let options = Options {
         only: Some(vec!["fig2".into(), "layers_cka".into()]),
         formats: vec![sim_plot::style::Format::Svg],
+        measure: None,
     };
     render_study(d, &options).unwrap();
     let mut figures: Vec<String> = std::fs::read_dir(d.join("figures"))
@@ -1192,5 +1195,116 @@ fn figures_are_fresh_by_what_they_were_made_from_and_a_hand_edited_config_is_ref
     assert!(
         err.contains("study.toml does not match") && err.contains("edited by hand"),
         "{err}"
+    );
+}
+
+/// `--measure` draws the figures of similarity under a measure of
+/// `similarity.parquet` (a distance here: Procrustes), beside CKA's and
+/// under their own names, reading that measure's values; a measure the
+/// table lacks is an error naming it.
+#[test]
+fn measure_draws_the_similarity_figures_under_another_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs: Vec<Run> = (0..3)
+        .map(|seed| Run {
+            backbone: "vit",
+            seed,
+            status: "finished",
+            epochs: 2,
+            gain: 0.04 + 0.01 * seed as f64,
+        })
+        .collect();
+    study(d, &[("vit", "vit")], &runs);
+    // Procrustes grows as CKA falls: 0 at epoch 0, up to 0.8 away from CKA's 1.
+    let distance = |cka: f64| (1.0 - cka) * 0.8;
+    let similarity: Vec<SimilarityRow> = read::<LayerRow>(d)
+        .into_iter()
+        .filter(|l| l.token == "cls")
+        .map(|l| SimilarityRow {
+            dataset: l.dataset,
+            method: l.method,
+            backbone: l.backbone,
+            seed: l.seed,
+            epoch: l.epoch,
+            layer: l.layer,
+            is_final: l.is_final,
+            measure: "procrustes".into(),
+            value: distance(l.cka),
+            null_mean: Some(1.2),
+            null_q95: Some(1.1),
+            above_chance: Some(true),
+        })
+        .collect();
+    write(d, &similarity);
+    let options = Options {
+        formats: vec![sim_plot::style::Format::Svg],
+        measure: Some(Measure::Procrustes),
+        ..Options::default()
+    };
+    let rendered = render_study(d, &options).unwrap();
+    let mut names: Vec<String> = rendered
+        .files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "fig1b_similarity_density_procrustes.svg",
+            "fig4a_trajectory_procrustes.svg",
+            "fig5_cka_ece_procrustes.svg",
+            "layers_cka_procrustes.svg",
+            "layers_epochs_cka_procrustes.svg",
+        ]
+    );
+    assert!(rendered.left_out.is_empty(), "{:?}", rendered.left_out);
+    assert!(
+        !d.join("report.md").exists(),
+        "the report is CKA's: not written"
+    );
+    let trajectory = svg(d, "fig4a_trajectory_procrustes");
+    assert!(
+        trajectory.contains("distance (Procrustes to pre-trained)"),
+        "the axis names the measure"
+    );
+    let density = svg(d, "fig1b_similarity_density_procrustes");
+    assert!(density.contains("final distance (Procrustes to pre-trained)"));
+    let layers = svg(d, "layers_epochs_cka_procrustes");
+    assert!(
+        layers.contains(">\nProcrustes distance\n<"),
+        "the colour bar names it"
+    );
+    // What the figures read: the measure's values, not CKA's.
+    let study = Study::read(d).unwrap();
+    let drawn = study.for_measure(Measure::Procrustes).unwrap();
+    assert_eq!(drawn.measure, Measure::Procrustes);
+    assert_eq!(drawn.epochs.len(), study.epochs.len());
+    for e in &drawn.epochs {
+        let last_layer = similarity
+            .iter()
+            .find(|s| s.is_final && (s.seed, s.epoch) == (e.seed, e.epoch))
+            .unwrap();
+        assert_eq!(e.similarity, last_layer.value);
+        assert_ne!(e.similarity, study.epochs[0].similarity);
+    }
+    assert_eq!(drawn.layers.len(), similarity.len());
+    assert!(
+        drawn
+            .layers
+            .iter()
+            .zip(&similarity)
+            .all(|(l, s)| l.cka == s.value)
+    );
+
+    let svcca = Options {
+        measure: Some(Measure::Svcca),
+        ..options
+    };
+    let msg = render_study(d, &svcca).err().unwrap().to_string();
+    assert!(
+        msg.contains("similarity.parquet") && msg.contains("`svcca`"),
+        "{msg}"
     );
 }

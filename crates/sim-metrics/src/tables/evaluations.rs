@@ -9,6 +9,8 @@ use crate::calibration::{Binning, calibration};
 use crate::cka::{CkaOptions, CkaReference, Estimator, Kernel};
 use crate::classification::classification_scores;
 use crate::knn::knn_accuracy;
+use crate::similarity::{ChanceLevel, Measure, MeasureOptions, Prepared, chance_level};
+use crate::stats::draw_permutations;
 use crate::stats::{CkaBootstrap, LEVEL, draw_resamples};
 use sim_study::config::RunId;
 use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
@@ -49,6 +51,9 @@ pub(super) struct EpochMetrics {
     pub(super) knn: Option<Vec<f64>>,
     /// (probe, layer, token) → (biased, debiased) linear CKA to epoch 0.
     pub(super) cka: BTreeMap<(Probe, Layer, Token), (f64, f64)>,
+    /// (layer, measure) → the measure to epoch 0 on the medical probe's
+    /// CLS token, and its chance level (`evaluation.similarity`).
+    pub(super) measures: BTreeMap<(Layer, Measure), (f64, Option<ChanceLevel>)>,
 }
 
 impl EpochMetrics {
@@ -88,14 +93,61 @@ impl AttentionMaps {
     }
 }
 
-/// The CKA references of one backbone: its epoch-0 probe features.
+/// The similarity references of one backbone: its epoch-0 probe features.
 pub(super) struct References {
     pub(super) by_probe: BTreeMap<(Probe, Layer, Token), (CkaReference, CkaReference)>,
+    /// The study's measures on the medical probe's CLS token, per layer.
+    pub(super) measures: BTreeMap<(Layer, Measure), MeasureReference>,
+}
+
+/// A measure's pre-trained side on one layer, prepared once, and its
+/// chance level: the measure against the same features with the test
+/// images permuted (`null_resamples` permutations drawn from
+/// `bootstrap_seed`; none where that is 0).
+pub(super) struct MeasureReference {
+    pub(super) side: Prepared,
+    pub(super) chance: Option<ChanceLevel>,
+}
+
+impl MeasureReference {
+    fn new(
+        measure: Measure,
+        x: &FloatArray,
+        config: &StudyConfig,
+        path: &Path,
+    ) -> Result<MeasureReference, TableError> {
+        let e = &config.evaluation;
+        let at = |m: MetricError| err(path, m);
+        let side =
+            Prepared::new(measure, x.view(), MeasureOptions::from(&e.similarity)).map_err(at)?;
+        let resamples = e.similarity.null_resamples;
+        let chance = (resamples > 0)
+            .then(|| {
+                chance_level(
+                    &side,
+                    &draw_permutations(x.rows, resamples, e.bootstrap_seed),
+                )
+            })
+            .transpose()
+            .map_err(at)?;
+        Ok(MeasureReference { side, chance })
+    }
+
+    /// The measure from the pre-trained side to `y`, and the chance level.
+    fn compare(&self, y: &FloatArray) -> Result<(f64, Option<ChanceLevel>), MetricError> {
+        let options = self.side.options();
+        let other = Prepared::new(self.side.measure(), y.view(), options)?;
+        Ok((self.side.compare(&other)?, self.chance))
+    }
 }
 
 impl References {
-    pub(super) fn new(pretrained: &EvalFile) -> Result<References, TableError> {
+    pub(super) fn new(
+        pretrained: &EvalFile,
+        config: &StudyConfig,
+    ) -> Result<References, TableError> {
         let mut by_probe = BTreeMap::new();
+        let mut measures = BTreeMap::new();
         for key @ (probe, layer, token) in pretrained.probes() {
             let x = matrix(pretrained, &eval_file::probe_tensor(probe, layer, token))?;
             // The embedding layer's CLS token is the same for every image (the
@@ -118,6 +170,12 @@ impl References {
                 .map_err(|e| err(&pretrained.path, e))
             };
             by_probe.insert(key, (make(Estimator::Biased)?, make(Estimator::Debiased)?));
+            if (probe, token) == (Probe::Medical, Token::Cls) {
+                for &m in &config.evaluation.similarity.measures {
+                    let reference = MeasureReference::new(m, &x, config, &pretrained.path)?;
+                    measures.insert((layer, m), reference);
+                }
+            }
         }
         let headline = eval_file::probe_tensor(Probe::Medical, Layer::Final, Token::Cls);
         if !by_probe.contains_key(&(Probe::Medical, Layer::Final, Token::Cls)) {
@@ -126,7 +184,7 @@ impl References {
                 format!("no `{headline}`: the study's similarity is measured on it"),
             ));
         }
-        Ok(References { by_probe })
+        Ok(References { by_probe, measures })
     }
 }
 
@@ -240,19 +298,30 @@ pub(super) fn scored_metrics(
         None
     };
     let mut cka = BTreeMap::new();
+    let mut measured = BTreeMap::new();
     for (&(probe, layer, token), (biased, debiased)) in refs
         .by_probe
         .iter()
         .filter(|((probe, ..), _)| natural || *probe != Probe::Natural)
     {
         let y = matrix(&eval_file::probe_tensor(probe, layer, token))?;
-        cka.insert(
-            (probe, layer, token),
-            (
-                biased.compare(y.view()).map_err(at)?,
-                debiased.compare(y.view()).map_err(at)?,
-            ),
+        let values = (
+            biased.compare(y.view()).map_err(at)?,
+            debiased.compare(y.view()).map_err(at)?,
         );
+        cka.insert((probe, layer, token), values);
+        if (probe, token) != (Probe::Medical, Token::Cls) {
+            continue;
+        }
+        for &measure in &e.similarity.measures {
+            let reference = &refs.measures[&(layer, measure)];
+            let value = match measure {
+                Measure::Cka => (values.0, reference.chance),
+                Measure::CkaDebiased => (values.1, reference.chance),
+                _ => reference.compare(&y).map_err(at)?,
+            };
+            measured.insert((layer, measure), value);
+        }
     }
     Ok(EpochMetrics {
         head: head.name,
@@ -266,6 +335,7 @@ pub(super) fn scored_metrics(
         attention: AttentionMaps::read(file)?,
         knn,
         cka,
+        measures: measured,
     })
 }
 
@@ -336,7 +406,7 @@ pub(super) fn read_pretrained(
 ) -> Rc<Result<Epoch0, String>> {
     let read_one = || -> Result<Epoch0, TableError> {
         let file = EvalFile::open(path).map_err(TableError)?;
-        let refs = References::new(&file)?;
+        let refs = References::new(&file, config)?;
         let metrics = Rc::new(scored_metrics(&file, &refs, config, Head::epoch0(&file)?)?);
         Ok(Epoch0 {
             file,

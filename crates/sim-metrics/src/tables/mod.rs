@@ -30,7 +30,7 @@ use sim_study::run_state::{RunState, Status};
 use sim_study::tables::file as table_file;
 use sim_study::tables::rows::{
     BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow, MethodComparisonRow,
-    PatchRow, PretrainEpochRow, PretrainRow, SpaceRow, VerdictRow, WiseFtRow,
+    PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow, VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Shape, Table};
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
@@ -165,6 +165,7 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         let t = &mut tables;
         t.epochs.extend(per_epoch::epochs(&runs, &config, facet));
         t.layers.extend(per_epoch::layers(&runs, facet));
+        t.similarity.extend(per_epoch::similarity(&runs, facet));
         t.backbones
             .extend(summaries::backbones(&runs, &left_out, &config, facet));
         t.fits.extend(summaries::fits(&runs, &config, facet));
@@ -220,6 +221,7 @@ struct Facet<'a> {
 struct Tables {
     epochs: Vec<EpochRow>,
     layers: Vec<LayerRow>,
+    similarity: Vec<SimilarityRow>,
     backbones: Vec<BackboneRow>,
     fits: Vec<FitRow>,
     space: Vec<SpaceRow>,
@@ -255,6 +257,7 @@ impl Tables {
         write_all!(
             epochs,
             layers,
+            similarity,
             backbones,
             fits,
             space,

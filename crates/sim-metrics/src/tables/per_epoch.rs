@@ -6,7 +6,9 @@ use super::Facet;
 use super::evaluations::{AttentionImage, EpochMetrics, Run};
 use sim_study::config::StudyConfig;
 use sim_study::eval_file::Layer;
-use sim_study::tables::rows::{BinRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, WiseFtRow};
+use sim_study::tables::rows::{
+    BinRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, SimilarityRow, WiseFtRow,
+};
 
 /// The index of `evaluation.knn_report_k` in `evaluation.knn_k`.
 pub(super) fn report_k(config: &StudyConfig) -> usize {
@@ -86,16 +88,25 @@ pub(super) fn wise_ft(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> V
     rows
 }
 
+/// A layer's number in the tables: the final norm is numbered after the
+/// last block of the run's epoch-0 evaluation.
+fn layer_number(r: &Run<'_>) -> impl Fn(Layer) -> u32 {
+    let blocks = r.epochs[0].1.cka.keys().filter_map(|(_, l, _)| match l {
+        Layer::Index(i) => Some(*i as u32),
+        Layer::Final => None,
+    });
+    let final_index = blocks.max().map_or(0, |m| m + 1);
+    move |l| match l {
+        Layer::Index(i) => i as u32,
+        Layer::Final => final_index,
+    }
+}
+
 /// Every run's every epoch's CKA per layer, token and probe set.
 pub(super) fn layers(runs: &[Run<'_>], facet: Facet) -> Vec<LayerRow> {
     let mut rows = Vec::new();
     for r in runs {
-        // The final norm is numbered after the last block.
-        let blocks = r.epochs[0].1.cka.keys().filter_map(|(_, l, _)| match l {
-            Layer::Index(i) => Some(*i as u32),
-            Layer::Final => None,
-        });
-        let final_index = blocks.max().map_or(0, |m| m + 1);
+        let number = layer_number(r);
         for (e, m) in &r.epochs {
             for (&(p, l, t), &(biased, debiased)) in &m.cka {
                 rows.push(LayerRow {
@@ -104,15 +115,40 @@ pub(super) fn layers(runs: &[Run<'_>], facet: Facet) -> Vec<LayerRow> {
                     backbone: r.backbone.into(),
                     seed: r.seed,
                     epoch: *e,
-                    layer: match l {
-                        Layer::Index(i) => i as u32,
-                        Layer::Final => final_index,
-                    },
+                    layer: number(l),
                     is_final: l == Layer::Final,
                     token: t.name().into(),
                     probe: p.name().into(),
                     cka: biased,
                     cka_debiased: debiased,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Every run's every epoch's measures per layer (medical probe, CLS), each
+/// with its chance level.
+pub(super) fn similarity(runs: &[Run<'_>], facet: Facet) -> Vec<SimilarityRow> {
+    let mut rows = Vec::new();
+    for r in runs {
+        let number = layer_number(r);
+        for (e, m) in &r.epochs {
+            for (&(l, measure), &(value, chance)) in &m.measures {
+                rows.push(SimilarityRow {
+                    dataset: facet.dataset.into(),
+                    method: facet.method.into(),
+                    backbone: r.backbone.into(),
+                    seed: r.seed,
+                    epoch: *e,
+                    layer: number(l),
+                    is_final: l == Layer::Final,
+                    measure: measure.name().into(),
+                    value,
+                    null_mean: chance.map(|c| c.mean),
+                    null_q95: chance.map(|c| c.q95),
+                    above_chance: chance.map(|c| c.exceeded_by(measure, value)),
                 });
             }
         }

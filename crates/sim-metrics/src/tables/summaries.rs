@@ -10,6 +10,7 @@ use crate::MetricError;
 use crate::cka::Estimator;
 use crate::findings::{Certainty, calibration_follows_similarity, forgets_less, runs_beside_best};
 use crate::fit::{level_fit, pearson, spearman};
+use crate::similarity::Measure;
 use crate::space::{RunPoint, similarity_space};
 use crate::stats::{LEVEL, PermutationTest, draw_resamples, mean_interval, permutation_test};
 use sim_study::config::{Paradigm, StudyConfig};
@@ -458,6 +459,35 @@ pub(super) fn verdicts(
             // A fit that cannot be made has no verdict row; fits.parquet says why.
             if let Ok(c) = calibration_follows_similarity(&fitted, e.fit_levels, &resamples) {
                 rows.push(row(2, c));
+            }
+        }
+        // Finding 2 under the study's other measures (finding 1's η is a
+        // CKA level): the same fit on the same points, each measure's value
+        // oriented so that larger is more similar (a distance negated).
+        let others = e
+            .similarity
+            .measures
+            .iter()
+            .filter(|m| !matches!(m, Measure::Cka | Measure::CkaDebiased));
+        for &measure in others {
+            let fitted: Vec<Vec<(f64, f64)>> = runs
+                .iter()
+                .map(|r| {
+                    r.epochs
+                        .iter()
+                        .filter(|(epoch, _)| *epoch >= 1)
+                        .flat_map(|(_, m)| {
+                            m.measures
+                                .iter()
+                                .filter(move |((_, x), _)| *x == measure)
+                                .map(|(_, &(value, _))| (measure.oriented(value), m.ece))
+                        })
+                        .collect()
+                })
+                .collect();
+            if let Ok(c) = calibration_follows_similarity(&fitted, e.fit_levels, &resamples) {
+                let name = (measure.name(), Token::Cls.name());
+                rows.push(facet.verdict(2, name, (b, None), c));
             }
         }
     }

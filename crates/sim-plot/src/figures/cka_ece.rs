@@ -7,21 +7,27 @@
 //! title and the slope's 95 % interval in the caption. Epoch 0 (similarity 1
 //! at every layer by definition, its ECE that of a linear probe's head) is
 //! drawn apart, as crosses, and left out of the levels and the line; the
-//! caption gives the fit with it added. One panel per backbone.
+//! caption gives the fit with it added. One panel per backbone. Under
+//! another measure than CKA (`sim-plot --measure`), whose fits
+//! `fits.parquet` does not hold, the line is the same discretised fit made
+//! here on that measure's points.
 
-use super::{Captioned, no_finished_run};
+use super::{Captioned, no_finished_run, stem};
+use crate::scale::Scale;
 use crate::study::{FitRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use sim_metrics::fit::{LevelFit, level_fit};
+use sim_study::config::Measure;
 use sim_study::eval_file::Token;
 use sim_study::tables::col;
 
 struct Panel {
     backbone: String,
-    /// (CKA, ECE) per (run, fine-tuned epoch, layer).
+    /// (similarity, ECE) per (run, fine-tuned epoch, layer).
     points: Vec<(f64, f64)>,
-    /// (CKA, ECE) per (run, layer) at epoch 0.
+    /// (similarity, ECE) per (run, layer) at epoch 0.
     epoch0: Vec<(f64, f64)>,
     /// (level, mean ECE, points at the level) of `points`, or why there are none.
     levels: Result<Vec<(f64, f64, usize)>, String>,
@@ -34,6 +40,34 @@ struct Panel {
 pub struct CkaEce {
     backbones: Vec<String>,
     panels: Vec<Panel>,
+    scale: Scale,
+}
+
+/// The fit of ECE on `points` as a row of `fits.parquet` (for a measure
+/// whose fits the table does not hold).
+fn fit_row(points: &[(f64, f64)], levels: usize) -> FitRow {
+    let (sim, ece): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+    let fit = level_fit(&sim, &ece, levels);
+    let f = fit.as_ref().ok();
+    let get = |v: fn(&LevelFit) -> f64| f.map(v);
+    FitRow {
+        dataset: String::new(),
+        method: String::new(),
+        backbone: String::new(),
+        metric: col::ECE.to_owned(),
+        points: String::new(),
+        slope: get(|f| f.slope),
+        intercept: get(|f| f.intercept),
+        r: get(|f| f.r),
+        r2: get(|f| f.r2),
+        slope_ci_low: get(|f| f.slope_ci_low),
+        slope_ci_high: get(|f| f.slope_ci_high),
+        pearson_raw: None,
+        spearman_raw: None,
+        n_points: points.len() as u32,
+        n_levels: f.map_or(0, |f| f.levels.len() as u32),
+        status: fit.err().map_or("ok".to_owned(), |e| e.to_string()),
+    }
 }
 
 impl CkaEce {
@@ -59,15 +93,15 @@ impl CkaEce {
                 |v: Vec<(u32, f64, f64)>| v.into_iter().map(|p| (p.1, p.2)).collect::<Vec<_>>();
             let (epoch0, points) = (xy(epoch0), xy(points));
             let (sim, ece): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
-            let levels =
-                sim_metrics::fit::level_fit(&sim, &ece, study.config.evaluation.fit_levels)
-                    .map(|f| {
-                        f.levels
-                            .iter()
-                            .map(|l| (l.similarity, l.mean, l.count))
-                            .collect()
-                    })
-                    .map_err(|e| e.to_string());
+            let k = study.config.evaluation.fit_levels;
+            let levels = level_fit(&sim, &ece, k)
+                .map(|f| {
+                    f.levels
+                        .iter()
+                        .map(|l| (l.similarity, l.mean, l.count))
+                        .collect()
+                })
+                .map_err(|e| e.to_string());
             let fit_of = |points: &str| {
                 study
                     .fits
@@ -75,10 +109,15 @@ impl CkaEce {
                     .find(|f| f.backbone == b && f.metric == col::ECE && f.points == points)
                     .cloned()
             };
-            let (fit, with_epoch0) = (
-                fit_of(col::POINTS_FINE_TUNED),
-                fit_of(col::POINTS_WITH_EPOCH0),
-            );
+            let (fit, with_epoch0) = if study.measure == Measure::Cka {
+                (
+                    fit_of(col::POINTS_FINE_TUNED),
+                    fit_of(col::POINTS_WITH_EPOCH0),
+                )
+            } else {
+                let all: Vec<_> = points.iter().chain(&epoch0).copied().collect();
+                (Some(fit_row(&points, k)), Some(fit_row(&all, k)))
+            };
             panels.push(Panel {
                 backbone: b.to_string(),
                 points,
@@ -94,6 +133,7 @@ impl CkaEce {
         Ok(CkaEce {
             backbones: study.backbones.clone(),
             panels,
+            scale: Scale::of(study.measure),
         })
     }
 }
@@ -118,9 +158,10 @@ impl Captioned for CkaEce {
             .iter()
             .map(|p| {
                 format!(
-                    "{} ({} points): ECE on CKA {}; with epoch 0's {} points added, {}",
+                    "{} ({} points): ECE on {} {}; with epoch 0's {} points added, {}",
                     p.backbone,
                     p.points.len(),
+                    self.scale.short,
                     describe_fit(p.fit.as_ref()),
                     p.epoch0.len(),
                     describe_fit(p.with_epoch0.as_ref())
@@ -129,8 +170,9 @@ impl Captioned for CkaEce {
             .collect();
         format!(
             "Similarity against ECE, per (run, fine-tuned epoch, layer); crosses: epoch 0 \
-                (similarity 1 by definition, \
+                (similarity {} by definition, \
              scored by a linear probe's head), not in the fit: {}.",
+            self.scale.identical,
             parts.join("; ")
         )
     }
@@ -138,7 +180,7 @@ impl Captioned for CkaEce {
 
 impl Figure for CkaEce {
     fn name(&self) -> String {
-        "fig5_cka_ece".into()
+        stem("fig5_cka_ece", &self.scale)
     }
 
     fn size(&self) -> (u32, u32) {
@@ -153,9 +195,11 @@ impl Figure for CkaEce {
         for (area, p) in areas.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
             let all = || p.points.iter().chain(&p.epoch0);
-            let x = padded_range(all().map(|q| q.0), 0.0..1.0, 0.02);
+            let range = &self.scale.range;
+            let x = padded_range(all().map(|q| q.0), range.clone(), 0.02);
             let y = padded_range(all().map(|q| q.1), 0.0..0.3, 0.01);
-            let (x, y) = (x.start.max(-0.05)..x.end.min(1.05), y.start.max(0.0)..y.end);
+            let x = x.start.max(range.start - 0.05)..x.end.min(range.end + 0.05);
+            let y = y.start.max(0.0)..y.end;
             let entries = [
                 (
                     Mark::Dot(color.mix(0.5)),
@@ -189,7 +233,7 @@ impl Figure for CkaEce {
             let mut chart = chart(&area, &title, x.clone(), y.clone())?;
             axes(
                 &mut chart,
-                "similarity (CKA to pre-trained, CLS)",
+                &format!("{} ({}, CLS)", self.scale.quantity, self.scale.axis),
                 "ECE (equal-width bins)",
                 Ticks::Numbers(5),
             )?;

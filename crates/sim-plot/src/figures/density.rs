@@ -6,7 +6,8 @@
 //! runs that agree to the third decimal give a readable peak rather than a
 //! spike that flattens every other curve; the runs as a rug.
 
-use super::{Captioned, mean_std, no_finished_run};
+use super::{Captioned, mean_std, no_finished_run, stem};
+use crate::scale::Scale;
 use crate::study::Study;
 use crate::style::*;
 use plotters::coord::Shift;
@@ -19,9 +20,10 @@ pub struct SimilarityDensity {
     backbones: Vec<String>,
     /// Per backbone with runs: name, final similarities.
     runs: Vec<(String, Vec<f64>)>,
+    scale: Scale,
 }
 
-/// The narrowest kernel drawn (CKA units).
+/// The narrowest kernel drawn (in the measure's units).
 const MIN_BANDWIDTH: f64 = 0.01;
 
 /// Scott's bandwidth, at least [`MIN_BANDWIDTH`]; none when the runs have no spread.
@@ -62,6 +64,7 @@ impl SimilarityDensity {
         Ok(SimilarityDensity {
             backbones: study.backbones.clone(),
             runs,
+            scale: Scale::of(study.measure),
         })
     }
 
@@ -72,8 +75,9 @@ impl SimilarityDensity {
             .filter_map(|(_, v)| bandwidth(v))
             .fold(0.0f64, f64::max);
         let all = self.runs.iter().flat_map(|(_, v)| v.iter().copied());
-        let r = padded_range(all, 0.0..1.0, 0.02);
-        (r.start - 3.0 * widest).max(0.0)..(r.end + 3.0 * widest).min(1.0)
+        let range = &self.scale.range;
+        let r = padded_range(all, range.clone(), 0.02);
+        (r.start - 3.0 * widest).max(range.start)..(r.end + 3.0 * widest).min(range.end)
     }
 }
 
@@ -91,7 +95,8 @@ impl Captioned for SimilarityDensity {
             })
             .collect();
         format!(
-            "Final similarity (CKA to the pre-trained model): {}.",
+            "Final similarity ({} to the pre-trained model): {}.",
+            self.scale.short,
             parts.join("; ")
         )
     }
@@ -99,7 +104,7 @@ impl Captioned for SimilarityDensity {
 
 impl Figure for SimilarityDensity {
     fn name(&self) -> String {
-        "fig1b_similarity_density".into()
+        stem("fig1b_similarity_density", &self.scale)
     }
 
     fn size(&self) -> (u32, u32) {
@@ -150,7 +155,7 @@ impl Figure for SimilarityDensity {
         let mut chart = chart(&area, "", x.clone(), 0.0..y_max)?;
         axes(
             &mut chart,
-            "final similarity (linear CKA to pre-trained)",
+            &self.scale.label("final "),
             "density (runs)",
             Ticks::Numbers(6),
         )?;

@@ -5,9 +5,13 @@
 //! a layer × epoch heat map of the mean CLS CKA, one panel per backbone, on
 //! one colour scale, shared by every facet (viridis, from the lowest cell rounded down to a tenth,
 //! to 1). Medical test set. The embedding layer's CLS token is the same for
-//! every image, so it has no CKA and no cell.
+//! every image, so it has no CKA and no cell. Under another measure
+//! (`sim-plot --measure`) both draw its values on the CLS token, the colour
+//! scale running from the least similar cell to the measure's value against
+//! itself.
 
-use super::{Captioned, mean_std, no_finished_run};
+use super::{Captioned, mean_std, no_finished_run, stem};
+use crate::scale::Scale;
 use crate::study::{LayerRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
@@ -22,6 +26,7 @@ pub struct LayerCurves {
     backbones: Vec<String>,
     /// Per backbone with runs: name, runs, CLS profile, patch-mean profile.
     curves: Vec<(String, usize, Profile, Profile)>,
+    scale: Scale,
 }
 
 /// The rows of a backbone's finished runs at their final epochs.
@@ -82,6 +87,7 @@ impl LayerCurves {
         Ok(LayerCurves {
             backbones: study.backbones.clone(),
             curves,
+            scale: Scale::of(study.measure),
         })
     }
 }
@@ -92,16 +98,22 @@ impl Captioned for LayerCurves {
             .curves
             .iter()
             .filter_map(|(b, _, cls, _)| {
-                let lowest = cls.iter().min_by(|x, y| x.1.total_cmp(&y.1))?;
+                let by_value = |x: &&(f64, f64, f64), y: &&(f64, f64, f64)| x.1.total_cmp(&y.1);
+                let (least, which) = if self.scale.higher_is_similar() {
+                    (cls.iter().min_by(by_value)?, "lowest")
+                } else {
+                    (cls.iter().max_by(by_value)?, "highest")
+                };
                 let first = cls.first()?;
                 Some(format!(
-                    "{b}: from {:.2} at layer {} to {:.2} at layer {} (lowest)",
-                    first.1, first.0, lowest.1, lowest.0
+                    "{b}: from {:.2} at layer {} to {:.2} at layer {} ({which})",
+                    first.1, first.0, least.1, least.0
                 ))
             })
             .collect();
         format!(
-            "CLS CKA to the pre-trained model per layer after fine-tuning: {}.",
+            "CLS {} to the pre-trained model per layer after fine-tuning: {}.",
+            self.scale.short,
             parts.join("; ")
         )
     }
@@ -109,7 +121,7 @@ impl Captioned for LayerCurves {
 
 impl Figure for LayerCurves {
     fn name(&self) -> String {
-        "layers_cka".into()
+        stem("layers_cka", &self.scale)
     }
 
     fn size(&self) -> (u32, u32) {
@@ -125,11 +137,17 @@ impl Figure for LayerCurves {
             .iter()
             .flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.0))
             .fold(1.0f64, f64::max);
-        let low = self
-            .curves
-            .iter()
-            .flat_map(|c| c.2.iter().chain(&c.3).map(|p| p.1 - p.2))
-            .fold(1.0f64, f64::min);
+        let spread = || self.curves.iter().flat_map(|c| c.2.iter().chain(&c.3));
+        let low = spread().map(|p| p.1 - p.2).fold(1.0f64, f64::min);
+        let high = spread().map(|p| p.1 + p.2).fold(0.0f64, f64::max);
+        // From just below the least similar band to just past the value
+        // against itself.
+        let range = &self.scale.range;
+        let y = if self.scale.higher_is_similar() {
+            (low - 0.05).clamp(range.start - 0.05, 0.9)..1.03
+        } else {
+            -0.03..(high + 0.05).clamp(0.1, range.end + 0.05)
+        };
         let mut entries = Vec::new();
         for (name, runs, cls, patch) in &self.curves {
             let color = backbone_color(&self.backbones, name);
@@ -144,16 +162,11 @@ impl Figure for LayerCurves {
             }
         }
         let area = with_legend(root, &entries)?;
-        let mut chart = chart(
-            &area,
-            "",
-            -0.3..last + 0.3,
-            (low - 0.05).clamp(-0.05, 0.9)..1.03,
-        )?;
+        let mut chart = chart(&area, "", -0.3..last + 0.3, y)?;
         axes(
             &mut chart,
             "layer (0 = embedding; last = final norm)",
-            "CKA to pre-trained (final epoch)",
+            &format!("{} to pre-trained (final epoch)", self.scale.short),
             Ticks::Integers(last as usize + 1),
         )?;
         for (name, _, cls, patch) in &self.curves {
@@ -181,23 +194,30 @@ impl Figure for LayerCurves {
     }
 }
 
-/// A backbone's map: its name and (epoch, layer, mean CLS CKA) cells.
+/// A backbone's map: its name and (epoch, layer, mean CLS similarity) cells.
 type Panel = (String, Vec<(u32, u32, f64)>);
 
 pub struct LayerEpochMap {
     /// One per backbone with runs.
     panels: Vec<Panel>,
-    /// The CKA at the bottom of the colour scale.
-    floor: f64,
+    /// The colour scale's far end: the least similar mean, rounded away
+    /// from the value against itself to a tenth.
+    far: f64,
+    scale: Scale,
 }
 
-/// The colour scale's bottom: the lowest mean CKA rounded down to 0.1.
-fn scale_floor(panels: &[Panel]) -> f64 {
-    let lowest = panels
-        .iter()
-        .flat_map(|p| p.1.iter().map(|c| c.2))
-        .fold(1.0f64, f64::min);
-    ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9)
+/// The colour scale's far end of `panels` (CKA: the lowest mean rounded
+/// down to 0.1; a distance: the highest rounded up).
+fn scale_far(panels: &[Panel], scale: &Scale) -> f64 {
+    let cells = || panels.iter().flat_map(|p| p.1.iter().map(|c| c.2));
+    let (start, end) = (scale.range.start, scale.range.end);
+    if scale.higher_is_similar() {
+        let lowest = cells().fold(1.0f64, f64::min);
+        ((lowest * 10.0).floor() / 10.0).clamp(start.max(-1.0), 0.9)
+    } else {
+        let highest = cells().fold(0.0f64, f64::max);
+        ((highest * 10.0).ceil() / 10.0).clamp(0.1, end)
+    }
 }
 
 impl LayerEpochMap {
@@ -205,13 +225,14 @@ impl LayerEpochMap {
     /// of `whole` (so facets share one scale).
     pub fn prepare(study: &Study, whole: &Study) -> Result<LayerEpochMap, String> {
         let panels = Self::panels(study)?;
-        let floor = whole
+        let scale = Scale::of(study.measure);
+        let far = whole
             .facets()
             .iter()
             .filter_map(|f| Self::panels(&whole.facet(f)).ok())
-            .map(|p| scale_floor(&p))
-            .fold(scale_floor(&panels), f64::min);
-        Ok(LayerEpochMap { panels, floor })
+            .map(|p| scale_far(&p, &scale))
+            .fold(scale_far(&panels, &scale), |a, b| scale.least_similar(a, b));
+        Ok(LayerEpochMap { panels, far, scale })
     }
 
     fn panels(study: &Study) -> Result<Vec<Panel>, String> {
@@ -255,23 +276,29 @@ impl Captioned for LayerEpochMap {
             .iter()
             .filter_map(|(b, cells)| {
                 let last = cells.iter().map(|c| c.0).max()?;
-                let low = cells
-                    .iter()
-                    .filter(|c| c.0 == last)
-                    .min_by(|x, y| x.2.total_cmp(&y.2))?;
+                let at_last = cells.iter().filter(|c| c.0 == last);
+                let (least, which) = if self.scale.higher_is_similar() {
+                    (at_last.min_by(|x, y| x.2.total_cmp(&y.2))?, "lowest")
+                } else {
+                    (at_last.max_by(|x, y| x.2.total_cmp(&y.2))?, "highest")
+                };
                 Some(format!(
-                    "{b}: lowest {:.2} at layer {} by epoch {last}",
-                    low.2, low.1
+                    "{b}: {which} {:.2} at layer {} by epoch {last}",
+                    least.2, least.1
                 ))
             })
             .collect();
-        format!("Mean CLS CKA per layer and epoch: {}.", parts.join("; "))
+        format!(
+            "Mean CLS {} per layer and epoch: {}.",
+            self.scale.short,
+            parts.join("; ")
+        )
     }
 }
 
 impl Figure for LayerEpochMap {
     fn name(&self) -> String {
-        "layers_epochs_cka".into()
+        stem("layers_epochs_cka", &self.scale)
     }
 
     fn size(&self) -> (u32, u32) {
@@ -284,9 +311,10 @@ impl Figure for LayerEpochMap {
     {
         let (maps, scale) = root.split_horizontally(root.dim_in_pixel().0 - pt(56.0));
         let areas = maps.split_evenly((1, self.panels.len()));
-        let floor = self.floor;
+        // Yellow at the value against itself, dark at the far end.
+        let (far, same) = (self.far, self.scale.identical);
         let colour =
-            |v: f64| ViridisRGB.get_color(((v - floor) / (1.0 - floor)).clamp(0.0, 1.0) as f32);
+            |v: f64| ViridisRGB.get_color(((v - far) / (same - far)).clamp(0.0, 1.0) as f32);
         for (area, (name, cells)) in areas.iter().zip(&self.panels) {
             let epochs = cells.iter().map(|c| c.0).max().unwrap_or(0) as f64;
             let layers = cells.iter().map(|c| c.1).max().unwrap_or(0) as f64;
@@ -321,25 +349,26 @@ impl Figure for LayerEpochMap {
                 Rectangle::new([(e - 0.5, l - 0.5), (e + 0.5, l + 0.5)], colour(v).filled())
             }))?;
         }
-        // The colour scale, 0 to 1.
+        // The colour scale, from the far end to the value against itself.
+        let (low, high) = (far.min(same), far.max(same));
         let mut bar = ChartBuilder::on(&scale);
         bar.margin_top(pt(18.0))
             .margin_bottom(pt(30.0))
             .margin_right(pt(8.0))
             .y_label_area_size(pt(30.0));
-        let mut bar = bar.build_cartesian_2d(0.0..1.0, floor..1.0)?;
+        let mut bar = bar.build_cartesian_2d(0.0..1.0, low..high)?;
         bar.configure_mesh()
             .disable_mesh()
             .disable_x_axis()
             .label_style(font(7.0))
             .y_labels(6)
             .y_label_formatter(&|v| trim(*v))
-            .y_desc("CKA")
+            .y_desc(self.scale.short)
             .axis_desc_style(font(7.0))
             .draw()?;
-        let step = (1.0 - floor) / 100.0;
+        let step = (high - low) / 100.0;
         bar.draw_series((0..100).map(|i| {
-            let v = floor + i as f64 * step;
+            let v = low + i as f64 * step;
             Rectangle::new([(0.0, v), (1.0, v + step)], colour(v + step / 2.0).filled())
         }))?;
         Ok(())

@@ -18,9 +18,11 @@ mod space;
 mod trajectory;
 mod wise_ft;
 
+use crate::scale::Scale;
 use crate::study::Study;
 use crate::style::{Figure, Format, save};
 use facets::Faceted;
+use sim_study::config::Measure;
 use std::path::{Path, PathBuf};
 
 /// Every figure, in the order of the report (the learning curves in its
@@ -38,6 +40,17 @@ pub const NAMES: [&str; 12] = [
     "layers_epochs_cka",
     "reliability",
     "wise_ft_path",
+];
+
+/// The figures that draw similarity: those `sim-plot --measure` draws under
+/// another measure than CKA. (Figure 2 and 4b read `space.parquet`, whose
+/// intervals and T_X(η, ε) are CKA's.)
+pub const MEASURED: [&str; 5] = [
+    "fig1b_similarity_density",
+    "fig4a_trajectory",
+    "fig5_cka_ece",
+    "layers_cka",
+    "layers_epochs_cka",
 ];
 
 /// The figures `study` has: every one of [`NAMES`] but the WiSE-FT path
@@ -67,7 +80,8 @@ pub enum Outcome {
     LeftOut(String),
 }
 
-/// Draws figure `name` of `study` into `dir`.
+/// Draws figure `name` of `study` into `dir` (under another measure than
+/// CKA, as `<name>_<measure>`).
 pub fn render(
     study: &Study,
     name: &str,
@@ -183,6 +197,16 @@ fn write<F: Captioned>(
             caption: figure.caption(),
         }),
         Err(why) => Ok(Outcome::LeftOut(why)),
+    }
+}
+
+/// The file stem of figure `name` drawn under `scale`'s measure:
+/// `fig4a_trajectory`, or `fig4a_trajectory_svcca` for another than CKA.
+fn stem(name: &str, scale: &Scale) -> String {
+    if scale.measure == Measure::Cka {
+        name.to_owned()
+    } else {
+        format!("{name}_{}", scale.measure)
     }
 }
 

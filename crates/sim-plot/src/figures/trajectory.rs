@@ -4,7 +4,8 @@
 //! is the pre-trained backbone with a linear probe's head (`Study::epoch0_head`).
 //! With several facets (data sets, methods) every facet has the same axes.
 
-use super::{Captioned, mean_std, no_finished_run};
+use super::{Captioned, mean_std, no_finished_run, stem};
+use crate::scale::Scale;
 use crate::study::{EpochRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
@@ -17,30 +18,27 @@ type Curve = Vec<(f64, f64, f64)>;
 /// A backbone's name, finished runs, balanced accuracy (%) and similarity curves.
 type Curves = (String, usize, Curve, Curve);
 
-/// One side of the figure: which curve, its x and y axis descriptions, its
-/// fallback range. Epoch 0's accuracy is the linear probe's (its similarity
-/// is 1 whatever the head).
-type Side = (
-    fn(&Curves) -> &Curve,
-    &'static str,
-    &'static str,
-    Range<f64>,
-);
+/// One side of the figure: which curve, its x and y axis descriptions, the
+/// values it can take. Epoch 0's accuracy is the linear probe's (its
+/// similarity is the measure's against itself whatever the head).
+type Side = (fn(&Curves) -> &Curve, &'static str, String, Range<f64>);
 
-const SIDES: [Side; 2] = [
-    (
-        |c| &c.2,
-        "epoch (0 = pre-trained, linear probe's head)",
-        "balanced accuracy, medical test set (%)",
-        0.0..100.0,
-    ),
-    (
-        |c| &c.3,
-        "epoch (0 = pre-trained)",
-        "similarity (linear CKA to pre-trained)",
-        0.0..1.0,
-    ),
-];
+fn sides(scale: &Scale) -> [Side; 2] {
+    [
+        (
+            |c| &c.2,
+            "epoch (0 = pre-trained, linear probe's head)",
+            "balanced accuracy, medical test set (%)".to_owned(),
+            0.0..100.0,
+        ),
+        (
+            |c| &c.3,
+            "epoch (0 = pre-trained)",
+            scale.label(""),
+            scale.range.clone(),
+        ),
+    ]
+}
 
 pub struct Trajectory {
     backbones: Vec<String>,
@@ -50,6 +48,7 @@ pub struct Trajectory {
     ranges: [Range<f64>; 2],
     /// How epoch 0 was scored, for the caption.
     epoch0: &'static str,
+    scale: Scale,
 }
 
 fn curve(rows: &[&EpochRow], get: fn(&EpochRow) -> f64) -> Curve {
@@ -104,12 +103,13 @@ impl Trajectory {
             .iter()
             .flat_map(|f| curves_of(&whole.facet(f)))
             .collect();
-        let ranges = SIDES.map(|(pick, _, _, fallback)| {
+        let scale = Scale::of(rows.measure);
+        let ranges = sides(&scale).map(|(pick, _, _, fallback)| {
             let y = padded_range(
                 all.iter()
                     .flat_map(|c| pick(c).iter().flat_map(|p| [p.1 - p.2, p.1 + p.2])),
                 fallback.clone(),
-                fallback.end * 0.02,
+                (fallback.end - fallback.start) * 0.02,
             );
             y.start.max(fallback.start)..y.end.min(fallback.end * 1.001)
         });
@@ -118,6 +118,7 @@ impl Trajectory {
             curves,
             ranges,
             epoch0: whole.epoch0_head(),
+            scale,
         })
     }
 }
@@ -131,9 +132,9 @@ impl Captioned for Trajectory {
                 let (a0, a1) = (acc.first().expect("epoch 0"), acc.last().expect("an epoch"));
                 let s1 = sim.last().expect("an epoch");
                 format!(
-                    "{b}: balanced accuracy {:.1} → {:.1} ± {:.1} %, similarity 1 → {:.3} ± \
+                    "{b}: balanced accuracy {:.1} → {:.1} ± {:.1} %, similarity {} → {:.3} ± \
                         {:.3} after {} epochs ({runs} runs)",
-                    a0.1, a1.1, a1.2, s1.1, s1.2, a1.0
+                    a0.1, a1.1, a1.2, self.scale.identical, s1.1, s1.2, a1.0
                 )
             })
             .collect();
@@ -143,7 +144,7 @@ impl Captioned for Trajectory {
 
 impl Figure for Trajectory {
     fn name(&self) -> String {
-        "fig4a_trajectory".into()
+        stem("fig4a_trajectory", &self.scale)
     }
 
     fn size(&self) -> (u32, u32) {
@@ -171,12 +172,13 @@ impl Figure for Trajectory {
             .iter()
             .flat_map(|c| c.2.iter().map(|p| p.0))
             .fold(1.0f64, f64::max);
-        for ((panel, (pick, x_desc, y_desc, _)), y) in panels.iter().zip(SIDES).zip(&self.ranges) {
+        let sides = sides(&self.scale);
+        for ((panel, (pick, x_desc, y_desc, _)), y) in panels.iter().zip(sides).zip(&self.ranges) {
             let mut chart = chart(panel, "", -0.2..last_epoch + 0.2, y.clone())?;
             axes(
                 &mut chart,
                 x_desc,
-                y_desc,
+                &y_desc,
                 Ticks::Integers(last_epoch as usize + 1),
             )?;
             for c in &self.curves {

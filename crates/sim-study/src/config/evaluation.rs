@@ -1,6 +1,7 @@
 //! `[evaluation]`: what is measured after each epoch (docs/SPEC.md,
 //! "Representation quality") and how the tables' intervals are drawn.
 
+use super::similarity::SimilarityConfig;
 use serde::{Deserialize, Serialize};
 
 /// What to measure after each epoch (docs/SPEC.md, "Representation quality").
@@ -43,6 +44,9 @@ pub struct EvaluationConfig {
     /// findings read (the per-epoch k-NN columns are then null between).
     /// On 2 cores the natural images are most of an evaluation.
     pub natural_every_epoch: bool,
+    /// `[evaluation.similarity]`: the measures besides CKA (tables only).
+    #[serde(skip_serializing_if = "SimilarityConfig::is_default")]
+    pub similarity: SimilarityConfig,
 }
 
 impl Default for EvaluationConfig {
@@ -62,6 +66,7 @@ impl Default for EvaluationConfig {
             bootstrap_seed: 0,
             permutation_resamples: 10_000,
             natural_every_epoch: true,
+            similarity: SimilarityConfig::default(),
         }
     }
 }
@@ -112,7 +117,7 @@ impl EvaluationConfig {
                 return err(name, format!("{v} is not in [0, 1]"));
             }
         }
-        Ok(())
+        self.similarity.validate()
     }
 }
 

@@ -13,6 +13,7 @@ mod datasets;
 mod evaluation;
 mod methods;
 mod pretrain;
+mod similarity;
 mod study;
 mod training;
 
@@ -28,6 +29,7 @@ pub use methods::{MethodConfig, MethodKind};
 #[cfg(test)]
 pub(crate) use pretrain::tests as pretrain_tests;
 pub use pretrain::{DinoConfig, Objective, PretrainConfig};
+pub use similarity::{Measure, SimilarityConfig};
 pub use study::{DumpConfig, RunId, SlurmConfig, StudySection};
 pub use training::{ClassBalance, Precision, TrainingConfig};
 
@@ -316,9 +318,14 @@ impl StudyConfig {
     }
 
     /// SHA-256 (hex) of the resolved config: two studies with the same hash
-    /// ran with the same settings, wherever their folders are.
+    /// ran with the same settings, wherever their folders are. The
+    /// similarity measures (`[evaluation.similarity]`) are left out: they
+    /// change the tables, not a run, and a finished study may be measured
+    /// again with others.
     pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.to_resolved_toml().as_bytes()))
+        let mut identity = self.clone();
+        identity.evaluation.similarity = SimilarityConfig::default();
+        hex::encode(Sha256::digest(identity.to_resolved_toml().as_bytes()))
     }
 
     /// Each section's rules, then those across sections.

@@ -14,6 +14,9 @@ pub mod file {
     pub const EPOCHS: &str = "epochs.parquet";
     /// One row per run × epoch × layer × token × probe.
     pub const LAYERS: &str = "layers.parquet";
+    /// One row per run × epoch × layer (medical probe, CLS) × measure of
+    /// `evaluation.similarity.measures`, with the measure's chance level.
+    pub const SIMILARITY: &str = "similarity.parquet";
     /// One row per data set × backbone: means over its finished runs.
     pub const BACKBONES: &str = "backbones.parquet";
     /// One row per data set × backbone × calibration metric: Figure 5's fit.
@@ -52,9 +55,10 @@ pub mod file {
     /// data set, no method: it is before both).
     pub const PRETRAIN_EPOCHS: &str = "pretrain_epochs.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         EPOCHS,
         LAYERS,
+        SIMILARITY,
         BACKBONES,
         FITS,
         SPACE,
@@ -190,9 +194,18 @@ pub mod col {
     /// T_X(η, ε) besides θ*), 2 (ECE linear in similarity), 3 (supervised
     /// forgets less k-NN top-1 than self-supervised).
     pub const FINDING: &str = "finding";
-    /// The measure a verdict row reads: [`CKA`] or [`CKA_DEBIASED`] (with
-    /// its [`TOKEN`]), or, for finding 3, [`KNN_TOP1`].
+    /// The similarity measure of a row (`Measure::name`: `cka`, `svcca`, …);
+    /// in a verdict row, or for finding 3, [`KNN_TOP1`].
     pub const MEASURE: &str = "measure";
+    /// A measure's value (Procrustes: a distance, 0 = the same shape).
+    pub const VALUE: &str = "value";
+    /// The measure between the pre-trained features and themselves with
+    /// the test images permuted: its mean over the permutations, and the
+    /// bound 95 % of them stay below (above, for a distance).
+    pub const NULL_MEAN: &str = "null_mean";
+    pub const NULL_Q95: &str = "null_q95";
+    /// Whether the value is more similar than [`NULL_Q95`].
+    pub const ABOVE_CHANCE: &str = "above_chance";
     /// Finding 3's self-supervised backbone (`backbone` is the supervised
     /// one); null for findings 1 and 2.
     pub const VERSUS: &str = "versus";

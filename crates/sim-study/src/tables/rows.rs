@@ -87,6 +87,28 @@ table! {
 }
 
 table! {
+    /// `similarity.parquet`: one row per run × epoch × layer × measure, on
+    /// the medical probe's CLS token (epoch 0 is the pre-trained model).
+    pub struct SimilarityRow in file::SIMILARITY {
+        dataset: String = col::DATASET,
+        method: String = col::METHOD,
+        backbone: String = col::BACKBONE,
+        seed: u64 = col::SEED,
+        epoch: u32 = col::EPOCH,
+        /// The final norm is numbered after the last block.
+        layer: u32 = col::LAYER,
+        is_final: bool = col::IS_FINAL,
+        /// `Measure::name`.
+        measure: String = col::MEASURE,
+        value: f64 = col::VALUE,
+        /// None where `null_resamples = 0`.
+        null_mean: Option<f64> = col::NULL_MEAN,
+        null_q95: Option<f64> = col::NULL_Q95,
+        above_chance: Option<bool> = col::ABOVE_CHANCE,
+    }
+}
+
+table! {
     /// `backbones.parquet`: one row per data set × method × backbone, Table 1's numbers.
     pub struct BackboneRow in file::BACKBONES {
         dataset: String = col::DATASET,
@@ -352,7 +374,7 @@ table! {
         dataset: String = col::DATASET,
         method: String = col::METHOD,
         finding: u32 = col::FINDING,
-        /// `cka`, `cka_debiased` or (finding 3) `knn_top1`.
+        /// A measure's name (`cka`, `svcca`, …) or (finding 3) `knn_top1`.
         measure: String = col::MEASURE,
         token: String = col::TOKEN,
         backbone: String = col::BACKBONE,

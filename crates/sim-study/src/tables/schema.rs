@@ -140,6 +140,7 @@ cell!(Option<u32>, u32, |v| Ok(v));
 cell!(u64, u64, |v| required(v));
 cell!(Option<u64>, u64, |v| Ok(v));
 cell!(bool, bool, |v| required(v));
+cell!(Option<bool>, bool, |v| Ok(v));
 cell!(f64, f64, |v| match v {
     Some(x) if x.is_finite() => Ok(x),
     Some(_) => Err("not a finite number"),
