@@ -17,13 +17,12 @@ peak resident memory from GNU `time`; 2 threads everywhere.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from rust_bench import binary_executable
+from rust_bench import binary_executable, timed as measure
 
 THREADS = "2"
 SCRIPTS = Path(__file__).resolve().parent
@@ -37,15 +36,6 @@ import similarity_reference as r
 x, y = (np.load(p).astype(np.float64) for p in sys.argv[3:5])
 print(getattr(r, sys.argv[2])(x, y))
 """
-
-
-def measure(command, env):
-    """Wall seconds, peak resident memory (MiB) and stdout of one process, from GNU time."""
-    result = subprocess.run(["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        sys.exit(f"{command} failed: {result.stderr}")
-    seconds, kib = result.stderr.strip().splitlines()[-1].split()
-    return float(seconds), int(kib) / 1024, result.stdout
 
 
 def main():

@@ -19,13 +19,12 @@ and on OpenBLAS (`libopenblas0-pthread`). Threads: 2 everywhere.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from rust_bench import binary_executable
+from rust_bench import binary_executable, timed as measure
 
 THREADS = "2"
 
@@ -79,15 +78,6 @@ for s in range(0, len(q), 512):
     correct += int((votes.argmax(1) == qy[s:s + 512]).sum())
 print(correct / len(q))
 """
-
-
-def measure(command, env):
-    """Wall seconds, peak resident memory (MiB) and stdout of one process, from GNU time."""
-    result = subprocess.run(["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        sys.exit(f"{command} failed: {result.stderr}")
-    seconds, kib = result.stderr.strip().splitlines()[-1].split()
-    return float(seconds), int(kib) / 1024, result.stdout
 
 
 def main():

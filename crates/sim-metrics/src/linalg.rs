@@ -133,6 +133,19 @@ pub(crate) fn feature_products_in_f32() -> bool {
     engine().is_some()
 }
 
+/// The mean of each column of `m`, summed in f64.
+pub(crate) fn column_means<T: Scalar>(m: MatRef<'_, T>) -> Vec<f64> {
+    let mut means = vec![0.0; m.cols];
+    for row in m.data.chunks_exact(m.cols) {
+        means
+            .iter_mut()
+            .zip(row)
+            .for_each(|(s, v)| *s += v.to_f64());
+    }
+    means.iter_mut().for_each(|v| *v /= m.rows as f64);
+    means
+}
+
 /// The column-centred matrix scaled to a largest magnitude of 1 (left
 /// unscaled when every value equals its column's mean), in `F`: three
 /// passes over `m`, means in f64. CKA is invariant to the scale, and the
@@ -140,14 +153,7 @@ pub(crate) fn feature_products_in_f32() -> bool {
 /// any finite input (features of 1e75 or 1e-100 alike).
 pub(crate) fn centred_scaled<T: Scalar, F: Feature>(m: MatRef<'_, T>) -> Vec<F> {
     let (n, d) = (m.rows, m.cols);
-    let mut means = vec![0.0; d];
-    for row in m.data.chunks_exact(d) {
-        means
-            .iter_mut()
-            .zip(row)
-            .for_each(|(s, v)| *s += v.to_f64());
-    }
-    means.iter_mut().for_each(|v| *v /= n as f64);
+    let means = column_means(m);
     // Plain loops over rows: iterator chains over the whole matrix ran
     // several times slower here.
     let mut largest = 0.0f64;

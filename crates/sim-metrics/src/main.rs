@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use sim_metrics::arrays::{load_labels, load_matrix};
+use sim_metrics::arrays::{FloatArray, load_labels, load_matrix};
 use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, Estimator, Kernel, MinibatchCka, cka};
 use sim_metrics::knn::knn_accuracy;
@@ -133,6 +133,19 @@ enum Command {
 const DEFAULT_BLOCK_ROWS: usize = 4096;
 
 /// Whether `spec` names a whole `.npy` file (not a tensor in a safetensors file).
+/// Two representations compared sample by sample must hold the same samples.
+fn same_samples(a: &FloatArray, b: &FloatArray) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.rows == b.rows,
+        "{}: {} samples, {} has {}",
+        b.name,
+        b.rows,
+        a.name,
+        a.rows
+    );
+    Ok(())
+}
+
 fn is_npy(spec: &str) -> bool {
     !spec
         .rsplit_once(':')
@@ -187,14 +200,7 @@ fn main() -> anyhow::Result<()> {
                             unbiased HSIC: \
                          pass --estimator debiased (and no --kernel rbf)"
                     );
-                    anyhow::ensure!(
-                        a.rows == b.rows,
-                        "{}: {} samples, {} has {}",
-                        b.name,
-                        b.rows,
-                        a.name,
-                        a.rows
-                    );
+                    same_samples(&a, &b)?;
                     anyhow::ensure!(
                         size >= 4,
                         "--batch {size}: minibatch CKA needs batches of at least 4"
@@ -233,14 +239,7 @@ fn main() -> anyhow::Result<()> {
             seed,
         } => {
             let (a, b) = (load_matrix(&a)?, load_matrix(&b)?);
-            anyhow::ensure!(
-                a.rows == b.rows,
-                "{}: {} samples, {} has {}",
-                b.name,
-                b.rows,
-                a.name,
-                a.rows
-            );
+            same_samples(&a, &b)?;
             let opts = MeasureOptions {
                 svcca_variance,
                 rsa_max_samples,

@@ -275,14 +275,7 @@ pub fn chance_level(side: &Prepared, orders: &[Vec<usize>]) -> Result<ChanceLeve
 /// Column-centred f64 copy of `m` as a faer matrix (n × d).
 fn centred<T: Scalar>(m: MatRef<'_, T>) -> faer::Mat<f64> {
     let (n, d) = (m.rows, m.cols);
-    let mut means = vec![0.0; d];
-    for row in m.data.chunks_exact(d) {
-        means
-            .iter_mut()
-            .zip(row)
-            .for_each(|(s, v)| *s += v.to_f64());
-    }
-    means.iter_mut().for_each(|s| *s /= n as f64);
+    let means = crate::linalg::column_means(m);
     faer::Mat::from_fn(n, d, |i, j| m.data[i * d + j].to_f64() - means[j])
 }
 

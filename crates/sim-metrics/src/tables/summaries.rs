@@ -341,6 +341,24 @@ const VERDICT_MEASURES: [(Estimator, Token); 3] = [
 ];
 
 /// An epoch's medical-probe CKA to epoch 0 at `layer` under a measure.
+/// Per run, the (similarity, ECE) points of its fine-tuned epochs (epoch 0,
+/// scored by a probe's head, is not one): finding 2's points, the
+/// similarities of an epoch those `at` reads (one per layer).
+fn fine_tuned_points(
+    runs: &[&Run<'_>],
+    at: impl Fn(&EpochMetrics) -> Vec<f64>,
+) -> Vec<Vec<(f64, f64)>> {
+    runs.iter()
+        .map(|r| {
+            r.epochs
+                .iter()
+                .filter(|(epoch, _)| *epoch >= 1)
+                .flat_map(|(_, m)| at(m).into_iter().map(|s| (s, m.ece)))
+                .collect()
+        })
+        .collect()
+}
+
 fn cka_at(m: &EpochMetrics, layer: Layer, (estimator, token): (Estimator, Token)) -> Option<f64> {
     let (biased, debiased) = *m.cka.get(&(Probe::Medical, layer, token))?;
     Some(if estimator == Estimator::Debiased {
@@ -438,24 +456,13 @@ pub(super) fn verdicts(
                     &resamples,
                 )?,
             ));
-            let fitted: Vec<Vec<(f64, f64)>> = runs
-                .iter()
-                .map(|r| {
-                    r.epochs
-                        .iter()
-                        .filter(|(epoch, _)| *epoch >= 1)
-                        .flat_map(|(_, m)| {
-                            m.cka
-                                .keys()
-                                .filter(|(p, _, t)| *p == Probe::Medical && *t == measure.1)
-                                .filter_map(|&(_, layer, _)| {
-                                    Some((cka_at(m, layer, measure)?, m.ece))
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect()
-                })
-                .collect();
+            let fitted = fine_tuned_points(&runs, |m| {
+                m.cka
+                    .keys()
+                    .filter(|(p, _, t)| *p == Probe::Medical && *t == measure.1)
+                    .filter_map(|&(_, layer, _)| cka_at(m, layer, measure))
+                    .collect()
+            });
             // A fit that cannot be made has no verdict row; fits.parquet says why.
             if let Ok(c) = calibration_follows_similarity(&fitted, e.fit_levels, &resamples) {
                 rows.push(row(2, c));
@@ -470,21 +477,13 @@ pub(super) fn verdicts(
             .iter()
             .filter(|m| !matches!(m, Measure::Cka | Measure::CkaDebiased));
         for &measure in others {
-            let fitted: Vec<Vec<(f64, f64)>> = runs
-                .iter()
-                .map(|r| {
-                    r.epochs
-                        .iter()
-                        .filter(|(epoch, _)| *epoch >= 1)
-                        .flat_map(|(_, m)| {
-                            m.measures
-                                .iter()
-                                .filter(move |((_, x), _)| *x == measure)
-                                .map(|(_, &(value, _))| (measure.oriented(value), m.ece))
-                        })
-                        .collect()
-                })
-                .collect();
+            let fitted = fine_tuned_points(&runs, |m| {
+                m.measures
+                    .iter()
+                    .filter(|((_, x), _)| *x == measure)
+                    .map(|(_, &(value, _))| measure.oriented(value))
+                    .collect()
+            });
             if let Ok(c) = calibration_follows_similarity(&fitted, e.fit_levels, &resamples) {
                 let name = (measure.name(), Token::Cls.name());
                 rows.push(facet.verdict(2, name, (b, None), c));
