@@ -29,8 +29,8 @@ struct Cli {
     /// File formats (comma-separated): png, svg.
     #[arg(long, value_delimiter = ',', default_value = "png,svg")]
     format: Vec<String>,
-    /// Draw the figures of similarity (fig1b, fig4a, fig5, layers_cka,
-    /// layers_epochs_cka) under this measure of similarity.parquet instead
+    /// Draw the figures of similarity (fig1b, fig4a, fig4b, fig5,
+    /// layers_cka, layers_epochs_cka) under this measure of similarity.parquet instead
     /// of CKA, as <figure>_<measure>.png; the tables and report are left as
     /// they are. The study must list it in [evaluation.similarity] measures.
     #[arg(long, value_enum)]

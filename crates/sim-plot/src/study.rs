@@ -217,7 +217,9 @@ impl Study {
     /// The study drawn under `measure` (`sim-plot --measure`): each epoch's
     /// similarity and each layer's CLS CKA replaced by the measure's value
     /// in `similarity.parquet` (the CKA columns then hold that measure, as
-    /// [`Study::measure`] says); the patch-mean rows, the space of Figure 2
+    /// [`Study::measure`] says), and each run's final similarity in the
+    /// space rows too, without their intervals (T_X membership stays CKA's:
+    /// Figure 2 is not drawn under another measure); the patch-mean rows
     /// and the fits, which are CKA's alone, left out.
     pub fn for_measure(&self, measure: Measure) -> anyhow::Result<Study> {
         if measure == Measure::Cka {
@@ -271,6 +273,35 @@ impl Study {
                 ..e.clone()
             });
         }
+        let last_epoch = |d: &str, m: &str, b: &str, s: u64| {
+            epochs
+                .iter()
+                .filter(|e: &&EpochRow| {
+                    (&*e.dataset, &*e.method, &*e.backbone, e.seed) == (d, m, b, s)
+                })
+                .max_by_key(|e| e.epoch)
+                .map(|e| e.similarity)
+        };
+        let mut space = Vec::with_capacity(self.space.len());
+        for p in &self.space {
+            let Some(value) = last_epoch(&p.dataset, &p.method, &p.backbone, p.seed) else {
+                bail!(
+                    "{}: run {}/{}/{} seed {} has no epoch in {}",
+                    file::SPACE,
+                    p.dataset,
+                    p.method,
+                    p.backbone,
+                    p.seed,
+                    file::EPOCHS
+                );
+            };
+            space.push(SpaceRow {
+                similarity: value,
+                similarity_ci_low: None,
+                similarity_ci_high: None,
+                ..p.clone()
+            });
+        }
         let layers = rows
             .iter()
             .map(|r| LayerRow {
@@ -291,7 +322,7 @@ impl Study {
             epochs,
             layers,
             measure,
-            space: Vec::new(),
+            space,
             fits: Vec::new(),
             wise_ft: None,
             ..self.clone()

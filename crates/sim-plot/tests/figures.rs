@@ -1254,6 +1254,7 @@ fn measure_draws_the_similarity_figures_under_another_measure() {
         [
             "fig1b_similarity_density_procrustes.svg",
             "fig4a_trajectory_procrustes.svg",
+            "fig4b_final_procrustes.svg",
             "fig5_cka_ece_procrustes.svg",
             "layers_cka_procrustes.svg",
             "layers_epochs_cka_procrustes.svg",
@@ -1290,6 +1291,20 @@ fn measure_draws_the_similarity_figures_under_another_measure() {
         assert_ne!(e.similarity, study.epochs[0].similarity);
     }
     assert_eq!(drawn.layers.len(), similarity.len());
+    for p in &drawn.space {
+        let last_epoch = similarity
+            .iter()
+            .filter(|s| s.is_final && s.seed == p.seed)
+            .max_by_key(|s| s.epoch)
+            .unwrap();
+        assert_eq!(p.similarity, last_epoch.value);
+        assert_eq!(
+            p.similarity_ci(),
+            None,
+            "CKA's interval is not the measure's"
+        );
+    }
+    assert_eq!(drawn.space.len(), study.space.len());
     assert!(
         drawn
             .layers

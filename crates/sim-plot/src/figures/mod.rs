@@ -43,11 +43,12 @@ pub const NAMES: [&str; 12] = [
 ];
 
 /// The figures that draw similarity: those `sim-plot --measure` draws under
-/// another measure than CKA. (Figure 2 and 4b read `space.parquet`, whose
-/// intervals and T_X(η, ε) are CKA's.)
-pub const MEASURED: [&str; 5] = [
+/// another measure than CKA. (Figure 2 draws T_X(η, ε), whose η is a CKA
+/// level, and the WiSE-FT path reads evaluations made for CKA alone.)
+pub const MEASURED: [&str; 6] = [
     "fig1b_similarity_density",
     "fig4a_trajectory",
+    "fig4b_final",
     "fig5_cka_ece",
     "layers_cka",
     "layers_epochs_cka",

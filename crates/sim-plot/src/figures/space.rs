@@ -6,7 +6,8 @@
 //! Figure 4b: the same points, without the region. With several facets
 //! (data sets, methods) every facet has the same axes, so they compare by eye.
 
-use super::{Captioned, no_finished_run};
+use super::{Captioned, no_finished_run, stem};
+use crate::scale::Scale;
 use crate::study::{SpaceRow, Study};
 use crate::style::*;
 use plotters::coord::Shift;
@@ -203,6 +204,7 @@ pub struct FinalPoints {
     /// Similarity and accuracy (%) ranges: those of every facet of `whole`.
     x: Range<f64>,
     y: Range<f64>,
+    scale: Scale,
 }
 
 impl FinalPoints {
@@ -211,7 +213,13 @@ impl FinalPoints {
         if rows.space.is_empty() {
             return Err(no_finished_run());
         }
-        let x = padded_range(whole.space.iter().map(|p| p.similarity), 0.0..1.0, 0.05);
+        let scale = Scale::of(whole.measure);
+        let range = scale.range.clone();
+        let x = padded_range(
+            whole.space.iter().map(|p| p.similarity),
+            range.clone(),
+            0.05,
+        );
         let y = padded_range(
             whole.space.iter().map(|p| p.accuracy * 100.0),
             0.0..100.0,
@@ -220,8 +228,9 @@ impl FinalPoints {
         Ok(FinalPoints {
             backbones: rows.backbones.clone(),
             points: rows.space.clone(),
-            x: x.start.max(0.0)..x.end.min(1.0),
+            x: x.start.max(range.start)..x.end.min(range.end),
             y,
+            scale,
         })
     }
 }
@@ -233,15 +242,16 @@ impl Captioned for FinalPoints {
             .iter()
             .map(|p| (p.similarity, p.accuracy))
             .unzip();
+        let what = self.scale.short;
         match sim_metrics::fit::pearson(&s, &a) {
             Ok(r) => format!(
-                "Final similarity against final accuracy, {} runs: Pearson r = {r:.2} over \
-                    all backbones.",
+                "Final similarity ({what}) against final accuracy, {} runs: Pearson r = \
+                    {r:.2} over all backbones.",
                 s.len()
             ),
             Err(_) => format!(
-                "Final similarity against final accuracy, {} runs (no correlation: too few \
-                    runs or no spread).",
+                "Final similarity ({what}) against final accuracy, {} runs (no correlation: \
+                    too few runs or no spread).",
                 s.len()
             ),
         }
@@ -250,7 +260,7 @@ impl Captioned for FinalPoints {
 
 impl Figure for FinalPoints {
     fn name(&self) -> String {
-        "fig4b_final".into()
+        stem("fig4b_final", &self.scale)
     }
 
     fn size(&self) -> (u32, u32) {
@@ -289,7 +299,7 @@ impl Figure for FinalPoints {
         let mut chart = chart(&area, "", x, y)?;
         axes(
             &mut chart,
-            "final similarity (linear CKA to pre-trained)",
+            &self.scale.label("final "),
             "final accuracy (%)",
             Ticks::Numbers(6),
         )?;
