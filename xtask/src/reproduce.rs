@@ -297,9 +297,9 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
 /// cache and trains nothing.
 pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Result<()> {
     use sim_train::data::prepare::PreparedDataset;
-    use sim_train::finetune::batch_parts::BatchParts;
-    use sim_train::finetune::classifier::Classifier;
     use sim_train::finetune::plan::{EvalImages, RunCost, time_step};
+    use sim_train::train::batch_parts::BatchParts;
+    use sim_train::train::classifier::Classifier;
     check_output_folder(&config.output_dir())?;
     let missing = check_backbone_files(config)?;
     if !missing.is_empty() {

@@ -105,7 +105,7 @@ impl RunState {
 
 /// A folder's commit point (`run.toml`, `pretrain.toml`): the state file
 /// that says which epochs count. What the training skeleton
-/// (`sim_train::resumable`) needs of it, written once for both.
+/// (`sim_train::train::resumable`) needs of it, written once for both.
 pub trait CommitPoint {
     /// The file in its folder.
     fn path(dir: &Path) -> PathBuf;

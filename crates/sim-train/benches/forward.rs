@@ -8,8 +8,8 @@
 
 use burn::prelude::*;
 use sim_train::CpuBackend;
-use sim_train::finetune::batch_parts::BatchParts;
 use sim_train::model::{LoadOptions, load};
+use sim_train::train::batch_parts::BatchParts;
 use std::time::Instant;
 
 fn main() {

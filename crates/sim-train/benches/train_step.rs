@@ -15,11 +15,11 @@ use sim_train::data::colour::ColourAugment;
 use sim_train::data::image_cache::ImageCache;
 use sim_train::data::transform::{Normalisation, TrainAugment};
 use sim_train::data::{ImageSource, Sample};
-use sim_train::finetune::batch_parts::BatchParts;
-use sim_train::finetune::classifier::{Classifier, part_cross_entropy};
 use sim_train::finetune::method::Method;
-use sim_train::finetune::state::Training;
 use sim_train::model::{LoadOptions, load};
+use sim_train::train::batch_parts::BatchParts;
+use sim_train::train::checkpoint::Training;
+use sim_train::train::classifier::{Classifier, part_cross_entropy};
 use std::time::Instant;
 
 fn main() {

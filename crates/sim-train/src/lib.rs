@@ -4,6 +4,8 @@
 //! - [`model`]: the ViT backbones and their checkpoints.
 //! - [`extract`]: every layer's features of a folder of images.
 //! - [`finetune`]: one fine-tuning run; [`pretrain`]: a backbone of our own.
+//! - [`train`]: what both train with (classifier, batch parts, schedule,
+//!   checkpoints, the resumable folder's skeleton).
 //! - [`backend`]: which burn backend the binaries run on, and their allocator.
 
 pub mod backend;
@@ -12,6 +14,6 @@ pub mod extract;
 pub mod finetune;
 pub mod model;
 pub mod pretrain;
-pub mod resumable;
+pub mod train;
 
 pub use backend::CpuBackend;

@@ -9,11 +9,11 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use sim_study::config::{MethodConfig, MethodKind};
 use sim_train::backend::TrainBackend;
-use sim_train::finetune::classifier::{Classifier, features};
 use sim_train::finetune::method::{Method, batch_linear_cka};
-use sim_train::finetune::state::Training;
 use sim_train::finetune::wise_ft::interpolate;
 use sim_train::model::{LoadOptions, Vit, load};
+use sim_train::train::checkpoint::Training;
+use sim_train::train::classifier::{Classifier, features};
 use std::path::Path;
 
 type B = TrainBackend;

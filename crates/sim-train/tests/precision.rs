@@ -10,10 +10,10 @@ use burn::tensor::DType;
 use half::bf16;
 use sim_study::config::{MethodConfig, Precision};
 use sim_train::CpuBackend;
-use sim_train::finetune::classifier::Classifier;
 use sim_train::finetune::method::Method;
-use sim_train::finetune::state::Training;
 use sim_train::model::init::{VitShape, random_vit};
+use sim_train::train::checkpoint::Training;
+use sim_train::train::classifier::Classifier;
 
 type Ad = Autodiff<CpuBackend>;
 

@@ -17,11 +17,8 @@
 //! On a CPU build both sides run on the CPU backend (the device side in the
 //! config's precision): the same code paths, at whatever size the config asks.
 
-use super::batch_parts::BatchParts;
-use super::classifier::Classifier;
 use super::eval::final_outputs;
 use super::method::Method;
-use super::state::Training;
 use super::{NonFiniteLoss, StepInputs, class_weights, epoch_order, train_epoch};
 use crate::CpuBackend;
 use crate::backend::{DEVICE_NAME, TrainBackend};
@@ -31,6 +28,9 @@ use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
+use crate::train::batch_parts::BatchParts;
+use crate::train::checkpoint::Training;
+use crate::train::classifier::Classifier;
 use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
@@ -288,7 +288,7 @@ fn inputs<'a, B: AutodiffBackend>(
         training: t,
         per_epoch,
         method,
-        parts: data.parts.for_method(method),
+        parts: method.parts(&data.parts),
         device,
     }
 }

@@ -2,10 +2,10 @@
 //! no augmentation, over the sets of docs/SPEC.md, written as one safetensors file in
 //! the layout of `sim_study::eval_file` (features f16, logits f32).
 
-use super::batch_parts::BatchParts;
-use super::classifier::Classifier;
 use crate::data::batch::Batcher;
 use crate::data::prepare::PreparedDataset;
+use crate::train::batch_parts::BatchParts;
+use crate::train::classifier::Classifier;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

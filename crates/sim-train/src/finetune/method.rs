@@ -6,10 +6,12 @@
 //! configured rates. WiSE-FT, which any method may add after training, is
 //! [`super::wise_ft`].
 
-use super::classifier::Classifier;
-use super::state::Training;
 use crate::model::Vit;
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use crate::train::batch_parts::BatchParts;
+use crate::train::checkpoint::Training;
+use crate::train::classifier::Classifier;
+use crate::train::params::flatten;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -24,23 +26,6 @@ pub struct Method<B: AutodiffBackend> {
     /// rep-sim: the pre-trained backbone, without autodiff (its features
     /// are constants).
     anchor_model: Option<Vit<B::InnerBackend>>,
-}
-
-/// Every float parameter of a module, flattened, in visiting order.
-struct Flatten<B: Backend>(Vec<Tensor<B, 1>>);
-
-impl<B: Backend> ModuleVisitor<B> for Flatten<B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let tensor = param.val();
-        let n = tensor.shape().num_elements();
-        self.0.push(tensor.reshape([n]));
-    }
-}
-
-pub(crate) fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
-    let mut visitor = Flatten(Vec::new());
-    module.visit(&mut visitor);
-    visitor.0
 }
 
 impl<B: AutodiffBackend> Method<B> {
@@ -102,8 +87,10 @@ impl<B: AutodiffBackend> Method<B> {
             }
             // CKA needs two images: an epoch's last batch may hold one.
             (MethodKind::RepSim, _, _, Some(weight), Some(anchor)) if images.dims()[0] >= 2 => {
-                let pretrained =
-                    Tensor::from_inner(super::classifier::features(anchor, images.clone().inner()));
+                let pretrained = Tensor::from_inner(crate::train::classifier::features(
+                    anchor,
+                    images.clone().inner(),
+                ));
                 Some((batch_linear_cka(features.clone(), pretrained).neg() + 1.0) * weight)
             }
             _ => None,
@@ -143,11 +130,11 @@ impl<B: AutodiffBackend> Method<B> {
         groups
     }
 
-    /// Whether [`Method::penalty`] reads the batch's rows together (rep-sim's
-    /// batch CKA), so that a step cannot cut its batch into parts
-    /// ([`super::batch_parts`]).
-    pub fn penalty_needs_whole_batch(&self) -> bool {
-        self.config.kind == MethodKind::RepSim
+    /// `parts`, or one part where [`Method::penalty`] reads the batch's
+    /// rows together (rep-sim's batch CKA): such a step cannot cut its
+    /// batch ([`crate::train::batch_parts`]).
+    pub fn parts<'a>(&self, parts: &'a BatchParts) -> &'a BatchParts {
+        parts.unless_whole(self.config.kind == MethodKind::RepSim)
     }
 
     /// One optimiser step of `tr` from the gradients of the step's loss
@@ -216,4 +203,47 @@ pub fn batch_linear_cka<B: Backend>(x: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<
     // sqrt's derivative at 0 (infinite) out of the gradient.
     let norm = |a: &Tensor<B, 2>| dot(a, a).clamp_min(1e-30).sqrt();
     dot(&k, &l) / (norm(&k) * norm(&l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_method_whose_term_reads_the_batch_whole_runs_in_one_part() {
+        use crate::model::init::{VitShape, random_vit};
+        use sim_study::config::{MethodConfig, MethodKind};
+        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
+        let shape = VitShape {
+            width: 16,
+            depth: 1,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 2,
+            input_size: 16,
+        };
+        let vit = random_vit::<Ad>(shape, 0, &Default::default())
+            .unwrap()
+            .model;
+        let parts = BatchParts::new(2);
+        let rep_sim = MethodConfig {
+            kind: MethodKind::RepSim,
+            weight: Some(1.0),
+            ..MethodConfig::full("rep-sim")
+        };
+        let l2_sp = MethodConfig {
+            kind: MethodKind::L2Sp,
+            alpha: Some(0.1),
+            beta: Some(0.1),
+            ..MethodConfig::full("l2-sp")
+        };
+        assert_eq!(Method::new(&rep_sim, &vit).parts(&parts).count(), 1);
+        assert_eq!(Method::new(&l2_sp, &vit).parts(&parts).count(), 2);
+        assert_eq!(
+            Method::new(&MethodConfig::full("full"), &vit)
+                .parts(&parts)
+                .count(),
+            2
+        );
+    }
 }

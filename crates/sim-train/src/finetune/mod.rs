@@ -11,14 +11,10 @@
 //! augmentation, all drawn from (seed, epoch): a resumed run draws exactly
 //! what an uninterrupted one would.
 
-pub mod batch_parts;
-pub mod classifier;
 pub mod device_check;
 pub mod eval;
 pub mod method;
 pub mod plan;
-pub mod schedule;
-pub mod state;
 pub mod wise_ft;
 
 use crate::data::batch::{Batcher, HostBatch, ImageBatch};
@@ -27,13 +23,14 @@ use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, check_fits_data, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::{LoadOptions, Vit};
-use crate::resumable;
+use crate::train::batch_parts::BatchParts;
+use crate::train::checkpoint::Training;
+use crate::train::classifier::Classifier;
+use crate::train::{progress, resumable, schedule};
 use anyhow::bail;
-use batch_parts::BatchParts;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use classifier::Classifier;
 use eval::{EvalSets, evaluate, evaluate_medical, evaluate_medical_train, evaluate_natural};
 use method::Method;
 use rand::SeedableRng;
@@ -45,11 +42,10 @@ use sim_study::config::{
 use sim_study::eval_file::{EvalFile, EvalMetadata};
 use sim_study::fingerprint::Fingerprint;
 use sim_study::lock::DirLock;
+use sim_study::run_state::{RunState, Status};
 use sim_study::tensors::write_safetensors;
 use sim_study::{StudyDir, crash, remove_leftovers};
-use state::{RunState, Status, Training};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
@@ -738,7 +734,7 @@ impl<'a, B: AutodiffBackend> StepInputs<'a, B> {
             training: t,
             per_epoch: train_images.div_ceil(t.batch_size),
             method,
-            parts: sets.parts.for_method(method),
+            parts: method.parts(&sets.parts),
             device,
         }
     }
@@ -901,7 +897,7 @@ fn row_weights(labels: &[i64], rows: usize, class_weights: Option<&[f32]>) -> Ve
 /// one per row of the batch): their share of the batch's weighted
 /// cross-entropy, plus the method's term on the part that starts at row 0,
 /// over its real rows (a term that reads rows comes with a single part,
-/// [`BatchParts::for_method`]). The parts' losses add up to the batch's.
+/// [`Method::parts`]). The parts' losses add up to the batch's.
 fn part_loss<B: AutodiffBackend>(
     model: &Classifier<B>,
     batch: &ImageBatch<B>,
@@ -911,7 +907,7 @@ fn part_loss<B: AutodiffBackend>(
 ) -> Tensor<B, 1> {
     let images = batch.images.clone().narrow(0, rows.start, rows.len());
     let labels = batch.labels.clone().narrow(0, rows.start, rows.len());
-    let features = classifier::features(&model.backbone, images.clone());
+    let features = crate::train::classifier::features(&model.backbone, images.clone());
     let logits = model.head.forward(features.clone());
     let total = row_weights.iter().sum();
     let loss = weighted_cross_entropy(
@@ -995,30 +991,6 @@ fn epoch_order(
             order
         }
     }
-}
-
-/// A one-line progress bar on a terminal; nothing when stderr is a file
-/// (the per-epoch log line says it all there).
-pub(crate) fn progress(
-    epoch: u32,
-    epochs: u32,
-    step: usize,
-    steps: usize,
-    loss: f64,
-    images_per_s: f64,
-) {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return;
-    }
-    let left = (steps - step) as f64 * (step as f64 / images_per_s.max(1e-9)) / step as f64;
-    let mut err = std::io::stderr().lock();
-    let _ = write!(
-        err,
-        "\repoch {epoch}/{epochs} step {step}/{steps}  loss {loss:.4}  {images_per_s:.1} \
-            images/s  ETA {left:.0} s   "
-    );
-    let _ = err.flush();
 }
 
 #[cfg(test)]

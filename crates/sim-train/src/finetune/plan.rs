@@ -3,8 +3,8 @@
 //! `finetune` announces it for its run; `cargo xtask reproduce --plan` adds it
 //! up for a whole study.
 
-use super::batch_parts::BatchParts;
-use super::classifier::{Classifier, part_cross_entropy};
+use crate::train::batch_parts::BatchParts;
+use crate::train::classifier::{Classifier, part_cross_entropy};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;

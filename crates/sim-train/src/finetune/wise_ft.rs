@@ -9,29 +9,10 @@
 //! random initialisation would measure the initialisation, not the path.
 //! Similarity, the k-NN accuracy and the attention read the backbone alone.
 
-use super::classifier::Classifier;
-use super::method::flatten;
 use crate::model::Vit;
-use burn::module::{Module, ModuleMapper, Param};
+use crate::train::classifier::Classifier;
+use crate::train::params::mix;
 use burn::prelude::*;
-
-/// Replaces each float parameter p, in visiting order, by (1 − α)p₀ + αp.
-struct Towards<B: Backend> {
-    start: std::vec::IntoIter<Tensor<B, 1>>,
-    alpha: f64,
-}
-
-impl<B: Backend> ModuleMapper<B> for Towards<B> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, end, mapper) = param.consume();
-        let start = self
-            .start
-            .next()
-            .expect("the two modules have the same parameters")
-            .reshape(end.shape());
-        Param::from_mapped_value(id, start * (1.0 - self.alpha) + end * self.alpha, mapper)
-    }
-}
 
 /// The fine-tuned classifier with its backbone moved to
 /// (1 − α)·`pretrained` + α·(its own), its head unchanged.
@@ -44,20 +25,4 @@ pub fn interpolate<B: Backend>(
         backbone: mix(pretrained, finetuned.backbone.clone(), alpha),
         head: finetuned.head.clone(),
     }
-}
-
-/// `end` with every float parameter p moved to (1 − α)p₀ + αp, p₀ the
-/// same parameter of `start` (two modules of the same structure). Also
-/// DINO's momentum teacher: `mix(student, teacher, m)`.
-pub fn mix<B: Backend, M: Module<B>>(start: &M, end: M, alpha: f64) -> M {
-    let mut towards = Towards {
-        start: flatten(start).into_iter(),
-        alpha,
-    };
-    let mixed = end.map(&mut towards);
-    assert!(
-        towards.start.next().is_none(),
-        "the two modules have the same parameters"
-    );
-    mixed
 }

@@ -17,12 +17,12 @@
 //! (the entropy of its batch-mean distribution at 0) at every step of an
 //! epoch stops the pre-training with an error naming the epoch.
 
-use crate::finetune::batch_parts::BatchParts;
-use crate::finetune::schedule;
-use crate::finetune::state::{load_checkpoint, save_checkpoint};
-use crate::finetune::wise_ft::mix;
 use crate::model::Vit;
 use crate::model::init::trunc_normal;
+use crate::train::batch_parts::BatchParts;
+use crate::train::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::train::params::mix;
+use crate::train::schedule;
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::nn::Linear;
@@ -111,10 +111,8 @@ impl<B: Backend> DinoHead<B> {
 impl<B: Backend> DinoNet<B> {
     /// Images `[B, 3, s, s]` (any multiple of the patch) → `[B, K]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.head.forward(crate::finetune::classifier::features(
-            &self.backbone,
-            images,
-        ))
+        self.head
+            .forward(crate::train::classifier::features(&self.backbone, images))
     }
 }
 

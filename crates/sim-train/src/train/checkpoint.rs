@@ -1,16 +1,11 @@
-//! What a run keeps on disk to be resumed, and the order it is written in.
-//!
-//! Per finished epoch: the evaluation file, then a checkpoint folder (the
-//! model, both optimisers' state and a manifest of their sizes and hashes,
-//! written into `checkpoint-<EEE>.partial` and renamed), then `run.toml`
-//! ([`RunState`]), the commit point: until it names the epoch, the epoch did
-//! not happen, and the next attempt redoes it, replacing whatever the killed
-//! one left (an evaluation, a checkpoint folder of the same epoch). Older
-//! checkpoints are pruned after the commit. Data order and augmentation are
-//! drawn from (seed, epoch), so no RNG state is needed.
-//!
-//! [`Training`] is what a checkpoint holds (the model and both optimisers),
-//! saved and restored here.
+//! A training folder's checkpoints: [`Training`] (the model and both
+//! optimisers) saved after every epoch into `checkpoint-<EEE>.partial` with
+//! a manifest of its files' sizes and hashes, renamed when whole, restored
+//! (and checked against the manifest) to resume, and pruned once the commit
+//! point (`run.toml`, `pretrain.toml`) names a later epoch. When each is
+//! written, and why a kill between any two writes loses nothing:
+//! [`super::resumable`]. Data order and augmentation are drawn from (seed,
+//! epoch), so no RNG state is needed.
 
 use super::classifier::Classifier;
 use anyhow::Context;
@@ -27,8 +22,6 @@ use sim_study::layout::checkpoint_dir;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-pub use sim_study::run_state::{RunState, Status};
 
 /// An optimiser of the classifier: AdamW (docs/SPEC.md).
 pub type AdamWOf<B> = OptimizerAdaptor<AdamW, Classifier<B>, B>;

@@ -13,7 +13,7 @@
 //!    point, older checkpoints pruned;
 //! 5. [`finish`], after whatever follows the last epoch.
 
-use crate::finetune::state::prune_checkpoints;
+use super::checkpoint::prune_checkpoints;
 use sim_study::run_state::CommitPoint;
 use sim_study::{crash, remove_leftovers};
 use std::path::Path;

@@ -21,7 +21,6 @@
 //! shares a leaf under one lock for a whole backward pass, so parts sharing
 //! the model's own leaves would run their backward passes one after another.
 
-use super::method::Method;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -78,14 +77,10 @@ impl BatchParts {
         }
     }
 
-    /// These parts, or one where `method`'s loss reads the batch's rows
-    /// together.
-    pub fn for_method<B: AutodiffBackend>(&self, method: &Method<B>) -> &BatchParts {
-        if method.penalty_needs_whole_batch() {
-            &WHOLE
-        } else {
-            self
-        }
+    /// These parts, or one where the loss reads the batch's rows together
+    /// (then it cannot be cut).
+    pub fn unless_whole(&self, whole_batch_loss: bool) -> &BatchParts {
+        if whole_batch_loss { &WHOLE } else { self }
     }
 
     pub fn count(&self) -> usize {
@@ -204,44 +199,6 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SumParts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_method_whose_term_reads_the_batch_whole_runs_in_one_part() {
-        use crate::model::init::{VitShape, random_vit};
-        use sim_study::config::{MethodConfig, MethodKind};
-        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
-        let shape = VitShape {
-            width: 16,
-            depth: 1,
-            heads: 2,
-            patch: 8,
-            mlp_ratio: 2,
-            input_size: 16,
-        };
-        let vit = random_vit::<Ad>(shape, 0, &Default::default())
-            .unwrap()
-            .model;
-        let parts = BatchParts::new(2);
-        let rep_sim = MethodConfig {
-            kind: MethodKind::RepSim,
-            weight: Some(1.0),
-            ..MethodConfig::full("rep-sim")
-        };
-        let l2_sp = MethodConfig {
-            kind: MethodKind::L2Sp,
-            alpha: Some(0.1),
-            beta: Some(0.1),
-            ..MethodConfig::full("l2-sp")
-        };
-        assert_eq!(parts.for_method(&Method::new(&rep_sim, &vit)).count(), 1);
-        assert_eq!(parts.for_method(&Method::new(&l2_sp, &vit)).count(), 2);
-        assert_eq!(
-            parts
-                .for_method(&Method::new(&MethodConfig::full("full"), &vit))
-                .count(),
-            2
-        );
-    }
 
     #[test]
     fn a_study_can_fix_the_number_of_parts() {
