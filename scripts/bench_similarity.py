@@ -16,13 +16,12 @@ peak resident memory from GNU `time`; 2 threads everywhere.
 """
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from rust_bench import binary_executable, timed as measure
+from rust_bench import binary_executable, threads_env, timed as measure
 
 THREADS = "2"
 SCRIPTS = Path(__file__).resolve().parent
@@ -43,7 +42,7 @@ def main():
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--cols", type=int, default=768)
     args = parser.parse_args()
-    env = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS, RAYON_NUM_THREADS=THREADS)
+    env = threads_env(THREADS)
     exe = binary_executable("sim-metrics", "sim-metrics")
     rng = np.random.default_rng(11)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,13 +18,12 @@ and on OpenBLAS (`libopenblas0-pthread`). Threads: 2 everywhere.
 """
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from rust_bench import binary_executable, timed as measure
+from rust_bench import binary_executable, threads_env, timed as measure
 
 THREADS = "2"
 
@@ -86,7 +85,7 @@ def main():
     parser.add_argument("--cols", type=int, default=1024)
     parser.add_argument("--queries", type=int, default=4000)
     args = parser.parse_args()
-    env = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS, RAYON_NUM_THREADS=THREADS)
+    env = threads_env(THREADS)
     exe = binary_executable("sim-metrics", "sim-metrics")
     rng = np.random.default_rng(11)
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@ it (release) and says where it is; times a whole process. (The dev profile, even
 keeps debug assertions, incremental compilation and many codegen units: the
 measures ran up to 1.7 times slower there.)"""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,9 @@ def timed(command, env):
         sys.exit(f"{command} failed: {result.stderr}")
     seconds, kib = result.stderr.strip().splitlines()[-1].split()
     return float(seconds), int(kib) / 1024, result.stdout
+
+
+def threads_env(threads: str) -> dict:
+    """The environment with every thread pool (OpenMP, OpenBLAS, MKL, rayon) at `threads`."""
+    return dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                RAYON_NUM_THREADS=threads)
