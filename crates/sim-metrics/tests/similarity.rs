@@ -109,8 +109,8 @@ fn canonical_correlations_are_invariant_to_any_invertible_linear_map() {
     let mapped = times(&y, n, d, &map);
     let sub = |v: &[f64]| Subspace::new(m(v, d, "side")).unwrap();
     let (plain, after) = (
-        canonical_correlations(&sub(&x), &sub(&y)),
-        canonical_correlations(&sub(&x), &sub(&mapped)),
+        canonical_correlations(&sub(&x), &sub(&y)).unwrap(),
+        canonical_correlations(&sub(&x), &sub(&mapped)).unwrap(),
     );
     for (a, b) in plain.iter().zip(&after) {
         assert!((a - b).abs() <= INVARIANCE_TOL, "{plain:?} vs {after:?}");
@@ -124,7 +124,7 @@ fn with_fewer_samples_than_features_every_canonical_correlation_is_one() {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let (x, y) = (normal(&mut rng, 10 * 30), normal(&mut rng, 10 * 30));
     let sub = |v: &[f64]| Subspace::new(m(v, 30, "side")).unwrap();
-    let rho = canonical_correlations(&sub(&x), &sub(&y));
+    let rho = canonical_correlations(&sub(&x), &sub(&y)).unwrap();
     assert_eq!(rho.len(), 9);
     assert!(rho.iter().all(|r| (r - 1.0).abs() < 1e-9), "{rho:?}");
     assert!((value(Measure::Pwcca, &x, &y, 30) - 1.0).abs() < 1e-9);
@@ -204,6 +204,18 @@ fn inputs_a_measure_cannot_use_are_errors_naming_the_array() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("x.npy"), "{e}");
+    // A chance level's orders must be permutations of the samples.
+    let side = Prepared::new(Measure::Svcca, m(&y, 4, "y.npy"), options()).unwrap();
+    let n = y.len() / 4;
+    let mut repeated: Vec<usize> = (0..n).collect();
+    repeated[1] = 0;
+    for bad in [repeated, (0..n - 1).collect(), (1..=n).collect()] {
+        let e = chance_level(&side, &[bad]).unwrap_err();
+        assert!(
+            e.to_string().contains("y.npy") && e.to_string().contains("not a permutation"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -93,35 +93,38 @@ impl Subspace {
 
 /// The canonical correlations of two subspaces, largest first, and the
 /// left singular vectors of U_aᵀ U_b (the variates' coordinates in `a`).
-fn canonical(a: &Subspace, b: &Subspace) -> (Vec<f64>, Mat<f64>) {
+fn canonical(a: &Subspace, b: &Subspace) -> Result<(Vec<f64>, Mat<f64>), MetricError> {
     let cross = a.basis.transpose() * &b.basis;
-    let svd = cross
-        .thin_svd()
-        .expect("an SVD of a small matrix of cosines converges");
+    let svd = cross.thin_svd().map_err(|e| {
+        MetricError::input(
+            "canonical correlations",
+            format!("the SVD of the cosines did not converge: {e:?}"),
+        )
+    })?;
     let rho = svd
         .S()
         .column_vector()
         .iter()
         .map(|v| v.clamp(0.0, 1.0))
         .collect();
-    (rho, svd.U().to_owned())
+    Ok((rho, svd.U().to_owned()))
 }
 
 /// The canonical correlations of `a` and `b`, largest first.
-pub fn canonical_correlations(a: &Subspace, b: &Subspace) -> Vec<f64> {
-    canonical(a, b).0
+pub fn canonical_correlations(a: &Subspace, b: &Subspace) -> Result<Vec<f64>, MetricError> {
+    Ok(canonical(a, b)?.0)
 }
 
 /// The mean canonical correlation of two (truncated) subspaces.
-pub fn svcca(a: &Subspace, b: &Subspace) -> f64 {
-    let rho = canonical_correlations(a, b);
-    rho.iter().sum::<f64>() / rho.len() as f64
+pub fn svcca(a: &Subspace, b: &Subspace) -> Result<f64, MetricError> {
+    let rho = canonical_correlations(a, b)?;
+    Ok(rho.iter().sum::<f64>() / rho.len() as f64)
 }
 
 /// The projection-weighted mean canonical correlation.
-pub fn pwcca(a: &Subspace, b: &Subspace) -> f64 {
+pub fn pwcca(a: &Subspace, b: &Subspace) -> Result<f64, MetricError> {
     let (x, y) = if a.rank() <= b.rank() { (a, b) } else { (b, a) };
-    let (rho, coords) = canonical(x, y);
+    let (rho, coords) = canonical(x, y)?;
     // ⟨hᵢ, xⱼ⟩ = (coordsᵀ Uᵀ X)ᵢⱼ = (coordsᵀ S Vᵀ)ᵢⱼ, as X = U S Vᵀ.
     let scaled = Mat::from_fn(x.rank(), x.directions.nrows(), |i, j| {
         x.singular[i] * x.directions[(j, i)]
@@ -135,5 +138,5 @@ pub fn pwcca(a: &Subspace, b: &Subspace) -> f64 {
         })
         .collect();
     let total: f64 = weights.iter().sum();
-    weights.iter().zip(&rho).map(|(w, r)| w / total * r).sum()
+    Ok(weights.iter().zip(&rho).map(|(w, r)| w / total * r).sum())
 }

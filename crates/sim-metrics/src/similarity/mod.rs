@@ -153,10 +153,10 @@ impl Prepared {
                 a.compare_prepared(b, &other.name)
             }
             (Side::Subspace(a), Side::Subspace(b)) => match self.measure {
-                Measure::Svcca => Ok(cca::svcca(a, b)),
-                _ => Ok(cca::pwcca(a, b)),
+                Measure::Svcca => cca::svcca(a, b),
+                _ => cca::pwcca(a, b),
             },
-            (Side::Procrustes(a), Side::Procrustes(b)) => Ok(procrustes::angular_distance(a, b)),
+            (Side::Procrustes(a), Side::Procrustes(b)) => procrustes::angular_distance(a, b),
             (Side::Rsa(a), Side::Rsa(b)) => rsa::rdm_correlation(a, b),
             (Side::Neighbours(a), Side::Neighbours(b)) => match self.measure {
                 Measure::MutualKnn => Ok(neighbours::mutual_knn(a, b)),
@@ -169,7 +169,21 @@ impl Prepared {
     /// This side with its samples reordered: sample `i` of the result is
     /// sample `order[i]` of this one.
     pub fn permuted(&self, order: &[usize]) -> Result<Prepared, MetricError> {
-        assert_eq!(order.len(), self.rows, "a permutation of the samples");
+        let mut seen = vec![false; self.rows];
+        if order.len() != self.rows
+            || !order
+                .iter()
+                .all(|&i| i < self.rows && !std::mem::replace(&mut seen[i], true))
+        {
+            return Err(MetricError::input(
+                &self.name,
+                format!(
+                    "an order of {} indices is not a permutation of its {} samples",
+                    order.len(),
+                    self.rows
+                ),
+            ));
+        }
         let side = match &self.side {
             Side::Cka { features, cols, .. } => {
                 let features: Vec<f64> = order

@@ -28,6 +28,9 @@ const BLOCK_ROWS: usize = 256;
 pub struct Neighbours {
     lists: Vec<Vec<(usize, f64)>>,
     k: usize,
+    /// HSIC of the masked kernel with itself (CKNNA's normaliser): computed
+    /// once, as permuting the samples leaves it unchanged.
+    self_hsic: f64,
     name: String,
 }
 
@@ -67,6 +70,7 @@ impl Neighbours {
             }));
         }
         Ok(Neighbours {
+            self_hsic: hsic_unbiased(&lists, &lists),
             lists,
             k,
             name: m.name.to_owned(),
@@ -92,6 +96,7 @@ impl Neighbours {
         Neighbours {
             lists,
             k: self.k,
+            self_hsic: self.self_hsic,
             name: self.name.clone(),
         }
     }
@@ -179,10 +184,7 @@ pub fn cknna(a: &Neighbours, b: &Neighbours) -> Result<f64, MetricError> {
         .map(|r| r.iter().map(|&(j, _, y)| (j, y)).collect())
         .collect();
     let cross = hsic_unbiased(&on_a, &on_b);
-    let (self_a, self_b) = (
-        hsic_unbiased(&a.lists, &a.lists),
-        hsic_unbiased(&b.lists, &b.lists),
-    );
+    let (self_a, self_b) = (a.self_hsic, b.self_hsic);
     if !(self_a > 0.0 && self_b > 0.0) {
         let which = if self_a > 0.0 { &b.name } else { &a.name };
         return Err(MetricError::input(

@@ -36,12 +36,14 @@ impl Shape {
 }
 
 /// The angular distance in [0, π/2].
-pub fn angular_distance(a: &Shape, b: &Shape) -> f64 {
+pub fn angular_distance(a: &Shape, b: &Shape) -> Result<f64, MetricError> {
     let cross = a.0.transpose() * &b.0;
-    let nuclear: f64 = cross
-        .singular_values()
-        .expect("an SVD of a features × features matrix converges")
-        .iter()
-        .sum();
-    nuclear.clamp(0.0, 1.0).acos()
+    let singular = cross.singular_values().map_err(|e| {
+        MetricError::input(
+            "Procrustes",
+            format!("the SVD of the features' cross product did not converge: {e:?}"),
+        )
+    })?;
+    let nuclear: f64 = singular.iter().sum();
+    Ok(nuclear.clamp(0.0, 1.0).acos())
 }

@@ -340,7 +340,6 @@ const VERDICT_MEASURES: [(Estimator, Token); 3] = [
     (Estimator::Biased, Token::PatchMean),
 ];
 
-/// An epoch's medical-probe CKA to epoch 0 at `layer` under a measure.
 /// Per run, the (similarity, ECE) points of its fine-tuned epochs (epoch 0,
 /// scored by a probe's head, is not one): finding 2's points, the
 /// similarities of an epoch those `at` reads (one per layer).
@@ -359,6 +358,7 @@ fn fine_tuned_points(
         .collect()
 }
 
+/// An epoch's medical-probe CKA to epoch 0 at `layer` under a measure.
 fn cka_at(m: &EpochMetrics, layer: Layer, (estimator, token): (Estimator, Token)) -> Option<f64> {
     let (biased, debiased) = *m.cka.get(&(Probe::Medical, layer, token))?;
     Some(if estimator == Estimator::Debiased {
