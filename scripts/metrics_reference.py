@@ -349,5 +349,77 @@ for measure, f in measures.items():
     q = 5 if measure == "procrustes" else 95
     expected["similarity_null"][measure] = {"mean": float(np.mean(values)), "q95": float(np.percentile(values, q))}
 
+# Per-class scores (scikit-learn's roc_auc_score and recall_score). Logits
+# on a coarse grid, so that rows (and so softmax probabilities) tie; class 6
+# never in the truth (its sensitivity and AUROC are null). A generator of its
+# own keeps every fixture above as it was.
+from sklearn.metrics import recall_score, roc_auc_score
+
+crng = np.random.default_rng(20261206)
+expected["class_scores"] = {}
+for name, classes, n in [("multiclass", 7, 300), ("binary", 2, 120)]:
+    truth = crng.integers(0, min(classes, 6), n)
+    logits = np.round(crng.normal(size=(n, classes)), 0) + 1.5 * np.eye(classes)[truth]
+    save(f"cls_{name}_logits", logits.astype(np.float32))
+    save(f"cls_{name}_truth", truth.astype(np.int64))
+    lg = logits.astype(np.float32).astype(np.float64)
+    probs = np.exp(lg - lg.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    pred = probs.argmax(1)
+    auroc, sens, spec = [], [], []
+    for c in range(classes):
+        present = bool(np.any(truth == c))
+        auroc.append(roc_auc_score(truth == c, probs[:, c]) if present else None)
+        sens.append(recall_score(truth == c, pred == c) if present else None)
+        spec.append(recall_score(truth == c, pred == c, pos_label=False))
+    row = {"auroc": auroc, "sensitivity": sens, "specificity": spec,
+           "support": [int(np.sum(truth == c)) for c in range(classes)]}
+    # Macro one-vs-rest: the mean over the classes in the truth (sklearn's
+    # multi_class="ovr" refuses a class absent from it); with two classes
+    # it is the binary AUROC of class 1's probability.
+    if name == "binary":
+        row["macro_auroc"] = roc_auc_score(truth, probs[:, 1])
+    else:
+        row["macro_auroc"] = float(np.mean([a for a in auroc if a is not None]))
+    expected["class_scores"][name] = row
+
+# Temperature scaling: the T in [0.01, 100] minimising the validation NLL
+# (scipy's bounded Brent on T itself), then NLL (scikit-learn's log_loss)
+# and Brier score of the test logits at T = 1 and at the fitted T.
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import log_loss
+
+
+def softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def val_nll(t, lg, y):
+    return log_loss(y, softmax(lg / t), labels=list(range(lg.shape[1])))
+
+
+val_truth = crng.integers(0, 5, 200)
+val_logits = 3.0 * crng.normal(size=(200, 5)) + 2.0 * np.eye(5)[val_truth]  # over-confident
+test_truth = crng.integers(0, 5, 150)
+test_logits = 3.0 * crng.normal(size=(150, 5)) + 2.0 * np.eye(5)[test_truth]
+for name, a in [("ts_val_logits", val_logits), ("ts_test_logits", test_logits)]:
+    save(name, a.astype(np.float32))
+save("ts_val_truth", val_truth.astype(np.int64))
+save("ts_test_truth", test_truth.astype(np.int64))
+vl = val_logits.astype(np.float32).astype(np.float64)
+tl = test_logits.astype(np.float32).astype(np.float64)
+fit = minimize_scalar(val_nll, bounds=(0.01, 100.0), args=(vl, val_truth), method="bounded",
+                      options={"xatol": 1e-12, "maxiter": 2000})
+onehot = np.eye(5)[test_truth]
+expected["temperature"] = {"temperature": fit.x}
+for key, t in [("before", 1.0), ("after", fit.x)]:
+    p = softmax(tl / t)
+    expected["temperature"][key] = {
+        "nll": log_loss(test_truth, p, labels=list(range(5))),
+        "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+    }
+
 (out / "expected.json").write_text(json.dumps(expected, indent=1, default=float) + "\n")
 print(json.dumps({k: expected[k] for k in ("cka", "similarity", "similarity_null")}, indent=1))

@@ -365,6 +365,7 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
             PreparedDataset::load(config, &study, &DatasetId::Medical(dataset.to_owned()))?;
         let images = EvalImages {
             medical_test: medical.test_indices().len(),
+            medical_validation: medical.validation_indices().len(),
             natural_probe: natural
                 .test_indices()
                 .len()

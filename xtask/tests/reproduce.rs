@@ -387,6 +387,13 @@ fn smoke_study_runs_from_data_to_report() {
         "every figure has its data:\n{report}"
     );
     assert!(report.contains("## The paper's three findings"));
+    // Its validation split: a temperature fitted for every run.
+    assert!(
+        report.contains("- `vit-tiny` (2 runs): ECE ")
+            && report.contains("- `dinov2-tiny` (2 runs): ECE "),
+        "{report}"
+    );
+    assert!(report.contains("| `mel` ("), "{report}");
     assert!(
         report.contains("one-sided permutation test p = ")
             && report.contains("over its test images"),

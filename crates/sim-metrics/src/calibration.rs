@@ -52,17 +52,48 @@ pub fn confidences<T: Scalar>(
     let mut conf = Vec::with_capacity(logits.rows);
     let mut pred = Vec::with_capacity(logits.rows);
     for row in logits.data.chunks_exact(logits.cols) {
-        let (mut best, mut max) = (0, f64::NEG_INFINITY);
-        for (k, v) in row.iter().enumerate() {
-            if v.to_f64() > max {
-                (best, max) = (k, v.to_f64());
-            }
-        }
-        let sum: f64 = row.iter().map(|v| (v.to_f64() - max).exp()).sum();
-        conf.push(1.0 / sum);
-        pred.push(best);
+        let top = Softmax::of(row);
+        conf.push(1.0 / top.sum);
+        pred.push(top.argmax);
     }
     Ok((conf, pred))
+}
+
+/// Softmax probabilities of every row of logits (rows × classes, in f64),
+/// and each row's prediction (argmax, first on ties).
+pub fn probabilities<T: Scalar>(
+    logits: MatRef<'_, T>,
+) -> Result<(Vec<f64>, Vec<usize>), MetricError> {
+    logits.check_finite()?;
+    let mut probs = Vec::with_capacity(logits.data.len());
+    let mut pred = Vec::with_capacity(logits.rows);
+    for row in logits.data.chunks_exact(logits.cols) {
+        let top = Softmax::of(row);
+        probs.extend(row.iter().map(|v| (v.to_f64() - top.max).exp() / top.sum));
+        pred.push(top.argmax);
+    }
+    Ok((probs, pred))
+}
+
+/// One row's softmax, shifted by its largest logit for stability:
+/// p_k = exp(l_k − max) / sum.
+struct Softmax {
+    argmax: usize,
+    max: f64,
+    sum: f64,
+}
+
+impl Softmax {
+    fn of<T: Scalar>(row: &[T]) -> Softmax {
+        let (mut argmax, mut max) = (0, f64::NEG_INFINITY);
+        for (k, v) in row.iter().enumerate() {
+            if v.to_f64() > max {
+                (argmax, max) = (k, v.to_f64());
+            }
+        }
+        let sum = row.iter().map(|v| (v.to_f64() - max).exp()).sum();
+        Softmax { argmax, max, sum }
+    }
 }
 
 /// ECE, MCE and the reliability diagram from logits and integer labels.

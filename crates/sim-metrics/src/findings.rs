@@ -195,6 +195,7 @@ mod tests {
             seed,
             similarity,
             accuracy,
+            selected_by: accuracy,
         }
     }
 

@@ -5,7 +5,10 @@
 //!   and a reference side computed once for many comparisons;
 //! - [`calibration`]: ECE, MCE, adaptive ECE, reliability-diagram bins;
 //! - [`knn`]: DINO-style weighted k-NN accuracy;
-//! - [`classification`]: accuracy, balanced accuracy, macro F1;
+//! - [`classification`]: accuracy, balanced accuracy, macro F1, and per
+//!   class sensitivity, specificity and one-vs-rest AUROC;
+//! - [`temperature`]: temperature scaling fitted on held-out logits, NLL
+//!   and Brier score;
 //! - [`fit`]: the discretised linear fit of Figure 5, Pearson, Spearman;
 //! - [`space`]: the similarity space T_X(η, ε);
 //! - [`findings`]: the paper's three findings, each with the share of
@@ -32,6 +35,7 @@ pub mod space;
 pub mod stats;
 pub mod stream;
 pub mod tables;
+pub mod temperature;
 
 pub use linalg::{MatRef, Scalar};
 

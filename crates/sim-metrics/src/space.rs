@@ -1,7 +1,9 @@
 //! The similarity space of docs/SPEC.md: M_X(θ₀, θ) (a run's final similarity to its
-//! pre-trained backbone), A_X(θ*, θ) = |Acc(θ*) − Acc(θ)| with θ* the run of
-//! the same backbone with the best test accuracy (lowest seed on a tie), and
-//! membership in T_X(η, ε) = { θ : M ≥ η and A ≤ ε }.
+//! pre-trained backbone), A_X(θ*, θ) = |Acc(θ*) − Acc(θ)| (test accuracy)
+//! with θ* the run of the same backbone with the best selection accuracy
+//! (`evaluation.select_on`: the test accuracy, the paper's, or the
+//! validation accuracy; lowest seed on a tie), and membership in
+//! T_X(η, ε) = { θ : M ≥ η and A ≤ ε }.
 
 use crate::MetricError;
 
@@ -11,7 +13,11 @@ pub struct RunPoint {
     pub backbone: String,
     pub seed: u64,
     pub similarity: f64,
+    /// Test accuracy.
     pub accuracy: f64,
+    /// The accuracy θ* is picked by: `accuracy` itself, or the validation
+    /// split's.
+    pub selected_by: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -32,10 +38,9 @@ pub fn similarity_space(
     eta: f64,
     epsilon: f64,
 ) -> Result<Vec<SpacePoint>, MetricError> {
-    if let Some(r) = runs
-        .iter()
-        .find(|r| !(r.similarity.is_finite() && r.accuracy.is_finite()))
-    {
+    if let Some(r) = runs.iter().find(|r| {
+        !(r.similarity.is_finite() && r.accuracy.is_finite() && r.selected_by.is_finite())
+    }) {
         return Err(MetricError::input(
             &format!("{} seed {}", r.backbone, r.seed),
             "non-finite similarity or accuracy",
@@ -47,7 +52,11 @@ pub fn similarity_space(
             let best = runs
                 .iter()
                 .filter(|r| r.backbone == run.backbone)
-                .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy).then(b.seed.cmp(&a.seed)))
+                .max_by(|a, b| {
+                    a.selected_by
+                        .total_cmp(&b.selected_by)
+                        .then(b.seed.cmp(&a.seed))
+                })
                 .expect("the run itself is a candidate");
             let divergence = (best.accuracy - run.accuracy).abs();
             SpacePoint {
@@ -73,7 +82,20 @@ mod tests {
             seed,
             similarity,
             accuracy,
+            selected_by: accuracy,
         }
+    }
+
+    #[test]
+    fn theta_star_is_picked_by_the_selection_accuracy_and_divergence_is_on_test() {
+        let mut a = run("b", 0, 0.9, 0.80);
+        let mut b = run("b", 1, 0.9, 0.70);
+        // On validation, seed 1 looked better.
+        (a.selected_by, b.selected_by) = (0.60, 0.65);
+        let space = similarity_space(&[a, b], 0.5, 0.05).unwrap();
+        assert_eq!(space[0].reference_seed, 1);
+        assert!((space[0].divergence - 0.10).abs() < 1e-12);
+        assert!(!space[0].in_space && space[1].in_space);
     }
 
     #[test]

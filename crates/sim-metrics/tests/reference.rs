@@ -7,10 +7,11 @@ use sim_metrics::cka::{
     CkaOptions, CkaReference, Estimator, Form, Kernel, MinibatchCka, cka_in_form,
     feature_form_agreement,
 };
-use sim_metrics::classification::classification_scores;
+use sim_metrics::classification::{class_scores, classification_scores, macro_auroc};
 use sim_metrics::fit::{level_fit, pearson, spearman};
 use sim_metrics::knn::knn_accuracy;
 use sim_metrics::similarity::{Measure, MeasureOptions, Prepared, chance_level, similarity};
+use sim_metrics::temperature::{fit_temperature, proper_scores};
 
 /// CKA values against numpy's f64 on the same f32 inputs.
 const CKA_TOL: f64 = 1e-9;
@@ -206,6 +207,74 @@ fn classification_scores_match_numpy() {
         "balanced accuracy",
     );
     close(s.macro_f1, &want["macro_f1"], 1e-12, "macro F1");
+}
+
+/// Per-class scores against scikit-learn (docs/SPEC.md: to 1e-9).
+const CLASS_TOL: f64 = 1e-9;
+
+#[test]
+fn class_scores_match_scikit_learn_with_an_absent_class_and_ties() {
+    let exp = expected();
+    for case in ["multiclass", "binary"] {
+        let logits = matrix(&format!("cls_{case}_logits"));
+        let truth: Vec<usize> = load_labels(&fixture(&format!("cls_{case}_truth")))
+            .unwrap()
+            .into_iter()
+            .map(|x| x as usize)
+            .collect();
+        let scores = class_scores(logits.view(), &truth).unwrap();
+        let want = &exp["class_scores"][case];
+        assert_eq!(scores.len(), want["auroc"].as_array().unwrap().len());
+        for (c, s) in scores.iter().enumerate() {
+            let what = |m: &str| format!("{case} class {c} {m}");
+            assert_eq!(s.support as u64, want["support"][c].as_u64().unwrap());
+            for (got, key) in [
+                (s.auroc, "auroc"),
+                (s.sensitivity, "sensitivity"),
+                (s.specificity, "specificity"),
+            ] {
+                match got {
+                    Some(v) => close(v, &want[key][c], CLASS_TOL, &what(key)),
+                    None => assert!(want[key][c].is_null(), "{}: none", what(key)),
+                }
+            }
+        }
+        let got = macro_auroc(&scores).unwrap();
+        close(
+            got,
+            &want["macro_auroc"],
+            CLASS_TOL,
+            &format!("{case} macro AUROC"),
+        );
+    }
+}
+
+/// The fitted temperature against scipy's bounded Brent (xatol 1e-12).
+const TEMPERATURE_TOL: f64 = 1e-6;
+
+#[test]
+fn temperature_scaling_matches_scipy_and_scikit_learn() {
+    let exp = expected();
+    let want = &exp["temperature"];
+    let labels = |name: &str| -> Vec<usize> {
+        let v = load_labels(&fixture(name)).unwrap();
+        v.into_iter().map(|x| x as usize).collect()
+    };
+    let (val, val_y) = (matrix("ts_val_logits"), labels("ts_val_truth"));
+    let (test, test_y) = (matrix("ts_test_logits"), labels("ts_test_truth"));
+    let t = fit_temperature(val.view(), &val_y).unwrap();
+    let t_want = want["temperature"].as_f64().unwrap();
+    assert!(
+        ((t - t_want) / t_want).abs() < TEMPERATURE_TOL,
+        "T {t} vs scipy {t_want}"
+    );
+    // At T = 1 the same numbers; at the fitted T, within what T's
+    // tolerance moves the Brier score.
+    for (key, temperature, tol) in [("before", 1.0, CLASS_TOL), ("after", t, 1e-7)] {
+        let s = proper_scores(test.view(), &test_y, temperature).unwrap();
+        close(s.nll, &want[key]["nll"], tol, &format!("NLL {key}"));
+        close(s.brier, &want[key]["brier"], tol, &format!("Brier {key}"));
+    }
 }
 
 #[test]

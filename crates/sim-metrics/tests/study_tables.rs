@@ -7,11 +7,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
-use sim_metrics::classification::classification_scores;
+use sim_metrics::MatRef;
+use sim_metrics::calibration::{Binning, calibration};
+use sim_metrics::classification::{class_scores, classification_scores, macro_auroc};
 use sim_metrics::tables::write_study_tables;
-use sim_study::config::RunId;
+use sim_metrics::temperature::{fit_temperature, proper_scores};
+use sim_study::config::{DatasetId, RunId, SelectOn};
 use sim_study::eval_file::{self, Layer, Probe, Token};
 use sim_study::run_state::{RunState, Status};
+use sim_study::split_file::{self, SplitRow};
+use sim_study::tensors::Values;
 use sim_study::{StudyConfig, StudyDir};
 use std::collections::HashMap;
 use std::path::Path;
@@ -115,6 +120,14 @@ fn written_eval(
     t.f32(eval_file::TEST_LOGITS, 40, 3, &logits);
     let labels: Vec<i64> = (0..40).map(|i| (i % 3) as i64).collect();
     t.i64(eval_file::TEST_LABELS, &labels);
+    // A validation split of 20: the first test rows' logits, other labels.
+    t.f32(eval_file::VAL_LOGITS, 20, 3, &logits[..60]);
+    t.i64(
+        eval_file::VAL_LABELS,
+        &(0..20)
+            .map(|i| ((i + i / 3) % 3) as i64)
+            .collect::<Vec<_>>(),
+    );
     if natural {
         t.f16(eval_file::KNN_BANK, 50, 6, &noisy(&base["bank"]));
         t.i64(
@@ -180,7 +193,26 @@ fn new_study(text: &str) -> (tempfile::TempDir, StudyConfig, StudyDir) {
     config.study.output_dir = Some(dir.path().to_owned());
     let study = StudyDir::new(dir.path());
     study.write_resolved_config(&config).unwrap();
+    for dataset in config.medical_names() {
+        write_split(&study, dataset);
+    }
     (dir, config, study)
+}
+
+/// The split file of `dataset`: the 40 test images of [`written_eval`],
+/// labels 0, 1, 2 named `a`, `b`, `c`.
+fn write_split(study: &StudyDir, dataset: &str) {
+    let ids: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+    let rows = ids.iter().enumerate().map(|(i, id)| SplitRow {
+        id,
+        label: i % 3,
+        class: ["a", "b", "c"][i % 3],
+        group: id,
+        split: "test",
+        sha256: "",
+    });
+    let path = study.split_csv(&DatasetId::Medical(dataset.into()));
+    split_file::write(&path, rows).unwrap();
 }
 
 fn read(path: &Path) -> DataFrame {
@@ -282,9 +314,17 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
             "accuracy",
             "balanced_accuracy",
             "macro_f1",
+            "auroc",
             "ece",
             "mce",
             "adaptive_ece",
+            "nll",
+            "brier",
+            "temperature",
+            "ece_scaled",
+            "mce_scaled",
+            "nll_scaled",
+            "brier_scaled",
             "similarity",
             "knn_top1",
             "knn_top1_k1",
@@ -337,6 +377,66 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         f64_col(&epochs, "knn_top1"),
         f64_col(&epochs, "knn_top1_k3")
     );
+    // Per class, from the logits as stored (f32), and the macro AUROC beside accuracy.
+    let file = eval_file::EvalFile::open(&study.epoch_eval(&run(0), 2)).unwrap();
+    let Ok((_, Values::Float(logits))) = file.decoded(eval_file::TEST_LOGITS) else {
+        panic!("f32 logits");
+    };
+    let logits = MatRef::new(&logits, 40, 3, "logits").unwrap();
+    let want = class_scores(logits, &truth).unwrap();
+    let got = f64_col(&epochs, "auroc")[2];
+    assert!((got - macro_auroc(&want).unwrap()).abs() < 1e-12);
+    // Temperature scaling: fitted on the file's validation logits.
+    let val_logits = file.decoded(eval_file::VAL_LOGITS).unwrap();
+    let Values::Float(val_logits) = val_logits.1 else {
+        panic!("f32 logits")
+    };
+    let Ok((_, Values::Int(val_labels))) = file.decoded(eval_file::VAL_LABELS) else {
+        panic!("i64 labels")
+    };
+    let val_labels: Vec<usize> = val_labels.iter().map(|&l| l as usize).collect();
+    let val = MatRef::new(&val_logits, 20, 3, "val").unwrap();
+    let t = fit_temperature(val, &val_labels).unwrap();
+    assert!((f64_col(&epochs, "temperature")[2] - t).abs() < 1e-12);
+    let scaled: Vec<f64> = logits.data.iter().map(|v| v / t).collect();
+    let scaled = MatRef::new(&scaled, 40, 3, "scaled").unwrap();
+    let truth_i64: Vec<i64> = truth.iter().map(|&l| l as i64).collect();
+    let after = calibration(scaled, &truth_i64, 5, Binning::Uniform).unwrap();
+    assert!((f64_col(&epochs, "ece_scaled")[2] - after.ece).abs() < 1e-12);
+    let nll = proper_scores(logits, &truth, t).unwrap().nll;
+    assert!((f64_col(&epochs, "nll_scaled")[2] - nll).abs() < 1e-12);
+    let classes = read(&study.tables_dir().join("classes.parquet"));
+    let names: Vec<String> = schema_of(&classes).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "dataset",
+            "method",
+            "backbone",
+            "seed",
+            "epoch",
+            "head",
+            "class",
+            "class_name",
+            "support",
+            "sensitivity",
+            "specificity",
+            "auroc"
+        ]
+    );
+    assert_eq!(
+        classes.height(),
+        3 * epochs.height(),
+        "three classes per epoch row"
+    );
+    // Seed 0's epoch 2 is the third epoch row: rows 6, 7, 8.
+    assert_eq!(str_col(&classes, "class_name")[6..9], ["a", "b", "c"]);
+    for (i, w) in want.iter().enumerate() {
+        let row = 6 + i;
+        assert!((f64_col(&classes, "sensitivity")[row] - w.sensitivity.unwrap()).abs() < 1e-12);
+        assert!((f64_col(&classes, "specificity")[row] - w.specificity.unwrap()).abs() < 1e-12);
+        assert!((f64_col(&classes, "auroc")[row] - w.auroc.unwrap()).abs() < 1e-12);
+    }
 
     let layers = read(&study.tables_dir().join("layers.parquet"));
     assert_eq!(
@@ -423,12 +523,23 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         "{heads:?}"
     );
 
-    // Each fit over the fine-tuned epochs, then with epoch 0 added.
+    // Each fit over the fine-tuned epochs, then with epoch 0 added; the
+    // temperature-scaled ECE's too (a validation split), which epoch 0's
+    // random head has no temperature for.
     let fits = read(&study.tables_dir().join("fits.parquet"));
-    assert_eq!(fits.height(), 6);
+    assert_eq!(fits.height(), 8);
     assert_eq!(
         str_col(&fits, "metric"),
-        ["ece", "ece", "mce", "mce", "adaptive_ece", "adaptive_ece"]
+        [
+            "ece",
+            "ece",
+            "mce",
+            "mce",
+            "adaptive_ece",
+            "adaptive_ece",
+            "ece_scaled",
+            "ece_scaled"
+        ]
     );
     assert_eq!(
         str_col(&fits, "points")[..2],
@@ -443,7 +554,7 @@ fn study_tables_have_their_schema_and_hand_checkable_values() {
         .collect();
     assert_eq!(
         points,
-        [16, 24, 16, 24, 16, 24],
+        [16, 24, 16, 24, 16, 24, 16, 16],
         "4 fine-tuned epochs of finished runs (and their 2 epoch 0s) × 4 layers, medical CLS"
     );
 
@@ -626,10 +737,12 @@ fn each_medical_data_set_is_summarised_alone_and_stacked_with_its_name() {
         };
         assert_eq!(reference[pair..pair + 2], [best, best], "{accuracy:?}");
     }
+    // ECE, MCE, adaptive ECE and (a validation split: temperature-scaled)
+    // ECE, each over the fine-tuned epochs and with epoch 0.
     let fits = read(&study.tables_dir().join("fits.parquet"));
     assert_eq!(
         str_col(&fits, "dataset"),
-        [vec!["ham10000"; 6], vec!["xray"; 6]].concat()
+        [vec!["ham10000"; 8], vec!["xray"; 8]].concat()
     );
 }
 
@@ -1005,6 +1118,7 @@ fn two_finished_seeds(dir: &Path) -> StudyDir {
     config.study.output_dir = Some(dir.to_owned());
     let study = StudyDir::new(dir);
     study.write_resolved_config(&config).unwrap();
+    write_split(&study, "ham10000");
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let base = base_features(&mut rng);
     eval_file(
@@ -1211,4 +1325,66 @@ fn every_measure_of_the_study_has_rows_with_its_chance_level_and_a_finding_2_ver
         assert_eq!(found.len(), 1, "{m}: {found:?}");
         assert_eq!((found[0].finding, found[0].token.as_str()), (2, "cls"));
     }
+}
+
+/// Validation accuracy of an evaluation file's `val.logits` (argmax, first on ties).
+fn validation_accuracy(path: &Path) -> f64 {
+    let file = eval_file::EvalFile::open(path).unwrap();
+    let Ok((shape, Values::Float(logits))) = file.decoded(eval_file::VAL_LOGITS) else {
+        panic!("f32 validation logits")
+    };
+    let Ok((_, Values::Int(labels))) = file.decoded(eval_file::VAL_LABELS) else {
+        panic!("i64 labels")
+    };
+    let right = logits
+        .chunks(shape[1])
+        .zip(&labels)
+        .filter(|(row, y)| {
+            let best = (0..row.len()).fold(0, |b, k| if row[k] > row[b] { k } else { b });
+            best as i64 == **y
+        })
+        .count();
+    right as f64 / labels.len() as f64
+}
+
+#[test]
+fn theta_star_is_picked_on_the_validation_split_when_asked_and_refused_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = two_finished_seeds(dir.path());
+    let mut config = study.read_config().unwrap();
+    config.evaluation.select_on = SelectOn::Validation;
+    study.write_resolved_config(&config).unwrap();
+    write_study_tables(dir.path()).unwrap();
+    let accuracy: Vec<f64> = [0, 1]
+        .map(|s| validation_accuracy(&study.epoch_eval(&tiny_run(s), 1)))
+        .to_vec();
+    // The better validation accuracy; the lower seed on a tie.
+    let best = if accuracy[1] > accuracy[0] { 1 } else { 0 };
+    let space = read(&study.tables_dir().join("space.parquet"));
+    let reference: Vec<u64> = space
+        .column("reference_seed")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(reference, [best, best], "validation accuracy {accuracy:?}");
+    let written = std::fs::read_to_string(study.resolved_config()).unwrap();
+    assert!(written.contains("select_on = \"validation\""), "{written}");
+
+    // An evaluation without the validation split's logits: an error naming the field.
+    let path = study.epoch_eval(&tiny_run(1), 1);
+    let file = eval_file::EvalFile::open(&path).unwrap();
+    let metadata = file.metadata().ok().map(|m| m.to_map());
+    let kept: Vec<_> = file
+        .raw_tensors()
+        .into_iter()
+        .filter(|t| !t.name.starts_with("val."))
+        .collect();
+    sim_study::tensors::write_safetensors(&path, kept, metadata).unwrap();
+    let e = write_study_tables(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("evaluation.select_on") && e.contains("no validation split"),
+        "{e}"
+    );
 }

@@ -1,6 +1,6 @@
 //! The paper's two tables, as Markdown (to read, and paste) and CSV (to load).
 //! Table 1, per backbone over its finished runs: accuracy, balanced accuracy,
-//! macro F1, ECE, k-NN top-1 before and after fine-tuning, final similarity,
+//! macro F1, macro AUROC, ECE, k-NN top-1 before and after fine-tuning, final similarity,
 //! as mean ± sd, and n. Table 2, per backbone and calibration metric: the
 //! discretised linear fit of Figure 5. With several medical data sets or
 //! methods, a row per data set, method and backbone (Markdown: `data set`
@@ -14,10 +14,11 @@ use std::path::PathBuf;
 
 /// Table 1's metric columns and their headers, in the paper's order (the
 /// final similarity last); every one of [`Table1Metric::ALL`] once.
-const TABLE1_COLUMNS: [(Table1Metric, &str); 7] = [
+const TABLE1_COLUMNS: [(Table1Metric, &str); 8] = [
     (Table1Metric::Accuracy, "accuracy"),
     (Table1Metric::BalancedAccuracy, "balanced accuracy"),
     (Table1Metric::MacroF1, "macro F1"),
+    (Table1Metric::Auroc, "AUROC"),
     (Table1Metric::Ece, "ECE"),
     (Table1Metric::KnnBefore, "k-NN before"),
     (Table1Metric::KnnAfter, "k-NN after"),

@@ -11,11 +11,13 @@ use crate::study::VerdictRow;
 use crate::study::{ComparisonRow, MethodComparisonRow, Study, Table1Metric};
 use sim_metrics::findings;
 use sim_study::config::Objective;
-use sim_study::config::{BackboneConfig, Family, Paradigm};
+use sim_study::config::{BackboneConfig, Family, Paradigm, SelectOn};
 use sim_study::tables::col;
 use std::fmt::Write;
 
+mod classes;
 mod measures;
+mod temperature;
 
 /// How the report names a backbone's pre-training: its `pretrain`
 /// objective where the tool made it, else its family (the side finding 3
@@ -227,6 +229,16 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
     let _ = writeln!(r, "## Table 1: {per}\n\n{}\n", tables[0].trim_end());
     let _ = writeln!(
         r,
+        "## Per class: sensitivity, specificity, AUROC\n\n{}",
+        classes::per_class(study)
+    );
+    let _ = writeln!(
+        r,
+        "## Calibration after temperature scaling\n\n{}",
+        temperature::after_scaling(study)
+    );
+    let _ = writeln!(
+        r,
         "## Table 2: the fits of Figure 5\n\n{}\n",
         tables[1].trim_end()
     );
@@ -259,6 +271,11 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
          between, where another draw of seeds could turn it.\n",
         findings::HOLDS_AT * 100.0,
         findings::FAILS_AT * 100.0
+    );
+    let _ = writeln!(
+        r,
+        "{}\n",
+        theta_star_words(study.config.evaluation.select_on)
     );
     let claims: [(&str, FindingOf); 3] = [
         (
@@ -302,6 +319,22 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         measures::above_chance(study)
     );
     r
+}
+
+/// How θ* was picked (`evaluation.select_on`).
+fn theta_star_words(select_on: SelectOn) -> &'static str {
+    match select_on {
+        SelectOn::Test => {
+            "θ*, each backbone's best run, is picked by test accuracy: the paper's \
+            protocol, which is optimistic (the test split both picks and scores it); \
+            `evaluation.select_on = \"validation\"` picks it on the validation split."
+        }
+        SelectOn::Validation => {
+            "θ*, each backbone's best run, is picked by validation accuracy \
+            (`evaluation.select_on = \"validation\"`); its accuracy and every other number \
+            are the test split's."
+        }
+    }
 }
 
 /// The permutation tests of `comparisons.parquet`, a sentence each, and how
@@ -811,9 +844,14 @@ fn finding_fit(study: &Study) -> Finding {
 /// slope's interval (Student t over the levels) and whether it is a clear
 /// linear relation ([`findings::is_clear_relation`]).
 fn fit_words(f: &crate::study::FitRow) -> String {
+    let metric = if f.metric == col::ECE_SCALED {
+        "temperature-scaled ECE"
+    } else {
+        "ECE"
+    };
     match (f.r, f.r2, f.slope, f.slope_ci()) {
         (Some(r), Some(r2), Some(slope), Some((lo, hi))) => format!(
-            "`{}`: ECE changes {:+.3} per 0.1 CKA, r = {r:.2}, R² = {r2:.2}, slope 95 % CI \
+            "`{}`: {metric} changes {:+.3} per 0.1 CKA, r = {r:.2}, R² = {r2:.2}, slope 95 % CI \
                 [{lo:.3}, {hi:.3}] over {} points in {} levels{}",
             f.backbone,
             slope * 0.1,

@@ -8,9 +8,9 @@ use sim_study::StudyDir;
 use sim_study::config::{Measure, StudyConfig};
 use sim_study::eval_file::{Probe, Token};
 pub use sim_study::tables::rows::{
-    BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow, MethodComparisonRow,
-    PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow, Summary, Table1Metric,
-    VerdictRow, WiseFtRow,
+    BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow,
+    MethodComparisonRow, PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow, Summary,
+    Table1Metric, VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Table};
 use sim_study::tables::{col, file};
@@ -75,6 +75,8 @@ pub struct Study {
     /// Backbone names in the config's order: the order of legends and colours.
     pub backbones: Vec<String>,
     pub epochs: Vec<EpochRow>,
+    /// Absent in tables made before per-class scores were kept.
+    pub classes: Option<Vec<ClassRow>>,
     /// The medical probe set's rows only: what every figure reads.
     pub layers: Vec<LayerRow>,
     /// Absent in tables made before the measures besides CKA.
@@ -135,6 +137,7 @@ impl Study {
             backbones: config.backbones.iter().map(|b| b.name.clone()).collect(),
             config,
             epochs,
+            classes: optional(&study)?,
             layers,
             similarity: optional(&study)?,
             measure: Measure::Cka,
@@ -350,6 +353,7 @@ impl Study {
             methods: vec![m.to_owned()],
             backbones: self.backbones.clone(),
             epochs: rows!(self.epochs),
+            classes: self.classes.as_ref().map(|r| rows!(r)),
             layers: rows!(self.layers),
             similarity: self.similarity.as_ref().map(|r| rows!(r)),
             measure: self.measure,

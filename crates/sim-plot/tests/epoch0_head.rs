@@ -7,9 +7,10 @@
 
 use sim_metrics::tables::write_study_tables;
 use sim_plot::{Options, render_study};
-use sim_study::config::RunId;
+use sim_study::config::{DatasetId, RunId};
 use sim_study::eval_file::{self, Layer, Probe, Token};
 use sim_study::run_state::{RunState, Status};
+use sim_study::split_file::{self, SplitRow};
 use sim_study::tables::col;
 use sim_study::tensors::{RawTensor, write_safetensors};
 use sim_study::{StudyConfig, StudyDir};
@@ -135,6 +136,17 @@ fn study(dir: &Path, with_train_features: bool) {
         ));
         epoch0.push(RawTensor::i64(eval_file::TRAIN_LABELS, &train_y));
     }
+    let split = study.split_csv(&DatasetId::Medical("h".into()));
+    let ids: Vec<String> = (0..N_TEST).map(|i| format!("t{i}")).collect();
+    let rows = test_y.iter().zip(&ids).map(|(&y, id)| SplitRow {
+        id,
+        label: y as usize,
+        class: ["benign", "malignant", "other"][y as usize],
+        group: id,
+        split: "test",
+        sha256: "",
+    });
+    split_file::write(&split, rows).unwrap();
     std::fs::create_dir_all(study.model_dir("h", "vit")).unwrap();
     write_safetensors(&study.pretrained_eval("h", "vit"), epoch0, None).unwrap();
     for seed in 0..6u64 {

@@ -6,7 +6,7 @@
 
 use sim_plot::figures::NAMES;
 use sim_study::tables::rows::{
-    BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, KnnByK, LayerRow,
+    BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, KnnByK, LayerRow,
     MethodComparisonRow, PatchRow, SimilarityRow, SpaceRow, Summary, Table1Metric, Table1Stats,
     VerdictRow, WiseFtRow,
 };
@@ -145,6 +145,7 @@ fn verdicts(config: &StudyConfig, finished: &[&Run], fitted: &[&str]) -> Vec<Ver
                     seed: r.seed,
                     similarity,
                     accuracy,
+                    selected_by: accuracy,
                 }
             })
             .collect();
@@ -206,6 +207,46 @@ fn verdicts(config: &StudyConfig, finished: &[&Run], fitted: &[&str]) -> Vec<Ver
     rows
 }
 
+/// `classes.parquet`: three classes per run and epoch; `malignant`'s
+/// sensitivity is 0.2 per epoch plus 0.1 per seed, `rare` has no test image.
+fn class_rows(runs: &[Run]) -> Vec<ClassRow> {
+    let mut rows = Vec::new();
+    for r in runs {
+        for epoch in 0..=r.epochs {
+            let classes = [
+                ("benign", 30, Some(0.9), Some(0.6), Some(0.8)),
+                (
+                    "malignant",
+                    10,
+                    Some(0.2 * epoch as f64 + 0.1 * r.seed as f64),
+                    Some(0.9),
+                    Some(0.8),
+                ),
+                ("rare", 0, None, Some(1.0), None),
+            ];
+            for (class, (name, support, sensitivity, specificity, auroc)) in
+                classes.into_iter().enumerate()
+            {
+                rows.push(ClassRow {
+                    dataset: DATASET.into(),
+                    method: METHOD.into(),
+                    backbone: r.backbone.into(),
+                    seed: r.seed,
+                    epoch,
+                    head: col::HEAD_FINE_TUNED.into(),
+                    class: class as u32,
+                    class_name: name.into(),
+                    support,
+                    sensitivity,
+                    specificity,
+                    auroc,
+                });
+            }
+        }
+    }
+    rows
+}
+
 /// Writes every table of a study with `runs` (each backbone's epoch 0 first).
 fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
     let seeds: Vec<u64> = runs
@@ -239,9 +280,18 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 accuracy,
                 balanced_accuracy: accuracy,
                 macro_f1: accuracy,
+                auroc: Some(0.5 + accuracy / 2.0),
                 ece,
                 mce: ece,
                 adaptive_ece: ece,
+                nll: 1.0 - accuracy,
+                brier: 0.8 - accuracy,
+                // Fine-tuned epochs: scaled at T = 1.5, half the ECE left.
+                temperature: (epoch > 0).then_some(1.5),
+                ece_scaled: (epoch > 0).then_some(ece / 2.0),
+                mce_scaled: (epoch > 0).then_some(ece / 2.0),
+                nll_scaled: (epoch > 0).then_some(0.9 - accuracy),
+                brier_scaled: (epoch > 0).then_some(0.7 - accuracy),
                 similarity,
                 knn_top1: Some(knn),
                 knn_top1_k: KnnByK(vec![(20, Some(knn))]),
@@ -271,6 +321,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
     }
     write(dir, &epochs);
     write(dir, &layers);
+    write(dir, &class_rows(runs));
 
     // Summaries: finished runs only, as sim-metrics writes them.
     let finished: Vec<&Run> = runs
@@ -444,25 +495,37 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
         .collect();
     let epoch_of = |seed: Option<u64>| if seed.is_some() { 2 } else { 0 };
     let bins = 5u32;
+    // A fine-tuned model's bins also after temperature scaling.
     let reliability: Vec<BinRow> = models
         .iter()
         .flat_map(|&(backbone, seed)| {
-            (0..bins).map(move |bin| {
-                let filled = bin != 0;
-                BinRow {
-                    dataset: DATASET.into(),
-                    method: METHOD.into(),
-                    backbone: backbone.into(),
-                    seed,
-                    epoch: epoch_of(seed),
-                    bin,
-                    low: bin as f64 / bins as f64,
-                    high: (bin + 1) as f64 / bins as f64,
-                    count: if filled { 10 + bin } else { 0 },
-                    accuracy: filled.then_some(0.1 + 0.2 * bin as f64),
-                    confidence: filled.then_some(0.1 + 0.2 * bin as f64),
-                }
+            let sides = if seed.is_some() {
+                vec![false, true]
+            } else {
+                vec![false]
+            };
+            sides.into_iter().flat_map(move |temperature_scaled| {
+                (0..bins).map(move |bin| (backbone, seed, temperature_scaled, bin))
             })
+        })
+        .map(|(backbone, seed, temperature_scaled, bin)| {
+            let filled = bin != 0;
+            BinRow {
+                dataset: DATASET.into(),
+                method: METHOD.into(),
+                backbone: backbone.into(),
+                seed,
+                epoch: epoch_of(seed),
+                temperature_scaled,
+                bin,
+                low: bin as f64 / bins as f64,
+                high: (bin + 1) as f64 / bins as f64,
+                count: if filled { 10 + bin } else { 0 },
+                accuracy: filled.then_some(0.1 + 0.2 * bin as f64),
+                confidence: filled.then_some(
+                    0.1 + 0.2 * bin as f64 + if temperature_scaled { 0.02 } else { 0.08 },
+                ),
+            }
         })
         .collect();
     write(dir, &reliability);
@@ -520,6 +583,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 accuracy,
                 balanced_accuracy: accuracy,
                 macro_f1: 0.3,
+                auroc: Some(0.5 + accuracy / 2.0),
                 ece: 0.05 + 0.1 * alpha,
                 mce: 0.05 + 0.1 * alpha,
                 adaptive_ece: 0.05 + 0.1 * alpha,
@@ -693,6 +757,27 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
         report.contains("1 left out (seed 9: failed after epoch 1: loss NaN)"),
         "{report}"
     );
+    let scaling = report
+        .split("## Calibration after temperature scaling")
+        .nth(1)
+        .expect("a temperature-scaling section");
+    assert!(
+        scaling.contains("- `vit` (3 runs): ECE ")
+            && scaling.contains("at T = 1.50 on average (50 % of it removed)"),
+        "{scaling}"
+    );
+    // Per class: the finished runs' last epoch (not the failed seed 9's).
+    let per_class = report
+        .split("## Per class: sensitivity, specificity, AUROC")
+        .nth(1)
+        .expect("a per-class section");
+    for row in [
+        "| class (test images) | `vit` | `dino` |",
+        "| `malignant` (10) | 0.50 ± 0.10 / 0.90 / 0.80 | 0.45 ± 0.07 / 0.90 / 0.80 |",
+        "| `rare` (0) | – / 1.00 / – | – / 1.00 / – |",
+    ] {
+        assert!(per_class.contains(row), "{row}\n{per_class}");
+    }
     // Three and two runs: too few for 95 % of resamples to keep a run besides θ*.
     assert!(
         report.contains("1. **Runs that keep both accuracy and similarity exist.** Undecided here"),

@@ -15,6 +15,9 @@
 //! | `attention.images` | u8 [n_images, size, size, 3] | those images as the model saw them (epoch 0 only) |
 //! | `train.features` | f16 [n_train, d] | final-norm CLS of the medical train split (epoch 0 only: the linear probe) |
 //! | `train.labels` | i64 [n_train] | their labels |
+//! | `val.logits` | f32 [n_val, classes] | medical validation-split logits (data sets with a validation split) |
+//! | `val.labels` | i64 [n_val] | their labels |
+//! | `val.features` | f16 [n_val, d] | final-norm CLS of the validation split (epoch 0 only: the linear probe's validation logits) |
 //!
 //! `<probe>` is `medical` (the medical test set) or `natural` (the fixed
 //! natural-image subset); `<token>` is `cls` or `patch_mean` (registers
@@ -34,6 +37,9 @@ pub const ATTENTION_PATCH_NORM: &str = "attention.patch_norm";
 pub const ATTENTION_IMAGES: &str = "attention.images";
 pub const TRAIN_FEATURES: &str = "train.features";
 pub const TRAIN_LABELS: &str = "train.labels";
+pub const VAL_LOGITS: &str = "val.logits";
+pub const VAL_LABELS: &str = "val.labels";
+pub const VAL_FEATURES: &str = "val.features";
 
 /// What an evaluation file says about itself (its one metadata entry).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod pretrain_state;
 pub mod real_data;
 pub mod run_state;
+pub mod split_file;
 pub mod tables;
 pub mod tensors;
 pub mod test_mount;

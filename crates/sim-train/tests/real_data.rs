@@ -50,8 +50,10 @@ fn ham10000_split_is_grouped_stratified_and_repeatable() {
     let params = SplitParams {
         seed: 0,
         test_fraction: 0.2,
+        validation_fraction: 0.0,
         train: "train".into(),
         test: "test".into(),
+        validation: "val".into(),
     };
     let split = Split::make(&ds, &params, "medical").unwrap();
     assert_eq!(
@@ -110,8 +112,10 @@ fn imagenette_keeps_its_train_and_val_splits() {
     let params = SplitParams {
         seed: 0,
         test_fraction: 0.2,
+        validation_fraction: 0.0,
         train: "train".into(),
         test: "val".into(),
+        validation: "val".into(),
     };
     let split = Split::make(&ds, &params, "natural").unwrap();
     assert_eq!(split.indices("train").len(), 9_469);

@@ -3,15 +3,17 @@
 //! epoch's CKA to its data set's epoch 0, and the attention images.
 
 use super::{TableError, err};
+use crate::MatRef;
 use crate::MetricError;
 use crate::arrays::{FloatArray, to_labels, to_matrix};
 use crate::calibration::{Binning, calibration};
 use crate::cka::{CkaOptions, CkaReference, Estimator, Kernel};
-use crate::classification::classification_scores;
+use crate::classification::{ClassScores, class_scores, classification_scores, macro_auroc};
 use crate::knn::knn_accuracy;
 use crate::similarity::{ChanceLevel, Measure, MeasureOptions, Prepared, chance_level};
 use crate::stats::draw_permutations;
 use crate::stats::{CkaBootstrap, LEVEL, draw_resamples};
+use crate::temperature::{fit_temperature, proper_scores, scaled};
 use sim_study::config::RunId;
 use sim_study::eval_file::{self, EvalFile, Layer, Probe, Token};
 use sim_study::run_state::{RunState, Status};
@@ -38,6 +40,20 @@ pub(super) struct EpochMetrics {
     pub(super) accuracy: f64,
     pub(super) balanced_accuracy: f64,
     pub(super) macro_f1: f64,
+    /// Macro one-vs-rest AUROC; none where no class has both positives and
+    /// negatives in the test split.
+    pub(super) auroc: Option<f64>,
+    /// Each class's sensitivity, specificity and AUROC, by label.
+    pub(super) classes: Vec<ClassScores>,
+    /// Negative log-likelihood and Brier score of the test logits.
+    pub(super) nll: f64,
+    pub(super) brier: f64,
+    /// The test calibration after temperature scaling; none without a
+    /// validation split.
+    pub(super) scaled: Option<TemperatureScaled>,
+    /// Accuracy on the validation split, where the data set has one
+    /// (`evaluation.select_on = "validation"` picks θ* by it).
+    pub(super) validation_accuracy: Option<f64>,
     pub(super) ece: f64,
     pub(super) mce: f64,
     pub(super) adaptive_ece: f64,
@@ -60,6 +76,43 @@ impl EpochMetrics {
     /// k-NN top-1 at the `i`-th k, where the natural images were evaluated.
     pub(super) fn knn_at(&self, i: usize) -> Option<f64> {
         self.knn.as_ref().map(|k| k[i])
+    }
+}
+
+/// The test set's calibration after temperature scaling: T fitted on the
+/// same head's validation logits, the test logits divided by it.
+pub(super) struct TemperatureScaled {
+    pub(super) temperature: f64,
+    pub(super) ece: f64,
+    pub(super) mce: f64,
+    pub(super) nll: f64,
+    pub(super) brier: f64,
+    /// The equal-width bins of `ece`.
+    pub(super) reliability: Vec<crate::calibration::Bin>,
+}
+
+impl TemperatureScaled {
+    fn new(
+        test: &FloatArray,
+        validation: &FloatArray,
+        validation_truth: &[usize],
+        test_labels: &[i64],
+        bins: usize,
+    ) -> Result<TemperatureScaled, MetricError> {
+        let temperature = fit_temperature(validation.view(), validation_truth)?;
+        let data = scaled(test.view(), temperature);
+        let scaled_test = MatRef::new(&data, test.rows, test.cols, "scaled test logits")?;
+        let uniform = calibration(scaled_test, test_labels, bins, Binning::Uniform)?;
+        let truth: Vec<usize> = test_labels.iter().map(|&l| l as usize).collect();
+        let proper = proper_scores(test.view(), &truth, temperature)?;
+        Ok(TemperatureScaled {
+            temperature,
+            ece: uniform.ece,
+            mce: uniform.mce,
+            nll: proper.nll,
+            brier: proper.brier,
+            reliability: uniform.bins,
+        })
     }
 }
 
@@ -197,15 +250,21 @@ pub(super) fn epoch_metrics(
     let head = Head {
         name: col::HEAD_FINE_TUNED,
         logits: matrix(file, eval_file::TEST_LOGITS)?,
+        validation: file
+            .has(eval_file::VAL_LOGITS)
+            .then(|| matrix(file, eval_file::VAL_LOGITS))
+            .transpose()?,
     };
     scored_metrics(file, refs, config, head)
 }
 
 /// The test-set logits an evaluation's accuracy and calibration come from,
-/// and whose they are.
+/// whose they are, and the same head's validation-split logits where the
+/// data set has a validation split (temperature scaling is fitted on them).
 pub(super) struct Head {
     pub(super) name: &'static str,
     pub(super) logits: FloatArray,
+    pub(super) validation: Option<FloatArray>,
 }
 
 impl Head {
@@ -220,6 +279,7 @@ impl Head {
             return Ok(Head {
                 name: col::HEAD_RANDOM,
                 logits: matrix(pretrained, eval_file::TEST_LOGITS)?,
+                validation: None,
             });
         }
         let train = matrix(pretrained, eval_file::TRAIN_FEATURES)?;
@@ -238,16 +298,20 @@ impl Head {
             crate::probe::ProbeOptions::default(),
         )
         .map_err(|e| err(&pretrained.path, e))?;
-        let logits = probe.logits(&test.data);
-        let logits = FloatArray {
-            name: format!("{}: the probe's test logits", pretrained.path.display()),
-            rows: test.rows,
+        let logits_of = |x: &FloatArray, split: &str| FloatArray {
+            name: format!("{}: the probe's {split} logits", pretrained.path.display()),
+            rows: x.rows,
             cols: probe.classes,
-            data: logits,
+            data: probe.logits(&x.data),
         };
+        let validation = pretrained
+            .has(eval_file::VAL_FEATURES)
+            .then(|| matrix(pretrained, eval_file::VAL_FEATURES))
+            .transpose()?;
         Ok(Head {
             name: col::HEAD_PROBE,
-            logits,
+            logits: logits_of(&test, "test"),
+            validation: validation.map(|v| logits_of(&v, "validation")),
         })
     }
 }
@@ -273,6 +337,32 @@ pub(super) fn scored_metrics(
     let (_, predicted) = crate::calibration::confidences(logits.view()).map_err(at)?;
     let truth: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
     let scores = classification_scores(&predicted, &truth).map_err(at)?;
+    let classes = class_scores(logits.view(), &truth).map_err(at)?;
+    let proper = proper_scores(logits.view(), &truth, 1.0).map_err(at)?;
+    // The validation split's logits and labels, where the data set has one.
+    let validation = match head.validation {
+        Some(v) => {
+            let truth: Vec<usize> = read_labels(eval_file::VAL_LABELS)?
+                .into_iter()
+                .map(|l| l as usize)
+                .collect();
+            Some((v, truth))
+        }
+        None => None,
+    };
+    let scaled = validation
+        .as_ref()
+        .map(|(v, truth)| TemperatureScaled::new(&logits, v, truth, &labels, e.ece_bins))
+        .transpose()
+        .map_err(at)?;
+    let validation_accuracy = validation
+        .as_ref()
+        .map(|(v, truth)| {
+            let (_, predicted) = crate::calibration::confidences(v.view())?;
+            classification_scores(&predicted, truth).map(|s| s.accuracy)
+        })
+        .transpose()
+        .map_err(at)?;
     let natural = file.has(eval_file::KNN_BANK);
     let knn = if natural {
         let (bank, query) = (matrix(eval_file::KNN_BANK)?, matrix(eval_file::KNN_QUERY)?);
@@ -328,6 +418,12 @@ pub(super) fn scored_metrics(
         accuracy: scores.accuracy,
         balanced_accuracy: scores.balanced_accuracy,
         macro_f1: scores.macro_f1,
+        auroc: macro_auroc(&classes),
+        classes,
+        nll: proper.nll,
+        brier: proper.brier,
+        scaled,
+        validation_accuracy,
         ece: uniform.ece,
         mce: uniform.mce,
         reliability: uniform.bins,

@@ -24,13 +24,16 @@ mod summaries;
 
 use crate::MetricError;
 use evaluations::{DatasetRuns, Epoch0s, read_runs};
+use sim_study::config::DatasetId;
 use sim_study::lock::DirLock;
 use sim_study::manifest::Manifest;
 use sim_study::run_state::{RunState, Status};
+use sim_study::split_file;
 use sim_study::tables::file as table_file;
 use sim_study::tables::rows::{
-    BackboneRow, BinRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow, MethodComparisonRow,
-    PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow, VerdictRow, WiseFtRow,
+    BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow,
+    MethodComparisonRow, PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow,
+    VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Shape, Table};
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
@@ -46,7 +49,7 @@ fn err(path: &Path, message: impl std::fmt::Display) -> TableError {
 }
 
 /// What the tables are made from, as it is now: the config, every data
-/// set's epoch 0, every run's `run.toml` and the evaluations it commits,
+/// set's split file and epoch 0, every run's `run.toml` and the evaluations it commits,
 /// and the tool (its version and BLAS). Computed before the evaluations
 /// are read, so a run committed meanwhile makes the tables stale rather
 /// than missing from them for good ([`up_to_date`]).
@@ -74,6 +77,8 @@ fn inputs_manifest(
     add(&study.resolved_config())?;
     add(&study.config_hash())?;
     for dataset in config.medical_names() {
+        // Its class names (classes.parquet).
+        add(&study.split_csv(&DatasetId::Medical(dataset.into())))?;
         for backbone in &config.backbones {
             add(&study.pretrained_eval(dataset, &backbone.name))?;
         }
@@ -164,6 +169,10 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
         }));
         let t = &mut tables;
         t.epochs.extend(per_epoch::epochs(&runs, &config, facet));
+        let split = study.split_csv(&DatasetId::Medical(dataset.into()));
+        let class_names = split_file::class_names(&split).map_err(TableError)?;
+        let classes = per_epoch::classes(&runs, &class_names, facet);
+        t.classes.extend(classes.map_err(|e| err(&split, e))?);
         t.layers.extend(per_epoch::layers(&runs, facet));
         t.similarity.extend(per_epoch::similarity(&runs, facet));
         t.backbones
@@ -220,6 +229,7 @@ struct Facet<'a> {
 #[derive(Default)]
 struct Tables {
     epochs: Vec<EpochRow>,
+    classes: Vec<ClassRow>,
     layers: Vec<LayerRow>,
     similarity: Vec<SimilarityRow>,
     backbones: Vec<BackboneRow>,
@@ -256,6 +266,7 @@ impl Tables {
         }
         write_all!(
             epochs,
+            classes,
             layers,
             similarity,
             backbones,

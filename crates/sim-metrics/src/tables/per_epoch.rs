@@ -1,5 +1,5 @@
 //! The tables of every committed epoch, one (medical data set, method) at a
-//! time: `epochs`, `wise_ft`, `layers`, and the compared models' `reliability`,
+//! time: `epochs`, `classes`, `wise_ft`, `layers`, and the compared models' `reliability`,
 //! `attention` and `attention_images`.
 
 use super::Facet;
@@ -7,7 +7,7 @@ use super::evaluations::{AttentionImage, EpochMetrics, Run};
 use sim_study::config::StudyConfig;
 use sim_study::eval_file::Layer;
 use sim_study::tables::rows::{
-    BinRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, SimilarityRow, WiseFtRow,
+    BinRow, ClassRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, SimilarityRow, WiseFtRow,
 };
 
 /// The index of `evaluation.knn_report_k` in `evaluation.knn_k`.
@@ -47,9 +47,17 @@ pub(super) fn epochs(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Ve
                 accuracy: m.accuracy,
                 balanced_accuracy: m.balanced_accuracy,
                 macro_f1: m.macro_f1,
+                auroc: m.auroc,
                 ece: m.ece,
                 mce: m.mce,
                 adaptive_ece: m.adaptive_ece,
+                nll: m.nll,
+                brier: m.brier,
+                temperature: m.scaled.as_ref().map(|s| s.temperature),
+                ece_scaled: m.scaled.as_ref().map(|s| s.ece),
+                mce_scaled: m.scaled.as_ref().map(|s| s.mce),
+                nll_scaled: m.scaled.as_ref().map(|s| s.nll),
+                brier_scaled: m.scaled.as_ref().map(|s| s.brier),
                 similarity: Run::similarity(m),
                 knn_top1: m.knn_at(report),
                 knn_top1_k: knn_by_k(m, config),
@@ -57,6 +65,47 @@ pub(super) fn epochs(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Ve
         }
     }
     rows
+}
+
+/// Every run's every committed epoch, per class of the data set
+/// (`class_names[label]`, from its split file; a model with more classes
+/// than the file names is an error).
+pub(super) fn classes(
+    runs: &[Run<'_>],
+    class_names: &[String],
+    facet: Facet,
+) -> Result<Vec<ClassRow>, String> {
+    let mut rows = Vec::new();
+    for r in runs {
+        for (epoch, m) in &r.epochs {
+            if m.classes.len() > class_names.len() {
+                return Err(format!(
+                    "{} seed {} epoch {epoch}: {} classes, the split file names {}",
+                    r.backbone,
+                    r.seed,
+                    m.classes.len(),
+                    class_names.len()
+                ));
+            }
+            for (class, s) in m.classes.iter().enumerate() {
+                rows.push(ClassRow {
+                    dataset: facet.dataset.into(),
+                    method: facet.method.into(),
+                    backbone: r.backbone.into(),
+                    seed: r.seed,
+                    epoch: *epoch,
+                    head: m.head.into(),
+                    class: class as u32,
+                    class_name: class_names[class].clone(),
+                    support: s.support as u32,
+                    sensitivity: s.sensitivity,
+                    specificity: s.specificity,
+                    auroc: s.auroc,
+                });
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Per finished run of a method with `wise_ft`: its WiSE-FT backbones by
@@ -76,6 +125,7 @@ pub(super) fn wise_ft(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> V
                 accuracy: m.accuracy,
                 balanced_accuracy: m.balanced_accuracy,
                 macro_f1: m.macro_f1,
+                auroc: m.auroc,
                 ece: m.ece,
                 mce: m.mce,
                 adaptive_ece: m.adaptive_ece,
@@ -174,25 +224,30 @@ fn compared_models<'r, 'a>(
     models
 }
 
-/// The reliability diagram's bins (equal-width, `evaluation.ece_bins`).
+/// The reliability diagram's bins (equal-width, `evaluation.ece_bins`),
+/// before temperature scaling and, where fitted, after.
 pub(super) fn reliability(runs: &[Run<'_>], facet: Facet) -> Vec<BinRow> {
     let mut rows = Vec::new();
     for (b, s, e, m) in compared_models(runs) {
-        for (i, bin) in m.reliability.iter().enumerate() {
-            let filled = bin.count > 0;
-            rows.push(BinRow {
-                dataset: facet.dataset.into(),
-                method: facet.method.into(),
-                backbone: b.into(),
-                seed: s,
-                epoch: e,
-                bin: i as u32,
-                low: bin.lower,
-                high: bin.upper,
-                count: bin.count as u32,
-                accuracy: filled.then_some(bin.accuracy),
-                confidence: filled.then_some(bin.confidence),
-            });
+        let scaled = m.scaled.iter().map(|t| (true, &t.reliability));
+        for (temperature_scaled, bins) in std::iter::once((false, &m.reliability)).chain(scaled) {
+            for (i, bin) in bins.iter().enumerate() {
+                let filled = bin.count > 0;
+                rows.push(BinRow {
+                    dataset: facet.dataset.into(),
+                    method: facet.method.into(),
+                    backbone: b.into(),
+                    seed: s,
+                    epoch: e,
+                    temperature_scaled,
+                    bin: i as u32,
+                    low: bin.lower,
+                    high: bin.upper,
+                    count: bin.count as u32,
+                    accuracy: filled.then_some(bin.accuracy),
+                    confidence: filled.then_some(bin.confidence),
+                });
+            }
         }
     }
     rows

@@ -13,7 +13,7 @@ use crate::fit::{level_fit, pearson, spearman};
 use crate::similarity::Measure;
 use crate::space::{RunPoint, similarity_space};
 use crate::stats::{LEVEL, PermutationTest, draw_resamples, mean_interval, permutation_test};
-use sim_study::config::{Paradigm, StudyConfig};
+use sim_study::config::{Paradigm, SelectOn, StudyConfig};
 use sim_study::eval_file::{Layer, Probe, Token};
 use sim_study::tables::col;
 use sim_study::tables::rows::{
@@ -21,8 +21,8 @@ use sim_study::tables::rows::{
     Table1Stats, VerdictRow,
 };
 
-/// Reads one calibration metric off an epoch's metrics.
-type MetricOf = fn(&EpochMetrics) -> f64;
+/// Reads one calibration metric off an epoch's metrics, where it was measured.
+type MetricOf = fn(&EpochMetrics) -> Option<f64>;
 
 /// Mean and sample standard deviation (0 for a single run); none without runs.
 fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
@@ -49,6 +49,7 @@ fn table1_value(metric: Table1Metric, r: &Run<'_>, report: usize) -> Option<f64>
         Table1Metric::Accuracy => Some(last.accuracy),
         Table1Metric::BalancedAccuracy => Some(last.balanced_accuracy),
         Table1Metric::MacroF1 => Some(last.macro_f1),
+        Table1Metric::Auroc => last.auroc,
         Table1Metric::Ece => Some(last.ece),
         Table1Metric::Similarity => Some(Run::similarity(last)),
         Table1Metric::KnnBefore => r.epochs[0].1.knn_at(report),
@@ -122,10 +123,12 @@ pub(super) fn backbones(
 /// finding 2 reads) and with epoch 0 added (its similarity is 1 at every
 /// layer by definition, its calibration that of [`Head::epoch0`]).
 pub(super) fn fits(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Vec<FitRow> {
-    let metrics: [(&str, MetricOf); 3] = [
-        (col::ECE, |m| m.ece),
-        (col::MCE, |m| m.mce),
-        (col::ADAPTIVE_ECE, |m| m.adaptive_ece),
+    let metrics: [(&str, MetricOf); 4] = [
+        (col::ECE, |m| Some(m.ece)),
+        (col::MCE, |m| Some(m.mce)),
+        (col::ADAPTIVE_ECE, |m| Some(m.adaptive_ece)),
+        // Only where the data set has a validation split.
+        (col::ECE_SCALED, |m| m.scaled.as_ref().map(|s| s.ece)),
     ];
     let mut rows = Vec::new();
     for b in &config.backbones {
@@ -135,10 +138,11 @@ pub(super) fn fits(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Vec<
                 let (mut sim, mut y) = (vec![], vec![]);
                 for r in runs.iter().filter(|r| r.backbone == b.name && r.finished()) {
                     for (_, m) in r.epochs.iter().filter(|(e, _)| *e >= first_epoch) {
+                        let Some(value) = get(m) else { continue };
                         for (&(p, _, t), &(biased, _)) in &m.cka {
                             if p == Probe::Medical && t == Token::Cls {
                                 sim.push(biased);
-                                y.push(get(m));
+                                y.push(value);
                             }
                         }
                     }
@@ -177,6 +181,26 @@ pub(super) fn fits(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Vec<
     rows
 }
 
+/// The accuracy that picks θ* among a backbone's runs
+/// (`evaluation.select_on`): its last epoch's test accuracy, or its
+/// validation accuracy, which a data set without a validation split lacks.
+fn selection_accuracy(r: &Run<'_>, select_on: SelectOn, facet: Facet) -> Result<f64, MetricError> {
+    let last = r.last();
+    match select_on {
+        SelectOn::Test => Ok(last.accuracy),
+        SelectOn::Validation => last.validation_accuracy.ok_or_else(|| {
+            MetricError::input(
+                "evaluation.select_on",
+                format!(
+                    "`validation`, but `{}` has no validation split ({} seed {} has no \
+                        validation logits): give it validation_fraction",
+                    facet.dataset, r.backbone, r.seed
+                ),
+            )
+        }),
+    }
+}
+
 /// The similarity space T_X(η, ε): every finished run's final similarity,
 /// accuracy and divergence from its backbone's best run.
 pub(super) fn space(
@@ -185,16 +209,19 @@ pub(super) fn space(
     facet: Facet,
 ) -> Result<Vec<SpaceRow>, MetricError> {
     let finished: Vec<&Run<'_>> = runs.iter().filter(|r| r.finished()).collect();
+    let e = &config.evaluation;
     let points: Vec<RunPoint> = finished
         .iter()
-        .map(|r| RunPoint {
-            backbone: r.backbone.to_owned(),
-            seed: r.seed,
-            similarity: Run::similarity(r.last()),
-            accuracy: r.last().accuracy,
+        .map(|r| {
+            Ok(RunPoint {
+                backbone: r.backbone.to_owned(),
+                seed: r.seed,
+                similarity: Run::similarity(r.last()),
+                accuracy: r.last().accuracy,
+                selected_by: selection_accuracy(r, e.select_on, facet)?,
+            })
         })
-        .collect();
-    let e = &config.evaluation;
+        .collect::<Result<_, MetricError>>()?;
     let space = similarity_space(&points, e.similarity_threshold, e.accuracy_tolerance)?;
     Ok(space
         .into_iter()
@@ -436,14 +463,19 @@ pub(super) fn verdicts(
             let Some(points) = runs
                 .iter()
                 .map(|r| {
-                    Some(RunPoint {
-                        backbone: b.to_owned(),
-                        seed: r.seed,
-                        similarity: cka_at(r.last(), Layer::Final, measure)?,
-                        accuracy: r.last().accuracy,
-                    })
+                    let similarity = cka_at(r.last(), Layer::Final, measure)?;
+                    Some(
+                        selection_accuracy(r, e.select_on, facet).map(|selected_by| RunPoint {
+                            backbone: b.to_owned(),
+                            seed: r.seed,
+                            similarity,
+                            accuracy: r.last().accuracy,
+                            selected_by,
+                        }),
+                    )
                 })
-                .collect::<Option<Vec<_>>>()
+                .collect::<Option<Result<Vec<_>, _>>>()
+                .transpose()?
             else {
                 continue;
             };

@@ -4,7 +4,9 @@
 //! `Study::epoch0_head`) and of the fine-tuned models (the
 //! finished runs' final epochs pooled: count-weighted means), the diagonal
 //! being perfect calibration; below, how many test images fall in each bin
-//! (mean per model).
+//! (mean per model). Where the data set has a validation split, the
+//! fine-tuned models after temperature scaling (T fitted on it) are drawn
+//! over them as a line through each bin's (confidence, accuracy).
 
 use super::{Captioned, no_finished_run};
 use crate::study::{BinRow, Study};
@@ -19,6 +21,9 @@ struct Panel {
     backbone: String,
     pretrained: Vec<Pooled>,
     finetuned: Vec<Pooled>,
+    /// The fine-tuned models' bins after temperature scaling, and their
+    /// mean ECE; none without a validation split.
+    scaled: Option<(Vec<Pooled>, f64)>,
     runs: usize,
     ece: (f64, f64),
 }
@@ -68,24 +73,31 @@ impl Reliability {
         };
         let mut panels = Vec::new();
         for b in study.backbones_with_runs() {
-            let pre: Vec<&BinRow> = rows
-                .iter()
-                .filter(|r| r.backbone == b && r.seed.is_none())
-                .collect();
-            let post: Vec<&BinRow> = rows
-                .iter()
-                .filter(|r| r.backbone == b && r.seed.is_some())
-                .collect();
+            let of = |fine_tuned: bool, scaled: bool| -> Vec<&BinRow> {
+                rows.iter()
+                    .filter(|r| r.backbone == b && r.seed.is_some() == fine_tuned)
+                    .filter(|r| r.temperature_scaled == scaled)
+                    .collect()
+            };
+            let (pre, post) = (of(false, false), of(true, false));
             if pre.is_empty() || post.is_empty() {
                 continue;
             }
-            let runs = study.final_epochs(b).len();
-            let mean_ece = study.final_epochs(b).iter().map(|r| r.ece).sum::<f64>() / runs as f64;
+            let finals = study.final_epochs(b);
+            let runs = finals.len();
+            let mean_ece = finals.iter().map(|r| r.ece).sum::<f64>() / runs as f64;
+            let scaled_ece: Vec<f64> = finals.iter().filter_map(|r| r.ece_scaled).collect();
+            let scaled = of(true, true);
+            let scaled = (!scaled.is_empty() && !scaled_ece.is_empty()).then(|| {
+                let mean = scaled_ece.iter().sum::<f64>() / scaled_ece.len() as f64;
+                (pool(&scaled, runs), mean)
+            });
             let ece0 = study.pretrained(b).map_or(f64::NAN, |r| r.ece);
             panels.push(Panel {
                 backbone: b.to_string(),
                 pretrained: pool(&pre, 1),
                 finetuned: pool(&post, runs),
+                scaled,
                 runs,
                 ece: (ece0, mean_ece),
             });
@@ -107,8 +119,11 @@ impl Captioned for Reliability {
             .panels
             .iter()
             .map(|p| {
+                let scaled = p.scaled.as_ref().map_or(String::new(), |(_, e)| {
+                    format!(", {e:.3} temperature-scaled")
+                });
                 format!(
-                    "{} ECE {:.3} → {:.3} (mean of {} runs)",
+                    "{} ECE {:.3} → {:.3}{scaled} (mean of {} runs)",
                     p.backbone, p.ece.0, p.ece.1, p.runs
                 )
             })
@@ -144,6 +159,12 @@ impl Figure for Reliability {
                 )
             })
             .collect();
+        if self.panels.iter().any(|p| p.scaled.is_some()) {
+            entries.push((
+                Mark::Line(BLACK, false),
+                "fine-tuned, temperature-scaled (T fitted on validation)".into(),
+            ));
+        }
         entries.push((
             Mark::Outline(BLACK),
             "pre-trained, linear probe's head".into(),
@@ -154,7 +175,14 @@ impl Figure for Reliability {
         for (area, p) in columns.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
             let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 70 / 100);
-            let title = format!("{}: ECE {:.3} → {:.3}", p.backbone, p.ece.0, p.ece.1);
+            let scaled = p
+                .scaled
+                .as_ref()
+                .map_or(String::new(), |(_, e)| format!(" ({e:.3} scaled)"));
+            let title = format!(
+                "{}: ECE {:.3} → {:.3}{scaled}",
+                p.backbone, p.ece.0, p.ece.1
+            );
             let mut calibration = chart(&top, &title, 0.0..1.0, 0.0..1.0)?;
             axes(&mut calibration, "", "accuracy in bin", Ticks::Numbers(6))?;
             calibration.draw_series(DashedLineSeries::new(
@@ -175,11 +203,28 @@ impl Figure for Reliability {
                     BLACK.stroke_width(pt(0.8)),
                 ))
             }))?;
+            if let Some((bins, _)) = &p.scaled {
+                // Each filled bin at its mean confidence and accuracy.
+                let points: Vec<(f64, f64)> =
+                    bins.iter().filter_map(|b| Some((b.3?, b.2?))).collect();
+                let dark = BLACK.mix(0.85);
+                calibration.draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    dark.stroke_width(pt(1.0)),
+                ))?;
+                calibration.draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Circle::new(p, pt(1.6), dark.filled())),
+                )?;
+            }
 
+            let scaled_bins = p.scaled.as_ref().map_or(&[][..], |(b, _)| b.as_slice());
             let most = p
                 .pretrained
                 .iter()
                 .chain(&p.finetuned)
+                .chain(scaled_bins)
                 .map(|b| b.4)
                 .fold(1.0f64, f64::max);
             let mut counts = chart(&bottom, "", 0.0..1.0, 0.0..most * 1.1)?;
@@ -199,6 +244,24 @@ impl Figure for Reliability {
                     .iter()
                     .map(|b| Rectangle::new([(b.0, 0.0), (b.1, b.4)], BLACK.stroke_width(pt(0.8)))),
             )?;
+            // After scaling the same images move to other bins: their counts
+            // at the bins' centres, so a point of the line above can be
+            // weighed by how many images it stands for.
+            if !scaled_bins.is_empty() {
+                let dark = BLACK.mix(0.85);
+                let at = |b: &Pooled| ((b.0 + b.1) / 2.0, b.4);
+                let filled: Vec<(f64, f64)> =
+                    scaled_bins.iter().filter(|b| b.4 > 0.0).map(at).collect();
+                counts.draw_series(LineSeries::new(
+                    filled.iter().copied(),
+                    dark.stroke_width(pt(1.0)),
+                ))?;
+                counts.draw_series(
+                    filled
+                        .iter()
+                        .map(|&p| Circle::new(p, pt(1.6), dark.filled())),
+                )?;
+            }
         }
         Ok(())
     }

@@ -54,6 +54,7 @@ impl Datasets {
             }
             names.push(name);
             ds.validate(&at)?;
+            ds.validate_validation(&at)?;
         }
         if self.natural.name.is_some() {
             return err(
@@ -62,7 +63,21 @@ impl Datasets {
                     .into(),
             );
         }
-        self.natural.validate("datasets.natural")
+        let natural = &self.natural;
+        for (field, set) in [
+            ("validation_fraction", natural.validation_fraction != 0.0),
+            ("validation_split", natural.validation_split.is_some()),
+        ] {
+            if set {
+                return err(
+                    &format!("datasets.natural.{field}"),
+                    "the natural images have no validation split (their `val` is the \
+                        k-NN queries); remove it"
+                        .into(),
+                );
+            }
+        }
+        natural.validate("datasets.natural")
     }
 }
 
@@ -214,6 +229,16 @@ pub struct DatasetConfig {
     /// the data set comes without splits (docs/SPEC.md: 80/20).
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
+    /// Medical data sets without their own validation split: the share of
+    /// images (by group, stratified by label) carved from the train side as
+    /// one, `validation_split`; 0 (the default): none. Nothing is trained on
+    /// it: temperature scaling and `evaluation.select_on = "validation"` read it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_fraction: f64,
+    /// Name of the validation split: the data set's own (MedMNIST's `val`)
+    /// or the one `validation_fraction` carves. Default `val`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_split: Option<String>,
     /// Evaluation transform: resize the shorter side to size / crop_ratio, then
     /// centre-crop (docs/SPEC.md: 1.0 medical, 0.875 natural as in DINO's eval_knn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,6 +262,8 @@ impl DatasetConfig {
             train_split: default_train_split(),
             test_split: None,
             test_fraction: default_test_fraction(),
+            validation_fraction: 0.0,
+            validation_split: None,
             crop_ratio: None,
             max_samples: None,
         }
@@ -275,6 +302,37 @@ impl DatasetConfig {
     /// Name of the evaluation split.
     pub fn test_split(&self) -> &str {
         self.test_split.as_deref().unwrap_or("test")
+    }
+
+    /// Name of the validation split (medical data sets).
+    pub fn validation_split(&self) -> &str {
+        self.validation_split.as_deref().unwrap_or("val")
+    }
+
+    /// A medical data set's validation split: a fraction that leaves a
+    /// train side, a name of its own.
+    fn validate_validation(&self, at: &str) -> Result<(), (String, String)> {
+        let field = |f: &str| format!("{at}.{f}");
+        let v = self.validation_fraction;
+        if !(0.0..1.0).contains(&v) || v + self.test_fraction >= 1.0 {
+            return Err((
+                field("validation_fraction"),
+                format!(
+                    "{v} is not in [0, 1), or leaves no train side with test_fraction {}",
+                    self.test_fraction
+                ),
+            ));
+        }
+        if [self.train_split.as_str(), self.test_split()].contains(&self.validation_split()) {
+            return Err((
+                field("validation_split"),
+                format!(
+                    "`{}` is the train or test split's name",
+                    self.validation_split()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self, at: &str) -> Result<(), (String, String)> {
@@ -323,6 +381,10 @@ impl DatasetConfig {
 
 fn default_train_split() -> String {
     "train".into()
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_test_fraction() -> f64 {
@@ -454,6 +516,26 @@ mod tests {
                 "root = \"ham10000\"",
                 "root = \"ham10000\"\ntest_split = \"train\"",
                 "datasets.medical.test_split",
+            ),
+            (
+                "root = \"ham10000\"",
+                "root = \"ham10000\"\nvalidation_fraction = 0.8",
+                "datasets.medical.validation_fraction",
+            ),
+            (
+                "root = \"ham10000\"",
+                "root = \"ham10000\"\nvalidation_fraction = -0.1",
+                "datasets.medical.validation_fraction",
+            ),
+            (
+                "root = \"ham10000\"",
+                "root = \"ham10000\"\nvalidation_split = \"test\"",
+                "datasets.medical.validation_split",
+            ),
+            (
+                "root = \"imagenette\"",
+                "root = \"imagenette\"\nvalidation_fraction = 0.1",
+                "datasets.natural.validation_fraction",
             ),
         ] {
             let msg = parse(&MINIMAL.replace(from, to)).unwrap_err().to_string();

@@ -44,9 +44,30 @@ pub struct EvaluationConfig {
     /// findings read (the per-epoch k-NN columns are then null between).
     /// On 2 cores the natural images are most of an evaluation.
     pub natural_every_epoch: bool,
+    /// Which split's accuracy picks θ*, each backbone's best run (tables
+    /// only): `test`, the paper's (optimistic: the test set both picks and
+    /// scores), or `validation` (every medical data set needs a validation
+    /// split). Default `test`.
+    #[serde(skip_serializing_if = "SelectOn::is_test")]
+    pub select_on: SelectOn,
     /// `[evaluation.similarity]`: the measures besides CKA (tables only).
     #[serde(skip_serializing_if = "SimilarityConfig::is_default")]
     pub similarity: SimilarityConfig,
+}
+
+/// The split whose accuracy picks θ*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectOn {
+    #[default]
+    Test,
+    Validation,
+}
+
+impl SelectOn {
+    fn is_test(&self) -> bool {
+        *self == SelectOn::Test
+    }
 }
 
 impl Default for EvaluationConfig {
@@ -66,6 +87,7 @@ impl Default for EvaluationConfig {
             bootstrap_seed: 0,
             permutation_resamples: 10_000,
             natural_every_epoch: true,
+            select_on: SelectOn::Test,
             similarity: SimilarityConfig::default(),
         }
     }

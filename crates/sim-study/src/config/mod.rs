@@ -24,7 +24,7 @@ pub use backbones::{
 pub use datasets::{
     DatasetConfig, DatasetId, DatasetKind, DatasetRole, Datasets, resolve_data_path,
 };
-pub use evaluation::EvaluationConfig;
+pub use evaluation::{EvaluationConfig, SelectOn};
 pub use methods::{MethodConfig, MethodKind};
 #[cfg(test)]
 pub(crate) use pretrain::tests as pretrain_tests;
@@ -324,7 +324,9 @@ impl StudyConfig {
     /// again with others.
     pub fn hash(&self) -> String {
         let mut identity = self.clone();
+        // What only the tables read is not the study's identity.
         identity.evaluation.similarity = SimilarityConfig::default();
+        identity.evaluation.select_on = SelectOn::default();
         hex::encode(Sha256::digest(identity.to_resolved_toml().as_bytes()))
     }
 

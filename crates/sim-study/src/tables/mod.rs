@@ -50,13 +50,17 @@ pub mod file {
     /// interval and the share of bootstrap resamples of the runs in which it
     /// holds, which the report's verdicts read.
     pub const VERDICTS: &str = "verdicts.parquet";
+    /// One row per run × epoch × class of the medical data set: each
+    /// class's sensitivity, specificity and one-vs-rest AUROC.
+    pub const CLASSES: &str = "classes.parquet";
     /// One row per backbone the tool pre-trained × pre-training epoch: its
     /// learning curve. Its first columns are `backbone`, `objective` (no
     /// data set, no method: it is before both).
     pub const PRETRAIN_EPOCHS: &str = "pretrain_epochs.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         EPOCHS,
+        CLASSES,
         LAYERS,
         SIMILARITY,
         BACKBONES,
@@ -90,9 +94,35 @@ pub mod col {
     pub const ACCURACY: &str = "accuracy";
     pub const BALANCED_ACCURACY: &str = "balanced_accuracy";
     pub const MACRO_F1: &str = "macro_f1";
+    /// Macro one-vs-rest AUROC of the softmax probabilities: the mean over
+    /// the classes in the test split (in `classes.parquet`: the class's own).
+    pub const AUROC: &str = "auroc";
+    /// A class of the medical data set: its label (0-based) and its name in
+    /// the split file.
+    pub const CLASS: &str = "class";
+    pub const CLASS_NAME: &str = "class_name";
+    /// The test images of a class.
+    pub const SUPPORT: &str = "support";
+    /// TP / (TP + FN): the recall of a class; null where the test split has none of it.
+    pub const SENSITIVITY: &str = "sensitivity";
+    /// TN / (TN + FP); null where every test image is of the class.
+    pub const SPECIFICITY: &str = "specificity";
     pub const ECE: &str = "ece";
     pub const MCE: &str = "mce";
     pub const ADAPTIVE_ECE: &str = "adaptive_ece";
+    /// Negative log-likelihood of the test labels (nats).
+    pub const NLL: &str = "nll";
+    /// Multi-class Brier score, mean Σ_k (p_k − 1[k = y])², in [0, 2].
+    pub const BRIER: &str = "brier";
+    /// The temperature fitted on the validation split (null without one).
+    pub const TEMPERATURE: &str = "temperature";
+    /// The test-set measures after temperature scaling.
+    pub const ECE_SCALED: &str = "ece_scaled";
+    pub const MCE_SCALED: &str = "mce_scaled";
+    pub const NLL_SCALED: &str = "nll_scaled";
+    pub const BRIER_SCALED: &str = "brier_scaled";
+    /// Whether a reliability bin is of the temperature-scaled logits.
+    pub const TEMPERATURE_SCALED: &str = "temperature_scaled";
     pub const SIMILARITY: &str = "similarity";
     pub const KNN_TOP1: &str = "knn_top1";
     pub const LAYER: &str = "layer";

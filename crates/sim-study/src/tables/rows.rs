@@ -23,9 +23,20 @@ table! {
         accuracy: f64 = col::ACCURACY,
         balanced_accuracy: f64 = col::BALANCED_ACCURACY,
         macro_f1: f64 = col::MACRO_F1,
+        /// None where no class has both positives and negatives in the test split.
+        auroc: Option<f64> = col::AUROC,
         ece: f64 = col::ECE,
         mce: f64 = col::MCE,
         adaptive_ece: f64 = col::ADAPTIVE_ECE,
+        nll: f64 = col::NLL,
+        brier: f64 = col::BRIER,
+        /// Temperature scaling, fitted on the validation split; all none
+        /// where the data set has none.
+        temperature: Option<f64> = col::TEMPERATURE,
+        ece_scaled: Option<f64> = col::ECE_SCALED,
+        mce_scaled: Option<f64> = col::MCE_SCALED,
+        nll_scaled: Option<f64> = col::NLL_SCALED,
+        brier_scaled: Option<f64> = col::BRIER_SCALED,
         similarity: f64 = col::SIMILARITY,
         /// At `evaluation.knn_report_k`; none for an epoch whose evaluation
         /// left the natural images out (`evaluation.natural_every_epoch`).
@@ -44,6 +55,25 @@ impl EpochRow {
 }
 
 table! {
+    /// `classes.parquet`: one row per run × epoch × class, scored by the
+    /// same head as its `epochs.parquet` row (epoch 0: the linear probe).
+    pub struct ClassRow in file::CLASSES {
+        dataset: String = col::DATASET,
+        method: String = col::METHOD,
+        backbone: String = col::BACKBONE,
+        seed: u64 = col::SEED,
+        epoch: u32 = col::EPOCH,
+        head: String = col::HEAD,
+        class: u32 = col::CLASS,
+        class_name: String = col::CLASS_NAME,
+        support: u32 = col::SUPPORT,
+        sensitivity: Option<f64> = col::SENSITIVITY,
+        specificity: Option<f64> = col::SPECIFICITY,
+        auroc: Option<f64> = col::AUROC,
+    }
+}
+
+table! {
     /// `wise_ft.parquet`: one row per finished run of a method with
     /// `wise_ft` × α (α = 1: the last epoch itself).
     pub struct WiseFtRow in file::WISE_FT {
@@ -55,6 +85,8 @@ table! {
         accuracy: f64 = col::ACCURACY,
         balanced_accuracy: f64 = col::BALANCED_ACCURACY,
         macro_f1: f64 = col::MACRO_F1,
+        /// None where no class has both positives and negatives in the test split.
+        auroc: Option<f64> = col::AUROC,
         ece: f64 = col::ECE,
         mce: f64 = col::MCE,
         adaptive_ece: f64 = col::ADAPTIVE_ECE,
@@ -143,6 +175,7 @@ pub enum Table1Metric {
     Accuracy,
     BalancedAccuracy,
     MacroF1,
+    Auroc,
     Ece,
     Similarity,
     KnnBefore,
@@ -151,10 +184,11 @@ pub enum Table1Metric {
 
 impl Table1Metric {
     /// Every one, in the order of `backbones.parquet`'s columns.
-    pub const ALL: [Table1Metric; 7] = [
+    pub const ALL: [Table1Metric; 8] = [
         Table1Metric::Accuracy,
         Table1Metric::BalancedAccuracy,
         Table1Metric::MacroF1,
+        Table1Metric::Auroc,
         Table1Metric::Ece,
         Table1Metric::Similarity,
         Table1Metric::KnnBefore,
@@ -167,6 +201,7 @@ impl Table1Metric {
             Table1Metric::Accuracy => col::ACCURACY,
             Table1Metric::BalancedAccuracy => col::BALANCED_ACCURACY,
             Table1Metric::MacroF1 => col::MACRO_F1,
+            Table1Metric::Auroc => col::AUROC,
             Table1Metric::Ece => col::ECE,
             Table1Metric::Similarity => col::SIMILARITY,
             Table1Metric::KnnBefore => col::KNN_BEFORE,
@@ -432,13 +467,16 @@ table! {
 
 table! {
     /// `reliability.parquet`: one row per model × confidence bin (the
-    /// pre-trained model: seed none, epoch 0).
+    /// pre-trained model: seed none, epoch 0), before temperature scaling
+    /// and, where the data set has a validation split, after it.
     pub struct BinRow in file::RELIABILITY {
         dataset: String = col::DATASET,
         method: String = col::METHOD,
         backbone: String = col::BACKBONE,
         seed: Option<u64> = col::SEED,
         epoch: u32 = col::EPOCH,
+        /// The bins of the logits divided by the fitted temperature.
+        temperature_scaled: bool = col::TEMPERATURE_SCALED,
         bin: u32 = col::BIN,
         low: f64 = col::BIN_LOW,
         high: f64 = col::BIN_HIGH,

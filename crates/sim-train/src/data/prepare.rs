@@ -63,8 +63,10 @@ impl PreparedDataset {
         let params = SplitParams {
             seed: config.study.split_seed,
             test_fraction: ds_config.test_fraction,
+            validation_fraction: ds_config.validation_fraction,
             train: ds_config.train_split.clone(),
             test: ds_config.test_split().to_owned(),
+            validation: ds_config.validation_split().to_owned(),
         };
         let split_file = study.split_csv(id);
         let split_reused = split_file.exists();
@@ -159,6 +161,15 @@ impl PreparedDataset {
     /// Sample indices of the evaluation split.
     pub fn test_indices(&self) -> Vec<usize> {
         self.split.indices(self.config.test_split())
+    }
+
+    /// Sample indices of a medical data set's validation split (empty where
+    /// it has none; the natural images never have one).
+    pub fn validation_indices(&self) -> Vec<usize> {
+        match self.id {
+            DatasetId::Medical(_) => self.split.indices(self.config.validation_split()),
+            DatasetId::Natural => Vec::new(),
+        }
     }
 
     /// Groups found in more than one split (0 for a grouped split).

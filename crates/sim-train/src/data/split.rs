@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use sim_study::split_file;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -25,8 +26,12 @@ use std::path::Path;
 pub struct SplitParams {
     pub seed: u64,
     pub test_fraction: f64,
+    /// Share of the data set carved from the train side as the validation
+    /// split (`validation`); 0: none.
+    pub validation_fraction: f64,
     pub train: String,
     pub test: String,
+    pub validation: String,
 }
 
 /// Every sample's split: `names[assign[i]]` is sample i's split.
@@ -144,6 +149,15 @@ impl Split {
             dataset: dataset_name.to_owned(),
             message,
         };
+        if params.validation_fraction > 0.0 && !self.names.contains(&params.validation) {
+            return Err(err(format!(
+                "validation_fraction is {}, but there is no split named `{}` (splits: {}): a \
+                    data set with its own splits keeps them; name one as validation_split",
+                params.validation_fraction,
+                params.validation,
+                self.names.join(", ")
+            )));
+        }
         for name in [&params.train, &params.test] {
             let Some(k) = self.names.iter().position(|n| n == name) else {
                 return Err(err(format!(
@@ -171,24 +185,20 @@ impl Split {
     }
 
     fn write(&self, path: &Path, dataset: &Dataset) -> Result<(), DataError> {
-        sim_study::write_atomic_with(path, |w| {
-            let mut csv = csv::Writer::from_writer(w);
-            csv.write_record(["id", "label", "class", "group", "split", "sha256"])?;
-            for ((s, &a), sha256) in dataset.samples.iter().zip(&self.assign).zip(&self.sha256) {
-                let label = s.label.to_string();
-                csv.write_record([
-                    &s.id,
-                    &label,
-                    &dataset.classes[s.label],
-                    &s.group,
-                    &self.names[a],
-                    sha256,
-                ])?;
-            }
-            csv.flush()?;
-            Ok(())
-        })
-        .map_err(|e| DataError::io(path, e))
+        let rows = dataset
+            .samples
+            .iter()
+            .zip(&self.assign)
+            .zip(&self.sha256)
+            .map(|((s, &a), sha256)| split_file::SplitRow {
+                id: &s.id,
+                label: s.label,
+                class: &dataset.classes[s.label],
+                group: &s.group,
+                split: &self.names[a],
+                sha256,
+            });
+        split_file::write(path, rows).map_err(|e| DataError::io(path, e))
     }
 
     /// Reads a split CSV; it must list the data set's samples in order, with
@@ -197,12 +207,12 @@ impl Split {
     fn read(path: &Path, dataset: &Dataset, in_use: InUse<'_>) -> Result<Split, DataError> {
         let mut table = CsvTable::open(path)?;
         let (id, label, group, split) = (
-            table.column("id")?,
-            table.column("label")?,
-            table.column("group")?,
-            table.column("split")?,
+            table.column(split_file::ID)?,
+            table.column(split_file::LABEL)?,
+            table.column(split_file::GROUP)?,
+            table.column(split_file::SPLIT)?,
         );
-        let sha256_column = table.optional_column("sha256");
+        let sha256_column = table.optional_column(split_file::SHA256);
         let mut names: Vec<String> = Vec::new();
         let mut assign = Vec::with_capacity(dataset.samples.len());
         let mut sha256 = Vec::new();
@@ -310,8 +320,12 @@ impl Split {
 
 /// Each group goes to one side. Per class (a group's class is its most
 /// frequent label), groups are shuffled with the seed and moved to the test
-/// side while that brings the class's test count closer to its target.
-/// Returns the split names and each sample's.
+/// side while that brings the class's test count closer to its target;
+/// then, where `validation_fraction` > 0, the class's groups left on the
+/// train side are moved to the validation side the same way (the same
+/// generator, after every class's test draw: a split without validation is
+/// the one made before validation splits existed). Returns the split names
+/// (sorted) and each sample's.
 fn stratified_group_split(dataset: &Dataset, params: &SplitParams) -> (Vec<String>, Vec<usize>) {
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in dataset.samples.iter().enumerate() {
@@ -329,34 +343,61 @@ fn stratified_group_split(dataset: &Dataset, params: &SplitParams) -> (Vec<Strin
             .expect("at least one class");
         by_class[class].push(members);
     }
-    let (train, test) = if params.train < params.test {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
-    let names = {
-        let mut n = vec![params.train.clone(), params.test.clone()];
-        n.sort();
-        n
-    };
+    let carve_validation = params.validation_fraction > 0.0;
+    let mut names = vec![params.train.clone(), params.test.clone()];
+    if carve_validation {
+        names.push(params.validation.clone());
+    }
+    names.sort();
+    let index = |name: &str| names.iter().position(|n| n == name).expect("named above");
+    let (train, test) = (index(&params.train), index(&params.test));
     let mut assign = vec![train; dataset.samples.len()];
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    // A class's target on a side: a share of all its images.
+    let target = |groups: &[&Vec<usize>], fraction: f64| {
+        let total: usize = groups.iter().map(|g| g.len()).sum();
+        (fraction * total as f64).round() as i64
+    };
     for class_groups in &mut by_class {
         class_groups.shuffle(&mut rng);
-        let total: usize = class_groups.iter().map(|g| g.len()).sum();
-        let target = (params.test_fraction * total as f64).round() as i64;
-        let mut taken = 0i64;
-        for members in class_groups.iter() {
-            let with = taken + members.len() as i64;
-            if (with - target).abs() < (taken - target).abs() {
-                taken = with;
-                for &i in members.iter() {
-                    assign[i] = test;
-                }
-            }
+        let test_images = target(class_groups, params.test_fraction);
+        move_towards(class_groups, test_images, (train, test), &mut assign);
+    }
+    if carve_validation {
+        let validation = index(&params.validation);
+        for class_groups in &mut by_class {
+            class_groups.shuffle(&mut rng);
+            let validation_images = target(class_groups, params.validation_fraction);
+            let left: Vec<&Vec<usize>> = class_groups
+                .iter()
+                .copied()
+                .filter(|g| assign[g[0]] == train)
+                .collect();
+            move_towards(&left, validation_images, (train, validation), &mut assign);
         }
     }
     (names, assign)
+}
+
+/// Moves `groups` (in order) from side `from` to side `to` while that
+/// brings the images moved closer to `target`.
+fn move_towards(
+    groups: &[&Vec<usize>],
+    target: i64,
+    (from, to): (usize, usize),
+    assign: &mut [usize],
+) {
+    let mut taken = 0i64;
+    for members in groups {
+        let with = taken + members.len() as i64;
+        if (with - target).abs() < (taken - target).abs() {
+            taken = with;
+            for &i in members.iter() {
+                debug_assert_eq!(assign[i], from);
+                assign[i] = to;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -395,8 +436,10 @@ mod tests {
         SplitParams {
             seed,
             test_fraction: 0.2,
+            validation_fraction: 0.0,
             train: "train".into(),
             test: "test".into(),
+            validation: "val".into(),
         }
     }
 
@@ -420,6 +463,37 @@ mod tests {
             assert!(
                 (in_test / total - 0.2).abs() < 0.03,
                 "class {c}: {in_test}/{total}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_validation_split_is_carved_from_train_leaving_the_test_split_as_it_was() {
+        let ds = synthetic(600);
+        let without = Split::make(&ds, &params(7), "s").unwrap();
+        let p = SplitParams {
+            validation_fraction: 0.1,
+            ..params(7)
+        };
+        let with = Split::make(&ds, &p, "s").unwrap();
+        assert_eq!(with.names, ["test", "train", "val"]);
+        assert_eq!(with.indices("test"), without.indices("test"));
+        let mut side_of_group: HashMap<&str, usize> = HashMap::new();
+        for (s, &a) in ds.samples.iter().zip(&with.assign) {
+            assert_eq!(
+                *side_of_group.entry(&s.group).or_insert(a),
+                a,
+                "{}",
+                s.group
+            );
+        }
+        let val = with.indices("val");
+        for c in 0..3 {
+            let total = ds.samples.iter().filter(|s| s.label == c).count() as f64;
+            let in_val = val.iter().filter(|&&i| ds.samples[i].label == c).count() as f64;
+            assert!(
+                (in_val / total - 0.1).abs() < 0.03,
+                "class {c}: {in_val}/{total}"
             );
         }
     }

@@ -23,6 +23,9 @@ pub struct EvalSets<'a> {
     pub medical_test: Vec<usize>,
     /// Medical train split: the linear probe's training set (epoch 0).
     pub medical_train: Vec<usize>,
+    /// Medical validation split (empty where the data set has none): the
+    /// held-out logits temperature scaling is fitted on.
+    pub medical_validation: Vec<usize>,
     /// The fixed natural-image probe subset.
     pub natural_probe: Vec<usize>,
     /// k-NN memory bank (natural train split) and queries (natural val split).
@@ -64,6 +67,7 @@ impl<'a> EvalSets<'a> {
             natural: natural.1,
             medical_test: medical.0.test_indices(),
             medical_train: medical.0.train_indices(),
+            medical_validation: medical.0.validation_indices(),
             attention: probe.iter().copied().take(e.attention_images).collect(),
             natural_probe: probe,
             knn_bank: natural.0.train_indices(),
@@ -284,18 +288,51 @@ pub fn evaluate_medical<B: Backend>(
         vec![medical.rows, classes],
         &medical.logits,
     ));
-    let labels: Vec<i64> = sets
-        .medical_test
-        .iter()
-        .map(|&i| sets.medical.labels[i] as i64)
-        .collect();
+    let labels = labels_of(sets, &sets.medical_test);
     out.push(RawTensor::i64(eval_file::TEST_LABELS, &labels));
     features(&mut out, Probe::Medical, &medical, model.backbone.width());
+    if !sets.medical_validation.is_empty() {
+        let (_, logits) = validation_outputs(model, sets, device);
+        out.push(RawTensor::f32(
+            eval_file::VAL_LOGITS,
+            vec![sets.medical_validation.len(), classes],
+            &logits,
+        ));
+        out.push(RawTensor::i64(
+            eval_file::VAL_LABELS,
+            &labels_of(sets, &sets.medical_validation),
+        ));
+    }
     out
 }
 
+/// The medical validation split's final-norm CLS features and logits.
+fn validation_outputs<B: Backend>(
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    device: &B::Device,
+) -> (Vec<f32>, Vec<f32>) {
+    final_outputs(
+        model,
+        &sets.medical,
+        &sets.medical_validation,
+        sets.batch_size,
+        &sets.parts,
+        device,
+    )
+}
+
+/// The medical labels of `indices`.
+fn labels_of(sets: &EvalSets<'_>, indices: &[usize]) -> Vec<i64> {
+    indices
+        .iter()
+        .map(|&i| sets.medical.labels[i] as i64)
+        .collect()
+}
+
 /// The medical train split's final-norm CLS features and labels: what a
-/// linear probe of the pre-trained backbone trains on (epoch 0 only).
+/// linear probe of the pre-trained backbone trains on (epoch 0 only); and
+/// the validation split's features, what it is then scaled on.
 pub fn evaluate_medical_train<B: Backend>(
     model: &Classifier<B>,
     sets: &EvalSets<'_>,
@@ -311,19 +348,28 @@ pub fn evaluate_medical_train<B: Backend>(
         &sets.parts,
         device,
     );
-    let labels: Vec<i64> = sets
-        .medical_train
-        .iter()
-        .map(|&i| sets.medical.labels[i] as i64)
-        .collect();
-    vec![
+    let width = model.backbone.width();
+    let mut out = vec![
         RawTensor::f16(
             eval_file::TRAIN_FEATURES,
-            vec![c.rows, model.backbone.width()],
+            vec![c.rows, width],
             &c.layers[&Layer::Final].0,
         ),
-        RawTensor::i64(eval_file::TRAIN_LABELS, &labels),
-    ]
+        RawTensor::i64(
+            eval_file::TRAIN_LABELS,
+            &labels_of(sets, &sets.medical_train),
+        ),
+    ];
+    if !sets.medical_validation.is_empty() {
+        // The probe's validation logits are made from these at the tables stage.
+        let (features, _) = validation_outputs(model, sets, device);
+        out.push(RawTensor::f16(
+            eval_file::VAL_FEATURES,
+            vec![sets.medical_validation.len(), width],
+            &features,
+        ));
+    }
+    out
 }
 
 /// The natural images: the natural probe, the k-NN bank and queries, the

@@ -372,6 +372,7 @@ fn log_plan<B: AutodiffBackend>(
     let classes = model.head.weight.dims()[1];
     let images = plan::EvalImages {
         medical_test: sets.medical_test.len(),
+        medical_validation: sets.medical_validation.len(),
         natural_probe: sets.natural_probe.len(),
         knn_bank: sets.knn_bank.len(),
         knn_query: sets.knn_query.len(),

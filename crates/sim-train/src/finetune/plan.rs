@@ -15,6 +15,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct EvalImages {
     pub medical_test: usize,
+    /// The validation split's logits (none where the data set has none).
+    pub medical_validation: usize,
     pub natural_probe: usize,
     pub knn_bank: usize,
     pub knn_query: usize,
@@ -97,7 +99,7 @@ impl RunCost {
             evaluations,
             natural_evaluations,
             medical: PartCost {
-                seconds: forward(images.medical_test),
+                seconds: forward(images.medical_test + images.medical_validation),
                 bytes: probe_bytes(images.medical_test),
             },
             natural: PartCost {
