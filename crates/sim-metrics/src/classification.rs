@@ -92,22 +92,7 @@ pub fn class_scores<T: Scalar>(
     logits: MatRef<'_, T>,
     truth: &[usize],
 ) -> Result<Vec<ClassScores>, MetricError> {
-    if truth.len() != logits.rows || truth.is_empty() {
-        return Err(MetricError::input(
-            "labels",
-            format!(
-                "{} labels for {} rows of logits (need the same, at least one)",
-                truth.len(),
-                logits.rows
-            ),
-        ));
-    }
-    if let Some(bad) = truth.iter().find(|&&t| t >= logits.cols) {
-        return Err(MetricError::input(
-            "labels",
-            format!("label {bad} is outside 0..{}", logits.cols),
-        ));
-    }
+    logits.check_labels(truth)?;
     let (probs, predicted) = probabilities(logits)?;
     let n = truth.len();
     let scores = (0..logits.cols)

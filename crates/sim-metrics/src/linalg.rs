@@ -69,6 +69,28 @@ impl<'a, T: Scalar> MatRef<'a, T> {
         }
     }
 
+    /// As logits: fails unless `labels` holds one class index in
+    /// 0..cols per row, and there is at least one row (errors name `labels`).
+    pub fn check_labels(&self, labels: &[usize]) -> Result<(), MetricError> {
+        if labels.len() != self.rows || labels.is_empty() {
+            return Err(MetricError::input(
+                "labels",
+                format!(
+                    "{} labels for {} rows of logits (need the same, at least one)",
+                    labels.len(),
+                    self.rows
+                ),
+            ));
+        }
+        match labels.iter().find(|&&l| l >= self.cols) {
+            Some(bad) => Err(MetricError::input(
+                "labels",
+                format!("label {bad} is outside 0..{}", self.cols),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Fails on NaN or infinite values, naming the matrix and the first position.
     pub fn check_finite(&self) -> Result<(), MetricError> {
         match self.data.iter().position(|v| !v.to_f64().is_finite()) {

@@ -58,22 +58,7 @@ impl Scaled {
 /// The logits as f64 rows, checked against the labels.
 fn rows<T: Scalar>(logits: MatRef<'_, T>, labels: &[usize]) -> Result<Vec<Vec<f64>>, MetricError> {
     logits.check_finite()?;
-    if labels.len() != logits.rows || labels.is_empty() {
-        return Err(MetricError::input(
-            "labels",
-            format!(
-                "{} labels for {} rows of logits (need the same, at least one)",
-                labels.len(),
-                logits.rows
-            ),
-        ));
-    }
-    if let Some(bad) = labels.iter().find(|&&l| l >= logits.cols) {
-        return Err(MetricError::input(
-            "labels",
-            format!("label {bad} is outside 0..{}", logits.cols),
-        ));
-    }
+    logits.check_labels(labels)?;
     Ok(logits
         .data
         .chunks_exact(logits.cols)

@@ -203,23 +203,11 @@ impl Figure for Reliability {
                     BLACK.stroke_width(pt(0.8)),
                 ))
             }))?;
-            if let Some((bins, _)) = &p.scaled {
-                // Each filled bin at its mean confidence and accuracy.
-                let points: Vec<(f64, f64)> =
-                    bins.iter().filter_map(|b| Some((b.3?, b.2?))).collect();
-                let dark = BLACK.mix(0.85);
-                calibration.draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    dark.stroke_width(pt(1.0)),
-                ))?;
-                calibration.draw_series(
-                    points
-                        .iter()
-                        .map(|&p| Circle::new(p, pt(1.6), dark.filled())),
-                )?;
-            }
-
             let scaled_bins = p.scaled.as_ref().map_or(&[][..], |(b, _)| b.as_slice());
+            // Each filled bin after scaling at its mean confidence and accuracy.
+            let points = scaled_bins.iter().filter_map(|b| Some((b.3?, b.2?)));
+            dotted_line(&mut calibration, points.collect())?;
+
             let most = p
                 .pretrained
                 .iter()
@@ -247,22 +235,33 @@ impl Figure for Reliability {
             // After scaling the same images move to other bins: their counts
             // at the bins' centres, so a point of the line above can be
             // weighed by how many images it stands for.
-            if !scaled_bins.is_empty() {
-                let dark = BLACK.mix(0.85);
-                let at = |b: &Pooled| ((b.0 + b.1) / 2.0, b.4);
-                let filled: Vec<(f64, f64)> =
-                    scaled_bins.iter().filter(|b| b.4 > 0.0).map(at).collect();
-                counts.draw_series(LineSeries::new(
-                    filled.iter().copied(),
-                    dark.stroke_width(pt(1.0)),
-                ))?;
-                counts.draw_series(
-                    filled
-                        .iter()
-                        .map(|&p| Circle::new(p, pt(1.6), dark.filled())),
-                )?;
-            }
+            let filled = scaled_bins.iter().filter(|b| b.4 > 0.0);
+            dotted_line(
+                &mut counts,
+                filled.map(|b| ((b.0 + b.1) / 2.0, b.4)).collect(),
+            )?;
         }
         Ok(())
     }
+}
+
+/// The temperature-scaled models' mark: a dark line through dots.
+fn dotted_line<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    points: Vec<(f64, f64)>,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let dark = BLACK.mix(0.85);
+    chart.draw_series(LineSeries::new(
+        points.iter().copied(),
+        dark.stroke_width(pt(1.0)),
+    ))?;
+    chart.draw_series(
+        points
+            .iter()
+            .map(|&p| Circle::new(p, pt(1.6), dark.filled())),
+    )?;
+    Ok(())
 }
