@@ -5,7 +5,9 @@
 //!   ISIC 2018 Task 3 training files (the HAM10000 images, one-hot ground
 //!   truth, lesion groupings) on the ISIC challenge bucket;
 //! - `imagenette/`: `train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`, from fast.ai's
-//!   `imagenette2-320.tgz`.
+//!   `imagenette2-320.tgz`;
+//! - with `--medmnist`, `medmnist/<flag>[_<size>].npz`: a MedMNIST v2 2D data
+//!   set as its release publishes it ([`medmnist`]).
 //!
 //! Archives go to `<dest>/.downloads/` (a finished, verified download is not
 //! fetched again); a data set folder appears only once complete (assembled in
@@ -45,8 +47,10 @@ pub struct Download {
 }
 
 impl Download {
+    /// The URL's last path segment, without a query (`?download=1`).
     fn file_name(&self) -> &str {
-        self.url.rsplit('/').next().unwrap_or(&self.url)
+        let path = self.url.split('?').next().unwrap_or(&self.url);
+        path.rsplit('/').next().unwrap_or(path)
     }
 }
 
@@ -57,17 +61,22 @@ pub enum Layout {
     Ham10000FromIsic,
     /// An ImageFolder archive with `train/` and `val/` one folder down.
     ImagenetteFolder,
+    /// A MedMNIST `.npz`, used as it is (`name` is the file's path).
+    MedmnistNpz,
 }
 
 /// One data set to fetch.
 #[derive(Debug, Clone)]
 pub struct Source {
-    /// Folder name under the data directory (`ham10000`, `imagenette`).
+    /// Folder (or, for a MedMNIST file, file) under the data directory
+    /// (`ham10000`, `imagenette`, `medmnist/pneumoniamnist_64.npz`).
     pub name: String,
     pub downloads: Vec<Download>,
     pub layout: Layout,
     /// Images the finished folder must hold (checked by loading it).
     pub expected_images: usize,
+    /// What `fetch-data` is given to fetch this alone (`--only ham10000`).
+    pub fetch_args: String,
 }
 
 /// The official sources.
@@ -89,6 +98,7 @@ pub fn official_sources() -> Vec<Source> {
             .collect(),
             layout: Layout::Ham10000FromIsic,
             expected_images: 10_015,
+            fetch_args: "--only ham10000".into(),
         },
         Source {
             name: "imagenette".into(),
@@ -98,6 +108,7 @@ pub fn official_sources() -> Vec<Source> {
             }],
             layout: Layout::ImagenetteFolder,
             expected_images: 9_469 + 3_925,
+            fetch_args: "--only imagenette".into(),
         },
     ]
 }
@@ -138,6 +149,11 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     for d in &source.downloads {
         files.push(download_verified(d, &downloads.join(d.file_name()))?);
     }
+    let assemble: fn(&Path, &Path) -> anyhow::Result<()> = match source.layout {
+        Layout::Ham10000FromIsic => assemble_ham10000,
+        Layout::ImagenetteFolder => assemble_image_folder,
+        Layout::MedmnistNpz => return place_file(source, &files[0], dest),
+    };
     let work = dest.join(format!(".{}.partial", source.name));
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
@@ -147,10 +163,7 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     for file in &files {
         unpack(file, &unpacked)?;
     }
-    match source.layout {
-        Layout::Ham10000FromIsic => assemble_ham10000(&unpacked, &assembled)?,
-        Layout::ImagenetteFolder => assemble_image_folder(&unpacked, &assembled)?,
-    }
+    assemble(&unpacked, &assembled)?;
     let found = count_images(source, &assembled)?;
     ensure!(
         found == source.expected_images,
@@ -161,6 +174,30 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     let target = dest.join(&source.name);
     fs::rename(&assembled, &target).with_context(|| format!("moving into {}", target.display()))?;
     fs::remove_dir_all(&work).ok();
+    println!("{}: {found} images in {}", source.name, target.display());
+    Ok(())
+}
+
+/// A verified single-file data set: loaded with the project's reader (its
+/// images counted), then copied into place (temporary file, then rename).
+fn place_file(source: &Source, file: &Path, dest: &Path) -> anyhow::Result<()> {
+    let found = count_images(source, file)?;
+    ensure!(
+        found == source.expected_images,
+        "{} holds {found} labelled images, expected {}; the download is incomplete or changed",
+        source.name,
+        source.expected_images
+    );
+    let target = dest.join(&source.name);
+    let partial = target.with_file_name(format!(
+        ".{}.partial",
+        target.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fs::copy(file, &partial).with_context(|| format!("copying to {}", partial.display()))?;
+    fs::rename(&partial, &target).with_context(|| format!("moving into {}", target.display()))?;
     println!("{}: {found} images in {}", source.name, target.display());
     Ok(())
 }
@@ -325,17 +362,19 @@ fn assemble_image_folder(unpacked: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the assembled folder with the project's own reader.
+/// Loads the assembled folder (or file) with the project's own reader.
 fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
     let kind = match source.layout {
         Layout::Ham10000FromIsic => DatasetKind::Ham10000,
         Layout::ImagenetteFolder => DatasetKind::ImageFolder,
+        Layout::MedmnistNpz => DatasetKind::Medmnist,
     };
     Ok(Dataset::load(&DatasetConfig::new(kind, folder))?
         .samples
         .len())
 }
 
+pub mod medmnist;
 #[cfg(test)]
 mod tests;
 

@@ -121,7 +121,8 @@ enum Command {
     },
     /// Download HAM10000 (via the ISIC 2018 Task 3 files) and Imagenette
     /// (320 px) from their official sources, verify, unpack, and lay them out
-    /// under DEST as `ham10000/` and `imagenette/`. Present folders are skipped.
+    /// under DEST as `ham10000/` and `imagenette/`; or, with --medmnist, the
+    /// MedMNIST data sets named. Present folders and files are skipped.
     FetchData {
         /// Data folder (default: $SIM_DATA_DIR, else data/).
         #[arg(long)]
@@ -129,6 +130,14 @@ enum Command {
         /// Fetch only this data set (`ham10000` or `imagenette`).
         #[arg(long)]
         only: Option<String>,
+        /// Instead, a MedMNIST v2 2D data set (`pneumoniamnist`,
+        /// `dermamnist`, …; repeatable), into DEST/medmnist/ as the release
+        /// publishes it (with its own train/val/test split).
+        #[arg(long)]
+        medmnist: Vec<String>,
+        /// The MedMNIST image size: 28, 64, 128 or 224.
+        #[arg(long, default_value_t = 28)]
+        medmnist_size: u32,
         /// Base URL of a mirror holding the same file names.
         #[arg(long)]
         mirror: Option<String>,
@@ -217,10 +226,27 @@ fn main() -> anyhow::Result<()> {
                 other => other,
             }
         }
-        Command::FetchData { dest, only, mirror } => {
+        Command::FetchData {
+            dest,
+            only,
+            medmnist,
+            medmnist_size,
+            mirror,
+        } => {
             let dest = dest.unwrap_or_else(sim_study::data_dir);
-            let mut sources = fetch::official_sources();
+            let mut sources = if medmnist.is_empty() {
+                fetch::official_sources()
+            } else {
+                let each = medmnist
+                    .iter()
+                    .map(|f| fetch::medmnist::source(f, medmnist_size));
+                each.collect::<anyhow::Result<_>>()?
+            };
             if let Some(name) = only {
+                anyhow::ensure!(
+                    medmnist.is_empty(),
+                    "--only and --medmnist: give one of them"
+                );
                 sources.retain(|s| s.name == name);
                 anyhow::ensure!(
                     !sources.is_empty(),

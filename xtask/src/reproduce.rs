@@ -532,22 +532,23 @@ fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> 
         }
         let fetchable = fetch::official_sources()
             .into_iter()
+            .chain(fetch::medmnist::all_sources())
             .find(|s| data_dir.join(&s.name) == root);
         match fetchable {
             Some(source) if fetch_missing => {
                 fetch::fetch_missing(std::slice::from_ref(&source), &data_dir)?;
             }
             Some(source) => bail!(
-                "{id} not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} \
-                    --only {}\n\
+                "{id} not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} {}\n\
                  or rerun with --fetch-missing (or set SIM_DATA_DIR to where the data is)",
                 root.display(),
                 data_dir.display(),
-                source.name
+                source.fetch_args
             ),
             None => bail!(
                 "{id} not found at {} (its `root`, relative to SIM_DATA_DIR={}); \
-                 `cargo xtask fetch-data` only knows ham10000/ and imagenette/",
+                 `cargo xtask fetch-data` knows ham10000/, imagenette/ and \
+                 medmnist/<flag>[_<size>].npz",
                 root.display(),
                 data_dir.display()
             ),

@@ -1585,3 +1585,40 @@ fn a_run_another_process_holds_is_left_to_it_and_shown_as_running() {
         "{now}"
     );
 }
+
+/// A MedMNIST file the config names but the data folder lacks: the study
+/// stops before anything is made and gives the command that fetches it.
+#[test]
+fn a_missing_medmnist_file_is_named_with_the_command_that_fetches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("study.toml");
+    let checkpoint =
+        root().join("crates/sim-train/tests/fixtures/backbones/timm_vit/model.safetensors");
+    std::fs::write(
+        &config,
+        format!(
+            "[study]\nname = \"m\"\nseeds = [0]\n\
+             [datasets.medical]\nkind = \"medmnist\"\nroot = \"medmnist/pneumoniamnist_64.npz\"\n\
+             [datasets.natural]\nkind = \"image-folder\"\nroot = \"imagenette\"\n\
+             [[backbones]]\nname = \"vit\"\ncheckpoint = \"{}\"\nfamily = \"vit\"\n\
+             heads = 3\ninput_size = 32\n",
+            checkpoint.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let study = dir.path().join("study");
+    let output = reproduce(&config, &study, &[])
+        .env("SIM_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("fetch-data --dest")
+            && stderr.contains("--medmnist pneumoniamnist --medmnist-size 64"),
+        "{stderr}"
+    );
+    assert!(!study.exists(), "nothing is made before the data is there");
+}

@@ -244,6 +244,75 @@ fn missing_file_on_the_server_is_an_error_naming_the_url() {
     assert!(msg.contains("404"), "{msg}");
 }
 
+/// A `.npy` file (format 1.0) of `descr` (`|u1`, `<i8`) and `shape`.
+fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header, padded to 64 with a newline.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// A MedMNIST-shaped `.npz`: 28×28 grey images, labels N×1, `counts`
+/// images in train, val and test.
+fn medmnist_npz(counts: [usize; 3]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for (split, n) in ["train", "val", "test"].into_iter().zip(counts) {
+        let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
+        let labels: Vec<u8> = (0..n as i64).flat_map(|i| (i % 2).to_le_bytes()).collect();
+        entries.push((
+            format!("{split}_images.npy"),
+            npy("|u1", &[n, 28, 28], &pixels),
+        ));
+        entries.push((format!("{split}_labels.npy"), npy("<i8", &[n, 1], &labels)));
+    }
+    zip_of(&entries)
+}
+
+#[test]
+fn a_medmnist_file_is_fetched_checked_and_placed_where_a_config_finds_it() {
+    let npz = medmnist_npz([4, 2, 2]);
+    let files = HashMap::from([("pneumoniamnist_64.npz".to_string(), npz.clone())]);
+    let base = serve(files, 8);
+    let dest = tempfile::tempdir().unwrap();
+    let mut source = medmnist::source("pneumoniamnist", 64).unwrap();
+    source.expected_images = 8;
+    let mut wrong = with_mirror(vec![source.clone()], &base);
+    // The release's MD5 is not this test file's: refused, nothing placed.
+    let msg = format!("{:#}", fetch_missing(&wrong, dest.path()).unwrap_err());
+    assert!(
+        msg.contains("MD5") && msg.contains("pneumoniamnist_64.npz"),
+        "{msg}"
+    );
+    assert!(!dest.path().join("medmnist/pneumoniamnist_64.npz").exists());
+
+    wrong[0].downloads[0].checksum = Checksum::Md5(hex::encode(Md5::digest(&npz)));
+    let fetched = fetch_missing(&wrong, dest.path()).unwrap();
+    assert_eq!(fetched, ["medmnist/pneumoniamnist_64.npz"]);
+    let placed = dest.path().join("medmnist/pneumoniamnist_64.npz");
+    let ds = Dataset::load(&DatasetConfig::new(DatasetKind::Medmnist, &placed)).unwrap();
+    assert_eq!(ds.samples.len(), 8);
+    let val = ds
+        .samples
+        .iter()
+        .filter(|s| s.given_split.as_deref() == Some("val"))
+        .count();
+    assert_eq!(val, 2, "its own validation split comes with it");
+    assert!(fetch_missing(&wrong, dest.path()).unwrap().is_empty());
+}
+
 /// A config with two backbone files on a Hub served here: one fetched whole,
 /// one continued from a broken-off `.part`, both checked against the SHA-256
 /// the Hub lists; a wrong one is refused.
