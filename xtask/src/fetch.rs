@@ -165,12 +165,6 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     }
     assemble(&unpacked, &assembled)?;
     let found = count_images(source, &assembled)?;
-    ensure!(
-        found == source.expected_images,
-        "{} holds {found} labelled images, expected {}; the download is incomplete or changed",
-        source.name,
-        source.expected_images
-    );
     let target = dest.join(&source.name);
     fs::rename(&assembled, &target).with_context(|| format!("moving into {}", target.display()))?;
     fs::remove_dir_all(&work).ok();
@@ -182,12 +176,6 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
 /// images counted), then copied into place (temporary file, then rename).
 fn place_file(source: &Source, file: &Path, dest: &Path) -> anyhow::Result<()> {
     let found = count_images(source, file)?;
-    ensure!(
-        found == source.expected_images,
-        "{} holds {found} labelled images, expected {}; the download is incomplete or changed",
-        source.name,
-        source.expected_images
-    );
     let target = dest.join(&source.name);
     let partial = target.with_file_name(format!(
         ".{}.partial",
@@ -362,16 +350,24 @@ fn assemble_image_folder(unpacked: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the assembled folder (or file) with the project's own reader.
+/// Loads the assembled folder (or file) with the project's own reader; its
+/// labelled images must be the source's count.
 fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
     let kind = match source.layout {
         Layout::Ham10000FromIsic => DatasetKind::Ham10000,
         Layout::ImagenetteFolder => DatasetKind::ImageFolder,
         Layout::MedmnistNpz => DatasetKind::Medmnist,
     };
-    Ok(Dataset::load(&DatasetConfig::new(kind, folder))?
+    let found = Dataset::load(&DatasetConfig::new(kind, folder))?
         .samples
-        .len())
+        .len();
+    ensure!(
+        found == source.expected_images,
+        "{} holds {found} labelled images, expected {}; the download is incomplete or changed",
+        source.name,
+        source.expected_images
+    );
+    Ok(found)
 }
 
 pub mod medmnist;
