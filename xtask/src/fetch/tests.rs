@@ -244,24 +244,18 @@ fn missing_file_on_the_server_is_an_error_naming_the_url() {
     assert!(msg.contains("404"), "{msg}");
 }
 
-/// A `.npy` file (format 1.0) of `descr` (`|u1`, `<i8`) and `shape`.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    // Magic (6) + version (2) + length (2) + header, padded to 64 with a newline.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
+/// A `.npy` file of `values` in `shape`, written by npyz.
+fn npy<T: npyz::AutoSerialize + Copy>(shape: &[u64], values: &[T]) -> Vec<u8> {
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    writer.extend(values.iter().copied()).unwrap();
+    writer.finish().unwrap();
     out
 }
 
@@ -271,12 +265,10 @@ fn medmnist_npz(counts: [usize; 3]) -> Vec<u8> {
     let mut entries = Vec::new();
     for (split, n) in ["train", "val", "test"].into_iter().zip(counts) {
         let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
-        let labels: Vec<u8> = (0..n as i64).flat_map(|i| (i % 2).to_le_bytes()).collect();
-        entries.push((
-            format!("{split}_images.npy"),
-            npy("|u1", &[n, 28, 28], &pixels),
-        ));
-        entries.push((format!("{split}_labels.npy"), npy("<i8", &[n, 1], &labels)));
+        let labels: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
+        let n = n as u64;
+        entries.push((format!("{split}_images.npy"), npy(&[n, 28, 28], &pixels)));
+        entries.push((format!("{split}_labels.npy"), npy(&[n, 1], &labels)));
     }
     zip_of(&entries)
 }
