@@ -15,21 +15,20 @@
 //! reader to check its contents.
 //!
 //! `cargo xtask fetch-checkpoints`: the backbone files a config names with a
-//! `source` (`hf:<owner>/<repo>/<file>`), downloaded from the Hugging Face Hub
-//! to where the config expects them, checked against the SHA-256 the Hub
-//! publishes for the file. A download broken off resumes where it stopped.
+//! `source`, from the Hugging Face Hub ([`hub`]).
 
 use anyhow::{Context, bail, ensure};
 use md5::Md5;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use sim_study::config::{DatasetConfig, DatasetKind, Weights};
+use sim_study::config::{DatasetConfig, DatasetKind};
 use sim_train::data::{Dataset, HAM10000_CLASSES};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// How a download is checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub enum Checksum {
     /// The digest the publisher (or torchvision, for Imagenette) lists.
     Md5(String),
@@ -40,7 +39,7 @@ pub enum Checksum {
     Unpublished,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Download {
     pub url: String,
     pub checksum: Checksum,
@@ -55,7 +54,7 @@ impl Download {
 }
 
 /// How the unpacked downloads become the data set folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Layout {
     /// ISIC 2018 Task 3 input zip, ground-truth zip, lesion-groupings CSV → HAM10000 layout.
     Ham10000FromIsic,
@@ -66,7 +65,7 @@ pub enum Layout {
 }
 
 /// One data set to fetch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Source {
     /// Folder (or, for a MedMNIST file, file) under the data directory
     /// (`ham10000`, `imagenette`, `medmnist/pneumoniamnist_64.npz`).
@@ -77,6 +76,60 @@ pub struct Source {
     pub expected_images: usize,
     /// What `fetch-data` is given to fetch this alone (`--only ham10000`).
     pub fetch_args: String,
+}
+
+impl Source {
+    /// `ham10000 (10015 images, 2.6 GB)`: the download's size as the
+    /// server gives it (a `HEAD` per file; "size unknown" when one says none).
+    pub fn describe(&self) -> String {
+        let sizes: Option<Vec<u64>> = self.downloads.iter().map(|d| remote_size(&d.url)).collect();
+        let size = sizes.map_or("size unknown".to_string(), |s| {
+            let bytes = s.iter().sum::<u64>() as f64;
+            if bytes >= 1e9 {
+                format!("{:.1} GB", bytes / 1e9)
+            } else {
+                format!("{:.1} MB", bytes / 1e6)
+            }
+        });
+        format!("{} ({} images, {size})", self.name, self.expected_images)
+    }
+}
+
+/// The `Content-Length` a server gives for `url` (redirects followed).
+fn remote_size(url: &str) -> Option<u64> {
+    let response = ureq::head(url).call().ok()?;
+    response
+        .headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Names a JSON file of sources (a list of [`Source`]) that replaces the
+/// ones `reproduce` fetches from: how the fresh-machine test stands
+/// loopback servers in for the data sets' hosts. Not for users (a mirror
+/// is `fetch-data --mirror`).
+pub const TEST_SOURCES_VAR: &str = "SIM_TEST_DATA_SOURCES";
+
+/// What `reproduce` may fetch a missing data set from: the official
+/// sources and every MedMNIST file (or those of [`TEST_SOURCES_VAR`]).
+pub fn known_sources() -> anyhow::Result<Vec<Source>> {
+    let Some(file) = std::env::var_os(TEST_SOURCES_VAR) else {
+        return Ok(official_sources()
+            .into_iter()
+            .chain(medmnist::all_sources())
+            .collect());
+    };
+    let text = fs::read_to_string(&file)
+        .with_context(|| format!("{TEST_SOURCES_VAR}: reading {}", file.to_string_lossy()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{TEST_SOURCES_VAR}: {} is not a list of sources",
+            file.to_string_lossy()
+        )
+    })
 }
 
 /// The official sources.
@@ -147,7 +200,8 @@ fn fetch_one(source: &Source, dest: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
     let mut files = Vec::new();
     for d in &source.downloads {
-        files.push(download_verified(d, &downloads.join(d.file_name()))?);
+        let path = downloads.join(d.file_name());
+        files.push(download_verified(d, &path, &part_beside(&path), None)?);
     }
     let assemble: fn(&Path, &Path) -> anyhow::Result<()> = match source.layout {
         Layout::Ham10000FromIsic => assemble_ham10000,
@@ -190,11 +244,25 @@ fn place_file(source: &Source, file: &Path, dest: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Downloads to `<path>.part`, checks the digest, renames to `<path>`. A
-/// file already there that passes the check is used as it is; a `.part` left
-/// by a broken-off download is continued (an HTTP range request), and removed
-/// when the whole fails its check.
-fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
+/// `<path>.part`: where a download to `path` is written until it is whole.
+fn part_beside(path: &Path) -> PathBuf {
+    path.with_file_name(format!(
+        "{}.part",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Downloads to `part`, checks the digest, renames to `path`. A file
+/// already there that passes the check is used as it is; a `part` left by a
+/// broken-off download is continued (an HTTP range request), and removed
+/// when the whole fails its check. `token` goes to the first host only (a
+/// redirect to another drops it).
+fn download_verified(
+    d: &Download,
+    path: &Path,
+    part: &Path,
+    token: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     if path.exists() {
         let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         if verify(d, path, &mut f).is_ok() {
@@ -205,12 +273,11 @@ fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let part = path.with_file_name(format!(
-        "{}.part",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let have = fs::metadata(&part).map_or(0, |m| m.len());
+    let have = fs::metadata(part).map_or(0, |m| m.len());
     let mut request = ureq::get(&d.url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
     if have > 0 {
         println!("downloading {} (continuing after {have} bytes)", d.url);
         request = request.header("Range", &format!("bytes={have}-"));
@@ -220,13 +287,18 @@ fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
     let response = request.call().with_context(|| format!("GET {}", d.url))?;
     // 206: the rest of the file; 200: the whole file (the server ignored the range).
     let resumed = response.status().as_u16() == 206;
-    let mut body = response.into_body().into_reader();
+    let length: Option<u64> = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let bar = download_bar(d.file_name(), length, if resumed { have } else { 0 });
+    let mut body = bar.wrap_read(response.into_body().into_reader());
     let mut out = fs::OpenOptions::new()
         .create(true)
         .write(true)
         .append(resumed)
         .truncate(!resumed)
-        .open(&part)
+        .open(part)
         .with_context(|| format!("creating {}", part.display()))?;
     std::io::copy(&mut body, &mut out).with_context(|| {
         format!(
@@ -235,14 +307,30 @@ fn download_verified(d: &Download, path: &Path) -> anyhow::Result<PathBuf> {
             part.display()
         )
     })?;
+    bar.finish_and_clear();
     out.sync_all()?;
     drop(out);
-    if let Err(e) = verify(d, &part, &mut fs::File::open(&part)?) {
-        fs::remove_file(&part).ok();
+    if let Err(e) = verify(d, part, &mut fs::File::open(part)?) {
+        fs::remove_file(part).ok();
         return Err(e);
     }
-    fs::rename(&part, path)?;
+    fs::rename(part, path)?;
     Ok(path.to_owned())
+}
+
+/// Bytes, rate and time left on a terminal's stderr (drawn nowhere else):
+/// `already` bytes were there before.
+fn download_bar(name: &str, length: Option<u64>, already: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(length.map_or(0, |l| l + already));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta} left",
+        )
+        .expect("a valid template"),
+    );
+    bar.set_message(name.to_string());
+    bar.set_position(already);
+    bar
 }
 
 fn verify(d: &Download, path: &Path, file: &mut fs::File) -> anyhow::Result<()> {
@@ -358,6 +446,10 @@ fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
         Layout::ImagenetteFolder => DatasetKind::ImageFolder,
         Layout::MedmnistNpz => DatasetKind::Medmnist,
     };
+    // Absolute: a config's relative `root` is read against SIM_DATA_DIR,
+    // and `folder` is already under it.
+    let folder =
+        std::path::absolute(folder).with_context(|| format!("resolving {}", folder.display()))?;
     let found = Dataset::load(&DatasetConfig::new(kind, folder))?
         .samples
         .len();
@@ -370,105 +462,7 @@ fn count_images(source: &Source, folder: &Path) -> anyhow::Result<usize> {
     Ok(found)
 }
 
+pub mod hub;
 pub mod medmnist;
 #[cfg(test)]
 mod tests;
-
-/// The Hugging Face Hub.
-pub const HUB: &str = "https://huggingface.co";
-
-/// A backbone file on the Hub: `hf:<owner>/<repo>/<file>`.
-struct HubFile {
-    repo: String,
-    file: String,
-}
-
-fn parse_source(source: &str) -> anyhow::Result<HubFile> {
-    let rest = source
-        .strip_prefix("hf:")
-        .with_context(|| format!("source `{source}`: only `hf:<owner>/<repo>/<file>` is known"))?;
-    let mut parts = rest.splitn(3, '/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(owner), Some(repo), Some(file))
-            if !owner.is_empty() && !repo.is_empty() && !file.is_empty() =>
-        {
-            Ok(HubFile {
-                repo: format!("{owner}/{repo}"),
-                file: file.to_string(),
-            })
-        }
-        _ => bail!("source `{source}`: expected `hf:<owner>/<repo>/<file>`"),
-    }
-}
-
-/// The SHA-256 the Hub lists for a file (its LFS object id).
-fn hub_sha256(hub: &str, f: &HubFile) -> anyhow::Result<String> {
-    let url = format!("{hub}/api/models/{}/tree/main?recursive=true", f.repo);
-    let text = ureq::get(&url)
-        .call()
-        .with_context(|| format!("GET {url}"))?
-        .into_body()
-        .read_to_string()
-        .with_context(|| format!("reading {url}"))?;
-    let entries: Vec<serde_json::Value> =
-        serde_json::from_str(&text).with_context(|| format!("{url}: not a file listing"))?;
-    let entry = entries
-        .iter()
-        .find(|e| e["path"] == f.file.as_str())
-        .with_context(|| format!("{}: no file `{}` on the Hub", f.repo, f.file))?;
-    entry["lfs"]["oid"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| {
-            format!(
-                "{}/{}: the Hub lists no SHA-256 for it (not an LFS file)",
-                f.repo, f.file
-            )
-        })
-}
-
-/// Downloads every backbone file of `config` that has a `source` and is not
-/// there yet; returns the files fetched. `hub` is the Hub's address (a mirror,
-/// or a test's server).
-pub fn fetch_checkpoints(
-    config: &sim_study::StudyConfig,
-    hub: &str,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let mut fetched = Vec::new();
-    for b in &config.backbones {
-        // Pre-trained by the tool: nothing to download.
-        let Weights::Checkpoint { download, .. } = &b.weights else {
-            continue;
-        };
-        let path = config.backbone_file(b);
-        let Some(source) = download else {
-            if !path.exists() {
-                println!(
-                    "backbones `{}`: {} is missing and has no `source` to fetch it from",
-                    b.name,
-                    path.display()
-                );
-            }
-            continue;
-        };
-        if path.exists() {
-            println!(
-                "backbones `{}`: present at {}, skipped",
-                b.name,
-                path.display()
-            );
-            continue;
-        }
-        let file = parse_source(source).with_context(|| format!("backbones `{}`", b.name))?;
-        let sha256 = hub_sha256(hub, &file)?;
-        let download = Download {
-            url: format!("{hub}/{}/resolve/main/{}", file.repo, file.file),
-            checksum: Checksum::Sha256(sha256),
-        };
-        fetched.push(
-            download_verified(&download, &path)
-                .with_context(|| format!("backbones `{}`", b.name))?,
-        );
-    }
-    Ok(fetched)
-}

@@ -32,9 +32,12 @@ enum Command {
     /// Parquet tables in <study>/tables/, then the figures, Table 1 and 2 and
     /// <study>/report.md.
     ///
-    /// Data paths resolve against SIM_DATA_DIR (default: data/). Missing data
-    /// stops the run with the command that fetches it, or is fetched with
-    /// --fetch-missing.
+    /// Data paths resolve against SIM_DATA_DIR (default: data/). What the
+    /// study lacks is downloaded first: the data sets `fetch-data` knows and
+    /// the backbone files with a `source` (into the Hugging Face cache, or
+    /// to their `checkpoint` path). With --offline (or HF_HUB_OFFLINE=1)
+    /// nothing is downloaded and what is missing is listed with the command
+    /// that fetches it.
     ///
     /// Fine-tuning runs are separate processes, --jobs at a time (one GPU each
     /// with --gpus); a failed run does not stop the others, and the sweep ends
@@ -44,10 +47,10 @@ enum Command {
         /// Study config (TOML).
         #[arg(long, default_value = reproduce::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Download the data sets and backbone files (those with a `source`)
-        /// the config needs and the data folder lacks.
+        /// Download nothing: stop with what is missing and how to fetch it
+        /// (also when HF_HUB_OFFLINE is 1).
         #[arg(long)]
-        fetch_missing: bool,
+        offline: bool,
         /// Fine-tuning runs at a time. Default: one per core (on a CPU, one
         /// single-thread run per core finishes a sweep soonest: README,
         /// "Running at scale"), one per GPU with --gpus or a CUDA build.
@@ -109,15 +112,17 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Download the backbone files a config names with a `source`
-    /// (`hf:<owner>/<repo>/<file>`) from the Hugging Face Hub to where the
-    /// config expects them, checked against the SHA-256 the Hub publishes;
-    /// a broken-off download continues where it stopped.
+    /// (`hf:<owner>/<repo>[@<revision>]/<file>`) from the Hugging Face Hub:
+    /// a `source` alone into the Hugging Face cache (HF_HUB_CACHE, else
+    /// HF_HOME/hub, else ~/.cache/huggingface/hub), where a file timm or
+    /// transformers already downloaded is used as it is; with a
+    /// `checkpoint`, to that path. Each is checked against the SHA-256 the
+    /// Hub publishes; a broken-off download continues where it stopped.
+    /// HF_ENDPOINT (a mirror), HF_TOKEN (or the token file of
+    /// `hf auth login`, for gated models) and HF_HUB_OFFLINE are obeyed.
     FetchCheckpoints {
         #[arg(long, default_value = reproduce::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// The Hub's address (a mirror).
-        #[arg(long, default_value = fetch::HUB)]
-        hub: String,
     },
     /// Download HAM10000 (via the ISIC 2018 Task 3 files) and Imagenette
     /// (320 px) from their official sources, verify, unpack, and lay them out
@@ -152,7 +157,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Reproduce {
             config,
-            fetch_missing,
+            offline,
             jobs,
             gpus,
             output,
@@ -179,15 +184,15 @@ fn main() -> anyhow::Result<()> {
             }
             reproduce::run(
                 &config,
-                fetch_missing,
+                offline || sim_study::hub::offline_by_env(),
                 executor,
                 dry_run,
                 &sweep::SweepOptions { jobs, gpus, output },
             )
         }
-        Command::FetchCheckpoints { config: path, hub } => {
+        Command::FetchCheckpoints { config: path } => {
             let config = sim_study::StudyConfig::from_file(&path)?;
-            let fetched = fetch::fetch_checkpoints(&config, &hub)?;
+            let fetched = fetch::hub::fetch_checkpoints(&config, &fetch::hub::Hub::from_env())?;
             println!("{} backbone file(s) fetched", fetched.len());
             Ok(())
         }

@@ -32,7 +32,7 @@ pub enum Executor {
 
 pub fn run(
     config_path: &Path,
-    fetch_missing: bool,
+    offline: bool,
     executor: Executor,
     dry_run: bool,
     options: &SweepOptions,
@@ -42,9 +42,9 @@ pub fn run(
     if executor == Executor::Slurm {
         slurm::check_paths(config_path, &config)?;
     }
-    ensure_data(&config, fetch_missing)?;
-    if fetch_missing {
-        fetch::fetch_checkpoints(&config, fetch::HUB)?;
+    ensure_data(&config, offline)?;
+    if !offline {
+        fetch::hub::fetch_checkpoints(&config, &fetch::hub::Hub::from_env())?;
     }
     prepare_study(config_path, &config)?;
     pretrain_backbones(&config)?;
@@ -520,39 +520,60 @@ fn check_backbone_files(config: &StudyConfig) -> anyhow::Result<Vec<String>> {
     Ok(missing)
 }
 
-/// Every data set folder the config names must exist; the ones
-/// `fetch-data` knows how to download are fetched with `--fetch-missing`,
-/// otherwise the error gives the exact command.
-fn ensure_data(config: &StudyConfig, fetch_missing: bool) -> anyhow::Result<()> {
+/// Every data set folder the config names must exist. The missing ones
+/// `fetch-data` knows are downloaded (their sizes said first) unless
+/// `offline`; otherwise the error lists every missing one with the command
+/// that fetches it.
+fn ensure_data(config: &StudyConfig, offline: bool) -> anyhow::Result<()> {
     let data_dir = sim_study::data_dir();
+    let sources = fetch::known_sources()?;
+    let mut fetchable = Vec::new();
+    let mut problems = Vec::new();
     for (id, ds) in config.datasets() {
         let root = ds.resolved_root();
         if root.exists() {
             continue;
         }
-        let fetchable = fetch::official_sources()
-            .into_iter()
-            .chain(fetch::medmnist::all_sources())
-            .find(|s| data_dir.join(&s.name) == root);
-        match fetchable {
-            Some(source) if fetch_missing => {
-                fetch::fetch_missing(std::slice::from_ref(&source), &data_dir)?;
-            }
-            Some(source) => bail!(
-                "{id} not found at {}.\nFetch it with:\n  cargo xtask fetch-data --dest {} {}\n\
-                 or rerun with --fetch-missing (or set SIM_DATA_DIR to where the data is)",
+        let known = sources
+            .iter()
+            .find(|s| data_dir.join(&s.name) == root)
+            .cloned();
+        match known {
+            Some(source) if offline => problems.push(format!(
+                "  {id} not found at {}; fetch it with: cargo xtask fetch-data --dest {} {}",
                 root.display(),
                 data_dir.display(),
                 source.fetch_args
-            ),
-            None => bail!(
-                "{id} not found at {} (its `root`, relative to SIM_DATA_DIR={}); \
+            )),
+            Some(source) => fetchable.push(source),
+            None => problems.push(format!(
+                "  {id} not found at {} (its `root`, relative to SIM_DATA_DIR={}); \
                  `cargo xtask fetch-data` knows ham10000/, imagenette/ and \
                  medmnist/<flag>[_<size>].npz",
                 root.display(),
                 data_dir.display()
-            ),
+            )),
         }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "data missing{}:\n{}\n(or set SIM_DATA_DIR to where the data is)",
+            if offline {
+                " and downloads are off (--offline or HF_HUB_OFFLINE)"
+            } else {
+                ""
+            },
+            problems.join("\n")
+        );
+    }
+    if !fetchable.is_empty() {
+        let listed: Vec<String> = fetchable.iter().map(fetch::Source::describe).collect();
+        println!(
+            "downloading into {}: {}",
+            data_dir.display(),
+            listed.join(", ")
+        );
+        fetch::fetch_missing(&fetchable, &data_dir)?;
     }
     Ok(())
 }

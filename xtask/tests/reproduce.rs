@@ -1,7 +1,8 @@
 //! `cargo xtask reproduce` as users run it, on the real data (`SIM_DATA_DIR`;
 //! each test prints a SKIPPED line without it): the CI study with 1 and 2
 //! jobs, the smoke study from data to report, a sweep killed at any moment, a
-//! run killed alone, and a failing run among good ones.
+//! run killed alone, and a failing run among good ones; and on a fresh
+//! machine, with the data fetched from stand-ins for its hosts.
 
 use polars::prelude::*;
 use sim_study::config::{DatasetId, RunId};
@@ -1621,4 +1622,91 @@ fn a_missing_medmnist_file_is_named_with_the_command_that_fetches_it() {
         "{stderr}"
     );
     assert!(!study.exists(), "nothing is made before the data is there");
+}
+
+#[path = "common/archives.rs"]
+mod archives;
+
+/// The README's first command on a fresh machine: no `data/`, SIM_DATA_DIR
+/// unset, the data sets' hosts stood in for by a loopback server (through
+/// the tests' `SIM_TEST_DATA_SOURCES`). With `--offline` it stops before
+/// writing anything, naming each missing data set and the command that
+/// fetches it; without, it says what it downloads and how much, fetches,
+/// checks and runs the smoke-sized study to its report.
+#[test]
+fn a_fresh_machine_fetches_the_data_and_runs_the_study_to_its_report() {
+    use md5::{Digest, Md5};
+    let files = archives::archives(&archives::Sizes {
+        isic_images: 10_015,
+        nette_classes: 10,
+        nette_train: 9_469,
+        nette_val: 3_925,
+    });
+    let nette_md5 = hex::encode(Md5::digest(&files["imagenette2-320.tgz"]));
+    let base = archives::serve(files, 100);
+    let machine = tempfile::tempdir().unwrap();
+    let isic = [
+        "ISIC2018_Task3_Training_Input.zip",
+        "ISIC2018_Task3_Training_GroundTruth.zip",
+        "ISIC2018_Task3_Training_LesionGroupings.csv",
+    ];
+    let sources = serde_json::json!([
+        {
+            "name": "ham10000",
+            "downloads": isic.map(|f| serde_json::json!({
+                "url": format!("{base}/{f}"), "checksum": "Unpublished"
+            })),
+            "layout": "Ham10000FromIsic",
+            "expected_images": 10_015,
+            "fetch_args": "--only ham10000",
+        },
+        {
+            "name": "imagenette",
+            "downloads": [{
+                "url": format!("{base}/imagenette2-320.tgz"),
+                "checksum": { "Md5": nette_md5 },
+            }],
+            "layout": "ImagenetteFolder",
+            "expected_images": 9_469 + 3_925,
+            "fetch_args": "--only imagenette",
+        },
+    ]);
+    let sources_file = machine.path().join("sources.json");
+    std::fs::write(&sources_file, sources.to_string()).unwrap();
+    let study = machine.path().join("study");
+    let fresh = |extra: &[&str]| {
+        let mut command = reproduce(&config_path("smoke.toml"), &study, extra);
+        command
+            .current_dir(machine.path())
+            .env_remove("SIM_DATA_DIR")
+            .env_remove("HF_HUB_OFFLINE")
+            .env("SIM_TEST_DATA_SOURCES", &sources_file);
+        command
+    };
+
+    let out = fresh(&["--offline"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("downloads are off")
+            && stderr.contains("cargo xtask fetch-data --dest data --only ham10000")
+            && stderr.contains("cargo xtask fetch-data --dest data --only imagenette"),
+        "{stderr}"
+    );
+    assert!(!study.exists() && !machine.path().join("data").exists());
+
+    let out = run(fresh(&[]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("downloading into data: ham10000 (10015 images, ")
+            && stdout.contains("imagenette (13394 images, "),
+        "{stdout}"
+    );
+    let data = machine.path().join("data");
+    assert!(data.join("ham10000/HAM10000_metadata.csv").exists());
+    assert!(data.join("imagenette/val").is_dir());
+    let report = std::fs::read_to_string(sim_plot::report_path(&study)).unwrap();
+    assert!(report.contains("## The paper's three findings"), "{report}");
+    // Everything there now: offline is enough.
+    run(fresh(&["--offline"]));
 }

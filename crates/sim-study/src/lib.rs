@@ -3,14 +3,16 @@
 //! the layout of a study directory, the write-then-rename helper that keeps
 //! half-written files out of it, the folder locks that keep two processes
 //! from writing the same files, a run's and a pre-training's committed
-//! state (`run.toml`, `pretrain.toml`), the study tables' names, and the
-//! rule that says whether a derived output is up to date (`manifest`).
+//! state (`run.toml`, `pretrain.toml`), the study tables' names, the
+//! rule that says whether a derived output is up to date (`manifest`), and
+//! where the Hugging Face cache keeps a backbone file (`hub`).
 
 pub mod atomic;
 pub mod config;
 pub mod crash;
 pub mod eval_file;
 pub mod fingerprint;
+pub mod hub;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

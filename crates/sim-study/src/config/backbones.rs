@@ -4,6 +4,7 @@
 
 use super::datasets::resolve_data_path;
 use super::pretrain::{Objective, PretrainConfig};
+use crate::hub::HubFile;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,11 +42,14 @@ pub enum Weights {
     /// `SIM_DATA_DIR`.
     Checkpoint {
         path: PathBuf,
-        /// Where `cargo xtask fetch-checkpoints` downloads it from
-        /// (`source = "hf:<owner>/<repo>/<file>"`). Not part of the
-        /// study's identity (the file's SHA-256 is).
-        download: Option<String>,
+        /// Where a missing file is downloaded from (`source`). Not part of
+        /// the study's identity (the file's SHA-256 is).
+        download: Option<HubFile>,
     },
+    /// A file on the Hugging Face Hub (`source` without `checkpoint`),
+    /// used from the Hugging Face cache ([`crate::hub`]) and downloaded
+    /// into it when missing.
+    Hub(HubFile),
     /// Pre-trained by the tool itself (`pretrain = { … }`, `sim-train
     /// pretrain`): its file is made in [`crate::layout::pretrain_dir`].
     Pretrain(Box<PretrainConfig>),
@@ -55,24 +59,30 @@ impl TryFrom<BackboneEntry> for BackboneConfig {
     type Error = String;
 
     fn try_from(e: BackboneEntry) -> Result<BackboneConfig, String> {
-        let weights = match (e.checkpoint, e.pretrain) {
-            (Some(_), Some(_)) => {
+        let source = e
+            .source
+            .as_deref()
+            .map(HubFile::parse)
+            .transpose()
+            .map_err(|m| format!("source {m}"))?;
+        let weights = match (e.checkpoint, e.pretrain, source) {
+            (Some(_), Some(_), _) => {
                 return Err("a backbone has a `checkpoint` or a `pretrain` entry, not both".into());
             }
-            (None, None) => {
-                return Err("no `checkpoint` and no `pretrain` entry: give one of them".into());
-            }
-            (Some(path), None) => Weights::Checkpoint {
-                path,
-                download: e.source,
-            },
-            (None, Some(_)) if e.source.is_some() => {
+            (None, Some(_), Some(_)) => {
                 return Err(
                     "`source` downloads a checkpoint; a pre-trained backbone has none: remove it"
                         .into(),
                 );
             }
-            (None, Some(p)) => Weights::Pretrain(Box::new(p)),
+            (None, None, None) => {
+                return Err(
+                    "no `checkpoint`, `source` or `pretrain` entry: give one of them".into(),
+                );
+            }
+            (Some(path), None, download) => Weights::Checkpoint { path, download },
+            (None, None, Some(file)) => Weights::Hub(file),
+            (None, Some(p), None) => Weights::Pretrain(Box::new(p)),
         };
         Ok(BackboneConfig {
             name: e.name,
@@ -92,7 +102,10 @@ impl TryFrom<BackboneEntry> for BackboneConfig {
 impl From<BackboneConfig> for BackboneEntry {
     fn from(b: BackboneConfig) -> BackboneEntry {
         let (checkpoint, source, pretrain) = match b.weights {
-            Weights::Checkpoint { path, download } => (Some(path), download, None),
+            Weights::Checkpoint { path, download } => {
+                (Some(path), download.map(|f| f.to_string()), None)
+            }
+            Weights::Hub(file) => (None, Some(file.to_string()), None),
             Weights::Pretrain(p) => (None, None, Some(*p)),
         };
         BackboneEntry {
@@ -117,7 +130,7 @@ impl BackboneConfig {
     pub fn pretrain(&self) -> Option<&PretrainConfig> {
         match &self.weights {
             Weights::Pretrain(p) => Some(p),
-            Weights::Checkpoint { .. } => None,
+            Weights::Checkpoint { .. } | Weights::Hub(_) => None,
         }
     }
 
@@ -178,14 +191,16 @@ impl BackboneConfig {
 struct BackboneEntry {
     /// Short name: the run folder `runs/<name>/seed-NN` and the figures' legend.
     name: String,
-    /// Where `cargo xtask fetch-checkpoints` downloads the file from:
-    /// `hf:<owner>/<repo>/<file>` (Hugging Face Hub). Not part of the
-    /// study's identity (the file's SHA-256 is).
+    /// The file on the Hugging Face Hub: `hf:<owner>/<repo>/<file>` or
+    /// `hf:<owner>/<repo>@<revision>/<file>`. Alone, the file is used from
+    /// the Hugging Face cache (downloaded into it when missing); with
+    /// `checkpoint`, downloaded to that path when missing, and then not part
+    /// of the study's identity (the file's SHA-256 is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
     /// safetensors checkpoint; a path starting with `./` or `../` is relative
     /// to the config file, other relative paths to `SIM_DATA_DIR`. Exactly
-    /// one of `checkpoint` and `pretrain`.
+    /// one of `checkpoint`, `source` alone and `pretrain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<PathBuf>,
     /// Pre-trained by the tool itself (`sim-train pretrain`) instead of
@@ -379,7 +394,7 @@ mod tests {
         let neither = MINIMAL.replace(checkpoint, "");
         let msg = parse(&neither).unwrap_err().to_string();
         assert!(
-            msg.contains("backbones[0]") && msg.contains("no `checkpoint` and no `pretrain`"),
+            msg.contains("backbones[0]") && msg.contains("no `checkpoint`, `source` or `pretrain`"),
             "{msg}"
         );
         let made = parse(&MINIMAL.replace(checkpoint, pretrain)).unwrap();
@@ -393,6 +408,31 @@ mod tests {
         let msg = parse(&downloaded).unwrap_err().to_string();
         assert!(
             msg.contains("backbones[0]") && msg.contains("`source`"),
+            "{msg}"
+        );
+        // A `source` alone: the file in the Hugging Face cache, the source
+        // kept in the study's identity; a malformed one names its field.
+        let hub = parse(&MINIMAL.replace(
+            checkpoint,
+            "source = \"hf:acme/vit@v2/model.safetensors\"\n",
+        ))
+        .unwrap();
+        assert!(matches!(&hub.backbones[0].weights, Weights::Hub(f) if f.revision == "v2"));
+        assert!(
+            hub.to_resolved_toml()
+                .contains("source = \"hf:acme/vit@v2/model.safetensors\"")
+        );
+        let with_path = parse(&MINIMAL.replace(
+            checkpoint,
+            &format!("{checkpoint}source = \"hf:acme/vit/model.safetensors\"\n"),
+        ))
+        .unwrap();
+        assert!(!with_path.to_resolved_toml().contains("source"));
+        let msg = parse(&MINIMAL.replace(checkpoint, "source = \"acme/vit/model.safetensors\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("backbones[0]") && msg.contains("hf:<owner>/<repo>/<file>"),
             "{msg}"
         );
         // Read and written back, an entry is the same TOML (the study's hash).

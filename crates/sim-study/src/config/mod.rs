@@ -277,6 +277,7 @@ impl StudyConfig {
                 crate::layout::pretrained_model(&crate::layout::pretrain_dir(self, backbone, p))
             }
             Weights::Checkpoint { path, .. } => backbones::locate_checkpoint(path, &self.folder.0),
+            Weights::Hub(file) => file.cache_path(&crate::hub::cache_dir()),
         }
     }
 
@@ -303,8 +304,9 @@ impl StudyConfig {
     }
 
     /// The config with defaults filled in, as TOML: what `study.toml` holds.
-    /// The output folder, the Slurm resources and the download sources are
-    /// left out: the study is wherever its folder is, however it was run.
+    /// The output folder, the Slurm resources and the sources a `checkpoint`
+    /// is downloaded from are left out: the study is wherever its folder
+    /// is, however it was run (a `source` alone names the weights, and stays).
     pub fn to_resolved_toml(&self) -> String {
         let mut identity = self.clone();
         identity.study.output_dir = None;
