@@ -468,3 +468,59 @@ fn the_environment_names_the_mirror_the_token_and_offline_mode() {
     assert!(set.offline);
     assert_eq!(set.cache, Path::new("/elsewhere"));
 }
+
+/// Every entry under `root`: its path, and what it is (a folder, a link and
+/// its target, a file and its bytes' SHA-256).
+fn tree(root: &Path) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for e in std::fs::read_dir(&folder).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let what = if meta.is_symlink() {
+                format!("link to {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                folders.push(path);
+                "folder".to_string()
+            } else {
+                format!("file {}", sha256(&std::fs::read(&path).unwrap()))
+            };
+            entries.push((name, what));
+        }
+    }
+    entries.sort();
+    entries
+}
+
+/// A cache written by `huggingface_hub` itself (`scripts/hf_cache_fixture.py`,
+/// pinned in `scripts/requirements-hub.txt`, against a stand-in Hub serving
+/// the same repository, commit and bytes as here): its file is found and
+/// used in place with no request, and what this tool writes for the same
+/// file is the same tree, link for link.
+#[test]
+fn a_cache_huggingface_hub_wrote_is_read_in_place_and_written_alike() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf-cache");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(
+        dir.path(),
+        &["source = \"hf:acme/vit/sub/model.safetensors\""],
+    );
+    let found = &backbones(&config, &fixture)[0].path;
+    let model = std::fs::read(found).unwrap();
+    assert_eq!(model, model_bytes(7, 4096), "the script's bytes");
+    let hub = serve_hub(HashMap::from([(
+        "acme/vit".to_string(),
+        Repo::new(&[("sub/model.safetensors", &model)]),
+    )]));
+    assert!(
+        fetch_checkpoints(&config, &hub.client(&fixture, None))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(hub.requests(), 0);
+    let ours = tempfile::tempdir().unwrap();
+    fetch_checkpoints(&config, &hub.client(ours.path(), None)).unwrap();
+    assert_eq!(tree(ours.path()), tree(&fixture));
+}
