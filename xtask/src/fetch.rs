@@ -321,12 +321,9 @@ fn download_verified(
 /// Bytes, rate and time left on a terminal's stderr (drawn nowhere else):
 /// `already` bytes were there before.
 fn download_bar(name: &str, length: Option<u64>, already: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(length.map_or(0, |l| l + already));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta} left",
-        )
-        .expect("a valid template"),
+    let bar = sim_study::progress::bar(
+        length.map_or(0, |l| l + already),
+        "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta} left",
     );
     bar.set_message(name.to_string());
     bar.set_position(already);

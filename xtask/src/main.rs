@@ -21,6 +21,10 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress bars (they are drawn only on a terminal anyway); the log
+    /// lines stay, at the level RUST_LOG sets.
+    #[arg(long, global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +156,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     sim_train::backend::keep_freed_memory();
     let cli = Cli::parse();
+    sim_study::logging::init();
+    if cli.quiet {
+        sim_study::progress::set_quiet();
+    }
     // The tables stage multiplies on it: a bad SIM_BLAS stops here, not after the runs.
     sim_metrics::blas::load_from_env().map_err(anyhow::Error::msg)?;
     match cli.command {

@@ -261,7 +261,12 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
     if sim_metrics::tables::up_to_date(&study_dir) {
         println!("tables: made from the evaluations as they are, kept");
     } else {
-        for t in sim_metrics::tables::write_study_tables(&study_dir)? {
+        let spinner = sim_study::progress::spinner(
+            "tables: reading the evaluations and computing the measures",
+        );
+        let written = sim_metrics::tables::write_study_tables(&study_dir);
+        spinner.finish_and_clear();
+        for t in written? {
             println!("table {}", t.display());
         }
     }
@@ -271,7 +276,10 @@ pub fn finish_study(config: &StudyConfig) -> anyhow::Result<bool> {
             sim_plot::report_path(&study_dir).display()
         );
     } else {
-        let rendered = sim_plot::render_study(&study_dir, &sim_plot::Options::default())?;
+        let spinner = sim_study::progress::spinner("figures, Tables 1 and 2 and the report");
+        let rendered = sim_plot::render_study(&study_dir, &sim_plot::Options::default());
+        spinner.finish_and_clear();
+        let rendered = rendered?;
         println!(
             "figures and report: {} files, report {}",
             rendered.files.len(),

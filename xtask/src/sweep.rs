@@ -18,6 +18,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use view::SweepView;
+
+mod view;
 
 /// How to run the sweep.
 #[derive(Debug, Clone, Default)]
@@ -91,15 +94,15 @@ pub fn sweep(
     // Each run gets its share of the cores, unless the user set it.
     let threads = threads_per_run(jobs);
     let total = queue.len();
+    let mut view = SweepView::new(report.finished_before + total, report.finished_before);
     let mut running: Vec<Running> = Vec::new();
     let mut durations: Vec<Duration> = Vec::new();
-    let mut last_status = String::new();
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < jobs
             && let Some(run) = queue.pop()
         {
             if let Some(holder) = sim_study::lock::holder(&study.run_dir(&run))? {
-                eprintln!("run {run}: being run by {holder}; left to it");
+                view.println(&format!("run {run}: being run by {holder}; left to it"));
                 report.elsewhere.push((run, holder));
                 continue;
             }
@@ -109,6 +112,7 @@ pub fn sweep(
                 .find(|g| !running.iter().any(|r| r.gpu.as_ref() == Some(g)))
                 .cloned();
             let child = spawn(config_path, options, &study, &run, gpu.as_deref(), threads)?;
+            view.started(&run);
             running.push(Running {
                 run,
                 child,
@@ -117,45 +121,59 @@ pub fn sweep(
             });
         }
         std::thread::sleep(Duration::from_millis(100));
+        view.update(&study, running.iter().map(|r| &r.run));
+        // (run, what became of it, whether it counts as ended in the bar)
+        let mut ended: Vec<(RunId, String, bool)> = Vec::new();
         let mut still = Vec::new();
         for mut r in running.drain(..) {
             match r.child.try_wait()? {
                 None => still.push(r),
                 Some(status) => {
-                    durations.push(r.started.elapsed());
+                    let took = r.started.elapsed();
+                    durations.push(took);
                     if status.success() {
                         report.finished_now += 1;
+                        let line = format!(
+                            "run {}: finished in {}",
+                            r.run,
+                            human_seconds(took.as_secs_f64())
+                        );
+                        ended.push((r.run, line, true));
                     } else if status.code() == Some(RUN_HELD_ELSEWHERE) {
                         // Taken by another process between the look and the start.
                         let holder = sim_study::lock::holder(&study.run_dir(&r.run))?
                             .unwrap_or_else(|| "another process".into());
-                        eprintln!("run {}: being run by {holder}; left to it", r.run);
-                        report.elsewhere.push((r.run, holder));
+                        let line = format!("run {}: being run by {holder}; left to it", r.run);
+                        report.elsewhere.push((r.run.clone(), holder));
+                        ended.push((r.run, line, false));
                     } else {
                         let log = study.sweep_log(&r.run);
                         let error =
                             last_error(&log).unwrap_or_else(|| format!("exited with {status}"));
-                        eprintln!("run {} failed: {error} (log: {})", r.run, log.display());
+                        let line =
+                            format!("run {} failed: {error} (log: {})", r.run, log.display());
                         report.failures.push(Failure {
-                            run: r.run,
+                            run: r.run.clone(),
                             log,
                             error,
                         });
+                        ended.push((r.run, line, true));
                     }
                 }
             }
         }
         running = still;
         let status = status_line(&report, running.len(), queue.len(), total, &durations, jobs);
-        if status != last_status {
-            eprintln!("{status}");
-            last_status = status;
+        for (run, line, counted) in ended {
+            view.ended(&run, &line, counted, &status);
         }
+        view.status(&status);
     }
+    view.finish(&status_line(&report, 0, 0, total, &durations, jobs));
     Ok(report)
 }
 
-/// `runs: 3 done, 2 running, 1 failed, 10 left; about 12 min to go`.
+/// `3 done, 2 running, 1 failed, 10 left; about 12 min to go`.
 fn status_line(
     report: &SweepReport,
     running: usize,
@@ -166,7 +184,7 @@ fn status_line(
 ) -> String {
     let done = report.finished_before + report.finished_now;
     let mut line = format!(
-        "runs: {done} done, {running} running, {} failed, {left} left",
+        "{done} done, {running} running, {} failed, {left} left",
         report.failures.len()
     );
     if !report.elsewhere.is_empty() {

@@ -343,11 +343,25 @@ fn smoke_study_runs_from_data_to_report() {
     };
     let out = tempfile::tempdir().unwrap();
     let study = out.path().join("smoke");
-    run(reproduce(
+    let output = run(reproduce(
         &config_path("smoke.toml"),
         &study,
         &["--jobs", "2"],
     ));
+    // Not a terminal: plain lines, no bars, a line per run start and end.
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !printed.contains(['\r', '\x1b']),
+        "control characters:\n{printed}"
+    );
+    let lines = |what: &str| printed.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(lines(": started"), 4, "{printed}");
+    assert_eq!(lines(": finished in "), 4, "{printed}");
+    assert!(printed.contains("runs: 4 done, 0 running, 0 failed, 0 left"));
     let figures = sim_plot::figures_dir(&study);
     for name in sim_plot::figures::NAMES
         .iter()
@@ -412,6 +426,41 @@ fn smoke_study_runs_from_data_to_report() {
             .unwrap(),
         before
     );
+}
+
+/// On a terminal (a pseudo-terminal made by `script`), the sweep draws its
+/// bars, and its last screen says every run finished.
+#[test]
+fn on_a_terminal_the_sweep_draws_bars_and_ends_saying_every_run_finished() {
+    let Some(_) = real_data_dir(
+        "ham10000",
+        "on_a_terminal_the_sweep_draws_bars_and_ends_saying_every_run_finished",
+    ) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let study = out.path().join("smoke");
+    let command = format!(
+        "{} reproduce --config {} --output {} --jobs 2",
+        env!("CARGO_BIN_EXE_xtask"),
+        config_path("smoke.toml").display(),
+        study.display()
+    );
+    let output = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("COLUMNS", "120")
+        .env("LINES", "40")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains('\x1b'), "no bars drawn:\n{screen}");
+    assert!(screen.contains("runs "), "{screen}");
+    assert!(
+        screen.contains("4/4 (4 done, 0 running, 0 failed, 0 left"),
+        "{screen}"
+    );
+    assert!(sim_plot::report_path(&study).exists());
 }
 
 /// The pid that holds a run folder's lock, from its lock file.

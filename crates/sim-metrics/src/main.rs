@@ -161,6 +161,7 @@ enum KernelArg {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    sim_study::logging::init();
     sim_metrics::blas::load_from_env().map_err(anyhow::Error::msg)?;
     let output = match cli.command {
         Command::Cka {

@@ -39,6 +39,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    sim_study::logging::init();
     let formats = cli
         .format
         .iter()

@@ -415,6 +415,11 @@ impl StudyDir {
     }
 }
 
+/// Where a run's or a pre-training's epoch in flight is (`crate::progress`).
+pub fn progress_file(dir: &Path) -> PathBuf {
+    dir.join("progress.toml")
+}
+
 /// A run's committed state in its folder (`crate::run_state`).
 pub fn run_state_file(run_dir: &Path) -> PathBuf {
     run_dir.join("run.toml")

@@ -49,7 +49,12 @@ pub fn extract<B: Backend>(
     );
     let size = opts.input_size as u32;
     let mut columns: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let bar = sim_study::progress::bar(
+        files.len() as u64,
+        "features {bar:30} {pos}/{len} images, {per_sec}, {eta} left",
+    );
     for chunk in files.chunks(BATCH) {
+        bar.inc(chunk.len() as u64);
         let mut pixels = vec![0f32; chunk.len() * 3 * (size * size) as usize];
         for (file, out) in chunk
             .iter()

@@ -17,6 +17,10 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress bars (they are drawn only on a terminal anyway); the log
+    /// lines stay, at the level RUST_LOG sets.
+    #[arg(long, global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -158,7 +162,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     sim_train::backend::keep_freed_memory();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    sim_study::logging::init();
+    if cli.quiet {
+        sim_study::progress::set_quiet();
+    }
+    match cli.command {
         Command::Data { config } => data(&config),
         Command::Finetune {
             config: path,

@@ -149,9 +149,11 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
             images,
         } = read_runs(&study, &config, dataset, method, &mut epoch0s)?;
         for l in &left_out {
-            eprintln!(
+            tracing::warn!(
                 "{dataset}/{}/{method} seed {}: left out of the summaries: {}",
-                l.backbone, l.seed, l.why
+                l.backbone,
+                l.seed,
+                l.why
             );
         }
         if runs.is_empty() {

@@ -78,7 +78,7 @@ pub(super) fn pretrain(
             let metrics = match read.as_ref() {
                 Ok(epoch0) => &epoch0.metrics,
                 Err(e) => {
-                    eprintln!(
+                    tracing::warn!(
                         "{dataset}/{}: left out of {}: {e}",
                         b.name,
                         table_file::PRETRAIN
@@ -87,7 +87,7 @@ pub(super) fn pretrain(
                 }
             };
             let Some(knn) = metrics.knn_at(report_k(config)) else {
-                eprintln!(
+                tracing::warn!(
                     "{dataset}/{}: left out of {}: its epoch 0 has no natural images",
                     b.name,
                     table_file::PRETRAIN

@@ -161,6 +161,10 @@ fn build(
     fingerprint: &[u8; 32],
 ) -> Result<(), DataError> {
     let mut failure = None;
+    let bar = sim_study::progress::bar(
+        samples.len() as u64,
+        "image cache {bar:30} {pos}/{len} images, {per_sec}, {eta} left",
+    );
     let written = sim_study::write_atomic_with(path, |w| {
         w.write_all(MAGIC)?;
         w.write_all(fingerprint)?;
@@ -192,7 +196,9 @@ fn build(
                 });
                 offset += img.as_raw().len() as u64;
             }
+            bar.inc(chunk.len() as u64);
         }
+        bar.finish_and_clear();
         for e in &entries {
             w.write_all(&e.width.to_le_bytes())?;
             w.write_all(&e.height.to_le_bytes())?;

@@ -28,6 +28,7 @@ use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, lock_study};
 use crate::data::transform::{Normalisation, TrainAugment};
 use crate::model::LoadOptions;
+use crate::train::EpochProgress;
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::Training;
 use crate::train::classifier::Classifier;
@@ -347,12 +348,13 @@ fn timings<B: AutodiffBackend>(
     let mut rng = ChaCha8Rng::seed_from_u64(0);
 
     let clock = Instant::now();
-    tr = train_epoch(tr, 1, &order[..batch], &mut rng, &inputs).map_err(non_finite)?;
+    let bar = EpochProgress::start(None, 1, 1, steps + 1);
+    tr = train_epoch(tr, 1, &order[..batch], &mut rng, &inputs, &bar).map_err(non_finite)?;
     sync()?;
     let first_step = clock.elapsed().as_secs_f64();
     progress(format_args!("first training step {first_step:.3} s"));
     let clock = Instant::now();
-    tr = train_epoch(tr, 1, &order[batch..], &mut rng, &inputs).map_err(non_finite)?;
+    tr = train_epoch(tr, 1, &order[batch..], &mut rng, &inputs, &bar).map_err(non_finite)?;
     sync()?;
     let train_rate = (steps * batch) as f64 / clock.elapsed().as_secs_f64();
     progress(format_args!("training {train_rate:.1} images/s"));
@@ -446,7 +448,9 @@ fn short_run<B: AutodiffBackend>(
             t.class_balance,
             &mut rng,
         );
-        tr = train_epoch(tr, epoch, &order, &mut rng, &inputs).map_err(non_finite)?;
+        let progress =
+            EpochProgress::start(None, epoch, t.epochs, order.len().div_ceil(t.batch_size));
+        tr = train_epoch(tr, epoch, &order, &mut rng, &inputs, &progress).map_err(non_finite)?;
     }
     let (features, logits) = final_outputs(
         &tr.model.valid(),
@@ -470,7 +474,7 @@ fn short_run<B: AutodiffBackend>(
 /// One measurement as soon as it is taken, on stderr: the table comes at
 /// the end, and a check stopped by a time limit (a GPU lease) keeps these.
 fn progress(what: std::fmt::Arguments) {
-    eprintln!("device-check: {what}");
+    tracing::info!("device-check: {what}");
 }
 
 /// The largest difference between two arrays over the largest magnitude of the first.

@@ -26,7 +26,7 @@ use crate::model::{LoadOptions, Vit};
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::Training;
 use crate::train::classifier::Classifier;
-use crate::train::{progress, resumable, schedule};
+use crate::train::{EpochProgress, resumable, schedule};
 use anyhow::bail;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -241,7 +241,11 @@ impl<B: AutodiffBackend> Epochs<'_, B> {
                 &mut rng,
             );
             let epoch_start = Instant::now();
-            training = match train_epoch(training, epoch, &order, &mut rng, &self.steps) {
+            let progress =
+                EpochProgress::start(Some(self.run_dir), epoch, t.epochs, self.steps.per_epoch);
+            let trained = train_epoch(training, epoch, &order, &mut rng, &self.steps, &progress);
+            drop(progress);
+            training = match trained {
                 Ok(training) => training,
                 Err(NonFiniteLoss { step, value }) => {
                     let why = format!("loss {value} at epoch {epoch}, step {step}");
@@ -762,6 +766,7 @@ fn train_epoch<B: AutodiffBackend>(
     order: &[usize],
     rng: &mut ChaCha8Rng,
     inputs: &StepInputs<'_, B>,
+    progress: &EpochProgress,
 ) -> Result<Training<B>, NonFiniteLoss> {
     let t = inputs.training;
     let start = Instant::now();
@@ -805,21 +810,11 @@ fn train_epoch<B: AutodiffBackend>(
                 .method
                 .step(tr, grads, epoch, t.lr_backbone * factor, t.lr_head * factor);
             if let Some(value) = window.read_if_due(step + 1, step + 1 == batches_in_order)? {
-                progress(
-                    epoch,
-                    t.epochs,
-                    step + 1,
-                    inputs.per_epoch,
-                    value,
-                    seen as f64 / start.elapsed().as_secs_f64(),
-                );
+                progress.step(step + 1, value, seen as f64 / start.elapsed().as_secs_f64());
             }
         }
         Ok(tr)
     })?;
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!();
-    }
     Ok(tr)
 }
 

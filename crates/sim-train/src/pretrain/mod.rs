@@ -24,7 +24,7 @@ use crate::model::{Backbone, Vit};
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::Training;
 use crate::train::classifier::{Classifier, part_cross_entropy};
-use crate::train::{progress, resumable, schedule};
+use crate::train::{EpochProgress, resumable, schedule};
 use anyhow::bail;
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -318,7 +318,22 @@ impl<B: AutodiffBackend> Epochs<'_, B> {
         for epoch in resumed_at + 1..=self.p.epochs {
             let mut rng = ChaCha8Rng::seed_from_u64(self.p.seed);
             rng.set_stream(epoch as u64);
-            let trained = train_epoch(learner, self.p, epoch, self.data, &mut rng, self.device);
+            let progress = EpochProgress::start(
+                Some(self.dir),
+                epoch,
+                self.p.epochs,
+                self.data.train.len().div_ceil(self.p.batch_size),
+            );
+            let trained = train_epoch(
+                learner,
+                self.p,
+                epoch,
+                self.data,
+                &mut rng,
+                &progress,
+                self.device,
+            );
+            drop(progress);
             let (trained, record) = match trained {
                 Ok(done) => done,
                 Err(stop) => {
@@ -420,6 +435,7 @@ fn train_epoch<B: AutodiffBackend>(
     epoch: u32,
     data: &EpochData<'_>,
     rng: &mut ChaCha8Rng,
+    progress: &EpochProgress,
     device: &B::Device,
 ) -> Result<(Learner<B>, EpochRecord), Stop> {
     let mut order = data.train.to_vec();
@@ -498,10 +514,7 @@ fn train_epoch<B: AutodiffBackend>(
         loss_sum += value;
         let images_per_s =
             (step * p.batch_size + batch.len()) as f64 / start.elapsed().as_secs_f64();
-        progress(epoch, p.epochs, step + 1, per_epoch, value, images_per_s);
-    }
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!();
+        progress.step(step + 1, value, images_per_s);
     }
     let dino = matches!(learner, Learner::Dino(_));
     if dino && let Some(collapse) = watch.collapse() {
