@@ -42,7 +42,24 @@ pub fn run(
     if executor == Executor::Slurm {
         slurm::check_paths(config_path, &config)?;
     }
-    ensure_data(&config, offline)?;
+    let mut missing = missing_data(&config, offline)?;
+    if offline {
+        let backbones = missing_backbone_files(&config);
+        if !backbones.is_empty() {
+            missing.push(missing_checkpoints(config_path, &backbones));
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "{}{}",
+            if offline {
+                "downloads are off (--offline or HF_HUB_OFFLINE), and the study lacks:\n"
+            } else {
+                ""
+            },
+            missing.join("\n")
+        );
+    }
     if !offline {
         fetch::hub::fetch_checkpoints(&config, &fetch::hub::Hub::from_env())?;
     }
@@ -508,14 +525,9 @@ pub fn status(config: &StudyConfig) -> anyhow::Result<()> {
 /// lists those that are not there; none is downloaded (README,
 /// "Checkpoints", says from where).
 fn check_backbone_files(config: &StudyConfig) -> anyhow::Result<Vec<String>> {
-    let mut missing = Vec::new();
     for b in &config.backbones {
         let path = config.backbone_file(b);
         if !path.exists() {
-            // Made by the pre-training stage.
-            if b.pretrain().is_none() {
-                missing.push(format!("  backbones `{}`: {}", b.name, path.display()));
-            }
             continue;
         }
         sim_train::model::load::<CpuBackend>(
@@ -525,14 +537,27 @@ fn check_backbone_files(config: &StudyConfig) -> anyhow::Result<Vec<String>> {
         )
         .with_context(|| format!("backbones `{}`", b.name))?;
     }
-    Ok(missing)
+    Ok(missing_backbone_files(config))
+}
+
+/// The backbone files that are not there (those the pre-training stage
+/// makes aside), one line each.
+fn missing_backbone_files(config: &StudyConfig) -> Vec<String> {
+    config
+        .backbones
+        .iter()
+        .filter(|b| b.pretrain().is_none())
+        .map(|b| (b, config.backbone_file(b)))
+        .filter(|(_, path)| !path.exists())
+        .map(|(b, path)| format!("  backbones `{}`: {}", b.name, path.display()))
+        .collect()
 }
 
 /// Every data set folder the config names must exist. The missing ones
 /// `fetch-data` knows are downloaded (their sizes said first) unless
-/// `offline`; otherwise the error lists every missing one with the command
-/// that fetches it.
-fn ensure_data(config: &StudyConfig, offline: bool) -> anyhow::Result<()> {
+/// `offline`; returns those it cannot fetch, each with the command that
+/// would, or why there is none.
+fn missing_data(config: &StudyConfig, offline: bool) -> anyhow::Result<Vec<String>> {
     let data_dir = sim_study::data_dir();
     let sources = fetch::known_sources()?;
     let mut fetchable = Vec::new();
@@ -555,33 +580,32 @@ fn ensure_data(config: &StudyConfig, offline: bool) -> anyhow::Result<()> {
             )),
             Some(source) => fetchable.push(source),
             None => problems.push(format!(
-                "  {id} not found at {} (its `root`, relative to SIM_DATA_DIR={}); \
-                 `cargo xtask fetch-data` knows ham10000/, imagenette/ and \
-                 medmnist/<flag>[_<size>].npz",
+                "  {id} not found at {} (its `root`, relative to SIM_DATA_DIR={}, where the \
+                 data may already be); `cargo xtask fetch-data` knows ham10000/, imagenette/ \
+                 and medmnist/<flag>[_<size>].npz",
                 root.display(),
                 data_dir.display()
             )),
         }
     }
-    if !problems.is_empty() {
-        bail!(
-            "data missing{}:\n{}\n(or set SIM_DATA_DIR to where the data is)",
-            if offline {
-                " and downloads are off (--offline or HF_HUB_OFFLINE)"
-            } else {
-                ""
-            },
-            problems.join("\n")
-        );
-    }
-    if !fetchable.is_empty() {
+    if problems.is_empty() && !fetchable.is_empty() {
         let listed: Vec<String> = fetchable.iter().map(fetch::Source::describe).collect();
         println!(
             "downloading into {}: {}",
             data_dir.display(),
             listed.join(", ")
         );
-        fetch::fetch_missing(&fetchable, &data_dir)?;
+        for source in &fetchable {
+            fetch::fetch_missing(std::slice::from_ref(source), &data_dir).with_context(|| {
+                format!(
+                    "the study lacks {} and downloading it failed; fetch it where there \
+                     is internet with: cargo xtask fetch-data --dest {} {}",
+                    source.name,
+                    data_dir.display(),
+                    source.fetch_args
+                )
+            })?;
+        }
     }
-    Ok(())
+    Ok(problems)
 }

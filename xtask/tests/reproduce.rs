@@ -1636,8 +1636,9 @@ fn a_run_another_process_holds_is_left_to_it_and_shown_as_running() {
     );
 }
 
-/// A MedMNIST file the config names but the data folder lacks: the study
-/// stops before anything is made and gives the command that fetches it.
+/// A MedMNIST file the config names but the data folder lacks, offline:
+/// the study stops before anything is made and gives the command that
+/// fetches it.
 #[test]
 fn a_missing_medmnist_file_is_named_with_the_command_that_fetches_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -1659,7 +1660,7 @@ fn a_missing_medmnist_file_is_named_with_the_command_that_fetches_it() {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let study = dir.path().join("study");
-    let output = reproduce(&config, &study, &[])
+    let output = reproduce(&config, &study, &["--offline"])
         .env("SIM_DATA_DIR", &data)
         .output()
         .unwrap();
