@@ -218,11 +218,16 @@ fn pretrain_backbones(config: &StudyConfig) -> anyhow::Result<()> {
     for b in config.backbones.iter().filter(|b| b.pretrain().is_some()) {
         let start = Instant::now();
         match sim_train::pretrain::run::<TrainBackend>(config, &b.name, &Default::default())? {
-            sim_train::pretrain::Outcome::AlreadyFinished { model } => println!(
-                "backbone {}: pre-trained before, kept ({})",
-                b.name,
-                model.display()
-            ),
+            sim_train::pretrain::Outcome::AlreadyFinished { model, note } => {
+                println!(
+                    "backbone {}: pre-trained before, kept ({})",
+                    b.name,
+                    model.display()
+                );
+                if let Some(note) = note {
+                    println!("  note: {note}");
+                }
+            }
             sim_train::pretrain::Outcome::Finished { model, .. } => {
                 println!(
                     "backbone {}: pre-trained in {} ({})",

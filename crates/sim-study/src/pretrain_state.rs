@@ -49,6 +49,12 @@ pub struct PretrainState {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The sources of the build that trained it (`SIM_TRAIN_SOURCES` of
+    /// `crates/sim-train/build.rs`); none in folders made before it was
+    /// recorded. The folder is keyed by the `pretrain` entry, not by the
+    /// code: this says whether a reused one came from other code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<String>,
     /// One entry per finished epoch, in order.
     #[serde(default)]
     pub history: Vec<EpochRecord>,
@@ -63,6 +69,7 @@ impl PretrainState {
             epochs,
             last_finished_epoch: 0,
             message: None,
+            sources: None,
             history: Vec::new(),
         }
     }

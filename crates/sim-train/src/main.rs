@@ -189,8 +189,11 @@ fn main() -> anyhow::Result<()> {
             let config = StudyConfig::from_file(&config)?;
             match sim_train::pretrain::run::<TrainBackend>(&config, &backbone, &Default::default())?
             {
-                sim_train::pretrain::Outcome::AlreadyFinished { model } => {
-                    println!("{backbone}: pre-trained before, kept: {}", model.display())
+                sim_train::pretrain::Outcome::AlreadyFinished { model, note } => {
+                    println!("{backbone}: pre-trained before, kept: {}", model.display());
+                    if let Some(note) = note {
+                        println!("  note: {note}");
+                    }
                 }
                 sim_train::pretrain::Outcome::Finished { model, .. } => {
                     println!("{backbone}: pre-trained: {}", model.display())

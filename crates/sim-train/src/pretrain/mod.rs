@@ -48,11 +48,36 @@ use sim_study::{StudyDir, crash};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The sources of this build (`crates/sim-train/build.rs`), recorded in
+/// every pre-training it starts.
+pub const SOURCES: &str = env!("SIM_TRAIN_SOURCES");
+
+/// What to say of a pre-training's folder this build reuses: nothing when
+/// this build's sources made it; else that other code did (pre-trained
+/// folders are keyed by the `pretrain` entry, not by the code), and how to
+/// pre-train again.
+pub fn reuse_note(state: &PretrainState, dir: &Path) -> Option<String> {
+    let made_by = match state.sources.as_deref() {
+        Some(s) if s == SOURCES => return None,
+        Some(s) => format!("other sim-train sources ({s})"),
+        None => "a version that did not record its sources".to_string(),
+    };
+    Some(format!(
+        "pre-trained by {made_by}, not this build's ({SOURCES}): its numbers may differ \
+         from a pre-training by this build; remove {} to pre-train again",
+        dir.display()
+    ))
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The model was there: nothing was done.
-    AlreadyFinished { model: PathBuf },
+    /// The model was there: nothing was done. `note` says when other
+    /// code than this build's made it ([`reuse_note`]).
+    AlreadyFinished {
+        model: PathBuf,
+        note: Option<String>,
+    },
     /// Pre-trained now (possibly resumed after `resumed_at`).
     Finished { model: PathBuf, resumed_at: u32 },
 }
@@ -120,13 +145,19 @@ pub fn run<B: AutodiffBackend>(
         && s.status == Status::Finished
         && model.exists()
     {
-        return Ok(Outcome::AlreadyFinished { model });
+        let note = reuse_note(s, &dir);
+        return Ok(Outcome::AlreadyFinished { model, note });
     }
     let _log = resumable::start(&dir, &pretrain_log(&dir))?;
     let shape = vit_shape(bcfg, p);
     let init = random_vit::<B>(shape, p.seed, device)?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
     let mut state = state.unwrap_or_else(|| PretrainState::started(p.objective, p.epochs));
+    if resumed_at == 0 {
+        state.sources = Some(SOURCES.to_string());
+    } else if let Some(note) = reuse_note(&state, &dir) {
+        tracing::warn!("resuming after epoch {resumed_at}: its earlier epochs were {note}");
+    }
     if p.objective == Objective::None {
         save_backbone(&init, init.model.clone(), &model)?;
         resumable::finish(&dir, &mut state)?;
@@ -612,4 +643,29 @@ fn knn_top1<B: Backend>(
         e.knn_temperature,
     )?;
     Ok(result[0].top1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_pre_training_says_when_other_code_made_it() {
+        let dir = Path::new("/studies/pretrained/supervised-abc");
+        let mut state = PretrainState::started(Objective::Supervised, 3);
+        let note = reuse_note(&state, dir).unwrap();
+        assert!(
+            note.contains("did not record its sources") && note.contains("remove /studies"),
+            "{note}"
+        );
+        state.sources = Some("0123456789abcdef".into());
+        let note = reuse_note(&state, dir).unwrap();
+        assert!(
+            note.contains("other sim-train sources (0123456789abcdef)") && note.contains(SOURCES),
+            "{note}"
+        );
+        state.sources = Some(SOURCES.into());
+        assert_eq!(reuse_note(&state, dir), None);
+        assert_eq!(SOURCES.len(), 16, "a 64-bit hash in hex");
+    }
 }
