@@ -286,9 +286,15 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 adaptive_ece: ece,
                 nll: 1.0 - accuracy,
                 brier: 0.8 - accuracy,
-                // Fine-tuned epochs: scaled at T = 1.5, half the ECE left.
+                // Fine-tuned epochs: scaled at T = 1.5, half the ECE left
+                // (`dino`'s a quarter higher: the temperature minimises the
+                // validation NLL, not the test ECE).
                 temperature: (epoch > 0).then_some(1.5),
-                ece_scaled: (epoch > 0).then_some(ece / 2.0),
+                ece_scaled: (epoch > 0).then_some(if r.backbone == "dino" {
+                    ece * 1.25
+                } else {
+                    ece / 2.0
+                }),
                 mce_scaled: (epoch > 0).then_some(ece / 2.0),
                 nll_scaled: (epoch > 0).then_some(0.9 - accuracy),
                 brier_scaled: (epoch > 0).then_some(0.7 - accuracy),
@@ -763,7 +769,8 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
         .expect("a temperature-scaling section");
     assert!(
         scaling.contains("- `vit` (3 runs): ECE ")
-            && scaling.contains("at T = 1.50 on average (50 % of it removed)"),
+            && scaling.contains("at T = 1.50 on average (50 % of it removed)")
+            && scaling.contains("at T = 1.50 on average (25 % higher after)"),
         "{scaling}"
     );
     // Per class: the finished runs' last epoch (not the failed seed 9's).
