@@ -262,8 +262,20 @@ const FINAL_ONLY: Want = Want {
     attention: false,
 };
 
-/// The medical test set: logits, labels and the medical probe's features.
+/// The medical test set (logits, labels and the medical probe's features)
+/// and the validation split's logits and labels.
 pub fn evaluate_medical<B: Backend>(
+    model: &Classifier<B>,
+    sets: &EvalSets<'_>,
+    device: &B::Device,
+) -> Vec<RawTensor> {
+    let mut out = medical_test(model, sets, device);
+    out.extend(validation(model, sets, false, device));
+    out
+}
+
+/// The medical test set: logits, labels and the medical probe's features.
+fn medical_test<B: Backend>(
     model: &Classifier<B>,
     sets: &EvalSets<'_>,
     device: &B::Device,
@@ -291,35 +303,49 @@ pub fn evaluate_medical<B: Backend>(
     let labels = labels_of(sets, &sets.medical_test);
     out.push(RawTensor::i64(eval_file::TEST_LABELS, &labels));
     features(&mut out, Probe::Medical, &medical, model.backbone.width());
-    if !sets.medical_validation.is_empty() {
-        let (_, logits) = validation_outputs(model, sets, device);
-        out.push(RawTensor::f32(
-            eval_file::VAL_LOGITS,
-            vec![sets.medical_validation.len(), classes],
-            &logits,
-        ));
-        out.push(RawTensor::i64(
-            eval_file::VAL_LABELS,
-            &labels_of(sets, &sets.medical_validation),
-        ));
-    }
     out
 }
 
-/// The medical validation split's final-norm CLS features and logits.
-fn validation_outputs<B: Backend>(
+/// The medical validation split (none where the data set has none): its
+/// logits and labels, and with `with_features` (epoch 0, what the probe is
+/// scaled on) its final-norm CLS features, all from one pass.
+fn validation<B: Backend>(
     model: &Classifier<B>,
     sets: &EvalSets<'_>,
+    with_features: bool,
     device: &B::Device,
-) -> (Vec<f32>, Vec<f32>) {
-    final_outputs(
+) -> Vec<RawTensor> {
+    let rows = sets.medical_validation.len();
+    if rows == 0 {
+        return Vec::new();
+    }
+    let (features, logits) = final_outputs(
         model,
         &sets.medical,
         &sets.medical_validation,
         sets.batch_size,
         &sets.parts,
         device,
-    )
+    );
+    let mut out = vec![
+        RawTensor::f32(
+            eval_file::VAL_LOGITS,
+            vec![rows, logits.len() / rows],
+            &logits,
+        ),
+        RawTensor::i64(
+            eval_file::VAL_LABELS,
+            &labels_of(sets, &sets.medical_validation),
+        ),
+    ];
+    if with_features {
+        out.push(RawTensor::f16(
+            eval_file::VAL_FEATURES,
+            vec![rows, model.backbone.width()],
+            &features,
+        ));
+    }
+    out
 }
 
 /// The medical labels of `indices`.
@@ -330,14 +356,17 @@ fn labels_of(sets: &EvalSets<'_>, indices: &[usize]) -> Vec<i64> {
         .collect()
 }
 
-/// The medical train split's final-norm CLS features and labels: what a
-/// linear probe of the pre-trained backbone trains on (epoch 0 only); and
-/// the validation split's features, what it is then scaled on.
-pub fn evaluate_medical_train<B: Backend>(
+/// Epoch 0's medical part: the test set and the validation split (its
+/// features too) as [`evaluate_medical`] has them, and the medical train
+/// split's final-norm CLS features and labels, what a linear probe of the
+/// pre-trained backbone trains on.
+pub fn evaluate_medical_pretrained<B: Backend>(
     model: &Classifier<B>,
     sets: &EvalSets<'_>,
     device: &B::Device,
 ) -> Vec<RawTensor> {
+    let mut out = medical_test(model, sets, device);
+    out.extend(validation(model, sets, true, device));
     let c = pass(
         model,
         &sets.medical,
@@ -348,27 +377,15 @@ pub fn evaluate_medical_train<B: Backend>(
         &sets.parts,
         device,
     );
-    let width = model.backbone.width();
-    let mut out = vec![
-        RawTensor::f16(
-            eval_file::TRAIN_FEATURES,
-            vec![c.rows, width],
-            &c.layers[&Layer::Final].0,
-        ),
-        RawTensor::i64(
-            eval_file::TRAIN_LABELS,
-            &labels_of(sets, &sets.medical_train),
-        ),
-    ];
-    if !sets.medical_validation.is_empty() {
-        // The probe's validation logits are made from these at the tables stage.
-        let (features, _) = validation_outputs(model, sets, device);
-        out.push(RawTensor::f16(
-            eval_file::VAL_FEATURES,
-            vec![sets.medical_validation.len(), width],
-            &features,
-        ));
-    }
+    out.push(RawTensor::f16(
+        eval_file::TRAIN_FEATURES,
+        vec![c.rows, model.backbone.width()],
+        &c.layers[&Layer::Final].0,
+    ));
+    out.push(RawTensor::i64(
+        eval_file::TRAIN_LABELS,
+        &labels_of(sets, &sets.medical_train),
+    ));
     out
 }
 

@@ -31,7 +31,7 @@ use anyhow::bail;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use eval::{EvalSets, evaluate, evaluate_medical, evaluate_medical_train, evaluate_natural};
+use eval::{EvalSets, evaluate, evaluate_medical, evaluate_medical_pretrained, evaluate_natural};
 use method::Method;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -606,8 +606,7 @@ fn evaluate_pretrained<B: Backend>(
         check_epoch0_data(&pretrained, provenance)?;
     } else {
         let start = Instant::now();
-        let mut tensors = evaluate_medical(model, sets, device);
-        tensors.extend(evaluate_medical_train(model, sets, device));
+        let mut tensors = evaluate_medical_pretrained(model, sets, device);
         tensors.extend(
             EvalFile::open(&natural_eval)
                 .map_err(anyhow::Error::msg)?
