@@ -34,6 +34,20 @@ where
     result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
 }
 
+/// Replaces `path` with `bytes` for a reader that watches it (temporary
+/// file, then rename): never half-written, but neither synced to disk nor a
+/// crash-test point, for a file that only says how far something is
+/// (`crate::progress`) and is rewritten twice a second during training,
+/// where an fsync each time would cost a shared file system real time.
+pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()

@@ -35,10 +35,11 @@ impl Progress {
         )
     }
 
-    /// Written over the last (temporary file, then rename).
+    /// Written over the last (temporary file, then rename; not synced:
+    /// [`crate::atomic::replace_unsynced`]).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let text = toml::to_string(self).expect("progress serialises");
-        crate::write_atomic(&progress_file(dir), text.as_bytes())
+        crate::atomic::replace_unsynced(&progress_file(dir), text.as_bytes())
     }
 
     /// What a folder's training last said; `None` before its first step or
