@@ -15,6 +15,8 @@
 //!   resamples of the runs in which it holds;
 //! - [`stats`]: bootstrap intervals and permutation tests;
 //! - [`stream`]: linear CKA and k-NN over `.npy` files read in blocks of rows;
+//! - [`transferability`]: scores that predict a backbone's transfer before
+//!   fine-tuning (LogME, H-score, N-LEEP, GBC, TransRate, SFDA);
 //! - [`tables`]: a study's Parquet tables from its evaluation files.
 //!
 //! Inputs are row-major matrices ([`MatRef`]) of f16, f32 or f64; every
@@ -36,6 +38,7 @@ pub mod stats;
 pub mod stream;
 pub mod tables;
 pub mod temperature;
+pub mod transferability;
 
 pub use linalg::{MatRef, Scalar};
 

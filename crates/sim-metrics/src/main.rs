@@ -10,9 +10,11 @@ use sim_metrics::knn::knn_accuracy;
 use sim_metrics::similarity::{Measure, MeasureOptions, Prepared, chance_level};
 use sim_metrics::stats::draw_permutations;
 use sim_metrics::stream::{NpyRows, knn_accuracy_file, linear_cka_files};
+use sim_metrics::transferability::{Classes, Score, transferability, transferability_file};
 use std::path::PathBuf;
 
-/// Representation similarity (CKA and seven other measures), calibration (ECE) and k-NN accuracy.
+/// Representation similarity (CKA and seven other measures), calibration (ECE), k-NN accuracy
+/// and transferability scores.
 ///
 /// Arrays are `.npy` files (f16/f32/f64 features, integer labels) or tensors
 /// in a safetensors file, written `FILE.safetensors:tensor_name`. Features are
@@ -118,6 +120,32 @@ enum Command {
         temperature: f64,
         /// Bank rows read at a time when the bank is a `.npy` file: it is
         /// streamed past the queries, never held whole.
+        #[arg(long, default_value_t = DEFAULT_BLOCK_ROWS)]
+        block_rows: usize,
+    },
+    /// Transferability scores of a backbone's frozen features of a target
+    /// task's training samples, with their labels: higher predicts a better
+    /// transfer (docs/SPEC.md, "Transferability scores").
+    ///
+    /// Prints {"n": …, "features": …, "classes": …, "scores": {"logme": …, …}}.
+    /// LogME, H-score, GBC and TransRate read a `.npy` file in blocks of
+    /// rows; N-LEEP and SFDA hold the features.
+    ///
+    /// Example: sim-metrics transferability --features train.npy --labels ytrain.npy --score logme,hscore
+    Transferability {
+        #[arg(long)]
+        features: String,
+        #[arg(long)]
+        labels: String,
+        /// One or several (comma-separated).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "logme,hscore,nleep,gbc,transrate,sfda"
+        )]
+        score: Vec<Score>,
+        /// Rows read at a time from a `.npy` file.
         #[arg(long, default_value_t = DEFAULT_BLOCK_ROWS)]
         block_rows: usize,
     },
@@ -310,6 +338,32 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             json!({"knn_top1": results[0].top1, "k": k[0], "temperature": temperature,
                    "bank": bank_y.len(), "queries": queries.rows, "top1_per_k": per_k})
+        }
+        Command::Transferability {
+            features,
+            labels,
+            score,
+            block_rows,
+        } => {
+            anyhow::ensure!(block_rows >= 1, "--block-rows must be at least 1");
+            let y = load_labels(&labels)?;
+            let (values, cols) = if is_npy(&features) {
+                let cols = NpyRows::open(&features)?.cols;
+                (
+                    transferability_file(&features, &y, &labels, &score, block_rows)?,
+                    cols,
+                )
+            } else {
+                let x = load_matrix(&features)?;
+                (transferability(x.view(), &y, &labels, &score)?, x.cols)
+            };
+            let classes = Classes::new(&y, &labels)?.len();
+            let scores: serde_json::Map<String, serde_json::Value> = score
+                .iter()
+                .zip(values)
+                .map(|(s, v)| (s.name().to_owned(), json!(v)))
+                .collect();
+            json!({"n": y.len(), "features": cols, "classes": classes, "scores": scores})
         }
         Command::Study { study } => {
             let written = sim_metrics::tables::write_study_tables(&study)?;

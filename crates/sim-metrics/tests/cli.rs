@@ -263,3 +263,50 @@ fn a_npy_shorter_than_its_header_is_an_error_naming_the_file_and_both_counts() {
     );
     assert!(!err.contains("failed to fill whole buffer"), "{err}");
 }
+
+#[test]
+fn transferability_prints_each_score_asked_streamed_or_held_whole() {
+    let features = format!(
+        "{}/tests/fixtures/transferability/three_classes_x.npy",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let labels = features.replace("_x.npy", "_y.npy");
+    let (ok, json, err) = run(&[
+        "transferability",
+        "--features",
+        &features,
+        "--labels",
+        &labels,
+        "--score",
+        "logme,transrate",
+        "--block-rows",
+        "64",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(json["n"], 300);
+    assert_eq!(json["features"], 12);
+    assert_eq!(json["classes"], 3);
+    let scores = json["scores"].as_object().unwrap();
+    assert_eq!(scores.keys().collect::<Vec<_>>(), ["logme", "transrate"]);
+    // scripts/transferability_reference.py's values.
+    assert!((scores["logme"].as_f64().unwrap() - -0.3078909900890711).abs() < 1e-9);
+    assert!((scores["transrate"].as_f64().unwrap() - 1.1323126307820814).abs() < 1e-9);
+    let (ok, json, err) = run(&[
+        "transferability",
+        "--features",
+        &features,
+        "--labels",
+        &labels,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(json["scores"].as_object().unwrap().len(), 6);
+    let (ok, _, err) = run(&[
+        "transferability",
+        "--features",
+        &features,
+        "--labels",
+        &fixture("cka_low_rank_x"),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cka_low_rank_x.npy"), "{err}");
+}
