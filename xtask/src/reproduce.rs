@@ -212,10 +212,11 @@ fn check_output_folder(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The backbones the study pre-trains itself, before any run needs them
-/// (here, also for Slurm: the array's runs read the files): each once, a
+/// (here, also for Slurm: the array's runs read the files): each
+/// pre-training once (a zoo's snapshots come from their pre-training's), a
 /// finished one kept, an interrupted one resumed.
 fn pretrain_backbones(config: &StudyConfig) -> anyhow::Result<()> {
-    for b in config.backbones.iter().filter(|b| b.pretrain().is_some()) {
+    for b in config.pretrainings() {
         let start = Instant::now();
         match sim_train::pretrain::run::<TrainBackend>(config, &b.name, &Default::default())? {
             sim_train::pretrain::Outcome::AlreadyFinished { model, note } => {
@@ -352,11 +353,13 @@ pub fn plan(config_path: &Path, config: &StudyConfig, jobs: usize) -> anyhow::Re
         .build()?;
     // Pre-training not done yet: one backbone at a time, before any run.
     let mut pretrain_seconds = 0.0;
-    for b in &config.backbones {
+    for b in config.pretrainings() {
         let Some(p) = b.pretrain().filter(|p| p.objective != Objective::None) else {
             continue;
         };
-        if config.backbone_file(b).exists() {
+        if sim_study::layout::pretrained_model(&sim_study::layout::pretrain_dir(config, b, p))
+            .exists()
+        {
             continue;
         }
         let step = sim_train::pretrain::time_step::<TrainBackend>(

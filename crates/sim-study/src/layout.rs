@@ -35,6 +35,7 @@
 //!   pretrain.toml        status, last finished epoch, per-epoch loss and time (`crate::pretrain_state`)
 //!   checkpoint-<EEE>/    model and optimiser state of the last finished epoch, with a manifest
 //!   model.safetensors    the result, in timm ViT names (written after the last epoch)
+//!   model-epoch-<EEE>.safetensors  the backbone after each k-NN learning-curve epoch before the last (a backbone's `pretrain_epoch`)
 //!   pretrain.log         the log
 //! ```
 //!
@@ -478,6 +479,12 @@ pub fn pretrain_dir(
 /// The pre-trained model in a pre-training's folder.
 pub fn pretrained_model(dir: &Path) -> PathBuf {
     dir.join("model.safetensors")
+}
+
+/// The backbone after `epoch` of a pre-training, kept as it ran (every
+/// learning-curve epoch before the last).
+pub fn pretrained_snapshot(dir: &Path, epoch: u32) -> PathBuf {
+    dir.join(format!("model-epoch-{epoch:03}.safetensors"))
 }
 
 /// A pre-training's log.

@@ -1,14 +1,15 @@
 //! Pre-training our own backbones (`sim-train pretrain`), at tiny sizes on a
 //! 2-class natural folder the test writes: the checkpoint loads back through
-//! the ordinary loader with every key used; a kill at each step between two
-//! writes resumes to the weights of an uninterrupted run; a collapsing
+//! the ordinary loader with every key used; the learning curve's epochs keep
+//! snapshots a zoo's backbones name; a kill at each step between two writes
+//! resumes to the weights (and snapshots) of an uninterrupted run; a collapsing
 //! self-distillation and a diverging loss stop with an error naming the
 //! epoch, the state marked failed.
 
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use sim_study::StudyConfig;
-use sim_study::layout::{pretrain_dir, pretrained_model as model_file};
+use sim_study::layout::{pretrain_dir, pretrained_model as model_file, pretrained_snapshot};
 use sim_study::pretrain_state::PretrainState;
 use sim_study::run_state::Status;
 use sim_train::backend::TrainBackend;
@@ -220,6 +221,55 @@ fn both_objectives_write_a_timm_checkpoint_the_ordinary_loader_reads_whole() {
     }
 }
 
+#[test]
+fn the_learning_curve_keeps_snapshots_that_a_zoo_backbone_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pretrain = format!("{SUPERVISED}, knn_every = 1");
+    let path = study(dir.path(), &pretrain);
+    let device = Default::default();
+    let single = config(&path);
+    run::<TrainBackend>(&single, "net", &device).unwrap();
+    let f = folder(&single);
+    let (first, second) = (pretrained_snapshot(&f, 1), pretrained_snapshot(&f, 2));
+    assert!(first.exists() && second.exists());
+    assert!(
+        !pretrained_snapshot(&f, 3).exists(),
+        "the last epoch is model.safetensors"
+    );
+    let b = &single.backbones[0];
+    let loaded = load::<TrainBackend>(&second, &LoadOptions::for_backbone(b), &device).unwrap();
+    assert!(loaded.ignored.is_empty() && loaded.model.head.is_none());
+    let (snapshot, last) = (weights(&second), weights(&model_file(&f)));
+    assert!(
+        snapshot.iter().zip(&last).any(|(a, b)| a.1 != b.1),
+        "epoch 3 moved the weights"
+    );
+    // A zoo: the same pre-training's model after epoch 1 as a second backbone.
+    let text = std::fs::read_to_string(&path).unwrap()
+        + &format!(
+            "[[backbones]]\nname = \"net-e1\"\ninput_size = 16\nheads = 2\npretrain_epoch = 1\n\
+             pretrain = {{ {pretrain} }}\n"
+        );
+    std::fs::write(&path, text).unwrap();
+    let zoo = config(&path);
+    assert_eq!(zoo.backbone_file(&zoo.backbones[1]), first);
+    assert!(matches!(
+        run::<TrainBackend>(&zoo, "net-e1", &device).unwrap(),
+        Outcome::AlreadyFinished { .. }
+    ));
+    // A folder that finished without the snapshot (made before they were
+    // kept) is refused, naming the file and the backbone.
+    std::fs::remove_file(&first).unwrap();
+    let e = run::<TrainBackend>(&zoo, "net", &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("finished without keeping") && e.contains("(backbone `net-e1`)"),
+        "{e}"
+    );
+    assert!(e.contains("model-epoch-001.safetensors"), "{e}");
+}
+
 /// The random initialisation of the same shape and seed.
 fn config_of_none(dir: &Path) -> StudyConfig {
     config(&study(
@@ -231,6 +281,8 @@ fn config_of_none(dir: &Path) -> StudyConfig {
 #[test]
 fn a_kill_between_any_two_writes_resumes_to_the_uninterrupted_weights() {
     for pretrain in [DINO, SUPERVISED] {
+        // Every epoch on the learning curve: snapshots after epochs 1 and 2.
+        let pretrain = &format!("{pretrain}, knn_every = 1");
         let whole = tempfile::tempdir().unwrap();
         let path = study(whole.path(), pretrain);
         assert!(pretrain_command(&path).status().unwrap().success());
@@ -254,7 +306,12 @@ fn a_kill_between_any_two_writes_resumes_to_the_uninterrupted_weights() {
                 "{point}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert_same_weights(&model_file(&folder(&config(&path))), &reference);
+            let f = folder(&config(&path));
+            assert_same_weights(&model_file(&f), &reference);
+            for epoch in [1, 2] {
+                let reference = pretrained_snapshot(reference.parent().unwrap(), epoch);
+                assert_same_weights(&pretrained_snapshot(&f, epoch), &reference);
+            }
             let left: Vec<String> = std::fs::read_dir(folder(&config(&path)))
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -216,7 +216,7 @@ pub fn backbones(config: &StudyConfig, cache: &Path) -> Vec<HubBackbone> {
         .iter()
         .filter_map(|b| {
             let (path, source, cached) = match &b.weights {
-                Weights::Pretrain(_) => return None,
+                Weights::Pretrain { .. } => return None,
                 Weights::Checkpoint { download, .. } => {
                     (config.backbone_file(b), download.clone(), false)
                 }

@@ -27,7 +27,8 @@ fn pretrain_state(
     PretrainState::read(&pretrain_dir(&located, b, p)).map_err(TableError)
 }
 
-/// The learning curves: per backbone the tool pre-trained, one row per
+/// The learning curves: per pre-training the tool ran (named by the first
+/// backbone made from it, [`StudyConfig::pretrainings`]), one row per
 /// finished epoch of its `pretrain.toml` (loss, time, DINO's teacher
 /// entropy and prototypes in use, and k-NN top-1 where measured).
 pub(super) fn pretrain_epochs(
@@ -35,7 +36,7 @@ pub(super) fn pretrain_epochs(
     config: &StudyConfig,
 ) -> Result<Vec<PretrainEpochRow>, TableError> {
     let mut rows = Vec::new();
-    for b in &config.backbones {
+    for b in config.pretrainings() {
         let Some(state) = pretrain_state(study, config, b)? else {
             continue;
         };
@@ -96,7 +97,13 @@ pub(super) fn pretrain(
             };
             let probe = (metrics.head == col::HEAD_PROBE)
                 .then_some((metrics.accuracy, metrics.balanced_accuracy));
-            let state = pretrain_state(study, config, b)?;
+            // A snapshot's pre-training: its epochs up to the snapshot's.
+            let state = pretrain_state(study, config, b)?.map(|mut s| {
+                if let Some(e) = b.pretrain_epoch() {
+                    s.history.retain(|h| h.epoch <= e);
+                }
+                s
+            });
             let last = state.as_ref().and_then(|s| s.history.last());
             let trained = state.as_ref().filter(|s| !s.history.is_empty());
             rows.push(PretrainRow {
@@ -106,7 +113,7 @@ pub(super) fn pretrain(
                     .pretrain()
                     .map_or(col::OBJECTIVE_CHECKPOINT, |p| p.objective.name())
                     .into(),
-                epochs: b.pretrain().map(|p| p.epochs),
+                epochs: b.pretrain_epoch().or(b.pretrain().map(|p| p.epochs)),
                 minutes: trained.map(|s| s.minutes()),
                 images_per_s: trained.map(|s| {
                     s.history.iter().map(|h| h.images_per_s).sum::<f64>() / s.history.len() as f64

@@ -52,7 +52,14 @@ pub enum Weights {
     Hub(HubFile),
     /// Pre-trained by the tool itself (`pretrain = { … }`, `sim-train
     /// pretrain`): its file is made in [`crate::layout::pretrain_dir`].
-    Pretrain(Box<PretrainConfig>),
+    Pretrain {
+        pretrain: Box<PretrainConfig>,
+        /// `pretrain_epoch`: the backbone as it was after this epoch of its
+        /// pre-training (a snapshot kept as it ran), not after the last;
+        /// several entries with one `pretrain` and different epochs share
+        /// one pre-training (a zoo of graded backbones).
+        epoch: Option<u32>,
+    },
 }
 
 impl TryFrom<BackboneEntry> for BackboneConfig {
@@ -65,6 +72,13 @@ impl TryFrom<BackboneEntry> for BackboneConfig {
             .map(HubFile::parse)
             .transpose()
             .map_err(|m| format!("source {m}"))?;
+        if e.pretrain_epoch.is_some() && e.pretrain.is_none() {
+            return Err(
+                "`pretrain_epoch` names an epoch of the backbone's own pre-training: it needs a \
+                 `pretrain` entry"
+                    .into(),
+            );
+        }
         let weights = match (e.checkpoint, e.pretrain, source) {
             (Some(_), Some(_), _) => {
                 return Err("a backbone has a `checkpoint` or a `pretrain` entry, not both".into());
@@ -82,7 +96,10 @@ impl TryFrom<BackboneEntry> for BackboneConfig {
             }
             (Some(path), None, download) => Weights::Checkpoint { path, download },
             (None, None, Some(file)) => Weights::Hub(file),
-            (None, Some(p), None) => Weights::Pretrain(Box::new(p)),
+            (None, Some(p), None) => Weights::Pretrain {
+                pretrain: Box::new(p),
+                epoch: e.pretrain_epoch,
+            },
         };
         Ok(BackboneConfig {
             name: e.name,
@@ -101,18 +118,19 @@ impl TryFrom<BackboneEntry> for BackboneConfig {
 
 impl From<BackboneConfig> for BackboneEntry {
     fn from(b: BackboneConfig) -> BackboneEntry {
-        let (checkpoint, source, pretrain) = match b.weights {
+        let (checkpoint, source, pretrain, pretrain_epoch) = match b.weights {
             Weights::Checkpoint { path, download } => {
-                (Some(path), download.map(|f| f.to_string()), None)
+                (Some(path), download.map(|f| f.to_string()), None, None)
             }
-            Weights::Hub(file) => (None, Some(file.to_string()), None),
-            Weights::Pretrain(p) => (None, None, Some(*p)),
+            Weights::Hub(file) => (None, Some(file.to_string()), None, None),
+            Weights::Pretrain { pretrain, epoch } => (None, None, Some(*pretrain), epoch),
         };
         BackboneEntry {
             name: b.name,
             source,
             checkpoint,
             pretrain,
+            pretrain_epoch,
             family: b.family,
             prefix: b.prefix,
             input_size: b.input_size,
@@ -129,7 +147,16 @@ impl BackboneConfig {
     /// The pre-training that makes it, for a backbone the tool pre-trains.
     pub fn pretrain(&self) -> Option<&PretrainConfig> {
         match &self.weights {
-            Weights::Pretrain(p) => Some(p),
+            Weights::Pretrain { pretrain, .. } => Some(pretrain),
+            Weights::Checkpoint { .. } | Weights::Hub(_) => None,
+        }
+    }
+
+    /// The pre-training epoch whose snapshot it is (`pretrain_epoch`); none
+    /// for the pre-training's final model or a checkpoint.
+    pub fn pretrain_epoch(&self) -> Option<u32> {
+        match &self.weights {
+            Weights::Pretrain { epoch, .. } => *epoch,
             Weights::Checkpoint { .. } | Weights::Hub(_) => None,
         }
     }
@@ -145,8 +172,11 @@ impl BackboneConfig {
                 format!("{} is not in 8..=4096", self.input_size),
             );
         }
-        if let Weights::Pretrain(p) = &self.weights {
+        if let Weights::Pretrain { pretrain: p, epoch } = &self.weights {
             p.validate(&at("pretrain"), self.input_size, self.heads)?;
+            if let Some(e) = *epoch {
+                p.check_snapshot(e).map_err(|m| (at("pretrain_epoch"), m))?;
+            }
             for (name, set) in [
                 ("prefix", self.prefix.is_some()),
                 ("quick_gelu", self.quick_gelu),
@@ -207,6 +237,11 @@ struct BackboneEntry {
     /// downloaded: its file is made in [`crate::layout::pretrain_dir`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pretrain: Option<PretrainConfig>,
+    /// With `pretrain`: the backbone after this epoch of the pre-training
+    /// (a k-NN learning-curve epoch, whose snapshot the pre-training keeps),
+    /// not after its last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pretrain_epoch: Option<u32>,
     #[serde(default)]
     family: Family,
     /// Key prefix to strip (`visual.`, `backbone.`, `vit.`); detected when absent.

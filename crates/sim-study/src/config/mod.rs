@@ -273,12 +273,30 @@ impl StudyConfig {
     /// ([`crate::layout::pretrain_dir`]).
     pub fn backbone_file(&self, backbone: &BackboneConfig) -> PathBuf {
         match &backbone.weights {
-            Weights::Pretrain(p) => {
-                crate::layout::pretrained_model(&crate::layout::pretrain_dir(self, backbone, p))
+            Weights::Pretrain { pretrain, epoch } => {
+                let dir = crate::layout::pretrain_dir(self, backbone, pretrain);
+                match epoch {
+                    Some(e) => crate::layout::pretrained_snapshot(&dir, *e),
+                    None => crate::layout::pretrained_model(&dir),
+                }
             }
             Weights::Checkpoint { path, .. } => backbones::locate_checkpoint(path, &self.folder.0),
             Weights::Hub(file) => file.cache_path(&crate::hub::cache_dir()),
         }
+    }
+
+    /// The backbones the study pre-trains, one per distinct pre-training
+    /// (folder): the first in the config's order of those sharing it (a
+    /// zoo's snapshots share their pre-training's).
+    pub fn pretrainings(&self) -> Vec<&BackboneConfig> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.backbones
+            .iter()
+            .filter(|b| {
+                b.pretrain()
+                    .is_some_and(|p| seen.insert(crate::layout::pretrain_dir(self, b, p)))
+            })
+            .collect()
     }
 
     /// The backbone called `name`, or an error listing the study's.

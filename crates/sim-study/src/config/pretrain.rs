@@ -187,6 +187,45 @@ fn default_label_smoothing() -> f64 {
 }
 
 impl PretrainConfig {
+    /// Whether `epoch` is on the k-NN learning curve: every `knn_every`-th
+    /// epoch and the last.
+    pub fn measures_knn_at(&self, epoch: u32) -> bool {
+        epoch == self.epochs || (self.knn_every > 0 && epoch.is_multiple_of(self.knn_every))
+    }
+
+    /// The epochs whose backbone the pre-training keeps besides its final
+    /// model (`crate::layout::pretrained_snapshot`): the learning curve's
+    /// epochs before the last.
+    pub fn snapshot_epochs(&self) -> impl Iterator<Item = u32> + '_ {
+        (1..self.epochs).filter(|&e| self.measures_knn_at(e))
+    }
+
+    /// Whether a backbone may be this pre-training's model after `epoch`
+    /// (`pretrain_epoch`): a kept snapshot. The message says why not.
+    pub fn check_snapshot(&self, epoch: u32) -> Result<(), String> {
+        if epoch == self.epochs {
+            return Err(format!(
+                "{epoch} is the pre-training's last epoch, its final model: leave \
+                 `pretrain_epoch` out"
+            ));
+        }
+        if !self.snapshot_epochs().any(|e| e == epoch) {
+            let kept: Vec<String> = self.snapshot_epochs().map(|e| e.to_string()).collect();
+            return Err(format!(
+                "{epoch}: the pre-training keeps its backbone after the epochs of its k-NN \
+                 learning curve (every `knn_every` = {} epochs) before its last ({}): {}",
+                self.knn_every,
+                self.epochs,
+                if kept.is_empty() {
+                    "none".to_string()
+                } else {
+                    kept.join(", ")
+                }
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every rule; errors name the field under `at`
     /// (`backbones[1].pretrain`). `input_size` and `heads` are the backbone's.
     pub fn validate(
@@ -393,6 +432,72 @@ pub(crate) mod tests {
             "{}",
             dir.display()
         );
+    }
+
+    /// The minimal study with one backbone entry per (name, extra lines),
+    /// each pre-trained with BODY and `knn_every = 2` (the curve: 2, 3).
+    fn zoo(entries: &[(&str, &str)]) -> Result<StudyConfig, String> {
+        let mut text = crate::config::tests::MINIMAL
+            .split("[[backbones]]")
+            .next()
+            .unwrap()
+            .to_string();
+        for (name, extra) in entries {
+            text.push_str(&format!(
+                "[[backbones]]\nname = \"{name}\"\ninput_size = 32\nheads = 2\n{extra}\n\
+                 pretrain = {{ {BODY}, knn_every = 2 }}\n"
+            ));
+        }
+        StudyConfig::from_toml_str(&text, Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_snapshot_is_an_epoch_of_the_learning_curve_before_the_last() {
+        let c = zoo(&[("vit", "pretrain_epoch = 2")]).unwrap();
+        assert_eq!(c.backbones[0].pretrain_epoch(), Some(2));
+        assert!(
+            c.backbone_file(&c.backbones[0])
+                .ends_with("model-epoch-002.safetensors")
+        );
+        let odd = zoo(&[("vit", "pretrain_epoch = 1")]).unwrap_err();
+        assert!(odd.contains("backbones[0].pretrain_epoch"), "{odd}");
+        assert!(odd.contains("before its last (3): 2"), "{odd}");
+        let last = zoo(&[("vit", "pretrain_epoch = 3")]).unwrap_err();
+        assert!(
+            last.contains("its final model: leave `pretrain_epoch` out"),
+            "{last}"
+        );
+        let every = config(", knn_every = 1").unwrap();
+        let kept: Vec<u32> = every.backbones[0]
+            .pretrain()
+            .unwrap()
+            .snapshot_epochs()
+            .collect();
+        assert_eq!(kept, [1, 2]);
+    }
+
+    #[test]
+    fn pretrain_epoch_without_a_pretrain_entry_is_an_error() {
+        let text = crate::config::tests::MINIMAL.replace(
+            "family = \"vit\"\n",
+            "family = \"vit\"\npretrain_epoch = 2\n",
+        );
+        let e = StudyConfig::from_toml_str(&text, Path::new("s.toml")).unwrap_err();
+        assert!(e.to_string().contains("it needs a `pretrain` entry"), "{e}");
+    }
+
+    #[test]
+    fn snapshots_of_one_pretraining_share_its_folder_and_pretrain_once() {
+        let c = zoo(&[("vit", ""), ("vit-e2", "pretrain_epoch = 2")]).unwrap();
+        let (a, b) = (
+            c.backbone_file(&c.backbones[0]),
+            c.backbone_file(&c.backbones[1]),
+        );
+        assert_eq!(a.parent(), b.parent());
+        assert!(a.ends_with("model.safetensors"));
+        assert!(b.ends_with("model-epoch-002.safetensors"));
+        let names: Vec<&str> = c.pretrainings().iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["vit"]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ use sim_study::config::{
     BackboneConfig, DatasetId, EvaluationConfig, MethodConfig, Objective, PretrainConfig,
     StudyConfig,
 };
-use sim_study::layout::{pretrain_dir, pretrain_log, pretrained_model};
+use sim_study::layout::{pretrain_dir, pretrain_log, pretrained_model, pretrained_snapshot};
 use sim_study::lock::DirLock;
 use sim_study::pretrain_state::{EpochRecord, PretrainState};
 use sim_study::run_state::Status;
@@ -145,6 +145,7 @@ pub fn run<B: AutodiffBackend>(
         && s.status == Status::Finished
         && model.exists()
     {
+        check_snapshots(config, &dir)?;
         let note = reuse_note(s, &dir);
         return Ok(Outcome::AlreadyFinished { model, note });
     }
@@ -227,6 +228,7 @@ pub fn run<B: AutodiffBackend>(
     );
     let epochs = Epochs {
         name,
+        init: &init,
         dir: &dir,
         p,
         data: &data,
@@ -243,6 +245,32 @@ pub fn run<B: AutodiffBackend>(
         model.display()
     );
     Ok(Outcome::Finished { model, resumed_at })
+}
+
+/// A finished pre-training must hold the snapshot of every backbone of
+/// the study that names one of its epochs (`pretrain_epoch`); one finished
+/// before snapshots were kept does not.
+fn check_snapshots(config: &StudyConfig, dir: &Path) -> anyhow::Result<()> {
+    let missing: Vec<String> = config
+        .backbones
+        .iter()
+        .filter(|b| {
+            b.pretrain()
+                .is_some_and(|p| pretrain_dir(config, b, p) == dir)
+        })
+        .filter_map(|b| Some((b, pretrained_snapshot(dir, b.pretrain_epoch()?))))
+        .filter(|(_, file)| !file.exists())
+        .map(|(b, file)| format!("{} (backbone `{}`)", file.display(), b.name))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the pre-training in {} finished without keeping {}: it was made before snapshots \
+             were kept; remove the folder to pre-train again",
+            dir.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The natural images' split and image cache at `size` px, made under the
@@ -328,6 +356,8 @@ fn save_backbone<B: Backend, I: Backend>(
 /// What a pre-training's epochs read, besides the learner they train.
 struct Epochs<'a, B: AutodiffBackend> {
     name: &'a str,
+    /// The initialisation: its key map names the snapshots' tensors.
+    init: &'a Backbone<B>,
     dir: &'a Path,
     p: &'a PretrainConfig,
     data: &'a EpochData<'a>,
@@ -338,8 +368,9 @@ struct Epochs<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> Epochs<'_, B> {
     /// Trains the epochs after `resumed_at`, each committed with its
     /// record (and, every `knn_every` epochs and at the last, the k-NN
-    /// learning curve); a non-finite loss or a collapse commits the
-    /// pre-training as failed and stops it.
+    /// learning curve, and before the last the backbone's snapshot); a
+    /// non-finite loss or a collapse commits the pre-training as failed and
+    /// stops it.
     fn train(
         &self,
         mut learner: Learner<B>,
@@ -378,13 +409,18 @@ impl<B: AutodiffBackend> Epochs<'_, B> {
             };
             learner = trained;
             let mut record = record;
-            if epoch == self.p.epochs || (self.p.knn_every > 0 && epoch % self.p.knn_every == 0) {
+            if self.p.measures_knn_at(epoch) {
+                let backbone = learner.backbone();
                 record.knn_top1 = Some(knn_top1(
-                    &learner.backbone(),
+                    &backbone,
                     self.data,
                     self.evaluation,
                     self.device,
                 )?);
+                // Before the commit point: a committed epoch has its snapshot.
+                if epoch < self.p.epochs {
+                    save_backbone(self.init, backbone, &pretrained_snapshot(self.dir, epoch))?;
+                }
             }
             state.history.push(record);
             resumable::commit_epoch(
