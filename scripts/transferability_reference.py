@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.linalg
+from scipy import stats
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.mixture import GaussianMixture
 
@@ -265,6 +266,18 @@ def main():
             value = fn(f, y)
             row[score] = None if value is None else float(value)
         expected[name] = row
+    # Model selection's rank agreement: scipy's weightedtau (defaults), on
+    # scores against outcomes with and without ties.
+    tau_cases = {
+        "scipy_docs": ([12, 2, 1, 12, 2], [1, 4, 7, 1, 0]),
+        "random_12": (rng.normal(size=12).tolist(), rng.normal(size=12).tolist()),
+        "ties_both": ([3, 1, 3, 2, 2, 5, 1, 4], [0.5, 0.2, 0.1, 0.9, 0.9, 0.3, 0.2, 0.7]),
+        "agreeing": (list(range(10)), [v * v for v in range(10)]),
+    }
+    expected["weighted_tau"] = {}
+    for name, (a, b) in tau_cases.items():
+        expected["weighted_tau"][name] = {"x": [float(v) for v in a], "y": [float(v) for v in b],
+                                          "tau": float(stats.weightedtau(a, b).statistic)}
     (out / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
     print(json.dumps(expected, indent=1, sort_keys=True))
 

@@ -125,6 +125,62 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64, MetricError> {
     pearson(&ranks(x), &ranks(y))
 }
 
+/// Weighted Kendall τ (Vigna 2015) with additive hyperbolic weights, as
+/// scipy's `weightedtau(x, y)` with its defaults: the elements ranked by
+/// decreasing (x, y), an exchange of the elements at ranks r and s
+/// weighing 1/(r + 1) + 1/(s + 1), so disagreements at the top count
+/// most; τ = Σ w sgn(Δx) sgn(Δy) / √(Σ w sgn(Δx)² · Σ w sgn(Δy)²) over
+/// the pairs, averaged with the same ranked by decreasing (y, x).
+/// Model selection's agreement measure: what matters is the order of the
+/// best candidates.
+pub fn weighted_tau(x: &[f64], y: &[f64]) -> Result<f64, MetricError> {
+    check_pairs(x, y)?;
+    let (a, b) = (weighted_tau_ranked(x, y), weighted_tau_ranked(y, x));
+    if !(a.is_finite() && b.is_finite()) {
+        return Err(MetricError::input(
+            "correlation",
+            "a constant variable has no rank correlation",
+        ));
+    }
+    Ok((a + b) / 2.0)
+}
+
+/// Weighted τ with the ranks of decreasing (x, y): a full tie puts the
+/// later element first (numpy's `lexsort(...)[::-1]`, as scipy ranks).
+fn weighted_tau_ranked(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        x[b].total_cmp(&x[a])
+            .then(y[b].total_cmp(&y[a]))
+            .then(b.cmp(&a))
+    });
+    let mut weight = vec![0.0; n];
+    for (rank, &i) in order.iter().enumerate() {
+        weight[i] = 1.0 / (rank + 1) as f64;
+    }
+    let sign = |v: f64| {
+        if v > 0.0 {
+            1.0
+        } else if v < 0.0 {
+            -1.0
+        } else {
+            0.0
+        }
+    };
+    let (mut both, mut xx, mut yy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        for j in i + 1..n {
+            let w = weight[i] + weight[j];
+            let (sx, sy) = (sign(x[i] - x[j]), sign(y[i] - y[j]));
+            both += w * sx * sy;
+            xx += w * sx * sx;
+            yy += w * sy * sy;
+        }
+    }
+    both / (xx * yy).sqrt()
+}
+
 /// Average ranks (1-based), ties sharing the mean of their ranks. Sorts
 /// (value, index) pairs in place, in parallel: RSA ranks the millions of
 /// entries of an RDM.

@@ -11,6 +11,8 @@
 //!   and Brier score;
 //! - [`fit`]: the discretised linear fit of Figure 5, Pearson, Spearman;
 //! - [`space`]: the similarity space T_X(η, ε);
+//! - [`selection`]: does a predictor rank the candidate backbones as their
+//!   fine-tuning turned out (weighted Kendall τ, regret, with intervals);
 //! - [`findings`]: the paper's three findings, each with the share of
 //!   resamples of the runs in which it holds;
 //! - [`stats`]: bootstrap intervals and permutation tests;
@@ -32,6 +34,7 @@ pub mod fit;
 pub mod knn;
 mod linalg;
 pub mod probe;
+pub mod selection;
 pub mod similarity;
 pub mod space;
 pub mod stats;

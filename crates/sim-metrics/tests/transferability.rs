@@ -4,6 +4,7 @@
 //! must refuse by name, and the streamed scores against the in-memory ones.
 
 use sim_metrics::arrays::{load_labels, load_matrix};
+use sim_metrics::fit::weighted_tau;
 use sim_metrics::transferability::{Score, transferability, transferability_file};
 
 /// Each score against the reference: |got − want| ≤ TOL · max(1, |want|).
@@ -157,4 +158,27 @@ fn n_leep_does_not_depend_on_the_number_of_threads() {
             .install(|| transferability(x.view(), &y, "y", &[Score::Nleep]).unwrap()[0])
     };
     assert_eq!(with(1).to_bits(), with(3).to_bits());
+}
+
+#[test]
+fn weighted_tau_matches_scipy_with_and_without_ties() {
+    let exp = expected();
+    let cases = exp["weighted_tau"].as_object().unwrap();
+    assert_eq!(cases.len(), 4);
+    let values = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    for (name, case) in cases {
+        let got = weighted_tau(&values(&case["x"]), &values(&case["y"])).unwrap();
+        let want = case["tau"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-12,
+            "{name}: {got} vs scipy's {want}"
+        );
+    }
+    assert!(weighted_tau(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_err());
 }

@@ -17,6 +17,7 @@ use std::fmt::Write;
 
 mod classes;
 mod measures;
+mod selection;
 mod temperature;
 
 /// How the report names a backbone's pre-training: its `pretrain`
@@ -318,6 +319,13 @@ pub fn report(study: &Study, figures: &[(String, Outcome)], tables: [&str; 2]) -
         measures::by_measure(study),
         measures::above_chance(study)
     );
+    if study.selection_summary.is_some() {
+        let _ = writeln!(
+            r,
+            "## Could we have picked the backbone before fine-tuning?\n\n{}",
+            selection::selection(study)
+        );
+    }
     r
 }
 

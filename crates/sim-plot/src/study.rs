@@ -9,8 +9,8 @@ use sim_study::config::{Measure, StudyConfig};
 use sim_study::eval_file::{Probe, Token};
 pub use sim_study::tables::rows::{
     BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow,
-    MethodComparisonRow, PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow, Summary,
-    Table1Metric, VerdictRow, WiseFtRow,
+    MethodComparisonRow, PatchRow, PretrainEpochRow, PretrainRow, SelectionRow,
+    SelectionSummaryRow, SimilarityRow, SpaceRow, Summary, Table1Metric, VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Table};
 use sim_study::tables::{col, file};
@@ -102,6 +102,10 @@ pub struct Study {
     pub reliability: Option<Vec<BinRow>>,
     pub attention: Option<Vec<PatchRow>>,
     pub images: Option<Vec<ImageRow>>,
+    /// Absent in tables made before model selection; empty where no (data
+    /// set, method) had 3 candidates.
+    pub selection: Option<Vec<SelectionRow>>,
+    pub selection_summary: Option<Vec<SelectionSummaryRow>>,
 }
 
 impl Study {
@@ -153,6 +157,8 @@ impl Study {
             reliability: optional(&study)?,
             attention: optional(&study)?,
             images: optional(&study)?,
+            selection: optional(&study)?,
+            selection_summary: optional(&study)?,
         })
     }
 
@@ -375,6 +381,8 @@ impl Study {
             reliability: self.reliability.as_ref().map(|r| rows!(r)),
             attention: self.attention.as_ref().map(|r| rows!(r)),
             images: self.images.as_ref().map(|r| rows!(r)),
+            selection: self.selection.as_ref().map(|r| rows!(r)),
+            selection_summary: self.selection_summary.as_ref().map(|r| rows!(r)),
         }
     }
 

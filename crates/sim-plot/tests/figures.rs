@@ -668,10 +668,9 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
     study(d, &[("vit", "vit"), ("dino", "dinov2")], &runs);
     let rendered = render_study(d, &Options::default()).unwrap();
     assert!(rendered.left_out.is_empty(), "{:?}", rendered.left_out);
-    for name in NAMES
-        .iter()
-        .filter(|n| !["fig3_attention", PRETRAIN_CURVES].contains(*n))
-    {
+    for name in NAMES.iter().filter(|n| {
+        !["fig3_attention", PRETRAIN_CURVES].contains(*n) && !n.starts_with("selection_")
+    }) {
         for ext in ["png", "svg"] {
             assert!(
                 d.join(format!("figures/{name}.{ext}")).exists(),
@@ -750,10 +749,9 @@ fn a_full_study_gives_every_figure_table_and_the_report() {
     assert!(layers.contains("vit, CLS (3 runs)") && layers.contains("dino, patch mean"));
 
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
-    for name in NAMES
-        .iter()
-        .filter(|n| !["fig3_attention", PRETRAIN_CURVES].contains(*n))
-    {
+    for name in NAMES.iter().filter(|n| {
+        !["fig3_attention", PRETRAIN_CURVES].contains(*n) && !n.starts_with("selection_")
+    }) {
         assert!(
             report.contains(&format!("![{name}.png](figures/{name}.png)")),
             "{name}"
@@ -896,8 +894,9 @@ fn a_study_without_a_finished_run_leaves_every_figure_out_and_says_why() {
     let rendered = render_study(d, &Options::default()).unwrap();
     assert_eq!(
         rendered.left_out.len(),
-        NAMES.len() - 1,
-        "every figure but the learning curves (nothing pre-trained here): {:?}",
+        NAMES.len() - 3,
+        "every figure but the learning curves (nothing pre-trained here) and model \
+            selection's (no selection tables): {:?}",
         rendered.left_out
     );
     let report = std::fs::read_to_string(d.join("report.md")).unwrap();
@@ -1414,4 +1413,128 @@ fn measure_draws_the_similarity_figures_under_another_measure() {
         msg.contains("similarity.parquet") && msg.contains("`svcca`"),
         "{msg}"
     );
+}
+
+/// Three candidates with 4 seeds each: LogME in the order of their final
+/// balanced accuracy, the linear probe with the two best swapped, the
+/// similarity after epoch 1 in reverse.
+fn selection_candidates() -> Vec<sim_metrics::selection::Candidate> {
+    use sim_metrics::selection::{Candidate, Outcome, Predictor, RunRecord, Score};
+    ["rand", "dino", "vit"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Candidate {
+            backbone: name.to_string(),
+            before: vec![
+                (Predictor::Score(Score::Logme), i as f64),
+                (Predictor::LinearProbe, [0.3, 0.5, 0.4][i]),
+            ],
+            runs: (0..4)
+                .map(|seed| RunRecord {
+                    seed,
+                    first_epoch: vec![(Predictor::SimilarityEpoch1, 0.9 - 0.1 * i as f64)],
+                    outcomes: vec![
+                        (
+                            Outcome::BalancedAccuracy,
+                            0.5 + 0.1 * i as f64 + 0.01 * seed as f64,
+                        ),
+                        (Outcome::Ece, 0.1),
+                    ],
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn model_selection_gets_its_figures_and_a_report_section_that_reads_the_intervals() {
+    use sim_metrics::selection::{Outcome, Predictor, judge};
+    use sim_study::tables::rows::{SelectionRow, SelectionSummaryRow};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs = [("vit", 0), ("vit", 1), ("dino", 0), ("dino", 1)].map(|(backbone, seed)| Run {
+        backbone,
+        seed,
+        status: "finished",
+        epochs: 2,
+        gain: 0.05,
+    });
+    study(d, &[("vit", "vit"), ("dino", "dinov2")], &runs);
+    let candidates = selection_candidates();
+    let resamples = sim_metrics::stats::draw_resamples(4, 200, 0);
+    let judged = judge(&candidates, 4, &resamples);
+    let rows: Vec<SelectionRow> = candidates
+        .iter()
+        .flat_map(|c| {
+            Predictor::ALL.into_iter().filter_map(move |p| {
+                Some(SelectionRow {
+                    dataset: DATASET.into(),
+                    method: METHOD.into(),
+                    backbone: c.backbone.clone(),
+                    predictor: p.name().into(),
+                    kind: p.kind().name().into(),
+                    value: c.value(p)?,
+                    runs: 4,
+                    balanced_accuracy: c.outcome(Outcome::BalancedAccuracy)?,
+                    ece: c.outcome(Outcome::Ece)?,
+                    forgetting: None,
+                })
+            })
+        })
+        .collect();
+    let interval = |e: Option<sim_metrics::selection::Estimate>| e.and_then(|e| e.interval);
+    let summary: Vec<SelectionSummaryRow> = judged
+        .into_iter()
+        .map(|j| SelectionSummaryRow {
+            dataset: DATASET.into(),
+            method: METHOD.into(),
+            predictor: j.predictor.name().into(),
+            kind: j.predictor.kind().name().into(),
+            outcome: j.outcome.name().into(),
+            candidates: j.candidates as u32,
+            kendall_tau: j.tau.value,
+            kendall_tau_ci_low: interval(Some(j.tau)).map(|i| i.0),
+            kendall_tau_ci_high: interval(Some(j.tau)).map(|i| i.1),
+            pearson_r: j.pearson.map(|e| e.value),
+            pearson_r_ci_low: interval(j.pearson).map(|i| i.0),
+            pearson_r_ci_high: interval(j.pearson).map(|i| i.1),
+            regret: j.regret.value,
+            regret_ci_low: interval(Some(j.regret)).map(|i| i.0),
+            regret_ci_high: interval(Some(j.regret)).map(|i| i.1),
+            pick: j.pick,
+            tau_minus_probe: j.tau_minus_probe.map(|e| e.value),
+            tau_minus_probe_ci_low: interval(j.tau_minus_probe).map(|i| i.0),
+            tau_minus_probe_ci_high: interval(j.tau_minus_probe).map(|i| i.1),
+        })
+        .collect();
+    write(d, &rows);
+    write(d, &summary);
+    render_study(d, &Options::default()).unwrap();
+    for name in ["selection_scores", "selection_tau"] {
+        assert!(d.join(format!("figures/{name}.png")).exists(), "{name}");
+    }
+    // Three predictors with a value against accuracy: one row of three panels.
+    assert_eq!(
+        png_size(&d.join("figures/selection_scores.png")),
+        inches(FULL_WIDTH, 1.55 + 0.3)
+    );
+    let scores = svg(d, "selection_scores");
+    assert!(scores.contains("logme (τ = 1.00)") && scores.contains("sim@1 (τ = -1.00)"));
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    let section = report
+        .split("## Could we have picked the backbone before fine-tuning?")
+        .nth(1)
+        .expect("a model selection section");
+    for words in [
+        "3 candidates. Before fine-tuning, **logme** ranks them best against the final \
+            balanced accuracy: τ = 1.00 [1.00, 1.00]; the pick of **logme**, `vit`, is the \
+            best candidate",
+        "it beats the linear probe",
+        "ranks them in reverse (more similarity kept, lower accuracy): the paper's claim \
+            of predictive model selection does not hold here",
+        "| linear_probe | before fine-tuning | 0.18 [0.18, 0.18] |",
+        "the difference 0.82 [0.82, 0.82]",
+    ] {
+        assert!(section.contains(words), "{words}\n{section}");
+    }
 }

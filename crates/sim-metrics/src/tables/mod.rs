@@ -14,12 +14,14 @@
 //! columns and units: docs/SPEC.md, "Study tables".
 //!
 //! - [`evaluations`]: the evaluation files read into runs and their numbers;
-//! - [`per_epoch`], [`summaries`], [`pretrain`]: the tables' rows from them;
+//! - [`per_epoch`], [`summaries`], [`pretrain`], [`selection`]: the tables'
+//!   rows from them;
 //! - here: the order of it all, the writing, and when the tables are up to date.
 
 mod evaluations;
 mod per_epoch;
 mod pretrain;
+mod selection;
 mod summaries;
 
 use crate::MetricError;
@@ -32,8 +34,8 @@ use sim_study::split_file;
 use sim_study::tables::file as table_file;
 use sim_study::tables::rows::{
     BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, LayerRow,
-    MethodComparisonRow, PatchRow, PretrainEpochRow, PretrainRow, SimilarityRow, SpaceRow,
-    VerdictRow, WiseFtRow,
+    MethodComparisonRow, PatchRow, PretrainEpochRow, PretrainRow, SelectionRow,
+    SelectionSummaryRow, SimilarityRow, SpaceRow, VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Shape, Table};
 use sim_study::{StudyConfig, StudyDir, crash, remove_leftovers};
@@ -201,6 +203,13 @@ pub fn write_study_tables(study_dir: &Path) -> Result<Vec<PathBuf>, TableError> 
     tables.method_comparisons = method_comparisons.map_err(at(table_file::METHOD_COMPARISONS))?;
     tables.pretrain = pretrain::pretrain(&study, &config, &mut epoch0s)?;
     tables.pretrain_epochs = pretrain::pretrain_epochs(&study, &config)?;
+    (tables.selection, tables.selection_summary) = selection::selection(
+        &study,
+        &config,
+        &tables.epochs,
+        &tables.pretrain,
+        &mut epoch0s,
+    );
     // A test stands here to commit a run while the tables are computed.
     crash::pause("tables-computed");
     let tables_dir = study.tables_dir();
@@ -246,6 +255,8 @@ struct Tables {
     method_comparisons: Vec<MethodComparisonRow>,
     pretrain: Vec<PretrainRow>,
     pretrain_epochs: Vec<PretrainEpochRow>,
+    selection: Vec<SelectionRow>,
+    selection_summary: Vec<SelectionSummaryRow>,
 }
 
 impl Tables {
@@ -282,7 +293,9 @@ impl Tables {
             verdicts,
             method_comparisons,
             pretrain,
-            pretrain_epochs
+            pretrain_epochs,
+            selection,
+            selection_summary
         )
     }
 }

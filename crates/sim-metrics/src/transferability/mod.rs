@@ -34,62 +34,11 @@ use crate::MetricError;
 use crate::linalg::{MatRef, Scalar};
 use crate::stream::NpyRows;
 
-/// A transferability score (all: higher predicts a better transfer).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Score {
-    Logme,
-    Hscore,
-    Nleep,
-    Gbc,
-    Transrate,
-    Sfda,
-}
+pub use sim_study::tables::selection::Score;
 
-impl Score {
-    pub const ALL: [Score; 6] = [
-        Score::Logme,
-        Score::Hscore,
-        Score::Nleep,
-        Score::Gbc,
-        Score::Transrate,
-        Score::Sfda,
-    ];
-
-    /// Its name on the command line, in JSON and in the tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Score::Logme => "logme",
-            Score::Hscore => "hscore",
-            Score::Nleep => "nleep",
-            Score::Gbc => "gbc",
-            Score::Transrate => "transrate",
-            Score::Sfda => "sfda",
-        }
-    }
-
-    /// Whether it needs the samples themselves, not only [`ClassMoments`].
-    fn needs_samples(self) -> bool {
-        matches!(self, Score::Nleep | Score::Sfda)
-    }
-}
-
-impl std::fmt::Display for Score {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// Whether a score needs the samples themselves, not only [`ClassMoments`].
+fn needs_samples(score: Score) -> bool {
+    matches!(score, Score::Nleep | Score::Sfda)
 }
 
 /// Each sample's class among the distinct labels (sorted: 0..c), as
@@ -198,7 +147,7 @@ pub fn transferability_file(
     scores: &[Score],
     block_rows: usize,
 ) -> Result<Vec<f64>, MetricError> {
-    if scores.iter().any(|s| s.needs_samples()) {
+    if scores.iter().any(|&s| needs_samples(s)) {
         let x = crate::arrays::load_matrix(path)?;
         return transferability(x.view(), labels, labels_name, scores);
     }

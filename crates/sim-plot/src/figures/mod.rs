@@ -14,6 +14,7 @@ mod knn;
 mod layers;
 mod pretrain;
 mod reliability;
+mod selection;
 mod space;
 mod trajectory;
 mod wise_ft;
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 /// Every figure, in the order of the report (the learning curves in its
 /// "Pre-trained backbones", the others under "Figures").
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     "pretrain_knn",
     "fig1a_knn",
     "fig1b_similarity_density",
@@ -40,6 +41,8 @@ pub const NAMES: [&str; 12] = [
     "layers_epochs_cka",
     "reliability",
     "wise_ft_path",
+    "selection_scores",
+    "selection_tau",
 ];
 
 /// The figures that draw similarity: those `sim-plot --measure` draws under
@@ -55,8 +58,8 @@ pub const MEASURED: [&str; 6] = [
 ];
 
 /// The figures `study` has: every one of [`NAMES`] but the WiSE-FT path
-/// where no method asks for WiSE-FT, and the learning curves where no
-/// backbone is pre-trained here.
+/// where no method asks for WiSE-FT, the learning curves where no backbone
+/// is pre-trained here, and model selection's where the tables have none.
 pub fn names(study: &Study) -> Vec<&'static str> {
     let wise_ft = study.config.methods.iter().any(|m| m.wise_ft.is_some());
     let pretrained = study
@@ -64,9 +67,14 @@ pub fn names(study: &Study) -> Vec<&'static str> {
         .backbones
         .iter()
         .any(|b| b.pretrain().is_some_and(|p| p.epochs > 0));
+    let selection = study
+        .selection_summary
+        .as_ref()
+        .is_some_and(|s| !s.is_empty());
     NAMES
         .into_iter()
         .filter(|n| (wise_ft || *n != "wise_ft_path") && (pretrained || *n != "pretrain_knn"))
+        .filter(|n| selection || !n.starts_with("selection_"))
         .collect()
 }
 
@@ -135,6 +143,16 @@ pub fn render(
         ),
         "wise_ft_path" => write(
             Faceted::prepare(&study.with_wise_ft(), wise_ft::WiseFtPath::prepare),
+            dir,
+            formats,
+        ),
+        "selection_scores" => write(
+            Faceted::prepare(study, selection::SelectionScatter::prepare),
+            dir,
+            formats,
+        ),
+        "selection_tau" => write(
+            Faceted::prepare(study, selection::SelectionTau::prepare),
             dir,
             formats,
         ),

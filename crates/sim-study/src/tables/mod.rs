@@ -7,6 +7,7 @@
 
 pub mod rows;
 pub mod schema;
+pub mod selection;
 
 /// File names, in `<study>/tables/`.
 pub mod file {
@@ -57,8 +58,16 @@ pub mod file {
     /// learning curve. Its first columns are `backbone`, `objective` (no
     /// data set, no method: it is before both).
     pub const PRETRAIN_EPOCHS: &str = "pretrain_epochs.parquet";
+    /// One row per data set × method × backbone (a candidate) × predictor
+    /// (`selection::Predictor`): its value, and the candidate's final
+    /// balanced accuracy, ECE and forgetting (means over finished runs).
+    pub const SELECTION: &str = "selection.parquet";
+    /// One row per data set × method × predictor × outcome: how well the
+    /// predictor ranks the candidates (weighted Kendall τ, Pearson r, the
+    /// regret of its pick), each with its bootstrap interval over seeds.
+    pub const SELECTION_SUMMARY: &str = "selection_summary.parquet";
     /// Every table, in the order `sim-metrics study` writes them.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         EPOCHS,
         CLASSES,
         LAYERS,
@@ -75,6 +84,8 @@ pub mod file {
         METHOD_COMPARISONS,
         PRETRAIN,
         PRETRAIN_EPOCHS,
+        SELECTION,
+        SELECTION_SUMMARY,
     ];
 }
 
@@ -249,6 +260,35 @@ pub mod col {
     /// The share of resamples of the runs in which the finding holds.
     pub const SHARE: &str = "share";
     pub const RESAMPLES: &str = "resamples";
+
+    /// A model-selection predictor (`selection::Predictor::name`), when it
+    /// is known (`selection::Kind::name`), and an outcome (`selection::Outcome::name`).
+    pub const PREDICTOR: &str = "predictor";
+    pub const PREDICTOR_KIND: &str = "kind";
+    pub const OUTCOME: &str = "outcome";
+    /// A candidate's final mean k-NN top-1 drop on the natural images (fraction).
+    pub const FORGETTING: &str = "forgetting";
+    /// Candidates a predictor was judged on.
+    pub const CANDIDATES: &str = "candidates";
+    /// Weighted Kendall τ (hyperbolic weights, scipy's `weightedtau`)
+    /// between the predictor and the outcome, both oriented better-is-higher.
+    pub const KENDALL_TAU: &str = "kendall_tau";
+    pub const PEARSON_R: &str = "pearson_r";
+    /// The outcome's gap between the best candidate and the predictor's pick.
+    pub const REGRET: &str = "regret";
+    /// The backbone the predictor ranks first.
+    pub const PICK: &str = "pick";
+    /// τ minus the linear probe's τ for the same outcome.
+    pub const TAU_MINUS_PROBE: &str = "tau_minus_probe";
+    /// Each one's 95 % bootstrap interval over resamples of the seeds.
+    pub const KENDALL_TAU_CI_LOW: &str = "kendall_tau_ci_low";
+    pub const KENDALL_TAU_CI_HIGH: &str = "kendall_tau_ci_high";
+    pub const PEARSON_R_CI_LOW: &str = "pearson_r_ci_low";
+    pub const PEARSON_R_CI_HIGH: &str = "pearson_r_ci_high";
+    pub const REGRET_CI_LOW: &str = "regret_ci_low";
+    pub const REGRET_CI_HIGH: &str = "regret_ci_high";
+    pub const TAU_MINUS_PROBE_CI_LOW: &str = "tau_minus_probe_ci_low";
+    pub const TAU_MINUS_PROBE_CI_HIGH: &str = "tau_minus_probe_ci_high";
 
     pub const STATUS_FINISHED: &str = "finished";
     pub const STATUS_FAILED: &str = "failed";

@@ -518,3 +518,56 @@ table! {
         pixels: Vec<u8> = col::PIXELS,
     }
 }
+
+table! {
+    /// `selection.parquet`: one row per candidate (data set × method ×
+    /// backbone) × predictor it has a value of (`selection::Predictor`).
+    pub struct SelectionRow in file::SELECTION {
+        dataset: String = col::DATASET,
+        method: String = col::METHOD,
+        backbone: String = col::BACKBONE,
+        predictor: String = col::PREDICTOR,
+        /// `selection::Kind::name`.
+        kind: String = col::PREDICTOR_KIND,
+        /// Epoch-1 predictors: the mean over the finished runs.
+        value: f64 = col::VALUE,
+        /// Finished runs, whose last epochs the outcomes are means over.
+        runs: u32 = col::RUNS,
+        balanced_accuracy: f64 = col::BALANCED_ACCURACY,
+        ece: f64 = col::ECE,
+        /// None where a run has no k-NN before or after.
+        forgetting: Option<f64> = col::FORGETTING,
+    }
+}
+
+table! {
+    /// `selection_summary.parquet`: one row per data set × method ×
+    /// predictor × outcome: how the predictor ranks the candidates against
+    /// the outcome, both oriented better-is-higher. Intervals: 95 %
+    /// bootstrap over resamples of the seeds; none where a resample leaves
+    /// fewer than 3 candidates.
+    pub struct SelectionSummaryRow in file::SELECTION_SUMMARY {
+        dataset: String = col::DATASET,
+        method: String = col::METHOD,
+        predictor: String = col::PREDICTOR,
+        kind: String = col::PREDICTOR_KIND,
+        outcome: String = col::OUTCOME,
+        candidates: u32 = col::CANDIDATES,
+        kendall_tau: f64 = col::KENDALL_TAU,
+        kendall_tau_ci_low: Option<f64> = col::KENDALL_TAU_CI_LOW,
+        kendall_tau_ci_high: Option<f64> = col::KENDALL_TAU_CI_HIGH,
+        /// None where the predictor is the same for every candidate.
+        pearson_r: Option<f64> = col::PEARSON_R,
+        pearson_r_ci_low: Option<f64> = col::PEARSON_R_CI_LOW,
+        pearson_r_ci_high: Option<f64> = col::PEARSON_R_CI_HIGH,
+        /// In the outcome's unit, ≥ 0.
+        regret: f64 = col::REGRET,
+        regret_ci_low: Option<f64> = col::REGRET_CI_LOW,
+        regret_ci_high: Option<f64> = col::REGRET_CI_HIGH,
+        pick: String = col::PICK,
+        /// None for the linear probe itself.
+        tau_minus_probe: Option<f64> = col::TAU_MINUS_PROBE,
+        tau_minus_probe_ci_low: Option<f64> = col::TAU_MINUS_PROBE_CI_LOW,
+        tau_minus_probe_ci_high: Option<f64> = col::TAU_MINUS_PROBE_CI_HIGH,
+    }
+}
