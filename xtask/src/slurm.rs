@@ -35,7 +35,7 @@ pub fn check_paths(config_path: &Path, config: &StudyConfig) -> anyhow::Result<(
         ),
         ("the config file", config_path.to_owned()),
         ("the data folder (SIM_DATA_DIR)", sim_study::data_dir()),
-        ("this program", std::env::current_exe()?),
+        ("this program", program()?),
     ];
     for (what, path) in named {
         let absolute =
@@ -56,6 +56,20 @@ pub fn check_paths(config_path: &Path, config: &StudyConfig) -> anyhow::Result<(
     Ok(())
 }
 
+/// This program's file, which the scripts run; refused where a rebuild
+/// replaced it since it started (Linux then names it `… (deleted)`).
+fn program() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.to_string_lossy().ends_with(" (deleted)") {
+        bail!(
+            "this program's file was replaced while it ran (a rebuild?): {}; run the command \
+             again to write the Slurm scripts for the new one",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
 /// Writes the array and the finishing script; every path in them is absolute.
 pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result<Scripts> {
     check_paths(config_path, config)?;
@@ -64,7 +78,7 @@ pub fn write_scripts(config_path: &Path, config: &StudyConfig) -> anyhow::Result
     let study = absolute(&config.output_dir())?;
     let dir = StudyDir::new(&study).slurm_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let exe = std::env::current_exe()?;
+    let exe = program()?;
     let config_path = absolute(config_path)?;
     let data = absolute(&sim_study::data_dir())?;
     let resources = config.slurm.clone().unwrap_or_default();

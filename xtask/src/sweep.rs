@@ -10,6 +10,7 @@
 //! Slurm task, a `sim-train finetune` by hand) is left to it, said so, and
 //! neither run twice nor counted as failed.
 
+use anyhow::Context;
 use sim_study::StudyDir;
 use sim_study::config::{RunId, StudyConfig};
 use sim_study::run_state::{RunState, Status};
@@ -97,6 +98,8 @@ pub fn sweep(
     let mut view = SweepView::new(report.finished_before + total, report.finished_before);
     let mut running: Vec<Running> = Vec::new();
     let mut durations: Vec<Duration> = Vec::new();
+    // A test stands here to replace this program's file, as a rebuild does.
+    sim_study::crash::pause("sweep-starting");
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < jobs
             && let Some(run) = queue.pop()
@@ -260,6 +263,18 @@ pub fn threads_per_run(jobs: usize) -> usize {
         .max(1)
 }
 
+/// The program that starts the runs: on Linux the image this process runs
+/// (`/proc/self/exe`), so that a rebuild replacing the file during a sweep
+/// (cargo writes a new file under the old name) neither stops the sweep
+/// nor starts its later runs from other code; elsewhere this program's path.
+fn this_program() -> anyhow::Result<PathBuf> {
+    let image = Path::new("/proc/self/exe");
+    if image.exists() {
+        return Ok(image.to_path_buf());
+    }
+    Ok(std::env::current_exe()?)
+}
+
 fn spawn(
     config_path: &Path,
     options: &SweepOptions,
@@ -279,7 +294,8 @@ fn spawn(
         "--- sweep process {} starts this run",
         std::process::id()
     )?;
-    let mut command = Command::new(std::env::current_exe()?);
+    let program = this_program()?;
+    let mut command = Command::new(&program);
     command.args([
         "run-one",
         "--dataset",
@@ -306,7 +322,9 @@ fn spawn(
         .stdout(log.try_clone()?)
         .stderr(log);
     die_with_parent(&mut command);
-    Ok(command.spawn()?)
+    command
+        .spawn()
+        .with_context(|| format!("starting run {run} ({} run-one)", program.display()))
 }
 
 /// The run process is killed when the sweep process dies, however it dies.

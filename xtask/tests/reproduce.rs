@@ -499,6 +499,44 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// A rebuild while a study runs (cargo writes the binary anew under the same
+/// name) must not stop the sweep: its runs are started from the program
+/// that runs it.
+#[test]
+fn a_rebuild_during_the_sweep_does_not_stop_it() {
+    let Some(_) = real_data_dir("ham10000", "a_rebuild_during_the_sweep_does_not_stop_it") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let program = out.path().join("bin/xtask");
+    std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &program).unwrap();
+    let pause = out.path().join("paused");
+    let mut command = Command::new(&program);
+    command.args(reproduce(&config_path("smoke.toml"), &out.path().join("smoke"), &[]).get_args());
+    command.env(
+        sim_study::crash::PAUSE_VAR,
+        format!("sweep-starting:{}", pause.display()),
+    );
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the sweep's pause", || pause.exists());
+    // What cargo does: a new file under the old name.
+    std::fs::remove_file(&program).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &program).unwrap();
+    std::fs::remove_file(&pause).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `kill -9` of the sweep in the middle of its runs, then of one run alone:
 /// each time the same command resumes, and the study ends with the tables
 /// of an uninterrupted sweep.
