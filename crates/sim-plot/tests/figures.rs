@@ -1448,8 +1448,6 @@ fn selection_candidates() -> Vec<sim_metrics::selection::Candidate> {
 
 #[test]
 fn model_selection_gets_its_figures_and_a_report_section_that_reads_the_intervals() {
-    use sim_metrics::selection::{Outcome, Predictor, judge};
-    use sim_study::tables::rows::{SelectionRow, SelectionSummaryRow};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let runs = [("vit", 0), ("vit", 1), ("dino", 0), ("dino", 1)].map(|(backbone, seed)| Run {
@@ -1460,53 +1458,14 @@ fn model_selection_gets_its_figures_and_a_report_section_that_reads_the_interval
         gain: 0.05,
     });
     study(d, &[("vit", "vit"), ("dino", "dinov2")], &runs);
-    let candidates = selection_candidates();
     let resamples = sim_metrics::stats::draw_resamples(4, 200, 0);
-    let judged = judge(&candidates, 4, &resamples);
-    let rows: Vec<SelectionRow> = candidates
-        .iter()
-        .flat_map(|c| {
-            Predictor::ALL.into_iter().filter_map(move |p| {
-                Some(SelectionRow {
-                    dataset: DATASET.into(),
-                    method: METHOD.into(),
-                    backbone: c.backbone.clone(),
-                    predictor: p.name().into(),
-                    kind: p.kind().name().into(),
-                    value: c.value(p)?,
-                    runs: 4,
-                    balanced_accuracy: c.outcome(Outcome::BalancedAccuracy)?,
-                    ece: c.outcome(Outcome::Ece)?,
-                    forgetting: None,
-                })
-            })
-        })
-        .collect();
-    let interval = |e: Option<sim_metrics::selection::Estimate>| e.and_then(|e| e.interval);
-    let summary: Vec<SelectionSummaryRow> = judged
-        .into_iter()
-        .map(|j| SelectionSummaryRow {
-            dataset: DATASET.into(),
-            method: METHOD.into(),
-            predictor: j.predictor.name().into(),
-            kind: j.predictor.kind().name().into(),
-            outcome: j.outcome.name().into(),
-            candidates: j.candidates as u32,
-            kendall_tau: j.tau.value,
-            kendall_tau_ci_low: interval(Some(j.tau)).map(|i| i.0),
-            kendall_tau_ci_high: interval(Some(j.tau)).map(|i| i.1),
-            pearson_r: j.pearson.map(|e| e.value),
-            pearson_r_ci_low: interval(j.pearson).map(|i| i.0),
-            pearson_r_ci_high: interval(j.pearson).map(|i| i.1),
-            regret: j.regret.value,
-            regret_ci_low: interval(Some(j.regret)).map(|i| i.0),
-            regret_ci_high: interval(Some(j.regret)).map(|i| i.1),
-            pick: j.pick,
-            tau_minus_probe: j.tau_minus_probe.map(|e| e.value),
-            tau_minus_probe_ci_low: interval(j.tau_minus_probe).map(|i| i.0),
-            tau_minus_probe_ci_high: interval(j.tau_minus_probe).map(|i| i.1),
-        })
-        .collect();
+    let (rows, summary) = sim_metrics::tables::selection_rows(
+        &selection_candidates(),
+        4,
+        &resamples,
+        DATASET,
+        METHOD,
+    );
     write(d, &rows);
     write(d, &summary);
     render_study(d, &Options::default()).unwrap();

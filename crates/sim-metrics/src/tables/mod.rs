@@ -24,6 +24,8 @@ mod pretrain;
 mod selection;
 mod summaries;
 
+pub use selection::rows_of as selection_rows;
+
 use crate::MetricError;
 use evaluations::{DatasetRuns, Epoch0s, read_runs};
 use sim_study::config::DatasetId;

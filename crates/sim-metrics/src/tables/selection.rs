@@ -10,7 +10,9 @@
 use super::TableError;
 use super::evaluations::{Epoch0s, read_pretrained};
 use crate::arrays::to_matrix;
-use crate::selection::{Candidate, MIN_CANDIDATES, Outcome, Predictor, RunRecord, Score, judge};
+use crate::selection::{
+    Candidate, Estimate, MIN_CANDIDATES, Outcome, Predictor, RunRecord, Score, judge,
+};
 use crate::stats::draw_resamples;
 use crate::transferability::transferability;
 use sim_study::StudyDir;
@@ -57,42 +59,50 @@ pub(super) fn selection(
             if candidates.len() < MIN_CANDIDATES {
                 continue;
             }
-            rows.extend(candidate_rows(&candidates, dataset, &method.name));
-            summary.extend(
-                judge(&candidates, seeds.len(), &resamples)
-                    .into_iter()
-                    .map(|j| {
-                        let low = |e: Option<crate::selection::Estimate>| {
-                            e.and_then(|e| e.interval).map(|i| i.0)
-                        };
-                        let high = |e: Option<crate::selection::Estimate>| {
-                            e.and_then(|e| e.interval).map(|i| i.1)
-                        };
-                        SelectionSummaryRow {
-                            dataset: dataset.into(),
-                            method: method.name.clone(),
-                            predictor: j.predictor.name().into(),
-                            kind: j.predictor.kind().name().into(),
-                            outcome: j.outcome.name().into(),
-                            candidates: j.candidates as u32,
-                            kendall_tau: j.tau.value,
-                            kendall_tau_ci_low: low(Some(j.tau)),
-                            kendall_tau_ci_high: high(Some(j.tau)),
-                            pearson_r: j.pearson.map(|e| e.value),
-                            pearson_r_ci_low: low(j.pearson),
-                            pearson_r_ci_high: high(j.pearson),
-                            regret: j.regret.value,
-                            regret_ci_low: low(Some(j.regret)),
-                            regret_ci_high: high(Some(j.regret)),
-                            pick: j.pick,
-                            tau_minus_probe: j.tau_minus_probe.map(|e| e.value),
-                            tau_minus_probe_ci_low: low(j.tau_minus_probe),
-                            tau_minus_probe_ci_high: high(j.tau_minus_probe),
-                        }
-                    }),
-            );
+            let (r, j) = rows_of(&candidates, seeds.len(), &resamples, dataset, &method.name);
+            rows.extend(r);
+            summary.extend(j);
         }
     }
+    (rows, summary)
+}
+
+/// The rows of both tables for one (data set, method)'s `candidates`,
+/// judged over `resamples` of the study's `seeds` seeds
+/// ([`crate::selection::judge`]).
+pub fn rows_of(
+    candidates: &[Candidate],
+    seeds: usize,
+    resamples: &[Vec<usize>],
+    dataset: &str,
+    method: &str,
+) -> (Vec<SelectionRow>, Vec<SelectionSummaryRow>) {
+    let rows = candidate_rows(candidates, dataset, method).collect();
+    let interval = |e: Option<Estimate>| e.and_then(|e| e.interval);
+    let summary = judge(candidates, seeds, resamples)
+        .into_iter()
+        .map(|j| SelectionSummaryRow {
+            dataset: dataset.into(),
+            method: method.into(),
+            predictor: j.predictor.name().into(),
+            kind: j.predictor.kind().name().into(),
+            outcome: j.outcome.name().into(),
+            candidates: j.candidates as u32,
+            kendall_tau: j.tau.value,
+            kendall_tau_ci_low: interval(Some(j.tau)).map(|i| i.0),
+            kendall_tau_ci_high: interval(Some(j.tau)).map(|i| i.1),
+            pearson_r: j.pearson.map(|e| e.value),
+            pearson_r_ci_low: interval(j.pearson).map(|i| i.0),
+            pearson_r_ci_high: interval(j.pearson).map(|i| i.1),
+            regret: j.regret.value,
+            regret_ci_low: interval(Some(j.regret)).map(|i| i.0),
+            regret_ci_high: interval(Some(j.regret)).map(|i| i.1),
+            pick: j.pick,
+            tau_minus_probe: j.tau_minus_probe.map(|e| e.value),
+            tau_minus_probe_ci_low: interval(j.tau_minus_probe).map(|i| i.0),
+            tau_minus_probe_ci_high: interval(j.tau_minus_probe).map(|i| i.1),
+        })
+        .collect();
     (rows, summary)
 }
 

@@ -156,6 +156,27 @@ fn facet_words(rows: &[&SelectionSummaryRow]) -> String {
         }
         _ => words.push_str("; no linear probe to compare with (epoch 0 kept no train features)."),
     }
+    // The probe or k-NN may rank better still than every score.
+    if let Some(other) = rows
+        .iter()
+        .copied()
+        .filter(|r| {
+            r.outcome == accuracy.name()
+                && matches!(
+                    Predictor::parse(&r.predictor),
+                    Some(Predictor::LinearProbe | Predictor::Knn)
+                )
+                && r.kendall_tau > best.kendall_tau
+        })
+        .max_by(|a, b| a.kendall_tau.total_cmp(&b.kendall_tau))
+    {
+        let _ = write!(
+            words,
+            " Better still before fine-tuning: `{}` (τ = {}).",
+            other.predictor,
+            tau(other)
+        );
+    }
     if let Some(sim) = find(rows, Predictor::SimilarityEpoch1, accuracy) {
         let claim = match side(sim.kendall_tau_ci_low, sim.kendall_tau_ci_high) {
             Side::Above => {
