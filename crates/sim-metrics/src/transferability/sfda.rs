@@ -109,7 +109,7 @@ impl Discriminant {
             .map(|s| (1.0 - shrinkage) * s + shrinkage * mu)
             .collect();
         let (largest, smallest) = (values[0], values[d - 1]);
-        if !(smallest > MIN_CONDITION * largest) {
+        if smallest.is_nan() || smallest <= MIN_CONDITION * largest {
             return Err(MetricError::input(
                 name,
                 format!(

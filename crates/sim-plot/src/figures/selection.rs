@@ -51,10 +51,14 @@ fn no_selection() -> String {
     "no model selection in the tables (fewer than 3 backbones with a finished run)".into()
 }
 
+/// A candidate in a panel: its colour, the predictor's value, its final
+/// balanced accuracy (%).
+type Point = (RGBColor, f64, f64);
+
 /// One panel per predictor: its value against the final balanced accuracy.
 pub struct SelectionScatter {
-    /// Per predictor: τ, and (backbone, value, balanced accuracy %) points.
-    panels: Vec<(Predictor, f64, Vec<(RGBColor, f64, f64)>)>,
+    /// Per predictor: τ, and a point per candidate.
+    panels: Vec<(Predictor, f64, Vec<Point>)>,
 }
 
 impl SelectionScatter {
