@@ -66,8 +66,11 @@ impl Figure for KnnBars {
         "fig1a_knn".into()
     }
 
+    /// A column wide, wider where many backbones need room for their
+    /// names (then facets stack, as wide figures do).
     fn size(&self) -> (u32, u32) {
-        inches(SINGLE_COLUMN, 2.5)
+        let width = SINGLE_COLUMN.max(0.8 + 0.5 * self.bars.len() as f64);
+        inches(width.min(FULL_WIDTH), 2.5)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
