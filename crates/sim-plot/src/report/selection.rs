@@ -86,18 +86,32 @@ fn find<'a>(
         .find(|r| r.predictor == p.name() && r.outcome == o.name())
 }
 
+/// The rows against the final balanced accuracy of the predictors `which`
+/// picks, in table order.
+fn against_accuracy<'a>(
+    rows: &[&'a SelectionSummaryRow],
+    which: impl Fn(Predictor) -> bool,
+) -> Vec<&'a SelectionSummaryRow> {
+    rows.iter()
+        .copied()
+        .filter(|r| {
+            r.outcome == Outcome::BalancedAccuracy.name()
+                && Predictor::parse(&r.predictor).is_some_and(&which)
+        })
+        .collect()
+}
+
+/// The row of the highest τ (the last on a tie).
+fn highest(rows: Vec<&SelectionSummaryRow>) -> Option<&SelectionSummaryRow> {
+    rows.into_iter()
+        .max_by(|a, b| a.kendall_tau.total_cmp(&b.kendall_tau))
+}
+
 /// The best score before fine-tuning, against the probe; the similarity
 /// after epoch 1, against chance and the best score.
 fn facet_words(rows: &[&SelectionSummaryRow]) -> String {
     let accuracy = Outcome::BalancedAccuracy;
-    let scores: Vec<&SelectionSummaryRow> = rows
-        .iter()
-        .copied()
-        .filter(|r| {
-            r.outcome == accuracy.name()
-                && Predictor::parse(&r.predictor).is_some_and(|p| matches!(p, Predictor::Score(_)))
-        })
-        .collect();
+    let scores = against_accuracy(rows, |p| matches!(p, Predictor::Score(_)));
     // The first in predictor order of those with the highest τ; ties named together.
     let best =
         scores
@@ -157,19 +171,10 @@ fn facet_words(rows: &[&SelectionSummaryRow]) -> String {
         _ => words.push_str("; no linear probe to compare with (epoch 0 kept no train features)."),
     }
     // The probe or k-NN may rank better still than every score.
-    if let Some(other) = rows
-        .iter()
-        .copied()
-        .filter(|r| {
-            r.outcome == accuracy.name()
-                && matches!(
-                    Predictor::parse(&r.predictor),
-                    Some(Predictor::LinearProbe | Predictor::Knn)
-                )
-                && r.kendall_tau > best.kendall_tau
-        })
-        .max_by(|a, b| a.kendall_tau.total_cmp(&b.kendall_tau))
-    {
+    let baselines = against_accuracy(rows, |p| {
+        matches!(p, Predictor::LinearProbe | Predictor::Knn)
+    });
+    if let Some(other) = highest(baselines).filter(|r| r.kendall_tau > best.kendall_tau) {
         let _ = write!(
             words,
             " Better still before fine-tuning: `{}` (τ = {}).",
@@ -204,15 +209,7 @@ fn facet_words(rows: &[&SelectionSummaryRow]) -> String {
             tau(sim)
         );
     }
-    if let Some(early) = rows
-        .iter()
-        .copied()
-        .filter(|r| {
-            r.outcome == accuracy.name()
-                && Predictor::parse(&r.predictor).is_some_and(|p| p.kind() == Kind::FirstEpoch)
-        })
-        .max_by(|a, b| a.kendall_tau.total_cmp(&b.kendall_tau))
-    {
+    if let Some(early) = highest(against_accuracy(rows, |p| p.kind() == Kind::FirstEpoch)) {
         let _ = write!(
             words,
             " The best predictor after epoch 1 is `{}` (τ = {}).",
