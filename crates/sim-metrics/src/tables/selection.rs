@@ -14,7 +14,7 @@ use crate::selection::{
     Candidate, Estimate, MIN_CANDIDATES, Outcome, Predictor, RunRecord, Score, judge,
 };
 use crate::stats::draw_resamples;
-use crate::transferability::transferability;
+use crate::transferability::each_score;
 use sim_study::StudyDir;
 use sim_study::config::StudyConfig;
 use sim_study::eval_file::{TRAIN_FEATURES, TRAIN_LABELS};
@@ -147,16 +147,21 @@ fn before_fine_tuning(
     let path = study.pretrained_eval(dataset, backbone);
     if path.exists() {
         match train_features(&read_pretrained(&path, config, epoch0s)) {
-            Ok((x, y)) => {
-                for score in Score::ALL {
-                    match transferability(x.view(), &y, TRAIN_LABELS, &[score]) {
-                        Ok(v) => out.push((Predictor::Score(score), v[0])),
-                        Err(e) => tracing::warn!(
-                            "{dataset}/{backbone}: no {score} in the selection tables: {e}"
-                        ),
+            Ok((x, y)) => match each_score(x.view(), &y, TRAIN_LABELS, &Score::ALL) {
+                Ok(values) => {
+                    for (score, value) in Score::ALL.into_iter().zip(values) {
+                        match value {
+                            Ok(v) => out.push((Predictor::Score(score), v)),
+                            Err(e) => tracing::warn!(
+                                "{dataset}/{backbone}: no {score} in the selection tables: {e}"
+                            ),
+                        }
                     }
                 }
-            }
+                Err(e) => tracing::warn!(
+                    "{dataset}/{backbone}: no transferability scores in the selection tables: {e}"
+                ),
+            },
             Err(e) => tracing::warn!(
                 "{dataset}/{backbone}: no transferability scores in the selection tables: {e}"
             ),

@@ -49,8 +49,6 @@ pub struct Classes {
     pub of_sample: Vec<usize>,
     /// The label of each class.
     pub labels: Vec<i64>,
-    /// Samples per class.
-    pub counts: Vec<usize>,
 }
 
 impl Classes {
@@ -73,14 +71,9 @@ impl Classes {
             .iter()
             .map(|l| distinct.binary_search(l).expect("a label of the list"))
             .collect();
-        let mut counts = vec![0; distinct.len()];
-        for &c in &of_sample {
-            counts[c] += 1;
-        }
         Ok(Classes {
             of_sample,
             labels: distinct,
-            counts,
         })
     }
 
@@ -101,6 +94,21 @@ pub fn transferability<T: Scalar>(
     labels_name: &str,
     scores: &[Score],
 ) -> Result<Vec<f64>, MetricError> {
+    each_score(x, labels, labels_name, scores)?
+        .into_iter()
+        .collect()
+}
+
+/// [`transferability`] with each score's own outcome: bad input (labels,
+/// non-finite features) is the outer error; a score the features do not
+/// allow (GBC on a constant feature) fails alone. The features' moments
+/// are computed once for all.
+pub fn each_score<T: Scalar>(
+    x: MatRef<'_, T>,
+    labels: &[i64],
+    labels_name: &str,
+    scores: &[Score],
+) -> Result<Vec<Result<f64, MetricError>>, MetricError> {
     check_rows(x.name, x.rows, labels.len(), labels_name)?;
     x.check_finite()?;
     let classes = Classes::new(labels, labels_name)?;
@@ -108,15 +116,19 @@ pub fn transferability<T: Scalar>(
     let features = MatRef::new(&data, x.rows, x.cols, x.name)?;
     let moments = ClassMoments::of(features, &classes);
     let norm4 = || Ok(hscore::centred_norm4_sum(features, &moments.mean()));
-    scores
+    Ok(scores
         .iter()
         .map(|&score| {
-            from_moments(score, &moments, &classes, &norm4, x.name).unwrap_or_else(|| match score {
-                Score::Nleep => nleep::nleep(features, &classes, &moments),
-                _ => sfda::sfda(features, &classes, &moments),
-            })
+            let value =
+                from_moments(score, &moments, &classes, &norm4, x.name).unwrap_or_else(|| {
+                    match score {
+                        Score::Nleep => nleep::nleep(features, &classes, &moments),
+                        _ => sfda::sfda(features, &classes, &moments),
+                    }
+                });
+            finite(score, value?, x.name)
         })
-        .collect()
+        .collect())
 }
 
 /// A score that needs only the moments; `None` for one that needs the
@@ -174,10 +186,23 @@ pub fn transferability_file(
     scores
         .iter()
         .map(|&score| {
-            from_moments(score, &moments, &classes, &norm4, path)
-                .expect("scores that need the samples are held whole above")
+            let value = from_moments(score, &moments, &classes, &norm4, path)
+                .expect("scores that need the samples are held whole above");
+            finite(score, value?, path)
         })
         .collect()
+}
+
+/// A score's value, or the error that says it is not a number: never a
+/// NaN or an infinity as a result.
+fn finite(score: Score, value: f64, name: &str) -> Result<f64, MetricError> {
+    if value.is_finite() {
+        return Ok(value);
+    }
+    Err(MetricError::input(
+        name,
+        format!("{score} came out {value}: the features are too degenerate for it"),
+    ))
 }
 
 fn check_rows(
