@@ -28,6 +28,24 @@ pub fn panels_width(panels: usize) -> f64 {
     (SINGLE_COLUMN * panels.max(1) as f64).min(FULL_WIDTH)
 }
 
+/// Panels in a row of a figure with one panel per backbone: more wrap onto
+/// further rows, so each keeps a third of the page (twelve side by side
+/// left each too narrow to read).
+pub const PANELS_PER_ROW: usize = 3;
+
+/// Rows × columns of a figure of `panels` panels, [`PANELS_PER_ROW`] at most.
+pub fn panel_grid(panels: usize) -> (usize, usize) {
+    let columns = panels.clamp(1, PANELS_PER_ROW);
+    (panels.max(1).div_ceil(columns), columns)
+}
+
+/// The size of a figure of `panels` panels in [`panel_grid`], each row
+/// `row_height` inches high.
+pub fn panels_size(panels: usize, row_height: f64) -> (u32, u32) {
+    let (rows, columns) = panel_grid(panels);
+    inches(panels_width(columns), row_height * rows as f64)
+}
+
 /// A length in points (1/72 inch) in pixels.
 pub fn pt(points: f64) -> u32 {
     (points / 72.0 * DPI).round() as u32
@@ -362,4 +380,19 @@ pub fn padded_range(
     let centre = (lo + hi) / 2.0;
     let half = ((hi - lo) / 2.0 * 1.12).max(min_half_width);
     centre - half..centre + half
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panels_wrap_after_three_and_keep_the_width_of_three() {
+        assert_eq!(panel_grid(0), (1, 1));
+        assert_eq!(panel_grid(2), (1, 2));
+        assert_eq!(panel_grid(3), (1, 3));
+        assert_eq!(panel_grid(12), (4, 3));
+        assert_eq!(panels_size(2, 2.5), inches(2.0 * SINGLE_COLUMN, 2.5));
+        assert_eq!(panels_size(12, 2.5), inches(FULL_WIDTH, 10.0));
+    }
 }

@@ -184,14 +184,14 @@ impl Figure for CkaEce {
     }
 
     fn size(&self) -> (u32, u32) {
-        inches(panels_width(self.panels.len()), 2.7)
+        panels_size(self.panels.len(), 2.7)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
-        let areas = root.split_evenly((1, self.panels.len()));
+        let areas = root.split_evenly(panel_grid(self.panels.len()));
         for (area, p) in areas.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
             let all = || p.points.iter().chain(&p.epoch0);

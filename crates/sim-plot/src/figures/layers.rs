@@ -302,7 +302,7 @@ impl Figure for LayerEpochMap {
     }
 
     fn size(&self) -> (u32, u32) {
-        inches(panels_width(self.panels.len()), 2.6)
+        panels_size(self.panels.len(), 2.6)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
@@ -310,7 +310,7 @@ impl Figure for LayerEpochMap {
         DB::ErrorType: 'static,
     {
         let (maps, scale) = root.split_horizontally(root.dim_in_pixel().0 - pt(56.0));
-        let areas = maps.split_evenly((1, self.panels.len()));
+        let areas = maps.split_evenly(panel_grid(self.panels.len()));
         // Yellow at the value against itself, dark at the far end.
         let (far, same) = (self.far, self.scale.identical);
         let colour =

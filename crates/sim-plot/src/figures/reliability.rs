@@ -142,7 +142,7 @@ impl Figure for Reliability {
     }
 
     fn size(&self) -> (u32, u32) {
-        inches(panels_width(self.panels.len()), 3.4)
+        panels_size(self.panels.len(), 3.4)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
@@ -171,7 +171,7 @@ impl Figure for Reliability {
         ));
         entries.push((Mark::Line(GREY, true), "perfect calibration".into()));
         let area = with_legend(root, &entries)?;
-        let columns = area.split_evenly((1, self.panels.len()));
+        let columns = area.split_evenly(panel_grid(self.panels.len()));
         for (area, p) in columns.iter().zip(&self.panels) {
             let color = backbone_color(&self.backbones, &p.backbone);
             let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 70 / 100);
