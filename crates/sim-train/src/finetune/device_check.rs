@@ -7,7 +7,7 @@
 //!   kernel cache keeps for the next process);
 //! - **steady state**: training and evaluation images/s after the warm-up,
 //!   the device synchronised before every clock read, through the same
-//!   loop a run uses ([`super::train_epoch`], [`super::eval`]);
+//!   loop a run uses ([`super::step`], [`super::eval`]);
 //! - **agreement**: a short run (the config's `training`, `epochs` epochs on
 //!   the first medical data set) trained from the same weights with the
 //!   same seed on the CPU backend in f32 and on the device in the config's
@@ -19,14 +19,13 @@
 
 use super::eval::final_outputs;
 use super::method::Method;
-use super::{NonFiniteLoss, StepInputs, class_weights, epoch_order, train_epoch};
+use super::step::{NonFiniteLoss, StepInputs, TrainSplit, train_epoch};
 use crate::CpuBackend;
 use crate::backend::{DEVICE_NAME, TrainBackend};
 use crate::data::batch::Batcher;
-use crate::data::colour::ColourAugment;
 use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, lock_study};
-use crate::data::transform::{Normalisation, TrainAugment};
+use crate::data::transform::Normalisation;
 use crate::model::LoadOptions;
 use crate::train::EpochProgress;
 use crate::train::batch_parts::BatchParts;
@@ -43,7 +42,7 @@ use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, cka};
 use sim_study::StudyDir;
 use sim_study::config::{
-    BackboneConfig, ClassBalance, DatasetId, MethodConfig, Precision, StudyConfig, TrainingConfig,
+    BackboneConfig, DatasetId, MethodConfig, Precision, StudyConfig, TrainingConfig,
 };
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -227,6 +226,10 @@ impl Data {
         })
     }
 
+    fn split(&self) -> TrainSplit<'_> {
+        TrainSplit::new(self.train.clone(), &self.labels, self.classes)
+    }
+
     fn batcher(&self, norm: Normalisation) -> Batcher<'_> {
         Batcher {
             cache: &self.cache,
@@ -265,33 +268,6 @@ fn start<B: AutodiffBackend>(
         Training::new(model, config.training.weight_decay),
         Normalisation { mean, std },
     ))
-}
-
-fn inputs<'a, B: AutodiffBackend>(
-    config: &'a StudyConfig,
-    batcher: &'a Batcher<'a>,
-    data: &'a Data,
-    per_epoch: usize,
-    method: &'a Method<B>,
-    device: &'a B::Device,
-) -> StepInputs<'a, B> {
-    let t = &config.training;
-    StepInputs {
-        batcher,
-        augment: TrainAugment {
-            scale: t.rrc_scale,
-            hflip: t.hflip,
-            vflip: t.vflip,
-            colour: ColourAugment::NONE,
-        },
-        class_weights: (t.class_balance == ClassBalance::LossWeights)
-            .then(|| class_weights(&data.labels, &data.train, data.classes)),
-        training: t,
-        per_epoch,
-        method,
-        parts: method.parts(&data.parts),
-        device,
-    }
 }
 
 fn non_finite(e: NonFiniteLoss) -> anyhow::Error {
@@ -344,7 +320,16 @@ fn timings<B: AutodiffBackend>(
         .cycle()
         .take((steps + 1) * batch)
         .collect();
-    let inputs = inputs(config, &batcher, data, steps + 1, &method, device);
+    let split = data.split();
+    let mut inputs = StepInputs::new(
+        &config.training,
+        (&batcher, &data.parts),
+        &split,
+        &method,
+        device,
+    );
+    // The schedule's epoch: the timed steps.
+    inputs.per_epoch = steps + 1;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
 
     let clock = Instant::now();
@@ -432,26 +417,13 @@ fn short_run<B: AutodiffBackend>(
         device,
     );
     let method = Method::new(&MethodConfig::full("full"), &tr.model.backbone);
-    let inputs = inputs(
-        config,
-        &batcher,
-        data,
-        data.train.len().div_ceil(t.batch_size),
-        &method,
-        device,
-    );
-    let weights = class_weights(&data.labels, &data.train, data.classes);
+    let split = data.split();
+    let inputs = StepInputs::new(t, (&batcher, &data.parts), &split, &method, device);
     let seed = config.study.seeds[0];
     for epoch in 1..=epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(epoch as u64);
-        let order = epoch_order(
-            &data.train,
-            &data.labels,
-            &weights,
-            t.class_balance,
-            &mut rng,
-        );
+        let order = split.order(t.class_balance, &mut rng);
         let progress =
             EpochProgress::start(None, epoch, t.epochs, order.len().div_ceil(t.batch_size));
         tr = train_epoch(tr, epoch, &order, &mut rng, &inputs, &progress).map_err(non_finite)?;

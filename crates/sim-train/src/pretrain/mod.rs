@@ -38,7 +38,7 @@ use sim_metrics::MatRef;
 use sim_metrics::knn::knn_accuracy;
 use sim_study::config::{
     BackboneConfig, DatasetId, EvaluationConfig, MethodConfig, Objective, PretrainConfig,
-    StudyConfig,
+    StudyConfig, TrainingConfig,
 };
 use sim_study::layout::{pretrain_dir, pretrain_log, pretrained_model, pretrained_snapshot};
 use sim_study::lock::DirLock;
@@ -93,6 +93,26 @@ enum Learner<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Learner<B> {
+    /// The learner of `p`'s objective, one that trains (`run` writes
+    /// objective `none`'s initialisation before), from the initialisation
+    /// `init` (supervised: a head of `classes` outputs).
+    fn new(p: &PretrainConfig, init: &Backbone<B>, classes: usize, device: &B::Device) -> Self {
+        match p.objective {
+            Objective::Supervised => {
+                let classifier = Classifier::new(init.model.clone(), classes, p.seed, device);
+                let method = Method::new(&MethodConfig::full("pretrain"), &classifier.backbone);
+                Learner::Supervised {
+                    training: Training::new(classifier, p.weight_decay),
+                    method,
+                }
+            }
+            Objective::Dino => {
+                Learner::Dino(Dino::new(init.model.clone(), &p.dino, p.seed, device))
+            }
+            Objective::None => unreachable!("objective `none` trains nothing"),
+        }
+    }
+
     fn save(&self, dir: &Path, epoch: u32) -> anyhow::Result<()> {
         match self {
             Learner::Supervised { training, .. } => training.save(dir, epoch),
@@ -150,15 +170,9 @@ pub fn run<B: AutodiffBackend>(
         return Ok(Outcome::AlreadyFinished { model, note });
     }
     let _log = resumable::start(&dir, &pretrain_log(&dir))?;
-    let shape = vit_shape(bcfg, p);
-    let init = random_vit::<B>(shape, p.seed, device)?;
+    let init = random_vit::<B>(vit_shape(bcfg, p), p.seed, device)?;
     let resumed_at = state.as_ref().map_or(0, |s| s.last_finished_epoch);
-    let mut state = state.unwrap_or_else(|| PretrainState::started(p.objective, p.epochs));
-    if resumed_at == 0 {
-        state.sources = Some(SOURCES.to_string());
-    } else if let Some(note) = reuse_note(&state, &dir) {
-        tracing::warn!("resuming after epoch {resumed_at}: its earlier epochs were {note}");
-    }
+    let mut state = started_or_resumed(state, p, &dir);
     if p.objective == Objective::None {
         save_backbone(&init, init.model.clone(), &model)?;
         resumable::finish(&dir, &mut state)?;
@@ -170,55 +184,67 @@ pub fn run<B: AutodiffBackend>(
         return Ok(Outcome::Finished { model, resumed_at });
     }
 
-    let (natural, cache) = natural_images(config, bcfg.input_size)?;
-    let labels = natural.labels();
-    let (mean, std) = bcfg.normalisation(init.naming.family());
-    let norm = Normalisation { mean, std };
-    let (train, val) = (natural.train_indices(), natural.test_indices());
-    let data = EpochData {
-        train: &train,
-        val: &val,
-        global: Batcher {
-            cache: &cache,
-            labels: &labels,
-            size: bcfg.input_size,
-            norm,
-        },
-        local: Batcher {
-            cache: &cache,
-            labels: &labels,
-            size: p.dino.local_size,
-            norm,
-        },
-        classes: natural.dataset.classes.len(),
-        parts: BatchParts::for_training(&config.training),
-    };
-
-    let mut learner = match p.objective {
-        Objective::Supervised => {
-            let classifier = Classifier::new(init.model.clone(), data.classes, p.seed, device);
-            let method = Method::new(&MethodConfig::full("pretrain"), &classifier.backbone);
-            Learner::Supervised {
-                training: Training::new(classifier, p.weight_decay),
-                method,
-            }
-        }
-        Objective::Dino => Learner::Dino(Dino::new(init.model.clone(), &p.dino, p.seed, device)),
-        Objective::None => unreachable!("written above"),
-    };
+    let images = NaturalImages::prepare(config, bcfg.input_size)?;
+    let norm = bcfg.normalisation(init.naming.family());
+    let data = images.epoch_data(bcfg.input_size, p.dino.local_size, norm, &config.training);
+    let mut learner = Learner::new(p, &init, data.classes, device);
     if resumed_at > 0 {
         learner = resumable::resume(&dir, resumed_at, || {
             learner.restore(&dir, resumed_at, device)
         })?;
         tracing::info!("resuming the pre-training of `{name}` after epoch {resumed_at}");
     }
+    log_start(bcfg, p, &data, &dir);
+    let evaluation = &config.evaluation;
+    let epochs = Epochs {
+        name,
+        init: &init,
+        dir: &dir,
+        p,
+        data: &data,
+        evaluation,
+        device,
+    };
+    let learner = epochs.train(learner, &mut state, resumed_at)?;
+    save_backbone(&init, learner.backbone(), &model)?;
+    crash::point("pretrain-model-written");
+    resumable::finish(&dir, &mut state)?;
+    let minutes = state.minutes();
     tracing::info!(
-        "pre-training `{name}` ({}): ViT width {}, depth {}, {} heads, patch {}, {} px, on \
+        "pre-trained `{name}` in {minutes:.1} min: {}",
+        model.display()
+    );
+    Ok(Outcome::Finished { model, resumed_at })
+}
+
+/// The state to go on from: a new one, or the committed one. Epochs from
+/// nothing record this build's sources; resuming epochs that other code
+/// made warns.
+fn started_or_resumed(
+    state: Option<PretrainState>,
+    p: &PretrainConfig,
+    dir: &Path,
+) -> PretrainState {
+    let mut state = state.unwrap_or_else(|| PretrainState::started(p.objective, p.epochs));
+    let resumed_at = state.last_finished_epoch;
+    if resumed_at == 0 {
+        state.sources = Some(SOURCES.to_string());
+    } else if let Some(note) = reuse_note(&state, dir) {
+        tracing::warn!("resuming after epoch {resumed_at}: its earlier epochs were {note}");
+    }
+    state
+}
+
+/// Logs what is pre-trained, on what, into where.
+fn log_start(bcfg: &BackboneConfig, p: &PretrainConfig, data: &EpochData<'_>, dir: &Path) {
+    tracing::info!(
+        "pre-training `{}` ({}): ViT width {}, depth {}, {} heads, patch {}, {} px, on \
             {} natural images ({} classes), {} epochs, into {}",
+        bcfg.name,
         p.objective.name(),
         p.width,
         p.depth,
-        shape.heads,
+        vit_shape(bcfg, p).heads,
         p.patch,
         bcfg.input_size,
         data.train.len(),
@@ -226,25 +252,6 @@ pub fn run<B: AutodiffBackend>(
         p.epochs,
         dir.display()
     );
-    let epochs = Epochs {
-        name,
-        init: &init,
-        dir: &dir,
-        p,
-        data: &data,
-        evaluation: &config.evaluation,
-        device,
-    };
-    let learner = epochs.train(learner, &mut state, resumed_at)?;
-    save_backbone(&init, learner.backbone(), &model)?;
-    crash::point("pretrain-model-written");
-    resumable::finish(&dir, &mut state)?;
-    tracing::info!(
-        "pre-trained `{name}` in {:.1} min: {}",
-        state.minutes(),
-        model.display()
-    );
-    Ok(Outcome::Finished { model, resumed_at })
 }
 
 /// A finished pre-training must hold the snapshot of every backbone of
@@ -273,18 +280,57 @@ fn check_snapshots(config: &StudyConfig, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The natural images' split and image cache at `size` px, made under the
-/// study folder's lock by the first process that needs them.
-fn natural_images(
-    config: &StudyConfig,
-    size: u32,
-) -> anyhow::Result<(PreparedDataset, ImageCache)> {
-    let study = StudyDir::new(config.output_dir());
-    let _study_lock = lock_study(&study)?;
-    study.write_resolved_config(config)?;
-    let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
-    let cache = natural.image_cache(&study, size)?;
-    Ok((natural, cache))
+/// The natural images pre-trained on: their split, image cache and labels.
+struct NaturalImages {
+    natural: PreparedDataset,
+    cache: ImageCache,
+    labels: Vec<usize>,
+    train: Vec<usize>,
+    val: Vec<usize>,
+}
+
+impl NaturalImages {
+    /// The split and the image cache at `size` px, made under the study
+    /// folder's lock by the first process that needs them.
+    fn prepare(config: &StudyConfig, size: u32) -> anyhow::Result<NaturalImages> {
+        let study = StudyDir::new(config.output_dir());
+        let _study_lock = lock_study(&study)?;
+        study.write_resolved_config(config)?;
+        let mut natural = PreparedDataset::load(config, &study, &DatasetId::Natural)?;
+        let cache = natural.image_cache(&study, size)?;
+        Ok(NaturalImages {
+            labels: natural.labels(),
+            train: natural.train_indices(),
+            val: natural.test_indices(),
+            natural,
+            cache,
+        })
+    }
+
+    /// What an epoch reads: global views of `size` px, local ones of
+    /// `local_size`, normalised by `(mean, std)`.
+    fn epoch_data(
+        &self,
+        size: u32,
+        local_size: u32,
+        (mean, std): ([f32; 3], [f32; 3]),
+        training: &TrainingConfig,
+    ) -> EpochData<'_> {
+        let batcher = |size| Batcher {
+            cache: &self.cache,
+            labels: &self.labels,
+            size,
+            norm: Normalisation { mean, std },
+        };
+        EpochData {
+            train: &self.train,
+            val: &self.val,
+            global: batcher(size),
+            local: batcher(local_size),
+            classes: self.natural.dataset.classes.len(),
+            parts: BatchParts::for_training(training),
+        }
+    }
 }
 
 /// Seconds of one pre-training step of `bcfg`'s `pretrain` entry `p` on
