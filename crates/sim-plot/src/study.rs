@@ -199,9 +199,9 @@ impl Study {
                 };
                 WiseFtMean {
                     alpha,
-                    similarity: mean(|r| r.similarity),
-                    accuracy: mean(|r| r.accuracy),
-                    ece: mean(|r| r.ece),
+                    similarity: mean(|r| r.kept.similarity),
+                    accuracy: mean(|r| r.scores.accuracy),
+                    ece: mean(|r| r.scores.ece),
                     runs: at.len(),
                 }
             })
@@ -277,10 +277,9 @@ impl Study {
                     file::EPOCHS
                 );
             };
-            epochs.push(EpochRow {
-                similarity: value,
-                ..e.clone()
-            });
+            let mut e = e.clone();
+            e.kept.similarity = value;
+            epochs.push(e);
         }
         let last_epoch = |d: &str, m: &str, b: &str, s: u64| {
             epochs
@@ -289,7 +288,7 @@ impl Study {
                     (&*e.dataset, &*e.method, &*e.backbone, e.seed) == (d, m, b, s)
                 })
                 .max_by_key(|e| e.epoch)
-                .map(|e| e.similarity)
+                .map(|e| e.kept.similarity)
         };
         let mut space = Vec::with_capacity(self.space.len());
         for p in &self.space {

@@ -6,9 +6,9 @@
 
 use sim_plot::figures::NAMES;
 use sim_study::tables::rows::{
-    BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, KnnByK, LayerRow,
-    MethodComparisonRow, PatchRow, SimilarityRow, SpaceRow, Summary, Table1Metric, Table1Stats,
-    VerdictRow, WiseFtRow,
+    BackboneRow, BinRow, ClassRow, ComparisonRow, EpochRow, FitRow, ImageRow, Kept, KnnByK,
+    LayerRow, MethodComparisonRow, PatchRow, SimilarityRow, SpaceRow, Summary, Table1Metric,
+    Table1Stats, TestScores, VerdictRow, WiseFtRow,
 };
 use sim_study::tables::schema::{self, Shape, Table};
 
@@ -92,6 +92,15 @@ fn metrics(r: &Run, epoch: u32) -> (f64, f64, f64, f64) {
 /// `verdicts.parquet`: the finished runs through sim-metrics' findings, as
 /// `sim-metrics study` computes them (every measure reads the same numbers
 /// here). Finding 2 only for the `fitted` backbones, as the fits table has it.
+/// What a model kept: its similarity, and its k-NN top-1 at the one k.
+fn kept(similarity: f64, knn: f64) -> Kept {
+    Kept {
+        similarity,
+        knn_top1: Some(knn),
+        knn_top1_k: KnnByK(vec![(20, Some(knn))]),
+    }
+}
+
 fn verdicts(config: &StudyConfig, finished: &[&Run], fitted: &[&str]) -> Vec<VerdictRow> {
     use sim_metrics::findings::{
         Certainty, calibration_follows_similarity, forgets_less, runs_beside_best,
@@ -277,13 +286,15 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                     col::HEAD_FINE_TUNED
                 }
                 .into(),
-                accuracy,
-                balanced_accuracy: accuracy,
-                macro_f1: accuracy,
-                auroc: Some(0.5 + accuracy / 2.0),
-                ece,
-                mce: ece,
-                adaptive_ece: ece,
+                scores: TestScores {
+                    accuracy,
+                    balanced_accuracy: accuracy,
+                    macro_f1: accuracy,
+                    auroc: Some(0.5 + accuracy / 2.0),
+                    ece,
+                    mce: ece,
+                    adaptive_ece: ece,
+                },
                 nll: 1.0 - accuracy,
                 brier: 0.8 - accuracy,
                 // Fine-tuned epochs: scaled at T = 1.5, half the ECE left
@@ -298,9 +309,7 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 mce_scaled: (epoch > 0).then_some(ece / 2.0),
                 nll_scaled: (epoch > 0).then_some(0.9 - accuracy),
                 brier_scaled: (epoch > 0).then_some(0.7 - accuracy),
-                similarity,
-                knn_top1: Some(knn),
-                knn_top1_k: KnnByK(vec![(20, Some(knn))]),
+                kept: kept(similarity, knn),
             });
             for layer in 0..=3u32 {
                 for cls in [true, false] {
@@ -586,16 +595,16 @@ fn study(dir: &Path, backbones: &[(&str, &str)], runs: &[Run]) {
                 backbone: r.backbone.into(),
                 seed: r.seed,
                 alpha,
-                accuracy,
-                balanced_accuracy: accuracy,
-                macro_f1: 0.3,
-                auroc: Some(0.5 + accuracy / 2.0),
-                ece: 0.05 + 0.1 * alpha,
-                mce: 0.05 + 0.1 * alpha,
-                adaptive_ece: 0.05 + 0.1 * alpha,
-                similarity: 1.0 - alpha * 0.15 * r.epochs as f64,
-                knn_top1: Some(knn),
-                knn_top1_k: KnnByK(vec![(20, Some(knn))]),
+                scores: TestScores {
+                    accuracy,
+                    balanced_accuracy: accuracy,
+                    macro_f1: 0.3,
+                    auroc: Some(0.5 + accuracy / 2.0),
+                    ece: 0.05 + 0.1 * alpha,
+                    mce: 0.05 + 0.1 * alpha,
+                    adaptive_ece: 0.05 + 0.1 * alpha,
+                },
+                kept: kept(1.0 - alpha * 0.15 * r.epochs as f64, knn),
             }
         })
         .collect();
@@ -1265,7 +1274,7 @@ fn figures_are_fresh_by_what_they_were_made_from_and_a_hand_edited_config_is_ref
         sim_plot::up_to_date(d),
         "same rows, newer file: still up to date"
     );
-    epochs.iter_mut().for_each(|e| e.ece = 0.5);
+    epochs.iter_mut().for_each(|e| e.scores.ece = 0.5);
     write(d, &epochs);
     assert!(!sim_plot::up_to_date(d), "changed rows: stale");
     render_study(d, &Options::default()).unwrap();
@@ -1378,8 +1387,8 @@ fn measure_draws_the_similarity_figures_under_another_measure() {
             .iter()
             .find(|s| s.is_final && (s.seed, s.epoch) == (e.seed, e.epoch))
             .unwrap();
-        assert_eq!(e.similarity, last_layer.value);
-        assert_ne!(e.similarity, study.epochs[0].similarity);
+        assert_eq!(e.kept.similarity, last_layer.value);
+        assert_ne!(e.kept.similarity, study.epochs[0].kept.similarity);
     }
     assert_eq!(drawn.layers.len(), similarity.len());
     for p in &drawn.space {

@@ -7,7 +7,8 @@ use super::evaluations::{AttentionImage, EpochMetrics, Run};
 use sim_study::config::StudyConfig;
 use sim_study::eval_file::Layer;
 use sim_study::tables::rows::{
-    BinRow, ClassRow, EpochRow, ImageRow, KnnByK, LayerRow, PatchRow, SimilarityRow, WiseFtRow,
+    BinRow, ClassRow, EpochRow, ImageRow, Kept, KnnByK, LayerRow, PatchRow, SimilarityRow,
+    TestScores, WiseFtRow,
 };
 
 /// The index of `evaluation.knn_report_k` in `evaluation.knn_k`.
@@ -19,15 +20,33 @@ pub(super) fn report_k(config: &StudyConfig) -> usize {
         .expect("validated: knn_report_k is one of knn_k")
 }
 
-/// One model's k-NN top-1 at each k of the study.
-fn knn_by_k(m: &EpochMetrics, config: &StudyConfig) -> KnnByK {
+/// One model's scores on the medical test split.
+fn test_scores(m: &EpochMetrics) -> TestScores {
+    TestScores {
+        accuracy: m.accuracy,
+        balanced_accuracy: m.balanced_accuracy,
+        macro_f1: m.macro_f1,
+        auroc: m.auroc,
+        ece: m.ece,
+        mce: m.mce,
+        adaptive_ece: m.adaptive_ece,
+    }
+}
+
+/// What one model kept: its similarity and its k-NN top-1 at the report's
+/// k (`report`: its index) and at each k of the study.
+fn kept(m: &EpochMetrics, config: &StudyConfig, report: usize) -> Kept {
     let ks = &config.evaluation.knn_k;
-    KnnByK(
-        ks.iter()
-            .enumerate()
-            .map(|(i, &k)| (k, m.knn_at(i)))
-            .collect(),
-    )
+    Kept {
+        similarity: Run::similarity(m),
+        knn_top1: m.knn_at(report),
+        knn_top1_k: KnnByK(
+            ks.iter()
+                .enumerate()
+                .map(|(i, &k)| (k, m.knn_at(i)))
+                .collect(),
+        ),
+    }
 }
 
 /// Every run's every committed epoch.
@@ -44,13 +63,7 @@ pub(super) fn epochs(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Ve
                 epoch: *epoch,
                 status: r.status.name().into(),
                 head: m.head.into(),
-                accuracy: m.accuracy,
-                balanced_accuracy: m.balanced_accuracy,
-                macro_f1: m.macro_f1,
-                auroc: m.auroc,
-                ece: m.ece,
-                mce: m.mce,
-                adaptive_ece: m.adaptive_ece,
+                scores: test_scores(m),
                 nll: m.nll,
                 brier: m.brier,
                 temperature: m.scaled.as_ref().map(|s| s.temperature),
@@ -58,9 +71,7 @@ pub(super) fn epochs(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> Ve
                 mce_scaled: m.scaled.as_ref().map(|s| s.mce),
                 nll_scaled: m.scaled.as_ref().map(|s| s.nll),
                 brier_scaled: m.scaled.as_ref().map(|s| s.brier),
-                similarity: Run::similarity(m),
-                knn_top1: m.knn_at(report),
-                knn_top1_k: knn_by_k(m, config),
+                kept: kept(m, config, report),
             });
         }
     }
@@ -122,16 +133,8 @@ pub(super) fn wise_ft(runs: &[Run<'_>], config: &StudyConfig, facet: Facet) -> V
                 backbone: r.backbone.into(),
                 seed: r.seed,
                 alpha,
-                accuracy: m.accuracy,
-                balanced_accuracy: m.balanced_accuracy,
-                macro_f1: m.macro_f1,
-                auroc: m.auroc,
-                ece: m.ece,
-                mce: m.mce,
-                adaptive_ece: m.adaptive_ece,
-                similarity: Run::similarity(m),
-                knn_top1: m.knn_at(report),
-                knn_top1_k: knn_by_k(m, config),
+                scores: test_scores(m),
+                kept: kept(m, config, report),
             });
         }
     }

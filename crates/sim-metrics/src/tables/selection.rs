@@ -218,20 +218,26 @@ fn finished_runs(
                 .collect();
             let last = rows.iter().max_by_key(|r| r.epoch)?;
             let first = rows.iter().find(|r| r.epoch == 1)?;
-            let knn_before = rows.iter().find(|r| r.epoch == 0).and_then(|r| r.knn_top1);
+            let knn_before = rows
+                .iter()
+                .find(|r| r.epoch == 0)
+                .and_then(|r| r.kept.knn_top1);
             let mut outcomes = vec![
-                (Outcome::BalancedAccuracy, last.balanced_accuracy),
-                (Outcome::Ece, last.ece),
+                (Outcome::BalancedAccuracy, last.scores.balanced_accuracy),
+                (Outcome::Ece, last.scores.ece),
             ];
-            if let (Some(before), Some(after)) = (knn_before, last.knn_top1) {
+            if let (Some(before), Some(after)) = (knn_before, last.kept.knn_top1) {
                 outcomes.push((Outcome::Forgetting, before - after));
             }
             Some(RunRecord {
                 seed: index,
                 first_epoch: vec![
-                    (Predictor::SimilarityEpoch1, first.similarity),
-                    (Predictor::BalancedAccuracyEpoch1, first.balanced_accuracy),
-                    (Predictor::EceEpoch1, first.ece),
+                    (Predictor::SimilarityEpoch1, first.kept.similarity),
+                    (
+                        Predictor::BalancedAccuracyEpoch1,
+                        first.scores.balanced_accuracy,
+                    ),
+                    (Predictor::EceEpoch1, first.scores.ece),
                 ],
                 outcomes,
             })

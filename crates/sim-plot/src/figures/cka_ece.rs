@@ -86,7 +86,7 @@ impl CkaEce {
                         .epochs
                         .iter()
                         .find(|e| e.backbone == b && e.seed == l.seed && e.epoch == l.epoch)?;
-                    Some((l.epoch, l.cka, e.ece))
+                    Some((l.epoch, l.cka, e.scores.ece))
                 })
                 .partition(|p| p.0 == 0);
             let xy =

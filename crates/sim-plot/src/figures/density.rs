@@ -53,7 +53,7 @@ impl SimilarityDensity {
                     study
                         .final_epochs(b)
                         .iter()
-                        .map(|r| r.similarity)
+                        .map(|r| r.kept.similarity)
                         .collect::<Vec<f64>>(),
                 )
             })

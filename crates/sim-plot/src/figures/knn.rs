@@ -21,11 +21,11 @@ impl KnnBars {
             .backbones_with_runs()
             .into_iter()
             .filter_map(|b| {
-                let before = study.pretrained(b)?.knn_top1? * 100.0;
+                let before = study.pretrained(b)?.kept.knn_top1? * 100.0;
                 let after: Vec<f64> = study
                     .final_epochs(b)
                     .iter()
-                    .filter_map(|r| Some(r.knn_top1? * 100.0))
+                    .filter_map(|r| Some(r.kept.knn_top1? * 100.0))
                     .collect();
                 (!after.is_empty()).then(|| (b.to_string(), before, after))
             })

@@ -85,14 +85,14 @@ impl Reliability {
             }
             let finals = study.final_epochs(b);
             let runs = finals.len();
-            let mean_ece = finals.iter().map(|r| r.ece).sum::<f64>() / runs as f64;
+            let mean_ece = finals.iter().map(|r| r.scores.ece).sum::<f64>() / runs as f64;
             let scaled_ece: Vec<f64> = finals.iter().filter_map(|r| r.ece_scaled).collect();
             let scaled = of(true, true);
             let scaled = (!scaled.is_empty() && !scaled_ece.is_empty()).then(|| {
                 let mean = scaled_ece.iter().sum::<f64>() / scaled_ece.len() as f64;
                 (pool(&scaled, runs), mean)
             });
-            let ece0 = study.pretrained(b).map_or(f64::NAN, |r| r.ece);
+            let ece0 = study.pretrained(b).map_or(f64::NAN, |r| r.scores.ece);
             panels.push(Panel {
                 backbone: b.to_string(),
                 pretrained: pool(&pre, 1),

@@ -84,8 +84,8 @@ fn curves_of(study: &Study) -> Vec<Curves> {
             (
                 b.to_string(),
                 runs,
-                curve(&rows, |r| r.balanced_accuracy * 100.0),
-                curve(&rows, |r| r.similarity),
+                curve(&rows, |r| r.scores.balanced_accuracy * 100.0),
+                curve(&rows, |r| r.kept.similarity),
             )
         })
         .collect()

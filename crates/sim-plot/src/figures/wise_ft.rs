@@ -109,10 +109,10 @@ impl Figure for WiseFtPath {
     where
         DB::ErrorType: 'static,
     {
-        let x = padded_range(self.rows.iter().map(|r| r.similarity), 0.0..1.0, 0.05);
+        let x = padded_range(self.rows.iter().map(|r| r.kept.similarity), 0.0..1.0, 0.05);
         let x = x.start.max(0.0)..x.end.min(1.0) + 0.02;
         let y = padded_range(
-            self.rows.iter().map(|r| r.accuracy * 100.0),
+            self.rows.iter().map(|r| r.scores.accuracy * 100.0),
             0.0..100.0,
             2.0,
         );
@@ -143,7 +143,7 @@ impl Figure for WiseFtPath {
             for run in self.runs(b) {
                 chart.draw_series([PathElement::new(
                     run.iter()
-                        .map(|r| (r.similarity, r.accuracy * 100.0))
+                        .map(|r| (r.kept.similarity, r.scores.accuracy * 100.0))
                         .collect::<Vec<_>>(),
                     color.mix(0.35).stroke_width(pt(0.7)),
                 )])?;

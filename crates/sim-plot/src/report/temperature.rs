@@ -32,7 +32,7 @@ pub(super) fn after_scaling(study: &Study) -> String {
             let n = scaled.len() as f64;
             let mean =
                 |get: fn(&(_, f64, f64, f64)) -> f64| scaled.iter().map(get).sum::<f64>() / n;
-            let before = scaled.iter().map(|s| s.0.ece).sum::<f64>() / n;
+            let before = scaled.iter().map(|s| s.0.scores.ece).sum::<f64>() / n;
             let nll_before = scaled.iter().map(|s| s.0.nll).sum::<f64>() / n;
             let (t, after, nll_after) = (mean(|s| s.1), mean(|s| s.2), mean(|s| s.3));
             // The temperature minimises the validation NLL, not the test

@@ -5,8 +5,37 @@
 
 use super::col;
 use super::file;
-use super::schema::{Cell, Shape, Wide, column, table};
+use super::schema::{Cell, Field, Shape, Spread, column, columns, table};
 use polars::prelude::{Column, DataFrame};
+
+columns! {
+    /// A fine-tuned model's scores on the medical test split, as
+    /// `epochs.parquet` and `wise_ft.parquet` both report them.
+    pub struct TestScores {
+        accuracy: f64 = col::ACCURACY,
+        balanced_accuracy: f64 = col::BALANCED_ACCURACY,
+        macro_f1: f64 = col::MACRO_F1,
+        /// None where no class has both positives and negatives in the test split.
+        auroc: Option<f64> = col::AUROC,
+        ece: f64 = col::ECE,
+        mce: f64 = col::MCE,
+        adaptive_ece: f64 = col::ADAPTIVE_ECE,
+    }
+}
+
+columns! {
+    /// What a fine-tuned model kept of its pre-training, as `epochs.parquet`
+    /// and `wise_ft.parquet` both report it: its similarity to the
+    /// pre-trained model and its k-NN top-1 on the natural images.
+    pub struct Kept {
+        similarity: f64 = col::SIMILARITY,
+        /// At `evaluation.knn_report_k`; none for an epoch whose evaluation
+        /// left the natural images out (`evaluation.natural_every_epoch`).
+        knn_top1: Option<f64> = col::KNN_TOP1,
+        /// At every k of `evaluation.knn_k`.
+        knn_top1_k: KnnByK = Spread,
+    }
+}
 
 table! {
     /// `epochs.parquet`: one row per run × epoch (epoch 0: the pre-trained model).
@@ -20,14 +49,7 @@ table! {
         status: String = col::STATUS,
         /// Whose head scored accuracy and calibration (`col::HEAD_*`).
         head: String = col::HEAD,
-        accuracy: f64 = col::ACCURACY,
-        balanced_accuracy: f64 = col::BALANCED_ACCURACY,
-        macro_f1: f64 = col::MACRO_F1,
-        /// None where no class has both positives and negatives in the test split.
-        auroc: Option<f64> = col::AUROC,
-        ece: f64 = col::ECE,
-        mce: f64 = col::MCE,
-        adaptive_ece: f64 = col::ADAPTIVE_ECE,
+        scores: TestScores = Spread,
         nll: f64 = col::NLL,
         brier: f64 = col::BRIER,
         /// Temperature scaling, fitted on the validation split; all none
@@ -37,13 +59,7 @@ table! {
         mce_scaled: Option<f64> = col::MCE_SCALED,
         nll_scaled: Option<f64> = col::NLL_SCALED,
         brier_scaled: Option<f64> = col::BRIER_SCALED,
-        similarity: f64 = col::SIMILARITY,
-        /// At `evaluation.knn_report_k`; none for an epoch whose evaluation
-        /// left the natural images out (`evaluation.natural_every_epoch`).
-        knn_top1: Option<f64> = col::KNN_TOP1,
-    }
-    wide {
-        knn_top1_k: KnnByK,
+        kept: Kept = Spread,
     }
 }
 
@@ -82,19 +98,8 @@ table! {
         backbone: String = col::BACKBONE,
         seed: u64 = col::SEED,
         alpha: f64 = col::ALPHA,
-        accuracy: f64 = col::ACCURACY,
-        balanced_accuracy: f64 = col::BALANCED_ACCURACY,
-        macro_f1: f64 = col::MACRO_F1,
-        /// None where no class has both positives and negatives in the test split.
-        auroc: Option<f64> = col::AUROC,
-        ece: f64 = col::ECE,
-        mce: f64 = col::MCE,
-        adaptive_ece: f64 = col::ADAPTIVE_ECE,
-        similarity: f64 = col::SIMILARITY,
-        knn_top1: Option<f64> = col::KNN_TOP1,
-    }
-    wide {
-        knn_top1_k: KnnByK,
+        scores: TestScores = Spread,
+        kept: Kept = Spread,
     }
 }
 
@@ -151,10 +156,8 @@ table! {
         runs_left_out: u32 = col::RUNS_LEFT_OUT,
         /// Which runs were left out and why (`seed 3: failed after epoch 1: …`).
         left_out: String = col::LEFT_OUT,
-    }
-    wide {
         /// One per [`Table1Metric::ALL`], in its order.
-        stats: Table1Stats,
+        stats: Table1Stats = Spread,
     }
 }
 
@@ -232,8 +235,9 @@ impl Summary {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table1Stats(pub Vec<Summary>);
 
-impl Wide for Table1Stats {
-    fn columns(values: Vec<&Self>, _: &Shape) -> Vec<Column> {
+impl Field for Table1Stats {
+    type Name = Spread;
+    fn columns(_: Spread, values: Vec<&Self>, _: &Shape) -> Vec<Column> {
         let mut columns = Vec::new();
         for (i, metric) in Table1Metric::ALL.iter().map(|m| m.name()).enumerate() {
             let part = |get: fn(&Summary) -> Option<f64>| -> Vec<Option<f64>> {
@@ -248,7 +252,7 @@ impl Wide for Table1Stats {
         columns
     }
 
-    fn read(frame: &DataFrame) -> Result<Vec<Self>, String> {
+    fn read(_: Spread, frame: &DataFrame) -> Result<Vec<Self>, String> {
         let mut stats = vec![Table1Stats::default(); frame.height()];
         for metric in Table1Metric::ALL.map(Table1Metric::name) {
             let [low, high] = col::ci(metric);
@@ -281,8 +285,9 @@ impl KnnByK {
     }
 }
 
-impl Wide for KnnByK {
-    fn columns(values: Vec<&Self>, shape: &Shape) -> Vec<Column> {
+impl Field for KnnByK {
+    type Name = Spread;
+    fn columns(_: Spread, values: Vec<&Self>, shape: &Shape) -> Vec<Column> {
         shape
             .knn_k
             .iter()
@@ -293,7 +298,7 @@ impl Wide for KnnByK {
             .collect()
     }
 
-    fn read(frame: &DataFrame) -> Result<Vec<Self>, String> {
+    fn read(_: Spread, frame: &DataFrame) -> Result<Vec<Self>, String> {
         let mut rows = vec![KnnByK::default(); frame.height()];
         for c in frame.columns() {
             let Some(k) = col::knn_top1_k_of(c.name()) else {

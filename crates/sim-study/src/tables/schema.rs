@@ -1,7 +1,9 @@
 //! How a study table's rows become a Parquet file and come back. Each table
 //! is one row type ([`super::rows`]) declared with `table!`: its fields are
 //! the table's columns in order, each named by a [`super::col`] constant and
-//! typed by its field's type ([`Cell`]). The writer (`sim-metrics study`)
+//! typed by its field's type ([`Cell`]), or a field that spreads over
+//! several columns ([`Spread`]): a group of columns two tables share
+//! (declared with `columns!`) or columns the data decides. The writer (`sim-metrics study`)
 //! makes rows and [`write`]s them; the figures [`read`] them and the
 //! figures' test fixture writes its rows through the same code, so a column
 //! is one field plus its computation.
@@ -166,31 +168,101 @@ impl Cell for Vec<u8> {
     }
 }
 
-/// Columns one field spreads over, their number decided by the data
-/// ([`Shape`]) or by a fixed list: `knn_top1_k<k>` per k, a Table 1
-/// metric's mean, std and interval.
-pub trait Wide: Sized {
-    /// The columns of `values`, one per row.
-    fn columns(values: Vec<&Self>, shape: &Shape) -> Vec<Column>;
-    /// The values, one per row, from the frame's columns.
-    fn read(frame: &DataFrame) -> Result<Vec<Self>, String>;
+/// A field of a row: its columns, from every row's value, and back.
+pub trait Field: Sized {
+    /// What names its columns: a [`Cell`]'s column name, or [`Spread`].
+    type Name;
+    /// Its columns, from `values` (one per row).
+    fn columns(name: Self::Name, values: Vec<&Self>, shape: &Shape) -> Vec<Column>;
+    /// Its values, one per row, from the frame's columns.
+    fn read(name: Self::Name, frame: &DataFrame) -> Result<Vec<Self>, String>;
 }
 
-/// Declares a table's row type: its fields in column order, each with its
-/// column's name, then at most one [`Wide`] field whose columns come last.
-macro_rules! table {
+/// One column, named by the field's declaration.
+impl<T: Cell> Field for T {
+    type Name = &'static str;
+    fn columns(name: &'static str, values: Vec<&Self>, _: &Shape) -> Vec<Column> {
+        vec![T::column(name, values.into_iter().cloned().collect())]
+    }
+    fn read(name: &'static str, frame: &DataFrame) -> Result<Vec<Self>, String> {
+        T::read(column(frame, name)?)
+    }
+}
+
+/// The "name" of a field over several columns that its type names itself:
+/// a group of columns (`columns!`), `knn_top1_k<k>` per k, a Table 1
+/// metric's mean, std and interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread;
+
+/// Declares a struct whose fields are columns in order (each `name: Type =
+/// col::NAME`, or `= Spread` for a [`Field`] over several), itself a
+/// [`Field`] over all of them: a group of columns tables share.
+macro_rules! columns {
     (
         $(#[$meta:meta])*
-        pub struct $row:ident in $file:path {
-            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $col:expr, )*
+        pub struct $row:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $name:expr, )*
         }
-        $( wide { $(#[$wmeta:meta])* $wfield:ident : $wty:ty, } )?
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
         pub struct $row {
             $( $(#[$fmeta])* pub $field: $ty, )*
-            $( $(#[$wmeta])* pub $wfield: $wty, )?
+        }
+
+        impl $crate::tables::schema::Field for $row {
+            type Name = $crate::tables::schema::Spread;
+
+            fn columns(
+                _: $crate::tables::schema::Spread,
+                rows: Vec<&Self>,
+                #[allow(unused_variables)] shape: &$crate::tables::schema::Shape,
+            ) -> Vec<polars::prelude::Column> {
+                #[allow(unused_mut)]
+                let mut columns = Vec::new();
+                $(
+                    columns.extend(<$ty as $crate::tables::schema::Field>::columns(
+                        $name,
+                        rows.iter().map(|r| &r.$field).collect(),
+                        shape,
+                    ));
+                )*
+                columns
+            }
+
+            fn read(
+                _: $crate::tables::schema::Spread,
+                frame: &polars::prelude::DataFrame,
+            ) -> Result<Vec<Self>, String> {
+                $(
+                    let mut $field =
+                        <$ty as $crate::tables::schema::Field>::read($name, frame)?.into_iter();
+                )*
+                // Every column has the frame's height.
+                Ok((0..frame.height())
+                    .map_while(|_| {
+                        Some($row {
+                            $( $field: $field.next()?, )*
+                        })
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+pub(crate) use columns;
+
+/// Declares a table's row type: its fields in column order, as `columns!`
+/// does, and the file it is written to.
+macro_rules! table {
+    (
+        $(#[$meta:meta])*
+        pub struct $row:ident in $file:path { $($fields:tt)* }
+    ) => {
+        $crate::tables::schema::columns! {
+            $(#[$meta])*
+            pub struct $row { $($fields)* }
         }
 
         impl $crate::tables::schema::Table for $row {
@@ -198,44 +270,18 @@ macro_rules! table {
 
             fn frame(
                 rows: &[Self],
-                #[allow(unused_variables)] shape: &$crate::tables::schema::Shape,
+                shape: &$crate::tables::schema::Shape,
             ) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {
-                #[allow(unused_mut)]
-                let mut columns = vec![$(
-                    <$ty as $crate::tables::schema::Cell>::column(
-                        $col,
-                        rows.iter().map(|r| r.$field.clone()).collect(),
-                    ),
-                )*];
-                $(
-                    columns.extend(<$wty as $crate::tables::schema::Wide>::columns(
-                        rows.iter().map(|r| &r.$wfield).collect(),
-                        shape,
-                    ));
-                )?
+                let columns = <Self as $crate::tables::schema::Field>::columns(
+                    $crate::tables::schema::Spread,
+                    rows.iter().collect(),
+                    shape,
+                );
                 polars::prelude::DataFrame::new_infer_height(columns)
             }
 
             fn rows(frame: &polars::prelude::DataFrame) -> Result<Vec<Self>, String> {
-                $(
-                    let mut $field = <$ty as $crate::tables::schema::Cell>::read(
-                        $crate::tables::schema::column(frame, $col)?,
-                    )?
-                    .into_iter();
-                )*
-                $(
-                    let mut $wfield =
-                        <$wty as $crate::tables::schema::Wide>::read(frame)?.into_iter();
-                )?
-                // Every column has the frame's height.
-                Ok((0..frame.height())
-                    .map_while(|_| {
-                        Some($row {
-                            $( $field: $field.next()?, )*
-                            $( $wfield: $wfield.next()?, )?
-                        })
-                    })
-                    .collect())
+                <Self as $crate::tables::schema::Field>::read($crate::tables::schema::Spread, frame)
             }
         }
     };
@@ -245,7 +291,7 @@ pub(crate) use table;
 #[cfg(test)]
 mod tests {
     use super::super::col;
-    use super::super::rows::{EpochRow, KnnByK, SpaceRow};
+    use super::super::rows::{EpochRow, Kept, KnnByK, SpaceRow, TestScores};
     use super::*;
 
     fn epoch(seed: u64, knn: Option<f64>) -> EpochRow {
@@ -257,13 +303,15 @@ mod tests {
             epoch: 1,
             status: col::STATUS_FINISHED.into(),
             head: col::HEAD_FINE_TUNED.into(),
-            accuracy: 0.5,
-            balanced_accuracy: 0.25,
-            macro_f1: 0.2,
-            auroc: knn.map(|k| k + 0.1),
-            ece: 0.1,
-            mce: 0.3,
-            adaptive_ece: 0.1,
+            scores: TestScores {
+                accuracy: 0.5,
+                balanced_accuracy: 0.25,
+                macro_f1: 0.2,
+                auroc: knn.map(|k| k + 0.1),
+                ece: 0.1,
+                mce: 0.3,
+                adaptive_ece: 0.1,
+            },
             nll: 1.2,
             brier: 0.6,
             temperature: knn.map(|_| 1.7),
@@ -271,14 +319,16 @@ mod tests {
             mce_scaled: None,
             nll_scaled: knn.map(|_| 1.1),
             brier_scaled: knn.map(|_| 0.55),
-            similarity: 0.9,
-            knn_top1: knn,
-            knn_top1_k: KnnByK(vec![(10, knn), (20, None)]),
+            kept: Kept {
+                similarity: 0.9,
+                knn_top1: knn,
+                knn_top1_k: KnnByK(vec![(10, knn), (20, None)]),
+            },
         }
     }
 
     #[test]
-    fn rows_written_read_back_equal_with_their_wide_columns() {
+    fn rows_written_read_back_equal_their_columns_in_declared_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("epochs.parquet");
         let rows = vec![epoch(0, Some(0.4)), epoch(1, None)];
@@ -289,8 +339,15 @@ mod tests {
         assert_eq!(read::<EpochRow>(&path).unwrap(), rows);
         let frame = EpochRow::frame(&rows, &shape).unwrap();
         let names: Vec<&str> = frame.columns().iter().map(|c| c.name().as_str()).collect();
-        assert_eq!(names[..3], [col::DATASET, col::METHOD, col::BACKBONE]);
-        assert_eq!(names[names.len() - 2..], ["knn_top1_k10", "knn_top1_k20"]);
+        // The groups (`TestScores`, `Kept`) spread where they are declared.
+        #[rustfmt::skip]
+        let expected = [
+            "dataset", "method", "backbone", "seed", "epoch", "status", "head",
+            "accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece", "mce", "adaptive_ece",
+            "nll", "brier", "temperature", "ece_scaled", "mce_scaled", "nll_scaled",
+            "brier_scaled", "similarity", "knn_top1", "knn_top1_k10", "knn_top1_k20",
+        ];
+        assert_eq!(names, expected);
         // No rows: the columns are there all the same.
         write(&path, &[] as &[EpochRow], &shape).unwrap();
         assert!(read::<EpochRow>(&path).unwrap().is_empty());
