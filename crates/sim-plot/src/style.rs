@@ -68,8 +68,12 @@ pub fn font(points: f64) -> TextStyle<'static> {
     (FONT_NAME, pt(points) as f64).into_font().into()
 }
 
-/// Okabe & Ito's colour-blind-safe palette (black last).
-const OKABE_ITO: [RGBColor; 8] = [
+/// The backbones' colours: Okabe & Ito's colour-blind-safe palette (black
+/// last), then, for a study of more than eight backbones (a model zoo),
+/// four dark colours of Paul Tol's palettes that none of the eight is
+/// close to (indigo, wine, olive, brown), so twelve backbones never share
+/// a colour.
+const BACKBONE_COLOURS: [RGBColor; 12] = [
     RGBColor(0, 114, 178),   // blue
     RGBColor(230, 159, 0),   // orange
     RGBColor(0, 158, 115),   // bluish green
@@ -78,12 +82,17 @@ const OKABE_ITO: [RGBColor; 8] = [
     RGBColor(86, 180, 233),  // sky blue
     RGBColor(240, 228, 66),  // yellow
     RGBColor(0, 0, 0),
+    RGBColor(51, 34, 136),  // indigo
+    RGBColor(136, 34, 85),  // wine
+    RGBColor(153, 153, 51), // olive
+    RGBColor(140, 81, 10),  // brown
 ];
 
-/// A backbone's colour: by its place in the study's list, the same in every figure.
+/// A backbone's colour: by its place in the study's list, the same in
+/// every figure (repeating after twelve).
 pub fn backbone_color(backbones: &[String], name: &str) -> RGBColor {
     let i = backbones.iter().position(|b| b == name).unwrap_or(0);
-    OKABE_ITO[i % OKABE_ITO.len()]
+    BACKBONE_COLOURS[i % BACKBONE_COLOURS.len()]
 }
 
 pub const GREY: RGBColor = RGBColor(150, 150, 150);
@@ -385,6 +394,24 @@ pub fn padded_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twelve_backbones_get_twelve_colours_the_first_eight_okabe_and_ito_s() {
+        let names: Vec<String> = (0..13).map(|i| format!("b{i}")).collect();
+        let colours: Vec<RGBColor> = names.iter().map(|n| backbone_color(&names, n)).collect();
+        for (i, a) in colours[..12].iter().enumerate() {
+            for b in &colours[i + 1..12] {
+                assert_ne!(a, b, "two of the first twelve backbones share a colour");
+            }
+        }
+        assert_eq!(
+            colours[0],
+            RGBColor(0, 114, 178),
+            "Okabe & Ito's blue first"
+        );
+        assert_eq!(colours[7], BLACK, "black eighth");
+        assert_eq!(colours[12], colours[0], "the thirteenth repeats the first");
+    }
 
     #[test]
     fn panels_wrap_after_three_and_keep_the_width_of_three() {
