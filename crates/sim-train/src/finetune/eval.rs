@@ -520,14 +520,7 @@ mod tests {
                 std: [0.25; 3],
             },
         };
-        let shape = VitShape {
-            width: 32,
-            depth: 2,
-            heads: 2,
-            patch: 8,
-            mlp_ratio: 4,
-            input_size: 16,
-        };
+        let shape = VitShape::TINY;
         let model = Classifier::new(
             random_vit::<CpuBackend>(shape, 2, &device).unwrap().model,
             3,

@@ -443,14 +443,7 @@ mod tests {
         use crate::model::init::{VitShape, random_vit};
         use sim_study::config::{MethodConfig, MethodKind};
         let device = Default::default();
-        let shape = VitShape {
-            width: 32,
-            depth: 2,
-            heads: 2,
-            patch: 8,
-            mlp_ratio: 4,
-            input_size: 16,
-        };
+        let shape = VitShape::TINY;
         let config = MethodConfig {
             kind: MethodKind::L2Sp,
             alpha: Some(0.5),

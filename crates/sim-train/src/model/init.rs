@@ -27,6 +27,20 @@ pub struct VitShape {
     pub input_size: usize,
 }
 
+impl VitShape {
+    /// A ViT small enough for a unit test to train in milliseconds: width
+    /// 32, 2 blocks of 2 heads, 8-px patches of 16-px images.
+    #[cfg(test)]
+    pub const TINY: VitShape = VitShape {
+        width: 32,
+        depth: 2,
+        heads: 2,
+        patch: 8,
+        mlp_ratio: 4,
+        input_size: 16,
+    };
+}
+
 /// timm's LayerNorm ε for ViTs.
 const LAYER_NORM_EPS: f64 = 1e-6;
 

@@ -524,14 +524,7 @@ mod tests {
         use crate::model::init::{VitShape, random_vit};
         type Ad = burn::backend::Autodiff<crate::CpuBackend>;
         let device = Default::default();
-        let shape = VitShape {
-            width: 32,
-            depth: 2,
-            heads: 2,
-            patch: 8,
-            mlp_ratio: 4,
-            input_size: 16,
-        };
+        let shape = VitShape::TINY;
         let config = DinoConfig {
             local_crops: 2,
             local_size: 8,
