@@ -32,7 +32,7 @@ use open::{Opened, RunData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use record::{Evaluated, Provenance};
-use sim_study::config::{RunId, StudyConfig};
+use sim_study::config::{BackboneConfig, MethodConfig, RunId, StudyConfig};
 use sim_study::run_state::RunState;
 use std::path::Path;
 use std::time::Instant;
@@ -71,7 +71,7 @@ pub fn run<B: AutodiffBackend>(
     let provenance = Provenance::new(run, &sets, &data);
     let backbone_sha256 = epoch0(&o, run, &data, (&sets, &provenance), device)?;
 
-    let classifier = Classifier::new(o.loaded.model.clone(), data.classes(), run.seed, device);
+    let classifier = Classifier::new(o.loaded.model, data.classes(), run.seed, device);
     // Anchored at the backbone as the classifier holds it (its own head dropped).
     let method = Method::new(o.method, &classifier.backbone);
     let wise_ft_start = o.method.wise_ft.as_ref();
@@ -83,7 +83,7 @@ pub fn run<B: AutodiffBackend>(
         })?;
         tracing::info!("resuming {run} after epoch {resumed_at}");
     }
-    let mut state = o.state.clone().unwrap_or_else(|| {
+    let mut state = o.state.unwrap_or_else(|| {
         let started = (
             config.hash(),
             backbone_sha256.clone(),
@@ -94,7 +94,14 @@ pub fn run<B: AutodiffBackend>(
 
     let split = data.split();
     let steps = StepInputs::new(t, (&sets.medical, &sets.parts), &split, &method, device);
-    log_plan(&o, &training.model, &sets, split.train.len(), device);
+    log_plan(
+        config,
+        (bcfg, o.method),
+        &training.model,
+        &sets,
+        split.train.len(),
+        device,
+    );
     let evaluated = Evaluated {
         study: &o.study,
         run,
@@ -224,13 +231,13 @@ impl<B: AutodiffBackend> Epochs<'_, B> {
 
 /// Logs what the run will cost (time per step, timed here, and disk).
 fn log_plan<B: AutodiffBackend>(
-    o: &Opened<B>,
+    config: &StudyConfig,
+    (bcfg, method): (&BackboneConfig, &MethodConfig),
     model: &Classifier<B>,
     sets: &EvalSets,
     train_images: usize,
     device: &B::Device,
 ) {
-    let (config, bcfg, method) = (o.config, o.backbone, o.method);
     let t = &config.training;
     let classes = model.head.weight.dims()[1];
     let images = plan::EvalImages {
