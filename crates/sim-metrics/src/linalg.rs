@@ -111,7 +111,7 @@ impl<'a, T: Scalar> MatRef<'a, T> {
 /// The element type of CKA's feature products: f32 where OpenBLAS
 /// multiplies them ([`in_f32_blocks`]), f64 on the pure-Rust path
 /// ([`feature_products_in_f32`] says which).
-pub(crate) trait Feature: Copy + Send + Sync + 'static {
+pub(crate) trait Feature: Copy + PartialEq + Send + Sync + 'static {
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     /// The values as f32 (borrowed when they are).
