@@ -166,7 +166,7 @@ pub struct LinearCkaStream {
     /// Every block the same on both sides (a file against itself): the
     /// cross term is then the self term, not the general product's XᵀY,
     /// which in OpenBLAS's f32 blocks rounds apart from the symmetric XᵀX
-    /// on some CPUs (1 − 1e-8 on AVX2): self-similarity is exactly 1.
+    /// on some CPUs (1 − 8e-9 on AVX2): self-similarity is exactly 1.
     same_sides: bool,
 }
 

@@ -108,7 +108,7 @@ fn streamed_linear_cka_is_the_in_memory_one_whatever_the_blocks_dtype_or_offset(
 
 /// A file against itself (or a copy of itself) is 1 to f64 rounding, as in
 /// memory: with OpenBLAS too, whose symmetric and general f32 products
-/// round apart on some CPUs (1 − 3e-8 on an AMD EPYC with AVX2).
+/// round apart on some CPUs (1 − 8e-9 here on an AMD EPYC with AVX2).
 #[test]
 fn a_streamed_file_against_itself_is_one() {
     let dir = tempfile::tempdir().unwrap();
