@@ -17,6 +17,12 @@ pub struct PretrainConfig {
     /// Passes over the train split; 0 (and only 0) with objective `none`.
     #[serde(default)]
     pub epochs: u32,
+    /// The length, in epochs, of the schedules: the learning rate's cosine
+    /// and, for DINO, the teacher momentum's and the weight decay's. Left
+    /// out: `epochs`. Longer, the pre-training stops part-way along them
+    /// (where a longer run would be after `epochs` epochs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_epochs: Option<u32>,
     /// Token width D.
     pub width: usize,
     /// Transformer blocks.
@@ -187,6 +193,11 @@ fn default_label_smoothing() -> f64 {
 }
 
 impl PretrainConfig {
+    /// The schedules' length in epochs: `schedule_epochs`, else `epochs`.
+    pub fn schedule_length(&self) -> u32 {
+        self.schedule_epochs.unwrap_or(self.epochs)
+    }
+
     /// Whether `epoch` is on the k-NN learning curve: every `knn_every`-th
     /// epoch and the last.
     pub fn measures_knn_at(&self, epoch: u32) -> bool {
@@ -295,6 +306,18 @@ impl PretrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return err(name, format!("{v} is not a non-negative number"));
             }
+        }
+        if let Some(s) = self.schedule_epochs
+            && s < self.epochs
+        {
+            return err(
+                "schedule_epochs",
+                format!(
+                    "{s} is shorter than epochs ({}): the schedules would end before the \
+                     pre-training",
+                    self.epochs
+                ),
+            );
         }
         if self.epochs > 0 && self.warmup_epochs > self.epochs {
             return err(
@@ -515,6 +538,11 @@ pub(crate) mod tests {
                 "patch = 4",
                 "patch = 4, label_smoothing = 1.0",
                 "backbones[0].pretrain.label_smoothing",
+            ),
+            (
+                "epochs = 3",
+                "epochs = 3, schedule_epochs = 2",
+                "backbones[0].pretrain.schedule_epochs",
             ),
             (
                 "patch = 4",

@@ -161,7 +161,7 @@ impl StepAt {
     pub fn of(p: &PretrainConfig, epoch: u32, step: usize, per_epoch: usize) -> StepAt {
         let d = &p.dino;
         let global = (epoch as usize - 1) * per_epoch + step;
-        let total = per_epoch * p.epochs as usize;
+        let total = per_epoch * p.schedule_length() as usize;
         let warmup = d.teacher_temp_warmup_epochs as usize * per_epoch;
         let teacher_temp = if global < warmup {
             d.warmup_teacher_temp
@@ -170,7 +170,7 @@ impl StepAt {
             d.teacher_temp
         };
         StepAt {
-            lr: p.lr * schedule::lr_factor(global, per_epoch, p.warmup_epochs, p.epochs),
+            lr: p.lr * schedule::lr_factor(global, per_epoch, p.warmup_epochs, p.schedule_length()),
             momentum: cosine(d.teacher_momentum, 1.0, global, total),
             teacher_temp,
             weight_decay: cosine(p.weight_decay, d.weight_decay_end, global, total),
@@ -654,6 +654,32 @@ mod tests {
             first.lr < StepAt::of(&p, 1, 9, 10).lr && last.lr < first.lr,
             "the learning rate warms up, then falls"
         );
+    }
+
+    #[test]
+    fn a_pretraining_shorter_than_its_schedules_stops_part_way_along_them() {
+        let long: PretrainConfig = toml::from_str(
+            "objective = \"dino\"\nepochs = 8\nwidth = 8\ndepth = 1\npatch = 4\nwarmup_epochs = 1",
+        )
+        .unwrap();
+        let cut = PretrainConfig {
+            epochs: 4,
+            schedule_epochs: Some(8),
+            ..long.clone()
+        };
+        let own = PretrainConfig {
+            epochs: 4,
+            ..long.clone()
+        };
+        for (epoch, step) in [(1, 0), (2, 5), (4, 9)] {
+            assert_eq!(
+                StepAt::of(&cut, epoch, step, 10),
+                StepAt::of(&long, epoch, step, 10)
+            );
+        }
+        let (cut_end, own_end) = (StepAt::of(&cut, 4, 9, 10), StepAt::of(&own, 4, 9, 10));
+        assert!(cut_end.lr > 0.5 * long.lr && own_end.lr < 0.01 * long.lr);
+        assert!(cut_end.momentum < 0.999 && own_end.momentum > 0.9999);
     }
 
     /// A step with the prototypes frozen leaves them as they were and moves

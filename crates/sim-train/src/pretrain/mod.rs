@@ -568,7 +568,8 @@ fn train_epoch<B: AutodiffBackend>(
     let (mut loss_sum, start) = (0.0, Instant::now());
     for (step, batch) in order.chunks(p.batch_size).enumerate() {
         let global_step = (epoch as usize - 1) * per_epoch + step;
-        let lr = p.lr * schedule::lr_factor(global_step, per_epoch, p.warmup_epochs, p.epochs);
+        let lr = p.lr
+            * schedule::lr_factor(global_step, per_epoch, p.warmup_epochs, p.schedule_length());
         let (next, value) = match learner {
             Learner::Supervised { training, method } => {
                 let b = data.global.train::<B>(batch, &crop, rng, device);
