@@ -121,4 +121,76 @@ mod tests {
             said(&child.stderr)
         );
     }
+
+    /// burn Flex's copy of a strided view into a contiguous tensor, for
+    /// the layouts that cannot collapse to two dims (the attention's head
+    /// merge and its gradients; vendor/burn-flex patches their path):
+    /// every element lands where an index walk over the view puts it.
+    #[test]
+    fn strided_views_copy_to_where_an_index_walk_puts_each_element() {
+        use burn::tensor::{Tensor, TensorData};
+        /// The value at `i` of the `[2, 3, 4, 5]` tensor: its flat index.
+        fn at(i: [usize; 4]) -> f32 {
+            (((i[0] * 3 + i[1]) * 4 + i[2]) * 5 + i[3]) as f32
+        }
+        let values: Vec<f32> = (0..120).map(|v| v as f32).collect();
+        let x = Tensor::<CpuBackend, 4>::from_data(
+            TensorData::new(values, [2, 3, 4, 5]),
+            &Default::default(),
+        );
+        // (case, view, its shape, where its element [a, b, c, d] comes from)
+        let cases: [(
+            &str,
+            Tensor<CpuBackend, 4>,
+            [usize; 4],
+            fn([usize; 4]) -> f32,
+        ); 4] = [
+            (
+                "heads merged back: unit-stride rows",
+                x.clone().swap_dims(1, 2),
+                [2, 4, 3, 5],
+                |[a, b, c, d]| at([a, c, b, d]),
+            ),
+            (
+                "innermost dim strided: tiled 2D blocks",
+                x.clone().permute([1, 0, 3, 2]),
+                [3, 2, 5, 4],
+                |[a, b, c, d]| at([b, a, d, c]),
+            ),
+            (
+                "a narrowed view of a permuted one, at an offset",
+                x.clone()
+                    .permute([2, 0, 1, 3])
+                    .narrow(0, 1, 2)
+                    .narrow(3, 2, 3),
+                [2, 2, 3, 3],
+                |[a, b, c, d]| at([b, c, a + 1, d + 2]),
+            ),
+            (
+                "a flipped one (negative strides: the index walk itself)",
+                x.swap_dims(1, 2).flip([3]),
+                [2, 4, 3, 5],
+                |[a, b, c, d]| at([a, c, b, 4 - d]),
+            ),
+        ];
+        for (case, view, dims, source) in cases {
+            assert_eq!(view.dims(), dims, "{case}");
+            let flat: Tensor<CpuBackend, 1> = view.reshape([dims.iter().product::<usize>()]);
+            let mut expected = Vec::new();
+            for a in 0..dims[0] {
+                for b in 0..dims[1] {
+                    for c in 0..dims[2] {
+                        for d in 0..dims[3] {
+                            expected.push(source([a, b, c, d]));
+                        }
+                    }
+                }
+            }
+            assert_eq!(
+                flat.into_data().to_vec::<f32>().unwrap(),
+                expected,
+                "{case}"
+            );
+        }
+    }
 }
