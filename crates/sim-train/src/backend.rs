@@ -138,13 +138,15 @@ mod tests {
             TensorData::new(values, [2, 3, 4, 5]),
             &Default::default(),
         );
-        // (case, view, its shape, where its element [a, b, c, d] comes from)
-        let cases: [(
-            &str,
+        /// A case's name, its view, the view's shape, and where the view's
+        /// element `[a, b, c, d]` comes from.
+        type Case = (
+            &'static str,
             Tensor<CpuBackend, 4>,
             [usize; 4],
             fn([usize; 4]) -> f32,
-        ); 4] = [
+        );
+        let cases: [Case; 4] = [
             (
                 "heads merged back: unit-stride rows",
                 x.clone().swap_dims(1, 2),
