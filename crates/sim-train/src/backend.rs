@@ -195,4 +195,186 @@ mod tests {
             );
         }
     }
+
+    /// Inputs for the GELU checks: one bit pattern in every 4,099 of all
+    /// 2^32 (every exponent, both signs, NaNs, infinities, subnormals),
+    /// libm's branch points one ulp either side, and activations' usual range.
+    #[cfg(not(feature = "ndarray"))]
+    fn erf_inputs() -> Vec<f32> {
+        let mut xs: Vec<f32> = (0..=u32::MAX).step_by(4_099).map(f32::from_bits).collect();
+        // 2^-28, 0.84375, 1.25, 1/0.35 and 6 as erff's |x|, GELU's x = √2 erf's x.
+        for edge in [
+            0x3180_0000u32,
+            0x3f58_0000,
+            0x3fa0_0000,
+            0x4036_db6d,
+            0x40c0_0000,
+        ] {
+            for bits in edge - 1..=edge + 1 {
+                let x = f32::from_bits(bits);
+                xs.extend([
+                    x,
+                    -x,
+                    x * std::f32::consts::SQRT_2,
+                    -x * std::f32::consts::SQRT_2,
+                ]);
+            }
+        }
+        xs.extend((0..200_000).map(|i| (i as f32 - 100_000.0) * 1e-4));
+        xs
+    }
+
+    /// GELU as burn Flex computed it before vendor/burn-flex made its erf
+    /// vectorise: libm's `erff` in its formula.
+    #[cfg(not(feature = "ndarray"))]
+    fn gelu_reference(x: f32) -> f32 {
+        0.5 * x * (1.0 + libm::erff(x / std::f32::consts::SQRT_2))
+    }
+
+    /// GELU's backward, likewise: `g (Φ(x) + x φ(x))`.
+    #[cfg(not(feature = "ndarray"))]
+    fn gelu_backward_reference(x: f32, g: f32) -> f32 {
+        let cdf = 0.5 * (1.0 + libm::erff(x / std::f32::consts::SQRT_2));
+        let pdf = (1.0 / (2.0 * std::f32::consts::PI).sqrt()) * (-0.5 * x * x).exp();
+        g * (cdf + x * pdf)
+    }
+
+    /// Panics at the first element whose bits differ (NaN matches any NaN).
+    #[cfg(not(feature = "ndarray"))]
+    fn assert_same_bits(case: &str, inputs: &[f32], got: Vec<f32>, want: Vec<f32>) {
+        assert_eq!(got.len(), want.len(), "{case}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{case}: at x = {:e} ({:#x}): {g:e} ({:#x}) against libm's {w:e} ({:#x})",
+                inputs[i],
+                inputs[i].to_bits(),
+                g.to_bits(),
+                w.to_bits()
+            );
+        }
+    }
+
+    /// An upstream gradient that is not 1, so the product by it is checked.
+    #[cfg(not(feature = "ndarray"))]
+    fn upstream(n: usize) -> Vec<f32> {
+        (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.25).collect()
+    }
+
+    /// burn Flex's GELU, forward and backward (through autodiff, as in
+    /// training), and its erf, to the bit what they computed before
+    /// vendor/burn-flex made their erf vectorise. On a tensor above Flex's
+    /// threshold for rayon's threads, a small one, and a transposed view.
+    #[test]
+    #[cfg(not(feature = "ndarray"))]
+    fn gelu_and_erf_are_libms_formulas_to_the_bit() {
+        use burn::backend::Autodiff;
+        use burn::tensor::{Tensor, TensorData, activation::gelu};
+        type B = Autodiff<CpuBackend>;
+        let inputs = erf_inputs();
+        let n = inputs.len();
+        assert!(
+            n > 256 * 1024,
+            "{n} inputs: below Flex's parallel threshold"
+        );
+        let upstream = upstream(n);
+        for len in [n, 4_099] {
+            let xs = &inputs[..len];
+            let gs = &upstream[..len];
+            let dev = Default::default();
+            let x =
+                Tensor::<B, 1>::from_data(TensorData::new(xs.to_vec(), [len]), &dev).require_grad();
+            let g = Tensor::<B, 1>::from_data(TensorData::new(gs.to_vec(), [len]), &dev);
+            let y = gelu(x.clone());
+            let grads = (y.clone() * g).sum().backward();
+            assert_same_bits(
+                &format!("gelu forward, {len} elements"),
+                xs,
+                y.into_data().to_vec().unwrap(),
+                xs.iter().map(|&x| gelu_reference(x)).collect(),
+            );
+            assert_same_bits(
+                &format!("gelu backward, {len} elements"),
+                xs,
+                x.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+                xs.iter()
+                    .zip(gs)
+                    .map(|(&x, &g)| gelu_backward_reference(x, g))
+                    .collect(),
+            );
+            assert_same_bits(
+                &format!("erf, {len} elements"),
+                xs,
+                x.inner().erf().into_data().to_vec().unwrap(),
+                xs.iter().map(|&x| libm::erff(x)).collect(),
+            );
+        }
+        // A transposed view: GELU reads it through a contiguous copy.
+        let square = &inputs[..1 << 18];
+        let x = Tensor::<CpuBackend, 2>::from_data(
+            TensorData::new(square.to_vec(), [512, 512]),
+            &Default::default(),
+        );
+        let read_transposed: Vec<f32> = (0..1 << 18)
+            .map(|i| square[(i % 512) * 512 + i / 512])
+            .collect();
+        assert_same_bits(
+            "gelu of a transposed view",
+            &read_transposed,
+            gelu(x.transpose()).into_data().to_vec().unwrap(),
+            read_transposed.iter().map(|&x| gelu_reference(x)).collect(),
+        );
+    }
+
+    /// The same, forward, backward and erf, on every one of the 2^32 f32 bit
+    /// patterns (about 5 minutes on 2 cores in the test profile; vendor/README.md):
+    /// `cargo test -p sim-train --lib -- --ignored gelu_on_every_f32`.
+    #[test]
+    #[ignore = "exhaustive: minutes; run by hand after touching vendor/burn-flex's GELU"]
+    #[cfg(not(feature = "ndarray"))]
+    fn gelu_on_every_f32_is_libms_formula_to_the_bit() {
+        use burn::tensor::ops::ActivationOps;
+        use burn::tensor::{Tensor, TensorData, TensorPrimitive, activation::gelu};
+        const BLOCK: u64 = 1 << 24;
+        let gs = upstream(BLOCK as usize);
+        for block in 0..(1u64 << 32) / BLOCK {
+            let xs: Vec<f32> = (block * BLOCK..(block + 1) * BLOCK)
+                .map(|bits| f32::from_bits(bits as u32))
+                .collect();
+            let tensor = |v: &[f32]| {
+                Tensor::<CpuBackend, 1>::from_data(
+                    TensorData::new(v.to_vec(), [v.len()]),
+                    &Default::default(),
+                )
+            };
+            assert_same_bits(
+                "gelu forward",
+                &xs,
+                gelu(tensor(&xs)).into_data().to_vec().unwrap(),
+                xs.iter().map(|&x| gelu_reference(x)).collect(),
+            );
+            assert_same_bits(
+                "erf",
+                &xs,
+                tensor(&xs).erf().into_data().to_vec().unwrap(),
+                xs.iter().map(|&x| libm::erff(x)).collect(),
+            );
+            let backward = CpuBackend::gelu_backward(
+                tensor(&xs).into_primitive().tensor(),
+                tensor(&gs).into_primitive().tensor(),
+            );
+            assert_same_bits(
+                "gelu backward",
+                &xs,
+                Tensor::<CpuBackend, 1>::from_primitive(TensorPrimitive::Float(backward))
+                    .into_data()
+                    .to_vec()
+                    .unwrap(),
+                xs.iter()
+                    .zip(&gs)
+                    .map(|(&x, &g)| gelu_backward_reference(x, g))
+                    .collect(),
+            );
+        }
+    }
 }

@@ -354,9 +354,11 @@ pub fn erf(tensor: FlexTensor) -> FlexTensor {
 // is derived from fdlibm and lands within a few ulps across the full
 // range in both precisions.
 
-/// Error function for f32.
+/// Error function for f32: libm's `erff` to the bit, without its branches
+/// (simlab patch: see `gelu_f32.rs`).
+#[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
-    libm::erff(x)
+    crate::ops::gelu_f32::erff(x)
 }
 
 /// Error function for f64.
