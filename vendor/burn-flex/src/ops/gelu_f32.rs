@@ -117,7 +117,9 @@ fn horner8(m: bool, a: &[f32; 8], b: &[f32; 8], s: f32) -> f32 {
     acc
 }
 
-/// libm's `expf` (FreeBSD's `e_expf.c`) for -104 < x < 88, without branches.
+/// libm's `expf` (FreeBSD's `e_expf.c`) without branches, for the
+/// arguments `erff` gives it (-37 < x < 1): results stay normal, so
+/// libm's overflow, underflow and subnormal paths are left out.
 #[inline(always)]
 fn expf(x: f32) -> f32 {
     const LN2_HI: f32 = 6.9314575195e-01;
@@ -127,7 +129,7 @@ fn expf(x: f32) -> f32 {
     const P2: f32 = -2.7667332906e-3;
     let hx = x.to_bits() & 0x7fff_ffff;
     let neg = x.to_bits() >> 31 != 0;
-    // SAFETY: |x| < 104, so the sum is finite and far inside i32's range.
+    // SAFETY: |x| < 37, so the sum is finite and far inside i32's range.
     let k_far: i32 = unsafe { (INV_LN2 * x + pick(neg, -0.5, 0.5)).to_int_unchecked() };
     let k_near = if neg { -1 } else { 1 };
     // |x| > 1.5 ln2, 0.5 ln2 < |x| <= 1.5 ln2, else no reduction (k = 0
@@ -146,7 +148,7 @@ fn expf(x: f32) -> f32 {
     let rr = r * r;
     let c = r - rr * (P1 + rr * P2);
     let y = 1. + (r * c / (2. - c) - lo + hi);
-    // libm's scalbnf(y, k): a product by 2^k, exact for the k >= -126 here.
+    // libm's scalbnf(y, k): a product by 2^k, exact for the k >= -54 here.
     let y = y * f32::from_bits(((0x7f + k) as u32) << 23);
     pick(hx <= 0x3900_0000, 1. + x, y)
 }
