@@ -196,6 +196,85 @@ mod tests {
         }
     }
 
+    /// burn Flex's matmul writes its output into memory it does not zero
+    /// first (vendor/burn-flex): every element must come from the product,
+    /// none from what the memory held. Before each product a NaN-filled
+    /// buffer of the output's size is freed, so the allocator hands the
+    /// product that memory back; integer-valued inputs make every sum exact,
+    /// so the product must equal a plain triple loop whatever gemm's order.
+    /// The shapes reach gemm's paths (k = 0 and k ≤ 2, matrix × vector both
+    /// ways, small tiles, the packed kernel on one thread and on rayon's)
+    /// and Flex's three for batches (one matrix after another, with a
+    /// broadcast operand; one per rayon thread; each on all of them);
+    /// transposed operands too.
+    #[test]
+    fn matmul_outputs_come_from_the_product_alone() {
+        use burn::tensor::{Tensor, TensorData};
+        let device = Default::default();
+        let operand = |batch: usize, rows: usize, cols: usize, salt: usize| {
+            let values: Vec<f32> = (0..batch * rows * cols)
+                .map(|i| ((i * 7 + salt) % 11) as f32 - 5.0)
+                .collect();
+            Tensor::<CpuBackend, 3>::from_data(
+                TensorData::new(values, [batch, rows, cols]),
+                &device,
+            )
+        };
+        // (lhs batch, rhs batch, m, k, n, transposed operands)
+        let cases = [
+            (1, 1, 3, 0, 4, false),
+            (1, 1, 4, 2, 3, false),
+            (1, 1, 1, 7, 5, false),
+            (1, 1, 5, 7, 1, false),
+            (1, 1, 6, 9, 7, false),
+            (1, 1, 40, 96, 50, false),
+            (1, 1, 40, 96, 50, true),
+            (1, 1, 200, 96, 384, false),
+            (6, 1, 17, 32, 40, true),
+            (8, 8, 64, 64, 80, false),
+            (2, 2, 200, 96, 384, false),
+        ];
+        for (lb, rb, m, k, n, transposed) in cases {
+            let case = format!("[{lb}, {m}, {k}] x [{rb}, {k}, {n}], transposed {transposed}");
+            let (lhs, rhs) = if transposed {
+                (
+                    operand(lb, k, m, 1).swap_dims(1, 2),
+                    operand(rb, n, k, 2).swap_dims(1, 2),
+                )
+            } else {
+                (operand(lb, m, k, 1), operand(rb, k, n, 2))
+            };
+            let (a, b) = (
+                lhs.to_data().to_vec::<f32>().unwrap(),
+                rhs.to_data().to_vec::<f32>().unwrap(),
+            );
+            let batch = lb.max(rb);
+            let mut expected = vec![0.0f32; batch * m * n];
+            for (bi, out) in expected.chunks_mut(m * n).enumerate() {
+                let (a, b) = (&a[(bi % lb) * m * k..], &b[(bi % rb) * k * n..]);
+                for i in 0..m {
+                    for j in 0..n {
+                        out[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+                    }
+                }
+            }
+            drop(Tensor::<CpuBackend, 1>::full(
+                [batch * m * n],
+                f32::NAN,
+                &device,
+            ));
+            let got = if lb == 1 && rb == 1 {
+                // Rank 2: Flex's own 2D path.
+                let (lhs, rhs) = (lhs.squeeze_dim::<2>(0), rhs.squeeze_dim::<2>(0));
+                lhs.matmul(rhs).into_data()
+            } else {
+                lhs.matmul(rhs).into_data()
+            };
+            let got = got.to_vec::<f32>().unwrap();
+            assert_eq!(got, expected, "{case}");
+        }
+    }
+
     /// Inputs for the GELU checks: one bit pattern in every 4,099 of all
     /// 2^32 (every exponent, both signs, NaNs, infinities, subnormals),
     /// libm's branch points one ulp either side, and activations' usual range.

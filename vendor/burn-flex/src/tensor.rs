@@ -251,8 +251,7 @@ impl FlexTensor {
     /// Create an empty tensor with given shape and dtype.
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
-        let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        let bytes = zeroed_bytes(num_elements, dtype_size(dtype));
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),
@@ -664,6 +663,20 @@ fn copy_nd_blocks<E: Copy>(
 /// empty allocations in `FlexTensor::empty`, truncated buffers in `into_data`,
 /// and zero-byte memcpys in `repeat_dim`. The panic turns all three into a
 /// loud, actionable failure at the dispatch boundary.
+/// simlab patch: `count` zeroed elements of `size` bytes, allocated with
+/// the alignment of an unsigned integer of that size. `Bytes::from_bytes_vec`
+/// on a `Vec<u8>` copied every byte into a second, 16-aligned allocation
+/// (it records a `Vec<u8>`'s alignment as 1): a copy as costly as the zeroing.
+fn zeroed_bytes(count: usize, size: usize) -> Bytes {
+    match size {
+        1 => Bytes::from_elems(alloc::vec![0u8; count]),
+        2 => Bytes::from_elems(alloc::vec![0u16; count]),
+        4 => Bytes::from_elems(alloc::vec![0u32; count]),
+        8 => Bytes::from_elems(alloc::vec![0u64; count]),
+        _ => Bytes::from_bytes_vec(alloc::vec![0u8; count * size]),
+    }
+}
+
 pub(crate) fn dtype_size(dtype: DType) -> usize {
     // Delegate to burn-std's canonical size to stay in sync.
     let size = dtype.size();
