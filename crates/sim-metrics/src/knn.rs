@@ -272,14 +272,21 @@ mod tests {
     use super::*;
 
     /// The scan against a full sort in neighbour order, on rows with ties
-    /// (values on a coarse grid), with k below, at and above the block size
-    /// and row lengths that end in a partial block.
+    /// (values on a coarse grid) and rows that rise or fall throughout (every
+    /// value, or none, better than the k-th best so far), with k below, at
+    /// and above the block size and row lengths that end in a partial block.
     #[test]
     fn top_k_is_the_first_k_of_a_full_sort() {
-        for len in [1, 15, 16, 17, 100, 1000] {
-            let row: Vec<f32> = (0..len)
-                .map(|i| ((i * 7919 + 13) % 31) as f32 / 8.0 - 2.0)
-                .collect();
+        let rows: [fn(usize) -> f32; 3] = [
+            |i| ((i * 7919 + 13) % 31) as f32 / 8.0 - 2.0,
+            |i| i as f32,
+            |i| -(i as f32),
+        ];
+        for (len, value) in [1, 15, 16, 17, 100, 1000, 5000]
+            .into_iter()
+            .flat_map(|len| rows.iter().map(move |value| (len, value)))
+        {
+            let row: Vec<f32> = (0..len).map(value).collect();
             let mut sorted: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
             sorted.sort_by(|&a, &b| {
                 if better(a, b) {
@@ -288,7 +295,7 @@ mod tests {
                     std::cmp::Ordering::Greater
                 }
             });
-            for k in [1, 5, 16, 20, 40] {
+            for k in [1, 5, 16, 20, 40, 200] {
                 let k = k.min(len);
                 assert_eq!(top_k(&row, k), sorted[..k], "length {len}, k {k}");
             }
