@@ -124,6 +124,10 @@ def main():
         "knn_bank_labels": rng.integers(0, 10, 10000).astype(np.int64),
         "knn_queries": low_rank(4000, 768),
         "knn_query_labels": rng.integers(0, 10, 4000).astype(np.int64),
+        # A run's similarity interval in the tables stage: HAM10000's 2,004
+        # test images, width-96 features.
+        "boot_x": low_rank(2004, 96),
+        "boot_y": low_rank(2004, 96),
     }
     for i in range(13):
         arrays[f"layer_a_{i}"] = low_rank(2000, 768)
@@ -133,6 +137,9 @@ def main():
     A = arrays
     layers_a = [A[f"layer_a_{i}"] for i in range(13)]
     layers_b = [A[f"layer_b_{i}"] for i in range(13)]
+
+    boot_x, boot_y = A["boot_x"].astype(np.float64), A["boot_y"].astype(np.float64)
+    resamples = rng.integers(0, len(boot_x), (1000, len(boot_x)))
 
     py = {"numpy": {}, "torch": {}}
     m = np.ones((2000, 2000))
@@ -147,6 +154,9 @@ def main():
         t["cka_matrix_13x13"] = best_of(1, lambda: [[cka(x, y) for y in layers_b] for x in layers_a])
         t["ece_1e6"] = best_of(3, lambda: ece(A["ece_logits"], A["ece_labels"]))
         t["knn_10000x768_4000"] = best_of(2, lambda: knn(A["knn_bank"], A["knn_bank_labels"], A["knn_queries"], A["knn_query_labels"]))
+        # What a user's script does: the pairwise CKA on each resample's rows
+        # (then the 2.5th and 97.5th percentiles, which cost nothing here).
+        t["cka_bootstrap_2004x96_1000"] = best_of(2, lambda: [cka(boot_x[r], boot_y[r]) for r in resamples])
         print(lib, json.dumps(t), file=sys.stderr)
 
     exe = bench_executable("sim-metrics", "measures")

@@ -11,6 +11,7 @@ use sim_metrics::blas::BlasFloat;
 use sim_metrics::calibration::{Binning, calibration};
 use sim_metrics::cka::{CkaOptions, cka, cka_matrix};
 use sim_metrics::knn::knn_accuracy;
+use sim_metrics::stats::{CkaBootstrap, LEVEL, draw_resamples};
 use std::time::Instant;
 
 fn best_of<R>(repeats: usize, mut f: impl FnMut() -> R) -> f64 {
@@ -128,6 +129,20 @@ fn main() {
             "knn_10000x768_4000",
             best_of(2, || {
                 knn_accuracy(bank.view(), &by, queries.view(), &qy, &[20], 0.07).unwrap()
+            }),
+        );
+    }
+    if wanted("cka_bootstrap_2004x96_1000") {
+        // A run's similarity interval in the tables stage: HAM10000's 2,004
+        // test images, width-96 features, 1,000 resamples.
+        let (x, y) = (load("boot_x"), load("boot_y"));
+        let resamples = draw_resamples(x.rows, 1000, 0);
+        record(
+            "cka_bootstrap_2004x96_1000",
+            best_of(2, || {
+                CkaBootstrap::new(x.view(), y.view())
+                    .unwrap()
+                    .interval(&resamples, LEVEL)
             }),
         );
     }
