@@ -90,7 +90,8 @@ const LANES: usize = 8;
 /// cache (2 × 8 × 8 bytes per image): the Gram matrices are read from
 /// memory once per this many resamples, not once each. (Stored by column
 /// instead of in panels, a column's LANES values a page apart from the
-/// next's, the bootstrap took half as long again as the plain loop.)
+/// next's, the default study's tables stage took half as long again as
+/// with the plain loop.)
 const RESAMPLES_PER_PASS: usize = 16;
 
 /// The per-row sums over a resample's images j of one row i:
