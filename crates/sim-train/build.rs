@@ -1,14 +1,17 @@
 //! Names the sources this build was made from: `SIM_TRAIN_SOURCES`, a hash
 //! (FNV-1a, 64 bits, stable across compilers) of every file under `src/`,
-//! paths and contents in path order. A pre-training records it, so a
-//! pre-trained backbone reused by a later build says whether other code
-//! made it (`sim_train::pretrain`).
+//! of the workspace's patched dependencies (`vendor/`) and of its
+//! `Cargo.lock` (the versions of the others), paths and contents in path
+//! order. A pre-training records it, so a pre-trained backbone reused by a
+//! later build says whether other code made it (`sim_train::pretrain`):
+//! a dependency sums differently too (the patch to gemm-common changed
+//! `vit-sup`'s pre-training on some CPUs without a line of `src/` changing).
 
 use std::path::{Path, PathBuf};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("src/ is readable") {
-        let path = entry.expect("src/ is readable").path();
+    for entry in std::fs::read_dir(dir).expect("a source folder is readable") {
+        let path = entry.expect("a source folder is readable").path();
         if path.is_dir() {
             files(&path, out);
         } else {
@@ -18,9 +21,17 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    println!("cargo:rerun-if-changed=src");
+    let inputs = ["src", "../../vendor", "../../Cargo.lock"];
     let mut all = Vec::new();
-    files(Path::new("src"), &mut all);
+    for input in inputs {
+        println!("cargo:rerun-if-changed={input}");
+        let path = Path::new(input);
+        if path.is_dir() {
+            files(path, &mut all);
+        } else {
+            all.push(path.to_path_buf());
+        }
+    }
     all.sort();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for path in &all {

@@ -50,7 +50,8 @@ pub struct PretrainState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The sources of the build that trained it (`SIM_TRAIN_SOURCES` of
-    /// `crates/sim-train/build.rs`); none in folders made before it was
+    /// `crates/sim-train/build.rs`: sim-train's code, the patched
+    /// dependencies, `Cargo.lock`); none in folders made before it was
     /// recorded. The folder is keyed by the `pretrain` entry, not by the
     /// code: this says whether a reused one came from other code.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -275,6 +275,62 @@ mod tests {
         }
     }
 
+    /// A product sums each output's k terms as the patched gemm-common
+    /// (`vendor/`) orders them on every CPU: in blocks of at most 1,024
+    /// (k cut into ⌈k / 1024⌉ equal blocks), one FMA chain per block from
+    /// zero, the blocks added in turn. Unpatched, the blocks' depth came
+    /// from the machine's L1 cache, and k = 544 (a fine-tuning part's
+    /// tokens, in a weight's gradient) was summed as two blocks on a CPU
+    /// with a 32 KiB, 8-way L1 and as one on a 48 KiB, 12-way one.
+    /// m and n above 64: smaller products take gemm's small-size path,
+    /// whose blocks are the same on every CPU.
+    #[test]
+    fn products_sum_in_the_same_blocks_on_every_cpu() {
+        use burn::tensor::{Tensor, TensorData};
+        let device = Default::default();
+        // Values whose sums round differently in another order.
+        let operand = |rows: usize, cols: usize, salt: u64| -> Vec<f32> {
+            (0..(rows * cols) as u64)
+                .map(|i| {
+                    let h = (i ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                    h as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+                })
+                .collect()
+        };
+        let (m, n) = (72, 80);
+        for k in [544, 1000, 1500] {
+            let (a, b) = (operand(m, k, 1), operand(k, n, 2));
+            let blocks = k.div_ceil(1024);
+            let depth = k.div_ceil(blocks);
+            let mut expected = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    let mut out = 0.0f32;
+                    for (block, start) in (0..k).step_by(depth).enumerate() {
+                        let chain = (start..(start + depth).min(k))
+                            .fold(0.0f32, |acc, l| a[i * k + l].mul_add(b[l * n + j], acc));
+                        out = if block == 0 { chain } else { out + chain };
+                    }
+                    expected[i * n + j] = out;
+                }
+            }
+            let tensor = |values: Vec<f32>, shape: [usize; 2]| {
+                Tensor::<CpuBackend, 2>::from_data(TensorData::new(values, shape), &device)
+            };
+            let got = tensor(a, [m, k])
+                .matmul(tensor(b, [k, n]))
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let differ = got
+                .iter()
+                .zip(&expected)
+                .filter(|(g, e)| g.to_bits() != e.to_bits())
+                .count();
+            assert_eq!(differ, 0, "k = {k}: {differ} of {} outputs differ", m * n);
+        }
+    }
+
     /// Inputs for the GELU checks: one bit pattern in every 4,099 of all
     /// 2^32 (every exponent, both signs, NaNs, infinities, subnormals),
     /// libm's branch points one ulp either side, and activations' usual range.

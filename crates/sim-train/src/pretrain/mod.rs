@@ -59,7 +59,7 @@ pub const SOURCES: &str = env!("SIM_TRAIN_SOURCES");
 pub fn reuse_note(state: &PretrainState, dir: &Path) -> Option<String> {
     let made_by = match state.sources.as_deref() {
         Some(s) if s == SOURCES => return None,
-        Some(s) => format!("other sim-train sources ({s})"),
+        Some(s) => format!("other code (sources {s})"),
         None => "a version that did not record its sources".to_string(),
     };
     Some(format!(
@@ -744,7 +744,7 @@ mod tests {
         state.sources = Some("0123456789abcdef".into());
         let note = reuse_note(&state, dir).unwrap();
         assert!(
-            note.contains("other sim-train sources (0123456789abcdef)") && note.contains(SOURCES),
+            note.contains("other code (sources 0123456789abcdef)") && note.contains(SOURCES),
             "{note}"
         );
         state.sources = Some(SOURCES.into());
