@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("a source folder is readable") {
-        let path = entry.expect("a source folder is readable").path();
+    let unreadable = |e: std::io::Error| -> ! { panic!("{}: cannot be read: {e}", dir.display()) };
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| unreadable(e)) {
+        let path = entry.unwrap_or_else(|e| unreadable(e)).path();
         if path.is_dir() {
             files(&path, out);
         } else {
@@ -36,7 +37,8 @@ fn main() {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for path in &all {
         let name = path.to_string_lossy().replace('\\', "/");
-        let bytes = std::fs::read(path).expect("a source file is readable");
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{}: cannot be read: {e}", path.display()));
         for b in name.bytes().chain([0]).chain(bytes) {
             hash ^= u64::from(b);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
