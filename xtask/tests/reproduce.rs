@@ -207,7 +207,8 @@ fn ci_study_gives_the_same_tables_with_one_and_two_jobs() {
     let first: Vec<usize> = medical.test_indices().into_iter().take(4).collect();
     let out = model.forward(
         batcher
-            .eval::<CpuBackend>(&first, first.len(), &device)
+            .eval_host(&first, first.len())
+            .to_device::<CpuBackend>(&device)
             .images,
     );
     let (cls, _) = out.cls_and_patch_mean(&out.final_tokens);

@@ -118,8 +118,8 @@ fn main() {
     let idx: Vec<usize> = (0..batch).collect();
     let start = Instant::now();
     for _ in 0..steps {
-        let b = batcher.train::<TrainBackend>(&idx, &aug, &mut rng, &device);
-        let _ = b.images.into_data();
+        let b = batcher.train_host(&idx, batch, &aug, &mut rng);
+        let _ = b.to_device::<TrainBackend>(&device).images.into_data();
     }
     let data_ips = (batch * steps) as f64 / start.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&dir).ok();

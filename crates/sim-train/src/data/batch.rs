@@ -31,6 +31,30 @@ pub struct HostBatch {
 }
 
 impl HostBatch {
+    /// Unpadded batches of one image size, one after the other: `[Σ rows,
+    /// 3, size, size]`.
+    pub fn stack(batches: Vec<HostBatch>) -> HostBatch {
+        let size = batches.first().expect("a batch to stack").size;
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.size == size && b.rows == b.labels.len()),
+            "stacked batches share one size and have no padding"
+        );
+        let mut stacked = HostBatch {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            rows: 0,
+            size,
+        };
+        for b in batches {
+            stacked.pixels.extend(b.pixels);
+            stacked.labels.extend(b.labels);
+            stacked.rows += b.rows;
+        }
+        stacked
+    }
+
     pub fn to_device<B: Backend>(self, device: &B::Device) -> ImageBatch<B> {
         let (n, s) = (self.labels.len(), self.size);
         ImageBatch {
@@ -52,16 +76,11 @@ pub struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
-    /// The evaluation view of `indices`: centre crops, no randomness,
-    /// padded to `pad_to` rows (at least `indices.len()`) so that every
+    /// The evaluation view of `indices` in host memory: centre crops, no
+    /// randomness, padded to `pad_to` rows (at least `indices.len()`) so that every
     /// batch of a pass has one shape (a GPU compiles and tunes its kernels
     /// per shape).
-    pub fn eval<B: Backend>(
-        &self,
-        indices: &[usize],
-        pad_to: usize,
-        device: &B::Device,
-    ) -> ImageBatch<B> {
+    pub fn eval_host(&self, indices: &[usize], pad_to: usize) -> HostBatch {
         let plans: Vec<CropPlan> = indices
             .iter()
             .map(|&i| {
@@ -69,7 +88,7 @@ impl Batcher<'_> {
                 centre_crop(v.width, v.height, self.size)
             })
             .collect();
-        self.render(indices, &plans, pad_to).to_device(device)
+        self.render(indices, &plans, pad_to)
     }
 
     /// The evaluation view of `indices` as the pixels a person sees: u8 RGB,
@@ -96,18 +115,6 @@ impl Batcher<'_> {
             }
         }
         out
-    }
-
-    /// The training view of `indices` on the device (no padding).
-    pub fn train<B: Backend>(
-        &self,
-        indices: &[usize],
-        augment: &TrainAugment,
-        rng: &mut impl Rng,
-        device: &B::Device,
-    ) -> ImageBatch<B> {
-        self.train_host(indices, indices.len(), augment, rng)
-            .to_device(device)
     }
 
     /// The training view of `indices` in host memory, padded to `pad_to`
@@ -204,7 +211,7 @@ mod tests {
             norm,
         };
         let device = Default::default();
-        let batch: ImageBatch<CpuBackend> = batcher.eval(&[2, 1], 2, &device);
+        let batch: ImageBatch<CpuBackend> = batcher.eval_host(&[2, 1], 2).to_device(&device);
         assert_eq!(batch.images.dims(), [2, 3, 8, 8]);
         assert_eq!(
             batch
@@ -240,8 +247,8 @@ mod tests {
             },
         };
         let device = Default::default();
-        let plain: ImageBatch<CpuBackend> = batcher.eval(&[1, 2], 2, &device);
-        let padded: ImageBatch<CpuBackend> = batcher.eval(&[1, 2], 5, &device);
+        let plain: ImageBatch<CpuBackend> = batcher.eval_host(&[1, 2], 2).to_device(&device);
+        let padded: ImageBatch<CpuBackend> = batcher.eval_host(&[1, 2], 5).to_device(&device);
         assert_eq!((plain.rows, padded.rows), (2, 2));
         assert_eq!(padded.images.dims(), [5, 3, 8, 8]);
         let (p, q) = (
@@ -303,11 +310,9 @@ mod tests {
             vflip: true,
             colour: ColourAugment::NONE,
         };
-        let device = Default::default();
         let run = |seed| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let b: ImageBatch<CpuBackend> = batcher.train(&[0, 1, 2, 3], &aug, &mut rng, &device);
-            b.images.to_data().to_vec::<f32>().unwrap()
+            batcher.train_host(&[0, 1, 2, 3], 4, &aug, &mut rng).pixels
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));

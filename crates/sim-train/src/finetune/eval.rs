@@ -6,6 +6,7 @@ use crate::data::batch::Batcher;
 use crate::data::prepare::PreparedDataset;
 use crate::train::batch_parts::BatchParts;
 use crate::train::classifier::Classifier;
+use crate::train::prefetch::prefetched;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -112,8 +113,9 @@ impl Collected {
     }
 }
 
-/// One pass over `indices` in batches of `batch_size`, each batch cut into
-/// `parts` that run at once; `layers`: the layers dumped when all are wanted
+/// One pass over `indices` in batches of `batch_size` (each rendered on a
+/// second thread while the one before runs), each batch cut into `parts`
+/// that run at once; `layers`: the layers dumped when all are wanted
 /// (`None`: every one).
 #[allow(clippy::too_many_arguments)]
 fn pass<B: Backend>(
@@ -127,26 +129,30 @@ fn pass<B: Backend>(
     device: &B::Device,
 ) -> Collected {
     let mut c = Collected::default();
-    for chunk in indices.chunks(batch_size) {
-        // Every batch padded to the same shape (a GPU's); the padding's rows
-        // are dropped, a part of padding alone is not run.
-        let batch = batcher.eval::<B>(chunk, batch_size, device);
-        let collected = parts.run(batch_size, |rows| {
-            let real = chunk.len().saturating_sub(rows.start).min(rows.len());
-            (real > 0).then(|| {
-                collect(
-                    model,
-                    batch.images.clone().narrow(0, rows.start, rows.len()),
-                    real,
-                    layers,
-                    want,
-                )
-            })
-        });
-        for part in collected.into_iter().flatten() {
-            c.append(part);
+    let draw = |chunk: &[usize]| batcher.eval_host(chunk, batch_size);
+    prefetched(indices, batch_size, draw, |batches| {
+        for host in batches {
+            // Every batch padded to the same shape (a GPU's); the padding's
+            // rows are dropped, a part of padding alone is not run.
+            let real_rows = host.rows;
+            let batch = host.to_device::<B>(device);
+            let collected = parts.run(batch_size, |rows| {
+                let real = real_rows.saturating_sub(rows.start).min(rows.len());
+                (real > 0).then(|| {
+                    collect(
+                        model,
+                        batch.images.clone().narrow(0, rows.start, rows.len()),
+                        real,
+                        layers,
+                        want,
+                    )
+                })
+            });
+            for part in collected.into_iter().flatten() {
+                c.append(part);
+            }
         }
-    }
+    });
     c
 }
 

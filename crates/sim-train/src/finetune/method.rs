@@ -10,8 +10,8 @@ use crate::model::Vit;
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::Training;
 use crate::train::classifier::Classifier;
-use crate::train::params::flatten;
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use crate::train::params::{flatten, take_grads};
+use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -108,25 +108,25 @@ impl<B: AutodiffBackend> Method<B> {
         vit: &Vit<B>,
     ) -> Vec<(GradientsParams, f64)> {
         let Some(decay) = self.config.layer_decay else {
-            return vec![(take(grads, vit), 1.0)];
+            return vec![(take_grads(grads, vit), 1.0)];
         };
         let depth = vit.blocks.len() as i32;
         let mut groups = Vec::new();
         let embedding = decay.powi(depth + 1);
-        groups.push((take(grads, &vit.patch_embed), embedding));
-        groups.push((take(grads, &vit.cls_token), embedding));
-        groups.push((take(grads, &vit.pos_embed), embedding));
+        groups.push((take_grads(grads, &vit.patch_embed), embedding));
+        groups.push((take_grads(grads, &vit.cls_token), embedding));
+        groups.push((take_grads(grads, &vit.pos_embed), embedding));
         if let Some(reg) = &vit.reg_token {
-            groups.push((take(grads, reg), embedding));
+            groups.push((take_grads(grads, reg), embedding));
         }
         if let Some(norm) = &vit.norm_pre {
-            groups.push((take(grads, norm), embedding));
+            groups.push((take_grads(grads, norm), embedding));
         }
         for (i, block) in vit.blocks.iter().enumerate() {
-            groups.push((take(grads, block), decay.powi(depth - i as i32)));
+            groups.push((take_grads(grads, block), decay.powi(depth - i as i32)));
         }
         // What is left: the final norm (and a projection, where there is one).
-        groups.push((take(grads, vit), 1.0));
+        groups.push((take_grads(grads, vit), 1.0));
         groups
     }
 
@@ -148,7 +148,7 @@ impl<B: AutodiffBackend> Method<B> {
         lr_backbone: f64,
         lr_head: f64,
     ) -> Training<B> {
-        let head = take(&mut grads, &tr.model.head);
+        let head = take_grads(&mut grads, &tr.model.head);
         if self.backbone_trains(epoch) {
             for (group, factor) in self.backbone_groups(&mut grads, &tr.model.backbone) {
                 tr.model = tr.opt_backbone.step(lr_backbone * factor, tr.model, group);
@@ -157,30 +157,6 @@ impl<B: AutodiffBackend> Method<B> {
         tr.model = tr.opt_head.step(lr_head, tr.model, head);
         tr
     }
-}
-
-/// The gradients of `module`'s parameters, moved out of `grads`.
-fn take<B: AutodiffBackend, M: Module<B>>(
-    grads: &mut GradientsParams,
-    module: &M,
-) -> GradientsParams {
-    struct Take<'a> {
-        from: &'a mut GradientsParams,
-        to: GradientsParams,
-    }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id) {
-                self.to.register::<B::InnerBackend, D>(param.id, grad);
-            }
-        }
-    }
-    let mut visitor = Take {
-        from: grads,
-        to: GradientsParams::new(),
-    };
-    module.visit(&mut visitor);
-    visitor.to
 }
 
 /// Linear CKA between two sets of features of the same examples, with

@@ -4,12 +4,13 @@
 //! optimiser step the method decides. A non-finite loss stops the epoch.
 //! `super::device_check` times and checks these same steps.
 
-use crate::data::batch::{Batcher, HostBatch, ImageBatch};
+use crate::data::batch::{Batcher, ImageBatch};
 use crate::data::colour::ColourAugment;
 use crate::data::transform::TrainAugment;
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::Training;
 use crate::train::classifier::Classifier;
+use crate::train::prefetch::prefetched;
 use crate::train::{EpochProgress, schedule};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -137,22 +138,12 @@ pub(super) fn train_epoch<B: AutodiffBackend>(
     let start = Instant::now();
     let mut window = LossWindow::new(start);
     let batches_in_order = order.len().div_ceil(t.batch_size);
-    let tr = std::thread::scope(|scope| {
-        let (next, batches) = std::sync::mpsc::sync_channel::<HostBatch>(1);
-        scope.spawn(move || {
-            for indices in order.chunks(t.batch_size) {
-                if next
-                    .send(
-                        inputs
-                            .batcher
-                            .train_host(indices, t.batch_size, &inputs.augment, rng),
-                    )
-                    .is_err()
-                {
-                    return; // the loop below stopped early
-                }
-            }
-        });
+    let draw = |indices: &[usize]| {
+        inputs
+            .batcher
+            .train_host(indices, t.batch_size, &inputs.augment, rng)
+    };
+    prefetched(order, t.batch_size, draw, |batches| {
         let mut seen = 0;
         for (step, host) in batches.into_iter().enumerate() {
             let factor = schedule::lr_factor(
@@ -179,8 +170,7 @@ pub(super) fn train_epoch<B: AutodiffBackend>(
             }
         }
         Ok(tr)
-    })?;
-    Ok(tr)
+    })
 }
 
 /// The losses of the steps since the last read, read back from the device
@@ -333,6 +323,7 @@ fn class_weights(labels: &[usize], train: &[usize], classes: usize) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::batch::HostBatch;
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use rand::SeedableRng;

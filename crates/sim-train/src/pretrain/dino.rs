@@ -21,14 +21,14 @@ use crate::model::Vit;
 use crate::model::init::trunc_normal;
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::{load_checkpoint, save_checkpoint};
-use crate::train::params::mix;
+use crate::train::params::{mix, take_grads};
 use crate::train::schedule;
 use anyhow::Context;
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param, list_param_ids};
 use burn::nn::Linear;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamW, AdamWConfig, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::activation::{gelu, log_softmax, softmax};
@@ -116,7 +116,7 @@ impl<B: Backend> DinoNet<B> {
     }
 }
 
-type AdamWOf<B> = OptimizerAdaptor<AdamW, DinoNet<B>, B>;
+type AdamWOf<B, M> = OptimizerAdaptor<AdamW, M, B>;
 
 /// What a DINO pre-training changes, and its checkpoint.
 pub struct Dino<B: AutodiffBackend> {
@@ -124,9 +124,23 @@ pub struct Dino<B: AutodiffBackend> {
     pub teacher: DinoNet<B::InnerBackend>,
     /// `[1, K]`
     pub center: Tensor<B::InnerBackend, 2>,
-    optimizer: AdamWOf<B>,
+    optimizers: Optimizers<B>,
     config: DinoConfig,
 }
+
+/// AdamW for the student's backbone and for its head: one optimiser each,
+/// so that the two parts take their steps (and the teacher's parts their
+/// moving averages) at once, on two threads, where one optimiser would
+/// leave a core idle. AdamW's update and burn's gradient clipping are per
+/// parameter, so the split changes no number; the checkpoint holds the
+/// two optimisers' states as one map, as one optimiser's.
+struct Optimizers<B: AutodiffBackend> {
+    backbone: AdamWOf<B, Vit<B>>,
+    head: AdamWOf<B, DinoHead<B>>,
+}
+
+/// The optimisers' state: every parameter's, by id.
+type OptimizerRecord<B> = <AdamWOf<B, Vit<B>> as Optimizer<Vit<B>, B>>::Record;
 
 /// One step's numbers.
 pub struct DinoStep {
@@ -212,6 +226,24 @@ impl<B: Backend> ModuleMapper<B> for Decay {
     }
 }
 
+/// One part of the net (the backbone or the head) after a step: its
+/// student decayed ([`Decay`]) and stepped by AdamW, its teacher moved
+/// towards the new student by the momentum.
+fn update_part<B: AutodiffBackend, M: AutodiffModule<B>>(
+    optimizer: &mut AdamWOf<B, M>,
+    student: M,
+    teacher: M::InnerModule,
+    grads: GradientsParams,
+    at: StepAt,
+) -> (M, M::InnerModule) {
+    let decayed = student.map(&mut Decay {
+        factor: 1.0 - at.lr * at.weight_decay,
+    });
+    let student = optimizer.step(at.lr, decayed, grads);
+    let teacher = mix(&student.valid(), teacher, at.momentum);
+    (student, teacher)
+}
+
 impl<B: AutodiffBackend> Dino<B> {
     /// Student and teacher start equal (the backbone given, a head from `seed`).
     pub fn new(backbone: Vit<B>, config: &DinoConfig, seed: u64, device: &B::Device) -> Dino<B> {
@@ -219,16 +251,18 @@ impl<B: AutodiffBackend> Dino<B> {
         let student = DinoNet { backbone, head };
         // DINO clips each gradient at norm 3; its weight decay follows a
         // schedule, applied by the step ([`Decay`]), not by AdamW.
-        let optimizer = AdamWConfig::new()
+        let adamw = AdamWConfig::new()
             .with_weight_decay(0.0)
             .with_epsilon(1e-8)
-            .with_grad_clipping(Some(GradientClippingConfig::Norm(3.0)))
-            .init::<B, DinoNet<B>>();
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(3.0)));
         Dino {
             teacher: student.valid(),
             center: Tensor::zeros([1, config.out_dim], device),
             student,
-            optimizer,
+            optimizers: Optimizers {
+                backbone: adamw.init(),
+                head: adamw.init(),
+            },
             config: config.clone(),
         }
     }
@@ -301,16 +335,8 @@ impl<B: AutodiffBackend> Dino<B> {
             loss.div_scalar(pairs)
         });
         let value: f64 = loss.into_scalar().elem();
-        let mut grads = grads;
-        if at.freeze_prototypes {
-            grads.remove::<B::InnerBackend, 2>(self.student.head.prototypes.id);
-        }
-        let decayed = self.student.clone().map(&mut Decay {
-            factor: 1.0 - at.lr * at.weight_decay,
-        });
-        self.student = self.optimizer.step(at.lr, decayed, grads);
-        self.teacher = mix(&self.student.valid(), self.teacher.clone(), at.momentum);
-        let cm = c.center_momentum;
+        self.update(grads, at);
+        let cm = self.config.center_momentum;
         self.center = self.center.clone().mul_scalar(cm) + t_raw.mean_dim(0).mul_scalar(1.0 - cm);
         let entropy = |p: Tensor<B::InnerBackend, 2>| -> f64 {
             (p.clone() * p.clamp_min(1e-30).log())
@@ -325,6 +351,44 @@ impl<B: AutodiffBackend> Dino<B> {
             teacher_entropy: entropy(t.clone()),
             batch_entropy: entropy(t.mean_dim(0)),
         }
+    }
+
+    /// The student's step on `grads` (weight decay, then AdamW; the
+    /// prototypes left as they are while frozen) and the teacher's moving
+    /// average towards the new student: the backbone's and the head's at
+    /// once, on two threads ([`Optimizers`]).
+    fn update(&mut self, mut grads: GradientsParams, at: StepAt) {
+        if at.freeze_prototypes {
+            grads.remove::<B::InnerBackend, 2>(self.student.head.prototypes.id);
+        }
+        let head_grads = take_grads(&mut grads, &self.student.head);
+        let (student, teacher) = (self.student.clone(), self.teacher.clone());
+        let optimizers = &mut self.optimizers;
+        let ((backbone, teacher_backbone), (head, teacher_head)) = rayon::join(
+            || {
+                update_part(
+                    &mut optimizers.backbone,
+                    student.backbone,
+                    teacher.backbone,
+                    grads,
+                    at,
+                )
+            },
+            || {
+                update_part(
+                    &mut optimizers.head,
+                    student.head,
+                    teacher.head,
+                    head_grads,
+                    at,
+                )
+            },
+        );
+        self.student = DinoNet { backbone, head };
+        self.teacher = DinoNet {
+            backbone: teacher_backbone,
+            head: teacher_head,
+        };
     }
 
     /// Writes the checkpoint of `epoch` (student, teacher, centre, optimiser).
@@ -357,10 +421,11 @@ impl<B: AutodiffBackend> Dino<B> {
                     TEACHER_FILE,
                 )?,
             ),
-            (
-                OPTIM_FILE,
-                encode(recorder.record(self.optimizer.to_record(), ()), OPTIM_FILE)?,
-            ),
+            (OPTIM_FILE, {
+                let mut optim = self.optimizers.backbone.to_record();
+                optim.extend(self.optimizers.head.to_record());
+                encode(recorder.record(optim, ()), OPTIM_FILE)?
+            }),
             (CENTER_FILE, center),
         ];
         Ok(save_checkpoint(dir, epoch, &files)?)
@@ -401,22 +466,31 @@ impl<B: AutodiffBackend> Dino<B> {
             center.len(),
             self.config.out_dim
         );
+        let student = self.student.load_record(
+            recorder
+                .load(student, device)
+                .map_err(|e| bad(STUDENT_FILE, e))?,
+        );
+        // The one map saved, cut between the two optimisers by the ids the
+        // student's parameters have now (its record's).
+        let mut backbone_optim: OptimizerRecord<B> = recorder
+            .load(optim, device)
+            .map_err(|e| bad(OPTIM_FILE, e))?;
+        let head_ids = list_param_ids(&student.head);
+        let mut head_optim = backbone_optim.clone();
+        head_optim.retain(|id, _| head_ids.contains(id));
+        backbone_optim.retain(|id, _| !head_ids.contains(id));
         Ok(Dino {
-            student: self.student.load_record(
-                recorder
-                    .load(student, device)
-                    .map_err(|e| bad(STUDENT_FILE, e))?,
-            ),
+            student,
             teacher: self.teacher.load_record(
                 recorder
                     .load(teacher, device)
                     .map_err(|e| bad(TEACHER_FILE, e))?,
             ),
-            optimizer: self.optimizer.load_record(
-                recorder
-                    .load(optim, device)
-                    .map_err(|e| bad(OPTIM_FILE, e))?,
-            ),
+            optimizers: Optimizers {
+                backbone: self.optimizers.backbone.load_record(backbone_optim),
+                head: self.optimizers.head.load_record(head_optim),
+            },
             center: Tensor::from_data(TensorData::new(center, [1, self.config.out_dim]), device),
             config: self.config,
         })
@@ -758,5 +832,108 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(bias(&decayed), bias(&net), "no decay on a bias");
+    }
+
+    /// The backbone's and the head's optimisers, stepped apart on two
+    /// threads, move student and teacher as one AdamW over the whole net
+    /// (DINO's, and this tool's before the split) does, to the bit; their
+    /// states, saved as one map and restored into a new pre-training, take
+    /// the next step as the unbroken one does.
+    #[test]
+    fn two_optimisers_step_as_one_to_the_bit_and_resume() {
+        use crate::model::init::{VitShape, random_vit};
+        use crate::train::params::flatten;
+        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
+        let device = Default::default();
+        let shape = VitShape {
+            width: 16,
+            depth: 1,
+            heads: 2,
+            patch: 8,
+            mlp_ratio: 2,
+            input_size: 16,
+        };
+        let config = DinoConfig {
+            local_crops: 0,
+            hidden_dim: 16,
+            bottleneck_dim: 8,
+            out_dim: 16,
+            ..DinoConfig::default()
+        };
+        let new_dino = || {
+            Dino::new(
+                random_vit::<Ad>(shape, 3, &device).unwrap().model,
+                &config,
+                7,
+                &device,
+            )
+        };
+        let images = Tensor::<Ad, 4>::random(
+            [4, 3, 16, 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        // A loss of every parameter (frozen prototypes aside).
+        let grads = |net: &DinoNet<Ad>| {
+            let loss = net.forward(images.clone()).powi_scalar(2).sum();
+            GradientsParams::from_grads(loss.backward(), net)
+        };
+        fn bits<B: Backend, M: Module<B>>(net: &M) -> Vec<u32> {
+            flatten(net)
+                .into_iter()
+                .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+                .map(f32::to_bits)
+                .collect()
+        }
+        let at = |step: usize| StepAt {
+            lr: [1e-2, 5e-3, 2e-3][step],
+            momentum: 0.9,
+            teacher_temp: 0.04,
+            weight_decay: 0.04,
+            freeze_prototypes: step == 0,
+        };
+
+        let Dino {
+            mut student,
+            mut teacher,
+            ..
+        } = new_dino();
+        let mut whole = AdamWConfig::new()
+            .with_weight_decay(0.0)
+            .with_epsilon(1e-8)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(3.0)))
+            .init::<Ad, DinoNet<Ad>>();
+        let mut split = new_dino();
+        let dir = tempfile::tempdir().unwrap();
+        for step in 0..3 {
+            let at = at(step);
+            let mut g = grads(&student);
+            if at.freeze_prototypes {
+                g.remove::<crate::CpuBackend, 2>(student.head.prototypes.id);
+            }
+            let decayed = student.map(&mut Decay {
+                factor: 1.0 - at.lr * at.weight_decay,
+            });
+            student = whole.step(at.lr, decayed, g);
+            teacher = mix(&student.valid(), teacher, at.momentum);
+
+            if step == 2 {
+                split.save(dir.path(), 2).unwrap();
+                split = new_dino().restore(dir.path(), 2, &device).unwrap();
+            }
+            let g = grads(&split.student);
+            split.update(g, at);
+            let differing = |a: Vec<u32>, b: Vec<u32>| {
+                assert_eq!(a.len(), b.len());
+                a.iter().zip(&b).filter(|(x, y)| x != y).count()
+            };
+            let students = differing(bits(&split.student), bits(&student));
+            let teachers = differing(bits(&split.teacher), bits(&teacher));
+            assert_eq!(
+                (students, teachers),
+                (0, 0),
+                "step {step}: values of (student, teacher) differing"
+            );
+        }
     }
 }

@@ -12,18 +12,19 @@
 //! loss marks it failed, and so does a collapse of self-distillation.
 
 pub mod dino;
+mod views;
 
 use crate::data::batch::Batcher;
-use crate::data::colour::ColourAugment;
 use crate::data::image_cache::ImageCache;
 use crate::data::prepare::{PreparedDataset, lock_study};
-use crate::data::transform::{Normalisation, TrainAugment};
+use crate::data::transform::Normalisation;
 use crate::finetune::method::Method;
 use crate::model::init::{VitShape, random_vit};
 use crate::model::{Backbone, Vit};
 use crate::train::batch_parts::BatchParts;
 use crate::train::checkpoint::Training;
 use crate::train::classifier::{Classifier, part_cross_entropy};
+use crate::train::prefetch::prefetched;
 use crate::train::{EpochProgress, resumable, schedule};
 use anyhow::bail;
 use burn::module::AutodiffModule;
@@ -47,6 +48,7 @@ use sim_study::run_state::Status;
 use sim_study::{StudyDir, crash};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use views::{Draw, StepViews};
 
 /// The sources of this build (`crates/sim-train/build.rs`), recorded in
 /// every pre-training it starts.
@@ -541,9 +543,11 @@ impl std::fmt::Display for Stop {
     }
 }
 
-/// One pass over the train split in an order drawn from `rng`.
+/// One pass over the train split in an order drawn from `rng`, which then
+/// draws each step's views (on a second thread, a batch ahead: the same
+/// views as drawn in turn).
 fn train_epoch<B: AutodiffBackend>(
-    mut learner: Learner<B>,
+    learner: Learner<B>,
     p: &PretrainConfig,
     epoch: u32,
     data: &EpochData<'_>,
@@ -554,82 +558,61 @@ fn train_epoch<B: AutodiffBackend>(
     let mut order = data.train.to_vec();
     order.shuffle(rng);
     let per_epoch = order.len().div_ceil(p.batch_size);
-    let crop = TrainAugment {
-        scale: p.crop_scale,
-        hflip: true,
-        vflip: false,
-        colour: ColourAugment::NONE,
-    };
-    let views = DinoViews::new(p, data.global.size, data.local.size);
+    let draw = Draw::new(p, data.global.size, data.local.size);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((p.label_smoothing > 0.0).then_some(p.label_smoothing as f32))
         .init(device);
     let mut watch = CollapseWatch::new(p.dino.out_dim);
-    let (mut loss_sum, start) = (0.0, Instant::now());
-    for (step, batch) in order.chunks(p.batch_size).enumerate() {
-        let global_step = (epoch as usize - 1) * per_epoch + step;
-        let lr = p.lr
-            * schedule::lr_factor(global_step, per_epoch, p.warmup_epochs, p.schedule_length());
-        let (next, value) = match learner {
-            Learner::Supervised { training, method } => {
-                let b = data.global.train::<B>(batch, &crop, rng, device);
-                let (grads, loss) =
-                    data.parts
-                        .gradients(&training.model, batch.len(), |model, rows| {
-                            part_cross_entropy(model, &loss_fn, &b.images, &b.labels, rows)
-                        });
-                let value: f64 = loss.into_scalar().elem();
-                let training = if value.is_finite() {
-                    method.step(training, grads, epoch, lr, lr)
-                } else {
-                    training
-                };
-                (Learner::Supervised { training, method }, value)
-            }
-            Learner::Dino(mut d) => {
-                let globals = Tensor::cat(
-                    views
-                        .global
-                        .iter()
-                        .map(|view| data.global.train::<B>(batch, view, rng, device).images)
-                        .collect(),
-                    0,
-                );
-                let locals = (p.dino.local_crops > 0).then(|| {
-                    Tensor::cat(
-                        (0..p.dino.local_crops)
-                            .map(|_| {
-                                data.local
-                                    .train::<B>(batch, &views.local, rng, device)
-                                    .images
-                            })
-                            .collect(),
-                        0,
-                    )
+    let (mut loss_sum, mut seen, start) = (0.0, 0, Instant::now());
+    let views = |batch: &[usize]| draw.views(data, batch, rng);
+    let learner = prefetched(&order, p.batch_size, views, |steps| {
+        let mut learner = learner;
+        for (step, views) in steps.enumerate() {
+            let global_step = (epoch as usize - 1) * per_epoch + step;
+            let lr = p.lr
+                * schedule::lr_factor(global_step, per_epoch, p.warmup_epochs, p.schedule_length());
+            seen += views.images();
+            let (next, value) = match (learner, views) {
+                (Learner::Supervised { training, method }, StepViews::Crops(crops)) => {
+                    let b = crops.to_device::<B>(device);
+                    let (grads, loss) =
+                        data.parts
+                            .gradients(&training.model, b.rows, |model, rows| {
+                                part_cross_entropy(model, &loss_fn, &b.images, &b.labels, rows)
+                            });
+                    let value: f64 = loss.into_scalar().elem();
+                    let training = if value.is_finite() {
+                        method.step(training, grads, epoch, lr, lr)
+                    } else {
+                        training
+                    };
+                    (Learner::Supervised { training, method }, value)
+                }
+                (Learner::Dino(mut d), StepViews::Dino { globals, locals }) => {
+                    let out = d.step(
+                        globals.to_device::<B>(device).images,
+                        locals.map(|l| l.to_device::<B>(device).images),
+                        StepAt::of(p, epoch, step, per_epoch),
+                        &data.parts,
+                    );
+                    watch.record(&out);
+                    (Learner::Dino(d), out.loss)
+                }
+                _ => unreachable!("the views are drawn for the learner's objective"),
+            };
+            learner = next;
+            if !value.is_finite() {
+                return Err(Stop::NonFinite {
+                    epoch,
+                    step: step + 1,
+                    value,
                 });
-                let out = d.step(
-                    globals,
-                    locals,
-                    StepAt::of(p, epoch, step, per_epoch),
-                    &data.parts,
-                );
-                watch.record(&out);
-                (Learner::Dino(d), out.loss)
             }
-        };
-        learner = next;
-        if !value.is_finite() {
-            return Err(Stop::NonFinite {
-                epoch,
-                step: step + 1,
-                value,
-            });
+            loss_sum += value;
+            progress.step(step + 1, value, seen as f64 / start.elapsed().as_secs_f64());
         }
-        loss_sum += value;
-        let images_per_s =
-            (step * p.batch_size + batch.len()) as f64 / start.elapsed().as_secs_f64();
-        progress.step(step + 1, value, images_per_s);
-    }
+        Ok(learner)
+    })?;
     let dino = matches!(learner, Learner::Dino(_));
     if dino && let Some(collapse) = watch.collapse() {
         return Err(Stop::Collapse { epoch, collapse });
@@ -646,44 +629,6 @@ fn train_epoch<B: AutodiffBackend>(
         knn_top1: None,
     };
     Ok((learner, record))
-}
-
-/// DINO's views (Caron et al. 2021): two global crops, the first always
-/// blurred, the second rarely and sometimes solarised, and the local crops
-/// blurred half the time; all with colour jitter and greyscale. The blur's
-/// σ is DINO's at 224 px, scaled to each view's side.
-struct DinoViews {
-    global: [TrainAugment; 2],
-    local: TrainAugment,
-}
-
-impl DinoViews {
-    fn new(p: &PretrainConfig, global_side: u32, local_side: u32) -> DinoViews {
-        let d = &p.dino;
-        let view = |scale: [f64; 2], side: u32, blur: f64, solarize: f64| {
-            let sigma = d.blur_sigma.map(|s| s * side as f64 / 224.0);
-            let colour = ColourAugment {
-                jitter: d.colour_jitter,
-                greyscale: d.greyscale,
-                blur,
-                blur_sigma: sigma,
-                solarize,
-            };
-            TrainAugment {
-                scale,
-                hflip: true,
-                vflip: false,
-                colour,
-            }
-        };
-        DinoViews {
-            global: [
-                view(p.crop_scale, global_side, d.blur[0], 0.0),
-                view(p.crop_scale, global_side, d.blur[1], d.solarize),
-            ],
-            local: view(d.local_scale, local_side, d.blur[2], 0.0),
-        }
-    }
 }
 
 /// The learning curve's point: k-NN top-1 (the study's k and temperature)

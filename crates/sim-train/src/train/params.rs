@@ -1,9 +1,12 @@
 //! A module's float parameters as plain tensors: flattened in visiting
 //! order (L2-SP's anchor and penalty), or mixed between two modules of the
-//! same structure (WiSE-FT's path, DINO's momentum teacher).
+//! same structure (WiSE-FT's path, DINO's momentum teacher); and a
+//! module's share of a step's gradients (an optimiser per part).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 
 /// Collects every float parameter of a module, flattened.
 struct Flatten<B: Backend>(Vec<Tensor<B, 1>>);
@@ -56,4 +59,28 @@ pub fn mix<B: Backend, M: Module<B>>(start: &M, end: M, alpha: f64) -> M {
         "the two modules have the same parameters"
     );
     mixed
+}
+
+/// The gradients of `module`'s parameters, moved out of `grads`.
+pub fn take_grads<B: AutodiffBackend, M: Module<B>>(
+    grads: &mut GradientsParams,
+    module: &M,
+) -> GradientsParams {
+    struct Take<'a> {
+        from: &'a mut GradientsParams,
+        to: GradientsParams,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id) {
+                self.to.register::<B::InnerBackend, D>(param.id, grad);
+            }
+        }
+    }
+    let mut visitor = Take {
+        from: grads,
+        to: GradientsParams::new(),
+    };
+    module.visit(&mut visitor);
+    visitor.to
 }
