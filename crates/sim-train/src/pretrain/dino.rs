@@ -596,7 +596,6 @@ mod tests {
     #[test]
     fn a_step_in_parts_has_the_unsplit_steps_loss() {
         use crate::model::init::{VitShape, random_vit};
-        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
         let device = Default::default();
         let shape = VitShape::TINY;
         let config = DinoConfig {
@@ -756,13 +755,13 @@ mod tests {
         assert!(cut_end.momentum < 0.999 && own_end.momentum > 0.9999);
     }
 
-    /// A step with the prototypes frozen leaves them as they were and moves
-    /// the rest; decay shrinks matrices, never a bias or a norm.
-    #[test]
-    fn frozen_prototypes_stay_and_decay_spares_biases() {
+    type Ad = burn::backend::Autodiff<crate::CpuBackend>;
+
+    /// A DINO of a 16-wide, one-block ViT (16 px images) and a small head,
+    /// without local crops; the same weights every time.
+    fn small_dino() -> Dino<Ad> {
+        let device = &Default::default();
         use crate::model::init::{VitShape, random_vit};
-        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
-        let device = Default::default();
         let shape = VitShape {
             width: 16,
             depth: 1,
@@ -778,12 +777,16 @@ mod tests {
             out_dim: 16,
             ..DinoConfig::default()
         };
-        let mut dino = Dino::new(
-            random_vit::<Ad>(shape, 3, &device).unwrap().model,
-            &config,
-            7,
-            &device,
-        );
+        let backbone = random_vit::<Ad>(shape, 3, device).unwrap().model;
+        Dino::new(backbone, &config, 7, device)
+    }
+
+    /// A step with the prototypes frozen leaves them as they were and moves
+    /// the rest; decay shrinks matrices, never a bias or a norm.
+    #[test]
+    fn frozen_prototypes_stay_and_decay_spares_biases() {
+        let device = Default::default();
+        let mut dino = small_dino();
         let values = |t: Tensor<Ad, 2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
         let (prototypes, fc1) = (
             values(dino.student.head.prototypes.val()),
@@ -841,33 +844,8 @@ mod tests {
     /// the next step as the unbroken one does.
     #[test]
     fn two_optimisers_step_as_one_to_the_bit_and_resume() {
-        use crate::model::init::{VitShape, random_vit};
         use crate::train::params::flatten;
-        type Ad = burn::backend::Autodiff<crate::CpuBackend>;
         let device = Default::default();
-        let shape = VitShape {
-            width: 16,
-            depth: 1,
-            heads: 2,
-            patch: 8,
-            mlp_ratio: 2,
-            input_size: 16,
-        };
-        let config = DinoConfig {
-            local_crops: 0,
-            hidden_dim: 16,
-            bottleneck_dim: 8,
-            out_dim: 16,
-            ..DinoConfig::default()
-        };
-        let new_dino = || {
-            Dino::new(
-                random_vit::<Ad>(shape, 3, &device).unwrap().model,
-                &config,
-                7,
-                &device,
-            )
-        };
         let images = Tensor::<Ad, 4>::random(
             [4, 3, 16, 16],
             burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -897,13 +875,13 @@ mod tests {
             mut student,
             mut teacher,
             ..
-        } = new_dino();
+        } = small_dino();
         let mut whole = AdamWConfig::new()
             .with_weight_decay(0.0)
             .with_epsilon(1e-8)
             .with_grad_clipping(Some(GradientClippingConfig::Norm(3.0)))
             .init::<Ad, DinoNet<Ad>>();
-        let mut split = new_dino();
+        let mut split = small_dino();
         let dir = tempfile::tempdir().unwrap();
         for step in 0..3 {
             let at = at(step);
@@ -919,7 +897,7 @@ mod tests {
 
             if step == 2 {
                 split.save(dir.path(), 2).unwrap();
-                split = new_dino().restore(dir.path(), 2, &device).unwrap();
+                split = small_dino().restore(dir.path(), 2, &device).unwrap();
             }
             let g = grads(&split.student);
             split.update(g, at);
