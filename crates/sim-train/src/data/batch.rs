@@ -77,9 +77,9 @@ pub struct Batcher<'a> {
 
 impl Batcher<'_> {
     /// The evaluation view of `indices` in host memory: centre crops, no
-    /// randomness, padded to `pad_to` rows (at least `indices.len()`) so that every
-    /// batch of a pass has one shape (a GPU compiles and tunes its kernels
-    /// per shape).
+    /// randomness, padded to `pad_to` rows (at least `indices.len()`) so
+    /// that every batch of a pass has one shape (a GPU compiles and tunes
+    /// its kernels per shape).
     pub fn eval_host(&self, indices: &[usize], pad_to: usize) -> HostBatch {
         let plans: Vec<CropPlan> = indices
             .iter()
@@ -227,6 +227,30 @@ mod tests {
         assert!((values[0] - (100.0 / 255.0 - 0.5) / 0.5).abs() < 1e-5);
         let blue_of_1 = values[192 + 2 * 64];
         assert!((blue_of_1 - (200.0 / 255.0 - 0.5) / 0.5).abs() < 1e-5);
+    }
+
+    #[test]
+    fn stacked_batches_follow_one_another_and_padding_is_refused() {
+        let batch = |first: f32, labels: Vec<i64>| HostBatch {
+            pixels: (0..labels.len() * 3 * 4)
+                .map(|i| first + i as f32)
+                .collect(),
+            rows: labels.len(),
+            labels,
+            size: 2,
+        };
+        let (a, b) = (batch(0.0, vec![1, 0]), batch(100.0, vec![2]));
+        let stacked = HostBatch::stack(vec![a.clone(), b.clone()]);
+        assert_eq!(stacked.pixels, [a.pixels, b.pixels].concat());
+        assert_eq!(
+            (stacked.labels, stacked.rows, stacked.size),
+            (vec![1, 0, 2], 3, 2)
+        );
+
+        let mut padded = batch(0.0, vec![1, 1]);
+        padded.rows = 1;
+        let refused = std::panic::catch_unwind(|| HostBatch::stack(vec![padded]));
+        assert!(refused.is_err(), "a padded batch stacked");
     }
 
     #[test]

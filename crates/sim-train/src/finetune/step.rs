@@ -145,7 +145,7 @@ pub(super) fn train_epoch<B: AutodiffBackend>(
     };
     prefetched(order, t.batch_size, draw, |batches| {
         let mut seen = 0;
-        for (step, host) in batches.into_iter().enumerate() {
+        for (step, host) in batches.enumerate() {
             let factor = schedule::lr_factor(
                 (epoch as usize - 1) * inputs.per_epoch + step,
                 inputs.per_epoch,

@@ -564,8 +564,8 @@ fn train_epoch<B: AutodiffBackend>(
         .init(device);
     let mut watch = CollapseWatch::new(p.dino.out_dim);
     let (mut loss_sum, mut seen, start) = (0.0, 0, Instant::now());
-    let views = |batch: &[usize]| draw.views(data, batch, rng);
-    let learner = prefetched(&order, p.batch_size, views, |steps| {
+    let draw_views = |batch: &[usize]| draw.views(data, batch, rng);
+    let learner = prefetched(&order, p.batch_size, draw_views, |steps| {
         let mut learner = learner;
         for (step, views) in steps.enumerate() {
             let global_step = (epoch as usize - 1) * per_epoch + step;
