@@ -196,6 +196,68 @@ mod tests {
         }
     }
 
+    /// burn Flex's elementwise ops with a block broadcast over the leading
+    /// dim (a ViT's position embedding `[1, T, D]` added to `[B, T, D]`;
+    /// vendor/burn-flex gives it the shared-row path): each element is the
+    /// op on the two elements an index walk pairs, for each of the four ops,
+    /// with the left operand shared (so copied) and owned (so overwritten),
+    /// and with a broadcast over the last dim only (the path's old case).
+    #[test]
+    fn a_broadcast_block_pairs_the_elements_an_index_walk_pairs() {
+        use burn::tensor::{Tensor, TensorData};
+        let dev = Default::default();
+        let tensor = |values: Vec<f32>, shape: [usize; 3]| {
+            Tensor::<CpuBackend, 3>::from_data(TensorData::new(values, shape), &dev)
+        };
+        let (b, t, d) = (3, 5, 7);
+        let lhs: Vec<f32> = (0..b * t * d).map(|i| 1.0 + i as f32 * 0.37).collect();
+        let block: Vec<f32> = (0..t * d).map(|i| 0.5 + i as f32 * 1.13).collect();
+        let row: Vec<f32> = (0..d).map(|i| 2.0 - i as f32 * 0.29).collect();
+        type T3 = Tensor<CpuBackend, 3>;
+        /// An op's name, on tensors, and on two elements.
+        type Op = (&'static str, fn(T3, T3) -> T3, fn(f32, f32) -> f32);
+        let ops: [Op; 4] = [
+            ("add", |l, r| l + r, |l, r| l + r),
+            ("sub", |l, r| l - r, |l, r| l - r),
+            ("mul", |l, r| l * r, |l, r| l * r),
+            ("div", |l, r| l / r, |l, r| l / r),
+        ];
+        for (name, op, scalar) in ops {
+            // The right operand repeats with the period of its values.
+            for (case, rhs, rhs_shape) in [
+                ("[1, T, D] block", &block, [1, t, d]),
+                ("[1, 1, D] row", &row, [1, 1, d]),
+            ] {
+                let want: Vec<f32> = lhs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| scalar(l, rhs[i % rhs.len()]))
+                    .collect();
+                let x = tensor(lhs.clone(), [b, t, d]);
+                let r = tensor(rhs.clone(), rhs_shape);
+                let shared = op(x.clone(), r.clone());
+                let owned = op(x.clone(), r);
+                for (which, got) in [("shared", shared), ("owned", owned)] {
+                    let got: Vec<f32> = got.into_data().to_vec().unwrap();
+                    let differ = got
+                        .iter()
+                        .zip(&want)
+                        .filter(|(g, w)| g.to_bits() != w.to_bits());
+                    assert_eq!(
+                        differ.count(),
+                        0,
+                        "{name} of a {case}, left operand {which}"
+                    );
+                }
+                assert_eq!(
+                    x.into_data().to_vec::<f32>().unwrap(),
+                    lhs,
+                    "{name}: the shared left operand kept"
+                );
+            }
+        }
+    }
+
     /// burn Flex's matmul writes its output into memory it does not zero
     /// first (vendor/burn-flex): every element must come from the product,
     /// none from what the memory held. Before each product a NaN-filled
@@ -461,6 +523,88 @@ mod tests {
             gelu(x.transpose()).into_data().to_vec().unwrap(),
             read_transposed.iter().map(|&x| gelu_reference(x)).collect(),
         );
+    }
+
+    /// Whether `f32::exp` here is the reference `glibc_expf` copies:
+    /// glibc's FMA build, on x86-64 Linux with a CPU that has FMA.
+    #[cfg(not(feature = "ndarray"))]
+    fn system_expf_is_glibcs_fma_build() -> bool {
+        let yes = cfg!(all(
+            target_arch = "x86_64",
+            target_os = "linux",
+            target_env = "gnu"
+        )) && std::arch::is_x86_feature_detected!("fma");
+        if !yes {
+            println!("SKIPPED: the system's expf is not glibc's FMA build on this machine");
+        }
+        yes
+    }
+
+    /// GELU's backward computes `exp` as glibc's `expf` does
+    /// (`burn_flex::ops::gelu_f32::glibc_expf`, so that its loop
+    /// vectorises); Flex's formula called the system's `f32::exp`. The same
+    /// bits on one pattern in 4,099 of all 2^32, glibc's branch points one
+    /// ulp either side (|x| = 88, overflow at 88.72, the two underflow
+    /// limits near -103.3 and -104) and GELU's arguments `-x² / 2` for x in
+    /// ±20.
+    #[test]
+    #[cfg(not(feature = "ndarray"))]
+    fn gelu_backwards_exp_is_glibcs_expf_to_the_bit() {
+        if !system_expf_is_glibcs_fma_build() {
+            return;
+        }
+        let mut xs: Vec<f32> = (0..=u32::MAX).step_by(4_099).map(f32::from_bits).collect();
+        for edge in [
+            0x42b0_0000u32,
+            0xc2b0_0000,
+            0x42b1_7217,
+            0xc2ce_8ecf,
+            0xc2cf_f1b4,
+        ] {
+            xs.extend((edge - 1..=edge + 1).map(f32::from_bits));
+        }
+        xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+        xs.extend((0..400_000).map(|i| {
+            let x = (i as f32 - 200_000.0) * 1e-4;
+            -0.5 * x * x
+        }));
+        let got = xs
+            .iter()
+            .map(|&x| burn_flex::ops::gelu_f32::glibc_expf(x))
+            .collect();
+        assert_same_bits(
+            "glibc's expf",
+            &xs,
+            got,
+            xs.iter().map(|x| x.exp()).collect(),
+        );
+    }
+
+    /// The same on every one of the 2^32 f32 bit patterns (seconds):
+    /// `cargo test -p sim-train --lib -- --ignored glibc_expf_on_every_f32`.
+    #[test]
+    #[ignore = "exhaustive; run by hand after touching vendor/burn-flex's glibc_expf"]
+    #[cfg(not(feature = "ndarray"))]
+    fn glibc_expf_on_every_f32_is_the_systems_to_the_bit() {
+        if !system_expf_is_glibcs_fma_build() {
+            return;
+        }
+        use rayon::prelude::*;
+        (0..=u32::MAX >> 16).into_par_iter().for_each(|high| {
+            let xs: Vec<f32> = (0..=u16::MAX as u32)
+                .map(|low| f32::from_bits(high << 16 | low))
+                .collect();
+            let got = xs
+                .iter()
+                .map(|&x| burn_flex::ops::gelu_f32::glibc_expf(x))
+                .collect();
+            assert_same_bits(
+                "glibc's expf",
+                &xs,
+                got,
+                xs.iter().map(|x| x.exp()).collect(),
+            );
+        });
     }
 
     /// The same, forward, backward and erf, on every one of the 2^32 f32 bit

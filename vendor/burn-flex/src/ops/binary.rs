@@ -170,11 +170,21 @@ fn detect_broadcast_pattern(lhs: &Layout, rhs: &FlexTensor) -> Option<BroadcastV
     // Case A: shared row. Innermost rhs stride is 1, and every outer
     // dim either has stride 0 (a broadcast dim) or size 1 (stride
     // doesn't matter since the dim never advances past index 0).
+    // simlab patch: the row is every trailing dim that rhs holds
+    // row-major, not only the last, so that a `[1, T, D]` block added
+    // to `[B, T, D]` (a ViT's position embedding) takes this path
+    // instead of the element walk.
     if last_stride == 1 {
-        let outer_ok = (0..ndims - 1).all(|d| rhs_strides[d] == 0 || lhs_shape[d] == 1);
+        let mut inner = ndims;
+        let mut expected = 1isize;
+        while inner > 0 && rhs_strides[inner - 1] == expected {
+            expected *= lhs_shape[inner - 1] as isize;
+            inner -= 1;
+        }
+        let outer_ok = (0..inner).all(|d| rhs_strides[d] == 0 || lhs_shape[d] == 1);
         if outer_ok {
-            let outer_count: usize = (0..ndims - 1).map(|d| lhs_shape[d]).product();
-            let row_len = lhs_shape[ndims - 1];
+            let outer_count: usize = (0..inner).map(|d| lhs_shape[d]).product();
+            let row_len: usize = (inner..ndims).map(|d| lhs_shape[d]).product();
             if outer_count == 0 || row_len == 0 {
                 return None;
             }
