@@ -236,7 +236,8 @@ mod tests {
                 let x = tensor(lhs.clone(), [b, t, d]);
                 let r = tensor(rhs.clone(), rhs_shape);
                 let shared = op(x.clone(), r.clone());
-                let owned = op(x.clone(), r);
+                // A tensor of its own: Flex writes the result into it.
+                let owned = op(tensor(lhs.clone(), [b, t, d]), r);
                 for (which, got) in [("shared", shared), ("owned", owned)] {
                     let got: Vec<f32> = got.into_data().to_vec().unwrap();
                     let differ = got

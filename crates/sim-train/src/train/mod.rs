@@ -1,9 +1,9 @@
 //! What fine-tuning ([`crate::finetune`]) and pre-training
 //! ([`crate::pretrain`]) both train with: the classifier (a backbone and a
 //! linear head) and its cross-entropy, a batch cut into parts on threads,
-//! the next batch drawn while a step runs, the learning-rate schedule, checkpoints of the model and its optimisers,
-//! a module's parameters as tensors, the resumable folder's skeleton, and
-//! how far an epoch is.
+//! the next batch drawn while a step runs, the learning-rate schedule,
+//! checkpoints of the model and its optimisers, a module's parameters as
+//! tensors, the resumable folder's skeleton, and how far an epoch is.
 
 pub mod batch_parts;
 pub mod checkpoint;

@@ -277,9 +277,9 @@ fn backward_from_erf_any(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     }
 }
 
-/// glibc's `expf` to the bit, as its FMA build (`__expf_fma`, glibc 2.28 and
-/// later: `sysdeps/ieee754/flt-32/e_expf.c`), the one `f32::exp` calls on
-/// an x86-64 CPU with FMA, computes it: in f64, `x` as `k / 32 + r / 32`
+/// glibc's `expf` to the bit, as its FMA build (`__expf_fma`, from
+/// `sysdeps/ieee754/flt-32/e_expf.c`; read from glibc 2.36), the one
+/// `f32::exp` calls on x86-64 Linux with an FMA CPU, computes it: in f64, `x` as `k / 32 + r / 32`
 /// in units of ln 2, `2^(k / 32)` from a table of 32, a cubic in `r`, each
 /// `a * b + c` fused where that build fuses it. Its special cases (|x| ≥ 88,
 /// infinities, NaN) are picked by masks, so a loop over it vectorises. The
