@@ -396,6 +396,187 @@ mod tests {
         }
     }
 
+    /// Values of many magnitudes, whose sums round differently in any other
+    /// order.
+    #[cfg(not(feature = "ndarray"))]
+    fn summands(n: usize, salt: u64) -> Vec<f32> {
+        (0..n as u64)
+            .map(|i| {
+                let h = (i ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                let unit = (h >> 8) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+                unit * 2f32.powi((h % 24) as i32 - 12)
+            })
+            .collect()
+    }
+
+    /// AVX-512's `_mm512_reduce_add_ps`: the upper half added to the lower,
+    /// lane by lane, until one lane is left.
+    #[cfg(not(feature = "ndarray"))]
+    fn halving_sum(mut lanes: [f32; 16]) -> f32 {
+        let mut n = 16;
+        while n > 1 {
+            n /= 2;
+            for j in 0..n {
+                lanes[j] += lanes[j + n];
+            }
+        }
+        lanes[0]
+    }
+
+    /// burn Flex's `sum` as it adds with AVX-512 (16 lanes, lane j taking
+    /// the elements at j mod 16): eight accumulators over blocks of 128,
+    /// combined as ((0+1)+(2+3))+((4+5)+(6+7)); whole groups of 16 left
+    /// added to that; the 16 lanes halved; the rest added in turn.
+    #[cfg(not(feature = "ndarray"))]
+    fn sum_reference(xs: &[f32]) -> f32 {
+        let blocks = xs.len() / 128;
+        let mut acc = [[0.0f32; 16]; 8];
+        for block in xs[..blocks * 128].chunks(128) {
+            for (k, group) in block.chunks(16).enumerate() {
+                for (lane, &x) in group.iter().enumerate() {
+                    acc[k][lane] += x;
+                }
+            }
+        }
+        let mut lanes: [f32; 16] = std::array::from_fn(|j| {
+            ((acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]))
+                + ((acc[4][j] + acc[5][j]) + (acc[6][j] + acc[7][j]))
+        });
+        let whole = xs.len() / 16 * 16;
+        for group in xs[blocks * 128..whole].chunks(16) {
+            for (lane, &x) in group.iter().enumerate() {
+                lanes[lane] += x;
+            }
+        }
+        halving_sum(lanes) + xs[whole..].iter().sum::<f32>()
+    }
+
+    /// Layer norm's Σx and Σx² as burn Flex adds them with AVX-512: one
+    /// accumulator of 16 lanes each (x² fused into its sum) over the whole
+    /// groups of 16, halved, the rest added in turn; rows shorter than 16
+    /// added in turn from zero.
+    #[cfg(not(feature = "ndarray"))]
+    fn sum_and_sum_sq_reference(xs: &[f32]) -> (f32, f32) {
+        let whole = xs.len() / 16 * 16;
+        let in_turn = |(s, sq): (f32, f32), &x: &f32| (s + x, sq + x * x);
+        if whole == 0 {
+            return xs.iter().fold((0.0, 0.0), in_turn);
+        }
+        let (mut sum, mut sum_sq) = ([0.0f32; 16], [0.0f32; 16]);
+        for (i, &x) in xs[..whole].iter().enumerate() {
+            sum[i % 16] += x;
+            sum_sq[i % 16] = x.mul_add(x, sum_sq[i % 16]);
+        }
+        let halved = (halving_sum(sum), halving_sum(sum_sq));
+        xs[whole..].iter().fold(halved, in_turn)
+    }
+
+    /// burn Flex's float sums (`sum`, `mean`, layer norm's Σx and Σx²)
+    /// add in AVX-512's lane order on every SIMD level (vendor/burn-flex's
+    /// `simd::fixed_order`), so that a CPU without AVX-512 trains the same
+    /// models. Each level this CPU runs against the scalar references
+    /// above; Σx² only where the level fuses x² into the sum (AVX2+FMA and
+    /// up: SSE and the scalar fallback multiply, then add). On a CPU with
+    /// AVX-512, `Arch::new()` is AVX-512's own code: there the references
+    /// are checked against the hardware's order too.
+    #[cfg(all(not(feature = "ndarray"), target_arch = "x86_64"))]
+    #[test]
+    fn float_sums_add_in_avx512s_lane_order_on_every_simd_level() {
+        use burn_flex::simd::fixed_order::{sum_and_sum_sq_f32_on, sum_f32_on};
+        use macerator::Arch;
+        let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let mut levels = vec![
+            ("native", Arch::new()),
+            ("SSE4", Arch::V2),
+            ("scalar", Arch::Scalar),
+        ];
+        if fma {
+            levels.push(("AVX2", Arch::V3));
+        }
+        let lengths = (0..=300).chain([1_000, 4_099, 65_537]);
+        for n in lengths {
+            let xs = summands(n, n as u64);
+            let want = sum_reference(&xs);
+            for &(name, arch) in &levels {
+                let got = sum_f32_on(arch, &xs);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "sum of {n} on {name}: {got:e}, want {want:e}"
+                );
+            }
+            let want = sum_and_sum_sq_reference(&xs);
+            for &(name, arch) in levels
+                .iter()
+                .filter(|(name, _)| matches!(*name, "native" | "AVX2"))
+            {
+                let got = sum_and_sum_sq_f32_on(arch, &xs);
+                assert_eq!(
+                    (got.0.to_bits(), got.1.to_bits()),
+                    (want.0.to_bits(), want.1.to_bits()),
+                    "Σx, Σx² of {n} on {name}: {got:?}, want {want:?}"
+                );
+            }
+        }
+    }
+
+    /// The ops go through those sums: a row `sum` is `sum_reference`, and a
+    /// layer norm's output is made from `sum_and_sum_sq_reference` as
+    /// burn Flex writes it, the elements of whole groups of 16 as
+    /// `(x - mean) * (inv_std * gamma) + beta`, the rest as
+    /// `(x - mean) * inv_std * gamma + beta` (rows of 8, 96, 104 and 300).
+    #[cfg(not(feature = "ndarray"))]
+    #[test]
+    fn the_sum_and_layer_norm_ops_add_in_avx512s_lane_order() {
+        use burn::nn::LayerNormConfig;
+        use burn::tensor::{Tensor, TensorData};
+        let device = Default::default();
+        let rows = 3;
+        for len in [8, 96, 104, 300] {
+            let xs = summands(rows * len, len as u64);
+            let input = Tensor::<CpuBackend, 2>::from_data(
+                TensorData::new(xs.clone(), [rows, len]),
+                &device,
+            );
+            let sums = input
+                .clone()
+                .sum_dim(1)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let mut norm = LayerNormConfig::new(len).init::<CpuBackend>(&device);
+            let (gamma, beta) = (summands(len, 7), summands(len, 8));
+            norm.gamma = norm
+                .gamma
+                .map(|_| Tensor::from_data(TensorData::new(gamma.clone(), [len]), &device));
+            norm.beta = norm.beta.map(|b| {
+                b.map(|_| Tensor::from_data(TensorData::new(beta.clone(), [len]), &device))
+            });
+            let normed = norm.forward(input).into_data().to_vec::<f32>().unwrap();
+            let epsilon = LayerNormConfig::new(len).epsilon as f32;
+            for (r, row) in xs.chunks(len).enumerate() {
+                let want = sum_reference(row);
+                assert_eq!(sums[r].to_bits(), want.to_bits(), "sum of a row of {len}");
+                let (s, sq) = sum_and_sum_sq_reference(row);
+                let mean = s / len as f32;
+                let inv_std = 1.0 / ((sq / len as f32 - mean * mean) + epsilon).sqrt();
+                for (j, &x) in row.iter().enumerate() {
+                    let want = if j < len / 16 * 16 {
+                        (x - mean) * (inv_std * gamma[j]) + beta[j]
+                    } else {
+                        (x - mean) * inv_std * gamma[j] + beta[j]
+                    };
+                    let got = normed[r * len + j];
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "layer norm of a row of {len}, element {j}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Inputs for the GELU checks: one bit pattern in every 4,099 of all
     /// 2^32 (every exponent, both signs, NaNs, infinities, subnormals),
     /// libm's branch points one ulp either side, and activations' usual range.

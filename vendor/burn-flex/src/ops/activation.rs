@@ -961,44 +961,17 @@ fn layer_norm_row_f32_simd<S: macerator::Simd>(
     beta: Option<&[f32]>,
     epsilon: f32,
 ) {
+    use crate::simd::fixed_order;
     use macerator::{Scalar, vload_unaligned, vstore_unaligned};
     let lanes = <f32 as Scalar>::lanes::<S>();
     let len = input.len();
-    let simd_len = len / lanes * lanes;
+    // Vectorised up to the same element on every CPU: the tail below
+    // multiplies in another order.
+    let simd_len = len / fixed_order::LANES * fixed_order::LANES;
 
-    // Pass 1: compute sum and sum-of-squares in one sweep, then derive
-    // mean and variance. Two independent SIMD accumulators (sum, sumsq)
-    // expose ILP to the two FMA ports.
-    let (sum, sumsq) = if simd_len >= lanes {
-        let mut acc_sum = 0.0f32.splat::<S>();
-        let mut acc_sumsq = 0.0f32.splat::<S>();
-        let mut i = 0;
-        while i < simd_len {
-            unsafe {
-                let v = vload_unaligned::<S, _>(input.as_ptr().add(i));
-                acc_sum += v;
-                // acc_sumsq += v * v; Vector::mul_add(self, a, b) = self*a + b,
-                // so v.mul_add(v, acc_sumsq) = v*v + acc_sumsq.
-                acc_sumsq = v.mul_add(v, acc_sumsq);
-            }
-            i += lanes;
-        }
-        let mut s = acc_sum.reduce_add();
-        let mut sq = acc_sumsq.reduce_add();
-        for &x in &input[simd_len..] {
-            s += x;
-            sq += x * x;
-        }
-        (s, sq)
-    } else {
-        let mut s = 0.0f32;
-        let mut sq = 0.0f32;
-        for &x in input {
-            s += x;
-            sq += x * x;
-        }
-        (s, sq)
-    };
+    // Pass 1: sum and sum of squares in one sweep, added in the same
+    // order on every CPU (`fixed_order`), then mean and variance.
+    let (sum, sumsq) = fixed_order::sum_and_sum_sq_in::<S>(input);
 
     let n = len as f32;
     let mean = sum / n;

@@ -6,56 +6,19 @@
 //! - wasm32 (SIMD128)
 //! - Scalar fallback for embedded/other platforms
 
-use core::iter::Sum;
 use core::ops::AddAssign;
 
-use macerator::{
-    ReduceAdd, ReduceMax, ReduceMin, Simd, VAdd, VOrd, vload_unaligned, vstore_unaligned,
-};
+use macerator::{ReduceMax, ReduceMin, Simd, VAdd, VOrd, vload_unaligned, vstore_unaligned};
 
 // ============================================================================
 // Sum reduction
 // ============================================================================
 
-/// Sum all elements in a f32 slice using SIMD with 4 accumulators.
+/// Sum all elements in a f32 slice, in the same order on every CPU
+/// (`super::fixed_order`).
 #[inline]
 pub fn sum_f32(data: &[f32]) -> f32 {
-    macerator_sum(data)
-}
-
-/// 8-accumulator SIMD sum. Independent accumulator chains let the CPU
-/// pipeline floating-point adds and hide L2 cache latency.
-#[macerator::with_simd]
-fn macerator_sum<S: Simd, F: VAdd + Sum + ReduceAdd>(mut xs: &[F]) -> F {
-    let lanes = F::lanes::<S>();
-    let stride = lanes * 8;
-    let zero = F::default().splat::<S>();
-    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
-    let (mut s4, mut s5, mut s6, mut s7) = (zero, zero, zero, zero);
-
-    while xs.len() >= stride {
-        unsafe {
-            let p = xs.as_ptr();
-            s0 += vload_unaligned(p);
-            s1 += vload_unaligned(p.add(lanes));
-            s2 += vload_unaligned(p.add(lanes * 2));
-            s3 += vload_unaligned(p.add(lanes * 3));
-            s4 += vload_unaligned(p.add(lanes * 4));
-            s5 += vload_unaligned(p.add(lanes * 5));
-            s6 += vload_unaligned(p.add(lanes * 6));
-            s7 += vload_unaligned(p.add(lanes * 7));
-        }
-        xs = &xs[stride..];
-    }
-
-    // Combine 8 accumulators into one, then drain remaining full vectors
-    let mut sum = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
-    while xs.len() >= lanes {
-        sum += unsafe { vload_unaligned(xs.as_ptr()) };
-        xs = &xs[lanes..];
-    }
-
-    sum.reduce_add() + xs.iter().copied().sum()
+    super::fixed_order::sum_f32_on(macerator::Arch::new(), data)
 }
 
 // ============================================================================
@@ -165,7 +128,7 @@ pub fn sum_rows_f32(src: &[f32], dst: &mut [f32], num_rows: usize, row_len: usiz
     for (row, dst_val) in dst.iter_mut().enumerate() {
         let row_start = row * row_len;
         let row_data = &src[row_start..row_start + row_len];
-        *dst_val = macerator_sum(row_data);
+        *dst_val = sum_f32(row_data);
     }
 }
 

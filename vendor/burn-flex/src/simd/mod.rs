@@ -13,6 +13,10 @@
 #[cfg(feature = "simd")]
 pub mod kernels;
 
+// Float sums in one order on every CPU (patched in: vendor/README.md)
+#[cfg(feature = "simd")]
+pub mod fixed_order;
+
 // SIMD-aligned memory allocation
 #[cfg(feature = "simd")]
 pub mod aligned;
