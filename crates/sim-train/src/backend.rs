@@ -484,20 +484,31 @@ mod tests {
     fn float_sums_add_in_avx512s_lane_order_on_every_simd_level() {
         use burn_flex::simd::fixed_order::{sum_and_sum_sq_f32_on, sum_f32_on};
         use macerator::Arch;
-        let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        // The features macerator's levels are compiled for (its `V2`, `V3`).
+        let sse4 = is_x86_feature_detected!("sse4.2") && is_x86_feature_detected!("popcnt");
+        let avx2 = sse4
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("bmi1")
+            && is_x86_feature_detected!("bmi2")
+            && is_x86_feature_detected!("lzcnt")
+            && is_x86_feature_detected!("f16c");
+        // (name, level, whether it fuses x² into Σx²)
         let mut levels = vec![
-            ("native", Arch::new()),
-            ("SSE4", Arch::V2),
-            ("scalar", Arch::Scalar),
+            ("native", Arch::new(), avx2),
+            ("scalar", Arch::Scalar, false),
         ];
-        if fma {
-            levels.push(("AVX2", Arch::V3));
+        if sse4 {
+            levels.push(("SSE4", Arch::V2, false));
+        }
+        if avx2 {
+            levels.push(("AVX2", Arch::V3, true));
         }
         let lengths = (0..=300).chain([1_000, 4_099, 65_537]);
         for n in lengths {
             let xs = summands(n, n as u64);
             let want = sum_reference(&xs);
-            for &(name, arch) in &levels {
+            for &(name, arch, _) in &levels {
                 let got = sum_f32_on(arch, &xs);
                 assert_eq!(
                     got.to_bits(),
@@ -506,10 +517,7 @@ mod tests {
                 );
             }
             let want = sum_and_sum_sq_reference(&xs);
-            for &(name, arch) in levels
-                .iter()
-                .filter(|(name, _)| matches!(*name, "native" | "AVX2"))
-            {
+            for &(name, arch, _) in levels.iter().filter(|level| level.2) {
                 let got = sum_and_sum_sq_f32_on(arch, &xs);
                 assert_eq!(
                     (got.0.to_bits(), got.1.to_bits()),

@@ -7,8 +7,9 @@
 //! sum keeps 16 lanes of f32 (64 bytes, one AVX-512 vector) on every SIMD
 //! level, each made of as many of the level's own vectors as it takes (two
 //! with AVX2, four with SSE or NEON), and halves them at the end as
-//! AVX-512's `_mm512_reduce_add_ps` does. On AVX-512 the code is what it
-//! was; elsewhere it gives AVX-512's bits. (Patched in: vendor/README.md.)
+//! AVX-512's `_mm512_reduce_add_ps` does (in scalar code, the same adds in
+//! the same order). On AVX-512 it adds what Flex added before; elsewhere it
+//! gives AVX-512's bits. (Patched in: vendor/README.md.)
 
 use macerator::{Arch, Scalar, Simd, Vector, WithSimd, vload_unaligned, vstore_unaligned};
 
@@ -34,7 +35,9 @@ impl<S: Simd> Copy for Lanes<S> {}
 impl<S: Simd> Lanes<S> {
     #[inline(always)]
     fn parts() -> usize {
-        LANES / f32::lanes::<S>()
+        let lanes = f32::lanes::<S>();
+        debug_assert!(LANES % lanes == 0 && LANES / lanes <= MAX_PARTS, "{lanes} lanes");
+        LANES / lanes
     }
 
     #[inline(always)]
