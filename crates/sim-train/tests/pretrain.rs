@@ -20,10 +20,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Same seed, same weights: burn's CPU backend sums in parallel, so reruns
-/// agree to rounding, not always to the bit (as fine-tuning's tests).
-const REPEAT_TOLERANCE: f64 = 1e-5;
-
 const SUPERVISED: &str =
     r#"objective = "supervised", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8"#;
 const DINO: &str = r#"objective = "dino", epochs = 3, width = 16, depth = 2, patch = 8, batch_size = 8, dino = { local_crops = 2, local_size = 8, out_dim = 32, hidden_dim = 16, bottleneck_dim = 8 }"#;
@@ -113,6 +109,10 @@ fn weights(path: &Path) -> Vec<(String, Vec<f64>)> {
     out
 }
 
+/// Same seed, same weights, to the bit: a resumed pre-training does the
+/// same float operations in the same order as an unbroken one (a batch's
+/// parts added in a fixed order). A gradient term lost to a race between
+/// the parts' threads (`train::batch_parts`) moved weights by 1e-5 to 7e-4.
 fn assert_same_weights(a: &Path, b: &Path) {
     let (a, b) = (weights(a), weights(b));
     assert_eq!(
@@ -120,16 +120,8 @@ fn assert_same_weights(a: &Path, b: &Path) {
         b.iter().map(|t| &t.0).collect::<Vec<_>>()
     );
     for ((name, x), (_, y)) in a.iter().zip(&b) {
-        let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-        let diff = x
-            .iter()
-            .zip(y)
-            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()))
-            / scale;
-        assert!(
-            diff <= REPEAT_TOLERANCE,
-            "{name}: relative difference {diff:.2e}"
-        );
+        let differing = x.iter().zip(y).filter(|(p, q)| p != q).count();
+        assert!(differing == 0, "{name}: {differing} values differ");
     }
 }
 

@@ -590,68 +590,13 @@ impl std::fmt::Display for Collapse {
 mod tests {
     use super::*;
 
-    /// A step cut into parts over threads reads every part's own images in
-    /// every view and the teacher's targets of those images: its loss is the
-    /// unsplit step's.
-    #[test]
-    fn a_step_in_parts_has_the_unsplit_steps_loss() {
-        use crate::model::init::{VitShape, random_vit};
-        let device = Default::default();
-        let shape = VitShape::TINY;
-        let config = DinoConfig {
-            local_crops: 2,
-            local_size: 8,
-            hidden_dim: 48,
-            bottleneck_dim: 16,
-            out_dim: 32,
-            ..DinoConfig::default()
-        };
-        let (n, k) = (5, 2);
-        let pixels = |rows: usize, side: usize, seed: usize| {
-            let values: Vec<f32> = (0..rows * 3 * side * side)
-                .map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0)
-                .collect();
-            Tensor::<Ad, 4>::from_data(TensorData::new(values, [rows, 3, side, side]), &device)
-        };
-        let (globals, locals) = (pixels(2 * n, 16, 1), pixels(k * n, 8, 2));
-        let loss = |parts: usize| {
-            let mut dino = Dino::new(
-                random_vit::<Ad>(shape, 3, &device).unwrap().model,
-                &config,
-                7,
-                &device,
-            );
-            // A centre of its own, so that the targets differ by image.
-            dino.center = Tensor::from_data(
-                TensorData::new(
-                    (0..32).map(|i| (i % 5) as f32 * 0.1).collect::<Vec<_>>(),
-                    [1, 32],
-                ),
-                &device,
-            );
-            let at = StepAt {
-                lr: 1e-4,
-                momentum: 0.99,
-                teacher_temp: 0.04,
-                weight_decay: 0.04,
-                freeze_prototypes: false,
-            };
-            dino.step(
-                globals.clone(),
-                Some(locals.clone()),
-                at,
-                &BatchParts::new(parts),
-            )
-            .loss
-        };
-        let whole = loss(1);
-        for parts in [2, 3] {
-            let split = loss(parts);
-            assert!(
-                (split - whole).abs() <= 1e-6 * whole.abs(),
-                "{parts} parts: loss {split} vs {whole}"
-            );
-        }
+    /// Every parameter's values, as bits.
+    fn bits<B: Backend, M: Module<B>>(net: &M) -> Vec<u32> {
+        crate::train::params::flatten(net)
+            .into_iter()
+            .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+            .map(f32::to_bits)
+            .collect()
     }
 
     fn step(teacher_entropy: f64, batch_entropy: f64) -> DinoStep {
@@ -844,7 +789,6 @@ mod tests {
     /// the next step as the unbroken one does.
     #[test]
     fn two_optimisers_step_as_one_to_the_bit_and_resume() {
-        use crate::train::params::flatten;
         let device = Default::default();
         let images = Tensor::<Ad, 4>::random(
             [4, 3, 16, 16],
@@ -856,13 +800,6 @@ mod tests {
             let loss = net.forward(images.clone()).powi_scalar(2).sum();
             GradientsParams::from_grads(loss.backward(), net)
         };
-        fn bits<B: Backend, M: Module<B>>(net: &M) -> Vec<u32> {
-            flatten(net)
-                .into_iter()
-                .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
-                .map(f32::to_bits)
-                .collect()
-        }
         let at = |step: usize| StepAt {
             lr: [1e-2, 5e-3, 2e-3][step],
             momentum: 0.9,

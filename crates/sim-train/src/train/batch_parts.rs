@@ -20,6 +20,15 @@
 //! leaves with the same [`ParamId`]s: burn's autodiff keeps every graph that
 //! shares a leaf under one lock for a whole backward pass, so parts sharing
 //! the model's own leaves would run their backward passes one after another.
+//!
+//! Every part builds its graph (its forward pass and loss) before any part
+//! starts its backward pass. burn 0.21's autodiff ends each backward pass by
+//! sweeping every graph of the process, and can free a step of a graph that
+//! another thread is still building (tracel-ai/burn#5573, fixed after 0.21):
+//! the gradient through that step is then silently lost. DINO's steps lost
+//! terms of the patch embedding's, class token's and position embedding's
+//! gradients that way, in 10 of 400 tiny pre-trainings run beside a test
+//! load (`tests/dino_parts.rs` holds the steps to it).
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -105,19 +114,22 @@ impl BatchParts {
         M: AutodiffModule<B> + Sync,
         F: Fn(&M, Range<usize>) -> Tensor<B, 1> + Sync,
     {
-        let backward = |model: &M, rows| {
-            let value = loss(model, rows);
+        let backward = |model: &M, value: Tensor<B, 1>| {
             (
                 GradientsParams::from_grads(value.clone().backward(), model),
                 value.detach(),
             )
         };
         if self.count().min(rows) <= 1 {
-            return backward(model, 0..rows);
+            return backward(model, loss(model, 0..rows));
         }
-        let results = self.run(rows, |part_rows| {
-            backward(&model.clone().map(&mut FreshLeaves), part_rows)
+        // All graphs built, then all backward passes (the module's doc).
+        let forward = self.run(rows, |part_rows| {
+            let copy = model.clone().map(&mut FreshLeaves);
+            let value = loss(&copy, part_rows);
+            (copy, value)
         });
+        let results = self.each(forward, |(copy, value)| backward(&copy, value));
         let (mut grads, values): (Vec<_>, Vec<_>) = results.into_iter().unzip();
         let mut sum = SumParts {
             parts: &mut grads,
@@ -139,12 +151,19 @@ impl BatchParts {
         if parts <= 1 {
             return vec![f(0..rows)];
         }
+        self.each((0..parts).map(|i| part_rows(rows, parts, i)).collect(), f)
+    }
+
+    /// `f` of each item, item `i` on part `i`'s thread, all at once; the
+    /// results in item order. At most one item per part.
+    fn each<I: Send, T: Send>(&self, items: Vec<I>, f: impl Fn(I) -> T + Sync) -> Vec<T> {
+        assert!(items.len() <= self.pools.len(), "an item per part at most");
         let f = &f;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..parts)
-                .map(|i| {
-                    scope.spawn(move || self.pools[i].install(|| f(part_rows(rows, parts, i))))
-                })
+            let handles: Vec<_> = items
+                .into_iter()
+                .zip(&self.pools)
+                .map(|(item, pool)| scope.spawn(move || pool.install(|| f(item))))
                 .collect();
             handles
                 .into_iter()
