@@ -8,12 +8,12 @@
 //! very race the second test checks the parts against (`batch_parts`'s doc);
 //! and its tests run one at a time ([`ONE_AT_A_TIME`]).
 
-use burn::module::Module;
 use burn::prelude::*;
 use sim_study::config::DinoConfig;
 use sim_train::model::init::{VitShape, random_vit};
 use sim_train::pretrain::dino::{Dino, DinoStep, StepAt};
 use sim_train::train::batch_parts::BatchParts;
+use sim_train::train::params::bits;
 use std::sync::Mutex;
 
 type Ad = burn::backend::Autodiff<sim_train::CpuBackend>;
@@ -21,17 +21,7 @@ type Ad = burn::backend::Autodiff<sim_train::CpuBackend>;
 /// Held by each test: the backward passes of one would race the other's.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Width 32, 2 blocks of 2 heads, 8-px patches of 16-px images.
-const TINY: VitShape = VitShape {
-    width: 32,
-    depth: 2,
-    heads: 2,
-    patch: 8,
-    mlp_ratio: 4,
-    input_size: 16,
-};
-
-/// A DINO of the [`TINY`] ViT with two 8-px local crops, and `n` images (fixed
+/// A DINO of the tiny ViT ([`VitShape::TINY`]) with two 8-px local crops, and `n` images (fixed
 /// pixels) in its views.
 struct PartsCase {
     config: DinoConfig,
@@ -67,7 +57,7 @@ impl PartsCase {
     /// targets differ by image.
     fn dino(&self) -> Dino<Ad> {
         let device = Default::default();
-        let backbone = random_vit::<Ad>(TINY, 3, &device).unwrap().model;
+        let backbone = random_vit::<Ad>(VitShape::TINY, 3, &device).unwrap().model;
         let mut dino = Dino::new(backbone, &self.config, 7, &device);
         dino.center = Tensor::from_data(
             TensorData::new(
@@ -94,15 +84,6 @@ impl PartsCase {
             &BatchParts::new(parts),
         )
     }
-}
-
-/// Every parameter's values, as bits.
-fn bits<B: Backend, M: Module<B>>(net: &M) -> Vec<u32> {
-    sim_train::train::params::flatten(net)
-        .into_iter()
-        .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
-        .map(f32::to_bits)
-        .collect()
 }
 
 /// A step cut into parts over threads reads every part's own images in

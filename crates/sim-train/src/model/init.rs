@@ -28,9 +28,8 @@ pub struct VitShape {
 }
 
 impl VitShape {
-    /// A ViT small enough for a unit test to train in milliseconds: width
-    /// 32, 2 blocks of 2 heads, 8-px patches of 16-px images.
-    #[cfg(test)]
+    /// A ViT small enough for a test to train in milliseconds: width 32,
+    /// 2 blocks of 2 heads, 8-px patches of 16-px images.
     pub const TINY: VitShape = VitShape {
         width: 32,
         depth: 2,

@@ -590,15 +590,6 @@ impl std::fmt::Display for Collapse {
 mod tests {
     use super::*;
 
-    /// Every parameter's values, as bits.
-    fn bits<B: Backend, M: Module<B>>(net: &M) -> Vec<u32> {
-        crate::train::params::flatten(net)
-            .into_iter()
-            .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
-            .map(f32::to_bits)
-            .collect()
-    }
-
     fn step(teacher_entropy: f64, batch_entropy: f64) -> DinoStep {
         DinoStep {
             loss: 1.0,
@@ -789,6 +780,7 @@ mod tests {
     /// the next step as the unbroken one does.
     #[test]
     fn two_optimisers_step_as_one_to_the_bit_and_resume() {
+        use crate::train::params::bits;
         let device = Default::default();
         let images = Tensor::<Ad, 4>::random(
             [4, 3, 16, 16],

@@ -27,6 +27,16 @@ pub fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
     visitor.0
 }
 
+/// Every float parameter's values of `module` as bits, in visiting order:
+/// what two modules are compared by to be the same to the bit.
+pub fn bits<B: Backend, M: Module<B>>(module: &M) -> Vec<u32> {
+    flatten(module)
+        .into_iter()
+        .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+        .map(f32::to_bits)
+        .collect()
+}
+
 /// Replaces each float parameter p, in visiting order, by (1 − α)p₀ + αp.
 struct Towards<B: Backend> {
     start: std::vec::IntoIter<Tensor<B, 1>>,
