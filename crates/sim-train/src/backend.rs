@@ -585,6 +585,40 @@ mod tests {
         }
     }
 
+    /// A sum of 4 Mi elements or more, which burn Flex spreads over rayon's
+    /// threads, adds the sums of its 64 Ki-element chunks (each in
+    /// AVX-512's lane order) from the first chunk to the last, the same on
+    /// any number of threads and in every repeat (rayon's own reduction
+    /// pairs the chunks as its work-stealing splits them).
+    #[cfg(not(feature = "ndarray"))]
+    #[test]
+    fn a_sum_of_millions_adds_its_chunks_in_order_on_any_thread_count() {
+        use burn::tensor::{Tensor, TensorData};
+        const CHUNK: usize = 64 * 1024;
+        let n = 4 * 1024 * 1024 + 12_345;
+        let xs = summands(n, 9);
+        let want = xs
+            .chunks(CHUNK)
+            .map(sum_reference)
+            .fold(0.0f32, |total, chunk| total + chunk);
+        let tensor =
+            Tensor::<CpuBackend, 1>::from_data(TensorData::new(xs, [n]), &Default::default());
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for repeat in 0..5 {
+                let got: f32 = pool.install(|| tensor.clone().sum().into_scalar());
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{threads} threads, repeat {repeat}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
     /// Inputs for the GELU checks: one bit pattern in every 4,099 of all
     /// 2^32 (every exponent, both signs, NaNs, infinities, subnormals),
     /// libm's branch points one ulp either side, and activations' usual range.

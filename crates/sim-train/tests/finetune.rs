@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 const EPOCHS: u32 = 4;
 
-/// Same seed, same numbers: burn's CPU backend sums in parallel, and its
-/// reductions can split differently when other work competes for the
-/// threads, so reruns agree to rounding, not always to the bit.
+/// Same seed, same numbers: bit-identical where a process trains one run
+/// at a time (README, "Reproducibility"); these tests train several at once
+/// in one process, where burn 0.21's autodiff can race between them
+/// (`train::batch_parts`'s doc), so they allow float rounding.
 const REPEAT_TOLERANCE: f64 = 1e-5;
 
 fn assert_close(a: &[f64], b: &[f64], what: &str) {

@@ -123,13 +123,16 @@ fn sum_f32_contiguous(data: &[f32]) -> f32 {
     }
 }
 
-/// Parallel sum using rayon with SIMD per chunk.
+/// Parallel sum using rayon with SIMD per chunk: the chunks' sums added in
+/// chunk order, so the same bits on any number of threads and in every
+/// run (rayon's own `sum` pairs them as its work-stealing splits them).
 #[cfg(feature = "rayon")]
 #[inline]
 fn sum_f32_parallel(data: &[f32]) -> f32 {
     const CHUNK_SIZE: usize = 64 * 1024; // 64K elements per chunk
 
-    data.par_chunks(CHUNK_SIZE)
+    let chunk_sums: Vec<f32> = data
+        .par_chunks(CHUNK_SIZE)
         .map(|chunk| {
             #[cfg(feature = "simd")]
             {
@@ -140,7 +143,8 @@ fn sum_f32_parallel(data: &[f32]) -> f32 {
                 chunk.iter().copied().sum::<f32>()
             }
         })
-        .sum()
+        .collect();
+    chunk_sums.into_iter().fold(0.0, |total, sum| total + sum)
 }
 
 fn sum_impl<E: Element + bytemuck::Pod + Default + core::iter::Sum>(
