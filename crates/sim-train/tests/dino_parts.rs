@@ -21,8 +21,8 @@ type Ad = burn::backend::Autodiff<sim_train::CpuBackend>;
 /// Held by each test: the backward passes of one would race the other's.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A DINO of the tiny ViT ([`VitShape::TINY`]) with two 8-px local crops, and `n` images (fixed
-/// pixels) in its views.
+/// A DINO of the tiny ViT ([`VitShape::TINY`]) with two 8-px local crops,
+/// and `n` images (fixed pixels) in its views.
 struct PartsCase {
     config: DinoConfig,
     globals: Tensor<Ad, 4>,
@@ -108,7 +108,7 @@ fn a_step_in_parts_has_the_unsplit_steps_loss() {
 /// parts run their backward passes while others still build their graphs)
 /// repeat to the bit: no part loses a gradient term to another's backward
 /// pass. Before `BatchParts::gradients` built every graph first, this
-/// failed 60 runs of 60 (the patch embedding's, class token's and position
+/// failed 30 runs of 30 (the patch embedding's, class token's and position
 /// embedding's gradients short of a term).
 #[test]
 fn steps_in_more_parts_than_cores_repeat_to_the_bit() {
