@@ -669,7 +669,7 @@ mod tests {
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
                 g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
-                "{case}: at x = {:e} ({:#x}): {g:e} ({:#x}) against libm's {w:e} ({:#x})",
+                "{case}: at x = {:e} ({:#x}): {g:e} ({:#x}) against the reference's {w:e} ({:#x})",
                 inputs[i],
                 inputs[i].to_bits(),
                 g.to_bits(),
@@ -687,7 +687,8 @@ mod tests {
     /// burn Flex's GELU, forward and backward (through autodiff, as in
     /// training), and its erf, to the bit what they computed before
     /// vendor/burn-flex made their erf vectorise. On a tensor above Flex's
-    /// threshold for rayon's threads, a small one, and a transposed view.
+    /// threshold for rayon's threads, a small one, and a transposed view;
+    /// into memory that held NaNs (GELU's outputs are not zeroed first).
     #[test]
     #[cfg(not(feature = "ndarray"))]
     fn gelu_and_erf_are_libms_formulas_to_the_bit() {
@@ -708,6 +709,8 @@ mod tests {
             let x =
                 Tensor::<B, 1>::from_data(TensorData::new(xs.to_vec(), [len]), &dev).require_grad();
             let g = Tensor::<B, 1>::from_data(TensorData::new(gs.to_vec(), [len]), &dev);
+            // GELU writes into unzeroed memory: hand it NaNs to overwrite.
+            drop(Tensor::<CpuBackend, 1>::full([len], f32::NAN, &dev));
             let y = gelu(x.clone());
             let grads = (y.clone() * g).sum().backward();
             assert_same_bits(
@@ -750,14 +753,10 @@ mod tests {
     }
 
     /// Whether `f32::exp` here is the reference `glibc_expf` copies:
-    /// glibc's FMA build, on x86-64 Linux with a CPU that has FMA.
+    /// glibc's FMA build, on x86-64 Linux with a CPU that has AVX2 and FMA.
     #[cfg(not(feature = "ndarray"))]
     fn system_expf_is_glibcs_fma_build() -> bool {
-        let yes = cfg!(all(
-            target_arch = "x86_64",
-            target_os = "linux",
-            target_env = "gnu"
-        )) && std::arch::is_x86_feature_detected!("fma");
+        let yes = burn_flex::ops::exp_f32::is_the_systems_expf();
         if !yes {
             println!("SKIPPED: the system's expf is not glibc's FMA build on this machine");
         }
@@ -769,25 +768,17 @@ mod tests {
     fn assert_glibc_expf_is_the_systems(xs: &[f32]) {
         let got = xs
             .iter()
-            .map(|&x| burn_flex::ops::gelu_f32::glibc_expf(x))
+            .map(|&x| burn_flex::ops::exp_f32::glibc_expf(x))
             .collect();
         let want = xs.iter().map(|x| x.exp()).collect();
         assert_same_bits("glibc's expf", xs, got, want);
     }
 
-    /// GELU's backward computes `exp` as glibc's `expf` does
-    /// (`burn_flex::ops::gelu_f32::glibc_expf`, so that its loop
-    /// vectorises); Flex's formula called the system's `f32::exp`. The same
-    /// bits on one pattern in 4,099 of all 2^32, glibc's branch points one
-    /// ulp either side (|x| = 88, overflow at 88.72, the two underflow
-    /// limits near -103.3 and -104) and GELU's arguments `-x² / 2` for x in
-    /// ±20.
-    #[test]
+    /// One bit pattern in 4,099 of all 2^32, glibc's branch points one ulp
+    /// either side (|x| = 88, overflow at 88.72, the two underflow limits
+    /// near -103.3 and -104) and GELU's arguments `-x² / 2` for x in ±20.
     #[cfg(not(feature = "ndarray"))]
-    fn gelu_backwards_exp_is_glibcs_expf_to_the_bit() {
-        if !system_expf_is_glibcs_fma_build() {
-            return;
-        }
+    fn expf_inputs() -> Vec<f32> {
         let mut xs: Vec<f32> = (0..=u32::MAX).step_by(4_099).map(f32::from_bits).collect();
         for edge in [
             0x42b0_0000u32,
@@ -803,7 +794,66 @@ mod tests {
             let x = (i as f32 - 200_000.0) * 1e-4;
             -0.5 * x * x
         }));
-        assert_glibc_expf_is_the_systems(&xs);
+        xs
+    }
+
+    /// GELU's backward computes `exp` as glibc's `expf` does
+    /// (`burn_flex::ops::exp_f32::glibc_expf`, so that its loop
+    /// vectorises); Flex's formula called the system's `f32::exp`. The same
+    /// bits on [`expf_inputs`].
+    #[test]
+    #[cfg(not(feature = "ndarray"))]
+    fn gelu_backwards_exp_is_glibcs_expf_to_the_bit() {
+        if !system_expf_is_glibcs_fma_build() {
+            return;
+        }
+        assert_glibc_expf_is_the_systems(&expf_inputs());
+    }
+
+    /// burn Flex's `exp` of f32 tensors (softmax's), which
+    /// vendor/burn-flex runs as `glibc_expf` in a loop that vectorises where
+    /// that is the system's `expf`: the system's `f32::exp` to the bit on
+    /// [`expf_inputs`], computed in place (a tensor that owns its memory),
+    /// into new memory (a tensor whose memory another shares, after a
+    /// NaN-filled buffer of its size was freed, so that an element left
+    /// unwritten shows), and from a transposed view. Where `f32::exp` is
+    /// not glibc's FMA build, Flex's own loop runs and this checks that.
+    #[test]
+    #[cfg(not(feature = "ndarray"))]
+    fn exp_of_a_tensor_is_the_systems_expf_to_the_bit() {
+        use burn::tensor::{Tensor, TensorData};
+        let xs = expf_inputs();
+        let n = xs.len();
+        let want: Vec<f32> = xs.iter().map(|x| x.exp()).collect();
+        let dev = Default::default();
+        let tensor = || Tensor::<CpuBackend, 1>::from_data(TensorData::new(xs.clone(), [n]), &dev);
+        assert_same_bits(
+            "exp in place",
+            &xs,
+            tensor().exp().into_data().to_vec().unwrap(),
+            want.clone(),
+        );
+        let shared = tensor();
+        drop(Tensor::<CpuBackend, 1>::full([n], f32::NAN, &dev));
+        assert_same_bits(
+            "exp into new memory",
+            &xs,
+            shared.clone().exp().into_data().to_vec().unwrap(),
+            want.clone(),
+        );
+        drop(shared);
+        let square = &xs[..1 << 18];
+        let read_transposed: Vec<f32> = (0..1 << 18)
+            .map(|i| square[(i % 512) * 512 + i / 512])
+            .collect();
+        let x =
+            Tensor::<CpuBackend, 2>::from_data(TensorData::new(square.to_vec(), [512, 512]), &dev);
+        assert_same_bits(
+            "exp of a transposed view",
+            &read_transposed,
+            x.transpose().exp().into_data().to_vec().unwrap(),
+            read_transposed.iter().map(|x| x.exp()).collect(),
+        );
     }
 
     /// The same on every one of the 2^32 f32 bit patterns (seconds):

@@ -10,15 +10,18 @@
 //! first branch, the rest the whole of it (`erf_scaled_any`), with AVX2
 //! where the CPU has it (the build targets baseline x86-64) and on rayon's
 //! threads for large tensors; elementwise, so none of it changes a bit.
-//! The backward's `exp` is glibc's `expf` ([`glibc_expf`]), which Flex's
-//! formula called through `f32::exp`, written so that the loop around it
-//! vectorises too.
+//! The backward's `exp` is glibc's `expf` ([`glibc_expf`], `exp_f32.rs`),
+//! which Flex's formula called through `f32::exp`, written so that the
+//! loop around it vectorises too. Outputs are written into unzeroed
+//! memory: every element once, by erff's first branch, before anything
+//! reads it.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_std::Bytes;
+use core::mem::MaybeUninit;
 
+use super::exp_f32::glibc_expf;
 use crate::{FlexTensor, Layout};
 #[cfg(not(feature = "std"))]
 #[allow(unused_imports)]
@@ -106,7 +109,7 @@ const SB: [f32; 8] = [
 
 /// `if m { a } else { b }` on the bits, which compilers turn into a blend.
 #[inline(always)]
-fn pick(m: bool, a: f32, b: f32) -> f32 {
+pub(super) fn pick(m: bool, a: f32, b: f32) -> f32 {
     f32::from_bits(if m { a.to_bits() } else { b.to_bits() })
 }
 
@@ -220,10 +223,9 @@ pub fn erff(x: f32) -> f32 {
 pub fn gelu(tensor: FlexTensor) -> FlexTensor {
     let x = tensor.to_contiguous();
     let xs = values(&x);
-    let mut out: Vec<f32> = vec![0.0; xs.len()];
-    fill_chunked(&mut out, |start, o| {
+    let out = fill_chunked(xs.len(), |start, o| {
         let xs = &xs[start..start + o.len()];
-        erf_scaled(xs, o);
+        let o = erf_scaled(xs, o);
         for (d, &x) in o.iter_mut().zip(xs) {
             *d = 0.5 * x * (1.0 + *d);
         }
@@ -238,10 +240,9 @@ pub fn gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
     debug_assert_eq!(x.layout().shape(), grad.layout().shape());
     let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
     let (xs, gs) = (values(&x), values(&grad));
-    let mut out: Vec<f32> = vec![0.0; xs.len()];
-    fill_chunked(&mut out, |start, o| {
+    let out = fill_chunked(xs.len(), |start, o| {
         let (xs, gs) = (&xs[start..start + o.len()], &gs[start..start + o.len()]);
-        erf_scaled(xs, o);
+        let o = erf_scaled(xs, o);
         backward_from_erf(xs, gs, o);
     });
     contiguous_like(&x, out)
@@ -277,75 +278,15 @@ fn backward_from_erf_any(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     }
 }
 
-/// glibc's `expf` to the bit, as its FMA build (`__expf_fma`, from
-/// `sysdeps/ieee754/flt-32/e_expf.c`; read from glibc 2.36), the one
-/// `f32::exp` calls on x86-64 Linux with an FMA CPU, computes it: in f64, `x` as `k / 32 + r / 32`
-/// in units of ln 2, `2^(k / 32)` from a table of 32, a cubic in `r`, each
-/// `a * b + c` fused where that build fuses it. Its special cases (|x| ≥ 88,
-/// infinities, NaN) are picked by masks, so a loop over it vectorises. The
-/// constants are the ones in `__exp2f_data` of glibc 2.36's libm.so.6.
-#[inline(always)]
-pub fn glibc_expf(x: f32) -> f32 {
-    let xd = x as f64;
-    let shifted = EXPF_INV_LN2_N.mul_add(xd, EXPF_SHIFT);
-    let ki = shifted.to_bits();
-    let kd = shifted - EXPF_SHIFT;
-    let r = EXPF_INV_LN2_N.mul_add(xd, -kd);
-    let s = f64::from_bits(EXPF_TABLE[(ki % 32) as usize].wrapping_add(ki << 47));
-    let z = EXPF_POLY[0].mul_add(r, EXPF_POLY[1]);
-    let r2 = r * r;
-    let y = EXPF_POLY[2].mul_add(r, 1.0);
-    let y = z.mul_add(r2, y);
-    let normal = (y * s) as f32;
-    // |x| >= 88, infinities and NaN: glibc's branches, in its order.
-    let bits = x.to_bits();
-    let special = if bits == 0xff80_0000 {
-        0.0
-    } else if (bits >> 20) & 0x7ff >= 0x7f8 {
-        x + x
-    } else if x > f32::from_bits(0x42b1_7217) {
-        f32::INFINITY
-    } else if x < f32::from_bits(0xc2cf_f1b4) {
-        0.0
-    } else if x < f32::from_bits(0xc2ce_8ecf) {
-        // __math_may_uflowf: 0x1.4p-75 squared, the smallest subnormal.
-        f32::from_bits(1)
-    } else {
-        normal
-    };
-    pick((bits >> 20) & 0x7ff >= 0x42b, special, normal)
-}
-
-/// `32 / ln 2`, the shift that rounds to an integer in f64, and the cubic's
-/// coefficients for `2^(r / 32)` (`invln2_scaled`, `shift`, `poly_scaled`).
-const EXPF_INV_LN2_N: f64 = f64::from_bits(0x4047_1547_652b_82fe);
-const EXPF_SHIFT: f64 = f64::from_bits(0x4338_0000_0000_0000);
-const EXPF_POLY: [f64; 3] = [
-    f64::from_bits(0x3ebc_6af8_4b91_2394),
-    f64::from_bits(0x3f2e_bfce_50fa_c4f3),
-    f64::from_bits(0x3f96_2e42_ff0c_52d6),
-];
-/// `2^(i / 32)` with the `i / 32` taken out of the exponent (`tab`).
-const EXPF_TABLE: [u64; 32] = [
-    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
-    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
-    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
-    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
-    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
-    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
-    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
-    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
-];
-
 /// The elements of a contiguous f32 tensor.
-fn values(tensor: &FlexTensor) -> &[f32] {
+pub(super) fn values(tensor: &FlexTensor) -> &[f32] {
     debug_assert_eq!(tensor.dtype(), DType::F32);
     let start = tensor.layout().start_offset();
     &tensor.storage::<f32>()[start..start + tensor.layout().num_elements()]
 }
 
 /// `values` as a contiguous tensor of `like`'s shape.
-fn contiguous_like(like: &FlexTensor, values: Vec<f32>) -> FlexTensor {
+pub(super) fn contiguous_like(like: &FlexTensor, values: Vec<f32>) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(like.layout().shape().clone()),
@@ -353,41 +294,54 @@ fn contiguous_like(like: &FlexTensor, values: Vec<f32>) -> FlexTensor {
     )
 }
 
-/// `fill(start, chunk)` on chunks of `out` (`start`: the chunk's first
-/// index), on rayon's threads for large tensors: each element is computed
-/// alone, so the split changes no bit.
-fn fill_chunked<F: Fn(usize, &mut [f32]) + Send + Sync>(out: &mut [f32], fill: F) {
+/// `len` elements made by `fill(start, chunk)` on chunks of unzeroed
+/// memory (`start`: the chunk's first index), on rayon's threads for large
+/// tensors: each element is computed alone, so the split changes no bit.
+/// `fill` must write every element of its chunk: each starts with
+/// [`erf_scaled`], which does.
+fn fill_chunked<F: Fn(usize, &mut [MaybeUninit<f32>]) + Send + Sync>(
+    len: usize,
+    fill: F,
+) -> Vec<f32> {
     const CHUNK: usize = 16 * 1024;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let chunks = &mut out.spare_capacity_mut()[..len];
     #[cfg(feature = "rayon")]
-    if out.len() >= super::PARALLEL_THRESHOLD {
+    if len >= super::PARALLEL_THRESHOLD {
         use rayon::prelude::*;
-        out.par_chunks_mut(CHUNK)
+        chunks
+            .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(i, o)| fill(i * CHUNK, o));
-        return;
+        // SAFETY: every chunk of the `len` elements was written.
+        unsafe { out.set_len(len) };
+        return out;
     }
-    for (i, o) in out.chunks_mut(CHUNK).enumerate() {
+    for (i, o) in chunks.chunks_mut(CHUNK).enumerate() {
         fill(i * CHUNK, o);
     }
+    // SAFETY: every chunk of the `len` elements was written.
+    unsafe { out.set_len(len) };
+    out
 }
 
-/// `erf(x / √2)` of every `x` into `out`, with AVX2 where the CPU has it.
-fn erf_scaled(xs: &[f32], out: &mut [f32]) {
+/// `erf(x / √2)` of every `x` into `out`, with AVX2 where the CPU has it;
+/// returns `out`, every element written.
+fn erf_scaled<'a>(xs: &[f32], out: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { erf_scaled_avx2(xs, out) };
-        return;
+        return unsafe { erf_scaled_avx2(xs, out) };
     }
-    erf_scaled_any(xs, out);
+    erf_scaled_any(xs, out)
 }
 
 /// The same loops compiled for AVX2: eight lanes where baseline x86-64 has
 /// four. No FMA: Rust never fuses a product and a sum, so the bits stay.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
-unsafe fn erf_scaled_avx2(xs: &[f32], out: &mut [f32]) {
-    erf_scaled_any(xs, out);
+unsafe fn erf_scaled_avx2<'a>(xs: &[f32], out: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
+    erf_scaled_any(xs, out)
 }
 
 /// Most of GELU's inputs take erff's first branch (|x / √2| < 0.84375, a
@@ -399,9 +353,10 @@ unsafe fn erf_scaled_avx2(xs: &[f32], out: &mut [f32]) {
 /// time and skips the groups that have none (a scalar division per
 /// element there took 40 % of this function's time).
 #[inline(always)]
-fn erf_scaled_any(xs: &[f32], out: &mut [f32]) {
+fn erf_scaled_any<'a>(xs: &[f32], out: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
     const BLOCK: usize = 1024;
     const GROUP: usize = 8;
+    assert_eq!(xs.len(), out.len());
     for (xs, out) in xs.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
         let len = xs.len();
         let mut scaled = [0.0f32; BLOCK];
@@ -413,9 +368,11 @@ fn erf_scaled_any(xs: &[f32], out: &mut [f32]) {
             .zip(xs)
         {
             *s = x / core::f32::consts::SQRT_2;
-            *d = erff_first_branch(*s);
+            d.write(erff_first_branch(*s));
             *o = !FIRST_BRANCH.contains(&(s.to_bits() & 0x7fff_ffff)) as u8;
         }
+        // SAFETY: the loop above wrote each of the block's elements.
+        let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
         let mut others = [0u16; BLOCK];
         let mut n = 0;
         for (g, flags) in outside[..len].chunks(GROUP).enumerate() {
@@ -438,4 +395,6 @@ fn erf_scaled_any(xs: &[f32], out: &mut [f32]) {
             out[i as usize] = a;
         }
     }
+    // SAFETY: each block was written in full above.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }

@@ -105,6 +105,7 @@ pub mod fft;
 pub mod flip;
 mod float;
 pub mod gather_scatter;
+pub mod exp_f32;
 pub mod gelu_f32;
 pub mod grid_sample;
 mod int;

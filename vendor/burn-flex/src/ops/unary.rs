@@ -163,6 +163,17 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
+    // simlab patch: f32 through a loop that vectorises, where it computes
+    // what `f32::exp` does (`exp_f32.rs`).
+    #[cfg(all(
+        feature = "std",
+        target_arch = "x86_64",
+        target_os = "linux",
+        target_env = "gnu"
+    ))]
+    if tensor.dtype() == DType::F32 && crate::ops::exp_f32::is_the_systems_expf() {
+        return crate::ops::exp_f32::exp(tensor);
+    }
     unary_op(tensor, |x| x.exp(), |x| x.exp())
 }
 
