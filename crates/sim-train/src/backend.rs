@@ -856,6 +856,49 @@ mod tests {
         );
     }
 
+    /// burn Flex's fused softmax (the one a forward pass without autodiff
+    /// runs: the teacher's, evaluations), whose `exp` vendor/burn-flex runs
+    /// as `glibc_expf` in a loop that vectorises where that is the system's
+    /// `expf`: to the bit Flex's three passes as they were (the row's
+    /// maximum, `exp(x - max)` summed in order, each times 1 / sum), on rows
+    /// of attention's and DINO's lengths and odd ones, more rows than one
+    /// of Flex's parallel tasks takes, values over ±40 and some -∞.
+    #[test]
+    #[cfg(not(feature = "ndarray"))]
+    fn softmax_is_flexs_three_passes_to_the_bit() {
+        use burn::tensor::{Tensor, TensorData, activation::softmax};
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 80.0 - 40.0
+        };
+        for (rows, len) in [(200, 17), (70, 1024), (9, 5), (3, 3001)] {
+            let mut xs: Vec<f32> = (0..rows * len).map(|_| draw()).collect();
+            for i in (0..xs.len()).step_by(7) {
+                xs[i] = f32::NEG_INFINITY;
+            }
+            let mut want = Vec::with_capacity(xs.len());
+            for row in xs.chunks(len) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let e: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+                let inv = 1.0 / e.iter().fold(0.0f32, |s, &e| s + e);
+                want.extend(e.iter().map(|&e| e * inv));
+            }
+            let x = Tensor::<CpuBackend, 2>::from_data(
+                TensorData::new(xs.clone(), [rows, len]),
+                &Default::default(),
+            );
+            assert_same_bits(
+                &format!("softmax of {rows} rows of {len}"),
+                &xs,
+                softmax(x, 1).into_data().to_vec().unwrap(),
+                want,
+            );
+        }
+    }
+
     /// The same on every one of the 2^32 f32 bit patterns (seconds):
     /// `cargo test -p sim-train --lib -- --ignored glibc_expf_on_every_f32`.
     #[test]

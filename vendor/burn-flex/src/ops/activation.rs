@@ -300,7 +300,12 @@ fn softmax_rows_f32(input: &[f32], output: &mut [f32], row_len: usize) {
     assert_eq!(input.len(), output.len());
     assert_eq!(input.len() % row_len, 0);
     #[cfg(feature = "simd")]
-    softmax_rows_f32_simd(input, output, row_len);
+    softmax_rows_f32_simd(
+        input,
+        output,
+        row_len,
+        crate::ops::exp_f32::is_the_systems_expf(),
+    );
     #[cfg(not(feature = "simd"))]
     {
         for (in_row, out_row) in input.chunks(row_len).zip(output.chunks_mut(row_len)) {
@@ -311,11 +316,16 @@ fn softmax_rows_f32(input: &[f32], output: &mut [f32], row_len: usize) {
 
 #[cfg(feature = "simd")]
 #[macerator::with_simd]
-fn softmax_rows_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32], row_len: usize) {
+fn softmax_rows_f32_simd<S: macerator::Simd>(
+    input: &[f32],
+    output: &mut [f32],
+    row_len: usize,
+    glibc_exp: bool,
+) {
     debug_assert_eq!(input.len(), output.len());
     debug_assert_eq!(input.len() % row_len, 0);
     for (in_row, out_row) in input.chunks(row_len).zip(output.chunks_mut(row_len)) {
-        softmax_row_f32_simd::<S>(in_row, out_row);
+        softmax_row_f32_simd::<S>(in_row, out_row, glibc_exp);
     }
 }
 
@@ -345,10 +355,11 @@ fn softmax_row_f32_scalar(input: &[f32], output: &mut [f32]) {
 
 /// Inner row kernel for a single softmax row. `#[inline(always)]` so it
 /// inlines into `softmax_rows_f32_simd`'s loop body for each monomorphized S,
-/// avoiding a per-row call boundary.
+/// avoiding a per-row call boundary. `glibc_exp`: `f32::exp` is
+/// `exp_f32::glibc_expf` here (simlab patch, below).
 #[cfg(feature = "simd")]
 #[inline(always)]
-fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
+fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32], glibc_exp: bool) {
     use macerator::{Scalar, vload_unaligned, vstore_unaligned};
     let lanes = <f32 as Scalar>::lanes::<S>();
     let len = input.len();
@@ -379,10 +390,23 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
     // actually does memory reads + writes on the whole row, so scalar
     // here still lands us at memory bandwidth.
     let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
-        sum += e;
+    if glibc_exp {
+        // simlab patch: where `f32::exp` is glibc's FMA build, the same
+        // function inlined (`exp_f32.rs`), so that this loop vectorises
+        // (the CPU has AVX2 and FMA, so macerator runs an AVX2 or AVX-512
+        // form of it); then the same sum, in the same order.
+        for (o, &x) in output.iter_mut().zip(input) {
+            *o = crate::ops::exp_f32::glibc_expf(x - max_val);
+        }
+        for &e in output.iter() {
+            sum += e;
+        }
+    } else {
+        for idx in 0..len {
+            let e = (input[idx] - max_val).exp();
+            output[idx] = e;
+            sum += e;
+        }
     }
 
     // Pass 3: normalize.
