@@ -1,13 +1,15 @@
 //! simlab patch: `exp` of f32 tensors as glibc's `expf`, in a loop that
 //! vectorises.
 //!
-//! Flex's `exp` calls `f32::exp` per element, which on x86-64 Linux is a
-//! call into glibc that keeps the loop around it scalar (softmax's `exp`:
-//! about 1.3 % of a DINO epoch's samples). [`glibc_expf`] is glibc's
-//! `expf` written in Rust, its special cases picked by masks, so a loop
-//! over it vectorises; [`exp`] runs it where it is what `f32::exp`
-//! computes ([`is_the_systems_expf`]), so no bit changes, and Flex's own
-//! loop runs everywhere else. GELU's backward calls it too (`gelu_f32.rs`).
+//! Flex's `exp` op and its fused softmax call `f32::exp` per element,
+//! which on x86-64 Linux is a call into glibc that keeps the loop around
+//! it scalar (softmax's exps: 1.5 % of the samples of a DINO process and
+//! of a fine-tuning run). [`glibc_expf`] is glibc's `expf` written in
+//! Rust, its special cases picked by masks, so a loop over it vectorises;
+//! [`exp`] and the fused softmax (`activation.rs`) run it where it is what
+//! `f32::exp` computes ([`is_the_systems_expf`]), so no bit changes, and
+//! Flex's own loops run everywhere else. GELU's backward calls it too
+//! (`gelu_f32.rs`).
 
 use super::gelu_f32::pick;
 
