@@ -32,7 +32,12 @@ pub fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
 pub fn bits<B: Backend, M: Module<B>>(module: &M) -> Vec<u32> {
     flatten(module)
         .into_iter()
-        .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+        .flat_map(|t| {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("values converted to f32 read back as f32")
+        })
         .map(f32::to_bits)
         .collect()
 }
